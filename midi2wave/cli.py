@@ -1,0 +1,195 @@
+"""`midi2wave` command line: a thin layer over the library API.
+
+Heavy imports (torch, numba, soundfile...) happen inside the handlers so that `--help` is instant.
+Every `Midi2WaveError` is printed as one line `midi2wave: error: <file>: <problem>` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import Midi2WaveError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"expected 0 <= i < n, got {text!r}")
+    return index, count
+
+
+# --------------------------------------------------------------------------------------- handlers
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .data.prepare import prepare_dataset
+
+    summary = prepare_dataset(
+        args.source,
+        args.out,
+        jobs=args.jobs,
+        sample_rate_hz=args.sample_rate,
+        shard=args.shard,
+        split_csv=args.split_csv,
+        max_duration_mismatch_seconds=args.max_duration_mismatch,
+        progress=not args.quiet,
+    )
+    return 0 if not summary.failed else 1
+
+
+def _cmd_make_demo_data(args: argparse.Namespace) -> int:
+    from .data.demo import make_demo_dataset
+
+    make_demo_dataset(args.out, minutes=args.minutes, seed=args.seed, force=args.force, progress=not args.quiet)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train_from_cli
+
+    return train_from_cli(args)
+
+
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    from .generate import synthesize_from_cli
+
+    return synthesize_from_cli(args)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_from_cli
+
+    return evaluate_from_cli(args)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_from_cli
+
+    return export_from_cli(args)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .info import info_from_cli
+
+    return info_from_cli(args)
+
+
+# ----------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="midi2wave",
+        description="MIDI-conditioned WaveNet piano synthesis (midi2wave of Wave2Midi2Wave).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="preprocess MAESTRO (or a folder of MIDI + audio pairs) into a dataset store")
+    p.add_argument("source", type=Path, help="MAESTRO root (with its metadata CSV/JSON) or a folder of name.mid + name.wav|flac pairs")
+    p.add_argument("out", type=Path, help="dataset store to create or resume")
+    p.add_argument("--jobs", type=_positive_int, default=None, help="parallel worker processes (default: all cores)")
+    p.add_argument("--sample-rate", type=_positive_int, default=16000, help="audio rate of the store in Hz (default 16000)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N", help="process only shard I of N (split work across machines)")
+    p.add_argument("--split-csv", type=Path, default=None, help="for a generic folder: CSV with columns name,split")
+    p.add_argument("--max-duration-mismatch", type=float, default=5.0, metavar="SECONDS",
+                   help="skip pieces whose MIDI ends more than this after the audio (default 5)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_prepare)
+
+    p = sub.add_parser("make-demo-data", help="render a synthetic dataset in the exact MAESTRO v3 layout with FluidSynth")
+    p.add_argument("out", type=Path, help="folder to create (refused if it exists and is not empty, unless --force)")
+    p.add_argument("--minutes", type=float, default=60.0, help="total audio in minutes (default 60)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (the output is deterministic for a seed)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing dataset folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_make_demo_data)
+
+    p = sub.add_parser("train", help="train a model (run under torchrun for several processes or GPUs)")
+    p.add_argument("-c", "--config", type=Path, required=True, help="JSON config (see configs/)")
+    p.add_argument("--data", type=Path, default=None, help="dataset store made by `prepare`")
+    p.add_argument("--out", type=Path, default=None, help="run folder for checkpoints and logs (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--max-steps", type=_positive_int, default=None, help="override train.max_steps")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("synthesize", help="render MIDI files to audio with a trained model")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT.mid", help="MIDI files")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")
+    p.add_argument("-o", "--out", type=Path, default=None,
+                   help="output WAV (one input) or folder (several inputs); default: INPUT.wav beside each input")
+    p.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in seconds")
+    p.add_argument("--end", type=float, default=None, metavar="S", help="end time in seconds (default: end of the MIDI)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--engine", choices=("auto", "numba", "torch"), default="auto", help="generation engine")
+    p.add_argument("--chunk-seconds", type=float, default=0.0,
+                   help="cut the piece into chunks generated as a batch across cores (0: one stream)")
+    p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.add_argument("--prime", type=Path, default=None, metavar="AUDIO",
+                   help="teacher-force the first --prime-seconds from this audio file, then run free")
+    p.add_argument("--prime-seconds", type=float, default=1.0)
+    p.add_argument("--year", type=int, default=None, help="recording year to imitate (default: the model's default)")
+    p.add_argument("--plot", action="store_true", help="also write a PNG: piano roll above the spectrogram")
+    p.add_argument("--device", default="cpu", help="torch device for --engine torch")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_synthesize)
+
+    p = sub.add_parser("evaluate", help="NLL, conditioning gain and transcription F1 of a model")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")
+    p.add_argument("--data", type=Path, default=None, help="dataset store made by `prepare`")
+    p.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    p.add_argument("--midi", type=Path, nargs="+", default=None, help="evaluate on these MIDI files instead of --data")
+    p.add_argument("--excerpts", type=_positive_int, default=8, help="excerpts to score")
+    p.add_argument("--excerpt-seconds", type=float, default=4.0)
+    p.add_argument("--no-transcription", action="store_true", help="skip generation + transcription F1")
+    p.add_argument("--plots", type=Path, default=None, help="folder for PNGs")
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="export weights for other inference engines")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--format", choices=("nv-wavenet",), default="nv-wavenet")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("info", help="describe a checkpoint, config or dataset store")
+    p.add_argument("path", type=Path, nargs="?", default=None, help="checkpoint, config JSON or store folder (default: bundled model)")
+    p.set_defaults(handler=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except Midi2WaveError as e:
+        print(f"midi2wave: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("midi2wave: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""Configuration: frozen dataclasses loaded from JSON, with clear errors for unknown keys and bad values.
+
+A config file holds up to three sections, each optional (missing keys take their defaults)::
+
+    {"data": {...}, "model": {...}, "train": {...}}
+
+Checkpoints store the same structure, so a model is rebuilt from its file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import constants as C
+from .errors import Midi2WaveError
+
+
+class ConfigError(Midi2WaveError, ValueError):
+    """A config file or dict has an unknown key or a bad value. The message names both."""
+
+
+# Frame-rate conditioning channels a model may use, and how many rows each contributes.
+FRAME_CHANNELS: dict[str, int] = {
+    "onset_velocity": C.N_KEYS,  # velocity/127 in the onset frame of each note (the paper's roll)
+    "frame": C.N_KEYS,  # velocity/127 while a key sounds (held or sustained)
+    "onset": C.N_KEYS,  # 1 in the onset frame
+    "offset": C.N_KEYS,  # 1 in the frame a sounding note ends
+    "pedals": C.N_PEDALS,  # continuous CC64, CC66, CC67 values / 127
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What a training example is: rates, segment length and the conditioning channels."""
+
+    sample_rate_hz: int = C.SAMPLE_RATE_HZ
+    frame_rate_hz: int = C.FRAME_RATE_HZ
+    segment_seconds: float = 0.5
+    conditioning: tuple[str, ...] = ("onset_velocity",)
+    use_year: bool = True
+    sustain_threshold: int = C.PEDAL_ON_THRESHOLD
+    # Audio-rate excitation rendered from the MIDI alone (sinusoids at each sounding note's
+    # partials); 0 disables it, otherwise the number of partials per note summed into one channel.
+    excitation_partials: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.sample_rate_hz > 0, "data.sample_rate_hz", self.sample_rate_hz, "must be > 0")
+        _require(self.frame_rate_hz > 0, "data.frame_rate_hz", self.frame_rate_hz, "must be > 0")
+        _require(
+            self.sample_rate_hz % self.frame_rate_hz == 0,
+            "data.frame_rate_hz",
+            self.frame_rate_hz,
+            f"must divide sample_rate_hz ({self.sample_rate_hz})",
+        )
+        _require(self.segment_seconds > 0, "data.segment_seconds", self.segment_seconds, "must be > 0")
+        _require(len(self.conditioning) > 0 or self.excitation_partials > 0, "data.conditioning",
+                 list(self.conditioning), "a model needs at least one conditioning channel")
+        for name in self.conditioning:
+            _require(name in FRAME_CHANNELS, "data.conditioning", name,
+                     f"unknown channel (choose from {sorted(FRAME_CHANNELS)})")
+        _require(len(set(self.conditioning)) == len(self.conditioning), "data.conditioning",
+                 list(self.conditioning), "lists a channel twice")
+        _require(0 <= self.sustain_threshold <= 127, "data.sustain_threshold", self.sustain_threshold,
+                 "must be in 0..127")
+        _require(self.excitation_partials >= 0, "data.excitation_partials", self.excitation_partials,
+                 "must be >= 0")
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.sample_rate_hz // self.frame_rate_hz
+
+    @property
+    def segment_frames(self) -> int:
+        """Frames per training segment (segments are whole frames long)."""
+        return max(1, round(self.segment_seconds * self.frame_rate_hz))
+
+    @property
+    def segment_samples(self) -> int:
+        return self.segment_frames * self.samples_per_frame
+
+    @property
+    def conditioning_channels(self) -> int:
+        """Rows of the frame-rate conditioning array, in the order of `conditioning`."""
+        return sum(FRAME_CHANNELS[name] for name in self.conditioning)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The audio WaveNet, the context stack over the piano roll, and the output distribution."""
+
+    # Audio stack
+    input_kind: str = "mulaw_embedding"  # "mulaw_embedding" | "scalar"
+    residual_channels: int = 64
+    gate_channels: int = 128  # split in halves for tanh and sigmoid
+    skip_channels: int = 256
+    n_stacks: int = 2
+    layers_per_stack: int = 10  # dilations 1, 2, 4, ... 2**(layers_per_stack-1), repeated n_stacks times
+    kernel_size: int = 2
+    bias: bool = True
+    # Output
+    output_kind: str = "mol"  # "mol" (discretized mixture of logistics, 16 bit) | "mulaw" (256-way softmax)
+    n_mixtures: int = 10
+    mulaw_classes: int = C.MU_LAW_CLASSES
+    # Context stack over the frame-rate conditioning
+    context_channels: int = 64
+    context_stacks: int = 2
+    context_layers_per_stack: int = 6  # dilations 1, 2, ... 2**(n-1) per stack
+    context_kernel_size: int = 3
+    context_causal: bool = False  # non-causal may look ahead: the whole MIDI is known before synthesis
+    upsample: str = "repeat"  # "repeat" | "transposed" (learned transposed conv, frame -> audio rate)
+    # Global conditioning
+    year_embedding: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.input_kind in ("mulaw_embedding", "scalar"), "model.input_kind", self.input_kind,
+                 "must be 'mulaw_embedding' or 'scalar'")
+        _require(self.output_kind in ("mol", "mulaw"), "model.output_kind", self.output_kind,
+                 "must be 'mol' or 'mulaw'")
+        _require(self.upsample in ("repeat", "transposed"), "model.upsample", self.upsample,
+                 "must be 'repeat' or 'transposed'")
+        for name in ("residual_channels", "skip_channels", "n_stacks", "layers_per_stack", "n_mixtures",
+                     "context_channels", "context_layers_per_stack"):
+            value = getattr(self, name)
+            _require(value >= 1, f"model.{name}", value, "must be >= 1")
+        _require(self.context_stacks >= 0, "model.context_stacks", self.context_stacks, "must be >= 0")
+        _require(self.gate_channels >= 2 and self.gate_channels % 2 == 0, "model.gate_channels",
+                 self.gate_channels, "must be even and >= 2 (tanh half, sigmoid half)")
+        _require(self.kernel_size >= 2, "model.kernel_size", self.kernel_size, "must be >= 2")
+        _require(self.context_kernel_size >= 1 and self.context_kernel_size % 2 == 1,
+                 "model.context_kernel_size", self.context_kernel_size, "must be odd and >= 1")
+        _require(self.mulaw_classes >= 2, "model.mulaw_classes", self.mulaw_classes, "must be >= 2")
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return tuple(2**i for i in range(self.layers_per_stack)) * self.n_stacks
+
+    @property
+    def receptive_field_samples(self) -> int:
+        """Samples of past audio (the current input included) that one output depends on."""
+        return (self.kernel_size - 1) * sum(self.dilations) + 1
+
+    @property
+    def output_channels(self) -> int:
+        return 3 * self.n_mixtures if self.output_kind == "mol" else self.mulaw_classes
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, checkpointing and logging."""
+
+    batch_size: int = 8
+    max_steps: int = 10_000
+    learning_rate: float = 1e-3
+    warmup_steps: int = 500
+    lr_decay_half_life_steps: int = 50_000  # exponential decay after warm-up
+    min_learning_rate: float = 1e-5
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    grad_clip_norm: float = 1.0
+    ema_decay: float = 0.999  # 0 disables EMA weights
+    amp: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "fp16" | "none"
+    seed: int = 0
+    num_workers: int = 0
+    log_every_steps: int = 50
+    validate_every_steps: int = 500
+    validation_batches: int = 8
+    checkpoint_every_steps: int = 500
+    keep_checkpoints: int = 3
+    audio_samples_every_steps: int = 0  # 0: no audio summaries
+    max_consecutive_nonfinite: int = 20
+    # Regularisers against the decoder ignoring the MIDI
+    input_noise_std: float = 0.0  # Gaussian noise on the teacher-forced audio input ([-1, 1] units)
+    input_dropout: float = 0.0  # probability of zeroing teacher-forced input samples
+    aux_mel_loss_weight: float = 0.0  # context stack predicts the target's log-mel spectrogram
+    aux_mel_bands: int = 80
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_steps", "log_every_steps", "validate_every_steps",
+                     "checkpoint_every_steps", "keep_checkpoints", "max_consecutive_nonfinite",
+                     "aux_mel_bands"):
+            value = getattr(self, name)
+            _require(value >= 1, f"train.{name}", value, "must be >= 1")
+        for name in ("warmup_steps", "num_workers", "validation_batches", "audio_samples_every_steps"):
+            value = getattr(self, name)
+            _require(value >= 0, f"train.{name}", value, "must be >= 0")
+        _require(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "must be > 0")
+        _require(self.lr_decay_half_life_steps > 0, "train.lr_decay_half_life_steps",
+                 self.lr_decay_half_life_steps, "must be > 0")
+        _require(0 <= self.ema_decay < 1, "train.ema_decay", self.ema_decay, "must be in [0, 1)")
+        _require(self.grad_clip_norm > 0, "train.grad_clip_norm", self.grad_clip_norm, "must be > 0")
+        _require(self.amp in ("auto", "bf16", "fp16", "none"), "train.amp", self.amp,
+                 "must be 'auto', 'bf16', 'fp16' or 'none'")
+        _require(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+                 "train.adam_betas", list(self.adam_betas), "must be two numbers in [0, 1)")
+        _require(self.input_noise_std >= 0, "train.input_noise_std", self.input_noise_std, "must be >= 0")
+        _require(0 <= self.input_dropout < 1, "train.input_dropout", self.input_dropout, "must be in [0, 1)")
+        _require(self.aux_mel_loss_weight >= 0, "train.aux_mel_loss_weight", self.aux_mel_loss_weight,
+                 "must be >= 0")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How `synthesize` runs the model."""
+
+    temperature: float = 1.0
+    seed: int = 0
+    engine: str = "auto"  # "auto" | "numba" | "torch"
+    chunk_seconds: float = 0.0  # 0: one stream for the whole piece; else chunks generated as a batch
+    overlap_seconds: float = 0.5  # warm-up overlap between chunks, crossfaded
+    threads: int = 0  # 0: all cores
+
+    def __post_init__(self) -> None:
+        _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
+        _require(self.engine in ("auto", "numba", "torch"), "sampling.engine", self.engine,
+                 "must be 'auto', 'numba' or 'torch'")
+        _require(self.chunk_seconds >= 0, "sampling.chunk_seconds", self.chunk_seconds, "must be >= 0")
+        _require(self.overlap_seconds >= 0, "sampling.overlap_seconds", self.overlap_seconds, "must be >= 0")
+        _require(self.chunk_seconds == 0 or self.overlap_seconds < self.chunk_seconds,
+                 "sampling.overlap_seconds", self.overlap_seconds, "must be shorter than chunk_seconds")
+        _require(self.threads >= 0, "sampling.threads", self.threads, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(dataclasses.asdict(self))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **sections: Any) -> "Config":
+        return dataclasses.replace(self, **sections)
+
+
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _require(ok: bool, key: str, value: Any, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r}: {problem}")
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    return obj
+
+
+def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
+    """Check a JSON value against a dataclass field's annotation; tuples come from JSON lists."""
+    key = f"{section}.{name}"
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} = {value!r}: must be a list")
+        args = typing.get_args(annotation)
+        inner = args[0]
+        if len(args) == 2 and args[1] is not Ellipsis:
+            if len(value) != 2:
+                raise ConfigError(f"{key} = {value!r}: must be a list of 2")
+        return tuple(_coerce(section, name, inner, v) for v in value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r}: must be true or false")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key} = {value!r}: must be an integer")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} = {value!r}: must be a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} = {value!r}: must be finite")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} = {value!r}: must be a string")
+        return value
+    return value
+
+
+def section_from_dict(cls: type, section: str, values: dict[str, Any]) -> Any:
+    """Build one config dataclass from a dict, rejecting unknown keys with a suggestion."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{section}: must be an object, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in values.items():
+        if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{section}.{name}: unknown key{hint}")
+        kwargs[name] = _coerce(section, name, hints[name], value)
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config must be a JSON object, got {type(values).__name__}")
+    unknown = set(values) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown section (expected data, model, train)")
+    return Config(**{name: section_from_dict(cls, name, values.get(name, {})) for name, cls in _SECTIONS.items()})
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a JSON config; every problem is a ConfigError whose message starts with the file name."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    try:
+        return config_from_dict(values)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def sampling_options_from_dict(values: dict[str, Any]) -> SamplingOptions:
+    return section_from_dict(SamplingOptions, "sampling", values)
