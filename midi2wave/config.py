@@ -117,6 +117,8 @@ class ModelConfig:
     upsample: str = "repeat"  # "repeat" | "transposed" (learned transposed conv, frame -> audio rate)
     # Global conditioning
     year_embedding: bool = True
+    # Auxiliary head: the context stack predicts the target's log-mel spectrogram (0 disables)
+    aux_mel_bands: int = 0
 
     def __post_init__(self) -> None:
         _require(self.input_kind in ("mulaw_embedding", "scalar"), "model.input_kind", self.input_kind,
@@ -136,6 +138,7 @@ class ModelConfig:
         _require(self.context_kernel_size >= 1 and self.context_kernel_size % 2 == 1,
                  "model.context_kernel_size", self.context_kernel_size, "must be odd and >= 1")
         _require(self.mulaw_classes >= 2, "model.mulaw_classes", self.mulaw_classes, "must be >= 2")
+        _require(self.aux_mel_bands >= 0, "model.aux_mel_bands", self.aux_mel_bands, "must be >= 0")
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -143,8 +146,16 @@ class ModelConfig:
 
     @property
     def receptive_field_samples(self) -> int:
-        """Samples of past audio (the current input included) that one output depends on."""
-        return (self.kernel_size - 1) * sum(self.dilations) + 1
+        """How many past audio samples the prediction of one sample depends on.
+
+        The input layer is a causal kernel-2 conv (nv-wavenet's embedding_prev/embedding_curr) over
+        the previous sample and the one before it; each dilated layer adds (kernel_size-1)*dilation.
+        """
+        return (self.kernel_size - 1) * sum(self.dilations) + 2
+
+    @property
+    def n_layers(self) -> int:
+        return self.n_stacks * self.layers_per_stack
 
     @property
     def output_channels(self) -> int:
@@ -178,13 +189,11 @@ class TrainConfig:
     # Regularisers against the decoder ignoring the MIDI
     input_noise_std: float = 0.0  # Gaussian noise on the teacher-forced audio input ([-1, 1] units)
     input_dropout: float = 0.0  # probability of zeroing teacher-forced input samples
-    aux_mel_loss_weight: float = 0.0  # context stack predicts the target's log-mel spectrogram
-    aux_mel_bands: int = 80
+    aux_mel_loss_weight: float = 0.0  # weight of the model's aux log-mel head loss (needs model.aux_mel_bands)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_steps", "log_every_steps", "validate_every_steps",
-                     "checkpoint_every_steps", "keep_checkpoints", "max_consecutive_nonfinite",
-                     "aux_mel_bands"):
+                     "checkpoint_every_steps", "keep_checkpoints", "max_consecutive_nonfinite"):
             value = getattr(self, name)
             _require(value >= 1, f"train.{name}", value, "must be >= 1")
         for name in ("warmup_steps", "num_workers", "validation_batches", "audio_samples_every_steps"):
