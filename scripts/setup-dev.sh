@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the demo data need on a fresh Debian machine (run as root).
+# torch is pinned to 2.13.0 (the CPU wheel on this machine's disk; an unpinned torch pulls CUDA).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v fluidsynth >/dev/null || [ ! -e /usr/share/sounds/sf3/MuseScore_General.sf3 ]; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    fluidsynth musescore-general-soundfont-small libsndfile1
+fi
+python3 -m pip install -q --disable-pip-version-check -e ".[demo,train,test]"
