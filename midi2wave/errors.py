@@ -21,3 +21,7 @@ class AudioError(InputError):
 
 class CheckpointError(Midi2WaveError):
     """A checkpoint that is missing, corrupt, or holds something other than plain tensors and config."""
+
+
+class OutputExistsError(Midi2WaveError, FileExistsError):
+    """An output file already exists and overwriting was not asked for (`force`)."""

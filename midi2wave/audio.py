@@ -1,0 +1,257 @@
+"""Audio I/O and sample-level transforms: decode (WAV, FLAC, anything libsndfile reads), mono mix,
+soxr resampling, int16 conversion, mu-law companding, and atomic WAV writing.
+
+Arrays are channels-first: `load_audio` returns float32 `[channels, n]`; functions that take audio
+accept `[n]` (mono) or `[channels, n]`. Every problem with an input file is an
+`AudioError("<path>: <problem>")`.
+
+`decode_mono_int16` is the dataset-preparation hot path: it reads 16-bit PCM as int16 (half the
+memory traffic of float), mixes the channels straight into float32, resamples the mono signal with
+soxr 'HQ' and rounds to int16 — about 3000x real time on one core for 44.1 kHz stereo WAV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import constants as C
+from .errors import AudioError, Midi2WaveError, OutputExistsError
+
+__all__ = [
+    "OutputExistsError",
+    "atomic_path",
+    "audio_info",
+    "decode_mono_int16",
+    "float_to_int16",
+    "int16_to_float",
+    "load_audio",
+    "mu_law_decode",
+    "mu_law_encode",
+    "resample",
+    "save_wav",
+    "to_mono",
+]
+
+RESAMPLE_QUALITY = "HQ"  # soxr 'HQ': 20-bit precision, well below the 16-bit noise floor of the store
+
+# Subtypes read losslessly as int16 (the common case: MAESTRO is 16-bit PCM WAV).
+_INT16_SUBTYPES = frozenset({"PCM_16", "PCM_S8", "PCM_U8"})
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def _soundfile():
+    import soundfile
+
+    return soundfile
+
+
+def _open_error(path: Path, err: Exception) -> AudioError:
+    if not path.exists():
+        return AudioError(f"{path}: file not found")
+    if path.is_dir():
+        return AudioError(f"{path}: is a folder, not an audio file")
+    try:
+        if path.stat().st_size == 0:
+            return AudioError(f"{path}: empty file (0 bytes)")
+    except OSError:
+        pass
+    text = getattr(err, "error_string", None) or str(err)
+    text = " ".join(str(text).split())  # one line
+    return AudioError(f"{path}: cannot decode audio ({text})")
+
+
+def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(sample rate, channels, frames) from the file header, without decoding. Raises AudioError."""
+    sf = _soundfile()
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise _open_error(path, e) from None
+    return int(info.samplerate), int(info.channels), int(info.frames)
+
+
+def _read(path: Path, prefer_int16: bool) -> tuple[np.ndarray, int]:
+    """Decoded frames `[n, channels]` (int16 for 16-bit PCM when asked, else float32) and the rate."""
+    sf = _soundfile()
+    try:
+        with sf.SoundFile(str(path)) as f:
+            dtype = "int16" if prefer_int16 and f.subtype in _INT16_SUBTYPES else "float32"
+            data = f.read(dtype=dtype, always_2d=True)
+            rate = int(f.samplerate)
+    except Exception as e:  # noqa: BLE001
+        raise _open_error(path, e) from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: no audio (0 samples)")
+    return data, rate
+
+
+def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 `[channels, n]` in [-1, 1] and its sample rate. Raises AudioError."""
+    data, rate = _read(Path(path), prefer_int16=False)
+    return np.ascontiguousarray(data.T), rate
+
+
+def decode_mono_int16(path: str | os.PathLike, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> tuple[np.ndarray, int]:
+    """Decode, mix to mono, resample (soxr HQ) and round: int16 `[n]` at `sample_rate_hz`, and the
+    file's own rate. Equal (to float rounding) to
+    `float_to_int16(resample(to_mono(load_audio(path)[0]), rate, sample_rate_hz))`."""
+    path = Path(path)
+    data, rate = _read(path, prefer_int16=True)
+    mono = _mix_frames(data)
+    del data
+    y = resample(mono, rate, sample_rate_hz)
+    del mono
+    if y.shape[0] == 0:
+        raise AudioError(f"{path}: too short to resample to {sample_rate_hz} Hz ({rate} Hz source)")
+    return _float_to_int16_inplace(y), rate
+
+
+def _mix_frames(data: np.ndarray) -> np.ndarray:
+    """`[n, channels]` int16 or float32 frames -> float32 mono `[n]` in [-1, 1] (channel mean)."""
+    n_channels = data.shape[1]
+    scale = 1.0 / n_channels
+    if data.dtype == np.int16:
+        scale /= C.PCM_SCALE
+    if n_channels == 1:
+        mono = data[:, 0].astype(np.float32)
+    else:
+        # Column adds straight into float32: one pass per channel, no [n, C] float temporary.
+        mono = np.add(data[:, 0], data[:, 1], dtype=np.float32)
+        for c in range(2, n_channels):
+            mono += data[:, c]
+    if scale != 1.0:
+        mono *= np.float32(scale)
+    return mono
+
+
+# --------------------------------------------------------------------------------------- transforms
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Channel mean of `[channels, n]` (or `[n]`, already mono) as float32 `[n]`; int16 input is
+    scaled to [-1, 1) like `int16_to_float`."""
+    audio = np.asarray(audio)
+    if audio.ndim == 1:
+        return int16_to_float(audio) if audio.dtype == np.int16 else audio.astype(np.float32)
+    if audio.ndim != 2:
+        raise ValueError(f"expected [n] or [channels, n] audio, got shape {audio.shape}")
+    if audio.shape[0] == 0:
+        raise ValueError("audio has 0 channels")
+    if audio.dtype != np.int16:
+        audio = audio.astype(np.float32, copy=False)
+    return _mix_frames(audio.T)
+
+
+def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """soxr 'HQ' resampling of float32 `[n]` or `[channels, n]`; returns float32 (a copy when the
+    rates are equal)."""
+    import soxr
+
+    audio = np.asarray(audio, dtype=np.float32)
+    if from_hz <= 0 or to_hz <= 0:
+        raise ValueError(f"sample rates must be > 0, got {from_hz} -> {to_hz}")
+    if from_hz == to_hz:
+        return audio.copy()
+    if audio.ndim == 1:
+        return soxr.resample(audio, from_hz, to_hz, quality=RESAMPLE_QUALITY)
+    if audio.ndim != 2:
+        raise ValueError(f"expected [n] or [channels, n] audio, got shape {audio.shape}")
+    out = soxr.resample(np.ascontiguousarray(audio.T), from_hz, to_hz, quality=RESAMPLE_QUALITY)
+    return np.ascontiguousarray(out.T)
+
+
+def float_to_int16(audio: np.ndarray) -> np.ndarray:
+    """[-1, 1) float -> int16 by `round(x * 32768)`, clipped to [-32768, 32767] (the input is kept)."""
+    return _float_to_int16_inplace(np.array(audio, dtype=np.float32, copy=True))
+
+
+def _float_to_int16_inplace(y: np.ndarray) -> np.ndarray:
+    y *= np.float32(C.PCM_SCALE)
+    np.rint(y, out=y)
+    np.clip(y, -C.PCM_SCALE, C.PCM_SCALE - 1, out=y)
+    return y.astype(np.int16)
+
+
+def int16_to_float(audio: np.ndarray) -> np.ndarray:
+    """int16 -> float32 `x / 32768` in [-1, 1) (the models' view of the store)."""
+    return np.asarray(audio).astype(np.float32) * np.float32(1.0 / C.PCM_SCALE)
+
+
+def mu_law_encode(audio: np.ndarray, classes: int = C.MU_LAW_CLASSES) -> np.ndarray:
+    """float in [-1, 1] -> int64 classes `0..classes-1` (mu = classes - 1; input clipped)."""
+    mu = classes - 1
+    x = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
+    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    return np.clip(np.floor((y + 1.0) / 2.0 * mu + 0.5), 0, mu).astype(np.int64)
+
+
+def mu_law_decode(q: np.ndarray, classes: int = C.MU_LAW_CLASSES) -> np.ndarray:
+    """int classes `0..classes-1` -> float32 in [-1, 1] (inverse of `mu_law_encode` up to quantisation)."""
+    mu = classes - 1
+    y = 2.0 * np.asarray(q, dtype=np.float64) / mu - 1.0
+    x = np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu
+    return x.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def _temp_name(path: Path) -> Path:
+    """A fresh hidden name beside `path`: `.<name>.<pid>-<hex>.tmp` (same folder, so rename is atomic)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; on success it becomes `path` in one rename.
+
+    Nothing is left at `path` or beside it if the body raises. Without `force` an existing `path`
+    is never replaced (OutputExistsError), even if it appears while writing.
+    """
+    path = Path(path)
+    if not force and path.exists():
+        raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
+    tmp = _temp_name(path)
+    try:
+        yield tmp
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path exists: no clobbering race
+            except FileExistsError:
+                raise OutputExistsError(f"{path}: already exists (use --force to overwrite)") from None
+            except OSError:  # filesystem without hard links
+                if path.exists():
+                    raise OutputExistsError(f"{path}: already exists (use --force to overwrite)") from None
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def save_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, force: bool = False) -> Path:
+    """Write 16-bit PCM WAV atomically. `audio`: int16 or float in [-1, 1) (clipped), `[n]` or
+    `[channels, n]`. Refuses to overwrite an existing file unless `force` (OutputExistsError)."""
+    sf = _soundfile()
+    path = Path(path)
+    audio = np.asarray(audio)
+    if audio.ndim not in (1, 2):
+        raise ValueError(f"expected [n] or [channels, n] audio, got shape {audio.shape}")
+    pcm = audio if audio.dtype == np.int16 else float_to_int16(audio)
+    if pcm.ndim == 2:
+        pcm = np.ascontiguousarray(pcm.T)
+    if not path.parent.is_dir():
+        raise Midi2WaveError(f"{path}: folder {path.parent} does not exist")
+    with atomic_path(path, force=force) as tmp:
+        sf.write(str(tmp), pcm, int(sample_rate), format="WAV", subtype="PCM_16")
+    return path

@@ -1,0 +1,1 @@
+"""Datasets: preparing a store from MAESTRO (prepare) and reading training examples from it (dataset)."""
