@@ -63,7 +63,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
-    from .generate import synthesize_from_cli
+    from .synthesize import synthesize_from_cli
 
     return synthesize_from_cli(args)
 
@@ -169,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--format", choices=("nv-wavenet",), default="nv-wavenet")
+    p.add_argument("--midi", type=Path, default=None,
+                   help="also export the conditioning (cond_input, 2R x 1 x layers x samples) for this MIDI")
+    p.add_argument("--start", type=float, default=0.0, metavar="S", help="with --midi: start time in seconds")
+    p.add_argument("--end", type=float, default=None, metavar="S", help="with --midi: end time (default: end of the MIDI)")
+    p.add_argument("--year", type=int, default=None, help="with --midi: recording year to imitate")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(handler=_cmd_export)
 

@@ -1,0 +1,264 @@
+"""`midi2wave synthesize` and the render library: windows, chunked batch generation and its
+crossfades, priming, outputs, and the per-input error handling of the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from midi2wave import constants as C
+from midi2wave import synthesize as S
+from midi2wave.checkpoint import save_checkpoint
+from midi2wave.cli import main
+from midi2wave.config import Config, DataConfig, ModelConfig, SamplingOptions
+from midi2wave.errors import InputError
+from midi2wave.midi import excitation_signal
+from midi2wave.model import Midi2Wave
+
+SR = C.SAMPLE_RATE_HZ
+TINY = ModelConfig(residual_channels=4, gate_channels=8, skip_channels=8, n_stacks=1, layers_per_stack=4,
+                   n_mixtures=2, context_channels=4, context_stacks=1, context_layers_per_stack=1)
+DATA = DataConfig(conditioning=("onset_velocity", "pedals"), excitation_partials=2)
+CONFIG = Config(data=DATA, model=TINY)
+
+
+def write_midi(path: Path, notes: list[tuple[float, float, int, int]], sustain: list[tuple[float, int]] = ()) -> Path:
+    """A one-track MIDI file at 120 bpm (480 ticks per beat: 1 s = 960 ticks) with (onset, offset,
+    pitch, velocity) notes and (time, value) sustain-pedal events."""
+    events = []
+    for on, off, pitch, vel in notes:
+        events.append((round(on * 960), 1, mido.Message("note_on", note=pitch, velocity=vel)))
+        events.append((round(off * 960), 0, mido.Message("note_off", note=pitch, velocity=64)))
+    for t, value in sustain:
+        events.append((round(t * 960), 2, mido.Message("control_change", control=64, value=value)))
+    events.sort(key=lambda e: (e[0], e[1]))
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000, time=0)])
+    now = 0
+    for tick, _, msg in events:
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    midi = mido.MidiFile(type=1, ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(path)
+    return path
+
+
+PIECE = [(0.05, 0.25, 60, 90), (0.10, 0.30, 64, 70), (0.20, 0.40, 67, 110)]
+PIECE_END = 0.40  # last offset; the sustain pedal below lifts before it
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(model, checkpoint path) of a random-weight tiny MoL model with rolls, pedals, year and excitation."""
+    torch.manual_seed(0)
+    model = Midi2Wave(TINY, DATA).eval()
+    with torch.no_grad():
+        model.year_embed.weight.normal_(0, 0.1)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, CONFIG, model)
+    return model, path
+
+
+@pytest.fixture()
+def midi(tmp_path):
+    return write_midi(tmp_path / "piece.mid", PIECE, sustain=[(0.0, 100), (0.3, 0)])
+
+
+def run(*argv: str) -> int:
+    return main(["synthesize", *map(str, argv)])
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_renders_wav_of_the_default_length_and_refuses_overwrite(tiny, midi, tmp_path, capsys):
+    _, ckpt = tiny
+    out = tmp_path / "out.wav"
+    assert run(midi, "--checkpoint", ckpt, "-o", out, "-q", "--plot") == 0
+    info = sf.info(str(out))
+    assert info.samplerate == SR and info.subtype == "PCM_16" and info.channels == 1
+    assert info.frames == round((PIECE_END + S.RELEASE_SECONDS) * SR)
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = out.read_bytes()
+    capsys.readouterr()
+
+    assert run(midi, "--checkpoint", ckpt, "-o", out, "-q") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0] and "--force" in err[0]
+    assert out.read_bytes() == before
+
+    # --force overwrites; same seed -> same audio; another window -> its exact length
+    assert run(midi, "--checkpoint", ckpt, "-o", out, "-q", "--force") == 0
+    assert out.read_bytes() == before
+    assert run(midi, "--checkpoint", ckpt, "-o", out, "-q", "--force", "--start", "0.1003", "--end", "0.5") == 0
+    assert sf.info(str(out)).frames == round(0.5 * SR) - round(0.1003 * SR)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_bad_midi_one_line_and_others_still_rendered(tiny, midi, tmp_path, capsys):
+    _, ckpt = tiny
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"this is not a MIDI file")
+    other = write_midi(tmp_path / "other.mid", [(0.0, 0.1, 72, 80)])
+    folder = tmp_path / "renders"
+    assert run(midi, bad, other, "--checkpoint", ckpt, "-o", folder, "-q", "--end", "0.2") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("midi2wave: error: ") and "bad.mid" in err[0]
+    assert sorted(p.name for p in folder.iterdir()) == ["other.wav", "piece.wav"]
+
+    # a single bad input: the same one line, exit status 1
+    assert run(bad, "--checkpoint", ckpt, "-o", tmp_path / "x.wav", "-q") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.mid" in err[0]
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_cli_default_output_beside_input_and_window_errors(tiny, midi, capsys):
+    _, ckpt = tiny
+    assert run(midi, "--checkpoint", ckpt, "-q", "--end", "0.1") == 0
+    assert sf.info(str(midi.with_suffix(".wav"))).frames == round(0.1 * SR)
+    capsys.readouterr()
+    assert run(midi, "--checkpoint", ckpt, "-q", "--start", "0.3", "--end", "0.2", "--force") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--end" in err[0]
+
+
+def test_cli_missing_bundled_model_is_one_line(midi, tmp_path, monkeypatch, capsys):
+    import midi2wave.checkpoint as ckpt_module
+
+    monkeypatch.setattr(ckpt_module, "ASSETS_DIR", tmp_path / "no-assets")
+    assert run(midi, "-o", tmp_path / "out.wav", "-q") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bundled model" in err[0] and "checkpoint" in err[0]
+
+
+def test_cli_prime_from_audio_file(tiny, midi, tmp_path):
+    _, ckpt = tiny
+    rng = np.random.default_rng(0)
+    recording = (rng.uniform(-0.5, 0.5, SR) * C.PCM_SCALE).astype(np.int16)  # 1 s "recording" of the MIDI
+    prime_path = tmp_path / "rec.wav"
+    sf.write(str(prime_path), recording, SR, subtype="PCM_16")
+    out = tmp_path / "primed.wav"
+    assert run(midi, "--checkpoint", ckpt, "-o", out, "-q", "--start", "0.25", "--end", "0.6",
+               "--prime", prime_path, "--prime-seconds", "0.1") == 0
+    audio, rate = sf.read(str(out), dtype="int16")
+    p0, n = round(0.25 * SR), round(0.1 * SR)
+    np.testing.assert_array_equal(audio[:n], recording[p0:p0 + n])
+    assert not np.array_equal(audio[n:n + 400], recording[p0 + n:p0 + n + 400])
+
+
+# ----------------------------------------------------------------------------------- library
+
+
+def test_render_midi_is_deterministic_for_a_seed(tiny, midi):
+    model, _ = tiny
+    a = S.render_midi(model, CONFIG, midi, 0.0, 0.3, SamplingOptions(seed=3), progress=False)
+    b = S.render_midi(model, CONFIG, midi, 0.0, 0.3, SamplingOptions(seed=3), progress=False)
+    c = S.render_midi(model, CONFIG, midi, 0.0, 0.3, SamplingOptions(seed=4), progress=False)
+    assert a.dtype == np.float32 and a.shape == (round(0.3 * SR),)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_priming_first_samples_equal_the_prime(tiny, midi, chunked):
+    model, _ = tiny
+    rng = np.random.default_rng(1)
+    prime = rng.uniform(-0.6, 0.6, 4000).astype(np.float32)
+    opts = SamplingOptions(chunk_seconds=0.1 if chunked else 0.0, overlap_seconds=0.04)
+    audio = S.render_midi(model, CONFIG, midi, 0.0123, 0.5, opts, prime_audio=prime, prime_seconds=0.05,
+                          progress=False)
+    n = round(0.05 * SR)
+    on_grid = np.round(prime[:n] * C.PCM_SCALE) / C.PCM_SCALE
+    np.testing.assert_array_equal(audio[:n], on_grid)
+    assert audio.shape == (round(0.5 * SR) - round(0.0123 * SR),)
+    assert not np.array_equal(audio[n:2 * n], np.round(prime[n:2 * n] * C.PCM_SCALE) / C.PCM_SCALE)
+
+
+def test_priming_a_mulaw_model_and_a_prime_longer_than_the_first_chunk(midi):
+    torch.manual_seed(2)
+    mulaw = Midi2Wave(dataclasses.replace(TINY, output_kind="mulaw"), DATA).eval()
+    prime = np.random.default_rng(2).uniform(-0.6, 0.6, 3000).astype(np.float32)
+    audio = S.render_midi(mulaw, None, midi, 0.0, 0.3, SamplingOptions(), prime_audio=prime, prime_seconds=0.1,
+                          progress=False)
+    n = round(0.1 * SR)
+    np.testing.assert_array_equal(audio[:n], np.round(prime[:n] * C.PCM_SCALE) / C.PCM_SCALE)
+    # with chunks the prime must end before the second chunk fades in (0.1 + 0.04 - 0.02 s here)
+    opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.04)
+    with pytest.raises(InputError, match="--prime-seconds"):
+        S.render_midi(mulaw, None, midi, 0.0, 0.5, opts, prime_audio=prime, prime_seconds=0.15, progress=False)
+
+
+def _stand_in_generate(model, n_samples, *, excitation=None, **_):
+    """A deterministic stand-in for `generate`: each row is its excitation, a slice of one known
+    piece-wide signal, so chunks agree wherever they overlap."""
+    return excitation[:, :n_samples].clone()
+
+
+@pytest.mark.parametrize("start_s,end_s", [(0.0, 1.0), (0.1234, 0.9), (0.3, 0.35)])
+def test_chunks_reassemble_a_consistent_signal_exactly(tiny, midi, monkeypatch, start_s, end_s):
+    import midi2wave.generate as gen
+
+    model, _ = tiny
+    monkeypatch.setattr(gen, "generate", _stand_in_generate)
+    notes, pedals = S.read_piece(midi)
+    s0, s1 = round(start_s * SR), round(end_s * SR)
+    truth = excitation_signal(notes, s0, s1 - s0, SR, DATA.excitation_partials)
+    assert np.abs(truth).max() > 0.01
+    opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.05)
+    linear = S.render_notes(model, CONFIG, notes, pedals, start_s, end_s, opts, progress=False, crossfade="linear")
+    assert linear.shape == truth.shape
+    np.testing.assert_allclose(linear, truth, rtol=0, atol=2e-7)
+    # equal power (the default): exact outside the crossfades, and in them the weights' squares sum to 1
+    power = S.render_notes(model, CONFIG, notes, pedals, start_s, end_s, opts, progress=False)
+    spf = DATA.samples_per_frame
+    chunk, overlap = round(0.1 * SR / spf) * spf, round(0.05 * SR / spf) * spf
+    xf = round(overlap * S.CROSSFADE_FRACTION)
+    g0 = s0 // spf * spf
+    starts = S.plan_chunks(-(-s1 // spf) * spf - g0, chunk, overlap)
+    inside = np.zeros(len(truth), bool)
+    for s in starts[1:]:
+        a, b = g0 + s + overlap - xf - s0, g0 + s + overlap - s0
+        inside[max(a, 0):max(b, 0)] = True
+    np.testing.assert_allclose(power[~inside], truth[~inside], rtol=0, atol=2e-7)
+    if inside.any():
+        out_w, in_w = S.crossfade_weights(xf, "equal_power")
+        np.testing.assert_allclose(out_w**2 + in_w**2, 1.0, atol=1e-6)
+
+
+def test_chunked_render_with_the_real_engine_has_the_right_length(tiny, midi):
+    model, _ = tiny
+    opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.03, seed=1)
+    audio = S.render_midi(model, CONFIG, midi, 0.05, 0.77, opts, progress=False)
+    assert audio.shape == (round(0.77 * SR) - round(0.05 * SR),)
+    assert np.isfinite(audio).all() and audio.max() < 1.0 and audio.min() >= -1.0
+
+
+def test_plan_chunks_cover_the_window_with_equal_overlaps():
+    for n, chunk, overlap in [(1000, 100, 30), (130, 100, 30), (131, 100, 30), (1000, 64, 0), (5, 100, 30)]:
+        starts = S.plan_chunks(n, chunk, overlap)
+        assert starts[0] == 0
+        assert starts[-1] + chunk + overlap >= n or starts == [0]
+        assert all(b - a == chunk for a, b in zip(starts, starts[1:]))
+        if len(starts) > 1:
+            assert starts[-2] + chunk + overlap < n  # no chunk more than needed
+
+
+def test_join_chunks_linear_is_exact_for_consistent_chunks():
+    signal = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    chunk, overlap, xf = 128, 48, 20
+    starts = S.plan_chunks(len(signal), chunk, overlap)
+    padded = np.concatenate([signal, np.zeros(chunk + overlap, np.float32)])
+    chunks = np.stack([padded[s:s + chunk + overlap] for s in starts])
+    joined = S.join_chunks(chunks, starts, len(signal), overlap, xf, "linear")
+    np.testing.assert_allclose(joined, signal, rtol=0, atol=1e-6)
+    # the warm-up is discarded: corrupting it changes nothing
+    chunks[1:, :overlap - xf] = 99.0
+    np.testing.assert_allclose(S.join_chunks(chunks, starts, len(signal), overlap, xf, "linear"), signal, atol=1e-6)
