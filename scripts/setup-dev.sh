@@ -8,4 +8,7 @@ if ! command -v fluidsynth >/dev/null || [ ! -e /usr/share/sounds/sf3/MuseScore_
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     fluidsynth musescore-general-soundfont-small libsndfile1
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".[demo,train,test]"
+python3 -m pip install -q --disable-pip-version-check -e ".[demo,train,test,eval]"
+# `evaluate`'s transcriber: basic-pitch's ONNX model (inside the wheel) on onnxruntime (from [eval]).
+# --no-deps: basic-pitch declares TensorFlow (and resampy<0.4.3), which its ONNX path does not need.
+python3 -m pip install -q --disable-pip-version-check --no-deps basic-pitch==0.4.0
