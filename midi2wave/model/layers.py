@@ -72,5 +72,7 @@ class ResidualLayer(nn.Module):
                 h = (h.view(B, G, T // samples_per_cond, samples_per_cond) + cond.unsqueeze(-1)).view(B, G, T)
         a, b = h.chunk(2, dim=1)
         z = torch.tanh(a) * torch.sigmoid(b)
-        out = self.out(z)
-        return x + out[:, : self.residual_channels], out[:, self.residual_channels:]
+        # split (not two slices): its backward concatenates the two gradients instead of zero-filling
+        # and summing two full [B, R + S, T] buffers
+        res, skip = self.out(z).split([self.residual_channels, self.out.out_channels - self.residual_channels], dim=1)
+        return x + res, skip

@@ -119,8 +119,10 @@ class Midi2Wave(nn.Module):
             raise ValueError(f"conditioning covers {cond.shape[-1] * step} samples, audio has {T}")
         x = self.input_layer(F.pad(audio, (1, 0))[:, :-1])
         skip = None
+        # unbind (not cond[:, i] per layer): one stacked gradient instead of a zero-filled [B, L, G, N] per layer
+        layer_cond = cond.unbind(1) if cond is not None else (None,) * len(self.layers)
         for i, layer in enumerate(self.layers):
-            c = None if cond is None else cond[:, i]
+            c = layer_cond[i]
             s = 1 if c is None or c.shape[-1] == 1 else step  # a lone year term broadcasts over time
             if self.excitation_weight is not None and excitation is not None:
                 e = self.excitation_weight[i].view(1, -1, 1) * excitation.unsqueeze(1)  # [B, G, T]

@@ -1,0 +1,107 @@
+"""Config files: clear one-line errors naming file and key; the presets in configs/ load and build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from midi2wave.cli import main as cli_main
+from midi2wave.config import Config, ConfigError, config_from_dict, load_config
+from midi2wave.model import Midi2Wave
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted((ROOT / "configs").glob("*.json"))
+
+
+def write(tmp_path: Path, values, name: str = "cfg.json") -> Path:
+    path = tmp_path / name
+    path.write_text(values if isinstance(values, str) else json.dumps(values))
+    return path
+
+
+@pytest.mark.parametrize("values, key, problem", [
+    ({"model": {"residual_channel": 8}}, "model.residual_channel", "unknown key (did you mean 'residual_channels'?)"),
+    ({"trian": {}}, "trian", "unknown section"),
+    ({"train": {"learning_rate": -1}}, "train.learning_rate", "must be > 0"),
+    ({"model": {"output_kind": "gauss"}}, "model.output_kind", "must be 'mol' or 'mulaw'"),
+    ({"data": {"conditioning": ["onsets"]}}, "data.conditioning", "unknown channel"),
+    ({"train": {"batch_size": "8"}}, "train.batch_size", "must be an integer"),
+    ({"train": {"batch_size": 2.5}}, "train.batch_size", "must be an integer"),
+    ({"model": {"bias": 1}}, "model.bias", "must be true or false"),
+    ({"train": {"adam_betas": [0.9]}}, "train.adam_betas", "must be a list of 2"),
+    ({"data": {"conditioning": "onset_velocity"}}, "data.conditioning", "must be a list"),
+    ({"model": {"gate_channels": 7}}, "model.gate_channels", "must be even"),
+    ({"model": []}, "model", "must be an object"),
+])
+def test_errors_name_the_file_and_the_key(tmp_path, values, key, problem):
+    path = write(tmp_path, values)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: {key}")
+    assert problem in message
+    assert "\n" not in message
+
+
+def test_bad_json_and_missing_file(tmp_path):
+    path = write(tmp_path, '{"model": {"residual_channels": 8,}}')
+    with pytest.raises(ConfigError, match=rf"^{path}: not valid JSON \(.* line 1, column"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"nothere\.json: cannot read"):
+        load_config(tmp_path / "nothere.json")
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        load_config(write(tmp_path, "[1, 2]"))
+
+
+def test_round_trip_and_defaults(tmp_path):
+    assert load_config(write(tmp_path, {})) == Config()
+    for path in PRESETS:
+        config = load_config(path)
+        assert config_from_dict(json.loads(config.to_json())) == config
+
+
+def test_train_cli_reports_a_bad_config_first(tmp_path, capsys):
+    """A bad config is one line on stderr, exit 2, before anything (data, run folder) is looked at."""
+    path = write(tmp_path, {"train": {"learning_rat": 0.1}})
+    out = tmp_path / "run"
+    assert cli_main(["train", "-c", str(path), "--data", str(tmp_path / "no-store"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"midi2wave: error: {path}: train.learning_rat: unknown key (did you mean 'learning_rate'?)"
+    assert not out.exists()
+
+
+def test_presets_exist():
+    assert {p.stem for p in PRESETS} >= {"paper", "nv-wavenet", "demo", "tiny"}
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_presets_load_and_build(path):
+    config = load_config(path)
+    with torch.device("meta"):  # sizes only: no memory for the big presets
+        model = Midi2Wave(config.model, config.data)
+    n = sum(p.numel() for p in model.parameters())
+    assert n > 0
+    if path.stem == "tiny":
+        assert 200 <= n <= 5000
+        d = config.data
+        real = Midi2Wave(config.model, d)
+        audio = torch.zeros(2, d.segment_samples)
+        cond = torch.zeros(2, d.conditioning_channels, d.segment_frames + 2 * real.context_margin_frames)
+        out = real(audio, cond, torch.tensor([0, 1]))
+        assert out.shape == (2, config.model.output_channels, d.segment_samples)
+
+
+def test_paper_and_nv_wavenet_sizes():
+    paper = load_config(ROOT / "configs" / "paper.json")
+    m = paper.model
+    assert (m.n_stacks, m.layers_per_stack, m.dilations[-1]) == (6, 10, 512)
+    assert (m.context_stacks, m.context_layers_per_stack) == (2, 6)
+    assert (m.output_kind, m.n_mixtures) == ("mol", 10)
+    assert paper.data.conditioning == ("onset_velocity",) and paper.data.frame_rate_hz == 250
+    assert paper.data.sample_rate_hz == 16000 and m.year_embedding and paper.data.use_year
+    nv = load_config(ROOT / "configs" / "nv-wavenet.json").model
+    assert (nv.input_kind, nv.output_kind, nv.mulaw_classes) == ("mulaw_embedding", "mulaw", 256)
+    assert (nv.residual_channels, nv.gate_channels, nv.skip_channels, nv.n_layers, nv.bias) == (64, 128, 256, 20, True)
