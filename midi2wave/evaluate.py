@@ -44,8 +44,9 @@ import torch
 
 from . import constants as C
 from .config import Config, DataConfig
-from .errors import InputError, Midi2WaveError
-from .midi import Notes, apply_sustain, excitation_signal, frame_rolls, notes_from_arrays
+from .errors import Midi2WaveError
+from .data.dataset import load_store_notes
+from .midi import Notes, apply_sustain, excitation_signal, frame_rolls
 
 __all__ = [
     "EvaluationError",
@@ -194,14 +195,7 @@ def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig
 
 
 def _store_notes(store: Path, record: dict) -> Notes:
-    path = store / record["notes"]
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            notes, _ = notes_from_arrays(arrays)
-    except FileNotFoundError:
-        raise InputError(f"{path}: missing (the store is incomplete; re-run `midi2wave prepare`)") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"{path}: not a readable notes file ({type(e).__name__}: {e})") from None
+    notes, _ = load_store_notes(store / record["notes"])
     return notes
 
 

@@ -75,6 +75,18 @@ def load_store_manifest(store: str | os.PathLike) -> list[dict[str, Any]]:
     return list(_read_manifest(Path(store))["pieces"])
 
 
+
+def load_store_notes(path: str | os.PathLike) -> tuple[Notes, PedalEvents]:
+    """A piece's raw notes and pedal events from its `.notes.npz` in a store (InputError if unreadable)."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return notes_from_arrays(arrays)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing (the store is incomplete; re-run `midi2wave prepare`)") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{path}: not a readable notes file ({type(e).__name__}: {e})") from None
+
+
 class SegmentDataset(Dataset):
     """Random fixed-length training examples from one split of a dataset store.
 
@@ -235,14 +247,7 @@ class SegmentDataset(Dataset):
         if cached is not None:
             self._notes_cache.move_to_end(piece)
             return cached
-        path = self._path(piece, "notes")
-        try:
-            with np.load(path, allow_pickle=False) as arrays:
-                notes, pedals = notes_from_arrays(arrays)
-        except FileNotFoundError:
-            raise InputError(f"{path}: missing (the store is incomplete; re-run `midi2wave prepare`)") from None
-        except (OSError, ValueError, KeyError) as e:
-            raise InputError(f"{path}: not a readable notes file ({type(e).__name__}: {e})") from None
+        notes, pedals = load_store_notes(self._path(piece, "notes"))
         notes = apply_sustain(notes, pedals, threshold=self.data_config.sustain_threshold)
         self._notes_cache[piece] = (notes, pedals)
         self._cached_notes += len(notes)
