@@ -58,12 +58,15 @@ class ResidualLayer(nn.Module):
         self.dilated = nn.Conv1d(residual_channels, gate_channels, kernel_size, dilation=dilation, bias=bias)
         self.out = nn.Conv1d(gate_channels // 2, residual_channels + skip_channels, 1, bias=bias)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None, samples_per_cond: int = 1
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None, samples_per_cond: int = 1,
+                audio_rate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [B, R, T]; cond: [B, G, T // samples_per_cond] added to the gate pre-activation,
-        each conditioning step covering `samples_per_cond` samples (1 at audio rate).
+        each conditioning step covering `samples_per_cond` samples (1 at audio rate); audio_rate:
+        an extra [B, G, T] (or broadcastable) term added as well (e.g. the excitation's).
         Returns (residual output [B, R, T], skip [B, S, T])."""
         h = self.dilated(F.pad(x, ((self.kernel_size - 1) * self.dilation, 0)))
+        if audio_rate is not None:
+            h = h + audio_rate
         if cond is not None:
             if samples_per_cond == 1:
                 h = h + cond

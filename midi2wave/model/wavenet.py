@@ -124,11 +124,10 @@ class Midi2Wave(nn.Module):
         for i, layer in enumerate(self.layers):
             c = layer_cond[i]
             s = 1 if c is None or c.shape[-1] == 1 else step  # a lone year term broadcasts over time
+            e = None
             if self.excitation_weight is not None and excitation is not None:
                 e = self.excitation_weight[i].view(1, -1, 1) * excitation.unsqueeze(1)  # [B, G, T]
-                c = e if c is None else (e + (c if s == 1 else c.repeat_interleave(s, dim=-1)))
-                s = 1
-            x, sk = layer(x, c, s)
+            x, sk = layer(x, c, s, audio_rate=e)
             skip = sk if skip is None else skip + sk
         params = self.head(skip)
         if not return_aux:
