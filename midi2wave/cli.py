@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", type=Path, default=None, help="folder for PNGs")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the generations")
+    p.add_argument("--chunk-seconds", type=float, default=0.0,
+                   help="generate each excerpt in chunks as `synthesize --chunk-seconds` does (0: one stream)")
+    p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=_cmd_evaluate)

@@ -49,6 +49,15 @@ class DataConfig:
     # Audio-rate excitation rendered from the MIDI alone (sinusoids at each sounding note's
     # partials); 0 disables it, otherwise the number of partials per note summed into one channel.
     excitation_partials: int = 0
+    # MIDI-driven resonator bank (resonators.py): 0 disables it; otherwise the partials per note of
+    # the damped oscillators whose prediction is added to the network's output (the network then
+    # models the innovation; see resonators.py for what each setting does).
+    resonator_partials: int = 0
+    resonator_kappa: float = 0.02
+    resonator_max_hz: float = 6000.0
+    resonator_release_tau_s: float = 0.08
+    resonator_decay_scale: float = 0.5
+    resonator_decay_exponent: float = 1.0
 
     def __post_init__(self) -> None:
         _require(self.sample_rate_hz > 0, "data.sample_rate_hz", self.sample_rate_hz, "must be > 0")
@@ -71,6 +80,15 @@ class DataConfig:
                  "must be in 0..127")
         _require(self.excitation_partials >= 0, "data.excitation_partials", self.excitation_partials,
                  "must be >= 0")
+        _require(self.resonator_partials >= 0, "data.resonator_partials", self.resonator_partials, "must be >= 0")
+        _require(0 < self.resonator_kappa < 1, "data.resonator_kappa", self.resonator_kappa, "must be in (0, 1)")
+        _require(self.resonator_max_hz > 0, "data.resonator_max_hz", self.resonator_max_hz, "must be > 0")
+        _require(self.resonator_release_tau_s > 0, "data.resonator_release_tau_s", self.resonator_release_tau_s,
+                 "must be > 0")
+        _require(self.resonator_decay_scale > 0, "data.resonator_decay_scale", self.resonator_decay_scale,
+                 "must be > 0")
+        _require(self.resonator_decay_exponent >= 0, "data.resonator_decay_exponent",
+                 self.resonator_decay_exponent, "must be >= 0")
 
     @property
     def samples_per_frame(self) -> int:

@@ -93,6 +93,10 @@ class Excerpt:
     year: int  # year index
     notes: Notes
     excitation: np.ndarray | None = None  # float32 [n_samples] when the config has an excitation
+    # Models with the resonator bank: the oscillators of the window, times relative to
+    # `warmup_audio`'s first sample (the analysis warm-up just before the window), and that audio.
+    schedule: Any = None
+    warmup_audio: np.ndarray | None = None
     samples_per_frame: int = C.SAMPLES_PER_FRAME
     frame_rate_hz: int = C.FRAME_RATE_HZ
     extra: dict = field(default_factory=dict)
@@ -184,14 +188,32 @@ def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig
         taken.add((piece, start))
         item = dataset.example(piece, start)
         start_s = start / cfg.frame_rate_hz
+        schedule, warmup = _bank_window(cfg, dataset._notes(piece)[0], dataset._audio(piece), start, 1.0 / C.PCM_SCALE)
         excerpts.append(Excerpt(
             source=str(dataset.pieces[piece]["id"]), start_frame=start, n_frames=cfg.segment_frames,
             audio=item["audio"].numpy(), conditioning=item["conditioning"].numpy(), year=int(item["year"]),
             notes=_reference_notes(notes, start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz),
             excitation=item["excitation"].numpy() if "excitation" in item else None,
             samples_per_frame=cfg.samples_per_frame, frame_rate_hz=cfg.frame_rate_hz,
-            extra={"piece_index": piece}))
+            schedule=schedule, warmup_audio=warmup, extra={"piece_index": piece}))
     return excerpts
+
+
+def _bank_window(cfg: DataConfig, sustained: Notes, audio: Any, start_frame: int, scale: float):
+    """(schedule, warm-up audio) of a window for models with the resonator bank, else (None, None).
+    `audio`: the whole piece (any array sliceable by sample), times `scale` gives [-1, 1)."""
+    from . import resonators
+
+    bank = resonators.from_data_config(cfg)
+    if bank is None:
+        return None, None
+    w = bank.warmup_samples(cfg.sample_rate_hz)
+    s0 = start_frame * cfg.samples_per_frame
+    warmup = np.zeros(w, np.float32)
+    lo = max(0, s0 - w)
+    if s0 > lo:
+        warmup[w - (s0 - lo):] = np.asarray(audio[lo:s0], np.float32) * scale
+    return resonators.schedule(sustained, s0 - w, w + cfg.segment_samples, cfg.sample_rate_hz, bank), warmup
 
 
 def _store_notes(store: Path, record: dict) -> Notes:
@@ -229,10 +251,12 @@ def midi_excerpts(paths: Sequence[str | os.PathLike], data_config: DataConfig, m
         excitation = (excitation_signal(sustained, start * spf, n, cfg.sample_rate_hz, cfg.excitation_partials)
                       if cfg.excitation_partials > 0 else None)
         start_s = start / fr
+        schedule, warmup = _bank_window(cfg, sustained, full if render else np.zeros(start * spf, np.float32),
+                                        start, 1.0)
         excerpts.append(Excerpt(
             source=str(path), start_frame=start, n_frames=n_frames, audio=audio, conditioning=conditioning,
             year=int(year), notes=_reference_notes(raw, start_s, start_s + n_frames / fr), excitation=excitation,
-            samples_per_frame=spf, frame_rate_hz=fr))
+            samples_per_frame=spf, frame_rate_hz=fr, schedule=schedule, warmup_audio=warmup))
     return excerpts
 
 
@@ -313,7 +337,21 @@ def excerpt_batches(excerpts: Sequence[Excerpt], batch_size: int = 4, condition:
                  "year": torch.tensor([excerpts[i].year for i in chunk], dtype=torch.int64)}
         if excitation is not None:
             batch["excitation"] = excitation
+        if excerpts[chunk[0]].schedule is not None:
+            batch["target"] = torch.from_numpy(np.stack([
+                _innovation(excerpts[i], sources[k].schedule if condition != "zeroed" else None)
+                for k, i in enumerate(chunk)]))
         yield batch
+
+
+def _innovation(excerpt: Excerpt, schedule: Any) -> np.ndarray:
+    """The excerpt's teacher-forced innovation under `schedule` (None: no oscillators), float32 [n]."""
+    from . import resonators
+
+    w = len(excerpt.warmup_audio)
+    x = np.concatenate([excerpt.warmup_audio, excerpt.audio]).astype(np.float64)
+    e, _ = resonators.analyze(x, schedule if schedule is not None else resonators.Schedule.empty())
+    return np.clip(e[w:], -1.0, 1.0 - 1.0 / C.PCM_SCALE).astype(np.float32)
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -337,7 +375,9 @@ def _bits_per_example(model: torch.nn.Module, batches: Iterable[dict[str, torch.
             params = model(audio, batch["conditioning"].to(device),
                            batch["year"].to(device) if batch.get("year") is not None else None,
                            batch["excitation"].to(device) if batch.get("excitation") is not None else None)
-            nats = -model.log_prob(params, audio).double()  # [B, T]
+            # with the resonator bank the model's distribution is over the innovation
+            target = batch["target"].to(device) if batch.get("target") is not None else audio
+            nats = -model.log_prob(params, target).double()  # [B, T]
             bits.extend((nats.mean(dim=1) / math.log(2.0)).tolist())
             counts.extend([audio.shape[1]] * audio.shape[0])
     finally:
@@ -461,37 +501,86 @@ def transcription_f1(reference_notes: Notes, audio: np.ndarray, sample_rate: int
 # ------------------------------------------------------------------------------------ generation
 
 
+def _chunk_rows(model: torch.nn.Module, batch: dict[str, torch.Tensor], schedules: list | None, starts: list[int],
+                length: int) -> tuple[dict[str, torch.Tensor], list | None]:
+    """The inputs of every chunk of every excerpt as rows (excerpt-major): rolls sliced with the
+    context margins (zero beyond the excerpt's rolls), excitation sliced, schedules shifted."""
+    spf, margin = model.samples_per_frame, model.context_margin_frames
+    n_frames = length // spf
+    rolls = batch["conditioning"]
+    B, Cc, F = rolls.shape
+    padded = torch.nn.functional.pad(rolls, (0, max(0, (starts[-1] + length) // spf + 2 * margin - F)))
+    rows: dict[str, list] = {"conditioning": [], "year": [], "excitation": []}
+    out_sched = [] if schedules is not None else None
+    for b in range(B):
+        for s in starts:
+            f = s // spf
+            rows["conditioning"].append(padded[b, :, f:f + n_frames + 2 * margin])
+            rows["year"].append(batch["year"][b])
+            if "excitation" in batch:
+                exc = batch["excitation"][b, s:s + length]
+                rows["excitation"].append(torch.nn.functional.pad(exc, (0, length - exc.shape[0])))
+            if schedules is not None:
+                out_sched.append(schedules[b].shifted(-s))
+    out = {"conditioning": torch.stack(rows["conditioning"]), "year": torch.stack(rows["year"])}
+    if rows["excitation"]:
+        out["excitation"] = torch.stack(rows["excitation"])
+    return out, out_sched
+
+
 def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequence[Excerpt],
                        temperature: float = 1.0, seed: int = 0, engine: str = "auto",
-                       progress: bool = False) -> list[np.ndarray]:
+                       progress: bool = False, chunk_seconds: float = 0.0,
+                       overlap_seconds: float = 0.5) -> list[np.ndarray]:
     """Free-running generation (float32 [n_samples] each) from each excerpt's own MIDI and year,
-    all excerpts as one batch (one stream per excerpt, starting from silence), seeded."""
+    all excerpts as one batch (one stream per excerpt, starting from silence), seeded.
+
+    chunk_seconds > 0: each excerpt is cut into chunks as `midi2wave synthesize --chunk-seconds`
+    does (warm-up overlap, crossfade), every chunk of every excerpt one stream of the batch."""
     from .generate import generate
+    from .synthesize import CROSSFADE_FRACTION, join_chunks, plan_chunks
 
     if not excerpts:
         return []
     device = _model_device(model)
     batch, = excerpt_batches(excerpts, len(excerpts), "true")
     n = excerpts[0].audio.shape[0]
+    schedules = None
+    if excerpts[0].schedule is not None:  # generation starts at the window: shift the warm-up away
+        schedules = [e.schedule.shifted(-len(e.warmup_audio)) for e in excerpts]
+    starts, length, overlap = [0], n, 0
+    if chunk_seconds > 0:
+        spf = model.samples_per_frame
+        sr = config.data.sample_rate_hz
+        chunk = max(1, int(round(chunk_seconds * sr / spf))) * spf
+        overlap = int(round(overlap_seconds * sr / spf)) * spf
+        starts = plan_chunks(n, chunk, overlap)
+        length = n if len(starts) == 1 else chunk + overlap
+        batch, schedules = _chunk_rows(model, batch, schedules, starts, length)
     bar = None
     callback = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n, unit="sample", unit_scale=True, desc=f"generate {len(excerpts)} x", leave=False,
-                   file=sys.stderr)
+        bar = tqdm(total=length, unit="sample", unit_scale=True, desc=f"generate {batch['year'].shape[0]} x",
+                   leave=False, file=sys.stderr)
 
         def callback(done: int, total: int) -> None:
             bar.update(done - bar.n)
     try:
-        audio = generate(model, n, conditioning=batch["conditioning"].to(device), year=batch["year"].to(device),
+        audio = generate(model, length, conditioning=batch["conditioning"].to(device), year=batch["year"].to(device),
                          excitation=batch["excitation"].to(device) if "excitation" in batch else None,
-                         seed=seed, temperature=temperature, engine=engine, progress=callback)
+                         seed=seed, temperature=temperature, engine=engine, progress=callback,
+                         resonators=schedules)
     finally:
         if bar is not None:
             bar.close()
     audio = audio.float().cpu().numpy()
-    return [audio[i] for i in range(len(excerpts))]
+    if len(starts) == 1:
+        return [audio[i, :n] for i in range(len(excerpts))]
+    K = len(starts)
+    crossfade = int(round(overlap * CROSSFADE_FRACTION))
+    return [join_chunks(audio[i * K:(i + 1) * K], starts, n, overlap, crossfade) for i in range(len(excerpts))]
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -536,7 +625,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
                    n_excerpts: int = 8, excerpt_seconds: float = 4.0, seed: int = 0, batch_size: int = 4,
                    transcription: bool = True, temperature: float = 1.0,
                    onset_tolerance: float = ONSET_TOLERANCE_S, plots_dir: str | os.PathLike | None = None,
-                   force: bool = False, progress: bool = False, log: Any = None) -> dict[str, Any]:
+                   force: bool = False, progress: bool = False, log: Any = None, chunk_seconds: float = 0.0,
+                   overlap_seconds: float = 0.5) -> dict[str, Any]:
     """Every measurement on one model; returns the JSON-able results dict (see `format_table`).
 
     Either `store` (+ `split`): teacher-forced NLL and conditioning gain on `store_excerpts`, and
@@ -574,15 +664,17 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
             "excerpt_seconds": float(excerpt_seconds),
             "seed": int(seed),
             "batch_size": int(batch_size),
-            "conditioning_swapped": "frame-rate rolls and audio-rate excitation of another excerpt "
-                                    "(another piece where possible); year and audio kept",
-            "conditioning_zeroed": "frame-rate rolls and excitation all zero; year and audio kept",
+            "conditioning_swapped": "frame-rate rolls, audio-rate excitation and resonator bank (if any) of "
+                                    "another excerpt (another piece where possible); year and audio kept",
+            "conditioning_zeroed": "frame-rate rolls and excitation all zero, no resonators; year and audio kept",
             "transcription": bool(transcription),
             "transcriber": "basic-pitch 0.4.0 ICASSP-2022 model (ONNX, onnxruntime CPU), default thresholds",
             "onset_tolerance_s": float(onset_tolerance),
             "pitch_tolerance_cents": PITCH_TOLERANCE_CENTS,
             "offsets": "ignored",
             "temperature": float(temperature),
+            "chunk_seconds": float(chunk_seconds),
+            "overlap_seconds": float(overlap_seconds) if chunk_seconds > 0 else None,
         },
         "config": config.to_dict(),
         "excerpts": [dict(e.describe(), donor=donors[i] if len(excerpts) > 1 else None)
@@ -602,6 +694,11 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
         results["nll"] = {"bits_per_sample": gain["nll_true"], "per_excerpt": [p["nll_true"] for p in per]}
         results["conditioning_gain"] = {**gain, "per_excerpt": per}
 
+    if not temperature > 0:
+        raise EvaluationError(f"temperature must be > 0, got {temperature}")
+    if chunk_seconds < 0 or overlap_seconds < 0 or (chunk_seconds > 0 and overlap_seconds >= chunk_seconds):
+        raise EvaluationError(f"need chunk_seconds >= 0 and 0 <= overlap_seconds < chunk_seconds, got "
+                              f"{chunk_seconds:g} and {overlap_seconds:g}")
     generated: list[np.ndarray] | None = None
     generated_notes: list[Notes] | None = None
     if transcription:
@@ -611,7 +708,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
         say(f"generating {len(excerpts)} excerpts of {excerpt_seconds:g} s ...")
         t0 = time.perf_counter()
         generated = _generate_excerpts(model, config, excerpts, temperature=temperature, seed=seed,
-                                       progress=progress)
+                                       progress=progress, chunk_seconds=chunk_seconds,
+                                       overlap_seconds=overlap_seconds)
         timings["generate"] = time.perf_counter() - t0
         timings["generated_audio_seconds"] = sum(len(g) for g in generated) / excerpts[0].sample_rate_hz
         say("transcribing with basic-pitch ...")
@@ -788,7 +886,9 @@ def evaluate_from_cli(args: Any) -> int:
         n_excerpts=int(getattr(args, "excerpts", 8)), excerpt_seconds=float(getattr(args, "excerpt_seconds", 4.0)),
         seed=int(getattr(args, "seed", 0)), batch_size=int(getattr(args, "batch_size", 4) or 4),
         transcription=transcription, temperature=float(getattr(args, "temperature", 1.0) or 1.0),
-        plots_dir=plots, force=force, progress=not quiet, log=log)
+        plots_dir=plots, force=force, progress=not quiet, log=log,
+        chunk_seconds=float(getattr(args, "chunk_seconds", 0.0) or 0.0),
+        overlap_seconds=float(getattr(args, "overlap_seconds", 0.5)))
     results["settings"]["checkpoint"] = str(args.checkpoint) if getattr(args, "checkpoint", None) else "bundled"
     results["settings"]["device"] = str(device)
     results["environment"] = {"python": platform.python_version(), "torch": torch.__version__,

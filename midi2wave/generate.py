@@ -78,6 +78,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import resonators
 from .model.distributions import mulaw_decode, mulaw_encode
 from .model.wavenet import Midi2Wave
 
@@ -201,6 +202,7 @@ class _TorchEngine:
         self.z_flat = self.z.view(B, L * (H + 1))
         self.th = torch.zeros(B, G, **f32)
         self.th_a, self.th_b = self.th[:, :H], self.th[:, H:]
+        self.bank = None  # resonators.BankBatch, set by GenerationCache.set_resonators
         self.reset()
 
     def reset(self) -> None:
@@ -241,6 +243,7 @@ class _TorchEngine:
             pv = prime[:, :n_prime].to(self.device, torch.float32).t().contiguous()
             pk = prime_cls[:, :n_prime].to(self.device).t().contiguous()
         a1, a2, k1, k2 = self.a1, self.a2, self.k1, self.k2
+        bank = self.bank
         outs, params_out = [], []
         ci_prev, cn = None, None
         for tt in range(n):
@@ -271,6 +274,8 @@ class _TorchEngine:
                 params = torch.addmm(self.b_h2, hid, self.w_h2)
                 if collect:
                     params_out.append(params)
+            if bank is not None:
+                p_bank = bank.predict(t)
             if primed:
                 v, k = pv[tt], pk[tt]
             else:
@@ -280,6 +285,15 @@ class _TorchEngine:
                     v = self.class_to_value[k]
                 elif mulaw_input:
                     k = self.pcm_to_class[(v * 32768.0).long() + 32768]
+            if bank is not None:
+                # the sample is the innovation: audio = prediction + innovation, on the 16-bit grid
+                # (the same float64 arithmetic as the numba kernel)
+                if not primed:
+                    level = np.clip(np.floor((p_bank + v.cpu().numpy().astype(np.float64)) * 32768.0),
+                                    -32768, 32767).astype(np.int64)
+                    v = torch.from_numpy((level.astype(np.float32) / np.float32(32768.0))).to(self.device)
+                    k = self.pcm_to_class[torch.from_numpy(level + 32768).to(self.device)]
+                bank.update(t, v.cpu().numpy().astype(np.float64) - p_bank)
             outs.append(v)
             a2, a1 = a1, v
             if mulaw_input:
@@ -301,6 +315,7 @@ class _NumbaEngine:
         self.packed = gn.pack_weights(model, precision)
         self.state = gn.NumbaState(self.packed, batch_size)
         self.B = batch_size
+        self.bank = None  # resonators.BankBatch, set by GenerationCache.set_resonators
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
 
@@ -339,7 +354,7 @@ class _NumbaEngine:
 
         def work(group):
             self.state.run(group[0], group[1], t0, n, n_prime, collect, temperature, cond, cond_step, cond_n0,
-                           exc_np, u, pv, pk, out, params)
+                           exc_np, u, pv, pk, out, params, self.bank)
 
         groups = self._groups(threads)
         if self._pool is None or self._pool_size != len(groups):
@@ -390,9 +405,27 @@ class GenerationCache:
                     raise ValueError(f"the torch engine runs in fp32; precision {precision!r} is numba-only")
                 self._impl = _TorchEngine(model, batch_size, self.device)
         self.position = 0
+        self.has_bank = resonators.from_data_config(model.data_config) is not None
+        self.bank: resonators.BankBatch | None = None
+
+    def set_resonators(self, schedules) -> "GenerationCache":
+        """Give each stream its resonator schedule (`resonators.schedule`, times relative to the
+        stream's sample 0, i.e. this cache's position 0); needed before sampling from a model with
+        the bank. The banks start silent."""
+        schedules = list(schedules)
+        if self.position != 0:
+            raise ValueError("resonator schedules are set at sample 0 (reset() the cache first)")
+        if len(schedules) != self.batch_size:
+            raise ValueError(f"{len(schedules)} resonator schedules for {self.batch_size} streams")
+        self.bank = resonators.BankBatch(schedules)
+        self._impl.bank = self.bank
+        return self
 
     def reset(self) -> "GenerationCache":
+        """Back to silence at sample 0 (ring buffers, previous samples and resonator banks)."""
         self._impl.reset()
+        if self.bank is not None:
+            self.bank.reset()
         self.position = 0
         return self
 
@@ -506,7 +539,7 @@ def _torch_threads(n: int | None):
 
 def _run(model: Midi2Wave, n_samples: int, *, layer_cond, step, conditioning, year, excitation, uniforms,
          temperature, prime, engine, cache, batch_size, threads, precision, block_samples, progress,
-         collect) -> tuple[torch.Tensor, torch.Tensor | None]:
+         collect, schedules=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
     if not temperature > 0:
@@ -525,6 +558,13 @@ def _run(model: Midi2Wave, n_samples: int, *, layer_cond, step, conditioning, ye
             raise ValueError(f"the cache runs the {cache.engine} engine, not {engine}")
         if cache.batch_size != B:
             raise ValueError(f"the cache holds {cache.batch_size} streams, the inputs {B}")
+    if schedules is not None:
+        cache.set_resonators(schedules)
+    if cache.has_bank and cache.bank is None and not collect:
+        if own_cache:
+            cache.close()
+        raise ValueError("this model predicts the innovation of a MIDI resonator bank: pass resonators= "
+                         "(one resonators.schedule per stream)")
     if uniforms is not None and tuple(uniforms.shape) != (B, n_samples, 2):
         raise ValueError(f"uniforms must be [B, n_samples, 2] = {[B, n_samples, 2]}, got {list(uniforms.shape)}")
     if excitation is not None and (excitation.shape[0] != B or excitation.shape[1] < n_samples):
@@ -627,7 +667,8 @@ def generate(model: Midi2Wave, n_samples: int, layer_cond: torch.Tensor | None =
              prime: torch.Tensor | None = None, engine: str = "auto", cache: GenerationCache | None = None,
              batch_size: int | None = None, threads: int | None = None, precision: str = "fp32",
              block_samples: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+             progress: Callable[[int, int], None] | None = None,
+             resonators: "list | None" = None) -> torch.Tensor:
     """Sample `n_samples` of audio autoregressively; see the module docstring. Returns float32 [B, n_samples]."""
     was_training = model.training
     model.eval()
@@ -645,7 +686,8 @@ def generate(model: Midi2Wave, n_samples: int, layer_cond: torch.Tensor | None =
             audio, _ = _run(model, n_samples, layer_cond=layer_cond, step=step, conditioning=conditioning, year=year,
                             excitation=excitation, uniforms=uniforms, temperature=temperature, prime=prime,
                             engine=engine, cache=cache, batch_size=batch_size, threads=threads,
-                            precision=precision, block_samples=block_samples, progress=progress, collect=False)
+                            precision=precision, block_samples=block_samples, progress=progress, collect=False,
+                            schedules=resonators)
             return audio
     finally:
         model.train(was_training)

@@ -50,6 +50,7 @@ from numba.extending import intrinsic
 
 from . import constants as C
 from .model.distributions import LOG_SCALE_MIN
+from .resonators import batch_predict, batch_update, empty_bank_args, quantize_sum
 
 PRECISIONS = ("fp32", "fp16", "int8")
 LANES = 16  # float32 lanes of one IR vector (one AVX-512 register; LLVM splits it on narrower machines)
@@ -349,6 +350,8 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 w_h1, s_h1, b_h1,
                 w_h2, s_h2, b_h2,
                 exc_w, has_exc, pcm_to_class, class_to_value,
+                has_bank, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
+                bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p, bk_e,
                 cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
                 out, params_out,
                 ring, prev_val, prev_cls,
@@ -360,6 +363,10 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     cond[:, t // cond_step - cond_n0]. exc [B, n] (used if has_exc), uniforms [B, n, 2].
     The first n_prime samples are teacher-forced from prime_val / prime_cls [B, >=n_prime].
     out [B, n] gets the samples; with `collect`, params_out [B, n, n_out] gets the head's outputs.
+    With `has_bank` (a model with the MIDI resonator bank, see resonators.py) the head's sample is
+    the innovation: the audio sample is the bank's prediction plus it, rounded down to 16-bit PCM,
+    and the bank is fed (audio - prediction); bk_* are `resonators.BankBatch.kernel_args()` plus
+    scratch bk_e [B] float64.
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
     prev_val / prev_cls [B, 2] the values and mu-law classes of samples t-1 and t-2.
     Scratch: x [B, p(R)], inp [B, K*R], h [B, 2*Hp], z [B, L*Hg], skip [B, p(S)], hid [B, p(H1)],
@@ -443,6 +450,8 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 for b in range(b0, b1):
                     for i in range(n_out):
                         params_out[b, tt, i] = par[b, i]
+        if has_bank:
+            batch_predict(t, b0, b1, bk_off, bk_start, bk_stop, bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p)
         for b in range(b0, b1):
             if primed:
                 v = prime_val[b, tt]
@@ -454,11 +463,19 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
             else:
                 k = _sample_mulaw(par[b], n_out, uniforms[b, tt, 0], temperature, probs[b])
                 v = class_to_value[k]
+            if has_bank:
+                if not primed:
+                    level, v = quantize_sum(bk_p[b], np.float64(v))
+                    k = pcm_to_class[level + 32768]
+                bk_e[b] = np.float64(v) - bk_p[b]
             out[b, tt] = v
             prev_val[b, 1] = prev_val[b, 0]
             prev_val[b, 0] = v
             prev_cls[b, 1] = prev_cls[b, 0]
             prev_cls[b, 0] = k
+        if has_bank:
+            batch_update(t, b0, b1, bk_e, bk_off, bk_release, bk_omega, bk_rhold, bk_rrel, bk_kappa,
+                         bk_re, bk_im, bk_idx, bk_n)
 
 
 # ------------------------------------------------------------------------------- packed weights
@@ -635,6 +652,7 @@ def pack_weights(model, precision: str = "fp32") -> PackedModel:
 
 
 _EMPTY_2D = np.zeros((1, 1), np.float32)
+_NO_BANK = empty_bank_args()
 
 
 class NumbaState:
@@ -655,6 +673,7 @@ class NumbaState:
         self.hid = np.zeros((B, _pad16(packed.head_channels)), np.float32)
         self.par = np.zeros((B, _pad16(packed.n_out)), np.float32)
         self.probs = np.zeros((B, max(packed.n_out, 1)), np.float32)
+        self.bank_e = np.zeros(B)
         self.reset()
 
     def reset(self) -> None:
@@ -664,9 +683,14 @@ class NumbaState:
 
     def run(self, b0: int, b1: int, t0: int, n: int, n_prime: int, collect: bool, temperature: float,
             cond: np.ndarray, cond_step: int, cond_n0: int, exc: np.ndarray | None, uniforms: np.ndarray,
-            prime_val: np.ndarray, prime_cls: np.ndarray, out: np.ndarray, params_out: np.ndarray) -> None:
-        """Run the kernel on streams b0..b1-1 (releases the GIL: call from one thread per stream group)."""
+            prime_val: np.ndarray, prime_cls: np.ndarray, out: np.ndarray, params_out: np.ndarray,
+            bank=None) -> None:
+        """Run the kernel on streams b0..b1-1 (releases the GIL: call from one thread per stream group).
+        `bank`: a `resonators.BankBatch` for models with the resonator bank."""
         p = self.packed
+        bank_args = bank.kernel_args() if bank is not None else _NO_BANK
+        if bank is not None and self.bank_e.shape[0] != self.batch_size:
+            self.bank_e = np.zeros(self.batch_size)
         has_exc = exc is not None and p.has_exc_weight
         if exc is None:
             exc = _EMPTY_2D
@@ -680,6 +704,7 @@ class NumbaState:
                     p.w_h1, p.s_h1, p.b_h1,
                     p.w_h2, p.s_h2, p.b_h2,
                     p.exc_w, has_exc, p.pcm_to_class, p.class_to_value,
+                    bank is not None, *bank_args, self.bank_e,
                     cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
                     out, params_out,
                     self.ring, self.prev_val, self.prev_cls,

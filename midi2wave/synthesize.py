@@ -98,12 +98,14 @@ class ModelInputs:
     year: torch.Tensor | None
     start_sample: int
     n_samples: int
+    resonators: list | None = None  # one resonators.Schedule per row (models with the bank)
 
 
 def model_inputs(model: Any, notes, pedals, start_samples: Sequence[int], n_samples: int,
                  year: int | None = None, device: torch.device | str | None = None) -> ModelInputs:
     """The model's conditioning for rows starting at `start_samples` (each a multiple of the
     model's samples per frame), `n_samples` long each, from sustained `notes` and `pedals`."""
+    from . import resonators
     from .midi import excitation_signal, frame_rolls
 
     data = model.data_config
@@ -126,7 +128,11 @@ def model_inputs(model: Any, notes, pedals, start_samples: Sequence[int], n_samp
         exc = exc.to(device)
     if data.use_year:
         years = torch.full((len(start_samples),), C.year_index(year), dtype=torch.long, device=device)
-    return ModelInputs(rolls, exc, years, int(start_samples[0]), int(n_samples))
+    schedules = None
+    bank = resonators.from_data_config(data)
+    if bank is not None:
+        schedules = [resonators.schedule(notes, s, n_samples, sr, bank) for s in start_samples]
+    return ModelInputs(rolls, exc, years, int(start_samples[0]), int(n_samples), schedules)
 
 
 def _window(data, notes, start_s: float, end_s: float | None, where: str) -> tuple[int, int]:
@@ -336,6 +342,7 @@ def render_notes(model: Any, config: Config | None, notes, pedals, start_s: floa
             uniforms=uniforms[rows], temperature=options.temperature,
             prime=torch.from_numpy(prime)[None] if primed else None,
             engine=options.engine, threads=n_threads, precision=precision, progress=bar.callback(key, k),
+            resonators=inputs.resonators[rows] if inputs.resonators is not None else None,
         )
 
     try:

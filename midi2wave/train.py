@@ -430,7 +430,8 @@ class _Trainer:
             out = model(audio_in, batch["conditioning"], batch["year"], batch.get("excitation"),
                         return_aux=with_aux)
         params, mel = out if with_aux else (out, None)
-        bits = self.model.bits_per_sample(params, audio)
+        # With the resonator bank the network predicts the innovation, not the audio itself.
+        bits = self.model.bits_per_sample(params, batch.get("target", audio))
         if mel is None:
             return bits, bits, None
         target = log_mel_spectrogram(audio, mel.shape[1], self.config.data.samples_per_frame,

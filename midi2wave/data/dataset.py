@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import constants as C
+from .. import resonators
 from ..config import DataConfig
 from ..errors import InputError
 from ..midi import Notes, PedalEvents, apply_sustain, excitation_signal, frame_rolls, notes_from_arrays
@@ -99,6 +100,9 @@ class SegmentDataset(Dataset):
     - `year`: int64 scalar, `constants.year_index(record year)` (0 when `data_config.use_year` is false);
     - `excitation`: float32 [segment_samples] (`midi.excitation_signal`), only when
       `data_config.excitation_partials > 0`.
+    - `target`: float32 [segment_samples], only when `data_config.resonator_partials > 0`: the
+      innovation of `audio` under the MIDI-driven resonator bank (`resonators.innovation_window`),
+      which is what the network predicts (the audio stays its input).
 
     `len()` is `examples_per_epoch`, or by default the number of whole segments in the split. Item `i`
     is a deterministic function of (seed, epoch, i); `set_epoch` selects the epoch. DataLoader workers
@@ -197,6 +201,11 @@ class SegmentDataset(Dataset):
         if cfg.excitation_partials > 0:
             item["excitation"] = torch.from_numpy(excitation_signal(
                 notes, start_sample, cfg.segment_samples, cfg.sample_rate_hz, cfg.excitation_partials))
+        bank = resonators.from_data_config(cfg)
+        if bank is not None:
+            scaled = _Scaled(audio_map, 1.0 / C.PCM_SCALE)
+            item["target"] = torch.from_numpy(resonators.innovation_window(
+                scaled, start_sample, cfg.segment_samples, notes, cfg.sample_rate_hz, bank))
         return item
 
     # ------------------------------------------------------------------- per-process file cache
@@ -255,6 +264,16 @@ class SegmentDataset(Dataset):
             _, (old, _) = self._notes_cache.popitem(last=False)
             self._cached_notes -= len(old)
         return notes, pedals
+
+
+class _Scaled:
+    """Slices of an int16 memory map as scaled float64 (only the slice is read)."""
+
+    def __init__(self, array: np.ndarray, scale: float) -> None:
+        self.array, self.scale = array, scale
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        return np.asarray(self.array[index], np.float64) * self.scale
 
 
 def _as_year(value: Any) -> int | None:

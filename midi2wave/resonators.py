@@ -1,0 +1,373 @@
+"""A MIDI-driven resonator bank: linear prediction of the audio from the notes (LPCNet-style).
+
+Why: a WaveNet trained by teacher forcing on piano audio learns to continue its own past and can
+ignore sparse MIDI conditioning (the failure of the earlier public midi2wave). Here the notes
+decide *where the model can put tonal energy*: for every sounding note and each of its first
+partials (below `max_hz`) there is one damped complex oscillator at that partial's
+equal-tempered frequency, driven by the innovation `e_t`:
+
+    p_t  = sum_s Re(z_s)                       (the bank's prediction of x_t from the past)
+    x_t  = p_t + e_t                           (the network models e_t, the innovation)
+    z_s <- r_s * exp(i w_s) * (z_s + kappa * e_t)
+
+Teacher-forced (analysis), `e_t = x_t - p_t` is computed from the true audio: the bank tracks the
+notes' partials (within ~2/kappa samples) and the network is left to predict the attacks, noise
+and whatever the bank misses. Free-running (synthesis), the sampled innovations are filtered by
+resonators at exactly the MIDI's pitches, so whatever the network emits at an onset rings at the
+right frequencies. Analysis and synthesis are the same recursion, so they invert each other
+exactly, and `e -> x` is a sum of stable resonators (|r_s| < 1).
+
+Per oscillator: r_s = exp(-1 / (tau * sr)) with tau the note's decay while the (sustained) note is
+held and `release_tau_s` after its offset; it is removed `release_tail_s` after the offset.
+
+Everything here is plain numpy + numba over float64 state; times are samples relative to the
+start of the window being processed (oscillators of notes that began before the window start
+from silence at the window start: analysis re-locks within a few ms, so windows need a short
+warm-up, see `ResonatorConfig.warmup_samples`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import constants as C
+from .midi import Notes, _decay_tau_s, pitch_to_hz
+
+try:  # numba is a core dependency; keep the module importable for `--help` paths all the same
+    import numba
+    _njit = numba.njit(cache=True, nogil=True)
+except ImportError:  # pragma: no cover
+    def _njit(f):
+        return f
+
+
+@dataclass(frozen=True)
+class ResonatorConfig:
+    """Settings of the bank (part of ModelConfig; see config.py for validation)."""
+    partials: int = 6            # partials per note (k * f0 for k = 1..partials)
+    max_hz: float = 6000.0       # no oscillator at or above this frequency
+    kappa: float = 0.02          # innovation gain: tracking speed (and notch width) of the analysis
+    release_tau_s: float = 0.08  # decay after the note's (sustained) offset
+    release_tail_s: float = 0.4  # oscillator removed this long after the offset
+    warmup_s: float = 0.05       # analysis warm-up before a teacher-forced window
+    decay_scale: float = 1.0     # held-note decay time = decay_scale * tau(pitch) / k**decay_exponent
+    decay_exponent: float = 0.5
+
+    def warmup_samples(self, sample_rate_hz: int) -> int:
+        return int(math.ceil(self.warmup_s * sample_rate_hz))
+
+
+@dataclass
+class Schedule:
+    """The oscillators of a window, sorted by start. Sample indices are relative to the window.
+
+    start/release/stop: int64 [n]; omega (rad/sample), r_hold, r_release, kappa: float64 [n].
+    """
+    start: np.ndarray
+    release: np.ndarray
+    stop: np.ndarray
+    omega: np.ndarray
+    r_hold: np.ndarray
+    r_release: np.ndarray
+    kappa: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+    @classmethod
+    def empty(cls) -> "Schedule":
+        i, f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return cls(i, i.copy(), i.copy(), f, f.copy(), f.copy(), f.copy())
+
+    def shifted(self, samples: int) -> "Schedule":
+        """The same oscillators with every time moved later by `samples`."""
+        return Schedule(self.start + samples, self.release + samples, self.stop + samples, self.omega,
+                        self.r_hold, self.r_release, self.kappa)
+
+
+def from_data_config(data) -> ResonatorConfig | None:
+    """The bank a DataConfig asks for, or None when `resonator_partials` is 0."""
+    if data.resonator_partials <= 0:
+        return None
+    return ResonatorConfig(partials=data.resonator_partials, max_hz=data.resonator_max_hz,
+                           kappa=data.resonator_kappa, release_tau_s=data.resonator_release_tau_s,
+                           release_tail_s=5.0 * data.resonator_release_tau_s,
+                           decay_scale=data.resonator_decay_scale, decay_exponent=data.resonator_decay_exponent)
+
+
+def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
+             config: ResonatorConfig) -> Schedule:
+    """The oscillators that sound anywhere in samples [start_sample, start_sample + n_samples) of
+    a piece, with times relative to `start_sample`. `notes` should already be sustained."""
+    sr = float(sample_rate_hz)
+    if len(notes) == 0 or n_samples <= 0 or config.partials <= 0:
+        return Schedule.empty()
+    first = np.ceil(notes.onset_s * sr).astype(np.int64)
+    release = np.ceil(notes.offset_s * sr).astype(np.int64)
+    stop = release + int(math.ceil(config.release_tail_s * sr))
+    keep = (stop > start_sample) & (first < start_sample + n_samples)
+    if not keep.any():
+        return Schedule.empty()
+    f0 = pitch_to_hz(notes.pitch[keep])
+    tau = _decay_tau_s(notes.pitch[keep])
+    k = np.arange(1, config.partials + 1, dtype=np.float64)
+    freq = f0[:, None] * k[None, :]                       # [notes, partials]
+    ok = freq < min(config.max_hz, sr / 2.0)
+    rows = np.nonzero(ok)
+    note_idx = rows[0]
+    partial = k[rows[1]]
+    hz = freq[rows]
+    # Higher partials of a real string die faster.
+    tau_k = config.decay_scale * tau[note_idx] / partial ** config.decay_exponent
+    out = Schedule(
+        start=first[keep][note_idx] - start_sample,
+        release=release[keep][note_idx] - start_sample,
+        stop=stop[keep][note_idx] - start_sample,
+        omega=2.0 * np.pi * hz / sr,
+        r_hold=np.exp(-1.0 / (tau_k * sr)),
+        r_release=np.full(hz.shape, math.exp(-1.0 / (config.release_tau_s * sr))),
+        kappa=np.full(hz.shape, float(config.kappa)),
+    )
+    order = np.argsort(out.start, kind="stable")
+    return Schedule(*(np.ascontiguousarray(getattr(out, f)[order]) for f in
+                      ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa")))
+
+
+class BankState:
+    """Explicit, resettable state of one bank per batch element (for step-by-step generation).
+
+    re, im: float64 [B, capacity] oscillator phasors; idx: int64 [B, capacity] indices into that
+    element's schedule of the active oscillators; n_active, next: int64 [B].
+    """
+
+    def __init__(self, batch_size: int, capacity: int = 64) -> None:
+        self.re = np.zeros((batch_size, capacity))
+        self.im = np.zeros((batch_size, capacity))
+        self.idx = np.zeros((batch_size, capacity), np.int64)
+        self.n_active = np.zeros(batch_size, np.int64)
+        self.next = np.zeros(batch_size, np.int64)
+
+    def reset(self) -> "BankState":
+        self.re[:] = 0.0
+        self.im[:] = 0.0
+        self.n_active[:] = 0
+        self.next[:] = 0
+        return self
+
+    def ensure_capacity(self, needed: int) -> None:
+        if needed <= self.re.shape[1]:
+            return
+        cap = max(needed, 2 * self.re.shape[1])
+        for name in ("re", "im", "idx"):
+            old = getattr(self, name)
+            new = np.zeros((old.shape[0], cap), old.dtype)
+            new[:, :old.shape[1]] = old
+            setattr(self, name, new)
+
+
+def max_concurrent(sched: Schedule) -> int:
+    """The most oscillators alive at once (the state capacity a window needs)."""
+    if len(sched) == 0:
+        return 0
+    events = np.concatenate([sched.start, sched.stop])
+    delta = np.concatenate([np.ones(len(sched), np.int64), -np.ones(len(sched), np.int64)])
+    order = np.lexsort((delta, events))  # stops before starts at the same sample
+    return int(np.cumsum(delta[order]).max())
+
+
+@_njit
+def bank_predict(re, n_active):
+    """p_t = sum of the real parts of the active phasors (one batch element)."""
+    p = 0.0
+    for j in range(n_active):
+        p += re[j]
+    return p
+
+
+@_njit
+def bank_admit(t, re, im, idx, n_active, nxt, start, stop):
+    """Drop oscillators whose stop <= t and admit those whose start <= t (one batch element).
+    Returns (n_active, next)."""
+    j = 0
+    while j < n_active:
+        if stop[idx[j]] <= t:
+            n_active -= 1
+            idx[j] = idx[n_active]
+            re[j] = re[n_active]
+            im[j] = im[n_active]
+        else:
+            j += 1
+    n = start.shape[0]
+    while nxt < n and start[nxt] <= t:
+        if stop[nxt] > t:
+            idx[n_active] = nxt
+            re[n_active] = 0.0
+            im[n_active] = 0.0
+            n_active += 1
+        nxt += 1
+    return n_active, nxt
+
+
+# The oscillators' gains are scaled down so that they sum to at most this: with many coinciding
+# partials (octaves, a re-struck key ringing on) the analysis loop would otherwise go unstable.
+KAPPA_SUM_MAX = 0.5
+
+
+@_njit
+def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa):
+    """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
+    with g = min(1, KAPPA_SUM_MAX / sum of the active kappas)."""
+    total = 0.0
+    for j in range(n_active):
+        total += kappa[idx[j]]
+    g = 1.0 if total <= KAPPA_SUM_MAX else KAPPA_SUM_MAX / total
+    for j in range(n_active):
+        s = idx[j]
+        r = r_hold[s] if t < release[s] else r_release[s]
+        a = re[j] + g * kappa[s] * e
+        b = im[j]
+        c = r * math.cos(omega[s])
+        d = r * math.sin(omega[s])
+        re[j] = c * a - d * b
+        im[j] = d * a + c * b
+
+
+@_njit
+def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa, capacity):
+    n = signal.shape[0]
+    out = np.empty(n, np.float64)
+    pred = np.empty(n, np.float64)
+    re = np.zeros(capacity)
+    im = np.zeros(capacity)
+    idx = np.zeros(capacity, np.int64)
+    n_active = 0
+    nxt = 0
+    for t in range(n):
+        n_active, nxt = bank_admit(t, re, im, idx, n_active, nxt, start, stop)
+        p = bank_predict(re, n_active)
+        pred[t] = p
+        if analysis:
+            e = signal[t] - p
+            out[t] = e
+        else:
+            e = signal[t]
+            out[t] = p + e
+        bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa)
+    return out, pred
+
+
+def _arrays(sched: Schedule):
+    return (sched.start, sched.release, sched.stop, sched.omega, sched.r_hold, sched.r_release, sched.kappa)
+
+
+def innovation_window(audio: np.ndarray, start_sample: int, n_samples: int, notes: Notes, sample_rate_hz: int,
+                      config: ResonatorConfig) -> np.ndarray:
+    """Teacher-forced innovation of samples [start_sample, start_sample + n_samples) of a piece
+    (`audio`: the whole piece, any float/int array indexable by sample, already scaled to [-1, 1];
+    `notes`: its sustained notes), analysed from silence `config.warmup_s` before the window
+    (float32 [n_samples], clipped to [-1, 1))."""
+    w0 = max(0, start_sample - config.warmup_samples(sample_rate_hz))
+    x = np.asarray(audio[w0:start_sample + n_samples], np.float64)
+    e, _ = analyze(x, schedule(notes, w0, len(x), sample_rate_hz, config))
+    return np.clip(e[start_sample - w0:], -1.0, 1.0 - 1.0 / 32768).astype(np.float32)
+
+
+def analyze(audio: np.ndarray, sched: Schedule) -> tuple[np.ndarray, np.ndarray]:
+    """Innovation and prediction of `audio` (float [n]) from silence at sample 0:
+    returns (e, p), float32 [n] each, with audio = p + e."""
+    x = np.ascontiguousarray(audio, np.float64)
+    e, p = _run(x, True, *_arrays(sched), max(1, max_concurrent(sched)))
+    return e.astype(np.float32), p.astype(np.float32)
+
+
+def synthesize(innovation: np.ndarray, sched: Schedule) -> np.ndarray:
+    """Audio (float32 [n]) from an innovation sequence through the bank (the inverse of analyze)."""
+    e = np.ascontiguousarray(innovation, np.float64)
+    x, _ = _run(e, False, *_arrays(sched), max(1, max_concurrent(sched)))
+    return x.astype(np.float32)
+
+
+# ------------------------------------------------------------------ batched stepping (generation)
+
+
+@_njit
+def batch_predict(t, b0, b1, offsets, start, stop, re, im, idx, n_active, nxt, p_out):
+    """Admit/drop the oscillators of streams b0..b1-1 at sample t and write their predictions
+    p_t into p_out[b]."""
+    for b in range(b0, b1):
+        o0 = offsets[b]
+        o1 = offsets[b + 1]
+        na, nx = bank_admit(t, re[b], im[b], idx[b], n_active[b], nxt[b], start[o0:o1], stop[o0:o1])
+        n_active[b] = na
+        nxt[b] = nx
+        p_out[b] = bank_predict(re[b], na)
+
+
+@_njit
+def batch_update(t, b0, b1, e, offsets, release, omega, r_hold, r_release, kappa, re, im, idx, n_active):
+    """Feed innovation e[b] of sample t to the oscillators of streams b0..b1-1."""
+    for b in range(b0, b1):
+        o0 = offsets[b]
+        o1 = offsets[b + 1]
+        bank_update(t, e[b], re[b], im[b], idx[b], n_active[b], release[o0:o1], omega[o0:o1],
+                    r_hold[o0:o1], r_release[o0:o1], kappa[o0:o1])
+
+
+@_njit
+def quantize_sum(p, v):
+    """x = p + v rounded down to a 16-bit PCM level: returns (level in -32768..32767, x as float32)."""
+    level = math.floor((p + v) * 32768.0)
+    if level < -32768:
+        level = -32768
+    elif level > 32767:
+        level = 32767
+    return level, np.float32(level) / np.float32(32768.0)
+
+
+class BankBatch:
+    """The resonator banks of a batch of streams: their schedules (times relative to the stream's
+    sample 0) concatenated, and the explicit state (`reset()` returns every bank to silence)."""
+
+    FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa")
+
+    def __init__(self, schedules) -> None:
+        schedules = list(schedules)
+        self.batch_size = len(schedules)
+        lengths = np.array([len(s) for s in schedules], np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        for name in self.FIELDS:
+            dtype = np.int64 if name in ("start", "release", "stop") else np.float64
+            parts = [np.asarray(getattr(s, name), dtype) for s in schedules]
+            setattr(self, name, np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0, dtype))
+        capacity = max([1] + [max_concurrent(s) for s in schedules])
+        self.state = BankState(self.batch_size, capacity)
+        self.p = np.zeros(self.batch_size, np.float64)
+
+    def reset(self) -> "BankBatch":
+        self.state.reset()
+        return self
+
+    def kernel_args(self) -> tuple:
+        s = self.state
+        return (self.offsets, self.start, self.release, self.stop, self.omega, self.r_hold, self.r_release,
+                self.kappa, s.re, s.im, s.idx, s.n_active, s.next, self.p)
+
+    def predict(self, t: int) -> np.ndarray:
+        """p_t of every stream (float64 [B]); call once per sample, before `update`."""
+        s = self.state
+        batch_predict(t, 0, self.batch_size, self.offsets, self.start, self.stop, s.re, s.im, s.idx, s.n_active,
+                      s.next, self.p)
+        return self.p
+
+    def update(self, t: int, innovation: np.ndarray) -> None:
+        s = self.state
+        batch_update(t, 0, self.batch_size, np.ascontiguousarray(innovation, np.float64), self.offsets,
+                     self.release, self.omega, self.r_hold, self.r_release, self.kappa, s.re, s.im, s.idx,
+                     s.n_active)
+
+
+def empty_bank_args() -> tuple:
+    """Placeholder kernel arguments for a model without a bank (one kernel specialisation for both)."""
+    return BankBatch([Schedule.empty()]).kernel_args()
