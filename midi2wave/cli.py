@@ -172,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export weights for other inference engines")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--format", choices=("nv-wavenet",), default="nv-wavenet")
+    p.add_argument("--format", choices=("nv-wavenet", "safetensors"), default="nv-wavenet",
+                   help="nv-wavenet: its weight layout (OUT a file); safetensors: a released model folder "
+                        "(OUT/model.safetensors + OUT/config.json, EMA weights), as midi2wave/assets/ holds")
     p.add_argument("--midi", type=Path, default=None,
                    help="also export the conditioning (cond_input, 2R x 1 x layers x samples) for this MIDI")
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="with --midi: start time in seconds")

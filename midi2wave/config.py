@@ -58,6 +58,9 @@ class DataConfig:
     resonator_release_tau_s: float = 0.08
     resonator_decay_scale: float = 0.5
     resonator_decay_exponent: float = 1.0
+    # What the network reads of the past with the bank: "audio" (x) or "innovation" (e: the bank's
+    # output never feeds back into the network, so a loud free-running bank cannot run away).
+    resonator_input: str = "audio"
 
     def __post_init__(self) -> None:
         _require(self.sample_rate_hz > 0, "data.sample_rate_hz", self.sample_rate_hz, "must be > 0")
@@ -89,10 +92,17 @@ class DataConfig:
                  "must be > 0")
         _require(self.resonator_decay_exponent >= 0, "data.resonator_decay_exponent",
                  self.resonator_decay_exponent, "must be >= 0")
+        _require(self.resonator_input in ("audio", "innovation"), "data.resonator_input", self.resonator_input,
+                 "must be 'audio' or 'innovation'")
 
     @property
     def samples_per_frame(self) -> int:
         return self.sample_rate_hz // self.frame_rate_hz
+
+    @property
+    def network_reads_innovation(self) -> bool:
+        """True when the network's input is the bank's innovation rather than the audio."""
+        return self.resonator_partials > 0 and self.resonator_input == "innovation"
 
     @property
     def segment_frames(self) -> int:

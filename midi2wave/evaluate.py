@@ -372,11 +372,11 @@ def _bits_per_example(model: torch.nn.Module, batches: Iterable[dict[str, torch.
     try:
         for batch in batches:
             audio = batch["audio"].to(device)
-            params = model(audio, batch["conditioning"].to(device),
-                           batch["year"].to(device) if batch.get("year") is not None else None,
-                           batch["excitation"].to(device) if batch.get("excitation") is not None else None)
             # with the resonator bank the model's distribution is over the innovation
             target = batch["target"].to(device) if batch.get("target") is not None else audio
+            params = model(target if model.data_config.network_reads_innovation else audio, batch["conditioning"].to(device),
+                           batch["year"].to(device) if batch.get("year") is not None else None,
+                           batch["excitation"].to(device) if batch.get("excitation") is not None else None)
             nats = -model.log_prob(params, target).double()  # [B, T]
             bits.extend((nats.mean(dim=1) / math.log(2.0)).tolist())
             counts.extend([audio.shape[1]] * audio.shape[0])

@@ -128,6 +128,10 @@ def nv_wavenet_weights(model: Any) -> dict[str, Any]:
     `conv_end_bias` and `head_biases_nonzero`. Raises ExportError for incompatible models."""
     mc: ModelConfig = model.model_config
     check_nv_wavenet_compatible(mc)
+    if model.data_config.resonator_partials > 0:
+        raise ExportError(f"cannot export to nv-wavenet: data.resonator_partials = "
+                          f"{model.data_config.resonator_partials}: the model predicts the innovation of a MIDI "
+                          "resonator bank, which nv-wavenet does not run")
     _check_head(model)
     R, S, A = mc.residual_channels, mc.skip_channels, mc.mulaw_classes
     inp = model.input_layer
@@ -237,7 +241,16 @@ def export_nv_wavenet(model_or_checkpoint: Any, out_path: str | Path, *, midi_pa
 
 
 def export_from_cli(args: argparse.Namespace) -> int:
-    if getattr(args, "format", "nv-wavenet") != "nv-wavenet":
+    fmt = getattr(args, "format", "nv-wavenet")
+    if fmt == "safetensors":
+        from .checkpoint import export_safetensors, find_checkpoint
+
+        if getattr(args, "midi", None) is not None:
+            raise ExportError("--midi goes with --format nv-wavenet only")
+        target = export_safetensors(find_checkpoint(args.checkpoint), args.out, force=args.force)
+        print(f"wrote {target} and {target.parent / 'config.json'} ({target.stat().st_size / 1e6:.2f} MB)")
+        return 0
+    if fmt != "nv-wavenet":
         raise ExportError(f"--format {args.format}: unknown format")
     out = export_nv_wavenet(args.checkpoint, args.out, midi_path=getattr(args, "midi", None),
                             start_s=getattr(args, "start", 0.0) or 0.0, end_s=getattr(args, "end", None),

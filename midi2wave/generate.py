@@ -203,6 +203,7 @@ class _TorchEngine:
         self.th = torch.zeros(B, G, **f32)
         self.th_a, self.th_b = self.th[:, :H], self.th[:, H:]
         self.bank = None  # resonators.BankBatch, set by GenerationCache.set_resonators
+        self.innovation_input = model.data_config.network_reads_innovation
         self.reset()
 
     def reset(self) -> None:
@@ -293,7 +294,17 @@ class _TorchEngine:
                                     -32768, 32767).astype(np.int64)
                     v = torch.from_numpy((level.astype(np.float32) / np.float32(32768.0))).to(self.device)
                     k = self.pcm_to_class[torch.from_numpy(level + 32768).to(self.device)]
-                bank.update(t, v.cpu().numpy().astype(np.float64) - p_bank)
+                innovation = v.cpu().numpy().astype(np.float64) - p_bank
+                bank.update(t, innovation)
+                if self.innovation_input:  # the network reads the innovation, on the 16-bit grid
+                    level_e = np.clip(np.floor(innovation * 32768.0), -32768, 32767).astype(np.int64)
+                    outs.append(v)
+                    v = torch.from_numpy((level_e.astype(np.float32) / np.float32(32768.0))).to(self.device)
+                    k = self.pcm_to_class[torch.from_numpy(level_e + 32768).to(self.device)]
+                    a2, a1 = a1, v
+                    if mulaw_input:
+                        k2, k1 = k1, k
+                    continue
             outs.append(v)
             a2, a1 = a1, v
             if mulaw_input:
@@ -314,6 +325,7 @@ class _NumbaEngine:
         self.gn = gn
         self.packed = gn.pack_weights(model, precision)
         self.state = gn.NumbaState(self.packed, batch_size)
+        self.state.innovation_input = model.data_config.network_reads_innovation
         self.B = batch_size
         self.bank = None  # resonators.BankBatch, set by GenerationCache.set_resonators
         self._pool: ThreadPoolExecutor | None = None

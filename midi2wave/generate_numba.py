@@ -350,7 +350,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 w_h1, s_h1, b_h1,
                 w_h2, s_h2, b_h2,
                 exc_w, has_exc, pcm_to_class, class_to_value,
-                has_bank, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
+                has_bank, innov_input, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
                 bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p, bk_e,
                 cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
                 out, params_out,
@@ -365,7 +365,8 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     out [B, n] gets the samples; with `collect`, params_out [B, n, n_out] gets the head's outputs.
     With `has_bank` (a model with the MIDI resonator bank, see resonators.py) the head's sample is
     the innovation: the audio sample is the bank's prediction plus it, rounded down to 16-bit PCM,
-    and the bank is fed (audio - prediction); bk_* are `resonators.BankBatch.kernel_args()` plus
+    and the bank is fed (audio - prediction), which with `innov_input` (rounded down to 16-bit) is
+    also what the network reads as its past instead of the audio; bk_* are `resonators.BankBatch.kernel_args()` plus
     scratch bk_e [B] float64.
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
     prev_val / prev_cls [B, 2] the values and mu-law classes of samples t-1 and t-2.
@@ -463,16 +464,23 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
             else:
                 k = _sample_mulaw(par[b], n_out, uniforms[b, tt, 0], temperature, probs[b])
                 v = class_to_value[k]
+            in_v = v
+            in_k = k
             if has_bank:
                 if not primed:
                     level, v = quantize_sum(bk_p[b], np.float64(v))
                     k = pcm_to_class[level + 32768]
                 bk_e[b] = np.float64(v) - bk_p[b]
+                in_v = v
+                in_k = k
+                if innov_input:  # the network reads the innovation, on the 16-bit grid
+                    level_e, in_v = quantize_sum(bk_e[b], 0.0)
+                    in_k = pcm_to_class[level_e + 32768]
             out[b, tt] = v
             prev_val[b, 1] = prev_val[b, 0]
-            prev_val[b, 0] = v
+            prev_val[b, 0] = in_v
             prev_cls[b, 1] = prev_cls[b, 0]
-            prev_cls[b, 0] = k
+            prev_cls[b, 0] = in_k
         if has_bank:
             batch_update(t, b0, b1, bk_e, bk_off, bk_release, bk_omega, bk_rhold, bk_rrel, bk_kappa,
                          bk_re, bk_im, bk_idx, bk_n)
@@ -674,6 +682,7 @@ class NumbaState:
         self.par = np.zeros((B, _pad16(packed.n_out)), np.float32)
         self.probs = np.zeros((B, max(packed.n_out, 1)), np.float32)
         self.bank_e = np.zeros(B)
+        self.innovation_input = False  # set by the engine for models that read the bank's innovation
         self.reset()
 
     def reset(self) -> None:
@@ -704,7 +713,7 @@ class NumbaState:
                     p.w_h1, p.s_h1, p.b_h1,
                     p.w_h2, p.s_h2, p.b_h2,
                     p.exc_w, has_exc, p.pcm_to_class, p.class_to_value,
-                    bank is not None, *bank_args, self.bank_e,
+                    bank is not None, bool(self.innovation_input), *bank_args, self.bank_e,
                     cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
                     out, params_out,
                     self.ring, self.prev_val, self.prev_cls,

@@ -422,6 +422,10 @@ class _Trainer:
             x = x * keep
         return x
 
+    def _network_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the network reads of the past: the audio, or the bank's innovation."""
+        return batch["target"] if self.config.data.network_reads_innovation else batch["audio"]
+
     def _losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], audio_in: torch.Tensor,
                 with_aux: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(total loss, bits per sample, aux mel loss or None)."""
@@ -449,7 +453,8 @@ class _Trainer:
             group["lr"] = lr
         batch = self._to_device(batch)
         self.model.train()
-        loss, bits, mel_loss = self._losses(self.ddp, batch, self._corrupt_input(batch["audio"]), self.use_aux)
+        loss, bits, mel_loss = self._losses(self.ddp, batch, self._corrupt_input(self._network_input(batch)),
+                                            self.use_aux)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -515,7 +520,7 @@ class _Trainer:
             total = torch.zeros(2, dtype=torch.float64, device=self.device)
             for batch in self._validation_batches():
                 batch = self._to_device(batch)
-                _, bits, _ = self._losses(model, batch, batch["audio"], False)
+                _, bits, _ = self._losses(model, batch, self._network_input(batch), False)
                 n = batch["audio"].shape[0]
                 total += torch.stack([bits.double() * n, torch.tensor(float(n), dtype=torch.float64,
                                                                       device=self.device)])

@@ -123,6 +123,13 @@ def test_incompatible_models_are_refused_naming_the_constraint(overrides, named,
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_models_with_the_resonator_bank_are_refused(tmp_path):
+    model = Midi2Wave(NV, dataclasses.replace(DATA, resonator_partials=4))
+    with pytest.raises(ExportError, match=r"data\.resonator_partials"):
+        export_nv_wavenet(model, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_head_hidden_width_other_than_a_is_refused():
     model = _model()
     model.head[1] = torch.nn.Conv1d(128, 200, 1)
@@ -151,3 +158,20 @@ def test_cli_export_writes_loadable_file_and_refuses_overwrite(midi, tmp_path, c
     assert main(["export", str(mol), str(tmp_path / "mol_nv.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.output_kind" in err[0] and "mu-law" in err[0]
+
+
+def test_cli_export_safetensors_writes_a_model_folder_that_loads(tmp_path, capsys):
+    from midi2wave.checkpoint import load_model
+
+    model = _model()
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, Config(data=DATA, model=NV), model)
+    out = tmp_path / "release"
+    assert main(["export", "--format", "safetensors", str(ckpt), str(out)]) == 0
+    assert (out / "model.safetensors").exists() and (out / "config.json").exists()
+    loaded, config = load_model(out / "model.safetensors")
+    assert config.model == NV
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert main(["export", "--format", "safetensors", str(ckpt), str(out)]) == 2  # refuses to overwrite
+    assert "already exists" in capsys.readouterr().err
