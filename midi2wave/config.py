@@ -252,9 +252,17 @@ class SamplingOptions:
     chunk_seconds: float = 0.0  # 0: one stream for the whole piece; else chunks generated as a batch
     overlap_seconds: float = 0.5  # warm-up overlap between chunks, crossfaded
     threads: int = 0  # 0: all cores
+    # Temperature for samples more than `attack_seconds` after every note onset (0: `temperature`
+    # throughout): random innovations while notes sustain make their loudness wander, which
+    # listeners and transcribers hear as re-struck notes.
+    sustain_temperature: float = 0.0
+    attack_seconds: float = 0.05
 
     def __post_init__(self) -> None:
         _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
+        _require(self.sustain_temperature >= 0, "sampling.sustain_temperature", self.sustain_temperature,
+                 "must be >= 0 (0: same as temperature)")
+        _require(self.attack_seconds >= 0, "sampling.attack_seconds", self.attack_seconds, "must be >= 0")
         _require(self.engine in ("auto", "numba", "torch"), "sampling.engine", self.engine,
                  "must be 'auto', 'numba' or 'torch'")
         _require(self.chunk_seconds >= 0, "sampling.chunk_seconds", self.chunk_seconds, "must be >= 0")

@@ -531,7 +531,8 @@ def _chunk_rows(model: torch.nn.Module, batch: dict[str, torch.Tensor], schedule
 def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequence[Excerpt],
                        temperature: float = 1.0, seed: int = 0, engine: str = "auto",
                        progress: bool = False, chunk_seconds: float = 0.0,
-                       overlap_seconds: float = 0.5) -> list[np.ndarray]:
+                       overlap_seconds: float = 0.5, sustain_temperature: float = 0.0,
+                       attack_seconds: float = 0.05) -> list[np.ndarray]:
     """Free-running generation (float32 [n_samples] each) from each excerpt's own MIDI and year,
     all excerpts as one batch (one stream per excerpt, starting from silence), seeded.
 
@@ -557,6 +558,14 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
         starts = plan_chunks(n, chunk, overlap)
         length = n if len(starts) == 1 else chunk + overlap
         batch, schedules = _chunk_rows(model, batch, schedules, starts, length)
+    from .config import SamplingOptions
+    from .synthesize import temperature_track
+
+    options = SamplingOptions(temperature=temperature, sustain_temperature=sustain_temperature,
+                              attack_seconds=attack_seconds)
+    tracks = [temperature_track(e.notes.onset_s, s, length, e.sample_rate_hz, options)
+              for e in excerpts for s in starts]
+    temperatures: Any = torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else temperature
     bar = None
     callback = None
     if progress:
@@ -570,7 +579,7 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
     try:
         audio = generate(model, length, conditioning=batch["conditioning"].to(device), year=batch["year"].to(device),
                          excitation=batch["excitation"].to(device) if "excitation" in batch else None,
-                         seed=seed, temperature=temperature, engine=engine, progress=callback,
+                         seed=seed, temperature=temperatures, engine=engine, progress=callback,
                          resonators=schedules)
     finally:
         if bar is not None:
@@ -626,7 +635,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
                    transcription: bool = True, temperature: float = 1.0,
                    onset_tolerance: float = ONSET_TOLERANCE_S, plots_dir: str | os.PathLike | None = None,
                    force: bool = False, progress: bool = False, log: Any = None, chunk_seconds: float = 0.0,
-                   overlap_seconds: float = 0.5) -> dict[str, Any]:
+                   overlap_seconds: float = 0.5, sustain_temperature: float = 0.0,
+                   attack_seconds: float = 0.05) -> dict[str, Any]:
     """Every measurement on one model; returns the JSON-able results dict (see `format_table`).
 
     Either `store` (+ `split`): teacher-forced NLL and conditioning gain on `store_excerpts`, and
@@ -673,6 +683,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
             "pitch_tolerance_cents": PITCH_TOLERANCE_CENTS,
             "offsets": "ignored",
             "temperature": float(temperature),
+            "sustain_temperature": float(sustain_temperature) or None,
+            "attack_seconds": float(attack_seconds) if sustain_temperature else None,
             "chunk_seconds": float(chunk_seconds),
             "overlap_seconds": float(overlap_seconds) if chunk_seconds > 0 else None,
         },
@@ -709,7 +721,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
         t0 = time.perf_counter()
         generated = _generate_excerpts(model, config, excerpts, temperature=temperature, seed=seed,
                                        progress=progress, chunk_seconds=chunk_seconds,
-                                       overlap_seconds=overlap_seconds)
+                                       overlap_seconds=overlap_seconds, sustain_temperature=sustain_temperature,
+                                       attack_seconds=attack_seconds)
         timings["generate"] = time.perf_counter() - t0
         timings["generated_audio_seconds"] = sum(len(g) for g in generated) / excerpts[0].sample_rate_hz
         say("transcribing with basic-pitch ...")
@@ -888,7 +901,9 @@ def evaluate_from_cli(args: Any) -> int:
         transcription=transcription, temperature=float(getattr(args, "temperature", 1.0) or 1.0),
         plots_dir=plots, force=force, progress=not quiet, log=log,
         chunk_seconds=float(getattr(args, "chunk_seconds", 0.0) or 0.0),
-        overlap_seconds=float(getattr(args, "overlap_seconds", 0.5)))
+        overlap_seconds=float(getattr(args, "overlap_seconds", 0.5)),
+        sustain_temperature=float(getattr(args, "sustain_temperature", 0.0) or 0.0),
+        attack_seconds=float(getattr(args, "attack_seconds", 0.05)))
     results["settings"]["checkpoint"] = str(args.checkpoint) if getattr(args, "checkpoint", None) else "bundled"
     results["settings"]["device"] = str(device)
     results["environment"] = {"python": platform.python_version(), "torch": torch.__version__,

@@ -29,7 +29,8 @@ Randomness: ``uniforms`` ``[B, n_samples, 2]`` (component choice, value) in [0, 
 ``torch.rand(B, n_samples, 2, generator=...)`` from ``generator``, or from
 ``torch.Generator().manual_seed(seed)``, or from torch's global generator.
 ``prime`` ``[B, P]``: the first P samples are teacher-forced (fed instead of sampled; the output
-repeats them). ``temperature`` scales the logistic scale (MoL) or divides the logits (mu-law).
+repeats them). ``temperature`` scales the logistic scale (MoL) or divides the logits (mu-law); a
+``[B, n_samples]`` tensor gives every sample its own (e.g. `synthesize`'s sustain temperature).
 
 Engines: "numba" (CPU; `generate_numba.run_streams`, one thread per group of streams), "torch"
 (any device; cached steps of small matmuls, for CUDA), "auto" = numba on CPU (if numba imports),
@@ -245,6 +246,9 @@ class _TorchEngine:
             pk = prime_cls[:, :n_prime].to(self.device).t().contiguous()
         a1, a2, k1, k2 = self.a1, self.a2, self.k1, self.k2
         bank = self.bank
+        temps_t = None
+        if isinstance(temperature, torch.Tensor):  # [B, n] per-sample temperatures
+            temps_t = temperature.to(self.device, torch.float32).t().contiguous()
         outs, params_out = [], []
         ci_prev, cn = None, None
         for tt in range(n):
@@ -280,7 +284,7 @@ class _TorchEngine:
             if primed:
                 v, k = pv[tt], pk[tt]
             else:
-                v = model.sample(params, u[tt, 0], u[tt, 1], temperature)
+                v = model.sample(params, u[tt, 0], u[tt, 1], temperature if temps_t is None else temps_t[tt])
                 if not mol:  # the class's value from the same table as the numba engine (bit-equal outputs)
                     k = mulaw_encode(v, self.cfg.mulaw_classes)
                     v = self.class_to_value[k]
@@ -364,9 +368,14 @@ class _NumbaEngine:
         else:
             pv, pk = np.zeros((B, 1), np.float32), np.zeros((B, 1), np.int64)
 
+        temps = None
+        if isinstance(temperature, torch.Tensor):  # [B, n] per-sample temperatures
+            temps = np.ascontiguousarray(temperature.detach().to("cpu", torch.float32).numpy())
+            temperature = 1.0
+
         def work(group):
             self.state.run(group[0], group[1], t0, n, n_prime, collect, temperature, cond, cond_step, cond_n0,
-                           exc_np, u, pv, pk, out, params, self.bank)
+                           exc_np, u, pv, pk, out, params, self.bank, temps)
 
         groups = self._groups(threads)
         if self._pool is None or self._pool_size != len(groups):
@@ -554,7 +563,12 @@ def _run(model: Midi2Wave, n_samples: int, *, layer_cond, step, conditioning, ye
          collect, schedules=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    if not temperature > 0:
+    if isinstance(temperature, torch.Tensor):
+        if temperature.dim() != 2 or temperature.shape[1] != n_samples:
+            raise ValueError(f"per-sample temperatures must be [B, n_samples], got {list(temperature.shape)}")
+        if not bool((temperature > 0).all()):
+            raise ValueError("temperatures must be > 0")
+    elif not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     B = _batch_size(layer_cond if layer_cond is not None and layer_cond.shape[0] > 1 else None,
                     conditioning, year if year is not None and year.dim() > 0 and year.shape[0] > 1 else None,
@@ -643,7 +657,8 @@ def _run_blocks(model, cache, n_samples, B, layer_cond, step, conditioning, year
         np_block = min(max(n_prime - done, 0), nb)
         pr = prime[:, done:done + np_block] if np_block > 0 else None
         pk = prime_cls[:, done:done + np_block] if np_block > 0 else None
-        return (t0, nb, np_block, collect, temperature, cond, cstep, cond_n0, exc, u, pr, pk)
+        temp = temperature[:, done:done + nb] if isinstance(temperature, torch.Tensor) else temperature
+        return (t0, nb, np_block, collect, temp, cond, cstep, cond_n0, exc, u, pr, pk)
 
     done = 0
     job = prepare(0) if n_samples > 0 else None
@@ -675,8 +690,8 @@ def _run_blocks(model, cache, n_samples, B, layer_cond, step, conditioning, year
 def generate(model: Midi2Wave, n_samples: int, layer_cond: torch.Tensor | None = None, step: int | None = None, *,
              conditioning: torch.Tensor | None = None, year: torch.Tensor | None = None,
              excitation: torch.Tensor | None = None, uniforms: torch.Tensor | None = None,
-             seed: int | None = None, generator: torch.Generator | None = None, temperature: float = 1.0,
-             prime: torch.Tensor | None = None, engine: str = "auto", cache: GenerationCache | None = None,
+             seed: int | None = None, generator: torch.Generator | None = None,
+             temperature: "float | torch.Tensor" = 1.0, prime: torch.Tensor | None = None, engine: str = "auto", cache: GenerationCache | None = None,
              batch_size: int | None = None, threads: int | None = None, precision: str = "fp32",
              block_samples: int | None = None,
              progress: Callable[[int, int], None] | None = None,

@@ -353,6 +353,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 has_bank, innov_input, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
                 bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p, bk_e,
                 cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
+                has_temps, temps,
                 out, params_out,
                 ring, prev_val, prev_cls,
                 x, inp, h, z, skip, hid, par, probs):
@@ -362,6 +363,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     cond [B, N, L, G]: gate conditioning incl. the dilated conv's bias; sample t uses
     cond[:, t // cond_step - cond_n0]. exc [B, n] (used if has_exc), uniforms [B, n, 2].
     The first n_prime samples are teacher-forced from prime_val / prime_cls [B, >=n_prime].
+    With `has_temps`, sample t of stream b is drawn at temperature temps[b, tt] instead of `temperature`.
     out [B, n] gets the samples; with `collect`, params_out [B, n, n_out] gets the head's outputs.
     With `has_bank` (a model with the MIDI resonator bank, see resonators.py) the head's sample is
     the innovation: the audio sample is the bank's prediction plus it, rounded down to 16-bit PCM,
@@ -458,11 +460,13 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 v = prime_val[b, tt]
                 k = prime_cls[b, tt]
             elif output_kind == 0:
-                level = _sample_mol(par[b], n_mix, uniforms[b, tt, 0], uniforms[b, tt, 1], temperature, probs[b])
+                level = _sample_mol(par[b], n_mix, uniforms[b, tt, 0], uniforms[b, tt, 1],
+                                    temps[b, tt] if has_temps else temperature, probs[b])
                 v = np.float32(level) / np.float32(C.PCM_SCALE)
                 k = pcm_to_class[level + 32768]
             else:
-                k = _sample_mulaw(par[b], n_out, uniforms[b, tt, 0], temperature, probs[b])
+                k = _sample_mulaw(par[b], n_out, uniforms[b, tt, 0], temps[b, tt] if has_temps else temperature,
+                                  probs[b])
                 v = class_to_value[k]
             in_v = v
             in_k = k
@@ -693,7 +697,7 @@ class NumbaState:
     def run(self, b0: int, b1: int, t0: int, n: int, n_prime: int, collect: bool, temperature: float,
             cond: np.ndarray, cond_step: int, cond_n0: int, exc: np.ndarray | None, uniforms: np.ndarray,
             prime_val: np.ndarray, prime_cls: np.ndarray, out: np.ndarray, params_out: np.ndarray,
-            bank=None) -> None:
+            bank=None, temps: np.ndarray | None = None) -> None:
         """Run the kernel on streams b0..b1-1 (releases the GIL: call from one thread per stream group).
         `bank`: a `resonators.BankBatch` for models with the resonator bank."""
         p = self.packed
@@ -715,6 +719,7 @@ class NumbaState:
                     p.exc_w, has_exc, p.pcm_to_class, p.class_to_value,
                     bank is not None, bool(self.innovation_input), *bank_args, self.bank_e,
                     cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
+                    temps is not None, temps if temps is not None else _EMPTY_2D,
                     out, params_out,
                     self.ring, self.prev_val, self.prev_cls,
                     self.x, self.inp, self.h, self.z, self.skip, self.hid, self.par, self.probs)

@@ -135,6 +135,22 @@ def model_inputs(model: Any, notes, pedals, start_samples: Sequence[int], n_samp
     return ModelInputs(rolls, exc, years, int(start_samples[0]), int(n_samples), schedules)
 
 
+def temperature_track(onsets_s: np.ndarray, start_sample: int, n_samples: int, sample_rate_hz: int,
+                      options: SamplingOptions) -> np.ndarray | None:
+    """Per-sample temperatures (float32 [n_samples]) of samples start_sample .. start_sample +
+    n_samples - 1 of a piece whose note onsets are `onsets_s` (piece seconds): `options.temperature`
+    within `options.attack_seconds` after an onset, `options.sustain_temperature` elsewhere. None
+    when the sustain temperature is off (0) or equal to the temperature."""
+    if options.sustain_temperature <= 0 or options.sustain_temperature == options.temperature:
+        return None
+    track = np.full(n_samples, options.sustain_temperature, np.float32)
+    attack = int(round(options.attack_seconds * sample_rate_hz))
+    first = np.ceil(np.asarray(onsets_s, np.float64) * sample_rate_hz).astype(np.int64) - start_sample
+    for a in first[(first + attack > 0) & (first < n_samples)]:
+        track[max(0, a):max(0, a + attack)] = options.temperature
+    return track
+
+
 def _window(data, notes, start_s: float, end_s: float | None, where: str) -> tuple[int, int]:
     """(first sample, end sample) of the output on the piece's timeline."""
     sr = data.sample_rate_hz
@@ -330,6 +346,10 @@ def render_notes(model: Any, config: Config | None, notes, pedals, start_s: floa
     K = len(starts)
     seeds = torch.Generator().manual_seed(int(options.seed))
     uniforms = torch.rand(K, length, 2, generator=seeds)
+    temperature: Any = options.temperature
+    tracks = [temperature_track(notes.onset_s, g0 + s, length, sr, options) for s in starts]
+    if tracks[0] is not None:
+        temperature = torch.from_numpy(np.stack(tracks))
     bar = _Progress(K * length, (s1 - s0) / sr, label, progress)
 
     def call(rows: slice, n_threads: int, key: int, primed: bool) -> torch.Tensor:
@@ -339,7 +359,8 @@ def render_notes(model: Any, config: Config | None, notes, pedals, start_s: floa
             conditioning=inputs.rolls[rows] if inputs.rolls is not None else None,
             year=inputs.year[rows] if inputs.year is not None else None,
             excitation=inputs.excitation[rows] if inputs.excitation is not None else None,
-            uniforms=uniforms[rows], temperature=options.temperature,
+            uniforms=uniforms[rows],
+            temperature=temperature[rows] if isinstance(temperature, torch.Tensor) else temperature,
             prime=torch.from_numpy(prime)[None] if primed else None,
             engine=options.engine, threads=n_threads, precision=precision, progress=bar.callback(key, k),
             resonators=inputs.resonators[rows] if inputs.resonators is not None else None,
@@ -432,7 +453,9 @@ def synthesize_from_cli(args: argparse.Namespace) -> int:
     try:
         options = SamplingOptions(temperature=args.temperature, seed=args.seed, engine=args.engine,
                                   chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                                  threads=max(0, args.threads))
+                                  threads=max(0, args.threads),
+                                  sustain_temperature=getattr(args, "sustain_temperature", 0.0) or 0.0,
+                                  attack_seconds=getattr(args, "attack_seconds", 0.05))
     except ConfigError as e:  # name the option as the user typed it: sampling.chunk_seconds -> --chunk-seconds
         text = str(e)
         if text.startswith("sampling."):

@@ -168,6 +168,39 @@ def test_temperature_reaches_both_engines():
     assert not torch.equal(cold_n, warm)
 
 
+def test_per_sample_temperatures():
+    """A [B, T] temperature track: a constant track equals the scalar; a track switching from 1 to
+    0.3 equals the warm run before the switch and differs after it; both engines agree."""
+    model = _model()
+    inputs = _inputs(model, batch=2, frames=4)
+    T = inputs["audio"].shape[1]
+    kw = dict(uniforms=inputs["uniforms"], **_cond_kwargs(inputs))
+    warm = generate(model, T, engine="numba", **kw)
+    const = generate(model, T, engine="numba", temperature=torch.full((2, T), 0.3), **kw)
+    assert torch.equal(const, generate(model, T, engine="numba", temperature=0.3, **kw))
+    track = torch.ones(2, T)
+    track[:, T // 2:] = 0.3
+    mixed_n = generate(model, T, engine="numba", temperature=track, **kw)
+    mixed_t = generate(model, T, engine="torch", temperature=track, **kw)
+    assert torch.equal(mixed_n[:, :T // 2], warm[:, :T // 2])
+    assert not torch.equal(mixed_n[:, T // 2:], warm[:, T // 2:])
+    assert (mixed_n == mixed_t).float().mean().item() >= 0.99
+    with pytest.raises(ValueError, match="temperatures"):
+        generate(model, T, engine="numba", temperature=torch.ones(2, T - 1), **kw)
+
+
+def test_temperature_track_is_hot_after_onsets_only():
+    from midi2wave.config import SamplingOptions
+    from midi2wave.synthesize import temperature_track
+
+    opts = SamplingOptions(temperature=1.0, sustain_temperature=0.5, attack_seconds=0.01)
+    track = temperature_track(np.array([0.0, 0.02, 0.5]), 160, 320, 16000, opts)  # samples 160..479
+    expected = np.full(320, 0.5, np.float32)  # the onset at 0 s: its attack ends where the window starts
+    expected[320 - 160:480 - 160] = 1.0  # the onset at 0.02 s = sample 320; the one at 0.5 s is past the end
+    np.testing.assert_array_equal(track, expected)
+    assert temperature_track(np.array([0.0]), 0, 10, 16000, SamplingOptions()) is None  # off by default
+
+
 # ----------------------------------------------------------------------- state, batch and priming
 
 

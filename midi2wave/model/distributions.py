@@ -113,7 +113,7 @@ def sample_mol(params: torch.Tensor, u_component: torch.Tensor, u_value: torch.T
     """Draw one sample per row. params: [B, 3K]; u_*: [B] uniform in (0, 1). Returns [B] on the PCM grid.
 
     The component is chosen by inverse CDF of softmax(logits); the logistic scale is multiplied by
-    `temperature` (below 1: less noise, closer to the component means).
+    `temperature` (a float or [B]; below 1: less noise, closer to the component means).
     """
     logits, means, log_scales = split_mol_params(params)
     probs = torch.softmax(logits.float(), dim=-1)
@@ -126,7 +126,10 @@ def sample_mol(params: torch.Tensor, u_component: torch.Tensor, u_value: torch.T
 
 
 def sample_mulaw(logits: torch.Tensor, u_component: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Draw one sample per row from softmax(logits / temperature). logits: [B, Q]; returns [B] floats."""
+    """Draw one sample per row from softmax(logits / temperature). logits: [B, Q]; temperature: a
+    float or [B]; returns [B] floats."""
+    if isinstance(temperature, torch.Tensor) and temperature.dim() == 1:  # one per row
+        temperature = temperature.unsqueeze(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     k = _select(torch.cumsum(probs, dim=-1), u_component)
     return mulaw_decode(k, logits.shape[-1])
