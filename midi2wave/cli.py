@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help="dataset store made by `prepare`")
     p.add_argument("--out", type=Path, default=None, help="run folder for checkpoints and logs (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start a new run from this checkpoint's (EMA) weights (same network shape; fresh optimizer)")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="override train.max_steps")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

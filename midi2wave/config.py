@@ -61,6 +61,10 @@ class DataConfig:
     # What the network reads of the past with the bank: "audio" (x) or "innovation" (e: the bank's
     # output never feeds back into the network, so a loud free-running bank cannot run away).
     resonator_input: str = "audio"
+    # Innovation gain once a note is `resonator_attack_s` old (0: resonator_kappa throughout). Small:
+    # sampled innovations barely move a ringing note's partials, so held notes do not wander.
+    resonator_sustain_kappa: float = 0.0
+    resonator_attack_s: float = 0.05
 
     def __post_init__(self) -> None:
         _require(self.sample_rate_hz > 0, "data.sample_rate_hz", self.sample_rate_hz, "must be > 0")
@@ -92,6 +96,9 @@ class DataConfig:
                  "must be > 0")
         _require(self.resonator_decay_exponent >= 0, "data.resonator_decay_exponent",
                  self.resonator_decay_exponent, "must be >= 0")
+        _require(0 <= self.resonator_sustain_kappa < 1, "data.resonator_sustain_kappa", self.resonator_sustain_kappa,
+                 "must be in [0, 1) (0: resonator_kappa throughout)")
+        _require(self.resonator_attack_s >= 0, "data.resonator_attack_s", self.resonator_attack_s, "must be >= 0")
         _require(self.resonator_input in ("audio", "innovation"), "data.resonator_input", self.resonator_input,
                  "must be 'audio' or 'innovation'")
 

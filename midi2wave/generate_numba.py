@@ -351,6 +351,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 w_h2, s_h2, b_h2,
                 exc_w, has_exc, pcm_to_class, class_to_value,
                 has_bank, innov_input, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
+                bk_attack_end, bk_kappa_sustain,
                 bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p, bk_e,
                 cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
                 has_temps, temps,
@@ -487,6 +488,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
             prev_cls[b, 0] = in_k
         if has_bank:
             batch_update(t, b0, b1, bk_e, bk_off, bk_release, bk_omega, bk_rhold, bk_rrel, bk_kappa,
+                         bk_attack_end, bk_kappa_sustain,
                          bk_re, bk_im, bk_idx, bk_n)
 
 

@@ -49,6 +49,10 @@ class ResonatorConfig:
     partials: int = 6            # partials per note (k * f0 for k = 1..partials)
     max_hz: float = 6000.0       # no oscillator at or above this frequency
     kappa: float = 0.02          # innovation gain: tracking speed (and notch width) of the analysis
+    # gain once a note is `attack_s` old (None: kappa throughout). Smaller: sampled innovations
+    # move a ringing note's partials less (and the analysis tracks them more slowly).
+    sustain_kappa: float | None = None
+    attack_s: float = 0.05
     release_tau_s: float = 0.08  # decay after the note's (sustained) offset
     release_tail_s: float = 0.4  # oscillator removed this long after the offset
     warmup_s: float = 0.05       # analysis warm-up before a teacher-forced window
@@ -63,7 +67,8 @@ class ResonatorConfig:
 class Schedule:
     """The oscillators of a window, sorted by start. Sample indices are relative to the window.
 
-    start/release/stop: int64 [n]; omega (rad/sample), r_hold, r_release, kappa: float64 [n].
+    start/release/stop/attack_end: int64 [n]; omega (rad/sample), r_hold, r_release, kappa,
+    kappa_sustain: float64 [n] (the gain is kappa before attack_end, kappa_sustain from then on).
     """
     start: np.ndarray
     release: np.ndarray
@@ -72,6 +77,8 @@ class Schedule:
     r_hold: np.ndarray
     r_release: np.ndarray
     kappa: np.ndarray
+    attack_end: np.ndarray
+    kappa_sustain: np.ndarray
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -79,12 +86,12 @@ class Schedule:
     @classmethod
     def empty(cls) -> "Schedule":
         i, f = np.zeros(0, np.int64), np.zeros(0, np.float64)
-        return cls(i, i.copy(), i.copy(), f, f.copy(), f.copy(), f.copy())
+        return cls(i, i.copy(), i.copy(), f, f.copy(), f.copy(), f.copy(), i.copy(), f.copy())
 
     def shifted(self, samples: int) -> "Schedule":
         """The same oscillators with every time moved later by `samples`."""
         return Schedule(self.start + samples, self.release + samples, self.stop + samples, self.omega,
-                        self.r_hold, self.r_release, self.kappa)
+                        self.r_hold, self.r_release, self.kappa, self.attack_end + samples, self.kappa_sustain)
 
 
 def from_data_config(data) -> ResonatorConfig | None:
@@ -94,7 +101,8 @@ def from_data_config(data) -> ResonatorConfig | None:
     return ResonatorConfig(partials=data.resonator_partials, max_hz=data.resonator_max_hz,
                            kappa=data.resonator_kappa, release_tau_s=data.resonator_release_tau_s,
                            release_tail_s=5.0 * data.resonator_release_tau_s,
-                           decay_scale=data.resonator_decay_scale, decay_exponent=data.resonator_decay_exponent)
+                           decay_scale=data.resonator_decay_scale, decay_exponent=data.resonator_decay_exponent,
+                           sustain_kappa=data.resonator_sustain_kappa or None, attack_s=data.resonator_attack_s)
 
 
 def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
@@ -129,10 +137,14 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
         r_hold=np.exp(-1.0 / (tau_k * sr)),
         r_release=np.full(hz.shape, math.exp(-1.0 / (config.release_tau_s * sr))),
         kappa=np.full(hz.shape, float(config.kappa)),
+        attack_end=first[keep][note_idx] - start_sample + int(round(config.attack_s * sr)),
+        kappa_sustain=np.full(hz.shape, float(config.kappa if config.sustain_kappa is None
+                                              else config.sustain_kappa)),
     )
     order = np.argsort(out.start, kind="stable")
     return Schedule(*(np.ascontiguousarray(getattr(out, f)[order]) for f in
-                      ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa")))
+                      ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa",
+                       "attack_end", "kappa_sustain")))
 
 
 class BankState:
@@ -216,17 +228,19 @@ KAPPA_SUM_MAX = 0.5
 
 
 @_njit
-def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa):
+def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa, attack_end,
+                kappa_sustain):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
-    with g = min(1, KAPPA_SUM_MAX / sum of the active kappas)."""
+    kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas)."""
     total = 0.0
     for j in range(n_active):
-        total += kappa[idx[j]]
+        s = idx[j]
+        total += kappa[s] if t < attack_end[s] else kappa_sustain[s]
     g = 1.0 if total <= KAPPA_SUM_MAX else KAPPA_SUM_MAX / total
     for j in range(n_active):
         s = idx[j]
         r = r_hold[s] if t < release[s] else r_release[s]
-        a = re[j] + g * kappa[s] * e
+        a = re[j] + g * (kappa[s] if t < attack_end[s] else kappa_sustain[s]) * e
         b = im[j]
         c = r * math.cos(omega[s])
         d = r * math.sin(omega[s])
@@ -235,7 +249,8 @@ def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, 
 
 
 @_njit
-def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa, capacity):
+def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa, attack_end, kappa_sustain,
+         capacity):
     n = signal.shape[0]
     out = np.empty(n, np.float64)
     pred = np.empty(n, np.float64)
@@ -254,12 +269,14 @@ def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa
         else:
             e = signal[t]
             out[t] = p + e
-        bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa)
+        bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa, attack_end,
+                    kappa_sustain)
     return out, pred
 
 
 def _arrays(sched: Schedule):
-    return (sched.start, sched.release, sched.stop, sched.omega, sched.r_hold, sched.r_release, sched.kappa)
+    return (sched.start, sched.release, sched.stop, sched.omega, sched.r_hold, sched.r_release, sched.kappa,
+            sched.attack_end, sched.kappa_sustain)
 
 
 def innovation_window(audio: np.ndarray, start_sample: int, n_samples: int, notes: Notes, sample_rate_hz: int,
@@ -306,13 +323,14 @@ def batch_predict(t, b0, b1, offsets, start, stop, re, im, idx, n_active, nxt, p
 
 
 @_njit
-def batch_update(t, b0, b1, e, offsets, release, omega, r_hold, r_release, kappa, re, im, idx, n_active):
+def batch_update(t, b0, b1, e, offsets, release, omega, r_hold, r_release, kappa, attack_end, kappa_sustain,
+                 re, im, idx, n_active):
     """Feed innovation e[b] of sample t to the oscillators of streams b0..b1-1."""
     for b in range(b0, b1):
         o0 = offsets[b]
         o1 = offsets[b + 1]
         bank_update(t, e[b], re[b], im[b], idx[b], n_active[b], release[o0:o1], omega[o0:o1],
-                    r_hold[o0:o1], r_release[o0:o1], kappa[o0:o1])
+                    r_hold[o0:o1], r_release[o0:o1], kappa[o0:o1], attack_end[o0:o1], kappa_sustain[o0:o1])
 
 
 @_njit
@@ -330,7 +348,7 @@ class BankBatch:
     """The resonator banks of a batch of streams: their schedules (times relative to the stream's
     sample 0) concatenated, and the explicit state (`reset()` returns every bank to silence)."""
 
-    FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa")
+    FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain")
 
     def __init__(self, schedules) -> None:
         schedules = list(schedules)
@@ -338,7 +356,7 @@ class BankBatch:
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
-            dtype = np.int64 if name in ("start", "release", "stop") else np.float64
+            dtype = np.int64 if name in ("start", "release", "stop", "attack_end") else np.float64
             parts = [np.asarray(getattr(s, name), dtype) for s in schedules]
             setattr(self, name, np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0, dtype))
         capacity = max([1] + [max_concurrent(s) for s in schedules])
@@ -352,7 +370,7 @@ class BankBatch:
     def kernel_args(self) -> tuple:
         s = self.state
         return (self.offsets, self.start, self.release, self.stop, self.omega, self.r_hold, self.r_release,
-                self.kappa, s.re, s.im, s.idx, s.n_active, s.next, self.p)
+                self.kappa, self.attack_end, self.kappa_sustain, s.re, s.im, s.idx, s.n_active, s.next, self.p)
 
     def predict(self, t: int) -> np.ndarray:
         """p_t of every stream (float64 [B]); call once per sample, before `update`."""
@@ -364,7 +382,8 @@ class BankBatch:
     def update(self, t: int, innovation: np.ndarray) -> None:
         s = self.state
         batch_update(t, 0, self.batch_size, np.ascontiguousarray(innovation, np.float64), self.offsets,
-                     self.release, self.omega, self.r_hold, self.r_release, self.kappa, s.re, s.im, s.idx,
+                     self.release, self.omega, self.r_hold, self.r_release, self.kappa, self.attack_end,
+                     self.kappa_sustain, s.re, s.im, s.idx,
                      s.n_active)
 
 

@@ -225,7 +225,8 @@ class _Stop:
 
 class _Trainer:
     def __init__(self, config: Config, store: Path, split_counts: dict[str, int], out_dir: Path,
-                 device: torch.device, info: D.DistInfo, progress: bool, resume_from: Path | None) -> None:
+                 device: torch.device, info: D.DistInfo, progress: bool, resume_from: Path | None,
+                 init_from: Path | None = None) -> None:
         from .data.dataset import SegmentDataset
         from .model import Midi2Wave
 
@@ -305,9 +306,24 @@ class _Trainer:
         self.metrics: dict[str, float] = {}
         if resume_from is not None:
             self._restore(resume_from)
+        elif init_from is not None:
+            self._initialize(init_from)
         self.writer = _Writer(out_dir, self.main)
 
     # ------------------------------------------------------------------------------ checkpoint
+
+    def _initialize(self, path: Path) -> None:
+        """Start from another run's weights (its EMA weights where saved, for model and EMA alike);
+        step, optimizer, schedule and data stream start fresh. The network must have the same shape."""
+        state = load_checkpoint(path, map_location=self.device)
+        weights = state["ema"] if state.get("ema") else state["model"]
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as e:
+            raise TrainingError(f"{path}: its weights do not fit this config's network "
+                                f"({' '.join(str(e).split())[:200]})") from None
+        if self.ema is not None:
+            self.ema.load_state_dict(weights)
 
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
@@ -743,15 +759,22 @@ def _prepare_run(config: Config | None, data_dir: Any, out_dir: Any, resume: boo
 
 def train(config: Config | None, data_dir: Any, out_dir: Any, resume: bool = False,
           device: str | torch.device | None = None, progress: bool = True,
-          max_steps: int | None = None) -> dict[str, Any]:
+          max_steps: int | None = None, init_from: Any = None) -> dict[str, Any]:
     """Train (or with `resume`, continue) a model on a dataset store; returns a summary dict:
     step, out_dir, checkpoint, train/val bits per sample, nonfinite_steps, samples_per_second,
     steps_per_second, stopped_early.
 
     Under torchrun the process group is set up here (and torn down if created here). `config` may
     be None with `resume` (the checkpoint's config is used). `max_steps` overrides train.max_steps.
+    `init_from`: a checkpoint whose (EMA) weights a new run starts from (fine-tuning; not with `resume`).
     Raises TrainingError / InputError / CheckpointError with one-line messages.
     """
+    if init_from is not None and resume:
+        raise TrainingError("--init-from starts a new run: it cannot be combined with --resume")
+    if init_from is not None:
+        from .checkpoint import find_checkpoint
+
+        init_from = find_checkpoint(init_from)
     config, store, counts, out, resume_from = _prepare_run(config, data_dir, out_dir, resume)
     if max_steps is not None:
         config = config.replace(train=dataclasses.replace(config.train, max_steps=int(max_steps)))
@@ -765,7 +788,7 @@ def train(config: Config | None, data_dir: Any, out_dir: Any, resume: bool = Fal
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(out / "config.json", (config.to_json() + "\n").encode())
         with _Stop() as stop:
-            trainer = _Trainer(config, store, counts, out, dev, info, progress, resume_from)
+            trainer = _Trainer(config, store, counts, out, dev, info, progress, resume_from, init_from)
             if trainer.step >= config.train.max_steps and info.is_main:
                 _warn(f"{resume_from}: already at step {trainer.step} >= max_steps {config.train.max_steps}; "
                       f"nothing to do (raise --max-steps to train further)")
@@ -804,7 +827,7 @@ def train_from_cli(args) -> int:
     if D.resolve_device(args.device, D.env_info()).type == "cpu":
         tune_cpu_allocator()
     summary = train(config, args.data, out, resume=args.resume, device=args.device,
-                    progress=not args.quiet, max_steps=args.max_steps)
+                    progress=not args.quiet, max_steps=args.max_steps, init_from=getattr(args, "init_from", None))
     if D.env_info().is_main:
         val = summary["val_bits_per_sample"]
         print(f"step {summary['step']}: train {summary['train_bits_per_sample']:.4f} bits/sample"

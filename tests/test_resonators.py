@@ -211,3 +211,22 @@ def test_a_network_reading_the_innovation_sees_the_innovation_of_its_own_output(
     replay = np.clip(np.floor((p.astype(np.float64) + v) * 32768), -32768, 32767) / 32768
     # p is float32-rounded here (analyze's output): allow the rare one-level flip
     assert np.mean(np.abs(replay - x) <= 1.5 / 32768) > 0.99
+
+
+def test_sustain_kappa_switches_the_gain_after_the_attack():
+    notes = _notes([0.0], [0.5], [69])
+    fast = rs.ResonatorConfig(partials=1, kappa=0.02, attack_s=0.01)
+    slow = rs.ResonatorConfig(partials=1, kappa=0.02, sustain_kappa=0.002, attack_s=0.01)
+    n = 4000
+    for when, ratio in ((80, 1.0), (1000, 10.0)):  # an impulse inside the attack, then one after it
+        e = np.zeros(n)
+        e[when] = 0.1
+        a = rs.synthesize(e, rs.schedule(notes, 0, n, SR, fast))
+        b = rs.synthesize(e, rs.schedule(notes, 0, n, SR, slow))
+        np.testing.assert_allclose(np.abs(a[when + 1:]).max() / np.abs(b[when + 1:]).max(), ratio, rtol=1e-3)
+    # analysis and synthesis still invert each other
+    sched = rs.schedule(notes, 0, n, SR, slow)
+    x = np.random.default_rng(9).standard_normal(n) * 0.02
+    np.testing.assert_allclose(rs.synthesize(rs.analyze(x, sched)[0], sched), x, atol=1e-5)
+    assert DataConfig(resonator_partials=2, resonator_sustain_kappa=0.003).resonator_sustain_kappa == 0.003
+    assert rs.from_data_config(DataConfig(resonator_partials=2)).sustain_kappa is None

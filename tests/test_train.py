@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -329,3 +330,31 @@ def test_every_parameter_gets_a_gradient():
     (model.bits_per_sample(params, audio) + mel.mean()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(store, tmp_path):
+    from midi2wave.train import TrainingError
+
+    cfg = tiny(validation_batches=0, checkpoint_every_steps=3)
+    train(cfg, store, tmp_path / "a", progress=False, max_steps=3)
+    source = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    # the new run starts at step 0 from the source's EMA weights: with a negligible learning rate one step
+    # leaves them (model and EMA) as they were
+    still = cfg.replace(train=dataclasses.replace(cfg.train, learning_rate=1e-12, min_learning_rate=1e-12))
+    train(still, store, tmp_path / "b", progress=False, max_steps=1, init_from=tmp_path / "a")
+    started = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert started["step"] == 1
+    for name in source["ema"]:
+        torch.testing.assert_close(started["model"][name], source["ema"][name], msg=name)
+        torch.testing.assert_close(started["ema"][name], source["ema"][name], msg=name)
+    assert any(not torch.equal(source["model"][n], source["ema"][n]) for n in source["model"])
+    # a bank config fine-tunes from a plain run: same network, different targets
+    bank = cfg.replace(data=dataclasses.replace(cfg.data, resonator_partials=2, resonator_input="innovation",
+                                                resonator_sustain_kappa=0.005))
+    summary = train(bank, store, tmp_path / "c", progress=False, max_steps=2, init_from=tmp_path / "a")
+    assert summary["step"] == 2 and math.isfinite(summary["train_bits_per_sample"])
+    with pytest.raises(TrainingError, match="--resume"):
+        train(cfg, store, tmp_path / "c", progress=False, max_steps=4, resume=True, init_from=tmp_path / "a")
+    wider = cfg.replace(model=dataclasses.replace(cfg.model, residual_channels=cfg.model.residual_channels + 2))
+    with pytest.raises(TrainingError, match="do not fit"):
+        train(wider, store, tmp_path / "d", progress=False, max_steps=1, init_from=tmp_path / "a")
