@@ -62,7 +62,7 @@ def main() -> int:
         sched = resonators.schedule(notes, 0, n, sr, resonators.from_data_config(bank_data))
         alive = [((sched.start <= t) & (sched.stop > t)).sum() for t in range(0, n, sr // 100)]
         best = {}
-        for model, data in ((plain, plain_data), (banked, bank_data)):  # warm-up (compile / cache load)
+        for model in (plain, banked):  # warm-up (compile / cache load)
             render_notes(model, None, notes, pedals, 0.0, 0.05, options, progress=False)
         for _ in range(args.repeats):
             for name, model in (("plain", plain), ("bank", banked)):

@@ -209,10 +209,7 @@ def _bank_window(cfg: DataConfig, sustained: Notes, audio: Any, start_frame: int
         return None, None
     w = bank.warmup_samples(cfg.sample_rate_hz)
     s0 = start_frame * cfg.samples_per_frame
-    warmup = np.zeros(w, np.float32)
-    lo = max(0, s0 - w)
-    if s0 > lo:
-        warmup[w - (s0 - lo):] = np.asarray(audio[lo:s0], np.float32) * scale
+    warmup = resonators.warmup_window(audio, s0, 0, w, scale).astype(np.float32)
     return resonators.schedule(sustained, s0 - w, w + cfg.segment_samples, cfg.sample_rate_hz, bank), warmup
 
 
@@ -305,12 +302,13 @@ def donor_indices(excerpts: Sequence[Excerpt]) -> list[int]:
 
 
 def excerpt_batches(excerpts: Sequence[Excerpt], batch_size: int = 4, condition: str = "true",
-                    donors: Sequence[int] | None = None) -> Iterator[dict[str, torch.Tensor]]:
+                    donors: Sequence[int] | None = None, targets: bool = True) -> Iterator[dict[str, torch.Tensor]]:
     """Model-input batches {audio, conditioning, year[, excitation]} of the excerpts, in order.
 
     condition: "true" (each excerpt's own MIDI), "swapped" (the rolls and excitation of excerpt
     `donors[i]`, which must have the same length), or "zeroed" (rolls and excitation all zero).
-    The audio and the year are always the excerpt's own.
+    The audio and the year are always the excerpt's own. For models with the resonator bank the
+    batch also has `target`, the innovation under that condition's notes (unless `targets` is False).
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
@@ -337,7 +335,7 @@ def excerpt_batches(excerpts: Sequence[Excerpt], batch_size: int = 4, condition:
                  "year": torch.tensor([excerpts[i].year for i in chunk], dtype=torch.int64)}
         if excitation is not None:
             batch["excitation"] = excitation
-        if excerpts[chunk[0]].schedule is not None:
+        if targets and excerpts[chunk[0]].schedule is not None:
             batch["target"] = torch.from_numpy(np.stack([
                 _innovation(excerpts[i], sources[k].schedule if condition != "zeroed" else None)
                 for k, i in enumerate(chunk)]))
@@ -544,7 +542,7 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
     if not excerpts:
         return []
     device = _model_device(model)
-    batch, = excerpt_batches(excerpts, len(excerpts), "true")
+    batch, = excerpt_batches(excerpts, len(excerpts), "true", targets=False)
     n = excerpts[0].audio.shape[0]
     schedules = None
     if excerpts[0].schedule is not None:  # generation starts at the window: shift the warm-up away

@@ -300,16 +300,11 @@ class _TorchEngine:
                     k = self.pcm_to_class[torch.from_numpy(level + 32768).to(self.device)]
                 innovation = v.cpu().numpy().astype(np.float64) - p_bank
                 bank.update(t, innovation)
-                if self.innovation_input:  # the network reads the innovation, on the 16-bit grid
-                    level_e = np.clip(np.floor(innovation * 32768.0), -32768, 32767).astype(np.int64)
-                    outs.append(v)
-                    v = torch.from_numpy((level_e.astype(np.float32) / np.float32(32768.0))).to(self.device)
-                    k = self.pcm_to_class[torch.from_numpy(level_e + 32768).to(self.device)]
-                    a2, a1 = a1, v
-                    if mulaw_input:
-                        k2, k1 = k1, k
-                    continue
             outs.append(v)
+            if bank is not None and self.innovation_input:  # the network reads the innovation, on the 16-bit grid
+                level_e = np.clip(np.floor(innovation * 32768.0), -32768, 32767).astype(np.int64)
+                v = torch.from_numpy((level_e.astype(np.float32) / np.float32(32768.0))).to(self.device)
+                k = self.pcm_to_class[torch.from_numpy(level_e + 32768).to(self.device)]
             a2, a1 = a1, v
             if mulaw_input:
                 k2, k1 = k1, k

@@ -279,16 +279,27 @@ def _arrays(sched: Schedule):
             sched.attack_end, sched.kappa_sustain)
 
 
-def innovation_window(audio: np.ndarray, start_sample: int, n_samples: int, notes: Notes, sample_rate_hz: int,
-                      config: ResonatorConfig) -> np.ndarray:
+def warmup_window(audio, start_sample: int, n_samples: int, warmup_samples: int, scale: float = 1.0) -> np.ndarray:
+    """Samples [start_sample - warmup_samples, start_sample + n_samples) of a piece times `scale`
+    (float64; zeros before the piece's start). `audio`: the whole piece, any array sliceable by
+    sample (e.g. an int16 memory map: only the window is read)."""
+    lo = start_sample - warmup_samples
+    out = np.zeros(warmup_samples + n_samples)
+    part = np.asarray(audio[max(0, lo):start_sample + n_samples], np.float64)
+    out[len(out) - len(part):] = part * scale
+    return out
+
+
+def innovation_window(audio, start_sample: int, n_samples: int, notes: Notes, sample_rate_hz: int,
+                      config: ResonatorConfig, scale: float = 1.0) -> np.ndarray:
     """Teacher-forced innovation of samples [start_sample, start_sample + n_samples) of a piece
-    (`audio`: the whole piece, any float/int array indexable by sample, already scaled to [-1, 1];
-    `notes`: its sustained notes), analysed from silence `config.warmup_s` before the window
-    (float32 [n_samples], clipped to [-1, 1))."""
-    w0 = max(0, start_sample - config.warmup_samples(sample_rate_hz))
-    x = np.asarray(audio[w0:start_sample + n_samples], np.float64)
-    e, _ = analyze(x, schedule(notes, w0, len(x), sample_rate_hz, config))
-    return np.clip(e[start_sample - w0:], -1.0, 1.0 - 1.0 / 32768).astype(np.float32)
+    (`audio` as for `warmup_window`, times `scale` in [-1, 1); `notes`: its sustained notes),
+    analysed from silence `config.warmup_s` before the window (float32 [n_samples], clipped to
+    [-1, 1)). Silence before the piece changes nothing: a bank fed zeros stays at rest."""
+    w = config.warmup_samples(sample_rate_hz)
+    x = warmup_window(audio, start_sample, n_samples, w, scale)
+    e, _ = analyze(x, schedule(notes, start_sample - w, len(x), sample_rate_hz, config))
+    return np.clip(e[w:], -1.0, 1.0 - 1.0 / 32768).astype(np.float32)
 
 
 def analyze(audio: np.ndarray, sched: Schedule) -> tuple[np.ndarray, np.ndarray]:

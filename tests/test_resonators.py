@@ -122,20 +122,21 @@ def test_config_validates_the_bank_settings():
 
 # ----------------------------------------------------------------------------------- generation
 
-def _bank_model(output_kind: str, network_input: str = "audio") -> Midi2Wave:
+def _bank_model(output_kind: str, network_input: str = "audio", input_kind: str = "mulaw_embedding") -> Midi2Wave:
     torch.manual_seed(0)
     cfg = ModelConfig(residual_channels=8, gate_channels=16, skip_channels=8, n_stacks=1, layers_per_stack=4,
                       n_mixtures=3, context_channels=8, context_stacks=1, context_layers_per_stack=1,
-                      output_kind=output_kind)
+                      output_kind=output_kind, input_kind=input_kind)
     data = DataConfig(conditioning=("frame",), segment_seconds=0.032, resonator_partials=4,
                       resonator_input=network_input)
     return Midi2Wave(cfg, data).eval()
 
 
-@pytest.mark.parametrize("output_kind,network_input", [("mulaw", "audio"), ("mol", "audio"),
-                                                       ("mulaw", "innovation")])
-def test_generation_with_the_bank_agrees_between_engines_and_with_analysis(output_kind, network_input):
-    model = _bank_model(output_kind, network_input)
+@pytest.mark.parametrize("output_kind,network_input,input_kind", [
+    ("mulaw", "audio", "mulaw_embedding"), ("mol", "audio", "mulaw_embedding"),
+    ("mulaw", "innovation", "mulaw_embedding"), ("mulaw", "innovation", "scalar")])
+def test_generation_with_the_bank_agrees_between_engines_and_with_analysis(output_kind, network_input, input_kind):
+    model = _bank_model(output_kind, network_input, input_kind)
     B, T = 2, 3200
     frames = T // model.samples_per_frame
     notes = [_notes([0.0, 0.05], [0.15, 0.2], [60, 67]), _notes([0.02], [0.18], [48])]

@@ -203,9 +203,8 @@ class SegmentDataset(Dataset):
                 notes, start_sample, cfg.segment_samples, cfg.sample_rate_hz, cfg.excitation_partials))
         bank = resonators.from_data_config(cfg)
         if bank is not None:
-            scaled = _Scaled(audio_map, 1.0 / C.PCM_SCALE)
             item["target"] = torch.from_numpy(resonators.innovation_window(
-                scaled, start_sample, cfg.segment_samples, notes, cfg.sample_rate_hz, bank))
+                audio_map, start_sample, cfg.segment_samples, notes, cfg.sample_rate_hz, bank, 1.0 / C.PCM_SCALE))
         return item
 
     # ------------------------------------------------------------------- per-process file cache
@@ -264,16 +263,6 @@ class SegmentDataset(Dataset):
             _, (old, _) = self._notes_cache.popitem(last=False)
             self._cached_notes -= len(old)
         return notes, pedals
-
-
-class _Scaled:
-    """Slices of an int16 memory map as scaled float64 (only the slice is read)."""
-
-    def __init__(self, array: np.ndarray, scale: float) -> None:
-        self.array, self.scale = array, scale
-
-    def __getitem__(self, index: slice) -> np.ndarray:
-        return np.asarray(self.array[index], np.float64) * self.scale
 
 
 def _as_year(value: Any) -> int | None:
