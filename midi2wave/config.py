@@ -65,6 +65,16 @@ class DataConfig:
     # sampled innovations barely move a ringing note's partials, so held notes do not wander.
     resonator_sustain_kappa: float = 0.0
     resonator_attack_s: float = 0.05
+    # Innovation gain from the notes (resonators.ResonatorConfig.gain): 0 disables it; otherwise the
+    # network samples u and the innovation is g_t * u, with g_t = floor where nothing sounds, so
+    # nothing can sound where nothing plays. Fitted per dataset: scripts/fit_innovation_gain.py.
+    resonator_gain: float = 0.0
+    resonator_gain_velocity_exponent: float = 1.0
+    resonator_gain_attack_s: float = 0.01
+    resonator_gain_sustain: float = 0.1
+    resonator_gain_decay_scale: float = 1.0
+    resonator_gain_release_s: float = 0.05
+    resonator_gain_floor: float = 1e-4
 
     def __post_init__(self) -> None:
         _require(self.sample_rate_hz > 0, "data.sample_rate_hz", self.sample_rate_hz, "must be > 0")
@@ -101,6 +111,20 @@ class DataConfig:
         _require(self.resonator_attack_s >= 0, "data.resonator_attack_s", self.resonator_attack_s, "must be >= 0")
         _require(self.resonator_input in ("audio", "innovation"), "data.resonator_input", self.resonator_input,
                  "must be 'audio' or 'innovation'")
+        _require(self.resonator_gain >= 0, "data.resonator_gain", self.resonator_gain, "must be >= 0 (0: off)")
+        if self.resonator_gain > 0:
+            _require(self.resonator_partials > 0, "data.resonator_gain", self.resonator_gain,
+                     "needs the resonator bank (data.resonator_partials > 0)")
+            _require(self.resonator_max_hz > C.MAX_PITCH_HZ, "data.resonator_max_hz", self.resonator_max_hz,
+                     f"must be above the highest fundamental ({C.MAX_PITCH_HZ:.0f} Hz) when the gain is on "
+                     "(each note's fundamental oscillator carries its gain)")
+            for name in ("resonator_gain_attack_s", "resonator_gain_decay_scale", "resonator_gain_release_s",
+                         "resonator_gain_floor"):
+                _require(getattr(self, name) > 0, f"data.{name}", getattr(self, name), "must be > 0")
+            _require(self.resonator_gain_sustain >= 0, "data.resonator_gain_sustain", self.resonator_gain_sustain,
+                     "must be >= 0")
+            _require(self.resonator_gain_velocity_exponent >= 0, "data.resonator_gain_velocity_exponent",
+                     self.resonator_gain_velocity_exponent, "must be >= 0")
 
     @property
     def samples_per_frame(self) -> int:

@@ -15,6 +15,7 @@ assert SAMPLES_PER_FRAME * FRAME_RATE_HZ == SAMPLE_RATE_HZ
 MIN_MIDI_PITCH: int = 21  # A0, the lowest piano key
 MAX_MIDI_PITCH: int = 108  # C8, the highest piano key
 N_KEYS: int = MAX_MIDI_PITCH - MIN_MIDI_PITCH + 1
+MAX_PITCH_HZ: float = 440.0 * 2.0 ** ((MAX_MIDI_PITCH - 69) / 12.0)  # C8, about 4186 Hz
 assert N_KEYS == 88
 
 MAX_MIDI_VELOCITY: int = 127

@@ -336,20 +336,29 @@ def excerpt_batches(excerpts: Sequence[Excerpt], batch_size: int = 4, condition:
         if excitation is not None:
             batch["excitation"] = excitation
         if targets and excerpts[chunk[0]].schedule is not None:
-            batch["target"] = torch.from_numpy(np.stack([
-                _innovation(excerpts[i], sources[k].schedule if condition != "zeroed" else None)
-                for k, i in enumerate(chunk)]))
+            pairs = [_innovation(excerpts[i], sources[k].schedule if condition != "zeroed" else None)
+                     for k, i in enumerate(chunk)]
+            batch["target"] = torch.from_numpy(np.stack([u for u, _ in pairs]))
+            if excerpts[chunk[0]].schedule.gain_floor is not None:
+                batch["log2_gain"] = torch.tensor([lg for _, lg in pairs], dtype=torch.float64)
         yield batch
 
 
-def _innovation(excerpt: Excerpt, schedule: Any) -> np.ndarray:
-    """The excerpt's teacher-forced innovation under `schedule` (None: no oscillators), float32 [n]."""
+def _innovation(excerpt: Excerpt, schedule: Any) -> tuple[np.ndarray, float]:
+    """The excerpt's teacher-forced target under `schedule` (None: no oscillators, the excerpt's own
+    gain floor), float32 [n], and the mean log2 of the innovation gain over the window (0 without a
+    gain): the target is innovation / gain, so bits of the innovation = bits of the target + that."""
     from . import resonators
 
     w = len(excerpt.warmup_audio)
     x = np.concatenate([excerpt.warmup_audio, excerpt.audio]).astype(np.float64)
-    e, _ = resonators.analyze(x, schedule if schedule is not None else resonators.Schedule.empty())
-    return np.clip(e[w:], -1.0, 1.0 - 1.0 / C.PCM_SCALE).astype(np.float32)
+    if schedule is None:
+        schedule = resonators.Schedule.empty(excerpt.schedule.gain_floor)
+    u, _ = resonators.analyze(x, schedule)
+    log2_gain = 0.0
+    if schedule.gain_floor is not None:
+        log2_gain = float(np.mean(np.log2(resonators.gain_track(schedule, len(x))[w:])))
+    return np.clip(u[w:], -1.0, 1.0 - 1.0 / C.PCM_SCALE).astype(np.float32), log2_gain
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -376,7 +385,10 @@ def _bits_per_example(model: torch.nn.Module, batches: Iterable[dict[str, torch.
                            batch["year"].to(device) if batch.get("year") is not None else None,
                            batch["excitation"].to(device) if batch.get("excitation") is not None else None)
             nats = -model.log_prob(params, target).double()  # [B, T]
-            bits.extend((nats.mean(dim=1) / math.log(2.0)).tolist())
+            per = nats.mean(dim=1) / math.log(2.0)
+            if batch.get("log2_gain") is not None:  # bits of the innovation g * u, not of u
+                per = per + batch["log2_gain"].to(per.device)
+            bits.extend(per.tolist())
             counts.extend([audio.shape[1]] * audio.shape[0])
     finally:
         model.train(was_training)

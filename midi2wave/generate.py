@@ -291,18 +291,20 @@ class _TorchEngine:
                 elif mulaw_input:
                     k = self.pcm_to_class[(v * 32768.0).long() + 32768]
             if bank is not None:
-                # the sample is the innovation: audio = prediction + innovation, on the 16-bit grid
-                # (the same float64 arithmetic as the numba kernel)
+                # the sample is the innovation over the gain: audio = prediction + gain * sample, on the
+                # 16-bit grid (the same float64 arithmetic as the numba kernel)
+                g_bank = bank.g
                 if not primed:
-                    level = np.clip(np.floor((p_bank + v.cpu().numpy().astype(np.float64)) * 32768.0),
+                    level = np.clip(np.floor((p_bank + v.cpu().numpy().astype(np.float64) * g_bank) * 32768.0),
                                     -32768, 32767).astype(np.int64)
                     v = torch.from_numpy((level.astype(np.float32) / np.float32(32768.0))).to(self.device)
                     k = self.pcm_to_class[torch.from_numpy(level + 32768).to(self.device)]
                 innovation = v.cpu().numpy().astype(np.float64) - p_bank
                 bank.update(t, innovation)
             outs.append(v)
-            if bank is not None and self.innovation_input:  # the network reads the innovation, on the 16-bit grid
-                level_e = np.clip(np.floor(innovation * 32768.0), -32768, 32767).astype(np.int64)
+            if bank is not None and self.innovation_input:  # the network reads innovation / gain, on the 16-bit grid
+                level_e = np.clip(np.floor(np.clip(innovation / g_bank, -1.0, 1.0) * 32768.0),
+                                  -32768, 32767).astype(np.int64)
                 v = torch.from_numpy((level_e.astype(np.float32) / np.float32(32768.0))).to(self.device)
                 k = self.pcm_to_class[torch.from_numpy(level_e + 32768).to(self.device)]
             a2, a1 = a1, v

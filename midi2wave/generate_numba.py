@@ -351,8 +351,9 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 w_h2, s_h2, b_h2,
                 exc_w, has_exc, pcm_to_class, class_to_value,
                 has_bank, innov_input, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
-                bk_attack_end, bk_kappa_sustain,
-                bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p, bk_e,
+                bk_attack_end, bk_kappa_sustain, bk_gain_attack, bk_gain_sustain, bk_gain_attack_decay,
+                bk_gain_hold_decay, bk_gain_release_decay, bk_gain_on, bk_gain_floor,
+                bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p, bk_g, bk_e,
                 cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
                 has_temps, temps,
                 out, params_out,
@@ -370,7 +371,9 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     the innovation: the audio sample is the bank's prediction plus it, rounded down to 16-bit PCM,
     and the bank is fed (audio - prediction), which with `innov_input` (rounded down to 16-bit) is
     also what the network reads as its past instead of the audio; bk_* are `resonators.BankBatch.kernel_args()` plus
-    scratch bk_e [B] float64.
+    scratch bk_e [B] float64. With the bank's innovation gain on (`bk_gain_on`), the head's sample is
+    u and the innovation is g_t * u (g_t from `resonators.bank_gain`), and the network reads
+    (audio - prediction) / g_t on the 16-bit grid, as in training.
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
     prev_val / prev_cls [B, 2] the values and mu-law classes of samples t-1 and t-2.
     Scratch: x [B, p(R)], inp [B, K*R], h [B, 2*Hp], z [B, L*Hg], skip [B, p(S)], hid [B, p(H1)],
@@ -455,7 +458,9 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                     for i in range(n_out):
                         params_out[b, tt, i] = par[b, i]
         if has_bank:
-            batch_predict(t, b0, b1, bk_off, bk_start, bk_stop, bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p)
+            batch_predict(t, b0, b1, bk_off, bk_start, bk_release, bk_stop, bk_gain_attack, bk_gain_sustain,
+                          bk_gain_attack_decay, bk_gain_hold_decay, bk_gain_release_decay, bk_gain_on, bk_gain_floor,
+                          bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p, bk_g)
         for b in range(b0, b1):
             if primed:
                 v = prime_val[b, tt]
@@ -473,13 +478,13 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
             in_k = k
             if has_bank:
                 if not primed:
-                    level, v = quantize_sum(bk_p[b], np.float64(v))
+                    level, v = quantize_sum(bk_p[b], np.float64(v) * bk_g[b])
                     k = pcm_to_class[level + 32768]
                 bk_e[b] = np.float64(v) - bk_p[b]
                 in_v = v
                 in_k = k
-                if innov_input:  # the network reads the innovation, on the 16-bit grid
-                    level_e, in_v = quantize_sum(bk_e[b], 0.0)
+                if innov_input:  # the network reads the innovation (over the gain), on the 16-bit grid
+                    level_e, in_v = quantize_sum(min(max(bk_e[b] / bk_g[b], -1.0), 1.0), 0.0)
                     in_k = pcm_to_class[level_e + 32768]
             out[b, tt] = v
             prev_val[b, 1] = prev_val[b, 0]

@@ -531,7 +531,9 @@ def pitch_to_hz(pitch: np.ndarray | int) -> np.ndarray:
     return 440.0 * 2.0 ** ((np.asarray(pitch, np.float64) - 69.0) / 12.0)
 
 
-def _decay_tau_s(pitch: np.ndarray) -> np.ndarray:
+def decay_tau_s(pitch: np.ndarray) -> np.ndarray:
+    """A held piano note's decay time constant in seconds by pitch (a rough model: long in the bass,
+    halving every `_DECAY_TAU_HALVING_SEMITONES`); the excitation and the resonator bank use it."""
     return _DECAY_TAU_A0_S * 2.0 ** (-(np.asarray(pitch, np.float64) - C.MIN_MIDI_PITCH) / _DECAY_TAU_HALVING_SEMITONES)
 
 
@@ -559,7 +561,7 @@ def excitation_signal(notes: Notes, start_sample: int, n_samples: int, sample_ra
         tail = (notes.offset_s + _RELEASE_TAIL_S) * sr
         return {"on": on, "first": np.ceil(on).astype(np.int64), "stop": np.ceil(tail).astype(np.int64),
                 "stop_cummax": np.maximum.accumulate(np.ceil(tail).astype(np.int64)),
-                "f0": pitch_to_hz(notes.pitch), "tau": _decay_tau_s(notes.pitch)}
+                "f0": pitch_to_hz(notes.pitch), "tau": decay_tau_s(notes.pitch)}
     cache = notes._cached(("excitation", sr), make)
 
     stop_sample = start_sample + n_samples

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import constants as C
-from .midi import Notes, _decay_tau_s, pitch_to_hz
+from .midi import Notes, decay_tau_s, pitch_to_hz
 
 try:  # numba is a core dependency; keep the module importable for `--help` paths all the same
     import numba
@@ -54,10 +54,28 @@ class ResonatorConfig:
     sustain_kappa: float | None = None
     attack_s: float = 0.05
     release_tau_s: float = 0.08  # decay after the note's (sustained) offset
-    release_tail_s: float = 0.4  # oscillator removed this long after the offset
+    # oscillator removed this long after the offset (from a DataConfig: 5 x the longer of
+    # release_tau_s and, with the gain on, gain_release_s, so the gain can follow the room's tail)
+    release_tail_s: float = 0.4
     warmup_s: float = 0.05       # analysis warm-up before a teacher-forced window
     decay_scale: float = 1.0     # held-note decay time = decay_scale * tau(pitch) / k**decay_exponent
     decay_exponent: float = 0.5
+    # The innovation gain (0: off, the network's sample is the innovation itself). On: the network
+    # samples u and the innovation is e = g_t * u, where g_t comes from the notes alone:
+    #   g_t = floor + sqrt(sum over sounding notes of a_n(t)^2)
+    #   a_n(t) = gain * (velocity / 127)**gain_velocity_exponent
+    #            * (exp(-age / gain_attack_s) + gain_sustain * exp(-age / (gain_decay_scale * tau(pitch))))
+    # while the (sustained) note is held, then times exp(-(t - offset) / gain_release_s) until the
+    # note's oscillators stop. So nothing can sound where nothing plays (g = floor), the hammer's
+    # noise is loud only at the onsets, and the teacher-forced target u = e / g has about the same
+    # scale everywhere. Fitted to a store by scripts/fit_innovation_gain.py.
+    gain: float = 0.0
+    gain_velocity_exponent: float = 1.0
+    gain_attack_s: float = 0.01
+    gain_sustain: float = 0.1
+    gain_decay_scale: float = 1.0
+    gain_release_s: float = 0.05
+    gain_floor: float = 1e-4
 
     def warmup_samples(self, sample_rate_hz: int) -> int:
         return int(math.ceil(self.warmup_s * sample_rate_hz))
@@ -69,6 +87,11 @@ class Schedule:
 
     start/release/stop/attack_end: int64 [n]; omega (rad/sample), r_hold, r_release, kappa,
     kappa_sustain: float64 [n] (the gain is kappa before attack_end, kappa_sustain from then on).
+    The innovation gain (`ResonatorConfig.gain`) rides on each note's first oscillator:
+    gain_attack, gain_sustain (float64 [n]; 0 for the other oscillators) are its two components at
+    the onset; their natural-log decays per sample are gain_attack_decay, gain_hold_decay while
+    held and gain_release_decay (both) after the release. The gain is a function of time alone
+    (`bank_gain`), so a window starting mid-note gets it exactly.
     """
     start: np.ndarray
     release: np.ndarray
@@ -79,19 +102,30 @@ class Schedule:
     kappa: np.ndarray
     attack_end: np.ndarray
     kappa_sustain: np.ndarray
+    gain_attack: np.ndarray
+    gain_sustain: np.ndarray
+    gain_attack_decay: np.ndarray
+    gain_hold_decay: np.ndarray
+    gain_release_decay: np.ndarray
+
+    FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain",
+              "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay")
+    TIME_FIELDS = ("start", "release", "stop", "attack_end")
+    # The innovation gain's floor (ResonatorConfig.gain_floor); None: no gain (g = 1).
+    gain_floor: float | None = None
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
 
     @classmethod
-    def empty(cls) -> "Schedule":
-        i, f = np.zeros(0, np.int64), np.zeros(0, np.float64)
-        return cls(i, i.copy(), i.copy(), f, f.copy(), f.copy(), f.copy(), i.copy(), f.copy())
+    def empty(cls, gain_floor: float | None = None) -> "Schedule":
+        return cls(**{f: np.zeros(0, np.int64 if f in cls.TIME_FIELDS else np.float64) for f in cls.FIELDS},
+                   gain_floor=gain_floor)
 
     def shifted(self, samples: int) -> "Schedule":
         """The same oscillators with every time moved later by `samples`."""
-        return Schedule(self.start + samples, self.release + samples, self.stop + samples, self.omega,
-                        self.r_hold, self.r_release, self.kappa, self.attack_end + samples, self.kappa_sustain)
+        return Schedule(**{f: getattr(self, f) + samples if f in self.TIME_FIELDS else getattr(self, f)
+                           for f in self.FIELDS}, gain_floor=self.gain_floor)
 
 
 def from_data_config(data) -> ResonatorConfig | None:
@@ -100,9 +134,14 @@ def from_data_config(data) -> ResonatorConfig | None:
         return None
     return ResonatorConfig(partials=data.resonator_partials, max_hz=data.resonator_max_hz,
                            kappa=data.resonator_kappa, release_tau_s=data.resonator_release_tau_s,
-                           release_tail_s=5.0 * data.resonator_release_tau_s,
+                           release_tail_s=5.0 * max(data.resonator_release_tau_s,
+                                                    data.resonator_gain_release_s if data.resonator_gain > 0 else 0.0),
                            decay_scale=data.resonator_decay_scale, decay_exponent=data.resonator_decay_exponent,
-                           sustain_kappa=data.resonator_sustain_kappa or None, attack_s=data.resonator_attack_s)
+                           sustain_kappa=data.resonator_sustain_kappa or None, attack_s=data.resonator_attack_s,
+                           gain=data.resonator_gain, gain_velocity_exponent=data.resonator_gain_velocity_exponent,
+                           gain_attack_s=data.resonator_gain_attack_s, gain_sustain=data.resonator_gain_sustain,
+                           gain_decay_scale=data.resonator_gain_decay_scale,
+                           gain_release_s=data.resonator_gain_release_s, gain_floor=data.resonator_gain_floor)
 
 
 def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
@@ -110,16 +149,17 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     """The oscillators that sound anywhere in samples [start_sample, start_sample + n_samples) of
     a piece, with times relative to `start_sample`. `notes` should already be sustained."""
     sr = float(sample_rate_hz)
+    floor = float(config.gain_floor) if config.gain > 0 else None
     if len(notes) == 0 or n_samples <= 0 or config.partials <= 0:
-        return Schedule.empty()
+        return Schedule.empty(floor)
     first = np.ceil(notes.onset_s * sr).astype(np.int64)
     release = np.ceil(notes.offset_s * sr).astype(np.int64)
     stop = release + int(math.ceil(config.release_tail_s * sr))
     keep = (stop > start_sample) & (first < start_sample + n_samples)
     if not keep.any():
-        return Schedule.empty()
+        return Schedule.empty(floor)
     f0 = pitch_to_hz(notes.pitch[keep])
-    tau = _decay_tau_s(notes.pitch[keep])
+    tau = decay_tau_s(notes.pitch[keep])
     k = np.arange(1, config.partials + 1, dtype=np.float64)
     freq = f0[:, None] * k[None, :]                       # [notes, partials]
     ok = freq < min(config.max_hz, sr / 2.0)
@@ -129,6 +169,11 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     hz = freq[rows]
     # Higher partials of a real string die faster.
     tau_k = config.decay_scale * tau[note_idx] / partial ** config.decay_exponent
+    # The innovation gain rides on each note's first oscillator (the fundamental is always below max_hz
+    # when the gain is on: config validation).
+    carrier = (partial == 1.0) & (config.gain > 0)
+    level = np.where(carrier, config.gain * (notes.velocity[keep][note_idx] / 127.0) ** config.gain_velocity_exponent,
+                     0.0)
     out = Schedule(
         start=first[keep][note_idx] - start_sample,
         release=release[keep][note_idx] - start_sample,
@@ -140,11 +185,15 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
         attack_end=first[keep][note_idx] - start_sample + int(round(config.attack_s * sr)),
         kappa_sustain=np.full(hz.shape, float(config.kappa if config.sustain_kappa is None
                                               else config.sustain_kappa)),
+        gain_floor=floor,
+        gain_attack=level,
+        gain_sustain=level * config.gain_sustain,
+        gain_attack_decay=np.full(hz.shape, -1.0 / (config.gain_attack_s * sr)),
+        gain_hold_decay=-1.0 / (config.gain_decay_scale * tau[note_idx] * sr),
+        gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
     )
     order = np.argsort(out.start, kind="stable")
-    return Schedule(*(np.ascontiguousarray(getattr(out, f)[order]) for f in
-                      ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa",
-                       "attack_end", "kappa_sustain")))
+    return Schedule(**{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS}, gain_floor=floor)
 
 
 class BankState:
@@ -199,6 +248,26 @@ def bank_predict(re, n_active):
 
 
 @_njit
+def bank_gain(t, idx, n_active, start, release, gain_attack, gain_sustain, gain_attack_decay, gain_hold_decay,
+              gain_release_decay, floor):
+    """The innovation gain g_t = floor + sqrt(sum of the sounding notes' a_n(t)^2) (one batch element;
+    see ResonatorConfig); each note's first oscillator carries its envelope, the others add 0."""
+    acc = 0.0
+    for j in range(n_active):
+        s = idx[j]
+        a0 = gain_attack[s]
+        s0 = gain_sustain[s]
+        if a0 == 0.0 and s0 == 0.0:
+            continue
+        held = min(t, release[s]) - start[s]
+        a = a0 * math.exp(held * gain_attack_decay[s]) + s0 * math.exp(held * gain_hold_decay[s])
+        if t > release[s]:
+            a *= math.exp((t - release[s]) * gain_release_decay[s])
+        acc += a * a
+    return floor + math.sqrt(acc)
+
+
+@_njit
 def bank_admit(t, re, im, idx, n_active, nxt, start, stop):
     """Drop oscillators whose stop <= t and admit those whose start <= t (one batch element).
     Returns (n_active, next)."""
@@ -250,10 +319,12 @@ def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, 
 
 @_njit
 def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa, attack_end, kappa_sustain,
+         gain_attack, gain_sustain, gain_attack_decay, gain_hold_decay, gain_release_decay, gain_on, gain_floor,
          capacity):
     n = signal.shape[0]
     out = np.empty(n, np.float64)
     pred = np.empty(n, np.float64)
+    gains = np.ones(n, np.float64)
     re = np.zeros(capacity)
     im = np.zeros(capacity)
     idx = np.zeros(capacity, np.int64)
@@ -263,20 +334,25 @@ def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa
         n_active, nxt = bank_admit(t, re, im, idx, n_active, nxt, start, stop)
         p = bank_predict(re, n_active)
         pred[t] = p
+        g = 1.0
+        if gain_on:
+            g = bank_gain(t, idx, n_active, start, release, gain_attack, gain_sustain, gain_attack_decay,
+                          gain_hold_decay, gain_release_decay, gain_floor)
+        gains[t] = g
         if analysis:
             e = signal[t] - p
-            out[t] = e
+            out[t] = e / g
         else:
-            e = signal[t]
+            e = signal[t] * g
             out[t] = p + e
         bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa, attack_end,
                     kappa_sustain)
-    return out, pred
+    return out, pred, gains
 
 
 def _arrays(sched: Schedule):
-    return (sched.start, sched.release, sched.stop, sched.omega, sched.r_hold, sched.r_release, sched.kappa,
-            sched.attack_end, sched.kappa_sustain)
+    return tuple(getattr(sched, f) for f in Schedule.FIELDS) + (
+        sched.gain_floor is not None, float(sched.gain_floor or 0.0))
 
 
 def warmup_window(audio, start_sample: int, n_samples: int, warmup_samples: int, scale: float = 1.0) -> np.ndarray:
@@ -292,28 +368,37 @@ def warmup_window(audio, start_sample: int, n_samples: int, warmup_samples: int,
 
 def innovation_window(audio, start_sample: int, n_samples: int, notes: Notes, sample_rate_hz: int,
                       config: ResonatorConfig, scale: float = 1.0) -> np.ndarray:
-    """Teacher-forced innovation of samples [start_sample, start_sample + n_samples) of a piece
-    (`audio` as for `warmup_window`, times `scale` in [-1, 1); `notes`: its sustained notes),
+    """The network's teacher-forced target for samples [start_sample, start_sample + n_samples) of a
+    piece (`audio` as for `warmup_window`, times `scale` in [-1, 1); `notes`: its sustained notes):
+    the innovation divided by the innovation gain (the innovation itself when the gain is off),
     analysed from silence `config.warmup_s` before the window (float32 [n_samples], clipped to
     [-1, 1)). Silence before the piece changes nothing: a bank fed zeros stays at rest."""
     w = config.warmup_samples(sample_rate_hz)
     x = warmup_window(audio, start_sample, n_samples, w, scale)
-    e, _ = analyze(x, schedule(notes, start_sample - w, len(x), sample_rate_hz, config))
-    return np.clip(e[w:], -1.0, 1.0 - 1.0 / 32768).astype(np.float32)
+    u, _ = analyze(x, schedule(notes, start_sample - w, len(x), sample_rate_hz, config))
+    return np.clip(u[w:], -1.0, 1.0 - 1.0 / 32768).astype(np.float32)
 
 
 def analyze(audio: np.ndarray, sched: Schedule) -> tuple[np.ndarray, np.ndarray]:
-    """Innovation and prediction of `audio` (float [n]) from silence at sample 0:
-    returns (e, p), float32 [n] each, with audio = p + e."""
+    """Target and prediction of `audio` (float [n]) from silence at sample 0: returns (u, p), float32
+    [n] each, with audio = p + g * u (g: `gain_track`; 1 when the schedule has no gain): u is what
+    the network models (the innovation, divided by the gain)."""
     x = np.ascontiguousarray(audio, np.float64)
-    e, p = _run(x, True, *_arrays(sched), max(1, max_concurrent(sched)))
-    return e.astype(np.float32), p.astype(np.float32)
+    u, p, _ = _run(x, True, *_arrays(sched), max(1, max_concurrent(sched)))
+    return u.astype(np.float32), p.astype(np.float32)
 
 
-def synthesize(innovation: np.ndarray, sched: Schedule) -> np.ndarray:
-    """Audio (float32 [n]) from an innovation sequence through the bank (the inverse of analyze)."""
-    e = np.ascontiguousarray(innovation, np.float64)
-    x, _ = _run(e, False, *_arrays(sched), max(1, max_concurrent(sched)))
+def gain_track(sched: Schedule, n_samples: int) -> np.ndarray:
+    """The innovation gain g_t of samples 0..n_samples-1 (float64 [n]; ones without a gain)."""
+    _, _, g = _run(np.zeros(n_samples), False, *_arrays(sched), max(1, max_concurrent(sched)))
+    return g
+
+
+def synthesize(target: np.ndarray, sched: Schedule) -> np.ndarray:
+    """Audio (float32 [n]) from the network's samples u through the gain and the bank (the inverse of
+    analyze)."""
+    u = np.ascontiguousarray(target, np.float64)
+    x, _, _ = _run(u, False, *_arrays(sched), max(1, max_concurrent(sched)))
     return x.astype(np.float32)
 
 
@@ -321,9 +406,11 @@ def synthesize(innovation: np.ndarray, sched: Schedule) -> np.ndarray:
 
 
 @_njit
-def batch_predict(t, b0, b1, offsets, start, stop, re, im, idx, n_active, nxt, p_out):
+def batch_predict(t, b0, b1, offsets, start, release, stop, gain_attack, gain_sustain, gain_attack_decay,
+                  gain_hold_decay, gain_release_decay, gain_on, gain_floor, re, im, idx, n_active, nxt, p_out,
+                  g_out):
     """Admit/drop the oscillators of streams b0..b1-1 at sample t and write their predictions
-    p_t into p_out[b]."""
+    p_t into p_out[b] and their innovation gains into g_out[b] (1 when `gain_on` is false)."""
     for b in range(b0, b1):
         o0 = offsets[b]
         o1 = offsets[b + 1]
@@ -331,6 +418,11 @@ def batch_predict(t, b0, b1, offsets, start, stop, re, im, idx, n_active, nxt, p
         n_active[b] = na
         nxt[b] = nx
         p_out[b] = bank_predict(re[b], na)
+        g_out[b] = 1.0
+        if gain_on:
+            g_out[b] = bank_gain(t, idx[b], na, start[o0:o1], release[o0:o1], gain_attack[o0:o1],
+                                 gain_sustain[o0:o1], gain_attack_decay[o0:o1], gain_hold_decay[o0:o1],
+                                 gain_release_decay[o0:o1], gain_floor)
 
 
 @_njit
@@ -359,20 +451,27 @@ class BankBatch:
     """The resonator banks of a batch of streams: their schedules (times relative to the stream's
     sample 0) concatenated, and the explicit state (`reset()` returns every bank to silence)."""
 
-    FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain")
+    FIELDS = Schedule.FIELDS
 
     def __init__(self, schedules) -> None:
         schedules = list(schedules)
         self.batch_size = len(schedules)
+        floors = {s.gain_floor for s in schedules}
+        if len(floors) > 1:
+            raise ValueError(f"the streams' schedules disagree on the innovation gain floor: {sorted(map(str, floors))}")
+        floor = floors.pop() if floors else None
+        self.gain_on = floor is not None
+        self.gain_floor = float(floor or 0.0)
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
-            dtype = np.int64 if name in ("start", "release", "stop", "attack_end") else np.float64
+            dtype = np.int64 if name in Schedule.TIME_FIELDS else np.float64
             parts = [np.asarray(getattr(s, name), dtype) for s in schedules]
             setattr(self, name, np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0, dtype))
         capacity = max([1] + [max_concurrent(s) for s in schedules])
         self.state = BankState(self.batch_size, capacity)
         self.p = np.zeros(self.batch_size, np.float64)
+        self.g = np.ones(self.batch_size, np.float64)
 
     def reset(self) -> "BankBatch":
         self.state.reset()
@@ -381,13 +480,17 @@ class BankBatch:
     def kernel_args(self) -> tuple:
         s = self.state
         return (self.offsets, self.start, self.release, self.stop, self.omega, self.r_hold, self.r_release,
-                self.kappa, self.attack_end, self.kappa_sustain, s.re, s.im, s.idx, s.n_active, s.next, self.p)
+                self.kappa, self.attack_end, self.kappa_sustain, self.gain_attack, self.gain_sustain,
+                self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay, self.gain_on,
+                self.gain_floor, s.re, s.im, s.idx, s.n_active, s.next, self.p, self.g)
 
     def predict(self, t: int) -> np.ndarray:
-        """p_t of every stream (float64 [B]); call once per sample, before `update`."""
+        """p_t of every stream (float64 [B]); call once per sample, before `update`. Also sets
+        `self.g`, the streams' innovation gains at t."""
         s = self.state
-        batch_predict(t, 0, self.batch_size, self.offsets, self.start, self.stop, s.re, s.im, s.idx, s.n_active,
-                      s.next, self.p)
+        batch_predict(t, 0, self.batch_size, self.offsets, self.start, self.release, self.stop, self.gain_attack,
+                      self.gain_sustain, self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay,
+                      self.gain_on, self.gain_floor, s.re, s.im, s.idx, s.n_active, s.next, self.p, self.g)
         return self.p
 
     def update(self, t: int, innovation: np.ndarray) -> None:
