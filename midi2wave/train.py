@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed as D
-from .checkpoint import atomic_write_bytes, checkpoint_config, load_checkpoint, save_checkpoint, step_checkpoints
+from .checkpoint import (atomic_write_bytes, checkpoint_config, load_checkpoint, load_state, save_checkpoint,
+                         step_checkpoints)
 from .config import Config, load_config
 from .errors import Midi2WaveError
 from .features import log_mel_spectrogram, valid_frames
@@ -313,10 +314,11 @@ class _Trainer:
     # ------------------------------------------------------------------------------ checkpoint
 
     def _initialize(self, path: Path) -> None:
-        """Start from another run's weights (its EMA weights where saved, for model and EMA alike);
-        step, optimizer, schedule and data stream start fresh. The network must have the same shape."""
-        state = load_checkpoint(path, map_location=self.device)
-        weights = state["ema"] if state.get("ema") else state["model"]
+        """Start from another run's weights (its EMA weights where saved, for model and EMA alike) or
+        a released model (safetensors); step, optimizer, schedule and data stream start fresh. The
+        network must have the same shape."""
+        weights, _, _ = load_state(path, use_ema=True)
+        weights = {k: v.to(self.device) for k, v in weights.items()}
         try:
             self.model.load_state_dict(weights)
         except RuntimeError as e:

@@ -353,6 +353,14 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(store, tmp_path):
                                                 resonator_sustain_kappa=0.005))
     summary = train(bank, store, tmp_path / "c", progress=False, max_steps=2, init_from=tmp_path / "a")
     assert summary["step"] == 2 and math.isfinite(summary["train_bits_per_sample"])
+    # a released model (safetensors folder, e.g. the bundled one) is a starting point too
+    from midi2wave.checkpoint import export_safetensors
+
+    export_safetensors(tmp_path / "a" / "checkpoints" / "last.pt", tmp_path / "released")
+    train(still, store, tmp_path / "e", progress=False, max_steps=1, init_from=tmp_path / "released")
+    from_release = load_checkpoint(tmp_path / "e" / "checkpoints" / "last.pt")
+    for name in source["ema"]:
+        torch.testing.assert_close(from_release["model"][name], source["ema"][name], msg=name)
     with pytest.raises(TrainingError, match="--resume"):
         train(cfg, store, tmp_path / "c", progress=False, max_steps=4, resume=True, init_from=tmp_path / "a")
     wider = cfg.replace(model=dataclasses.replace(cfg.model, residual_channels=cfg.model.residual_channels + 2))
