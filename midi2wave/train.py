@@ -43,6 +43,7 @@ from .checkpoint import (atomic_write_bytes, checkpoint_config, load_checkpoint,
 from .config import Config, load_config
 from .errors import Midi2WaveError
 from .features import log_mel_spectrogram, valid_frames
+from .model import Midi2Wave
 
 __all__ = ["TrainingError", "train", "train_from_cli", "learning_rate_at", "tune_cpu_allocator"]
 
@@ -229,7 +230,6 @@ class _Trainer:
                  device: torch.device, info: D.DistInfo, progress: bool, resume_from: Path | None,
                  init_from: Path | None = None) -> None:
         from .data.dataset import SegmentDataset
-        from .model import Midi2Wave
 
         self.config = config
         self.tc = tc = config.train
@@ -759,6 +759,15 @@ def _prepare_run(config: Config | None, data_dir: Any, out_dir: Any, resume: boo
     return config, store, counts, out, resume_from
 
 
+def _check_init_weights(path: Path, config: Config) -> None:
+    weights, _, _ = load_state(path, use_ema=True)
+    try:
+        Midi2Wave(config.model, config.data).load_state_dict(weights)
+    except RuntimeError as e:
+        raise TrainingError(f"{path}: its weights do not fit this config's network "
+                            f"({' '.join(str(e).split())[:200]})") from None
+
+
 def train(config: Config | None, data_dir: Any, out_dir: Any, resume: bool = False,
           device: str | torch.device | None = None, progress: bool = True,
           max_steps: int | None = None, init_from: Any = None) -> dict[str, Any]:
@@ -778,6 +787,8 @@ def train(config: Config | None, data_dir: Any, out_dir: Any, resume: bool = Fal
 
         init_from = find_checkpoint(init_from)
     config, store, counts, out, resume_from = _prepare_run(config, data_dir, out_dir, resume)
+    if init_from is not None:  # a bad starting point is reported before the run folder is made
+        _check_init_weights(init_from, config)
     if max_steps is not None:
         config = config.replace(train=dataclasses.replace(config.train, max_steps=int(max_steps)))
     info = D.env_info()

@@ -366,3 +366,4 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(store, tmp_path):
     wider = cfg.replace(model=dataclasses.replace(cfg.model, residual_channels=cfg.model.residual_channels + 2))
     with pytest.raises(TrainingError, match="do not fit"):
         train(wider, store, tmp_path / "d", progress=False, max_steps=1, init_from=tmp_path / "a")
+    assert not (tmp_path / "d").exists()  # refused before the run folder was made
