@@ -192,6 +192,23 @@ const $ = (id) => document.getElementById(id);
 const state = { rater: "", started: null, finished: null, index: 0, ratings: [], trialStart: 0,
                 played: { a: false, b: false } };
 
+// progress survives a reload or a closed tab (per test, in this browser), resumed under the same name
+const storageKey = `midi2wave-listening-${design.test_id}`;
+function save() {
+  try { localStorage.setItem(storageKey, JSON.stringify({ rater: state.rater, started: state.started,
+    finished: state.finished, index: state.index, ratings: state.ratings })); } catch (e) { /* private mode */ }
+}
+function restore() {
+  try { return JSON.parse(localStorage.getItem(storageKey) || "null"); } catch (e) { return null; }
+}
+const saved = restore();
+if (saved && Array.isArray(saved.ratings) && saved.ratings.length) {
+  $("rater").value = saved.rater;
+  $("resume").hidden = false;
+  $("resume").textContent = `${saved.ratings.length} of ${design.trials.length} pairs already rated by ` +
+    `"${saved.rater}" in this browser: Start continues them (another name starts afresh).`;
+}
+
 function show(id) { for (const s of ["intro", "trial", "done"]) $(s).hidden = s !== id; }
 
 function loadTrial() {
@@ -228,9 +245,19 @@ function download() {
 
 $("start").addEventListener("click", () => {
   state.rater = $("rater").value.trim() || "anonymous";
-  state.started = new Date().toISOString();
-  show("trial");
-  loadTrial();
+  if (saved && saved.rater === state.rater && Array.isArray(saved.ratings)) {
+    Object.assign(state, { started: saved.started, finished: saved.finished, index: saved.ratings.length,
+                           ratings: saved.ratings });
+  } else {
+    state.started = new Date().toISOString();
+  }
+  save();
+  if (state.index >= design.trials.length) {
+    show("done");
+  } else {
+    show("trial");
+    loadTrial();
+  }
 });
 for (const side of ["a", "b"]) {
   $(`audio-${side}`).addEventListener("play", () => {
@@ -257,6 +284,7 @@ $("next").addEventListener("click", () => {
     state.finished = new Date().toISOString();
     show("done");
   }
+  save();
 });
 $("download").addEventListener("click", download);
 """
@@ -276,9 +304,10 @@ def _page(design: dict[str, Any]) -> str:
 <div id="intro">
 <p>You will hear {n} pairs of short piano clips, A and B. Listen to both clips of each pair, as often as you
 like, and answer: <b>{question}</b></p>
-<p>Use headphones in a quiet room. Your answers are kept only in this page: at the end, download them and
-send the file back.</p>
+<p>Use headphones in a quiet room. Your answers stay in this browser (a reload continues where you
+stopped): at the end, download them and send the file back.</p>
 <p><label>Your name or initials: <input id="rater" autocomplete="off"></label></p>
+<p id="resume" class="small" hidden></p>
 <button id="start">Start</button>
 </div>
 <div id="trial" hidden>

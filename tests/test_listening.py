@@ -228,12 +228,18 @@ def test_holm_and_wilson_edge_cases():
 # ------------------------------------------------------------------------------------- browser
 
 
-def _rate_in_browser(page, key: dict, rater: int, name: str, downloads: Path) -> Path:
-    """Click through the whole test as `preference`'s rater `rater` would; return the downloaded file."""
+def _rate_in_browser(page, key: dict, rater: int, name: str, downloads: Path, reload_after: int | None = None) -> Path:
+    """Click through the whole test as `preference`'s rater `rater` would (reloading the page after
+    `reload_after` trials and continuing); return the downloaded file."""
     clips = key["clips"]
     page.fill("#rater", name)
     page.click("#start")
     for i in range(len(key["trials"])):
+        if i == reload_after:
+            page.reload()
+            assert page.is_visible("#resume") and f"{i} of {len(key['trials'])}" in page.inner_text("#resume")
+            assert page.input_value("#rater") == name
+            page.click("#start")
         assert page.inner_text("#progress") == f"Pair {i + 1} of {len(key['trials'])}"
         a, b = page.get_attribute("#audio-a", "src"), page.get_attribute("#audio-b", "src")
         if i == 0:  # both players load and play
@@ -263,7 +269,8 @@ def test_simulated_raters_click_through_the_page_and_their_downloads_score_corre
     for rater in (1, 2):
         with browser.browser_page(downloads=tmp_path) as page:
             page.goto((test_folder / "page" / "index.html").resolve().as_uri())
-            files.append(_rate_in_browser(page, key, rater, f"rater {rater}", tmp_path))
+            files.append(_rate_in_browser(page, key, rater, f"rater {rater}", tmp_path,
+                                          reload_after=3 if rater == 2 else None))
             assert page.errors == []
     assert [f.name for f in files] == [f"ratings-{key['test_id']}-rater_1.json", f"ratings-{key['test_id']}-rater_2.json"]
     data = json.loads(files[0].read_text())

@@ -102,6 +102,23 @@ def test_write_report_writes_a_self_contained_page(tmp_path):
     assert not list(tmp_path.glob(".report*"))  # no temporary folder left
 
 
+def test_strips_line_up_in_time_and_share_one_colour_scale():
+    from midi2wave import plots
+
+    ex = synthetic_excerpts(n=1)[0]
+    panels = [(key, audio) for key, audio in ex.clips.items()]
+    figures = plots.excerpt_strips(ex.notes, panels, SR, ex.seconds)
+    assert len(figures) == 1 + 4
+    widths = {fig.get_size_inches()[0] for fig in figures}
+    spans = {(round(fig.axes[0].get_position().x0, 6), round(fig.axes[0].get_position().x1, 6)) for fig in figures}
+    limits = {tuple(fig.axes[0].get_xlim()) for fig in figures}
+    assert len(widths) == 1 and len(spans) == 1 and limits == {(0.0, ex.seconds)}
+    scales = {fig.axes[0].images[0].get_clim() for fig in figures[1:]}
+    loudest = max(float(plots.log_spectrogram(audio).max()) for _, audio in panels)
+    assert scales == {(loudest - plots.RANGE_DB, loudest)}  # the real audio (0.5) sets it for all four
+    assert max(float(plots.log_spectrogram(ex.clips["floor"]).max()), -200) < loudest - 10
+
+
 def test_write_report_refuses_existing_output_and_bad_input(tmp_path):
     folder = tmp_path / "report"
     folder.mkdir()
