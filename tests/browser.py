@@ -20,7 +20,8 @@ from typing import Iterator
 
 CHROMIUM = os.environ.get("MIDI2WAVE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 "--autoplay-policy=no-user-gesture-required"]
 SCREENSHOT_SIZE = (1180, 1500)  # CSS pixels of the README screenshot (the page's top: summary, first excerpt)
 
 
