@@ -74,6 +74,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return evaluate_from_cli(args)
 
 
+def _cmd_listening_test(args: argparse.Namespace) -> int:
+    from .listening import listening_test_from_cli
+
+    return listening_test_from_cli(args)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_from_cli
 
@@ -164,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--excerpt-seconds", type=float, default=4.0)
     p.add_argument("--no-transcription", action="store_true", help="skip generation + transcription F1")
     p.add_argument("--plots", type=Path, default=None, help="folder for PNGs")
+    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+                   help="write a static listening page: DIR/index.html with every excerpt's clips, spectrograms and notes")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the generations")
@@ -176,6 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("listening-test", help="build a blind A/B listening test from reports, or score its ratings",
+                       description="Build: `listening-test NAME=REPORT [NAME=REPORT ...] [--real] --out DIR` writes "
+                                   "DIR/page/index.html (share DIR/page) and DIR/key.json (keep). Score: "
+                                   "`listening-test --score RATINGS.json [...] --test DIR`.")
+    p.add_argument("systems", nargs="*", metavar="NAME=REPORT",
+                   help="a system: the generations of a folder written by `evaluate --report` (NAME defaults to the folder name)")
+    p.add_argument("--real", action="store_true", help="add the real audio of the reports' excerpts as system 'real'")
+    p.add_argument("--out", type=Path, default=None, help="test folder to write (page/ for the raters, key.json)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trial order and of the A/B sides")
+    p.add_argument("--score", type=Path, nargs="+", default=None, metavar="RATINGS.json",
+                   help="score these ratings files (downloaded from the test page) instead of building")
+    p.add_argument("--test", type=Path, default=None, help="with --score: the test folder (its key.json)")
+    p.add_argument("--json", type=Path, default=None, help="with --score: also write the scores as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(handler=_cmd_listening_test)
 
     p = sub.add_parser("export", help="export weights for other inference engines")
     p.add_argument("checkpoint", type=Path)
@@ -200,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as given, shown by `evaluate --report`
     try:
         return int(args.handler(args) or 0)
     except Midi2WaveError as e:

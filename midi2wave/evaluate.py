@@ -33,6 +33,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 
 from . import constants as C
+from . import plots, report
 from .config import Config, DataConfig
 from .errors import Midi2WaveError
 from .data.dataset import load_store_notes
@@ -646,7 +648,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
                    onset_tolerance: float = ONSET_TOLERANCE_S, plots_dir: str | os.PathLike | None = None,
                    force: bool = False, progress: bool = False, log: Any = None, chunk_seconds: float = 0.0,
                    overlap_seconds: float = 0.5, sustain_temperature: float = 0.0,
-                   attack_seconds: float = 0.05) -> dict[str, Any]:
+                   attack_seconds: float = 0.05, report_options: report.ReportOptions | None = None
+                   ) -> dict[str, Any]:
     """Every measurement on one model; returns the JSON-able results dict (see `format_table`).
 
     Either `store` (+ `split`): teacher-forced NLL and conditioning gain on `store_excerpts`, and
@@ -654,6 +657,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
     `midi_files`: transcription F1 only, on `midi_excerpts` (FluidSynth renders as ground truth).
     `plots_dir`: one PNG per excerpt (piano roll above the spectrograms of ground truth and
     generation; with transcription only). `log`: a callable taking progress lines (or None).
+    `report_options`: also write a listening page (`report.write_report`; with transcription only).
     """
     say = log if log is not None else (lambda _msg: None)
     if (store is None) == (midi_files is None or len(midi_files) == 0):
@@ -673,6 +677,10 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
             for path in plot_paths:
                 if path.exists():
                     raise EvaluationError(f"{path}: already exists (use --force to overwrite)")
+    if report_options is not None:  # refuse an existing report before the costly part
+        if not transcription:
+            raise EvaluationError("--report needs the generations: drop --no-transcription")
+        report.check_folder(report_options.folder, report_options.force)
     results: dict[str, Any] = {
         "format": RESULT_FORMAT,
         "version": RESULT_VERSION,
@@ -745,8 +753,30 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
         t0 = time.perf_counter()
         results["plots"] = _write_plots(Path(plots_dir), excerpts, generated, generated_notes, force=force)
         timings["plots"] = time.perf_counter() - t0
+    if report_options is not None and generated is not None:
+        t0 = time.perf_counter()
+        page = report.write_report(report_options, results, _report_excerpts(excerpts, generated, donors,
+                                                                              generated_notes))
+        results["report"] = str(page)
+        timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     return results
+
+
+def _report_excerpts(excerpts: Sequence[Excerpt], generated: Sequence[np.ndarray], donors: Sequence[int],
+                     generated_notes: Sequence[Notes] | None) -> list[report.ReportExcerpt]:
+    """The page's clips of each excerpt: its generation, its real audio (ceiling) and, with two or more
+    excerpts, the generation from its donor's MIDI (floor, as scored by transcription F1)."""
+    out = []
+    for i, e in enumerate(excerpts):
+        clips = {"generated": generated[i], "real": e.audio}
+        if len(excerpts) > 1:
+            clips["floor"] = generated[donors[i]]
+        out.append(report.ReportExcerpt(
+            title=f"{e.source} from {e.start_s:.2f} s", identity=dict(e.describe(), donor=donors[i] if len(excerpts) > 1 else None),
+            notes=e.notes, clips=clips, sample_rate_hz=e.sample_rate_hz, seconds=e.seconds,
+            transcribed=generated_notes[i] if generated_notes is not None else None))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- plots
@@ -762,46 +792,9 @@ def _excerpt_figure(excerpt: Excerpt, generated: np.ndarray | None, generated_no
                     title: str | None = None):
     """Figure: the reference notes (bars; onsets transcribed from the generation as red dots) above the
     spectrograms of the ground truth and of the generation, on the excerpt's time axis (seconds)."""
-    import matplotlib.colors as mcolors
-    from matplotlib.collections import PatchCollection
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    from .plots import HOP, log_spectrogram
-
-    sr = excerpt.sample_rate_hz
-    duration = excerpt.seconds
     panels = [("ground truth", excerpt.audio)] + ([("generated", generated)] if generated is not None else [])
-    fig = Figure(figsize=(12, 3 + 2.6 * len(panels)), dpi=100, layout="constrained")
-    axes = fig.subplots(1 + len(panels), 1, sharex=True, height_ratios=(1,) + (1.2,) * len(panels))
-    ax = axes[0]
-    notes = excerpt.notes
-    cmap = mcolors.LinearSegmentedColormap.from_list("vel", ["#9ecae1", "#08306b"])
-    rects = [Rectangle((a, p - 0.45), b - a, 0.9) for a, b, p in zip(notes.onset_s, notes.offset_s, notes.pitch)]
-    ax.add_collection(PatchCollection(rects, facecolors=cmap(notes.velocity / C.MAX_MIDI_VELOCITY),
-                                      edgecolors="none"))
-    pitches = [int(p) for p in notes.pitch]
-    if generated_notes is not None and len(generated_notes):
-        ax.plot(generated_notes.onset_s, generated_notes.pitch, "o", ms=3.5, color="#d62728",
-                label="onsets transcribed from the generation")
-        ax.legend(loc="upper right", fontsize=8)
-        pitches += [int(p) for p in generated_notes.pitch]
-    lo, hi = (min(pitches) - 2, max(pitches) + 2) if pitches else (C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH)
-    ax.set_ylim(lo - 0.5, hi + 0.5)
-    ax.set_xlim(0, duration)
-    ax.set_ylabel("MIDI pitch")
-    ax.grid(True, axis="y", alpha=0.2)
-    ax.set_title(title or f"{excerpt.source} from {excerpt.start_s:.2f} s")
-    specs = [log_spectrogram(audio) for _, audio in panels]
-    vmax = max(float(s.max()) for s in specs)
-    for (label, _), spec, ax in zip(panels, specs, axes[1:]):
-        image = ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80.0, vmax=vmax,
-                          extent=(0, spec.shape[1] * HOP / sr, 0, sr / 2))
-        ax.set_ylabel(f"{label}\nfrequency (Hz)")
-        ax.set_xlim(0, duration)
-        fig.colorbar(image, ax=ax, label="dB", pad=0.01)
-    axes[-1].set_xlabel(f"time in the excerpt (s); excerpt starts at {excerpt.start_s:.2f} s")
-    return fig
+    return plots.excerpt_figure(excerpt.notes, panels, excerpt.sample_rate_hz, excerpt.seconds, generated_notes,
+                                title or f"{excerpt.source} from {excerpt.start_s:.2f} s", offset_s=excerpt.start_s)
 
 
 def _write_plots(folder: Path, excerpts: Sequence[Excerpt], generated: Sequence[np.ndarray] | None,
@@ -882,7 +875,7 @@ def _write_json(path: Path, results: dict[str, Any], force: bool) -> None:
 
 
 def evaluate_from_cli(args: Any) -> int:
-    """`midi2wave evaluate`: load the checkpoint, evaluate, print the table, write --json/--plots."""
+    """`midi2wave evaluate`: load the checkpoint, evaluate, print the table, write --json/--plots/--report."""
     from .checkpoint import load_model
 
     store = getattr(args, "data", None)
@@ -899,6 +892,12 @@ def evaluate_from_cli(args: Any) -> int:
     plots = getattr(args, "plots", None)
     if plots is not None and not transcription:
         raise EvaluationError("--plots needs the generations: drop --no-transcription")
+    report_dir = getattr(args, "report", None)
+    report_options = None
+    if report_dir is not None:
+        report_options = report.ReportOptions(
+            Path(report_dir), force=force, checkpoint=str(args.checkpoint) if getattr(args, "checkpoint", None) else "bundled",
+            command=" ".join(["midi2wave", *(shlex.quote(str(a)) for a in getattr(args, "argv", None) or [])]))
     device = getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
     quiet = bool(getattr(args, "quiet", False))
     log = None if quiet else (lambda msg: print(f"midi2wave evaluate: {msg}", file=sys.stderr, flush=True))
@@ -913,7 +912,7 @@ def evaluate_from_cli(args: Any) -> int:
         chunk_seconds=float(getattr(args, "chunk_seconds", 0.0) or 0.0),
         overlap_seconds=float(getattr(args, "overlap_seconds", 0.5)),
         sustain_temperature=float(getattr(args, "sustain_temperature", 0.0) or 0.0),
-        attack_seconds=float(getattr(args, "attack_seconds", 0.05)))
+        attack_seconds=float(getattr(args, "attack_seconds", 0.05)), report_options=report_options)
     results["settings"]["checkpoint"] = str(args.checkpoint) if getattr(args, "checkpoint", None) else "bundled"
     results["settings"]["device"] = str(device)
     results["environment"] = {"python": platform.python_version(), "torch": torch.__version__,

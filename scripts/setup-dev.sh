@@ -3,10 +3,13 @@
 # torch is pinned to 2.13.0 (the CPU wheel on this machine's disk; an unpinned torch pulls CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v fluidsynth >/dev/null || [ ! -e /usr/share/sounds/sf3/MuseScore_General.sf3 ]; then
+# chromium: the browser tests of the report and listening-test pages (driven by Playwright from [test];
+# Playwright's own browser download is never used).
+if ! command -v fluidsynth >/dev/null || [ ! -e /usr/share/sounds/sf3/MuseScore_General.sf3 ] \
+   || [ ! -x /usr/bin/chromium ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    fluidsynth musescore-general-soundfont-small libsndfile1
+    fluidsynth musescore-general-soundfont-small libsndfile1 chromium
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[demo,train,test,eval]"
 # `evaluate`'s transcriber: basic-pitch's ONNX model (inside the wheel) on onnxruntime (from [eval]).
