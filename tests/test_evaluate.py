@@ -449,3 +449,124 @@ def test_chunked_generation_of_excerpts(store, data):
     # the first chunk's own samples (before the second fades in) are a fresh stream from silence:
     # equal to the unchunked stream only if the seeds line up, so check shape and spread only
     assert any(np.abs(a).max() > 0 for a in chunked)
+
+
+# ------------------------------------------------------------------------------------- realism
+
+
+@pytest.fixture(scope="module")
+def gap_store(tmp_path_factory):
+    """Two test pieces of 6 s: a note held by the pedal from 0.5 s to 2.2 s, nothing until 4.0 s
+    (a 1.3 s gap after the release margin), then notes again; the fixture's audio is zero where
+    no (sustained) note sounds."""
+    from store_fixture import synthetic_piece
+
+    path = tmp_path_factory.mktemp("gapstore") / "store"
+    pieces = []
+    for k in range(2):
+        notes = _notes([(0.5, 1.0, 60 + k), (4.0, 4.5, 64 + k), (4.6, 5.2, 67 + k)])
+        pedals = PedalEvents(np.array([0.2, 2.2]), np.array([64, 64], np.int16), np.array([127, 0], np.int16))
+        pieces.append(synthetic_piece(f"gap{k}", "test", notes, pedals, seconds=6.0))
+    write_store(path, pieces)
+    return path
+
+
+def test_excerpt_sounding_notes_hold_the_pedal_and_notes_from_before_the_window():
+    from midi2wave.evaluate import _sounding_notes
+    from midi2wave.midi import apply_sustain
+
+    raw = _notes([(0.5, 1.0, 60), (1.5, 1.6, 62), (4.0, 4.5, 64)])
+    pedals = PedalEvents(np.array([0.2, 2.2]), np.array([64, 64], np.int16), np.array([127, 0], np.int16))
+    sustained = apply_sustain(raw, pedals)
+    inside = _sounding_notes(sustained, 2.5, 5.5)   # the pedal held notes 1-2 until 2.2 s: release reaches 2.5 s
+    assert list(inside.pitch) == [60, 62, 64]
+    np.testing.assert_allclose(inside.onset_s, [-2.0, -1.0, 1.5])
+    np.testing.assert_allclose(inside.offset_s, [-0.3, -0.3, 2.0])
+    assert list(_sounding_notes(sustained, 2.8, 3.8).pitch) == []
+
+
+def test_realism_of_a_perfect_generator_equals_the_ceiling_and_the_scale_is_pluggable(gap_store, monkeypatch):
+    """Wiring: generation = ground truth gives the ceiling's gap noise and purity and distance 0; the
+    second instrument comes from the OTHER_INSTRUMENTS registry (a renderer that returns the real
+    audio at half level has distance 0); a renderer that cannot run skips the scale, no crash."""
+    import midi2wave.evaluate as ev
+    from midi2wave import realism
+    from midi2wave.errors import InputError
+
+    ex = store_excerpts(gap_store, "test", TINY_DATA, margin_frames=0, n_excerpts=4, excerpt_seconds=3.0, seed=0)
+    monkeypatch.setitem(ev.OTHER_INSTRUMENTS, "echo", lambda notes, n, sr: 0.5 * _lookup(ex, notes))
+    donors = donor_indices(ex)
+    noisy = [e.audio + 0.01 * np.random.default_rng(i).standard_normal(len(e.audio)).astype(np.float32)
+             for i, e in enumerate(ex)]
+    out = ev._realism_scores(ex, [e.audio for e in ex], donors, "echo")
+    noisy_out = ev._realism_scores(ex, noisy, donors, "none")
+    assert len(out["per_excerpt"]) == 4
+    with_gap = [p for p in out["per_excerpt"] if p["gap_seconds"] >= 0.1]
+    assert with_gap, [p["gap_seconds"] for p in out["per_excerpt"]]
+    for i, row in enumerate(out["per_excerpt"]):
+        e = ex[i]
+        assert row["generated"]["gap_noise_db"] == row["ground_truth"]["gap_noise_db"]
+        assert row["generated"]["tonal_purity"] == row["ground_truth"]["tonal_purity"]
+        assert row["generated"]["log_mel_distance"] == 0.0
+        assert row["other_instrument"]["log_mel_distance"] == pytest.approx(0.0, abs=1e-9)
+        mask = realism.gap_mask(e.sounding, len(e.audio), e.sample_rate_hz)
+        assert row["gap_seconds"] == pytest.approx(mask.sum() / e.sample_rate_hz)
+        assert row["ground_truth_other_midi"]["tonal_purity"] == realism.tonal_purity(
+            ex[donors[i]].audio, e.sounding, e.sample_rate_hz)
+        if row["gap_seconds"] >= 0.1:
+            assert row["ground_truth"]["gap_noise_db"] == realism.FLOOR_DB  # the fixture is silent in gaps
+            assert noisy_out["per_excerpt"][i]["generated"]["gap_noise_db"] > -60
+    assert out["generated"]["gap_excerpts"] == len(with_gap)
+    assert out["generated"]["log_mel_distance_mean"] == 0.0
+    assert noisy_out["generated"]["log_mel_distance_mean"] > 0.1
+    assert noisy_out["generated"]["gap_noise_db_median"] > -60
+    assert out["other_instrument_name"] == "echo" and out["other_instrument_skipped"] is None
+    assert noisy_out["other_instrument_name"] is None and "other_instrument" not in noisy_out
+    assert "log-mel" in "\n".join(ev._realism_table(out))
+
+    def broken(notes, n, sr):
+        raise InputError("/nowhere/piano.sf2: no such file")
+
+    monkeypatch.setitem(ev.OTHER_INSTRUMENTS, "broken", broken)
+    lines = []
+    skipped = ev._realism_scores(ex, [e.audio for e in ex], donors, "broken", lines.append)
+    assert "no such file" in skipped["other_instrument_skipped"] and len(lines) == 1
+    assert skipped["per_excerpt"][0]["other_instrument"] is None
+    assert "no second-instrument scale" in "\n".join(ev._realism_table(skipped))
+
+
+def _lookup(excerpts, notes):
+    """The excerpt whose sounding notes are `notes` (the fake renderer returns its real audio)."""
+    return next(e.audio for e in excerpts if e.sounding == notes)
+
+
+def test_unknown_other_instrument_is_refused_before_any_work(store, capsys, tmp_path):
+    from midi2wave.cli import main
+
+    assert main(["evaluate", "--data", str(store), "--other-instrument", "harpsichord", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "harpsichord" in err and "musescore" in err and len(err.strip().splitlines()) == 1
+
+
+@needs_fluidsynth
+def test_musescore_renders_the_excerpt_notes_with_a_preroll():
+    """The second instrument: a note held from 1 s before the window sounds at its start, a note
+    inside starts at its onset, the length is exact, and a sampled piano is clean in the gap."""
+    from midi2wave import realism
+    from midi2wave.evaluate import render_notes_musescore
+
+    sr = C.SAMPLE_RATE_HZ
+    notes = _notes([(-1.0, 0.3, 60, 90), (2.0, 2.6, 67, 90)])
+    audio = render_notes_musescore(notes, 3 * sr, sr)
+    assert audio.shape == (3 * sr,) and audio.dtype == np.float32
+
+    def rms(a, b):
+        return float(np.sqrt(np.mean(audio[int(a * sr):int(b * sr)] ** 2)))
+
+    assert rms(0.0, 0.2) > 30 * rms(1.2, 1.9)          # the held note rings at the start, then stops
+    assert rms(1.95, 1.99) < rms(2.02, 2.2) / 30         # the second note starts at 2.0 s
+    mask = realism.gap_mask(notes, len(audio), sr)
+    assert realism.gap_noise_db(audio, mask, sr) < -45
+    assert realism.tonal_purity(audio, notes, sr) > 0.9
+    silent = render_notes_musescore(_notes([(-3.0, -2.0, 60)]), sr, sr)
+    assert np.abs(silent).max() < 1e-3
