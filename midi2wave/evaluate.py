@@ -53,6 +53,7 @@ __all__ = [
     "EvaluationError",
     "Excerpt",
     "ONSET_TOLERANCE_S",
+    "OTHER_INSTRUMENTS",
     "conditioning_gain",
     "donor_indices",
     "evaluate_from_cli",
@@ -61,6 +62,7 @@ __all__ = [
     "format_table",
     "midi_excerpts",
     "note_f1",
+    "render_notes_musescore",
     "store_excerpts",
     "teacher_forced_nll",
     "transcription_f1",
@@ -278,7 +280,6 @@ def _render_midi_file(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarra
     """float32 mono render of a MIDI file at `sample_rate_hz` by the demo data's FluidSynth piano
     (`data.demo.PianoRenderer`, no room: dry, at the demo's fixed output gain), resampled with soxr.
     Raises demo.DemoDataError when FluidSynth or the soundfont is missing."""
-    global _RENDERER
     from .audio import resample, to_mono
     from .data import demo
     from .midi import read_midi

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's midi2wave, not an installed one
+
 from midi2wave import constants as C
 from midi2wave import realism
 from midi2wave.audio import load_audio, resample, to_mono

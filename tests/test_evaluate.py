@@ -570,3 +570,25 @@ def test_musescore_renders_the_excerpt_notes_with_a_preroll():
     assert realism.tonal_purity(audio, notes, sr) > 0.9
     silent = render_notes_musescore(_notes([(-3.0, -2.0, 60)]), sr, sr)
     assert np.abs(silent).max() < 1e-3
+
+
+def test_plots_shade_the_gaps_and_show_the_level(gap_store):
+    from midi2wave import realism
+    from midi2wave.evaluate import _excerpt_figure, _mask_spans
+
+    assert _mask_spans(np.array([0, 1, 1, 0, 0, 1], bool), 2) == [(0.5, 1.5), (2.5, 3.0)]
+    assert _mask_spans(np.zeros(4, bool), 2) == []
+    ex = store_excerpts(gap_store, "test", TINY_DATA, margin_frames=0, n_excerpts=4, excerpt_seconds=3.0, seed=0)
+    e = next(e for e in ex if realism.gap_mask(e.sounding, len(e.audio), e.sample_rate_hz).sum() > 0.1 * 16000)
+    spans = _mask_spans(realism.gap_mask(e.sounding, len(e.audio), e.sample_rate_hz), e.sample_rate_hz)
+    row = {"ground_truth": {"gap_noise_db": -120.0, "tonal_purity": 0.5},
+           "generated": {"gap_noise_db": -3.0, "tonal_purity": 0.25, "log_mel_distance": 1.5}}
+    fig = _excerpt_figure(e, e.audio * 0.5, realism_row=row)
+    axes = fig.get_axes()
+    level = [ax for ax in axes if ax.get_ylabel().startswith("level")]
+    assert len(level) == 1
+    for ax in [a for a in axes if a.get_label() != "<colorbar>"]:
+        assert len(ax.patches) == len(spans) >= 1          # every time panel shades every gap
+    labels = [t.get_text() for t in level[0].get_legend().get_texts()]
+    assert any("gap -3.0 dB" in t and "log-mel dist. 1.50" in t for t in labels), labels
+    assert any(t.startswith("gap: no note") for t in labels)
