@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_synthesize)
 
-    p = sub.add_parser("evaluate", help="NLL, conditioning gain and transcription F1 of a model")
+    p = sub.add_parser("evaluate", help="NLL, conditioning gain, transcription F1 and realism of a model")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")
     p.add_argument("--data", type=Path, default=None, help="dataset store made by `prepare`")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))

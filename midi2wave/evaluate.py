@@ -1,4 +1,5 @@
-"""Does a model follow the MIDI? Teacher-forced NLL, conditioning gain and transcription F1.
+"""Does a model follow the MIDI, and does it sound like a piano? Teacher-forced NLL, conditioning
+gain, transcription F1 and realism.
 
 A WaveNet vocoder can reach a good teacher-forced loss while ignoring its conditioning (posterior
 collapse: the past audio predicts the next sample well), and then free-running generation ignores
@@ -19,6 +20,11 @@ the MIDI. Two measurements expose that:
   so the floor costs no extra generation), and of the other excerpt's ground truth (chance level of
   the transcriber on unrelated piano music). F1s are pooled over excerpts (matches, estimated and
   reference notes summed), with per-excerpt values in the JSON.
+- **Realism** (with the generations; `realism.py` defines the measures): gap noise (dB where no
+  note sounds, relative to where notes sound), tonal purity (energy share near the sounding notes'
+  partials) and log-mel distance to the real audio, of the generation and of the real audio (the
+  ceiling), beside a render of the same notes by a second instrument (`--other-instrument`, the
+  scale of the distance) and another excerpt's real audio (chance); `_realism_scores`.
 
 Excerpts (`--excerpts` of `--excerpt-seconds`) are a fixed function of the seed: pieces of the split
 in a seeded order, cycled, each excerpt at a seeded whole-frame start whose window holds at least one
