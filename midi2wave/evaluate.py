@@ -68,6 +68,7 @@ __all__ = [
     "format_table",
     "midi_excerpts",
     "note_f1",
+    "render_excerpt_notes",
     "render_notes_musescore",
     "store_excerpts",
     "teacher_forced_nll",
@@ -313,37 +314,52 @@ def _musescore_renderer() -> Any:
 _MAX_PREROLL_SECONDS = 4.0
 
 
-def render_notes_musescore(notes: Notes, n_samples: int, sample_rate_hz: int) -> np.ndarray:
+def render_excerpt_notes(render: Any, notes: Notes, n_samples: int, sample_rate_hz: int) -> np.ndarray:
     """float32 [n_samples]: `notes` (sustained; times relative to the first sample, onsets may be
-    negative) played by the demo data's FluidSynth piano (MuseScore General; dry, no pedal events:
-    the notes already hold the pedal). Notes from before the start are rendered from a pre-roll of
-    up to 4 s (earlier onsets move to its start), which is then cut off. Raises demo.DemoDataError
-    when FluidSynth or the soundfont is missing."""
-    from .audio import resample, to_mono
-    from .data import demo
-
+    negative, as `Excerpt.sounding`) rendered by `render(notes, sample_rate_hz) -> float32 [n]`
+    (a renderer of notes at times >= 0, no pedal events: the notes already hold the pedal). Notes
+    from before the start are rendered from a pre-roll of up to 4 s (earlier onsets move to its
+    start), which is then cut off; offsets past the end are cut to it; the result is trimmed or
+    zero-padded to `n_samples`."""
     seconds = n_samples / sample_rate_hz
     preroll = min(max(0.0, -float(notes.onset_s.min())) if len(notes) else 0.0, _MAX_PREROLL_SECONDS)
     onset = np.maximum(notes.onset_s, -preroll) + preroll
     offset = np.maximum(np.minimum(notes.offset_s, seconds) + preroll, onset + 1e-3)
+    audio = np.asarray(render(Notes(onset, offset, notes.pitch, notes.velocity), sample_rate_hz), np.float32)
+    first = int(round(preroll * sample_rate_hz))
+    out = np.zeros(n_samples, np.float32)
+    piece = audio[first:first + n_samples]
+    out[:len(piece)] = piece
+    return out
+
+
+def _musescore_notes(notes: Notes, sample_rate_hz: int) -> np.ndarray:
+    """float32 [n]: notes (times >= 0, no pedal) played by the demo data's FluidSynth piano
+    (MuseScore General, dry) at `sample_rate_hz`; demo.DemoDataError without FluidSynth."""
+    from .audio import resample, to_mono
+    from .data import demo
+
     empty = np.zeros(0)
-    perf = demo.Performance(onset_s=onset, offset_s=offset, pitch=notes.pitch.astype(np.int64),
+    perf = demo.Performance(onset_s=notes.onset_s, offset_s=notes.offset_s, pitch=notes.pitch.astype(np.int64),
                             velocity=notes.velocity.astype(np.int64), cc_time_s=empty,
                             cc_controller=empty.astype(np.int64), cc_value=empty.astype(np.int64),
                             title="excerpt", tail_s=0.1)
     stereo = _musescore_renderer().render(perf, year=None)  # int16 [n, 2] at the demo rate
-    mono = resample(to_mono(stereo.T), demo.AUDIO_SAMPLE_RATE_HZ, sample_rate_hz)
-    first = int(round(preroll * sample_rate_hz))
-    out = np.zeros(n_samples, np.float32)
-    piece = mono[first:first + n_samples]
-    out[:len(piece)] = piece
-    return out
+    return resample(to_mono(stereo.T), demo.AUDIO_SAMPLE_RATE_HZ, sample_rate_hz)
+
+
+def render_notes_musescore(notes: Notes, n_samples: int, sample_rate_hz: int) -> np.ndarray:
+    """`render_excerpt_notes` with the demo data's FluidSynth piano (MuseScore General, dry)."""
+    return render_excerpt_notes(_musescore_notes, notes, n_samples, sample_rate_hz)
 
 
 # A second instrument renders each excerpt's notes: the scale of the log-mel distance (how far
 # another piano is from the real audio). name -> render(notes, n_samples, sample_rate_hz) -> float32
 # [n_samples] (notes sustained, relative to the excerpt's start, as `Excerpt.sounding`); a renderer
 # raises a Midi2WaveError when it cannot run (the scale is then skipped with a one-line note).
+# Another piano that renders notes from time 0 plugs in with `render_excerpt_notes`, e.g.
+#   "salamander": functools.partial(render_excerpt_notes, lambda notes, sr: instruments.render_notes(
+#                                   notes, PedalEvents.empty(), "salamander", sr)),
 OTHER_INSTRUMENTS: dict[str, Any] = {
     "musescore": render_notes_musescore,
 }

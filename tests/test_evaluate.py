@@ -592,3 +592,29 @@ def test_plots_shade_the_gaps_and_show_the_level(gap_store):
     labels = [t.get_text() for t in level[0].get_legend().get_texts()]
     assert any("gap -3.0 dB" in t and "log-mel dist. 1.50" in t for t in labels), labels
     assert any(t.startswith("gap: no note") for t in labels)
+
+
+def test_render_excerpt_notes_prerolls_earlier_notes_and_trims_to_the_excerpt():
+    """The second-instrument wrapper: the renderer sees notes at times >= 0 (a pre-roll of at most
+    4 s holds the notes from before the excerpt), and the output is the excerpt's samples only."""
+    from midi2wave.evaluate import render_excerpt_notes
+
+    sr = 1000
+    seen = []
+
+    def marker(notes, rate):  # a 1 at every onset, held (0.5) until the offset
+        seen.append(notes)
+        out = np.zeros(int(np.ceil(notes.offset_s.max() * rate)) + 10, np.float32)
+        for on, off in zip(notes.onset_s, notes.offset_s):
+            out[int(round(on * rate)):int(round(off * rate))] = 0.5
+            out[int(round(on * rate))] = 1.0
+        return out
+
+    notes = _notes([(-10.0, 0.2, 40), (-1.0, -0.3, 50), (0.5, 9.0, 60)])
+    audio = render_excerpt_notes(marker, notes, 2 * sr, sr)
+    assert audio.shape == (2 * sr,) and audio.dtype == np.float32
+    np.testing.assert_allclose(seen[0].onset_s, [0.0, 3.0, 4.5])        # pre-roll 4 s; -10 s moved to its start
+    np.testing.assert_allclose(seen[0].offset_s, [4.2, 3.7, 6.0])       # offsets cut at the excerpt's end
+    assert audio[0] == 0.5 and audio[199] == 0.5 and audio[200] == 0.0  # the first note held into the excerpt
+    assert audio[500] == 1.0 and audio[1999] == 0.5                     # the third starts at 0.5 s
+    assert not render_excerpt_notes(marker, _notes([(0.0, 0.001, 60)]), 50, sr)[5:].any()
