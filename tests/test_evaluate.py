@@ -618,3 +618,41 @@ def test_render_excerpt_notes_prerolls_earlier_notes_and_trims_to_the_excerpt():
     assert audio[0] == 0.5 and audio[199] == 0.5 and audio[200] == 0.0  # the first note held into the excerpt
     assert audio[500] == 1.0 and audio[1999] == 0.5                     # the third starts at 0.5 s
     assert not render_excerpt_notes(marker, _notes([(0.0, 0.001, 60)]), 50, sr)[5:].any()
+
+
+@needs_fluidsynth
+def test_realism_of_renders_script_measures_a_wav_beside_the_sampled_piano(tmp_path, capsys):
+    """scripts/realism_of_renders.py: the sampled piano's own render scores distance 0 and a clean
+    gap, a noisy copy of it a loud gap, lower purity and a positive distance; bad input is one line."""
+    import importlib.util
+    from pathlib import Path
+
+    from midi2wave.audio import save_wav
+    from midi2wave.data import demo
+    from midi2wave.evaluate import render_notes_musescore
+
+    spec = importlib.util.spec_from_file_location(
+        "realism_of_renders", Path(__file__).resolve().parents[1] / "scripts" / "realism_of_renders.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    notes = _notes([(0.2, 0.6, 60, 90), (2.5, 3.0, 67, 90)])
+    e = np.zeros(0)
+    perf = demo.Performance(onset_s=notes.onset_s, offset_s=notes.offset_s, pitch=notes.pitch.astype(np.int64),
+                            velocity=notes.velocity.astype(np.int64), cc_time_s=e, cc_controller=e.astype(np.int64),
+                            cc_value=e.astype(np.int64))
+    midi = demo.write_midi(perf, tmp_path / "a.mid")
+    sr = C.SAMPLE_RATE_HZ
+    clean = render_notes_musescore(notes, 4 * sr, sr)
+    noisy = clean + 0.003 * np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
+    save_wav(tmp_path / "noisy.wav", noisy, sr)
+    out = tmp_path / "r.json"
+    assert script.main([str(midi), "--wav", str(tmp_path / "noisy.wav"), "--seconds", "4", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["renders"]
+    ref, wav = rows["musescore (reference)"], rows[str(tmp_path / "noisy.wav")]
+    assert ref["log_mel_distance"] == 0.0 and ref["gap_noise_db"] < -60 and ref["gap_seconds"] > 1.0
+    assert wav["gap_noise_db"] > -40 and wav["log_mel_distance"] > 0.1
+    assert wav["tonal_purity"] < ref["tonal_purity"]
+    assert "gap dB" in capsys.readouterr().out
+    assert script.main([str(midi), "--wav", str(tmp_path / "missing.wav")]) == 2
+    assert "missing.wav" in capsys.readouterr().err
+    assert script.main([str(midi), "--json", str(out)]) == 2        # exists: refused without --force
