@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_synthesize)
 
-    p = sub.add_parser("evaluate", help="NLL, conditioning gain and transcription F1 of a model")
+    p = sub.add_parser("evaluate", help="NLL, conditioning gain, transcription F1 and realism of a model")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")
     p.add_argument("--data", type=Path, default=None, help="dataset store made by `prepare`")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-seconds", type=float, default=0.0,
                    help="generate each excerpt in chunks as `synthesize --chunk-seconds` does (0: one stream)")
     p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")
+    p.add_argument("--other-instrument", default="musescore", metavar="NAME",
+                   help="second instrument rendering each excerpt's MIDI, whose log-mel distance to the real "
+                        "audio is the scale of the generation's: musescore (FluidSynth, as the demo data) or none")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=_cmd_evaluate)

@@ -1,4 +1,5 @@
-"""Does a model follow the MIDI? Teacher-forced NLL, conditioning gain and transcription F1.
+"""Does a model follow the MIDI, and does it sound like a piano? Teacher-forced NLL, conditioning
+gain, transcription F1 and realism.
 
 A WaveNet vocoder can reach a good teacher-forced loss while ignoring its conditioning (posterior
 collapse: the past audio predicts the next sample well), and then free-running generation ignores
@@ -19,6 +20,11 @@ the MIDI. Two measurements expose that:
   so the floor costs no extra generation), and of the other excerpt's ground truth (chance level of
   the transcriber on unrelated piano music). F1s are pooled over excerpts (matches, estimated and
   reference notes summed), with per-excerpt values in the JSON.
+- **Realism** (with the generations; `realism.py` defines the measures): gap noise (dB where no
+  note sounds, relative to where notes sound), tonal purity (energy share near the sounding notes'
+  partials) and log-mel distance to the real audio, of the generation and of the real audio (the
+  ceiling), beside a render of the same notes by a second instrument (`--other-instrument`, the
+  scale of the distance) and another excerpt's real audio (chance); `_realism_scores`.
 
 Excerpts (`--excerpts` of `--excerpt-seconds`) are a fixed function of the seed: pieces of the split
 in a seeded order, cycled, each excerpt at a seeded whole-frame start whose window holds at least one
@@ -44,7 +50,7 @@ import numpy as np
 import torch
 
 from . import constants as C
-from . import plots, report
+from . import plots, realism, report
 from .config import Config, DataConfig
 from .errors import Midi2WaveError
 from .data.dataset import load_store_notes
@@ -54,6 +60,7 @@ __all__ = [
     "EvaluationError",
     "Excerpt",
     "ONSET_TOLERANCE_S",
+    "OTHER_INSTRUMENTS",
     "conditioning_gain",
     "donor_indices",
     "evaluate_from_cli",
@@ -62,6 +69,8 @@ __all__ = [
     "format_table",
     "midi_excerpts",
     "note_f1",
+    "render_excerpt_notes",
+    "render_notes_musescore",
     "store_excerpts",
     "teacher_forced_nll",
     "transcription_f1",
@@ -99,6 +108,10 @@ class Excerpt:
     # `warmup_audio`'s first sample (the analysis warm-up just before the window), and that audio.
     schedule: Any = None
     warmup_audio: np.ndarray | None = None
+    # The sustained notes whose release reaches the window (onset before its end, offset + the
+    # realism release margin after its start), times relative to its start, not clipped: what
+    # sounds in the window, for the realism measures (gap mask, partial bands, second instrument).
+    sounding: Notes | None = None
     samples_per_frame: int = C.SAMPLES_PER_FRAME
     frame_rate_hz: int = C.FRAME_RATE_HZ
     extra: dict = field(default_factory=dict)
@@ -127,6 +140,13 @@ def _reference_notes(notes: Notes, start_s: float, end_s: float) -> Notes:
     onset = inside.onset_s - start_s
     offset = np.maximum(np.minimum(inside.offset_s, end_s) - start_s, onset + 1e-3)
     return Notes(onset, offset, inside.pitch, inside.velocity)
+
+
+def _sounding_notes(sustained: Notes, start_s: float, end_s: float) -> Notes:
+    """`Excerpt.sounding`: the sustained notes whose onset .. offset + release margin overlaps
+    [start_s, end_s), shifted to the window (times unclipped)."""
+    inside = sustained.window(start_s - realism.DEFAULT.release_margin_seconds, end_s)
+    return Notes(inside.onset_s - start_s, inside.offset_s - start_s, inside.pitch, inside.velocity)
 
 
 def _has_onset(notes: Notes, start_s: float, end_s: float) -> bool:
@@ -197,7 +217,8 @@ def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig
             notes=_reference_notes(notes, start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz),
             excitation=item["excitation"].numpy() if "excitation" in item else None,
             samples_per_frame=cfg.samples_per_frame, frame_rate_hz=cfg.frame_rate_hz,
-            schedule=schedule, warmup_audio=warmup, extra={"piece_index": piece}))
+            schedule=schedule, warmup_audio=warmup, extra={"piece_index": piece},
+            sounding=_sounding_notes(dataset._notes(piece)[0], start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz)))
     return excerpts
 
 
@@ -255,7 +276,8 @@ def midi_excerpts(paths: Sequence[str | os.PathLike], data_config: DataConfig, m
         excerpts.append(Excerpt(
             source=str(path), start_frame=start, n_frames=n_frames, audio=audio, conditioning=conditioning,
             year=int(year), notes=_reference_notes(raw, start_s, start_s + n_frames / fr), excitation=excitation,
-            samples_per_frame=spf, frame_rate_hz=fr, schedule=schedule, warmup_audio=warmup))
+            samples_per_frame=spf, frame_rate_hz=fr, schedule=schedule, warmup_audio=warmup,
+            sounding=_sounding_notes(sustained, start_s, start_s + n_frames / fr)))
     return excerpts
 
 
@@ -266,7 +288,6 @@ def _render_midi_file(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarra
     """float32 mono render of a MIDI file at `sample_rate_hz` by the demo data's FluidSynth piano
     (`data.demo.PianoRenderer`, no room: dry, at the demo's fixed output gain), resampled with soxr.
     Raises demo.DemoDataError when FluidSynth or the soundfont is missing."""
-    global _RENDERER
     from .audio import resample, to_mono
     from .data import demo
     from .midi import read_midi
@@ -276,11 +297,73 @@ def _render_midi_file(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarra
                             velocity=notes.velocity.astype(np.int64), cc_time_s=pedals.time_s,
                             cc_controller=pedals.controller.astype(np.int64),
                             cc_value=pedals.value.astype(np.int64), title=str(path), tail_s=1.0)
-    if _RENDERER is None:
-        _RENDERER = demo.PianoRenderer()
-    stereo = _RENDERER.render(perf, year=None)  # int16 [n, 2] at the demo rate
+    stereo = _musescore_renderer().render(perf, year=None)  # int16 [n, 2] at the demo rate
     mono = to_mono(stereo.T)
     return resample(mono, demo.AUDIO_SAMPLE_RATE_HZ, sample_rate_hz)
+
+
+def _musescore_renderer() -> Any:
+    """The demo data's FluidSynth piano, made once (raises demo.DemoDataError without FluidSynth)."""
+    global _RENDERER
+    from .data import demo
+
+    if _RENDERER is None:
+        _RENDERER = demo.PianoRenderer()
+    return _RENDERER
+
+
+_MAX_PREROLL_SECONDS = 4.0
+
+
+def render_excerpt_notes(render: Any, notes: Notes, n_samples: int, sample_rate_hz: int) -> np.ndarray:
+    """float32 [n_samples]: `notes` (sustained; times relative to the first sample, onsets may be
+    negative, as `Excerpt.sounding`) rendered by `render(notes, sample_rate_hz) -> float32 [n]`
+    (a renderer of notes at times >= 0, no pedal events: the notes already hold the pedal). Notes
+    from before the start are rendered from a pre-roll of up to 4 s (earlier onsets move to its
+    start), which is then cut off; offsets past the end are cut to it; the result is trimmed or
+    zero-padded to `n_samples`."""
+    seconds = n_samples / sample_rate_hz
+    preroll = min(max(0.0, -float(notes.onset_s.min())) if len(notes) else 0.0, _MAX_PREROLL_SECONDS)
+    onset = np.maximum(notes.onset_s, -preroll) + preroll
+    offset = np.maximum(np.minimum(notes.offset_s, seconds) + preroll, onset + 1e-3)
+    audio = np.asarray(render(Notes(onset, offset, notes.pitch, notes.velocity), sample_rate_hz), np.float32)
+    first = int(round(preroll * sample_rate_hz))
+    out = np.zeros(n_samples, np.float32)
+    piece = audio[first:first + n_samples]
+    out[:len(piece)] = piece
+    return out
+
+
+def _musescore_notes(notes: Notes, sample_rate_hz: int) -> np.ndarray:
+    """float32 [n]: notes (times >= 0, no pedal) played by the demo data's FluidSynth piano
+    (MuseScore General, dry) at `sample_rate_hz`; demo.DemoDataError without FluidSynth."""
+    from .audio import resample, to_mono
+    from .data import demo
+
+    empty = np.zeros(0)
+    perf = demo.Performance(onset_s=notes.onset_s, offset_s=notes.offset_s, pitch=notes.pitch.astype(np.int64),
+                            velocity=notes.velocity.astype(np.int64), cc_time_s=empty,
+                            cc_controller=empty.astype(np.int64), cc_value=empty.astype(np.int64),
+                            title="excerpt", tail_s=0.1)
+    stereo = _musescore_renderer().render(perf, year=None)  # int16 [n, 2] at the demo rate
+    return resample(to_mono(stereo.T), demo.AUDIO_SAMPLE_RATE_HZ, sample_rate_hz)
+
+
+def render_notes_musescore(notes: Notes, n_samples: int, sample_rate_hz: int) -> np.ndarray:
+    """`render_excerpt_notes` with the demo data's FluidSynth piano (MuseScore General, dry)."""
+    return render_excerpt_notes(_musescore_notes, notes, n_samples, sample_rate_hz)
+
+
+# A second instrument renders each excerpt's notes: the scale of the log-mel distance (how far
+# another piano is from the real audio). name -> render(notes, n_samples, sample_rate_hz) -> float32
+# [n_samples] (notes sustained, relative to the excerpt's start, as `Excerpt.sounding`); a renderer
+# raises a Midi2WaveError when it cannot run (the scale is then skipped with a one-line note).
+# Another piano that renders notes from time 0 plugs in with `render_excerpt_notes`, e.g.
+#   "salamander": functools.partial(render_excerpt_notes, lambda notes, sr: instruments.render_notes(
+#                                   notes, PedalEvents.empty(), "salamander", sr)),
+OTHER_INSTRUMENTS: dict[str, Any] = {
+    "musescore": render_notes_musescore,
+}
 
 
 def donor_indices(excerpts: Sequence[Excerpt]) -> list[int]:
@@ -641,6 +724,101 @@ def _transcription_scores(excerpts: Sequence[Excerpt], generated: Sequence[np.nd
     return result, generated_notes
 
 
+def _check_other_instrument(name: str) -> None:
+    if name != "none" and name not in OTHER_INSTRUMENTS:
+        raise EvaluationError(f"--other-instrument {name}: not one of {', '.join(list(OTHER_INSTRUMENTS) + ['none'])}")
+
+
+REALISM_KINDS = ("ground_truth", "generated", "other_instrument", "ground_truth_other_midi")
+
+
+def _realism_of(audio: np.ndarray, excerpt: Excerpt, mask: np.ndarray, reference: np.ndarray | None,
+                gap: bool = True) -> dict[str, Any]:
+    sr = excerpt.sample_rate_hz
+    out: dict[str, Any] = {}
+    if gap:
+        out["gap_noise_db"] = realism.gap_noise_db(audio, mask, sr)
+    out["tonal_purity"] = realism.tonal_purity(audio, excerpt.sounding, sr)
+    if reference is not None:
+        out["log_mel_distance"] = realism.log_mel_distance(audio, reference, sr)
+    return out
+
+
+def _realism_summary(per: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Median gap noise (over the excerpts that have a value), mean purity and mean distance."""
+    out: dict[str, Any] = {}
+    if "gap_noise_db" in per[0]:
+        gaps = [p["gap_noise_db"] for p in per]
+        out["gap_noise_db_median"] = realism.median_or_none(gaps)
+        out["gap_excerpts"] = sum(g is not None for g in gaps)
+    purity = [p["tonal_purity"] for p in per if p["tonal_purity"] is not None]
+    out["tonal_purity_mean"] = float(np.mean(purity)) if purity else None
+    if "log_mel_distance" in per[0]:
+        out["log_mel_distance_mean"] = float(np.mean([p["log_mel_distance"] for p in per]))
+    return out
+
+
+def _other_instrument_renders(excerpts: Sequence[Excerpt], other_instrument: str, say: Any = None
+                              ) -> tuple[list[np.ndarray] | None, str | None]:
+    """(renders of each excerpt's sounding notes by `other_instrument`, None) or (None, why not)."""
+    say = say if say is not None else (lambda _msg: None)
+    if other_instrument == "none":
+        return None, "--other-instrument none"
+    render = OTHER_INSTRUMENTS[other_instrument]
+    sr = excerpts[0].sample_rate_hz
+    try:
+        return [render(e.sounding, len(e.audio), sr) for e in excerpts], None
+    except Midi2WaveError as err:
+        skipped = f"{other_instrument} unavailable ({err})"
+        say(f"realism: no second-instrument scale: {skipped}")
+        return None, skipped
+
+
+def _realism_scores(excerpts: Sequence[Excerpt], generated: Sequence[np.ndarray], donors: Sequence[int],
+                    other_instrument: str = "musescore", say: Any = None,
+                    renders: tuple[list[np.ndarray] | None, str | None] | None = None) -> dict[str, Any]:
+    """Gap noise, tonal purity and log-mel distance (`realism.py`) of each excerpt's audio:
+
+    - ground_truth: the real audio (the ceiling; the distance is to itself, so not given);
+    - generated: the generation from the excerpt's MIDI; distance to the real audio;
+    - other_instrument: a render of the excerpt's (sounding, sustained) notes by a second
+      instrument (`OTHER_INSTRUMENTS`); its distance to the real audio is the scale of the
+      generation's ("as far as another piano"); None when `other_instrument` is "none" or the
+      renderer cannot run (`other_instrument_skipped` says why);
+    - ground_truth_other_midi: another excerpt's real audio (the donor's) measured against this
+      excerpt's notes: the purity of piano audio at the wrong pitches and the distance between
+      unrelated excerpts (chance levels; no gap noise, its gaps are elsewhere).
+    The floor generation (the donor's generation) is not scored again: against its own notes it is
+    the donor's `generated` row, against this excerpt's notes `ground_truth_other_midi` covers it.
+    `renders`: `_other_instrument_renders`' result when the caller made it already.
+    Returns the per-excerpt values and summaries (`_realism_summary`) per kind."""
+    sr = excerpts[0].sample_rate_hz
+    others, skipped = renders if renders is not None else _other_instrument_renders(excerpts, other_instrument, say)
+    per: list[dict[str, Any]] = []
+    for i, e in enumerate(excerpts):
+        mask = realism.gap_mask(e.sounding, len(e.audio), sr)
+        row: dict[str, Any] = {
+            "gap_seconds": float(mask.sum() / sr),
+            "partial_coverage": realism.partial_coverage(e.sounding, len(e.audio), sr),
+            "ground_truth": _realism_of(e.audio, e, mask, None),
+            "generated": _realism_of(generated[i], e, mask, e.audio),
+            "other_instrument": _realism_of(others[i], e, mask, e.audio) if others is not None else None,
+        }
+        if len(excerpts) >= 2:
+            row["ground_truth_other_midi"] = _realism_of(excerpts[donors[i]].audio, e, mask, e.audio, gap=False)
+        per.append(row)
+    result: dict[str, Any] = {
+        kind: _realism_summary([p[kind] for p in per])
+        for kind in REALISM_KINDS if kind in per[0] and per[0][kind] is not None
+    }
+    coverage = [p["partial_coverage"] for p in per if p["partial_coverage"] is not None]
+    result["partial_coverage_mean"] = float(np.mean(coverage)) if coverage else None
+    result["other_instrument_name"] = other_instrument if others is not None else None
+    result["other_instrument_skipped"] = skipped
+    result["per_excerpt"] = per
+    return result
+
+
 def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.PathLike | None = None,
                    split: str = "test", midi_files: Sequence[str | os.PathLike] | None = None,
                    n_excerpts: int = 8, excerpt_seconds: float = 4.0, seed: int = 0, batch_size: int = 4,
@@ -648,8 +826,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
                    onset_tolerance: float = ONSET_TOLERANCE_S, plots_dir: str | os.PathLike | None = None,
                    force: bool = False, progress: bool = False, log: Any = None, chunk_seconds: float = 0.0,
                    overlap_seconds: float = 0.5, sustain_temperature: float = 0.0,
-                   attack_seconds: float = 0.05, report_options: report.ReportOptions | None = None
-                   ) -> dict[str, Any]:
+                   attack_seconds: float = 0.05, report_options: report.ReportOptions | None = None,
+                   other_instrument: str = "musescore") -> dict[str, Any]:
     """Every measurement on one model; returns the JSON-able results dict (see `format_table`).
 
     Either `store` (+ `split`): teacher-forced NLL and conditioning gain on `store_excerpts`, and
@@ -658,8 +836,11 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
     `plots_dir`: one PNG per excerpt (piano roll above the spectrograms of ground truth and
     generation; with transcription only). `log`: a callable taking progress lines (or None).
     `report_options`: also write a listening page (`report.write_report`; with transcription only).
+    With transcription, also the realism measures of the generation, the real audio and a render
+    by `other_instrument` (a name in `OTHER_INSTRUMENTS`, or "none"): `_realism_scores`.
     """
     say = log if log is not None else (lambda _msg: None)
+    _check_other_instrument(other_instrument)
     if (store is None) == (midi_files is None or len(midi_files) == 0):
         raise EvaluationError("give a dataset store (--data) or MIDI files (--midi), not both or neither")
     margin = model.context_margin_frames
@@ -705,6 +886,17 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
             "attack_seconds": float(attack_seconds) if sustain_temperature else None,
             "chunk_seconds": float(chunk_seconds),
             "overlap_seconds": float(overlap_seconds) if chunk_seconds > 0 else None,
+            "realism": {
+                "gap_noise": "20 log10(RMS where no sustained note sounds within "
+                             f"{realism.DEFAULT.release_margin_seconds:g} s after its offset / RMS elsewhere); "
+                             f"median over excerpts with >= {realism.DEFAULT.min_gap_seconds:g} s of gap",
+                "tonal_purity": f"energy share within +-{realism.DEFAULT.purity_cents:g} cents (>= "
+                                f"+-{realism.DEFAULT.purity_min_bins:g} bins) of the sounding notes' harmonics, "
+                                f"STFT {realism.DEFAULT.purity_n_fft}/{realism.DEFAULT.purity_hop}; mean",
+                "log_mel_distance": f"mean |ln mel| difference, {realism.DEFAULT.n_mels} mels, STFT "
+                                    f"{realism.DEFAULT.mel_n_fft}/{realism.DEFAULT.mel_hop}, equal RMS; mean",
+                "other_instrument": other_instrument,
+            },
         },
         "config": config.to_dict(),
         "excerpts": [dict(e.describe(), donor=donors[i] if len(excerpts) > 1 else None)
@@ -712,6 +904,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
         "nll": None,
         "conditioning_gain": None,
         "transcription": None,
+        "realism": None,
         "timing_seconds": timings,
     }
 
@@ -748,15 +941,22 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
         scores, generated_notes = _transcription_scores(excerpts, generated, donors, onset_tolerance)
         timings["transcribe"] = time.perf_counter() - t0
         results["transcription"] = scores
+        say("realism: gap noise, tonal purity, log-mel distance ...")
+        t0 = time.perf_counter()
+        other_renders = _other_instrument_renders(excerpts, other_instrument, say)
+        results["realism"] = _realism_scores(excerpts, generated, donors, other_instrument, say, other_renders)
+        timings["realism"] = time.perf_counter() - t0
 
     if plots_dir is not None:
         t0 = time.perf_counter()
-        results["plots"] = _write_plots(Path(plots_dir), excerpts, generated, generated_notes, force=force)
+        results["plots"] = _write_plots(Path(plots_dir), excerpts, generated, generated_notes, force=force,
+                                        realism_rows=results["realism"]["per_excerpt"] if results["realism"] else None)
         timings["plots"] = time.perf_counter() - t0
     if report_options is not None and generated is not None:
         t0 = time.perf_counter()
-        page = report.write_report(report_options, results, _report_excerpts(excerpts, generated, donors,
-                                                                              generated_notes))
+        page = report.write_report(report_options, results, _report_excerpts(
+            excerpts, generated, donors, generated_notes,
+            {other_instrument: other_renders[0]} if other_renders[0] is not None else None))
         results["report"] = str(page)
         timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
@@ -764,14 +964,18 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
 
 
 def _report_excerpts(excerpts: Sequence[Excerpt], generated: Sequence[np.ndarray], donors: Sequence[int],
-                     generated_notes: Sequence[Notes] | None) -> list[report.ReportExcerpt]:
-    """The page's clips of each excerpt: its generation, its real audio (ceiling) and, with two or more
-    excerpts, the generation from its donor's MIDI (floor, as scored by transcription F1)."""
+                     generated_notes: Sequence[Notes] | None,
+                     other_renders: dict[str, list[np.ndarray]] | None = None) -> list[report.ReportExcerpt]:
+    """The page's clips of each excerpt: its generation, its real audio (ceiling), with two or more
+    excerpts the generation from its donor's MIDI (floor, as scored by transcription F1), and the
+    second instrument's render of its notes (the realism scale) where there is one."""
     out = []
     for i, e in enumerate(excerpts):
         clips = {"generated": generated[i], "real": e.audio}
         if len(excerpts) > 1:
             clips["floor"] = generated[donors[i]]
+        for name, audio in (other_renders or {}).items():
+            clips[name] = audio[i]
         out.append(report.ReportExcerpt(
             title=f"{e.source} from {e.start_s:.2f} s", identity=dict(e.describe(), donor=donors[i] if len(excerpts) > 1 else None),
             notes=e.notes, clips=clips, sample_rate_hz=e.sample_rate_hz, seconds=e.seconds,
@@ -788,17 +992,60 @@ def _plot_name(i: int, excerpt: Excerpt) -> str:
     return f"excerpt_{i:02d}_{safe}_{excerpt.start_s:.2f}s.png"
 
 
+def _mask_spans(mask: np.ndarray, sample_rate_hz: int) -> list[tuple[float, float]]:
+    """[(start_s, end_s)] of the runs of True in a bool [n] mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(a / sample_rate_hz, b / sample_rate_hz) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _level_db(audio: np.ndarray, sample_rate_hz: int, seconds: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """(times_s [k], RMS level in dBFS [k]) of consecutive `seconds` blocks (floor -120 dB)."""
+    block = max(1, int(round(seconds * sample_rate_hz)))
+    k = len(audio) // block
+    x = np.asarray(audio[: k * block], np.float64).reshape(k, block)
+    level = 10.0 * np.log10(np.maximum(np.mean(x ** 2, axis=1), 1e-12))
+    return (np.arange(k) + 0.5) * block / sample_rate_hz, level
+
+
+def _realism_label(name: str, values: dict[str, Any] | None) -> str:
+    if not values:
+        return name
+    parts = []
+    if values.get("gap_noise_db") is not None:
+        parts.append(f"gap {values['gap_noise_db']:.1f} dB")
+    if values.get("tonal_purity") is not None:
+        parts.append(f"purity {values['tonal_purity']:.3f}")
+    if values.get("log_mel_distance") is not None:
+        parts.append(f"log-mel dist. {values['log_mel_distance']:.2f}")
+    return f"{name}: " + ", ".join(parts) if parts else name
+
+
 def _excerpt_figure(excerpt: Excerpt, generated: np.ndarray | None, generated_notes: Notes | None = None,
-                    title: str | None = None):
+                    title: str | None = None, realism_row: dict[str, Any] | None = None):
     """Figure: the reference notes (bars; onsets transcribed from the generation as red dots) above the
-    spectrograms of the ground truth and of the generation, on the excerpt's time axis (seconds)."""
+    spectrograms of the ground truth and of the generation, on the excerpt's time axis (seconds).
+    Where the excerpt knows its sounding notes, the gaps (no note within the realism release
+    margin) are shaded on every panel, and a last panel shows the level (20 ms RMS, dBFS) of the
+    ground truth and the generation, labelled with their realism measures (`realism_row`, one
+    excerpt's entry of `_realism_scores`' per_excerpt)."""
+    sr = excerpt.sample_rate_hz
     panels = [("ground truth", excerpt.audio)] + ([("generated", generated)] if generated is not None else [])
-    return plots.excerpt_figure(excerpt.notes, panels, excerpt.sample_rate_hz, excerpt.seconds, generated_notes,
-                                title or f"{excerpt.source} from {excerpt.start_s:.2f} s", offset_s=excerpt.start_s)
+    gaps = levels = None
+    if excerpt.sounding is not None:
+        gaps = _mask_spans(realism.gap_mask(excerpt.sounding, len(excerpt.audio), sr), sr)
+        row = realism_row or {}
+        levels = [(_realism_label(label, row.get(key)), *_level_db(audio, sr))
+                  for (label, audio), key in zip(panels, ("ground_truth", "generated"))]
+    return plots.excerpt_figure(excerpt.notes, panels, sr, excerpt.seconds, generated_notes,
+                                title or f"{excerpt.source} from {excerpt.start_s:.2f} s", offset_s=excerpt.start_s,
+                                gap_spans=gaps, levels=levels,
+                                gap_label=f"gap: no note within {realism.DEFAULT.release_margin_seconds:g} s "
+                                          "of its offset")
 
 
 def _write_plots(folder: Path, excerpts: Sequence[Excerpt], generated: Sequence[np.ndarray] | None,
-                 generated_notes: Sequence[Notes] | None = None, force: bool = False) -> list[str]:
+                 generated_notes: Sequence[Notes] | None = None, force: bool = False,
+                 realism_rows: Sequence[dict[str, Any]] | None = None) -> list[str]:
     """One PNG per excerpt in `folder` (created); existing files are refused unless `force`."""
     from .audio import atomic_path
 
@@ -810,7 +1057,8 @@ def _write_plots(folder: Path, excerpts: Sequence[Excerpt], generated: Sequence[
                 raise EvaluationError(f"{path}: already exists (use --force to overwrite)")
     for i, (excerpt, path) in enumerate(zip(excerpts, paths)):
         fig = _excerpt_figure(excerpt, generated[i] if generated is not None else None,
-                              generated_notes[i] if generated_notes is not None else None)
+                              generated_notes[i] if generated_notes is not None else None,
+                              realism_row=realism_rows[i] if realism_rows is not None else None)
         with atomic_path(path, force=force) as tmp:
             fig.savefig(tmp, format="png")
     return [str(p) for p in paths]
@@ -856,10 +1104,38 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"{'  reference notes':<38}{'':>24}{tr['ground_truth']['n_reference']:>8}")
     elif results["settings"].get("transcription") is False:
         lines += ["", "transcription F1: skipped (--no-transcription)"]
+    lines += _realism_table(results.get("realism"))
     t = results.get("timing_seconds", {})
     if t:
         lines += ["", "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "generated_audio_seconds")]
     return "\n".join(lines)
+
+
+def _realism_table(re_: dict[str, Any] | None) -> list[str]:
+    if re_ is None:
+        return []
+    other = re_.get("other_instrument_name")
+    names = [("ground_truth", "ground truth (ceiling)"), ("generated", "generated (model)"),
+             ("other_instrument", f"{other} render of the MIDI (scale)"),
+             ("ground_truth_other_midi", "ground truth of other MIDI (chance)")]
+    lines = ["", f"{'realism':<38}{'gap dB':>8}{'purity':>8}{'log-mel':>9}"]
+    for key, label in names:
+        r = re_.get(key)
+        if r is None:
+            continue
+        dist = r.get("log_mel_distance_mean")
+        lines.append(f"{'  ' + label:<38}{_fmt(r.get('gap_noise_db_median'), '.1f'):>8}"
+                     f"{_fmt(r.get('tonal_purity_mean')):>8}{_fmt(dist, '.2f'):>9}")
+    if re_.get("other_instrument_skipped"):
+        lines.append(f"  (no second-instrument scale: {re_['other_instrument_skipped']})")
+    n = len(re_.get("per_excerpt", []))
+    gap_n = re_["ground_truth"].get("gap_excerpts", 0)
+    lines.append(f"  gap dB: median over the {gap_n} of {n} excerpts with a gap (no note sounding, "
+                 f"{realism.DEFAULT.release_margin_seconds:g} s release margin)")
+    lines.append(f"  purity: +-{realism.DEFAULT.purity_cents:g} cents of the sounding notes' partials; "
+                 f"white noise would get ~{_fmt(re_.get('partial_coverage_mean'), '.2f')}")
+    lines.append("  log-mel: distance to the real audio of the excerpt (equal RMS)")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -902,6 +1178,7 @@ def evaluate_from_cli(args: Any) -> int:
     quiet = bool(getattr(args, "quiet", False))
     log = None if quiet else (lambda msg: print(f"midi2wave evaluate: {msg}", file=sys.stderr, flush=True))
 
+    _check_other_instrument(str(args.other_instrument))
     model, config = load_model(getattr(args, "checkpoint", None), device=device)
     results = evaluate_model(
         model, config, store=store, split=getattr(args, "split", "test"), midi_files=midi,
@@ -912,7 +1189,8 @@ def evaluate_from_cli(args: Any) -> int:
         chunk_seconds=float(getattr(args, "chunk_seconds", 0.0) or 0.0),
         overlap_seconds=float(getattr(args, "overlap_seconds", 0.5)),
         sustain_temperature=float(getattr(args, "sustain_temperature", 0.0) or 0.0),
-        attack_seconds=float(getattr(args, "attack_seconds", 0.05)), report_options=report_options)
+        attack_seconds=float(getattr(args, "attack_seconds", 0.05)), report_options=report_options,
+        other_instrument=str(args.other_instrument))
     results["settings"]["checkpoint"] = str(args.checkpoint) if getattr(args, "checkpoint", None) else "bundled"
     results["settings"]["device"] = str(device)
     results["environment"] = {"python": platform.python_version(), "torch": torch.__version__,

@@ -138,14 +138,19 @@ def roll_and_spectrogram_figure(audio: np.ndarray, sample_rate_hz: int, notes: A
 
 
 def excerpt_figure(notes: Any, panels: Sequence[tuple[str, np.ndarray]], sample_rate_hz: int, duration_s: float,
-                   transcribed: Any = None, title: str | None = None, offset_s: float = 0.0):
+                   transcribed: Any = None, title: str | None = None, offset_s: float = 0.0,
+                   gap_spans: Sequence[tuple[float, float]] | None = None,
+                   levels: Sequence[tuple[str, np.ndarray, np.ndarray]] | None = None, gap_label: str = "gap"):
     """One Figure: the excerpt's notes (times relative to its start; `transcribed` onsets as red
     dots) above the spectrogram of each (label, audio [n]) panel, all on the excerpt's time axis and
-    one shared colour scale. `offset_s`: where the excerpt starts in its piece (for the axis label)."""
+    one shared colour scale. `offset_s`: where the excerpt starts in its piece (for the axis label).
+    `gap_spans` (start, end) seconds are shaded on every panel (where nothing should sound);
+    `levels` (label, times [m], level dBFS [m]) add a last panel of level curves, one per audio."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 3 + 2.6 * len(panels)), dpi=100, layout="constrained")
-    axes = fig.subplots(1 + len(panels), 1, sharex=True, height_ratios=(1,) + (1.2,) * len(panels), squeeze=False)[:, 0]
+    n_rows = 1 + len(panels) + (levels is not None)
+    fig = Figure(figsize=(12, 3 + 2.6 * (n_rows - 1)), dpi=100, layout="constrained")
+    axes = fig.subplots(n_rows, 1, sharex=True, height_ratios=(1,) + (1.2,) * (n_rows - 1), squeeze=False)[:, 0]
     draw_notes(axes[0], notes, 0.0, duration_s, transcribed)
     if title:
         axes[0].set_title(title)
@@ -156,6 +161,21 @@ def excerpt_figure(notes: Any, panels: Sequence[tuple[str, np.ndarray]], sample_
         ax.set_ylabel(f"{label}\nfrequency (Hz)")
         ax.set_xlim(0, duration_s)
         fig.colorbar(image, ax=ax, label="dB", pad=0.01)
+    if levels is not None:
+        ax = axes[-1]
+        for (label, t, level), color in zip(levels, ("black", "#d62728", "#1f77b4", "#2ca02c")):
+            ax.plot(t, level, color=color, lw=1.0, label=label)
+        ax.set_ylim(-100, 0)
+        ax.set_ylabel("level (dBFS,\n20 ms RMS)")
+        ax.grid(True, alpha=0.3)
+        if gap_spans is not None and not gap_spans:
+            ax.text(0.01, 0.04, "no gap in this excerpt", transform=ax.transAxes, fontsize=8)
+    for k, (a, b) in enumerate(gap_spans or ()):
+        for target in axes:
+            target.axvspan(a, b, facecolor="#17becf", alpha=0.18, edgecolor="#17becf", lw=1.5,
+                           label=gap_label if target is axes[-1] and k == 0 else None)
+    if levels is not None:
+        axes[-1].legend(loc="lower right", fontsize=8)
     axes[-1].set_xlabel(f"time in the excerpt (s); excerpt starts at {offset_s:.2f} s")
     return fig
 

@@ -449,3 +449,210 @@ def test_chunked_generation_of_excerpts(store, data):
     # the first chunk's own samples (before the second fades in) are a fresh stream from silence:
     # equal to the unchunked stream only if the seeds line up, so check shape and spread only
     assert any(np.abs(a).max() > 0 for a in chunked)
+
+
+# ------------------------------------------------------------------------------------- realism
+
+
+@pytest.fixture(scope="module")
+def gap_store(tmp_path_factory):
+    """Two test pieces of 6 s: a note held by the pedal from 0.5 s to 2.2 s, nothing until 4.0 s
+    (a 1.3 s gap after the release margin), then notes again; the fixture's audio is zero where
+    no (sustained) note sounds."""
+    from store_fixture import synthetic_piece
+
+    path = tmp_path_factory.mktemp("gapstore") / "store"
+    pieces = []
+    for k in range(2):
+        notes = _notes([(0.5, 1.0, 60 + k), (4.0, 4.5, 64 + k), (4.6, 5.2, 67 + k)])
+        pedals = PedalEvents(np.array([0.2, 2.2]), np.array([64, 64], np.int16), np.array([127, 0], np.int16))
+        pieces.append(synthetic_piece(f"gap{k}", "test", notes, pedals, seconds=6.0))
+    write_store(path, pieces)
+    return path
+
+
+def test_excerpt_sounding_notes_hold_the_pedal_and_notes_from_before_the_window():
+    from midi2wave.evaluate import _sounding_notes
+    from midi2wave.midi import apply_sustain
+
+    raw = _notes([(0.5, 1.0, 60), (1.5, 1.6, 62), (4.0, 4.5, 64)])
+    pedals = PedalEvents(np.array([0.2, 2.2]), np.array([64, 64], np.int16), np.array([127, 0], np.int16))
+    sustained = apply_sustain(raw, pedals)
+    inside = _sounding_notes(sustained, 2.5, 5.5)   # the pedal held notes 1-2 until 2.2 s: release reaches 2.5 s
+    assert list(inside.pitch) == [60, 62, 64]
+    np.testing.assert_allclose(inside.onset_s, [-2.0, -1.0, 1.5])
+    np.testing.assert_allclose(inside.offset_s, [-0.3, -0.3, 2.0])
+    assert list(_sounding_notes(sustained, 2.8, 3.8).pitch) == []
+
+
+def test_realism_of_a_perfect_generator_equals_the_ceiling_and_the_scale_is_pluggable(gap_store, monkeypatch):
+    """Wiring: generation = ground truth gives the ceiling's gap noise and purity and distance 0; the
+    second instrument comes from the OTHER_INSTRUMENTS registry (a renderer that returns the real
+    audio at half level has distance 0); a renderer that cannot run skips the scale, no crash."""
+    import midi2wave.evaluate as ev
+    from midi2wave import realism
+    from midi2wave.errors import InputError
+
+    ex = store_excerpts(gap_store, "test", TINY_DATA, margin_frames=0, n_excerpts=4, excerpt_seconds=3.0, seed=0)
+    monkeypatch.setitem(ev.OTHER_INSTRUMENTS, "echo", lambda notes, n, sr: 0.5 * _lookup(ex, notes))
+    donors = donor_indices(ex)
+    noisy = [e.audio + 0.01 * np.random.default_rng(i).standard_normal(len(e.audio)).astype(np.float32)
+             for i, e in enumerate(ex)]
+    out = ev._realism_scores(ex, [e.audio for e in ex], donors, "echo")
+    noisy_out = ev._realism_scores(ex, noisy, donors, "none")
+    assert len(out["per_excerpt"]) == 4
+    with_gap = [p for p in out["per_excerpt"] if p["gap_seconds"] >= 0.1]
+    assert with_gap, [p["gap_seconds"] for p in out["per_excerpt"]]
+    for i, row in enumerate(out["per_excerpt"]):
+        e = ex[i]
+        assert row["generated"]["gap_noise_db"] == row["ground_truth"]["gap_noise_db"]
+        assert row["generated"]["tonal_purity"] == row["ground_truth"]["tonal_purity"]
+        assert row["generated"]["log_mel_distance"] == 0.0
+        assert row["other_instrument"]["log_mel_distance"] == pytest.approx(0.0, abs=1e-9)
+        mask = realism.gap_mask(e.sounding, len(e.audio), e.sample_rate_hz)
+        assert row["gap_seconds"] == pytest.approx(mask.sum() / e.sample_rate_hz)
+        assert row["ground_truth_other_midi"]["tonal_purity"] == realism.tonal_purity(
+            ex[donors[i]].audio, e.sounding, e.sample_rate_hz)
+        if row["gap_seconds"] >= 0.1:
+            assert row["ground_truth"]["gap_noise_db"] == realism.FLOOR_DB  # the fixture is silent in gaps
+            assert noisy_out["per_excerpt"][i]["generated"]["gap_noise_db"] > -60
+    assert out["generated"]["gap_excerpts"] == len(with_gap)
+    assert out["generated"]["log_mel_distance_mean"] == 0.0
+    assert noisy_out["generated"]["log_mel_distance_mean"] > 0.1
+    assert noisy_out["generated"]["gap_noise_db_median"] > -60
+    assert out["other_instrument_name"] == "echo" and out["other_instrument_skipped"] is None
+    assert noisy_out["other_instrument_name"] is None and "other_instrument" not in noisy_out
+    assert "log-mel" in "\n".join(ev._realism_table(out))
+
+    def broken(notes, n, sr):
+        raise InputError("/nowhere/piano.sf2: no such file")
+
+    monkeypatch.setitem(ev.OTHER_INSTRUMENTS, "broken", broken)
+    lines = []
+    skipped = ev._realism_scores(ex, [e.audio for e in ex], donors, "broken", lines.append)
+    assert "no such file" in skipped["other_instrument_skipped"] and len(lines) == 1
+    assert skipped["per_excerpt"][0]["other_instrument"] is None
+    assert "no second-instrument scale" in "\n".join(ev._realism_table(skipped))
+
+
+def _lookup(excerpts, notes):
+    """The excerpt whose sounding notes are `notes` (the fake renderer returns its real audio)."""
+    return next(e.audio for e in excerpts if e.sounding == notes)
+
+
+def test_unknown_other_instrument_is_refused_before_any_work(store, capsys, tmp_path):
+    from midi2wave.cli import main
+
+    assert main(["evaluate", "--data", str(store), "--other-instrument", "harpsichord", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "harpsichord" in err and "musescore" in err and len(err.strip().splitlines()) == 1
+
+
+@needs_fluidsynth
+def test_musescore_renders_the_excerpt_notes_with_a_preroll():
+    """The second instrument: a note held from 1 s before the window sounds at its start, a note
+    inside starts at its onset, the length is exact, and a sampled piano is clean in the gap."""
+    from midi2wave import realism
+    from midi2wave.evaluate import render_notes_musescore
+
+    sr = C.SAMPLE_RATE_HZ
+    notes = _notes([(-1.0, 0.3, 60, 90), (2.0, 2.6, 67, 90)])
+    audio = render_notes_musescore(notes, 3 * sr, sr)
+    assert audio.shape == (3 * sr,) and audio.dtype == np.float32
+
+    def rms(a, b):
+        return float(np.sqrt(np.mean(audio[int(a * sr):int(b * sr)] ** 2)))
+
+    assert rms(0.0, 0.2) > 30 * rms(1.2, 1.9)          # the held note rings at the start, then stops
+    assert rms(1.95, 1.99) < rms(2.02, 2.2) / 30         # the second note starts at 2.0 s
+    mask = realism.gap_mask(notes, len(audio), sr)
+    assert realism.gap_noise_db(audio, mask, sr) < -45
+    assert realism.tonal_purity(audio, notes, sr) > 0.9
+    silent = render_notes_musescore(_notes([(-3.0, -2.0, 60)]), sr, sr)
+    assert np.abs(silent).max() < 1e-3
+
+
+def test_plots_shade_the_gaps_and_show_the_level(gap_store):
+    from midi2wave import realism
+    from midi2wave.evaluate import _excerpt_figure, _mask_spans
+
+    assert _mask_spans(np.array([0, 1, 1, 0, 0, 1], bool), 2) == [(0.5, 1.5), (2.5, 3.0)]
+    assert _mask_spans(np.zeros(4, bool), 2) == []
+    ex = store_excerpts(gap_store, "test", TINY_DATA, margin_frames=0, n_excerpts=4, excerpt_seconds=3.0, seed=0)
+    e = next(e for e in ex if realism.gap_mask(e.sounding, len(e.audio), e.sample_rate_hz).sum() > 0.1 * 16000)
+    spans = _mask_spans(realism.gap_mask(e.sounding, len(e.audio), e.sample_rate_hz), e.sample_rate_hz)
+    row = {"ground_truth": {"gap_noise_db": -120.0, "tonal_purity": 0.5},
+           "generated": {"gap_noise_db": -3.0, "tonal_purity": 0.25, "log_mel_distance": 1.5}}
+    fig = _excerpt_figure(e, e.audio * 0.5, realism_row=row)
+    axes = fig.get_axes()
+    level = [ax for ax in axes if ax.get_ylabel().startswith("level")]
+    assert len(level) == 1
+    for ax in [a for a in axes if a.get_label() != "<colorbar>"]:
+        assert len(ax.patches) == len(spans) >= 1          # every time panel shades every gap
+    labels = [t.get_text() for t in level[0].get_legend().get_texts()]
+    assert any("gap -3.0 dB" in t and "log-mel dist. 1.50" in t for t in labels), labels
+    assert any(t.startswith("gap: no note") for t in labels)
+
+
+def test_render_excerpt_notes_prerolls_earlier_notes_and_trims_to_the_excerpt():
+    """The second-instrument wrapper: the renderer sees notes at times >= 0 (a pre-roll of at most
+    4 s holds the notes from before the excerpt), and the output is the excerpt's samples only."""
+    from midi2wave.evaluate import render_excerpt_notes
+
+    sr = 1000
+    seen = []
+
+    def marker(notes, rate):  # a 1 at every onset, held (0.5) until the offset
+        seen.append(notes)
+        out = np.zeros(int(np.ceil(notes.offset_s.max() * rate)) + 10, np.float32)
+        for on, off in zip(notes.onset_s, notes.offset_s):
+            out[int(round(on * rate)):int(round(off * rate))] = 0.5
+            out[int(round(on * rate))] = 1.0
+        return out
+
+    notes = _notes([(-10.0, 0.2, 40), (-1.0, -0.3, 50), (0.5, 9.0, 60)])
+    audio = render_excerpt_notes(marker, notes, 2 * sr, sr)
+    assert audio.shape == (2 * sr,) and audio.dtype == np.float32
+    np.testing.assert_allclose(seen[0].onset_s, [0.0, 3.0, 4.5])        # pre-roll 4 s; -10 s moved to its start
+    np.testing.assert_allclose(seen[0].offset_s, [4.2, 3.7, 6.0])       # offsets cut at the excerpt's end
+    assert audio[0] == 0.5 and audio[199] == 0.5 and audio[200] == 0.0  # the first note held into the excerpt
+    assert audio[500] == 1.0 and audio[1999] == 0.5                     # the third starts at 0.5 s
+    assert not render_excerpt_notes(marker, _notes([(0.0, 0.001, 60)]), 50, sr)[5:].any()
+
+
+@needs_fluidsynth
+def test_realism_of_renders_script_measures_a_wav_beside_the_sampled_piano(tmp_path, capsys):
+    """scripts/realism_of_renders.py: the sampled piano's own render scores distance 0 and a clean
+    gap, a noisy copy of it a loud gap, lower purity and a positive distance; bad input is one line."""
+    import importlib.util
+    from pathlib import Path
+
+    from midi2wave.audio import save_wav
+    from midi2wave.data import demo
+    from midi2wave.evaluate import render_notes_musescore
+
+    spec = importlib.util.spec_from_file_location(
+        "realism_of_renders", Path(__file__).resolve().parents[1] / "scripts" / "realism_of_renders.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    notes = _notes([(0.2, 0.6, 60, 90), (2.5, 3.0, 67, 90)])
+    e = np.zeros(0)
+    perf = demo.Performance(onset_s=notes.onset_s, offset_s=notes.offset_s, pitch=notes.pitch.astype(np.int64),
+                            velocity=notes.velocity.astype(np.int64), cc_time_s=e, cc_controller=e.astype(np.int64),
+                            cc_value=e.astype(np.int64))
+    midi = demo.write_midi(perf, tmp_path / "a.mid")
+    sr = C.SAMPLE_RATE_HZ
+    clean = render_notes_musescore(notes, 4 * sr, sr)
+    noisy = clean + 0.003 * np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
+    save_wav(tmp_path / "noisy.wav", noisy, sr)
+    out = tmp_path / "r.json"
+    assert script.main([str(midi), "--wav", str(tmp_path / "noisy.wav"), "--seconds", "4", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["renders"]
+    ref, wav = rows["musescore (reference)"], rows[str(tmp_path / "noisy.wav")]
+    assert ref["log_mel_distance"] == 0.0 and ref["gap_noise_db"] < -60 and ref["gap_seconds"] > 1.0
+    assert wav["gap_noise_db"] > -40 and wav["log_mel_distance"] > 0.1
+    assert wav["tonal_purity"] < ref["tonal_purity"]
+    assert "gap dB" in capsys.readouterr().out
+    assert script.main([str(midi), "--wav", str(tmp_path / "missing.wav")]) == 2
+    assert "missing.wav" in capsys.readouterr().err
+    assert script.main([str(midi), "--json", str(out)]) == 2        # exists: refused without --force

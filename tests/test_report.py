@@ -186,7 +186,8 @@ def test_cli_evaluate_report(cli_report, tiny_checkpoint):
     manifest = json.loads((folder / "report.json").read_text())
     assert len(manifest["excerpts"]) == 3
     for entry in manifest["excerpts"]:
-        assert list(entry["clips"]) == ["generated", "real", "floor"]
+        # the second instrument's render of the notes (the realism scale) is a clip of its own
+        assert list(entry["clips"]) == ["generated", "real", "floor", "musescore"]
         for name in [*entry["clips"].values(), *entry["images"].values()]:
             assert (folder / name).stat().st_size > 1000
     assert manifest["checkpoint"] == str(tiny_checkpoint) and str(tiny_checkpoint) in text
@@ -235,14 +236,15 @@ def test_report_page_in_chromium_loads_and_plays_everything(cli_report, tmp_path
     with browser.browser_page() as page:
         page.goto((folder / "index.html").as_uri())
         state = browser.media_state(page)
-        assert len(state["images"]) == 3 * 4 and len(state["audios"]) == 3 * 3
+        # per excerpt: the notes + generated, real, floor and the second instrument (musescore)
+        assert len(state["images"]) == 3 * 5 and len(state["audios"]) == 3 * 4
         for image in state["images"]:
             assert image["complete"] and image["width"] == 800 and image["height"] > 100, image
         for audio in state["audios"]:
             assert audio["error"] is None and audio["readyState"] == 4, audio  # HAVE_ENOUGH_DATA
             assert audio["duration"] == pytest.approx(0.5, abs=1e-3), audio
         for selector in ["#excerpt-00 audio[data-clip=generated]", "#excerpt-01 audio[data-clip=real]",
-                         "#excerpt-02 audio[data-clip=floor]"]:
+                         "#excerpt-02 audio[data-clip=floor]", "#excerpt-02 audio[data-clip=musescore]"]:
             played = browser.play(page, selector)
             assert not played["paused"] and played["currentTime"] > played["startTime"], played
         shot = browser.screenshot(page, tmp_path / "report.png")
