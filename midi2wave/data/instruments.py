@@ -60,7 +60,7 @@ def render_notes(notes: Notes, pedals: PedalEvents, instrument: str = DEFAULT_IN
     """float32 mono `[n]` at `sample_rate_hz`: raw (unsustained) notes and pedal events played by
     `instrument`, from time 0 to the last event plus `tail_seconds`, at the demo data's fixed
     output gain (so loudness is comparable between pieces and instruments), in `year`'s room (None:
-    dry). One renderer per instrument is kept for the process (building one costs seconds)."""
+    dry). One renderer per instrument is kept for the process (building one loads all its samples)."""
     perf = demo.Performance(
         onset_s=np.asarray(notes.onset_s, np.float64), offset_s=np.asarray(notes.offset_s, np.float64),
         pitch=np.asarray(notes.pitch, np.int64), velocity=np.asarray(notes.velocity, np.int64),

