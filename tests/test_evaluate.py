@@ -553,11 +553,11 @@ def test_musescore_renders_the_excerpt_notes_with_a_preroll():
     """The second instrument: a note held from 1 s before the window sounds at its start, a note
     inside starts at its onset, the length is exact, and a sampled piano is clean in the gap."""
     from midi2wave import realism
-    from midi2wave.evaluate import render_notes_musescore
+    from midi2wave.evaluate import OTHER_INSTRUMENTS
 
     sr = C.SAMPLE_RATE_HZ
     notes = _notes([(-1.0, 0.3, 60, 90), (2.0, 2.6, 67, 90)])
-    audio = render_notes_musescore(notes, 3 * sr, sr)
+    audio = OTHER_INSTRUMENTS["musescore"](notes, 3 * sr, sr)
     assert audio.shape == (3 * sr,) and audio.dtype == np.float32
 
     def rms(a, b):
@@ -568,7 +568,7 @@ def test_musescore_renders_the_excerpt_notes_with_a_preroll():
     mask = realism.gap_mask(notes, len(audio), sr)
     assert realism.gap_noise_db(audio, mask, sr) < -45
     assert realism.tonal_purity(audio, notes, sr) > 0.9
-    silent = render_notes_musescore(_notes([(-3.0, -2.0, 60)]), sr, sr)
+    silent = OTHER_INSTRUMENTS["musescore"](_notes([(-3.0, -2.0, 60)]), sr, sr)
     assert np.abs(silent).max() < 1e-3
 
 
@@ -629,7 +629,7 @@ def test_realism_of_renders_script_measures_a_wav_beside_the_sampled_piano(tmp_p
 
     from midi2wave.audio import save_wav
     from midi2wave.data import demo
-    from midi2wave.evaluate import render_notes_musescore
+    from midi2wave.evaluate import OTHER_INSTRUMENTS
 
     spec = importlib.util.spec_from_file_location(
         "realism_of_renders", Path(__file__).resolve().parents[1] / "scripts" / "realism_of_renders.py")
@@ -642,7 +642,7 @@ def test_realism_of_renders_script_measures_a_wav_beside_the_sampled_piano(tmp_p
                             cc_value=e.astype(np.int64))
     midi = demo.write_midi(perf, tmp_path / "a.mid")
     sr = C.SAMPLE_RATE_HZ
-    clean = render_notes_musescore(notes, 4 * sr, sr)
+    clean = OTHER_INSTRUMENTS["musescore"](notes, 4 * sr, sr)
     noisy = clean + 0.003 * np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
     save_wav(tmp_path / "noisy.wav", noisy, sr)
     out = tmp_path / "r.json"

@@ -26,7 +26,9 @@ The music, all of it humanised "performances":
   progressions, repeated notes / trills / tremolos, velocity ramps, melody with accompaniment,
   and long pedalled decays next to the same notes unpedalled.
 
-Audio: one persistent FluidSynth (pyfluidsynth) with the MuseScore General piano (velocity layers,
+Audio: made by a pluggable instrument (`make_demo_dataset(renderer=...)`; the CLI's default is
+the Salamander grand played by sfizz, `salamander.py`, which shares the events, rooms and output
+gain below). The FluidSynth instrument: one persistent FluidSynth (pyfluidsynth) with the MuseScore General piano (velocity layers,
 sustain pedal), driven event by event (notes, CC64, CC66) with the rendering in between, so the
 audio follows the written MIDI to within one FluidSynth block (64 samples, 1.45 ms). FluidSynth has
 no una corda, so notes struck while CC67 >= 64 are rendered at 78 % of their velocity (softer and
@@ -166,8 +168,8 @@ class Performance:
     @property
     def n_samples(self) -> int:
         """Audio length: the last event (as written to MIDI) plus the release tail."""
-        last_tick = int(_events(self)[:, 0].max(initial=0))
-        return _tick_to_sample(last_tick) + int(round(self.tail_s * AUDIO_SAMPLE_RATE_HZ))
+        last_tick = int(midi_events(self)[:, 0].max(initial=0))
+        return tick_to_sample(last_tick) + int(round(self.tail_s * AUDIO_SAMPLE_RATE_HZ))
 
     @property
     def duration_s(self) -> float:
@@ -248,18 +250,19 @@ def _fold_pitch(pitch: int) -> int:
 
 # ========================================================================= MIDI (ticks) and files
 
-_NOTE_OFF, _CC, _NOTE_ON = 0, 1, 2  # order of events at the same tick
+NOTE_OFF_EVENT, CC_EVENT, NOTE_ON_EVENT = 0, 1, 2  # kinds of `midi_events` rows; their order at one tick
 
 
 def _tick(seconds: np.ndarray | float) -> np.ndarray:
     return np.maximum(np.rint(np.asarray(seconds, dtype=np.float64) * TICKS_PER_SECOND), 0).astype(np.int64)
 
 
-def _tick_to_sample(tick: int) -> int:
-    return (2 * tick * AUDIO_SAMPLE_RATE_HZ + TICKS_PER_SECOND) // (2 * TICKS_PER_SECOND)
+def tick_to_sample(tick: int, sample_rate_hz: int = AUDIO_SAMPLE_RATE_HZ) -> int:
+    """The audio sample (at `sample_rate_hz`) of a MIDI tick, rounded to the nearest."""
+    return (2 * tick * sample_rate_hz + TICKS_PER_SECOND) // (2 * TICKS_PER_SECOND)
 
 
-def _events(perf: Performance) -> np.ndarray:
+def midi_events(perf: Performance) -> np.ndarray:
     """The performance as MIDI events `[tick, kind, a, b]` (int64 [n, 4]) in file order: notes
     quantised to ticks with no overlapping notes of one key, controller values that change only.
     The MIDI file and the audio are both made from this."""
@@ -282,8 +285,8 @@ def _events(perf: Performance) -> np.ndarray:
             prev = i
     on, off, pitch, vel = on[keep], off[keep], pitch[keep], vel[keep]
     if len(on):
-        rows.append(np.stack([on, np.full_like(on, _NOTE_ON), pitch, vel], axis=1))
-        rows.append(np.stack([off, np.full_like(off, _NOTE_OFF), pitch, np.zeros_like(off)], axis=1))
+        rows.append(np.stack([on, np.full_like(on, NOTE_ON_EVENT), pitch, vel], axis=1))
+        rows.append(np.stack([off, np.full_like(off, NOTE_OFF_EVENT), pitch, np.zeros_like(off)], axis=1))
     if len(perf.cc_time_s):
         t = _tick(perf.cc_time_s)
         ctrl = perf.cc_controller.astype(np.int64)
@@ -298,7 +301,7 @@ def _events(perf: Performance) -> np.ndarray:
             changed = np.append(val[idx][0] != 0, val[idx][1:] != val[idx][:-1])  # starts at 0
             keep_cc[idx[changed]] = True
         t, ctrl, val = t[keep_cc], ctrl[keep_cc], val[keep_cc]
-        rows.append(np.stack([t, np.full_like(t, _CC), ctrl, val], axis=1))
+        rows.append(np.stack([t, np.full_like(t, CC_EVENT), ctrl, val], axis=1))
     if not rows:
         return np.zeros((0, 4), dtype=np.int64)
     ev = np.concatenate(rows)
@@ -320,10 +323,10 @@ def midi_bytes(perf: Performance) -> bytes:
     piano = mido.MidiTrack()
     piano.append(mido.Message("program_change", channel=0, program=0, time=0))
     last = 0
-    for tick, kind, a, b in _events(perf).tolist():
+    for tick, kind, a, b in midi_events(perf).tolist():
         dt = tick - last
         last = tick
-        if kind == _CC:
+        if kind == CC_EVENT:
             piano.append(mido.Message("control_change", channel=0, control=a, value=b, time=dt))
         else:
             piano.append(mido.Message("note_on", channel=0, note=a, velocity=b, time=dt))
@@ -378,19 +381,22 @@ class Room:
     high_shelf_db: float  # at 4 kHz
     width: float  # side (L-R) gain
     gain_db: float
+    # the piano of the year (used by the Salamander instrument, salamander.py; FluidSynth ignores them)
+    tuning_cents: float = 0.0  # the whole piano sharp (+) or flat (-)
+    velocity_gamma: float = 1.0  # key velocity v is played as 127 * (v / 127) ** gamma (regulation)
 
 
 ROOMS: dict[int, Room] = {
-    2004: Room(1.45, 0.014, 0.26, 4200.0, +2.0, -3.5, 0.80, -1.5),
-    2006: Room(1.20, 0.010, 0.20, 5500.0, +1.0, -2.0, 0.90, -0.5),
-    2008: Room(0.95, 0.008, 0.16, 7000.0, +0.5, -1.0, 1.00, 0.0),
-    2009: Room(1.10, 0.012, 0.22, 6000.0, -0.5, -1.5, 0.95, -1.0),
-    2011: Room(0.80, 0.006, 0.12, 8000.0, +1.5, +0.5, 1.05, +0.5),
-    2013: Room(1.35, 0.016, 0.24, 5000.0, -1.0, +1.0, 1.10, -0.5),
-    2014: Room(0.70, 0.005, 0.10, 9000.0, +0.0, +1.5, 1.00, +1.0),
-    2015: Room(1.00, 0.009, 0.18, 6500.0, +2.5, -0.5, 0.85, 0.0),
-    2017: Room(1.25, 0.011, 0.20, 7500.0, -1.5, +2.0, 1.15, +0.5),
-    2018: Room(0.90, 0.007, 0.14, 8500.0, +1.0, +1.0, 1.00, +1.5),
+    2004: Room(1.45, 0.014, 0.26, 4200.0, +2.0, -3.5, 0.80, -1.5, -4.0, 1.08),
+    2006: Room(1.20, 0.010, 0.20, 5500.0, +1.0, -2.0, 0.90, -0.5, +2.0, 0.94),
+    2008: Room(0.95, 0.008, 0.16, 7000.0, +0.5, -1.0, 1.00, 0.0, -1.0, 1.00),
+    2009: Room(1.10, 0.012, 0.22, 6000.0, -0.5, -1.5, 0.95, -1.0, +3.0, 1.05),
+    2011: Room(0.80, 0.006, 0.12, 8000.0, +1.5, +0.5, 1.05, +0.5, 0.0, 0.92),
+    2013: Room(1.35, 0.016, 0.24, 5000.0, -1.0, +1.0, 1.10, -0.5, -2.5, 1.10),
+    2014: Room(0.70, 0.005, 0.10, 9000.0, +0.0, +1.5, 1.00, +1.0, +1.5, 0.97),
+    2015: Room(1.00, 0.009, 0.18, 6500.0, +2.5, -0.5, 0.85, 0.0, -3.0, 1.03),
+    2017: Room(1.25, 0.011, 0.20, 7500.0, -1.5, +2.0, 1.15, +0.5, +4.0, 0.96),
+    2018: Room(0.90, 0.007, 0.14, 8500.0, +1.0, +1.0, 1.00, +1.5, +1.0, 1.06),
 }
 assert tuple(sorted(ROOMS)) == C.MAESTRO_YEARS
 
@@ -577,7 +583,7 @@ class PianoRenderer:
 
     def render_dry(self, perf: Performance) -> np.ndarray:
         """The synth's own output, float32 [n_samples, 2], before the room and the output gain."""
-        events = _events(perf)
+        events = midi_events(perf)
         n = perf.n_samples
         total = -(-n // FLUID_BLOCK) * FLUID_BLOCK  # whole blocks, so the next piece starts aligned
         out = np.zeros((total, 2), dtype=np.float32)
@@ -586,14 +592,14 @@ class PianoRenderer:
         soft = 0
         try:
             for tick, kind, a, b in events.tolist():
-                s = _tick_to_sample(tick)
+                s = tick_to_sample(tick)
                 if s > cur:
                     self._render_block(out[cur:s])
                     cur = s
-                if kind == _NOTE_ON:
+                if kind == NOTE_ON_EVENT:
                     v = b if soft < C.PEDAL_ON_THRESHOLD else max(1, int(round(b * UNA_CORDA_VELOCITY_SCALE)))
                     fs.noteon(0, a, v)
-                elif kind == _NOTE_OFF:
+                elif kind == NOTE_OFF_EVENT:
                     fs.noteoff(0, a)
                 elif a == C.SOFT_CC:
                     soft = b  # FluidSynth ignores CC67: una corda is a softer stroke (above)
@@ -1568,10 +1574,15 @@ def make_demo_dataset(
     force: bool = False,
     progress: bool = True,
     soundfont: str | os.PathLike | None = None,
+    renderer: Callable[[], Any] | None = None,
 ) -> DemoSummary:
     """Write a synthetic dataset of about `minutes` of piano in the exact MAESTRO v3 layout to
     `out` (see the module docstring). Refuses a non-empty `out` unless `force` (and even then one
-    holding anything but a demo dataset's files). Deterministic for a seed."""
+    holding anything but a demo dataset's files). Deterministic for a seed.
+
+    `renderer`: a factory, called once the arguments are checked, of the instrument (an object
+    with `render(perf, year) -> int16 [n, 2]` at 44.1 kHz, such as `salamander.SalamanderRenderer`;
+    `instruments.make_renderer` builds one by name); None: FluidSynth with `soundfont`."""
     out = Path(out)
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not math.isfinite(minutes):
         raise DemoDataError(f"minutes = {minutes!r}: must be a number")
@@ -1581,13 +1592,12 @@ def make_demo_dataset(
         raise DemoDataError(f"seed = {seed!r}: must be an integer >= 0")
     seed = int(seed)
     _check_out(out, force)
-    sf = find_soundfont(soundfont)
     try:
         import mido  # noqa: F401
         import music21  # noqa: F401
     except ImportError as e:
         raise DemoDataError(f"make-demo-data needs {e.name}: pip install 'midi2wave[demo]'") from None
-    renderer = _shared_renderer(str(sf))
+    instrument = renderer() if renderer is not None else _shared_renderer(str(find_soundfont(soundfont)))
     from tqdm import tqdm
 
     total_s = float(minutes) * 60.0
@@ -1623,7 +1633,7 @@ def make_demo_dataset(
             for perf, year, midi_name, audio_name in plan:
                 (tmp / str(year)).mkdir(exist_ok=True)
                 _write_atomic(tmp / midi_name, midi_bytes(perf))
-                pcm = renderer.render(perf, year)
+                pcm = instrument.render(perf, year)
                 _write_atomic(tmp / audio_name, _wav_bytes(pcm, AUDIO_SAMPLE_RATE_HZ))
                 rows.append({
                     "canonical_composer": perf.composer,
