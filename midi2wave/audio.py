@@ -12,16 +12,13 @@ soxr 'HQ' and rounds to int16 — about 3000x real time on one core for 44.1 kHz
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from pathlib import Path
-from typing import Iterator
-
 import numpy as np
 
 from . import constants as C
 from .errors import AudioError, Midi2WaveError, OutputExistsError
+from .files import atomic_path  # re-exported: callers import the writer beside save_wav
 
 __all__ = [
     "OutputExistsError",
@@ -203,40 +200,6 @@ def mu_law_decode(q: np.ndarray, classes: int = C.MU_LAW_CLASSES) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ writing
-
-
-def _temp_name(path: Path) -> Path:
-    """A fresh hidden name beside `path`: `.<name>.<pid>-<hex>.tmp` (same folder, so rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path` to write; on success it becomes `path` in one rename.
-
-    Nothing is left at `path` or beside it if the body raises. Without `force` an existing `path`
-    is never replaced (OutputExistsError), even if it appears while writing.
-    """
-    path = Path(path)
-    if not force and path.exists():
-        raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
-    tmp = _temp_name(path)
-    try:
-        yield tmp
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path exists: no clobbering race
-            except FileExistsError:
-                raise OutputExistsError(f"{path}: already exists (use --force to overwrite)") from None
-            except OSError:  # filesystem without hard links
-                if path.exists():
-                    raise OutputExistsError(f"{path}: already exists (use --force to overwrite)") from None
-                os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def save_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, force: bool = False) -> Path:

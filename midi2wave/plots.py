@@ -102,7 +102,7 @@ def save_roll_and_spectrogram(path: str | os.PathLike, audio: np.ndarray, sample
                               start_s: float = 0.0, title: str | None = None, max_hz: float | None = None,
                               force: bool = False) -> Path:
     """Write the figure as a PNG, atomically; an existing file is refused unless `force`."""
-    from .audio import atomic_path
+    from .files import atomic_path
 
     path = Path(path)
     fig = roll_and_spectrogram_figure(audio, sample_rate_hz, notes=notes, roll=roll, frame_rate_hz=frame_rate_hz,

@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed as D
-from .checkpoint import (atomic_write_bytes, checkpoint_config, load_checkpoint, load_state, save_checkpoint,
-                         step_checkpoints)
+from .checkpoint import checkpoint_config, load_checkpoint, load_state, save_checkpoint, step_checkpoints
 from .config import Config, load_config
 from .errors import Midi2WaveError
 from .features import log_mel_spectrogram, valid_frames
+from .files import atomic_path, atomic_write_bytes
 from .model import Midi2Wave
 
 __all__ = ["TrainingError", "train", "train_from_cli", "learning_rate_at", "tune_cpu_allocator"]
@@ -379,15 +379,11 @@ class _Trainer:
         self.last_saved_step = self.step
 
     def _link_last(self, path: Path) -> None:
-        last = self.ckpt_dir / "last.pt"
-        tmp = self.ckpt_dir / f".last.pt.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            os.link(path, tmp)
-        except OSError:
-            shutil.copyfile(path, tmp)
-        os.replace(tmp, last)
+        with atomic_path(self.ckpt_dir / "last.pt", force=True) as tmp:
+            try:
+                os.link(path, tmp)
+            except OSError:
+                shutil.copyfile(path, tmp)
 
     def _rotate(self) -> None:
         steps = step_checkpoints(self.ckpt_dir)

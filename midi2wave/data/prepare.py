@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -31,8 +30,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import constants as C
-from ..audio import atomic_path, audio_info, decode_mono_int16
+from ..audio import audio_info, decode_mono_int16
 from ..errors import InputError
+from ..files import TEMP_NAME, atomic_path
 from .maestro import Piece, find_pieces
 
 __all__ = ["STORE_FORMAT", "STORE_VERSION", "PrepareSummary", "prepare_dataset", "read_manifest"]
@@ -42,8 +42,6 @@ STORE_VERSION = 1
 PIECES_DIR = "pieces"
 MANIFEST = "manifest.json"
 
-# Temporary files: `.<final name>.<pid>-<hex>.tmp` (see audio.atomic_path).
-_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.\d+-[0-9a-f]+\.tmp$")
 # Record fields that must equal the source's current state for a piece to count as done.
 _SOURCE_KEYS = ("split", "year", "composer", "title", "source_audio", "source_midi",
                 "source_audio_bytes", "source_audio_mtime_ns", "source_midi_bytes", "source_midi_mtime_ns")
@@ -398,7 +396,7 @@ def _remove_stale_temps(pieces_dir: Path, ids: set[str]) -> None:
     other pieces are left alone: they may belong to another shard writing into the same store."""
     finals = {f"{i}{suffix}" for i in ids for suffix in (".npy", ".notes.npz", ".json")}
     for entry in os.scandir(pieces_dir):
-        m = _TEMP_NAME.match(entry.name)
+        m = TEMP_NAME.match(entry.name)
         if m and m.group("final") in finals:
             try:
                 os.unlink(entry.path)
