@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from . import distributed as D
 from .checkpoint import checkpoint_config, load_checkpoint, load_state, save_checkpoint, step_checkpoints
 from .config import Config, load_config
+from .data.store import load_store_manifest
 from .errors import Midi2WaveError
 from .features import log_mel_spectrogram, valid_frames
 from .files import atomic_path, atomic_write_bytes
@@ -131,8 +132,6 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 def _check_store(data_dir: Any) -> tuple[Path, dict[str, int]]:
     """The store path and its piece count per split; clear errors for a missing or bad store."""
-    from .data.dataset import load_store_manifest
-
     if data_dir is None:
         raise TrainingError("--data: a dataset store is required (make one with `midi2wave prepare`)")
     store = Path(data_dir)
