@@ -1,5 +1,5 @@
 """Audio I/O and sample-level transforms: decode (WAV, FLAC, anything libsndfile reads), mono mix,
-soxr resampling, int16 conversion, mu-law companding, and atomic WAV writing.
+soxr resampling, int16 conversion, and atomic WAV writing (through files.atomic_path).
 
 Arrays are channels-first: `load_audio` returns float32 `[channels, n]`; functions that take audio
 accept `[n]` (mono) or `[channels, n]`. Every problem with an input file is an
@@ -7,7 +7,8 @@ accept `[n]` (mono) or `[channels, n]`. Every problem with an input file is an
 
 `decode_mono_int16` is the dataset-preparation hot path: it reads 16-bit PCM as int16 (half the
 memory traffic of float), mixes the channels straight into float32, resamples the mono signal with
-soxr 'HQ' and rounds to int16 — about 3000x real time on one core for 44.1 kHz stereo WAV.
+soxr 'HQ' and rounds to int16, so preparing MAESTRO is bound by reading the files, not by decoding
+(measurements in BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ __all__ = [
     "float_to_int16",
     "int16_to_float",
     "load_audio",
-    "mu_law_decode",
-    "mu_law_encode",
     "resample",
     "save_wav",
     "to_mono",
@@ -181,22 +180,6 @@ def _float_to_int16_inplace(y: np.ndarray) -> np.ndarray:
 def int16_to_float(audio: np.ndarray) -> np.ndarray:
     """int16 -> float32 `x / 32768` in [-1, 1) (the models' view of the store)."""
     return np.asarray(audio).astype(np.float32) * np.float32(1.0 / C.PCM_SCALE)
-
-
-def mu_law_encode(audio: np.ndarray, classes: int = C.MU_LAW_CLASSES) -> np.ndarray:
-    """float in [-1, 1] -> int64 classes `0..classes-1` (mu = classes - 1; input clipped)."""
-    mu = classes - 1
-    x = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
-    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
-    return np.clip(np.floor((y + 1.0) / 2.0 * mu + 0.5), 0, mu).astype(np.int64)
-
-
-def mu_law_decode(q: np.ndarray, classes: int = C.MU_LAW_CLASSES) -> np.ndarray:
-    """int classes `0..classes-1` -> float32 in [-1, 1] (inverse of `mu_law_encode` up to quantisation)."""
-    mu = classes - 1
-    y = 2.0 * np.asarray(q, dtype=np.float64) / mu - 1.0
-    x = np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu
-    return x.astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ writing

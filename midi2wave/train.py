@@ -628,8 +628,8 @@ def tune_cpu_allocator() -> bool:
     """Keep freed memory in the process (glibc only): no mmap for big blocks, no trimming.
 
     By default glibc hands every block over 32 MB back to the OS when freed, so each training step
-    page-faults its big activations back in (a fifth of the CPU time of an nv-wavenet-size step at
-    batch 8 went to the kernel). Process-wide, so only the `midi2wave train` CLI does it, on CPU;
+    page-faults its big activations back in and spends a large share of its CPU time in the kernel
+    (measured in BENCHMARKS.md). Process-wide, so only the `midi2wave train` CLI does it, on CPU;
     MIDI2WAVE_MALLOC_TUNING=0 turns it off. Returns whether it was applied.
     """
     import ctypes
