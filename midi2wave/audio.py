@@ -1,5 +1,5 @@
 """Audio I/O and sample-level transforms: decode (WAV, FLAC, anything libsndfile reads), mono mix,
-soxr resampling, int16 conversion, mu-law companding, and atomic WAV writing.
+soxr resampling, int16 conversion, and atomic WAV writing (through files.atomic_path).
 
 Arrays are channels-first: `load_audio` returns float32 `[channels, n]`; functions that take audio
 accept `[n]` (mono) or `[channels, n]`. Every problem with an input file is an
@@ -7,21 +7,19 @@ accept `[n]` (mono) or `[channels, n]`. Every problem with an input file is an
 
 `decode_mono_int16` is the dataset-preparation hot path: it reads 16-bit PCM as int16 (half the
 memory traffic of float), mixes the channels straight into float32, resamples the mono signal with
-soxr 'HQ' and rounds to int16 — about 3000x real time on one core for 44.1 kHz stereo WAV.
+soxr 'HQ' and rounds to int16, so preparing MAESTRO is bound by reading the files, not by decoding
+(measurements in BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from pathlib import Path
-from typing import Iterator
-
 import numpy as np
 
 from . import constants as C
 from .errors import AudioError, Midi2WaveError, OutputExistsError
+from .files import atomic_path  # re-exported: callers import the writer beside save_wav
 
 __all__ = [
     "OutputExistsError",
@@ -31,8 +29,6 @@ __all__ = [
     "float_to_int16",
     "int16_to_float",
     "load_audio",
-    "mu_law_decode",
-    "mu_law_encode",
     "resample",
     "save_wav",
     "to_mono",
@@ -186,57 +182,7 @@ def int16_to_float(audio: np.ndarray) -> np.ndarray:
     return np.asarray(audio).astype(np.float32) * np.float32(1.0 / C.PCM_SCALE)
 
 
-def mu_law_encode(audio: np.ndarray, classes: int = C.MU_LAW_CLASSES) -> np.ndarray:
-    """float in [-1, 1] -> int64 classes `0..classes-1` (mu = classes - 1; input clipped)."""
-    mu = classes - 1
-    x = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
-    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
-    return np.clip(np.floor((y + 1.0) / 2.0 * mu + 0.5), 0, mu).astype(np.int64)
-
-
-def mu_law_decode(q: np.ndarray, classes: int = C.MU_LAW_CLASSES) -> np.ndarray:
-    """int classes `0..classes-1` -> float32 in [-1, 1] (inverse of `mu_law_encode` up to quantisation)."""
-    mu = classes - 1
-    y = 2.0 * np.asarray(q, dtype=np.float64) / mu - 1.0
-    x = np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu
-    return x.astype(np.float32)
-
-
 # ------------------------------------------------------------------------------------------ writing
-
-
-def _temp_name(path: Path) -> Path:
-    """A fresh hidden name beside `path`: `.<name>.<pid>-<hex>.tmp` (same folder, so rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path` to write; on success it becomes `path` in one rename.
-
-    Nothing is left at `path` or beside it if the body raises. Without `force` an existing `path`
-    is never replaced (OutputExistsError), even if it appears while writing.
-    """
-    path = Path(path)
-    if not force and path.exists():
-        raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
-    tmp = _temp_name(path)
-    try:
-        yield tmp
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path exists: no clobbering race
-            except FileExistsError:
-                raise OutputExistsError(f"{path}: already exists (use --force to overwrite)") from None
-            except OSError:  # filesystem without hard links
-                if path.exists():
-                    raise OutputExistsError(f"{path}: already exists (use --force to overwrite)") from None
-                os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def save_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, force: bool = False) -> Path:

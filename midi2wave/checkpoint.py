@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +25,7 @@ import torch
 
 from .config import Config, ConfigError, config_from_dict
 from .errors import CheckpointError
+from .files import atomic_write_bytes
 
 FORMAT = "midi2wave-checkpoint"
 VERSION = 1
@@ -46,31 +46,10 @@ __all__ = [
     "load_state",
     "export_safetensors",
     "bundled_model_path",
-    "atomic_write_bytes",
 ]
 
 
 # ------------------------------------------------------------------------------------- writing
-
-
-def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` through a temp file and one os.replace (no partial file, ever)."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def _check_plain(obj: Any, where: str) -> None:

@@ -411,7 +411,3 @@ def load_config(path: str | Path) -> Config:
         return config_from_dict(values)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-
-
-def sampling_options_from_dict(values: dict[str, Any]) -> SamplingOptions:
-    return section_from_dict(SamplingOptions, "sampling", values)

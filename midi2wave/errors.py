@@ -25,3 +25,7 @@ class CheckpointError(Midi2WaveError):
 
 class OutputExistsError(Midi2WaveError, FileExistsError):
     """An output file already exists and overwriting was not asked for (`force`)."""
+
+
+class TrainingError(Midi2WaveError):
+    """Training cannot start or cannot go on (bad run folder, nothing to resume, diverged...)."""

@@ -176,7 +176,7 @@ def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig
     dataset = SegmentDataset(store, split, cfg, margin_frames=margin_frames, seed=seed)
     rng = np.random.default_rng([seed, 0x6576616C])  # "eval"
     order = rng.permutation(len(dataset.pieces))
-    max_start = [int(m) for m in dataset._max_start_frame]
+    max_start = [int(m) for m in dataset.max_start_frames]
     capacity = sum(m + 1 for m in max_start)
     if n_excerpts > capacity:
         raise EvaluationError(f"{store}: split {split!r} has only {capacity} distinct windows of "
@@ -210,7 +210,7 @@ def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig
         taken.add((piece, start))
         item = dataset.example(piece, start)
         start_s = start / cfg.frame_rate_hz
-        schedule, warmup = _bank_window(cfg, dataset._notes(piece)[0], dataset._audio(piece), start, 1.0 / C.PCM_SCALE)
+        schedule, warmup = _bank_window(cfg, dataset.piece_notes(piece)[0], dataset.piece_audio(piece), start, 1.0 / C.PCM_SCALE)
         excerpts.append(Excerpt(
             source=str(dataset.pieces[piece]["id"]), start_frame=start, n_frames=cfg.segment_frames,
             audio=item["audio"].numpy(), conditioning=item["conditioning"].numpy(), year=int(item["year"]),
@@ -218,7 +218,7 @@ def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig
             excitation=item["excitation"].numpy() if "excitation" in item else None,
             samples_per_frame=cfg.samples_per_frame, frame_rate_hz=cfg.frame_rate_hz,
             schedule=schedule, warmup_audio=warmup, extra={"piece_index": piece},
-            sounding=_sounding_notes(dataset._notes(piece)[0], start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz)))
+            sounding=_sounding_notes(dataset.piece_notes(piece)[0], start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz)))
     return excerpts
 
 
@@ -893,9 +893,9 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
     generated: list[np.ndarray] | None = None
     generated_notes: list[Notes] | None = None
     if transcription:
-        from .transcribe import _modules
+        from .transcribe import require_basic_pitch
 
-        _modules()  # fail before the costly generation when basic-pitch is missing
+        require_basic_pitch()  # fail before the costly generation when basic-pitch is missing
         say(f"generating {len(excerpts)} excerpts of {excerpt_seconds:g} s ...")
         t0 = time.perf_counter()
         generated = _generate_excerpts(model, config, excerpts, temperature=temperature, seed=seed,
@@ -1015,7 +1015,7 @@ def _write_plots(folder: Path, excerpts: Sequence[Excerpt], generated: Sequence[
                  generated_notes: Sequence[Notes] | None = None, force: bool = False,
                  realism_rows: Sequence[dict[str, Any]] | None = None) -> list[str]:
     """One PNG per excerpt in `folder` (created); existing files are refused unless `force`."""
-    from .audio import atomic_path
+    from .files import atomic_path
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / _plot_name(i, e) for i, e in enumerate(excerpts)]
@@ -1110,7 +1110,7 @@ def _realism_table(re_: dict[str, Any] | None) -> list[str]:
 
 
 def _write_json(path: Path, results: dict[str, Any], force: bool) -> None:
-    from .audio import atomic_path
+    from .files import atomic_path
 
     if not path.parent.is_dir():
         raise EvaluationError(f"{path}: folder {path.parent} does not exist")

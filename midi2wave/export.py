@@ -215,7 +215,7 @@ def export_nv_wavenet(model_or_checkpoint: Any, out_path: str | Path, *, midi_pa
     With `midi_path`, also `cond_input` [2R, 1, L, T] for that MIDI between `start_s` and `end_s`
     (default: the end of the notes + release), conditioned on `year`. Returns the dict written.
     """
-    from .audio import atomic_path
+    from .files import atomic_path
 
     model, _ = _resolve_model(model_or_checkpoint)
     weights = nv_wavenet_weights(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from .config import Config, load_config
+from .data.store import MANIFEST, STORE_FORMAT, read_manifest
 from .errors import InputError
 
 
@@ -80,10 +81,8 @@ def describe_checkpoint(path: Path) -> list[str]:
 
 
 def describe_store(path: Path) -> list[str]:
-    from .data.dataset import load_store_manifest
-
-    pieces = load_store_manifest(path)
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest = read_manifest(path)
+    pieces = manifest["pieces"]
     splits: dict[str, list[float]] = {}
     for record in pieces:
         seconds = float(record.get("duration_seconds") or int(record["n_samples"]) / manifest.get("sample_rate_hz", 1))
@@ -105,7 +104,7 @@ def describe(path: str | Path | None) -> str:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        if (path / "manifest.json").is_file():
+        if (path / MANIFEST).is_file():
             return "\n".join(describe_store(path))
         return "\n".join(describe_checkpoint(path))
     if path.suffix == ".json":
@@ -113,7 +112,7 @@ def describe(path: str | Path | None) -> str:
             values = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             values = None
-        if isinstance(values, dict) and values.get("format") == "midi2wave-store":
+        if isinstance(values, dict) and values.get("format") == STORE_FORMAT:
             return "\n".join(describe_store(path.parent))
         return "\n".join([f"{path}: config"] + describe_config(load_config(path)))
     return "\n".join(describe_checkpoint(path))

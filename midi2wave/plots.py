@@ -219,7 +219,7 @@ def excerpt_strips(notes: Any, panels: Sequence[tuple[str, np.ndarray]], sample_
 
 def save_figure(path: str | os.PathLike, fig: Any, force: bool = False) -> Path:
     """Write a Figure as a PNG, atomically; an existing file is refused unless `force`."""
-    from .audio import atomic_path
+    from .files import atomic_path
 
     path = Path(path)
     with atomic_path(path, force=force) as tmp:

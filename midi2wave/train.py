@@ -21,39 +21,34 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import math
 import os
-import random
-import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed as D
-from .checkpoint import (atomic_write_bytes, checkpoint_config, load_checkpoint, load_state, save_checkpoint,
-                         step_checkpoints)
+from .checkpoint import checkpoint_config, load_checkpoint
 from .config import Config, load_config
-from .errors import Midi2WaveError
+from .data.store import load_store_manifest
+from .errors import TrainingError
 from .features import log_mel_spectrogram, valid_frames
+from .files import atomic_write_bytes
 from .model import Midi2Wave
+from .train_checkpoints import (CHECKPOINT_DIR, RunCheckpoints, latest_checkpoint, load_initial_weights,
+                                restore_training_state, rng_state, set_rng_state)
+from .train_metrics import MetricsWriter, MetricWindow, warn
+from .train_summaries import write_audio_summaries
 
 __all__ = ["TrainingError", "train", "train_from_cli", "learning_rate_at", "tune_cpu_allocator"]
 
 MEL_N_FFT = 1024
-FREE_RUN_SECONDS = 0.05  # free-running audio summaries: an uncached loop, O(n^2); keep it short
-CHECKPOINT_DIR = "checkpoints"
-
-
-class TrainingError(Midi2WaveError):
-    """Training cannot start or cannot go on (bad run folder, nothing to resume, diverged...)."""
 
 
 # ----------------------------------------------------------------------------------- schedule
@@ -97,42 +92,11 @@ class ResumableSampler(DistributedSampler):
         return max(0, self.num_samples - self.start_index)
 
 
-# ----------------------------------------------------------------------------------------- RNG
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    """This process's RNG states as plain data (tensors, ints, floats) for a weights_only checkpoint."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    version, py_state, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64),
-                   "gauss_next": gauss_next},
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-    }
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"].cpu().to(torch.uint8))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].cpu().numpy().astype(np.uint32), int(n["pos"]),
-                         int(n["has_gauss"]), float(n["cached_gaussian"])))
-    p = state["python"]
-    random.setstate((int(p["version"]), tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
-    if device.type == "cuda" and state.get("cuda") is not None:
-        torch.cuda.set_rng_state(state["cuda"].cpu().to(torch.uint8), device)
-
-
 # ------------------------------------------------------------------------------------- helpers
 
 
 def _check_store(data_dir: Any) -> tuple[Path, dict[str, int]]:
     """The store path and its piece count per split; clear errors for a missing or bad store."""
-    from .data.dataset import load_store_manifest
-
     if data_dir is None:
         raise TrainingError("--data: a dataset store is required (make one with `midi2wave prepare`)")
     store = Path(data_dir)
@@ -143,58 +107,9 @@ def _check_store(data_dir: Any) -> tuple[Path, dict[str, int]]:
     return store, counts
 
 
-def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    if (ckpt_dir / "last.pt").is_file():
-        return ckpt_dir / "last.pt"
-    steps = step_checkpoints(ckpt_dir)
-    return steps[-1] if steps else None
-
-
 def _config_differences(a: Config, b: Config, section: str) -> list[str]:
     da, db = a.to_dict()[section], b.to_dict()[section]
     return [f"{section}.{k}: {db.get(k)!r} -> {da.get(k)!r}" for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k)]
-
-
-def _warn(message: str) -> None:
-    print(f"midi2wave: warning: {message}", file=sys.stderr, flush=True)
-
-
-class _Writer:
-    """metrics.jsonl plus TensorBoard (imported lazily; without tensorboard only metrics.jsonl)."""
-
-    def __init__(self, out_dir: Path, enabled: bool) -> None:
-        self.enabled = enabled
-        self.tb = None
-        self.metrics = None
-        if not enabled:
-            return
-        self.metrics = open(out_dir / "metrics.jsonl", "a", encoding="utf-8")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
-        except Exception as e:  # noqa: BLE001 - ImportError, or a broken tensorboard install
-            _warn(f"TensorBoard logging is off ({type(e).__name__}: {e}); metrics go to metrics.jsonl only")
-
-    def scalars(self, step: int, values: dict[str, float], kind: str) -> None:
-        if not self.enabled:
-            return
-        record = {"kind": kind, "step": step, "time": round(time.time(), 3)}
-        record.update({k: (float(v) if math.isfinite(v) else str(v)) for k, v in values.items()})
-        self.metrics.write(json.dumps(record) + "\n")
-        self.metrics.flush()
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{kind}/{k}", v, step)
-
-    def close(self) -> None:
-        if self.metrics is not None:
-            self.metrics.close()
-            self.metrics = None
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None
-        self.enabled = False
 
 
 # ------------------------------------------------------------------------------------- trainer
@@ -234,7 +149,7 @@ class _Trainer:
         self.config = config
         self.tc = tc = config.train
         self.out_dir = out_dir
-        self.ckpt_dir = out_dir / CHECKPOINT_DIR
+        self.checkpoints = RunCheckpoints(out_dir / CHECKPOINT_DIR, tc.keep_checkpoints)
         self.device = device
         self.info = info
         self.main = info.is_main
@@ -251,7 +166,7 @@ class _Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         elif amp in ("bf16", "fp16") and self.main:
-            _warn(f"train.amp = {amp!r} applies to CUDA only; training in fp32 on {device.type}")
+            warn(f"train.amp = {amp!r} applies to CUDA only; training in fp32 on {device.type}")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         # ---- model (same seed on every rank; DDP also broadcasts rank 0's parameters)
@@ -262,9 +177,9 @@ class _Trainer:
             self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.use_aux = config.model.aux_mel_bands > 0 and tc.aux_mel_loss_weight > 0
         if config.model.aux_mel_bands > 0 and tc.aux_mel_loss_weight == 0 and self.main:
-            _warn("model.aux_mel_bands > 0 but train.aux_mel_loss_weight = 0: the mel head is not trained")
+            warn("model.aux_mel_bands > 0 but train.aux_mel_loss_weight = 0: the mel head is not trained")
         if tc.aux_mel_loss_weight > 0 and config.model.aux_mel_bands == 0 and self.main:
-            _warn("train.aux_mel_loss_weight > 0 but model.aux_mel_bands = 0: no aux mel loss")
+            warn("train.aux_mel_loss_weight > 0 but model.aux_mel_bands = 0: no aux mel loss")
         self.ddp: torch.nn.Module = self.model
         if info.is_distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -289,7 +204,7 @@ class _Trainer:
         if tc.validation_batches > 0:
             if split_counts.get("validation", 0) == 0:
                 if self.main:
-                    _warn(f"{store}: no validation pieces; validation is skipped")
+                    warn(f"{store}: no validation pieces; validation is skipped")
             else:
                 self.val_set = SegmentDataset(store, "validation", config.data, margin_frames=margin,
                                               seed=_mix_seed(tc.seed, 1),
@@ -309,7 +224,7 @@ class _Trainer:
             self._restore(resume_from)
         elif init_from is not None:
             self._initialize(init_from)
-        self.writer = _Writer(out_dir, self.main)
+        self.writer = MetricsWriter(out_dir, self.main)
 
     # ------------------------------------------------------------------------------ checkpoint
 
@@ -317,27 +232,12 @@ class _Trainer:
         """Start from another run's weights (its EMA weights where saved, for model and EMA alike) or
         a released model (safetensors); step, optimizer, schedule and data stream start fresh. The
         network must have the same shape."""
-        weights, _, _ = load_state(path, use_ema=True)
-        weights = {k: v.to(self.device) for k, v in weights.items()}
-        try:
-            self.model.load_state_dict(weights)
-        except RuntimeError as e:
-            raise TrainingError(f"{path}: its weights do not fit this config's network "
-                                f"({' '.join(str(e).split())[:200]})") from None
-        if self.ema is not None:
-            self.ema.load_state_dict(weights)
+        load_initial_weights(path, self.model, self.ema, self.device)
 
     def _restore(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"] if state.get("ema") else state["model"])
-        if state.get("optimizer"):
-            self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("grad_scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["grad_scaler"])
-        self.step = int(state["step"])
-        data = state.get("data") or {}
+        state = restore_training_state(path, self.model, self.ema, self.optimizer, self.scaler, self.device)
+        self.step = state.step
+        data = state.data
         self.epoch = int(data.get("epoch", 0))
         self.batch_in_epoch = int(data.get("batch_in_epoch", 0))
         self.nonfinite_total = int(data.get("nonfinite_total", 0))
@@ -345,24 +245,21 @@ class _Trainer:
         saved_world = int(data.get("world_size", 1))
         if (saved_world != self.info.world_size or int(data.get("batch_size", self.tc.batch_size)) != self.tc.batch_size) \
                 and self.main:
-            _warn(f"{path}: saved with {saved_world} process(es) x batch {data.get('batch_size')}; resuming with "
-                  f"{self.info.world_size} x {self.tc.batch_size}: the data stream will not continue exactly")
-        rng = state.get("rng")
-        if isinstance(rng, list) and rng:
-            _set_rng_state(rng[self.info.rank] if self.info.rank < len(rng) else rng[0], self.device)
-        self.metrics = dict(state.get("metrics") or {})
+            warn(f"{path}: saved with {saved_world} process(es) x batch {data.get('batch_size')}; resuming with "
+                 f"{self.info.world_size} x {self.tc.batch_size}: the data stream will not continue exactly")
+        if state.rng:
+            set_rng_state(state.rng[self.info.rank] if self.info.rank < len(state.rng) else state.rng[0], self.device)
+        self.metrics = state.metrics
         self.last_checkpoint = path
         self.last_saved_step = self.step
 
     def _save(self) -> None:
-        rng = D.all_gather_object(_rng_state(self.device))  # every rank takes part
+        rng = D.all_gather_object(rng_state(self.device))  # every rank takes part
         if not self.main:
             self.last_saved_step = self.step
             return
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = self.ckpt_dir / f"step_{self.step:06d}.pt"
-        save_checkpoint(
-            path, self.config, self.model, self.step, ema=self.ema,
+        self.last_checkpoint = self.checkpoints.save(
+            self.step, self.config, self.model, ema=self.ema,
             optimizer=self.optimizer.state_dict(),
             scheduler={"name": "warmup_exponential_decay", "last_step": self.step,
                        "last_lr": learning_rate_at(max(self.step - 1, 0), self.tc)},
@@ -373,27 +270,7 @@ class _Trainer:
                   "consecutive_nonfinite": self.consecutive_nonfinite},
             metrics={k: float(v) for k, v in self.metrics.items()},
         )
-        self._link_last(path)
-        self._rotate()
-        self.last_checkpoint = path
         self.last_saved_step = self.step
-
-    def _link_last(self, path: Path) -> None:
-        last = self.ckpt_dir / "last.pt"
-        tmp = self.ckpt_dir / f".last.pt.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            os.link(path, tmp)
-        except OSError:
-            shutil.copyfile(path, tmp)
-        os.replace(tmp, last)
-
-    def _rotate(self) -> None:
-        steps = step_checkpoints(self.ckpt_dir)
-        for old in steps[: max(0, len(steps) - self.tc.keep_checkpoints)]:
-            with contextlib.suppress(FileNotFoundError):
-                old.unlink()
 
     # ------------------------------------------------------------------------------------ data
 
@@ -550,65 +427,17 @@ class _Trainer:
 
     # --------------------------------------------------------------------------- audio summaries
 
-    @torch.no_grad()
     def audio_summaries(self) -> None:
         """Teacher-forced and short free-running samples, with a piano roll over spectrograms (rank 0)."""
         if not self.main or self.writer.tb is None:
             return
         model = self.ema if self.ema is not None else self.model
-        model.eval()
         source = self._validation_batches()[0] if self.val_set is not None else next(iter(DataLoader(
             self.train_set, batch_size=1, sampler=[0])))
         batch = {k: v[:1].to(self.device) for k, v in source.items()}
-        audio, cond, year, exc = batch["audio"], batch["conditioning"], batch["year"], batch.get("excitation")
-        sr, spf = self.config.data.sample_rate_hz, self.config.data.samples_per_frame
-        g = torch.Generator().manual_seed(_mix_seed(self.tc.seed, self.step, 11))
-        T = audio.shape[-1]
-        u = torch.rand(2, T, generator=g).to(self.device)
-        params = model(audio, cond, year, exc).float()[0].transpose(0, 1)  # [T, out]
-        teacher = model.sample(params, u[0], u[1]).clamp(-1, 1)
-        n = min(T, max(spf, int(round(FREE_RUN_SECONDS * sr)) // spf * spf))
-        m = model.context_margin_frames
-        cond_n = cond[:, :, : n // spf + 2 * m]
-        exc_n = exc[:, :n] if exc is not None else None
-        free = torch.zeros(1, n, device=self.device)
-        for t in range(n):
-            p = model(free, cond_n, year, exc_n).float()[:, :, t]
-            free[:, t] = model.sample(p, u[0, t:t + 1], u[1, t:t + 1])
-        tb = self.writer.tb
-        tb.add_audio("audio/target", audio[0].cpu().unsqueeze(0), self.step, sample_rate=sr)
-        tb.add_audio("audio/teacher_forced", teacher.cpu().unsqueeze(0), self.step, sample_rate=sr)
-        tb.add_audio("audio/free_running", free[0].cpu().clamp(-1, 1).unsqueeze(0), self.step, sample_rate=sr)
-        try:
-            tb.add_figure("roll_and_spectrograms", self._figure(cond[0, :, m: cond.shape[-1] - m].cpu(),
-                                                               audio[0].cpu(), teacher.cpu(), sr), self.step)
-        except Exception as e:  # noqa: BLE001 - plotting must never stop training
-            _warn(f"could not draw the summary figure ({type(e).__name__}: {e})")
+        write_audio_summaries(self.writer.tb, model, batch, self.config, self.step,
+                              seed=_mix_seed(self.tc.seed, self.step, 11))
         model.train(self.ema is None)
-
-    @staticmethod
-    def _figure(roll: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor, sr: int):
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
-        seconds = target.shape[-1] / sr
-        axes[0].imshow(roll.numpy(), aspect="auto", origin="lower", extent=(0, seconds, 0, roll.shape[0]),
-                       cmap="magma", interpolation="nearest")
-        axes[0].set_ylabel("conditioning row")
-        axes[0].set_title("piano roll")
-        for ax, x, title in ((axes[1], target, "target"), (axes[2], teacher, "teacher-forced sample")):
-            window = torch.hann_window(512)
-            spec = torch.stft(x.float(), 512, 128, window=window, return_complex=True).abs()
-            ax.imshow(20 * torch.log10(spec + 1e-5).numpy(), aspect="auto", origin="lower",
-                      extent=(0, seconds, 0, sr / 2000), cmap="magma", vmin=-100, vmax=20)
-            ax.set_ylabel("kHz")
-            ax.set_title(title)
-        axes[2].set_xlabel("seconds")
-        fig.tight_layout()
-        return fig
 
     # ------------------------------------------------------------------------------------- run
 
@@ -619,9 +448,7 @@ class _Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True, desc="train")
-        window = {"loss": 0.0, "bits_per_sample": 0.0, "aux_mel_loss": 0.0, "grad_norm": 0.0, "n": 0}
-        window_start, window_samples = time.perf_counter(), 0
-        samples_per_step = tc.batch_size * self.config.data.segment_samples * self.info.world_size
+        window = MetricWindow(tc.batch_size * self.config.data.segment_samples * self.info.world_size)
         started, start_step = time.perf_counter(), self.step
         stopped = False
         last_rate = 0.0
@@ -631,7 +458,7 @@ class _Trainer:
                 batch = next(batches)
                 result = self.train_step(batch, stop.requested)
                 self.step += 1
-                window_samples += samples_per_step
+                window.add_step(None if result["nonfinite"] else result)
                 if bar is not None:
                     bar.update(1)
                 if result["nonfinite"]:
@@ -650,26 +477,16 @@ class _Trainer:
                             f"train.grad_clip_norm, or train.amp = 'none'")
                 else:
                     self.consecutive_nonfinite = 0
-                    for k in ("loss", "bits_per_sample", "aux_mel_loss", "grad_norm"):
-                        window[k] += result[k]
-                    window["n"] += 1
                 if self.step % tc.log_every_steps == 0 or self.step == max_steps:
-                    elapsed = time.perf_counter() - window_start
-                    last_rate = window_samples / max(elapsed, 1e-9)
+                    means, last_rate = window.close(self.use_aux)
                     values = {"lr": result["lr"], "samples_per_second": last_rate,
-                              "nonfinite_steps": float(self.nonfinite_total)}
-                    if window["n"]:
-                        values.update({k: window[k] / window["n"] for k in
-                                       ("loss", "bits_per_sample", "grad_norm")})
-                        if self.use_aux:
-                            values["aux_mel_loss"] = window["aux_mel_loss"] / window["n"]
-                        self.metrics["train_bits_per_sample"] = values["bits_per_sample"]
+                              "nonfinite_steps": float(self.nonfinite_total), **means}
+                    if means:
+                        self.metrics["train_bits_per_sample"] = means["bits_per_sample"]
                     self.writer.scalars(self.step, values, "train")
-                    if bar is not None and window["n"]:
+                    if bar is not None and means:
                         bar.set_postfix(bits=f"{values['bits_per_sample']:.3f}", lr=f"{result['lr']:.2e}",
                                         ksps=f"{last_rate / 1000:.1f}")
-                    window = {k: 0.0 for k in window} | {"n": 0}
-                    window_start, window_samples = time.perf_counter(), 0
                 if self.step % tc.validate_every_steps == 0:
                     self._validate_and_log()
                 if tc.audio_samples_every_steps and self.step % tc.audio_samples_every_steps == 0:
@@ -690,7 +507,7 @@ class _Trainer:
         if self.last_saved_step != self.step:
             self._save()
         if stopped and self.main:
-            _warn(f"stopped at step {self.step} on request; checkpoint {self.last_checkpoint} "
+            warn(f"stopped at step {self.step} on request; checkpoint {self.last_checkpoint} "
                   f"(continue with --resume)")
         self.writer.close()
         return {
@@ -737,7 +554,7 @@ def _prepare_run(config: Config | None, data_dir: Any, out_dir: Any, resume: boo
         raise TrainingError(f"{out}: exists and is not a folder")
     resume_from = None
     if resume:
-        resume_from = _latest_checkpoint(out / CHECKPOINT_DIR)
+        resume_from = latest_checkpoint(out / CHECKPOINT_DIR)
         if resume_from is None:
             raise TrainingError(f"{out}: nothing to resume (no {CHECKPOINT_DIR}/last.pt or step_*.pt)")
         saved = checkpoint_config(load_checkpoint(resume_from), str(resume_from))
@@ -750,7 +567,7 @@ def _prepare_run(config: Config | None, data_dir: Any, out_dir: Any, resume: boo
                                     f"({'; '.join(changed)})")
             changed = [c for c in _config_differences(config, saved, "train") if not c.startswith("train.max_steps:")]
             if changed and D.env_info().is_main:
-                _warn(f"resuming with changed training settings: {'; '.join(changed)}")
+                warn(f"resuming with changed training settings: {'; '.join(changed)}")
     elif out.exists() and any(out.iterdir()):
         raise TrainingError(f"{out}: run folder exists and is not empty (use --resume to continue it, "
                             f"or choose another --out)")
@@ -760,12 +577,7 @@ def _prepare_run(config: Config | None, data_dir: Any, out_dir: Any, resume: boo
 
 
 def _check_init_weights(path: Path, config: Config) -> None:
-    weights, _, _ = load_state(path, use_ema=True)
-    try:
-        Midi2Wave(config.model, config.data).load_state_dict(weights)
-    except RuntimeError as e:
-        raise TrainingError(f"{path}: its weights do not fit this config's network "
-                            f"({' '.join(str(e).split())[:200]})") from None
+    load_initial_weights(path, Midi2Wave(config.model, config.data))
 
 
 def train(config: Config | None, data_dir: Any, out_dir: Any, resume: bool = False,
@@ -803,7 +615,7 @@ def train(config: Config | None, data_dir: Any, out_dir: Any, resume: bool = Fal
         with _Stop() as stop:
             trainer = _Trainer(config, store, counts, out, dev, info, progress, resume_from, init_from)
             if trainer.step >= config.train.max_steps and info.is_main:
-                _warn(f"{resume_from}: already at step {trainer.step} >= max_steps {config.train.max_steps}; "
+                warn(f"{resume_from}: already at step {trainer.step} >= max_steps {config.train.max_steps}; "
                       f"nothing to do (raise --max-steps to train further)")
             summary = trainer.run(config.train.max_steps, stop)
         D.barrier()
@@ -816,8 +628,8 @@ def tune_cpu_allocator() -> bool:
     """Keep freed memory in the process (glibc only): no mmap for big blocks, no trimming.
 
     By default glibc hands every block over 32 MB back to the OS when freed, so each training step
-    page-faults its big activations back in (a fifth of the CPU time of an nv-wavenet-size step at
-    batch 8 went to the kernel). Process-wide, so only the `midi2wave train` CLI does it, on CPU;
+    page-faults its big activations back in and spends a large share of its CPU time in the kernel
+    (measured in BENCHMARKS.md). Process-wide, so only the `midi2wave train` CLI does it, on CPU;
     MIDI2WAVE_MALLOC_TUNING=0 turns it off. Returns whether it was applied.
     """
     import ctypes

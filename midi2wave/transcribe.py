@@ -38,6 +38,7 @@ __all__ = [
     "TranscriptionUnavailable",
     "Transcriber",
     "basic_pitch_available",
+    "require_basic_pitch",
     "get_transcriber",
     "transcribe",
 ]
@@ -88,6 +89,12 @@ def _modules() -> tuple[Any, Any, Any, Path]:
     if not model_path.is_file():
         raise TranscriptionUnavailable(f"{model_path}: basic-pitch's ONNX model is missing; reinstall: {INSTALL_HINT}")
     return onnxruntime, bp_constants, bp_notes, model_path
+
+
+def require_basic_pitch() -> None:
+    """Raise TranscriptionUnavailable (with install instructions) unless basic-pitch, onnxruntime
+    and the ONNX model are there: callers check before costly work whose result they transcribe."""
+    _modules()
 
 
 def basic_pitch_available() -> bool:

@@ -1,4 +1,4 @@
-"""midi2wave.audio: decoding, mono, resampling, int16, mu-law, atomic WAV writing."""
+"""midi2wave.audio: decoding, mono, resampling, int16, atomic WAV writing."""
 
 from __future__ import annotations
 
@@ -79,22 +79,6 @@ def test_float_to_int16_rounds_and_clips():
     A.float_to_int16(x)
     np.testing.assert_array_equal(x, kept)  # input untouched
     np.testing.assert_array_equal(A.float_to_int16(A.int16_to_float(k.astype(np.int16))), k)
-
-
-def test_mu_law_round_trips():
-    q = np.arange(256)
-    np.testing.assert_array_equal(A.mu_law_encode(A.mu_law_decode(q)), q)
-    assert A.mu_law_decode(np.array([0, 255])).tolist() == [-1.0, 1.0]
-    x = np.linspace(-1, 1, 20001)
-    codes = A.mu_law_encode(x)
-    assert codes.min() == 0 and codes.max() == 255 and np.all(np.diff(codes) >= 0)
-    assert A.mu_law_encode(np.array([0.0]))[0] == 128
-    err = np.abs(A.mu_law_decode(codes) - x)
-    assert err.max() < 0.03  # half the coarsest step, near +-1
-    small = np.abs(x) < 0.01
-    assert err[small].max() < 3e-4  # fine steps near 0
-    assert A.mu_law_encode(np.array([-5.0, 5.0])).tolist() == [0, 255]  # clipped
-    np.testing.assert_array_equal(A.mu_law_encode(A.mu_law_decode(np.arange(16), 16), 16), np.arange(16))
 
 
 @pytest.mark.parametrize("subtype,fmt", [("PCM_16", "WAV"), ("PCM_16", "FLAC"), ("PCM_24", "WAV"), ("FLOAT", "WAV")])

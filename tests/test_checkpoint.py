@@ -17,14 +17,14 @@ from midi2wave.checkpoint import (
     save_checkpoint,
 )
 from midi2wave.cli import main as cli_main
-from midi2wave.config import load_config
 from midi2wave.errors import CheckpointError
 from midi2wave.info import describe
 from midi2wave.model import Midi2Wave
 from store_fixture import make_store
+from conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = load_config(ROOT / "configs" / "tiny.json")
+TINY = tiny_config()
 
 EXECUTED: list[str] = []
 

@@ -14,9 +14,10 @@ import math
 import pytest
 import torch
 
-from midi2wave.config import DataConfig, ModelConfig
+from midi2wave.config import DataConfig
 from midi2wave.model import Midi2Wave
 from midi2wave.model.distributions import quantize_pcm
+from conftest import tiny_model_config
 
 SPF = 64
 FRAMES = 8
@@ -59,9 +60,8 @@ def _bursts(seed: int, batch: int = 8):
     return quantize_pcm(audio[:, :T]), roll
 
 
-TINY = ModelConfig(residual_channels=12, gate_channels=24, skip_channels=12, n_stacks=1, layers_per_stack=4,
-                   output_kind="mulaw", context_channels=12, context_stacks=1, context_layers_per_stack=1,
-                   year_embedding=False)
+TINY = tiny_model_config(residual_channels=12, gate_channels=24, skip_channels=12, n_stacks=1, layers_per_stack=4,
+                         output_kind="mulaw", context_channels=12, context_layers_per_stack=1, year_embedding=False)
 STEPS = 500
 
 
@@ -100,16 +100,33 @@ def test_a_tiny_model_learns_to_use_the_excitation():
     assert after > 0.7, f"excitation gain after training {after:.3f} bits/sample"
 
 
+def _path_effect(model: Midi2Wave, audio, cond, exc, path: str) -> tuple[float, float]:
+    """(bits per sample gained from one path alone, largest change of the output parameters): that
+    path's input zeroed, the other path's input kept."""
+    year = torch.zeros(audio.shape[0], dtype=torch.long)
+    cut_cond, cut_exc = (torch.zeros_like(cond), exc) if path == "roll" else (cond, torch.zeros_like(exc))
+    with torch.no_grad():
+        full = model(audio, cond, year, excitation=exc)
+        cut = model(audio, cut_cond, year, excitation=cut_exc)
+        gain = (model.bits_per_sample(cut, audio) - model.bits_per_sample(full, audio)).item()
+    return gain, (full - cut).abs().max().item()
+
+
 @pytest.mark.parametrize("path", ["roll", "excitation"])
 def test_gain_is_zero_when_the_path_is_cut(path):
-    """The measurement itself: with the path's weights zeroed, the gain is exactly zero."""
+    """The measurement itself: with one path's weights zeroed, that path's gain is exactly zero (the
+    output does not move), while the other path, left connected, still moves it."""
     torch.manual_seed(0)
     data = DataConfig(conditioning=("onset_velocity",), use_year=False, excitation_partials=1)
     model = Midi2Wave(TINY, data)
     m = model.context_margin_frames
     audio, roll = _bursts(3)
     cond = torch.nn.functional.pad(roll, (m, m))
+    exc = audio.clone()
+    other = {"roll": "excitation", "excitation": "roll"}[path]
+    assert _path_effect(model, audio, cond, exc, path)[1] > 1e-3  # connected, the path moves the output
     with torch.no_grad():
-        model.cond_proj.weight.zero_()
-        model.excitation_weight.zero_()
-    assert _gain(model, audio, cond, audio.clone()) == pytest.approx(0.0, abs=1e-6)
+        (model.cond_proj.weight if path == "roll" else model.excitation_weight).zero_()
+    gain, change = _path_effect(model, audio, cond, exc, path)
+    assert change == 0.0 and gain == 0.0
+    assert _path_effect(model, audio, cond, exc, other)[1] > 1e-3

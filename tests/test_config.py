@@ -13,7 +13,7 @@ from midi2wave.config import Config, ConfigError, config_from_dict, load_config
 from midi2wave.model import Midi2Wave
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = sorted((ROOT / "configs").glob("*.json"))
+PRESETS = sorted((ROOT / "configs").rglob("*.json"))  # every preset, the study configs included
 
 
 def write(tmp_path: Path, values, name: str = "cfg.json") -> Path:
@@ -75,9 +75,10 @@ def test_train_cli_reports_a_bad_config_first(tmp_path, capsys):
 
 def test_presets_exist():
     assert {p.stem for p in PRESETS} >= {"paper", "nv-wavenet", "demo", "tiny"}
+    assert len([p for p in PRESETS if p.parent.name == "study"]) >= 19
 
 
-@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.relative_to(ROOT / "configs").with_suffix("").as_posix())
 def test_presets_load_and_build(path):
     config = load_config(path)
     with torch.device("meta"):  # sizes only: no memory for the big presets

@@ -148,6 +148,17 @@ def test_items_match_store_audio_and_sustained_rolls(store):
                                       excitation_signal(notes, start * SPF, data.segment_samples, 16000, 3))
 
 
+def test_piece_audio_and_notes_are_public(store):
+    ds = SegmentDataset(store, "train", cfg(sustain_threshold=64))
+    for piece in range(len(ds.pieces)):
+        np.testing.assert_array_equal(ds.piece_audio(piece), piece_audio(store, ds, piece))
+        notes, pedals = ds.piece_notes(piece)
+        want, want_pedals = sustained_notes(store, ds, piece, 64)
+        np.testing.assert_array_equal(notes.offset_s, want.offset_s)
+        np.testing.assert_array_equal(pedals.time_s, want_pedals.time_s)
+        assert ds.piece_notes(piece)[0] is notes  # cached
+
+
 def test_sustained_frames_line_up_with_audio(store):
     # The fixture audio sounds exactly while the *sustained* notes sound, so the frames holding nonzero
     # audio are the frames of the `frame` channel; a dataset that ignored the pedal would come up short.

@@ -23,10 +23,10 @@ from midi2wave.evaluate import (
 from midi2wave.midi import Notes, PedalEvents, frame_rolls
 from midi2wave.model import Midi2Wave
 from store_fixture import FixturePiece, make_store, write_store
+from conftest import tiny_data_config, tiny_model_config
 
-TINY = ModelConfig(residual_channels=8, gate_channels=16, skip_channels=8, n_stacks=1, layers_per_stack=4,
-                   n_mixtures=2, context_channels=8, context_stacks=1, context_layers_per_stack=2)
-TINY_DATA = DataConfig(conditioning=("onset_velocity", "pedals"), segment_seconds=0.25, excitation_partials=2)
+TINY = tiny_model_config(n_stacks=1, layers_per_stack=4, n_mixtures=2)
+TINY_DATA = tiny_data_config(segment_seconds=0.25, excitation_partials=2)
 
 
 def _notes(rows) -> Notes:

@@ -22,10 +22,10 @@ from midi2wave.generate import (
 )
 from midi2wave.model import Midi2Wave
 from midi2wave.model.distributions import quantize_pcm
+from conftest import tiny_data_config, tiny_model_config
 
-TINY = ModelConfig(residual_channels=8, gate_channels=16, skip_channels=8, n_stacks=2, layers_per_stack=3,
-                   n_mixtures=3, context_channels=8, context_stacks=1, context_layers_per_stack=2)
-DATA = DataConfig(conditioning=("onset_velocity", "pedals"), segment_seconds=0.032)
+TINY = tiny_model_config()
+DATA = tiny_data_config()
 ATOL = 1e-4  # engines vs the full forward pass, on params of magnitude ~1
 
 CASES = {

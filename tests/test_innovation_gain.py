@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from midi2wave import resonators as rs
-from midi2wave.config import ConfigError, DataConfig, ModelConfig
+from midi2wave.config import ConfigError, DataConfig
 from midi2wave.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
 from midi2wave.model import Midi2Wave
+from conftest import tiny_model_config
 
 SR = 16000
 GAIN = rs.ResonatorConfig(partials=4, decay_scale=0.5, decay_exponent=1.0, gain=0.2, gain_velocity_exponent=1.0,
@@ -106,8 +107,7 @@ def test_config_validates_the_gain_and_passes_it_to_the_bank():
 
 def _model(gain: float) -> Midi2Wave:
     torch.manual_seed(0)
-    cfg = ModelConfig(residual_channels=8, gate_channels=16, skip_channels=8, n_stacks=1, layers_per_stack=4,
-                      context_channels=8, context_stacks=1, context_layers_per_stack=1, output_kind="mulaw")
+    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
     data = DataConfig(conditioning=("frame",), segment_seconds=0.032, resonator_partials=4,
                       resonator_input="innovation", resonator_gain=gain, resonator_gain_attack_s=0.02,
                       resonator_gain_sustain=0.25, resonator_gain_release_s=0.03, resonator_gain_floor=1e-4)

@@ -20,10 +20,10 @@ from midi2wave.model.distributions import (
     sample_mol,
     sample_mulaw,
 )
+from conftest import tiny_data_config, tiny_model_config
 
-TINY = ModelConfig(residual_channels=8, gate_channels=16, skip_channels=8, n_stacks=2, layers_per_stack=3,
-                   n_mixtures=3, context_channels=8, context_stacks=1, context_layers_per_stack=2)
-DATA = DataConfig(conditioning=("onset_velocity", "pedals"), segment_seconds=0.032)
+TINY = tiny_model_config()
+DATA = tiny_data_config()
 
 
 def _random_pcm(shape, seed=0) -> torch.Tensor:

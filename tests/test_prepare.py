@@ -21,6 +21,7 @@ import soundfile as sf
 import soxr
 
 from midi2wave.data import prepare as P
+from midi2wave.data import store as S
 from midi2wave.data.maestro import find_pieces
 from midi2wave.errors import InputError
 from midi2wave.midi import read_midi
@@ -123,6 +124,7 @@ def test_store_layout_and_contents(source, reference_store):
     assert (manifest["format"], manifest["version"], manifest["sample_rate_hz"]) == ("midi2wave-store", 1, 16000)
     ids = [r["id"] for r in manifest["pieces"]]
     assert ids == sorted(ids) == [p.id for p in find_pieces(source)]
+    assert set(S.RECORD_KEYS) == RECORD_KEYS and set(S.NOTES_KEYS) == NPZ_KEYS  # the store module says the same
     for i, record in enumerate(manifest["pieces"]):
         assert set(record) == RECORD_KEYS
         assert json.loads((store / "pieces" / f"{record['id']}.json").read_text()) == record
@@ -196,17 +198,17 @@ def test_parallel_run_equals_serial_run(source, reference_store, tmp_path):
 _DIE_DURING_SECOND_PIECE = textwrap.dedent("""
     import os, signal, sys
     import midi2wave.data.prepare as P
-    real_save_npz, calls = P._save_npz, []
+    real_save_notes, calls = P.save_notes, []
 
-    def save_npz_then_die(path, arrays):
+    def save_notes_then_die(path, notes, pedals):
         calls.append(path)
         if len(calls) == 2:  # second piece: its .npy is in place, its notes half written, no record yet
             with open(path, "wb") as f:
                 f.write(b"half a zip")
             os.kill(os.getpid(), signal.SIGKILL)
-        real_save_npz(path, arrays)
+        real_save_notes(path, notes, pedals)
 
-    P._save_npz = save_npz_then_die
+    P.save_notes = save_notes_then_die
     P.prepare_dataset(sys.argv[1], sys.argv[2], jobs=1, progress=False)
 """)
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from midi2wave import resonators as rs
-from midi2wave.config import ConfigError, DataConfig, ModelConfig
+from midi2wave.config import ConfigError, DataConfig
 from midi2wave.generate import GenerationCache, generate
 from midi2wave.midi import Notes, pitch_to_hz
 from midi2wave.model import Midi2Wave
+from conftest import tiny_model_config
 
 SR = 16000
 BANK = rs.ResonatorConfig(partials=4, decay_scale=0.5, decay_exponent=1.0)
@@ -124,9 +125,8 @@ def test_config_validates_the_bank_settings():
 
 def _bank_model(output_kind: str, network_input: str = "audio", input_kind: str = "mulaw_embedding") -> Midi2Wave:
     torch.manual_seed(0)
-    cfg = ModelConfig(residual_channels=8, gate_channels=16, skip_channels=8, n_stacks=1, layers_per_stack=4,
-                      n_mixtures=3, context_channels=8, context_stacks=1, context_layers_per_stack=1,
-                      output_kind=output_kind, input_kind=input_kind)
+    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind=output_kind,
+                            input_kind=input_kind)
     data = DataConfig(conditioning=("frame",), segment_seconds=0.032, resonator_partials=4,
                       resonator_input=network_input)
     return Midi2Wave(cfg, data).eval()

@@ -16,15 +16,16 @@ from midi2wave import constants as C
 from midi2wave import synthesize as S
 from midi2wave.checkpoint import save_checkpoint
 from midi2wave.cli import main
-from midi2wave.config import Config, DataConfig, ModelConfig, SamplingOptions
+from midi2wave.config import Config, SamplingOptions
 from midi2wave.errors import InputError
 from midi2wave.midi import excitation_signal
 from midi2wave.model import Midi2Wave
+from conftest import tiny_data_config, tiny_model_config
 
 SR = C.SAMPLE_RATE_HZ
-TINY = ModelConfig(residual_channels=4, gate_channels=8, skip_channels=8, n_stacks=1, layers_per_stack=4,
-                   n_mixtures=2, context_channels=4, context_stacks=1, context_layers_per_stack=1)
-DATA = DataConfig(conditioning=("onset_velocity", "pedals"), excitation_partials=2)
+TINY = tiny_model_config(residual_channels=4, gate_channels=8, n_stacks=1, layers_per_stack=4, n_mixtures=2,
+                         context_channels=4, context_layers_per_stack=1)
+DATA = tiny_data_config(segment_seconds=0.5, excitation_partials=2)
 CONFIG = Config(data=DATA, model=TINY)
 
 

@@ -19,15 +19,16 @@ import torch
 
 from midi2wave.checkpoint import load_checkpoint
 from midi2wave.cli import main as cli_main
-from midi2wave.config import Config, DataConfig, load_config
+from midi2wave.config import DataConfig, load_config
 from midi2wave.features import log_mel_spectrogram, mel_filterbank, valid_frames
 from midi2wave.midi import Notes
 from midi2wave.model import Midi2Wave
 from midi2wave.train import ResumableSampler, TrainingError, learning_rate_at, train
 from store_fixture import make_store, synthetic_piece, write_store
+from conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = load_config(ROOT / "configs" / "tiny.json")
+TINY = tiny_config()
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +48,7 @@ def store(tmp_path_factory) -> Path:
     return root
 
 
-def tiny(**train_overrides) -> Config:
-    return TINY.replace(train=dataclasses.replace(TINY.train, **train_overrides))
+tiny = tiny_config
 
 
 def params_of(path: Path, key: str = "model") -> dict[str, torch.Tensor]:

@@ -11,7 +11,6 @@ proportional to its number of segments, and the start is a uniformly drawn whole
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -25,67 +24,14 @@ from .. import constants as C
 from .. import resonators
 from ..config import DataConfig
 from ..errors import InputError
-from ..midi import Notes, PedalEvents, apply_sustain, excitation_signal, frame_rolls, notes_from_arrays
+from ..midi import Notes, PedalEvents, apply_sustain, excitation_signal, frame_rolls
+from .store import (MANIFEST, STORE_FORMAT, STORE_VERSION, load_piece_audio, load_store_manifest, load_store_notes,
+                    read_manifest)
 
-__all__ = ["STORE_FORMAT", "STORE_VERSION", "load_store_manifest", "SegmentDataset"]
+# The store's names and readers live in data/store.py; re-exported here for existing callers.
+__all__ = ["STORE_FORMAT", "STORE_VERSION", "load_store_manifest", "load_store_notes", "SegmentDataset"]
 
-STORE_FORMAT = "midi2wave-store"
-STORE_VERSION = 1
-MANIFEST = "manifest.json"
-_REQUIRED_KEYS = ("id", "split", "n_samples", "audio", "notes")
 _SEED_MASK = (1 << 64) - 1
-
-
-def _read_manifest(store: Path) -> dict[str, Any]:
-    if not store.exists():
-        raise InputError(f"{store}: no such dataset store (make one with `midi2wave prepare`)")
-    if not store.is_dir():
-        raise InputError(f"{store}: not a dataset store (expected a folder made by `midi2wave prepare`)")
-    path = store / MANIFEST
-    if not path.is_file():
-        raise InputError(f"{store}: no {MANIFEST} (not a dataset store, or `midi2wave prepare` did not finish)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
-        raise InputError(f"{path}: not a midi2wave dataset store manifest")
-    if manifest.get("version") != STORE_VERSION:
-        raise InputError(f"{path}: store format version {manifest.get('version')!r}, "
-                         f"this midi2wave reads version {STORE_VERSION} (re-run `midi2wave prepare`)")
-    pieces = manifest.get("pieces")
-    if not isinstance(pieces, list):
-        raise InputError(f"{path}: 'pieces' must be a list")
-    for i, record in enumerate(pieces):
-        if not isinstance(record, dict):
-            raise InputError(f"{path}: piece {i} is not an object")
-        missing = [k for k in _REQUIRED_KEYS if k not in record]
-        if missing:
-            raise InputError(f"{path}: piece {record.get('id', i)!r} lacks {', '.join(missing)}")
-    return manifest
-
-
-def load_store_manifest(store: str | os.PathLike) -> list[dict[str, Any]]:
-    """The piece records of a store's manifest.json, in manifest (id) order.
-
-    Raises `InputError("<path>: <problem>")` for a missing store or manifest, invalid JSON, another
-    format or version, or records lacking id, split, n_samples, audio or notes.
-    """
-    return list(_read_manifest(Path(store))["pieces"])
-
-
-
-def load_store_notes(path: str | os.PathLike) -> tuple[Notes, PedalEvents]:
-    """A piece's raw notes and pedal events from its `.notes.npz` in a store (InputError if unreadable)."""
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            return notes_from_arrays(arrays)
-    except FileNotFoundError:
-        raise InputError(f"{path}: missing (the store is incomplete; re-run `midi2wave prepare`)") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"{path}: not a readable notes file ({type(e).__name__}: {e})") from None
 
 
 class SegmentDataset(Dataset):
@@ -126,7 +72,7 @@ class SegmentDataset(Dataset):
         if examples_per_epoch is not None and examples_per_epoch < 1:
             raise ValueError(f"examples_per_epoch must be >= 1, got {examples_per_epoch}")
 
-        manifest = _read_manifest(self.store)
+        manifest = read_manifest(self.store)
         store_rate = manifest.get("sample_rate_hz")
         if store_rate != data_config.sample_rate_hz:
             raise InputError(f"{self.store / MANIFEST}: the store holds {store_rate} Hz audio but the config "
@@ -147,7 +93,6 @@ class SegmentDataset(Dataset):
         self.total_segments = int(self._cumulative_segments[-1])
         # Latest start frame of each piece such that the whole segment lies inside the audio.
         self.max_start_frames = (n_samples - segment) // data_config.samples_per_frame
-        self._max_start_frame = self.max_start_frames  # alias (used by evaluate.py)
         self.examples_per_epoch = examples_per_epoch
         self._years = [C.year_index(_as_year(r.get("year"))) if data_config.use_year else C.UNKNOWN_YEAR_INDEX
                        for r in self.pieces]
@@ -171,7 +116,7 @@ class SegmentDataset(Dataset):
         rng = np.random.default_rng([self.seed & _SEED_MASK, self.epoch & _SEED_MASK, index])
         draw = int(rng.integers(self.total_segments))
         piece = int(np.searchsorted(self._cumulative_segments, draw, side="right"))
-        start_frame = int(rng.integers(0, int(self._max_start_frame[piece]) + 1))
+        start_frame = int(rng.integers(0, int(self.max_start_frames[piece]) + 1))
         return piece, start_frame
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -185,12 +130,12 @@ class SegmentDataset(Dataset):
         cfg = self.data_config
         spf = cfg.samples_per_frame
         start_sample = start_frame * spf
-        audio_map = self._audio(piece)
+        audio_map = self.piece_audio(piece)
         if not 0 <= start_sample <= len(audio_map) - cfg.segment_samples:
             raise IndexError(f"segment at frame {start_frame} is outside piece {self.pieces[piece]['id']!r}")
         audio = np.asarray(audio_map[start_sample:start_sample + cfg.segment_samples], dtype=np.float32)
         audio *= 1.0 / C.PCM_SCALE
-        notes, pedals = self._notes(piece)
+        notes, pedals = self.piece_notes(piece)
         conditioning = frame_rolls(notes, pedals, cfg.conditioning, start_frame - self.margin_frames,
                                    cfg.segment_frames + 2 * self.margin_frames, cfg.frame_rate_hz)
         item = {
@@ -232,24 +177,18 @@ class SegmentDataset(Dataset):
     def _path(self, piece: int, key: str) -> Path:
         return self.store / self.pieces[piece][key]
 
-    def _audio(self, piece: int) -> np.ndarray:
+    def piece_audio(self, piece: int) -> np.ndarray:
+        """Piece `piece`'s int16 audio `[n_samples]`, memory-mapped (opened once per process)."""
         self._check_process()
         audio = self._audio_maps.get(piece)
         if audio is None:
-            path = self._path(piece, "audio")
-            try:
-                audio = np.load(path, mmap_mode="r", allow_pickle=False)
-            except FileNotFoundError:
-                raise InputError(f"{path}: missing (the store is incomplete; re-run `midi2wave prepare`)") from None
-            except (OSError, ValueError) as e:
-                raise InputError(f"{path}: not a readable .npy audio file ({e})") from None
-            expected = int(self.pieces[piece]["n_samples"])
-            if audio.dtype != np.int16 or audio.ndim != 1 or len(audio) != expected:
-                raise InputError(f"{path}: expected int16 [{expected}] audio, found {audio.dtype} {list(audio.shape)}")
+            audio = load_piece_audio(self._path(piece, "audio"), int(self.pieces[piece]["n_samples"]))
             self._audio_maps[piece] = audio
         return audio
 
-    def _notes(self, piece: int) -> tuple[Notes, PedalEvents]:
+    def piece_notes(self, piece: int) -> tuple[Notes, PedalEvents]:
+        """Piece `piece`'s notes with the sustain pedal applied (`data_config.sustain_threshold`) and
+        its raw pedal events; cached per process (LRU, bounded by `max_cached_notes` notes)."""
         self._check_process()
         cached = self._notes_cache.get(piece)
         if cached is not None:

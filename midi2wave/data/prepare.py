@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -31,22 +30,14 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import constants as C
-from ..audio import atomic_path, audio_info, decode_mono_int16
+from ..audio import audio_info, decode_mono_int16
 from ..errors import InputError
+from ..files import TEMP_NAME, atomic_path
 from .maestro import Piece, find_pieces
+from .store import (MANIFEST, PIECE_SUFFIXES, PIECES_DIR, SOURCE_KEYS, piece_file_names, read_manifest, read_record,
+                    save_notes, save_piece_audio, write_manifest, write_record)
 
-__all__ = ["STORE_FORMAT", "STORE_VERSION", "PrepareSummary", "prepare_dataset", "read_manifest"]
-
-STORE_FORMAT = "midi2wave-store"
-STORE_VERSION = 1
-PIECES_DIR = "pieces"
-MANIFEST = "manifest.json"
-
-# Temporary files: `.<final name>.<pid>-<hex>.tmp` (see audio.atomic_path).
-_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.\d+-[0-9a-f]+\.tmp$")
-# Record fields that must equal the source's current state for a piece to count as done.
-_SOURCE_KEYS = ("split", "year", "composer", "title", "source_audio", "source_midi",
-                "source_audio_bytes", "source_audio_mtime_ns", "source_midi_bytes", "source_midi_mtime_ns")
+__all__ = ["PrepareSummary", "prepare_dataset"]
 
 
 @dataclass
@@ -167,20 +158,6 @@ def prepare_dataset(
     return summary
 
 
-def read_manifest(store: str | os.PathLike) -> dict[str, Any]:
-    """The parsed manifest.json of a store (InputError if missing or not a store)."""
-    path = Path(store) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found (make the store with `midi2wave prepare`)") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: cannot read ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
-        raise InputError(f"{path}: not a midi2wave dataset store manifest")
-    return manifest
-
-
 # ------------------------------------------------------------------------------------ the worker
 
 
@@ -218,25 +195,16 @@ def _prepare_piece_or_raise(piece: Piece, pieces_dir: Path, sample_rate_hz: int,
             f"{piece.midi_path}: MIDI ends at {midi_end:.2f} s, {midi_end - duration:.2f} s after the end of "
             f"its audio {piece.audio_path} ({duration:.2f} s; limit {max_mismatch:g} s)")
 
-    audio_name, notes_name, record_name = f"{piece.id}.npy", f"{piece.id}.notes.npz", f"{piece.id}.json"
+    audio_name, notes_name, record_name = piece_file_names(piece.id)
     # The record marks the piece done: remove an outdated one before touching the data files.
     try:
         os.unlink(pieces_dir / record_name)
     except FileNotFoundError:
         pass
     with atomic_path(pieces_dir / audio_name, force=True) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, audio, allow_pickle=False)
+        save_piece_audio(tmp, audio)
     with atomic_path(pieces_dir / notes_name, force=True) as tmp:
-        _save_npz(tmp, {
-            "onset_s": np.asarray(notes.onset_s, dtype=np.float64),
-            "offset_s": np.asarray(notes.offset_s, dtype=np.float64),
-            "pitch": np.asarray(notes.pitch, dtype=np.int16),
-            "velocity": np.asarray(notes.velocity, dtype=np.int16),
-            "pedal_time_s": np.asarray(pedals.time_s, dtype=np.float64),
-            "pedal_controller": np.asarray(pedals.controller, dtype=np.int16),
-            "pedal_value": np.asarray(pedals.value, dtype=np.int16),
-        })
+        save_notes(tmp, notes, pedals)
     record = {
         "id": piece.id,
         "split": piece.split,
@@ -255,8 +223,7 @@ def _prepare_piece_or_raise(piece: Piece, pieces_dir: Path, sample_rate_hz: int,
         "source_midi_bytes": midi_stat.st_size,
         "source_midi_mtime_ns": midi_stat.st_mtime_ns,
     }
-    with atomic_path(pieces_dir / record_name, force=True) as tmp:
-        tmp.write_text(_dumps(record), encoding="utf-8")
+    write_record(pieces_dir / record_name, record)
     return duration
 
 
@@ -270,12 +237,6 @@ def _stat(path: Path) -> os.stat_result:
     if not os.path.isfile(path):
         raise _PieceFailure(path, f"{path}: not a file")
     return st
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez into an open file (given a path it would append '.npz'); its members carry no time stamp."""
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
 
 
 # ----------------------------------------------------------------------------------- scheduling
@@ -355,23 +316,15 @@ def _open_store(store: Path, sample_rate_hz: int) -> None:
         if not (store / MANIFEST).exists() and not (store / PIECES_DIR).is_dir():
             raise InputError(f"{store}: folder is not empty and is not a dataset store (no {MANIFEST} or {PIECES_DIR}/)")
         if (store / MANIFEST).exists():
-            manifest = read_manifest(store)
+            manifest = read_manifest(store, check_version=False)
             if manifest.get("sample_rate_hz") != sample_rate_hz:
                 raise InputError(f"{store}: the store holds {manifest.get('sample_rate_hz')} Hz audio, "
                                  f"not {sample_rate_hz} Hz (prepare into another folder)")
     (store / PIECES_DIR).mkdir(parents=True, exist_ok=True)
 
 
-def _load_record(path: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def _is_done(piece: Piece, pieces_dir: Path, sample_rate_hz: int) -> bool:
-    record = _load_record(pieces_dir / f"{piece.id}.json")
+    record = read_record(pieces_dir / piece_file_names(piece.id)[2])
     if record is None:
         return False
     if record.get("sample_rate_hz") != sample_rate_hz:
@@ -387,7 +340,7 @@ def _is_done(piece: Piece, pieces_dir: Path, sample_rate_hz: int) -> bool:
         "source_audio_bytes": audio_stat.st_size, "source_audio_mtime_ns": audio_stat.st_mtime_ns,
         "source_midi_bytes": midi_stat.st_size, "source_midi_mtime_ns": midi_stat.st_mtime_ns,
     }
-    if any(record.get(k) != current[k] for k in _SOURCE_KEYS):
+    if any(record.get(k) != current[k] for k in SOURCE_KEYS):
         return False
     return (pieces_dir.parent / str(record.get("audio"))).is_file() and \
         (pieces_dir.parent / str(record.get("notes"))).is_file()
@@ -396,9 +349,9 @@ def _is_done(piece: Piece, pieces_dir: Path, sample_rate_hz: int) -> bool:
 def _remove_stale_temps(pieces_dir: Path, ids: set[str]) -> None:
     """Delete temporary files a killed run left for the pieces about to be (re)done. Temporaries of
     other pieces are left alone: they may belong to another shard writing into the same store."""
-    finals = {f"{i}{suffix}" for i in ids for suffix in (".npy", ".notes.npz", ".json")}
+    finals = {f"{i}{suffix}" for i in ids for suffix in PIECE_SUFFIXES}
     for entry in os.scandir(pieces_dir):
-        m = _TEMP_NAME.match(entry.name)
+        m = TEMP_NAME.match(entry.name)
         if m and m.group("final") in finals:
             try:
                 os.unlink(entry.path)
@@ -410,19 +363,15 @@ def _write_manifest(store: Path, sample_rate_hz: int) -> int:
     records = []
     for entry in os.scandir(store / PIECES_DIR):
         if entry.name.endswith(".json") and not entry.name.startswith("."):
-            record = _load_record(Path(entry.path))
+            record = read_record(Path(entry.path))
             if record is None or "id" not in record:
                 _print(f"midi2wave: warning: {entry.path}: unreadable piece record, left out of the manifest")
                 continue
             if record.get("sample_rate_hz") != sample_rate_hz:
                 raise InputError(f"{entry.path}: piece stored at {record.get('sample_rate_hz')} Hz, "
                                  f"not {sample_rate_hz} Hz (the store mixes rates)")
-            records.append(dict(sorted(record.items())))
-    records.sort(key=lambda r: r["id"])
-    manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "sample_rate_hz": sample_rate_hz,
-                "pieces": records}
-    with atomic_path(store / MANIFEST, force=True) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            records.append(record)
+    write_manifest(store, sample_rate_hz, records)
     return len(records)
 
 
