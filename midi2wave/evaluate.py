@@ -55,7 +55,8 @@ from . import plots, realism, report
 from .config import Config, DataConfig
 from .errors import Midi2WaveError
 from .data.dataset import load_store_notes
-from .midi import Notes, PedalEvents, apply_sustain, excitation_signal, frame_rolls
+from .inputs import window_inputs
+from .midi import Notes, PedalEvents, apply_sustain
 
 __all__ = [
     "EvaluationError",
@@ -208,32 +209,21 @@ def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig
         if start is None:
             continue
         taken.add((piece, start))
-        item = dataset.example(piece, start)
         start_s = start / cfg.frame_rate_hz
-        schedule, warmup = _bank_window(cfg, dataset.piece_notes(piece)[0], dataset.piece_audio(piece), start, 1.0 / C.PCM_SCALE)
+        sustained, pedals = dataset.piece_notes(piece)
+        audio = dataset.piece_audio(piece)
+        s0 = start * cfg.samples_per_frame
+        window = window_inputs(cfg, sustained, pedals, s0, cfg.segment_samples, margin_frames,
+                               dataset.piece_years[piece], audio=audio, audio_scale=1.0 / C.PCM_SCALE)
         excerpts.append(Excerpt(
             source=str(dataset.pieces[piece]["id"]), start_frame=start, n_frames=cfg.segment_frames,
-            audio=item["audio"].numpy(), conditioning=item["conditioning"].numpy(), year=int(item["year"]),
+            audio=np.asarray(audio[s0:s0 + cfg.segment_samples], np.float32) / C.PCM_SCALE,
+            conditioning=window.rolls, year=window.year,
             notes=_reference_notes(notes, start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz),
-            excitation=item["excitation"].numpy() if "excitation" in item else None,
-            samples_per_frame=cfg.samples_per_frame, frame_rate_hz=cfg.frame_rate_hz,
-            schedule=schedule, warmup_audio=warmup, extra={"piece_index": piece},
-            sounding=_sounding_notes(dataset.piece_notes(piece)[0], start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz)))
+            excitation=window.excitation, samples_per_frame=cfg.samples_per_frame, frame_rate_hz=cfg.frame_rate_hz,
+            schedule=window.analysis_schedule, warmup_audio=window.warmup_audio, extra={"piece_index": piece},
+            sounding=_sounding_notes(sustained, start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz)))
     return excerpts
-
-
-def _bank_window(cfg: DataConfig, sustained: Notes, audio: Any, start_frame: int, scale: float):
-    """(schedule, warm-up audio) of a window for models with the resonator bank, else (None, None).
-    `audio`: the whole piece (any array sliceable by sample), times `scale` gives [-1, 1)."""
-    from . import resonators
-
-    bank = resonators.from_data_config(cfg)
-    if bank is None:
-        return None, None
-    w = bank.warmup_samples(cfg.sample_rate_hz)
-    s0 = start_frame * cfg.samples_per_frame
-    warmup = resonators.warmup_window(audio, s0, 0, w, scale).astype(np.float32)
-    return resonators.schedule(sustained, s0 - w, w + cfg.segment_samples, cfg.sample_rate_hz, bank), warmup
 
 
 def _store_notes(store: Path, record: dict) -> Notes:
@@ -266,17 +256,14 @@ def midi_excerpts(paths: Sequence[str | os.PathLike], data_config: DataConfig, m
             audio[: len(piece)] = piece
         else:
             audio = np.zeros(n, np.float32)
-        conditioning = frame_rolls(sustained, pedals, cfg.conditioning, start - margin_frames,
-                                   n_frames + 2 * margin_frames, fr)
-        excitation = (excitation_signal(sustained, start * spf, n, cfg.sample_rate_hz, cfg.excitation_partials)
-                      if cfg.excitation_partials > 0 else None)
+        window = window_inputs(cfg, sustained, pedals, start * spf, n, margin_frames,
+                               audio=full if render else np.zeros(start * spf + n, np.float32))
         start_s = start / fr
-        schedule, warmup = _bank_window(cfg, sustained, full if render else np.zeros(start * spf, np.float32),
-                                        start, 1.0)
         excerpts.append(Excerpt(
-            source=str(path), start_frame=start, n_frames=n_frames, audio=audio, conditioning=conditioning,
-            year=int(year), notes=_reference_notes(raw, start_s, start_s + n_frames / fr), excitation=excitation,
-            samples_per_frame=spf, frame_rate_hz=fr, schedule=schedule, warmup_audio=warmup,
+            source=str(path), start_frame=start, n_frames=n_frames, audio=audio, conditioning=window.rolls,
+            year=int(year), notes=_reference_notes(raw, start_s, start_s + n_frames / fr),
+            excitation=window.excitation, samples_per_frame=spf, frame_rate_hz=fr,
+            schedule=window.analysis_schedule, warmup_audio=window.warmup_audio,
             sounding=_sounding_notes(sustained, start_s, start_s + n_frames / fr)))
     return excerpts
 

@@ -23,7 +23,8 @@ held and `release_tau_s` after its offset; it is removed `release_tail_s` after 
 Everything here is plain numpy + numba over float64 state; times are samples relative to the
 start of the window being processed (oscillators of notes that began before the window start
 from silence at the window start: analysis re-locks within a few ms, so windows need a short
-warm-up, see `ResonatorConfig.warmup_samples`).
+warm-up, see `ResonatorConfig.warmup_samples`; `inputs.window_inputs` makes a window's
+training target).
 """
 from __future__ import annotations
 
@@ -364,19 +365,6 @@ def warmup_window(audio, start_sample: int, n_samples: int, warmup_samples: int,
     part = np.asarray(audio[max(0, lo):start_sample + n_samples], np.float64)
     out[len(out) - len(part):] = part * scale
     return out
-
-
-def innovation_window(audio, start_sample: int, n_samples: int, notes: Notes, sample_rate_hz: int,
-                      config: ResonatorConfig, scale: float = 1.0) -> np.ndarray:
-    """The network's teacher-forced target for samples [start_sample, start_sample + n_samples) of a
-    piece (`audio` as for `warmup_window`, times `scale` in [-1, 1); `notes`: its sustained notes):
-    the innovation divided by the innovation gain (the innovation itself when the gain is off),
-    analysed from silence `config.warmup_s` before the window (float32 [n_samples], clipped to
-    [-1, 1)). Silence before the piece changes nothing: a bank fed zeros stays at rest."""
-    w = config.warmup_samples(sample_rate_hz)
-    x = warmup_window(audio, start_sample, n_samples, w, scale)
-    u, _ = analyze(x, schedule(notes, start_sample - w, len(x), sample_rate_hz, config))
-    return np.clip(u[w:], -1.0, 1.0 - 1.0 / 32768).astype(np.float32)
 
 
 def analyze(audio: np.ndarray, sched: Schedule) -> tuple[np.ndarray, np.ndarray]:

@@ -47,6 +47,7 @@ import torch
 from . import constants as C
 from .config import Config, SamplingOptions
 from .errors import InputError, Midi2WaveError
+from .inputs import window_inputs
 
 __all__ = [
     "RELEASE_SECONDS",
@@ -104,34 +105,17 @@ class ModelInputs:
 def model_inputs(model: Any, notes, pedals, start_samples: Sequence[int], n_samples: int,
                  year: int | None = None, device: torch.device | str | None = None) -> ModelInputs:
     """The model's conditioning for rows starting at `start_samples` (each a multiple of the
-    model's samples per frame), `n_samples` long each, from sustained `notes` and `pedals`."""
-    from . import resonators
-    from .midi import excitation_signal, frame_rolls
-
+    model's samples per frame), `n_samples` long each, from sustained `notes` and `pedals`
+    (`inputs.window_inputs` per row, stacked)."""
     data = model.data_config
-    spf, fr, sr = data.samples_per_frame, data.frame_rate_hz, data.sample_rate_hz
-    margin = model.context_margin_frames
-    n_frames = -(-int(n_samples) // spf)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    for s in start_samples:
-        if s % spf:
-            raise ValueError(f"row start {s} is not a multiple of {spf} samples (a frame)")
-    rolls = exc = years = None
-    if data.conditioning:
-        rolls = torch.from_numpy(np.stack([
-            frame_rolls(notes, pedals, data.conditioning, s // spf - margin, n_frames + 2 * margin, fr)
-            for s in start_samples]))
-        rolls = rolls.to(device)
-    if data.excitation_partials > 0:
-        exc = torch.from_numpy(np.stack([
-            excitation_signal(notes, s, n_samples, sr, data.excitation_partials) for s in start_samples]))
-        exc = exc.to(device)
-    if data.use_year:
-        years = torch.full((len(start_samples),), C.year_index(year), dtype=torch.long, device=device)
-    schedules = None
-    bank = resonators.from_data_config(data)
-    if bank is not None:
-        schedules = [resonators.schedule(notes, s, n_samples, sr, bank) for s in start_samples]
+    rows = [window_inputs(data, notes, pedals, int(s), int(n_samples), model.context_margin_frames, year)
+            for s in start_samples]
+    rolls = torch.from_numpy(np.stack([r.rolls for r in rows])).to(device) if data.conditioning else None
+    exc = (torch.from_numpy(np.stack([r.excitation for r in rows])).to(device)
+           if rows[0].excitation is not None else None)
+    years = (torch.tensor([r.year for r in rows], dtype=torch.long, device=device) if data.use_year else None)
+    schedules = [r.schedule for r in rows] if rows[0].schedule is not None else None
     return ModelInputs(rolls, exc, years, int(start_samples[0]), int(n_samples), schedules)
 
 

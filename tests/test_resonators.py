@@ -100,13 +100,19 @@ def test_batched_stepping_equals_the_whole_window_run():
         bank.reset()
 
 
-def test_innovation_window_warm_up_matches_the_whole_piece_analysis():
+def test_a_windows_target_after_its_warm_up_matches_the_whole_piece_analysis():
     notes = _notes([0.1, 0.3, 0.6], [0.9, 0.8, 1.2], [45, 60, 67])
     n = int(1.3 * SR)
     x = _tones(notes, n) + np.random.default_rng(4).standard_normal(n) * 1e-3
     whole, _ = rs.analyze(x, rs.schedule(notes, 0, n, SR, BANK))
     start = int(0.7 * SR)
-    window = rs.innovation_window(x, start, 4000, notes, SR, BANK)
+    from midi2wave.config import DataConfig
+    from midi2wave.inputs import window_inputs
+    from midi2wave.midi import PedalEvents
+
+    data = DataConfig(conditioning=("frame",), resonator_partials=BANK.partials, resonator_decay_scale=BANK.decay_scale,
+                      resonator_decay_exponent=BANK.decay_exponent)
+    window = window_inputs(data, notes, PedalEvents.empty(), start, 4000, audio=x).target
     # the analysis re-locks within the warm-up: the window's innovation is the whole-piece one up to a
     # small fraction of the audio's level
     assert np.abs(window - whole[start:start + 4000]).max() < 0.05 * np.abs(x[start:start + 4000]).max()

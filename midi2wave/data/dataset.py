@@ -21,10 +21,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import constants as C
-from .. import resonators
 from ..config import DataConfig
 from ..errors import InputError
-from ..midi import Notes, PedalEvents, apply_sustain, excitation_signal, frame_rolls
+from ..inputs import window_inputs
+from ..midi import Notes, PedalEvents, apply_sustain
 from .store import (MANIFEST, STORE_FORMAT, STORE_VERSION, load_piece_audio, load_store_manifest, load_store_notes,
                     read_manifest)
 
@@ -47,7 +47,7 @@ class SegmentDataset(Dataset):
     - `excitation`: float32 [segment_samples] (`midi.excitation_signal`), only when
       `data_config.excitation_partials > 0`.
     - `target`: float32 [segment_samples], only when `data_config.resonator_partials > 0`: the
-      innovation of `audio` under the MIDI-driven resonator bank (`resonators.innovation_window`),
+      innovation of `audio` under the MIDI-driven resonator bank (`inputs.window_inputs`),
       which is what the network predicts (the audio stays its input).
 
     `len()` is `examples_per_epoch`, or by default the number of whole segments in the split. Item `i`
@@ -94,8 +94,8 @@ class SegmentDataset(Dataset):
         # Latest start frame of each piece such that the whole segment lies inside the audio.
         self.max_start_frames = (n_samples - segment) // data_config.samples_per_frame
         self.examples_per_epoch = examples_per_epoch
-        self._years = [C.year_index(_as_year(r.get("year"))) if data_config.use_year else C.UNKNOWN_YEAR_INDEX
-                       for r in self.pieces]
+        # the recording year of each piece (None where unknown)
+        self.piece_years = [_as_year(r.get("year")) for r in self.pieces]
         self._reset_cache()
 
     # -------------------------------------------------------------------------------- sampling
@@ -136,20 +136,17 @@ class SegmentDataset(Dataset):
         audio = np.asarray(audio_map[start_sample:start_sample + cfg.segment_samples], dtype=np.float32)
         audio *= 1.0 / C.PCM_SCALE
         notes, pedals = self.piece_notes(piece)
-        conditioning = frame_rolls(notes, pedals, cfg.conditioning, start_frame - self.margin_frames,
-                                   cfg.segment_frames + 2 * self.margin_frames, cfg.frame_rate_hz)
+        window = window_inputs(cfg, notes, pedals, start_sample, cfg.segment_samples, self.margin_frames,
+                               self.piece_years[piece], audio=audio_map, audio_scale=1.0 / C.PCM_SCALE)
         item = {
             "audio": torch.from_numpy(audio),
-            "conditioning": torch.from_numpy(conditioning),
-            "year": torch.tensor(self._years[piece], dtype=torch.int64),
+            "conditioning": torch.from_numpy(window.rolls),
+            "year": torch.tensor(window.year, dtype=torch.int64),
         }
-        if cfg.excitation_partials > 0:
-            item["excitation"] = torch.from_numpy(excitation_signal(
-                notes, start_sample, cfg.segment_samples, cfg.sample_rate_hz, cfg.excitation_partials))
-        bank = resonators.from_data_config(cfg)
-        if bank is not None:
-            item["target"] = torch.from_numpy(resonators.innovation_window(
-                audio_map, start_sample, cfg.segment_samples, notes, cfg.sample_rate_hz, bank, 1.0 / C.PCM_SCALE))
+        if window.excitation is not None:
+            item["excitation"] = torch.from_numpy(window.excitation)
+        if window.target is not None:
+            item["target"] = torch.from_numpy(window.target)
         return item
 
     # ------------------------------------------------------------------- per-process file cache
