@@ -22,6 +22,7 @@ fluidsynth = pytest.importorskip("fluidsynth")
 
 from midi2wave import constants as C  # noqa: E402
 from midi2wave.data import demo as D  # noqa: E402
+from midi2wave.data.demo import build as demo_build  # noqa: E402
 
 try:
     D.find_soundfont()
@@ -115,7 +116,7 @@ def single_note(pitch: int, velocity: int, hold_s: float = 0.2, pedal_s: float |
 
 @pytest.fixture(scope="module")
 def renderer():
-    return D._shared_renderer(str(D.find_soundfont()))
+    return D.shared_renderer(str(D.find_soundfont()))
 
 
 # --------------------------------------------------------------------------------------- layout
@@ -253,25 +254,25 @@ def test_splits_by_composition_and_all_nonempty(demo):
 def test_assign_splits_keeps_works_together_and_balances():
     rng = np.random.default_rng(0)
     durations = {f"work{i}": float(d) for i, d in enumerate(rng.uniform(20, 200, size=60))}
-    split_of = D._assign_splits(durations, np.random.default_rng(1), forced={"work7": "train"})
+    split_of = D.assign_splits(durations, np.random.default_rng(1), forced={"work7": "train"})
     assert set(split_of) == set(durations) and split_of["work7"] == "train"
     total = sum(durations.values())
     for s, frac in D.SPLIT_FRACTIONS.items():
         share = sum(d for k, d in durations.items() if split_of[k] == s) / total
         assert abs(share - frac) < 0.03, (s, share)
     # three works: one per split
-    assert sorted(D._assign_splits({"a": 30.0, "b": 10.0, "c": 10.0}, np.random.default_rng(0)).values()) == [
+    assert sorted(D.assign_splits({"a": 30.0, "b": 10.0, "c": 10.0}, np.random.default_rng(0)).values()) == [
         "test", "train", "validation"]
 
 
 def test_excerpts_of_one_work_share_a_split(tmp_path, monkeypatch, cache_dir):
     """Several excerpts of the same works, through the whole build: one split per work."""
-    picker = D._CorpusPicker(np.random.default_rng(3))
-    picker.works = {"piano": tuple(w for w in D._works()["piano"] if w.key in ("mozart/k545", "bach/bwv846"))}
+    picker = D.CorpusPicker(np.random.default_rng(3))
+    picker.works = {"piano": tuple(w for w in D.catalog_works()["piano"] if w.key in ("mozart/k545", "bach/bwv846"))}
     perfs = [D.generated_study(8.0, seed=3, number=1)] + [picker.excerpt(8.0, i, seed=3) for i in range(7)]
     titles = [p.title for p in perfs]
     assert len(set(titles)) == 3  # the study, K. 545 and BWV 846, excerpted several times each
-    monkeypatch.setattr(D, "_plan", lambda total_s, seed, progress=None: perfs)
+    monkeypatch.setattr(demo_build, "plan_pieces", lambda total_s, seed, progress=None: perfs)
     D.make_demo_dataset(tmp_path / "d", minutes=1.0, seed=3, progress=False)
     _, rows = read_csv(tmp_path / "d")
     assert len(rows) == len(perfs)
@@ -292,10 +293,10 @@ def test_same_seed_gives_identical_files(demo, tmp_path):
 
 
 def test_different_seed_gives_different_music():
-    a = D._plan(60.0, seed=0)
-    b = D._plan(60.0, seed=1)
+    a = D.plan_pieces(60.0, seed=0)
+    b = D.plan_pieces(60.0, seed=1)
     assert [D.midi_bytes(p) for p in a] != [D.midi_bytes(p) for p in b]
-    assert [D.midi_bytes(p) for p in a] == [D.midi_bytes(p) for p in D._plan(60.0, seed=0)]
+    assert [D.midi_bytes(p) for p in a] == [D.midi_bytes(p) for p in D.plan_pieces(60.0, seed=0)]
     assert D.midi_bytes(a[1]) != D.midi_bytes(b[1])
 
 

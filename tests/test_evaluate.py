@@ -249,7 +249,7 @@ def _fluidsynth_missing() -> str | None:
         from midi2wave.data import demo
 
         demo.find_soundfont()
-        demo._import_fluidsynth()
+        demo.import_fluidsynth()
     except Exception as e:  # noqa: BLE001 - any reason the renderer cannot run
         return f"FluidSynth renderer unavailable ({e})"
     return None
