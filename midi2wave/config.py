@@ -275,7 +275,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How `synthesize` runs the model."""
+    """How `synthesize` (and `midi2wave.render`) sample from the model: every setting of a render
+    that is not the piece itself (the MIDI, the window, the year, a prime)."""
 
     temperature: float = 1.0
     seed: int = 0
@@ -288,6 +289,8 @@ class SamplingOptions:
     # listeners and transcribers hear as re-struck notes.
     sustain_temperature: float = 0.0
     attack_seconds: float = 0.05
+    precision: str = "fp32"  # the numba engine's weight storage: "fp32" | "fp16" | "int8"
+    crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"
 
     def __post_init__(self) -> None:
         _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
@@ -301,6 +304,12 @@ class SamplingOptions:
         _require(self.chunk_seconds == 0 or self.overlap_seconds < self.chunk_seconds,
                  "sampling.overlap_seconds", self.overlap_seconds, "must be shorter than chunk_seconds")
         _require(self.threads >= 0, "sampling.threads", self.threads, "must be >= 0")
+        _require(self.precision in ("fp32", "fp16", "int8"), "sampling.precision", self.precision,
+                 "must be 'fp32', 'fp16' or 'int8'")
+        _require(self.crossfade in ("equal_power", "linear"), "sampling.crossfade", self.crossfade,
+                 "must be 'equal_power' or 'linear'")
+        _require(self.precision == "fp32" or self.engine != "torch", "sampling.precision", self.precision,
+                 "the torch engine runs in fp32 (fp16 / int8 are numba-only)")
 
 
 @dataclass(frozen=True)

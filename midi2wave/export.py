@@ -46,7 +46,6 @@ wrapper. `reference_logits` runs nv-wavenet's per-sample algorithm in numpy on s
 
 from __future__ import annotations
 
-import argparse
 import io
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ __all__ = [
     "nv_wavenet_weights",
     "nv_wavenet_conditioning",
     "export_nv_wavenet",
-    "export_from_cli",
+    "export_model",
     "reference_logits",
 ]
 
@@ -237,32 +236,34 @@ def export_nv_wavenet(model_or_checkpoint: Any, out_path: str | Path, *, midi_pa
     return weights
 
 
-def export_from_cli(args: argparse.Namespace) -> int:
-    fmt = getattr(args, "format", "nv-wavenet")
+def export_model(checkpoint: Path | None, out: Path, *, fmt: str = "nv-wavenet", midi_path: Path | None = None,
+                 start_s: float = 0.0, end_s: float | None = None, year: int | None = None,
+                 force: bool = False) -> list[str]:
+    """`midi2wave export`: write `checkpoint` (None: the bundled model) to `out` in format `fmt`
+    ("nv-wavenet" or "safetensors"). Returns the lines to report (what was written, notes)."""
     if fmt == "safetensors":
         from .checkpoint import export_safetensors, find_checkpoint
 
-        if getattr(args, "midi", None) is not None:
+        if midi_path is not None:
             raise ExportError("--midi goes with --format nv-wavenet only")
-        target = export_safetensors(find_checkpoint(args.checkpoint), args.out, force=args.force)
-        print(f"wrote {target} and {target.parent / 'config.json'} ({target.stat().st_size / 1e6:.2f} MB)")
-        return 0
+        target = export_safetensors(find_checkpoint(checkpoint), out, force=force)
+        return [f"wrote {target} and {target.parent / 'config.json'} ({target.stat().st_size / 1e6:.2f} MB)"]
     if fmt != "nv-wavenet":
-        raise ExportError(f"--format {args.format}: unknown format")
-    out = export_nv_wavenet(args.checkpoint, args.out, midi_path=getattr(args, "midi", None),
-                            start_s=getattr(args, "start", 0.0) or 0.0, end_s=getattr(args, "end", None),
-                            year=getattr(args, "year", None), force=args.force)
-    n_layers = len(out["dilate_weights"])
-    R = out["embedding_prev"].shape[1]
-    S = out["conv_out_weight"].shape[1]
-    what = f"R={R} S={S} A={out['conv_out_weight'].shape[0]} layers={n_layers} max_dilation={out['max_dilation']}"
-    if "cond_input" in out:
-        what += f", cond_input {tuple(out['cond_input'].shape)}"
-    print(f"wrote {args.out} (nv-wavenet: {what})")
-    if out["head_biases_nonzero"]:
-        print("note: the output head has biases (conv_out_bias, conv_end_bias); nv-wavenet's kernel takes them "
-              "in setOutWeights, but its stock PyTorch wrapper passes zeros there: pass these instead")
-    return 0
+        raise ExportError(f"--format {fmt}: unknown format")
+    written = export_nv_wavenet(checkpoint, out, midi_path=midi_path, start_s=start_s, end_s=end_s, year=year,
+                                force=force)
+    n_layers = len(written["dilate_weights"])
+    R = written["embedding_prev"].shape[1]
+    S = written["conv_out_weight"].shape[1]
+    what = (f"R={R} S={S} A={written['conv_out_weight'].shape[0]} layers={n_layers} "
+            f"max_dilation={written['max_dilation']}")
+    if "cond_input" in written:
+        what += f", cond_input {tuple(written['cond_input'].shape)}"
+    lines = [f"wrote {out} (nv-wavenet: {what})"]
+    if written["head_biases_nonzero"]:
+        lines.append("note: the output head has biases (conv_out_bias, conv_end_bias); nv-wavenet's kernel takes "
+                     "them in setOutWeights, but its stock PyTorch wrapper passes zeros there: pass these instead")
+    return lines
 
 
 # ------------------------------------------------------------------------ numpy reference

@@ -12,11 +12,8 @@ boundary at or before `start_s` (frames are 1/frame_rate s); the < 1 frame befor
 and cut. The conditioning always sees the piece around the window (its margins are real MIDI).
 
 Long pieces (`options.chunk_seconds` C > 0, `options.overlap_seconds` O): the window is cut into
-chunks that all generate `C + O` seconds and start `C` apart; chunk i > 0 starts O before the end
-of chunk i-1. The first `O - X` seconds of a chunk (X = `CROSSFADE_FRACTION` * O) are warm-up only
-(generated, discarded), the next X seconds are crossfaded with the end of the previous chunk
-(equal-power by default, or linear), and the rest is the chunk alone. All chunks are generated as
-one batch, so the engines spread them over the cores. C and O are rounded to whole frames.
+chunks of C seconds generated as one batch (the engines spread them over the cores), each with O
+seconds of warm-up and crossfade before it; see `chunks.py` (shared with `evaluate`).
 
 Priming (`prime_audio`, float samples at the model's rate whose first sample is at `start_s`): the
 first `prime_seconds` are teacher-forced (fed to the model instead of sampled), so the output
@@ -30,7 +27,6 @@ MIDI's time 0, as for MAESTRO's recordings): the prime is AUDIO from `--start` o
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -45,28 +41,24 @@ import numpy as np
 import torch
 
 from . import constants as C
-from .config import Config, SamplingOptions
+from .chunks import ChunkPlan
+from .config import SamplingOptions
 from .errors import InputError, Midi2WaveError
 
 __all__ = [
     "RELEASE_SECONDS",
-    "CROSSFADE_FRACTION",
     "ModelInputs",
     "read_piece",
     "default_end_seconds",
     "model_inputs",
     "midi_model_inputs",
-    "plan_chunks",
-    "crossfade_weights",
-    "join_chunks",
+    "temperature_track",
     "render_notes",
     "render_midi",
-    "synthesize_from_cli",
+    "synthesize_files",
 ]
 
 RELEASE_SECONDS = 1.0  # rendered after the last note ends, for its release and the room
-CROSSFADE_FRACTION = 0.5  # of the overlap: the crossfade is its last half, the first half is warm-up only
-CROSSFADES = ("equal_power", "linear")
 
 
 # ----------------------------------------------------------------------------------- inputs
@@ -181,65 +173,6 @@ def midi_model_inputs(model: Any, midi_path: str | os.PathLike, start_s: float =
     return model_inputs(model, notes, pedals, [g0], g1 - g0, year)
 
 
-# ----------------------------------------------------------------------------------- chunks
-
-
-def plan_chunks(n_samples: int, chunk_samples: int, overlap_samples: int) -> list[int]:
-    """Start offsets of the chunks covering `n_samples`: every chunk is `chunk_samples +
-    overlap_samples` long and they start `chunk_samples` apart, so chunk i+1 begins
-    `overlap_samples` before chunk i ends. One chunk ([0]) when a single one covers everything."""
-    if chunk_samples <= 0 or overlap_samples < 0:
-        raise ValueError(f"need chunk_samples > 0 and overlap_samples >= 0, got {chunk_samples}, {overlap_samples}")
-    if n_samples <= chunk_samples + overlap_samples:
-        return [0]
-    k = -(-(n_samples - overlap_samples) // chunk_samples)
-    return [i * chunk_samples for i in range(k)]
-
-
-def crossfade_weights(n: int, kind: str = "equal_power") -> tuple[np.ndarray, np.ndarray]:
-    """(fade-out, fade-in) weights over n samples: equal power (cos/sin, squares sum to 1: keeps the
-    power of uncorrelated signals) or linear (sum to 1: exact for identical signals)."""
-    if kind not in CROSSFADES:
-        raise ValueError(f"crossfade must be one of {CROSSFADES}, got {kind!r}")
-    r = (np.arange(n, dtype=np.float64) + 0.5) / max(n, 1)
-    if kind == "linear":
-        return (1.0 - r).astype(np.float32), r.astype(np.float32)
-    return np.cos(0.5 * np.pi * r).astype(np.float32), np.sin(0.5 * np.pi * r).astype(np.float32)
-
-
-def join_chunks(chunks: np.ndarray, starts: Sequence[int], n_samples: int, overlap_samples: int,
-                crossfade_samples: int, kind: str = "equal_power") -> np.ndarray:
-    """Assemble chunks [K, Lc] generated at `starts` into [n_samples].
-
-    Chunk i > 0 (starting at s_i, within `overlap_samples` of chunk i-1's end) contributes nothing
-    during its warm-up `s_i .. s_i + overlap - crossfade`, is crossfaded with chunk i-1 over the
-    next `crossfade_samples`, and stands alone from `s_i + overlap` on.
-    """
-    chunks = np.asarray(chunks, dtype=np.float32)
-    K, Lc = chunks.shape
-    if not 0 <= crossfade_samples <= overlap_samples:
-        raise ValueError(f"crossfade ({crossfade_samples}) must be within the overlap ({overlap_samples})")
-    out = np.zeros(n_samples, np.float32)
-    fade_out, fade_in = crossfade_weights(crossfade_samples, kind)
-    for i, s in enumerate(starts):
-        if i == 0:
-            a = s
-        else:
-            if s + overlap_samples > starts[i - 1] + Lc:
-                raise ValueError(f"chunk {i} starts at {s}: its warm-up must overlap chunk {i - 1} "
-                                 f"(which ends at {starts[i - 1] + Lc})")
-            x0 = s + overlap_samples - crossfade_samples
-            x1 = min(s + overlap_samples, n_samples)
-            if x1 > x0:
-                m = x1 - x0
-                out[x0:x1] = fade_out[:m] * out[x0:x1] + fade_in[:m] * chunks[i, x0 - s:x1 - s]
-            a = s + overlap_samples
-        b = min(s + Lc, n_samples)
-        if b > a:
-            out[a:b] = chunks[i, a - s:b - s]
-    return out
-
-
 # ---------------------------------------------------------------------------------- progress
 
 
@@ -301,19 +234,14 @@ def _set_threads(threads: int) -> int:
     return n
 
 
-def render_notes(model: Any, config: Config | None, notes, pedals, start_s: float = 0.0, end_s: float | None = None,
-                 options: SamplingOptions = SamplingOptions(), year: int | None = None,
-                 prime_audio: np.ndarray | None = None, prime_seconds: float = 1.0, progress: bool = True,
-                 crossfade: str = "equal_power", label: str = "synthesize", where: str = "render",
-                 precision: str = "fp32") -> np.ndarray:
+def render_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingOptions(), *, start_s: float = 0.0,
+                 end_s: float | None = None, year: int | None = None, prime_audio: np.ndarray | None = None,
+                 prime_seconds: float = 1.0, progress: bool = True, label: str = "synthesize",
+                 where: str = "render") -> np.ndarray:
     """Render sustained `notes` and `pedals` (see `render_midi`). Returns float32 audio [n]."""
     from .generate import generate
 
     data = model.data_config
-    if config is not None and config.data != data:
-        raise ValueError("config.data differs from the model's data config")
-    if crossfade not in CROSSFADES:
-        raise ValueError(f"crossfade must be one of {CROSSFADES}, got {crossfade!r}")
     sr, spf = data.sample_rate_hz, data.samples_per_frame
     s0, s1 = _window(data, notes, start_s, end_s, where)
     g0 = s0 // spf * spf  # generation starts at a frame boundary
@@ -329,21 +257,13 @@ def render_notes(model: Any, config: Config | None, notes, pedals, start_s: floa
             p = np.round(p * C.PCM_SCALE) / C.PCM_SCALE  # on the PCM grid, as every sample the model sees
             prime = np.concatenate([np.zeros(head, np.float32), p.astype(np.float32)])[:n_gen]
 
-    if options.chunk_seconds > 0:
-        chunk = max(1, int(round(options.chunk_seconds * sr / spf))) * spf
-        overlap = int(round(options.overlap_seconds * sr / spf)) * spf
-        starts = plan_chunks(n_gen, chunk, overlap)
-    else:
-        chunk, overlap, starts = n_gen, 0, [0]
-    length = n_gen if len(starts) == 1 else chunk + overlap
-    if prime is not None and len(starts) > 1:
-        own = chunk + overlap - int(round(overlap * CROSSFADE_FRACTION))  # where chunk 1 starts to fade in
-        if len(prime) > own:
-            raise InputError(f"{where}: the prime ({(len(prime) - head) / sr:g} s) must fit in the first chunk "
-                             f"before the next one fades in ({(own - head) / sr:g} s): shorten --prime-seconds "
-                             f"or lengthen --chunk-seconds")
+    plan = ChunkPlan.make(n_gen, options.chunk_seconds, options.overlap_seconds, sr, spf)
+    starts, length, K = plan.starts, plan.length, plan.rows
+    if prime is not None and K > 1 and len(prime) > plan.fade_in_start:
+        raise InputError(f"{where}: the prime ({(len(prime) - head) / sr:g} s) must fit in the first chunk "
+                         f"before the next one fades in ({(plan.fade_in_start - head) / sr:g} s): shorten "
+                         f"--prime-seconds or lengthen --chunk-seconds")
     inputs = model_inputs(model, notes, pedals, [g0 + s for s in starts], length, year)
-    K = len(starts)
     seeds = torch.Generator().manual_seed(int(options.seed))
     uniforms = torch.rand(K, length, 2, generator=seeds)
     temperature: Any = options.temperature
@@ -362,7 +282,8 @@ def render_notes(model: Any, config: Config | None, notes, pedals, start_s: floa
             uniforms=uniforms[rows],
             temperature=temperature[rows] if isinstance(temperature, torch.Tensor) else temperature,
             prime=torch.from_numpy(prime)[None] if primed else None,
-            engine=options.engine, threads=n_threads, precision=precision, progress=bar.callback(key, k),
+            engine=options.engine, threads=n_threads, precision=options.precision,
+            progress=bar.callback(key, k),
             resonators=inputs.resonators[rows] if inputs.resonators is not None else None,
         )
 
@@ -378,35 +299,29 @@ def render_notes(model: Any, config: Config | None, notes, pedals, start_s: floa
                 rows = torch.cat([first.result(), rest.result()], 0)
     finally:
         bar.close()
-    rows_np = rows.detach().to("cpu", torch.float32).numpy()
-    if K == 1:
-        audio = rows_np[0]
-    else:
-        crossfade_n = int(round(overlap * CROSSFADE_FRACTION))
-        audio = join_chunks(rows_np, starts, n_gen, overlap, crossfade_n, crossfade)
-        # an equal-power fade of correlated chunks can exceed full scale
+    audio = plan.join(rows.detach().to("cpu", torch.float32).numpy(), options.crossfade)
+    if K > 1:  # an equal-power fade of correlated chunks can exceed full scale
         np.clip(audio, -1.0, (C.PCM_SCALE - 1) / C.PCM_SCALE, out=audio)
     return np.ascontiguousarray(audio[head:head + (s1 - s0)], dtype=np.float32)
 
 
-def render_midi(model: Any, config: Config | None, midi_path: str | os.PathLike, start_s: float = 0.0,
-                end_s: float | None = None, options: SamplingOptions = SamplingOptions(), year: int | None = None,
-                prime_audio: np.ndarray | None = None, prime_seconds: float = 1.0, progress: bool = True,
-                crossfade: str = "equal_power", precision: str = "fp32") -> np.ndarray:
-    """Render a MIDI file with `model` (a `Midi2Wave`; `config` its Config or None). Returns float32
-    audio at the model's sample rate, `round(end_s * sr) - round(start_s * sr)` samples long.
+def render_midi(model: Any, midi_path: str | os.PathLike, options: SamplingOptions = SamplingOptions(), *,
+                start_s: float = 0.0, end_s: float | None = None, year: int | None = None,
+                prime_audio: np.ndarray | None = None, prime_seconds: float = 1.0,
+                progress: bool = True) -> np.ndarray:
+    """Render a MIDI file with `model` (a `Midi2Wave`). Returns float32 audio at the model's sample
+    rate, `round(end_s * sr) - round(start_s * sr)` samples long.
 
-    end_s None: the last note's end (after the sustain rule) + `RELEASE_SECONDS`. options: temperature,
-    seed, engine, chunking (see the module docstring), threads. year: the recording year to imitate
-    (None: unknown). prime_audio: samples at the model's rate from `start_s` on; its first
-    `prime_seconds` are teacher-forced. crossfade: "equal_power" or "linear" chunk joins.
-    precision: the numba engine's weight storage ("fp32", "fp16", "int8"; see `generate`).
+    end_s None: the last note's end (after the sustain rule) + `RELEASE_SECONDS`. options: every
+    sampling setting (temperature, seed, engine, precision, chunking and crossfade, threads; see the
+    module docstring). year: the recording year to imitate (None: unknown). prime_audio: samples at
+    the model's rate from `start_s` on; its first `prime_seconds` are teacher-forced.
     Raises MidiError / InputError for a bad file or window.
     """
     notes, pedals = read_piece(midi_path, model.data_config.sustain_threshold)
-    return render_notes(model, config, notes, pedals, start_s, end_s, options, year, prime_audio, prime_seconds,
-                        progress, crossfade, label=Path(midi_path).name, where=str(midi_path),
-                        precision=precision)
+    return render_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
+                        prime_audio=prime_audio, prime_seconds=prime_seconds, progress=progress,
+                        label=Path(midi_path).name, where=str(midi_path))
 
 
 # --------------------------------------------------------------------------------------- CLI
@@ -442,31 +357,20 @@ def _load_prime(path: Path, sample_rate_hz: int, start_s: float) -> np.ndarray:
     return mono[s0:]
 
 
-def synthesize_from_cli(args: argparse.Namespace) -> int:
-    """`midi2wave synthesize`: exit 0 if every input was rendered, 1 if some failed (each reported
-    in one line); problems that concern every input (checkpoint, options) raise (exit 2)."""
+def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: Path | None = None,
+                     checkpoint: Path | None = None, start_s: float = 0.0, end_s: float | None = None,
+                     year: int | None = None, prime: Path | None = None, prime_seconds: float = 1.0,
+                     plot: bool = False, device: str = "cpu", force: bool = False, quiet: bool = False) -> int:
+    """`midi2wave synthesize`: render each MIDI file in `inputs` to a WAV (`out`: a file for one
+    input, a folder, or None: INPUT.wav beside each). Returns 0 if every input was rendered, 1 if
+    some failed (each reported in one line); problems that concern every input raise."""
     from .audio import save_wav
     from .checkpoint import load_model
 
-    from .config import ConfigError
-
-    try:
-        options = SamplingOptions(temperature=args.temperature, seed=args.seed, engine=args.engine,
-                                  chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                                  threads=max(0, args.threads),
-                                  sustain_temperature=getattr(args, "sustain_temperature", 0.0) or 0.0,
-                                  attack_seconds=getattr(args, "attack_seconds", 0.05))
-    except ConfigError as e:  # name the option as the user typed it: sampling.chunk_seconds -> --chunk-seconds
-        text = str(e)
-        if text.startswith("sampling."):
-            name, _, rest = text[len("sampling."):].partition(" = ")
-            text = f"--{name.replace('_', '-')} {rest}"
-        raise Midi2WaveError(text) from None
-    if args.prime_seconds <= 0 and args.prime is not None:
-        raise Midi2WaveError(f"--prime-seconds must be > 0, got {args.prime_seconds}")
-    quiet = getattr(args, "quiet", False)
-    inputs = [Path(p) for p in args.inputs]
-    outputs = _output_paths(inputs, args.out)
+    if prime_seconds <= 0 and prime is not None:
+        raise Midi2WaveError(f"--prime-seconds must be > 0, got {prime_seconds}")
+    inputs = [Path(p) for p in inputs]
+    outputs = _output_paths(inputs, out)
     failed = 0
     todo: list[tuple[Path, Path]] = []
     seen: dict[Path, Path] = {}
@@ -477,8 +381,8 @@ def synthesize_from_cli(args: argparse.Namespace) -> int:
             failed += 1
             continue
         seen[key] = src
-        if not args.force:
-            taken = [p for p in ([dst] + ([dst.with_suffix(".png")] if args.plot else [])) if p.exists()]
+        if not force:
+            taken = [p for p in ([dst] + ([dst.with_suffix(".png")] if plot else [])) if p.exists()]
             if taken:
                 _error(f"{taken[0]}: already exists (use --force to overwrite)")
                 failed += 1
@@ -491,27 +395,27 @@ def synthesize_from_cli(args: argparse.Namespace) -> int:
     if not todo:
         return 1
 
-    model, config = load_model(args.checkpoint, device=args.device)
+    model, _ = load_model(checkpoint, device=device)
     sr = model.data_config.sample_rate_hz
-    if args.year is not None and args.year not in C.MAESTRO_YEARS:
-        print(f"midi2wave: note: --year {args.year} is not a MAESTRO year {list(C.MAESTRO_YEARS)}; "
+    if year is not None and year not in C.MAESTRO_YEARS:
+        print(f"midi2wave: note: --year {year} is not a MAESTRO year {list(C.MAESTRO_YEARS)}; "
               f"rendering as an unknown year", file=sys.stderr)
-    prime = _load_prime(args.prime, sr, args.start) if args.prime is not None else None
+    prime_audio = _load_prime(prime, sr, start_s) if prime is not None else None
     for src, dst in todo:
         try:
             notes, pedals = read_piece(src, model.data_config.sustain_threshold)
             t0 = time.perf_counter()
-            audio = render_notes(model, config, notes, pedals, args.start, args.end, options, args.year,
-                                 prime, args.prime_seconds, not quiet, label=src.name, where=str(src))
+            audio = render_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
+                                 prime_audio=prime_audio, prime_seconds=prime_seconds, progress=not quiet,
+                                 label=src.name, where=str(src))
             seconds = time.perf_counter() - t0
-            save_wav(dst, audio, sr, force=args.force)
+            save_wav(dst, audio, sr, force=force)
             extra = ""
-            if args.plot:
+            if plot:
                 from .plots import save_roll_and_spectrogram
 
                 png = save_roll_and_spectrogram(dst.with_suffix(".png"), audio, sr, notes=notes,
-                                                start_s=round(args.start * sr) / sr, title=src.name,
-                                                force=args.force)
+                                                start_s=round(start_s * sr) / sr, title=src.name, force=force)
                 extra = f" and {png}"
             if not quiet:
                 dur = len(audio) / sr

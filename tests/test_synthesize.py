@@ -12,6 +12,8 @@ import pytest
 import soundfile as sf
 import torch
 
+import midi2wave
+from midi2wave import chunks as chunking
 from midi2wave import constants as C
 from midi2wave import synthesize as S
 from midi2wave.checkpoint import save_checkpoint
@@ -159,9 +161,9 @@ def test_cli_prime_from_audio_file(tiny, midi, tmp_path):
 
 def test_render_midi_is_deterministic_for_a_seed(tiny, midi):
     model, _ = tiny
-    a = S.render_midi(model, CONFIG, midi, 0.0, 0.3, SamplingOptions(seed=3), progress=False)
-    b = S.render_midi(model, CONFIG, midi, 0.0, 0.3, SamplingOptions(seed=3), progress=False)
-    c = S.render_midi(model, CONFIG, midi, 0.0, 0.3, SamplingOptions(seed=4), progress=False)
+    a = S.render_midi(model, midi, SamplingOptions(seed=3), start_s=0.0, end_s=0.3, progress=False)
+    b = S.render_midi(model, midi, SamplingOptions(seed=3), start_s=0.0, end_s=0.3, progress=False)
+    c = S.render_midi(model, midi, SamplingOptions(seed=4), start_s=0.0, end_s=0.3, progress=False)
     assert a.dtype == np.float32 and a.shape == (round(0.3 * SR),)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -173,7 +175,7 @@ def test_priming_first_samples_equal_the_prime(tiny, midi, chunked):
     rng = np.random.default_rng(1)
     prime = rng.uniform(-0.6, 0.6, 4000).astype(np.float32)
     opts = SamplingOptions(chunk_seconds=0.1 if chunked else 0.0, overlap_seconds=0.04)
-    audio = S.render_midi(model, CONFIG, midi, 0.0123, 0.5, opts, prime_audio=prime, prime_seconds=0.05,
+    audio = S.render_midi(model, midi, opts, start_s=0.0123, end_s=0.5, prime_audio=prime, prime_seconds=0.05,
                           progress=False)
     n = round(0.05 * SR)
     on_grid = np.round(prime[:n] * C.PCM_SCALE) / C.PCM_SCALE
@@ -186,14 +188,14 @@ def test_priming_a_mulaw_model_and_a_prime_longer_than_the_first_chunk(midi):
     torch.manual_seed(2)
     mulaw = Midi2Wave(dataclasses.replace(TINY, output_kind="mulaw"), DATA).eval()
     prime = np.random.default_rng(2).uniform(-0.6, 0.6, 3000).astype(np.float32)
-    audio = S.render_midi(mulaw, None, midi, 0.0, 0.3, SamplingOptions(), prime_audio=prime, prime_seconds=0.1,
+    audio = S.render_midi(mulaw, midi, SamplingOptions(), start_s=0.0, end_s=0.3, prime_audio=prime, prime_seconds=0.1,
                           progress=False)
     n = round(0.1 * SR)
     np.testing.assert_array_equal(audio[:n], np.round(prime[:n] * C.PCM_SCALE) / C.PCM_SCALE)
     # with chunks the prime must end before the second chunk fades in (0.1 + 0.04 - 0.02 s here)
     opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.04)
     with pytest.raises(InputError, match="--prime-seconds"):
-        S.render_midi(mulaw, None, midi, 0.0, 0.5, opts, prime_audio=prime, prime_seconds=0.15, progress=False)
+        S.render_midi(mulaw, midi, opts, start_s=0.0, end_s=0.5, prime_audio=prime, prime_seconds=0.15, progress=False)
 
 
 def _stand_in_generate(model, n_samples, *, excitation=None, **_):
@@ -213,37 +215,38 @@ def test_chunks_reassemble_a_consistent_signal_exactly(tiny, midi, monkeypatch, 
     truth = excitation_signal(notes, s0, s1 - s0, SR, DATA.excitation_partials)
     assert np.abs(truth).max() > 0.01
     opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.05)
-    linear = S.render_notes(model, CONFIG, notes, pedals, start_s, end_s, opts, progress=False, crossfade="linear")
+    linear = S.render_notes(model, notes, pedals, dataclasses.replace(opts, crossfade="linear"), start_s=start_s,
+                            end_s=end_s, progress=False)
     assert linear.shape == truth.shape
     np.testing.assert_allclose(linear, truth, rtol=0, atol=2e-7)
     # equal power (the default): exact outside the crossfades, and in them the weights' squares sum to 1
-    power = S.render_notes(model, CONFIG, notes, pedals, start_s, end_s, opts, progress=False)
+    power = S.render_notes(model, notes, pedals, opts, start_s=start_s, end_s=end_s, progress=False)
     spf = DATA.samples_per_frame
     chunk, overlap = round(0.1 * SR / spf) * spf, round(0.05 * SR / spf) * spf
-    xf = round(overlap * S.CROSSFADE_FRACTION)
+    xf = round(overlap * chunking.CROSSFADE_FRACTION)
     g0 = s0 // spf * spf
-    starts = S.plan_chunks(-(-s1 // spf) * spf - g0, chunk, overlap)
+    starts = chunking.plan_chunks(-(-s1 // spf) * spf - g0, chunk, overlap)
     inside = np.zeros(len(truth), bool)
     for s in starts[1:]:
         a, b = g0 + s + overlap - xf - s0, g0 + s + overlap - s0
         inside[max(a, 0):max(b, 0)] = True
     np.testing.assert_allclose(power[~inside], truth[~inside], rtol=0, atol=2e-7)
     if inside.any():
-        out_w, in_w = S.crossfade_weights(xf, "equal_power")
+        out_w, in_w = chunking.crossfade_weights(xf, "equal_power")
         np.testing.assert_allclose(out_w**2 + in_w**2, 1.0, atol=1e-6)
 
 
 def test_chunked_render_with_the_real_engine_has_the_right_length(tiny, midi):
     model, _ = tiny
     opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.03, seed=1)
-    audio = S.render_midi(model, CONFIG, midi, 0.05, 0.77, opts, progress=False)
+    audio = S.render_midi(model, midi, opts, start_s=0.05, end_s=0.77, progress=False)
     assert audio.shape == (round(0.77 * SR) - round(0.05 * SR),)
     assert np.isfinite(audio).all() and audio.max() < 1.0 and audio.min() >= -1.0
 
 
 def test_plan_chunks_cover_the_window_with_equal_overlaps():
     for n, chunk, overlap in [(1000, 100, 30), (130, 100, 30), (131, 100, 30), (1000, 64, 0), (5, 100, 30)]:
-        starts = S.plan_chunks(n, chunk, overlap)
+        starts = chunking.plan_chunks(n, chunk, overlap)
         assert starts[0] == 0
         assert starts[-1] + chunk + overlap >= n or starts == [0]
         assert all(b - a == chunk for a, b in zip(starts, starts[1:]))
@@ -254,11 +257,37 @@ def test_plan_chunks_cover_the_window_with_equal_overlaps():
 def test_join_chunks_linear_is_exact_for_consistent_chunks():
     signal = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     chunk, overlap, xf = 128, 48, 20
-    starts = S.plan_chunks(len(signal), chunk, overlap)
+    starts = chunking.plan_chunks(len(signal), chunk, overlap)
     padded = np.concatenate([signal, np.zeros(chunk + overlap, np.float32)])
     chunks = np.stack([padded[s:s + chunk + overlap] for s in starts])
-    joined = S.join_chunks(chunks, starts, len(signal), overlap, xf, "linear")
+    joined = chunking.join_chunks(chunks, starts, len(signal), overlap, xf, "linear")
     np.testing.assert_allclose(joined, signal, rtol=0, atol=1e-6)
     # the warm-up is discarded: corrupting it changes nothing
     chunks[1:, :overlap - xf] = 99.0
-    np.testing.assert_allclose(S.join_chunks(chunks, starts, len(signal), overlap, xf, "linear"), signal, atol=1e-6)
+    np.testing.assert_allclose(chunking.join_chunks(chunks, starts, len(signal), overlap, xf, "linear"), signal, atol=1e-6)
+
+
+def test_chunk_plan_rounds_to_frames_and_joins_like_join_chunks():
+    plan = chunking.ChunkPlan.make(5000, 0.1, 0.04, SR, 64)
+    assert plan.length == 1600 + 640 and plan.overlap == 640 and plan.crossfade == 320
+    assert all(s % 64 == 0 for s in plan.starts) and plan.starts[-1] + plan.length >= 5000
+    assert plan.fade_in_start == 1600 + 640 - 320
+    rows = np.random.default_rng(0).standard_normal((plan.rows, plan.length)).astype(np.float32)
+    np.testing.assert_array_equal(plan.join(rows), chunking.join_chunks(rows, list(plan.starts), 5000, 640, 320))
+    one = chunking.ChunkPlan.make(5000, 0.0, 0.5, SR, 64)  # 0: one stream
+    assert one.starts == (0,) and one.length == 5000 and one.rows == 1
+    np.testing.assert_array_equal(one.join(np.arange(6000, dtype=np.float32)[None]), np.arange(5000))
+
+
+def test_public_render_takes_a_path_or_notes_and_returns_audio_and_rate(tiny, midi):
+    from midi2wave.midi import read_midi
+
+    model, _ = tiny
+    options = midi2wave.SamplingOptions(seed=2)
+    audio, rate = midi2wave.render(midi, model, options, end_s=0.2)
+    assert rate == SR and audio.dtype == np.float32 and audio.shape == (round(0.2 * SR),)
+    from_notes, _ = midi2wave.render(read_midi(midi), model, options, end_s=0.2)
+    np.testing.assert_array_equal(audio, from_notes)  # the sustain rule is applied to both alike
+    np.testing.assert_array_equal(audio, S.render_midi(model, midi, options, end_s=0.2, progress=False))
+    with pytest.raises(InputError, match="path or"):
+        midi2wave.render(42, model)
