@@ -11,11 +11,26 @@
   default or linear (`crossfade_weights`), and from there on the chunk stands alone (`join_chunks`);
 - chunk and overlap lengths are whole conditioning frames, so every stream starts on a frame.
 
-`ChunkPlan.make(...)` does the rounding from seconds and `plan.join(rows)` the assembly.
+`ChunkPlan.make(...)` does the rounding from seconds and `plan.join(rows)` the assembly
+(`plan.join_row` one row at a time, in order, so a long piece never holds all its rows).
+
+Long pieces (`synthesize`):
+
+- `auto_chunk_seconds`: without an explicit chunk length a piece is cut into chunks once it is
+  long enough to gain (at least two chunks of `MIN_AUTO_CHUNK_SECONDS`): about `STREAMS_PER_CORE`
+  streams per core (the numba kernel loads each weight once for a block of up to 4 streams), each at
+  most `MAX_AUTO_CHUNK_SECONDS` long, so memory stays flat in the piece's length (the chunks are
+  generated in rounds of that many streams);
+- `sounding_spans`: the piece is cut at long silent spans (no sustained note sounding and every
+  note's release tail - the resonator bank's included - over, for longer than the model's receptive
+  field plus `MIN_SILENCE_SECONDS`). Only the sounding spans are generated, each starting one
+  receptive field (whole frames) before its first note from a silent stream; between them the
+  output is exact zeros.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -23,6 +38,10 @@ import numpy as np
 
 CROSSFADE_FRACTION = 0.5  # of the overlap: the crossfade is its last half, the first half is warm-up only
 CROSSFADES = ("equal_power", "linear")
+STREAMS_PER_CORE = 4
+MIN_AUTO_CHUNK_SECONDS = 4.0  # shorter chunks would spend too much on their warm-up overlap
+MAX_AUTO_CHUNK_SECONDS = 30.0  # longer pieces take more rounds, not longer rows: flat memory
+MIN_SILENCE_SECONDS = 1.0  # a silent span shorter than this (beyond the lead-in) is generated anyway
 
 
 def plan_chunks(n_samples: int, chunk_samples: int, overlap_samples: int) -> list[int]:
@@ -116,6 +135,26 @@ class ChunkPlan:
         """Where the second row starts to count (the first row alone covers everything before)."""
         return self.starts[1] + self.overlap - self.crossfade if self.rows > 1 else self.n_samples
 
+    def join_row(self, out: np.ndarray, i: int, row: np.ndarray, kind: str = "equal_power") -> None:
+        """Add row i ([>= length] float32) to `out` [n_samples], rows taken in order 0, 1, ...:
+        `join` one row at a time (row i's crossfade reads what row i-1 wrote)."""
+        s = self.starts[i]
+        if self.rows == 1:
+            out[:] = row[:self.n_samples]
+            return
+        if i == 0:
+            a = s
+        else:
+            x0, x1 = s + self.overlap - self.crossfade, min(s + self.overlap, self.n_samples)
+            if x1 > x0:
+                fade_out, fade_in = crossfade_weights(self.crossfade, kind)
+                m = x1 - x0
+                out[x0:x1] = fade_out[:m] * out[x0:x1] + fade_in[:m] * row[x0 - s:x1 - s]
+            a = s + self.overlap
+        b = min(s + self.length, self.n_samples)
+        if b > a:
+            out[a:b] = row[a - s:b - s]
+
     def join(self, rows: np.ndarray, kind: str = "equal_power") -> np.ndarray:
         """Generated rows [K, >= length] -> the window [n_samples] (float32)."""
         rows = np.asarray(rows, dtype=np.float32)
@@ -125,4 +164,59 @@ class ChunkPlan:
                            kind)
 
 
-__all__ = ["CROSSFADE_FRACTION", "CROSSFADES", "ChunkPlan", "plan_chunks", "crossfade_weights", "join_chunks"]
+def auto_chunk_seconds(duration_seconds: float, cores: int, overlap_seconds: float,
+                       frame_seconds: float = 0.004) -> float:
+    """The chunk length `synthesize` uses by default (0: one stream): about `STREAMS_PER_CORE`
+    chunks per core, none shorter than `MIN_AUTO_CHUNK_SECONDS` (nor than 8 overlaps) or longer
+    than `MAX_AUTO_CHUNK_SECONDS`; one stream when the piece is too short for two chunks or there
+    is one core."""
+    shortest = max(MIN_AUTO_CHUNK_SECONDS, 8.0 * overlap_seconds)
+    if cores <= 1 or duration_seconds < 2 * shortest + overlap_seconds:
+        return 0.0
+    chunk = (duration_seconds - overlap_seconds) / (STREAMS_PER_CORE * cores)
+    chunk = math.ceil(chunk / frame_seconds - 1e-6) * frame_seconds  # whole frames, rounded up: no extra chunk
+    return float(min(max(chunk, shortest), MAX_AUTO_CHUNK_SECONDS))
+
+
+def sounding_spans(onsets_s: np.ndarray, offsets_s: np.ndarray, start_sample: int, n_samples: int,
+                   sample_rate_hz: int, samples_per_frame: int, tail_seconds: float,
+                   lead_samples: int) -> list[tuple[int, int]]:
+    """The parts of samples start_sample .. start_sample + n_samples - 1 (a frame-aligned window)
+    worth generating, as (offset, length) pairs relative to the window, whole frames, in order.
+
+    A note sounds from its onset to its (sustained) offset + `tail_seconds`. A span starts
+    `lead_samples` before its first onset (rounded down to a frame) and ends when the last note's
+    tail is over (rounded up); spans closer than `MIN_SILENCE_SECONDS` merge. The whole window when
+    it has no silent span; [] when nothing sounds in it."""
+    spf, sr = samples_per_frame, sample_rate_hz
+    end = start_sample + n_samples
+    on = np.floor(np.asarray(onsets_s, np.float64) * sr).astype(np.int64) - lead_samples
+    off = np.ceil((np.asarray(offsets_s, np.float64) + tail_seconds) * sr).astype(np.int64)
+    keep = (off > start_sample) & (on < end)
+    on, off = on[keep], off[keep]
+    if len(on) == 0:
+        return []
+    order = np.argsort(on, kind="stable")
+    gap = int(round(MIN_SILENCE_SECONDS * sr))
+    spans: list[list[int]] = []
+    for a, b in zip(on[order], off[order]):
+        if spans and a <= spans[-1][1] + gap:
+            spans[-1][1] = max(spans[-1][1], int(b))
+        else:
+            spans.append([int(a), int(b)])
+    if spans[0][0] - start_sample <= gap:  # a short silence at either edge is generated as before
+        spans[0][0] = start_sample
+    if end - spans[-1][1] <= gap:
+        spans[-1][1] = end
+    out = []
+    for a, b in spans:
+        a = max(start_sample, (a - start_sample) // spf * spf + start_sample)
+        b = min(end, -(-(b - start_sample) // spf) * spf + start_sample)
+        if b > a:
+            out.append((a - start_sample, b - a))
+    return out
+
+
+__all__ = ["CROSSFADE_FRACTION", "CROSSFADES", "ChunkPlan", "plan_chunks", "crossfade_weights", "join_chunks",
+           "auto_chunk_seconds", "sounding_spans", "STREAMS_PER_CORE", "MIN_AUTO_CHUNK_SECONDS",
+           "MAX_AUTO_CHUNK_SECONDS", "MIN_SILENCE_SECONDS"]

@@ -164,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attack-seconds", type=float, default=0.05, help="see --sustain-temperature")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--engine", choices=("auto", "numba", "torch"), default="auto", help="generation engine")
-    p.add_argument("--chunk-seconds", type=float, default=0.0,
-                   help="cut the piece into chunks generated as a batch across cores (0: one stream)")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="cut the piece into chunks of this length generated as a batch across cores "
+                        "(default: automatic once the piece is long enough to gain; 0: one stream)")
     p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",

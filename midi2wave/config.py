@@ -281,7 +281,9 @@ class SamplingOptions:
     temperature: float = 1.0
     seed: int = 0
     engine: str = "auto"  # "auto" | "numba" | "torch"
-    chunk_seconds: float = 0.0  # 0: one stream for the whole piece; else chunks generated as a batch
+    # None: chunks across all cores once the piece is long enough to gain (`chunks.auto_chunk_seconds`);
+    # 0: one stream for the whole piece; else chunks of this length generated as a batch
+    chunk_seconds: float | None = None
     overlap_seconds: float = 0.5  # warm-up overlap between chunks, crossfaded
     threads: int = 0  # 0: all cores
     # Temperature for samples more than `attack_seconds` after every note onset (0: `temperature`
@@ -299,9 +301,10 @@ class SamplingOptions:
         _require(self.attack_seconds >= 0, "sampling.attack_seconds", self.attack_seconds, "must be >= 0")
         _require(self.engine in ("auto", "numba", "torch"), "sampling.engine", self.engine,
                  "must be 'auto', 'numba' or 'torch'")
-        _require(self.chunk_seconds >= 0, "sampling.chunk_seconds", self.chunk_seconds, "must be >= 0")
+        _require(self.chunk_seconds is None or self.chunk_seconds >= 0, "sampling.chunk_seconds", self.chunk_seconds,
+                 "must be >= 0 (0: one stream)")
         _require(self.overlap_seconds >= 0, "sampling.overlap_seconds", self.overlap_seconds, "must be >= 0")
-        _require(self.chunk_seconds == 0 or self.overlap_seconds < self.chunk_seconds,
+        _require(not self.chunk_seconds or self.overlap_seconds < self.chunk_seconds,
                  "sampling.overlap_seconds", self.overlap_seconds, "must be shorter than chunk_seconds")
         _require(self.threads >= 0, "sampling.threads", self.threads, "must be >= 0")
         _require(self.precision in ("fp32", "fp16", "int8"), "sampling.precision", self.precision,

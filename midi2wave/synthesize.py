@@ -11,9 +11,17 @@ has exactly `round(end_s * sr) - round(start_s * sr)` samples. Generation starts
 boundary at or before `start_s` (frames are 1/frame_rate s); the < 1 frame before it is generated
 and cut. The conditioning always sees the piece around the window (its margins are real MIDI).
 
-Long pieces (`options.chunk_seconds` C > 0, `options.overlap_seconds` O): the window is cut into
-chunks of C seconds generated as one batch (the engines spread them over the cores), each with O
-seconds of warm-up and crossfade before it; see `chunks.py` (shared with `evaluate`).
+Long pieces: `options.chunk_seconds` None (the default) chunks the piece across all cores once it
+is long enough to gain (`chunks.auto_chunk_seconds`), 0 keeps one stream, C > 0 cuts chunks of C
+seconds; each chunk has `options.overlap_seconds` of warm-up and crossfade before it (`chunks.py`,
+shared with `evaluate`). Chunks are generated in rounds of `chunks.STREAMS_PER_CORE` streams per
+thread and a single stream window by window (`STREAM_WINDOW_SECONDS`) through one
+`GenerationCache`, so memory beyond the output itself stays flat in the piece's length.
+Silence costs next to nothing: the piece is cut at long silent spans (`chunks.sounding_spans`: no
+sustained note sounding, every release tail - `RELEASE_SECONDS`, or the resonator bank's when
+longer - over, longer than the receptive field + `chunks.MIN_SILENCE_SECONDS`); only the sounding
+spans are generated, each from a silent stream one receptive field before its first note, and the
+output between them is exact zeros.
 
 Priming (`prime_audio`, float samples at the model's rate whose first sample is at `start_s`): the
 first `prime_seconds` are teacher-forced (fed to the model instead of sampled), so the output
@@ -41,7 +49,7 @@ import numpy as np
 import torch
 
 from . import constants as C
-from .chunks import ChunkPlan
+from .chunks import STREAMS_PER_CORE, ChunkPlan, auto_chunk_seconds, sounding_spans
 from .config import SamplingOptions
 from .errors import InputError, Midi2WaveError
 
@@ -200,6 +208,11 @@ class _Progress:
                 self._refresh()
         return update
 
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+
     def _refresh(self) -> None:
         if self.bar is None:
             return
@@ -234,13 +247,33 @@ def _set_threads(threads: int) -> int:
     return n
 
 
+STREAM_WINDOW_SECONDS = 10.0  # one-stream renders run window by window through one GenerationCache
+
+
+def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[int, int]]:
+    """The sounding spans of the generation window (see `chunks.sounding_spans`): a note rings for
+    `RELEASE_SECONDS` (and the resonator bank's release tail) after its sustained offset; a span
+    starts a receptive field (whole frames) early. A primed render starts its first span at 0."""
+    from . import resonators
+
+    data = model.data_config
+    spf = data.samples_per_frame
+    tail = RELEASE_SECONDS
+    bank = resonators.from_data_config(data)
+    if bank is not None:
+        tail = max(tail, bank.release_tail_s)
+    lead = -(-model.model_config.receptive_field_samples // spf) * spf
+    spans = sounding_spans(notes.onset_s, notes.offset_s, g0, n_gen, data.sample_rate_hz, spf, tail, lead)
+    if primed:
+        spans = [(0, spans[0][0] + spans[0][1])] + spans[1:] if spans else [(0, n_gen)]
+    return spans
+
+
 def render_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingOptions(), *, start_s: float = 0.0,
                  end_s: float | None = None, year: int | None = None, prime_audio: np.ndarray | None = None,
                  prime_seconds: float = 1.0, progress: bool = True, label: str = "synthesize",
                  where: str = "render") -> np.ndarray:
     """Render sustained `notes` and `pedals` (see `render_midi`). Returns float32 audio [n]."""
-    from .generate import generate
-
     data = model.data_config
     sr, spf = data.sample_rate_hz, data.samples_per_frame
     s0, s1 = _window(data, notes, start_s, end_s, where)
@@ -257,52 +290,128 @@ def render_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingO
             p = np.round(p * C.PCM_SCALE) / C.PCM_SCALE  # on the PCM grid, as every sample the model sees
             prime = np.concatenate([np.zeros(head, np.float32), p.astype(np.float32)])[:n_gen]
 
-    plan = ChunkPlan.make(n_gen, options.chunk_seconds, options.overlap_seconds, sr, spf)
-    starts, length, K = plan.starts, plan.length, plan.rows
-    if prime is not None and K > 1 and len(prime) > plan.fade_in_start:
-        raise InputError(f"{where}: the prime ({(len(prime) - head) / sr:g} s) must fit in the first chunk "
-                         f"before the next one fades in ({(plan.fade_in_start - head) / sr:g} s): shorten "
-                         f"--prime-seconds or lengthen --chunk-seconds")
-    inputs = model_inputs(model, notes, pedals, [g0 + s for s in starts], length, year)
+    spans = _spans(model, notes, g0, n_gen, prime is not None)
+    chunk_seconds = options.chunk_seconds
+    if chunk_seconds is None:
+        chunk_seconds = auto_chunk_seconds(sum(n for _, n in spans) / sr, threads, options.overlap_seconds,
+                                           spf / sr)
+        if chunk_seconds > 0 and prime is not None:  # the prime must end before the second chunk fades in
+            chunk_seconds = max(chunk_seconds, len(prime) / sr)
+    out = np.zeros(n_gen, np.float32)
+    if spans:
+        total = sum(n for _, n in spans)
+        bar = _Progress(total, total / sr, label, progress)
+        try:
+            if chunk_seconds > 0:
+                _render_chunked(model, notes, pedals, options, chunk_seconds, g0, spans, out, year, prime, threads,
+                                bar, where, head)
+            else:
+                _render_streams(model, notes, pedals, options, g0, spans, out, year, prime, threads, bar)
+        finally:
+            bar.close()
+    # an equal-power fade of correlated chunks can exceed full scale
+    np.clip(out, -1.0, (C.PCM_SCALE - 1) / C.PCM_SCALE, out=out)
+    return np.ascontiguousarray(out[head:head + (s1 - s0)], dtype=np.float32)
+
+
+def _temperatures(notes, starts: Sequence[int], length: int, sr: int, options: SamplingOptions) -> Any:
+    tracks = [temperature_track(notes.onset_s, s, length, sr, options) for s in starts]
+    return torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.temperature
+
+
+def _render_streams(model: Any, notes, pedals, options: SamplingOptions, g0: int, spans, out: np.ndarray,
+                    year: int | None, prime: np.ndarray | None, threads: int, bar: "_Progress") -> None:
+    """One stream per span, window by window through one `GenerationCache` (a piece in several
+    calls equals the piece in one; only a window's inputs are held at a time)."""
+    from . import resonators
+    from .generate import GenerationCache, generate
+
+    data = model.data_config
+    sr, spf = data.sample_rate_hz, data.samples_per_frame
+    window = max(1, int(round(STREAM_WINDOW_SECONDS * sr / spf))) * spf
     seeds = torch.Generator().manual_seed(int(options.seed))
-    uniforms = torch.rand(K, length, 2, generator=seeds)
-    temperature: Any = options.temperature
-    tracks = [temperature_track(notes.onset_s, g0 + s, length, sr, options) for s in starts]
-    if tracks[0] is not None:
-        temperature = torch.from_numpy(np.stack(tracks))
-    bar = _Progress(K * length, (s1 - s0) / sr, label, progress)
+    bank = resonators.from_data_config(data)
+    for key, (offset, n) in enumerate(spans):
+        start = g0 + offset
+        cache = GenerationCache(model, 1, engine=options.engine, precision=options.precision)
+        try:
+            if bank is not None:
+                cache.set_resonators([resonators.schedule(notes, start, n, sr, bank)])
+            for w0 in range(0, n, window):
+                w = min(window, n - w0)
+                inputs = model_inputs(model, notes, pedals, [start + w0], w, year)
+                pw = None
+                if prime is not None and offset + w0 < len(prime):
+                    pw = torch.from_numpy(prime[offset + w0:offset + w0 + w])[None]
+                callback = bar.callback(key, 1)
+                audio = generate(model, w, conditioning=inputs.rolls, year=inputs.year, excitation=inputs.excitation,
+                                 uniforms=torch.rand(1, w, 2, generator=seeds),
+                                 temperature=_temperatures(notes, [start + w0], w, sr, options), prime=pw,
+                                 engine=options.engine, threads=threads, cache=cache,
+                                 progress=lambda d, t, b=w0, cb=callback: cb(b + d, n))
+                out[offset + w0:offset + w0 + w] = audio[0].detach().to("cpu", torch.float32).numpy()
+        finally:
+            cache.close()
 
-    def call(rows: slice, n_threads: int, key: int, primed: bool) -> torch.Tensor:
-        k = len(range(*rows.indices(K)))
-        return generate(
-            model, length,
-            conditioning=inputs.rolls[rows] if inputs.rolls is not None else None,
-            year=inputs.year[rows] if inputs.year is not None else None,
-            excitation=inputs.excitation[rows] if inputs.excitation is not None else None,
-            uniforms=uniforms[rows],
-            temperature=temperature[rows] if isinstance(temperature, torch.Tensor) else temperature,
-            prime=torch.from_numpy(prime)[None] if primed else None,
-            engine=options.engine, threads=n_threads, precision=options.precision,
-            progress=bar.callback(key, k),
-            resonators=inputs.resonators[rows] if inputs.resonators is not None else None,
-        )
 
-    try:
-        if prime is None or K == 1:
-            rows = call(slice(0, K), threads, 0, prime is not None)
+def _render_chunked(model: Any, notes, pedals, options: SamplingOptions, chunk_seconds: float, g0: int, spans,
+                    out: np.ndarray, year: int | None, prime: np.ndarray | None, threads: int, bar: "_Progress",
+                    where: str, head: int) -> None:
+    """Every span cut into chunks; all chunks (rows of equal length) generated in rounds of
+    `STREAMS_PER_CORE` x threads streams and joined into `out` in order."""
+    from .generate import generate
+
+    data = model.data_config
+    sr, spf = data.sample_rate_hz, data.samples_per_frame
+    longest = max(n for _, n in spans)
+    plans = [ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, sr, spf) for _, n in spans]
+    length = max(p.length for p in plans)  # single-row spans generate this long too (the rest is dropped)
+    length = min(length, longest) if all(p.rows == 1 for p in plans) else length
+    if prime is not None and plans[0].rows > 1 and len(prime) > plans[0].fade_in_start:
+        fade = plans[0].fade_in_start
+        raise InputError(f"{where}: the prime ({(len(prime) - head) / sr:g} s) must fit in the first chunk "
+                         f"before the next one fades in ({(fade - head) / sr:g} s): shorten --prime-seconds "
+                         f"or lengthen --chunk-seconds")
+    rows = [(i, j) for i, p in enumerate(plans) for j in range(p.rows)]  # (span, chunk) in piece order
+    per_round = max(1, STREAMS_PER_CORE * threads)
+    seeds = torch.Generator().manual_seed(int(options.seed))
+    bar.set_total(len(rows) * length)
+    for r0 in range(0, len(rows), per_round):
+        batch = rows[r0:r0 + per_round]
+        starts = [g0 + spans[i][0] + plans[i].starts[j] for i, j in batch]
+        inputs = model_inputs(model, notes, pedals, starts, length, year)
+        uniforms = torch.cat([torch.rand(1, length, 2, generator=seeds) for _ in batch])
+        temperature = _temperatures(notes, starts, length, sr, options)
+
+        def call(sel: slice, n_threads: int, key: int, primed: bool) -> torch.Tensor:
+            k = len(range(*sel.indices(len(batch))))
+            return generate(
+                model, length,
+                conditioning=inputs.rolls[sel] if inputs.rolls is not None else None,
+                year=inputs.year[sel] if inputs.year is not None else None,
+                excitation=inputs.excitation[sel] if inputs.excitation is not None else None,
+                uniforms=uniforms[sel],
+                temperature=temperature[sel] if isinstance(temperature, torch.Tensor) else temperature,
+                prime=torch.from_numpy(prime)[None] if primed else None,
+                engine=options.engine, threads=n_threads, precision=options.precision,
+                progress=bar.callback(key, k),
+                resonators=inputs.resonators[sel] if inputs.resonators is not None else None,
+            )
+
+        key = 2 * r0
+        if prime is None or r0 > 0 or len(batch) == 1:
+            generated = call(slice(0, len(batch)), threads, key, prime is not None and r0 == 0)
         else:
             # The engines prime every row of a call alike: the primed first chunk runs as its own
             # call, beside the batch of the others (threads split between the two).
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="midi2wave-render") as pool:
-                first = pool.submit(call, slice(0, 1), 1, 0, True)
-                rest = pool.submit(call, slice(1, K), max(1, threads - 1), 1, False)
-                rows = torch.cat([first.result(), rest.result()], 0)
-    finally:
-        bar.close()
-    audio = plan.join(rows.detach().to("cpu", torch.float32).numpy(), options.crossfade)
-    if K > 1:  # an equal-power fade of correlated chunks can exceed full scale
-        np.clip(audio, -1.0, (C.PCM_SCALE - 1) / C.PCM_SCALE, out=audio)
-    return np.ascontiguousarray(audio[head:head + (s1 - s0)], dtype=np.float32)
+                first = pool.submit(call, slice(0, 1), 1, key, True)
+                rest = pool.submit(call, slice(1, len(batch)), max(1, threads - 1), key + 1, False)
+                generated = torch.cat([first.result(), rest.result()], 0)
+        generated_np = generated.detach().to("cpu", torch.float32).numpy()
+        for (i, j), row in zip(batch, generated_np):
+            offset, n = spans[i]
+            plans[i].join_row(out[offset:offset + n], j, row, options.crossfade)
 
 
 def render_midi(model: Any, midi_path: str | os.PathLike, options: SamplingOptions = SamplingOptions(), *,
@@ -362,8 +471,10 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
                      year: int | None = None, prime: Path | None = None, prime_seconds: float = 1.0,
                      plot: bool = False, device: str = "cpu", force: bool = False, quiet: bool = False) -> int:
     """`midi2wave synthesize`: render each MIDI file in `inputs` to a WAV (`out`: a file for one
-    input, a folder, or None: INPUT.wav beside each). Returns 0 if every input was rendered, 1 if
-    some failed (each reported in one line); problems that concern every input raise."""
+    input, a folder, or None: INPUT.wav beside each). Every output is checked (a writable folder,
+    not taken unless `force`) before the model loads or anything is generated. Returns 0 if every
+    input was rendered, 1 if some failed (each reported in one line); problems that concern every
+    input raise."""
     from .audio import save_wav
     from .checkpoint import load_model
 
@@ -389,6 +500,12 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
                 continue
         if not src.exists():
             _error(f"{src}: no such file")
+            failed += 1
+            continue
+        folder = dst.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            problem = "is not writable" if folder.is_dir() else "does not exist"
+            _error(f"{dst}: folder {folder} {problem}")
             failed += 1
             continue
         todo.append((src, dst))

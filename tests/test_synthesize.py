@@ -291,3 +291,89 @@ def test_public_render_takes_a_path_or_notes_and_returns_audio_and_rate(tiny, mi
     np.testing.assert_array_equal(audio, S.render_midi(model, midi, options, end_s=0.2, progress=False))
     with pytest.raises(InputError, match="path or"):
         midi2wave.render(42, model)
+
+
+# ------------------------------------------------------------------------------ long pieces
+
+
+def test_sounding_spans_cut_long_silences_only():
+    sr, spf = SR, 64
+    # notes at 0-1 s and 20-21 s, tail 1 s, lead 0.1 s: silent from 2 s to 19.9 s
+    n = int(22.5 * sr)
+    spans = chunking.sounding_spans(np.array([0.0, 20.0]), np.array([1.0, 21.0]), 0, n, sr, spf, 1.0, 1600)
+    assert len(spans) == 2 and spans[0][0] == 0
+    (a0, n0), (a1, n1) = spans
+    assert a0 + n0 >= 2 * sr and a0 + n0 < 2 * sr + spf  # to the end of the first tail
+    assert a1 <= 20 * sr - 1600 and a1 > 20 * sr - 1600 - spf and a1 % spf == 0
+    assert a1 + n1 == n  # a silence shorter than MIN_SILENCE_SECONDS at the end is generated
+    # a longer one is not: the span ends with the tail
+    last = chunking.sounding_spans(np.array([0.0, 20.0]), np.array([1.0, 21.0]), 0, 25 * sr, sr, spf, 1.0, 1600)[-1]
+    assert 22 * sr <= last[0] + last[1] < 22 * sr + spf
+    # gaps below MIN_SILENCE_SECONDS merge: one span, the whole window
+    assert chunking.sounding_spans(np.array([0.0, 2.5]), np.array([1.0, 3.0]), 0, 5 * sr, sr, spf, 1.0, 0) == \
+        [(0, 5 * sr)]
+    assert chunking.sounding_spans(np.array([0.0]), np.array([1.0]), 10 * sr, 5 * sr, sr, spf, 1.0, 0) == []
+
+
+def test_auto_chunks_only_when_long_enough_and_several_cores():
+    assert chunking.auto_chunk_seconds(5.0, 8, 0.5) == 0.0  # too short to gain
+    assert chunking.auto_chunk_seconds(120.0, 1, 0.5) == 0.0  # one core: one stream
+    c = chunking.auto_chunk_seconds(120.0, 2, 0.5)
+    assert c == pytest.approx((120.0 - 0.5) / (chunking.STREAMS_PER_CORE * 2), abs=0.004)
+    assert len(chunking.plan_chunks(120 * SR, round(c * SR / 64) * 64, 8000)) == chunking.STREAMS_PER_CORE * 2
+    assert chunking.auto_chunk_seconds(3600.0, 2, 0.5) == chunking.MAX_AUTO_CHUNK_SECONDS  # rounds, not longer rows
+
+
+def _counting_generate(calls):
+    def fake(model, n_samples, *, excitation=None, uniforms=None, cache=None, **_):
+        rows = uniforms.shape[0]
+        calls.append((rows, n_samples))
+        return torch.full((rows, n_samples), 0.25)
+    return fake
+
+
+def test_silent_spans_cost_nothing_and_are_exact_zeros(tiny, tmp_path, monkeypatch):
+    import midi2wave.generate as gen
+
+    model, _ = tiny
+    path = write_midi(tmp_path / "gap.mid", [(0.0, 0.3, 60, 80), (30.0, 30.3, 64, 80)])
+    notes, pedals = S.read_piece(path)
+    calls: list = []
+    monkeypatch.setattr(gen, "generate", _counting_generate(calls))
+    for chunk in (0.0, 2.0):
+        calls.clear()
+        audio = S.render_notes(model, notes, pedals, SamplingOptions(chunk_seconds=chunk, overlap_seconds=0.25),
+                               progress=False)
+        assert audio.shape == (round(31.3 * SR),)
+        generated = sum(r * n for r, n in calls)
+        assert generated < 6 * SR  # ~1.3 s of sound + tails + lead-ins (+ chunk padding), not 31 s
+        assert np.all(audio[int(2.5 * SR):int(29.5 * SR)] == 0.0)
+        assert np.all(audio[:int(0.3 * SR)] == 0.25) and np.all(audio[int(30.0 * SR):int(30.3 * SR)] == 0.25)
+
+
+def test_default_render_of_a_long_piece_uses_chunks_in_bounded_rounds(tiny, tmp_path, monkeypatch):
+    import midi2wave.generate as gen
+
+    model, _ = tiny
+    piece = [(0.25 * k, 0.25 * k + 0.5, 60 + k % 12, 80) for k in range(1200)]  # 300 s, never silent
+    notes, pedals = S.read_piece(write_midi(tmp_path / "long.mid", piece))
+    calls: list = []
+    monkeypatch.setattr(gen, "generate", _counting_generate(calls))
+    S.render_notes(model, notes, pedals, SamplingOptions(threads=2), progress=False)
+    assert len(calls) > 1 and all(1 < rows <= chunking.STREAMS_PER_CORE * 2 for rows, _ in calls)
+    assert all(n <= (chunking.MAX_AUTO_CHUNK_SECONDS + 0.5) * SR for _, n in calls)
+    calls.clear()
+    S.render_notes(model, notes, pedals, SamplingOptions(threads=2, chunk_seconds=0.0), progress=False)
+    assert all(rows == 1 and n <= S.STREAM_WINDOW_SECONDS * SR for rows, n in calls)  # one stream, windowed
+
+
+def test_cli_checks_every_output_before_generating(tiny, midi, tmp_path, monkeypatch, capsys):
+    import midi2wave.checkpoint as ckpt_module
+
+    _, ckpt = tiny
+    loaded = []
+    monkeypatch.setattr(ckpt_module, "load_model", lambda *a, **k: loaded.append(1))
+    assert run(midi, "--checkpoint", ckpt, "-o", tmp_path / "missing" / "x.wav", "-q") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0] and "does not exist" in err[0]
+    assert not loaded  # reported before the model was loaded or anything generated
