@@ -4,7 +4,7 @@
         --key-columns 4 -- generate.py --quick --skip-compile --presets demo
 
 The baseline is `git archive REF` unpacked into a temporary folder; each round runs the script
-there and here (alternating which goes first, so a busy spell of the shared machine does not fall
+(that tree's own copy, or this tree's with `--same-script`) there and here (alternating which goes first, so a busy spell of the shared machine does not fall
 on one side only), each tree importing its own `midi2wave`. The last markdown table a run prints
 is parsed; rows are matched on their first `--key-columns` cells, and for `--metric` the best
 value over the rounds (highest, or lowest with `--lower-is-better`) of each side is printed with
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -51,6 +52,8 @@ def main() -> int:
     parser.add_argument("--metric", required=True, help="column header of the compared number")
     parser.add_argument("--key-columns", type=int, default=1)
     parser.add_argument("--lower-is-better", action="store_true")
+    parser.add_argument("--same-script", action="store_true",
+                        help="run this tree's copy of the script in both trees (it must only use API both have)")
     parser.add_argument("script", help="a script in bench/, e.g. generate.py")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
@@ -63,6 +66,8 @@ def main() -> int:
         base = Path(tmp) / "tree"
         with tarfile.open(archive) as tar:
             tar.extractall(base)
+        if args.same_script:  # the script finds its tree from its own path: put this tree's copy there
+            shutil.copy(ROOT / "bench" / args.script, base / "bench" / args.script)
         trees = {"baseline": base, "this tree": ROOT}
         best: dict[str, dict[tuple, float]] = {name: {} for name in trees}
         header = None
