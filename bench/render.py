@@ -128,11 +128,12 @@ def main() -> int:
         period = looped_midi(args.midi, args.seconds, midi)
         print(f"# piece: {args.midi.name} looped every {period:.0f} s to {args.seconds:g} s")
         t0 = time.perf_counter()
-        render_once(model, config, midi, tmp / "warm.wav", 0.1,
+        # warm-ups long enough to hold notes (a window where nothing sounds is not generated)
+        render_once(model, config, midi, tmp / "warm.wav", 1.0,
                     SamplingOptions(engine=args.engine, threads=args.threads, chunk_seconds=0.0), args.precision)
-        render_once(model, config, midi, tmp / "warm.wav", 0.1,
-                    SamplingOptions(engine=args.engine, threads=args.threads, chunk_seconds=0.04,
-                                    overlap_seconds=0.02), args.precision)
+        render_once(model, config, midi, tmp / "warm.wav", 1.0,
+                    SamplingOptions(engine=args.engine, threads=args.threads, chunk_seconds=0.4,
+                                    overlap_seconds=0.2), args.precision)
         print(f"# warm-up (compile / cache load): {time.perf_counter() - t0:.1f} s")
 
         fr = config.data.frame_rate_hz
