@@ -32,6 +32,7 @@ average is printed. Usage:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -190,6 +191,9 @@ def main() -> int:
               f"(compile), warm cache {warm:.2f} s (load), then {again * 1e3:.1f} ms", flush=True)
 
     rows = []
+    have_r9y9 = importlib.util.find_spec("wavenet_vocoder") is not None
+    if not have_r9y9:
+        print("# wavenet_vocoder (r9y9) is not installed: its cells are skipped", flush=True)
 
     def add(preset, engine, B, threads, timing, n, note=""):
         wall, cpu = timing
@@ -211,8 +215,9 @@ def main() -> int:
         n_r9y9 = max(100, int(400 * scale))
         wall, cpu, n = time_naive(model, budget_s=2.0, max_n=300)
         add(preset, "naive", 1, 1, (wall, cpu), n, f"window {cfg.receptive_field_samples} samples")
-        add(preset, "r9y9", 1, 1, time_r9y9(model, 1, n_r9y9, 1), n_r9y9)
-        add(preset, "r9y9", 8, 1, time_r9y9(model, 8, n_r9y9, 1), n_r9y9, "no sampling")
+        if have_r9y9:
+            add(preset, "r9y9", 1, 1, time_r9y9(model, 1, n_r9y9, 1), n_r9y9)
+            add(preset, "r9y9", 8, 1, time_r9y9(model, 8, n_r9y9, 1), n_r9y9, "no sampling")
         add(preset, "torch", 1, 1, time_engine(model, "torch", 1, n_torch, 1, "fp32", 1), n_torch)
         add(preset, "torch", 8, 1, time_engine(model, "torch", 8, n_torch, 1, "fp32", 1), n_torch)
         cells = [(1, 1, "fp32"), (8, 1, "fp32"), (8, 2, "fp32"), (1, 1, "fp16"), (8, 2, "fp16"), (1, 1, "int8"),

@@ -22,6 +22,7 @@ measurement is printed with it).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import platform
@@ -74,7 +75,8 @@ def render_once(model, config, midi: Path, out: Path, seconds: float, options, p
 
     t0 = time.perf_counter()
     notes, pedals = read_piece(midi, config.data.sustain_threshold)
-    audio = render_notes(model, config, notes, pedals, 0.0, seconds, options, progress=False, precision=precision)
+    audio = render_notes(model, notes, pedals, dataclasses.replace(options, precision=precision), end_s=seconds,
+                         progress=False)
     save_wav(out, audio, config.data.sample_rate_hz, force=True)
     wall = time.perf_counter() - t0
     assert len(audio) == round(seconds * config.data.sample_rate_hz)
@@ -126,11 +128,12 @@ def main() -> int:
         period = looped_midi(args.midi, args.seconds, midi)
         print(f"# piece: {args.midi.name} looped every {period:.0f} s to {args.seconds:g} s")
         t0 = time.perf_counter()
-        render_once(model, config, midi, tmp / "warm.wav", 0.1,
-                    SamplingOptions(engine=args.engine, threads=args.threads), args.precision)
-        render_once(model, config, midi, tmp / "warm.wav", 0.1,
-                    SamplingOptions(engine=args.engine, threads=args.threads, chunk_seconds=0.04,
-                                    overlap_seconds=0.02), args.precision)
+        # warm-ups long enough to hold notes (a window where nothing sounds is not generated)
+        render_once(model, config, midi, tmp / "warm.wav", 1.0,
+                    SamplingOptions(engine=args.engine, threads=args.threads, chunk_seconds=0.0), args.precision)
+        render_once(model, config, midi, tmp / "warm.wav", 1.0,
+                    SamplingOptions(engine=args.engine, threads=args.threads, chunk_seconds=0.4,
+                                    overlap_seconds=0.2), args.precision)
         print(f"# warm-up (compile / cache load): {time.perf_counter() - t0:.1f} s")
 
         fr = config.data.frame_rate_hz
@@ -142,7 +145,7 @@ def main() -> int:
                          SamplingOptions(engine=args.engine, threads=args.threads, chunk_seconds=chunk,
                                          overlap_seconds=args.overlap)))
         runs.append(("one stream, unchunked", baseline_seconds,
-                     SamplingOptions(engine=args.engine, threads=args.threads)))
+                     SamplingOptions(engine=args.engine, threads=args.threads, chunk_seconds=0.0)))
         # Round robin, so that a busy spell of the shared machine does not fall on one row only.
         walls: list[list[tuple[float, float]]] = [[] for _ in runs]
         for rep in range(args.repeats):

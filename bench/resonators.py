@@ -47,7 +47,7 @@ def main() -> int:
     print()
     print("| preset | oscillators alive (mean / max) | RTF without bank | RTF with bank | with / without |")
     print("|---|---:|---:|---:|---:|")
-    options = SamplingOptions(engine="numba", threads=1)
+    options = SamplingOptions(engine="numba", threads=1, chunk_seconds=0.0)
     for path in args.configs:
         config = load_config(path)
         plain_data = dataclasses.replace(config.data, resonator_partials=0)
@@ -63,11 +63,11 @@ def main() -> int:
         alive = [((sched.start <= t) & (sched.stop > t)).sum() for t in range(0, n, sr // 100)]
         best = {}
         for model in (plain, banked):  # warm-up (compile / cache load)
-            render_notes(model, None, notes, pedals, 0.0, 0.05, options, progress=False)
+            render_notes(model, notes, pedals, options, end_s=0.05, progress=False)
         for _ in range(args.repeats):
             for name, model in (("plain", plain), ("bank", banked)):
                 t0 = time.perf_counter()
-                render_notes(model, None, notes, pedals, 0.0, args.seconds, options, progress=False)
+                render_notes(model, notes, pedals, options, end_s=args.seconds, progress=False)
                 wall = time.perf_counter() - t0
                 best[name] = min(best.get(name, float("inf")), wall)
         rtf_plain, rtf_bank = best["plain"] / args.seconds, best["bank"] / args.seconds

@@ -64,10 +64,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return train_from_cli(args)
 
 
-def _cmd_synthesize(args: argparse.Namespace) -> int:
-    from .synthesize import synthesize_from_cli
+def _sampling_options(args: argparse.Namespace):
+    """The sampling flags of `synthesize` as `SamplingOptions` (a bad value is named as the flag)."""
+    from .config import ConfigError, SamplingOptions
 
-    return synthesize_from_cli(args)
+    try:
+        return SamplingOptions(temperature=args.temperature, seed=args.seed, engine=args.engine,
+                               chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
+                               threads=max(0, args.threads), sustain_temperature=args.sustain_temperature,
+                               attack_seconds=args.attack_seconds, precision=args.precision)
+    except ConfigError as e:  # name the option as the user typed it: sampling.chunk_seconds -> --chunk-seconds
+        text = str(e)
+        if text.startswith("sampling."):
+            name, _, rest = text[len("sampling."):].partition(" = ")
+            text = f"--{name.replace('_', '-')} {rest}"
+        raise Midi2WaveError(text) from None
+
+
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    from .synthesize import synthesize_files
+
+    return synthesize_files(args.inputs, _sampling_options(args), out=args.out, checkpoint=args.checkpoint,
+                            start_s=args.start, end_s=args.end, year=args.year, prime=args.prime,
+                            prime_seconds=args.prime_seconds, plot=args.plot, device=args.device, force=args.force,
+                            quiet=args.quiet)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -83,9 +103,12 @@ def _cmd_listening_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_from_cli
+    from .export import export_model
 
-    return export_from_cli(args)
+    for line in export_model(args.checkpoint, args.out, fmt=args.format, midi_path=args.midi, start_s=args.start,
+                             end_s=args.end, year=args.year, force=args.force):
+        print(line)
+    return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -157,10 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attack-seconds", type=float, default=0.05, help="see --sustain-temperature")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--engine", choices=("auto", "numba", "torch"), default="auto", help="generation engine")
-    p.add_argument("--chunk-seconds", type=float, default=0.0,
-                   help="cut the piece into chunks generated as a batch across cores (0: one stream)")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="cut the piece into chunks of this length generated as a batch across cores "
+                        "(default: automatic once the piece is long enough to gain; 0: one stream)")
     p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="numba engine weight storage (fp16: faster for one stream of a big model)")
     p.add_argument("--prime", type=Path, default=None, metavar="AUDIO",
                    help="teacher-force the first --prime-seconds from this audio file, then run free")
     p.add_argument("--prime-seconds", type=float, default=1.0)

@@ -275,12 +275,15 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How `synthesize` runs the model."""
+    """How `synthesize` (and `midi2wave.render`) sample from the model: every setting of a render
+    that is not the piece itself (the MIDI, the window, the year, a prime)."""
 
     temperature: float = 1.0
     seed: int = 0
     engine: str = "auto"  # "auto" | "numba" | "torch"
-    chunk_seconds: float = 0.0  # 0: one stream for the whole piece; else chunks generated as a batch
+    # None: chunks across all cores once the piece is long enough to gain (`chunks.auto_chunk_seconds`);
+    # 0: one stream for the whole piece; else chunks of this length generated as a batch
+    chunk_seconds: float | None = None
     overlap_seconds: float = 0.5  # warm-up overlap between chunks, crossfaded
     threads: int = 0  # 0: all cores
     # Temperature for samples more than `attack_seconds` after every note onset (0: `temperature`
@@ -288,6 +291,8 @@ class SamplingOptions:
     # listeners and transcribers hear as re-struck notes.
     sustain_temperature: float = 0.0
     attack_seconds: float = 0.05
+    precision: str = "fp32"  # the numba engine's weight storage: "fp32" | "fp16" | "int8"
+    crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"
 
     def __post_init__(self) -> None:
         _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
@@ -296,11 +301,18 @@ class SamplingOptions:
         _require(self.attack_seconds >= 0, "sampling.attack_seconds", self.attack_seconds, "must be >= 0")
         _require(self.engine in ("auto", "numba", "torch"), "sampling.engine", self.engine,
                  "must be 'auto', 'numba' or 'torch'")
-        _require(self.chunk_seconds >= 0, "sampling.chunk_seconds", self.chunk_seconds, "must be >= 0")
+        _require(self.chunk_seconds is None or self.chunk_seconds >= 0, "sampling.chunk_seconds", self.chunk_seconds,
+                 "must be >= 0 (0: one stream)")
         _require(self.overlap_seconds >= 0, "sampling.overlap_seconds", self.overlap_seconds, "must be >= 0")
-        _require(self.chunk_seconds == 0 or self.overlap_seconds < self.chunk_seconds,
+        _require(not self.chunk_seconds or self.overlap_seconds < self.chunk_seconds,
                  "sampling.overlap_seconds", self.overlap_seconds, "must be shorter than chunk_seconds")
         _require(self.threads >= 0, "sampling.threads", self.threads, "must be >= 0")
+        _require(self.precision in ("fp32", "fp16", "int8"), "sampling.precision", self.precision,
+                 "must be 'fp32', 'fp16' or 'int8'")
+        _require(self.crossfade in ("equal_power", "linear"), "sampling.crossfade", self.crossfade,
+                 "must be 'equal_power' or 'linear'")
+        _require(self.precision == "fp32" or self.engine != "torch", "sampling.precision", self.precision,
+                 "the torch engine runs in fp32 (fp16 / int8 are numba-only)")
 
 
 @dataclass(frozen=True)

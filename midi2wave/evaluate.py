@@ -589,7 +589,7 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
     chunk_seconds > 0: each excerpt is cut into chunks as `midi2wave synthesize --chunk-seconds`
     does (warm-up overlap, crossfade), every chunk of every excerpt one stream of the batch."""
     from .generate import generate
-    from .synthesize import CROSSFADE_FRACTION, join_chunks, plan_chunks
+    from .chunks import ChunkPlan
 
     if not excerpts:
         return []
@@ -599,14 +599,9 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
     schedules = None
     if excerpts[0].schedule is not None:  # generation starts at the window: shift the warm-up away
         schedules = [e.schedule.shifted(-len(e.warmup_audio)) for e in excerpts]
-    starts, length, overlap = [0], n, 0
+    plan = ChunkPlan.make(n, chunk_seconds, overlap_seconds, config.data.sample_rate_hz, model.samples_per_frame)
+    starts, length = list(plan.starts), plan.length
     if chunk_seconds > 0:
-        spf = model.samples_per_frame
-        sr = config.data.sample_rate_hz
-        chunk = max(1, int(round(chunk_seconds * sr / spf))) * spf
-        overlap = int(round(overlap_seconds * sr / spf)) * spf
-        starts = plan_chunks(n, chunk, overlap)
-        length = n if len(starts) == 1 else chunk + overlap
         batch, schedules = _chunk_rows(model, batch, schedules, starts, length)
     from .config import SamplingOptions
     from .synthesize import temperature_track
@@ -635,11 +630,8 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
         if bar is not None:
             bar.close()
     audio = audio.float().cpu().numpy()
-    if len(starts) == 1:
-        return [audio[i, :n] for i in range(len(excerpts))]
-    K = len(starts)
-    crossfade = int(round(overlap * CROSSFADE_FRACTION))
-    return [join_chunks(audio[i * K:(i + 1) * K], starts, n, overlap, crossfade) for i in range(len(excerpts))]
+    K = plan.rows
+    return [plan.join(audio[i * K:(i + 1) * K]) for i in range(len(excerpts))]
 
 
 # ------------------------------------------------------------------------------------ evaluation

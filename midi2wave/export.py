@@ -46,7 +46,6 @@ wrapper. `reference_logits` runs nv-wavenet's per-sample algorithm in numpy on s
 
 from __future__ import annotations
 
-import argparse
 import io
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ import torch
 
 from .config import Config, ModelConfig
 from .errors import Midi2WaveError
+from .model.stepping import SteppingWeights, stepping_weights
 
 __all__ = [
     "NV_WAVENET_ARGS",
@@ -64,7 +64,7 @@ __all__ = [
     "nv_wavenet_weights",
     "nv_wavenet_conditioning",
     "export_nv_wavenet",
-    "export_from_cli",
+    "export_model",
     "reference_logits",
 ]
 
@@ -108,12 +108,12 @@ def check_nv_wavenet_compatible(model_config: ModelConfig) -> None:
             raise ExportError(f"cannot export to nv-wavenet: {problem}")
 
 
-def _check_head(model: Any) -> None:
-    A = model.model_config.mulaw_classes
-    conv_out, conv_end = model.head[1], model.head[3]
-    if conv_out.out_channels != A or conv_end.in_channels != A or conv_end.out_channels != A:
+def _check_head(sw: SteppingWeights) -> None:
+    A = sw.mulaw_classes
+    hidden, end = sw.head_hidden_weight.shape, sw.head_out_weight.shape  # [H1, S], [O, H1]
+    if hidden[0] != A or end[1] != A or end[0] != A:
         raise ExportError(f"cannot export to nv-wavenet: the output head's hidden width is "
-                          f"{conv_out.out_channels}, nv-wavenet needs A = {A} (conv_out A x S, conv_end A x A)")
+                          f"{hidden[0]}, nv-wavenet needs A = {A} (conv_out A x S, conv_end A x A)")
 
 
 # ----------------------------------------------------------------------------------- weights
@@ -132,25 +132,22 @@ def nv_wavenet_weights(model: Any) -> dict[str, Any]:
         raise ExportError(f"cannot export to nv-wavenet: data.resonator_partials = "
                           f"{model.data_config.resonator_partials}: the model predicts the innovation of a MIDI "
                           "resonator bank, which nv-wavenet does not run")
-    _check_head(model)
+    sw = stepping_weights(model)
+    _check_head(sw)
     R, S, A = mc.residual_channels, mc.skip_channels, mc.mulaw_classes
-    inp = model.input_layer
-    embedding_curr = _t(inp.embed_curr.weight)
-    if inp.bias is not None:
-        embedding_curr += _t(inp.bias)[None, :]
     out: dict[str, Any] = {
-        "embedding_prev": _t(inp.embed_prev.weight),  # A x R
-        "embedding_curr": embedding_curr,  # A x R
-        "conv_out_weight": _t(model.head[1].weight[:, :, 0]),  # A x S
-        "conv_end_weight": _t(model.head[3].weight[:, :, 0]),  # A x A
+        "embedding_prev": _t(sw.embed_prev),  # A x R
+        "embedding_curr": _t(sw.embed_curr) + _t(sw.input_bias)[None, :],  # A x R, the input bias folded in
+        "conv_out_weight": _t(sw.head_hidden_weight),  # A x S
+        "conv_end_weight": _t(sw.head_out_weight),  # A x A
     }
     dilate_w, dilate_b, res_w, res_b, skip_w, skip_b = [], [], [], [], [], []
-    for i, layer in enumerate(model.layers):
-        dilate_w.append(_t(layer.dilated.weight))  # 2R x R x 2: [:, :, 0] on x[t-d], [:, :, 1] on x[t]
-        dilate_b.append(_t(layer.dilated.bias) if layer.dilated.bias is not None else torch.zeros(2 * R))
-        w = _t(layer.out.weight[:, :, 0])  # (R + S) x R
-        b = _t(layer.out.bias) if layer.out.bias is not None else torch.zeros(R + S)
-        if i < len(model.layers) - 1:  # nv-wavenet's last layer has no residual output
+    L = sw.n_layers
+    for i in range(L):
+        dilate_w.append(_t(sw.dilated_weight[i]))  # 2R x R x 2: [:, :, 0] on x[t-d], [:, :, 1] on x[t]
+        dilate_b.append(_t(sw.dilated_bias[i]))
+        w, b = _t(sw.out_weight[i]), _t(sw.out_bias[i])  # (R + S) x R, R + S
+        if i < L - 1:  # nv-wavenet's last layer has no residual output
             res_w.append(w[:R].contiguous())
             res_b.append(b[:R].contiguous())
         skip_w.append(w[R:].contiguous())
@@ -159,8 +156,7 @@ def nv_wavenet_weights(model: Any) -> dict[str, Any]:
         dilate_weights=dilate_w, dilate_biases=dilate_b, max_dilation=int(max(mc.dilations)),
         res_weights=res_w, res_biases=res_b, skip_weights=skip_w, skip_biases=skip_b, use_embed_tanh=False,
     )
-    conv_out_bias = _t(model.head[1].bias) if model.head[1].bias is not None else torch.zeros(A)
-    conv_end_bias = _t(model.head[3].bias) if model.head[3].bias is not None else torch.zeros(A)
+    conv_out_bias, conv_end_bias = _t(sw.head_hidden_bias), _t(sw.head_out_bias)
     out["conv_out_bias"] = conv_out_bias
     out["conv_end_bias"] = conv_end_bias
     out["head_biases_nonzero"] = bool(conv_out_bias.abs().max() > 0 or conv_end_bias.abs().max() > 0)
@@ -240,32 +236,34 @@ def export_nv_wavenet(model_or_checkpoint: Any, out_path: str | Path, *, midi_pa
     return weights
 
 
-def export_from_cli(args: argparse.Namespace) -> int:
-    fmt = getattr(args, "format", "nv-wavenet")
+def export_model(checkpoint: Path | None, out: Path, *, fmt: str = "nv-wavenet", midi_path: Path | None = None,
+                 start_s: float = 0.0, end_s: float | None = None, year: int | None = None,
+                 force: bool = False) -> list[str]:
+    """`midi2wave export`: write `checkpoint` (None: the bundled model) to `out` in format `fmt`
+    ("nv-wavenet" or "safetensors"). Returns the lines to report (what was written, notes)."""
     if fmt == "safetensors":
         from .checkpoint import export_safetensors, find_checkpoint
 
-        if getattr(args, "midi", None) is not None:
+        if midi_path is not None:
             raise ExportError("--midi goes with --format nv-wavenet only")
-        target = export_safetensors(find_checkpoint(args.checkpoint), args.out, force=args.force)
-        print(f"wrote {target} and {target.parent / 'config.json'} ({target.stat().st_size / 1e6:.2f} MB)")
-        return 0
+        target = export_safetensors(find_checkpoint(checkpoint), out, force=force)
+        return [f"wrote {target} and {target.parent / 'config.json'} ({target.stat().st_size / 1e6:.2f} MB)"]
     if fmt != "nv-wavenet":
-        raise ExportError(f"--format {args.format}: unknown format")
-    out = export_nv_wavenet(args.checkpoint, args.out, midi_path=getattr(args, "midi", None),
-                            start_s=getattr(args, "start", 0.0) or 0.0, end_s=getattr(args, "end", None),
-                            year=getattr(args, "year", None), force=args.force)
-    n_layers = len(out["dilate_weights"])
-    R = out["embedding_prev"].shape[1]
-    S = out["conv_out_weight"].shape[1]
-    what = f"R={R} S={S} A={out['conv_out_weight'].shape[0]} layers={n_layers} max_dilation={out['max_dilation']}"
-    if "cond_input" in out:
-        what += f", cond_input {tuple(out['cond_input'].shape)}"
-    print(f"wrote {args.out} (nv-wavenet: {what})")
-    if out["head_biases_nonzero"]:
-        print("note: the output head has biases (conv_out_bias, conv_end_bias); nv-wavenet's kernel takes them "
-              "in setOutWeights, but its stock PyTorch wrapper passes zeros there: pass these instead")
-    return 0
+        raise ExportError(f"--format {fmt}: unknown format")
+    written = export_nv_wavenet(checkpoint, out, midi_path=midi_path, start_s=start_s, end_s=end_s, year=year,
+                                force=force)
+    n_layers = len(written["dilate_weights"])
+    R = written["embedding_prev"].shape[1]
+    S = written["conv_out_weight"].shape[1]
+    what = (f"R={R} S={S} A={written['conv_out_weight'].shape[0]} layers={n_layers} "
+            f"max_dilation={written['max_dilation']}")
+    if "cond_input" in written:
+        what += f", cond_input {tuple(written['cond_input'].shape)}"
+    lines = [f"wrote {out} (nv-wavenet: {what})"]
+    if written["head_biases_nonzero"]:
+        lines.append("note: the output head has biases (conv_out_bias, conv_end_bias); nv-wavenet's kernel takes "
+                     "them in setOutWeights, but its stock PyTorch wrapper passes zeros there: pass these instead")
+    return lines
 
 
 # ------------------------------------------------------------------------ numpy reference

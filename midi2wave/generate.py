@@ -32,7 +32,8 @@ Randomness: ``uniforms`` ``[B, n_samples, 2]`` (component choice, value) in [0, 
 repeats them). ``temperature`` scales the logistic scale (MoL) or divides the logits (mu-law); a
 ``[B, n_samples]`` tensor gives every sample its own (e.g. `synthesize`'s sustain temperature).
 
-Engines: "numba" (CPU; `generate_numba.run_streams`, one thread per group of streams), "torch"
+Engines (`engines.py`: one interface, reset / launch a `Block` / wait; both built from the weights
+`model.stepping.stepping_weights` extracts): "numba" (CPU; `generate_numba.run_streams`, one thread per group of streams), "torch"
 (any device; cached steps of small matmuls, for CUDA), "auto" = numba on CPU (if numba imports),
 torch otherwise. ``threads`` (numba): worker threads, default all available cores, at most B; each
 thread runs a contiguous group of streams through the whole call without synchronising per sample,
@@ -70,330 +71,21 @@ total)`` is called after each block of samples.
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-import numpy as np
 import torch
 
 from . import resonators
-from .model.distributions import mulaw_decode, mulaw_encode
+from .engines import ENGINES, Block, Engine, available_cores, make_engine, numba_available, resolve_engine
+from .model.distributions import mulaw_encode
 from .model.wavenet import Midi2Wave
 
-ENGINES = ("auto", "torch", "numba")
 _BROADCAST_STEP = 1 << 40  # conditioning step of a time-constant (year-only) conditioning
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def numba_available() -> bool:
-    try:
-        from . import generate_numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_engine(engine: str, device: torch.device | str) -> str:
-    """"auto" -> "numba" on CPU when numba is importable, else "torch"."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    device = torch.device(device)
-    if engine == "auto":
-        return "numba" if device.type == "cpu" and numba_available() else "torch"
-    if engine == "numba" and device.type != "cpu":
-        raise ValueError(f"the numba engine runs on the CPU; the cache's device is {device}")
-    return engine
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-@functools.lru_cache(maxsize=4)
-def mulaw_tables(classes: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(mu-law class of each 16-bit PCM level [65536] long (index level + 32768), value of each class
-    [classes] float32, class of silence), from `mulaw_encode` / `mulaw_decode`: both engines use them,
-    so their inputs agree bit for bit."""
-    levels = torch.arange(-32768, 32768, dtype=torch.float32) / 32768.0
-    return (mulaw_encode(levels, classes), mulaw_decode(torch.arange(classes), classes).to(torch.float32),
-            int(mulaw_encode(torch.zeros(()), classes)))
-
-
-# ------------------------------------------------------------------------------- torch engine
-
-
-class _TorchEngine:
-    """Cached single-sample steps in PyTorch: pre-split weight matrices, addmm per layer, ring buffers.
-
-    The sigmoid half of each gate is pre-scaled by 1/2 so that one tanh serves both halves:
-    tanh(a) * sigmoid(b) = tanh(a) * (1 + tanh(b / 2)) / 2; the final 1/2 is folded into the
-    residual and skip weights. Each layer's gate output is stored with a trailing 1 so that the
-    residual and skip biases ride in the matmuls.
-    """
-
-    def __init__(self, model: Midi2Wave, batch_size: int, device: torch.device) -> None:
-        cfg = model.model_config
-        self.cfg = cfg
-        B, R, G, S, K = batch_size, cfg.residual_channels, cfg.gate_channels, cfg.skip_channels, cfg.kernel_size
-        L, H = cfg.n_layers, cfg.gate_channels // 2
-        self.B, self.R, self.G, self.H, self.L, self.K = B, R, G, H, L, K
-        self.device = device
-        self.model = model
-        f32 = dict(device=device, dtype=torch.float32)
-
-        def w(t):
-            return t.detach().to(**f32)
-
-        gate_scale = torch.cat([torch.ones(H), torch.full((H,), 0.5)]).to(**f32)
-        self.gate_scale = gate_scale
-        self.dil = [layer.dilation for layer in model.layers]
-        self.sizes = [(K - 1) * d for d in self.dil]
-        self.w_taps = []  # per layer: K matrices [R, G]; tap j multiplies x(t - (K-1-j) d)
-        self.b_dil = torch.zeros(L, G, **f32)
-        res, skip = [], []
-        for l, layer in enumerate(model.layers):
-            wd = w(layer.dilated.weight) * gate_scale.view(G, 1, 1)
-            self.w_taps.append([wd[:, :, j].t().contiguous() for j in range(K)])
-            if layer.dilated.bias is not None:
-                self.b_dil[l] = w(layer.dilated.bias) * gate_scale
-            wo = w(layer.out.weight[:, :, 0]) * 0.5  # [R+S, H]
-            bo = w(layer.out.bias) if layer.out.bias is not None else torch.zeros(R + S, **f32)
-            res.append(torch.cat([wo[:R].t(), bo[:R].view(1, R)], 0).contiguous())  # [H+1, R]
-            skip.append(torch.cat([wo[R:].t(), bo[R:].view(1, S)], 0))  # [H+1, S]
-        self.w_res = res
-        self.w_skip = torch.cat(skip, 0).contiguous()  # [L*(H+1), S]
-        conv1, conv2 = model.head[1], model.head[3]
-        self.w_h1 = w(conv1.weight[:, :, 0]).t().contiguous()
-        self.b_h1 = w(conv1.bias) if conv1.bias is not None else torch.zeros(conv1.out_channels, **f32)
-        self.w_h2 = w(conv2.weight[:, :, 0]).t().contiguous()
-        self.b_h2 = w(conv2.bias) if conv2.bias is not None else torch.zeros(conv2.out_channels, **f32)
-        self.exc_w = None
-        if model.excitation_weight is not None:
-            self.exc_w = (w(model.excitation_weight) * gate_scale).view(L, 1, G)
-        inl = model.input_layer
-        self.mulaw_input = cfg.input_kind == "mulaw_embedding"
-        Q = cfg.mulaw_classes
-        if self.mulaw_input:
-            bias = w(inl.bias) if inl.bias is not None else torch.zeros(R, **f32)
-            self.emb_curr = (w(inl.embed_curr.weight) + bias).contiguous()
-            self.emb_prev = w(inl.embed_prev.weight).contiguous()
-        else:
-            self.in_w = w(inl.conv.weight[:, 0, :]).t().contiguous()  # [2, R]: rows for t-2, t-1
-            self.in_b = w(inl.conv.bias) if inl.conv.bias is not None else torch.zeros(R, **f32)
-        pcm_to_class, class_to_value, self.silence_class = mulaw_tables(Q)
-        self.pcm_to_class = pcm_to_class.to(device)
-        self.class_to_value = class_to_value.to(**f32)
-        # state
-        self.rings = [torch.zeros(max(s, 1), B, R, **f32) for s in self.sizes]
-        self.ring_slots = [list(ring.unbind(0)) for ring in self.rings]  # views made once, not per step
-        self.h = torch.zeros(B, G, **f32)
-        self.xbuf = (torch.zeros(B, R, **f32), torch.zeros(B, R, **f32))
-        self.z = torch.zeros(B, L, H + 1, **f32)
-        self.z_layers = [self.z[:, l, :H] for l in range(L)]
-        self.z_aug = [self.z[:, l, :] for l in range(L)]
-        self.z_flat = self.z.view(B, L * (H + 1))
-        self.th = torch.zeros(B, G, **f32)
-        self.th_a, self.th_b = self.th[:, :H], self.th[:, H:]
-        self.bank = None  # resonators.BankBatch, set by GenerationCache.set_resonators
-        self.innovation_input = model.data_config.network_reads_innovation
-        self.reset()
-
-    def reset(self) -> None:
-        for ring in self.rings:
-            ring.zero_()
-        self.z.zero_()
-        self.z[:, :, self.H] = 1.0
-        B = self.B
-        self.a1 = torch.zeros(B, device=self.device)  # sample t-1
-        self.a2 = torch.zeros(B, device=self.device)  # sample t-2
-        self.k1 = torch.full((B,), self.silence_class, dtype=torch.long, device=self.device)
-        self.k2 = self.k1.clone()
-
-    def cond_layout(self, layer_cond: torch.Tensor | None, n_steps: int) -> torch.Tensor:
-        """[B, L, G, N] model conditioning -> [N, L, B, G] with the dilated biases, sigmoid half scaled."""
-        b = self.b_dil.view(1, self.L, 1, self.G)
-        if layer_cond is None:
-            return b.expand(n_steps, self.L, self.B, self.G).contiguous()
-        c = layer_cond.to(self.device, torch.float32).permute(3, 1, 0, 2) * self.gate_scale
-        return (c + b).contiguous()
-
-    def run(self, t0: int, n: int, n_prime: int, collect: bool, temperature: float, cond: torch.Tensor,
-            cond_step: int, cond_n0: int, exc: torch.Tensor | None, uniforms: torch.Tensor | None,
-            prime: torch.Tensor | None, prime_cls: torch.Tensor | None):
-        """Samples t0..t0+n-1; cond from `cond_layout`; exc [B, n]; uniforms [B, n, 2];
-        prime / prime_cls [B, >= n_prime]. Returns (audio [B, n], params [B, out, n] or None)."""
-        model, L, H, K = self.model, self.L, self.H, self.K
-        slots, sizes, dil, w_taps, w_res = self.ring_slots, self.sizes, self.dil, self.w_taps, self.w_res
-        h, xbuf = self.h, self.xbuf
-        z_layers, z_aug, th, th_a, th_b = self.z_layers, self.z_aug, self.th, self.th_a, self.th_b
-        mulaw_input, mol = self.mulaw_input, self.cfg.output_kind == "mol"
-        exc_t = None
-        if exc is not None and self.exc_w is not None:
-            exc_t = exc.to(self.device, torch.float32).t().contiguous().view(n, 1, self.B, 1)
-        if uniforms is not None:
-            u = uniforms.to(self.device, torch.float32).permute(1, 2, 0).contiguous()  # [n, 2, B]
-        if prime is not None and n_prime > 0:
-            pv = prime[:, :n_prime].to(self.device, torch.float32).t().contiguous()
-            pk = prime_cls[:, :n_prime].to(self.device).t().contiguous()
-        a1, a2, k1, k2 = self.a1, self.a2, self.k1, self.k2
-        bank = self.bank
-        temps_t = None
-        if isinstance(temperature, torch.Tensor):  # [B, n] per-sample temperatures
-            temps_t = temperature.to(self.device, torch.float32).t().contiguous()
-        outs, params_out = [], []
-        ci_prev, cn = None, None
-        for tt in range(n):
-            t = t0 + tt
-            ci = t // cond_step - cond_n0
-            if ci != ci_prev:
-                cn, ci_prev = cond[ci], ci
-            c = cn if exc_t is None else torch.addcmul(cn, self.exc_w, exc_t[tt])
-            if mulaw_input:
-                x = torch.index_select(self.emb_curr, 0, k1).add_(torch.index_select(self.emb_prev, 0, k2))
-            else:
-                x = torch.addmm(self.in_b, torch.stack([a2, a1], 1), self.in_w)
-            for l in range(L):
-                taps = w_taps[l]
-                torch.addmm(c[l], x, taps[K - 1], out=h)
-                ring, size, d = slots[l], sizes[l], dil[l]
-                for m in range(K - 1, 0, -1):
-                    h.addmm_(ring[(t - m * d) % size], taps[K - 1 - m])
-                ring[t % size].copy_(x)
-                torch.tanh(h, out=th)
-                torch.addcmul(th_a, th_a, th_b, out=z_layers[l])
-                if l < L - 1:
-                    x = torch.addmm(x, z_aug[l], w_res[l], out=xbuf[l % 2])
-            primed = tt < n_prime
-            if collect or not primed:
-                s = torch.mm(self.z_flat, self.w_skip).relu_()
-                hid = torch.addmm(self.b_h1, s, self.w_h1).relu_()
-                params = torch.addmm(self.b_h2, hid, self.w_h2)
-                if collect:
-                    params_out.append(params)
-            if bank is not None:
-                p_bank = bank.predict(t)
-            if primed:
-                v, k = pv[tt], pk[tt]
-            else:
-                v = model.sample(params, u[tt, 0], u[tt, 1], temperature if temps_t is None else temps_t[tt])
-                if not mol:  # the class's value from the same table as the numba engine (bit-equal outputs)
-                    k = mulaw_encode(v, self.cfg.mulaw_classes)
-                    v = self.class_to_value[k]
-                elif mulaw_input:
-                    k = self.pcm_to_class[(v * 32768.0).long() + 32768]
-            if bank is not None:
-                # the sample is the innovation over the gain: audio = prediction + gain * sample, on the
-                # 16-bit grid (the same float64 arithmetic as the numba kernel)
-                g_bank = bank.g
-                if not primed:
-                    level = np.clip(np.floor((p_bank + v.cpu().numpy().astype(np.float64) * g_bank) * 32768.0),
-                                    -32768, 32767).astype(np.int64)
-                    v = torch.from_numpy((level.astype(np.float32) / np.float32(32768.0))).to(self.device)
-                    k = self.pcm_to_class[torch.from_numpy(level + 32768).to(self.device)]
-                innovation = v.cpu().numpy().astype(np.float64) - p_bank
-                bank.update(t, innovation)
-            outs.append(v)
-            if bank is not None and self.innovation_input:  # the network reads innovation / gain, on the 16-bit grid
-                level_e = np.clip(np.floor(np.clip(innovation / g_bank, -1.0, 1.0) * 32768.0),
-                                  -32768, 32767).astype(np.int64)
-                v = torch.from_numpy((level_e.astype(np.float32) / np.float32(32768.0))).to(self.device)
-                k = self.pcm_to_class[torch.from_numpy(level_e + 32768).to(self.device)]
-            a2, a1 = a1, v
-            if mulaw_input:
-                k2, k1 = k1, k
-        self.a1, self.a2, self.k1, self.k2 = a1, a2, k1, k2
-        audio = torch.stack(outs, 1) if outs else torch.zeros(self.B, 0, device=self.device)
-        params = torch.stack(params_out, 2) if collect and params_out else None
-        return audio, params
-
-
-# ------------------------------------------------------------------------------- numba engine
-
-
-class _NumbaEngine:
-    def __init__(self, model: Midi2Wave, batch_size: int, precision: str) -> None:
-        from . import generate_numba as gn
-
-        self.gn = gn
-        self.packed = gn.pack_weights(model, precision)
-        self.state = gn.NumbaState(self.packed, batch_size)
-        self.state.innovation_input = model.data_config.network_reads_innovation
-        self.B = batch_size
-        self.bank = None  # resonators.BankBatch, set by GenerationCache.set_resonators
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_size = 0
-
-    def reset(self) -> None:
-        self.state.reset()
-
-    def cond_layout(self, layer_cond: torch.Tensor | None, n_steps: int) -> np.ndarray:
-        p = self.packed
-        if layer_cond is None:
-            return np.ascontiguousarray(np.broadcast_to(p.b_dil, (self.B, n_steps) + p.b_dil.shape))
-        c = layer_cond.detach().to("cpu", torch.float32).permute(0, 3, 1, 2).numpy()
-        return np.ascontiguousarray(c + p.b_dil)
-
-    def _groups(self, threads: int) -> list[tuple[int, int]]:
-        threads = max(1, min(threads, self.B))
-        edges = np.linspace(0, self.B, threads + 1).round().astype(int)
-        return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-
-    def start(self, t0, n, n_prime, collect, temperature, cond, cond_step, cond_n0, exc, uniforms, prime,
-              prime_cls, threads: int) -> Callable[[], tuple[torch.Tensor, torch.Tensor | None]]:
-        """Launch samples t0..t0+n-1 on the worker threads (one per group of streams) and return at
-        once; the returned function waits and gives (audio [B, n], params [B, out, n] or None)."""
-        B, p = self.B, self.packed
-        out = np.zeros((B, n), np.float32)
-        params = np.zeros((B, n, p.n_out) if collect else (1, 1, 1), np.float32)
-        exc_np = None
-        if exc is not None:
-            exc_np = np.ascontiguousarray(exc.detach().to("cpu", torch.float32).numpy())
-        u = (np.ascontiguousarray(uniforms.detach().to("cpu", torch.float32).numpy())
-             if uniforms is not None else np.zeros((B, n, 2), np.float32))
-        if prime is not None and n_prime > 0:
-            pv = np.ascontiguousarray(prime[:, :n_prime].detach().to("cpu", torch.float32).numpy())
-            pk = np.ascontiguousarray(prime_cls[:, :n_prime].to("cpu").numpy().astype(np.int64))
-        else:
-            pv, pk = np.zeros((B, 1), np.float32), np.zeros((B, 1), np.int64)
-
-        temps = None
-        if isinstance(temperature, torch.Tensor):  # [B, n] per-sample temperatures
-            temps = np.ascontiguousarray(temperature.detach().to("cpu", torch.float32).numpy())
-            temperature = 1.0
-
-        def work(group):
-            self.state.run(group[0], group[1], t0, n, n_prime, collect, temperature, cond, cond_step, cond_n0,
-                           exc_np, u, pv, pk, out, params, self.bank, temps)
-
-        groups = self._groups(threads)
-        if self._pool is None or self._pool_size != len(groups):
-            if self._pool is not None:
-                self._pool.shutdown()
-            self._pool = ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="midi2wave-gen")
-            self._pool_size = len(groups)
-        futures = [self._pool.submit(work, g) for g in groups]
-
-        def wait():
-            for f in futures:
-                f.result()
-            audio = torch.from_numpy(out)
-            return audio, (torch.from_numpy(params).permute(0, 2, 1) if collect else None)
-
-        return wait
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
 
 
 # ------------------------------------------------------------------------------------ the cache
@@ -416,12 +108,7 @@ class GenerationCache:
         self.engine = resolve_engine(engine, self.device)
         self.precision = precision
         with torch.no_grad():
-            if self.engine == "numba":
-                self._impl = _NumbaEngine(model, batch_size, precision)
-            else:
-                if precision != "fp32":
-                    raise ValueError(f"the torch engine runs in fp32; precision {precision!r} is numba-only")
-                self._impl = _TorchEngine(model, batch_size, self.device)
+            self.engine_impl: Engine = make_engine(model, self.engine, batch_size, self.device, precision)
         self.position = 0
         self.has_bank = resonators.from_data_config(model.data_config) is not None
         self.bank: resonators.BankBatch | None = None
@@ -436,12 +123,12 @@ class GenerationCache:
         if len(schedules) != self.batch_size:
             raise ValueError(f"{len(schedules)} resonator schedules for {self.batch_size} streams")
         self.bank = resonators.BankBatch(schedules)
-        self._impl.bank = self.bank
+        self.engine_impl.bank = self.bank
         return self
 
     def reset(self) -> "GenerationCache":
         """Back to silence at sample 0 (ring buffers, previous samples and resonator banks)."""
-        self._impl.reset()
+        self.engine_impl.reset()
         if self.bank is not None:
             self.bank.reset()
         self.position = 0
@@ -449,8 +136,7 @@ class GenerationCache:
 
     def close(self) -> None:
         """Stop the worker threads (numba engine); the cache stays usable."""
-        if isinstance(self._impl, _NumbaEngine):
-            self._impl.close()
+        self.engine_impl.close()
 
     def __repr__(self) -> str:
         return (f"GenerationCache(engine={self.engine!r}, batch_size={self.batch_size}, device={self.device}, "
@@ -612,17 +298,21 @@ def _run(model: Midi2Wave, n_samples: int, *, layer_cond, step, conditioning, ye
     threads = available_cores() if threads in (None, 0) else int(threads)
     try:
         with _torch_threads(torch_threads):
-            return _run_blocks(model, cache, n_samples, B, layer_cond, step, conditioning, year, excitation,
-                               uniforms, temperature, prime, n_prime, prime_cls, threads, block_samples, progress,
-                               collect)
+            return _run_blocks(model, cache, n_samples, B, layer_cond=layer_cond, step=step,
+                               conditioning=conditioning, year=year, excitation=excitation, uniforms=uniforms,
+                               temperature=temperature, prime=prime, n_prime=n_prime, prime_cls=prime_cls,
+                               threads=threads, block_samples=block_samples, progress=progress, collect=collect)
     finally:
         if own_cache:
             cache.close()
 
 
-def _run_blocks(model, cache, n_samples, B, layer_cond, step, conditioning, year, excitation, uniforms, temperature,
-                prime, n_prime, prime_cls, threads, block_samples, progress, collect):
-    impl = cache._impl
+def _run_blocks(model: Midi2Wave, cache: GenerationCache, n_samples: int, B: int, *, layer_cond, step, conditioning,
+                year, excitation, uniforms, temperature, prime, n_prime: int, prime_cls, threads: int,
+                block_samples, progress, collect: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Cut the call into blocks and run them on the cache's engine; while the engine runs one block
+    (the numba engine, off the GIL), this thread prepares the next one's conditioning."""
+    engine = cache.engine_impl
     source = _CondSource(model, layer_cond, step, conditioning, year, B, cache.position)
     cstep = source.step
     t_start = cache.position
@@ -639,7 +329,7 @@ def _run_blocks(model, cache, n_samples, B, layer_cond, step, conditioning, year
     block_samples = max(1, int(block_samples))
     outs, params = [], []
 
-    def prepare(done: int) -> tuple:
+    def prepare(done: int) -> Block:
         """Block inputs for samples done..done+nb-1 of the call (conditioning projected and laid out)."""
         nb = min(block_samples, n_samples - done)
         t0 = t_start + done
@@ -648,30 +338,25 @@ def _run_blocks(model, cache, n_samples, B, layer_cond, step, conditioning, year
         else:
             s0, s1 = t0 // cstep - base_step, (t0 + nb - 1) // cstep - base_step + 1
             cond_block, cond_n0, n_steps = source.block(s0, s1), t0 // cstep, s1 - s0
-        cond = impl.cond_layout(cond_block, n_steps)
+        cond = engine.cond_layout(cond_block, n_steps)
         exc = excitation[:, done:done + nb] if excitation is not None else None
         u = uniforms[:, done:done + nb] if uniforms is not None else None
         np_block = min(max(n_prime - done, 0), nb)
         pr = prime[:, done:done + np_block] if np_block > 0 else None
         pk = prime_cls[:, done:done + np_block] if np_block > 0 else None
         temp = temperature[:, done:done + nb] if isinstance(temperature, torch.Tensor) else temperature
-        return (t0, nb, np_block, collect, temp, cond, cstep, cond_n0, exc, u, pr, pk)
+        return Block(t0=t0, n=nb, n_prime=np_block, collect=collect, temperature=temp, cond=cond, cond_step=cstep,
+                     cond_n0=cond_n0, exc=exc, uniforms=u, prime=pr, prime_cls=pk)
 
     done = 0
-    job = prepare(0) if n_samples > 0 else None
-    while job is not None:
-        nb = job[1]
-        if cache.engine == "numba":
-            # the kernel runs on worker threads without the GIL: meanwhile this thread projects the
-            # conditioning of the next block
-            wait = impl.start(*job, threads)
-            try:
-                job = prepare(done + nb) if done + nb < n_samples else None
-            finally:
-                audio, par = wait()
-        else:
-            audio, par = impl.run(*job)
-            job = prepare(done + nb) if done + nb < n_samples else None
+    block = prepare(0) if n_samples > 0 else None
+    while block is not None:
+        nb = block.n
+        wait = engine.launch(block, threads)
+        try:
+            block = prepare(done + nb) if done + nb < n_samples else None
+        finally:
+            audio, par = wait()
         outs.append(audio)
         if collect:
             params.append(par)

@@ -49,7 +49,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import constants as C
-from .model.distributions import LOG_SCALE_MIN
+from .model.distributions import LOG_SCALE_MIN, mulaw_tables
+from .model.stepping import SteppingWeights
 from .resonators import batch_predict, batch_update, empty_bank_args, quantize_sum
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -588,14 +589,13 @@ class PackedModel:
         return sum(a.nbytes for a in (self.w_dil, self.w_res, self.w_skip, self.w_h1, self.w_h2))
 
 
-def _f32(t: torch.Tensor | None, shape=None) -> np.ndarray:
-    if t is None:
-        return np.zeros(shape, np.float32)
+def _f32(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
 
 
-def pack_weights(model, precision: str = "fp32") -> PackedModel:
-    """Split, transpose, pad and store a `Midi2Wave`'s weights for `run_streams`.
+def pack_weights(weights: SteppingWeights, precision: str = "fp32") -> PackedModel:
+    """Split, transpose, pad and store a model's stepping weights (`model.stepping.stepping_weights`)
+    for `run_streams`.
 
     precision: "fp32" (exact), "fp16" (IEEE half: relative weight error <= 2**-11, half the bytes)
     or "int8" (per-output scale: abs error <= max |w| of the output / 254, a quarter of the bytes).
@@ -603,52 +603,43 @@ def pack_weights(model, precision: str = "fp32") -> PackedModel:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    cfg = model.model_config
-    R, G, S, L, K = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels, cfg.n_layers, cfg.kernel_size
+    sw = weights
+    R, G, S, L, K = sw.residual_channels, sw.gate_channels, sw.skip_channels, sw.n_layers, sw.kernel_size
     Hg = G // 2
     Hp, Rp, Sp = _pad16(Hg), _pad16(R), _pad16(S)
-    Q = cfg.mulaw_classes
-    layers = list(model.layers)
-    dil = np.array([layer.dilation for layer in layers], np.int64)
+    dil = np.array(sw.dilations, np.int64)
     ring_size = (K - 1) * dil
     ring_off = np.concatenate([[0], np.cumsum(ring_size)[:-1]]).astype(np.int64)
 
-    inl = model.input_layer
-    if cfg.input_kind == "mulaw_embedding":
-        emb_prev, emb_curr = _f32(inl.embed_prev.weight), _f32(inl.embed_curr.weight)
+    in_b = _f32(sw.input_bias)
+    if sw.input_kind == "mulaw_embedding":
+        emb_prev, emb_curr = _f32(sw.embed_prev), _f32(sw.embed_curr)
         in_w = np.zeros((2, R), np.float32)
-        in_b = _f32(inl.bias, (R,))
     else:
         emb_prev = emb_curr = np.zeros((1, R), np.float32)
-        in_w = _f32(inl.conv.weight[:, 0, :].t())  # row 0 multiplies sample t-2, row 1 sample t-1
-        in_b = _f32(inl.conv.bias, (R,))
+        in_w = _f32(sw.input_weight.t())  # row 0 multiplies sample t-2, row 1 sample t-1
 
-    # dilated conv [G, R, K] -> [K*R, 2*Hp]: input column block j is tap x(t - (K-1-j) d);
+    # dilated conv [L, G, R, K] -> [L, K*R, 2*Hp]: input column block j is tap x(t - (K-1-j) d);
     # output columns: tanh half at 0.., sigmoid half at Hp..
+    wd = _f32(sw.dilated_weight.permute(0, 1, 3, 2).reshape(L, G, K * R)).transpose(0, 2, 1)  # [L, K*R, G]
     w_dil = np.zeros((L, K * R, 2 * Hp), np.float32)
-    for l, layer in enumerate(layers):
-        wd = _f32(layer.dilated.weight.permute(0, 2, 1).reshape(G, K * R)).T  # [K*R, G]
-        w_dil[l, :, :Hg] = wd[:, :Hg]
-        w_dil[l, :, Hp:Hp + Hg] = wd[:, Hg:]
-    b_dil = np.stack([_f32(layer.dilated.bias, (G,)) for layer in layers])
-    w_out = [_f32(layer.out.weight[:, :, 0]) for layer in layers]  # [R+S, Hg]
-    b_out = [_f32(layer.out.bias, (R + S,)) for layer in layers]
+    w_dil[:, :, :Hg] = wd[:, :, :Hg]
+    w_dil[:, :, Hp:Hp + Hg] = wd[:, :, Hg:]
+    b_dil = _f32(sw.dilated_bias)
+    w_out, b_out = _f32(sw.out_weight), _f32(sw.out_bias)  # [L, R+S, Hg], [L, R+S]
     w_res = np.stack([_transpose_pad(w[:R], Rp) for w in w_out])  # [L, Hg, Rp]
     b_res = np.stack([_pad(b[:R], Rp) for b in b_out])
     w_skip = np.concatenate([_transpose_pad(w[R:], Sp) for w in w_out], axis=0)  # [L*Hg, Sp]
     b_skip = _pad(np.sum([b[R:] for b in b_out], axis=0).astype(np.float32), Sp)
-    conv1, conv2 = model.head[1], model.head[3]
-    H1, n_out = conv1.out_channels, cfg.output_channels
+    H1, n_out = sw.head_channels, sw.output_channels
     H1p, Op = _pad16(H1), _pad16(n_out)
-    w_h1, b_h1 = _transpose_pad(_f32(conv1.weight[:, :, 0]), H1p), _pad(_f32(conv1.bias, (H1,)), H1p)
-    w_h2, b_h2 = _transpose_pad(_f32(conv2.weight[:, :, 0]), Op), _pad(_f32(conv2.bias, (n_out,)), Op)
+    w_h1, b_h1 = _transpose_pad(_f32(sw.head_hidden_weight), H1p), _pad(_f32(sw.head_hidden_bias), H1p)
+    w_h2, b_h2 = _transpose_pad(_f32(sw.head_out_weight), Op), _pad(_f32(sw.head_out_bias), Op)
 
-    has_exc = model.excitation_weight is not None
-    exc_w = _f32(model.excitation_weight, (L, G))
+    has_exc = sw.excitation_weight is not None
+    exc_w = _f32(sw.excitation_weight) if has_exc else np.zeros((L, G), np.float32)
 
-    from .generate import mulaw_tables
-
-    pcm_to_class_t, class_to_value_t, silence_class = mulaw_tables(Q)
+    pcm_to_class_t, class_to_value_t, silence_class = mulaw_tables(sw.mulaw_classes)
     pcm_to_class = pcm_to_class_t.numpy().astype(np.int64)
     class_to_value = class_to_value_t.numpy().astype(np.float32)
 
@@ -656,9 +647,9 @@ def pack_weights(model, precision: str = "fp32") -> PackedModel:
     (w_skip, s_skip), (w_h1, s_h1), (w_h2, s_h2) = (_store(w_skip, precision), _store(w_h1, precision),
                                                     _store(w_h2, precision))
     return PackedModel(
-        input_kind=0 if cfg.input_kind == "mulaw_embedding" else 1,
-        output_kind=0 if cfg.output_kind == "mol" else 1,
-        n_mix=cfg.n_mixtures, n_out=n_out, kernel_size=K,
+        input_kind=0 if sw.input_kind == "mulaw_embedding" else 1,
+        output_kind=0 if sw.output_kind == "mol" else 1,
+        n_mix=sw.n_mixtures, n_out=n_out, kernel_size=K,
         dil=dil, ring_off=ring_off, ring_size=ring_size.astype(np.int64), n_slots=int(ring_size.sum()),
         emb_prev=emb_prev, emb_curr=emb_curr, in_w=in_w, in_b=in_b,
         w_dil=w_dil, s_dil=s_dil, b_dil=b_dil, zero_g=np.zeros((L, 2 * Hp), np.float32),

@@ -11,12 +11,17 @@ has exactly `round(end_s * sr) - round(start_s * sr)` samples. Generation starts
 boundary at or before `start_s` (frames are 1/frame_rate s); the < 1 frame before it is generated
 and cut. The conditioning always sees the piece around the window (its margins are real MIDI).
 
-Long pieces (`options.chunk_seconds` C > 0, `options.overlap_seconds` O): the window is cut into
-chunks that all generate `C + O` seconds and start `C` apart; chunk i > 0 starts O before the end
-of chunk i-1. The first `O - X` seconds of a chunk (X = `CROSSFADE_FRACTION` * O) are warm-up only
-(generated, discarded), the next X seconds are crossfaded with the end of the previous chunk
-(equal-power by default, or linear), and the rest is the chunk alone. All chunks are generated as
-one batch, so the engines spread them over the cores. C and O are rounded to whole frames.
+Long pieces: `options.chunk_seconds` None (the default) chunks the piece across all cores once it
+is long enough to gain (`chunks.auto_chunk_seconds`), 0 keeps one stream, C > 0 cuts chunks of C
+seconds; each chunk has `options.overlap_seconds` of warm-up and crossfade before it (`chunks.py`,
+shared with `evaluate`). Chunks are generated in rounds of `chunks.STREAMS_PER_CORE` streams per
+thread and a single stream window by window (`STREAM_WINDOW_SECONDS`) through one
+`GenerationCache`, so memory beyond the output itself stays flat in the piece's length.
+Silence costs next to nothing: the piece is cut at long silent spans (`chunks.sounding_spans`: no
+sustained note sounding, every release tail - `RELEASE_SECONDS`, or the resonator bank's when
+longer - over, longer than the receptive field + `chunks.MIN_SILENCE_SECONDS`); only the sounding
+spans are generated, each from a silent stream one receptive field before its first note, and the
+output between them is exact zeros.
 
 Priming (`prime_audio`, float samples at the model's rate whose first sample is at `start_s`): the
 first `prime_seconds` are teacher-forced (fed to the model instead of sampled), so the output
@@ -30,7 +35,6 @@ MIDI's time 0, as for MAESTRO's recordings): the prime is AUDIO from `--start` o
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -45,29 +49,25 @@ import numpy as np
 import torch
 
 from . import constants as C
-from .config import Config, SamplingOptions
+from .chunks import STREAMS_PER_CORE, ChunkPlan, auto_chunk_seconds, sounding_spans
+from .config import SamplingOptions
 from .errors import InputError, Midi2WaveError
 from .inputs import window_inputs
 
 __all__ = [
     "RELEASE_SECONDS",
-    "CROSSFADE_FRACTION",
     "ModelInputs",
     "read_piece",
     "default_end_seconds",
     "model_inputs",
     "midi_model_inputs",
-    "plan_chunks",
-    "crossfade_weights",
-    "join_chunks",
+    "temperature_track",
     "render_notes",
     "render_midi",
-    "synthesize_from_cli",
+    "synthesize_files",
 ]
 
 RELEASE_SECONDS = 1.0  # rendered after the last note ends, for its release and the room
-CROSSFADE_FRACTION = 0.5  # of the overlap: the crossfade is its last half, the first half is warm-up only
-CROSSFADES = ("equal_power", "linear")
 
 
 # ----------------------------------------------------------------------------------- inputs
@@ -165,65 +165,6 @@ def midi_model_inputs(model: Any, midi_path: str | os.PathLike, start_s: float =
     return model_inputs(model, notes, pedals, [g0], g1 - g0, year)
 
 
-# ----------------------------------------------------------------------------------- chunks
-
-
-def plan_chunks(n_samples: int, chunk_samples: int, overlap_samples: int) -> list[int]:
-    """Start offsets of the chunks covering `n_samples`: every chunk is `chunk_samples +
-    overlap_samples` long and they start `chunk_samples` apart, so chunk i+1 begins
-    `overlap_samples` before chunk i ends. One chunk ([0]) when a single one covers everything."""
-    if chunk_samples <= 0 or overlap_samples < 0:
-        raise ValueError(f"need chunk_samples > 0 and overlap_samples >= 0, got {chunk_samples}, {overlap_samples}")
-    if n_samples <= chunk_samples + overlap_samples:
-        return [0]
-    k = -(-(n_samples - overlap_samples) // chunk_samples)
-    return [i * chunk_samples for i in range(k)]
-
-
-def crossfade_weights(n: int, kind: str = "equal_power") -> tuple[np.ndarray, np.ndarray]:
-    """(fade-out, fade-in) weights over n samples: equal power (cos/sin, squares sum to 1: keeps the
-    power of uncorrelated signals) or linear (sum to 1: exact for identical signals)."""
-    if kind not in CROSSFADES:
-        raise ValueError(f"crossfade must be one of {CROSSFADES}, got {kind!r}")
-    r = (np.arange(n, dtype=np.float64) + 0.5) / max(n, 1)
-    if kind == "linear":
-        return (1.0 - r).astype(np.float32), r.astype(np.float32)
-    return np.cos(0.5 * np.pi * r).astype(np.float32), np.sin(0.5 * np.pi * r).astype(np.float32)
-
-
-def join_chunks(chunks: np.ndarray, starts: Sequence[int], n_samples: int, overlap_samples: int,
-                crossfade_samples: int, kind: str = "equal_power") -> np.ndarray:
-    """Assemble chunks [K, Lc] generated at `starts` into [n_samples].
-
-    Chunk i > 0 (starting at s_i, within `overlap_samples` of chunk i-1's end) contributes nothing
-    during its warm-up `s_i .. s_i + overlap - crossfade`, is crossfaded with chunk i-1 over the
-    next `crossfade_samples`, and stands alone from `s_i + overlap` on.
-    """
-    chunks = np.asarray(chunks, dtype=np.float32)
-    K, Lc = chunks.shape
-    if not 0 <= crossfade_samples <= overlap_samples:
-        raise ValueError(f"crossfade ({crossfade_samples}) must be within the overlap ({overlap_samples})")
-    out = np.zeros(n_samples, np.float32)
-    fade_out, fade_in = crossfade_weights(crossfade_samples, kind)
-    for i, s in enumerate(starts):
-        if i == 0:
-            a = s
-        else:
-            if s + overlap_samples > starts[i - 1] + Lc:
-                raise ValueError(f"chunk {i} starts at {s}: its warm-up must overlap chunk {i - 1} "
-                                 f"(which ends at {starts[i - 1] + Lc})")
-            x0 = s + overlap_samples - crossfade_samples
-            x1 = min(s + overlap_samples, n_samples)
-            if x1 > x0:
-                m = x1 - x0
-                out[x0:x1] = fade_out[:m] * out[x0:x1] + fade_in[:m] * chunks[i, x0 - s:x1 - s]
-            a = s + overlap_samples
-        b = min(s + Lc, n_samples)
-        if b > a:
-            out[a:b] = chunks[i, a - s:b - s]
-    return out
-
-
 # ---------------------------------------------------------------------------------- progress
 
 
@@ -250,6 +191,11 @@ class _Progress:
                 self.done[key] = done * streams
                 self._refresh()
         return update
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
 
     def _refresh(self) -> None:
         if self.bar is None:
@@ -285,19 +231,34 @@ def _set_threads(threads: int) -> int:
     return n
 
 
-def render_notes(model: Any, config: Config | None, notes, pedals, start_s: float = 0.0, end_s: float | None = None,
-                 options: SamplingOptions = SamplingOptions(), year: int | None = None,
-                 prime_audio: np.ndarray | None = None, prime_seconds: float = 1.0, progress: bool = True,
-                 crossfade: str = "equal_power", label: str = "synthesize", where: str = "render",
-                 precision: str = "fp32") -> np.ndarray:
-    """Render sustained `notes` and `pedals` (see `render_midi`). Returns float32 audio [n]."""
-    from .generate import generate
+STREAM_WINDOW_SECONDS = 10.0  # one-stream renders run window by window through one GenerationCache
+
+
+def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[int, int]]:
+    """The sounding spans of the generation window (see `chunks.sounding_spans`): a note rings for
+    `RELEASE_SECONDS` (and the resonator bank's release tail) after its sustained offset; a span
+    starts a receptive field (whole frames) early. A primed render starts its first span at 0."""
+    from . import resonators
 
     data = model.data_config
-    if config is not None and config.data != data:
-        raise ValueError("config.data differs from the model's data config")
-    if crossfade not in CROSSFADES:
-        raise ValueError(f"crossfade must be one of {CROSSFADES}, got {crossfade!r}")
+    spf = data.samples_per_frame
+    tail = RELEASE_SECONDS
+    bank = resonators.from_data_config(data)
+    if bank is not None:
+        tail = max(tail, bank.release_tail_s)
+    lead = -(-model.model_config.receptive_field_samples // spf) * spf
+    spans = sounding_spans(notes.onset_s, notes.offset_s, g0, n_gen, data.sample_rate_hz, spf, tail, lead)
+    if primed:
+        spans = [(0, spans[0][0] + spans[0][1])] + spans[1:] if spans else [(0, n_gen)]
+    return spans
+
+
+def render_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingOptions(), *, start_s: float = 0.0,
+                 end_s: float | None = None, year: int | None = None, prime_audio: np.ndarray | None = None,
+                 prime_seconds: float = 1.0, progress: bool = True, label: str = "synthesize",
+                 where: str = "render") -> np.ndarray:
+    """Render sustained `notes` and `pedals` (see `render_midi`). Returns float32 audio [n]."""
+    data = model.data_config
     sr, spf = data.sample_rate_hz, data.samples_per_frame
     s0, s1 = _window(data, notes, start_s, end_s, where)
     g0 = s0 // spf * spf  # generation starts at a frame boundary
@@ -313,84 +274,147 @@ def render_notes(model: Any, config: Config | None, notes, pedals, start_s: floa
             p = np.round(p * C.PCM_SCALE) / C.PCM_SCALE  # on the PCM grid, as every sample the model sees
             prime = np.concatenate([np.zeros(head, np.float32), p.astype(np.float32)])[:n_gen]
 
-    if options.chunk_seconds > 0:
-        chunk = max(1, int(round(options.chunk_seconds * sr / spf))) * spf
-        overlap = int(round(options.overlap_seconds * sr / spf)) * spf
-        starts = plan_chunks(n_gen, chunk, overlap)
-    else:
-        chunk, overlap, starts = n_gen, 0, [0]
-    length = n_gen if len(starts) == 1 else chunk + overlap
-    if prime is not None and len(starts) > 1:
-        own = chunk + overlap - int(round(overlap * CROSSFADE_FRACTION))  # where chunk 1 starts to fade in
-        if len(prime) > own:
-            raise InputError(f"{where}: the prime ({(len(prime) - head) / sr:g} s) must fit in the first chunk "
-                             f"before the next one fades in ({(own - head) / sr:g} s): shorten --prime-seconds "
-                             f"or lengthen --chunk-seconds")
-    inputs = model_inputs(model, notes, pedals, [g0 + s for s in starts], length, year)
-    K = len(starts)
+    spans = _spans(model, notes, g0, n_gen, prime is not None)
+    chunk_seconds = options.chunk_seconds
+    if chunk_seconds is None:
+        chunk_seconds = auto_chunk_seconds(sum(n for _, n in spans) / sr, threads, options.overlap_seconds,
+                                           spf / sr)
+        if chunk_seconds > 0 and prime is not None:  # the prime must end before the second chunk fades in
+            chunk_seconds = max(chunk_seconds, len(prime) / sr)
+    out = np.zeros(n_gen, np.float32)
+    if spans:
+        total = sum(n for _, n in spans)
+        bar = _Progress(total, total / sr, label, progress)
+        try:
+            if chunk_seconds > 0:
+                _render_chunked(model, notes, pedals, options, chunk_seconds, g0, spans, out, year, prime, threads,
+                                bar, where, head)
+            else:
+                _render_streams(model, notes, pedals, options, g0, spans, out, year, prime, threads, bar)
+        finally:
+            bar.close()
+    # an equal-power fade of correlated chunks can exceed full scale
+    np.clip(out, -1.0, (C.PCM_SCALE - 1) / C.PCM_SCALE, out=out)
+    return np.ascontiguousarray(out[head:head + (s1 - s0)], dtype=np.float32)
+
+
+def _temperatures(notes, starts: Sequence[int], length: int, sr: int, options: SamplingOptions) -> Any:
+    tracks = [temperature_track(notes.onset_s, s, length, sr, options) for s in starts]
+    return torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.temperature
+
+
+def _render_streams(model: Any, notes, pedals, options: SamplingOptions, g0: int, spans, out: np.ndarray,
+                    year: int | None, prime: np.ndarray | None, threads: int, bar: "_Progress") -> None:
+    """One stream per span, window by window through one `GenerationCache` (a piece in several
+    calls equals the piece in one; only a window's inputs are held at a time)."""
+    from . import resonators
+    from .generate import GenerationCache, generate
+
+    data = model.data_config
+    sr, spf = data.sample_rate_hz, data.samples_per_frame
+    window = max(1, int(round(STREAM_WINDOW_SECONDS * sr / spf))) * spf
     seeds = torch.Generator().manual_seed(int(options.seed))
-    uniforms = torch.rand(K, length, 2, generator=seeds)
-    temperature: Any = options.temperature
-    tracks = [temperature_track(notes.onset_s, g0 + s, length, sr, options) for s in starts]
-    if tracks[0] is not None:
-        temperature = torch.from_numpy(np.stack(tracks))
-    bar = _Progress(K * length, (s1 - s0) / sr, label, progress)
+    bank = resonators.from_data_config(data)
+    for key, (offset, n) in enumerate(spans):
+        start = g0 + offset
+        cache = GenerationCache(model, 1, engine=options.engine, precision=options.precision)
+        try:
+            if bank is not None:
+                cache.set_resonators([resonators.schedule(notes, start, n, sr, bank)])
+            for w0 in range(0, n, window):
+                w = min(window, n - w0)
+                inputs = model_inputs(model, notes, pedals, [start + w0], w, year)
+                pw = None
+                if prime is not None and offset + w0 < len(prime):
+                    pw = torch.from_numpy(prime[offset + w0:offset + w0 + w])[None]
+                callback = bar.callback(key, 1)
+                audio = generate(model, w, conditioning=inputs.rolls, year=inputs.year, excitation=inputs.excitation,
+                                 uniforms=torch.rand(1, w, 2, generator=seeds),
+                                 temperature=_temperatures(notes, [start + w0], w, sr, options), prime=pw,
+                                 engine=options.engine, threads=threads, cache=cache,
+                                 progress=lambda d, t, b=w0, cb=callback: cb(b + d, n))
+                out[offset + w0:offset + w0 + w] = audio[0].detach().to("cpu", torch.float32).numpy()
+        finally:
+            cache.close()
 
-    def call(rows: slice, n_threads: int, key: int, primed: bool) -> torch.Tensor:
-        k = len(range(*rows.indices(K)))
-        return generate(
-            model, length,
-            conditioning=inputs.rolls[rows] if inputs.rolls is not None else None,
-            year=inputs.year[rows] if inputs.year is not None else None,
-            excitation=inputs.excitation[rows] if inputs.excitation is not None else None,
-            uniforms=uniforms[rows],
-            temperature=temperature[rows] if isinstance(temperature, torch.Tensor) else temperature,
-            prime=torch.from_numpy(prime)[None] if primed else None,
-            engine=options.engine, threads=n_threads, precision=precision, progress=bar.callback(key, k),
-            resonators=inputs.resonators[rows] if inputs.resonators is not None else None,
-        )
 
-    try:
-        if prime is None or K == 1:
-            rows = call(slice(0, K), threads, 0, prime is not None)
+def _render_chunked(model: Any, notes, pedals, options: SamplingOptions, chunk_seconds: float, g0: int, spans,
+                    out: np.ndarray, year: int | None, prime: np.ndarray | None, threads: int, bar: "_Progress",
+                    where: str, head: int) -> None:
+    """Every span cut into chunks; all chunks (rows of equal length) generated in rounds of
+    `STREAMS_PER_CORE` x threads streams and joined into `out` in order."""
+    from .generate import generate
+
+    data = model.data_config
+    sr, spf = data.sample_rate_hz, data.samples_per_frame
+    longest = max(n for _, n in spans)
+    plans = [ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, sr, spf) for _, n in spans]
+    length = max(p.length for p in plans)  # single-row spans generate this long too (the rest is dropped)
+    length = min(length, longest) if all(p.rows == 1 for p in plans) else length
+    if prime is not None and plans[0].rows > 1 and len(prime) > plans[0].fade_in_start:
+        fade = plans[0].fade_in_start
+        raise InputError(f"{where}: the prime ({(len(prime) - head) / sr:g} s) must fit in the first chunk "
+                         f"before the next one fades in ({(fade - head) / sr:g} s): shorten --prime-seconds "
+                         f"or lengthen --chunk-seconds")
+    rows = [(i, j) for i, p in enumerate(plans) for j in range(p.rows)]  # (span, chunk) in piece order
+    per_round = max(1, STREAMS_PER_CORE * threads)
+    seeds = torch.Generator().manual_seed(int(options.seed))
+    bar.set_total(len(rows) * length)
+    for r0 in range(0, len(rows), per_round):
+        batch = rows[r0:r0 + per_round]
+        starts = [g0 + spans[i][0] + plans[i].starts[j] for i, j in batch]
+        inputs = model_inputs(model, notes, pedals, starts, length, year)
+        uniforms = torch.cat([torch.rand(1, length, 2, generator=seeds) for _ in batch])
+        temperature = _temperatures(notes, starts, length, sr, options)
+
+        def call(sel: slice, n_threads: int, key: int, primed: bool) -> torch.Tensor:
+            k = len(range(*sel.indices(len(batch))))
+            return generate(
+                model, length,
+                conditioning=inputs.rolls[sel] if inputs.rolls is not None else None,
+                year=inputs.year[sel] if inputs.year is not None else None,
+                excitation=inputs.excitation[sel] if inputs.excitation is not None else None,
+                uniforms=uniforms[sel],
+                temperature=temperature[sel] if isinstance(temperature, torch.Tensor) else temperature,
+                prime=torch.from_numpy(prime)[None] if primed else None,
+                engine=options.engine, threads=n_threads, precision=options.precision,
+                progress=bar.callback(key, k),
+                resonators=inputs.resonators[sel] if inputs.resonators is not None else None,
+            )
+
+        key = 2 * r0
+        if prime is None or r0 > 0 or len(batch) == 1:
+            generated = call(slice(0, len(batch)), threads, key, prime is not None and r0 == 0)
         else:
             # The engines prime every row of a call alike: the primed first chunk runs as its own
             # call, beside the batch of the others (threads split between the two).
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="midi2wave-render") as pool:
-                first = pool.submit(call, slice(0, 1), 1, 0, True)
-                rest = pool.submit(call, slice(1, K), max(1, threads - 1), 1, False)
-                rows = torch.cat([first.result(), rest.result()], 0)
-    finally:
-        bar.close()
-    rows_np = rows.detach().to("cpu", torch.float32).numpy()
-    if K == 1:
-        audio = rows_np[0]
-    else:
-        crossfade_n = int(round(overlap * CROSSFADE_FRACTION))
-        audio = join_chunks(rows_np, starts, n_gen, overlap, crossfade_n, crossfade)
-        # an equal-power fade of correlated chunks can exceed full scale
-        np.clip(audio, -1.0, (C.PCM_SCALE - 1) / C.PCM_SCALE, out=audio)
-    return np.ascontiguousarray(audio[head:head + (s1 - s0)], dtype=np.float32)
+                first = pool.submit(call, slice(0, 1), 1, key, True)
+                rest = pool.submit(call, slice(1, len(batch)), max(1, threads - 1), key + 1, False)
+                generated = torch.cat([first.result(), rest.result()], 0)
+        generated_np = generated.detach().to("cpu", torch.float32).numpy()
+        for (i, j), row in zip(batch, generated_np):
+            offset, n = spans[i]
+            plans[i].join_row(out[offset:offset + n], j, row, options.crossfade)
 
 
-def render_midi(model: Any, config: Config | None, midi_path: str | os.PathLike, start_s: float = 0.0,
-                end_s: float | None = None, options: SamplingOptions = SamplingOptions(), year: int | None = None,
-                prime_audio: np.ndarray | None = None, prime_seconds: float = 1.0, progress: bool = True,
-                crossfade: str = "equal_power", precision: str = "fp32") -> np.ndarray:
-    """Render a MIDI file with `model` (a `Midi2Wave`; `config` its Config or None). Returns float32
-    audio at the model's sample rate, `round(end_s * sr) - round(start_s * sr)` samples long.
+def render_midi(model: Any, midi_path: str | os.PathLike, options: SamplingOptions = SamplingOptions(), *,
+                start_s: float = 0.0, end_s: float | None = None, year: int | None = None,
+                prime_audio: np.ndarray | None = None, prime_seconds: float = 1.0,
+                progress: bool = True) -> np.ndarray:
+    """Render a MIDI file with `model` (a `Midi2Wave`). Returns float32 audio at the model's sample
+    rate, `round(end_s * sr) - round(start_s * sr)` samples long.
 
-    end_s None: the last note's end (after the sustain rule) + `RELEASE_SECONDS`. options: temperature,
-    seed, engine, chunking (see the module docstring), threads. year: the recording year to imitate
-    (None: unknown). prime_audio: samples at the model's rate from `start_s` on; its first
-    `prime_seconds` are teacher-forced. crossfade: "equal_power" or "linear" chunk joins.
-    precision: the numba engine's weight storage ("fp32", "fp16", "int8"; see `generate`).
+    end_s None: the last note's end (after the sustain rule) + `RELEASE_SECONDS`. options: every
+    sampling setting (temperature, seed, engine, precision, chunking and crossfade, threads; see the
+    module docstring). year: the recording year to imitate (None: unknown). prime_audio: samples at
+    the model's rate from `start_s` on; its first `prime_seconds` are teacher-forced.
     Raises MidiError / InputError for a bad file or window.
     """
     notes, pedals = read_piece(midi_path, model.data_config.sustain_threshold)
-    return render_notes(model, config, notes, pedals, start_s, end_s, options, year, prime_audio, prime_seconds,
-                        progress, crossfade, label=Path(midi_path).name, where=str(midi_path),
-                        precision=precision)
+    return render_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
+                        prime_audio=prime_audio, prime_seconds=prime_seconds, progress=progress,
+                        label=Path(midi_path).name, where=str(midi_path))
 
 
 # --------------------------------------------------------------------------------------- CLI
@@ -426,31 +450,22 @@ def _load_prime(path: Path, sample_rate_hz: int, start_s: float) -> np.ndarray:
     return mono[s0:]
 
 
-def synthesize_from_cli(args: argparse.Namespace) -> int:
-    """`midi2wave synthesize`: exit 0 if every input was rendered, 1 if some failed (each reported
-    in one line); problems that concern every input (checkpoint, options) raise (exit 2)."""
+def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: Path | None = None,
+                     checkpoint: Path | None = None, start_s: float = 0.0, end_s: float | None = None,
+                     year: int | None = None, prime: Path | None = None, prime_seconds: float = 1.0,
+                     plot: bool = False, device: str = "cpu", force: bool = False, quiet: bool = False) -> int:
+    """`midi2wave synthesize`: render each MIDI file in `inputs` to a WAV (`out`: a file for one
+    input, a folder, or None: INPUT.wav beside each). Every output is checked (a writable folder,
+    not taken unless `force`) before the model loads or anything is generated. Returns 0 if every
+    input was rendered, 1 if some failed (each reported in one line); problems that concern every
+    input raise."""
     from .audio import save_wav
     from .checkpoint import load_model
 
-    from .config import ConfigError
-
-    try:
-        options = SamplingOptions(temperature=args.temperature, seed=args.seed, engine=args.engine,
-                                  chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                                  threads=max(0, args.threads),
-                                  sustain_temperature=getattr(args, "sustain_temperature", 0.0) or 0.0,
-                                  attack_seconds=getattr(args, "attack_seconds", 0.05))
-    except ConfigError as e:  # name the option as the user typed it: sampling.chunk_seconds -> --chunk-seconds
-        text = str(e)
-        if text.startswith("sampling."):
-            name, _, rest = text[len("sampling."):].partition(" = ")
-            text = f"--{name.replace('_', '-')} {rest}"
-        raise Midi2WaveError(text) from None
-    if args.prime_seconds <= 0 and args.prime is not None:
-        raise Midi2WaveError(f"--prime-seconds must be > 0, got {args.prime_seconds}")
-    quiet = getattr(args, "quiet", False)
-    inputs = [Path(p) for p in args.inputs]
-    outputs = _output_paths(inputs, args.out)
+    if prime_seconds <= 0 and prime is not None:
+        raise Midi2WaveError(f"--prime-seconds must be > 0, got {prime_seconds}")
+    inputs = [Path(p) for p in inputs]
+    outputs = _output_paths(inputs, out)
     failed = 0
     todo: list[tuple[Path, Path]] = []
     seen: dict[Path, Path] = {}
@@ -461,8 +476,8 @@ def synthesize_from_cli(args: argparse.Namespace) -> int:
             failed += 1
             continue
         seen[key] = src
-        if not args.force:
-            taken = [p for p in ([dst] + ([dst.with_suffix(".png")] if args.plot else [])) if p.exists()]
+        if not force:
+            taken = [p for p in ([dst] + ([dst.with_suffix(".png")] if plot else [])) if p.exists()]
             if taken:
                 _error(f"{taken[0]}: already exists (use --force to overwrite)")
                 failed += 1
@@ -471,31 +486,37 @@ def synthesize_from_cli(args: argparse.Namespace) -> int:
             _error(f"{src}: no such file")
             failed += 1
             continue
+        folder = dst.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            problem = "is not writable" if folder.is_dir() else "does not exist"
+            _error(f"{dst}: folder {folder} {problem}")
+            failed += 1
+            continue
         todo.append((src, dst))
     if not todo:
         return 1
 
-    model, config = load_model(args.checkpoint, device=args.device)
+    model, _ = load_model(checkpoint, device=device)
     sr = model.data_config.sample_rate_hz
-    if args.year is not None and args.year not in C.MAESTRO_YEARS:
-        print(f"midi2wave: note: --year {args.year} is not a MAESTRO year {list(C.MAESTRO_YEARS)}; "
+    if year is not None and year not in C.MAESTRO_YEARS:
+        print(f"midi2wave: note: --year {year} is not a MAESTRO year {list(C.MAESTRO_YEARS)}; "
               f"rendering as an unknown year", file=sys.stderr)
-    prime = _load_prime(args.prime, sr, args.start) if args.prime is not None else None
+    prime_audio = _load_prime(prime, sr, start_s) if prime is not None else None
     for src, dst in todo:
         try:
             notes, pedals = read_piece(src, model.data_config.sustain_threshold)
             t0 = time.perf_counter()
-            audio = render_notes(model, config, notes, pedals, args.start, args.end, options, args.year,
-                                 prime, args.prime_seconds, not quiet, label=src.name, where=str(src))
+            audio = render_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
+                                 prime_audio=prime_audio, prime_seconds=prime_seconds, progress=not quiet,
+                                 label=src.name, where=str(src))
             seconds = time.perf_counter() - t0
-            save_wav(dst, audio, sr, force=args.force)
+            save_wav(dst, audio, sr, force=force)
             extra = ""
-            if args.plot:
+            if plot:
                 from .plots import save_roll_and_spectrogram
 
                 png = save_roll_and_spectrogram(dst.with_suffix(".png"), audio, sr, notes=notes,
-                                                start_s=round(args.start * sr) / sr, title=src.name,
-                                                force=args.force)
+                                                start_s=round(start_s * sr) / sr, title=src.name, force=force)
                 extra = f" and {png}"
             if not quiet:
                 dur = len(audio) / sr

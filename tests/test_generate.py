@@ -353,3 +353,28 @@ def test_fp32_kernel_has_one_compiled_signature():
         generate(model, 8, engine="numba", seed=0, **_cond_kwargs(inputs))
     fp32 = [sig for sig in run_streams.signatures if str(sig[18].dtype) == "float32"]  # w_dil
     assert len(fp32) == 1
+
+
+def test_stepping_weights_are_the_one_reader_of_the_model_layout():
+    """The engines, the numba packer and the nv-wavenet export take the per-layer matrices from
+    `model.stepping` only, and the kernel module does not import the API module (no import circle)."""
+    import ast
+    import inspect
+
+    from midi2wave import engines, export, generate_numba
+    from midi2wave.model.stepping import stepping_weights
+
+    for module in (engines, generate_numba, export):
+        source = inspect.getsource(module)
+        for reach in ("model.head", ".dilated.", "layer.out.", "model.input_layer", "model.layers"):
+            assert reach not in source, (module.__name__, reach)
+    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(generate_numba)))
+                if isinstance(node, ast.ImportFrom)}
+    assert "generate" not in imported and "midi2wave.generate" not in imported
+    # the extracted matrices are the model's own
+    model = _model(*CASES["excitation, no bias"])
+    sw = stepping_weights(model)
+    assert torch.equal(sw.dilated_weight[1], model.layers[1].dilated.weight)
+    assert torch.equal(sw.out_bias, torch.zeros_like(sw.out_bias))  # bias-free layers: zeros
+    assert torch.equal(sw.head_out_weight, model.head[3].weight[:, :, 0])
+    assert sw.excitation_weight is not None and sw.dilations == [l.dilation for l in model.layers]

@@ -165,7 +165,7 @@ def test_generation_with_the_bank_agrees_between_engines_and_with_analysis(outpu
         e, p = rs.analyze(x, scheds[b])
         assert np.abs(p).max() > 0  # the bank was active
         if output_kind == "mulaw":
-            from midi2wave.generate import mulaw_tables
+            from midi2wave.model.distributions import mulaw_tables
             values = mulaw_tables(model.model_config.mulaw_classes)[1].double().numpy()
             nearest = np.abs(e[:, None].astype(np.float64) - values[None, :]).min(1)
             inside = np.abs(x) < 0.999  # where prediction + innovation was not clipped

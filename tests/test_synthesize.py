@@ -12,6 +12,8 @@ import pytest
 import soundfile as sf
 import torch
 
+import midi2wave
+from midi2wave import chunks as chunking
 from midi2wave import constants as C
 from midi2wave import synthesize as S
 from midi2wave.checkpoint import save_checkpoint
@@ -160,9 +162,9 @@ def test_cli_prime_from_audio_file(tiny, midi, tmp_path):
 
 def test_render_midi_is_deterministic_for_a_seed(tiny, midi):
     model, _ = tiny
-    a = S.render_midi(model, CONFIG, midi, 0.0, 0.3, SamplingOptions(seed=3), progress=False)
-    b = S.render_midi(model, CONFIG, midi, 0.0, 0.3, SamplingOptions(seed=3), progress=False)
-    c = S.render_midi(model, CONFIG, midi, 0.0, 0.3, SamplingOptions(seed=4), progress=False)
+    a = S.render_midi(model, midi, SamplingOptions(seed=3), start_s=0.0, end_s=0.3, progress=False)
+    b = S.render_midi(model, midi, SamplingOptions(seed=3), start_s=0.0, end_s=0.3, progress=False)
+    c = S.render_midi(model, midi, SamplingOptions(seed=4), start_s=0.0, end_s=0.3, progress=False)
     assert a.dtype == np.float32 and a.shape == (round(0.3 * SR),)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -174,7 +176,7 @@ def test_priming_first_samples_equal_the_prime(tiny, midi, chunked):
     rng = np.random.default_rng(1)
     prime = rng.uniform(-0.6, 0.6, 4000).astype(np.float32)
     opts = SamplingOptions(chunk_seconds=0.1 if chunked else 0.0, overlap_seconds=0.04)
-    audio = S.render_midi(model, CONFIG, midi, 0.0123, 0.5, opts, prime_audio=prime, prime_seconds=0.05,
+    audio = S.render_midi(model, midi, opts, start_s=0.0123, end_s=0.5, prime_audio=prime, prime_seconds=0.05,
                           progress=False)
     n = round(0.05 * SR)
     on_grid = np.round(prime[:n] * C.PCM_SCALE) / C.PCM_SCALE
@@ -187,14 +189,14 @@ def test_priming_a_mulaw_model_and_a_prime_longer_than_the_first_chunk(midi):
     torch.manual_seed(2)
     mulaw = Midi2Wave(dataclasses.replace(TINY, output_kind="mulaw"), DATA).eval()
     prime = np.random.default_rng(2).uniform(-0.6, 0.6, 3000).astype(np.float32)
-    audio = S.render_midi(mulaw, None, midi, 0.0, 0.3, SamplingOptions(), prime_audio=prime, prime_seconds=0.1,
+    audio = S.render_midi(mulaw, midi, SamplingOptions(), start_s=0.0, end_s=0.3, prime_audio=prime, prime_seconds=0.1,
                           progress=False)
     n = round(0.1 * SR)
     np.testing.assert_array_equal(audio[:n], np.round(prime[:n] * C.PCM_SCALE) / C.PCM_SCALE)
     # with chunks the prime must end before the second chunk fades in (0.1 + 0.04 - 0.02 s here)
     opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.04)
     with pytest.raises(InputError, match="--prime-seconds"):
-        S.render_midi(mulaw, None, midi, 0.0, 0.5, opts, prime_audio=prime, prime_seconds=0.15, progress=False)
+        S.render_midi(mulaw, midi, opts, start_s=0.0, end_s=0.5, prime_audio=prime, prime_seconds=0.15, progress=False)
 
 
 def _stand_in_generate(model, n_samples, *, excitation=None, **_):
@@ -214,37 +216,38 @@ def test_chunks_reassemble_a_consistent_signal_exactly(tiny, midi, monkeypatch, 
     truth = excitation_signal(notes, s0, s1 - s0, SR, DATA.excitation_partials)
     assert np.abs(truth).max() > 0.01
     opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.05)
-    linear = S.render_notes(model, CONFIG, notes, pedals, start_s, end_s, opts, progress=False, crossfade="linear")
+    linear = S.render_notes(model, notes, pedals, dataclasses.replace(opts, crossfade="linear"), start_s=start_s,
+                            end_s=end_s, progress=False)
     assert linear.shape == truth.shape
     np.testing.assert_allclose(linear, truth, rtol=0, atol=2e-7)
     # equal power (the default): exact outside the crossfades, and in them the weights' squares sum to 1
-    power = S.render_notes(model, CONFIG, notes, pedals, start_s, end_s, opts, progress=False)
+    power = S.render_notes(model, notes, pedals, opts, start_s=start_s, end_s=end_s, progress=False)
     spf = DATA.samples_per_frame
     chunk, overlap = round(0.1 * SR / spf) * spf, round(0.05 * SR / spf) * spf
-    xf = round(overlap * S.CROSSFADE_FRACTION)
+    xf = round(overlap * chunking.CROSSFADE_FRACTION)
     g0 = s0 // spf * spf
-    starts = S.plan_chunks(-(-s1 // spf) * spf - g0, chunk, overlap)
+    starts = chunking.plan_chunks(-(-s1 // spf) * spf - g0, chunk, overlap)
     inside = np.zeros(len(truth), bool)
     for s in starts[1:]:
         a, b = g0 + s + overlap - xf - s0, g0 + s + overlap - s0
         inside[max(a, 0):max(b, 0)] = True
     np.testing.assert_allclose(power[~inside], truth[~inside], rtol=0, atol=2e-7)
     if inside.any():
-        out_w, in_w = S.crossfade_weights(xf, "equal_power")
+        out_w, in_w = chunking.crossfade_weights(xf, "equal_power")
         np.testing.assert_allclose(out_w**2 + in_w**2, 1.0, atol=1e-6)
 
 
 def test_chunked_render_with_the_real_engine_has_the_right_length(tiny, midi):
     model, _ = tiny
     opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.03, seed=1)
-    audio = S.render_midi(model, CONFIG, midi, 0.05, 0.77, opts, progress=False)
+    audio = S.render_midi(model, midi, opts, start_s=0.05, end_s=0.77, progress=False)
     assert audio.shape == (round(0.77 * SR) - round(0.05 * SR),)
     assert np.isfinite(audio).all() and audio.max() < 1.0 and audio.min() >= -1.0
 
 
 def test_plan_chunks_cover_the_window_with_equal_overlaps():
     for n, chunk, overlap in [(1000, 100, 30), (130, 100, 30), (131, 100, 30), (1000, 64, 0), (5, 100, 30)]:
-        starts = S.plan_chunks(n, chunk, overlap)
+        starts = chunking.plan_chunks(n, chunk, overlap)
         assert starts[0] == 0
         assert starts[-1] + chunk + overlap >= n or starts == [0]
         assert all(b - a == chunk for a, b in zip(starts, starts[1:]))
@@ -255,11 +258,123 @@ def test_plan_chunks_cover_the_window_with_equal_overlaps():
 def test_join_chunks_linear_is_exact_for_consistent_chunks():
     signal = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     chunk, overlap, xf = 128, 48, 20
-    starts = S.plan_chunks(len(signal), chunk, overlap)
+    starts = chunking.plan_chunks(len(signal), chunk, overlap)
     padded = np.concatenate([signal, np.zeros(chunk + overlap, np.float32)])
     chunks = np.stack([padded[s:s + chunk + overlap] for s in starts])
-    joined = S.join_chunks(chunks, starts, len(signal), overlap, xf, "linear")
+    joined = chunking.join_chunks(chunks, starts, len(signal), overlap, xf, "linear")
     np.testing.assert_allclose(joined, signal, rtol=0, atol=1e-6)
     # the warm-up is discarded: corrupting it changes nothing
     chunks[1:, :overlap - xf] = 99.0
-    np.testing.assert_allclose(S.join_chunks(chunks, starts, len(signal), overlap, xf, "linear"), signal, atol=1e-6)
+    np.testing.assert_allclose(chunking.join_chunks(chunks, starts, len(signal), overlap, xf, "linear"), signal, atol=1e-6)
+
+
+def test_chunk_plan_rounds_to_frames_and_joins_like_join_chunks():
+    plan = chunking.ChunkPlan.make(5000, 0.1, 0.04, SR, 64)
+    assert plan.length == 1600 + 640 and plan.overlap == 640 and plan.crossfade == 320
+    assert all(s % 64 == 0 for s in plan.starts) and plan.starts[-1] + plan.length >= 5000
+    assert plan.fade_in_start == 1600 + 640 - 320
+    rows = np.random.default_rng(0).standard_normal((plan.rows, plan.length)).astype(np.float32)
+    np.testing.assert_array_equal(plan.join(rows), chunking.join_chunks(rows, list(plan.starts), 5000, 640, 320))
+    one = chunking.ChunkPlan.make(5000, 0.0, 0.5, SR, 64)  # 0: one stream
+    assert one.starts == (0,) and one.length == 5000 and one.rows == 1
+    np.testing.assert_array_equal(one.join(np.arange(6000, dtype=np.float32)[None]), np.arange(5000))
+
+
+def test_public_render_takes_a_path_or_notes_and_returns_audio_and_rate(tiny, midi):
+    from midi2wave.midi import read_midi
+
+    model, _ = tiny
+    options = midi2wave.SamplingOptions(seed=2)
+    audio, rate = midi2wave.render(midi, model, options, end_s=0.2)
+    assert rate == SR and audio.dtype == np.float32 and audio.shape == (round(0.2 * SR),)
+    from_notes, _ = midi2wave.render(read_midi(midi), model, options, end_s=0.2)
+    np.testing.assert_array_equal(audio, from_notes)  # the sustain rule is applied to both alike
+    np.testing.assert_array_equal(audio, S.render_midi(model, midi, options, end_s=0.2, progress=False))
+    with pytest.raises(InputError, match="path or"):
+        midi2wave.render(42, model)
+
+
+# ------------------------------------------------------------------------------ long pieces
+
+
+def test_sounding_spans_cut_long_silences_only():
+    sr, spf = SR, 64
+    # notes at 0-1 s and 20-21 s, tail 1 s, lead 0.1 s: silent from 2 s to 19.9 s
+    n = int(22.5 * sr)
+    spans = chunking.sounding_spans(np.array([0.0, 20.0]), np.array([1.0, 21.0]), 0, n, sr, spf, 1.0, 1600)
+    assert len(spans) == 2 and spans[0][0] == 0
+    (a0, n0), (a1, n1) = spans
+    assert a0 + n0 >= 2 * sr and a0 + n0 < 2 * sr + spf  # to the end of the first tail
+    assert a1 <= 20 * sr - 1600 and a1 > 20 * sr - 1600 - spf and a1 % spf == 0
+    assert a1 + n1 == n  # a silence shorter than MIN_SILENCE_SECONDS at the end is generated
+    # a longer one is not: the span ends with the tail
+    last = chunking.sounding_spans(np.array([0.0, 20.0]), np.array([1.0, 21.0]), 0, 25 * sr, sr, spf, 1.0, 1600)[-1]
+    assert 22 * sr <= last[0] + last[1] < 22 * sr + spf
+    # gaps below MIN_SILENCE_SECONDS merge: one span, the whole window
+    assert chunking.sounding_spans(np.array([0.0, 2.5]), np.array([1.0, 3.0]), 0, 5 * sr, sr, spf, 1.0, 0) == \
+        [(0, 5 * sr)]
+    assert chunking.sounding_spans(np.array([0.0]), np.array([1.0]), 10 * sr, 5 * sr, sr, spf, 1.0, 0) == []
+
+
+def test_auto_chunks_only_when_long_enough_and_several_cores():
+    assert chunking.auto_chunk_seconds(5.0, 8, 0.5) == 0.0  # too short to gain
+    assert chunking.auto_chunk_seconds(120.0, 1, 0.5) == 0.0  # one core: one stream
+    c = chunking.auto_chunk_seconds(120.0, 2, 0.5)
+    assert c == pytest.approx((120.0 - 0.5) / (chunking.STREAMS_PER_CORE * 2), abs=0.004)
+    assert len(chunking.plan_chunks(120 * SR, round(c * SR / 64) * 64, 8000)) == chunking.STREAMS_PER_CORE * 2
+    assert chunking.auto_chunk_seconds(3600.0, 2, 0.5) == chunking.MAX_AUTO_CHUNK_SECONDS  # rounds, not longer rows
+
+
+def _counting_generate(calls):
+    def fake(model, n_samples, *, excitation=None, uniforms=None, cache=None, **_):
+        rows = uniforms.shape[0]
+        calls.append((rows, n_samples))
+        return torch.full((rows, n_samples), 0.25)
+    return fake
+
+
+def test_silent_spans_cost_nothing_and_are_exact_zeros(tiny, tmp_path, monkeypatch):
+    import midi2wave.generate as gen
+
+    model, _ = tiny
+    path = write_midi(tmp_path / "gap.mid", [(0.0, 0.3, 60, 80), (30.0, 30.3, 64, 80)])
+    notes, pedals = S.read_piece(path)
+    calls: list = []
+    monkeypatch.setattr(gen, "generate", _counting_generate(calls))
+    for chunk in (0.0, 2.0):
+        calls.clear()
+        audio = S.render_notes(model, notes, pedals, SamplingOptions(chunk_seconds=chunk, overlap_seconds=0.25),
+                               progress=False)
+        assert audio.shape == (round(31.3 * SR),)
+        generated = sum(r * n for r, n in calls)
+        assert generated < 6 * SR  # ~1.3 s of sound + tails + lead-ins (+ chunk padding), not 31 s
+        assert np.all(audio[int(2.5 * SR):int(29.5 * SR)] == 0.0)
+        assert np.all(audio[:int(0.3 * SR)] == 0.25) and np.all(audio[int(30.0 * SR):int(30.3 * SR)] == 0.25)
+
+
+def test_default_render_of_a_long_piece_uses_chunks_in_bounded_rounds(tiny, tmp_path, monkeypatch):
+    import midi2wave.generate as gen
+
+    model, _ = tiny
+    piece = [(0.25 * k, 0.25 * k + 0.5, 60 + k % 12, 80) for k in range(1200)]  # 300 s, never silent
+    notes, pedals = S.read_piece(write_midi(tmp_path / "long.mid", piece))
+    calls: list = []
+    monkeypatch.setattr(gen, "generate", _counting_generate(calls))
+    S.render_notes(model, notes, pedals, SamplingOptions(threads=2), progress=False)
+    assert len(calls) > 1 and all(1 < rows <= chunking.STREAMS_PER_CORE * 2 for rows, _ in calls)
+    assert all(n <= (chunking.MAX_AUTO_CHUNK_SECONDS + 0.5) * SR for _, n in calls)
+    calls.clear()
+    S.render_notes(model, notes, pedals, SamplingOptions(threads=2, chunk_seconds=0.0), progress=False)
+    assert all(rows == 1 and n <= S.STREAM_WINDOW_SECONDS * SR for rows, n in calls)  # one stream, windowed
+
+
+def test_cli_checks_every_output_before_generating(tiny, midi, tmp_path, monkeypatch, capsys):
+    import midi2wave.checkpoint as ckpt_module
+
+    _, ckpt = tiny
+    loaded = []
+    monkeypatch.setattr(ckpt_module, "load_model", lambda *a, **k: loaded.append(1))
+    assert run(midi, "--checkpoint", ckpt, "-o", tmp_path / "missing" / "x.wav", "-q") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0] and "does not exist" in err[0]
+    assert not loaded  # reported before the model was loaded or anything generated

@@ -11,6 +11,7 @@ the same random numbers into the same samples.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -89,6 +90,16 @@ def mulaw_decode(k: torch.Tensor, classes: int = C.MU_LAW_CLASSES) -> torch.Tens
     mu = classes - 1
     y = 2 * k.to(torch.float32) / mu - 1
     return torch.sign(y) * ((1 + mu) ** y.abs() - 1) / mu
+
+
+@functools.lru_cache(maxsize=4)
+def mulaw_tables(classes: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(mu-law class of each 16-bit PCM level [65536] long (index level + 32768), value of each class
+    [classes] float32, class of silence), from `mulaw_encode` / `mulaw_decode`: both generation
+    engines use them, so their inputs agree bit for bit."""
+    levels = torch.arange(-32768, 32768, dtype=torch.float32) / 32768.0
+    return (mulaw_encode(levels, classes), mulaw_decode(torch.arange(classes), classes).to(torch.float32),
+            int(mulaw_encode(torch.zeros(()), classes)))
 
 
 def mulaw_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
