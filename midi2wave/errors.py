@@ -29,3 +29,7 @@ class OutputExistsError(Midi2WaveError, FileExistsError):
 
 class TrainingError(Midi2WaveError):
     """Training cannot start or cannot go on (bad run folder, nothing to resume, diverged...)."""
+
+
+class EvaluationError(Midi2WaveError):
+    """Evaluation cannot run (no data, bad options, outputs that exist)."""

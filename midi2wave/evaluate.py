@@ -24,7 +24,7 @@ the MIDI. Two measurements expose that:
   note sounds, relative to where notes sound), tonal purity (energy share near the sounding notes'
   partials) and log-mel distance to the real audio, of the generation and of the real audio (the
   ceiling), beside a render of the same notes by a second instrument (`--other-instrument`, the
-  scale of the distance) and another excerpt's real audio (chance); `_realism_scores`.
+  scale of the distance) and another excerpt's real audio (chance); `realism_scores`.
 
 Excerpts (`--excerpts` of `--excerpt-seconds`) are a fixed function of the seed: pieces of the split
 in a seeded order, cycled, each excerpt at a seeded whole-frame start whose window holds at least one
@@ -35,7 +35,6 @@ there is no teacher-forced NLL (no recording to score).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -43,20 +42,19 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
-from . import constants as C
 from . import plots, realism, report
-from .config import Config, DataConfig
-from .errors import Midi2WaveError
-from .data.dataset import load_store_notes
-from .inputs import window_inputs
-from .midi import Notes, PedalEvents, apply_sustain
+from .config import Config
+from .errors import EvaluationError
+from .evaluate_realism import (OTHER_INSTRUMENTS, check_other_instrument, fmt_value, level_db, mask_spans, other_instrument_renders,
+                               realism_label, realism_scores, realism_table, render_excerpt_notes)
+from .excerpts import CONDITIONS, Excerpt, donor_indices, excerpt_batches, midi_excerpts, store_excerpts
+from .midi import Notes
 
 __all__ = [
     "EvaluationError",
@@ -81,324 +79,7 @@ RESULT_FORMAT = "midi2wave-evaluation"
 RESULT_VERSION = 1
 ONSET_TOLERANCE_S = 0.05  # mir_eval's default onset tolerance (Onsets and Frames, MAESTRO papers)
 PITCH_TOLERANCE_CENTS = 50.0
-_ONSET_TRIES = 32  # start draws per excerpt looking for a window with a note onset
-CONDITIONS = ("true", "swapped", "zeroed")
 
-
-class EvaluationError(Midi2WaveError):
-    """Evaluation cannot run (no data, bad options, outputs that exist)."""
-
-
-# ------------------------------------------------------------------------------------ excerpts
-
-
-@dataclass
-class Excerpt:
-    """One scored window: ground-truth audio, the model inputs rendered from its MIDI, and the
-    reference notes (onsets inside the window, times relative to its start, offsets clipped to it)."""
-
-    source: str  # piece id, or MIDI path
-    start_frame: int
-    n_frames: int
-    audio: np.ndarray  # float32 [n_frames * samples_per_frame] ground truth (or FluidSynth render)
-    conditioning: np.ndarray  # float32 [C, n_frames + 2 * margin_frames]
-    year: int  # year index
-    notes: Notes
-    excitation: np.ndarray | None = None  # float32 [n_samples] when the config has an excitation
-    # Models with the resonator bank: the oscillators of the window, times relative to
-    # `warmup_audio`'s first sample (the analysis warm-up just before the window), and that audio.
-    schedule: Any = None
-    warmup_audio: np.ndarray | None = None
-    # The sustained notes whose release reaches the window (onset before its end, offset + the
-    # realism release margin after its start), times relative to its start, not clipped: what
-    # sounds in the window, for the realism measures (gap mask, partial bands, second instrument).
-    sounding: Notes | None = None
-    samples_per_frame: int = C.SAMPLES_PER_FRAME
-    frame_rate_hz: int = C.FRAME_RATE_HZ
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def start_s(self) -> float:
-        return self.start_frame / self.frame_rate_hz
-
-    @property
-    def seconds(self) -> float:
-        return self.n_frames / self.frame_rate_hz
-
-    @property
-    def sample_rate_hz(self) -> int:
-        return self.samples_per_frame * self.frame_rate_hz
-
-    def describe(self) -> dict[str, Any]:
-        return {"source": self.source, "start_s": round(self.start_s, 6), "seconds": self.seconds,
-                "start_frame": self.start_frame, "n_frames": self.n_frames, "year_index": self.year,
-                "reference_notes": len(self.notes), **self.extra}
-
-
-def _reference_notes(notes: Notes, start_s: float, end_s: float) -> Notes:
-    """Notes with onsets in [start_s, end_s), shifted to the window, offsets clipped to its end."""
-    inside = notes.take((notes.onset_s >= start_s) & (notes.onset_s < end_s))
-    onset = inside.onset_s - start_s
-    offset = np.maximum(np.minimum(inside.offset_s, end_s) - start_s, onset + 1e-3)
-    return Notes(onset, offset, inside.pitch, inside.velocity)
-
-
-def _sounding_notes(sustained: Notes, start_s: float, end_s: float) -> Notes:
-    """`Excerpt.sounding`: the sustained notes whose onset .. offset + release margin overlaps
-    [start_s, end_s), shifted to the window (times unclipped)."""
-    inside = sustained.window(start_s - realism.DEFAULT.release_margin_seconds, end_s)
-    return Notes(inside.onset_s - start_s, inside.offset_s - start_s, inside.pitch, inside.velocity)
-
-
-def _has_onset(notes: Notes, start_s: float, end_s: float) -> bool:
-    return bool(np.any((notes.onset_s >= start_s) & (notes.onset_s < end_s)))
-
-
-def _excerpt_config(data_config: DataConfig, excerpt_seconds: float) -> DataConfig:
-    import dataclasses
-
-    if not excerpt_seconds > 0:
-        raise EvaluationError(f"--excerpt-seconds = {excerpt_seconds}: must be > 0")
-    return dataclasses.replace(data_config, segment_seconds=float(excerpt_seconds))
-
-
-def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig, margin_frames: int,
-                   n_excerpts: int = 8, excerpt_seconds: float = 4.0, seed: int = 0) -> list[Excerpt]:
-    """A fixed, seeded set of `n_excerpts` distinct windows of `excerpt_seconds` from one split.
-
-    Pieces are taken in a seeded order and cycled (so excerpts spread over pieces); each excerpt's
-    start is a seeded whole frame such that the window lies inside the audio and, where the piece
-    allows within a few draws, holds at least one note onset. Raises InputError for a missing store
-    or an empty split, EvaluationError when the split has fewer distinct windows than asked for.
-    """
-    from .data.dataset import SegmentDataset
-
-    cfg = _excerpt_config(data_config, excerpt_seconds)
-    dataset = SegmentDataset(store, split, cfg, margin_frames=margin_frames, seed=seed)
-    rng = np.random.default_rng([seed, 0x6576616C])  # "eval"
-    order = rng.permutation(len(dataset.pieces))
-    max_start = [int(m) for m in dataset.max_start_frames]
-    capacity = sum(m + 1 for m in max_start)
-    if n_excerpts > capacity:
-        raise EvaluationError(f"{store}: split {split!r} has only {capacity} distinct windows of "
-                              f"{cfg.segment_frames / cfg.frame_rate_hz:g} s, asked for {n_excerpts}")
-    notes_cache: dict[int, Notes] = {}
-    taken: set[tuple[int, int]] = set()
-    excerpts: list[Excerpt] = []
-    k = 0
-    while len(excerpts) < n_excerpts:
-        piece = int(order[k % len(order)])
-        k += 1
-        if piece not in notes_cache:
-            notes_cache[piece] = _store_notes(Path(store), dataset.pieces[piece])
-        notes = notes_cache[piece]
-        free = [s for s in range(max_start[piece] + 1) if (piece, s) not in taken] \
-            if max_start[piece] < 4 * _ONSET_TRIES else None
-        if free is not None and not free:
-            continue
-        start = None
-        for _ in range(_ONSET_TRIES):
-            s = int(rng.choice(free)) if free is not None else int(rng.integers(0, max_start[piece] + 1))
-            if (piece, s) in taken:
-                continue
-            if start is None:
-                start = s  # fallback when no window with an onset turns up
-            if _has_onset(notes, s / cfg.frame_rate_hz, (s + cfg.segment_frames) / cfg.frame_rate_hz):
-                start = s
-                break
-        if start is None:
-            continue
-        taken.add((piece, start))
-        start_s = start / cfg.frame_rate_hz
-        sustained, pedals = dataset.piece_notes(piece)
-        audio = dataset.piece_audio(piece)
-        s0 = start * cfg.samples_per_frame
-        window = window_inputs(cfg, sustained, pedals, s0, cfg.segment_samples, margin_frames,
-                               dataset.piece_years[piece], audio=audio, audio_scale=1.0 / C.PCM_SCALE)
-        excerpts.append(Excerpt(
-            source=str(dataset.pieces[piece]["id"]), start_frame=start, n_frames=cfg.segment_frames,
-            audio=np.asarray(audio[s0:s0 + cfg.segment_samples], np.float32) / C.PCM_SCALE,
-            conditioning=window.rolls, year=window.year,
-            notes=_reference_notes(notes, start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz),
-            excitation=window.excitation, samples_per_frame=cfg.samples_per_frame, frame_rate_hz=cfg.frame_rate_hz,
-            schedule=window.analysis_schedule, warmup_audio=window.warmup_audio, extra={"piece_index": piece},
-            sounding=_sounding_notes(sustained, start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz)))
-    return excerpts
-
-
-def _store_notes(store: Path, record: dict) -> Notes:
-    notes, _ = load_store_notes(store / record["notes"])
-    return notes
-
-
-def midi_excerpts(paths: Sequence[str | os.PathLike], data_config: DataConfig, margin_frames: int,
-                  excerpt_seconds: float = 4.0, render: bool = True, year: int = C.UNKNOWN_YEAR_INDEX
-                  ) -> list[Excerpt]:
-    """One excerpt per MIDI file: `excerpt_seconds` from the frame of its first onset (past the end
-    of a shorter file the rolls are zero and the audio silent, so all excerpts have one length).
-    The ground-truth audio is a FluidSynth render of the whole file, sliced to the window
-    (`render=False`: silence). Raises MidiError for unreadable files."""
-    from .midi import read_midi
-
-    cfg = _excerpt_config(data_config, excerpt_seconds)
-    spf, fr = cfg.samples_per_frame, cfg.frame_rate_hz
-    excerpts = []
-    for path in paths:
-        raw, pedals = read_midi(path)
-        sustained = apply_sustain(raw, pedals, cfg.sustain_threshold)
-        start = int(math.floor(float(raw.onset_s.min()) * fr + 1e-6))
-        n_frames = cfg.segment_frames
-        n = n_frames * spf
-        if render:
-            full = _render_midi_file(path, cfg.sample_rate_hz)
-            audio = np.zeros(n, np.float32)
-            piece = full[start * spf: start * spf + n]
-            audio[: len(piece)] = piece
-        else:
-            audio = np.zeros(n, np.float32)
-        window = window_inputs(cfg, sustained, pedals, start * spf, n, margin_frames,
-                               audio=full if render else np.zeros(start * spf + n, np.float32))
-        start_s = start / fr
-        excerpts.append(Excerpt(
-            source=str(path), start_frame=start, n_frames=n_frames, audio=audio, conditioning=window.rolls,
-            year=int(year), notes=_reference_notes(raw, start_s, start_s + n_frames / fr),
-            excitation=window.excitation, samples_per_frame=spf, frame_rate_hz=fr,
-            schedule=window.analysis_schedule, warmup_audio=window.warmup_audio,
-            sounding=_sounding_notes(sustained, start_s, start_s + n_frames / fr)))
-    return excerpts
-
-
-def _render_midi_file(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarray:
-    """float32 mono render of a MIDI file at `sample_rate_hz` by the demo data's FluidSynth piano
-    (MuseScore General, no room: dry, at the demo's fixed output gain; `data.instruments`).
-    Raises demo.DemoDataError when FluidSynth or the soundfont is missing."""
-    from .data import instruments
-    from .midi import read_midi
-
-    notes, pedals = read_midi(path)
-    return instruments.render_notes(notes, pedals, "musescore", sample_rate_hz, tail_seconds=1.0)
-
-
-_MAX_PREROLL_SECONDS = 4.0
-
-
-def render_excerpt_notes(render: Any, notes: Notes, n_samples: int, sample_rate_hz: int) -> np.ndarray:
-    """float32 [n_samples]: `notes` (sustained; times relative to the first sample, onsets may be
-    negative, as `Excerpt.sounding`) rendered by `render(notes, sample_rate_hz) -> float32 [n]`
-    (a renderer of notes at times >= 0, no pedal events: the notes already hold the pedal). Notes
-    from before the start are rendered from a pre-roll of up to 4 s (earlier onsets move to its
-    start), which is then cut off; offsets past the end are cut to it; the result is trimmed or
-    zero-padded to `n_samples`."""
-    seconds = n_samples / sample_rate_hz
-    preroll = min(max(0.0, -float(notes.onset_s.min())) if len(notes) else 0.0, _MAX_PREROLL_SECONDS)
-    onset = np.maximum(notes.onset_s, -preroll) + preroll
-    offset = np.maximum(np.minimum(notes.offset_s, seconds) + preroll, onset + 1e-3)
-    audio = np.asarray(render(Notes(onset, offset, notes.pitch, notes.velocity), sample_rate_hz), np.float32)
-    first = int(round(preroll * sample_rate_hz))
-    out = np.zeros(n_samples, np.float32)
-    piece = audio[first:first + n_samples]
-    out[:len(piece)] = piece
-    return out
-
-
-def _instrument_notes(instrument: str):
-    """render(notes, sample_rate_hz) -> float32 [n]: notes (times >= 0, no pedal) played by one of the
-    demo data's pianos (`data.instruments`: "musescore" = FluidSynth, "salamander" = sfizz), dry."""
-    def render(notes: Notes, sample_rate_hz: int) -> np.ndarray:
-        from .data import instruments
-
-        return instruments.render_notes(notes, PedalEvents.empty(), instrument, sample_rate_hz, tail_seconds=0.1)
-    return render
-
-
-# A second instrument renders each excerpt's notes: the scale of the log-mel distance (how far
-# another piano is from the real audio). name -> render(notes, n_samples, sample_rate_hz) -> float32
-# [n_samples] (notes sustained, relative to the excerpt's start, as `Excerpt.sounding`); a renderer
-# raises a Midi2WaveError when it cannot run (the scale is then skipped with a one-line note). On
-# data of one of the demo pianos, the other one is the scale.
-OTHER_INSTRUMENTS: dict[str, Any] = {
-    name: functools.partial(render_excerpt_notes, _instrument_notes(name)) for name in ("musescore", "salamander")
-}
-
-
-def donor_indices(excerpts: Sequence[Excerpt]) -> list[int]:
-    """For each excerpt i, another excerpt j != i whose MIDI stands in for i's: the next one in the
-    list from a different source where there is one, else the next one (another time of the same
-    piece). A single excerpt has no donor (returns [0], i.e. itself; callers report no gain)."""
-    n = len(excerpts)
-    donors = []
-    for i in range(n):
-        donor = (i + 1) % n
-        for k in range(1, n):
-            j = (i + k) % n
-            if excerpts[j].source != excerpts[i].source:
-                donor = j
-                break
-        donors.append(donor)
-    return donors
-
-
-# --------------------------------------------------------------------------------- teacher-forced
-
-
-def excerpt_batches(excerpts: Sequence[Excerpt], batch_size: int = 4, condition: str = "true",
-                    donors: Sequence[int] | None = None, targets: bool = True) -> Iterator[dict[str, torch.Tensor]]:
-    """Model-input batches {audio, conditioning, year[, excitation]} of the excerpts, in order.
-
-    condition: "true" (each excerpt's own MIDI), "swapped" (the rolls and excitation of excerpt
-    `donors[i]`, which must have the same length), or "zeroed" (rolls and excitation all zero).
-    The audio and the year are always the excerpt's own. For models with the resonator bank the
-    batch also has `target`, the innovation under that condition's notes (unless `targets` is False).
-    """
-    if condition not in CONDITIONS:
-        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
-    if condition == "swapped":
-        if donors is None:
-            donors = donor_indices(excerpts)
-        if len(donors) != len(excerpts):
-            raise ValueError("donors must give one index per excerpt")
-    for lo in range(0, len(excerpts), batch_size):
-        chunk = list(range(lo, min(lo + batch_size, len(excerpts))))
-        audio = torch.from_numpy(np.stack([excerpts[i].audio for i in chunk]).astype(np.float32))
-        if condition == "swapped":
-            sources = [excerpts[donors[i]] for i in chunk]
-        else:
-            sources = [excerpts[i] for i in chunk]
-        conditioning = torch.from_numpy(np.stack([s.conditioning for s in sources]).astype(np.float32))
-        has_excitation = excerpts[chunk[0]].excitation is not None
-        excitation = (torch.from_numpy(np.stack([s.excitation for s in sources]).astype(np.float32))
-                      if has_excitation else None)
-        if condition == "zeroed":
-            conditioning = torch.zeros_like(conditioning)
-            excitation = torch.zeros_like(excitation) if excitation is not None else None
-        batch = {"audio": audio, "conditioning": conditioning,
-                 "year": torch.tensor([excerpts[i].year for i in chunk], dtype=torch.int64)}
-        if excitation is not None:
-            batch["excitation"] = excitation
-        if targets and excerpts[chunk[0]].schedule is not None:
-            pairs = [_innovation(excerpts[i], sources[k].schedule if condition != "zeroed" else None)
-                     for k, i in enumerate(chunk)]
-            batch["target"] = torch.from_numpy(np.stack([u for u, _ in pairs]))
-            if excerpts[chunk[0]].schedule.gain_floor is not None:
-                batch["log2_gain"] = torch.tensor([lg for _, lg in pairs], dtype=torch.float64)
-        yield batch
-
-
-def _innovation(excerpt: Excerpt, schedule: Any) -> tuple[np.ndarray, float]:
-    """The excerpt's teacher-forced target under `schedule` (None: no oscillators, the excerpt's own
-    gain floor), float32 [n], and the mean log2 of the innovation gain over the window (0 without a
-    gain): the target is innovation / gain, so bits of the innovation = bits of the target + that."""
-    from . import resonators
-
-    w = len(excerpt.warmup_audio)
-    x = np.concatenate([excerpt.warmup_audio, excerpt.audio]).astype(np.float64)
-    if schedule is None:
-        schedule = resonators.Schedule.empty(excerpt.schedule.gain_floor)
-    u, _ = resonators.analyze(x, schedule)
-    log2_gain = 0.0
-    if schedule.gain_floor is not None:
-        log2_gain = float(np.mean(np.log2(resonators.gain_track(schedule, len(x))[w:])))
-    return np.clip(u[w:], -1.0, 1.0 - 1.0 / C.PCM_SCALE).astype(np.float32), log2_gain
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -671,101 +352,6 @@ def _transcription_scores(excerpts: Sequence[Excerpt], generated: Sequence[np.nd
     return result, generated_notes
 
 
-def _check_other_instrument(name: str) -> None:
-    if name != "none" and name not in OTHER_INSTRUMENTS:
-        raise EvaluationError(f"--other-instrument {name}: not one of {', '.join(list(OTHER_INSTRUMENTS) + ['none'])}")
-
-
-REALISM_KINDS = ("ground_truth", "generated", "other_instrument", "ground_truth_other_midi")
-
-
-def _realism_of(audio: np.ndarray, excerpt: Excerpt, mask: np.ndarray, reference: np.ndarray | None,
-                gap: bool = True) -> dict[str, Any]:
-    sr = excerpt.sample_rate_hz
-    out: dict[str, Any] = {}
-    if gap:
-        out["gap_noise_db"] = realism.gap_noise_db(audio, mask, sr)
-    out["tonal_purity"] = realism.tonal_purity(audio, excerpt.sounding, sr)
-    if reference is not None:
-        out["log_mel_distance"] = realism.log_mel_distance(audio, reference, sr)
-    return out
-
-
-def _realism_summary(per: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Median gap noise (over the excerpts that have a value), mean purity and mean distance."""
-    out: dict[str, Any] = {}
-    if "gap_noise_db" in per[0]:
-        gaps = [p["gap_noise_db"] for p in per]
-        out["gap_noise_db_median"] = realism.median_or_none(gaps)
-        out["gap_excerpts"] = sum(g is not None for g in gaps)
-    purity = [p["tonal_purity"] for p in per if p["tonal_purity"] is not None]
-    out["tonal_purity_mean"] = float(np.mean(purity)) if purity else None
-    if "log_mel_distance" in per[0]:
-        out["log_mel_distance_mean"] = float(np.mean([p["log_mel_distance"] for p in per]))
-    return out
-
-
-def _other_instrument_renders(excerpts: Sequence[Excerpt], other_instrument: str, say: Any = None
-                              ) -> tuple[list[np.ndarray] | None, str | None]:
-    """(renders of each excerpt's sounding notes by `other_instrument`, None) or (None, why not)."""
-    say = say if say is not None else (lambda _msg: None)
-    if other_instrument == "none":
-        return None, "--other-instrument none"
-    render = OTHER_INSTRUMENTS[other_instrument]
-    sr = excerpts[0].sample_rate_hz
-    try:
-        return [render(e.sounding, len(e.audio), sr) for e in excerpts], None
-    except Midi2WaveError as err:
-        skipped = f"{other_instrument} unavailable ({err})"
-        say(f"realism: no second-instrument scale: {skipped}")
-        return None, skipped
-
-
-def _realism_scores(excerpts: Sequence[Excerpt], generated: Sequence[np.ndarray], donors: Sequence[int],
-                    other_instrument: str = "musescore", say: Any = None,
-                    renders: tuple[list[np.ndarray] | None, str | None] | None = None) -> dict[str, Any]:
-    """Gap noise, tonal purity and log-mel distance (`realism.py`) of each excerpt's audio:
-
-    - ground_truth: the real audio (the ceiling; the distance is to itself, so not given);
-    - generated: the generation from the excerpt's MIDI; distance to the real audio;
-    - other_instrument: a render of the excerpt's (sounding, sustained) notes by a second
-      instrument (`OTHER_INSTRUMENTS`); its distance to the real audio is the scale of the
-      generation's ("as far as another piano"); None when `other_instrument` is "none" or the
-      renderer cannot run (`other_instrument_skipped` says why);
-    - ground_truth_other_midi: another excerpt's real audio (the donor's) measured against this
-      excerpt's notes: the purity of piano audio at the wrong pitches and the distance between
-      unrelated excerpts (chance levels; no gap noise, its gaps are elsewhere).
-    The floor generation (the donor's generation) is not scored again: against its own notes it is
-    the donor's `generated` row, against this excerpt's notes `ground_truth_other_midi` covers it.
-    `renders`: `_other_instrument_renders`' result when the caller made it already.
-    Returns the per-excerpt values and summaries (`_realism_summary`) per kind."""
-    sr = excerpts[0].sample_rate_hz
-    others, skipped = renders if renders is not None else _other_instrument_renders(excerpts, other_instrument, say)
-    per: list[dict[str, Any]] = []
-    for i, e in enumerate(excerpts):
-        mask = realism.gap_mask(e.sounding, len(e.audio), sr)
-        row: dict[str, Any] = {
-            "gap_seconds": float(mask.sum() / sr),
-            "partial_coverage": realism.partial_coverage(e.sounding, len(e.audio), sr),
-            "ground_truth": _realism_of(e.audio, e, mask, None),
-            "generated": _realism_of(generated[i], e, mask, e.audio),
-            "other_instrument": _realism_of(others[i], e, mask, e.audio) if others is not None else None,
-        }
-        if len(excerpts) >= 2:
-            row["ground_truth_other_midi"] = _realism_of(excerpts[donors[i]].audio, e, mask, e.audio, gap=False)
-        per.append(row)
-    result: dict[str, Any] = {
-        kind: _realism_summary([p[kind] for p in per])
-        for kind in REALISM_KINDS if kind in per[0] and per[0][kind] is not None
-    }
-    coverage = [p["partial_coverage"] for p in per if p["partial_coverage"] is not None]
-    result["partial_coverage_mean"] = float(np.mean(coverage)) if coverage else None
-    result["other_instrument_name"] = other_instrument if others is not None else None
-    result["other_instrument_skipped"] = skipped
-    result["per_excerpt"] = per
-    return result
-
-
 def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.PathLike | None = None,
                    split: str = "test", midi_files: Sequence[str | os.PathLike] | None = None,
                    n_excerpts: int = 8, excerpt_seconds: float = 4.0, seed: int = 0, batch_size: int = 4,
@@ -784,10 +370,10 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
     generation; with transcription only). `log`: a callable taking progress lines (or None).
     `report_options`: also write a listening page (`report.write_report`; with transcription only).
     With transcription, also the realism measures of the generation, the real audio and a render
-    by `other_instrument` (a name in `OTHER_INSTRUMENTS`, or "none"): `_realism_scores`.
+    by `other_instrument` (a name in `OTHER_INSTRUMENTS`, or "none"): `realism_scores`.
     """
     say = log if log is not None else (lambda _msg: None)
-    _check_other_instrument(other_instrument)
+    check_other_instrument(other_instrument)
     if (store is None) == (midi_files is None or len(midi_files) == 0):
         raise EvaluationError("give a dataset store (--data) or MIDI files (--midi), not both or neither")
     margin = model.context_margin_frames
@@ -890,8 +476,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
         results["transcription"] = scores
         say("realism: gap noise, tonal purity, log-mel distance ...")
         t0 = time.perf_counter()
-        other_renders = _other_instrument_renders(excerpts, other_instrument, say)
-        results["realism"] = _realism_scores(excerpts, generated, donors, other_instrument, say, other_renders)
+        other_renders = other_instrument_renders(excerpts, other_instrument, say)
+        results["realism"] = realism_scores(excerpts, generated, donors, other_instrument, say, other_renders)
         timings["realism"] = time.perf_counter() - t0
 
     if plots_dir is not None:
@@ -939,34 +525,6 @@ def _plot_name(i: int, excerpt: Excerpt) -> str:
     return f"excerpt_{i:02d}_{safe}_{excerpt.start_s:.2f}s.png"
 
 
-def _mask_spans(mask: np.ndarray, sample_rate_hz: int) -> list[tuple[float, float]]:
-    """[(start_s, end_s)] of the runs of True in a bool [n] mask."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return [(a / sample_rate_hz, b / sample_rate_hz) for a, b in zip(edges[::2], edges[1::2])]
-
-
-def _level_db(audio: np.ndarray, sample_rate_hz: int, seconds: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
-    """(times_s [k], RMS level in dBFS [k]) of consecutive `seconds` blocks (floor -120 dB)."""
-    block = max(1, int(round(seconds * sample_rate_hz)))
-    k = len(audio) // block
-    x = np.asarray(audio[: k * block], np.float64).reshape(k, block)
-    level = 10.0 * np.log10(np.maximum(np.mean(x ** 2, axis=1), 1e-12))
-    return (np.arange(k) + 0.5) * block / sample_rate_hz, level
-
-
-def _realism_label(name: str, values: dict[str, Any] | None) -> str:
-    if not values:
-        return name
-    parts = []
-    if values.get("gap_noise_db") is not None:
-        parts.append(f"gap {values['gap_noise_db']:.1f} dB")
-    if values.get("tonal_purity") is not None:
-        parts.append(f"purity {values['tonal_purity']:.3f}")
-    if values.get("log_mel_distance") is not None:
-        parts.append(f"log-mel dist. {values['log_mel_distance']:.2f}")
-    return f"{name}: " + ", ".join(parts) if parts else name
-
-
 def _excerpt_figure(excerpt: Excerpt, generated: np.ndarray | None, generated_notes: Notes | None = None,
                     title: str | None = None, realism_row: dict[str, Any] | None = None):
     """Figure: the reference notes (bars; onsets transcribed from the generation as red dots) above the
@@ -974,14 +532,14 @@ def _excerpt_figure(excerpt: Excerpt, generated: np.ndarray | None, generated_no
     Where the excerpt knows its sounding notes, the gaps (no note within the realism release
     margin) are shaded on every panel, and a last panel shows the level (20 ms RMS, dBFS) of the
     ground truth and the generation, labelled with their realism measures (`realism_row`, one
-    excerpt's entry of `_realism_scores`' per_excerpt)."""
+    excerpt's entry of `realism_scores`' per_excerpt)."""
     sr = excerpt.sample_rate_hz
     panels = [("ground truth", excerpt.audio)] + ([("generated", generated)] if generated is not None else [])
     gaps = levels = None
     if excerpt.sounding is not None:
-        gaps = _mask_spans(realism.gap_mask(excerpt.sounding, len(excerpt.audio), sr), sr)
+        gaps = mask_spans(realism.gap_mask(excerpt.sounding, len(excerpt.audio), sr), sr)
         row = realism_row or {}
-        levels = [(_realism_label(label, row.get(key)), *_level_db(audio, sr))
+        levels = [(realism_label(label, row.get(key)), *level_db(audio, sr))
                   for (label, audio), key in zip(panels, ("ground_truth", "generated"))]
     return plots.excerpt_figure(excerpt.notes, panels, sr, excerpt.seconds, generated_notes,
                                 title or f"{excerpt.source} from {excerpt.start_s:.2f} s", offset_s=excerpt.start_s,
@@ -1014,10 +572,6 @@ def _write_plots(folder: Path, excerpts: Sequence[Excerpt], generated: Sequence[
 # ----------------------------------------------------------------------------------------- table
 
 
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def format_table(results: dict[str, Any]) -> str:
     """The results as a short human-readable table."""
     s = results["settings"]
@@ -1028,9 +582,9 @@ def format_table(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"{'teacher-forced NLL (bits/sample)':<38}{'NLL':>8}{'gain':>9}",
-            f"{'  true MIDI':<38}{_fmt(gain['nll_true']):>8}{'':>9}",
-            f"{'  MIDI of another excerpt':<38}{_fmt(gain['nll_swapped']):>8}{_fmt(gain['gain_swapped'], '+.3f'):>9}",
-            f"{'  zeroed MIDI':<38}{_fmt(gain['nll_zeroed']):>8}{_fmt(gain['gain_zeroed'], '+.3f'):>9}",
+            f"{'  true MIDI':<38}{fmt_value(gain['nll_true']):>8}{'':>9}",
+            f"{'  MIDI of another excerpt':<38}{fmt_value(gain['nll_swapped']):>8}{fmt_value(gain['gain_swapped'], '+.3f'):>9}",
+            f"{'  zeroed MIDI':<38}{fmt_value(gain['nll_zeroed']):>8}{fmt_value(gain['gain_zeroed'], '+.3f'):>9}",
         ]
     elif s.get("midi"):
         lines += ["", "teacher-forced NLL and conditioning gain: not computed for --midi (no recording)"]
@@ -1044,45 +598,18 @@ def format_table(results: dict[str, Any]) -> str:
         for key, label in names:
             if key in tr:
                 r = tr[key]
-                lines.append(f"{'  ' + label:<38}{_fmt(r['precision']):>8}{_fmt(r['recall']):>8}"
-                             f"{_fmt(r['f1']):>8}{r['n_estimated']:>8}")
+                lines.append(f"{'  ' + label:<38}{fmt_value(r['precision']):>8}{fmt_value(r['recall']):>8}"
+                             f"{fmt_value(r['f1']):>8}{r['n_estimated']:>8}")
         if "generated_other_midi" not in tr:
             lines.append("  (no floor: it needs at least two excerpts)")
         lines.append(f"{'  reference notes':<38}{'':>24}{tr['ground_truth']['n_reference']:>8}")
     elif results["settings"].get("transcription") is False:
         lines += ["", "transcription F1: skipped (--no-transcription)"]
-    lines += _realism_table(results.get("realism"))
+    lines += realism_table(results.get("realism"))
     t = results.get("timing_seconds", {})
     if t:
         lines += ["", "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "generated_audio_seconds")]
     return "\n".join(lines)
-
-
-def _realism_table(re_: dict[str, Any] | None) -> list[str]:
-    if re_ is None:
-        return []
-    other = re_.get("other_instrument_name")
-    names = [("ground_truth", "ground truth (ceiling)"), ("generated", "generated (model)"),
-             ("other_instrument", f"{other} render of the MIDI (scale)"),
-             ("ground_truth_other_midi", "ground truth of other MIDI (chance)")]
-    lines = ["", f"{'realism':<38}{'gap dB':>8}{'purity':>8}{'log-mel':>9}"]
-    for key, label in names:
-        r = re_.get(key)
-        if r is None:
-            continue
-        dist = r.get("log_mel_distance_mean")
-        lines.append(f"{'  ' + label:<38}{_fmt(r.get('gap_noise_db_median'), '.1f'):>8}"
-                     f"{_fmt(r.get('tonal_purity_mean')):>8}{_fmt(dist, '.2f'):>9}")
-    if re_.get("other_instrument_skipped"):
-        lines.append(f"  (no second-instrument scale: {re_['other_instrument_skipped']})")
-    n = len(re_.get("per_excerpt", []))
-    gap_n = re_["ground_truth"].get("gap_excerpts", 0)
-    lines.append(f"  gap dB: median over the {gap_n} of {n} excerpts with a gap (no note sounding, "
-                 f"{realism.DEFAULT.release_margin_seconds:g} s release margin)")
-    lines.append(f"  purity: +-{realism.DEFAULT.purity_cents:g} cents of the sounding notes' partials; "
-                 f"white noise would get ~{_fmt(re_.get('partial_coverage_mean'), '.2f')}")
-    lines.append("  log-mel: distance to the real audio of the excerpt (equal RMS)")
-    return lines
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -1125,7 +652,7 @@ def evaluate_from_cli(args: Any) -> int:
     quiet = bool(getattr(args, "quiet", False))
     log = None if quiet else (lambda msg: print(f"midi2wave evaluate: {msg}", file=sys.stderr, flush=True))
 
-    _check_other_instrument(str(args.other_instrument))
+    check_other_instrument(str(args.other_instrument))
     model, config = load_model(getattr(args, "checkpoint", None), device=device)
     results = evaluate_model(
         model, config, store=store, split=getattr(args, "split", "test"), midi_files=midi,

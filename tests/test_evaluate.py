@@ -279,12 +279,13 @@ def _random_midi(path, seed, seconds=8.0):
 @needs_basic_pitch
 @needs_fluidsynth
 def test_transcription_f1_of_a_render_is_high_and_of_another_piece_low(tmp_path):
-    from midi2wave.evaluate import _render_midi_file, transcription_f1
+    from midi2wave.evaluate import transcription_f1
+    from midi2wave.excerpts import render_midi_file
     from midi2wave.midi import read_midi
 
     a, b = _random_midi(tmp_path / "a.mid", 1), _random_midi(tmp_path / "b.mid", 2)
     notes_a, _ = read_midi(a)
-    audio_a, audio_b = _render_midi_file(a, C.SAMPLE_RATE_HZ), _render_midi_file(b, C.SAMPLE_RATE_HZ)
+    audio_a, audio_b = render_midi_file(a, C.SAMPLE_RATE_HZ), render_midi_file(b, C.SAMPLE_RATE_HZ)
     own = transcription_f1(notes_a, audio_a, C.SAMPLE_RATE_HZ)
     other = transcription_f1(notes_a, audio_b, C.SAMPLE_RATE_HZ)
     silence = transcription_f1(notes_a, np.zeros_like(audio_a), C.SAMPLE_RATE_HZ)
@@ -472,17 +473,17 @@ def gap_store(tmp_path_factory):
 
 
 def test_excerpt_sounding_notes_hold_the_pedal_and_notes_from_before_the_window():
-    from midi2wave.evaluate import _sounding_notes
+    from midi2wave.excerpts import sounding_notes
     from midi2wave.midi import apply_sustain
 
     raw = _notes([(0.5, 1.0, 60), (1.5, 1.6, 62), (4.0, 4.5, 64)])
     pedals = PedalEvents(np.array([0.2, 2.2]), np.array([64, 64], np.int16), np.array([127, 0], np.int16))
     sustained = apply_sustain(raw, pedals)
-    inside = _sounding_notes(sustained, 2.5, 5.5)   # the pedal held notes 1-2 until 2.2 s: release reaches 2.5 s
+    inside = sounding_notes(sustained, 2.5, 5.5)   # the pedal held notes 1-2 until 2.2 s: release reaches 2.5 s
     assert list(inside.pitch) == [60, 62, 64]
     np.testing.assert_allclose(inside.onset_s, [-2.0, -1.0, 1.5])
     np.testing.assert_allclose(inside.offset_s, [-0.3, -0.3, 2.0])
-    assert list(_sounding_notes(sustained, 2.8, 3.8).pitch) == []
+    assert list(sounding_notes(sustained, 2.8, 3.8).pitch) == []
 
 
 def test_realism_of_a_perfect_generator_equals_the_ceiling_and_the_scale_is_pluggable(gap_store, monkeypatch):
@@ -498,8 +499,8 @@ def test_realism_of_a_perfect_generator_equals_the_ceiling_and_the_scale_is_plug
     donors = donor_indices(ex)
     noisy = [e.audio + 0.01 * np.random.default_rng(i).standard_normal(len(e.audio)).astype(np.float32)
              for i, e in enumerate(ex)]
-    out = ev._realism_scores(ex, [e.audio for e in ex], donors, "echo")
-    noisy_out = ev._realism_scores(ex, noisy, donors, "none")
+    out = ev.realism_scores(ex, [e.audio for e in ex], donors, "echo")
+    noisy_out = ev.realism_scores(ex, noisy, donors, "none")
     assert len(out["per_excerpt"]) == 4
     with_gap = [p for p in out["per_excerpt"] if p["gap_seconds"] >= 0.1]
     assert with_gap, [p["gap_seconds"] for p in out["per_excerpt"]]
@@ -522,17 +523,17 @@ def test_realism_of_a_perfect_generator_equals_the_ceiling_and_the_scale_is_plug
     assert noisy_out["generated"]["gap_noise_db_median"] > -60
     assert out["other_instrument_name"] == "echo" and out["other_instrument_skipped"] is None
     assert noisy_out["other_instrument_name"] is None and "other_instrument" not in noisy_out
-    assert "log-mel" in "\n".join(ev._realism_table(out))
+    assert "log-mel" in "\n".join(ev.realism_table(out))
 
     def broken(notes, n, sr):
         raise InputError("/nowhere/piano.sf2: no such file")
 
     monkeypatch.setitem(ev.OTHER_INSTRUMENTS, "broken", broken)
     lines = []
-    skipped = ev._realism_scores(ex, [e.audio for e in ex], donors, "broken", lines.append)
+    skipped = ev.realism_scores(ex, [e.audio for e in ex], donors, "broken", lines.append)
     assert "no such file" in skipped["other_instrument_skipped"] and len(lines) == 1
     assert skipped["per_excerpt"][0]["other_instrument"] is None
-    assert "no second-instrument scale" in "\n".join(ev._realism_table(skipped))
+    assert "no second-instrument scale" in "\n".join(ev.realism_table(skipped))
 
 
 def _lookup(excerpts, notes):
@@ -574,13 +575,14 @@ def test_musescore_renders_the_excerpt_notes_with_a_preroll():
 
 def test_plots_shade_the_gaps_and_show_the_level(gap_store):
     from midi2wave import realism
-    from midi2wave.evaluate import _excerpt_figure, _mask_spans
+    from midi2wave.evaluate import _excerpt_figure
+    from midi2wave.evaluate_realism import mask_spans
 
-    assert _mask_spans(np.array([0, 1, 1, 0, 0, 1], bool), 2) == [(0.5, 1.5), (2.5, 3.0)]
-    assert _mask_spans(np.zeros(4, bool), 2) == []
+    assert mask_spans(np.array([0, 1, 1, 0, 0, 1], bool), 2) == [(0.5, 1.5), (2.5, 3.0)]
+    assert mask_spans(np.zeros(4, bool), 2) == []
     ex = store_excerpts(gap_store, "test", TINY_DATA, margin_frames=0, n_excerpts=4, excerpt_seconds=3.0, seed=0)
     e = next(e for e in ex if realism.gap_mask(e.sounding, len(e.audio), e.sample_rate_hz).sum() > 0.1 * 16000)
-    spans = _mask_spans(realism.gap_mask(e.sounding, len(e.audio), e.sample_rate_hz), e.sample_rate_hz)
+    spans = mask_spans(realism.gap_mask(e.sounding, len(e.audio), e.sample_rate_hz), e.sample_rate_hz)
     row = {"ground_truth": {"gap_noise_db": -120.0, "tonal_purity": 0.5},
            "generated": {"gap_noise_db": -3.0, "tonal_purity": 0.25, "log_mel_distance": 1.5}}
     fig = _excerpt_figure(e, e.audio * 0.5, realism_row=row)
