@@ -107,8 +107,6 @@ def _bits_per_example(model: torch.nn.Module, batches: Iterable[dict[str, torch.
                            batch["excitation"].to(device) if batch.get("excitation") is not None else None)
             nats = -model.log_prob(params, target).double()  # [B, T]
             per = nats.mean(dim=1) / math.log(2.0)
-            if batch.get("log2_gain") is not None:  # bits of the innovation g * u, not of u
-                per = per + batch["log2_gain"].to(per.device)
             bits.extend(per.tolist())
             counts.extend([audio.shape[1]] * audio.shape[0])
     finally:

@@ -269,24 +269,23 @@ def excerpt_batches(excerpts: Sequence[Excerpt], batch_size: int = 4, condition:
         if excitation is not None:
             batch["excitation"] = excitation
         if targets and excerpts[chunk[0]].schedule is not None:
-            pairs = [innovation_target(excerpts[i], sources[k].schedule if condition != "zeroed" else None)
-                     for k, i in enumerate(chunk)]
-            batch["target"] = torch.from_numpy(np.stack([u for u, _ in pairs]))
-            if excerpts[chunk[0]].schedule.gain_floor is not None:
-                batch["log2_gain"] = torch.tensor([lg for _, lg in pairs], dtype=torch.float64)
+            batch["target"] = torch.from_numpy(np.stack([
+                innovation_target(excerpts[i], sources[k].schedule if condition != "zeroed" else None)
+                for k, i in enumerate(chunk)]))
         yield batch
 
 
-def innovation_target(excerpt: Excerpt, schedule: Any) -> tuple[np.ndarray, float]:
-    """The excerpt's teacher-forced target under `schedule` (None: no oscillators, the excerpt's own
-    gain floor), float32 [n], and the mean log2 of the innovation gain over the window (0 without a
-    gain): the target is innovation / gain, so bits of the innovation = bits of the target + that."""
+def innovation_target(excerpt: Excerpt, schedule: Any) -> np.ndarray:
+    """The excerpt's teacher-forced target under `schedule` (None: no oscillators and, with the
+    innovation gain, the floor everywhere), float32 [n]: the innovation over the gain, clipped to
+    [-1, 1). With the gain, other MIDI changes the target's scale as well as its content: the
+    conditioning gain then says how much worse the real audio fits the model under other MIDI (the
+    loudness the MIDI allows included), not a likelihood ratio of the same samples; a change of
+    variables (bits + log2 gain) does not rescue that, because under the wrong MIDI most of the
+    target is clipped."""
     w = len(excerpt.warmup_audio)
     x = np.concatenate([excerpt.warmup_audio, excerpt.audio]).astype(np.float64)
     if schedule is None:
         schedule = resonators.Schedule.empty(excerpt.schedule.gain_floor)
     u, _ = resonators.analyze(x, schedule)
-    log2_gain = 0.0
-    if schedule.gain_floor is not None:
-        log2_gain = float(np.mean(np.log2(resonators.gain_track(schedule, len(x))[w:])))
-    return np.clip(u[w:], -1.0, 1.0 - 1.0 / C.PCM_SCALE).astype(np.float32), log2_gain
+    return np.clip(u[w:], -1.0, 1.0 - 1.0 / C.PCM_SCALE).astype(np.float32)
