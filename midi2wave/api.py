@@ -29,8 +29,8 @@ from .errors import InputError
 def _cached_model(path: str | None, device: str) -> Any:
     from .checkpoint import load_model
 
-    model, _ = load_model(path, device=device)
-    return model.eval()
+    model, config = load_model(path, device=device)
+    return model.eval(), config
 
 
 def render(midi: Any, checkpoint: Any = None, options: SamplingOptions = SamplingOptions(), *,
@@ -41,6 +41,7 @@ def render(midi: Any, checkpoint: Any = None, options: SamplingOptions = Samplin
     midi: a MIDI file path, or (notes, pedals) as `midi.read_midi` returns them (the sustain rule is
     applied here, as for a file). checkpoint: None (the bundled model), a checkpoint or released
     model path, or a loaded `Midi2Wave`. options: every sampling setting (temperature, seed,
+    (settings left None: the model's own defaults, `Config.sampling`),
     engine, precision, chunking, threads). start_s / end_s: the window (default: the whole piece
     and its release); year: the recording year to imitate (None: unknown).
     Raises MidiError / InputError (bad file, window or input) and CheckpointError.
@@ -49,10 +50,11 @@ def render(midi: Any, checkpoint: Any = None, options: SamplingOptions = Samplin
     from .synthesize import read_piece, render_notes
 
     if isinstance(checkpoint, torch.nn.Module):
-        model = checkpoint
+        model = checkpoint  # no config at hand: settings left None take the built-in defaults
     else:
         key = None if checkpoint is None else str(Path(checkpoint).resolve())
-        model = _cached_model(key, str(device))
+        model, config = _cached_model(key, str(device))
+        options = options.for_model(config.sampling)  # the model's own sampling defaults
     threshold = model.data_config.sustain_threshold
     if isinstance(midi, (str, os.PathLike)):
         notes, pedals = read_piece(midi, threshold)

@@ -274,11 +274,34 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ModelSampling:
+    """How a model samples best when a render does not say otherwise: part of its config (the
+    `sampling` section), so a released model carries them. With the innovation gain, a low
+    temperature after each note's first milliseconds keeps broadband noise from under the ringing
+    partials (docs/conditioning-study.md)."""
+
+    temperature: float = 1.0
+    # temperature more than `attack_seconds` after every note onset (0: `temperature` throughout)
+    sustain_temperature: float = 0.0
+    attack_seconds: float = 0.05
+
+    def __post_init__(self) -> None:
+        _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
+        _require(self.sustain_temperature >= 0, "sampling.sustain_temperature", self.sustain_temperature,
+                 "must be >= 0 (0: same as temperature)")
+        _require(self.attack_seconds >= 0, "sampling.attack_seconds", self.attack_seconds, "must be >= 0")
+
+
+MODEL_SAMPLING_FIELDS = ("temperature", "sustain_temperature", "attack_seconds")
+
+
+@dataclass(frozen=True)
 class SamplingOptions:
     """How `synthesize` (and `midi2wave.render`) sample from the model: every setting of a render
     that is not the piece itself (the MIDI, the window, the year, a prime)."""
 
-    temperature: float = 1.0
+    # None: the model's own default (`Config.sampling`, see `for_model`), else the built-in one
+    temperature: float | None = None
     seed: int = 0
     engine: str = "auto"  # "auto" | "numba" | "torch"
     # None: chunks across all cores once the piece is long enough to gain (`chunks.auto_chunk_seconds`);
@@ -289,16 +312,15 @@ class SamplingOptions:
     # Temperature for samples more than `attack_seconds` after every note onset (0: `temperature`
     # throughout): random innovations while notes sustain make their loudness wander, which
     # listeners and transcribers hear as re-struck notes.
-    sustain_temperature: float = 0.0
-    attack_seconds: float = 0.05
+    sustain_temperature: float | None = None
+    attack_seconds: float | None = None
     precision: str = "fp32"  # the numba engine's weight storage: "fp32" | "fp16" | "int8"
     crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"
 
     def __post_init__(self) -> None:
-        _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
-        _require(self.sustain_temperature >= 0, "sampling.sustain_temperature", self.sustain_temperature,
-                 "must be >= 0 (0: same as temperature)")
-        _require(self.attack_seconds >= 0, "sampling.attack_seconds", self.attack_seconds, "must be >= 0")
+        builtin = ModelSampling()
+        ModelSampling(**{name: getattr(builtin, name) if getattr(self, name) is None else getattr(self, name)
+                         for name in MODEL_SAMPLING_FIELDS})  # validates the model-default settings given
         _require(self.engine in ("auto", "numba", "torch"), "sampling.engine", self.engine,
                  "must be 'auto', 'numba' or 'torch'")
         _require(self.chunk_seconds is None or self.chunk_seconds >= 0, "sampling.chunk_seconds", self.chunk_seconds,
@@ -314,12 +336,20 @@ class SamplingOptions:
         _require(self.precision == "fp32" or self.engine != "torch", "sampling.precision", self.precision,
                  "the torch engine runs in fp32 (fp16 / int8 are numba-only)")
 
+    def for_model(self, model_sampling: "ModelSampling | None" = None) -> "SamplingOptions":
+        """These options with every setting left None taken from the model's defaults
+        (`Config.sampling`; None: the built-in `ModelSampling()`)."""
+        defaults = model_sampling if model_sampling is not None else ModelSampling()
+        return dataclasses.replace(self, **{name: getattr(defaults, name) for name in MODEL_SAMPLING_FIELDS
+                                            if getattr(self, name) is None})
+
 
 @dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: ModelSampling = field(default_factory=ModelSampling)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))
@@ -331,7 +361,8 @@ class Config:
         return dataclasses.replace(self, **sections)
 
 
-_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+                              "sampling": ModelSampling}
 
 
 def _require(ok: bool, key: str, value: Any, problem: str) -> None:
@@ -404,7 +435,7 @@ def config_from_dict(values: dict[str, Any]) -> Config:
         raise ConfigError(f"config must be a JSON object, got {type(values).__name__}")
     unknown = set(values) - set(_SECTIONS)
     if unknown:
-        raise ConfigError(f"{sorted(unknown)[0]}: unknown section (expected data, model, train)")
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown section (expected data, model, train, sampling)")
     return Config(**{name: section_from_dict(cls, name, values.get(name, {})) for name, cls in _SECTIONS.items()})
 
 

@@ -622,6 +622,12 @@ def _write_json(path: Path, results: dict[str, Any], force: bool) -> None:
         tmp.write_text(json.dumps(results, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
+def _flag_or(args: Any, name: str, model_default: float) -> float:
+    """A sampling flag's value, or the model's own default (`Config.sampling`) when it was not given."""
+    value = getattr(args, name, None)
+    return float(model_default if value is None else value)
+
+
 def evaluate_from_cli(args: Any) -> int:
     """`midi2wave evaluate`: load the checkpoint, evaluate, print the table, write --json/--plots/--report."""
     from .checkpoint import load_model
@@ -656,12 +662,12 @@ def evaluate_from_cli(args: Any) -> int:
         model, config, store=store, split=getattr(args, "split", "test"), midi_files=midi,
         n_excerpts=int(getattr(args, "excerpts", 8)), excerpt_seconds=float(getattr(args, "excerpt_seconds", 4.0)),
         seed=int(getattr(args, "seed", 0)), batch_size=int(getattr(args, "batch_size", 4) or 4),
-        transcription=transcription, temperature=float(getattr(args, "temperature", 1.0) or 1.0),
+        transcription=transcription, temperature=_flag_or(args, "temperature", config.sampling.temperature),
         plots_dir=plots, force=force, progress=not quiet, log=log,
         chunk_seconds=float(getattr(args, "chunk_seconds", 0.0) or 0.0),
         overlap_seconds=float(getattr(args, "overlap_seconds", 0.5)),
-        sustain_temperature=float(getattr(args, "sustain_temperature", 0.0) or 0.0),
-        attack_seconds=float(getattr(args, "attack_seconds", 0.05)), report_options=report_options,
+        sustain_temperature=_flag_or(args, "sustain_temperature", config.sampling.sustain_temperature),
+        attack_seconds=_flag_or(args, "attack_seconds", config.sampling.attack_seconds), report_options=report_options,
         other_instrument=str(args.other_instrument))
     results["settings"]["checkpoint"] = str(args.checkpoint) if getattr(args, "checkpoint", None) else "bundled"
     results["settings"]["device"] = str(device)

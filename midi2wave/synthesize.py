@@ -257,7 +257,10 @@ def render_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingO
                  end_s: float | None = None, year: int | None = None, prime_audio: np.ndarray | None = None,
                  prime_seconds: float = 1.0, progress: bool = True, label: str = "synthesize",
                  where: str = "render") -> np.ndarray:
-    """Render sustained `notes` and `pedals` (see `render_midi`). Returns float32 audio [n]."""
+    """Render sustained `notes` and `pedals` (see `render_midi`). Returns float32 audio [n].
+    Sampling settings left None in `options` take the built-in defaults here; `synthesize_files` and
+    `midi2wave.render` fill them from the model's own config (`Config.sampling`) first."""
+    options = options.for_model(None)
     data = model.data_config
     sr, spf = data.sample_rate_hz, data.samples_per_frame
     s0, s1 = _window(data, notes, start_s, end_s, where)
@@ -496,7 +499,8 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
     if not todo:
         return 1
 
-    model, _ = load_model(checkpoint, device=device)
+    model, config = load_model(checkpoint, device=device)
+    options = options.for_model(config.sampling)  # the model's own sampling defaults where no flag says
     sr = model.data_config.sample_rate_hz
     if year is not None and year not in C.MAESTRO_YEARS:
         print(f"midi2wave: note: --year {year} is not a MAESTRO year {list(C.MAESTRO_YEARS)}; "

@@ -378,3 +378,29 @@ def test_cli_checks_every_output_before_generating(tiny, midi, tmp_path, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing" in err[0] and "does not exist" in err[0]
     assert not loaded  # reported before the model was loaded or anything generated
+
+
+def test_a_model_carries_its_sampling_defaults_and_flags_override_them(tiny, midi, tmp_path):
+    """`Config.sampling` (saved in the checkpoint) sets the sampling of renders that do not say
+    otherwise, in the CLI and the Python API alike; a flag or an explicit option wins."""
+    import soundfile as sf
+
+    from midi2wave.config import ModelSampling
+
+    model, _ = tiny
+    carried = ModelSampling(temperature=1.0, sustain_temperature=0.3, attack_seconds=0.02)
+    path = tmp_path / "sampling.pt"
+    save_checkpoint(path, CONFIG.replace(sampling=carried), model)
+    expect = S.render_midi(model, midi, midi2wave.SamplingOptions(seed=1, sustain_temperature=0.3,
+                                                                  attack_seconds=0.02, chunk_seconds=0),
+                           end_s=0.3, progress=False)
+    plain = S.render_midi(model, midi, midi2wave.SamplingOptions(seed=1, chunk_seconds=0), end_s=0.3, progress=False)
+    assert not np.array_equal(expect, plain)  # the settings matter for this model
+    audio, _ = midi2wave.render(midi, path, midi2wave.SamplingOptions(seed=1, chunk_seconds=0), end_s=0.3)
+    np.testing.assert_array_equal(audio, expect)
+    assert run(midi, "--checkpoint", path, "--seed", 1, "--chunk-seconds", 0, "--end", 0.3, "-q",
+               "-o", tmp_path / "a.wav") == 0
+    np.testing.assert_allclose(sf.read(tmp_path / "a.wav")[0], expect, atol=1.5 / 32768)
+    assert run(midi, "--checkpoint", path, "--seed", 1, "--chunk-seconds", 0, "--end", 0.3, "-q",
+               "--sustain-temperature", 0, "-o", tmp_path / "b.wav") == 0  # 0: temperature throughout
+    np.testing.assert_allclose(sf.read(tmp_path / "b.wav")[0], plain, atol=1.5 / 32768)
