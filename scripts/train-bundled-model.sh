@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
 # The recorded command for midi2wave/assets/ (the bundled model), on this project's 2-core CPU box.
-# Stage 1 trains the resonator-bank model from scratch; stage 2 fine-tunes it with a small sustain
-# gain (configs/default.json); then the EMA weights are exported as a safetensors folder.
+#   stage 1: the resonator-bank model from scratch (MuseScore demo data)
+#   stage 2: a small sustain gain (study config o)
+#   stage 3: the innovation gain fitted to the MuseScore store (study config p)
+#   stage 4: the Salamander grand: the gain fitted to the Salamander store (configs/default.json = study q)
+# then the EMA weights of stage 4 are exported as a safetensors folder with configs/default.json's
+# sampling defaults (sustain temperature 0.3 after a 20 ms attack).
 #
-#   bash scripts/train-bundled-model.sh [WORK_DIR]      (default: ./work; about 1.5 hours on 1 core)
+#   bash scripts/train-bundled-model.sh [WORK_DIR]      (default: ./work; about 2.5 hours on 1 core)
 #
 # Each stage runs in the foreground with frequent checkpoints; rerun the same stage with --resume
-# (see `midi2wave train --help`) if it was interrupted.
+# (see `midi2wave train --help`) if it was interrupted. The gains were fitted with
+# `python scripts/fit_innovation_gain.py STORE -c configs/default.json --pieces 8 --seconds 20`;
+# the fitted values are in the study configs.
 set -euo pipefail
 WORK=${1:-work}
 STAGE1_STEPS=${STAGE1_STEPS:-4999}
 STAGE2_STEPS=${STAGE2_STEPS:-3077}
+STAGE3_STEPS=${STAGE3_STEPS:-1000}
+STAGE4_STEPS=${STAGE4_STEPS:-500}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+step() { printf '%s/runs/%s/checkpoints/step_%06d.pt' "$WORK" "$1" "$2"; }
 
-# the default instrument: the Salamander grand (sfizz); the model bundled now was trained on
-# `--instrument musescore` data
-[ -d "$WORK/demo-maestro" ] || midi2wave make-demo-data "$WORK/demo-maestro" --minutes 60 --seed 0
-[ -f "$WORK/demo-store/manifest.json" ] || midi2wave prepare "$WORK/demo-maestro" "$WORK/demo-store" --jobs 2
+[ -d "$WORK/demo-musescore" ] || midi2wave make-demo-data "$WORK/demo-musescore" --minutes 60 --seed 0 --instrument musescore
+[ -f "$WORK/store-musescore/manifest.json" ] || midi2wave prepare "$WORK/demo-musescore" "$WORK/store-musescore" --jobs 2
+[ -d "$WORK/demo-salamander" ] || midi2wave make-demo-data "$WORK/demo-salamander" --minutes 60 --seed 0
+[ -f "$WORK/store-salamander/manifest.json" ] || midi2wave prepare "$WORK/demo-salamander" "$WORK/store-salamander" --jobs 2
 
 # stage 1: dense rolls + excitation + MIDI resonator bank, the network reading the innovation
-midi2wave train -c configs/study/l-resonators-innovation-input.json --data "$WORK/demo-store" \
+midi2wave train -c configs/study/l-resonators-innovation-input.json --data "$WORK/store-musescore" \
     --out "$WORK/runs/stage1" --max-steps "$STAGE1_STEPS" -q
-# stage 2: the default config (sustain kappa), starting from stage 1's EMA weights
-midi2wave train -c configs/default.json --data "$WORK/demo-store" --out "$WORK/runs/stage2" \
-    --init-from "$WORK/runs/stage1" --max-steps "$STAGE2_STEPS" -q
-midi2wave export --format safetensors "$WORK/runs/stage2/checkpoints/step_$(printf %06d "$STAGE2_STEPS").pt" \
-    midi2wave/assets --force
+# stage 2: a small sustain kappa (the previous bundled model)
+midi2wave train -c configs/study/o-resonators-sustain-kappa-0.001.json --data "$WORK/store-musescore" \
+    --out "$WORK/runs/stage2" --init-from "$WORK/runs/stage1" --max-steps "$STAGE2_STEPS" -q
+# stage 3: the innovation gain (MuseScore store)
+midi2wave train -c configs/study/p-innovation-gain.json --data "$WORK/store-musescore" \
+    --out "$WORK/runs/stage3" --init-from "$(step stage2 "$STAGE2_STEPS")" --max-steps "$STAGE3_STEPS" -q
+# stage 4: the Salamander grand, its own fitted gain; the bundled model
+midi2wave train -c configs/default.json --data "$WORK/store-salamander" \
+    --out "$WORK/runs/stage4" --init-from "$(step stage3 "$STAGE3_STEPS")" --max-steps "$STAGE4_STEPS" -q
+midi2wave export --format safetensors "$(step stage4 "$STAGE4_STEPS")" midi2wave/assets --force
