@@ -124,7 +124,9 @@ def temperature_track(onsets_s: np.ndarray, start_sample: int, n_samples: int, s
     """Per-sample temperatures (float32 [n_samples]) of samples start_sample .. start_sample +
     n_samples - 1 of a piece whose note onsets are `onsets_s` (piece seconds): `options.temperature`
     within `options.attack_seconds` after an onset, `options.sustain_temperature` elsewhere. None
-    when the sustain temperature is off (0) or equal to the temperature."""
+    when the sustain temperature is off (0) or equal to the temperature. Settings left None take the
+    built-in defaults."""
+    options = options.for_model(None)
     if options.sustain_temperature <= 0 or options.sustain_temperature == options.temperature:
         return None
     track = np.full(n_samples, options.sustain_temperature, np.float32)
