@@ -305,7 +305,7 @@ def render_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingO
 
 def _temperatures(notes, starts: Sequence[int], length: int, sr: int, options: SamplingOptions) -> Any:
     tracks = [temperature_track(notes.onset_s, s, length, sr, options) for s in starts]
-    return torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.temperature
+    return torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.for_model(None).temperature
 
 
 def _render_streams(model: Any, notes, pedals, options: SamplingOptions, g0: int, spans, out: np.ndarray,
