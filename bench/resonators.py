@@ -50,7 +50,7 @@ def main() -> int:
     options = SamplingOptions(engine="numba", threads=1, chunk_seconds=0.0)
     for path in args.configs:
         config = load_config(path)
-        plain_data = dataclasses.replace(config.data, resonator_partials=0)
+        plain_data = dataclasses.replace(config.data, resonator_partials=0, resonator_gain=0.0)
         bank_data = dataclasses.replace(config.data, resonator_partials=args.partials)
         torch.manual_seed(0)
         plain = Midi2Wave(config.model, plain_data).eval()
