@@ -64,6 +64,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return train_from_cli(args)
 
 
+def _add_model_sampling_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of `config.MODEL_SAMPLING_FIELDS`; left out (None), the model's own `Config.sampling` applies."""
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (default: the model's own, from its config; else 1.0)")
+    p.add_argument("--sustain-temperature", type=float, default=None,
+                   help="temperature more than --attack-seconds after every onset (0: --temperature throughout; "
+                        "default: the model's own)")
+    p.add_argument("--attack-seconds", type=float, default=None, help="see --sustain-temperature (default: the model's own)")
+
+
 def _sampling_options(args: argparse.Namespace):
     """The sampling flags of `synthesize` as `SamplingOptions` (a bad value is named as the flag)."""
     from .config import ConfigError, SamplingOptions
@@ -174,12 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output WAV (one input) or folder (several inputs); default: INPUT.wav beside each input")
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in seconds")
     p.add_argument("--end", type=float, default=None, metavar="S", help="end time in seconds (default: end of the MIDI)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="sampling temperature (default: the model's own, from its config; else 1.0)")
-    p.add_argument("--sustain-temperature", type=float, default=None,
-                   help="temperature more than --attack-seconds after every onset (0: --temperature throughout; "
-                        "default: the model's own)")
-    p.add_argument("--attack-seconds", type=float, default=None, help="see --sustain-temperature (default: the model's own)")
+    _add_model_sampling_flags(p)
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--engine", choices=("auto", "numba", "torch"), default="auto", help="generation engine")
     p.add_argument("--chunk-seconds", type=float, default=None,
@@ -212,12 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a static listening page: DIR/index.html with every excerpt's clips, spectrograms and notes")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=None,
-                   help="sampling temperature of the generations (default: the model's own)")
-    p.add_argument("--sustain-temperature", type=float, default=None,
-                   help="temperature more than --attack-seconds after every onset (0: --temperature throughout; "
-                        "default: the model's own)")
-    p.add_argument("--attack-seconds", type=float, default=None, help="see --sustain-temperature (default: the model's own)")
+    _add_model_sampling_flags(p)
     p.add_argument("--chunk-seconds", type=float, default=0.0,
                    help="generate each excerpt in chunks as `synthesize --chunk-seconds` does (0: one stream)")
     p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")

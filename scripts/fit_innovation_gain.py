@@ -55,6 +55,21 @@ def frame_gain(theta: np.ndarray, notes, n_frames: int, release_tau_s: float) ->
     return floor + np.sqrt(acc)
 
 
+def training_pieces(store, sustain_threshold: int, n_pieces: int, seconds: float, multiple_of: int = 1):
+    """[(record, sustained notes, audio float64 [n] in [-1, 1))] of `n_pieces` training pieces drawn
+    with a fixed seed, each its first `seconds` cut to a multiple of `multiple_of` samples."""
+    records = [r for r in load_store_manifest(store) if r["split"] == "train"]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in sorted(rng.permutation(len(records))[:n_pieces]):
+        r = records[i]
+        notes, pedals = load_store_notes(f"{store}/{r['notes']}")
+        audio = np.load(f"{store}/{r['audio']}", mmap_mode="r")
+        n = min(len(audio), int(seconds * C.SAMPLE_RATE_HZ)) // multiple_of * multiple_of
+        out.append((r, apply_sustain(notes, pedals, sustain_threshold), np.asarray(audio[:n], np.float64) / C.PCM_SCALE))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("store")
@@ -71,16 +86,9 @@ def main(argv=None) -> int:
         print(f"{args.config}: the config has no resonator bank (data.resonator_partials = 0)", file=sys.stderr)
         return 2
     plain = dataclasses.replace(bank, gain=0.0)
-    records = [r for r in load_store_manifest(args.store) if r["split"] == "train"]
-    rng = np.random.default_rng(0)
-    records = [records[i] for i in sorted(rng.permutation(len(records))[: args.pieces])]
     pieces = []
-    for r in records:
-        notes, pedals = load_store_notes(f"{args.store}/{r['notes']}")
-        notes = apply_sustain(notes, pedals, config.data.sustain_threshold)
-        audio = np.load(f"{args.store}/{r['audio']}", mmap_mode="r")
-        n = min(len(audio), int(args.seconds * C.SAMPLE_RATE_HZ)) // HOP * HOP
-        x = np.asarray(audio[:n], np.float64) / C.PCM_SCALE
+    for r, notes, x in training_pieces(args.store, config.data.sustain_threshold, args.pieces, args.seconds, HOP):
+        n = len(x)
         e, _ = rs.analyze(x, rs.schedule(notes, 0, n, C.SAMPLE_RATE_HZ, plain))
         rms = np.sqrt(np.mean(e.astype(np.float64).reshape(-1, HOP) ** 2, axis=1))
         pieces.append((notes, x, rms))

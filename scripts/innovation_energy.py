@@ -16,11 +16,11 @@ import math
 
 import numpy as np
 
+from fit_innovation_gain import training_pieces  # this folder: python scripts/innovation_energy.py
+
 from midi2wave import constants as C
 from midi2wave import resonators as rs
 from midi2wave.config import load_config
-from midi2wave.data.store import load_store_manifest, load_store_notes
-from midi2wave.midi import apply_sustain
 
 
 def main(argv=None) -> int:
@@ -39,16 +39,8 @@ def main(argv=None) -> int:
     if bank is None:
         ap.error(f"{args.config}: the config has no resonator bank")
     bank = dataclasses.replace(bank, gain=0.0)
-    records = [r for r in load_store_manifest(args.store) if r["split"] == "train"]
-    rng = np.random.default_rng(0)
-    records = [records[i] for i in sorted(rng.permutation(len(records))[: args.pieces])]
-    pieces = []
-    for r in records:
-        notes, pedals = load_store_notes(f"{args.store}/{r['notes']}")
-        audio = np.load(f"{args.store}/{r['audio']}", mmap_mode="r")
-        n = min(len(audio), int(args.seconds * C.SAMPLE_RATE_HZ))
-        pieces.append((apply_sustain(notes, pedals, config.data.sustain_threshold),
-                       np.asarray(audio[:n], np.float64) / C.PCM_SCALE))
+    pieces = [(notes, x) for _, notes, x in training_pieces(args.store, config.data.sustain_threshold, args.pieces,
+                                                            args.seconds)]
     print("partials max_hz sustain_kappa decay_scale decay_exponent innovation/audio")
     for spec, kappa, scale, exponent in itertools.product(args.partials, args.sustain_kappa, args.decay_scale,
                                                           args.decay_exponent):
