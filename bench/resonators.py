@@ -50,8 +50,9 @@ def main() -> int:
     options = SamplingOptions(engine="numba", threads=1, chunk_seconds=0.0)
     for path in args.configs:
         config = load_config(path)
-        plain_data = dataclasses.replace(config.data, resonator_partials=0, resonator_gain=0.0)
-        bank_data = dataclasses.replace(config.data, resonator_partials=args.partials)
+        bank = config.data.resonators
+        plain_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=0, gain=0.0))
+        bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=args.partials))
         torch.manual_seed(0)
         plain = Midi2Wave(config.model, plain_data).eval()
         banked = Midi2Wave(config.model, bank_data).eval()

@@ -16,7 +16,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from . import constants as C
 from .errors import Midi2WaveError
@@ -37,6 +37,99 @@ FRAME_CHANNELS: dict[str, int] = {
 
 
 @dataclass(frozen=True)
+class ResonatorConfig:
+    """The MIDI-driven resonator bank (resonators.py): `DataConfig.resonators`, the JSON section
+    `"data": {"resonators": {...}}`. `partials` 0 (the default) disables the bank; otherwise each
+    sounding note gets damped oscillators at its first `partials` partials (below `max_hz`) whose
+    prediction is added to the network's output, and the network models the innovation.
+
+    Configs written before this section existed name these settings `data.resonator_<name>` (e.g.
+    `resonator_kappa`); `config_from_dict` maps them here (`FLAT_PREFIX`)."""
+
+    partials: int = 0  # partials per note (k * f0 for k = 1..partials); 0: no bank
+    kappa: float = 0.02  # innovation gain: tracking speed (and notch width) of the analysis
+    max_hz: float = 6000.0  # no oscillator at or above this frequency
+    release_tau_s: float = 0.08  # decay after the note's (sustained) offset
+    # held-note decay time of partial k = decay_scale * tau(pitch) / k**decay_exponent
+    decay_scale: float = 0.5
+    decay_exponent: float = 1.0
+    # What the network reads of the past: "audio" (x) or "innovation" (e: the bank's output never
+    # feeds back into the network, so a loud free-running bank cannot run away).
+    input: str = "audio"
+    # Innovation gain once a note is `attack_s` old (0: kappa throughout). Small: sampled innovations
+    # barely move a ringing note's partials, so held notes do not wander (and the analysis tracks
+    # them more slowly).
+    sustain_kappa: float = 0.0
+    attack_s: float = 0.05
+    # The innovation gain from the notes (0: off, the network's sample is the innovation itself). On:
+    # the network samples u and the innovation is e = g_t * u, where g_t comes from the notes alone:
+    #   g_t = gain_floor + sqrt(sum over sounding notes of a_n(t)^2)
+    #   a_n(t) = gain * (velocity / 127)**gain_velocity_exponent
+    #            * (exp(-age / gain_attack_s) + gain_sustain * exp(-age / (gain_decay_scale * tau(pitch))))
+    # while the (sustained) note is held, then times exp(-(t - offset) / gain_release_s) until the
+    # note's oscillators stop. So nothing can sound where nothing plays (g = floor), the hammer's
+    # noise is loud only at the onsets, and the teacher-forced target u = e / g has about the same
+    # scale everywhere. Fitted per dataset: scripts/fit_innovation_gain.py.
+    gain: float = 0.0
+    gain_velocity_exponent: float = 1.0
+    gain_attack_s: float = 0.01
+    gain_sustain: float = 0.1
+    gain_decay_scale: float = 1.0
+    gain_release_s: float = 0.05
+    gain_floor: float = 1e-4
+
+    # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
+    FLAT_PREFIX: ClassVar[str] = "resonator_"
+    # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
+    # within ~2/kappa samples).
+    WARMUP_SECONDS: ClassVar[float] = 0.05
+
+    def __post_init__(self) -> None:
+        key = "data.resonators."
+        _require(self.partials >= 0, key + "partials", self.partials, "must be >= 0")
+        _require(0 < self.kappa < 1, key + "kappa", self.kappa, "must be in (0, 1)")
+        _require(self.max_hz > 0, key + "max_hz", self.max_hz, "must be > 0")
+        _require(self.release_tau_s > 0, key + "release_tau_s", self.release_tau_s, "must be > 0")
+        _require(self.decay_scale > 0, key + "decay_scale", self.decay_scale, "must be > 0")
+        _require(self.decay_exponent >= 0, key + "decay_exponent", self.decay_exponent, "must be >= 0")
+        _require(0 <= self.sustain_kappa < 1, key + "sustain_kappa", self.sustain_kappa,
+                 "must be in [0, 1) (0: kappa throughout)")
+        _require(self.attack_s >= 0, key + "attack_s", self.attack_s, "must be >= 0")
+        _require(self.input in ("audio", "innovation"), key + "input", self.input, "must be 'audio' or 'innovation'")
+        _require(self.gain >= 0, key + "gain", self.gain, "must be >= 0 (0: off)")
+        if self.gain > 0:
+            _require(self.partials > 0, key + "gain", self.gain, "needs the resonator bank (partials > 0)")
+            _require(self.max_hz > C.MAX_PITCH_HZ, key + "max_hz", self.max_hz,
+                     f"must be above the highest fundamental ({C.MAX_PITCH_HZ:.0f} Hz) when the gain is on "
+                     "(each note's fundamental oscillator carries its gain)")
+            for name in ("gain_attack_s", "gain_decay_scale", "gain_release_s", "gain_floor"):
+                _require(getattr(self, name) > 0, key + name, getattr(self, name), "must be > 0")
+            _require(self.gain_sustain >= 0, key + "gain_sustain", self.gain_sustain, "must be >= 0")
+            _require(self.gain_velocity_exponent >= 0, key + "gain_velocity_exponent",
+                     self.gain_velocity_exponent, "must be >= 0")
+
+    @property
+    def enabled(self) -> bool:
+        """True when the config has a bank (`partials` > 0)."""
+        return self.partials > 0
+
+    @property
+    def release_tail_s(self) -> float:
+        """How long after its note's (sustained) offset an oscillator is removed: 5 x the longer of
+        `release_tau_s` and, with the gain on, `gain_release_s` (so the gain follows the room's tail)."""
+        return 5.0 * max(self.release_tau_s, self.gain_release_s if self.gain > 0 else 0.0)
+
+    @property
+    def kappa_after_attack(self) -> float:
+        """The innovation gain once a note is `attack_s` old (`sustain_kappa`, or `kappa` when that is 0)."""
+        return self.sustain_kappa if self.sustain_kappa > 0 else self.kappa
+
+    def warmup_samples(self, sample_rate_hz: int) -> int:
+        """Samples of analysis warm-up before a teacher-forced window."""
+        return int(math.ceil(self.WARMUP_SECONDS * sample_rate_hz))
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """What a training example is: rates, segment length and the conditioning channels."""
 
@@ -49,32 +142,8 @@ class DataConfig:
     # Audio-rate excitation rendered from the MIDI alone (sinusoids at each sounding note's
     # partials); 0 disables it, otherwise the number of partials per note summed into one channel.
     excitation_partials: int = 0
-    # MIDI-driven resonator bank (resonators.py): 0 disables it; otherwise the partials per note of
-    # the damped oscillators whose prediction is added to the network's output (the network then
-    # models the innovation; see resonators.py for what each setting does).
-    resonator_partials: int = 0
-    resonator_kappa: float = 0.02
-    resonator_max_hz: float = 6000.0
-    resonator_release_tau_s: float = 0.08
-    resonator_decay_scale: float = 0.5
-    resonator_decay_exponent: float = 1.0
-    # What the network reads of the past with the bank: "audio" (x) or "innovation" (e: the bank's
-    # output never feeds back into the network, so a loud free-running bank cannot run away).
-    resonator_input: str = "audio"
-    # Innovation gain once a note is `resonator_attack_s` old (0: resonator_kappa throughout). Small:
-    # sampled innovations barely move a ringing note's partials, so held notes do not wander.
-    resonator_sustain_kappa: float = 0.0
-    resonator_attack_s: float = 0.05
-    # Innovation gain from the notes (resonators.ResonatorConfig.gain): 0 disables it; otherwise the
-    # network samples u and the innovation is g_t * u, with g_t = floor where nothing sounds, so
-    # nothing can sound where nothing plays. Fitted per dataset: scripts/fit_innovation_gain.py.
-    resonator_gain: float = 0.0
-    resonator_gain_velocity_exponent: float = 1.0
-    resonator_gain_attack_s: float = 0.01
-    resonator_gain_sustain: float = 0.1
-    resonator_gain_decay_scale: float = 1.0
-    resonator_gain_release_s: float = 0.05
-    resonator_gain_floor: float = 1e-4
+    # The MIDI-driven resonator bank (resonators.py), off by default: the `resonators` section.
+    resonators: ResonatorConfig = field(default_factory=ResonatorConfig)
 
     def __post_init__(self) -> None:
         _require(self.sample_rate_hz > 0, "data.sample_rate_hz", self.sample_rate_hz, "must be > 0")
@@ -97,34 +166,8 @@ class DataConfig:
                  "must be in 0..127")
         _require(self.excitation_partials >= 0, "data.excitation_partials", self.excitation_partials,
                  "must be >= 0")
-        _require(self.resonator_partials >= 0, "data.resonator_partials", self.resonator_partials, "must be >= 0")
-        _require(0 < self.resonator_kappa < 1, "data.resonator_kappa", self.resonator_kappa, "must be in (0, 1)")
-        _require(self.resonator_max_hz > 0, "data.resonator_max_hz", self.resonator_max_hz, "must be > 0")
-        _require(self.resonator_release_tau_s > 0, "data.resonator_release_tau_s", self.resonator_release_tau_s,
-                 "must be > 0")
-        _require(self.resonator_decay_scale > 0, "data.resonator_decay_scale", self.resonator_decay_scale,
-                 "must be > 0")
-        _require(self.resonator_decay_exponent >= 0, "data.resonator_decay_exponent",
-                 self.resonator_decay_exponent, "must be >= 0")
-        _require(0 <= self.resonator_sustain_kappa < 1, "data.resonator_sustain_kappa", self.resonator_sustain_kappa,
-                 "must be in [0, 1) (0: resonator_kappa throughout)")
-        _require(self.resonator_attack_s >= 0, "data.resonator_attack_s", self.resonator_attack_s, "must be >= 0")
-        _require(self.resonator_input in ("audio", "innovation"), "data.resonator_input", self.resonator_input,
-                 "must be 'audio' or 'innovation'")
-        _require(self.resonator_gain >= 0, "data.resonator_gain", self.resonator_gain, "must be >= 0 (0: off)")
-        if self.resonator_gain > 0:
-            _require(self.resonator_partials > 0, "data.resonator_gain", self.resonator_gain,
-                     "needs the resonator bank (data.resonator_partials > 0)")
-            _require(self.resonator_max_hz > C.MAX_PITCH_HZ, "data.resonator_max_hz", self.resonator_max_hz,
-                     f"must be above the highest fundamental ({C.MAX_PITCH_HZ:.0f} Hz) when the gain is on "
-                     "(each note's fundamental oscillator carries its gain)")
-            for name in ("resonator_gain_attack_s", "resonator_gain_decay_scale", "resonator_gain_release_s",
-                         "resonator_gain_floor"):
-                _require(getattr(self, name) > 0, f"data.{name}", getattr(self, name), "must be > 0")
-            _require(self.resonator_gain_sustain >= 0, "data.resonator_gain_sustain", self.resonator_gain_sustain,
-                     "must be >= 0")
-            _require(self.resonator_gain_velocity_exponent >= 0, "data.resonator_gain_velocity_exponent",
-                     self.resonator_gain_velocity_exponent, "must be >= 0")
+        _require(isinstance(self.resonators, ResonatorConfig), "data.resonators", self.resonators,
+                 "must be a ResonatorConfig")
 
     @property
     def samples_per_frame(self) -> int:
@@ -133,7 +176,7 @@ class DataConfig:
     @property
     def network_reads_innovation(self) -> bool:
         """True when the network's input is the bank's innovation rather than the audio."""
-        return self.resonator_partials > 0 and self.resonator_input == "innovation"
+        return self.resonators.enabled and self.resonators.input == "innovation"
 
     @property
     def segment_frames(self) -> int:
@@ -391,6 +434,8 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
             if len(value) != 2:
                 raise ConfigError(f"{key} = {value!r}: must be a list of 2")
         return tuple(_coerce(section, name, inner, v) for v in value)
+    if dataclasses.is_dataclass(annotation):
+        return section_from_dict(annotation, key, value)
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} = {value!r}: must be true or false")
@@ -430,12 +475,39 @@ def section_from_dict(cls: type, section: str, values: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def migrate_flat_resonator_keys(data: Any) -> Any:
+    """A `data` section with the flat keys of configs and checkpoints written before the
+    `resonators` section (`resonator_kappa`: 0.02, ...) as the same section with them nested
+    (`resonators`: {`kappa`: 0.02, ...}); any other value is returned as it is. Giving both forms
+    at once is a ConfigError, as is an old-style key that never existed (with a suggestion)."""
+    prefix = ResonatorConfig.FLAT_PREFIX
+    if not isinstance(data, dict) or not any(name.startswith(prefix) for name in data):
+        return data
+    flat = sorted(name for name in data if name.startswith(prefix))
+    if "resonators" in data:
+        raise ConfigError(f"data: both 'resonators' and the old flat key(s) {', '.join(flat)} given "
+                          "(write them inside data.resonators only)")
+    fields = {f.name for f in dataclasses.fields(ResonatorConfig)}
+    for name in flat:
+        if name[len(prefix):] not in fields:
+            close = difflib.get_close_matches(name, sorted(prefix + f for f in fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"data.{name}: unknown key{hint}")
+    out = {name: value for name, value in data.items() if not name.startswith(prefix)}
+    out["resonators"] = {name[len(prefix):]: data[name] for name in flat}
+    return out
+
+
 def config_from_dict(values: dict[str, Any]) -> Config:
+    """Build a Config from its JSON form (every section optional). Old configs' flat
+    `data.resonator_*` keys are read as the `data.resonators` section (`migrate_flat_resonator_keys`)."""
     if not isinstance(values, dict):
         raise ConfigError(f"config must be a JSON object, got {type(values).__name__}")
     unknown = set(values) - set(_SECTIONS)
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown section (expected data, model, train, sampling)")
+    if "data" in values:
+        values = {**values, "data": migrate_flat_resonator_keys(values["data"])}
     return Config(**{name: section_from_dict(cls, name, values.get(name, {})) for name, cls in _SECTIONS.items()})
 
 

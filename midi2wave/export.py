@@ -128,9 +128,9 @@ def nv_wavenet_weights(model: Any) -> dict[str, Any]:
     `conv_end_bias` and `head_biases_nonzero`. Raises ExportError for incompatible models."""
     mc: ModelConfig = model.model_config
     check_nv_wavenet_compatible(mc)
-    if model.data_config.resonator_partials > 0:
-        raise ExportError(f"cannot export to nv-wavenet: data.resonator_partials = "
-                          f"{model.data_config.resonator_partials}: the model predicts the innovation of a MIDI "
+    if model.data_config.resonators.enabled:
+        raise ExportError(f"cannot export to nv-wavenet: data.resonators.partials = "
+                          f"{model.data_config.resonators.partials}: the model predicts the innovation of a MIDI "
                           "resonator bank, which nv-wavenet does not run")
     sw = stepping_weights(model)
     _check_head(sw)

@@ -25,7 +25,7 @@ def _count_parameters(config: Config) -> tuple[int, int]:
 
 
 def describe_config(config: Config) -> list[str]:
-    m, d, t = config.model, config.data, config.train
+    m, d, t, r = config.model, config.data, config.train, config.data.resonators
     total, cond = _count_parameters(config)
     rf = m.receptive_field_samples
     output = f"MoL x{m.n_mixtures} (16-bit)" if m.output_kind == "mol" else f"mu-law softmax x{m.mulaw_classes}"
@@ -45,10 +45,9 @@ def describe_config(config: Config) -> list[str]:
         f"context:    {context}",
         f"condition:  {', '.join(d.conditioning) or '-'} ({d.conditioning_channels} rows at {d.frame_rate_hz} Hz)"
         + (f"; {', '.join(extras)}" if extras else ""),
-        *([f"resonators: {d.resonator_partials} partials per note below {d.resonator_max_hz:g} Hz, kappa "
-           f"{d.resonator_kappa:g}" + (f" (then {d.resonator_sustain_kappa:g} after {d.resonator_attack_s:g} s)"
-                                      if d.resonator_sustain_kappa else "")
-           + f"; the network reads the {d.resonator_input}"] if d.resonator_partials else []),
+        *([f"resonators: {r.partials} partials per note below {r.max_hz:g} Hz, kappa "
+           f"{r.kappa:g}" + (f" (then {r.sustain_kappa:g} after {r.attack_s:g} s)" if r.sustain_kappa else "")
+           + f"; the network reads the {r.input}"] if r.enabled else []),
         f"parameters: {total:,} ({cond:,} in conditioning paths)",
         f"receptive:  {rf} samples = {1000 * rf / d.sample_rate_hz:.1f} ms at {d.sample_rate_hz} Hz",
         f"training:   batch {t.batch_size} x {d.segment_seconds:g} s, lr {t.learning_rate:g}, "

@@ -19,6 +19,7 @@ exactly, and `e -> x` is a sum of stable resonators (|r_s| < 1).
 
 Per oscillator: r_s = exp(-1 / (tau * sr)) with tau the note's decay while the (sustained) note is
 held and `release_tau_s` after its offset; it is removed `release_tail_s` after the offset.
+The settings are `config.ResonatorConfig`, the `data.resonators` section of a model's config.
 
 Everything here is plain numpy + numba over float64 state; times are samples relative to the
 start of the window being processed (oscillators of notes that began before the window start
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import constants as C
+from .config import DataConfig, ResonatorConfig
 from .midi import Notes, decay_tau_s, pitch_to_hz
 
 try:  # numba is a core dependency; keep the module importable for `--help` paths all the same
@@ -42,44 +44,6 @@ try:  # numba is a core dependency; keep the module importable for `--help` path
 except ImportError:  # pragma: no cover
     def _njit(f):
         return f
-
-
-@dataclass(frozen=True)
-class ResonatorConfig:
-    """Settings of the bank (part of ModelConfig; see config.py for validation)."""
-    partials: int = 6            # partials per note (k * f0 for k = 1..partials)
-    max_hz: float = 6000.0       # no oscillator at or above this frequency
-    kappa: float = 0.02          # innovation gain: tracking speed (and notch width) of the analysis
-    # gain once a note is `attack_s` old (None: kappa throughout). Smaller: sampled innovations
-    # move a ringing note's partials less (and the analysis tracks them more slowly).
-    sustain_kappa: float | None = None
-    attack_s: float = 0.05
-    release_tau_s: float = 0.08  # decay after the note's (sustained) offset
-    # oscillator removed this long after the offset (from a DataConfig: 5 x the longer of
-    # release_tau_s and, with the gain on, gain_release_s, so the gain can follow the room's tail)
-    release_tail_s: float = 0.4
-    warmup_s: float = 0.05       # analysis warm-up before a teacher-forced window
-    decay_scale: float = 1.0     # held-note decay time = decay_scale * tau(pitch) / k**decay_exponent
-    decay_exponent: float = 0.5
-    # The innovation gain (0: off, the network's sample is the innovation itself). On: the network
-    # samples u and the innovation is e = g_t * u, where g_t comes from the notes alone:
-    #   g_t = floor + sqrt(sum over sounding notes of a_n(t)^2)
-    #   a_n(t) = gain * (velocity / 127)**gain_velocity_exponent
-    #            * (exp(-age / gain_attack_s) + gain_sustain * exp(-age / (gain_decay_scale * tau(pitch))))
-    # while the (sustained) note is held, then times exp(-(t - offset) / gain_release_s) until the
-    # note's oscillators stop. So nothing can sound where nothing plays (g = floor), the hammer's
-    # noise is loud only at the onsets, and the teacher-forced target u = e / g has about the same
-    # scale everywhere. Fitted to a store by scripts/fit_innovation_gain.py.
-    gain: float = 0.0
-    gain_velocity_exponent: float = 1.0
-    gain_attack_s: float = 0.01
-    gain_sustain: float = 0.1
-    gain_decay_scale: float = 1.0
-    gain_release_s: float = 0.05
-    gain_floor: float = 1e-4
-
-    def warmup_samples(self, sample_rate_hz: int) -> int:
-        return int(math.ceil(self.warmup_s * sample_rate_hz))
 
 
 @dataclass
@@ -129,20 +93,9 @@ class Schedule:
                            for f in self.FIELDS}, gain_floor=self.gain_floor)
 
 
-def from_data_config(data) -> ResonatorConfig | None:
-    """The bank a DataConfig asks for, or None when `resonator_partials` is 0."""
-    if data.resonator_partials <= 0:
-        return None
-    return ResonatorConfig(partials=data.resonator_partials, max_hz=data.resonator_max_hz,
-                           kappa=data.resonator_kappa, release_tau_s=data.resonator_release_tau_s,
-                           release_tail_s=5.0 * max(data.resonator_release_tau_s,
-                                                    data.resonator_gain_release_s if data.resonator_gain > 0 else 0.0),
-                           decay_scale=data.resonator_decay_scale, decay_exponent=data.resonator_decay_exponent,
-                           sustain_kappa=data.resonator_sustain_kappa or None, attack_s=data.resonator_attack_s,
-                           gain=data.resonator_gain, gain_velocity_exponent=data.resonator_gain_velocity_exponent,
-                           gain_attack_s=data.resonator_gain_attack_s, gain_sustain=data.resonator_gain_sustain,
-                           gain_decay_scale=data.resonator_gain_decay_scale,
-                           gain_release_s=data.resonator_gain_release_s, gain_floor=data.resonator_gain_floor)
+def from_data_config(data: DataConfig) -> ResonatorConfig | None:
+    """The bank a DataConfig asks for (`data.resonators`), or None when it has none (partials 0)."""
+    return data.resonators if data.resonators.enabled else None
 
 
 def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
@@ -184,8 +137,7 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
         r_release=np.full(hz.shape, math.exp(-1.0 / (config.release_tau_s * sr))),
         kappa=np.full(hz.shape, float(config.kappa)),
         attack_end=first[keep][note_idx] - start_sample + int(round(config.attack_s * sr)),
-        kappa_sustain=np.full(hz.shape, float(config.kappa if config.sustain_kappa is None
-                                              else config.sustain_kappa)),
+        kappa_sustain=np.full(hz.shape, float(config.kappa_after_attack)),
         gain_floor=floor,
         gain_attack=level,
         gain_sustain=level * config.gain_sustain,

@@ -1,4 +1,4 @@
-"""Fit the innovation gain (data.resonator_gain*) of a config to a store's training audio.
+"""Fit the innovation gain (data.resonators.gain*) of a config to a store's training audio.
 
     python scripts/fit_innovation_gain.py STORE -c configs/default.json [--pieces 16] [--target-rms 0.2]
 
@@ -7,8 +7,8 @@ teacher-forced innovation (10 ms frames) is what the gain should follow, so that
 target u = innovation / gain has about the same scale (`--target-rms`) everywhere: loud at the
 hammer, quiet under held notes, the recording's own floor where nothing sounds. The fit is least
 squares on log RMS (frames where nothing sounds fit the floor), over the gain's seven parameters
-(see resonators.ResonatorConfig). Prints the fitted settings as a JSON "data" block and, as a check,
-the RMS and clipped share of u computed by the bank itself with the fitted gain.
+(see config.ResonatorConfig). Prints the fitted settings as a JSON `"data": {"resonators": {...}}`
+block and, as a check, the RMS and clipped share of u computed by the bank itself with the fitted gain.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from midi2wave.midi import apply_sustain, decay_tau_s
 
 HOP = 160  # 10 ms at 16 kHz
 MIN_FLOOR = 4.0 / C.PCM_SCALE
-NAMES = ("resonator_gain", "resonator_gain_velocity_exponent", "resonator_gain_attack_s", "resonator_gain_sustain",
-         "resonator_gain_decay_scale", "resonator_gain_release_s", "resonator_gain_floor")
+NAMES = ("gain", "gain_velocity_exponent", "gain_attack_s", "gain_sustain", "gain_decay_scale", "gain_release_s",
+         "gain_floor")  # the fitted settings of config.ResonatorConfig, in theta's order
 
 
 def frame_gain(theta: np.ndarray, notes, n_frames: int, release_tau_s: float) -> np.ndarray:
     """The gain of ResonatorConfig at the frames' centres (numpy, the same formula as bank_gain;
-    the note's tail as resonators.from_data_config sets it)."""
+    the note's tail as ResonatorConfig.release_tail_s sets it)."""
     level, vexp, attack_s, sustain, decay_scale, release_s, floor = theta
     release_tail_s = 5.0 * max(release_tau_s, release_s)
     t = (np.arange(n_frames) * HOP + HOP // 2) / C.SAMPLE_RATE_HZ
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     config = load_config(args.config)
     bank = rs.from_data_config(config.data)
     if bank is None:
-        print(f"{args.config}: the config has no resonator bank (data.resonator_partials = 0)", file=sys.stderr)
+        print(f"{args.config}: the config has no resonator bank (data.resonators.partials = 0)", file=sys.stderr)
         return 2
     plain = dataclasses.replace(bank, gain=0.0)
     pieces = []
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         theta = unpack(z)
         total, count = 0.0, 0
         for (notes, _, rms), tgt in zip(pieces, target):
-            g = frame_gain(theta, notes, len(rms), config.data.resonator_release_tau_s)
+            g = frame_gain(theta, notes, len(rms), bank.release_tau_s)
             d = np.log(g + eps / args.target_rms) - tgt
             total += float(np.sum(d * d))
             count += len(d)
@@ -118,8 +118,7 @@ def main(argv=None) -> int:
     print(f"fit: mean squared log error {best.fun:.3f} (start {loss(z0):.3f}), {best.nit} iterations", file=sys.stderr)
 
     def u_of(theta):  # u computed by the bank itself with the gain theta
-        gained = dataclasses.replace(plain, **{k.replace("resonator_", ""): float(v) for k, v in zip(NAMES, theta)},
-                                     release_tail_s=5.0 * max(config.data.resonator_release_tau_s, theta[5]))
+        gained = dataclasses.replace(plain, **{name: float(v) for name, v in zip(NAMES, theta)})
         return np.concatenate([rs.analyze(x, rs.schedule(notes, 0, len(x), C.SAMPLE_RATE_HZ, gained))[0]
                                for notes, x, _ in pieces]).astype(np.float64)
 
@@ -134,7 +133,7 @@ def main(argv=None) -> int:
     print(f"u = innovation / gain (scaled by {scale:.3g}): RMS {np.sqrt(np.mean(us ** 2)):.3f}, |u| >= 1 in "
           f"{np.mean(np.abs(us) >= 1):.2%} of samples, 99th / 99.9th percentile of |u| "
           f"{np.quantile(np.abs(us), 0.99):.3f} / {np.quantile(np.abs(us), 0.999):.3f}", file=sys.stderr)
-    print(json.dumps({"data": fitted}, indent=2))
+    print(json.dumps({"data": {"resonators": fitted}}, indent=2))
     return 0
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from midi2wave import constants as C
-from midi2wave.config import Config, DataConfig, ModelConfig, TrainConfig
+from midi2wave.config import Config, DataConfig, ModelConfig, ResonatorConfig, TrainConfig
 from midi2wave.evaluate import (
     conditioning_gain,
     donor_indices,
@@ -395,7 +395,7 @@ def test_cli_evaluate_midi_files_with_transcription_and_plots(tiny_checkpoint, t
 # ------------------------------------------------------------------------------ resonator bank
 
 
-BANK_DATA = DataConfig(conditioning=("frame",), segment_seconds=0.25, resonator_partials=3)
+BANK_DATA = DataConfig(conditioning=("frame",), segment_seconds=0.25, resonators=ResonatorConfig(partials=3))
 
 
 def test_bank_targets_are_the_innovation_under_each_conditioning(store):

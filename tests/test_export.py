@@ -12,7 +12,7 @@ import torch
 from midi2wave import constants as C
 from midi2wave.checkpoint import save_checkpoint
 from midi2wave.cli import main
-from midi2wave.config import Config, DataConfig, ModelConfig
+from midi2wave.config import Config, DataConfig, ModelConfig, ResonatorConfig
 from midi2wave.export import (
     NV_WAVENET_ARGS,
     ExportError,
@@ -124,8 +124,8 @@ def test_incompatible_models_are_refused_naming_the_constraint(overrides, named,
 
 
 def test_models_with_the_resonator_bank_are_refused(tmp_path):
-    model = Midi2Wave(NV, dataclasses.replace(DATA, resonator_partials=4))
-    with pytest.raises(ExportError, match=r"data\.resonator_partials"):
+    model = Midi2Wave(NV, dataclasses.replace(DATA, resonators=ResonatorConfig(partials=4)))
+    with pytest.raises(ExportError, match=r"data\.resonators\.partials = 4"):
         export_nv_wavenet(model, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
 

@@ -89,16 +89,16 @@ def test_analysis_gives_the_innovation_over_the_gain_and_synthesis_inverts_it():
 
 
 def test_config_validates_the_gain_and_passes_it_to_the_bank():
-    with pytest.raises(ConfigError, match="resonator_gain"):
-        DataConfig(resonator_gain=0.1)  # no bank
-    with pytest.raises(ConfigError, match="resonator_max_hz"):
-        DataConfig(resonator_partials=4, resonator_gain=0.1, resonator_max_hz=3000.0)
-    with pytest.raises(ConfigError, match="resonator_gain_floor"):
-        DataConfig(resonator_partials=4, resonator_gain=0.1, resonator_gain_floor=0.0)
-    bank = rs.from_data_config(DataConfig(resonator_partials=4, resonator_gain=0.3, resonator_gain_floor=2e-4))
+    with pytest.raises(ConfigError, match=r"data\.resonators\.gain = 0\.1: needs the resonator bank"):
+        rs.ResonatorConfig(gain=0.1)  # no bank
+    with pytest.raises(ConfigError, match=r"data\.resonators\.max_hz"):
+        rs.ResonatorConfig(partials=4, gain=0.1, max_hz=3000.0)
+    with pytest.raises(ConfigError, match=r"data\.resonators\.gain_floor"):
+        rs.ResonatorConfig(partials=4, gain=0.1, gain_floor=0.0)
+    bank = rs.from_data_config(DataConfig(resonators=rs.ResonatorConfig(partials=4, gain=0.3, gain_floor=2e-4)))
     assert bank.gain == 0.3 and rs.schedule(_notes([0.0], [0.1], [60]), 0, 100, SR, bank).gain_floor == 2e-4
     assert rs.schedule(_notes([0.0], [0.1], [60]), 0, 100, SR, rs.from_data_config(
-        DataConfig(resonator_partials=4))).gain_floor is None
+        DataConfig(resonators=rs.ResonatorConfig(partials=4)))).gain_floor is None
     with pytest.raises(ValueError, match="gain floor"):
         rs.BankBatch([rs.Schedule.empty(1e-4), rs.Schedule.empty(None)])
 
@@ -108,9 +108,9 @@ def test_config_validates_the_gain_and_passes_it_to_the_bank():
 def _model(gain: float) -> Midi2Wave:
     torch.manual_seed(0)
     cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
-    data = DataConfig(conditioning=("frame",), segment_seconds=0.032, resonator_partials=4,
-                      resonator_input="innovation", resonator_gain=gain, resonator_gain_attack_s=0.02,
-                      resonator_gain_sustain=0.25, resonator_gain_release_s=0.03, resonator_gain_floor=1e-4)
+    data = DataConfig(conditioning=("frame",), segment_seconds=0.032, resonators=rs.ResonatorConfig(
+        partials=4, input="innovation", gain=gain, gain_attack_s=0.02, gain_sustain=0.25, gain_release_s=0.03,
+        gain_floor=1e-4))
     return Midi2Wave(cfg, data).eval()
 
 

@@ -11,6 +11,7 @@ from store_fixture import make_store
 
 from midi2wave import constants as C
 from midi2wave import resonators
+from midi2wave.config import ResonatorConfig
 from midi2wave.data.dataset import SegmentDataset
 from midi2wave.evaluate import excerpt_batches, store_excerpts
 from midi2wave.inputs import window_inputs
@@ -18,8 +19,8 @@ from midi2wave.model import Midi2Wave
 from midi2wave.synthesize import model_inputs
 
 DATA = tiny_data_config(conditioning=("onset_velocity", "frame", "pedals"), segment_seconds=0.256,
-                        excitation_partials=4, resonator_partials=3, resonator_input="innovation",
-                        resonator_gain=0.2, resonator_gain_floor=1e-4)
+                        excitation_partials=4, resonators=ResonatorConfig(partials=3, input="innovation", gain=0.2,
+                                                                          gain_floor=1e-4))
 
 
 @pytest.fixture(scope="module")

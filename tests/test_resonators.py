@@ -68,7 +68,7 @@ def test_coinciding_partials_and_restrikes_stay_stable():
     pitches = [p for p in range(24, 109, 12)] * 8
     onsets = np.repeat(np.arange(8) * 0.05, 8)
     notes = _notes(onsets, [1.0] * len(pitches), pitches)
-    sched = rs.schedule(notes, 0, SR, SR, rs.ResonatorConfig(partials=8))
+    sched = rs.schedule(notes, 0, SR, SR, rs.ResonatorConfig(partials=8, decay_scale=1.0, decay_exponent=0.5))
     assert rs.max_concurrent(sched) > 200
     x = np.random.default_rng(2).standard_normal(SR) * 0.1
     e, _ = rs.analyze(x, sched)
@@ -110,8 +110,7 @@ def test_a_windows_target_after_its_warm_up_matches_the_whole_piece_analysis():
     from midi2wave.inputs import window_inputs
     from midi2wave.midi import PedalEvents
 
-    data = DataConfig(conditioning=("frame",), resonator_partials=BANK.partials, resonator_decay_scale=BANK.decay_scale,
-                      resonator_decay_exponent=BANK.decay_exponent)
+    data = DataConfig(conditioning=("frame",), resonators=BANK)
     window = window_inputs(data, notes, PedalEvents.empty(), start, 4000, audio=x).target
     # the analysis re-locks within the warm-up: the window's innovation is the whole-piece one up to a
     # small fraction of the audio's level
@@ -119,12 +118,12 @@ def test_a_windows_target_after_its_warm_up_matches_the_whole_piece_analysis():
 
 
 def test_config_validates_the_bank_settings():
-    with pytest.raises(ConfigError, match="resonator_kappa"):
-        DataConfig(resonator_partials=4, resonator_kappa=1.5)
-    with pytest.raises(ConfigError, match="resonator_partials"):
-        DataConfig(resonator_partials=-1)
+    with pytest.raises(ConfigError, match=r"data\.resonators\.kappa = 1\.5: must be in \(0, 1\)"):
+        rs.ResonatorConfig(partials=4, kappa=1.5)
+    with pytest.raises(ConfigError, match=r"data\.resonators\.partials"):
+        rs.ResonatorConfig(partials=-1)
     assert rs.from_data_config(DataConfig()) is None
-    assert rs.from_data_config(DataConfig(resonator_partials=3)).partials == 3
+    assert rs.from_data_config(DataConfig(resonators=rs.ResonatorConfig(partials=3))).partials == 3
 
 
 # ----------------------------------------------------------------------------------- generation
@@ -133,8 +132,8 @@ def _bank_model(output_kind: str, network_input: str = "audio", input_kind: str 
     torch.manual_seed(0)
     cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind=output_kind,
                             input_kind=input_kind)
-    data = DataConfig(conditioning=("frame",), segment_seconds=0.032, resonator_partials=4,
-                      resonator_input=network_input)
+    data = DataConfig(conditioning=("frame",), segment_seconds=0.032,
+                      resonators=rs.ResonatorConfig(partials=4, input=network_input))
     return Midi2Wave(cfg, data).eval()
 
 
@@ -235,5 +234,6 @@ def test_sustain_kappa_switches_the_gain_after_the_attack():
     sched = rs.schedule(notes, 0, n, SR, slow)
     x = np.random.default_rng(9).standard_normal(n) * 0.02
     np.testing.assert_allclose(rs.synthesize(rs.analyze(x, sched)[0], sched), x, atol=1e-5)
-    assert DataConfig(resonator_partials=2, resonator_sustain_kappa=0.003).resonator_sustain_kappa == 0.003
-    assert rs.from_data_config(DataConfig(resonator_partials=2)).sustain_kappa is None
+    # sustain_kappa 0 (the default): kappa throughout
+    plain = rs.schedule(notes, 0, n, SR, rs.from_data_config(DataConfig(resonators=rs.ResonatorConfig(partials=2))))
+    assert len(plain) and np.all(plain.kappa_sustain == plain.kappa)

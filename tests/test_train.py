@@ -19,7 +19,7 @@ import torch
 
 from midi2wave.checkpoint import load_checkpoint
 from midi2wave.cli import main as cli_main
-from midi2wave.config import DataConfig, load_config
+from midi2wave.config import DataConfig, ResonatorConfig, load_config
 from midi2wave.features import log_mel_spectrogram, mel_filterbank, valid_frames
 from midi2wave.midi import Notes
 from midi2wave.model import Midi2Wave
@@ -349,8 +349,8 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(store, tmp_path):
         torch.testing.assert_close(started["ema"][name], source["ema"][name], msg=name)
     assert any(not torch.equal(source["model"][n], source["ema"][n]) for n in source["model"])
     # a bank config fine-tunes from a plain run: same network, different targets
-    bank = cfg.replace(data=dataclasses.replace(cfg.data, resonator_partials=2, resonator_input="innovation",
-                                                resonator_sustain_kappa=0.005))
+    bank = cfg.replace(data=dataclasses.replace(cfg.data, resonators=ResonatorConfig(
+        partials=2, input="innovation", sustain_kappa=0.005)))
     summary = train(bank, store, tmp_path / "c", progress=False, max_steps=2, init_from=tmp_path / "a")
     assert summary["step"] == 2 and math.isfinite(summary["train_bits_per_sample"])
     # a released model (safetensors folder, e.g. the bundled one) is a starting point too

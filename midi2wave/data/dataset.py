@@ -46,7 +46,7 @@ class SegmentDataset(Dataset):
     - `year`: int64 scalar, `constants.year_index(record year)` (0 when `data_config.use_year` is false);
     - `excitation`: float32 [segment_samples] (`midi.excitation_signal`), only when
       `data_config.excitation_partials > 0`.
-    - `target`: float32 [segment_samples], only when `data_config.resonator_partials > 0`: the
+    - `target`: float32 [segment_samples], only when `data_config.resonators.partials > 0`: the
       innovation of `audio` under the MIDI-driven resonator bank (`inputs.window_inputs`),
       which is what the network predicts (the audio stays its input).
 
