@@ -74,16 +74,14 @@ def _add_model_sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attack-seconds", type=float, default=None, help="see --sustain-temperature (default: the model's own)")
 
 
-def _sampling_options(args: argparse.Namespace):
-    """The sampling flags of `synthesize` as `SamplingOptions` (a bad value is named as the flag)."""
+def _sampling_options(**settings):
+    """`SamplingOptions(**settings)` from flags; a bad value is named as the flag (sampling.chunk_seconds
+    -> --chunk-seconds)."""
     from .config import ConfigError, SamplingOptions
 
     try:
-        return SamplingOptions(temperature=args.temperature, seed=args.seed, engine=args.engine,
-                               chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                               threads=max(0, args.threads), sustain_temperature=args.sustain_temperature,
-                               attack_seconds=args.attack_seconds, precision=args.precision)
-    except ConfigError as e:  # name the option as the user typed it: sampling.chunk_seconds -> --chunk-seconds
+        return SamplingOptions(**settings)
+    except ConfigError as e:
         text = str(e)
         if text.startswith("sampling."):
             name, _, rest = text[len("sampling."):].partition(" = ")
@@ -91,19 +89,43 @@ def _sampling_options(args: argparse.Namespace):
         raise Midi2WaveError(text) from None
 
 
+def _model_sampling_settings(args: argparse.Namespace) -> dict:
+    """The flags of `_add_model_sampling_flags` (None where not given: the model's own)."""
+    return {"temperature": args.temperature, "sustain_temperature": args.sustain_temperature,
+            "attack_seconds": args.attack_seconds}
+
+
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from .synthesize import synthesize_files
 
-    return synthesize_files(args.inputs, _sampling_options(args), out=args.out, checkpoint=args.checkpoint,
+    options = _sampling_options(**_model_sampling_settings(args), seed=args.seed, engine=args.engine,
+                                chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
+                                threads=max(0, args.threads), precision=args.precision)
+    return synthesize_files(args.inputs, options, out=args.out, checkpoint=args.checkpoint,
                             start_s=args.start, end_s=args.end, year=args.year, prime=args.prime,
                             prime_seconds=args.prime_seconds, plot=args.plot, device=args.device, force=args.force,
                             quiet=args.quiet)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_from_cli
+    import shlex
 
-    return evaluate_from_cli(args)
+    from .evaluate import EvaluateOptions, evaluate_checkpoint
+    from .report import ReportOptions
+
+    checkpoint_label = str(args.checkpoint) if args.checkpoint else "bundled"
+    report_options = None
+    if args.report is not None:
+        report_options = ReportOptions(args.report, force=args.force, checkpoint=checkpoint_label,
+                                       command=" ".join(["midi2wave", *(shlex.quote(str(a)) for a in args.argv)]))
+    sampling = _sampling_options(**_model_sampling_settings(args), seed=args.seed, chunk_seconds=args.chunk_seconds,
+                                 overlap_seconds=args.overlap_seconds)
+    options = EvaluateOptions(store=args.data, split=args.split, midi_files=tuple(args.midi or ()),
+                              n_excerpts=args.excerpts, excerpt_seconds=args.excerpt_seconds, seed=args.seed,
+                              nll=not args.no_nll, transcription=not args.no_transcription,
+                              other_instrument=args.other_instrument, sampling=sampling, plots_dir=args.plots,
+                              report_options=report_options, force=args.force)
+    return evaluate_checkpoint(args.checkpoint, options, json_path=args.json, quiet=args.quiet)
 
 
 def _cmd_listening_test(args: argparse.Namespace) -> int:
@@ -212,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--excerpts", type=_positive_int, default=8, help="excerpts to score")
     p.add_argument("--excerpt-seconds", type=float, default=4.0)
     p.add_argument("--no-transcription", action="store_true", help="skip generation + transcription F1")
+    p.add_argument("--no-nll", action="store_true",
+                   help="skip the teacher-forced NLL and conditioning gain (most of a store evaluation's time): "
+                        "F1 and realism only")
     p.add_argument("--plots", type=Path, default=None, help="folder for PNGs")
     p.add_argument("--report", type=Path, default=None, metavar="DIR",
                    help="write a static listening page: DIR/index.html with every excerpt's clips, spectrograms and notes")

@@ -39,9 +39,9 @@ import json
 import math
 import os
 import platform
-import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from . import plots, realism, report
-from .config import Config
+from .config import Config, SamplingOptions
 from .errors import EvaluationError
 from .evaluate_realism import (OTHER_INSTRUMENTS, check_other_instrument, fmt_value, level_db, mask_spans, other_instrument_renders,
                                realism_label, realism_scores, realism_table, render_excerpt_notes)
@@ -57,13 +57,14 @@ from .excerpts import CONDITIONS, Excerpt, donor_indices, excerpt_batches, midi_
 from .midi import Notes
 
 __all__ = [
+    "EvaluateOptions",
     "EvaluationError",
     "Excerpt",
     "ONSET_TOLERANCE_S",
     "OTHER_INSTRUMENTS",
     "conditioning_gain",
     "donor_indices",
-    "evaluate_from_cli",
+    "evaluate_checkpoint",
     "evaluate_model",
     "excerpt_batches",
     "format_table",
@@ -79,6 +80,70 @@ RESULT_FORMAT = "midi2wave-evaluation"
 RESULT_VERSION = 1
 ONSET_TOLERANCE_S = 0.05  # mir_eval's default onset tolerance (Onsets and Frames, MAESTRO papers)
 PITCH_TOLERANCE_CENTS = 50.0
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """Every setting of an evaluation that is not the model: what to evaluate on, which
+    measurements, and how to sample the generations. Validated once, here; problems are named as
+    `midi2wave evaluate`'s flags (EvaluationError; ConfigError from `sampling`)."""
+
+    # What to evaluate on: a dataset store (+ its split), or MIDI files (one excerpt each, FluidSynth
+    # renders as ground truth, no teacher-forced NLL). Exactly one of the two.
+    store: Path | None = None
+    split: str = "test"
+    midi_files: tuple[Path, ...] = ()
+    n_excerpts: int = 8  # from a store (a MIDI file gives one excerpt)
+    excerpt_seconds: float = 4.0
+    seed: int = 0  # which excerpts (the generations' seed is `sampling.seed`; the CLI's --seed sets both)
+    batch_size: int = 4  # excerpts per teacher-forced batch
+    # Teacher-forced NLL and conditioning gain (stores only). Off: the results' "nll" and
+    # "conditioning_gain" are null; it is most of the time of a store evaluation.
+    nll: bool = True
+    # Free-running generation, then transcription F1 and realism of the generations
+    transcription: bool = True
+    onset_tolerance_s: float = ONSET_TOLERANCE_S
+    other_instrument: str = "musescore"  # a name in OTHER_INSTRUMENTS, or "none"
+    # How the generations are sampled; settings left None take the model's own (`Config.sampling`,
+    # resolved by `evaluate_model`). chunk_seconds: 0 one stream per excerpt, else chunks as
+    # `synthesize --chunk-seconds` makes them (no automatic chunking here: None is refused).
+    sampling: SamplingOptions = field(default_factory=lambda: SamplingOptions(chunk_seconds=0.0))
+    # Outputs besides the results: one PNG per excerpt in `plots_dir`, a listening page; both need
+    # the generations. Existing files are refused unless `force`.
+    plots_dir: Path | None = None
+    report_options: report.ReportOptions | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "midi_files", tuple(Path(p) for p in self.midi_files or ()))
+        for name in ("store", "plots_dir"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.store is None and not self.midi_files:
+            raise EvaluationError("give --data STORE (a store made by `midi2wave prepare`) or --midi FILES")
+        if self.store is not None and self.midi_files:
+            raise EvaluationError("give --data or --midi, not both")
+        if self.split not in SPLITS:
+            raise EvaluationError(f"--split {self.split}: not one of {', '.join(SPLITS)}")
+        if self.n_excerpts < 1:
+            raise EvaluationError(f"--excerpts {self.n_excerpts}: must be >= 1")
+        if not self.excerpt_seconds > 0:
+            raise EvaluationError(f"--excerpt-seconds {self.excerpt_seconds:g}: must be > 0")
+        if self.batch_size < 1:
+            raise EvaluationError(f"batch_size {self.batch_size}: must be >= 1")
+        if not self.onset_tolerance_s > 0:
+            raise EvaluationError(f"onset_tolerance_s {self.onset_tolerance_s:g}: must be > 0")
+        check_other_instrument(self.other_instrument)
+        if self.sampling.chunk_seconds is None:
+            raise EvaluationError("--chunk-seconds: give a length (0: one stream per excerpt)")
+        if not self.transcription:
+            if self.plots_dir is not None:
+                raise EvaluationError("--plots needs the generations: drop --no-transcription")
+            if self.report_options is not None:
+                raise EvaluationError("--report needs the generations: drop --no-transcription")
+            if not self.nll:
+                raise EvaluationError("nothing to evaluate: --no-nll and --no-transcription")
 
 
 
@@ -258,38 +323,37 @@ def _chunk_rows(model: torch.nn.Module, batch: dict[str, torch.Tensor], schedule
 
 
 def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequence[Excerpt],
-                       temperature: float = 1.0, seed: int = 0, engine: str = "auto",
-                       progress: bool = False, chunk_seconds: float = 0.0,
-                       overlap_seconds: float = 0.5, sustain_temperature: float = 0.0,
-                       attack_seconds: float = 0.05) -> list[np.ndarray]:
+                       sampling: SamplingOptions = SamplingOptions(chunk_seconds=0.0),
+                       progress: bool = False) -> list[np.ndarray]:
     """Free-running generation (float32 [n_samples] each) from each excerpt's own MIDI and year,
-    all excerpts as one batch (one stream per excerpt, starting from silence), seeded.
+    all excerpts as one batch (one stream per excerpt, starting from silence), seeded by
+    `sampling.seed`; `sampling` settings left None take the model's own (`config.sampling`).
 
-    chunk_seconds > 0: each excerpt is cut into chunks as `midi2wave synthesize --chunk-seconds`
-    does (warm-up overlap, crossfade), every chunk of every excerpt one stream of the batch."""
+    sampling.chunk_seconds > 0: each excerpt is cut into chunks as `midi2wave synthesize
+    --chunk-seconds` does (warm-up overlap, crossfade), every chunk of every excerpt one stream of
+    the batch."""
     from .generate import generate
     from .chunks import ChunkPlan
+    from .synthesize import temperature_track
 
     if not excerpts:
         return []
+    options = sampling.for_model(config.sampling)
+    chunk_seconds = float(options.chunk_seconds or 0.0)
     device = _model_device(model)
     batch, = excerpt_batches(excerpts, len(excerpts), "true", targets=False)
     n = excerpts[0].audio.shape[0]
     schedules = None
     if excerpts[0].schedule is not None:  # generation starts at the window: shift the warm-up away
         schedules = [e.schedule.shifted(-len(e.warmup_audio)) for e in excerpts]
-    plan = ChunkPlan.make(n, chunk_seconds, overlap_seconds, config.data.sample_rate_hz, model.samples_per_frame)
+    plan = ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, config.data.sample_rate_hz,
+                          model.samples_per_frame)
     starts, length = list(plan.starts), plan.length
     if chunk_seconds > 0:
         batch, schedules = _chunk_rows(model, batch, schedules, starts, length)
-    from .config import SamplingOptions
-    from .synthesize import temperature_track
-
-    options = SamplingOptions(temperature=temperature, sustain_temperature=sustain_temperature,
-                              attack_seconds=attack_seconds)
     tracks = [temperature_track(e.notes.onset_s, s, length, e.sample_rate_hz, options)
               for e in excerpts for s in starts]
-    temperatures: Any = torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else temperature
+    temperatures: Any = torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.temperature
     bar = None
     callback = None
     if progress:
@@ -303,14 +367,15 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
     try:
         audio = generate(model, length, conditioning=batch["conditioning"].to(device), year=batch["year"].to(device),
                          excitation=batch["excitation"].to(device) if "excitation" in batch else None,
-                         seed=seed, temperature=temperatures, engine=engine, progress=callback,
+                         seed=options.seed, temperature=temperatures, engine=options.engine,
+                         threads=options.threads or None, precision=options.precision, progress=callback,
                          resonators=schedules)
     finally:
         if bar is not None:
             bar.close()
     audio = audio.float().cpu().numpy()
     K = plan.rows
-    return [plan.join(audio[i * K:(i + 1) * K]) for i in range(len(excerpts))]
+    return [plan.join(audio[i * K:(i + 1) * K], options.crossfade) for i in range(len(excerpts))]
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -350,73 +415,65 @@ def _transcription_scores(excerpts: Sequence[Excerpt], generated: Sequence[np.nd
     return result, generated_notes
 
 
-def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.PathLike | None = None,
-                   split: str = "test", midi_files: Sequence[str | os.PathLike] | None = None,
-                   n_excerpts: int = 8, excerpt_seconds: float = 4.0, seed: int = 0, batch_size: int = 4,
-                   transcription: bool = True, temperature: float = 1.0,
-                   onset_tolerance: float = ONSET_TOLERANCE_S, plots_dir: str | os.PathLike | None = None,
-                   force: bool = False, progress: bool = False, log: Any = None, chunk_seconds: float = 0.0,
-                   overlap_seconds: float = 0.5, sustain_temperature: float = 0.0,
-                   attack_seconds: float = 0.05, report_options: report.ReportOptions | None = None,
-                   other_instrument: str = "musescore") -> dict[str, Any]:
-    """Every measurement on one model; returns the JSON-able results dict (see `format_table`).
+def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOptions, *,
+                   progress: bool = False, log: Any = None) -> dict[str, Any]:
+    """Every measurement of `options` on one model; returns the JSON-able results dict (see
+    `format_table`).
 
-    Either `store` (+ `split`): teacher-forced NLL and conditioning gain on `store_excerpts`, and
-    (when `transcription`) transcription F1 of free-running generations of the same excerpts; or
-    `midi_files`: transcription F1 only, on `midi_excerpts` (FluidSynth renders as ground truth).
-    `plots_dir`: one PNG per excerpt (piano roll above the spectrograms of ground truth and
-    generation; with transcription only). `log`: a callable taking progress lines (or None).
-    `report_options`: also write a listening page (`report.write_report`; with transcription only).
-    With transcription, also the realism measures of the generation, the real audio and a render
-    by `other_instrument` (a name in `OTHER_INSTRUMENTS`, or "none"): `realism_scores`.
+    On a store (`options.store` + `split`): teacher-forced NLL and conditioning gain on
+    `store_excerpts` (unless `options.nll` is off), and (when `options.transcription`)
+    transcription F1 of free-running generations of the same excerpts; on MIDI files
+    (`options.midi_files`): transcription F1 only, on `midi_excerpts` (FluidSynth renders as
+    ground truth). With transcription, also the realism measures of the generation, the real audio
+    and a render by `options.other_instrument` (`realism_scores`), and the optional PNGs
+    (`plots_dir`: piano roll above the spectrograms of ground truth and generation) and listening
+    page (`report_options`, `report.write_report`). Sampling settings left None take the model's
+    own (`config.sampling`). `log`: a callable taking progress lines (or None).
     """
     say = log if log is not None else (lambda _msg: None)
-    check_other_instrument(other_instrument)
-    if (store is None) == (midi_files is None or len(midi_files) == 0):
-        raise EvaluationError("give a dataset store (--data) or MIDI files (--midi), not both or neither")
+    store, midi_files, force = options.store, options.midi_files, options.force
+    excerpt_seconds, seed, transcription = options.excerpt_seconds, options.seed, options.transcription
+    sampling = options.sampling.for_model(config.sampling)
     margin = model.context_margin_frames
     t_start = time.perf_counter()
     if store is not None:
-        excerpts = store_excerpts(store, split, config.data, margin, n_excerpts, excerpt_seconds, seed)
+        excerpts = store_excerpts(store, options.split, config.data, margin, options.n_excerpts, excerpt_seconds, seed)
     else:
         excerpts = midi_excerpts(midi_files, config.data, margin, excerpt_seconds, render=transcription)
     donors = donor_indices(excerpts)
     timings: dict[str, float] = {"select_excerpts": time.perf_counter() - t_start}
-    plot_paths = None
-    if plots_dir is not None:  # refuse existing PNGs before the costly part
-        plot_paths = [Path(plots_dir) / _plot_name(i, e) for i, e in enumerate(excerpts)]
-        if not force:
-            for path in plot_paths:
-                if path.exists():
-                    raise EvaluationError(f"{path}: already exists (use --force to overwrite)")
-    if report_options is not None:  # refuse an existing report before the costly part
-        if not transcription:
-            raise EvaluationError("--report needs the generations: drop --no-transcription")
-        report.check_folder(report_options.folder, report_options.force)
+    if options.plots_dir is not None and not force:  # refuse existing PNGs before the costly part
+        for path in (options.plots_dir / _plot_name(i, e) for i, e in enumerate(excerpts)):
+            if path.exists():
+                raise EvaluationError(f"{path}: already exists (use --force to overwrite)")
+    if options.report_options is not None:  # refuse an existing report before the costly part
+        report.check_folder(options.report_options.folder, options.report_options.force)
+    chunk_seconds, sustain_temperature = float(sampling.chunk_seconds), sampling.sustain_temperature
     results: dict[str, Any] = {
         "format": RESULT_FORMAT,
         "version": RESULT_VERSION,
         "settings": {
             "data": str(store) if store is not None else None,
-            "split": split if store is not None else None,
+            "split": options.split if store is not None else None,
             "midi": [str(p) for p in midi_files] if midi_files else None,
             "excerpts": len(excerpts),
             "excerpt_seconds": float(excerpt_seconds),
             "seed": int(seed),
-            "batch_size": int(batch_size),
+            "batch_size": int(options.batch_size),
             "conditioning_swapped": "frame-rate rolls, audio-rate excitation and resonator bank (if any) of "
                                     "another excerpt (another piece where possible); year and audio kept",
             "conditioning_zeroed": "frame-rate rolls and excitation all zero, no resonators; year and audio kept",
+            "nll": bool(options.nll),
             "transcription": bool(transcription),
             "transcriber": "basic-pitch 0.4.0 ICASSP-2022 model (ONNX, onnxruntime CPU), default thresholds",
-            "onset_tolerance_s": float(onset_tolerance),
+            "onset_tolerance_s": float(options.onset_tolerance_s),
             "pitch_tolerance_cents": PITCH_TOLERANCE_CENTS,
             "offsets": "ignored",
-            "temperature": float(temperature),
+            "temperature": float(sampling.temperature),
             "sustain_temperature": float(sustain_temperature) or None,
-            "attack_seconds": float(attack_seconds) if sustain_temperature else None,
-            "chunk_seconds": float(chunk_seconds),
-            "overlap_seconds": float(overlap_seconds) if chunk_seconds > 0 else None,
+            "attack_seconds": float(sampling.attack_seconds) if sustain_temperature else None,
+            "chunk_seconds": chunk_seconds,
+            "overlap_seconds": float(sampling.overlap_seconds) if chunk_seconds > 0 else None,
             "realism": {
                 "gap_noise": "20 log10(RMS where no sustained note sounds within "
                              f"{realism.DEFAULT.release_margin_seconds:g} s after its offset / RMS elsewhere); "
@@ -426,7 +483,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
                                 f"STFT {realism.DEFAULT.purity_n_fft}/{realism.DEFAULT.purity_hop}; mean",
                 "log_mel_distance": f"mean |ln mel| difference, {realism.DEFAULT.n_mels} mels, STFT "
                                     f"{realism.DEFAULT.mel_n_fft}/{realism.DEFAULT.mel_hop}, equal RMS; mean",
-                "other_instrument": other_instrument,
+                "other_instrument": options.other_instrument,
             },
         },
         "config": config.to_dict(),
@@ -439,20 +496,15 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
         "timing_seconds": timings,
     }
 
-    if store is not None:
+    if store is not None and options.nll:
         say(f"teacher-forced NLL of {len(excerpts)} excerpts x 3 conditionings ...")
         t0 = time.perf_counter()
-        gain = _gain_on_excerpts(model, excerpts, batch_size, donors)
+        gain = _gain_on_excerpts(model, excerpts, options.batch_size, donors)
         timings["teacher_forced"] = time.perf_counter() - t0
         per = gain.pop("per_excerpt")
         results["nll"] = {"bits_per_sample": gain["nll_true"], "per_excerpt": [p["nll_true"] for p in per]}
         results["conditioning_gain"] = {**gain, "per_excerpt": per}
 
-    if not temperature > 0:
-        raise EvaluationError(f"temperature must be > 0, got {temperature}")
-    if chunk_seconds < 0 or overlap_seconds < 0 or (chunk_seconds > 0 and overlap_seconds >= chunk_seconds):
-        raise EvaluationError(f"need chunk_seconds >= 0 and 0 <= overlap_seconds < chunk_seconds, got "
-                              f"{chunk_seconds:g} and {overlap_seconds:g}")
     generated: list[np.ndarray] | None = None
     generated_notes: list[Notes] | None = None
     if transcription:
@@ -461,33 +513,30 @@ def evaluate_model(model: torch.nn.Module, config: Config, *, store: str | os.Pa
         require_basic_pitch()  # fail before the costly generation when basic-pitch is missing
         say(f"generating {len(excerpts)} excerpts of {excerpt_seconds:g} s ...")
         t0 = time.perf_counter()
-        generated = _generate_excerpts(model, config, excerpts, temperature=temperature, seed=seed,
-                                       progress=progress, chunk_seconds=chunk_seconds,
-                                       overlap_seconds=overlap_seconds, sustain_temperature=sustain_temperature,
-                                       attack_seconds=attack_seconds)
+        generated = _generate_excerpts(model, config, excerpts, sampling=sampling, progress=progress)
         timings["generate"] = time.perf_counter() - t0
         timings["generated_audio_seconds"] = sum(len(g) for g in generated) / excerpts[0].sample_rate_hz
         say("transcribing with basic-pitch ...")
         t0 = time.perf_counter()
-        scores, generated_notes = _transcription_scores(excerpts, generated, donors, onset_tolerance)
+        scores, generated_notes = _transcription_scores(excerpts, generated, donors, options.onset_tolerance_s)
         timings["transcribe"] = time.perf_counter() - t0
         results["transcription"] = scores
         say("realism: gap noise, tonal purity, log-mel distance ...")
         t0 = time.perf_counter()
-        other_renders = other_instrument_renders(excerpts, other_instrument, say)
-        results["realism"] = realism_scores(excerpts, generated, donors, other_instrument, say, other_renders)
+        other_renders = other_instrument_renders(excerpts, options.other_instrument, say)
+        results["realism"] = realism_scores(excerpts, generated, donors, options.other_instrument, say, other_renders)
         timings["realism"] = time.perf_counter() - t0
 
-    if plots_dir is not None:
+    if options.plots_dir is not None:
         t0 = time.perf_counter()
-        results["plots"] = _write_plots(Path(plots_dir), excerpts, generated, generated_notes, force=force,
+        results["plots"] = _write_plots(options.plots_dir, excerpts, generated, generated_notes, force=force,
                                         realism_rows=results["realism"]["per_excerpt"] if results["realism"] else None)
         timings["plots"] = time.perf_counter() - t0
-    if report_options is not None and generated is not None:
+    if options.report_options is not None and generated is not None:
         t0 = time.perf_counter()
-        page = report.write_report(report_options, results, _report_excerpts(
+        page = report.write_report(options.report_options, results, _report_excerpts(
             excerpts, generated, donors, generated_notes,
-            {other_instrument: other_renders[0]} if other_renders[0] is not None else None))
+            {options.other_instrument: other_renders[0]} if other_renders[0] is not None else None))
         results["report"] = str(page)
         timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
@@ -586,6 +635,8 @@ def format_table(results: dict[str, Any]) -> str:
         ]
     elif s.get("midi"):
         lines += ["", "teacher-forced NLL and conditioning gain: not computed for --midi (no recording)"]
+    elif s.get("nll") is False:
+        lines += ["", "teacher-forced NLL and conditioning gain: skipped (--no-nll)"]
     tr = results.get("transcription")
     if tr is not None:
         tol = s["onset_tolerance_s"] * 1000
@@ -622,60 +673,27 @@ def _write_json(path: Path, results: dict[str, Any], force: bool) -> None:
         tmp.write_text(json.dumps(results, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
-def _flag_or(args: Any, name: str, model_default: float) -> float:
-    """A sampling flag's value, or the model's own default (`Config.sampling`) when it was not given."""
-    value = getattr(args, name, None)
-    return float(model_default if value is None else value)
-
-
-def evaluate_from_cli(args: Any) -> int:
-    """`midi2wave evaluate`: load the checkpoint, evaluate, print the table, write --json/--plots/--report."""
+def evaluate_checkpoint(checkpoint: str | os.PathLike | None, options: EvaluateOptions, *,
+                        json_path: str | os.PathLike | None = None, device: str | None = None,
+                        quiet: bool = False) -> int:
+    """`midi2wave evaluate`: load the checkpoint (None: the bundled model) on `device` (None: cuda
+    if available), evaluate, print the table, write `json_path` (refused before any work if it
+    exists, unless `options.force`) and the options' plots / report. Returns the exit status."""
     from .checkpoint import load_model
 
-    store = getattr(args, "data", None)
-    midi = getattr(args, "midi", None) or None
-    if store is None and midi is None:
-        raise EvaluationError("give --data STORE (a store made by `midi2wave prepare`) or --midi FILES")
-    if store is not None and midi is not None:
-        raise EvaluationError("give --data or --midi, not both")
-    json_path = getattr(args, "json", None)
-    force = bool(getattr(args, "force", False))
-    if json_path is not None and Path(json_path).exists() and not force:
+    if json_path is not None and Path(json_path).exists() and not options.force:
         raise EvaluationError(f"{json_path}: already exists (use --force to overwrite)")
-    transcription = not getattr(args, "no_transcription", False)
-    plots = getattr(args, "plots", None)
-    if plots is not None and not transcription:
-        raise EvaluationError("--plots needs the generations: drop --no-transcription")
-    report_dir = getattr(args, "report", None)
-    report_options = None
-    if report_dir is not None:
-        report_options = report.ReportOptions(
-            Path(report_dir), force=force, checkpoint=str(args.checkpoint) if getattr(args, "checkpoint", None) else "bundled",
-            command=" ".join(["midi2wave", *(shlex.quote(str(a)) for a in getattr(args, "argv", None) or [])]))
-    device = getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-    quiet = bool(getattr(args, "quiet", False))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     log = None if quiet else (lambda msg: print(f"midi2wave evaluate: {msg}", file=sys.stderr, flush=True))
-
-    check_other_instrument(str(args.other_instrument))
-    model, config = load_model(getattr(args, "checkpoint", None), device=device)
-    results = evaluate_model(
-        model, config, store=store, split=getattr(args, "split", "test"), midi_files=midi,
-        n_excerpts=int(getattr(args, "excerpts", 8)), excerpt_seconds=float(getattr(args, "excerpt_seconds", 4.0)),
-        seed=int(getattr(args, "seed", 0)), batch_size=int(getattr(args, "batch_size", 4) or 4),
-        transcription=transcription, temperature=_flag_or(args, "temperature", config.sampling.temperature),
-        plots_dir=plots, force=force, progress=not quiet, log=log,
-        chunk_seconds=float(getattr(args, "chunk_seconds", 0.0) or 0.0),
-        overlap_seconds=float(getattr(args, "overlap_seconds", 0.5)),
-        sustain_temperature=_flag_or(args, "sustain_temperature", config.sampling.sustain_temperature),
-        attack_seconds=_flag_or(args, "attack_seconds", config.sampling.attack_seconds), report_options=report_options,
-        other_instrument=str(args.other_instrument))
-    results["settings"]["checkpoint"] = str(args.checkpoint) if getattr(args, "checkpoint", None) else "bundled"
+    model, config = load_model(checkpoint, device=device)
+    results = evaluate_model(model, config, options, progress=not quiet, log=log)
+    results["settings"]["checkpoint"] = str(checkpoint) if checkpoint else "bundled"
     results["settings"]["device"] = str(device)
     results["environment"] = {"python": platform.python_version(), "torch": torch.__version__,
                               "numpy": np.__version__}
     print(format_table(results))
     if json_path is not None:
-        _write_json(Path(json_path), results, force)
+        _write_json(Path(json_path), results, options.force)
         if not quiet:
             print(f"wrote {json_path}", file=sys.stderr)
     return 0

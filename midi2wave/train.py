@@ -652,7 +652,7 @@ def train_from_cli(args) -> int:
     if D.resolve_device(args.device, D.env_info()).type == "cpu":
         tune_cpu_allocator()
     summary = train(config, args.data, out, resume=args.resume, device=args.device,
-                    progress=not args.quiet, max_steps=args.max_steps, init_from=getattr(args, "init_from", None))
+                    progress=not args.quiet, max_steps=args.max_steps, init_from=args.init_from)
     if D.env_info().is_main:
         val = summary["val_bits_per_sample"]
         print(f"step {summary['step']}: train {summary['train_bits_per_sample']:.4f} bits/sample"

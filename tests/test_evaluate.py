@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from midi2wave import constants as C
-from midi2wave.config import Config, DataConfig, ModelConfig, ResonatorConfig, TrainConfig
+from midi2wave.config import (Config, ConfigError, DataConfig, ModelConfig, ModelSampling, ResonatorConfig,
+                              SamplingOptions, TrainConfig)
+from midi2wave.errors import EvaluationError
 from midi2wave.evaluate import (
+    EvaluateOptions,
     conditioning_gain,
     donor_indices,
     excerpt_batches,
@@ -302,14 +307,67 @@ def test_perfect_generator_scores_the_ceiling_and_the_floor_the_chance_level(sto
 
     monkeypatch.setattr(ev, "_generate_excerpts", lambda model, config, excerpts, **kw: [e.audio for e in excerpts])
     model = _tiny_model()
-    results = ev.evaluate_model(model, Config(data=TINY_DATA, model=TINY), store=store, split="test", n_excerpts=3,
-                                excerpt_seconds=0.5)
+    results = ev.evaluate_model(model, Config(data=TINY_DATA, model=TINY),
+                                EvaluateOptions(store=store, split="test", n_excerpts=3, excerpt_seconds=0.5))
     tr = results["transcription"]
     for key in ("precision", "recall", "f1", "n_matched", "n_estimated"):
         assert tr["generated"][key] == tr["ground_truth"][key]
         assert tr["generated_other_midi"][key] == tr["ground_truth_other_midi"][key]
     assert tr["ground_truth"]["n_reference"] == sum(e["reference_notes"] for e in results["excerpts"])
     assert len(tr["per_excerpt"]) == 3
+
+
+@needs_basic_pitch
+def test_no_nll_skips_the_teacher_forced_pass_and_scores_the_same_generations(store, monkeypatch):
+    import midi2wave.evaluate as ev
+
+    monkeypatch.setattr(ev, "_generate_excerpts", lambda model, config, excerpts, **kw: [e.audio for e in excerpts])
+    model, config = _tiny_model(), Config(data=TINY_DATA, model=TINY)
+    options = EvaluateOptions(store=store, n_excerpts=2, excerpt_seconds=0.5, other_instrument="none")
+    full = ev.evaluate_model(model, config, options)
+    assert full["nll"] is not None and full["settings"]["nll"] is True
+
+    def no_teacher_forcing(*args, **kwargs):
+        raise AssertionError("the teacher-forced pass ran")
+
+    monkeypatch.setattr(ev, "_gain_on_excerpts", no_teacher_forcing)
+    fast = ev.evaluate_model(model, config, dataclasses.replace(options, nll=False))
+    assert fast["nll"] is None and fast["conditioning_gain"] is None and fast["settings"]["nll"] is False
+    assert "teacher_forced" not in fast["timing_seconds"]
+    assert fast["transcription"]["generated"] == full["transcription"]["generated"]
+    assert fast["realism"]["generated"] == full["realism"]["generated"]
+    table = ev.format_table(fast)
+    assert "skipped (--no-nll)" in table and "true MIDI" not in table and "generated (model)" in table
+
+
+@pytest.mark.parametrize("settings, problem", [
+    ({}, "give --data STORE"),
+    ({"store": "s", "midi_files": ["a.mid"]}, "not both"),
+    ({"store": "s", "split": "dev"}, "--split dev: not one of train, validation, test"),
+    ({"store": "s", "n_excerpts": 0}, "--excerpts 0: must be >= 1"),
+    ({"store": "s", "excerpt_seconds": 0.0}, "--excerpt-seconds 0: must be > 0"),
+    ({"store": "s", "other_instrument": "harpsichord"}, "--other-instrument harpsichord: not one of"),
+    ({"store": "s", "sampling": SamplingOptions()}, "--chunk-seconds: give a length"),
+    ({"store": "s", "transcription": False, "plots_dir": "p"}, "--plots needs the generations"),
+    ({"store": "s", "transcription": False, "nll": False}, "nothing to evaluate"),
+])
+def test_evaluate_options_are_validated_once(settings, problem):
+    with pytest.raises(EvaluationError, match=re.escape(problem)) as err:
+        EvaluateOptions(**settings)
+    assert "\n" not in str(err.value)
+
+
+def test_evaluation_samples_with_the_models_own_defaults_unless_told(store):
+    import midi2wave.evaluate as ev
+
+    model = _tiny_model()
+    config = Config(data=TINY_DATA, model=TINY, sampling=ModelSampling(sustain_temperature=0.3, attack_seconds=0.02))
+    options = EvaluateOptions(store=store, n_excerpts=1, excerpt_seconds=0.25, transcription=False)
+    own = ev.evaluate_model(model, config, options)["settings"]
+    assert (own["temperature"], own["sustain_temperature"], own["attack_seconds"]) == (1.0, 0.3, 0.02)
+    told = ev.evaluate_model(model, config, dataclasses.replace(
+        options, sampling=SamplingOptions(temperature=0.9, sustain_temperature=0.0, chunk_seconds=0.0)))["settings"]
+    assert (told["temperature"], told["sustain_temperature"], told["attack_seconds"]) == (0.9, None, None)
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -354,6 +412,25 @@ def test_cli_evaluate_without_transcription_writes_json_and_refuses_to_overwrite
     again = json.loads(out.read_text())
     assert again["conditioning_gain"]["nll_true"] == gain["nll_true"]
     assert again["excerpts"] == results["excerpts"]
+
+
+@needs_basic_pitch
+def test_cli_evaluate_no_nll(store, tiny_checkpoint, tmp_path, capsys):
+    from midi2wave.cli import main
+
+    out = tmp_path / "eval.json"
+    base = ["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(store), "--excerpts", "2",
+            "--excerpt-seconds", "0.25", "--other-instrument", "none", "-q"]
+    assert main(base + ["--no-nll", "--json", str(out)]) == 0
+    assert "teacher-forced NLL and conditioning gain: skipped (--no-nll)" in capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert results["nll"] is None and results["conditioning_gain"] is None and results["settings"]["nll"] is False
+    assert results["transcription"]["generated"]["n_reference"] > 0 and results["realism"] is not None
+    assert main(base + ["--no-nll", "--no-transcription"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing to evaluate" in err
+    assert main(base + ["--no-transcription", "--temperature", "0"]) == 2  # a sampling flag, named as typed
+    assert capsys.readouterr().err.strip() == "midi2wave: error: --temperature 0.0: must be > 0"
 
 
 def test_cli_evaluate_errors_are_one_line(store, tiny_checkpoint, tmp_path, capsys):
@@ -439,12 +516,12 @@ def test_chunked_generation_of_excerpts(store, data):
     model = _tiny_model(model=TINY, data=data)
     config = Config(data=data, model=TINY)
     ex = store_excerpts(store, "test", data, model.context_margin_frames, n_excerpts=2, excerpt_seconds=0.5)
-    whole = ev._generate_excerpts(model, config, ex, seed=3)
+    whole = ev._generate_excerpts(model, config, ex, SamplingOptions(seed=3, chunk_seconds=0.0))
     # chunks at least as long as the excerpt: one stream each, the same samples
-    same = ev._generate_excerpts(model, config, ex, seed=3, chunk_seconds=0.5, overlap_seconds=0.1)
+    same = ev._generate_excerpts(model, config, ex, SamplingOptions(seed=3, chunk_seconds=0.5, overlap_seconds=0.1))
     for a, b in zip(whole, same):
         np.testing.assert_array_equal(a, b)
-    chunked = ev._generate_excerpts(model, config, ex, seed=3, chunk_seconds=0.2, overlap_seconds=0.1)
+    chunked = ev._generate_excerpts(model, config, ex, SamplingOptions(seed=3, chunk_seconds=0.2, overlap_seconds=0.1))
     for a, e in zip(chunked, ex):
         assert a.shape == e.audio.shape and np.isfinite(a).all()
     # the first chunk's own samples (before the second fades in) are a fresh stream from silence:
