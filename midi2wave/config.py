@@ -1,8 +1,10 @@
 """Configuration: frozen dataclasses loaded from JSON, with clear errors for unknown keys and bad values.
 
-A config file holds up to three sections, each optional (missing keys take their defaults)::
+A config file holds up to four sections, each optional (missing keys take their defaults)::
 
-    {"data": {...}, "model": {...}, "train": {...}}
+    {"data": {..., "resonators": {...}}, "model": {...}, "train": {...}, "sampling": {...}}
+
+(`data.resonators`, the resonator bank's settings, is a section of its own inside `data`.)
 
 Checkpoints store the same structure, so a model is rebuilt from its file alone.
 """
