@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import constants as C
 from .config import DataConfig, ResonatorConfig
 from .midi import Notes, decay_tau_s, pitch_to_hz
 

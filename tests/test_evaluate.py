@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from midi2wave import constants as C
-from midi2wave.config import (Config, ConfigError, DataConfig, ModelConfig, ModelSampling, ResonatorConfig,
+from midi2wave.config import (Config, DataConfig, ModelConfig, ModelSampling, ResonatorConfig,
                               SamplingOptions, TrainConfig)
 from midi2wave.errors import EvaluationError
 from midi2wave.evaluate import (
