@@ -91,6 +91,14 @@ class Schedule:
         return Schedule(**{f: getattr(self, f) + samples if f in self.TIME_FIELDS else getattr(self, f)
                            for f in self.FIELDS}, gain_floor=self.gain_floor)
 
+    def without_gain(self) -> "Schedule":
+        """The same oscillators (times, tails, decays, kappas) driven by the innovation itself
+        (g = 1): its analysis gives e = x - p, which the gain divides. Unlike a schedule of the
+        config with `gain` 0, the oscillators keep the gain's longer tail (`release_tail_s`)."""
+        zeros = np.zeros_like(self.gain_attack)
+        return Schedule(**{f: getattr(self, f) for f in self.FIELDS if f not in ("gain_attack", "gain_sustain")},
+                        gain_attack=zeros, gain_sustain=zeros.copy(), gain_floor=None)
+
 
 def from_data_config(data: DataConfig) -> ResonatorConfig | None:
     """The bank a DataConfig asks for (`data.resonators`), or None when it has none (partials 0)."""

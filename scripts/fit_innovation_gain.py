@@ -85,11 +85,10 @@ def main(argv=None) -> int:
     if bank is None:
         print(f"{args.config}: the config has no resonator bank (data.resonators.partials = 0)", file=sys.stderr)
         return 2
-    plain = dataclasses.replace(bank, gain=0.0)
     pieces = []
     for r, notes, x in training_pieces(args.store, config.data.sustain_threshold, args.pieces, args.seconds, HOP):
         n = len(x)
-        e, _ = rs.analyze(x, rs.schedule(notes, 0, n, C.SAMPLE_RATE_HZ, plain))
+        e, _ = rs.analyze(x, rs.schedule(notes, 0, n, C.SAMPLE_RATE_HZ, bank).without_gain())
         rms = np.sqrt(np.mean(e.astype(np.float64).reshape(-1, HOP) ** 2, axis=1))
         pieces.append((notes, x, rms))
         print(f"{r['id']}: {n / C.SAMPLE_RATE_HZ:.1f} s, innovation/audio "
@@ -118,7 +117,7 @@ def main(argv=None) -> int:
     print(f"fit: mean squared log error {best.fun:.3f} (start {loss(z0):.3f}), {best.nit} iterations", file=sys.stderr)
 
     def u_of(theta):  # u computed by the bank itself with the gain theta
-        gained = dataclasses.replace(plain, **{name: float(v) for name, v in zip(NAMES, theta)})
+        gained = dataclasses.replace(bank, **{name: float(v) for name, v in zip(NAMES, theta)})
         return np.concatenate([rs.analyze(x, rs.schedule(notes, 0, len(x), C.SAMPLE_RATE_HZ, gained))[0]
                                for notes, x, _ in pieces]).astype(np.float64)
 

@@ -38,7 +38,6 @@ def main(argv=None) -> int:
     bank = rs.from_data_config(config.data)
     if bank is None:
         ap.error(f"{args.config}: the config has no resonator bank")
-    bank = dataclasses.replace(bank, gain=0.0)
     pieces = [(notes, x) for _, notes, x in training_pieces(args.store, config.data.sustain_threshold, args.pieces,
                                                             args.seconds)]
     print("partials max_hz sustain_kappa decay_scale decay_exponent innovation/audio")
@@ -49,7 +48,7 @@ def main(argv=None) -> int:
                                 decay_scale=scale, decay_exponent=exponent)
         num = den = 0.0
         for notes, x in pieces:
-            e, _ = rs.analyze(x, rs.schedule(notes, 0, len(x), C.SAMPLE_RATE_HZ, b))
+            e, _ = rs.analyze(x, rs.schedule(notes, 0, len(x), C.SAMPLE_RATE_HZ, b).without_gain())
             num += float(np.sum(e.astype(np.float64) ** 2))
             den += float(np.sum(x ** 2))
         print(f"{partials} {max_hz} {kappa:g} {scale:g} {exponent:g} {10 * math.log10(num / den):.2f} dB", flush=True)

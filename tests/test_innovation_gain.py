@@ -8,6 +8,7 @@ the output, whatever the network samples, and analysis (training targets) and sy
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -86,6 +87,23 @@ def test_analysis_gives_the_innovation_over_the_gain_and_synthesis_inverts_it():
     e, _ = rs.analyze(x, rs.schedule(notes, 0, n, SR, plain))
     np.testing.assert_allclose(u * g, e, rtol=1e-4, atol=1e-6)
     assert not np.allclose(u, e)
+
+
+def test_without_gain_keeps_the_oscillators_and_analyses_the_innovation_itself():
+    notes = _notes([0.01, 0.05], [0.1, 0.15], [45, 64])
+    n = 12000
+    long_tail = dataclasses.replace(GAIN, gain_release_s=0.12)  # tail 0.6 s instead of the plain bank's 0.4 s
+    sched = rs.schedule(notes, 0, n, SR, long_tail)
+    x = np.random.default_rng(3).standard_normal(n) * 0.01
+    u, _ = rs.analyze(x, sched)
+    e, _ = rs.analyze(x, sched.without_gain())
+    np.testing.assert_allclose(u * rs.gain_track(sched, n), e, rtol=1e-4, atol=1e-6)
+    assert np.all(rs.gain_track(sched.without_gain(), n) == 1.0)
+    np.testing.assert_array_equal(sched.without_gain().stop, sched.stop)
+    # a schedule of the same bank with the gain set to 0 has the plain bank's shorter tail
+    plain = rs.schedule(notes, 0, n, SR, dataclasses.replace(long_tail, gain=0.0))
+    assert (plain.stop < sched.stop).all()
+    assert not np.allclose(rs.analyze(x, plain)[0], e, rtol=1e-4, atol=1e-6)
 
 
 def test_config_validates_the_gain_and_passes_it_to_the_bank():
