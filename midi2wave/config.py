@@ -75,6 +75,12 @@ class DataConfig:
     resonator_gain_decay_scale: float = 1.0
     resonator_gain_release_s: float = 0.05
     resonator_gain_floor: float = 1e-4
+    # Where the bank's partials lie (resonators.partial_hz; scripts/fit_partials.py fits both to a
+    # store): the piano's stretch tuning as a polynomial in octaves from middle C (cents), and its
+    # strings' stiffness as (log10 B at middle C, decades per octave). Empty: equal temperament and
+    # harmonic partials k * f0.
+    resonator_tuning_cents: tuple[float, ...] = ()
+    resonator_inharmonicity: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _require(self.sample_rate_hz > 0, "data.sample_rate_hz", self.sample_rate_hz, "must be > 0")
@@ -112,6 +118,13 @@ class DataConfig:
         _require(self.resonator_input in ("audio", "innovation"), "data.resonator_input", self.resonator_input,
                  "must be 'audio' or 'innovation'")
         _require(self.resonator_gain >= 0, "data.resonator_gain", self.resonator_gain, "must be >= 0 (0: off)")
+        _require(len(self.resonator_tuning_cents) <= 6, "data.resonator_tuning_cents",
+                 list(self.resonator_tuning_cents), "at most 6 polynomial coefficients (cents, c0 + c1 z + ...)")
+        _require(len(self.resonator_inharmonicity) in (0, 2), "data.resonator_inharmonicity",
+                 list(self.resonator_inharmonicity), "must be [] or [log10 B at middle C, decades per octave]")
+        if self.resonator_inharmonicity:
+            _require(-8.0 <= self.resonator_inharmonicity[0] <= -1.0, "data.resonator_inharmonicity",
+                     list(self.resonator_inharmonicity), "log10 B at middle C must be in [-8, -1]")
         if self.resonator_gain > 0:
             _require(self.resonator_partials > 0, "data.resonator_gain", self.resonator_gain,
                      "needs the resonator bank (data.resonator_partials > 0)")

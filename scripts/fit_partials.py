@@ -1,0 +1,118 @@
+"""Fit where the resonator bank's partials lie (data.resonator_tuning_cents, data.resonator_inharmonicity)
+to a store's training audio.
+
+    python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60]
+
+Why: a resonator that misses its partial by more than about kappa * sample_rate / (2 pi) Hz (2.5 Hz
+at the bundled model's sustain kappa 0.001) cannot track it, and the untracked partial lands in the
+innovation the network must model. A real piano is stretch-tuned (bass flat, treble sharp) and its
+stiff strings put partial k at k f0 sqrt(1 + B k^2), tens of cents above k f0 by the 8th partial.
+
+How: every note whose onset has no other onset within its analysis window (30 ms after the onset,
+8192 samples) is one observation; in its zero-padded spectrum the peak within -60..+120 cents of each
+harmonic k f0 (k = 1..16, prominent against the median of +-10 % around it) gives the partial's
+deviation in cents. A robust least-squares fit of `resonators.partial_hz`'s model (a cubic in octaves
+from middle C for the tuning, a line in log10 B) to all observations gives the settings, printed as a
+JSON "data" block, with the median absolute residual and the observation count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from fit_innovation_gain import training_pieces  # this folder: python scripts/fit_partials.py
+
+from midi2wave import constants as C
+from midi2wave.midi import pitch_to_hz
+from midi2wave.resonators import partial_hz
+
+WINDOW = 8192
+PAD = 65536
+MAX_PARTIAL = 16
+DELAY_S = 0.03      # skip the hammer's noise
+PROMINENCE = 8.0    # a peak must stand this far above the local median magnitude
+
+
+def measure(pieces, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
+    """float64 [n, 3] observations (pitch, k, cents above k f0) from [(notes, audio float [n])]."""
+    hann = np.hanning(WINDOW)
+    freqs = np.fft.rfftfreq(PAD, 1.0 / sample_rate_hz)
+    bin_hz = freqs[1]
+    rows = []
+    for notes, x in pieces:
+        onsets = notes.onset_s
+        for i in range(len(notes)):
+            t0 = onsets[i] + DELAY_S
+            a = int(t0 * sample_rate_hz)
+            b = a + WINDOW
+            if b > len(x):
+                continue
+            others = (onsets > onsets[i] - 0.01) & (onsets < t0 + WINDOW / sample_rate_hz)
+            others[i] = False
+            if others.any():
+                continue
+            pitch = int(notes.pitch[i])
+            f0 = float(pitch_to_hz(pitch))
+            spec = np.abs(np.fft.rfft(np.asarray(x[a:b], np.float64) * hann, PAD))
+            for k in range(1, MAX_PARTIAL + 1):
+                fk = k * f0
+                lo, hi = fk * 2 ** (-60 / 1200), fk * 2 ** (120 / 1200)
+                if hi >= sample_rate_hz / 2 - 200:
+                    break
+                sel = np.nonzero((freqs >= lo) & (freqs <= hi))[0]
+                seg = spec[sel]
+                j = int(np.argmax(seg))
+                if j == 0 or j == len(seg) - 1:
+                    continue
+                if seg[j] < PROMINENCE * np.median(spec[(freqs >= 0.9 * fk) & (freqs <= 1.1 * fk)]):
+                    continue
+                al, be, ga = (math.log(seg[j - 1] + 1e-12), math.log(seg[j]), math.log(seg[j + 1] + 1e-12))
+                shift = 0.5 * (al - ga) / (al - 2 * be + ga)  # parabolic interpolation of the log peak
+                rows.append((pitch, k, 1200 * math.log2((freqs[sel[j]] + shift * bin_hz) / fk)))
+    return np.asarray(rows, np.float64).reshape(-1, 3)
+
+
+def fit(obs: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...], float]:
+    """(tuning_cents [4], inharmonicity [2], median |residual| in cents) from `measure`'s rows."""
+    pitch, k, cents = obs[:, 0], obs[:, 1], obs[:, 2]
+    harmonic = pitch_to_hz(pitch) * k
+
+    def residual(theta):
+        return 1200 * np.log2(partial_hz(pitch, k, tuple(theta[:4]), tuple(theta[4:])) / harmonic) - cents
+
+    result = least_squares(residual, [0.0, 0.0, 0.0, 0.0, -3.4, 0.33], loss="soft_l1", f_scale=5.0)
+    theta = result.x
+    return (tuple(round(float(v), 4) for v in theta[:4]), tuple(round(float(v), 4) for v in theta[4:]),
+            float(np.median(np.abs(residual(theta)))))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("store")
+    ap.add_argument("--pieces", type=int, default=54)
+    ap.add_argument("--seconds", type=float, default=60.0, help="at most this much of each piece")
+    ap.add_argument("--sustain-threshold", type=int, default=C.PEDAL_ON_THRESHOLD)
+    args = ap.parse_args(argv)
+    pieces = [(notes, x) for _, notes, x in training_pieces(args.store, args.sustain_threshold, args.pieces,
+                                                            args.seconds)]
+    obs = measure(pieces)
+    if len(obs) < 20:
+        print(f"{args.store}: only {len(obs)} partials measured (too few isolated notes); nothing fitted",
+              file=sys.stderr)
+        return 1
+    tuning, stiffness, mad = fit(obs)
+    print(f"{len(obs)} partials of {len(np.unique(obs[:, 0]))} pitches; median |residual| {mad:.1f} cents",
+          file=sys.stderr)
+    print(json.dumps({"data": {"resonator_tuning_cents": list(tuning), "resonator_inharmonicity": list(stiffness)}},
+                     indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
