@@ -13,7 +13,7 @@ import pytest
 
 from midi2wave import resonators as rs
 from midi2wave.config import ConfigError, DataConfig
-from midi2wave.midi import Notes, pitch_to_hz
+from midi2wave.midi import Notes, decay_tau_s, pitch_to_hz
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import fit_partials  # noqa: E402
@@ -29,8 +29,10 @@ def _notes(onsets, durations, pitches) -> Notes:
     return Notes(on, on + np.asarray(durations, float), np.asarray(pitches, np.int16), np.full(n, 90, np.int16))
 
 
-def _strings(notes: Notes, n: int, partials: int, tuning=TUNING, stiffness=STIFFNESS, seed: int = 0) -> np.ndarray:
-    """Decaying tones whose partials lie where a stretch-tuned stiff-stringed piano puts them."""
+def _strings(notes: Notes, n: int, partials: int, tuning=TUNING, stiffness=STIFFNESS, seed: int = 0,
+             decay=None) -> np.ndarray:
+    """Decaying tones whose partials lie where a stretch-tuned stiff-stringed piano puts them; partial k
+    decays with time constant 0.6 s, or decay(pitch, k) s."""
     rng = np.random.default_rng(seed)
     t = np.arange(n) / SR
     x = np.zeros(n)
@@ -43,7 +45,8 @@ def _strings(notes: Notes, n: int, partials: int, tuning=TUNING, stiffness=STIFF
             f = float(pitch_to_hz(int(p))) * k * 2 ** (cents / 1200) * np.sqrt(1 + b * k * k)
             if f >= SR / 2 - 500:
                 break
-            x += sounding * 0.05 / k * np.exp(-(t - on) / 0.6) * np.sin(2 * np.pi * f * (t - on)
+            tau = 0.6 if decay is None else decay(int(p), k)
+            x += sounding * 0.05 / k * np.exp(-(t - on) / tau) * np.sin(2 * np.pi * f * (t - on)
                                                                          + rng.uniform(0, 2 * np.pi))
     return x
 
@@ -127,3 +130,21 @@ def test_fit_partials_recovers_the_tuning_and_stiffness_of_isolated_notes():
             if true > 7000.0:  # above the measured partials
                 continue
             assert abs(1200 * np.log2(fitted / true)) < 1.5, (p, k, tuning, stiffness)
+
+
+def test_fit_partials_recovers_how_fast_partials_decay():
+    rng = np.random.default_rng(2)
+    pitches = rng.permutation(np.repeat(np.arange(40, 85, 4), 2))
+    onsets = 0.1 + 1.0 * np.arange(len(pitches))
+    notes = _notes(onsets, np.full(len(pitches), 0.9), pitches)
+    n = int((onsets[-1] + 1.2) * SR)
+
+    def decay(p, k):
+        return 0.7 * float(decay_tau_s(p)) / k ** 0.3
+
+    x = _strings(notes, n, partials=10, decay=decay) + 1e-5 * rng.standard_normal(n)
+    obs = fit_partials.measure_decays([(notes, x)], TUNING, STIFFNESS)
+    assert len(obs) > 100
+    scale, exponent, log_err = fit_partials.fit_decays(obs)
+    assert abs(scale - 0.7) < 0.05 and abs(exponent - 0.3) < 0.05, (scale, exponent)
+    assert log_err < 0.05
