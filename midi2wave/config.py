@@ -79,6 +79,12 @@ class ResonatorConfig:
     gain_decay_scale: float = 1.0
     gain_release_s: float = 0.05
     gain_floor: float = 1e-4
+    # Where the partials lie (resonators.partial_hz; scripts/fit_partials.py fits both to a store):
+    # the piano's stretch tuning as a polynomial in octaves from middle C (cents), and its strings'
+    # stiffness as (log10 B at middle C, decades per octave). Empty: equal temperament and harmonic
+    # partials k * f0.
+    tuning_cents: tuple[float, ...] = ()
+    inharmonicity: tuple[float, ...] = ()
 
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
@@ -88,6 +94,8 @@ class ResonatorConfig:
 
     def __post_init__(self) -> None:
         key = "data.resonators."
+        for name in ("tuning_cents", "inharmonicity"):  # tuples, whatever sequence was given
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         _require(self.partials >= 0, key + "partials", self.partials, "must be >= 0")
         _require(0 < self.kappa < 1, key + "kappa", self.kappa, "must be in (0, 1)")
         _require(self.max_hz > 0, key + "max_hz", self.max_hz, "must be > 0")
@@ -99,6 +107,13 @@ class ResonatorConfig:
         _require(self.attack_s >= 0, key + "attack_s", self.attack_s, "must be >= 0")
         _require(self.input in ("audio", "innovation"), key + "input", self.input, "must be 'audio' or 'innovation'")
         _require(self.gain >= 0, key + "gain", self.gain, "must be >= 0 (0: off)")
+        _require(len(self.tuning_cents) <= 6, key + "tuning_cents", list(self.tuning_cents),
+                 "at most 6 polynomial coefficients (cents, c0 + c1 z + ...)")
+        _require(len(self.inharmonicity) in (0, 2), key + "inharmonicity", list(self.inharmonicity),
+                 "must be [] or [log10 B at middle C, decades per octave]")
+        if self.inharmonicity:
+            _require(-8.0 <= self.inharmonicity[0] <= -1.0, key + "inharmonicity", list(self.inharmonicity),
+                     "log10 B at middle C must be in [-8, -1]")
         if self.gain > 0:
             _require(self.partials > 0, key + "gain", self.gain, "needs the resonator bank (partials > 0)")
             _require(self.max_hz > C.MAX_PITCH_HZ, key + "max_hz", self.max_hz,

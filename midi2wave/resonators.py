@@ -105,6 +105,38 @@ def from_data_config(data: DataConfig) -> ResonatorConfig | None:
     return data.resonators if data.resonators.enabled else None
 
 
+# Below A2 a piano's strings are wound and their stiffness no longer falls with pitch.
+INHARMONICITY_FLAT_BELOW_PITCH = 45
+
+
+def partial_hz(pitch: np.ndarray, k: np.ndarray, tuning_cents: tuple[float, ...] = (),
+               inharmonicity: tuple[float, ...] = ()) -> np.ndarray:
+    """Frequency (Hz) of partial k of MIDI pitch p (numpy broadcasting of pitch and k):
+
+        k * f0(p) * 2**(c(p) / 1200) * sqrt(1 + B(p) k**2)
+        c(p) = sum_i tuning_cents[i] * z**i,  z = (p - 60) / 12    (stretch tuning, cents)
+        log10 B(p) = inharmonicity[0] + inharmonicity[1] * max(z, z(A2))  (stiff strings)
+
+    Why: piano strings are stiff, so partial k lies above k f0 (tens of cents by the 8th partial in
+    the treble), and pianos are stretch-tuned. A resonator that misses a partial by more than about
+    kappa * sample_rate / (2 pi) Hz cannot track it, and the untracked partial lands in the
+    innovation the network must model. Empty tuples: equal temperament, harmonic partials."""
+    pitch = np.asarray(pitch, np.float64)
+    k = np.asarray(k, np.float64)
+    hz = pitch_to_hz(pitch) * k
+    z = (pitch - 60.0) / 12.0
+    if tuning_cents:
+        cents = np.zeros_like(z)
+        for i, a in enumerate(tuning_cents):
+            cents = cents + float(a) * z ** i
+        hz = hz * 2.0 ** (cents / 1200.0)
+    if inharmonicity:
+        z_flat = (INHARMONICITY_FLAT_BELOW_PITCH - 60.0) / 12.0
+        b = 10.0 ** (float(inharmonicity[0]) + float(inharmonicity[1]) * np.maximum(z, z_flat))
+        hz = hz * np.sqrt(1.0 + b * k * k)
+    return hz
+
+
 def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
              config: ResonatorConfig) -> Schedule:
     """The oscillators that sound anywhere in samples [start_sample, start_sample + n_samples) of
@@ -119,19 +151,20 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     keep = (stop > start_sample) & (first < start_sample + n_samples)
     if not keep.any():
         return Schedule.empty(floor)
-    f0 = pitch_to_hz(notes.pitch[keep])
     tau = decay_tau_s(notes.pitch[keep])
     k = np.arange(1, config.partials + 1, dtype=np.float64)
-    freq = f0[:, None] * k[None, :]                       # [notes, partials]
+    freq = partial_hz(notes.pitch[keep][:, None], k[None, :], config.tuning_cents,
+                      config.inharmonicity)              # [notes, partials]
     ok = freq < min(config.max_hz, sr / 2.0)
+    if config.gain > 0:  # the gain rides on the fundamental: keep it even where stretch lifts it past max_hz
+        ok[:, 0] = freq[:, 0] < sr / 2.0
     rows = np.nonzero(ok)
     note_idx = rows[0]
     partial = k[rows[1]]
     hz = freq[rows]
     # Higher partials of a real string die faster.
     tau_k = config.decay_scale * tau[note_idx] / partial ** config.decay_exponent
-    # The innovation gain rides on each note's first oscillator (the fundamental is always below max_hz
-    # when the gain is on: config validation).
+    # The innovation gain rides on each note's first oscillator (the fundamental, kept above).
     carrier = (partial == 1.0) & (config.gain > 0)
     level = np.where(carrier, config.gain * (notes.velocity[keep][note_idx] / 127.0) ** config.gain_velocity_exponent,
                      0.0)

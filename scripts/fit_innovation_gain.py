@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     target = [np.log(rms + eps) - math.log(args.target_rms) for _, _, rms in pieces]
 
     def unpack(z):  # the floor stays above a few 16-bit steps (the network reads u on the 16-bit grid)
-        return np.array([math.exp(z[0]), min(max(z[1], 0.0), 4.0), math.exp(z[2]), math.exp(z[3]), math.exp(z[4]),
+        return np.array([math.exp(z[0]), min(max(z[1], 0.0), 4.0), min(math.exp(z[2]), 2.0), math.exp(z[3]), math.exp(z[4]),
                          min(math.exp(z[5]), 2.0), MIN_FLOOR + math.exp(z[6])])
 
     def loss(z):

@@ -1,0 +1,191 @@
+"""Fit where the resonator bank's partials lie (data.resonators.tuning_cents, .inharmonicity) and how
+fast they decay (data.resonators.decay_scale, .decay_exponent) to a store's training audio.
+
+    python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60]
+
+Why: a resonator that misses its partial by more than about kappa * sample_rate / (2 pi) Hz (2.5 Hz
+at the bundled model's sustain kappa 0.001) cannot track it, and the untracked partial lands in the
+innovation the network must model. A real piano is stretch-tuned (bass flat, treble sharp) and its
+stiff strings put partial k at k f0 sqrt(1 + B k^2), tens of cents above k f0 by the 8th partial.
+
+How: every note whose onset has no other onset within its analysis window (30 ms after the onset,
+8192 samples) is one observation; in its zero-padded spectrum the peak within -60..+120 cents of each
+harmonic k f0 (k = 1..16, prominent against the median of +-10 % around it) gives the partial's
+deviation in cents. A robust least-squares fit of `resonators.partial_hz`'s model (a cubic in octaves
+from middle C for the tuning, a line in log10 B) to all observations gives the settings, printed as a
+JSON `"data": {"resonators": {...}}` block, with the median absolute residual and the observation
+count.
+
+Decays: a held note with no other onset for 0.1 + 0.5 s + a window gives, per partial (at the fitted
+position), its amplitude in two 2048-sample windows 0.5 s apart (0.1 s after the onset: past the
+hammer); their ratio is the partial's decay time. A robust fit of log tau to
+`decay_scale * midi.decay_tau_s(pitch) / k**decay_exponent` gives the two settings. Why: in
+synthesis the bank's decays are how long each partial rings after the network's excitation; on the
+Salamander demo data the upper partials ring about as long as the fundamental in the first half
+second (exponent ~0), where the earlier configs used 1 (the 6th partial dying 6 times faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from fit_innovation_gain import training_pieces  # this folder: python scripts/fit_partials.py
+
+from midi2wave import constants as C
+from midi2wave.midi import decay_tau_s, pitch_to_hz
+from midi2wave.resonators import partial_hz
+
+WINDOW = 8192
+PAD = 65536
+MAX_PARTIAL = 16
+DELAY_S = 0.03      # skip the hammer's noise
+PROMINENCE = 8.0    # a peak must stand this far above the local median magnitude
+
+
+def measure(pieces, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
+    """float64 [n, 3] observations (pitch, k, cents above k f0) from [(notes, audio float [n])]."""
+    hann = np.hanning(WINDOW)
+    freqs = np.fft.rfftfreq(PAD, 1.0 / sample_rate_hz)
+    bin_hz = freqs[1]
+    rows = []
+    for notes, x in pieces:
+        onsets = notes.onset_s
+        for i in range(len(notes)):
+            t0 = onsets[i] + DELAY_S
+            a = int(t0 * sample_rate_hz)
+            b = a + WINDOW
+            if b > len(x):
+                continue
+            others = (onsets > onsets[i] - 0.01) & (onsets < t0 + WINDOW / sample_rate_hz)
+            others[i] = False
+            if others.any():
+                continue
+            pitch = int(notes.pitch[i])
+            f0 = float(pitch_to_hz(pitch))
+            spec = np.abs(np.fft.rfft(np.asarray(x[a:b], np.float64) * hann, PAD))
+            for k in range(1, MAX_PARTIAL + 1):
+                fk = k * f0
+                lo, hi = fk * 2 ** (-60 / 1200), fk * 2 ** (120 / 1200)
+                if hi >= sample_rate_hz / 2 - 200:
+                    break
+                sel = np.nonzero((freqs >= lo) & (freqs <= hi))[0]
+                seg = spec[sel]
+                j = int(np.argmax(seg))
+                if j == 0 or j == len(seg) - 1:
+                    continue
+                if seg[j] < PROMINENCE * np.median(spec[(freqs >= 0.9 * fk) & (freqs <= 1.1 * fk)]):
+                    continue
+                al, be, ga = (math.log(seg[j - 1] + 1e-12), math.log(seg[j]), math.log(seg[j + 1] + 1e-12))
+                shift = 0.5 * (al - ga) / (al - 2 * be + ga)  # parabolic interpolation of the log peak
+                rows.append((pitch, k, 1200 * math.log2((freqs[sel[j]] + shift * bin_hz) / fk)))
+    return np.asarray(rows, np.float64).reshape(-1, 3)
+
+
+def fit(obs: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...], float]:
+    """(tuning_cents [4], inharmonicity [2], median |residual| in cents) from `measure`'s rows."""
+    pitch, k, cents = obs[:, 0], obs[:, 1], obs[:, 2]
+    harmonic = pitch_to_hz(pitch) * k
+
+    def residual(theta):
+        return 1200 * np.log2(partial_hz(pitch, k, tuple(theta[:4]), tuple(theta[4:])) / harmonic) - cents
+
+    result = least_squares(residual, [0.0, 0.0, 0.0, 0.0, -3.4, 0.33], loss="soft_l1", f_scale=5.0)
+    theta = result.x
+    return (tuple(round(float(v), 4) for v in theta[:4]), tuple(round(float(v), 4) for v in theta[4:]),
+            float(np.median(np.abs(residual(theta)))))
+
+
+DECAY_WINDOW = 2048
+DECAY_START_S = 0.1
+DECAY_SPAN_S = 0.5
+
+
+def measure_decays(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple[float, ...],
+                   sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
+    """float64 [n, 3] (pitch, k, decay time in s; inf where the partial did not decay) of held,
+    isolated notes' partials below 7.5 kHz, from [(notes, audio float [n])]. A partial counts when it
+    stands `PROMINENCE` times above the spectrum halfway to the next one."""
+    hann = np.hanning(DECAY_WINDOW)
+    n = np.arange(DECAY_WINDOW)
+    rows = []
+    for notes, x in pieces:
+        onsets = notes.onset_s
+        for i in range(len(notes)):
+            t1 = onsets[i] + DECAY_START_S
+            t2 = t1 + DECAY_SPAN_S
+            end = t2 + DECAY_WINDOW / sample_rate_hz
+            if end > notes.offset_s[i] or int(t2 * sample_rate_hz) + DECAY_WINDOW > len(x):
+                continue
+            others = (onsets > onsets[i] - 0.01) & (onsets < end)
+            others[i] = False
+            if others.any():
+                continue
+            pitch = int(notes.pitch[i])
+            segments = [np.asarray(x[int(t * sample_rate_hz):int(t * sample_rate_hz) + DECAY_WINDOW], np.float64) * hann
+                        for t in (t1, t2)]
+            for k in range(1, MAX_PARTIAL + 1):
+                f = float(partial_hz(pitch, k, tuning_cents, inharmonicity))
+                if f > 7500.0:
+                    break
+                probe = np.exp(-2j * np.pi * f * n / sample_rate_hz)
+                a1, a2 = (abs(np.dot(seg, probe)) for seg in segments)
+                between = np.exp(-2j * np.pi * float(partial_hz(pitch, k + 0.5, tuning_cents, inharmonicity)) * n
+                                 / sample_rate_hz)
+                if a1 <= PROMINENCE * abs(np.dot(segments[0], between)) or a2 <= 0.0:
+                    continue  # no partial there (or buried in another's)
+                rows.append((pitch, k, DECAY_SPAN_S / math.log(a1 / a2) if a2 < a1 else math.inf))
+    return np.asarray(rows, np.float64).reshape(-1, 3)
+
+
+def fit_decays(obs: np.ndarray) -> tuple[float, float, float]:
+    """(decay_scale, decay_exponent, median |log error|) from `measure_decays`' rows (decay times
+    outside 0.02..10 s are dropped: noise or another note's partial)."""
+    obs = obs[(obs[:, 2] > 0.02) & (obs[:, 2] < 10.0)]
+    pitch, k, tau = obs[:, 0], obs[:, 1], obs[:, 2]
+
+    def residual(theta):
+        return np.log(theta[0] * decay_tau_s(pitch) / k ** theta[1]) - np.log(tau)
+
+    result = least_squares(residual, [0.5, 0.5], bounds=([1e-3, -1.0], [100.0, 3.0]), loss="soft_l1", f_scale=0.5)
+    scale, exponent = result.x
+    return round(float(scale), 4), round(float(exponent), 4), float(np.median(np.abs(residual(result.x))))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("store")
+    ap.add_argument("--pieces", type=int, default=54)
+    ap.add_argument("--seconds", type=float, default=60.0, help="at most this much of each piece")
+    ap.add_argument("--sustain-threshold", type=int, default=C.PEDAL_ON_THRESHOLD)
+    args = ap.parse_args(argv)
+    pieces = [(notes, x) for _, notes, x in training_pieces(args.store, args.sustain_threshold, args.pieces,
+                                                            args.seconds)]
+    obs = measure(pieces)
+    if len(obs) < 20:
+        print(f"{args.store}: only {len(obs)} partials measured (too few isolated notes); nothing fitted",
+              file=sys.stderr)
+        return 1
+    tuning, stiffness, mad = fit(obs)
+    print(f"{len(obs)} partials of {len(np.unique(obs[:, 0]))} pitches; median |residual| {mad:.1f} cents",
+          file=sys.stderr)
+    decays = measure_decays(pieces, tuning, stiffness)
+    bank = {"tuning_cents": list(tuning), "inharmonicity": list(stiffness)}  # config.ResonatorConfig settings
+    if len(decays) >= 20:
+        scale, exponent, log_err = fit_decays(decays)
+        bank.update(decay_scale=scale, decay_exponent=exponent)
+        print(f"{len(decays)} partial decays; median |log error| {log_err:.2f}", file=sys.stderr)
+    else:
+        print(f"only {len(decays)} partial decays measured (too few held isolated notes); decays not fitted",
+              file=sys.stderr)
+    print(json.dumps({"data": {"resonators": bank}}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
