@@ -148,3 +148,26 @@ def test_fit_partials_recovers_how_fast_partials_decay():
     scale, exponent, log_err = fit_partials.fit_decays(obs)
     assert abs(scale - 0.7) < 0.05 and abs(exponent - 0.3) < 0.05, (scale, exponent)
     assert log_err < 0.05
+
+
+def test_kappa_exponent_drives_upper_partials_less():
+    notes = _notes([0.0], [0.5], [60])
+    plain = rs.ResonatorConfig(partials=4, kappa=0.02, sustain_kappa=0.004)
+    steep = dataclasses.replace(plain, kappa_exponent=1.5)
+    a, b = rs.schedule(notes, 0, SR, SR, plain), rs.schedule(notes, 0, SR, SR, steep)
+    k = np.rint(b.omega / b.omega.min())
+    np.testing.assert_allclose(a.kappa, 0.02)
+    np.testing.assert_allclose(b.kappa, 0.02 / k ** 1.5)
+    np.testing.assert_allclose(b.kappa_sustain, 0.004 / k ** 1.5)
+    # free-running from the same white innovation, the upper partials ring correspondingly weaker
+    rng = np.random.default_rng(0)
+    u = np.zeros(SR // 2)
+    u[:320] = 0.1 * rng.standard_normal(320)
+    spectra = [np.abs(np.fft.rfft(rs.synthesize(u, s)[800:].astype(np.float64))) for s in (a, b)]
+    f = np.fft.rfftfreq(SR // 2 - 800, 1 / SR)
+    def level(spec, hz):
+        return spec[(f > hz - 5) & (f < hz + 5)].max()
+    f0 = float(pitch_to_hz(60))
+    ratio_plain = level(spectra[0], 4 * f0) / level(spectra[0], f0)
+    ratio_steep = level(spectra[1], 4 * f0) / level(spectra[1], f0)
+    assert ratio_steep < ratio_plain / 4 ** 1.5 * 1.5
