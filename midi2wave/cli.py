@@ -121,8 +121,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     sampling = _sampling_options(**_model_sampling_settings(args), seed=args.seed, chunk_seconds=args.chunk_seconds,
                                  overlap_seconds=args.overlap_seconds)
     options = EvaluateOptions(store=args.data, split=args.split, midi_files=tuple(args.midi or ()),
-                              n_excerpts=args.excerpts, excerpt_seconds=args.excerpt_seconds, seed=args.seed,
-                              nll=not args.no_nll, transcription=not args.no_transcription,
+                              n_excerpts=args.excerpts, excerpt_seconds=args.excerpt_seconds,
+                              lead_in_seconds=args.lead_in_seconds, seed=args.seed, nll=not args.no_nll, transcription=not args.no_transcription,
                               other_instrument=args.other_instrument, sampling=sampling, plots_dir=args.plots,
                               report_options=report_options, force=args.force)
     return evaluate_checkpoint(args.checkpoint, options, json_path=args.json, quiet=args.quiet)
@@ -233,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--midi", type=Path, nargs="+", default=None, help="evaluate on these MIDI files instead of --data")
     p.add_argument("--excerpts", type=_positive_int, default=8, help="excerpts to score")
     p.add_argument("--excerpt-seconds", type=float, default=4.0)
+    p.add_argument("--lead-in-seconds", type=float, default=2.0,
+                   help="generations start this long before each excerpt, from the MIDI there, and the lead-in "
+                        "is cut off before scoring, so notes struck earlier ring into the excerpt as in a whole "
+                        "render (0: start from silence at the excerpt)")
     p.add_argument("--no-transcription", action="store_true", help="skip generation + transcription F1")
     p.add_argument("--no-nll", action="store_true",
                    help="skip the teacher-forced NLL and conditioning gain (most of a store evaluation's time): "

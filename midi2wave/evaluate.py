@@ -96,6 +96,9 @@ class EvaluateOptions:
     midi_files: tuple[Path, ...] = ()
     n_excerpts: int = 8  # from a store (a MIDI file gives one excerpt)
     excerpt_seconds: float = 4.0
+    # Generations start this long before each excerpt, from the MIDI there, and the lead-in is cut
+    # off before scoring: notes struck before the excerpt ring into it as in a whole-piece render.
+    lead_in_seconds: float = 2.0
     seed: int = 0  # which excerpts (the generations' seed is `sampling.seed`; the CLI's --seed sets both)
     batch_size: int = 4  # excerpts per teacher-forced batch
     # Teacher-forced NLL and conditioning gain (stores only). Off: the results' "nll" and
@@ -130,6 +133,8 @@ class EvaluateOptions:
             raise EvaluationError(f"--excerpts {self.n_excerpts}: must be >= 1")
         if not self.excerpt_seconds > 0:
             raise EvaluationError(f"--excerpt-seconds {self.excerpt_seconds:g}: must be > 0")
+        if not 0 <= self.lead_in_seconds <= 60:
+            raise EvaluationError(f"--lead-in-seconds {self.lead_in_seconds:g}: must be in [0, 60]")
         if self.batch_size < 1:
             raise EvaluationError(f"batch_size {self.batch_size}: must be >= 1")
         if not self.onset_tolerance_s > 0:
@@ -326,7 +331,8 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
                        sampling: SamplingOptions = SamplingOptions(chunk_seconds=0.0),
                        progress: bool = False) -> list[np.ndarray]:
     """Free-running generation (float32 [n_samples] each) from each excerpt's own MIDI and year,
-    all excerpts as one batch (one stream per excerpt, starting from silence), seeded by
+    all excerpts as one batch (one stream per excerpt, starting from silence, at the excerpt or
+    `Excerpt.lead_in_samples` before it: the lead-in is generated and cut off), seeded by
     `sampling.seed`; `sampling` settings left None take the model's own (`config.sampling`).
 
     sampling.chunk_seconds > 0: each excerpt is cut into chunks as `midi2wave synthesize
@@ -341,18 +347,30 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
     options = sampling.for_model(config.sampling)
     chunk_seconds = float(options.chunk_seconds or 0.0)
     device = _model_device(model)
-    batch, = excerpt_batches(excerpts, len(excerpts), "true", targets=False)
-    n = excerpts[0].audio.shape[0]
-    schedules = None
-    if excerpts[0].schedule is not None:  # generation starts at the window: shift the warm-up away
-        schedules = [e.schedule.shifted(-len(e.warmup_audio)) for e in excerpts]
+    lead = excerpts[0].lead_in_samples
+    if any(e.lead_in_samples != lead for e in excerpts):
+        raise ValueError("the excerpts' generation lead-ins differ in length")
+    if lead > 0:  # generation starts `lead` samples before each excerpt, from the MIDI there
+        batch = {"conditioning": torch.from_numpy(np.stack([e.lead_in.rolls for e in excerpts])),
+                 "year": torch.tensor([e.year for e in excerpts], dtype=torch.int64)}
+        if excerpts[0].lead_in.excitation is not None:
+            batch["excitation"] = torch.from_numpy(np.stack([e.lead_in.excitation for e in excerpts]))
+        schedules = [e.lead_in.schedule for e in excerpts] if excerpts[0].lead_in.schedule is not None else None
+        onsets = [e.lead_in_onsets_s for e in excerpts]
+    else:
+        batch, = excerpt_batches(excerpts, len(excerpts), "true", targets=False)
+        schedules = None
+        if excerpts[0].schedule is not None:  # generation starts at the window: shift the warm-up away
+            schedules = [e.schedule.shifted(-len(e.warmup_audio)) for e in excerpts]
+        onsets = [e.notes.onset_s for e in excerpts]
+    n = lead + excerpts[0].audio.shape[0]
     plan = ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, config.data.sample_rate_hz,
                           model.samples_per_frame)
     starts, length = list(plan.starts), plan.length
     if chunk_seconds > 0:
         batch, schedules = _chunk_rows(model, batch, schedules, starts, length)
-    tracks = [temperature_track(e.notes.onset_s, s, length, e.sample_rate_hz, options)
-              for e in excerpts for s in starts]
+    tracks = [temperature_track(on, s, length, e.sample_rate_hz, options)
+              for e, on in zip(excerpts, onsets) for s in starts]
     temperatures: Any = torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.temperature
     bar = None
     callback = None
@@ -375,7 +393,7 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
             bar.close()
     audio = audio.float().cpu().numpy()
     K = plan.rows
-    return [plan.join(audio[i * K:(i + 1) * K], options.crossfade) for i in range(len(excerpts))]
+    return [plan.join(audio[i * K:(i + 1) * K], options.crossfade)[lead:] for i in range(len(excerpts))]
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -437,9 +455,11 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
     margin = model.context_margin_frames
     t_start = time.perf_counter()
     if store is not None:
-        excerpts = store_excerpts(store, options.split, config.data, margin, options.n_excerpts, excerpt_seconds, seed)
+        excerpts = store_excerpts(store, options.split, config.data, margin, options.n_excerpts, excerpt_seconds, seed,
+                                  lead_in_seconds=options.lead_in_seconds)
     else:
-        excerpts = midi_excerpts(midi_files, config.data, margin, excerpt_seconds, render=transcription)
+        excerpts = midi_excerpts(midi_files, config.data, margin, excerpt_seconds, render=transcription,
+                                 lead_in_seconds=options.lead_in_seconds)
     donors = donor_indices(excerpts)
     timings: dict[str, float] = {"select_excerpts": time.perf_counter() - t_start}
     if options.plots_dir is not None and not force:  # refuse existing PNGs before the costly part
@@ -458,6 +478,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
             "midi": [str(p) for p in midi_files] if midi_files else None,
             "excerpts": len(excerpts),
             "excerpt_seconds": float(excerpt_seconds),
+            "lead_in_seconds": float(options.lead_in_seconds),
             "seed": int(seed),
             "batch_size": int(options.batch_size),
             "conditioning_swapped": "frame-rate rolls, audio-rate excitation and resonator bank (if any) of "

@@ -18,7 +18,7 @@ from . import realism, resonators
 from .config import DataConfig
 from .data.store import load_store_notes
 from .errors import EvaluationError
-from .inputs import window_inputs
+from .inputs import WindowInputs, window_inputs
 from .midi import Notes, apply_sustain
 
 __all__ = ["CONDITIONS", "Excerpt", "donor_indices", "excerpt_batches", "excerpt_config", "innovation_target",
@@ -48,6 +48,13 @@ class Excerpt:
     # realism release margin after its start), times relative to its start, not clipped: what
     # sounds in the window, for the realism measures (gap mask, partial bands, second instrument).
     sounding: Notes | None = None
+    # Generation's lead-in: the model inputs of the window that starts `lead_in_samples` before
+    # the excerpt and ends with it, and the onsets (s, relative to that earlier start) of the notes
+    # in it. Why: `synthesize` renders whole pieces, so a note struck before the excerpt rings into
+    # it; a generation starting at the excerpt from silence would leave those notes unstruck.
+    lead_in: WindowInputs | None = None
+    lead_in_samples: int = 0
+    lead_in_onsets_s: np.ndarray | None = None
     samples_per_frame: int = C.SAMPLES_PER_FRAME
     frame_rate_hz: int = C.FRAME_RATE_HZ
     extra: dict = field(default_factory=dict)
@@ -89,6 +96,23 @@ def _has_onset(notes: Notes, start_s: float, end_s: float) -> bool:
     return bool(np.any((notes.onset_s >= start_s) & (notes.onset_s < end_s)))
 
 
+def _lead_in(excerpt: Excerpt, cfg: DataConfig, sustained: Notes, pedals, margin_frames: int, year: int | None,
+             lead_in_seconds: float) -> Excerpt:
+    """`excerpt` with its generation lead-in (`Excerpt.lead_in`) of `lead_in_seconds` (whole frames;
+    before the piece's start the MIDI is silence)."""
+    frames = int(round(lead_in_seconds * cfg.frame_rate_hz))
+    if frames <= 0:
+        return excerpt
+    lead = frames * cfg.samples_per_frame
+    s0 = excerpt.start_frame * cfg.samples_per_frame - lead
+    excerpt.lead_in = window_inputs(cfg, sustained, pedals, s0, lead + len(excerpt.audio), margin_frames, year)
+    excerpt.lead_in_samples = lead
+    inside = (sustained.onset_s * cfg.sample_rate_hz >= s0) & (
+        sustained.onset_s * cfg.sample_rate_hz < s0 + lead + len(excerpt.audio))
+    excerpt.lead_in_onsets_s = sustained.onset_s[inside] - s0 / cfg.sample_rate_hz
+    return excerpt
+
+
 def excerpt_config(data_config: DataConfig, excerpt_seconds: float) -> DataConfig:
     import dataclasses
 
@@ -98,8 +122,10 @@ def excerpt_config(data_config: DataConfig, excerpt_seconds: float) -> DataConfi
 
 
 def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig, margin_frames: int,
-                   n_excerpts: int = 8, excerpt_seconds: float = 4.0, seed: int = 0) -> list[Excerpt]:
-    """A fixed, seeded set of `n_excerpts` distinct windows of `excerpt_seconds` from one split.
+                   n_excerpts: int = 8, excerpt_seconds: float = 4.0, seed: int = 0,
+                   lead_in_seconds: float = 0.0) -> list[Excerpt]:
+    """A fixed, seeded set of `n_excerpts` distinct windows of `excerpt_seconds` from one split
+    (with a generation lead-in of `lead_in_seconds`, `Excerpt.lead_in`, when > 0).
 
     Pieces are taken in a seeded order and cycled (so excerpts spread over pieces); each excerpt's
     start is a seeded whole frame such that the window lies inside the audio and, where the piece
@@ -150,14 +176,15 @@ def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig
         s0 = start * cfg.samples_per_frame
         window = window_inputs(cfg, sustained, pedals, s0, cfg.segment_samples, margin_frames,
                                dataset.piece_years[piece], audio=audio, audio_scale=1.0 / C.PCM_SCALE)
-        excerpts.append(Excerpt(
+        excerpts.append(_lead_in(Excerpt(
             source=str(dataset.pieces[piece]["id"]), start_frame=start, n_frames=cfg.segment_frames,
             audio=np.asarray(audio[s0:s0 + cfg.segment_samples], np.float32) / C.PCM_SCALE,
             conditioning=window.rolls, year=window.year,
             notes=_reference_notes(notes, start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz),
             excitation=window.excitation, samples_per_frame=cfg.samples_per_frame, frame_rate_hz=cfg.frame_rate_hz,
             schedule=window.analysis_schedule, warmup_audio=window.warmup_audio, extra={"piece_index": piece},
-            sounding=sounding_notes(sustained, start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz)))
+            sounding=sounding_notes(sustained, start_s, start_s + cfg.segment_frames / cfg.frame_rate_hz)),
+            cfg, sustained, pedals, margin_frames, dataset.piece_years[piece], lead_in_seconds))
     return excerpts
 
 
@@ -167,8 +194,8 @@ def _store_notes(store: Path, record: dict) -> Notes:
 
 
 def midi_excerpts(paths: Sequence[str | os.PathLike], data_config: DataConfig, margin_frames: int,
-                  excerpt_seconds: float = 4.0, render: bool = True, year: int = C.UNKNOWN_YEAR_INDEX
-                  ) -> list[Excerpt]:
+                  excerpt_seconds: float = 4.0, render: bool = True, year: int = C.UNKNOWN_YEAR_INDEX,
+                  lead_in_seconds: float = 0.0) -> list[Excerpt]:
     """One excerpt per MIDI file: `excerpt_seconds` from the frame of its first onset (past the end
     of a shorter file the rolls are zero and the audio silent, so all excerpts have one length).
     The ground-truth audio is a FluidSynth render of the whole file, sliced to the window
@@ -194,12 +221,13 @@ def midi_excerpts(paths: Sequence[str | os.PathLike], data_config: DataConfig, m
         window = window_inputs(cfg, sustained, pedals, start * spf, n, margin_frames,
                                audio=full if render else np.zeros(start * spf + n, np.float32))
         start_s = start / fr
-        excerpts.append(Excerpt(
+        excerpts.append(_lead_in(Excerpt(
             source=str(path), start_frame=start, n_frames=n_frames, audio=audio, conditioning=window.rolls,
             year=int(year), notes=_reference_notes(raw, start_s, start_s + n_frames / fr),
             excitation=window.excitation, samples_per_frame=spf, frame_rate_hz=fr,
             schedule=window.analysis_schedule, warmup_audio=window.warmup_audio,
-            sounding=sounding_notes(sustained, start_s, start_s + n_frames / fr)))
+            sounding=sounding_notes(sustained, start_s, start_s + n_frames / fr)),
+            cfg, sustained, pedals, margin_frames, None, lead_in_seconds))
     return excerpts
 
 

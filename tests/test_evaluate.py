@@ -735,3 +735,41 @@ def test_realism_of_renders_script_measures_a_wav_beside_the_sampled_piano(tmp_p
     assert script.main([str(midi), "--wav", str(tmp_path / "missing.wav")]) == 2
     assert "missing.wav" in capsys.readouterr().err
     assert script.main([str(midi), "--json", str(out)]) == 2        # exists: refused without --force
+
+
+LEAD_DATA = dataclasses.replace(BANK_DATA, excitation_partials=2)
+
+
+def test_a_generation_lead_in_extends_the_excerpts_inputs_back_and_is_cut_off(store):
+    import midi2wave.evaluate as ev
+
+    model = _tiny_model(model=TINY, data=LEAD_DATA)
+    config = Config(data=LEAD_DATA, model=TINY)
+    margin = model.context_margin_frames
+    plain = store_excerpts(store, "test", LEAD_DATA, margin, n_excerpts=2, excerpt_seconds=0.25, seed=0)
+    led = store_excerpts(store, "test", LEAD_DATA, margin, n_excerpts=2, excerpt_seconds=0.25, seed=0,
+                         lead_in_seconds=0.2)
+    lead_frames = int(round(0.2 * LEAD_DATA.frame_rate_hz))
+    for p, e in zip(plain, led):
+        assert p.lead_in is None and e.lead_in_samples == lead_frames * LEAD_DATA.samples_per_frame
+        assert (e.source, e.start_frame) == (p.source, p.start_frame)
+        np.testing.assert_array_equal(e.lead_in.rolls[:, lead_frames:], p.conditioning)
+        np.testing.assert_array_equal(e.lead_in.excitation[e.lead_in_samples:], p.excitation)
+        window = p.schedule.shifted(-len(p.warmup_audio))  # the excerpt's oscillators, times from its start
+        early = e.lead_in.schedule.shifted(-e.lead_in_samples)
+        assert set(zip(window.start, window.omega)) <= set(zip(early.start, early.omega))
+    sampling = SamplingOptions(seed=5, chunk_seconds=0.0)
+    without = ev._generate_excerpts(model, config, plain, sampling)
+    with_lead = ev._generate_excerpts(model, config, led, sampling)
+    for a, b, e in zip(without, with_lead, led):
+        assert a.shape == b.shape == e.audio.shape
+    assert any(not np.array_equal(a, b) for a, b in zip(without, with_lead))
+    # the lead-in is generated, then cut: the same as generating the longer window and slicing it
+    from midi2wave.generate import generate
+    full = generate(model, led[0].lead_in_samples + len(led[0].audio),
+                    conditioning=torch.from_numpy(np.stack([e.lead_in.rolls for e in led])),
+                    year=torch.tensor([e.year for e in led]),
+                    excitation=torch.from_numpy(np.stack([e.lead_in.excitation for e in led])),
+                    seed=5, temperature=1.0, resonators=[e.lead_in.schedule for e in led]).float().numpy()
+    for row, b, e in zip(full, with_lead, led):
+        np.testing.assert_array_equal(row[e.lead_in_samples:], b)
