@@ -2,8 +2,9 @@
 the same seed (the same MIDI files):
 
 1. log-mel distance of the dataset's renders to a plain sfizz render of the same MIDI
-   (`sfizz_render`, the binary in the pysfizz wheel, with the project's 16-layer SFZ: no room,
-   no year changes) and to the MuseScore dataset's render of it. Distance: mean absolute
+   (`sfizz_render`, the binary in the pysfizz wheel, with the project's 16-layer SFZ over the
+   OGG samples as published, `write_sfz(aligned=False)`: no room, no year changes, no channel
+   alignment) and to the MuseScore dataset's render of it. Distance: mean absolute
    difference of natural-log mel spectrograms (16 kHz mono, n_fft 1024, hop 256, 80 mels,
    power 2, floor 1e-5), after scaling the other signal to the same RMS; cropped to the shorter.
 2. basic-pitch onset F1 (midi2wave.transcribe, evaluate.note_f1: 50 ms, offsets ignored) of
@@ -84,7 +85,7 @@ def main() -> int:
     for n in names:
         if n not in theirs or (args.data / n).read_bytes() != (args.other / n).read_bytes():
             sys.exit(f"{args.other / n}: not the same MIDI as {args.data / n} (make both with the same seed)")
-    sfz = write_sfz(ensure_samples())
+    sfz = write_sfz(ensure_samples(), aligned=False)  # the samples as published
     binary = sfizz_render_binary()
     result: dict = {"split": args.split, "logmel": [], "f1": {}}
     with tempfile.TemporaryDirectory() as tmp:
