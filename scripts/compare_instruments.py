@@ -108,10 +108,12 @@ def main() -> int:
             matched, n_ref, n_est = matched + s["n_matched"], n_ref + s["n_reference"], n_est + s["n_estimated"]
             per_piece.append(s["f1"])
         pooled = 2 * matched / (n_ref + n_est) if n_ref + n_est else 0.0
+        precision, recall = matched / max(n_est, 1), matched / max(n_ref, 1)
         result["f1"][label] = {"pooled_f1": pooled, "mean_piece_f1": float(np.mean(per_piece)), "pieces": len(names),
-                               "n_reference": n_ref}
+                               "n_reference": n_ref, "precision": precision, "recall": recall}
         print(f"{label}: onset F1 {pooled:.3f} pooled over {len(names)} {args.split} pieces "
-              f"({n_ref} notes), mean per piece {np.mean(per_piece):.3f}", flush=True)
+              f"({n_ref} notes; precision {precision:.3f}, recall {recall:.3f}), mean per piece {np.mean(per_piece):.3f}",
+              flush=True)
     d = np.array([[r["to_plain_sfizz"], r["to_musescore_data"]] for r in result["logmel"]])
     print(f"log-mel distance, mean of {len(d)}: to plain sfizz {d[:, 0].mean():.3f}, to the MuseScore data {d[:, 1].mean():.3f}")
     if args.json:
