@@ -2,8 +2,9 @@
 the same seed (the same MIDI files):
 
 1. log-mel distance of the dataset's renders to a plain sfizz render of the same MIDI
-   (`sfizz_render`, the binary in the pysfizz wheel, with the project's 16-layer SFZ: no room,
-   no year changes) and to the MuseScore dataset's render of it. Distance: mean absolute
+   (`sfizz_render`, the binary in the pysfizz wheel, with the project's 16-layer SFZ over the
+   OGG samples as published, `write_sfz(aligned=False)`: no room, no year changes, no channel
+   alignment) and to the MuseScore dataset's render of it. Distance: mean absolute
    difference of natural-log mel spectrograms (16 kHz mono, n_fft 1024, hop 256, 80 mels,
    power 2, floor 1e-5), after scaling the other signal to the same RMS; cropped to the shorter.
 2. basic-pitch onset F1 (midi2wave.transcribe, evaluate.note_f1: 50 ms, offsets ignored) of
@@ -84,7 +85,7 @@ def main() -> int:
     for n in names:
         if n not in theirs or (args.data / n).read_bytes() != (args.other / n).read_bytes():
             sys.exit(f"{args.other / n}: not the same MIDI as {args.data / n} (make both with the same seed)")
-    sfz = write_sfz(ensure_samples())
+    sfz = write_sfz(ensure_samples(), aligned=False)  # the samples as published
     binary = sfizz_render_binary()
     result: dict = {"split": args.split, "logmel": [], "f1": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,10 +108,12 @@ def main() -> int:
             matched, n_ref, n_est = matched + s["n_matched"], n_ref + s["n_reference"], n_est + s["n_estimated"]
             per_piece.append(s["f1"])
         pooled = 2 * matched / (n_ref + n_est) if n_ref + n_est else 0.0
+        precision, recall = matched / max(n_est, 1), matched / max(n_ref, 1)
         result["f1"][label] = {"pooled_f1": pooled, "mean_piece_f1": float(np.mean(per_piece)), "pieces": len(names),
-                               "n_reference": n_ref}
+                               "n_reference": n_ref, "precision": precision, "recall": recall}
         print(f"{label}: onset F1 {pooled:.3f} pooled over {len(names)} {args.split} pieces "
-              f"({n_ref} notes), mean per piece {np.mean(per_piece):.3f}", flush=True)
+              f"({n_ref} notes; precision {precision:.3f}, recall {recall:.3f}), mean per piece {np.mean(per_piece):.3f}",
+              flush=True)
     d = np.array([[r["to_plain_sfizz"], r["to_musescore_data"]] for r in result["logmel"]])
     print(f"log-mel distance, mean of {len(d)}: to plain sfizz {d[:, 0].mean():.3f}, to the MuseScore data {d[:, 1].mean():.3f}")
     if args.json:

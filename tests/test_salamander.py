@@ -105,7 +105,75 @@ def test_sfz_text_regions(tmp_path):
         assert sorted(keys) == list(range(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1))
 
 
+def fundamental_kept(x: np.ndarray, key: int, seconds: float = 3.0) -> float:
+    """Share of the fundamental's energy (band f0 / 1.15 .. f0 * 1.15, first `seconds`) of the
+    two channels of `x` [n, 2] that their mean keeps: 1 in phase, 0 in antiphase."""
+    f0 = 440.0 * 2.0 ** ((key - 69) / 12.0)
+    spec = np.fft.rfft(np.asarray(x[: int(seconds * SR)], np.float64), axis=0)
+    f = np.fft.rfftfreq(min(len(x), int(seconds * SR)), 1 / SR)
+    band = (f >= f0 / 1.15) & (f <= f0 * 1.15)
+    s = spec[band]
+    return float((np.abs(s[:, 0] + s[:, 1]) ** 2).sum() / (2 * (np.abs(s) ** 2).sum()))
+
+
+def test_channel_alignment_brings_a_spaced_pairs_fundamentals_into_phase():
+    key, delay = 54, 107  # F#3 (185 Hz, period 238 frames); the right microphone 2.4 ms later
+    t = np.arange(int(1.0 * SR)) / SR
+    f0 = 440.0 * 2.0 ** ((key - 69) / 12.0)
+
+    def tone(t):
+        return sum(np.exp(-t * (1 + k)) * np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 5)) * (t >= 0)
+
+    stereo = np.stack([tone(t), 0.8 * tone(t - delay / SR)], axis=1)
+    lag = S.fundamental_lag_frames(stereo, SR, key)
+    assert abs(lag + delay) <= 1  # negative: the right channel is later
+    aligned = S.align_channels(stereo, lag)
+    assert aligned.shape == stereo.shape and np.array_equal(aligned[:, 0], stereo[:, 0])
+    before, after = fundamental_kept(stereo, key), fundamental_kept(aligned, key)
+    assert before < 0.2 and after > 0.9, (before, after)
+    np.testing.assert_array_equal(S.align_channels(stereo, 0), stereo)
+    left_late = stereo[:, ::-1]
+    assert S.fundamental_lag_frames(left_late, SR, key) == -lag
+    assert fundamental_kept(S.align_channels(left_late, -lag), key) > 0.9
+    with pytest.raises(ValueError, match="stereo"):
+        S.fundamental_lag_frames(stereo[:, 0], SR, key)
+
+
 # --------------------------------------------------------------------------------- with samples
+
+
+def test_aligned_copies_keep_the_fundamental_in_mono_and_heal(sample_set, tmp_path):
+    """Layer 6's copies (made under tmp_path, not the shared cache): the channel mean keeps more
+    of every note's fundamental; a damaged copy is made again; the SFZ plays the copies."""
+    import soundfile as sf
+
+    layer = SM.SampleSet(root=tmp_path, layer_dirs={6: sample_set.layer_dirs[6]}, release_dir=None)
+    copies = S.aligned_samples(layer)
+    assert len(copies) == len(S.SAMPLE_KEYS)
+    before, after = [], []
+    for key in S.SAMPLE_KEYS:
+        source = sample_set.layer_dirs[6] / f"{S.NOTE_NAMES[key % 12]}{key // 12 - 1}v6.ogg"
+        copy = copies[source]
+        assert copy.parent == tmp_path / S.ALIGNED_SUBDIR / source.parent.name and copy.suffix == ".flac"
+        x, _ = sf.read(str(source), dtype="float64")
+        y, _ = sf.read(str(copy), dtype="float64")
+        assert y.shape == x.shape
+        if key >= 40:  # below, the fundamental is too weak and too long a period to matter
+            before.append(fundamental_kept(x, key))
+            after.append(fundamental_kept(y, key))
+    before, after = np.array(before), np.array(after)
+    assert after.mean() > before.mean() + 0.15 and after.min() > 0.35, (before.round(2), after.round(2))
+    assert np.all(after > before - 0.05)
+    damaged = copies[sample_set.layer_dirs[6] / "C4v6.ogg"]
+    good = damaged.read_bytes()
+    damaged.write_bytes(good[: len(good) // 2])
+    assert S.aligned_samples(layer)[sample_set.layer_dirs[6] / "C4v6.ogg"] == damaged
+    assert damaged.read_bytes() == good
+    text = S.write_sfz(layer).read_text(encoding="utf-8")
+    assert str(damaged) in text and ".ogg" not in text
+    assert "C4v6.ogg" in S.write_sfz(layer, aligned=False).read_text(encoding="utf-8")
+
+
 
 
 def test_velocity_changes_the_layer_and_the_loudness(sample_set, piano):

@@ -11,6 +11,14 @@ Two layers:
   velocity range (`LOUDNESS_DB`, the measured mean level of each layer at its range's centre,
   interpolated, down to `SOFTEST_DB` at velocity 1) through each layer's `amp_velcurve_N`, so a
   dataset with fewer layers changes timbre in fewer steps but has the same loudness curve.
+- `aligned_samples`: mono-compatible copies of the note samples. Salamander was recorded with a
+  spaced pair of microphones, and each note reaches them with its own phase difference, so the
+  channel mean (what `prepare` stores and what a transcriber hears) loses on average ~40% of a
+  note's fundamental energy, and some notes nearly all of it (F#3: the octave 20+ dB above the
+  fundamental in mono, below it in each channel). Each copy advances one channel by the lag
+  (at most half a period of the fundamental and `ALIGN_MAX_LAG_SECONDS`) that puts the two
+  channels' fundamentals in phase; written once as FLAC under ROOT/`ALIGNED_SUBDIR`, derived
+  from the checked OGGs, rewritten when damaged. The SFZ plays these copies.
 - `SfizzPiano`: one persistent sfizz synth (pysfizz) with that SFZ. `render_events(events,
   n_samples)` plays MIDI events given at exact sample positions (within sfizz blocks, by their
   sample offset) and returns the dry stereo float output.
@@ -26,12 +34,15 @@ after every piece.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .. import constants as C
+from ..files import atomic_path, atomic_write_bytes
 from . import demo
 from .samples import ALL_LAYERS, SampleError, SampleSet, ensure_samples
 
@@ -42,6 +53,9 @@ __all__ = [
     "SALAMANDER_VELOCITIES",
     "SalamanderRenderer",
     "SfizzPiano",
+    "align_channels",
+    "aligned_samples",
+    "fundamental_lag_frames",
     "sfz_text",
     "velocity_layout",
     "write_sfz",
@@ -78,6 +92,11 @@ SAMPLE_QUALITY: int = 2  # sfizz's resampler (0..10): 2 is polynomial; the sinc 
 SFIZZ_BLOCK: int = 512
 SFIZZ_VOICES: int = 256
 PITCH_WHEEL_MAX: int = 8191
+ALIGNED_SUBDIR: str = "aligned-v1"  # ROOT/aligned-v1/piano-velocityK/<name>.flac + aligned.json
+ALIGNED_MANIFEST: str = "aligned.json"
+ALIGN_WINDOW_SECONDS: tuple[float, float] = (0.05, 0.6)  # of each note sample, where the lag is measured
+ALIGN_BAND_RATIO: float = 1.3  # the fundamental's band: f0 / 1.3 .. f0 * 1.3
+ALIGN_MAX_LAG_SECONDS: float = 0.006  # a spaced pair's path differences stay within this
 
 
 def _sample_name(key: int, layer: int) -> str:
@@ -122,15 +141,98 @@ def _lead_in_frames(path: Path, read_seconds: float | None, threshold: float) ->
     return max(0, first - int(LEAD_MARGIN_SECONDS * rate))
 
 
-def sample_offsets(samples: SampleSet) -> dict[Path, int]:
+def fundamental_lag_frames(stereo: np.ndarray, sample_rate_hz: int, key: int) -> int:
+    """The lag (frames) of the left channel's fundamental behind the right's in a stereo note
+    recording `stereo` [n, 2] of MIDI `key`: the argmax of the two channels' cross-correlation
+    within the fundamental's band over `ALIGN_WINDOW_SECONDS`, searched within half a period of
+    the fundamental (every phase difference is reachable) and `ALIGN_MAX_LAG_SECONDS`. Positive:
+    the left channel is later."""
+    x = np.asarray(stereo, np.float64)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"expected stereo audio [n, 2], got shape {x.shape}")
+    f0_hz = 440.0 * 2.0 ** ((key - 69) / 12.0)
+    seg = x[int(ALIGN_WINDOW_SECONDS[0] * sample_rate_hz): int(ALIGN_WINDOW_SECONDS[1] * sample_rate_hz)]
+    n = 2 * len(seg)  # zero-padded: the circular correlation equals the linear one at small lags
+    if len(seg) < 2:
+        return 0
+    spec = np.fft.rfft(seg, n, axis=0)
+    f = np.fft.rfftfreq(n, 1.0 / sample_rate_hz)
+    band = (f >= f0_hz / ALIGN_BAND_RATIO) & (f <= f0_hz * ALIGN_BAND_RATIO)
+    cross = np.fft.irfft(spec[:, 0] * np.conj(spec[:, 1]) * band, n)  # [k]: sum_m L[m + k] R[m]
+    max_lag = int(min(ALIGN_MAX_LAG_SECONDS, 0.5 / f0_hz) * sample_rate_hz)
+    lags = np.arange(-max_lag, max_lag + 1)
+    return int(lags[np.argmax(cross[lags % n])])
+
+
+def align_channels(stereo: np.ndarray, lag_frames: int) -> np.ndarray:
+    """`stereo` [n, 2] with the later channel advanced by `lag_frames` (positive: the left one,
+    as `fundamental_lag_frames` measures it), zeros appended; same shape and dtype."""
+    y = np.array(stereo, copy=True)
+    lag = int(lag_frames)
+    channel = 0 if lag > 0 else 1
+    lag = abs(lag)
+    if lag:
+        y[: len(y) - lag, channel] = stereo[lag:, channel]
+        y[len(y) - lag:, channel] = 0
+    return y
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def aligned_samples(samples: SampleSet) -> dict[Path, Path]:
+    """{OGG note sample: its mono-compatible FLAC copy} for every layer of `samples` (see the
+    module docstring). A copy is made where it is missing or does not match the hash its folder's
+    `ALIGNED_MANIFEST` recorded (written last, through temporary names), so an interrupted or
+    damaged run heals itself; the copies are derived from the checked OGGs alone."""
+    import soundfile as sf
+
+    out: dict[Path, Path] = {}
+    for layer, folder in samples.layer_dirs.items():
+        target_dir = samples.root / ALIGNED_SUBDIR / folder.name
+        manifest_path = target_dir / ALIGNED_MANIFEST
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict):
+                manifest = {}
+        except (OSError, ValueError):
+            manifest = {}
+        changed = False
+        for key in SAMPLE_KEYS:
+            source = folder / _sample_name(key, layer)
+            target = target_dir / (source.stem + ".flac")
+            entry = manifest.get(target.name)
+            if not (isinstance(entry, dict) and target.is_file() and entry.get("sha256") == _sha256(target)):
+                x, rate = sf.read(str(source), dtype="float32", always_2d=True)
+                if x.shape[1] != 2:
+                    raise SampleError(f"{source}: expected a stereo recording, found {x.shape[1]} channel(s); "
+                                      f"delete {folder} and run again to fetch it anew")
+                lag = fundamental_lag_frames(x, rate, key)
+                target_dir.mkdir(parents=True, exist_ok=True)
+                with atomic_path(target, force=True) as tmp:
+                    sf.write(str(tmp), align_channels(x, lag), rate, subtype="PCM_24", format="FLAC")
+                manifest[target.name] = {"lag_frames": lag, "sha256": _sha256(target)}
+                changed = True
+            out[source] = target
+        if changed:
+            atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode(),
+                               force=True)
+    return out
+
+
+def sample_offsets(samples: SampleSet, note_paths: dict[Path, Path] | None = None) -> dict[Path, int]:
     """`offset` (frames) of every sample of the set: its lead-in silence, so the note sounds at
     its MIDI onset and the damper noise at its key's release (the release recordings start with
-    30-150 ms of silence, the notes with ~10 ms)."""
+    30-150 ms of silence, the notes with ~10 ms). `note_paths` ({OGG: file played instead}, as
+    from `aligned_samples`): the note samples' offsets are those of the files played, by their
+    OGG's path."""
+    note_paths = note_paths or {}
     offsets = {}
     for layer, folder in samples.layer_dirs.items():
         for key in SAMPLE_KEYS:
             path = folder / _sample_name(key, layer)
-            offsets[path] = _lead_in_frames(path, 0.1, NOTE_ONSET_THRESHOLD)
+            offsets[path] = _lead_in_frames(note_paths.get(path, path), 0.1, NOTE_ONSET_THRESHOLD)
     if samples.release_dir is not None:
         for key in range(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1):
             path = samples.release_dir / f"rel{key - C.MIN_MIDI_PITCH + 1}.ogg"
@@ -138,10 +240,13 @@ def sample_offsets(samples: SampleSet) -> dict[Path, int]:
     return offsets
 
 
-def sfz_text(samples: SampleSet, offsets: dict[Path, int] | None = None) -> str:
+def sfz_text(samples: SampleSet, offsets: dict[Path, int] | None = None,
+             note_paths: dict[Path, Path] | None = None) -> str:
     """The SFZ of a sample set, sample paths absolute (see the module docstring); `offsets`:
-    frames to skip at the start of each sample (`sample_offsets`; None: none)."""
+    frames to skip at the start of each sample, by OGG path (`sample_offsets`; None: none);
+    `note_paths`: {OGG note sample: the file to play instead} (`aligned_samples`; None: the OGGs)."""
     offsets = offsets or {}
+    note_paths = note_paths or {}
     lines = [
         "// written by midi2wave (midi2wave/data/salamander.py); samples: Salamander Grand Piano V3,",
         "// Alexander Holm, CC-BY 3.0",
@@ -162,7 +267,7 @@ def sfz_text(samples: SampleSet, offsets: dict[Path, int] | None = None) -> str:
             hikey = C.MAX_MIDI_PITCH if key == SAMPLE_KEYS[-1] else key + 1
             release = UNDAMPED_RELEASE_SECONDS if key >= UNDAMPED_FROM_KEY else DAMPED_RELEASE_SECONDS
             path = folder / _sample_name(key, layer)
-            lines.append(f"<region> sample={path} lokey={lokey} hikey={hikey} pitch_keycenter={key} "
+            lines.append(f"<region> sample={note_paths.get(path, path)} lokey={lokey} hikey={hikey} pitch_keycenter={key} "
                          f"ampeg_release={release:g} offset={offsets.get(path, 0)}")
     if samples.release_dir is not None:
         lines.append(f"<group> trigger=release volume={RELEASE_VOLUME_DB + MASTER_VOLUME_DB:g} amp_veltrack={RELEASE_VELTRACK_PERCENT:g} "
@@ -173,14 +278,16 @@ def sfz_text(samples: SampleSet, offsets: dict[Path, int] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_sfz(samples: SampleSet, path: str | os.PathLike | None = None) -> Path:
-    """Write `sfz_text(samples)` (default: ROOT/midi2wave-layers-<k,...>[-release].sfz), through
-    a temporary name; returns the path."""
+def write_sfz(samples: SampleSet, path: str | os.PathLike | None = None, aligned: bool = True) -> Path:
+    """Write the SFZ of `samples` (default: ROOT/midi2wave-layers-<k,...>[-release][-aligned].sfz),
+    through a temporary name; returns the path. `aligned`: the note samples are the
+    mono-compatible copies (`aligned_samples`, made where missing); else the OGGs as published."""
     if path is None:
         tag = "-".join(str(k) for k in samples.layers) + ("-release" if samples.release_dir is not None else "")
-        path = samples.root / f"midi2wave-layers-{tag}.sfz"
+        path = samples.root / f"midi2wave-layers-{tag}{'-aligned' if aligned else ''}.sfz"
     path = Path(path)
-    text = sfz_text(samples, sample_offsets(samples))
+    note_paths = aligned_samples(samples) if aligned else None
+    text = sfz_text(samples, sample_offsets(samples, note_paths), note_paths)
     if not (path.is_file() and path.read_text(encoding="utf-8") == text):
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
