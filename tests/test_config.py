@@ -115,20 +115,19 @@ def test_old_checkpoints_with_flat_resonator_keys_load(tmp_path):
     assert loaded == config
 
 
-def test_the_bundled_model_stores_flat_keys_and_loads_with_their_meaning():
-    """The bundled model was saved before data.resonators existed: it loads through the migration
-    (if it is ever re-saved in the nested form, drop the first assertion)."""
+def test_the_bundled_model_is_the_default_config_in_the_nested_form():
+    """midi2wave/assets holds a model trained with configs/default.json (data, model, sampling), saved
+    with the nested resonator section."""
     from safetensors import safe_open
 
     with safe_open(str(bundled_model_path()), "pt") as f:
         stored = json.loads(f.metadata()["config"])
-    flat = {k: v for k, v in stored["data"].items() if k.startswith("resonator_")}
-    assert flat["resonator_partials"] == 6 and flat["resonator_input"] == "innovation"
+    assert "resonators" in stored["data"] and not any(k.startswith("resonator_") for k in stored["data"])
     _, config = load_model(None)
-    bank = config.data.resonators
-    assert {f"resonator_{k}": getattr(bank, k) for k in (n[len("resonator_"):] for n in flat)} == flat
-    assert config.data.network_reads_innovation and bank.gain > 0
-    assert config == config_from_dict(json.loads(config.to_json()))  # and saves in the nested form
+    default = load_config(Path(__file__).resolve().parents[1] / "configs" / "default.json")
+    assert config.data == default.data and config.model == default.model and config.sampling == default.sampling
+    assert config.data.network_reads_innovation and config.data.resonators.gain > 0
+    assert config == config_from_dict(json.loads(config.to_json()))
 
 
 def test_train_cli_reports_a_bad_config_first(tmp_path, capsys):
