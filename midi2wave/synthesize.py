@@ -15,8 +15,15 @@ Long pieces: `options.chunk_seconds` None (the default) chunks the piece across 
 is long enough to gain (`chunks.auto_chunk_seconds`), 0 keeps one stream, C > 0 cuts chunks of C
 seconds; each chunk has `options.overlap_seconds` of warm-up and crossfade before it (`chunks.py`,
 shared with `evaluate`). Chunks are generated in rounds of `chunks.STREAMS_PER_CORE` streams per
-thread and a single stream window by window (`STREAM_WINDOW_SECONDS`) through one
-`GenerationCache`, so memory beyond the output itself stays flat in the piece's length.
+thread, a single stream span by span; either way window by window (`STREAM_WINDOW_SECONDS`)
+through one `GenerationCache` per group of rows, each window's inputs (rolls, excitation,
+uniforms, temperatures) built on a helper thread while the previous window generates, so the
+kernel threads do not wait for them. The output streams (`stream_notes` -> `Rendering`, pieces in
+order): a round's rows are joined as they come (`chunks.StreamingJoin`) and handed on once final,
+and `synthesize_files` writes them to the WAV as they come (`audio.wav_writer`), so memory stays
+flat in the piece's length (`render_notes` collects the pieces into one array). Samples beyond the
+16-bit range (an equal-power crossfade of correlated chunks can exceed full scale) are clipped
+one by one; the output is never rescaled.
 Silence costs next to nothing: the piece is cut at long silent spans (`chunks.sounding_spans`: no
 sustained note sounding, every release tail - `RELEASE_SECONDS`, or the resonator bank's when
 longer - over, longer than the receptive field + `chunks.MIN_SILENCE_SECONDS`); only the sounding
@@ -618,7 +625,7 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
     not taken unless `force`) before the model loads or anything is generated. Returns 0 if every
     input was rendered, 1 if some failed (each reported in one line); problems that concern every
     input raise."""
-    from .audio import save_wav
+    from .audio import wav_writer
     from .checkpoint import load_model
 
     if prime_seconds <= 0 and prime is not None:
@@ -666,20 +673,25 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
         try:
             notes, pedals = read_piece(src, model.data_config.sustain_threshold)
             t0 = time.perf_counter()
-            audio = render_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
-                                 prime_audio=prime_audio, prime_seconds=prime_seconds, progress=not quiet,
-                                 label=src.name, where=str(src))
+            rendering = stream_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
+                                     prime_audio=prime_audio, prime_seconds=prime_seconds, progress=not quiet,
+                                     label=src.name, where=str(src))
+            kept: list[np.ndarray] = []  # the whole output only for --plot
+            with wav_writer(dst, sr, force=force) as wav:  # written as generated: memory flat in the length
+                for piece in rendering:
+                    wav.write(piece)
+                    if plot:
+                        kept.append(piece)
             seconds = time.perf_counter() - t0
-            save_wav(dst, audio, sr, force=force)
             extra = ""
             if plot:
                 from .plots import save_roll_and_spectrogram
 
-                png = save_roll_and_spectrogram(dst.with_suffix(".png"), audio, sr, notes=notes,
+                png = save_roll_and_spectrogram(dst.with_suffix(".png"), np.concatenate(kept), sr, notes=notes,
                                                 start_s=round(start_s * sr) / sr, title=src.name, force=force)
                 extra = f" and {png}"
             if not quiet:
-                dur = len(audio) / sr
+                dur = rendering.n_samples / sr
                 print(f"wrote {dst}{extra} ({dur:.2f} s of audio in {seconds:.1f} s, "
                       f"real-time factor {seconds / max(dur, 1e-9):.2f})", file=sys.stderr)
         except Midi2WaveError as e:
