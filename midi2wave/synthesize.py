@@ -243,7 +243,8 @@ def _set_threads(threads: int) -> int:
     return n
 
 
-STREAM_WINDOW_SECONDS = 5.0  # every render runs window by window (inputs built per window, one ahead)
+STREAM_WINDOW_SECONDS = 10.0  # every render runs window by window (inputs built per window, one ahead)
+FIRST_WINDOW_SECONDS = 1.0  # a row's first window is short: its inputs are built before the kernel starts
 
 
 def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[int, int]]:
@@ -455,6 +456,16 @@ def _generated(job: _Job, bar: "_Progress") -> Iterator[tuple[int, np.ndarray]]:
                 handed[i] += len(final)
 
 
+def _window_spans(length: int, sr: int, spf: int) -> list[tuple[int, int]]:
+    """(start, length) of the windows a row of `length` samples is generated in: a short first one
+    (`FIRST_WINDOW_SECONDS`: the only one whose inputs the kernel threads wait for), then
+    `STREAM_WINDOW_SECONDS` each; whole frames."""
+    first = max(1, int(round(FIRST_WINDOW_SECONDS * sr / spf))) * spf
+    window = max(1, int(round(STREAM_WINDOW_SECONDS * sr / spf))) * spf
+    edges = [0] + list(range(min(first, length), length, window)) + [length]
+    return [(a, b - a) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
 @dataclass
 class _WindowInputs:
     """What one window of a round needs besides the model: conditioning, uniforms [B, w, 2],
@@ -478,11 +489,9 @@ def _round_windows(job: _Job, rounds: list[_Round], bar: "_Progress"):
     model, notes, options = job.model, job.notes, job.options
     data = model.data_config
     sr, spf = data.sample_rate_hz, data.samples_per_frame
-    window = max(1, int(round(STREAM_WINDOW_SECONDS * sr / spf))) * spf
     bank = resonators.from_data_config(data)
     seeds = torch.Generator().manual_seed(int(options.seed))
-    windows = [(k, w0, min(window, rnd.length - w0)) for k, rnd in enumerate(rounds)
-               for w0 in range(0, rnd.length, window)]
+    windows = [(k, w0, w) for k, rnd in enumerate(rounds) for w0, w in _window_spans(rnd.length, sr, spf)]
     round_uniforms: dict[int, torch.Tensor] = {}
 
     def build(k: int, w0: int, w: int) -> _WindowInputs:
@@ -532,8 +541,7 @@ def _round_windows(job: _Job, rounds: list[_Round], bar: "_Progress"):
     def round_windows(k: int, rnd: _Round, pending) -> Iterator[tuple[int, np.ndarray]]:
         split = groups(rnd)
         mine = [(sel, primed, n, cache_for(len(range(*sel.indices(len(rnd.rows)))))) for sel, primed, n in split]
-        for w0 in range(0, rnd.length, window):
-            w = min(window, rnd.length - w0)
+        for w0, w in _window_spans(rnd.length, sr, spf):
             got = pending.popleft().result()
             if pending_next[0] < len(windows):  # the next window's inputs, built while this one runs
                 pending.append(helper.submit(build, *windows[pending_next[0]]))
