@@ -1,5 +1,6 @@
 """Audio I/O and sample-level transforms: decode (WAV, FLAC, anything libsndfile reads), mono mix,
-soxr resampling, int16 conversion, and atomic WAV writing (through files.atomic_path).
+soxr resampling, int16 conversion, and atomic WAV writing (through files.atomic_path), whole
+(`save_wav`) or piece by piece (`wav_writer`).
 
 Arrays are channels-first: `load_audio` returns float32 `[channels, n]`; functions that take audio
 accept `[n]` (mono) or `[channels, n]`. Every problem with an input file is an
@@ -13,8 +14,11 @@ soxr 'HQ' and rounds to int16, so preparing MAESTRO is bound by reading the file
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
+
 import numpy as np
 
 from . import constants as C
@@ -32,6 +36,8 @@ __all__ = [
     "resample",
     "save_wav",
     "to_mono",
+    "wav_writer",
+    "WavStream",
 ]
 
 RESAMPLE_QUALITY = "HQ"  # soxr 'HQ': 20-bit precision, well below the 16-bit noise floor of the store
@@ -187,17 +193,49 @@ def int16_to_float(audio: np.ndarray) -> np.ndarray:
 
 def save_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, force: bool = False) -> Path:
     """Write 16-bit PCM WAV atomically. `audio`: int16 or float in [-1, 1) (clipped), `[n]` or
-    `[channels, n]`. Refuses to overwrite an existing file unless `force` (OutputExistsError)."""
-    sf = _soundfile()
-    path = Path(path)
+    `[channels, n]`. Refuses to overwrite an existing file unless `force` (OutputExistsError).
+    (`wav_writer` with one write: the same bytes.)"""
     audio = np.asarray(audio)
     if audio.ndim not in (1, 2):
         raise ValueError(f"expected [n] or [channels, n] audio, got shape {audio.shape}")
-    pcm = audio if audio.dtype == np.int16 else float_to_int16(audio)
-    if pcm.ndim == 2:
-        pcm = np.ascontiguousarray(pcm.T)
+    with wav_writer(path, sample_rate, channels=1 if audio.ndim == 1 else audio.shape[0], force=force) as wav:
+        wav.write(audio)
+    return Path(path)
+
+
+class WavStream:
+    """A 16-bit PCM WAV being written piece by piece (see `wav_writer`)."""
+
+    def __init__(self, file, channels: int) -> None:
+        self._file, self.channels = file, channels
+        self.frames = 0  # samples per channel written so far
+
+    def write(self, audio: np.ndarray) -> None:
+        """Append `audio`: int16 or float in [-1, 1) (clipped), `[n]` (mono) or `[channels, n]`."""
+        audio = np.asarray(audio)
+        if audio.ndim not in (1, 2) or (audio.ndim == 1 and self.channels != 1) or \
+                (audio.ndim == 2 and audio.shape[0] != self.channels):
+            raise ValueError(f"expected {'[n]' if self.channels == 1 else f'[{self.channels}, n]'} audio, "
+                             f"got shape {audio.shape}")
+        pcm = audio if audio.dtype == np.int16 else float_to_int16(audio)
+        if pcm.ndim == 2:
+            pcm = np.ascontiguousarray(pcm.T)
+        self._file.write(pcm)
+        self.frames += pcm.shape[0]
+
+
+@contextlib.contextmanager
+def wav_writer(path: str | os.PathLike, sample_rate: int, channels: int = 1,
+               force: bool = False) -> Iterator[WavStream]:
+    """Write a 16-bit PCM WAV in pieces (`WavStream.write`), atomically (`files.atomic_path`: under
+    a temporary name, renamed when the body ends; nothing is left at `path` if it raises): a long
+    render never holds its whole output. Refuses an existing `path` unless `force`
+    (OutputExistsError, before anything is written)."""
+    sf = _soundfile()
+    path = Path(path)
     if not path.parent.is_dir():
         raise Midi2WaveError(f"{path}: folder {path.parent} does not exist")
     with atomic_path(path, force=force) as tmp:
-        sf.write(str(tmp), pcm, int(sample_rate), format="WAV", subtype="PCM_16")
-    return path
+        with sf.SoundFile(str(tmp), "w", samplerate=int(sample_rate), channels=int(channels), format="WAV",
+                          subtype="PCM_16") as file:
+            yield WavStream(file, int(channels))

@@ -11,8 +11,9 @@
   default or linear (`crossfade_weights`), and from there on the chunk stands alone (`join_chunks`);
 - chunk and overlap lengths are whole conditioning frames, so every stream starts on a frame.
 
-`ChunkPlan.make(...)` does the rounding from seconds and `plan.join(rows)` the assembly
-(`plan.join_row` one row at a time, in order, so a long piece never holds all its rows).
+`ChunkPlan.make(...)` does the rounding from seconds and `plan.join(rows)` the assembly;
+`StreamingJoin(plan)` takes the rows one at a time, in order, and hands back each part of the
+window once it is final, so a long piece never holds all its rows nor its whole output.
 
 Long pieces (`synthesize`):
 
@@ -133,27 +134,35 @@ class ChunkPlan:
     @property
     def fade_in_start(self) -> int:
         """Where the second row starts to count (the first row alone covers everything before)."""
-        return self.starts[1] + self.overlap - self.crossfade if self.rows > 1 else self.n_samples
+        return self.fade_start(1) if self.rows > 1 else self.n_samples
 
-    def join_row(self, out: np.ndarray, i: int, row: np.ndarray, kind: str = "equal_power") -> None:
-        """Add row i ([>= length] float32) to `out` [n_samples], rows taken in order 0, 1, ...:
-        `join` one row at a time (row i's crossfade reads what row i-1 wrote)."""
+    def fade_start(self, i: int) -> int:
+        """Where row i (> 0) starts to count: its crossfade with row i-1 (before it: warm-up only)."""
+        return self.starts[i] + self.overlap - self.crossfade
+
+    def join_row(self, out: np.ndarray, i: int, row: np.ndarray, kind: str = "equal_power",
+                 out_start: int = 0) -> None:
+        """Add row i ([>= length] float32) to `out`, rows taken in order 0, 1, ...: `join` one row at
+        a time (row i's crossfade reads what row i-1 wrote). `out` holds samples out_start ..
+        out_start + len(out) - 1 of the window (all of it by default) and must cover what row i
+        writes: from `fade_start(i)` (row 0: its start) to its end (at most the window's)."""
         s = self.starts[i]
         if self.rows == 1:
-            out[:] = row[:self.n_samples]
+            out[:] = row[out_start:out_start + len(out)]
             return
         if i == 0:
             a = s
         else:
-            x0, x1 = s + self.overlap - self.crossfade, min(s + self.overlap, self.n_samples)
+            x0, x1 = self.fade_start(i), min(s + self.overlap, self.n_samples)
             if x1 > x0:
                 fade_out, fade_in = crossfade_weights(self.crossfade, kind)
                 m = x1 - x0
-                out[x0:x1] = fade_out[:m] * out[x0:x1] + fade_in[:m] * row[x0 - s:x1 - s]
+                y0, y1 = x0 - out_start, x1 - out_start
+                out[y0:y1] = fade_out[:m] * out[y0:y1] + fade_in[:m] * row[x0 - s:x1 - s]
             a = s + self.overlap
         b = min(s + self.length, self.n_samples)
         if b > a:
-            out[a:b] = row[a - s:b - s]
+            out[a - out_start:b - out_start] = row[a - s:b - s]
 
     def join(self, rows: np.ndarray, kind: str = "equal_power") -> np.ndarray:
         """Generated rows [K, >= length] -> the window [n_samples] (float32)."""
@@ -162,6 +171,40 @@ class ChunkPlan:
             return np.ascontiguousarray(rows[0, :self.n_samples])
         return join_chunks(rows[:, :self.length], list(self.starts), self.n_samples, self.overlap, self.crossfade,
                            kind)
+
+
+class StreamingJoin:
+    """`ChunkPlan.join` for rows that come one at a time, in order, handing back the window's samples
+    as soon as they are final: after row i, everything before row i+1's crossfade (the whole window
+    after the last row). Holds at most a row and a crossfade; the samples equal `plan.join`'s.
+
+        join = StreamingJoin(plan)
+        for row in rows:            # [>= plan.length] float32 each
+            final = join.add(row)   # the next samples of the window (float32 [k], k >= 0)
+    """
+
+    def __init__(self, plan: ChunkPlan, kind: str = "equal_power") -> None:
+        self.plan, self.kind = plan, kind
+        self.rows_added = 0
+        self.start = 0  # window position of buf[0]: everything before it has been handed back
+        self.buf = np.zeros(0, np.float32)
+
+    def add(self, row: np.ndarray) -> np.ndarray:
+        p, i = self.plan, self.rows_added
+        if i >= p.rows:
+            raise ValueError(f"the plan has {p.rows} rows; all were added")
+        self.rows_added += 1
+        if p.rows == 1:
+            self.start = p.n_samples
+            return np.array(row[:p.n_samples], np.float32)
+        end = min(p.starts[i] + p.length, p.n_samples)
+        if end > self.start + len(self.buf):
+            self.buf = np.concatenate([self.buf, np.zeros(end - self.start - len(self.buf), np.float32)])
+        p.join_row(self.buf, i, row, self.kind, out_start=self.start)
+        final = p.n_samples if i + 1 == p.rows else p.fade_start(i + 1)
+        done, self.buf = self.buf[:final - self.start].copy(), self.buf[final - self.start:].copy()
+        self.start = final
+        return done
 
 
 def auto_chunk_seconds(duration_seconds: float, cores: int, overlap_seconds: float,
@@ -217,6 +260,6 @@ def sounding_spans(onsets_s: np.ndarray, offsets_s: np.ndarray, start_sample: in
     return out
 
 
-__all__ = ["CROSSFADE_FRACTION", "CROSSFADES", "ChunkPlan", "plan_chunks", "crossfade_weights", "join_chunks",
+__all__ = ["CROSSFADE_FRACTION", "CROSSFADES", "ChunkPlan", "StreamingJoin", "plan_chunks", "crossfade_weights", "join_chunks",
            "auto_chunk_seconds", "sounding_spans", "STREAMS_PER_CORE", "MIN_AUTO_CHUNK_SECONDS",
            "MAX_AUTO_CHUNK_SECONDS", "MIN_SILENCE_SECONDS"]

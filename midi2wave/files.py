@@ -1,8 +1,9 @@
 """Atomic file writing: the one place outputs are written under a temporary name and renamed.
 
 Every output of the package (WAVs, checkpoints, store pieces and manifest, reports) goes through
-`atomic_path` (for writers that need a path: soundfile, np.save, matplotlib) or `atomic_write_bytes`
-(for bytes already in memory), so a crash or Ctrl-C never leaves a half-written file under the final
+`atomic_path` (for writers that need a path: soundfile, np.save, matplotlib; a streaming writer keeps
+the temporary file open through the body and writes it piece by piece, e.g. `audio.wav_writer` for
+long renders) or `atomic_write_bytes` (for bytes already in memory), so a crash or Ctrl-C never leaves a half-written file under the final
 name, and an existing output is never replaced unless asked (`force`).
 
 Temporary names are `.<final name>.<pid>-<hex>.tmp` in the same folder (so the rename is atomic on

@@ -15,8 +15,15 @@ Long pieces: `options.chunk_seconds` None (the default) chunks the piece across 
 is long enough to gain (`chunks.auto_chunk_seconds`), 0 keeps one stream, C > 0 cuts chunks of C
 seconds; each chunk has `options.overlap_seconds` of warm-up and crossfade before it (`chunks.py`,
 shared with `evaluate`). Chunks are generated in rounds of `chunks.STREAMS_PER_CORE` streams per
-thread and a single stream window by window (`STREAM_WINDOW_SECONDS`) through one
-`GenerationCache`, so memory beyond the output itself stays flat in the piece's length.
+thread, a single stream span by span; either way window by window (`STREAM_WINDOW_SECONDS`)
+through one `GenerationCache` per group of rows, each window's inputs (rolls, excitation,
+uniforms, temperatures) built on a helper thread while the previous window generates, so the
+kernel threads do not wait for them. The output streams (`stream_notes` -> `Rendering`, pieces in
+order): a round's rows are joined as they come (`chunks.StreamingJoin`) and handed on once final,
+and `synthesize_files` writes them to the WAV as they come (`audio.wav_writer`), so memory stays
+flat in the piece's length (`render_notes` collects the pieces into one array). Samples beyond the
+16-bit range (an equal-power crossfade of correlated chunks can exceed full scale) are clipped
+one by one; the output is never rescaled.
 Silence costs next to nothing: the piece is cut at long silent spans (`chunks.sounding_spans`: no
 sustained note sounding, every release tail - `RELEASE_SECONDS`, or the resonator bank's when
 longer - over, longer than the receptive field + `chunks.MIN_SILENCE_SECONDS`); only the sounding
@@ -35,21 +42,23 @@ MIDI's time 0, as for MAESTRO's recordings): the prime is AUDIO from `--start` o
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+from collections import deque
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from . import constants as C
-from .chunks import STREAMS_PER_CORE, ChunkPlan, auto_chunk_seconds, sounding_spans
+from .chunks import STREAMS_PER_CORE, ChunkPlan, StreamingJoin, auto_chunk_seconds, sounding_spans
 from .config import SamplingOptions
 from .errors import InputError, Midi2WaveError
 from .inputs import window_inputs
@@ -63,6 +72,8 @@ __all__ = [
     "midi_model_inputs",
     "temperature_track",
     "render_notes",
+    "stream_notes",
+    "Rendering",
     "render_midi",
     "synthesize_files",
 ]
@@ -233,7 +244,8 @@ def _set_threads(threads: int) -> int:
     return n
 
 
-STREAM_WINDOW_SECONDS = 10.0  # one-stream renders run window by window through one GenerationCache
+STREAM_WINDOW_SECONDS = 10.0  # every render runs window by window (inputs built per window, one ahead)
+FIRST_WINDOW_SECONDS = 1.0  # a row's first window is short: its inputs are built before the kernel starts
 
 
 def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[int, int]]:
@@ -255,13 +267,54 @@ def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[i
     return spans
 
 
+class Rendering:
+    """A render, produced piece by piece: iterating yields the output's float32 samples in order, in
+    consecutive pieces (each clipped per sample to the 16-bit range, see `stream_notes`), whose
+    lengths sum to `n_samples`. It can be iterated once."""
+
+    def __init__(self, n_samples: int, sample_rate_hz: int, pieces: Iterator[np.ndarray]) -> None:
+        self.n_samples, self.sample_rate_hz = int(n_samples), int(sample_rate_hz)
+        self._pieces = pieces
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self._pieces
+
+    def collect(self) -> np.ndarray:
+        """The whole output as one float32 array [n_samples]."""
+        out = np.empty(self.n_samples, np.float32)
+        at = 0
+        for piece in self:
+            out[at:at + len(piece)] = piece
+            at += len(piece)
+        if at != self.n_samples:  # pragma: no cover - an internal error
+            raise RuntimeError(f"the render produced {at} samples, not {self.n_samples}")
+        return out
+
+
 def render_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingOptions(), *, start_s: float = 0.0,
                  end_s: float | None = None, year: int | None = None, prime_audio: np.ndarray | None = None,
                  prime_seconds: float = 1.0, progress: bool = True, label: str = "synthesize",
                  where: str = "render") -> np.ndarray:
-    """Render sustained `notes` and `pedals` (see `render_midi`). Returns float32 audio [n].
-    Sampling settings left None in `options` take the built-in defaults here; `synthesize_files` and
-    `midi2wave.render` fill them from the model's own config (`Config.sampling`) first."""
+    """Render sustained `notes` and `pedals` (see `render_midi`). Returns float32 audio [n]
+    (`stream_notes(...).collect()`). Sampling settings left None in `options` take the built-in
+    defaults here; `synthesize_files` and `midi2wave.render` fill them from the model's own config
+    (`Config.sampling`) first."""
+    return stream_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
+                        prime_audio=prime_audio, prime_seconds=prime_seconds, progress=progress, label=label,
+                        where=where).collect()
+
+
+def stream_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingOptions(), *, start_s: float = 0.0,
+                 end_s: float | None = None, year: int | None = None, prime_audio: np.ndarray | None = None,
+                 prime_seconds: float = 1.0, progress: bool = True, label: str = "synthesize",
+                 where: str = "render") -> Rendering:
+    """`render_notes` piece by piece, for outputs longer than memory should hold: the window, prime
+    and chunking are checked here (InputError), generation runs as the returned `Rendering` is
+    iterated. Memory stays flat in the piece's length: a round of chunks (or a window of one
+    stream) is generated, joined and handed on at a time; silences come as zero blocks.
+
+    Clipping: a sample beyond the 16-bit range (an equal-power crossfade of correlated chunks can
+    exceed full scale) is clipped to [-1, 1 - 2^-15] on its own, never the output scaled."""
     options = options.for_model(None)
     data = model.data_config
     sr, spf = data.sample_rate_hz, data.samples_per_frame
@@ -286,21 +339,65 @@ def render_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingO
                                            spf / sr)
         if chunk_seconds > 0 and prime is not None:  # the prime must end before the second chunk fades in
             chunk_seconds = max(chunk_seconds, len(prime) / sr)
-    out = np.zeros(n_gen, np.float32)
-    if spans:
-        total = sum(n for _, n in spans)
-        bar = _Progress(total, total / sr, label, progress)
+    plans = [ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, sr, spf) for _, n in spans]
+    if prime is not None and plans and plans[0].rows > 1 and len(prime) > plans[0].fade_in_start:
+        fade = plans[0].fade_in_start
+        raise InputError(f"{where}: the prime ({(len(prime) - head) / sr:g} s) must fit in the first chunk "
+                         f"before the next one fades in ({(fade - head) / sr:g} s): shorten --prime-seconds "
+                         f"or lengthen --chunk-seconds")
+    job = _Job(model, notes, pedals, options, year, prime, threads, g0, spans, plans, chunk_seconds > 0)
+    return Rendering(s1 - s0, sr, _output(job, label, progress, n_gen, head, s1 - s0))
+
+
+ZERO_BLOCK_SAMPLES = 1 << 18  # silence between sounding spans is handed on in blocks of this many samples
+PREFETCH_WINDOWS = True  # build the next window's inputs on a helper thread while this one generates
+
+
+@dataclass
+class _Job:
+    """Everything a render generates: the sounding spans (offsets in the generation window starting
+    at piece sample g0) and their chunk plans; `chunked`: rows of all spans batched in rounds, else
+    one stream per span."""
+
+    model: Any
+    notes: Any
+    pedals: Any
+    options: SamplingOptions
+    year: int | None
+    prime: np.ndarray | None
+    threads: int
+    g0: int
+    spans: list
+    plans: list
+    chunked: bool
+
+
+def _output(job: _Job, label: str, progress: bool, n_gen: int, head: int, n_out: int) -> Iterator[np.ndarray]:
+    """The output's pieces: generated samples (in order, on the generation window) with the gaps
+    between spans as zeros, the < 1 frame before the window's start cut, clipped per sample."""
+    top = (C.PCM_SCALE - 1) / C.PCM_SCALE
+
+    def cut(at: int, x: np.ndarray) -> Iterator[np.ndarray]:
+        lo, hi = max(at, head), min(at + len(x), head + n_out)
+        if hi > lo:
+            yield np.clip(x[lo - at:hi - at], -1.0, top).astype(np.float32, copy=False)
+
+    def zeros(a: int, b: int) -> Iterator[np.ndarray]:
+        for z in range(a, b, ZERO_BLOCK_SAMPLES):
+            yield from cut(z, np.zeros(min(ZERO_BLOCK_SAMPLES, b - z), np.float32))
+
+    at = 0
+    if job.spans:
+        total = sum(n for _, n in job.spans)
+        bar = _Progress(total, total / job.model.data_config.sample_rate_hz, label, progress)
         try:
-            if chunk_seconds > 0:
-                _render_chunked(model, notes, pedals, options, chunk_seconds, g0, spans, out, year, prime, threads,
-                                bar, where, head)
-            else:
-                _render_streams(model, notes, pedals, options, g0, spans, out, year, prime, threads, bar)
+            for offset, x in _generated(job, bar):
+                yield from zeros(at, offset)
+                yield from cut(offset, x)
+                at = offset + len(x)
         finally:
             bar.close()
-    # an equal-power fade of correlated chunks can exceed full scale
-    np.clip(out, -1.0, (C.PCM_SCALE - 1) / C.PCM_SCALE, out=out)
-    return np.ascontiguousarray(out[head:head + (s1 - s0)], dtype=np.float32)
+    yield from zeros(at, n_gen)
 
 
 def _temperatures(notes, starts: Sequence[int], length: int, sr: int, options: SamplingOptions) -> Any:
@@ -308,99 +405,172 @@ def _temperatures(notes, starts: Sequence[int], length: int, sr: int, options: S
     return torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.for_model(None).temperature
 
 
-def _render_streams(model: Any, notes, pedals, options: SamplingOptions, g0: int, spans, out: np.ndarray,
-                    year: int | None, prime: np.ndarray | None, threads: int, bar: "_Progress") -> None:
-    """One stream per span, window by window through one `GenerationCache` (a piece in several
-    calls equals the piece in one; only a window's inputs are held at a time)."""
+@dataclass
+class _Round:
+    """Rows generated together, `length` samples each: (span, chunk) pairs and the piece sample where
+    each starts; `primed`: row 0 is the first span's first chunk, teacher-forced by the prime."""
+
+    rows: list
+    starts: list
+    length: int
+    primed: bool
+
+
+def _rounds(job: _Job) -> list[_Round]:
+    """Chunked: all spans' rows, in piece order, in rounds of `STREAMS_PER_CORE` x threads rows of
+    one length. One stream: a round of one row per span."""
+    spans, plans = job.spans, job.plans
+    if not job.chunked:
+        return [_Round([(i, 0)], [job.g0 + spans[i][0]], spans[i][1], job.prime is not None and i == 0)
+                for i in range(len(spans))]
+    longest = max(n for _, n in spans)
+    length = max(p.length for p in plans)  # single-row spans generate this long too (the rest is dropped)
+    length = min(length, longest) if all(p.rows == 1 for p in plans) else length
+    rows = [(i, j) for i, p in enumerate(plans) for j in range(p.rows)]
+    per_round = max(1, STREAMS_PER_CORE * job.threads)
+    return [_Round(rows[r:r + per_round], [job.g0 + spans[i][0] + plans[i].starts[j] for i, j in rows[r:r + per_round]],
+                   length, job.prime is not None and r == 0) for r in range(0, len(rows), per_round)]
+
+
+def _generated(job: _Job, bar: "_Progress") -> Iterator[tuple[int, np.ndarray]]:
+    """(offset in the generation window, float32 samples) of every span, in order: one stream per
+    span handed on window by window; a chunked round's rows collected ([rows, length], bounded by
+    `STREAMS_PER_CORE` x threads x the chunk length), joined row by row (`chunks.StreamingJoin`)
+    and handed on as soon as final."""
+    rounds = _rounds(job)
+    bar.set_total(sum(len(r.rows) * r.length for r in rounds))
+    joins: dict[int, StreamingJoin] = {}
+    handed = [0] * len(job.spans)  # how much of each span was handed on
+    for rnd, windows in _round_windows(job, rounds, bar):
+        if not job.chunked:  # one row, the span itself
+            offset = job.spans[rnd.rows[0][0]][0]
+            for w0, audio in windows:
+                yield offset + w0, audio[0]
+            continue
+        rows = np.empty((len(rnd.rows), rnd.length), np.float32)
+        for w0, audio in windows:
+            rows[:, w0:w0 + audio.shape[1]] = audio
+        for (i, _), row in zip(rnd.rows, rows):
+            final = joins.setdefault(i, StreamingJoin(job.plans[i], job.options.crossfade)).add(row)
+            if len(final):
+                yield job.spans[i][0] + handed[i], final
+                handed[i] += len(final)
+
+
+def _window_spans(length: int, sr: int, spf: int) -> list[tuple[int, int]]:
+    """(start, length) of the windows a row of `length` samples is generated in: a short first one
+    (`FIRST_WINDOW_SECONDS`: the only one whose inputs the kernel threads wait for), then
+    `STREAM_WINDOW_SECONDS` each; whole frames."""
+    first = max(1, int(round(FIRST_WINDOW_SECONDS * sr / spf))) * spf
+    window = max(1, int(round(STREAM_WINDOW_SECONDS * sr / spf))) * spf
+    edges = [0] + list(range(min(first, length), length, window)) + [length]
+    return [(a, b - a) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+@dataclass
+class _WindowInputs:
+    """What one window of a round needs besides the model: conditioning, uniforms [B, w, 2],
+    temperatures, and at the round's first window the rows' resonator schedules."""
+
+    inputs: ModelInputs
+    uniforms: torch.Tensor
+    temperature: Any
+    schedules: list | None
+
+
+def _round_windows(job: _Job, rounds: list[_Round], bar: "_Progress"):
+    """(round, its windows) for every round, in order; a round's windows are (w0, audio [B, w]
+    float32) as generated, `STREAM_WINDOW_SECONDS` at a time through one `GenerationCache` per
+    group of rows (the primed first chunk is its own group: the engines prime every row of a call
+    alike). The next window's inputs are built on a helper thread while one generates, so the
+    kernel threads do not wait for them."""
     from . import resonators
     from .generate import GenerationCache, generate
 
+    model, notes, options = job.model, job.notes, job.options
     data = model.data_config
     sr, spf = data.sample_rate_hz, data.samples_per_frame
-    window = max(1, int(round(STREAM_WINDOW_SECONDS * sr / spf))) * spf
-    seeds = torch.Generator().manual_seed(int(options.seed))
     bank = resonators.from_data_config(data)
-    for key, (offset, n) in enumerate(spans):
-        start = g0 + offset
-        cache = GenerationCache(model, 1, engine=options.engine, precision=options.precision)
-        try:
-            if bank is not None:
-                cache.set_resonators([resonators.schedule(notes, start, n, sr, bank)])
-            for w0 in range(0, n, window):
-                w = min(window, n - w0)
-                inputs = model_inputs(model, notes, pedals, [start + w0], w, year)
-                pw = None
-                if prime is not None and offset + w0 < len(prime):
-                    pw = torch.from_numpy(prime[offset + w0:offset + w0 + w])[None]
-                callback = bar.callback(key, 1)
-                audio = generate(model, w, conditioning=inputs.rolls, year=inputs.year, excitation=inputs.excitation,
-                                 uniforms=torch.rand(1, w, 2, generator=seeds),
-                                 temperature=_temperatures(notes, [start + w0], w, sr, options), prime=pw,
-                                 engine=options.engine, threads=threads, cache=cache,
-                                 progress=lambda d, t, b=w0, cb=callback: cb(b + d, n))
-                out[offset + w0:offset + w0 + w] = audio[0].detach().to("cpu", torch.float32).numpy()
-        finally:
-            cache.close()
-
-
-def _render_chunked(model: Any, notes, pedals, options: SamplingOptions, chunk_seconds: float, g0: int, spans,
-                    out: np.ndarray, year: int | None, prime: np.ndarray | None, threads: int, bar: "_Progress",
-                    where: str, head: int) -> None:
-    """Every span cut into chunks; all chunks (rows of equal length) generated in rounds of
-    `STREAMS_PER_CORE` x threads streams and joined into `out` in order."""
-    from .generate import generate
-
-    data = model.data_config
-    sr, spf = data.sample_rate_hz, data.samples_per_frame
-    longest = max(n for _, n in spans)
-    plans = [ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, sr, spf) for _, n in spans]
-    length = max(p.length for p in plans)  # single-row spans generate this long too (the rest is dropped)
-    length = min(length, longest) if all(p.rows == 1 for p in plans) else length
-    if prime is not None and plans[0].rows > 1 and len(prime) > plans[0].fade_in_start:
-        fade = plans[0].fade_in_start
-        raise InputError(f"{where}: the prime ({(len(prime) - head) / sr:g} s) must fit in the first chunk "
-                         f"before the next one fades in ({(fade - head) / sr:g} s): shorten --prime-seconds "
-                         f"or lengthen --chunk-seconds")
-    rows = [(i, j) for i, p in enumerate(plans) for j in range(p.rows)]  # (span, chunk) in piece order
-    per_round = max(1, STREAMS_PER_CORE * threads)
     seeds = torch.Generator().manual_seed(int(options.seed))
-    bar.set_total(len(rows) * length)
-    for r0 in range(0, len(rows), per_round):
-        batch = rows[r0:r0 + per_round]
-        starts = [g0 + spans[i][0] + plans[i].starts[j] for i, j in batch]
-        inputs = model_inputs(model, notes, pedals, starts, length, year)
-        uniforms = torch.cat([torch.rand(1, length, 2, generator=seeds) for _ in batch])
-        temperature = _temperatures(notes, starts, length, sr, options)
+    windows = [(k, w0, w) for k, rnd in enumerate(rounds) for w0, w in _window_spans(rnd.length, sr, spf)]
+    round_uniforms: dict[int, torch.Tensor] = {}
 
-        def call(sel: slice, n_threads: int, key: int, primed: bool) -> torch.Tensor:
-            k = len(range(*sel.indices(len(batch))))
-            return generate(
-                model, length,
-                conditioning=inputs.rolls[sel] if inputs.rolls is not None else None,
-                year=inputs.year[sel] if inputs.year is not None else None,
-                excitation=inputs.excitation[sel] if inputs.excitation is not None else None,
-                uniforms=uniforms[sel],
-                temperature=temperature[sel] if isinstance(temperature, torch.Tensor) else temperature,
-                prime=torch.from_numpy(prime)[None] if primed else None,
-                engine=options.engine, threads=n_threads, precision=options.precision,
-                progress=bar.callback(key, k),
-                resonators=inputs.resonators[sel] if inputs.resonators is not None else None,
-            )
-
-        key = 2 * r0
-        if prime is None or r0 > 0 or len(batch) == 1:
-            generated = call(slice(0, len(batch)), threads, key, prime is not None and r0 == 0)
+    def build(k: int, w0: int, w: int) -> _WindowInputs:
+        # runs on the helper thread, one window after another in order (the random draws too)
+        rnd = rounds[k]
+        if job.chunked:  # each row's uniforms drawn whole at its round's start
+            if w0 == 0:
+                round_uniforms.clear()
+                round_uniforms[k] = torch.cat([torch.rand(1, rnd.length, 2, generator=seeds) for _ in rnd.rows])
+            uniforms = round_uniforms[k][:, w0:w0 + w]
         else:
-            # The engines prime every row of a call alike: the primed first chunk runs as its own
-            # call, beside the batch of the others (threads split between the two).
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="midi2wave-render") as pool:
-                first = pool.submit(call, slice(0, 1), 1, key, True)
-                rest = pool.submit(call, slice(1, len(batch)), max(1, threads - 1), key + 1, False)
-                generated = torch.cat([first.result(), rest.result()], 0)
-        generated_np = generated.detach().to("cpu", torch.float32).numpy()
-        for (i, j), row in zip(batch, generated_np):
-            offset, n = spans[i]
-            plans[i].join_row(out[offset:offset + n], j, row, options.crossfade)
+            uniforms = torch.rand(1, w, 2, generator=seeds)
+        schedules = ([resonators.schedule(notes, s, rnd.length, sr, bank) for s in rnd.starts]
+                     if bank is not None and w0 == 0 else None)
+        starts = [s + w0 for s in rnd.starts]
+        return _WindowInputs(model_inputs(model, notes, job.pedals, starts, w, job.year), uniforms,
+                             _temperatures(notes, starts, w, sr, options), schedules)
+
+    caches: dict[int, GenerationCache] = {}
+
+    def cache_for(rows: int) -> GenerationCache:
+        if rows not in caches:
+            caches[rows] = GenerationCache(model, rows, engine=options.engine, precision=options.precision)
+        return caches[rows]
+
+    def groups(rnd: _Round) -> list[tuple[slice, bool, int]]:
+        b = len(rnd.rows)
+        if rnd.primed and b > 1:  # the primed chunk beside the batch of the others, threads split
+            return [(slice(0, 1), True, 1), (slice(1, b), False, max(1, job.threads - 1))]
+        return [(slice(0, b), rnd.primed, job.threads)]
+
+    def run(k: int, rnd: _Round, w0: int, w: int, got: _WindowInputs, sel: slice, primed: bool, threads: int,
+            cache: "GenerationCache") -> torch.Tensor:
+        inputs = got.inputs
+        temperature = got.temperature[sel] if isinstance(got.temperature, torch.Tensor) else got.temperature
+        prime = None
+        if primed and w0 < len(job.prime):
+            prime = torch.from_numpy(job.prime[w0:w0 + w])[None]
+        rows = len(range(*sel.indices(len(rnd.rows))))
+        done = bar.callback((k, w0, sel.start), rows)
+        return generate(model, w, conditioning=inputs.rolls[sel] if inputs.rolls is not None else None,
+                        year=inputs.year[sel] if inputs.year is not None else None,
+                        excitation=inputs.excitation[sel] if inputs.excitation is not None else None,
+                        uniforms=got.uniforms[sel], temperature=temperature, prime=prime, engine=options.engine,
+                        threads=threads, cache=cache, progress=lambda d, t: done(d, t))
+
+    def round_windows(k: int, rnd: _Round, pending) -> Iterator[tuple[int, np.ndarray]]:
+        split = groups(rnd)
+        mine = [(sel, primed, n, cache_for(len(range(*sel.indices(len(rnd.rows)))))) for sel, primed, n in split]
+        for w0, w in _window_spans(rnd.length, sr, spf):
+            got = pending.popleft().result()
+            if pending_next[0] < len(windows):  # the next window's inputs, built while this one runs
+                pending.append(helper.submit(build, *windows[pending_next[0]]))
+                pending_next[0] += 1
+            if w0 == 0:
+                for sel, _, _, cache in mine:
+                    cache.reset()
+                    if got.schedules is not None:
+                        cache.set_resonators(got.schedules[sel])
+            if len(mine) == 1:
+                audio = [run(k, rnd, w0, w, got, *mine[0])]
+            else:
+                calls = [side.submit(run, k, rnd, w0, w, got, *g) for g in mine]
+                audio = [c.result() for c in calls]
+            yield w0, torch.cat(audio, 0).detach().to("cpu", torch.float32).numpy()
+
+    pending_next = [1]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="midi2wave-inputs") as helper, \
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="midi2wave-render") as side:
+        pending = deque([helper.submit(build, *windows[0])]) if windows else deque()
+        try:
+            for k, rnd in enumerate(rounds):
+                yield rnd, round_windows(k, rnd, pending)
+        finally:
+            for f in pending:
+                f.cancel()
+            for cache in caches.values():
+                cache.close()
 
 
 def render_midi(model: Any, midi_path: str | os.PathLike, options: SamplingOptions = SamplingOptions(), *,
@@ -455,6 +625,23 @@ def _load_prime(path: Path, sample_rate_hz: int, start_s: float) -> np.ndarray:
     return mono[s0:]
 
 
+def _unmap_freed_buffers() -> None:
+    """A render allocates and frees buffers of megabytes once per window (a window's inputs, a round's
+    rows). glibc raises its mmap threshold to the size of every such buffer freed, so later ones come
+    from the heap, which fragments and grows with the number of windows (measured with the stubbed
+    kernel: peak RSS +70 MB at 60 min against 16 min, flat with a fixed threshold). Fixing the threshold
+    at glibc's initial 128 KiB keeps each big buffer in its own mapping, returned when freed. For the
+    `synthesize` command's process; nothing off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
 def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: Path | None = None,
                      checkpoint: Path | None = None, start_s: float = 0.0, end_s: float | None = None,
                      year: int | None = None, prime: Path | None = None, prime_seconds: float = 1.0,
@@ -464,7 +651,7 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
     not taken unless `force`) before the model loads or anything is generated. Returns 0 if every
     input was rendered, 1 if some failed (each reported in one line); problems that concern every
     input raise."""
-    from .audio import save_wav
+    from .audio import wav_writer
     from .checkpoint import load_model
 
     if prime_seconds <= 0 and prime is not None:
@@ -501,6 +688,7 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
     if not todo:
         return 1
 
+    _unmap_freed_buffers()
     model, config = load_model(checkpoint, device=device)
     options = options.for_model(config.sampling)  # the model's own sampling defaults where no flag says
     sr = model.data_config.sample_rate_hz
@@ -512,20 +700,25 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
         try:
             notes, pedals = read_piece(src, model.data_config.sustain_threshold)
             t0 = time.perf_counter()
-            audio = render_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
-                                 prime_audio=prime_audio, prime_seconds=prime_seconds, progress=not quiet,
-                                 label=src.name, where=str(src))
+            rendering = stream_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
+                                     prime_audio=prime_audio, prime_seconds=prime_seconds, progress=not quiet,
+                                     label=src.name, where=str(src))
+            kept: list[np.ndarray] = []  # the whole output only for --plot
+            with wav_writer(dst, sr, force=force) as wav:  # written as generated: memory flat in the length
+                for piece in rendering:
+                    wav.write(piece)
+                    if plot:
+                        kept.append(piece)
             seconds = time.perf_counter() - t0
-            save_wav(dst, audio, sr, force=force)
             extra = ""
             if plot:
                 from .plots import save_roll_and_spectrogram
 
-                png = save_roll_and_spectrogram(dst.with_suffix(".png"), audio, sr, notes=notes,
+                png = save_roll_and_spectrogram(dst.with_suffix(".png"), np.concatenate(kept), sr, notes=notes,
                                                 start_s=round(start_s * sr) / sr, title=src.name, force=force)
                 extra = f" and {png}"
             if not quiet:
-                dur = len(audio) / sr
+                dur = rendering.n_samples / sr
                 print(f"wrote {dst}{extra} ({dur:.2f} s of audio in {seconds:.1f} s, "
                       f"real-time factor {seconds / max(dur, 1e-9):.2f})", file=sys.stderr)
         except Midi2WaveError as e:

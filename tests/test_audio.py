@@ -146,17 +146,19 @@ def test_save_wav_round_trip_and_refuses_overwrite(tmp_path):
 
 def test_save_wav_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     path = tmp_path / "out.wav"
-    real_write = sf.write
+    existing = tmp_path.parent / f"{tmp_path.name}-existing.wav"
+    sf.write(existing, np.zeros(10, np.int16), 16000, subtype="PCM_16")
+    real_write = sf.SoundFile.write
 
-    def failing_write(file, data, *args, **kwargs):
-        real_write(file, data[: len(data) // 2], *args, **kwargs)  # half written, then a crash
+    def failing_write(self, data, *args, **kwargs):
+        real_write(self, data[: len(data) // 2], *args, **kwargs)  # half written, then a crash
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sf, "write", failing_write)
+    monkeypatch.setattr(sf.SoundFile, "write", failing_write)
     with pytest.raises(RuntimeError, match="disk full"):
         A.save_wav(path, np.zeros(1000), 16000)
     assert os.listdir(tmp_path) == []  # neither the target nor a temporary
-    real_write(path, np.zeros(10, np.int16), 16000, subtype="PCM_16")  # an existing file survives
+    path.write_bytes(existing.read_bytes())  # an existing file survives
     before = path.read_bytes()
     with pytest.raises(RuntimeError):
         A.save_wav(path, np.ones(1000) * 0.1, 16000, force=True)

@@ -404,3 +404,84 @@ def test_a_model_carries_its_sampling_defaults_and_flags_override_them(tiny, mid
     assert run(midi, "--checkpoint", path, "--seed", 1, "--chunk-seconds", 0, "--end", 0.3, "-q",
                "--sustain-temperature", 0, "-o", tmp_path / "b.wav") == 0  # 0: temperature throughout
     np.testing.assert_allclose(sf.read(tmp_path / "b.wav")[0], plain, atol=1.5 / 32768)
+
+
+# -------------------------------------------------------------------------- streamed output
+
+
+@pytest.mark.parametrize("n,chunk_s,overlap_s", [(5000, 0.1, 0.04), (1601, 0.1, 0.04), (20000, 0.05, 0.0),
+                                                  (3000, 0.0, 0.5)])
+def test_streaming_join_equals_join_and_holds_at_most_a_crossfade(n, chunk_s, overlap_s):
+    plan = chunking.ChunkPlan.make(n, chunk_s, overlap_s, SR, 64)
+    rows = np.random.default_rng(1).standard_normal((plan.rows, plan.length)).astype(np.float32)
+    for kind in chunking.CROSSFADES:
+        join = chunking.StreamingJoin(plan, kind)
+        pieces = []
+        for row in rows:
+            pieces.append(join.add(row))
+            assert len(join.buf) <= plan.crossfade  # the pending tail: row i+1's crossfade, nothing more
+        np.testing.assert_array_equal(np.concatenate(pieces), plan.join(rows, kind))
+        with pytest.raises(ValueError, match="all were added"):
+            join.add(rows[0])
+
+
+def test_streamed_wav_equals_the_in_memory_render_bit_for_bit(tiny, midi, tmp_path):
+    model, ckpt = tiny
+    for extra in ([], ["--chunk-seconds", "0.1", "--overlap-seconds", "0.03"]):
+        out = tmp_path / f"streamed{len(extra)}.wav"
+        assert run(midi, "--checkpoint", ckpt, "-o", out, "-q", "--seed", "7", "--start", "0.0123", *extra) == 0
+        streamed, rate = sf.read(str(out), dtype="int16")
+        chunk = float(extra[1]) if extra else 0.0
+        opts = SamplingOptions(seed=7, chunk_seconds=chunk, overlap_seconds=0.03 if extra else 0.5)
+        memory = S.render_midi(model, midi, opts, start_s=0.0123, progress=False)
+        from midi2wave.audio import float_to_int16
+
+        assert rate == SR and len(memory) > 0.3 * SR
+        np.testing.assert_array_equal(streamed, float_to_int16(memory))
+
+
+def test_streamed_render_hands_on_bounded_pieces_in_order(tiny, tmp_path, monkeypatch):
+    """The WAV writer is fed a round (or a window of one stream) at a time, never the whole output,
+    and the pieces add up to the render: memory does not grow with the piece."""
+    import midi2wave.generate as gen
+    from midi2wave.audio import WavStream
+
+    model, ckpt = tiny
+    piece = [(0.25 * k, 0.25 * k + 0.5, 60 + k % 12, 80) for k in range(1200)]  # 300 s, never silent
+    path = write_midi(tmp_path / "long.mid", piece)
+    monkeypatch.setattr(gen, "generate", _counting_generate([]))
+    written: list[int] = []
+    real_write = WavStream.write
+    monkeypatch.setattr(WavStream, "write", lambda self, audio: (written.append(len(audio)), real_write(self, audio)))
+    n = round((300.0 - 0.25 + 0.5 + S.RELEASE_SECONDS) * SR)
+    row = (chunking.MAX_AUTO_CHUNK_SECONDS + 0.5) * SR  # chunk rows are handed on one by one, as joined
+    for flags, bound in [(["--threads", "2"], row),
+                         (["--threads", "1", "--chunk-seconds", "0"], S.STREAM_WINDOW_SECONDS * SR)]:
+        written.clear()
+        out = tmp_path / "long.wav"
+        assert run(path, "--checkpoint", ckpt, "-o", out, "-q", "--force", *flags) == 0
+        assert sum(written) == n == sf.info(str(out)).frames
+        assert len(written) > 3 and max(written) <= bound < n / 8
+        audio, _ = sf.read(str(out), dtype="int16")
+        # every piece in its place: the stand-in is constant, equal-power fades only add to it
+        assert audio.min() == round(0.25 * 32768) and (audio == round(0.25 * 32768)).mean() > 0.95
+
+
+def test_a_crossfade_over_full_scale_is_clipped_sample_by_sample(tiny, midi, monkeypatch):
+    """Equal-power crossfades of identical (fully correlated) chunks add up to sqrt(2) x: those
+    samples clip at the 16-bit limits one by one; every other sample keeps its value (no rescaling)."""
+    import midi2wave.generate as gen
+
+    model, _ = tiny
+    monkeypatch.setattr(gen, "generate", lambda model, n, *, uniforms=None, **_: torch.full((uniforms.shape[0], n), 0.9))
+    notes, pedals = S.read_piece(midi)
+    opts = SamplingOptions(chunk_seconds=0.1, overlap_seconds=0.05)
+    pieces = list(S.stream_notes(model, notes, pedals, opts, end_s=1.0, progress=False))
+    audio = np.concatenate(pieces)
+    top = (C.PCM_SCALE - 1) / C.PCM_SCALE
+    assert audio.max() == np.float32(top) and np.isclose(audio, 0.9).mean() > 0.5
+    assert set(np.unique(audio)) <= {np.float32(0.9), np.float32(top)} | set(np.unique(audio[(audio > 0.9)]))
+    fade_out, fade_in = chunking.crossfade_weights(round(round(0.05 * SR / 64) * 64 * chunking.CROSSFADE_FRACTION))
+    over = 0.9 * (fade_out + fade_in) >= 1.0
+    assert over.any() and (audio >= top).sum() >= over.sum()  # at least the fades' loudest samples, clipped
+    assert np.all(audio <= top) and np.all(audio >= 0.9 - 1e-6)
