@@ -13,44 +13,36 @@ import argparse
 import sys
 from pathlib import Path
 
-import mido
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from midi2wave.midi import apply_sustain, read_midi  # noqa: E402
+from midi2wave.midi import Notes, PedalEvents, apply_sustain, read_midi, write_midi  # noqa: E402
 
 
 def concatenate(paths: list[Path], seconds: float, out: Path, gap_seconds: float = 0.0) -> int:
     """Write the concatenation to `out`; returns the number of notes."""
-    events, shift, k, n_notes = [], 0.0, 0, 0
+    notes_parts, pedal_parts, shift, k = [], [], 0.0, 0
     while shift < seconds:
         notes, pedals = read_midi(paths[k % len(paths)])
         k += 1
-        for on, off, pitch, vel in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity):
-            if on + shift < seconds:
-                events.append((on + shift, 2, mido.Message("note_on", note=int(pitch), velocity=int(vel))))
-                events.append((min(off + shift, seconds), 1, mido.Message("note_off", note=int(pitch), velocity=64)))
-                n_notes += 1
-        for t, cc, value in zip(pedals.time_s, pedals.controller, pedals.value):
-            if t + shift < seconds:
-                events.append((t + shift, 0, mido.Message("control_change", control=int(cc), value=int(value))))
+        keep = notes.onset_s + shift < seconds
+        notes_parts.append(Notes(notes.onset_s[keep] + shift, np.minimum(notes.offset_s[keep] + shift, seconds),
+                                 notes.pitch[keep], notes.velocity[keep]))
+        keep = pedals.time_s + shift < seconds
         end = float(apply_sustain(notes, pedals).end_s)
-        for cc in (64, 66, 67):  # every pedal up before the next piece
-            events.append((end + shift, 0, mido.Message("control_change", control=cc, value=0)))
+        up = np.array([64, 66, 67])  # every pedal up before the next piece
+        pedal_parts.append(PedalEvents(np.concatenate([pedals.time_s[keep] + shift, np.full(3, end + shift)]),
+                                       np.concatenate([pedals.controller[keep], up]),
+                                       np.concatenate([pedals.value[keep], np.zeros(3)])))
         shift += end + 0.05 + gap_seconds
-    events.sort(key=lambda e: (e[0], e[1]))
-    ticks_per_s = 960  # 480 ticks per beat at 120 bpm
-    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000, time=0)])
-    now = 0
-    for t, _, msg in events:
-        tick = round(t * ticks_per_s)
-        track.append(msg.copy(time=tick - now))
-        now = tick
-    midi = mido.MidiFile(type=1, ticks_per_beat=480)
-    midi.tracks.append(track)
-    midi.save(out)
-    return n_notes
+    notes = Notes(*(np.concatenate([getattr(n, f) for n in notes_parts])
+                    for f in ("onset_s", "offset_s", "pitch", "velocity")))
+    pedals = PedalEvents(*(np.concatenate([getattr(p, f) for p in pedal_parts])
+                           for f in ("time_s", "controller", "value")))
+    write_midi(notes, pedals, out)
+    return len(notes)
 
 
 def main() -> int:

@@ -40,31 +40,15 @@ sys.path.insert(0, str(ROOT))
 def looped_midi(src: Path, seconds: float, out: Path) -> float:
     """Write `src` repeated back to back (period: its last sounding note's end rounded up to a second) until
     `seconds` are covered; returns the period."""
-    import mido
-
-    from midi2wave.midi import apply_sustain, read_midi
+    from midi2wave.midi import Notes, PedalEvents, apply_sustain, read_midi, write_midi
 
     notes, pedals = read_midi(src)
     period = math.ceil(apply_sustain(notes, pedals).end_s + 0.25)  # each copy's pedal tail ends before the next
-    events = []
-    for k in range(math.ceil(seconds / period)):
-        shift = k * period
-        for on, off, pitch, vel in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity):
-            events.append((on + shift, 2, mido.Message("note_on", note=int(pitch), velocity=int(vel))))
-            events.append((off + shift, 1, mido.Message("note_off", note=int(pitch), velocity=64)))
-        for t, cc, value in zip(pedals.time_s, pedals.controller, pedals.value):
-            events.append((t + shift, 0, mido.Message("control_change", control=int(cc), value=int(value))))
-    events.sort(key=lambda e: (e[0], e[1]))
-    ticks_per_s = 960  # 480 ticks per beat at 120 bpm
-    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000, time=0)])
-    now = 0
-    for t, _, msg in events:
-        tick = round(t * ticks_per_s)
-        track.append(msg.copy(time=tick - now))
-        now = tick
-    midi = mido.MidiFile(type=1, ticks_per_beat=480)
-    midi.tracks.append(track)
-    midi.save(out)
+    shifts = period * np.arange(math.ceil(seconds / period))
+    write_midi(Notes(*(np.concatenate([a + s for s in shifts]) for a in (notes.onset_s, notes.offset_s)),
+                     np.tile(notes.pitch, len(shifts)), np.tile(notes.velocity, len(shifts))),
+               PedalEvents(np.concatenate([pedals.time_s + s for s in shifts]), np.tile(pedals.controller, len(shifts)),
+                           np.tile(pedals.value, len(shifts))), out)
     return float(period)
 
 

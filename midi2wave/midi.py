@@ -328,6 +328,34 @@ def read_midi(path: str | Path) -> tuple[Notes, PedalEvents]:
 # --------------------------------------------------------------------------------------- sustain
 
 
+def write_midi(notes: Notes, pedals: PedalEvents, path: str | Path) -> Path:
+    """Write notes and pedal events as a one-track MIDI file (120 bpm, 480 ticks per beat: 960 ticks
+    a second) that `read_midi` reads back to the same notes and pedals, times rounded to a tick. At
+    one tick, pedal changes come first, then note-offs, then note-ons (a re-struck key ends before
+    it starts again). Used by tests and benchmarks to make pieces; the demo data has its own
+    MAESTRO-like layout (`data.demo.performance.midi_bytes`)."""
+    import mido
+
+    ticks_per_s = 960
+    events = []
+    for on, off, pitch, vel in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity):
+        events.append((round(float(on) * ticks_per_s), 2, mido.Message("note_on", note=int(pitch), velocity=int(vel))))
+        events.append((round(float(off) * ticks_per_s), 1, mido.Message("note_off", note=int(pitch), velocity=64)))
+    for t, cc, value in zip(pedals.time_s, pedals.controller, pedals.value):
+        events.append((round(float(t) * ticks_per_s), 0,
+                       mido.Message("control_change", control=int(cc), value=int(value))))
+    events.sort(key=lambda e: (e[0], e[1]))
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000, time=0)])
+    now = 0
+    for tick, _, msg in events:
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    midi = mido.MidiFile(type=1, ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(str(path))
+    return Path(path)
+
+
 def apply_sustain(notes: Notes, pedals: PedalEvents, threshold: int = C.PEDAL_ON_THRESHOLD) -> Notes:
     """Extend notes held by the sustain pedal (the Onsets and Frames / note_seq rule).
 

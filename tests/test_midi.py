@@ -422,3 +422,20 @@ def test_excitation_partials_above_nyquist_skipped_and_velocity_scales():
     np.testing.assert_allclose(loud, 2 * soft, atol=1e-6)
     assert np.abs(loud).max() < 1.0
     assert not excitation_signal(high, 0, 100, sr, 0).any()
+
+
+def test_write_midi_reads_back_the_same_notes_and_pedals(tmp_path):
+    from midi2wave.midi import Notes, PedalEvents, write_midi
+
+    notes = Notes(np.array([0.1, 0.5, 0.5, 1.0]), np.array([0.5, 0.9, 1.2, 1.5]), np.array([60, 60, 64, 108], np.int16),
+                  np.array([90, 30, 127, 1], np.int16))
+    pedals = PedalEvents(np.array([0.0, 0.5, 0.7, 1.1]), np.array([64, 67, 66, 64], np.int16),
+                         np.array([100, 40, 127, 0], np.int16))
+    back_notes, back_pedals = read_midi(write_midi(notes, pedals, tmp_path / "x.mid"))
+    for name in ("onset_s", "offset_s"):
+        np.testing.assert_allclose(getattr(back_notes, name), getattr(notes, name), atol=1 / 1920)
+    np.testing.assert_array_equal(back_notes.pitch, notes.pitch)
+    np.testing.assert_array_equal(back_notes.velocity, notes.velocity)
+    np.testing.assert_allclose(back_pedals.time_s, pedals.time_s, atol=1 / 1920)
+    np.testing.assert_array_equal(back_pedals.controller, pedals.controller)
+    np.testing.assert_array_equal(back_pedals.value, pedals.value)

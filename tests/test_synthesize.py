@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import mido
 import numpy as np
 import pytest
 import soundfile as sf
@@ -20,7 +19,8 @@ from midi2wave.checkpoint import save_checkpoint
 from midi2wave.cli import main
 from midi2wave.config import Config, SamplingOptions
 from midi2wave.errors import InputError
-from midi2wave.midi import excitation_signal
+from midi2wave.midi import Notes, PedalEvents, excitation_signal
+from midi2wave.midi import write_midi as write_notes
 from midi2wave.model import Midi2Wave
 from conftest import tiny_data_config, tiny_model_config
 
@@ -32,24 +32,13 @@ CONFIG = Config(data=DATA, model=TINY)
 
 
 def write_midi(path: Path, notes: list[tuple[float, float, int, int]], sustain: list[tuple[float, int]] = ()) -> Path:
-    """A one-track MIDI file at 120 bpm (480 ticks per beat: 1 s = 960 ticks) with (onset, offset,
-    pitch, velocity) notes and (time, value) sustain-pedal events."""
-    events = []
-    for on, off, pitch, vel in notes:
-        events.append((round(on * 960), 1, mido.Message("note_on", note=pitch, velocity=vel)))
-        events.append((round(off * 960), 0, mido.Message("note_off", note=pitch, velocity=64)))
-    for t, value in sustain:
-        events.append((round(t * 960), 2, mido.Message("control_change", control=64, value=value)))
-    events.sort(key=lambda e: (e[0], e[1]))
-    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000, time=0)])
-    now = 0
-    for tick, _, msg in events:
-        track.append(msg.copy(time=tick - now))
-        now = tick
-    midi = mido.MidiFile(type=1, ticks_per_beat=480)
-    midi.tracks.append(track)
-    midi.save(path)
-    return path
+    """A MIDI file (`midi2wave.midi.write_midi`) of (onset, offset, pitch, velocity) notes and (time, value)
+    sustain-pedal events."""
+    rows = np.asarray(notes, np.float64).reshape(-1, 4)
+    pedal = np.asarray(sustain, np.float64).reshape(-1, 2)
+    return write_notes(Notes(rows[:, 0], rows[:, 1], rows[:, 2].astype(np.int16), rows[:, 3].astype(np.int16)),
+                           PedalEvents(pedal[:, 0], np.full(len(pedal), 64, np.int16), pedal[:, 1].astype(np.int16)),
+                           path)
 
 
 PIECE = [(0.05, 0.25, 60, 90), (0.10, 0.30, 64, 70), (0.20, 0.40, 67, 110)]
