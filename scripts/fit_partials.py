@@ -48,6 +48,17 @@ DELAY_S = 0.03      # skip the hammer's noise
 PROMINENCE = 8.0    # a peak must stand this far above the local median magnitude
 
 
+def isolated(notes, i: int, end_s: float, n_samples: int, sample_rate_hz: int) -> bool:
+    """Whether note i sounds alone from its onset to `end_s`: no other onset from 10 ms before it
+    to `end_s`, and `end_s` inside the audio."""
+    onsets = notes.onset_s
+    if int(end_s * sample_rate_hz) > n_samples:
+        return False
+    others = (onsets > onsets[i] - 0.01) & (onsets < end_s)
+    others[i] = False
+    return not others.any()
+
+
 def measure(pieces, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
     """float64 [n, 3] observations (pitch, k, cents above k f0) from [(notes, audio float [n])]."""
     hann = np.hanning(WINDOW)
@@ -55,20 +66,14 @@ def measure(pieces, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
     bin_hz = freqs[1]
     rows = []
     for notes, x in pieces:
-        onsets = notes.onset_s
         for i in range(len(notes)):
-            t0 = onsets[i] + DELAY_S
+            t0 = notes.onset_s[i] + DELAY_S
             a = int(t0 * sample_rate_hz)
-            b = a + WINDOW
-            if b > len(x):
-                continue
-            others = (onsets > onsets[i] - 0.01) & (onsets < t0 + WINDOW / sample_rate_hz)
-            others[i] = False
-            if others.any():
+            if not isolated(notes, i, (a + WINDOW) / sample_rate_hz, len(x), sample_rate_hz):
                 continue
             pitch = int(notes.pitch[i])
             f0 = float(pitch_to_hz(pitch))
-            spec = np.abs(np.fft.rfft(np.asarray(x[a:b], np.float64) * hann, PAD))
+            spec = np.abs(np.fft.rfft(np.asarray(x[a:a + WINDOW], np.float64) * hann, PAD))
             for k in range(1, MAX_PARTIAL + 1):
                 fk = k * f0
                 lo, hi = fk * 2 ** (-60 / 1200), fk * 2 ** (120 / 1200)
@@ -115,16 +120,11 @@ def measure_decays(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
     n = np.arange(DECAY_WINDOW)
     rows = []
     for notes, x in pieces:
-        onsets = notes.onset_s
         for i in range(len(notes)):
-            t1 = onsets[i] + DECAY_START_S
+            t1 = notes.onset_s[i] + DECAY_START_S
             t2 = t1 + DECAY_SPAN_S
-            end = t2 + DECAY_WINDOW / sample_rate_hz
-            if end > notes.offset_s[i] or int(t2 * sample_rate_hz) + DECAY_WINDOW > len(x):
-                continue
-            others = (onsets > onsets[i] - 0.01) & (onsets < end)
-            others[i] = False
-            if others.any():
+            end = (int(t2 * sample_rate_hz) + DECAY_WINDOW) / sample_rate_hz
+            if end > notes.offset_s[i] or not isolated(notes, i, end, len(x), sample_rate_hz):
                 continue
             pitch = int(notes.pitch[i])
             segments = [np.asarray(x[int(t * sample_rate_hz):int(t * sample_rate_hz) + DECAY_WINDOW], np.float64) * hann
