@@ -3,11 +3,12 @@
     python scripts/fit_innovation_gain.py STORE -c configs/default.json [--pieces 16] [--target-rms 0.2]
 
 The bank of the config (with its gain off) analyses training pieces; the short-time RMS of the
-teacher-forced innovation (10 ms frames) is what the gain should follow, so that the network's
-target u = innovation / gain has about the same scale (`--target-rms`) everywhere: loud at the
-hammer, quiet under held notes, the recording's own floor where nothing sounds. The fit is least
-squares on log RMS (frames where nothing sounds fit the floor), over the gain's seven parameters
-(see config.ResonatorConfig). Prints the fitted settings as a JSON `"data": {"resonators": {...}}`
+teacher-forced innovation (10 ms frames) is what the gain should follow, so that the innovation over
+the gain (the network's target u, or with a pre-emphasis n, which synthesis bounds to [-1, 1] and
+whose pre-emphasis the network samples) has about the same scale (`--target-rms`) everywhere: loud
+at the hammer, quiet under held notes, the recording's own floor where nothing sounds. The fit is
+least squares on log RMS (frames where nothing sounds fit the floor), over the gain's seven
+parameters (see config.ResonatorConfig). Prints the fitted settings as a JSON `"data": {"resonators": {...}}`
 block and, as a check, the RMS and clipped share of u computed by the bank itself with the fitted gain.
 """
 
@@ -116,8 +117,8 @@ def main(argv=None) -> int:
     theta = unpack(best.x)
     print(f"fit: mean squared log error {best.fun:.3f} (start {loss(z0):.3f}), {best.nit} iterations", file=sys.stderr)
 
-    def u_of(theta):  # u computed by the bank itself with the gain theta
-        gained = dataclasses.replace(bank, **{name: float(v) for name, v in zip(NAMES, theta)})
+    def u_of(theta):  # e / g computed by the bank itself with the gain theta (before any pre-emphasis)
+        gained = dataclasses.replace(bank, pre_emphasis=0.0, **{name: float(v) for name, v in zip(NAMES, theta)})
         return np.concatenate([rs.analyze(x, rs.schedule(notes, 0, len(x), C.SAMPLE_RATE_HZ, gained))[0]
                                for notes, x, _ in pieces]).astype(np.float64)
 
