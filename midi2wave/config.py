@@ -90,14 +90,16 @@ class ResonatorConfig:
     # partials k * f0.
     tuning_cents: tuple[float, ...] = ()
     inharmonicity: tuple[float, ...] = ()
-    # Noise shaping of the innovation (LPCNet's pre-emphasis; 0: off). With n_t = e_t / g_t the
-    # network samples u_t = n_t - pre_emphasis * n_{t-1}, and synthesis de-emphasises:
-    # n_t = u_t + pre_emphasis * n_{t-1}, bounded to [-1, 1] (so |e| <= g still holds: a gap in the
-    # MIDI stays a gap, where unbounded the filter's DC gain 1 / (1 - a) would lift the floor).
-    # So the sampled noise follows the innovation's own spectral tilt instead of being white. Why:
-    # a piano's innovation is dark (on the Salamander data its 4-8 kHz band is ~35 dB below its
-    # 0-500 Hz band, hammer included), and white samples land as broadband clicks at the attacks.
+    # Noise shaping of the innovation (0, 0: off). With n_t = e_t / g_t, the network samples u and
+    # synthesis shapes it: n = D(z) u, D(z) = (1 + c z^-1) / ((1 + c)(1 - a z^-1)), a = pre_emphasis
+    # (LPCNet's), c = noise_lowpass; analysis applies the inverse (resonators.shape_noise,
+    # unshape_noise). So the sampled noise follows the innovation's own spectral tilt instead of
+    # being white. Why: a piano's innovation is dark (on the Salamander data its 4-8 kHz band is
+    # ~35 dB below its 0-500 Hz band, hammer included), and white samples land as broadband clicks
+    # at the attacks. The pole a also lifts the lowest frequencies (DC gain 1 / (1 - a)), so n is
+    # bounded to [-1, 1] when a > 0 (|e| <= g still holds); the zero c rolls off the top only.
     pre_emphasis: float = 0.0
+    noise_lowpass: float = 0.0
 
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
@@ -129,8 +131,10 @@ class ResonatorConfig:
         if self.inharmonicity:
             _require(-8.0 <= self.inharmonicity[0] <= -1.0, key + "inharmonicity", list(self.inharmonicity),
                      "log10 B at middle C must be in [-8, -1]")
-        if self.pre_emphasis > 0:
-            _require(self.partials > 0, key + "pre_emphasis", self.pre_emphasis, "needs the resonator bank (partials > 0)")
+        _require(0 <= self.noise_lowpass < 1, key + "noise_lowpass", self.noise_lowpass, "must be in [0, 1) (0: off)")
+        for name in ("pre_emphasis", "noise_lowpass"):
+            if getattr(self, name) > 0:
+                _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")
         if self.gain > 0:
             _require(self.partials > 0, key + "gain", self.gain, "needs the resonator bank (partials > 0)")
             _require(self.max_hz > C.MAX_PITCH_HZ, key + "max_hz", self.max_hz,

@@ -268,19 +268,16 @@ class TorchEngine:
                 # the sample is the innovation over the gain: audio = prediction + gain * sample, on the
                 # 16-bit grid (the same float64 arithmetic as the numba kernel)
                 g_bank = bank.g
-                carry = bank.emphasis_carry()  # a * n_{t-1}: the pre-emphasis undone (bounded when on)
-                if not primed:
-                    n_t = v.cpu().numpy().astype(np.float64) + carry
-                    if bank.pre_emphasis > 0.0:
-                        n_t = np.clip(n_t, -1.0, 1.0)
+                if not primed:  # n_t = the sample, noise-shaped (bounded): audio = prediction + gain * n_t
+                    n_t = bank.shaped(v.cpu().numpy().astype(np.float64))
                     level = np.clip(np.floor((p_bank + n_t * g_bank) * 32768.0), -32768, 32767).astype(np.int64)
                     v = torch.from_numpy((level.astype(np.float32) / np.float32(32768.0))).to(self.device)
                     k = self.pcm_to_class[torch.from_numpy(level + 32768).to(self.device)]
                 innovation = v.cpu().numpy().astype(np.float64) - p_bank
-                bank.update(t, innovation)
+                u_read = bank.update(t, innovation)
             outs.append(v)
-            if bank is not None and self.innovation_input:  # the network reads innovation / gain, on the 16-bit grid
-                level_e = np.clip(np.floor(np.clip(innovation / g_bank - carry, -1.0, 1.0) * 32768.0),
+            if bank is not None and self.innovation_input:  # the network reads u_t (innovation / gain, shaped), on the 16-bit grid
+                level_e = np.clip(np.floor(np.clip(u_read, -1.0, 1.0) * 32768.0),
                                   -32768, 32767).astype(np.int64)
                 v = torch.from_numpy((level_e.astype(np.float32) / np.float32(32768.0))).to(self.device)
                 k = self.pcm_to_class[torch.from_numpy(level_e + 32768).to(self.device)]

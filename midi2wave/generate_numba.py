@@ -51,7 +51,7 @@ from numba.extending import intrinsic
 from . import constants as C
 from .model.distributions import LOG_SCALE_MIN, mulaw_tables
 from .model.stepping import SteppingWeights
-from .resonators import batch_predict, batch_update, empty_bank_args, quantize_sum
+from .resonators import batch_predict, batch_update, empty_bank_args, quantize_sum, shape_noise, unshape_noise
 
 PRECISIONS = ("fp32", "fp16", "int8")
 LANES = 16  # float32 lanes of one IR vector (one AVX-512 register; LLVM splits it on narrower machines)
@@ -353,8 +353,8 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 exc_w, has_exc, pcm_to_class, class_to_value,
                 has_bank, innov_input, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
                 bk_attack_end, bk_kappa_sustain, bk_gain_attack, bk_gain_sustain, bk_gain_attack_decay,
-                bk_gain_hold_decay, bk_gain_release_decay, bk_gain_on, bk_gain_floor, bk_emphasis,
-                bk_re, bk_im, bk_idx, bk_n, bk_next, bk_nprev, bk_p, bk_g, bk_e,
+                bk_gain_hold_decay, bk_gain_release_decay, bk_gain_on, bk_gain_floor, bk_emphasis, bk_lowpass,
+                bk_re, bk_im, bk_idx, bk_n, bk_next, bk_nprev, bk_uprev, bk_p, bk_g, bk_e,
                 cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
                 has_temps, temps,
                 out, params_out,
@@ -373,10 +373,10 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     and the bank is fed (audio - prediction), which with `innov_input` (rounded down to 16-bit) is
     also what the network reads as its past instead of the audio; bk_* are `resonators.BankBatch.kernel_args()` plus
     scratch bk_e [B] float64. With the bank's innovation gain on (`bk_gain_on`), the head's sample is
-    u and the innovation is g_t * n_t, n_t = u + a * n_{t-1} (g_t from `resonators.bank_gain`, a the
-    bank's pre-emphasis `bk_emphasis`; with a > 0, n_t is bounded to [-1, 1]; n_{t-1}, `bk_nprev`
-    (state), the last (audio - prediction) / gain), and the network reads
-    (audio - prediction) / g_t - a * n_{t-1} on the 16-bit grid, as in training.
+    u and the innovation is g_t * n_t, n_t = `resonators.shape_noise`(u) (g_t from `resonators.bank_gain`;
+    the noise shaping's coefficients `bk_emphasis`, `bk_lowpass`, its state `bk_nprev`, `bk_uprev`),
+    and the network reads u_t = `resonators.unshape_noise` of n_t = (audio - prediction) / g_t on the
+    16-bit grid, as in training.
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
     prev_val / prev_cls [B, 2] the values and mu-law classes of samples t-1 and t-2.
     Scratch: x [B, p(R)], inp [B, K*R], h [B, 2*Hp], z [B, L*Hg], skip [B, p(S)], hid [B, p(H1)],
@@ -480,21 +480,20 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
             in_v = v
             in_k = k
             if has_bank:
-                carry = bk_emphasis * bk_nprev[b]
                 if not primed:
-                    nt = np.float64(v) + carry
-                    if bk_emphasis > 0.0:
-                        nt = min(max(nt, -1.0), 1.0)
+                    nt = shape_noise(np.float64(v), bk_emphasis, bk_lowpass, bk_nprev[b], bk_uprev[b])
                     level, v = quantize_sum(bk_p[b], nt * bk_g[b])
                     k = pcm_to_class[level + 32768]
                 bk_e[b] = np.float64(v) - bk_p[b]
                 nt = bk_e[b] / bk_g[b]
+                ut = unshape_noise(nt, bk_emphasis, bk_lowpass, bk_nprev[b], bk_uprev[b])
                 in_v = v
                 in_k = k
-                if innov_input:  # the network reads the (pre-emphasised) innovation over the gain, on the 16-bit grid
-                    level_e, in_v = quantize_sum(min(max(nt - carry, -1.0), 1.0), 0.0)
+                if innov_input:  # the network reads the (noise-shaped) innovation over the gain, on the 16-bit grid
+                    level_e, in_v = quantize_sum(min(max(ut, -1.0), 1.0), 0.0)
                     in_k = pcm_to_class[level_e + 32768]
                 bk_nprev[b] = nt
+                bk_uprev[b] = ut
             out[b, tt] = v
             prev_val[b, 1] = prev_val[b, 0]
             prev_val[b, 0] = in_v

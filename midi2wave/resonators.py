@@ -9,8 +9,9 @@ equal-tempered frequency, driven by the innovation `e_t`:
     p_t  = sum_s Re(z_s)                       (the bank's prediction of x_t from the past)
     x_t  = p_t + e_t                           (the network models e_t, the innovation)
     z_s <- r_s * exp(i w_s) * (z_s + kappa * e_t)
-    n_t  = e_t / g_t,  u_t = n_t - a * n_{t-1} (what the network samples: gain g, pre-emphasis a;
-                                                synthesis bounds n_t = u_t + a n_{t-1} to [-1, 1])
+    n_t  = e_t / g_t,  u = n shaped            (what the network samples: gain g, noise shaping:
+                                                n = D(z) u, D(z) = (1 + c z^-1) / ((1 + c)(1 - a z^-1)),
+                                                see `shape_noise`)
 
 Teacher-forced (analysis), `e_t = x_t - p_t` is computed from the true audio: the bank tracks the
 notes' partials (within ~2/kappa samples) and the network is left to predict the attacks, noise
@@ -79,25 +80,28 @@ class Schedule:
     TIME_FIELDS = ("start", "release", "stop", "attack_end")
     # The innovation gain's floor (ResonatorConfig.gain_floor); None: no gain (g = 1).
     gain_floor: float | None = None
-    # The innovation's pre-emphasis (ResonatorConfig.pre_emphasis; 0: none).
+    # The innovation's noise shaping (ResonatorConfig.pre_emphasis and noise_lowpass; 0: none).
     pre_emphasis: float = 0.0
+    noise_lowpass: float = 0.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
 
     @classmethod
-    def empty(cls, gain_floor: float | None = None, pre_emphasis: float = 0.0) -> "Schedule":
+    def empty(cls, gain_floor: float | None = None, pre_emphasis: float = 0.0, noise_lowpass: float = 0.0
+              ) -> "Schedule":
         return cls(**{f: np.zeros(0, np.int64 if f in cls.TIME_FIELDS else np.float64) for f in cls.FIELDS},
-                   gain_floor=gain_floor, pre_emphasis=pre_emphasis)
+                   gain_floor=gain_floor, pre_emphasis=pre_emphasis, noise_lowpass=noise_lowpass)
 
     def shifted(self, samples: int) -> "Schedule":
         """The same oscillators with every time moved later by `samples`."""
         return Schedule(**{f: getattr(self, f) + samples if f in self.TIME_FIELDS else getattr(self, f)
-                           for f in self.FIELDS}, gain_floor=self.gain_floor, pre_emphasis=self.pre_emphasis)
+                           for f in self.FIELDS}, gain_floor=self.gain_floor, pre_emphasis=self.pre_emphasis,
+                        noise_lowpass=self.noise_lowpass)
 
     def without_gain(self) -> "Schedule":
         """The same oscillators (times, tails, decays, kappas) driven by the innovation itself
-        (g = 1, no pre-emphasis): its analysis gives e = x - p, which the gain divides. Unlike a
+        (g = 1, no noise shaping): its analysis gives e = x - p, which the gain divides. Unlike a
         schedule of the config with `gain` 0, the oscillators keep the gain's longer tail
         (`release_tail_s`)."""
         zeros = np.zeros_like(self.gain_attack)
@@ -148,15 +152,15 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     a piece, with times relative to `start_sample`. `notes` should already be sustained."""
     sr = float(sample_rate_hz)
     floor = float(config.gain_floor) if config.gain > 0 else None
-    emphasis = float(config.pre_emphasis)
+    shaping = dict(pre_emphasis=float(config.pre_emphasis), noise_lowpass=float(config.noise_lowpass))
     if len(notes) == 0 or n_samples <= 0 or config.partials <= 0:
-        return Schedule.empty(floor, emphasis)
+        return Schedule.empty(floor, **shaping)
     first = np.ceil(notes.onset_s * sr).astype(np.int64)
     release = np.ceil(notes.offset_s * sr).astype(np.int64)
     stop = release + int(math.ceil(config.release_tail_s * sr))
     keep = (stop > start_sample) & (first < start_sample + n_samples)
     if not keep.any():
-        return Schedule.empty(floor, emphasis)
+        return Schedule.empty(floor, **shaping)
     tau = decay_tau_s(notes.pitch[keep])
     k = np.arange(1, config.partials + 1, dtype=np.float64)
     freq = partial_hz(notes.pitch[keep][:, None], k[None, :], config.tuning_cents,
@@ -185,7 +189,7 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
         attack_end=first[keep][note_idx] - start_sample + int(round(config.attack_s * sr)),
         kappa_sustain=float(config.kappa_after_attack) / partial ** config.kappa_exponent,
         gain_floor=floor,
-        pre_emphasis=emphasis,
+        **shaping,
         gain_attack=level,
         gain_sustain=level * config.gain_sustain,
         gain_attack_decay=np.full(hz.shape, -1.0 / (config.gain_attack_s * sr)),
@@ -194,15 +198,15 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     )
     order = np.argsort(out.start, kind="stable")
     return Schedule(**{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS}, gain_floor=floor,
-                    pre_emphasis=emphasis)
+                    **shaping)
 
 
 class BankState:
     """Explicit, resettable state of one bank per batch element (for step-by-step generation).
 
     re, im: float64 [B, capacity] oscillator phasors; idx: int64 [B, capacity] indices into that
-    element's schedule of the active oscillators; n_active, next: int64 [B]; n_prev: float64 [B], the
-    last innovation over its gain (what the pre-emphasis subtracts from the next).
+    element's schedule of the active oscillators; n_active, next: int64 [B]; n_prev, u_prev: float64 [B],
+    the last innovation over its gain and its shaped value (the noise-shaping filter's state).
     """
 
     def __init__(self, batch_size: int, capacity: int = 64) -> None:
@@ -212,6 +216,7 @@ class BankState:
         self.n_active = np.zeros(batch_size, np.int64)
         self.next = np.zeros(batch_size, np.int64)
         self.n_prev = np.zeros(batch_size)
+        self.u_prev = np.zeros(batch_size)
 
     def reset(self) -> "BankState":
         self.re[:] = 0.0
@@ -219,6 +224,7 @@ class BankState:
         self.n_active[:] = 0
         self.next[:] = 0
         self.n_prev[:] = 0.0
+        self.u_prev[:] = 0.0
         return self
 
     def ensure_capacity(self, needed: int) -> None:
@@ -269,6 +275,27 @@ def bank_gain(t, idx, n_active, start, release, gain_attack, gain_sustain, gain_
             a *= math.exp((t - release[s]) * gain_release_decay[s])
         acc += a * a
     return floor + math.sqrt(acc)
+
+
+@_njit
+def shape_noise(v, a, c, n_prev, u_prev):
+    """n_t from the network's sample u_t = v: the noise-shaping filter
+    D(z) = (1 + c z^-1) / ((1 + c)(1 - a z^-1)), i.e. n_t = (u_t + c u_{t-1}) / (1 + c) + a n_{t-1},
+    bounded to [-1, 1] when a > 0 (with a = 0, |u| <= 1 keeps |n| <= 1 by itself). Why: the piano's
+    innovation is dark; a pole a (LPCNet's pre-emphasis) darkens white samples by 1 / |1 - a e^-iw|
+    but also lifts the lowest frequencies by up to 1 / (1 - a); the zero c rolls off only the top
+    (-19 dB at the Nyquist frequency for c = 0.8, unity at DC). a = c = 0: n = u."""
+    nt = (v + c * u_prev) / (1.0 + c) + a * n_prev
+    if a > 0.0:
+        nt = min(max(nt, -1.0), 1.0)
+    return nt
+
+
+@_njit
+def unshape_noise(nt, a, c, n_prev, u_prev):
+    """u_t from n_t (the inverse of `shape_noise` where its bound does not act): what the network
+    models and reads. a = c = 0: u = n."""
+    return (1.0 + c) * (nt - a * n_prev) - c * u_prev
 
 
 @_njit
@@ -324,7 +351,7 @@ def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, 
 @_njit
 def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa, attack_end, kappa_sustain,
          gain_attack, gain_sustain, gain_attack_decay, gain_hold_decay, gain_release_decay, gain_on, gain_floor,
-         emphasis, capacity):
+         emphasis, lowpass, capacity):
     n = signal.shape[0]
     out = np.empty(n, np.float64)
     pred = np.empty(n, np.float64)
@@ -335,6 +362,7 @@ def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa
     n_active = 0
     nxt = 0
     n_prev = 0.0
+    u_prev = 0.0
     for t in range(n):
         n_active, nxt = bank_admit(t, re, im, idx, n_active, nxt, start, stop)
         p = bank_predict(re, n_active)
@@ -347,14 +375,15 @@ def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa
         if analysis:
             e = signal[t] - p
             nt = e / g
-            out[t] = nt - emphasis * n_prev
+            ut = unshape_noise(nt, emphasis, lowpass, n_prev, u_prev)
+            out[t] = ut
         else:
-            nt = signal[t]
-            if emphasis > 0.0:  # de-emphasis, bounded: |e| <= g whatever the network samples
-                nt = min(max(nt + emphasis * n_prev, -1.0), 1.0)
+            nt = shape_noise(signal[t], emphasis, lowpass, n_prev, u_prev)  # |e| <= g whatever is sampled
+            ut = unshape_noise(nt, emphasis, lowpass, n_prev, u_prev)  # = signal[t] unless bounded
             e = nt * g
             out[t] = p + e
         n_prev = nt
+        u_prev = ut
         bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa, attack_end,
                     kappa_sustain)
     return out, pred, gains
@@ -362,7 +391,8 @@ def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa
 
 def _arrays(sched: Schedule):
     return tuple(getattr(sched, f) for f in Schedule.FIELDS) + (
-        sched.gain_floor is not None, float(sched.gain_floor or 0.0), float(sched.pre_emphasis))
+        sched.gain_floor is not None, float(sched.gain_floor or 0.0), float(sched.pre_emphasis),
+        float(sched.noise_lowpass))
 
 
 def warmup_window(audio, start_sample: int, n_samples: int, warmup_samples: int, scale: float = 1.0) -> np.ndarray:
@@ -378,9 +408,9 @@ def warmup_window(audio, start_sample: int, n_samples: int, warmup_samples: int,
 
 def analyze(audio: np.ndarray, sched: Schedule) -> tuple[np.ndarray, np.ndarray]:
     """Target and prediction of `audio` (float [n]) from silence at sample 0: returns (u, p), float32
-    [n] each, with audio = p + e, n_t = e_t / g_t and u_t = n_t - a n_{t-1} (g: `gain_track`, 1 when
-    the schedule has no gain; a its pre-emphasis, 0: u = n): u is what the network models (the
-    pre-emphasised innovation over the gain)."""
+    [n] each, with audio = p + e, n_t = e_t / g_t and u = n unshaped (g: `gain_track`, 1 when the
+    schedule has no gain; `unshape_noise` with the schedule's noise shaping, none: u = n): u is what
+    the network models (the innovation over the gain, noise-shaped)."""
     x = np.ascontiguousarray(audio, np.float64)
     u, p, _ = _run(x, True, *_arrays(sched), max(1, max_concurrent(sched)))
     return u.astype(np.float32), p.astype(np.float32)
@@ -460,10 +490,11 @@ class BankBatch:
         floor = floors.pop() if floors else None
         self.gain_on = floor is not None
         self.gain_floor = float(floor or 0.0)
-        emphases = {s.pre_emphasis for s in schedules}
-        if len(emphases) > 1:
-            raise ValueError(f"the streams' schedules disagree on the innovation pre-emphasis: {sorted(emphases)}")
-        self.pre_emphasis = float(emphases.pop()) if emphases else 0.0
+        shapings = {(s.pre_emphasis, s.noise_lowpass) for s in schedules}
+        if len(shapings) > 1:
+            raise ValueError(f"the streams' schedules disagree on the noise shaping (pre-emphasis, lowpass): "
+                             f"{sorted(shapings)}")
+        self.pre_emphasis, self.noise_lowpass = map(float, shapings.pop()) if shapings else (0.0, 0.0)
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -484,7 +515,8 @@ class BankBatch:
         return (self.offsets, self.start, self.release, self.stop, self.omega, self.r_hold, self.r_release,
                 self.kappa, self.attack_end, self.kappa_sustain, self.gain_attack, self.gain_sustain,
                 self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay, self.gain_on,
-                self.gain_floor, self.pre_emphasis, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, self.p, self.g)
+                self.gain_floor, self.pre_emphasis, self.noise_lowpass, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev,
+                s.u_prev, self.p, self.g)
 
     def predict(self, t: int) -> np.ndarray:
         """p_t of every stream (float64 [B]); call once per sample, before `update`. Also sets
@@ -495,21 +527,27 @@ class BankBatch:
                       self.gain_on, self.gain_floor, s.re, s.im, s.idx, s.n_active, s.next, self.p, self.g)
         return self.p
 
-    def emphasis_carry(self) -> np.ndarray:
-        """a * n_{t-1} of every stream (float64 [B]): the innovation is e_t = g_t n_t with
-        n_t = u_t + this, bounded to [-1, 1] when the pre-emphasis is on."""
-        return self.pre_emphasis * self.state.n_prev
+    def shaped(self, u: np.ndarray) -> np.ndarray:
+        """n_t of every stream from its sample u_t (float64 [B], `shape_noise`): the innovation is g_t n_t."""
+        s = self.state
+        return np.array([shape_noise(float(u[b]), self.pre_emphasis, self.noise_lowpass, s.n_prev[b], s.u_prev[b])
+                         for b in range(self.batch_size)])
 
-    def update(self, t: int, innovation: np.ndarray) -> None:
-        """Feed every stream's innovation e_t (float64 [B]) to its oscillators and keep e_t / g_t
-        (`predict` set g_t) for the pre-emphasis."""
+    def update(self, t: int, innovation: np.ndarray) -> np.ndarray:
+        """Feed every stream's innovation e_t (float64 [B]) to its oscillators and return u_t, its
+        noise-shaped value over the gain (`predict` set g_t): what the network reads."""
         s = self.state
         e = np.ascontiguousarray(innovation, np.float64)
         batch_update(t, 0, self.batch_size, e, self.offsets,
                      self.release, self.omega, self.r_hold, self.r_release, self.kappa, self.attack_end,
                      self.kappa_sustain, s.re, s.im, s.idx,
                      s.n_active)
-        s.n_prev[:] = e / self.g
+        n = e / self.g
+        u = np.array([unshape_noise(n[b], self.pre_emphasis, self.noise_lowpass, s.n_prev[b], s.u_prev[b])
+                      for b in range(self.batch_size)])
+        s.n_prev[:] = n
+        s.u_prev[:] = u
+        return u
 
 
 def empty_bank_args() -> tuple:
