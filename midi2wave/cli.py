@@ -72,6 +72,10 @@ def _add_model_sampling_flags(p: argparse.ArgumentParser) -> None:
                    help="temperature more than --attack-seconds after every onset (0: --temperature throughout; "
                         "default: the model's own)")
     p.add_argument("--attack-seconds", type=float, default=None, help="see --sustain-temperature (default: the model's own)")
+    p.add_argument("--sustain-innovation", type=float, default=None,
+                   help="models with the resonator bank: share of the sampled innovation heard directly while no "
+                        "note is in its attack; the rest reaches the output only through the notes' partials "
+                        "(1: all, as in training; default: the model's own)")
 
 
 def _sampling_options(**settings):
@@ -92,7 +96,7 @@ def _sampling_options(**settings):
 def _model_sampling_settings(args: argparse.Namespace) -> dict:
     """The flags of `_add_model_sampling_flags` (None where not given: the model's own)."""
     return {"temperature": args.temperature, "sustain_temperature": args.sustain_temperature,
-            "attack_seconds": args.attack_seconds}
+            "attack_seconds": args.attack_seconds, "sustain_innovation": args.sustain_innovation}
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:

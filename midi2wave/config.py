@@ -365,15 +365,22 @@ class ModelSampling:
     # temperature more than `attack_seconds` after every note onset (0: `temperature` throughout)
     sustain_temperature: float = 0.0
     attack_seconds: float = 0.05
+    # Models with the resonator bank: the share of the sampled innovation that reaches the output
+    # directly while no sounding note is in its attack (`data.resonators.attack_s`); the bank is
+    # still driven by all of it, so the noise reaches the listener through the notes' partials
+    # (resonators.direct_share). 1: x = p + e, as in training.
+    sustain_innovation: float = 1.0
 
     def __post_init__(self) -> None:
         _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
         _require(self.sustain_temperature >= 0, "sampling.sustain_temperature", self.sustain_temperature,
                  "must be >= 0 (0: same as temperature)")
         _require(self.attack_seconds >= 0, "sampling.attack_seconds", self.attack_seconds, "must be >= 0")
+        _require(0 <= self.sustain_innovation <= 1, "sampling.sustain_innovation", self.sustain_innovation,
+                 "must be in [0, 1] (1: all of it, as in training)")
 
 
-MODEL_SAMPLING_FIELDS = ("temperature", "sustain_temperature", "attack_seconds")
+MODEL_SAMPLING_FIELDS = ("temperature", "sustain_temperature", "attack_seconds", "sustain_innovation")
 
 
 @dataclass(frozen=True)
@@ -395,6 +402,7 @@ class SamplingOptions:
     # listeners and transcribers hear as re-struck notes.
     sustain_temperature: float | None = None
     attack_seconds: float | None = None
+    sustain_innovation: float | None = None  # see ModelSampling
     precision: str = "fp32"  # the numba engine's weight storage: "fp32" | "fp16" | "int8"
     crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"
 

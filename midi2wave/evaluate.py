@@ -363,6 +363,8 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
         if excerpts[0].schedule is not None:  # generation starts at the window: shift the warm-up away
             schedules = [e.schedule.shifted(-len(e.warmup_audio)) for e in excerpts]
         onsets = [e.notes.onset_s for e in excerpts]
+    if schedules is not None:  # the sampling's share of the innovation in the output after the attacks
+        schedules = [s.with_sustain_mix(options.sustain_innovation) for s in schedules]
     n = lead + excerpts[0].audio.shape[0]
     plan = ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, config.data.sample_rate_hz,
                           model.samples_per_frame)
@@ -493,6 +495,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
             "temperature": float(sampling.temperature),
             "sustain_temperature": float(sustain_temperature) or None,
             "attack_seconds": float(sampling.attack_seconds) if sustain_temperature else None,
+            "sustain_innovation": float(sampling.sustain_innovation) if config.data.resonators.enabled else None,
             "chunk_seconds": chunk_seconds,
             "overlap_seconds": float(sampling.overlap_seconds) if chunk_seconds > 0 else None,
             "realism": {

@@ -51,7 +51,8 @@ from numba.extending import intrinsic
 from . import constants as C
 from .model.distributions import LOG_SCALE_MIN, mulaw_tables
 from .model.stepping import SteppingWeights
-from .resonators import batch_predict, batch_update, empty_bank_args, quantize_sum, shape_noise, unshape_noise
+from .resonators import (batch_predict, batch_update, direct_share, empty_bank_args, quantize_sum, shape_noise,
+                         unshape_noise)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 LANES = 16  # float32 lanes of one IR vector (one AVX-512 register; LLVM splits it on narrower machines)
@@ -353,7 +354,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 exc_w, has_exc, pcm_to_class, class_to_value,
                 has_bank, innov_input, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
                 bk_attack_end, bk_kappa_sustain, bk_gain_attack, bk_gain_sustain, bk_gain_attack_decay,
-                bk_gain_hold_decay, bk_gain_release_decay, bk_gain_on, bk_gain_floor, bk_emphasis, bk_lowpass,
+                bk_gain_hold_decay, bk_gain_release_decay, bk_gain_on, bk_gain_floor, bk_emphasis, bk_lowpass, bk_mix,
                 bk_re, bk_im, bk_idx, bk_n, bk_next, bk_nprev, bk_uprev, bk_p, bk_g, bk_e,
                 cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
                 has_temps, temps,
@@ -376,7 +377,8 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     u and the innovation is g_t * n_t, n_t = `resonators.shape_noise`(u) (g_t from `resonators.bank_gain`;
     the noise shaping's coefficients `bk_emphasis`, `bk_lowpass`, its state `bk_nprev`, `bk_uprev`),
     and the network reads u_t = `resonators.unshape_noise` of n_t = (audio - prediction) / g_t on the
-    16-bit grid, as in training.
+    16-bit grid, as in training. Outside the notes' attacks only `resonators.direct_share` (`bk_mix`)
+    of the innovation reaches the audio sample; the bank and the network then get all of it.
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
     prev_val / prev_cls [B, 2] the values and mu-law classes of samples t-1 and t-2.
     Scratch: x [B, p(R)], inp [B, K*R], h [B, 2*Hp], z [B, L*Hg], skip [B, p(S)], hid [B, p(H1)],
@@ -480,11 +482,17 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
             in_v = v
             in_k = k
             if has_bank:
+                share = 1.0
                 if not primed:
                     nt = shape_noise(np.float64(v), bk_emphasis, bk_lowpass, bk_nprev[b], bk_uprev[b])
-                    level, v = quantize_sum(bk_p[b], nt * bk_g[b])
+                    share = direct_share(t, bk_mix, bk_idx[b], bk_n[b], bk_attack_end[bk_off[b]:bk_off[b + 1]],
+                                         bk_release[bk_off[b]:bk_off[b + 1]])
+                    level, v = quantize_sum(bk_p[b], share * nt * bk_g[b])
                     k = pcm_to_class[level + 32768]
-                bk_e[b] = np.float64(v) - bk_p[b]
+                if share < 1.0:  # the output got a share of the innovation; the bank and the network get all of it
+                    bk_e[b] = nt * bk_g[b]
+                else:
+                    bk_e[b] = np.float64(v) - bk_p[b]
                 nt = bk_e[b] / bk_g[b]
                 ut = unshape_noise(nt, bk_emphasis, bk_lowpass, bk_nprev[b], bk_uprev[b])
                 in_v = v

@@ -32,6 +32,7 @@ training target).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -83,6 +84,9 @@ class Schedule:
     # The innovation's noise shaping (ResonatorConfig.pre_emphasis and noise_lowpass; 0: none).
     pre_emphasis: float = 0.0
     noise_lowpass: float = 0.0
+    # Synthesis only: the share of the innovation that reaches the output directly while no note
+    # is in its attack (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
+    sustain_mix: float = 1.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -97,7 +101,12 @@ class Schedule:
         """The same oscillators with every time moved later by `samples`."""
         return Schedule(**{f: getattr(self, f) + samples if f in self.TIME_FIELDS else getattr(self, f)
                            for f in self.FIELDS}, gain_floor=self.gain_floor, pre_emphasis=self.pre_emphasis,
-                        noise_lowpass=self.noise_lowpass)
+                        noise_lowpass=self.noise_lowpass, sustain_mix=self.sustain_mix)
+
+    def with_sustain_mix(self, mix: float) -> "Schedule":
+        """The same schedule whose synthesis lets `mix` of the innovation reach the output directly
+        outside the notes' attacks (`direct_share`)."""
+        return dataclasses.replace(self, sustain_mix=float(mix))
 
     def without_gain(self) -> "Schedule":
         """The same oscillators (times, tails, decays, kappas) driven by the innovation itself
@@ -299,6 +308,28 @@ def unshape_noise(nt, a, c, n_prev, u_prev):
 
 
 @_njit
+def direct_share(t, mix, idx, n_active, attack_end, release):
+    """The share of the innovation that reaches the output directly at sample t (one batch
+    element): `mix` while some note is held (t < release of an active oscillator) and none is in
+    its attack (t < attack_end); else (an attack, or only releases and silence) 1. Why: while notes
+    are held, the network's sampled noise lies between their partials (the recording's innovation
+    there is mostly the bank's tracking error at the partials, which sampling cannot reproduce);
+    the bank still gets all of it, so that noise reaches the output through the resonators at the
+    notes' partials. Once every note is released, the innovation is the room's tail, which the
+    bank's short release does not carry."""
+    if mix >= 1.0:
+        return 1.0
+    held = False
+    for j in range(n_active):
+        s = idx[j]
+        if t < attack_end[s]:
+            return 1.0
+        if t < release[s]:
+            held = True
+    return mix if held else 1.0
+
+
+@_njit
 def bank_admit(t, re, im, idx, n_active, nxt, start, stop):
     """Drop oscillators whose stop <= t and admit those whose start <= t (one batch element).
     Returns (n_active, next)."""
@@ -495,6 +526,10 @@ class BankBatch:
             raise ValueError(f"the streams' schedules disagree on the noise shaping (pre-emphasis, lowpass): "
                              f"{sorted(shapings)}")
         self.pre_emphasis, self.noise_lowpass = map(float, shapings.pop()) if shapings else (0.0, 0.0)
+        mixes = {s.sustain_mix for s in schedules}
+        if len(mixes) > 1:
+            raise ValueError(f"the streams' schedules disagree on the sustain mix: {sorted(mixes)}")
+        self.sustain_mix = float(mixes.pop()) if mixes else 1.0
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -515,7 +550,7 @@ class BankBatch:
         return (self.offsets, self.start, self.release, self.stop, self.omega, self.r_hold, self.r_release,
                 self.kappa, self.attack_end, self.kappa_sustain, self.gain_attack, self.gain_sustain,
                 self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay, self.gain_on,
-                self.gain_floor, self.pre_emphasis, self.noise_lowpass, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev,
+                self.gain_floor, self.pre_emphasis, self.noise_lowpass, self.sustain_mix, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev,
                 s.u_prev, self.p, self.g)
 
     def predict(self, t: int) -> np.ndarray:
@@ -526,6 +561,13 @@ class BankBatch:
                       self.gain_sustain, self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay,
                       self.gain_on, self.gain_floor, s.re, s.im, s.idx, s.n_active, s.next, self.p, self.g)
         return self.p
+
+    def direct_shares(self, t: int) -> np.ndarray:
+        """`direct_share` of every stream at t (float64 [B]); call after `predict(t)`."""
+        s = self.state
+        spans = [slice(self.offsets[b], self.offsets[b + 1]) for b in range(self.batch_size)]
+        return np.array([direct_share(t, self.sustain_mix, s.idx[b], s.n_active[b], self.attack_end[o],
+                                      self.release[o]) for b, o in enumerate(spans)])
 
     def shaped(self, u: np.ndarray) -> np.ndarray:
         """n_t of every stream from its sample u_t (float64 [B], `shape_noise`): the innovation is g_t n_t."""

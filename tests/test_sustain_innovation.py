@@ -1,0 +1,94 @@
+"""The sampled innovation's direct share after the attacks (`sampling.sustain_innovation`).
+
+Synthesis only: while notes are held and none is in its attack, only `mix` of the innovation
+reaches the output directly; the bank (and the network) still get all of it, so the noise is heard
+through the resonators at the notes' partials. 1 changes nothing; both engines agree; the attacks
+and the releases are untouched.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from midi2wave import realism
+from midi2wave import resonators as rs
+from midi2wave.config import ConfigError, DataConfig, ModelSampling, SamplingOptions
+from midi2wave.generate import generate
+from midi2wave.midi import Notes
+from midi2wave.model import Midi2Wave
+from conftest import tiny_model_config
+
+SR = 16000
+BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack_s=0.02, gain_sustain=0.25,
+                          gain_release_s=0.03, gain_floor=1e-4, attack_s=0.05, noise_lowpass=0.6)
+NOTES = Notes(np.array([0.0, 0.02, 1.0]), np.array([0.45, 0.4, 1.2]), np.array([60, 67, 64], np.int16),
+              np.array([110, 90, 100], np.int16))
+
+
+def _model() -> Midi2Wave:
+    torch.manual_seed(0)
+    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
+    return Midi2Wave(cfg, DataConfig(conditioning=("frame",), segment_seconds=0.032, resonators=BANK)).eval()
+
+
+def _generate(model, T, mix, engine="numba"):
+    sched = rs.schedule(NOTES, 0, T, SR, BANK)
+    if mix is not None:
+        sched = sched.with_sustain_mix(mix)
+    g = torch.Generator().manual_seed(3)
+    frames = T // model.samples_per_frame
+    cond = torch.rand(1, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
+                      generator=g)
+    audio = generate(model, T, conditioning=cond, year=torch.zeros(1, dtype=torch.long),
+                     uniforms=torch.rand(1, T, 2, generator=g), resonators=[sched], engine=engine)
+    return audio[0].double().numpy()
+
+
+def test_the_setting_is_validated_and_travels_with_the_schedule():
+    assert ModelSampling().sustain_innovation == 1.0
+    with pytest.raises(ConfigError, match="sampling.sustain_innovation"):
+        ModelSampling(sustain_innovation=1.5)
+    with pytest.raises(ConfigError, match="sampling.sustain_innovation"):
+        SamplingOptions(sustain_innovation=-0.1)
+    assert SamplingOptions().for_model(ModelSampling(sustain_innovation=0.4)).sustain_innovation == 0.4
+    sched = rs.schedule(NOTES, 0, SR, SR, BANK)
+    assert sched.sustain_mix == 1.0 and sched.with_sustain_mix(0.3).shifted(5).sustain_mix == 0.3
+    with pytest.raises(ValueError, match="sustain mix"):
+        rs.BankBatch([sched, sched.with_sustain_mix(0.3)])
+
+
+def test_a_share_of_one_changes_nothing():
+    model = _model()
+    T = 4096
+    np.testing.assert_array_equal(_generate(model, T, None), _generate(model, T, 1.0))
+
+
+def test_after_the_attacks_only_the_bank_sounds_and_the_attacks_are_untouched():
+    model = _model()
+    T = int(1.3 * SR) // 64 * 64
+    full = _generate(model, T, 1.0)
+    bank_only = _generate(model, T, 0.0)
+    torch_engine = _generate(model, T, 0.0, "torch")
+    assert (bank_only == torch_engine).mean() > 0.99  # both engines implement it
+    # until the first sample where no note is in its attack, nothing differs
+    first_free = math.ceil(0.02 * SR) + round(BANK.attack_s * SR)
+    np.testing.assert_array_equal(bank_only[:first_free], full[:first_free])
+    assert not np.array_equal(bank_only[first_free:first_free + 800], full[first_free:first_free + 800])
+    # once every note is released (the room's tail, then the floor), all of it again: in the gap
+    # only the floor-bounded innovation sounds, as with the full share
+    tail = math.ceil(BANK.release_tail_s * SR)
+    gap = slice(math.ceil(0.45 * SR) + tail, int(1.0 * SR))
+    lsb = 1.0 / 32768
+    for x in (full, bank_only):
+        assert 0 < np.abs(x[gap]).max() <= BANK.gain_floor + lsb
+    # the held notes after their attacks: what sounds lies at their partials
+    held = slice(first_free, int(0.4 * SR))
+    notes = Notes(NOTES.onset_s[:2] - first_free / SR, NOTES.offset_s[:2] - first_free / SR,
+                  NOTES.pitch[:2], NOTES.velocity[:2])
+    purity = {name: realism.tonal_purity(x[held], notes, SR) for name, x in (("full", full), ("bank", bank_only))}
+    assert purity["bank"] > purity["full"] + 0.03, purity
+    assert purity["bank"] > 0.93, purity
