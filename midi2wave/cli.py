@@ -142,7 +142,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model
 
     for line in export_model(args.checkpoint, args.out, fmt=args.format, midi_path=args.midi, start_s=args.start,
-                             end_s=args.end, year=args.year, force=args.force):
+                             end_s=args.end, year=args.year, force=args.force, sampling_from=args.sampling_from):
         print(line)
     return 0
 
@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="with --midi: start time in seconds")
     p.add_argument("--end", type=float, default=None, metavar="S", help="with --midi: end time (default: end of the MIDI)")
     p.add_argument("--year", type=int, default=None, help="with --midi: recording year to imitate")
+    p.add_argument("--sampling-from", type=Path, default=None, metavar="CONFIG",
+                   help="with --format safetensors: the released model's sampling defaults from this config JSON's "
+                        "`sampling` section instead of the checkpoint's")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(handler=_cmd_export)
 

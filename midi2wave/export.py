@@ -238,18 +238,26 @@ def export_nv_wavenet(model_or_checkpoint: Any, out_path: str | Path, *, midi_pa
 
 def export_model(checkpoint: Path | None, out: Path, *, fmt: str = "nv-wavenet", midi_path: Path | None = None,
                  start_s: float = 0.0, end_s: float | None = None, year: int | None = None,
-                 force: bool = False) -> list[str]:
+                 force: bool = False, sampling_from: Path | None = None) -> list[str]:
     """`midi2wave export`: write `checkpoint` (None: the bundled model) to `out` in format `fmt`
-    ("nv-wavenet" or "safetensors"). Returns the lines to report (what was written, notes)."""
+    ("nv-wavenet" or "safetensors"; with safetensors, `sampling_from` a config JSON whose
+    `sampling` section becomes the released model's). Returns the lines to report."""
     if fmt == "safetensors":
         from .checkpoint import export_safetensors, find_checkpoint
 
         if midi_path is not None:
             raise ExportError("--midi goes with --format nv-wavenet only")
-        target = export_safetensors(find_checkpoint(checkpoint), out, force=force)
+        sampling = None
+        if sampling_from is not None:
+            from .config import load_config
+
+            sampling = load_config(sampling_from).sampling
+        target = export_safetensors(find_checkpoint(checkpoint), out, force=force, sampling=sampling)
         return [f"wrote {target} and {target.parent / 'config.json'} ({target.stat().st_size / 1e6:.2f} MB)"]
     if fmt != "nv-wavenet":
         raise ExportError(f"--format {fmt}: unknown format")
+    if sampling_from is not None:
+        raise ExportError("--sampling-from goes with --format safetensors only")
     written = export_nv_wavenet(checkpoint, out, midi_path=midi_path, start_s=start_s, end_s=end_s, year=year,
                                 force=force)
     n_layers = len(written["dilate_weights"])

@@ -17,6 +17,7 @@ from midi2wave.checkpoint import (
     save_checkpoint,
 )
 from midi2wave.cli import main as cli_main
+from midi2wave.config import ModelSampling
 from midi2wave.errors import CheckpointError
 from midi2wave.info import describe
 from midi2wave.model import Midi2Wave
@@ -178,6 +179,11 @@ def test_safetensors_export_and_load(tmp_path, checkpoint):
         load_model(tmp_path / "raw" / "model.safetensors")
     with pytest.raises(CheckpointError, match="already exists"):
         export_safetensors(path, tmp_path / "export")
+    # a released model's sampling defaults may differ from the checkpoint's (sampling never changes training)
+    tuned = ModelSampling(sustain_temperature=0.3, sustain_innovation=0.4)
+    export_safetensors(path, tmp_path / "tuned", sampling=tuned)
+    _, config = load_model(tmp_path / "tuned")
+    assert config.sampling == tuned and config.model == TINY.model and config.data == TINY.data
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match=r"junk\.safetensors: not a readable safetensors"):
         load_model(tmp_path / "junk.safetensors")
