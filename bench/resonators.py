@@ -3,7 +3,7 @@ rendered with and without the bank, one stream on one core, in the same run.
 
 The piece is examples/example.mid (its first `--seconds`); the models have the sizes of the given
 presets with random weights (speed does not depend on the weights), the bank with
-`--partials` partials per note. Each figure is the best of `--repeats` runs, alternating
+`--partials` partials per note, sampled with the preset's own `sampling` section. Each figure is the best of `--repeats` runs, alternating
 with/without so that a busy spell of the shared machine does not fall on one row only.
 
     python bench/resonators.py [--configs configs/study/k-resonators.json configs/nv-wavenet.json]
@@ -51,12 +51,14 @@ def main() -> int:
     for path in args.configs:
         config = load_config(path)
         bank = config.data.resonators
-        plain_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=0, gain=0.0))
+        plain_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=0, gain=0.0, pre_emphasis=0.0,
+                                                                                  noise_lowpass=0.0))
         bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=args.partials))
         torch.manual_seed(0)
         plain = Midi2Wave(config.model, plain_data).eval()
         banked = Midi2Wave(config.model, bank_data).eval()
         banked.load_state_dict(plain.state_dict())
+        opts = options.for_model(config.sampling)  # the preset's own sampling (e.g. its sustain innovation share)
         notes, pedals = read_piece(args.midi, config.data.sustain_threshold)
         sr = config.data.sample_rate_hz
         n = int(args.seconds * sr)
@@ -64,11 +66,11 @@ def main() -> int:
         alive = [((sched.start <= t) & (sched.stop > t)).sum() for t in range(0, n, sr // 100)]
         best = {}
         for model in (plain, banked):  # warm-up (compile / cache load)
-            render_notes(model, notes, pedals, options, end_s=0.05, progress=False)
+            render_notes(model, notes, pedals, opts, end_s=0.05, progress=False)
         for _ in range(args.repeats):
             for name, model in (("plain", plain), ("bank", banked)):
                 t0 = time.perf_counter()
-                render_notes(model, notes, pedals, options, end_s=args.seconds, progress=False)
+                render_notes(model, notes, pedals, opts, end_s=args.seconds, progress=False)
                 wall = time.perf_counter() - t0
                 best[name] = min(best.get(name, float("inf")), wall)
         rtf_plain, rtf_bank = best["plain"] / args.seconds, best["bank"] / args.seconds

@@ -377,7 +377,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     u and the innovation is g_t * n_t, n_t = `resonators.shape_noise`(u) (g_t from `resonators.bank_gain`;
     the noise shaping's coefficients `bk_emphasis`, `bk_lowpass`, its state `bk_nprev`, `bk_uprev`),
     and the network reads u_t = `resonators.unshape_noise` of n_t = (audio - prediction) / g_t on the
-    16-bit grid, as in training. Outside the notes' attacks only `resonators.direct_share` (`bk_mix`)
+    16-bit grid, as in training. While notes are held past their attacks only `resonators.direct_share` (`bk_mix`)
     of the innovation reaches the audio sample; the bank and the network then get all of it.
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
     prev_val / prev_cls [B, 2] the values and mu-law classes of samples t-1 and t-2.

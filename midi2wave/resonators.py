@@ -84,8 +84,8 @@ class Schedule:
     # The innovation's noise shaping (ResonatorConfig.pre_emphasis and noise_lowpass; 0: none).
     pre_emphasis: float = 0.0
     noise_lowpass: float = 0.0
-    # Synthesis only: the share of the innovation that reaches the output directly while no note
-    # is in its attack (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
+    # Synthesis only: the share of the innovation that reaches the output directly while notes are
+    # held past their attacks (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
     sustain_mix: float = 1.0
 
     def __len__(self) -> int:
@@ -105,7 +105,7 @@ class Schedule:
 
     def with_sustain_mix(self, mix: float) -> "Schedule":
         """The same schedule whose synthesis lets `mix` of the innovation reach the output directly
-        outside the notes' attacks (`direct_share`)."""
+        while notes are held past their attacks (`direct_share`)."""
         return dataclasses.replace(self, sustain_mix=float(mix))
 
     def without_gain(self) -> "Schedule":
