@@ -73,8 +73,8 @@ def _add_model_sampling_flags(p: argparse.ArgumentParser) -> None:
                         "default: the model's own)")
     p.add_argument("--attack-seconds", type=float, default=None, help="see --sustain-temperature (default: the model's own)")
     p.add_argument("--sustain-innovation", type=float, default=None,
-                   help="models with the resonator bank: share of the sampled innovation heard directly while no "
-                        "note is in its attack; the rest reaches the output only through the notes' partials "
+                   help="models with the resonator bank: share of the sampled innovation heard directly while notes "
+                        "sound past their attacks; the rest reaches the output only through the notes' partials "
                         "(1: all, as in training; default: the model's own)")
 
 

@@ -366,9 +366,9 @@ class ModelSampling:
     sustain_temperature: float = 0.0
     attack_seconds: float = 0.05
     # Models with the resonator bank: the share of the sampled innovation that reaches the output
-    # directly while no sounding note is in its attack (`data.resonators.attack_s`); the bank is
-    # still driven by all of it, so the noise reaches the listener through the notes' partials
-    # (resonators.direct_share). 1: x = p + e, as in training.
+    # directly while notes sound (held or releasing) and none is in its attack
+    # (`data.resonators.attack_s`); the bank is still driven by all of it, so the noise reaches the
+    # listener through the notes' partials (resonators.direct_share). 1: x = p + e, as in training.
     sustain_innovation: float = 1.0
 
     def __post_init__(self) -> None:

@@ -39,7 +39,9 @@ engine's except when a float rounding difference moves a value across a decision
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,6 +55,33 @@ from .model.distributions import LOG_SCALE_MIN, mulaw_tables
 from .model.stepping import SteppingWeights
 from .resonators import (batch_predict, batch_update, direct_share, empty_bank_args, quantize_sum, shape_noise,
                          unshape_noise)
+
+
+def drop_stale_kernel_cache(package_dir: Path) -> bool:
+    """Delete the cached kernel (`__pycache__/generate_numba.run_streams-*.nbi/.nbc`) when
+    resonators.py changed since it was compiled; returns True when it did. Why: numba keys a cached
+    function on its own file alone, while the kernel inlines the bank's jitted helpers from
+    resonators.py, so an edit there would otherwise load the old kernel silently. (A cache that
+    numba keeps elsewhere, NUMBA_CACHE_DIR or an unwritable package, is not checked.)"""
+    cache = package_dir / "__pycache__"
+    stamp = hashlib.sha1((package_dir / "resonators.py").read_bytes()).hexdigest()
+    marker = cache / "generate_numba.resonators.sha1"
+    try:
+        if marker.read_text() == stamp:
+            return False
+    except OSError:
+        pass
+    for path in cache.glob("generate_numba.run_streams-*.nb[ic]"):
+        path.unlink(missing_ok=True)
+    try:
+        cache.mkdir(exist_ok=True)
+        marker.write_text(stamp)
+    except OSError:
+        pass
+    return True
+
+
+drop_stale_kernel_cache(Path(__file__).resolve().parent)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 LANES = 16  # float32 lanes of one IR vector (one AVX-512 register; LLVM splits it on narrower machines)
@@ -377,7 +406,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     u and the innovation is g_t * n_t, n_t = `resonators.shape_noise`(u) (g_t from `resonators.bank_gain`;
     the noise shaping's coefficients `bk_emphasis`, `bk_lowpass`, its state `bk_nprev`, `bk_uprev`),
     and the network reads u_t = `resonators.unshape_noise` of n_t = (audio - prediction) / g_t on the
-    16-bit grid, as in training. While notes are held past their attacks only `resonators.direct_share` (`bk_mix`)
+    16-bit grid, as in training. While notes sound past their attacks only `resonators.direct_share` (`bk_mix`)
     of the innovation reaches the audio sample; the bank and the network then get all of it.
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
     prev_val / prev_cls [B, 2] the values and mu-law classes of samples t-1 and t-2.
@@ -485,8 +514,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 share = 1.0
                 if not primed:
                     nt = shape_noise(np.float64(v), bk_emphasis, bk_lowpass, bk_nprev[b], bk_uprev[b])
-                    share = direct_share(t, bk_mix, bk_idx[b], bk_n[b], bk_attack_end[bk_off[b]:bk_off[b + 1]],
-                                         bk_release[bk_off[b]:bk_off[b + 1]])
+                    share = direct_share(t, bk_mix, bk_idx[b], bk_n[b], bk_attack_end[bk_off[b]:bk_off[b + 1]])
                     level, v = quantize_sum(bk_p[b], share * nt * bk_g[b])
                     k = pcm_to_class[level + 32768]
                 if share < 1.0:  # the output got a share of the innovation; the bank and the network get all of it

@@ -84,8 +84,8 @@ class Schedule:
     # The innovation's noise shaping (ResonatorConfig.pre_emphasis and noise_lowpass; 0: none).
     pre_emphasis: float = 0.0
     noise_lowpass: float = 0.0
-    # Synthesis only: the share of the innovation that reaches the output directly while notes are
-    # held past their attacks (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
+    # Synthesis only: the share of the innovation that reaches the output directly while notes sound
+    # past their attacks (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
     sustain_mix: float = 1.0
 
     def __len__(self) -> int:
@@ -105,7 +105,7 @@ class Schedule:
 
     def with_sustain_mix(self, mix: float) -> "Schedule":
         """The same schedule whose synthesis lets `mix` of the innovation reach the output directly
-        while notes are held past their attacks (`direct_share`)."""
+        while notes sound past their attacks (`direct_share`)."""
         return dataclasses.replace(self, sustain_mix=float(mix))
 
     def without_gain(self) -> "Schedule":
@@ -308,25 +308,20 @@ def unshape_noise(nt, a, c, n_prev, u_prev):
 
 
 @_njit
-def direct_share(t, mix, idx, n_active, attack_end, release):
+def direct_share(t, mix, idx, n_active, attack_end):
     """The share of the innovation that reaches the output directly at sample t (one batch
-    element): `mix` while some note is held (t < release of an active oscillator) and none is in
-    its attack (t < attack_end); else (an attack, or only releases and silence) 1. Why: while notes
-    are held, the network's sampled noise lies between their partials (the recording's innovation
-    there is mostly the bank's tracking error at the partials, which sampling cannot reproduce);
-    the bank still gets all of it, so that noise reaches the output through the resonators at the
-    notes' partials. Once every note is released, the innovation is the room's tail, which the
-    bank's short release does not carry."""
-    if mix >= 1.0:
+    element): `mix` while some note sounds (an active oscillator, held or in its release) and
+    none is in its attack (t < attack_end); else (an attack, or silence) 1. Why: after the hammer,
+    the network's sampled noise lies between the notes' partials (the recording's innovation there
+    is mostly the bank's tracking error at the partials, which sampling cannot reproduce); the bank
+    still gets all of it, so that noise reaches the output through the resonators at the notes'
+    partials. In silence (no oscillator) the innovation is the room's floor: all of it."""
+    if mix >= 1.0 or n_active == 0:
         return 1.0
-    held = False
     for j in range(n_active):
-        s = idx[j]
-        if t < attack_end[s]:
+        if t < attack_end[idx[j]]:
             return 1.0
-        if t < release[s]:
-            held = True
-    return mix if held else 1.0
+    return mix
 
 
 @_njit
@@ -566,8 +561,8 @@ class BankBatch:
         """`direct_share` of every stream at t (float64 [B]); call after `predict(t)`."""
         s = self.state
         spans = [slice(self.offsets[b], self.offsets[b + 1]) for b in range(self.batch_size)]
-        return np.array([direct_share(t, self.sustain_mix, s.idx[b], s.n_active[b], self.attack_end[o],
-                                      self.release[o]) for b, o in enumerate(spans)])
+        return np.array([direct_share(t, self.sustain_mix, s.idx[b], s.n_active[b], self.attack_end[o])
+                         for b, o in enumerate(spans)])
 
     def shaped(self, u: np.ndarray) -> np.ndarray:
         """n_t of every stream from its sample u_t (float64 [B], `shape_noise`): the innovation is g_t n_t."""

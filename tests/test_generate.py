@@ -378,3 +378,20 @@ def test_stepping_weights_are_the_one_reader_of_the_model_layout():
     assert torch.equal(sw.out_bias, torch.zeros_like(sw.out_bias))  # bias-free layers: zeros
     assert torch.equal(sw.head_out_weight, model.head[3].weight[:, :, 0])
     assert sw.excitation_weight is not None and sw.dilations == [l.dilation for l in model.layers]
+
+
+def test_a_kernel_compiled_with_an_older_resonators_module_is_dropped(tmp_path):
+    from midi2wave.generate_numba import drop_stale_kernel_cache
+
+    (tmp_path / "resonators.py").write_text("x = 1\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    kernel = cache / "generate_numba.run_streams-344.py311.nbi"
+    other = cache / "generate_numba.fast_activations-277.py311.nbi"
+    for p in (kernel, other):
+        p.write_text("cached")
+    assert drop_stale_kernel_cache(tmp_path) and not kernel.exists() and other.exists()
+    kernel.write_text("cached")  # compiled again with this resonators.py: kept
+    assert not drop_stale_kernel_cache(tmp_path) and kernel.exists()
+    (tmp_path / "resonators.py").write_text("x = 2\n")  # the bank's helpers changed: dropped
+    assert drop_stale_kernel_cache(tmp_path) and not kernel.exists()

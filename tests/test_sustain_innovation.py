@@ -1,9 +1,9 @@
 """The sampled innovation's direct share after the attacks (`sampling.sustain_innovation`).
 
-Synthesis only: while notes are held and none is in its attack, only `mix` of the innovation
-reaches the output directly; the bank (and the network) still get all of it, so the noise is heard
-through the resonators at the notes' partials. 1 changes nothing; both engines agree; the attacks
-and the releases are untouched.
+Synthesis only: while notes sound (held or releasing) and none is in its attack, only `mix` of the
+innovation reaches the output directly; the bank (and the network) still get all of it, so the
+noise is heard through the resonators at the notes' partials. 1 changes nothing; both engines
+agree; the attacks and the silences are untouched.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def test_after_the_attacks_only_the_bank_sounds_and_the_attacks_are_untouched():
     first_free = math.ceil(0.02 * SR) + round(BANK.attack_s * SR)
     np.testing.assert_array_equal(bank_only[:first_free], full[:first_free])
     assert not np.array_equal(bank_only[first_free:first_free + 800], full[first_free:first_free + 800])
-    # once every note is released (the room's tail, then the floor), all of it again: in the gap
-    # only the floor-bounded innovation sounds, as with the full share
+    # in silence (no oscillator left) all of it again: in the gap only the floor-bounded
+    # innovation sounds, as with the full share
     tail = math.ceil(BANK.release_tail_s * SR)
     gap = slice(math.ceil(0.45 * SR) + tail, int(1.0 * SR))
     lsb = 1.0 / 32768
@@ -92,3 +92,8 @@ def test_after_the_attacks_only_the_bank_sounds_and_the_attacks_are_untouched():
     purity = {name: realism.tonal_purity(x[held], notes, SR) for name, x in (("full", full), ("bank", bank_only))}
     assert purity["bank"] > purity["full"] + 0.03, purity
     assert purity["bank"] > 0.93, purity
+    # ... and the same in their releases (every note released, the oscillators still ringing)
+    ringing = slice(math.ceil(0.45 * SR), math.ceil(0.45 * SR) + int(0.2 * SR))
+    released = Notes(NOTES.onset_s[:2] - 0.45, NOTES.offset_s[:2] - 0.45, NOTES.pitch[:2], NOTES.velocity[:2])
+    purity = {name: realism.tonal_purity(x[ringing], released, SR) for name, x in (("full", full), ("bank", bank_only))}
+    assert purity["bank"] > purity["full"] + 0.015, purity
