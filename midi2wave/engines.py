@@ -275,9 +275,9 @@ class TorchEngine:
                     level = np.clip(np.floor((p_bank + share * n_t * g_bank) * 32768.0), -32768, 32767).astype(np.int64)
                     v = torch.from_numpy((level.astype(np.float32) / np.float32(32768.0))).to(self.device)
                     k = self.pcm_to_class[torch.from_numpy(level + 32768).to(self.device)]
-                # the bank and the network get all of the innovation, also where the output got a share
-                innovation = np.where(share < 1.0, n_t * g_bank if not primed else 0.0,
-                                      v.cpu().numpy().astype(np.float64) - p_bank)
+                innovation = v.cpu().numpy().astype(np.float64) - p_bank
+                if not primed:  # the bank and the network get all of it, also where the output got a share
+                    innovation = np.where(share < 1.0, n_t * g_bank, innovation)
                 u_read = bank.update(t, innovation)
             outs.append(v)
             if bank is not None and self.innovation_input:  # the network reads u_t (innovation / gain, shaped), on the 16-bit grid

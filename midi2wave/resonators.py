@@ -99,9 +99,7 @@ class Schedule:
 
     def shifted(self, samples: int) -> "Schedule":
         """The same oscillators with every time moved later by `samples`."""
-        return Schedule(**{f: getattr(self, f) + samples if f in self.TIME_FIELDS else getattr(self, f)
-                           for f in self.FIELDS}, gain_floor=self.gain_floor, pre_emphasis=self.pre_emphasis,
-                        noise_lowpass=self.noise_lowpass, sustain_mix=self.sustain_mix)
+        return dataclasses.replace(self, **{f: getattr(self, f) + samples for f in self.TIME_FIELDS})
 
     def with_sustain_mix(self, mix: float) -> "Schedule":
         """The same schedule whose synthesis lets `mix` of the innovation reach the output directly
@@ -114,8 +112,8 @@ class Schedule:
         schedule of the config with `gain` 0, the oscillators keep the gain's longer tail
         (`release_tail_s`)."""
         zeros = np.zeros_like(self.gain_attack)
-        return Schedule(**{f: getattr(self, f) for f in self.FIELDS if f not in ("gain_attack", "gain_sustain")},
-                        gain_attack=zeros, gain_sustain=zeros.copy(), gain_floor=None)
+        return dataclasses.replace(self, gain_attack=zeros, gain_sustain=zeros.copy(), gain_floor=None,
+                                   pre_emphasis=0.0, noise_lowpass=0.0)
 
 
 def from_data_config(data: DataConfig) -> ResonatorConfig | None:
@@ -206,8 +204,7 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
     )
     order = np.argsort(out.start, kind="stable")
-    return Schedule(**{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS}, gain_floor=floor,
-                    **shaping)
+    return dataclasses.replace(out, **{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS})
 
 
 class BankState:
@@ -510,21 +507,18 @@ class BankBatch:
     def __init__(self, schedules) -> None:
         schedules = list(schedules)
         self.batch_size = len(schedules)
-        floors = {s.gain_floor for s in schedules}
-        if len(floors) > 1:
-            raise ValueError(f"the streams' schedules disagree on the innovation gain floor: {sorted(map(str, floors))}")
-        floor = floors.pop() if floors else None
+        def shared(what: str, of, default):  # a setting every stream's schedule must agree on
+            values = {of(s) for s in schedules}
+            if len(values) > 1:
+                raise ValueError(f"the streams' schedules disagree on {what}: {sorted(map(str, values))}")
+            return values.pop() if values else default
+
+        floor = shared("the innovation gain floor", lambda s: s.gain_floor, None)
         self.gain_on = floor is not None
         self.gain_floor = float(floor or 0.0)
-        shapings = {(s.pre_emphasis, s.noise_lowpass) for s in schedules}
-        if len(shapings) > 1:
-            raise ValueError(f"the streams' schedules disagree on the noise shaping (pre-emphasis, lowpass): "
-                             f"{sorted(shapings)}")
-        self.pre_emphasis, self.noise_lowpass = map(float, shapings.pop()) if shapings else (0.0, 0.0)
-        mixes = {s.sustain_mix for s in schedules}
-        if len(mixes) > 1:
-            raise ValueError(f"the streams' schedules disagree on the sustain mix: {sorted(mixes)}")
-        self.sustain_mix = float(mixes.pop()) if mixes else 1.0
+        self.pre_emphasis, self.noise_lowpass = map(float, shared(
+            "the noise shaping (pre-emphasis, lowpass)", lambda s: (s.pre_emphasis, s.noise_lowpass), (0.0, 0.0)))
+        self.sustain_mix = float(shared("the sustain mix", lambda s: s.sustain_mix, 1.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -559,6 +553,8 @@ class BankBatch:
 
     def direct_shares(self, t: int) -> np.ndarray:
         """`direct_share` of every stream at t (float64 [B]); call after `predict(t)`."""
+        if self.sustain_mix >= 1.0:
+            return np.ones(self.batch_size)
         s = self.state
         spans = [slice(self.offsets[b], self.offsets[b + 1]) for b in range(self.batch_size)]
         return np.array([direct_share(t, self.sustain_mix, s.idx[b], s.n_active[b], self.attack_end[o])
@@ -566,6 +562,8 @@ class BankBatch:
 
     def shaped(self, u: np.ndarray) -> np.ndarray:
         """n_t of every stream from its sample u_t (float64 [B], `shape_noise`): the innovation is g_t n_t."""
+        if self.pre_emphasis == 0.0 and self.noise_lowpass == 0.0:  # no shaping: n = u
+            return np.asarray(u, np.float64)
         s = self.state
         return np.array([shape_noise(float(u[b]), self.pre_emphasis, self.noise_lowpass, s.n_prev[b], s.u_prev[b])
                          for b in range(self.batch_size)])
@@ -580,8 +578,11 @@ class BankBatch:
                      self.kappa_sustain, s.re, s.im, s.idx,
                      s.n_active)
         n = e / self.g
-        u = np.array([unshape_noise(n[b], self.pre_emphasis, self.noise_lowpass, s.n_prev[b], s.u_prev[b])
-                      for b in range(self.batch_size)])
+        if self.pre_emphasis == 0.0 and self.noise_lowpass == 0.0:  # no shaping: u = n
+            u = n
+        else:
+            u = np.array([unshape_noise(n[b], self.pre_emphasis, self.noise_lowpass, s.n_prev[b], s.u_prev[b])
+                          for b in range(self.batch_size)])
         s.n_prev[:] = n
         s.u_prev[:] = u
         return u

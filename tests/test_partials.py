@@ -29,6 +29,18 @@ def _notes(onsets, durations, pitches) -> Notes:
     return Notes(on, on + np.asarray(durations, float), np.asarray(pitches, np.int16), np.full(n, 90, np.int16))
 
 
+def _isolated_strings(seed: int, lowest: int, highest: int, step: int, spacing_s: float, duration_s: float,
+                      partials: int, noise: float, decay=None):
+    """Each pitch lowest, lowest + step, ... < highest struck twice in random order, one at a time
+    (`spacing_s` apart, held `duration_s`), as synthetic stiff strings plus white noise: (notes, audio)."""
+    rng = np.random.default_rng(seed)
+    pitches = rng.permutation(np.repeat(np.arange(lowest, highest, step), 2))
+    onsets = 0.1 + spacing_s * np.arange(len(pitches))
+    notes = _notes(onsets, np.full(len(pitches), duration_s), pitches)
+    n = int((onsets[-1] + duration_s + 0.3) * SR)
+    return notes, _strings(notes, n, partials=partials, decay=decay) + noise * rng.standard_normal(n)
+
+
 def _strings(notes: Notes, n: int, partials: int, tuning=TUNING, stiffness=STIFFNESS, seed: int = 0,
              decay=None) -> np.ndarray:
     """Decaying tones whose partials lie where a stretch-tuned stiff-stringed piano puts them; partial k
@@ -113,12 +125,7 @@ def test_data_config_validates_the_partial_positions():
 
 
 def test_fit_partials_recovers_the_tuning_and_stiffness_of_isolated_notes():
-    rng = np.random.default_rng(1)
-    pitches = rng.permutation(np.repeat(np.arange(36, 97, 3), 2))
-    onsets = 0.1 + 0.8 * np.arange(len(pitches))
-    notes = _notes(onsets, np.full(len(pitches), 0.7), pitches)
-    n = int((onsets[-1] + 1.0) * SR)
-    x = _strings(notes, n, partials=12) + 1e-4 * rng.standard_normal(n)
+    notes, x = _isolated_strings(1, 36, 97, 3, spacing_s=0.8, duration_s=0.7, partials=12, noise=1e-4)
     obs = fit_partials.measure([(notes, x)])
     assert len(obs) > 100
     tuning, stiffness, mad = fit_partials.fit(obs)
@@ -133,16 +140,10 @@ def test_fit_partials_recovers_the_tuning_and_stiffness_of_isolated_notes():
 
 
 def test_fit_partials_recovers_how_fast_partials_decay():
-    rng = np.random.default_rng(2)
-    pitches = rng.permutation(np.repeat(np.arange(40, 85, 4), 2))
-    onsets = 0.1 + 1.0 * np.arange(len(pitches))
-    notes = _notes(onsets, np.full(len(pitches), 0.9), pitches)
-    n = int((onsets[-1] + 1.2) * SR)
-
     def decay(p, k):
         return 0.7 * float(decay_tau_s(p)) / k ** 0.3
 
-    x = _strings(notes, n, partials=10, decay=decay) + 1e-5 * rng.standard_normal(n)
+    notes, x = _isolated_strings(2, 40, 85, 4, spacing_s=1.0, duration_s=0.9, partials=10, noise=1e-5, decay=decay)
     obs = fit_partials.measure_decays([(notes, x)], TUNING, STIFFNESS)
     assert len(obs) > 100
     scale, exponent, log_err = fit_partials.fit_decays(obs)
