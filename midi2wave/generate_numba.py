@@ -515,7 +515,9 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 if not primed:
                     nt = shape_noise(np.float64(v), bk_emphasis, bk_lowpass, bk_nprev[b], bk_uprev[b])
                     if bk_mix < 1.0:
-                        share = direct_share(t, bk_mix, bk_idx[b], bk_n[b], bk_attack_end[bk_off[b]:bk_off[b + 1]])
+                        o0, o1 = bk_off[b], bk_off[b + 1]
+                        share = direct_share(t, bk_mix, bk_idx[b], bk_n[b], bk_next[b], bk_attack_end[o0:o1],
+                                             bk_stop[o0:o1])
                     level, v = quantize_sum(bk_p[b], share * nt * bk_g[b])
                     k = pcm_to_class[level + 32768]
                 if share < 1.0:  # the output got a share of the innovation; the bank and the network get all of it

@@ -305,15 +305,22 @@ def unshape_noise(nt, a, c, n_prev, u_prev):
 
 
 @_njit
-def direct_share(t, mix, idx, n_active, attack_end):
+def direct_share(t, mix, idx, n_active, nxt, attack_end, stop):
     """The share of the innovation that reaches the output directly at sample t (one batch
     element): `mix` while some note sounds (an active oscillator, held or in its release) and
     none is in its attack (t < attack_end); else (an attack, or silence) 1. Why: after the hammer,
     the network's sampled noise lies between the notes' partials (the recording's innovation there
     is mostly the bank's tracking error at the partials, which sampling cannot reproduce); the bank
     still gets all of it, so that noise reaches the output through the resonators at the notes'
-    partials. In silence (no oscillator) the innovation is the room's floor: all of it."""
+    partials. In silence (no oscillator) the innovation is the room's floor: all of it.
+    `nxt`: the element's next schedule index (oscillators are admitted in start order and every
+    attack lasts as long, so the newest admitted one ends its attack last: one look decides,
+    unless it has already stopped)."""
     if mix >= 1.0 or n_active == 0:
+        return 1.0
+    if nxt == 0 or t >= attack_end[nxt - 1]:
+        return mix
+    if stop[nxt - 1] > t:
         return 1.0
     for j in range(n_active):
         if t < attack_end[idx[j]]:
@@ -557,8 +564,8 @@ class BankBatch:
             return np.ones(self.batch_size)
         s = self.state
         spans = [slice(self.offsets[b], self.offsets[b + 1]) for b in range(self.batch_size)]
-        return np.array([direct_share(t, self.sustain_mix, s.idx[b], s.n_active[b], self.attack_end[o])
-                         for b, o in enumerate(spans)])
+        return np.array([direct_share(t, self.sustain_mix, s.idx[b], s.n_active[b], s.next[b], self.attack_end[o],
+                                      self.stop[o]) for b, o in enumerate(spans)])
 
     def shaped(self, u: np.ndarray) -> np.ndarray:
         """n_t of every stream from its sample u_t (float64 [B], `shape_noise`): the innovation is g_t n_t."""

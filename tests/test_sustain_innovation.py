@@ -8,6 +8,7 @@ agree; the attacks and the silences are untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -97,3 +98,21 @@ def test_after_the_attacks_only_the_bank_sounds_and_the_attacks_are_untouched():
     released = Notes(NOTES.onset_s[:2] - 0.45, NOTES.offset_s[:2] - 0.45, NOTES.pitch[:2], NOTES.velocity[:2])
     purity = {name: realism.tonal_purity(x[ringing], released, SR) for name, x in (("full", full), ("bank", bank_only))}
     assert purity["bank"] > purity["full"] + 0.015, purity
+
+
+def test_the_share_is_decided_as_by_looking_at_every_sounding_note():
+    """direct_share looks at the newest admitted oscillator first; it must agree with checking them all."""
+    rng = np.random.default_rng(4)
+    n = 40
+    onsets = np.sort(rng.uniform(0, 2.0, n))
+    offsets = onsets + rng.uniform(0.002, 0.4, n)
+    # and a note so short that it stops while the one struck 10 ms before it is still in its attack
+    onsets, offsets = np.append(onsets, [2.5, 2.51]), np.append(offsets, [2.8, 2.512])
+    notes = Notes(onsets, offsets, rng.integers(40, 90, n + 2).astype(np.int16), np.full(n + 2, 80, np.int16))
+    sched = rs.schedule(notes, 0, 3 * SR, SR, dataclasses.replace(BANK, release_tau_s=0.001, gain_release_s=0.001))
+    for t in range(0, 3 * SR, 7):
+        active = np.nonzero((sched.start <= t) & (sched.stop > t))[0]
+        nxt = int(np.sum(sched.start <= t))
+        expected = 1.0 if len(active) == 0 or np.any(t < sched.attack_end[active]) else 0.3
+        got = rs.direct_share(t, 0.3, active.astype(np.int64), len(active), nxt, sched.attack_end, sched.stop)
+        assert got == expected, t
