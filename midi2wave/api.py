@@ -54,7 +54,7 @@ def render(midi: Any, checkpoint: Any = None, options: SamplingOptions = Samplin
     else:
         key = None if checkpoint is None else str(Path(checkpoint).resolve())
         model, config = _cached_model(key, str(device))
-        options = options.for_model(config.sampling)  # the model's own sampling defaults
+        options = options.for_config(config)  # the model's own sampling defaults
     threshold = model.data_config.sustain_threshold
     if isinstance(midi, (str, os.PathLike)):
         notes, pedals = read_piece(midi, threshold)

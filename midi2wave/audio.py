@@ -171,6 +171,43 @@ def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     return np.ascontiguousarray(out.T)
 
 
+DC_CUTOFF_HZ = 5.0
+
+
+class DCBlocker:
+    """Subtracts a running mean, `y_t = x_t - m_t`, `m_t = m_{t-1} + a (x_t - m_{t-1})`,
+    `a = 2 pi cutoff_hz / sr`: a one-pole high-pass, over consecutive blocks of one signal (the
+    state carries across calls; a fresh blocker starts with m = 0, so it can take over mid-signal
+    without a step). Why: a generated render can settle on a constant (the model's innovation
+    stuck at one value in silence gives a DC offset of a few 16-bit steps, and up to -47 dBFS was
+    measured under some passages); recordings have none. At the 5 Hz default the lowest piano
+    partial (27.5 Hz) loses 0.14 dB."""
+
+    STEP = 2048  # samples per vectorised step: (1 - a)^-STEP stays far from overflow
+
+    def __init__(self, sample_rate_hz: int, cutoff_hz: float = DC_CUTOFF_HZ) -> None:
+        if not 0 < cutoff_hz < sample_rate_hz / (2 * np.pi):
+            raise ValueError(f"cutoff {cutoff_hz} Hz: must be in (0, {sample_rate_hz / (2 * np.pi):.0f}) Hz")
+        self.rate = 2.0 * np.pi * cutoff_hz / sample_rate_hz
+        self.mean = 0.0
+        # m_{t0+i} = d^i (m_{t0} + a sum_{j<=i} x_{t0+j} d^-j), d = 1 - a, i = 1..STEP
+        i = np.arange(1, self.STEP + 1, dtype=np.float64)
+        self._decay = (1.0 - self.rate) ** i
+        self._growth = self.rate * (1.0 - self.rate) ** -i
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """float32 [n]: the next `block` (float [n]) of the signal less its running mean."""
+        x = np.asarray(block, np.float64).reshape(-1)
+        out = np.empty(len(x), np.float32)
+        for at in range(0, len(x), self.STEP):
+            part = x[at:at + self.STEP]
+            k = len(part)
+            mean = self._decay[:k] * (self.mean + np.cumsum(part * self._growth[:k]))
+            out[at:at + k] = part - mean
+            self.mean = float(mean[-1])
+        return out
+
+
 def float_to_int16(audio: np.ndarray) -> np.ndarray:
     """[-1, 1) float -> int16 by `round(x * 32768)`, clipped to [-32768, 32767] (the input is kept)."""
     return _float_to_int16_inplace(np.array(audio, dtype=np.float32, copy=True))

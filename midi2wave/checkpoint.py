@@ -15,7 +15,6 @@ other tools). `load_model` accepts either format, or a run/checkpoint folder.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -24,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .config import Config, ConfigError, ModelSampling, config_from_dict
+from .config import Config, ConfigError, config_from_dict
 from .errors import CheckpointError
 from .files import atomic_write_bytes
 
@@ -261,12 +260,12 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
 
 
 def export_safetensors(checkpoint: str | os.PathLike | dict, out_dir: str | os.PathLike,
-                       use_ema: bool = True, force: bool = False, sampling: ModelSampling | None = None) -> Path:
+                       use_ema: bool = True, force: bool = False, synthesis_from: Config | None = None) -> Path:
     """Write `out_dir/model.safetensors` (Config JSON in its metadata) and `out_dir/config.json`
     from a training checkpoint (path or loaded dict); the EMA weights when present and `use_ema`.
-    `sampling`: the released model's sampling defaults instead of the checkpoint's (sampling never
-    changes training, so a model's best settings may be found after it was trained). Existing
-    files are refused unless `force`. Returns the safetensors path."""
+    `synthesis_from`: a config whose synthesis-only settings (sampling defaults, partial levels:
+    `Config.with_synthesis_settings_from`) the released model gets instead of the checkpoint's.
+    Existing files are refused unless `force`. Returns the safetensors path."""
     from safetensors.torch import save
 
     if isinstance(checkpoint, dict):
@@ -275,8 +274,8 @@ def export_safetensors(checkpoint: str | os.PathLike | dict, out_dir: str | os.P
         weights = state["ema"] if use_ema and state.get("ema") else state["model"]
     else:
         weights, config, _ = load_state(checkpoint, use_ema=use_ema)
-    if sampling is not None:
-        config = dataclasses.replace(config, sampling=sampling)
+    if synthesis_from is not None:
+        config = config.with_synthesis_settings_from(synthesis_from)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target, config_path = out_dir / SAFETENSORS_NAME, out_dir / CONFIG_NAME

@@ -76,6 +76,10 @@ def _add_model_sampling_flags(p: argparse.ArgumentParser) -> None:
                    help="models with the resonator bank: share of the sampled innovation heard directly while notes "
                         "sound past their attacks; the rest reaches the output only through the notes' partials "
                         "(1: all, as in training; default: the model's own)")
+    p.add_argument("--partial-levels", type=float, default=None,
+                   help="models with fitted partial levels: how far (0..1, in log amplitude) each note's partials "
+                        "move to the levels fitted to the training audio at the end of its attack (0: as the sampled "
+                        "attack left them; default: the model's own)")
 
 
 def _sampling_options(**settings):
@@ -96,7 +100,8 @@ def _sampling_options(**settings):
 def _model_sampling_settings(args: argparse.Namespace) -> dict:
     """The flags of `_add_model_sampling_flags` (None where not given: the model's own)."""
     return {"temperature": args.temperature, "sustain_temperature": args.sustain_temperature,
-            "attack_seconds": args.attack_seconds, "sustain_innovation": args.sustain_innovation}
+            "attack_seconds": args.attack_seconds, "sustain_innovation": args.sustain_innovation,
+            "partial_levels": args.partial_levels}
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
@@ -289,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=float, default=None, metavar="S", help="with --midi: end time (default: end of the MIDI)")
     p.add_argument("--year", type=int, default=None, help="with --midi: recording year to imitate")
     p.add_argument("--sampling-from", type=Path, default=None, metavar="CONFIG",
-                   help="with --format safetensors: the released model's sampling defaults from this config JSON's "
-                        "`sampling` section instead of the checkpoint's")
+                   help="with --format safetensors: the released model's synthesis-only settings (the `sampling` "
+                        "section and the resonator bank's partial levels) from this config JSON instead of the "
+                        "checkpoint's; its other settings must be the checkpoint's")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(handler=_cmd_export)
 

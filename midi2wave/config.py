@@ -100,7 +100,21 @@ class ResonatorConfig:
     # bounded to [-1, 1] when a > 0 (|e| <= g still holds); the zero c rolls off the top only.
     pre_emphasis: float = 0.0
     noise_lowpass: float = 0.0
+    # Fitted partial levels (scripts/fit_partials.py): the amplitude in dB (re full scale) of partial
+    # k of a note `attack_s` after its onset at velocity 64, on a grid of pitches (`level_pitches`,
+    # rising; linear in between, flat beyond), one row of `levels_db` per grid pitch and one column
+    # per partial; the level rises `level_velocity_slopes[k - 1]` dB per dB of velocity. Synthesis
+    # can set each oscillator's amplitude to it at the attack's end (`sampling.partial_levels`);
+    # the analysis never does. Why: free-running, a partial's level is whatever the few sampled
+    # innovations of its attack made it (+-9 dB between notes of one velocity on the bundled model),
+    # and a white attack drives the bass notes' fundamentals, which a piano barely radiates (on the
+    # Salamander data ~30 dB under the note's strongest partial below A1's 55 Hz). Empty: none.
+    level_pitches: tuple[float, ...] = ()
+    levels_db: tuple[tuple[float, ...], ...] = ()
+    level_velocity_slopes: tuple[float, ...] = ()
 
+    # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
+    SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("level_pitches", "levels_db", "level_velocity_slopes")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -109,8 +123,9 @@ class ResonatorConfig:
 
     def __post_init__(self) -> None:
         key = "data.resonators."
-        for name in ("tuning_cents", "inharmonicity"):  # tuples, whatever sequence was given
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("tuning_cents", "inharmonicity", "level_pitches", "level_velocity_slopes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))  # tuples, whatever sequence was given
+        object.__setattr__(self, "levels_db", tuple(tuple(row) for row in self.levels_db))
         _require(self.partials >= 0, key + "partials", self.partials, "must be >= 0")
         _require(0 < self.kappa < 1, key + "kappa", self.kappa, "must be in (0, 1)")
         _require(self.max_hz > 0, key + "max_hz", self.max_hz, "must be > 0")
@@ -132,6 +147,16 @@ class ResonatorConfig:
             _require(-8.0 <= self.inharmonicity[0] <= -1.0, key + "inharmonicity", list(self.inharmonicity),
                      "log10 B at middle C must be in [-8, -1]")
         _require(0 <= self.noise_lowpass < 1, key + "noise_lowpass", self.noise_lowpass, "must be in [0, 1) (0: off)")
+        if self.level_pitches or self.levels_db or self.level_velocity_slopes:
+            _require(len(self.levels_db) == len(self.level_pitches) > 0, key + "levels_db", len(self.levels_db),
+                     f"needs one row per level pitch ({len(self.level_pitches)})")
+            _require(all(b > a for a, b in zip(self.level_pitches, self.level_pitches[1:])), key + "level_pitches",
+                     list(self.level_pitches), "must rise")
+            _require(len(self.level_velocity_slopes) >= self.partials, key + "level_velocity_slopes",
+                     len(self.level_velocity_slopes), f"needs one slope per partial ({self.partials})")
+            _require(all(len(row) == len(self.level_velocity_slopes) for row in self.levels_db), key + "levels_db",
+                     sorted({len(row) for row in self.levels_db}),
+                     f"rows must have one level per slope ({len(self.level_velocity_slopes)})")
         for name in ("pre_emphasis", "noise_lowpass"):
             if getattr(self, name) > 0:
                 _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")
@@ -370,6 +395,10 @@ class ModelSampling:
     # (`data.resonators.attack_s`); the bank is still driven by all of it, so the noise reaches the
     # listener through the notes' partials (resonators.direct_share). 1: x = p + e, as in training.
     sustain_innovation: float = 1.0
+    # Models with fitted partial levels (`data.resonators.levels_db`): at each note's attack end its
+    # oscillators' amplitudes become |z|^(1 - w) * level^w, w this weight (0: the sampled attack alone
+    # decides, 1: the fitted levels); the phases stay the innovation's.
+    partial_levels: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
@@ -378,9 +407,12 @@ class ModelSampling:
         _require(self.attack_seconds >= 0, "sampling.attack_seconds", self.attack_seconds, "must be >= 0")
         _require(0 <= self.sustain_innovation <= 1, "sampling.sustain_innovation", self.sustain_innovation,
                  "must be in [0, 1] (1: all of it, as in training)")
+        _require(0 <= self.partial_levels <= 1, "sampling.partial_levels", self.partial_levels,
+                 "must be in [0, 1] (0: as sampled, 1: the fitted levels)")
 
 
-MODEL_SAMPLING_FIELDS = ("temperature", "sustain_temperature", "attack_seconds", "sustain_innovation")
+MODEL_SAMPLING_FIELDS = ("temperature", "sustain_temperature", "attack_seconds", "sustain_innovation",
+                         "partial_levels")
 
 
 @dataclass(frozen=True)
@@ -403,6 +435,7 @@ class SamplingOptions:
     sustain_temperature: float | None = None
     attack_seconds: float | None = None
     sustain_innovation: float | None = None  # see ModelSampling
+    partial_levels: float | None = None  # see ModelSampling
     precision: str = "fp32"  # the numba engine's weight storage: "fp32" | "fp16" | "int8"
     crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"
 
@@ -432,6 +465,15 @@ class SamplingOptions:
         return dataclasses.replace(self, **{name: getattr(defaults, name) for name in MODEL_SAMPLING_FIELDS
                                             if getattr(self, name) is None})
 
+    def for_config(self, config: "Config") -> "SamplingOptions":
+        """`for_model(config.sampling)`, refusing settings the model cannot honour (partial levels
+        asked of a model without fitted ones)."""
+        options = self.for_model(config.sampling)
+        _require(options.partial_levels == 0 or bool(config.data.resonators.levels_db), "sampling.partial_levels",
+                 options.partial_levels, "the model has no fitted partial levels (data.resonators.levels_db; "
+                 "scripts/fit_partials.py fits them): use 0")
+        return options
+
 
 @dataclass(frozen=True)
 class Config:
@@ -449,6 +491,22 @@ class Config:
     def replace(self, **sections: Any) -> "Config":
         return dataclasses.replace(self, **sections)
 
+    def with_synthesis_settings_from(self, source: "Config") -> "Config":
+        """This config with `source`'s settings that change synthesis only: its `sampling` section
+        and the bank's fitted partial levels (`ResonatorConfig.SYNTHESIS_ONLY`); neither changes what
+        the network was trained on, so a model's best ones may be found after it was trained. Its
+        data (those aside) and model sections must be this config's (ConfigError naming the first
+        setting that differs): the settings must belong to this model."""
+        levels = {name: getattr(source.data.resonators, name) for name in ResonatorConfig.SYNTHESIS_ONLY}
+        data = dataclasses.replace(self.data, resonators=dataclasses.replace(self.data.resonators, **levels))
+        for section, mine, theirs in (("data", data, source.data), ("model", self.model, source.model)):
+            key = _first_difference(_to_jsonable(dataclasses.asdict(mine)), _to_jsonable(dataclasses.asdict(theirs)),
+                                    section)
+            if key is not None:
+                raise ConfigError(f"{key}: differs from the model's own, so these synthesis settings are not for "
+                                  "this model (only `sampling` and the partial levels may differ)")
+        return dataclasses.replace(self, data=data, sampling=source.sampling)
+
 
 _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
                               "sampling": ModelSampling}
@@ -465,6 +523,17 @@ def _to_jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_to_jsonable(v) for v in obj]
     return obj
+
+
+def _first_difference(a: Any, b: Any, key: str) -> str | None:
+    """The dotted key of the first place where two JSON-like values differ (None: equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for name in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(name), b.get(name), f"{key}.{name}")
+            if found is not None:
+                return found
+        return None
+    return None if a == b else key
 
 
 def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:

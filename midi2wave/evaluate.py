@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from . import plots, realism, report
+from .audio import DCBlocker
 from .config import Config, SamplingOptions
 from .errors import EvaluationError
 from .evaluate_realism import (OTHER_INSTRUMENTS, check_other_instrument, fmt_value, level_db, mask_spans, other_instrument_renders,
@@ -344,7 +345,7 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
 
     if not excerpts:
         return []
-    options = sampling.for_model(config.sampling)
+    options = sampling.for_config(config)
     chunk_seconds = float(options.chunk_seconds or 0.0)
     device = _model_device(model)
     lead = excerpts[0].lead_in_samples
@@ -364,7 +365,7 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
             schedules = [e.schedule.shifted(-len(e.warmup_audio)) for e in excerpts]
         onsets = [e.notes.onset_s for e in excerpts]
     if schedules is not None:  # the sampling's share of the innovation in the output after the attacks
-        schedules = [s.with_sustain_mix(options.sustain_innovation) for s in schedules]
+        schedules = [s.for_sampling(options.sustain_innovation, options.partial_levels) for s in schedules]
     n = lead + excerpts[0].audio.shape[0]
     plan = ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, config.data.sample_rate_hz,
                           model.samples_per_frame)
@@ -395,7 +396,9 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
             bar.close()
     audio = audio.float().cpu().numpy()
     K = plan.rows
-    return [plan.join(audio[i * K:(i + 1) * K], options.crossfade)[lead:] for i in range(len(excerpts))]
+    # as a render's output (`synthesize`): through a DC blocker from the generation's start
+    return [DCBlocker(model.data_config.sample_rate_hz)(plan.join(audio[i * K:(i + 1) * K], options.crossfade))[lead:]
+            for i in range(len(excerpts))]
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -453,7 +456,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
     say = log if log is not None else (lambda _msg: None)
     store, midi_files, force = options.store, options.midi_files, options.force
     excerpt_seconds, seed, transcription = options.excerpt_seconds, options.seed, options.transcription
-    sampling = options.sampling.for_model(config.sampling)
+    sampling = options.sampling.for_config(config)
     margin = model.context_margin_frames
     t_start = time.perf_counter()
     if store is not None:
@@ -496,6 +499,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
             "sustain_temperature": float(sustain_temperature) or None,
             "attack_seconds": float(sampling.attack_seconds) if sustain_temperature else None,
             "sustain_innovation": float(sampling.sustain_innovation) if config.data.resonators.enabled else None,
+            "partial_levels": float(sampling.partial_levels) if config.data.resonators.levels_db else None,
             "chunk_seconds": chunk_seconds,
             "overlap_seconds": float(sampling.overlap_seconds) if chunk_seconds > 0 else None,
             "realism": {

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config, ModelConfig
+from .config import Config, ConfigError, ModelConfig, load_config
 from .errors import Midi2WaveError
 from .model.stepping import SteppingWeights, stepping_weights
 
@@ -241,18 +241,18 @@ def export_model(checkpoint: Path | None, out: Path, *, fmt: str = "nv-wavenet",
                  force: bool = False, sampling_from: Path | None = None) -> list[str]:
     """`midi2wave export`: write `checkpoint` (None: the bundled model) to `out` in format `fmt`
     ("nv-wavenet" or "safetensors"; with safetensors, `sampling_from` a config JSON whose
-    `sampling` section becomes the released model's). Returns the lines to report."""
+    synthesis-only settings, its `sampling` section and the bank's partial levels, become the
+    released model's: `Config.with_synthesis_settings_from`). Returns the lines to report."""
     if fmt == "safetensors":
         from .checkpoint import export_safetensors, find_checkpoint
 
         if midi_path is not None:
             raise ExportError("--midi goes with --format nv-wavenet only")
-        sampling = None
-        if sampling_from is not None:
-            from .config import load_config
-
-            sampling = load_config(sampling_from).sampling
-        target = export_safetensors(find_checkpoint(checkpoint), out, force=force, sampling=sampling)
+        source = load_config(sampling_from) if sampling_from is not None else None
+        try:
+            target = export_safetensors(find_checkpoint(checkpoint), out, force=force, synthesis_from=source)
+        except ConfigError as e:
+            raise ExportError(f"{sampling_from}: {e}") from None
         return [f"wrote {target} and {target.parent / 'config.json'} ({target.stat().st_size / 1e6:.2f} MB)"]
     if fmt != "nv-wavenet":
         raise ExportError(f"--format {fmt}: unknown format")

@@ -54,7 +54,9 @@ class Schedule:
     """The oscillators of a window, sorted by start. Sample indices are relative to the window.
 
     start/release/stop/attack_end: int64 [n]; omega (rad/sample), r_hold, r_release, kappa,
-    kappa_sustain: float64 [n] (the gain is kappa before attack_end, kappa_sustain from then on).
+    kappa_sustain: float64 [n] (the gain is kappa before attack_end, kappa_sustain from then on);
+    level: float64 [n], the oscillator's fitted amplitude at attack_end (0: none;
+    `ResonatorConfig.levels_db`), which synthesis moves it towards by `level_lock`.
     The innovation gain (`ResonatorConfig.gain`) rides on each note's first oscillator:
     gain_attack, gain_sustain (float64 [n]; 0 for the other oscillators) are its two components at
     the onset; their natural-log decays per sample are gain_attack_decay, gain_hold_decay while
@@ -75,9 +77,10 @@ class Schedule:
     gain_attack_decay: np.ndarray
     gain_hold_decay: np.ndarray
     gain_release_decay: np.ndarray
+    level: np.ndarray
 
     FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain",
-              "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay")
+              "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level")
     TIME_FIELDS = ("start", "release", "stop", "attack_end")
     # The innovation gain's floor (ResonatorConfig.gain_floor); None: no gain (g = 1).
     gain_floor: float | None = None
@@ -87,6 +90,9 @@ class Schedule:
     # Synthesis only: the share of the innovation that reaches the output directly while notes sound
     # past their attacks (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
     sustain_mix: float = 1.0
+    # Synthesis only: at each oscillator's attack end its amplitude |z| becomes
+    # |z|^(1 - level_lock) * level^level_lock (where level > 0; `ModelSampling.partial_levels`).
+    level_lock: float = 0.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -101,10 +107,11 @@ class Schedule:
         """The same oscillators with every time moved later by `samples`."""
         return dataclasses.replace(self, **{f: getattr(self, f) + samples for f in self.TIME_FIELDS})
 
-    def with_sustain_mix(self, mix: float) -> "Schedule":
-        """The same schedule whose synthesis lets `mix` of the innovation reach the output directly
-        while notes sound past their attacks (`direct_share`)."""
-        return dataclasses.replace(self, sustain_mix=float(mix))
+    def for_sampling(self, sustain_mix: float = 1.0, level_lock: float = 0.0) -> "Schedule":
+        """The same schedule whose synthesis lets `sustain_mix` of the innovation reach the output
+        directly while notes sound past their attacks (`direct_share`) and moves each oscillator
+        `level_lock` of the way (in log amplitude) to its fitted level at its attack end."""
+        return dataclasses.replace(self, sustain_mix=float(sustain_mix), level_lock=float(level_lock))
 
     def without_gain(self) -> "Schedule":
         """The same oscillators (times, tails, decays, kappas) driven by the innovation itself
@@ -151,6 +158,29 @@ def partial_hz(pitch: np.ndarray, k: np.ndarray, tuning_cents: tuple[float, ...]
         b = 10.0 ** (float(inharmonicity[0]) + float(inharmonicity[1]) * np.maximum(z, z_flat))
         hz = hz * np.sqrt(1.0 + b * k * k)
     return hz
+
+
+LEVEL_REFERENCE_VELOCITY = 64.0
+
+
+def partial_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig) -> np.ndarray:
+    """Fitted amplitude (float64 [n], full scale 1) of partial k of notes of these pitches and
+    velocities `attack_s` after their onsets (`ResonatorConfig.levels_db`: linear in pitch between
+    the grid pitches, flat beyond); zeros when the config has no levels."""
+    k = np.asarray(k, np.int64).reshape(-1)
+    if not config.levels_db or k.size == 0:
+        return np.zeros(k.shape, np.float64)
+    table = np.asarray(config.levels_db, np.float64)          # [grid pitches, partials]
+    grid = np.asarray(config.level_pitches, np.float64)
+    pitch = np.asarray(pitch, np.float64).reshape(-1)
+    db = np.empty(k.shape, np.float64)
+    for j in np.unique(k):
+        sel = k == j
+        db[sel] = np.interp(pitch[sel], grid, table[:, j - 1])
+    slope = np.asarray(config.level_velocity_slopes, np.float64)[k - 1]
+    velocity = np.maximum(np.asarray(velocity, np.float64).reshape(-1), 1.0)
+    db = db + slope * 20.0 * np.log10(velocity / LEVEL_REFERENCE_VELOCITY)
+    return 10.0 ** (db / 20.0)
 
 
 def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
@@ -202,6 +232,7 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
         gain_attack_decay=np.full(hz.shape, -1.0 / (config.gain_attack_s * sr)),
         gain_hold_decay=-1.0 / (config.gain_decay_scale * tau[note_idx] * sr),
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
+        level=partial_levels(notes.pitch[keep][note_idx], notes.velocity[keep][note_idx], partial, config),
     )
     order = np.argsort(out.start, kind="stable")
     return dataclasses.replace(out, **{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS})
@@ -359,9 +390,11 @@ KAPPA_SUM_MAX = 0.5
 
 @_njit
 def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa, attack_end,
-                kappa_sustain):
+                kappa_sustain, level, lock):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
-    kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas)."""
+    kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas).
+    With `lock` > 0, an oscillator whose attack ends at t + 1 and that has a level gets the amplitude
+    |z|^(1 - lock) * level^lock, its phase kept (`Schedule.level_lock`; the analysis passes 0)."""
     total = 0.0
     for j in range(n_active):
         s = idx[j]
@@ -376,12 +409,20 @@ def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, 
         d = r * math.sin(omega[s])
         re[j] = c * a - d * b
         im[j] = d * a + c * b
+        if lock > 0.0 and t + 1 == attack_end[s] and level[s] > 0.0:
+            m = math.sqrt(re[j] * re[j] + im[j] * im[j])
+            if m > 0.0:
+                f = (level[s] / m) ** lock
+                re[j] *= f
+                im[j] *= f
+            elif lock >= 1.0:
+                re[j] = level[s]
 
 
 @_njit
 def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa, attack_end, kappa_sustain,
-         gain_attack, gain_sustain, gain_attack_decay, gain_hold_decay, gain_release_decay, gain_on, gain_floor,
-         emphasis, lowpass, capacity):
+         gain_attack, gain_sustain, gain_attack_decay, gain_hold_decay, gain_release_decay, level, gain_on, gain_floor,
+         emphasis, lowpass, level_lock, capacity):
     n = signal.shape[0]
     out = np.empty(n, np.float64)
     pred = np.empty(n, np.float64)
@@ -393,6 +434,7 @@ def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa
     nxt = 0
     n_prev = 0.0
     u_prev = 0.0
+    lock = 0.0 if analysis else level_lock  # the analysis tracks the audio as it is
     for t in range(n):
         n_active, nxt = bank_admit(t, re, im, idx, n_active, nxt, start, stop)
         p = bank_predict(re, n_active)
@@ -415,14 +457,14 @@ def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa
         n_prev = nt
         u_prev = ut
         bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa, attack_end,
-                    kappa_sustain)
+                    kappa_sustain, level, lock)
     return out, pred, gains
 
 
 def _arrays(sched: Schedule):
     return tuple(getattr(sched, f) for f in Schedule.FIELDS) + (
         sched.gain_floor is not None, float(sched.gain_floor or 0.0), float(sched.pre_emphasis),
-        float(sched.noise_lowpass))
+        float(sched.noise_lowpass), float(sched.level_lock))
 
 
 def warmup_window(audio, start_sample: int, n_samples: int, warmup_samples: int, scale: float = 1.0) -> np.ndarray:
@@ -485,13 +527,14 @@ def batch_predict(t, b0, b1, offsets, start, release, stop, gain_attack, gain_su
 
 @_njit
 def batch_update(t, b0, b1, e, offsets, release, omega, r_hold, r_release, kappa, attack_end, kappa_sustain,
-                 re, im, idx, n_active):
+                 level, lock, re, im, idx, n_active):
     """Feed innovation e[b] of sample t to the oscillators of streams b0..b1-1."""
     for b in range(b0, b1):
         o0 = offsets[b]
         o1 = offsets[b + 1]
         bank_update(t, e[b], re[b], im[b], idx[b], n_active[b], release[o0:o1], omega[o0:o1],
-                    r_hold[o0:o1], r_release[o0:o1], kappa[o0:o1], attack_end[o0:o1], kappa_sustain[o0:o1])
+                    r_hold[o0:o1], r_release[o0:o1], kappa[o0:o1], attack_end[o0:o1], kappa_sustain[o0:o1],
+                    level[o0:o1], lock)
 
 
 @_njit
@@ -526,6 +569,7 @@ class BankBatch:
         self.pre_emphasis, self.noise_lowpass = map(float, shared(
             "the noise shaping (pre-emphasis, lowpass)", lambda s: (s.pre_emphasis, s.noise_lowpass), (0.0, 0.0)))
         self.sustain_mix = float(shared("the sustain mix", lambda s: s.sustain_mix, 1.0))
+        self.level_lock = float(shared("the partial level lock", lambda s: s.level_lock, 0.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -546,8 +590,8 @@ class BankBatch:
         return (self.offsets, self.start, self.release, self.stop, self.omega, self.r_hold, self.r_release,
                 self.kappa, self.attack_end, self.kappa_sustain, self.gain_attack, self.gain_sustain,
                 self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay, self.gain_on,
-                self.gain_floor, self.pre_emphasis, self.noise_lowpass, self.sustain_mix, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev,
-                s.u_prev, self.p, self.g)
+                self.gain_floor, self.pre_emphasis, self.noise_lowpass, self.sustain_mix, self.level,
+                self.level_lock, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g)
 
     def predict(self, t: int) -> np.ndarray:
         """p_t of every stream (float64 [B]); call once per sample, before `update`. Also sets
@@ -582,8 +626,7 @@ class BankBatch:
         e = np.ascontiguousarray(innovation, np.float64)
         batch_update(t, 0, self.batch_size, e, self.offsets,
                      self.release, self.omega, self.r_hold, self.r_release, self.kappa, self.attack_end,
-                     self.kappa_sustain, s.re, s.im, s.idx,
-                     s.n_active)
+                     self.kappa_sustain, self.level, self.level_lock, s.re, s.im, s.idx, s.n_active)
         n = e / self.g
         if self.pre_emphasis == 0.0 and self.noise_lowpass == 0.0:  # no shaping: u = n
             u = n

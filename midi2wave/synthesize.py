@@ -58,6 +58,7 @@ import numpy as np
 import torch
 
 from . import constants as C
+from .audio import DCBlocker
 from .chunks import STREAMS_PER_CORE, ChunkPlan, StreamingJoin, auto_chunk_seconds, sounding_spans
 from .config import SamplingOptions
 from .errors import InputError, Midi2WaveError
@@ -374,10 +375,16 @@ class _Job:
 
 def _output(job: _Job, label: str, progress: bool, n_gen: int, head: int, n_out: int) -> Iterator[np.ndarray]:
     """The output's pieces: generated samples (in order, on the generation window) with the gaps
-    between spans as zeros, the < 1 frame before the window's start cut, clipped per sample."""
+    between spans as zeros, through a DC blocker (`audio.DCBlocker`) from the window's start, or
+    from the prime's end (the prime is output as given), the < 1 frame before the window's start
+    cut, clipped per sample."""
     top = (C.PCM_SCALE - 1) / C.PCM_SCALE
+    dc_blocker = DCBlocker(job.model.data_config.sample_rate_hz)
+    primed = len(job.prime) if job.prime is not None else 0
 
     def cut(at: int, x: np.ndarray) -> Iterator[np.ndarray]:
+        keep = min(len(x), max(0, primed - at))
+        x = np.concatenate([x[:keep], dc_blocker(x[keep:])]) if keep else dc_blocker(x)
         lo, hi = max(at, head), min(at + len(x), head + n_out)
         if hi > lo:
             yield np.clip(x[lo - at:hi - at], -1.0, top).astype(np.float32, copy=False)
@@ -505,7 +512,7 @@ def _round_windows(job: _Job, rounds: list[_Round], bar: "_Progress"):
             uniforms = round_uniforms[k][:, w0:w0 + w]
         else:
             uniforms = torch.rand(1, w, 2, generator=seeds)
-        schedules = ([resonators.schedule(notes, s, rnd.length, sr, bank).with_sustain_mix(options.sustain_innovation)
+        schedules = ([resonators.schedule(notes, s, rnd.length, sr, bank).for_sampling(options.sustain_innovation, options.partial_levels)
                       for s in rnd.starts] if bank is not None and w0 == 0 else None)
         starts = [s + w0 for s in rnd.starts]
         return _WindowInputs(model_inputs(model, notes, job.pedals, starts, w, job.year), uniforms,
@@ -690,7 +697,7 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
 
     _unmap_freed_buffers()
     model, config = load_model(checkpoint, device=device)
-    options = options.for_model(config.sampling)  # the model's own sampling defaults where no flag says
+    options = options.for_config(config)  # the model's own sampling defaults where no flag says
     sr = model.data_config.sample_rate_hz
     if year is not None and year not in C.MAESTRO_YEARS:
         print(f"midi2wave: note: --year {year} is not a MAESTRO year {list(C.MAESTRO_YEARS)}; "

@@ -1,7 +1,9 @@
-"""Fit where the resonator bank's partials lie (data.resonators.tuning_cents, .inharmonicity) and how
-fast they decay (data.resonators.decay_scale, .decay_exponent) to a store's training audio.
+"""Fit where the resonator bank's partials lie (data.resonators.tuning_cents, .inharmonicity), how
+fast they decay (data.resonators.decay_scale, .decay_exponent) and how loud they are at the end of
+the attack (data.resonators.level_pitches, .levels_db, .level_velocity_slopes) to a store's training
+audio.
 
-    python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60]
+    python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60] [--attack-s 0.05]
 
 Why: a resonator that misses its partial by more than about kappa * sample_rate / (2 pi) Hz (2.5 Hz
 at the bundled model's sustain kappa 0.001) cannot track it, and the untracked partial lands in the
@@ -23,6 +25,14 @@ hammer); their ratio is the partial's decay time. A robust fit of log tau to
 synthesis the bank's decays are how long each partial rings after the network's excitation; on the
 Salamander demo data the upper partials ring about as long as the fundamental in the first half
 second (exponent ~0), where the earlier configs used 1 (the 6th partial dying 6 times faster).
+
+Levels: a held isolated note gives, per partial, its amplitude over a 2048-sample window from
+`--attack-s` after the onset, referred back to then with the fitted decay. A Huber-weighted least
+squares fit of a table over pitch (every 3 semitones, linear in between) and partial, plus a slope
+per partial in dB per dB of velocity, gives the levels that synthesis can set the bank's partials to
+at each attack's end (`sampling.partial_levels`). Why: free-running, a partial's level is whatever
+the few sampled innovations of its attack made it, and the bank's excitation drives a bass note's
+fundamental, which the recordings barely have.
 """
 
 from __future__ import annotations
@@ -157,12 +167,88 @@ def fit_decays(obs: np.ndarray) -> tuple[float, float, float]:
     return round(float(scale), 4), round(float(exponent), 4), float(np.median(np.abs(residual(result.x))))
 
 
+LEVEL_WINDOW = 2048
+LEVEL_GRID_STEP = 3      # semitones between the level table's pitches
+LEVEL_SMOOTHING = 0.5    # weight of the first difference between neighbouring grid pitches (dB)
+LEVEL_HUBER_DB = 4.0
+
+
+def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple[float, ...], decay_scale: float,
+                   decay_exponent: float, attack_s: float = 0.05, max_hz: float = 7800.0,
+                   sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
+    """float64 [n, 4] (pitch, velocity, k, amplitude) of isolated held notes' partials below `max_hz`
+    at `attack_s` after the onset, from [(notes, audio float [n])]: the amplitude of a Hann-windowed
+    probe at the partial's position over `LEVEL_WINDOW` samples from then, referred back from the
+    window's centre with the decay `decay_scale * midi.decay_tau_s(pitch) / k**decay_exponent` (the
+    bank's), so that a bank started there at this amplitude rings as the recording does."""
+    hann = np.hanning(LEVEL_WINDOW)
+    n = np.arange(LEVEL_WINDOW)
+    centre_s = LEVEL_WINDOW / 2 / sample_rate_hz
+    rows = []
+    for notes, x in pieces:
+        for i in range(len(notes)):
+            t0 = notes.onset_s[i] + attack_s
+            a = int(round(t0 * sample_rate_hz))
+            end = (a + LEVEL_WINDOW) / sample_rate_hz
+            if end > notes.offset_s[i] or not isolated(notes, i, end, len(x), sample_rate_hz):
+                continue
+            pitch = int(notes.pitch[i])
+            seg = np.asarray(x[a:a + LEVEL_WINDOW], np.float64) * hann
+            tau = decay_scale * float(decay_tau_s(pitch))
+            for k in range(1, MAX_PARTIAL + 1):
+                f = float(partial_hz(pitch, k, tuning_cents, inharmonicity))
+                if f >= max_hz:
+                    break
+                amplitude = 2.0 * abs(np.dot(seg, np.exp(-2j * np.pi * f * n / sample_rate_hz))) / hann.sum()
+                rows.append((pitch, int(notes.velocity[i]), k, amplitude * math.exp(centre_s * k ** decay_exponent / tau)))
+    return np.asarray(rows, np.float64).reshape(-1, 4)
+
+
+def fit_levels(obs: np.ndarray, partials: int = MAX_PARTIAL, reference_velocity: float = 64.0
+               ) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...], tuple[float, ...], float]:
+    """(grid pitches, levels_db [grid][partials], velocity slopes [partials], median |residual| dB) of
+    `measure_levels`' rows: level(p, v, k) = table(p, k) (linear between grid pitches, every
+    `LEVEL_GRID_STEP` semitones from A0) + slope(k) * 20 log10(v / reference_velocity), in dB, by
+    least squares with a Huber weight (`LEVEL_HUBER_DB`) and a small pull of neighbouring grid
+    pitches together (`LEVEL_SMOOTHING`: pitches without notes take their neighbours' levels).
+    These are `config.ResonatorConfig`'s level_pitches, levels_db and level_velocity_slopes."""
+    grid = np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, LEVEL_GRID_STEP, dtype=np.float64)
+    G, K = len(grid), partials
+    obs = obs[obs[:, 2] <= K]
+    pitch, velocity, k = obs[:, 0], obs[:, 1], obs[:, 2].astype(np.int64)
+    level = 20.0 * np.log10(np.maximum(obs[:, 3], 1e-7))
+    pos = np.clip((pitch - grid[0]) / LEVEL_GRID_STEP, 0.0, G - 1 - 1e-9)
+    lo = pos.astype(np.int64)
+    w = pos - lo
+    rows = np.arange(len(obs))
+    design = np.zeros((len(obs), G * K + K))
+    design[rows, lo * K + k - 1] = 1.0 - w
+    design[rows, np.minimum(lo + 1, G - 1) * K + k - 1] += w
+    design[rows, G * K + k - 1] = 20.0 * np.log10(np.maximum(velocity, 1.0) / reference_velocity)
+    smooth = np.zeros(((G - 1) * K, G * K + K))
+    for j in range(K):
+        for g in range(1, G):
+            smooth[(g - 1) * K + j, (g - 1) * K + j] = -LEVEL_SMOOTHING
+            smooth[(g - 1) * K + j, g * K + j] = LEVEL_SMOOTHING
+    weight = np.ones(len(obs))
+    for _ in range(6):  # iteratively reweighted least squares (Huber)
+        theta = np.linalg.lstsq(np.vstack([design * weight[:, None], smooth]),
+                                np.concatenate([level * weight, np.zeros(len(smooth))]), rcond=None)[0]
+        residual = level - design @ theta
+        weight = np.sqrt(1.0 / np.maximum(1.0, np.abs(residual) / LEVEL_HUBER_DB))
+    table = theta[:G * K].reshape(G, K)
+    return (tuple(float(p) for p in grid), tuple(tuple(round(float(v), 2) for v in row) for row in table),
+            tuple(round(float(v), 3) for v in theta[G * K:]), float(np.median(np.abs(residual))))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("store")
     ap.add_argument("--pieces", type=int, default=54)
     ap.add_argument("--seconds", type=float, default=60.0, help="at most this much of each piece")
     ap.add_argument("--sustain-threshold", type=int, default=C.PEDAL_ON_THRESHOLD)
+    ap.add_argument("--attack-s", type=float, default=0.05,
+                    help="where the partial levels are measured: the bank's data.resonators.attack_s")
     args = ap.parse_args(argv)
     pieces = [(notes, x) for _, notes, x in training_pieces(args.store, args.sustain_threshold, args.pieces,
                                                             args.seconds)]
@@ -182,6 +268,17 @@ def main(argv=None) -> int:
         print(f"{len(decays)} partial decays; median |log error| {log_err:.2f}", file=sys.stderr)
     else:
         print(f"only {len(decays)} partial decays measured (too few held isolated notes); decays not fitted",
+              file=sys.stderr)
+    levels = measure_levels(pieces, tuning, stiffness, bank.get("decay_scale", 0.5), bank.get("decay_exponent", 1.0),
+                            args.attack_s)
+    if len(levels) >= 20 * MAX_PARTIAL:
+        pitches, table, slopes, level_err = fit_levels(levels)
+        bank.update(level_pitches=list(pitches), levels_db=[list(row) for row in table],
+                    level_velocity_slopes=list(slopes))
+        print(f"{len(levels)} partial levels of {len(np.unique(levels[:, 0]))} pitches; median |residual| "
+              f"{level_err:.1f} dB", file=sys.stderr)
+    else:
+        print(f"only {len(levels)} partial levels measured (too few held isolated notes); levels not fitted",
               file=sys.stderr)
     print(json.dumps({"data": {"resonators": bank}}, indent=2))
     return 0

@@ -172,3 +172,19 @@ def test_atomic_path_no_clobber_race(tmp_path):
             tmp.write_text("mine")
             path.write_text("someone else's")  # appears while we write
     assert path.read_text() == "someone else's" and os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_the_dc_blocker_removes_an_offset_keeps_the_lowest_piano_partial_and_streams():
+    sr = 16000
+    t = np.arange(3 * sr) / sr  # the last 2 s hold 55 whole periods of 27.5 Hz
+    offset = np.full(2 * sr, 5 / 32768)
+    y = A.DCBlocker(sr)(offset)
+    assert y[0] == pytest.approx(5 / 32768, rel=0.01) and np.abs(y[sr:]).max() < 1e-9  # a step, then nothing
+    a0 = np.sin(2 * np.pi * 27.5 * t)  # A0's fundamental
+    kept = A.DCBlocker(sr)(a0 + 0.01)[sr:]
+    assert abs(20 * np.log10(np.sqrt(2 * np.mean(kept ** 2)))) < 0.2 and abs(kept.mean()) < 1e-3
+    blocker = A.DCBlocker(sr)
+    pieces = np.concatenate([blocker(part) for part in np.array_split(a0 + 0.01, [1, 700, 701, 20000])])
+    np.testing.assert_allclose(pieces, A.DCBlocker(sr)(a0 + 0.01), atol=1e-7)
+    with pytest.raises(ValueError, match="cutoff"):
+        A.DCBlocker(sr, cutoff_hz=0.0)

@@ -175,3 +175,9 @@ def test_cli_export_safetensors_writes_a_model_folder_that_loads(tmp_path, capsy
         torch.testing.assert_close(a, b, msg=name)
     assert main(["export", "--format", "safetensors", str(ckpt), str(out)]) == 2  # refuses to overwrite
     assert "already exists" in capsys.readouterr().err
+    # synthesis settings only from the model's own config: another model's is one line naming the file
+    other = tmp_path / "other.json"
+    other.write_text(Config(data=DATA, model=dataclasses.replace(NV, residual_channels=NV.residual_channels * 2)).to_json())
+    assert main(["export", "--format", "safetensors", str(ckpt), str(out), "--force", "--sampling-from", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other.json" in err[0] and "model.residual_channels: differs" in err[0], err

@@ -39,7 +39,7 @@ def _model() -> Midi2Wave:
 def _generate(model, T, mix, engine="numba"):
     sched = rs.schedule(NOTES, 0, T, SR, BANK)
     if mix is not None:
-        sched = sched.with_sustain_mix(mix)
+        sched = sched.for_sampling(mix)
     g = torch.Generator().manual_seed(3)
     frames = T // model.samples_per_frame
     cond = torch.rand(1, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
@@ -57,9 +57,9 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
         SamplingOptions(sustain_innovation=-0.1)
     assert SamplingOptions().for_model(ModelSampling(sustain_innovation=0.4)).sustain_innovation == 0.4
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
-    assert sched.sustain_mix == 1.0 and sched.with_sustain_mix(0.3).shifted(5).sustain_mix == 0.3
+    assert sched.sustain_mix == 1.0 and sched.for_sampling(0.3).shifted(5).sustain_mix == 0.3
     with pytest.raises(ValueError, match="sustain mix"):
-        rs.BankBatch([sched, sched.with_sustain_mix(0.3)])
+        rs.BankBatch([sched, sched.for_sampling(0.3)])
 
 
 def test_a_share_of_one_changes_nothing():

@@ -31,6 +31,13 @@ DATA = tiny_data_config(segment_seconds=0.5, excitation_partials=2)
 CONFIG = Config(data=DATA, model=TINY)
 
 
+
+@pytest.fixture
+def no_dc_blocker(monkeypatch):
+    """Renders without the output's DC blocker: for tests that place constant or known stand-in
+    signals and check them sample by sample (the blocker has its own tests)."""
+    monkeypatch.setattr(S, "DCBlocker", lambda sample_rate_hz: (lambda x: np.asarray(x, np.float32)))
+
 def write_midi(path: Path, notes: list[tuple[float, float, int, int]], sustain: list[tuple[float, int]] = ()) -> Path:
     """A MIDI file (`midi2wave.midi.write_midi`) of (onset, offset, pitch, velocity) notes and (time, value)
     sustain-pedal events."""
@@ -195,7 +202,7 @@ def _stand_in_generate(model, n_samples, *, excitation=None, **_):
 
 
 @pytest.mark.parametrize("start_s,end_s", [(0.0, 1.0), (0.1234, 0.9), (0.3, 0.35)])
-def test_chunks_reassemble_a_consistent_signal_exactly(tiny, midi, monkeypatch, start_s, end_s):
+def test_chunks_reassemble_a_consistent_signal_exactly(tiny, midi, monkeypatch, no_dc_blocker, start_s, end_s):
     import midi2wave.generate as gen
 
     model, _ = tiny
@@ -322,7 +329,7 @@ def _counting_generate(calls):
     return fake
 
 
-def test_silent_spans_cost_nothing_and_are_exact_zeros(tiny, tmp_path, monkeypatch):
+def test_silent_spans_cost_nothing_and_are_exact_zeros(tiny, tmp_path, monkeypatch, no_dc_blocker):
     import midi2wave.generate as gen
 
     model, _ = tiny
@@ -429,7 +436,7 @@ def test_streamed_wav_equals_the_in_memory_render_bit_for_bit(tiny, midi, tmp_pa
         np.testing.assert_array_equal(streamed, float_to_int16(memory))
 
 
-def test_streamed_render_hands_on_bounded_pieces_in_order(tiny, tmp_path, monkeypatch):
+def test_streamed_render_hands_on_bounded_pieces_in_order(tiny, tmp_path, monkeypatch, no_dc_blocker):
     """The WAV writer is fed a round (or a window of one stream) at a time, never the whole output,
     and the pieces add up to the render: memory does not grow with the piece."""
     import midi2wave.generate as gen
@@ -456,7 +463,7 @@ def test_streamed_render_hands_on_bounded_pieces_in_order(tiny, tmp_path, monkey
         assert audio.min() == round(0.25 * 32768) and (audio == round(0.25 * 32768)).mean() > 0.95
 
 
-def test_a_crossfade_over_full_scale_is_clipped_sample_by_sample(tiny, midi, monkeypatch):
+def test_a_crossfade_over_full_scale_is_clipped_sample_by_sample(tiny, midi, monkeypatch, no_dc_blocker):
     """Equal-power crossfades of identical (fully correlated) chunks add up to sqrt(2) x: those
     samples clip at the 16-bit limits one by one; every other sample keeps its value (no rescaling)."""
     import midi2wave.generate as gen
@@ -474,3 +481,16 @@ def test_a_crossfade_over_full_scale_is_clipped_sample_by_sample(tiny, midi, mon
     over = 0.9 * (fade_out + fade_in) >= 1.0
     assert over.any() and (audio >= top).sum() >= over.sum()  # at least the fades' loudest samples, clipped
     assert np.all(audio <= top) and np.all(audio >= 0.9 - 1e-6)
+
+
+def test_a_render_has_no_dc_offset(tiny, midi, monkeypatch):
+    """A model output stuck at a constant (as the innovation can settle in silence) is heard as
+    nothing once the DC blocker has caught it (a prime still opens the output unchanged:
+    test_cli_prime_from_audio_file)."""
+    import midi2wave.generate as gen
+
+    model, _ = tiny
+    monkeypatch.setattr(gen, "generate", lambda model, n, *, uniforms=None, **_: torch.full((uniforms.shape[0], n), -5 / 32768))
+    notes, pedals = S.read_piece(midi)
+    audio = S.render_notes(model, notes, pedals, SamplingOptions(chunk_seconds=0), end_s=1.0, progress=False)
+    assert audio[0] < -4 / 32768 and np.abs(audio[int(0.3 * SR):]).max() < 0.5 / 32768

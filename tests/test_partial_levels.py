@@ -1,0 +1,195 @@
+"""Fitted partial levels (`data.resonators.levels_db`, `sampling.partial_levels`).
+
+Synthesis only: at a note's attack end each of its oscillators moves (in log amplitude) `lock` of
+the way from the level its sampled attack left to the level fitted to the training audio, keeping
+its phase. The analysis never does; a lock of 0 changes nothing; both engines agree; with a lock of
+1 a note's partials no longer depend on the random draws of its attack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from midi2wave import resonators as rs
+from midi2wave.config import Config, ConfigError, DataConfig, ModelSampling, SamplingOptions, config_from_dict
+from midi2wave.generate import generate
+from midi2wave.midi import Notes, decay_tau_s
+from midi2wave.model import Midi2Wave
+from conftest import tiny_model_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import fit_partials  # noqa: E402
+
+SR = 16000
+LEVELS = dict(level_pitches=(48.0, 72.0), levels_db=((-20.0, -30.0, -40.0, -50.0), (-26.0, -46.0, -66.0, -86.0)),
+              level_velocity_slopes=(1.0, 1.5, 2.0, 2.5))
+BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack_s=0.02, gain_sustain=0.25,
+                          gain_release_s=0.03, gain_floor=1e-4, attack_s=0.05, noise_lowpass=0.6, sustain_kappa=0.001,
+                          **LEVELS)
+NOTES = Notes(np.array([0.0, 0.3]), np.array([0.6, 0.6]), np.array([60, 67], np.int16), np.array([64, 100], np.int16))
+
+
+def test_the_levels_interpolate_in_pitch_stay_flat_beyond_and_rise_with_velocity():
+    k = np.array([1, 2, 4, 1, 1, 3])
+    pitch = np.array([48, 60, 72, 30, 100, 60])
+    velocity = np.array([64, 64, 64, 64, 64, 128])
+    db = 20 * np.log10(rs.partial_levels(pitch, velocity, k, BANK))
+    np.testing.assert_allclose(db, [-20.0, -38.0, -86.0, -20.0, -26.0, -53.0 + 2.0 * 20 * math.log10(2)], atol=1e-9)
+    assert not rs.partial_levels(pitch, velocity, k, dataclasses.replace(BANK, **{n: () for n in LEVELS})).any()
+    sched = rs.schedule(NOTES, 0, SR, SR, BANK)
+    assert sched.level.shape == sched.kappa.shape and (sched.level > 0).all()
+
+
+def test_the_levels_are_validated_and_travel_through_json():
+    with pytest.raises(ConfigError, match="levels_db"):
+        dataclasses.replace(BANK, levels_db=LEVELS["levels_db"][:1])
+    with pytest.raises(ConfigError, match="level_pitches"):
+        dataclasses.replace(BANK, level_pitches=(72.0, 48.0))
+    with pytest.raises(ConfigError, match="level_velocity_slopes"):
+        dataclasses.replace(BANK, level_velocity_slopes=(1.0, 1.0))
+    with pytest.raises(ConfigError, match="sampling.partial_levels"):
+        ModelSampling(partial_levels=1.5)
+    assert SamplingOptions().for_model(ModelSampling(partial_levels=0.5)).partial_levels == 0.5
+    with pytest.raises(ConfigError, match="no fitted partial levels"):
+        SamplingOptions(partial_levels=1.0).for_config(Config())
+    assert SamplingOptions(partial_levels=1.0).for_config(Config(data=DataConfig(resonators=BANK))).partial_levels == 1.0
+    config = Config(data=DataConfig(resonators=BANK))
+    assert config_from_dict(config.to_dict()) == config
+
+
+def _bank_after(sched: rs.Schedule, innovation: np.ndarray, t_end: int) -> tuple[rs.BankBatch, np.ndarray]:
+    """Step one bank through innovation[:t_end]; returns it and its outputs."""
+    bank = rs.BankBatch([sched])
+    out = np.empty(t_end)
+    for t in range(t_end):
+        out[t] = bank.predict(t)[0]
+        bank.update(t, innovation[t:t + 1])
+    return bank, out
+
+
+def test_a_full_lock_sets_each_partial_to_its_level_at_the_attack_end_keeping_its_phase():
+    notes = Notes(np.array([0.0]), np.array([0.5]), np.array([60], np.int16), np.array([90], np.int16))
+    sched = rs.schedule(notes, 0, SR, SR, BANK)
+    end = int(sched.attack_end[0])
+    e = 0.05 * np.random.default_rng(0).standard_normal(end)
+    free, _ = _bank_after(sched, e, end)
+    locked, _ = _bank_after(sched.for_sampling(level_lock=1.0), e, end)
+    half, _ = _bank_after(sched.for_sampling(level_lock=0.5), e, end)
+    n = len(sched)
+    z_free = free.state.re[0, :n] + 1j * free.state.im[0, :n]
+    z_lock = locked.state.re[0, :n] + 1j * locked.state.im[0, :n]
+    z_half = half.state.re[0, :n] + 1j * half.state.im[0, :n]
+    order = locked.state.idx[0, :n]
+    np.testing.assert_allclose(np.abs(z_lock), sched.level[order], rtol=1e-12)
+    np.testing.assert_allclose(np.angle(z_lock), np.angle(z_free), atol=1e-12)
+    np.testing.assert_allclose(np.abs(z_half), np.sqrt(np.abs(z_free) * sched.level[order]), rtol=1e-12)
+    assert np.abs(np.log(np.abs(z_free) / sched.level[order])).max() > 0.5  # the lock did something
+
+
+def test_the_analysis_ignores_the_lock_and_a_lock_of_zero_changes_nothing():
+    sched = rs.schedule(NOTES, 0, SR, SR, BANK)
+    rng = np.random.default_rng(1)
+    audio = 0.1 * rng.standard_normal(SR)
+    for a, b in zip(rs.analyze(audio, sched), rs.analyze(audio, sched.for_sampling(level_lock=1.0))):
+        np.testing.assert_array_equal(a, b)
+    u = np.clip(0.3 * rng.standard_normal(SR), -1, 1)
+    np.testing.assert_array_equal(rs.synthesize(u, sched), rs.synthesize(u, sched.for_sampling(level_lock=0.0)))
+    unlevelled = dataclasses.replace(sched, level=np.zeros_like(sched.level)).for_sampling(level_lock=1.0)
+    np.testing.assert_array_equal(rs.synthesize(u, sched), rs.synthesize(u, unlevelled))
+    assert not np.array_equal(rs.synthesize(u, sched), rs.synthesize(u, sched.for_sampling(level_lock=1.0)))
+
+
+def _partial_amplitude(x: np.ndarray, hz: float, start: int, n: int = 2048) -> float:
+    w = np.hanning(n)
+    return 2 * abs(np.dot(x[start:start + n] * w, np.exp(-2j * np.pi * hz * np.arange(n) / SR))) / w.sum()
+
+
+def test_with_a_full_lock_a_notes_partials_no_longer_depend_on_its_attacks_draws():
+    notes = Notes(np.array([0.0]), np.array([0.8]), np.array([57], np.int16), np.array([90], np.int16))
+    sched = rs.schedule(notes, 0, SR, SR, BANK)
+    start = int(sched.attack_end[0])
+    k1 = int(np.argmin(sched.omega))
+    hz = sched.omega[k1] * SR / (2 * np.pi)
+    tau = BANK.decay_scale * float(decay_tau_s(57))
+    levels = {}
+    for lock in (0.0, 1.0):
+        amps = []
+        for seed in range(4):
+            u = np.clip(0.5 * np.random.default_rng(seed).standard_normal(SR), -1, 1)
+            u[start:] *= 0.01  # quiet after the attack: what rings is what the attack (and the lock) left
+            x = rs.synthesize(u, sched.for_sampling(level_lock=lock)).astype(np.float64)
+            amps.append(_partial_amplitude(x, hz, start))
+        levels[lock] = np.array(amps)
+    spread = {lock: np.ptp(20 * np.log10(a)) for lock, a in levels.items()}
+    assert spread[0.0] > 3.0 and spread[1.0] < 0.5, spread
+    # ... and the fundamental rings at its fitted level, decaying as the bank does
+    expected = sched.level[k1] * math.exp(-1024 / SR / tau)
+    np.testing.assert_allclose(levels[1.0], expected, rtol=0.05)
+
+
+def _model() -> Midi2Wave:
+    torch.manual_seed(0)
+    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
+    return Midi2Wave(cfg, DataConfig(conditioning=("frame",), segment_seconds=0.032, resonators=BANK)).eval()
+
+
+def _generate(model, T, lock, engine):
+    sched = rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(0.5, lock)
+    g = torch.Generator().manual_seed(3)
+    frames = T // model.samples_per_frame
+    cond = torch.rand(1, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
+                      generator=g)
+    audio = generate(model, T, conditioning=cond, year=torch.zeros(1, dtype=torch.long),
+                     uniforms=torch.rand(1, T, 2, generator=g), resonators=[sched], engine=engine)
+    return audio[0].double().numpy()
+
+
+def test_both_engines_lock_the_levels_and_the_lock_changes_the_notes_after_their_attacks():
+    model = _model()
+    T = int(0.5 * SR) // 64 * 64
+    free = _generate(model, T, 0.0, "numba")
+    locked = _generate(model, T, 1.0, "numba")
+    assert (locked == _generate(model, T, 1.0, "torch")).mean() > 0.99
+    first_end = round(BANK.attack_s * SR)
+    np.testing.assert_array_equal(free[:first_end], locked[:first_end])  # nothing before an attack ends
+    assert not np.array_equal(free[first_end:first_end + 400], locked[first_end:first_end + 400])
+
+
+def test_fit_partials_recovers_the_levels_and_their_velocity_slopes():
+    rng = np.random.default_rng(5)
+    pitches = rng.permutation(np.repeat(np.arange(45, 76, 2), 3))
+    velocities = rng.choice([40, 64, 100], len(pitches))
+    onsets = 0.1 + 0.9 * np.arange(len(pitches))
+    notes = Notes(onsets, onsets + 0.8, pitches.astype(np.int16), velocities.astype(np.int16))
+    n = int((onsets[-1] + 1.2) * SR)
+    t = np.arange(n) / SR
+    x = 1e-5 * rng.standard_normal(n)
+
+    def true_db(p, v, k):  # the synthetic piano: a pitch- and partial-dependent level, brighter when louder
+        return -20.0 - 6.0 * (k - 1) - 0.2 * (p - 60) + (1.0 + 0.5 * (k - 1)) * 20 * math.log10(v / 64)
+
+    for on, off, p, v in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity):
+        sounding = (t >= on) & (t < off)
+        tau = 0.6 * float(decay_tau_s(int(p)))
+        for k in range(1, 5):
+            hz = float(rs.partial_hz(int(p), k))
+            amp = 10 ** (true_db(int(p), int(v), k) / 20) * math.exp(0.05 / tau)  # level at the attack end
+            x += sounding * amp * np.exp(-(t - on) / tau) * np.sin(2 * np.pi * hz * (t - on) + rng.uniform(0, 6.3))
+    obs = fit_partials.measure_levels([(notes, x)], (), (), 0.6, 0.0, attack_s=0.05)
+    assert (obs[:, 2] <= 4).sum() == 4 * len(pitches)  # every held note, each partial
+    grid, table, slopes, err = fit_partials.fit_levels(obs, partials=4)
+    assert err < 0.3
+    np.testing.assert_allclose(slopes, [1.0, 1.5, 2.0, 2.5], atol=0.05)
+    config = dataclasses.replace(rs.ResonatorConfig(partials=4), level_pitches=grid, levels_db=table,
+                                 level_velocity_slopes=slopes)
+    for p in (47, 60, 73):
+        for k in (1, 2, 4):
+            got = 20 * np.log10(rs.partial_levels(np.array([p]), np.array([80]), np.array([k]), config)[0])
+            assert abs(got - true_db(p, 80, k)) < 0.5, (p, k, got, true_db(p, 80, k))
