@@ -9,10 +9,12 @@
 #   stage 6: the hammer spectrum: partial k takes kappa / k of the innovation (study t)
 #   stage 7: sustain kappa back to 0.001 (study u, the previous bundled model)
 #   stage 8: the channel-aligned Salamander data, the sampled noise rolled off above 4 kHz
-#            (noise_lowpass 0.6; configs/default.json = study x; 300 steps)
+#            (noise_lowpass 0.6; study x; 300 steps)
 # then the EMA weights of stage 8 are exported as a safetensors folder with configs/default.json's
-# sampling defaults (sustain temperature 0.3 after a 20 ms attack; 0.3 of the innovation heard
-# directly while notes are held past their attacks).
+# synthesis settings (= study y): its sampling defaults (sustain temperature 0.3 after a 20 ms
+# attack; 0.7 of the innovation heard directly while notes sound past their attacks; partial
+# levels 1) and the partial levels fitted to this store (`python scripts/fit_partials.py STORE`,
+# pasted into the config; they change synthesis only, so training with or without them is the same).
 #
 #   bash scripts/train-bundled-model.sh [WORK_DIR]      (default: ./work; about 3.6 hours on 1 core)
 #
@@ -65,7 +67,7 @@ midi2wave train -c configs/study/t-hammer-spectrum.json --data "$WORK/store-sala
 midi2wave train -c configs/study/u-hammer-spectrum-sustain-kappa-0.001.json --data "$WORK/store-salamander" \
     --out "$WORK/runs/stage7" --init-from "$(step stage6 "$STAGE6_STEPS")" --max-steps "$STAGE7_STEPS" -q
 # stage 8: the sampled noise rolled off above 4 kHz (noise_lowpass 0.6), stage 7's gain; the bundled model
-midi2wave train -c configs/default.json --data "$WORK/store-salamander" \
+midi2wave train -c configs/study/x-noise-lowpass-u-gain.json --data "$WORK/store-salamander" \
     --out "$WORK/runs/stage8" --init-from "$(step stage7 "$STAGE7_STEPS")" --max-steps "$STAGE8_STEPS" -q
 midi2wave export --format safetensors "$(step stage8 "$STAGE8_STEPS")" midi2wave/assets --force \
     --sampling-from configs/default.json
