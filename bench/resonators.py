@@ -51,26 +51,28 @@ def main() -> int:
     for path in args.configs:
         config = load_config(path)
         bank = config.data.resonators
-        plain_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=0, gain=0.0, pre_emphasis=0.0,
-                                                                                  noise_lowpass=0.0))
+        plain_data = dataclasses.replace(config.data, resonators=dataclasses.replace(
+            bank, partials=0, gain=0.0, pre_emphasis=0.0, noise_lowpass=0.0, level_pitches=(), levels_db=(),
+            level_velocity_slopes=()))
         bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=args.partials))
         torch.manual_seed(0)
         plain = Midi2Wave(config.model, plain_data).eval()
         banked = Midi2Wave(config.model, bank_data).eval()
         banked.load_state_dict(plain.state_dict())
         opts = options.for_model(config.sampling)  # the preset's own sampling (e.g. its sustain innovation share)
+        sampling = {"plain": dataclasses.replace(opts, partial_levels=0.0), "bank": opts}  # no bank, no levels
         notes, pedals = read_piece(args.midi, config.data.sustain_threshold)
         sr = config.data.sample_rate_hz
         n = int(args.seconds * sr)
         sched = resonators.schedule(notes, 0, n, sr, resonators.from_data_config(bank_data))
         alive = [((sched.start <= t) & (sched.stop > t)).sum() for t in range(0, n, sr // 100)]
         best = {}
-        for model in (plain, banked):  # warm-up (compile / cache load)
-            render_notes(model, notes, pedals, opts, end_s=0.05, progress=False)
+        for name, model in (("plain", plain), ("bank", banked)):  # warm-up (compile / cache load)
+            render_notes(model, notes, pedals, sampling[name], end_s=0.05, progress=False)
         for _ in range(args.repeats):
             for name, model in (("plain", plain), ("bank", banked)):
                 t0 = time.perf_counter()
-                render_notes(model, notes, pedals, opts, end_s=args.seconds, progress=False)
+                render_notes(model, notes, pedals, sampling[name], end_s=args.seconds, progress=False)
                 wall = time.perf_counter() - t0
                 best[name] = min(best.get(name, float("inf")), wall)
         rtf_plain, rtf_bank = best["plain"] / args.seconds, best["bank"] / args.seconds

@@ -181,17 +181,18 @@ class DCBlocker:
     without a step). Why: a generated render can settle on a constant (the model's innovation
     stuck at one value in silence gives a DC offset of a few 16-bit steps, and up to -47 dBFS was
     measured under some passages); recordings have none. At the 5 Hz default the lowest piano
-    partial (27.5 Hz) loses 0.14 dB."""
+    partial (27.5 Hz) loses 0.15 dB."""
 
-    STEP = 2048  # samples per vectorised step: (1 - a)^-STEP stays far from overflow
+    MAX_STEP = 2048  # samples per vectorised step, fewer where d^-step would grow past e^30
 
     def __init__(self, sample_rate_hz: int, cutoff_hz: float = DC_CUTOFF_HZ) -> None:
         if not 0 < cutoff_hz < sample_rate_hz / (2 * np.pi):
             raise ValueError(f"cutoff {cutoff_hz} Hz: must be in (0, {sample_rate_hz / (2 * np.pi):.0f}) Hz")
         self.rate = 2.0 * np.pi * cutoff_hz / sample_rate_hz
         self.mean = 0.0
-        # m_{t0+i} = d^i (m_{t0} + a sum_{j<=i} x_{t0+j} d^-j), d = 1 - a, i = 1..STEP
-        i = np.arange(1, self.STEP + 1, dtype=np.float64)
+        self.step = max(1, min(self.MAX_STEP, int(30.0 / -np.log1p(-self.rate))))
+        # m_{t0+i} = d^i (m_{t0} + a sum_{j<=i} x_{t0+j} d^-j), d = 1 - a, i = 1..step
+        i = np.arange(1, self.step + 1, dtype=np.float64)
         self._decay = (1.0 - self.rate) ** i
         self._growth = self.rate * (1.0 - self.rate) ** -i
 
@@ -199,8 +200,8 @@ class DCBlocker:
         """float32 [n]: the next `block` (float [n]) of the signal less its running mean."""
         x = np.asarray(block, np.float64).reshape(-1)
         out = np.empty(len(x), np.float32)
-        for at in range(0, len(x), self.STEP):
-            part = x[at:at + self.STEP]
+        for at in range(0, len(x), self.step):
+            part = x[at:at + self.step]
             k = len(part)
             mean = self._decay[:k] * (self.mean + np.cumsum(part * self._growth[:k]))
             out[at:at + k] = part - mean

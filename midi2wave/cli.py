@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampling-from", type=Path, default=None, metavar="CONFIG",
                    help="with --format safetensors: the released model's synthesis-only settings (the `sampling` "
                         "section and the resonator bank's partial levels) from this config JSON instead of the "
-                        "checkpoint's; its other settings must be the checkpoint's")
+                        "checkpoint's; its data and model settings must be the checkpoint's")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(handler=_cmd_export)
 

@@ -157,6 +157,11 @@ class ResonatorConfig:
             _require(all(len(row) == len(self.level_velocity_slopes) for row in self.levels_db), key + "levels_db",
                      sorted({len(row) for row in self.levels_db}),
                      f"rows must have one level per slope ({len(self.level_velocity_slopes)})")
+            _require(all(math.isfinite(v) for v in (*self.level_velocity_slopes, *(v for row in self.levels_db for v in row))),
+                     key + "levels_db", "...", "levels and slopes must be finite")
+            _require(self.partials > 0, key + "levels_db", "...", "needs the resonator bank (partials > 0)")
+            _require(self.attack_s > 0, key + "attack_s", self.attack_s, "must be > 0 with partial levels (they are "
+                     "set at the attack's end)")
         for name in ("pre_emphasis", "noise_lowpass"):
             if getattr(self, name) > 0:
                 _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")
@@ -411,6 +416,9 @@ class ModelSampling:
                  "must be in [0, 1] (0: as sampled, 1: the fitted levels)")
 
 
+# `config_differences` keys of the settings that change synthesis only.
+SYNTHESIS_ONLY_KEYS: tuple[str, ...] = tuple(f"data.resonators.{name}" for name in ResonatorConfig.SYNTHESIS_ONLY)
+
 MODEL_SAMPLING_FIELDS = ("temperature", "sustain_temperature", "attack_seconds", "sustain_innovation",
                          "partial_levels")
 
@@ -466,13 +474,16 @@ class SamplingOptions:
                                             if getattr(self, name) is None})
 
     def for_config(self, config: "Config") -> "SamplingOptions":
-        """`for_model(config.sampling)`, refusing settings the model cannot honour (partial levels
-        asked of a model without fitted ones)."""
-        options = self.for_model(config.sampling)
-        _require(options.partial_levels == 0 or bool(config.data.resonators.levels_db), "sampling.partial_levels",
-                 options.partial_levels, "the model has no fitted partial levels (data.resonators.levels_db; "
+        """`for_model(config.sampling)`, checked against the model (`check_for`)."""
+        return self.for_model(config.sampling).check_for(config.data)
+
+    def check_for(self, data: "DataConfig") -> "SamplingOptions":
+        """These options, refusing settings a model of this data config cannot honour (partial
+        levels asked of a model without fitted ones)."""
+        _require(not self.partial_levels or bool(data.resonators.levels_db), "sampling.partial_levels",
+                 self.partial_levels, "the model has no fitted partial levels (data.resonators.levels_db; "
                  "scripts/fit_partials.py fits them): use 0")
-        return options
+        return self
 
 
 @dataclass(frozen=True)
@@ -481,6 +492,10 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: ModelSampling = field(default_factory=ModelSampling)
+
+    def __post_init__(self) -> None:
+        _require(self.sampling.partial_levels == 0 or bool(self.data.resonators.levels_db), "sampling.partial_levels",
+                 self.sampling.partial_levels, "the config has no fitted partial levels (data.resonators.levels_db)")
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))
@@ -497,14 +512,13 @@ class Config:
         the network was trained on, so a model's best ones may be found after it was trained. Its
         data (those aside) and model sections must be this config's (ConfigError naming the first
         setting that differs): the settings must belong to this model."""
+        changed = [c for section in ("data", "model")
+                   for c in config_differences(source, self, section, ignore=SYNTHESIS_ONLY_KEYS)]
+        if changed:
+            raise ConfigError(f"{changed[0].split(':')[0]}: differs from the model's own, so these synthesis settings "
+                              "are not for this model (only `sampling` and the partial levels may differ)")
         levels = {name: getattr(source.data.resonators, name) for name in ResonatorConfig.SYNTHESIS_ONLY}
         data = dataclasses.replace(self.data, resonators=dataclasses.replace(self.data.resonators, **levels))
-        for section, mine, theirs in (("data", data, source.data), ("model", self.model, source.model)):
-            key = _first_difference(_to_jsonable(dataclasses.asdict(mine)), _to_jsonable(dataclasses.asdict(theirs)),
-                                    section)
-            if key is not None:
-                raise ConfigError(f"{key}: differs from the model's own, so these synthesis settings are not for "
-                                  "this model (only `sampling` and the partial levels may differ)")
         return dataclasses.replace(self, data=data, sampling=source.sampling)
 
 
@@ -525,15 +539,22 @@ def _to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def _first_difference(a: Any, b: Any, key: str) -> str | None:
-    """The dotted key of the first place where two JSON-like values differ (None: equal)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for name in sorted(set(a) | set(b)):
-            found = _first_difference(a.get(name), b.get(name), f"{key}.{name}")
-            if found is not None:
-                return found
-        return None
-    return None if a == b else key
+def config_differences(new: "Config", old: "Config", section: str, ignore: tuple[str, ...] = ()) -> list[str]:
+    """`"section.key: old -> new"` for every setting of `section` that differs between two configs,
+    nested sections descended (`data.resonators.kappa`), except the dotted keys in `ignore`."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if key in ignore:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for name in sorted(set(a) | set(b)):
+                walk(a.get(name), b.get(name), f"{key}.{name}")
+        elif a != b:
+            out.append(f"{key}: {b!r} -> {a!r}")
+
+    walk(new.to_dict()[section], old.to_dict()[section], section)
+    return out
 
 
 def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:

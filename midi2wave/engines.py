@@ -278,7 +278,7 @@ class TorchEngine:
                 innovation = v.cpu().numpy().astype(np.float64) - p_bank
                 if not primed:  # the bank and the network get all of it, also where the output got a share
                     innovation = np.where(share < 1.0, n_t * g_bank, innovation)
-                u_read = bank.update(t, innovation)
+                u_read = bank.update(t, innovation, lock=not primed)
             outs.append(v)
             if bank is not None and self.innovation_input:  # the network reads u_t (innovation / gain, shaped), on the 16-bit grid
                 level_e = np.clip(np.floor(np.clip(u_read, -1.0, 1.0) * 32768.0),

@@ -409,7 +409,8 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     and the network reads u_t = `resonators.unshape_noise` of n_t = (audio - prediction) / g_t on the
     16-bit grid, as in training. While notes sound past their attacks only `resonators.direct_share` (`bk_mix`)
     of the innovation reaches the audio sample; the bank and the network then get all of it. With `bk_lock`
-    > 0 the oscillators move towards their fitted levels `bk_level` at their attack ends (`resonators.bank_update`).
+    > 0 the oscillators move towards their fitted levels `bk_level` at their attack ends (`resonators.bank_update`;
+    not while a prime is teacher-forced: the bank then tracks given audio).
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
     prev_val / prev_cls [B, 2] the values and mu-law classes of samples t-1 and t-2.
     Scratch: x [B, p(R)], inp [B, K*R], h [B, 2*Hp], z [B, L*Hg], skip [B, p(S)], hid [B, p(H1)],
@@ -542,7 +543,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
             prev_cls[b, 0] = in_k
         if has_bank:
             batch_update(t, b0, b1, bk_e, bk_off, bk_release, bk_omega, bk_rhold, bk_rrel, bk_kappa,
-                         bk_attack_end, bk_kappa_sustain, bk_level, bk_lock,
+                         bk_attack_end, bk_kappa_sustain, bk_level, 0.0 if primed else bk_lock,
                          bk_re, bk_im, bk_idx, bk_n)
 
 

@@ -393,8 +393,11 @@ def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, 
                 kappa_sustain, level, lock):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas).
-    With `lock` > 0, an oscillator whose attack ends at t + 1 and that has a level gets the amplitude
-    |z|^(1 - lock) * level^lock, its phase kept (`Schedule.level_lock`; the analysis passes 0)."""
+    With `lock` > 0 (`Schedule.level_lock`; the analysis and a teacher-forced prime pass 0), an
+    oscillator with a level whose attack ends at t + 1 gets the amplitude |z|^(1 - lock) * L^lock,
+    its phase kept, L = `locked_amplitude` (its level, carried past a release inside the attack);
+    one admitted at the stream's first sample after its attack ended (a window begun mid-note: it
+    starts from silence) gets lock * L at a spread phase, so it rings on as loud as it would have."""
     total = 0.0
     for j in range(n_active):
         s = idx[j]
@@ -409,14 +412,34 @@ def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, 
         d = r * math.sin(omega[s])
         re[j] = c * a - d * b
         im[j] = d * a + c * b
-        if lock > 0.0 and t + 1 == attack_end[s] and level[s] > 0.0:
+        if t + 1 == attack_end[s] and lock > 0.0 and level[s] > 0.0:  # its attack ends
+            target = locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
             m = math.sqrt(re[j] * re[j] + im[j] * im[j])
             if m > 0.0:
-                f = (level[s] / m) ** lock
+                f = (target / m) ** lock
                 re[j] *= f
                 im[j] *= f
             elif lock >= 1.0:
-                re[j] = level[s]
+                re[j] = target
+        elif t == 0 and attack_end[s] <= 0 and lock > 0.0 and level[s] > 0.0:  # admitted at the stream's
+            # start (from silence) after its attack ended
+            target = lock * locked_amplitude(1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
+            re[j] = target * math.cos(s * GOLDEN_ANGLE)
+            im[j] = target * math.sin(s * GOLDEN_ANGLE)
+
+
+# Phases of oscillators set without an attack of their own: spread, so that their partials do not
+# start in phase (a click).
+GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
+
+
+@_njit
+def locked_amplitude(t, level, attack_end, release, r_hold, r_release):
+    """An oscillator's fitted level (at its attack end) carried to sample t >= attack_end as the bank
+    decays it: `level * r_hold**(min(t, release) - attack_end) * r_release**max(0, t - release)`.
+    A note released inside its attack is referred back along its held decay to the release, so it
+    comes out at level * (r_release / r_hold)**(attack_end - release) at the attack end."""
+    return level * r_hold ** (min(t, release) - attack_end) * r_release ** max(0, t - release)
 
 
 @_njit
@@ -619,14 +642,15 @@ class BankBatch:
         return np.array([shape_noise(float(u[b]), self.pre_emphasis, self.noise_lowpass, s.n_prev[b], s.u_prev[b])
                          for b in range(self.batch_size)])
 
-    def update(self, t: int, innovation: np.ndarray) -> np.ndarray:
+    def update(self, t: int, innovation: np.ndarray, lock: bool = True) -> np.ndarray:
         """Feed every stream's innovation e_t (float64 [B]) to its oscillators and return u_t, its
-        noise-shaped value over the gain (`predict` set g_t): what the network reads."""
+        noise-shaped value over the gain (`predict` set g_t): what the network reads. `lock` False
+        (a teacher-forced prime: the bank tracks given audio) leaves the partial levels alone."""
         s = self.state
         e = np.ascontiguousarray(innovation, np.float64)
         batch_update(t, 0, self.batch_size, e, self.offsets,
                      self.release, self.omega, self.r_hold, self.r_release, self.kappa, self.attack_end,
-                     self.kappa_sustain, self.level, self.level_lock, s.re, s.im, s.idx, s.n_active)
+                     self.kappa_sustain, self.level, self.level_lock if lock else 0.0, s.re, s.im, s.idx, s.n_active)
         n = e / self.g
         if self.pre_emphasis == 0.0 and self.noise_lowpass == 0.0:  # no shaping: u = n
             u = n

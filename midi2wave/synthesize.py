@@ -316,8 +316,8 @@ def stream_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingO
 
     Clipping: a sample beyond the 16-bit range (an equal-power crossfade of correlated chunks can
     exceed full scale) is clipped to [-1, 1 - 2^-15] on its own, never the output scaled."""
-    options = options.for_model(None)
     data = model.data_config
+    options = options.for_model(None).check_for(data)
     sr, spf = data.sample_rate_hz, data.samples_per_frame
     s0, s1 = _window(data, notes, start_s, end_s, where)
     g0 = s0 // spf * spf  # generation starts at a frame boundary
@@ -375,16 +375,15 @@ class _Job:
 
 def _output(job: _Job, label: str, progress: bool, n_gen: int, head: int, n_out: int) -> Iterator[np.ndarray]:
     """The output's pieces: generated samples (in order, on the generation window) with the gaps
-    between spans as zeros, through a DC blocker (`audio.DCBlocker`) from the window's start, or
-    from the prime's end (the prime is output as given), the < 1 frame before the window's start
-    cut, clipped per sample."""
+    between spans as exact zeros, the < 1 frame before the window's start cut, clipped per sample.
+    Each generated span passes through a DC blocker of its own (`audio.DCBlocker`, which takes
+    over without a step), the first from the prime's end when there is one (the prime is output
+    as given)."""
     top = (C.PCM_SCALE - 1) / C.PCM_SCALE
-    dc_blocker = DCBlocker(job.model.data_config.sample_rate_hz)
+    sr = job.model.data_config.sample_rate_hz
     primed = len(job.prime) if job.prime is not None else 0
 
     def cut(at: int, x: np.ndarray) -> Iterator[np.ndarray]:
-        keep = min(len(x), max(0, primed - at))
-        x = np.concatenate([x[:keep], dc_blocker(x[keep:])]) if keep else dc_blocker(x)
         lo, hi = max(at, head), min(at + len(x), head + n_out)
         if hi > lo:
             yield np.clip(x[lo - at:hi - at], -1.0, top).astype(np.float32, copy=False)
@@ -394,13 +393,17 @@ def _output(job: _Job, label: str, progress: bool, n_gen: int, head: int, n_out:
             yield from cut(z, np.zeros(min(ZERO_BLOCK_SAMPLES, b - z), np.float32))
 
     at = 0
+    dc_blocker = DCBlocker(sr)
     if job.spans:
         total = sum(n for _, n in job.spans)
         bar = _Progress(total, total / job.model.data_config.sample_rate_hz, label, progress)
         try:
             for offset, x in _generated(job, bar):
-                yield from zeros(at, offset)
-                yield from cut(offset, x)
+                if offset > at:  # silence before this span: a new span, a new blocker
+                    yield from zeros(at, offset)
+                    dc_blocker = DCBlocker(sr)
+                keep = min(len(x), max(0, primed - offset))
+                yield from cut(offset, np.concatenate([x[:keep], dc_blocker(x[keep:])]) if keep else dc_blocker(x))
                 at = offset + len(x)
         finally:
             bar.close()

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed as D
 from .checkpoint import checkpoint_config, load_checkpoint
-from .config import Config, load_config
+from .config import SYNTHESIS_ONLY_KEYS, Config, config_differences, load_config
 from .data.store import load_store_manifest
 from .errors import TrainingError
 from .features import log_mel_spectrogram, valid_frames
@@ -105,11 +105,6 @@ def _check_store(data_dir: Any) -> tuple[Path, dict[str, int]]:
     for record in pieces:
         counts[str(record["split"])] = counts.get(str(record["split"]), 0) + 1
     return store, counts
-
-
-def _config_differences(a: Config, b: Config, section: str) -> list[str]:
-    da, db = a.to_dict()[section], b.to_dict()[section]
-    return [f"{section}.{k}: {db.get(k)!r} -> {da.get(k)!r}" for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k)]
 
 
 # ------------------------------------------------------------------------------------- trainer
@@ -561,11 +556,13 @@ def _prepare_run(config: Config | None, data_dir: Any, out_dir: Any, resume: boo
         if config is None:
             config = saved
         else:
-            changed = _config_differences(config, saved, "model") + _config_differences(config, saved, "data")
+            # the synthesis-only settings (partial levels) may change: training never reads them
+            changed = (config_differences(config, saved, "model")
+                       + config_differences(config, saved, "data", ignore=SYNTHESIS_ONLY_KEYS))
             if changed:
                 raise TrainingError(f"{resume_from}: cannot resume with a different model or data config "
                                     f"({'; '.join(changed)})")
-            changed = [c for c in _config_differences(config, saved, "train") if not c.startswith("train.max_steps:")]
+            changed = [c for c in config_differences(config, saved, "train") if not c.startswith("train.max_steps:")]
             if changed and D.env_info().is_main:
                 warn(f"resuming with changed training settings: {'; '.join(changed)}")
     elif out.exists() and any(out.iterdir()):

@@ -3,7 +3,7 @@ fast they decay (data.resonators.decay_scale, .decay_exponent) and how loud they
 the attack (data.resonators.level_pitches, .levels_db, .level_velocity_slopes) to a store's training
 audio.
 
-    python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60] [--attack-s 0.05]
+    python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60] [-c CONFIG]
 
 Why: a resonator that misses its partial by more than about kappa * sample_rate / (2 pi) Hz (2.5 Hz
 at the bundled model's sustain kappa 0.001) cannot track it, and the untracked partial lands in the
@@ -26,8 +26,10 @@ synthesis the bank's decays are how long each partial rings after the network's 
 Salamander demo data the upper partials ring about as long as the fundamental in the first half
 second (exponent ~0), where the earlier configs used 1 (the 6th partial dying 6 times faster).
 
-Levels: a held isolated note gives, per partial, its amplitude over a 2048-sample window from
-`--attack-s` after the onset, referred back to then with the fitted decay. A Huber-weighted least
+Levels: a held isolated note gives, per partial, its amplitude over a 2048-sample window from the
+bank's `attack_s` after the onset, referred back to then with the bank's decay (`-c CONFIG`: the
+model's bank; else the decays fitted here), skipping partials that coincide with a partial of an
+earlier note still ringing. A Huber-weighted least
 squares fit of a table over pitch (every 3 semitones, linear in between) and partial, plus a slope
 per partial in dB per dB of velocity, gives the levels that synthesis can set the bank's partials to
 at each attack's end (`sampling.partial_levels`). Why: free-running, a partial's level is whatever
@@ -48,6 +50,7 @@ from scipy.optimize import least_squares
 from fit_innovation_gain import training_pieces  # this folder: python scripts/fit_partials.py
 
 from midi2wave import constants as C
+from midi2wave.config import load_config
 from midi2wave.midi import decay_tau_s, pitch_to_hz
 from midi2wave.resonators import partial_hz
 
@@ -173,17 +176,23 @@ LEVEL_SMOOTHING = 0.5    # weight of the first difference between neighbouring g
 LEVEL_HUBER_DB = 4.0
 
 
+COINCIDE_HZ = 20.0  # a partial this close to a still-ringing note's partial is not measured
+
+
 def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple[float, ...], decay_scale: float,
                    decay_exponent: float, attack_s: float = 0.05, max_hz: float = 7800.0,
                    sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
     """float64 [n, 4] (pitch, velocity, k, amplitude) of isolated held notes' partials below `max_hz`
     at `attack_s` after the onset, from [(notes, audio float [n])]: the amplitude of a Hann-windowed
     probe at the partial's position over `LEVEL_WINDOW` samples from then, referred back from the
-    window's centre with the decay `decay_scale * midi.decay_tau_s(pitch) / k**decay_exponent` (the
-    bank's), so that a bank started there at this amplitude rings as the recording does."""
+    window's centre with the decay `decay_scale * midi.decay_tau_s(pitch) / k**decay_exponent` (pass
+    the bank's: a bank set to this amplitude then rings as the recording does). A partial within
+    `COINCIDE_HZ` of a partial of an earlier note still sounding (pedalled) is skipped: the probe
+    would add that note's."""
     hann = np.hanning(LEVEL_WINDOW)
     n = np.arange(LEVEL_WINDOW)
     centre_s = LEVEL_WINDOW / 2 / sample_rate_hz
+    ks = np.arange(1, MAX_PARTIAL + 1)
     rows = []
     for notes, x in pieces:
         for i in range(len(notes)):
@@ -193,12 +202,17 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
             if end > notes.offset_s[i] or not isolated(notes, i, end, len(x), sample_rate_hz):
                 continue
             pitch = int(notes.pitch[i])
+            ringing = (notes.onset_s < notes.onset_s[i]) & (notes.offset_s > t0)
+            others = (partial_hz(notes.pitch[ringing][:, None], ks[None, :], tuning_cents, inharmonicity).reshape(-1)
+                      if ringing.any() else np.zeros(0))
             seg = np.asarray(x[a:a + LEVEL_WINDOW], np.float64) * hann
             tau = decay_scale * float(decay_tau_s(pitch))
-            for k in range(1, MAX_PARTIAL + 1):
+            for k in ks:
                 f = float(partial_hz(pitch, k, tuning_cents, inharmonicity))
                 if f >= max_hz:
                     break
+                if others.size and np.abs(others - f).min() < COINCIDE_HZ:
+                    continue
                 amplitude = 2.0 * abs(np.dot(seg, np.exp(-2j * np.pi * f * n / sample_rate_hz))) / hann.sum()
                 rows.append((pitch, int(notes.velocity[i]), k, amplitude * math.exp(centre_s * k ** decay_exponent / tau)))
     return np.asarray(rows, np.float64).reshape(-1, 4)
@@ -247,8 +261,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pieces", type=int, default=54)
     ap.add_argument("--seconds", type=float, default=60.0, help="at most this much of each piece")
     ap.add_argument("--sustain-threshold", type=int, default=C.PEDAL_ON_THRESHOLD)
-    ap.add_argument("--attack-s", type=float, default=0.05,
-                    help="where the partial levels are measured: the bank's data.resonators.attack_s")
+    ap.add_argument("-c", "--config", default=None,
+                    help="the model's config: its bank's decays, attack_s and max_hz are used for the partial "
+                         "levels (default: the decays fitted here, attack 0.05 s, 7800 Hz)")
     args = ap.parse_args(argv)
     pieces = [(notes, x) for _, notes, x in training_pieces(args.store, args.sustain_threshold, args.pieces,
                                                             args.seconds)]
@@ -269,8 +284,14 @@ def main(argv=None) -> int:
     else:
         print(f"only {len(decays)} partial decays measured (too few held isolated notes); decays not fitted",
               file=sys.stderr)
-    levels = measure_levels(pieces, tuning, stiffness, bank.get("decay_scale", 0.5), bank.get("decay_exponent", 1.0),
-                            args.attack_s)
+    if args.config is not None:  # the levels are for this bank: its decays, attack and top
+        target = load_config(args.config).data.resonators
+        level_bank = dict(decay_scale=target.decay_scale, decay_exponent=target.decay_exponent,
+                          attack_s=target.attack_s, max_hz=target.max_hz)
+    else:
+        level_bank = dict(decay_scale=bank.get("decay_scale", 0.5), decay_exponent=bank.get("decay_exponent", 1.0),
+                          attack_s=0.05, max_hz=7800.0)
+    levels = measure_levels(pieces, tuning, stiffness, **level_bank)
     if len(levels) >= 20 * MAX_PARTIAL:
         pitches, table, slopes, level_err = fit_levels(levels)
         bank.update(level_pitches=list(pitches), levels_db=[list(row) for row in table],

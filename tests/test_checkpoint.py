@@ -185,16 +185,10 @@ def test_safetensors_export_and_load(tmp_path, checkpoint):
     export_safetensors(path, tmp_path / "tuned", synthesis_from=dataclasses.replace(TINY, sampling=tuned))
     _, config = load_model(tmp_path / "tuned")
     assert config.sampling == tuned and config.model == TINY.model and config.data == TINY.data
-    # ... and so may its bank's partial levels, but nothing else
-    levels = dict(level_pitches=(21.0, 108.0), levels_db=((-30.0,) * 2, (-40.0,) * 2), level_velocity_slopes=(1.0, 2.0))
-    source = dataclasses.replace(TINY, data=dataclasses.replace(
-        TINY.data, resonators=dataclasses.replace(TINY.data.resonators, **levels)))
-    export_safetensors(path, tmp_path / "levels", synthesis_from=source)
-    _, config = load_model(tmp_path / "levels")
-    assert config.data.resonators.levels_db == levels["levels_db"] and config.model == TINY.model
+    # ... but nothing else (the partial levels: tests/test_partial_levels.py)
     with pytest.raises(ConfigError, match="data.segment_seconds: differs"):
         export_safetensors(path, tmp_path / "other", synthesis_from=dataclasses.replace(
-            source, data=dataclasses.replace(source.data, segment_seconds=source.data.segment_seconds * 2)))
+            TINY, data=dataclasses.replace(TINY.data, segment_seconds=TINY.data.segment_seconds * 2)))
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match=r"junk\.safetensors: not a readable safetensors"):
         load_model(tmp_path / "junk.safetensors")

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from midi2wave import resonators as rs
-from midi2wave.config import Config, ConfigError, DataConfig, ModelSampling, SamplingOptions, config_from_dict
+from midi2wave.config import (SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConfig, ModelSampling, SamplingOptions,
+                              config_differences, config_from_dict)
 from midi2wave.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
 from midi2wave.model import Midi2Wave
@@ -193,3 +194,105 @@ def test_fit_partials_recovers_the_levels_and_their_velocity_slopes():
         for k in (1, 2, 4):
             got = 20 * np.log10(rs.partial_levels(np.array([p]), np.array([80]), np.array([k]), config)[0])
             assert abs(got - true_db(p, 80, k)) < 0.5, (p, k, got, true_db(p, 80, k))
+
+
+def test_a_window_begun_mid_note_rings_its_notes_at_their_levels():
+    """An oscillator admitted after its attack ended (a chunk row or excerpt starting mid-note)
+    starts from silence; with the lock it takes its level carried to then, at a spread phase."""
+    notes = Notes(np.array([0.0]), np.array([2.0]), np.array([60], np.int16), np.array([90], np.int16))
+    whole = rs.schedule(notes, 0, 2 * SR, SR, BANK)
+    late = rs.schedule(notes, SR // 2, SR, SR, BANK).for_sampling(level_lock=1.0)  # from 0.5 s on
+    assert (late.attack_end < 0).all()
+    quiet = np.zeros(4)
+    bank, _ = _bank_after(late, quiet, 1)
+    n = len(late)
+    z = bank.state.re[0, :n] + 1j * bank.state.im[0, :n]
+    order = bank.state.idx[0, :n]
+    expected = [rs.locked_amplitude(1, late.level[s], late.attack_end[s], late.release[s], late.r_hold[s],
+                                    late.r_release[s]) for s in order]
+    np.testing.assert_allclose(np.abs(z), expected, rtol=1e-12)
+    np.testing.assert_allclose(expected, whole.level[order] * whole.r_hold[order] ** (SR // 2 + 1 - whole.attack_end[order]),
+                               rtol=1e-9)  # as loud as the whole note's oscillators would be by then
+    assert len(np.unique(np.round(np.angle(z), 6))) == n  # not all in phase
+    free, _ = _bank_after(late.for_sampling(level_lock=0.0), quiet, 1)
+    assert not free.state.re[0, :n].any()
+
+
+def test_a_note_released_inside_its_attack_is_set_to_its_level_decayed_since_the_release():
+    notes = Notes(np.array([0.0]), np.array([0.02]), np.array([60], np.int16), np.array([90], np.int16))
+    sched = rs.schedule(notes, 0, SR, SR, BANK)
+    end = int(sched.attack_end[0])
+    assert (sched.release < sched.attack_end).all()
+    e = 0.05 * np.random.default_rng(0).standard_normal(end)
+    bank, _ = _bank_after(sched.for_sampling(level_lock=1.0), e, end)
+    n = len(sched)
+    order = bank.state.idx[0, :n]
+    z = np.abs(bank.state.re[0, :n] + 1j * bank.state.im[0, :n])
+    expected = sched.level[order] * (sched.r_release[order] / sched.r_hold[order]) ** (end - sched.release[order])
+    np.testing.assert_allclose(z, expected, rtol=1e-12)
+    assert (z < 0.9 * sched.level[order]).all()  # quieter than a held note: 30 ms of release
+
+
+def test_a_teacher_forced_prime_is_tracked_not_locked_in_both_engines():
+    model = _model()
+    T = int(0.5 * SR) // 64 * 64
+    n_prime = 3200  # the first note's attack ends at 800, inside the prime
+    prime = torch.from_numpy(0.05 * np.random.default_rng(2).standard_normal((1, n_prime)).astype(np.float32))
+    outs = {}
+    for engine in ("numba", "torch"):
+        for lock in (0.0, 1.0):
+            sched = rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(0.5, lock)
+            g = torch.Generator().manual_seed(3)
+            cond = torch.rand(1, model.data_config.conditioning_channels,
+                              T // model.samples_per_frame + 2 * model.context_margin_frames, generator=g)
+            outs[engine, lock] = generate(model, T, conditioning=cond, year=torch.zeros(1, dtype=torch.long),
+                                          uniforms=torch.rand(1, T, 2, generator=g), resonators=[sched],
+                                          engine=engine, prime=prime)[0].double().numpy()
+    second_attack_end = int(round((0.3 + BANK.attack_s) * SR))
+    for engine in ("numba", "torch"):  # nothing differs until the first attack that ends after the prime
+        np.testing.assert_array_equal(outs[engine, 0.0][:second_attack_end], outs[engine, 1.0][:second_attack_end])
+        assert not np.array_equal(outs[engine, 0.0], outs[engine, 1.0])
+
+
+def test_the_settings_are_cross_checked():
+    with pytest.raises(ConfigError, match="no fitted partial levels"):
+        Config(sampling=ModelSampling(partial_levels=1.0))
+    with pytest.raises(ConfigError, match="finite"):
+        dataclasses.replace(BANK, levels_db=((float("nan"),) * 4, LEVELS["levels_db"][1]))
+    with pytest.raises(ConfigError, match="partials > 0"):
+        dataclasses.replace(BANK, partials=0, gain=0.0, noise_lowpass=0.0)
+    with pytest.raises(ConfigError, match="attack_s"):
+        dataclasses.replace(BANK, attack_s=0.0)
+
+
+def test_fit_partials_skips_partials_that_coincide_with_a_ringing_note():
+    t = np.arange(3 * SR) / SR
+    x = sum(0.02 / k * np.sin(2 * np.pi * k * float(rs.partial_hz(48, 1)) * t) for k in range(1, 9))
+    x = x + sum(0.02 / k * np.sin(2 * np.pi * k * float(rs.partial_hz(61, 1)) * t) * (t >= 1.0) for k in range(1, 9))
+    for c3_offset, first_partial_measured in ((2.5, False), (0.9, True)):  # C3 still ringing at C#4, or not
+        notes = Notes(np.array([0.0, 1.0]), np.array([c3_offset, 2.0]), np.array([48, 61], np.int16),
+                      np.array([80, 80], np.int16))
+        obs = fit_partials.measure_levels([(notes, x)], (), (), 0.6, 0.0)
+        sharp = obs[obs[:, 0] == 61]
+        # C#4's fundamental (277 Hz) lies 16 Hz from C3's 2nd partial (262 Hz); its 2nd (554 Hz) 31 Hz from any
+        assert (1 in sharp[:, 2]) == first_partial_measured and 2 in sharp[:, 2]
+
+
+def test_config_differences_name_nested_keys_and_skip_the_synthesis_only_ones():
+    old = Config(data=DataConfig(resonators=BANK))
+    new = Config(data=DataConfig(resonators=dataclasses.replace(BANK, kappa=0.03, levels_db=((-1.0,) * 4,) * 2)))
+    assert config_differences(new, old, "data") == [
+        "data.resonators.kappa: 0.02 -> 0.03",
+        f"data.resonators.levels_db: {[list(r) for r in LEVELS['levels_db']]!r} -> {[[-1.0] * 4] * 2!r}"]
+    assert config_differences(new, old, "data", ignore=SYNTHESIS_ONLY_KEYS) == ["data.resonators.kappa: 0.02 -> 0.03"]
+    assert config_differences(old, old, "model") == []
+
+
+def test_a_released_model_takes_the_levels_and_sampling_of_its_own_config_only():
+    bare = Config(data=DataConfig(resonators=dataclasses.replace(BANK, **{n: () for n in LEVELS})))
+    fitted = Config(data=DataConfig(resonators=BANK), sampling=ModelSampling(partial_levels=1.0, sustain_innovation=0.7))
+    released = bare.with_synthesis_settings_from(fitted)
+    assert released == fitted
+    with pytest.raises(ConfigError, match="data.resonators.kappa: differs"):
+        bare.with_synthesis_settings_from(dataclasses.replace(
+            fitted, data=DataConfig(resonators=dataclasses.replace(BANK, kappa=0.03))))

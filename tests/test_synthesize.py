@@ -348,6 +348,24 @@ def test_silent_spans_cost_nothing_and_are_exact_zeros(tiny, tmp_path, monkeypat
         assert np.all(audio[:int(0.3 * SR)] == 0.25) and np.all(audio[int(30.0 * SR):int(30.3 * SR)] == 0.25)
 
 
+def test_silent_spans_stay_exact_zeros_behind_the_dc_blocker(tiny, tmp_path, monkeypatch):
+    """Each sounding span has a DC blocker of its own: the silence between spans is exact zeros,
+    however large an offset the span before it ended on."""
+    import midi2wave.generate as gen
+
+    model, _ = tiny
+    path = write_midi(tmp_path / "gap.mid", [(0.0, 0.3, 60, 80), (30.0, 30.3, 64, 80)])
+    notes, pedals = S.read_piece(path)
+    monkeypatch.setattr(gen, "generate", _counting_generate([]))  # a constant 0.25: all of it DC
+    audio = S.render_notes(model, notes, pedals, SamplingOptions(chunk_seconds=0.0), progress=False)
+    assert np.all(audio[int(2.5 * SR):int(29.5 * SR)] == 0.0)
+    # each span's blocker starts afresh (the offset passes, then fades): the second span is not
+    # taken for the first one's continuation
+    for start in (0.0, 30.0):
+        span = audio[int(start * SR):int((start + 0.3) * SR)]
+        assert span[:64].max() > 0.1 and np.abs(span[-800:]).max() < 0.25 * 0.01, start
+
+
 def test_default_render_of_a_long_piece_uses_chunks_in_bounded_rounds(tiny, tmp_path, monkeypatch):
     import midi2wave.generate as gen
 
