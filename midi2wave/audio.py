@@ -179,9 +179,8 @@ class DCBlocker:
     `a = 2 pi cutoff_hz / sr`: a one-pole high-pass, over consecutive blocks of one signal (the
     state carries across calls; a fresh blocker starts with m = 0, so it can take over mid-signal
     without a step). Why: a generated render can settle on a constant (the model's innovation
-    stuck at one value in silence gives a DC offset of a few 16-bit steps, and up to -47 dBFS was
-    measured under some passages); recordings have none. At the 5 Hz default the lowest piano
-    partial (27.5 Hz) loses 0.15 dB."""
+    stuck at one value in silence gives a DC offset; docs/conditioning-study.md); recordings have
+    none. At the 5 Hz default the lowest piano partial (27.5 Hz) passes within 0.2 dB."""
 
     MAX_STEP = 2048  # samples per vectorised step, fewer where d^-step would grow past e^30
 

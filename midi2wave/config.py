@@ -106,9 +106,8 @@ class ResonatorConfig:
     # per partial; the level rises `level_velocity_slopes[k - 1]` dB per dB of velocity. Synthesis
     # can set each oscillator's amplitude to it at the attack's end (`sampling.partial_levels`);
     # the analysis never does. Why: free-running, a partial's level is whatever the few sampled
-    # innovations of its attack made it (+-9 dB between notes of one velocity on the bundled model),
-    # and a white attack drives the bass notes' fundamentals, which a piano barely radiates (on the
-    # Salamander data ~30 dB under the note's strongest partial below A1's 55 Hz). Empty: none.
+    # innovations of its attack made it (a random draw per note), and a white attack drives the bass
+    # notes' fundamentals, which a piano barely radiates (docs/conditioning-study.md). Empty: none.
     level_pitches: tuple[float, ...] = ()
     levels_db: tuple[tuple[float, ...], ...] = ()
     level_velocity_slopes: tuple[float, ...] = ()
