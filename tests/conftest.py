@@ -12,8 +12,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
-from midi2wave.config import Config, DataConfig, ModelConfig, load_config
+from midi2wave.config import Config, DataConfig, ModelConfig, ResonatorConfig, load_config
+from midi2wave.model import Midi2Wave
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_JSON = ROOT / "configs" / "tiny.json"
@@ -39,6 +41,24 @@ def tiny_config(**train_overrides) -> Config:
     """`configs/tiny.json`, with `train_overrides` (TrainConfig fields)."""
     config = load_config(TINY_JSON)
     return config.replace(train=dataclasses.replace(config.train, **train_overrides))
+
+
+def bank_model(bank: ResonatorConfig) -> Midi2Wave:
+    """A tiny mu-law network (seeded, eval mode) over the resonator bank `bank`, reading one frame
+    roll: the model of the bank's generation tests (gain, noise shaping, share, partial levels)."""
+    torch.manual_seed(0)
+    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
+    return Midi2Wave(cfg, DataConfig(conditioning=("frame",), segment_seconds=0.032, resonators=bank)).eval()
+
+
+def random_inputs(model: Midi2Wave, n_samples: int, batch: int = 1, seed: int = 3):
+    """(conditioning [B, C, frames + 2 margins], uniforms [B, n, 2], year [B] zeros) for `generate`,
+    drawn in that order from one generator seeded `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    frames = n_samples // model.samples_per_frame
+    cond = torch.rand(batch, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
+                      generator=g)
+    return cond, torch.rand(batch, n_samples, 2, generator=g), torch.zeros(batch, dtype=torch.long)
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from midi2wave import resonators as rs
 from midi2wave.config import ConfigError, DataConfig
 from midi2wave.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
-from midi2wave.model import Midi2Wave
-from conftest import tiny_model_config
+from conftest import bank_model, random_inputs
 
 SR = 16000
 GAIN = rs.ResonatorConfig(partials=4, decay_scale=0.5, decay_exponent=1.0, gain=0.2, gain_velocity_exponent=1.0,
@@ -123,26 +122,16 @@ def test_config_validates_the_gain_and_passes_it_to_the_bank():
 
 # ----------------------------------------------------------------------------------- generation
 
-def _model(gain: float) -> Midi2Wave:
-    torch.manual_seed(0)
-    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
-    data = DataConfig(conditioning=("frame",), segment_seconds=0.032, resonators=rs.ResonatorConfig(
-        partials=4, input="innovation", gain=gain, gain_attack_s=0.02, gain_sustain=0.25, gain_release_s=0.03,
-        gain_floor=1e-4))
-    return Midi2Wave(cfg, data).eval()
+def _model(gain: float):
+    return bank_model(rs.ResonatorConfig(partials=4, input="innovation", gain=gain, gain_attack_s=0.02,
+                                         gain_sustain=0.25, gain_release_s=0.03, gain_floor=1e-4))
 
 
 def _generate(model, notes_per_stream, T, engine="numba", seed=5):
     bank = rs.from_data_config(model.data_config)
     scheds = [rs.schedule(n, 0, T, SR, bank) for n in notes_per_stream]
-    B = len(scheds)
-    g = torch.Generator().manual_seed(seed)
-    frames = T // model.samples_per_frame
-    cond = torch.rand(B, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
-                      generator=g)
-    uniforms = torch.rand(B, T, 2, generator=g)
-    audio = generate(model, T, conditioning=cond, year=torch.zeros(B, dtype=torch.long), uniforms=uniforms,
-                     resonators=scheds, engine=engine)
+    cond, uniforms, year = random_inputs(model, T, len(scheds), seed)
+    audio = generate(model, T, conditioning=cond, year=year, uniforms=uniforms, resonators=scheds, engine=engine)
     return audio.double().numpy(), scheds, cond, uniforms
 
 

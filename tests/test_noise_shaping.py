@@ -17,11 +17,10 @@ import pytest
 import torch
 
 from midi2wave import resonators as rs
-from midi2wave.config import ConfigError, DataConfig
+from midi2wave.config import ConfigError
 from midi2wave.generate import GenerationCache, generate
 from midi2wave.midi import Notes
-from midi2wave.model import Midi2Wave
-from conftest import tiny_model_config
+from conftest import bank_model, random_inputs
 
 SR = 16000
 A = 0.9
@@ -51,19 +50,8 @@ def _notes(onsets, offsets, pitches, velocities=None) -> Notes:
                  np.asarray(velocities if velocities is not None else [90] * n, np.int16))
 
 
-def _model(pre_emphasis: float = A, noise_lowpass: float = 0.0) -> Midi2Wave:
-    torch.manual_seed(0)
-    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
-    return Midi2Wave(cfg, DataConfig(conditioning=("frame",), segment_seconds=0.032,
-                                     resonators=_bank(pre_emphasis, noise_lowpass))).eval()
-
-
-def _inputs(model, T, B, seed=5):
-    g = torch.Generator().manual_seed(seed)
-    frames = T // model.samples_per_frame
-    cond = torch.rand(B, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
-                      generator=g)
-    return cond, torch.rand(B, T, 2, generator=g), torch.zeros(B, dtype=torch.long)
+def _model(pre_emphasis: float = A, noise_lowpass: float = 0.0):
+    return bank_model(_bank(pre_emphasis, noise_lowpass))
 
 
 def _band_db(x: np.ndarray, lo_hz: float, hi_hz: float) -> float:
@@ -152,7 +140,7 @@ def test_generation_with_noise_shaping_agrees_between_engines_and_replays_throug
     bank = rs.from_data_config(model.data_config)
     scheds = [rs.schedule(n, 0, T, SR, bank) for n in
               (_notes([0.0, 0.05], [0.15, 0.2], [60, 67]), _notes([0.02], [0.18], [48]))]
-    cond, uniforms, year = _inputs(model, T, 2)
+    cond, uniforms, year = random_inputs(model, T, 2, seed=5)
     kw = dict(conditioning=cond, year=year, uniforms=uniforms, resonators=scheds)
     a_numba = generate(model, T, engine="numba", **kw).double().numpy()
     a_torch = generate(model, T, engine="torch", **kw).double().numpy()
@@ -186,7 +174,7 @@ def test_a_reset_restarts_the_noise_shaping(a, c):
     model = _model(a, c)
     T = 1600
     sched = rs.schedule(_notes([0.0], [0.2], [60], [120]), 0, T, SR, rs.from_data_config(model.data_config))
-    cond, uniforms, year = _inputs(model, T, 1)
+    cond, uniforms, year = random_inputs(model, T, 1, seed=5)
     cache = GenerationCache(model, 1, engine="numba")
     first = generate(model, T, conditioning=cond, year=year, uniforms=uniforms, cache=cache, resonators=[sched])
     cache.reset()
@@ -201,7 +189,7 @@ def test_a_gap_in_the_midi_is_still_a_gap_in_the_output(a, c):
     T = int(1.2 * SR)
     scheds = [rs.schedule(n, 0, T, SR, rs.from_data_config(model.data_config)) for n in
               (_notes([0.0, 0.05, 0.8], [0.15, 0.2, 1.0], [60, 67, 64], [110, 90, 100]), _notes([], [], []))]
-    cond, uniforms, year = _inputs(model, T, 2)
+    cond, uniforms, year = random_inputs(model, T, 2, seed=5)
     audio = generate(model, T, conditioning=cond, year=year, uniforms=uniforms, resonators=scheds).double().numpy()
     lsb = 1.0 / 32768
     bound = 1e-4 + lsb  # the floor: the de-emphasis is bounded by the gain

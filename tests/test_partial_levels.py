@@ -22,8 +22,7 @@ from midi2wave.config import (SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConf
                               config_differences, config_from_dict)
 from midi2wave.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
-from midi2wave.model import Midi2Wave
-from conftest import tiny_model_config
+from conftest import bank_model, random_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import fit_partials  # noqa: E402
@@ -135,25 +134,15 @@ def test_with_a_full_lock_a_notes_partials_no_longer_depend_on_its_attacks_draws
     np.testing.assert_allclose(levels[1.0], expected, rtol=0.05)
 
 
-def _model() -> Midi2Wave:
-    torch.manual_seed(0)
-    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
-    return Midi2Wave(cfg, DataConfig(conditioning=("frame",), segment_seconds=0.032, resonators=BANK)).eval()
-
-
-def _generate(model, T, lock, engine):
+def _generate(model, T, lock, engine, prime=None):
     sched = rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(0.5, lock)
-    g = torch.Generator().manual_seed(3)
-    frames = T // model.samples_per_frame
-    cond = torch.rand(1, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
-                      generator=g)
-    audio = generate(model, T, conditioning=cond, year=torch.zeros(1, dtype=torch.long),
-                     uniforms=torch.rand(1, T, 2, generator=g), resonators=[sched], engine=engine)
-    return audio[0].double().numpy()
+    cond, uniforms, year = random_inputs(model, T)
+    return generate(model, T, conditioning=cond, year=year, uniforms=uniforms, resonators=[sched], engine=engine,
+                    prime=prime)[0].double().numpy()
 
 
 def test_both_engines_lock_the_levels_and_the_lock_changes_the_notes_after_their_attacks():
-    model = _model()
+    model = bank_model(BANK)
     T = int(0.5 * SR) // 64 * 64
     free = _generate(model, T, 0.0, "numba")
     locked = _generate(model, T, 1.0, "numba")
@@ -234,20 +223,12 @@ def test_a_note_released_inside_its_attack_is_set_to_its_level_decayed_since_the
 
 
 def test_a_teacher_forced_prime_is_tracked_not_locked_in_both_engines():
-    model = _model()
+    model = bank_model(BANK)
     T = int(0.5 * SR) // 64 * 64
     n_prime = 3200  # the first note's attack ends at 800, inside the prime
     prime = torch.from_numpy(0.05 * np.random.default_rng(2).standard_normal((1, n_prime)).astype(np.float32))
-    outs = {}
-    for engine in ("numba", "torch"):
-        for lock in (0.0, 1.0):
-            sched = rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(0.5, lock)
-            g = torch.Generator().manual_seed(3)
-            cond = torch.rand(1, model.data_config.conditioning_channels,
-                              T // model.samples_per_frame + 2 * model.context_margin_frames, generator=g)
-            outs[engine, lock] = generate(model, T, conditioning=cond, year=torch.zeros(1, dtype=torch.long),
-                                          uniforms=torch.rand(1, T, 2, generator=g), resonators=[sched],
-                                          engine=engine, prime=prime)[0].double().numpy()
+    outs = {(engine, lock): _generate(model, T, lock, engine, prime) for engine in ("numba", "torch")
+            for lock in (0.0, 1.0)}
     second_attack_end = int(round((0.3 + BANK.attack_s) * SR))
     for engine in ("numba", "torch"):  # nothing differs until the first attack that ends after the prime
         np.testing.assert_array_equal(outs[engine, 0.0][:second_attack_end], outs[engine, 1.0][:second_attack_end])

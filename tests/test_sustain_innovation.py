@@ -13,15 +13,13 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from midi2wave import realism
 from midi2wave import resonators as rs
-from midi2wave.config import ConfigError, DataConfig, ModelSampling, SamplingOptions
+from midi2wave.config import ConfigError, ModelSampling, SamplingOptions
 from midi2wave.generate import generate
 from midi2wave.midi import Notes
-from midi2wave.model import Midi2Wave
-from conftest import tiny_model_config
+from conftest import bank_model, random_inputs
 
 SR = 16000
 BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack_s=0.02, gain_sustain=0.25,
@@ -30,23 +28,13 @@ NOTES = Notes(np.array([0.0, 0.02, 1.0]), np.array([0.45, 0.4, 1.2]), np.array([
               np.array([110, 90, 100], np.int16))
 
 
-def _model() -> Midi2Wave:
-    torch.manual_seed(0)
-    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
-    return Midi2Wave(cfg, DataConfig(conditioning=("frame",), segment_seconds=0.032, resonators=BANK)).eval()
-
-
 def _generate(model, T, mix, engine="numba"):
     sched = rs.schedule(NOTES, 0, T, SR, BANK)
     if mix is not None:
         sched = sched.for_sampling(mix)
-    g = torch.Generator().manual_seed(3)
-    frames = T // model.samples_per_frame
-    cond = torch.rand(1, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
-                      generator=g)
-    audio = generate(model, T, conditioning=cond, year=torch.zeros(1, dtype=torch.long),
-                     uniforms=torch.rand(1, T, 2, generator=g), resonators=[sched], engine=engine)
-    return audio[0].double().numpy()
+    cond, uniforms, year = random_inputs(model, T)
+    return generate(model, T, conditioning=cond, year=year, uniforms=uniforms, resonators=[sched],
+                    engine=engine)[0].double().numpy()
 
 
 def test_the_setting_is_validated_and_travels_with_the_schedule():
@@ -63,13 +51,13 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
 
 
 def test_a_share_of_one_changes_nothing():
-    model = _model()
+    model = bank_model(BANK)
     T = 4096
     np.testing.assert_array_equal(_generate(model, T, None), _generate(model, T, 1.0))
 
 
 def test_after_the_attacks_only_the_bank_sounds_and_the_attacks_are_untouched():
-    model = _model()
+    model = bank_model(BANK)
     T = int(1.3 * SR) // 64 * 64
     full = _generate(model, T, 1.0)
     bank_only = _generate(model, T, 0.0)
