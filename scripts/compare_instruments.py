@@ -8,10 +8,11 @@ the same seed (the same MIDI files):
    difference of natural-log mel spectrograms (16 kHz mono, n_fft 1024, hop 256, 80 mels,
    power 2, floor 1e-5), after scaling the other signal to the same RMS; cropped to the shorter.
 2. basic-pitch onset F1 (midi2wave.transcribe, evaluate.note_f1: 50 ms, offsets ignored) of
-   every piece of a split of both datasets against its MIDI.
+   every piece of a split of both datasets against its MIDI; with `--gains-db`, also of both
+   datasets' audio scaled by each gain (basic-pitch's reading depends on the playback level).
 
     python3 scripts/compare_instruments.py --data SALAMANDER_DATASET --other MUSESCORE_DATASET \
-        [--split test] [--pieces 6] [--json out.json]
+        [--split test] [--pieces 6] [--gains-db 0 -6 -12] [--json out.json]
 """
 
 from __future__ import annotations
@@ -78,8 +79,12 @@ def main() -> int:
     p.add_argument("--other", type=Path, required=True, help="a MuseScore demo dataset of the same seed")
     p.add_argument("--split", default="test")
     p.add_argument("--pieces", type=int, default=6, help="pieces for the log-mel check")
+    p.add_argument("--gains-db", type=float, nargs="+", default=[0.0],
+                   help="transcribe both datasets' audio scaled by each of these gains (default: 0 only)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
+    if not all(np.isfinite(g) and g <= 0 for g in args.gains_db):
+        p.error(f"--gains-db {args.gains_db}: gains must be finite and <= 0 dB (the audio must not clip)")
     ours, theirs = rows(args.data), rows(args.other)
     names = sorted(n for n, r in ours.items() if r["split"] == args.split)
     for n in names:
@@ -98,24 +103,32 @@ def main() -> int:
             d_muse = distance(a, mono16k(args.other / theirs[n]["audio_filename"]))
             result["logmel"].append({"midi": n, "to_plain_sfizz": d_sfizz, "to_musescore_data": d_muse})
             print(f"{n}: log-mel distance to plain sfizz {d_sfizz:.3f}, to the MuseScore data {d_muse:.3f}", flush=True)
-    for label, root, table in (("salamander", args.data, ours), ("musescore", args.other, theirs)):
-        matched = n_ref = n_est = 0
-        per_piece = []
-        for n in names:
-            notes, _ = read_midi(root / n)
-            est = transcribe(mono16k(root / table[n]["audio_filename"]).astype(np.float32), SR)
-            s = note_f1(notes, est)
-            matched, n_ref, n_est = matched + s["n_matched"], n_ref + s["n_reference"], n_est + s["n_estimated"]
-            per_piece.append(s["f1"])
-        pooled = 2 * matched / (n_ref + n_est) if n_ref + n_est else 0.0
-        precision, recall = matched / max(n_est, 1), matched / max(n_ref, 1)
-        result["f1"][label] = {"pooled_f1": pooled, "mean_piece_f1": float(np.mean(per_piece)), "pieces": len(names),
-                               "n_reference": n_ref, "precision": precision, "recall": recall}
-        print(f"{label}: onset F1 {pooled:.3f} pooled over {len(names)} {args.split} pieces "
-              f"({n_ref} notes; precision {precision:.3f}, recall {recall:.3f}), mean per piece {np.mean(per_piece):.3f}",
-              flush=True)
-    d = np.array([[r["to_plain_sfizz"], r["to_musescore_data"]] for r in result["logmel"]])
-    print(f"log-mel distance, mean of {len(d)}: to plain sfizz {d[:, 0].mean():.3f}, to the MuseScore data {d[:, 1].mean():.3f}")
+    result["f1_by_gain_db"] = {}
+    for gain_db in args.gains_db:
+        scores = {}
+        for label, root, table in (("salamander", args.data, ours), ("musescore", args.other, theirs)):
+            matched = n_ref = n_est = 0
+            per_piece = []
+            for n in names:
+                notes, _ = read_midi(root / n)
+                audio = mono16k(root / table[n]["audio_filename"]) * 10.0 ** (gain_db / 20.0)
+                s = note_f1(notes, transcribe(audio.astype(np.float32), SR))
+                matched, n_ref, n_est = matched + s["n_matched"], n_ref + s["n_reference"], n_est + s["n_estimated"]
+                per_piece.append(s["f1"])
+            pooled = 2 * matched / (n_ref + n_est) if n_ref + n_est else 0.0
+            precision, recall = matched / max(n_est, 1), matched / max(n_ref, 1)
+            scores[label] = {"pooled_f1": pooled, "mean_piece_f1": float(np.mean(per_piece)), "pieces": len(names),
+                             "n_reference": n_ref, "precision": precision, "recall": recall}
+            at = "" if gain_db == 0 else f" at {gain_db:+g} dB"
+            print(f"{label}{at}: onset F1 {pooled:.3f} pooled over {len(names)} {args.split} pieces "
+                  f"({n_ref} notes; precision {precision:.3f}, recall {recall:.3f}), mean per piece "
+                  f"{np.mean(per_piece):.3f}", flush=True)
+        result["f1_by_gain_db"][f"{gain_db:g}"] = scores
+        if gain_db == 0:
+            result["f1"] = scores
+    d = np.array([[r["to_plain_sfizz"], r["to_musescore_data"]] for r in result["logmel"]]).reshape(-1, 2)
+    if len(d):
+        print(f"log-mel distance, mean of {len(d)}: to plain sfizz {d[:, 0].mean():.3f}, to the MuseScore data {d[:, 1].mean():.3f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
