@@ -75,7 +75,11 @@ def _add_model_sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sustain-innovation", type=float, default=None,
                    help="models with the resonator bank: share of the sampled innovation heard directly while notes "
                         "sound past their attacks; the rest reaches the output only through the notes' partials "
-                        "(1: all, as in training; default: the model's own)")
+                        "(1: all, as in training, with --release-innovation 1 too; default: the model's own)")
+    p.add_argument("--release-innovation", type=float, default=None,
+                   help="models with the resonator bank: the same share once every sounding note is released "
+                        "(default: the model's own; a model that sets none follows the sustain share, "
+                        "--sustain-innovation included)")
     p.add_argument("--partial-levels", type=float, default=None,
                    help="models with fitted partial levels: how far (0..1, in log amplitude) each note's partials "
                         "move to the levels fitted to the training audio at the end of its attack (0: as the sampled "
@@ -101,7 +105,7 @@ def _model_sampling_settings(args: argparse.Namespace) -> dict:
     """The flags of `_add_model_sampling_flags` (None where not given: the model's own)."""
     return {"temperature": args.temperature, "sustain_temperature": args.sustain_temperature,
             "attack_seconds": args.attack_seconds, "sustain_innovation": args.sustain_innovation,
-            "partial_levels": args.partial_levels}
+            "release_innovation": args.release_innovation, "partial_levels": args.partial_levels}
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:

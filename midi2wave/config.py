@@ -399,6 +399,12 @@ class ModelSampling:
     # (`data.resonators.attack_s`); the bank is still driven by all of it, so the noise reaches the
     # listener through the notes' partials (resonators.direct_share). 1: x = p + e, as in training.
     sustain_innovation: float = 1.0
+    # The same share once every sounding note is released (no key or pedal holds one; until the
+    # last oscillator stops). None: `sustain_innovation`. Why separately: after the dampers the
+    # network's sampled innovation settles on a level and then jumps, which the direct path
+    # plays as a broadband click some 60 ms after each release; the recording's residual there
+    # is the partials' reverberation, which the bank (still driven by all of it) reproduces.
+    release_innovation: float | None = None
     # Models with fitted partial levels (`data.resonators.levels_db`): at each note's attack end its
     # oscillators' amplitudes become |z|^(1 - w) * level^w, w this weight (0: the sampled attack alone
     # decides, 1: the fitted levels); the phases stay the innovation's.
@@ -413,13 +419,20 @@ class ModelSampling:
                  "must be in [0, 1] (1: all of it, as in training)")
         _require(0 <= self.partial_levels <= 1, "sampling.partial_levels", self.partial_levels,
                  "must be in [0, 1] (0: as sampled, 1: the fitted levels)")
+        _require(self.release_innovation is None or 0 <= self.release_innovation <= 1, "sampling.release_innovation",
+                 self.release_innovation, "must be in [0, 1] or null (null: the sustain innovation share)")
+
+    @property
+    def release_share(self) -> float:
+        """The direct share once every note is released (`release_innovation`, else the sustain one)."""
+        return self.sustain_innovation if self.release_innovation is None else self.release_innovation
 
 
 # `config_differences` keys of the settings that change synthesis only.
 SYNTHESIS_ONLY_KEYS: tuple[str, ...] = tuple(f"data.resonators.{name}" for name in ResonatorConfig.SYNTHESIS_ONLY)
 
 MODEL_SAMPLING_FIELDS = ("temperature", "sustain_temperature", "attack_seconds", "sustain_innovation",
-                         "partial_levels")
+                         "release_innovation", "partial_levels")
 
 
 @dataclass(frozen=True)
@@ -442,6 +455,8 @@ class SamplingOptions:
     sustain_temperature: float | None = None
     attack_seconds: float | None = None
     sustain_innovation: float | None = None  # see ModelSampling
+    # see ModelSampling (None: the model's own, which may itself be None: the sustain share)
+    release_innovation: float | None = None
     partial_levels: float | None = None  # see ModelSampling
     precision: str = "fp32"  # the numba engine's weight storage: "fp32" | "fp16" | "int8"
     crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"
@@ -464,6 +479,13 @@ class SamplingOptions:
                  "must be 'equal_power' or 'linear'")
         _require(self.precision == "fp32" or self.engine != "torch", "sampling.precision", self.precision,
                  "the torch engine runs in fp32 (fp16 / int8 are numba-only)")
+
+    @property
+    def release_share(self) -> float:
+        """The direct share once every note is released: `release_innovation`, else the sustain share
+        (settings left None taken from the built-in defaults; resolve with `for_model` first)."""
+        resolved = self.for_model(None)
+        return resolved.sustain_innovation if resolved.release_innovation is None else resolved.release_innovation
 
     def for_model(self, model_sampling: "ModelSampling | None" = None) -> "SamplingOptions":
         """These options with every setting left None taken from the model's defaults
@@ -571,6 +593,9 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
         return tuple(_coerce(section, name, inner, v) for v in value)
     if dataclasses.is_dataclass(annotation):
         return section_from_dict(annotation, key, value)
+    args = typing.get_args(annotation)
+    if len(args) == 2 and type(None) in args:  # an optional setting (X | None): null, or an X
+        return None if value is None else _coerce(section, name, next(a for a in args if a is not type(None)), value)
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} = {value!r}: must be true or false")

@@ -365,7 +365,8 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
             schedules = [e.schedule.shifted(-len(e.warmup_audio)) for e in excerpts]
         onsets = [e.notes.onset_s for e in excerpts]
     if schedules is not None:  # the sampling's share of the innovation in the output after the attacks
-        schedules = [s.for_sampling(options.sustain_innovation, options.partial_levels) for s in schedules]
+        schedules = [s.for_sampling(options.sustain_innovation, options.partial_levels, options.release_share)
+                     for s in schedules]
     n = lead + excerpts[0].audio.shape[0]
     plan = ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, config.data.sample_rate_hz,
                           model.samples_per_frame)
@@ -499,6 +500,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
             "sustain_temperature": float(sustain_temperature) or None,
             "attack_seconds": float(sampling.attack_seconds) if sustain_temperature else None,
             "sustain_innovation": float(sampling.sustain_innovation) if config.data.resonators.enabled else None,
+            "release_innovation": float(sampling.release_share) if config.data.resonators.enabled else None,
             "partial_levels": float(sampling.partial_levels) if config.data.resonators.levels_db else None,
             "chunk_seconds": chunk_seconds,
             "overlap_seconds": float(sampling.overlap_seconds) if chunk_seconds > 0 else None,

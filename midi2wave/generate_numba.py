@@ -384,7 +384,7 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 has_bank, innov_input, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
                 bk_attack_end, bk_kappa_sustain, bk_gain_attack, bk_gain_sustain, bk_gain_attack_decay,
                 bk_gain_hold_decay, bk_gain_release_decay, bk_gain_on, bk_gain_floor, bk_emphasis, bk_lowpass, bk_mix,
-                bk_level, bk_lock,
+                bk_release_mix, bk_held_until, bk_level, bk_lock,
                 bk_re, bk_im, bk_idx, bk_n, bk_next, bk_nprev, bk_uprev, bk_p, bk_g, bk_e,
                 cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
                 has_temps, temps,
@@ -407,8 +407,9 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     u and the innovation is g_t * n_t, n_t = `resonators.shape_noise`(u) (g_t from `resonators.bank_gain`;
     the noise shaping's coefficients `bk_emphasis`, `bk_lowpass`, its state `bk_nprev`, `bk_uprev`),
     and the network reads u_t = `resonators.unshape_noise` of n_t = (audio - prediction) / g_t on the
-    16-bit grid, as in training. While notes sound past their attacks only `resonators.direct_share` (`bk_mix`)
-    of the innovation reaches the audio sample; the bank and the network then get all of it. With `bk_lock`
+    16-bit grid, as in training. While notes sound past their attacks only `resonators.direct_share` (`bk_mix`, or
+    `bk_release_mix` once all are released; `bk_held_until` tells) of the innovation reaches the audio sample; the
+    bank and the network then get all of it. With `bk_lock`
     > 0 the oscillators move towards their fitted levels `bk_level` at their attack ends (`resonators.bank_update`;
     not while a prime is teacher-forced: the bank then tracks given audio).
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
@@ -517,10 +518,10 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 share = 1.0
                 if not primed:
                     nt = shape_noise(np.float64(v), bk_emphasis, bk_lowpass, bk_nprev[b], bk_uprev[b])
-                    if bk_mix < 1.0:
+                    if bk_mix < 1.0 or bk_release_mix < 1.0:
                         o0, o1 = bk_off[b], bk_off[b + 1]
-                        share = direct_share(t, bk_mix, bk_idx[b], bk_n[b], bk_next[b], bk_attack_end[o0:o1],
-                                             bk_stop[o0:o1])
+                        share = direct_share(t, bk_mix, bk_release_mix, bk_idx[b], bk_n[b], bk_next[b],
+                                             bk_attack_end[o0:o1], bk_stop[o0:o1], bk_held_until[o0:o1])
                     level, v = quantize_sum(bk_p[b], share * nt * bk_g[b])
                     k = pcm_to_class[level + 32768]
                 if share < 1.0:  # the output got a share of the innovation; the bank and the network get all of it

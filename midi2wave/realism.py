@@ -1,4 +1,4 @@
-"""Does audio sound like a piano playing the MIDI, and not only at the right pitches? Three measures.
+"""Does audio sound like a piano playing the MIDI, and not only at the right pitches? Four measures.
 
 Transcription F1 says whether the right notes start at the right times; a model can score well on
 it and still render pitched noise. These measures (numpy only, no I/O) look at the rest:
@@ -35,6 +35,10 @@ it and still render pitched noise. These measures (numpy only, no I/O) look at t
   0..Nyquist as librosa's default filterbank, floor 1e-5), after scaling each signal to the same
   RMS (`REFERENCE_RMS`), so a level difference alone costs nothing. 0 for identical signals. Two
   renders of the same MIDI by different instruments give the scale of "as close as another piano".
+- **Release jumps** (`release_jumps_db`): where the last sounding note is released into a rest,
+  the peak 3-8 kHz level in the 250 ms after the release over its level just before, dB. A piano's
+  decay gives about 0 or less; a click after the dampers fall gives a positive value. The other
+  three hardly see such clicks (they are short), the ear does.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ __all__ = [
     "median_or_none",
     "partial_coverage",
     "partial_masks",
+    "release_jumps_db",
     "tonal_purity",
 ]
 
@@ -84,6 +89,11 @@ class RealismOptions:
     mel_hop: int = 256
     n_mels: int = 80
     mel_floor: float = 1e-5
+    release_band_hz: tuple[float, float] = (3000.0, 8000.0)  # release jumps: the band looked at
+    release_frame_seconds: float = 0.005
+    release_after_seconds: tuple[float, float] = (0.01, 0.25)    # the peak in [off + a, off + b)
+    release_before_seconds: tuple[float, float] = (0.04, 0.01)   # against the mean in [off - a, off - b)
+    release_quiet_seconds: float = 0.3   # no onset from 50 ms before the release to this after it
 
 
 DEFAULT = RealismOptions()
@@ -142,6 +152,44 @@ def median_or_none(values: Sequence[float | None]) -> float | None:
     """Median of the values that are not None (None when there are none)."""
     kept = [v for v in values if v is not None]
     return float(np.median(kept)) if kept else None
+
+
+def release_jumps_db(audio: np.ndarray, notes_sustained: Notes, sample_rate_hz: float,
+                     options: RealismOptions = DEFAULT) -> np.ndarray:
+    """Clicks after the dampers fall: float64 [k], one value per moment where the last sounding
+    note is released (`notes_sustained`: pedal applied, times relative to the audio's first
+    sample) and no note is struck from 50 ms before it to `release_quiet_seconds` after it: the
+    peak level of the `release_band_hz` band (`release_frame_seconds` frames) in the
+    `release_after_seconds` window after the release, minus its mean level in the
+    `release_before_seconds` window before it, dB. A recording's decays give about 0 or less (its
+    release noise is faint), steady noise about +2 (a peak over ~48 frames against a mean over
+    6); a broadband click after the release gives tens of dB. Moments too close to either end of
+    the audio are skipped."""
+    x = np.asarray(audio, np.float64).reshape(-1)
+    sr = float(sample_rate_hz)
+    frame = max(8, int(round(options.release_frame_seconds * sr)))
+    n_frames = len(x) // frame
+    if n_frames == 0 or len(notes_sustained) == 0:
+        return np.zeros(0)
+    frames = x[:n_frames * frame].reshape(n_frames, frame) * np.hanning(frame)
+    spectrum = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    hz = np.fft.rfftfreq(frame, 1.0 / sr)
+    lo, hi = options.release_band_hz
+    if not np.any((hz >= lo) & (hz < hi)):
+        raise ValueError(f"release_band_hz {options.release_band_hz}: no bins below Nyquist at {sr:g} Hz")
+    level = 10.0 * np.log10(spectrum[:, (hz >= lo) & (hz < hi)].sum(axis=1) + 1e-20)
+    on, off = np.asarray(notes_sustained.onset_s, np.float64), np.asarray(notes_sustained.offset_s, np.float64)
+    frame_s = frame / sr
+    out = []
+    for t in np.unique(off):
+        before = [math.floor((t - b) / frame_s) for b in options.release_before_seconds]
+        after = [math.floor((t + a) / frame_s) for a in options.release_after_seconds]
+        if before[0] < 0 or after[1] > n_frames or before[1] <= before[0] or after[1] <= after[0]:
+            continue
+        if np.any((on <= t) & (off > t)) or np.any((on > t - 0.05) & (on < t + options.release_quiet_seconds)):
+            continue  # a note still held, or one struck around the release
+        out.append(float(level[after[0]:after[1]].max() - level[before[0]:before[1]].mean()))
+    return np.asarray(out, np.float64)
 
 
 # ---------------------------------------------------------------------------------- tonal purity

@@ -90,6 +90,9 @@ class Schedule:
     # Synthesis only: the share of the innovation that reaches the output directly while notes sound
     # past their attacks (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
     sustain_mix: float = 1.0
+    # Synthesis only: the same share once every note is released (`direct_share`;
+    # `ModelSampling.release_innovation`); None: `sustain_mix`.
+    release_mix: float | None = None
     # Synthesis only: at each oscillator's attack end its amplitude |z| becomes
     # |z|^(1 - level_lock) * level^level_lock (where level > 0; `ModelSampling.partial_levels`).
     level_lock: float = 0.0
@@ -107,11 +110,22 @@ class Schedule:
         """The same oscillators with every time moved later by `samples`."""
         return dataclasses.replace(self, **{f: getattr(self, f) + samples for f in self.TIME_FIELDS})
 
-    def for_sampling(self, sustain_mix: float = 1.0, level_lock: float = 0.0) -> "Schedule":
+    def for_sampling(self, sustain_mix: float = 1.0, level_lock: float = 0.0,
+                     release_mix: float | None = None) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_mix` of the innovation reach the output
-        directly while notes sound past their attacks (`direct_share`) and moves each oscillator
-        `level_lock` of the way (in log amplitude) to its fitted level at its attack end."""
-        return dataclasses.replace(self, sustain_mix=float(sustain_mix), level_lock=float(level_lock))
+        directly while notes sound past their attacks, `release_mix` (None: `sustain_mix`) once all
+        of them are released (`direct_share`), and moves each oscillator `level_lock` of the way
+        (in log amplitude) to its fitted level at its attack end."""
+        for what, share in (("sustain_mix", sustain_mix), ("release_mix", release_mix), ("level_lock", level_lock)):
+            if share is not None and not 0.0 <= float(share) <= 1.0:
+                raise ValueError(f"{what} must be in [0, 1], got {share}")
+        return dataclasses.replace(self, sustain_mix=float(sustain_mix), level_lock=float(level_lock),
+                                   release_mix=None if release_mix is None else float(release_mix))
+
+    @property
+    def release_share(self) -> float:
+        """`release_mix`, else `sustain_mix`."""
+        return self.sustain_mix if self.release_mix is None else float(self.release_mix)
 
     def without_gain(self) -> "Schedule":
         """The same oscillators (times, tails, decays, kappas) driven by the innovation itself
@@ -335,27 +349,41 @@ def unshape_noise(nt, a, c, n_prev, u_prev):
     return (1.0 + c) * (nt - a * n_prev) - c * u_prev
 
 
+# The direct share moves from the sustain mix to the release mix over this many samples after the
+# last release (20 ms at 16 kHz): the network's samples sit near a constant there, and a step in
+# their share would be a step in the output (a faint click of its own).
+RELEASE_RAMP_SAMPLES = 320
+
+
 @_njit
-def direct_share(t, mix, idx, n_active, nxt, attack_end, stop):
+def direct_share(t, mix, release_mix, idx, n_active, nxt, attack_end, stop, held_until):
     """The share of the innovation that reaches the output directly at sample t (one batch
-    element): `mix` while some note sounds (an active oscillator, held or in its release) and
-    none is in its attack (t < attack_end); else (an attack, or silence) 1. Why: after the hammer,
+    element): `mix` while some note sounds (an active oscillator) and none is in its attack
+    (t < attack_end), moving linearly to `release_mix` over `RELEASE_RAMP_SAMPLES` once every
+    sounding note is released; else (an attack, or silence) 1. Why: after the hammer,
     the network's sampled noise lies between the notes' partials (the recording's innovation there
     is mostly the bank's tracking error at the partials, which sampling cannot reproduce); the bank
     still gets all of it, so that noise reaches the output through the resonators at the notes'
-    partials. In silence (no oscillator) the innovation is the room's floor: all of it.
+    partials. In silence (no oscillator) the innovation is the room's floor: all of it. Once the
+    dampers are down the network's samples tend to settle and then jump (a click); the recording's
+    residual there is the partials' reverberation, which the bank makes from all of it.
     `nxt`: the element's next schedule index (oscillators are admitted in start order and every
     attack lasts as long, so the newest admitted one ends its attack last: one look decides,
-    unless it has already stopped)."""
-    if mix >= 1.0 or n_active == 0:
+    unless it has already stopped). `held_until`: int64 [n], the latest release among
+    oscillators 0..i (`BankBatch`), so no admitted note is held at t iff held_until[nxt - 1] <= t."""
+    if n_active == 0 or nxt == 0:
         return 1.0
-    if nxt == 0 or t >= attack_end[nxt - 1]:
-        return mix
-    if stop[nxt - 1] > t:
-        return 1.0
-    for j in range(n_active):
-        if t < attack_end[idx[j]]:
+    if t < attack_end[nxt - 1]:
+        if stop[nxt - 1] > t:
             return 1.0
+        for j in range(n_active):
+            if t < attack_end[idx[j]]:
+                return 1.0
+    done = held_until[nxt - 1]
+    if done <= t:
+        if t - done >= RELEASE_RAMP_SAMPLES:
+            return release_mix
+        return mix + (release_mix - mix) * ((t - done) / RELEASE_RAMP_SAMPLES)
     return mix
 
 
@@ -592,6 +620,7 @@ class BankBatch:
         self.pre_emphasis, self.noise_lowpass = map(float, shared(
             "the noise shaping (pre-emphasis, lowpass)", lambda s: (s.pre_emphasis, s.noise_lowpass), (0.0, 0.0)))
         self.sustain_mix = float(shared("the sustain mix", lambda s: s.sustain_mix, 1.0))
+        self.release_mix = float(shared("the release mix", lambda s: s.release_share, 1.0))
         self.level_lock = float(shared("the partial level lock", lambda s: s.level_lock, 0.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -599,6 +628,9 @@ class BankBatch:
             dtype = np.int64 if name in Schedule.TIME_FIELDS else np.float64
             parts = [np.asarray(getattr(s, name), dtype) for s in schedules]
             setattr(self, name, np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0, dtype))
+        # per stream, the latest release among its oscillators so far (start order): `direct_share`
+        self.held_until = np.concatenate([np.maximum.accumulate(np.asarray(s.release, np.int64))
+                                          for s in schedules] + [np.zeros(0, np.int64)])
         capacity = max([1] + [max_concurrent(s) for s in schedules])
         self.state = BankState(self.batch_size, capacity)
         self.p = np.zeros(self.batch_size, np.float64)
@@ -613,8 +645,8 @@ class BankBatch:
         return (self.offsets, self.start, self.release, self.stop, self.omega, self.r_hold, self.r_release,
                 self.kappa, self.attack_end, self.kappa_sustain, self.gain_attack, self.gain_sustain,
                 self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay, self.gain_on,
-                self.gain_floor, self.pre_emphasis, self.noise_lowpass, self.sustain_mix, self.level,
-                self.level_lock, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g)
+                self.gain_floor, self.pre_emphasis, self.noise_lowpass, self.sustain_mix, self.release_mix,
+                self.held_until, self.level, self.level_lock, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g)
 
     def predict(self, t: int) -> np.ndarray:
         """p_t of every stream (float64 [B]); call once per sample, before `update`. Also sets
@@ -627,12 +659,13 @@ class BankBatch:
 
     def direct_shares(self, t: int) -> np.ndarray:
         """`direct_share` of every stream at t (float64 [B]); call after `predict(t)`."""
-        if self.sustain_mix >= 1.0:
+        if self.sustain_mix >= 1.0 and self.release_mix >= 1.0:
             return np.ones(self.batch_size)
         s = self.state
         spans = [slice(self.offsets[b], self.offsets[b + 1]) for b in range(self.batch_size)]
-        return np.array([direct_share(t, self.sustain_mix, s.idx[b], s.n_active[b], s.next[b], self.attack_end[o],
-                                      self.stop[o]) for b, o in enumerate(spans)])
+        return np.array([direct_share(t, self.sustain_mix, self.release_mix, s.idx[b], s.n_active[b], s.next[b],
+                                      self.attack_end[o], self.stop[o], self.held_until[o])
+                         for b, o in enumerate(spans)])
 
     def shaped(self, u: np.ndarray) -> np.ndarray:
         """n_t of every stream from its sample u_t (float64 [B], `shape_noise`): the innovation is g_t n_t."""

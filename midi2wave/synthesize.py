@@ -515,7 +515,8 @@ def _round_windows(job: _Job, rounds: list[_Round], bar: "_Progress"):
             uniforms = round_uniforms[k][:, w0:w0 + w]
         else:
             uniforms = torch.rand(1, w, 2, generator=seeds)
-        schedules = ([resonators.schedule(notes, s, rnd.length, sr, bank).for_sampling(options.sustain_innovation, options.partial_levels)
+        schedules = ([resonators.schedule(notes, s, rnd.length, sr, bank).for_sampling(
+                          options.sustain_innovation, options.partial_levels, options.release_share)
                       for s in rnd.starts] if bank is not None and w0 == 0 else None)
         starts = [s + w0 for s in rnd.starts]
         return _WindowInputs(model_inputs(model, notes, job.pedals, starts, w, job.year), uniforms,

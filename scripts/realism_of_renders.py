@@ -8,8 +8,9 @@ Renders the MIDI's notes (sustain pedal applied, as `evaluate` does) with a samp
 `evaluate.OTHER_INSTRUMENTS` (default musescore: FluidSynth with the demo data's soundfont), then
 prints, for that render and for each WAV (read at its own rate, mixed to mono, resampled to 16 kHz,
 its first sample taken as the MIDI's time 0): gap noise (dB), tonal purity, the share of the
-spectrum the partial bands cover (white noise's purity), and the log-mel distance to the
-sampled-piano render. `--start/--seconds` pick a window of the MIDI's time line (default: the whole
+spectrum the partial bands cover (white noise's purity), the log-mel distance to the
+sampled-piano render, and the release jumps (median and largest, dB, over the releases into a
+rest; `realism.release_jumps_db`). `--start/--seconds` pick a window of the MIDI's time line (default: the whole
 file plus 1 s). The instrument's render is the reference: its own distance is 0.
 """
 
@@ -52,10 +53,12 @@ def _read_wav(path: Path, start: int, n: int, sr: int) -> np.ndarray:
 
 def measure(audio: np.ndarray, notes: Notes, reference: np.ndarray, sr: int) -> dict:
     mask = realism.gap_mask(notes, len(audio), sr)
+    jumps = realism.release_jumps_db(audio, notes, sr)
     return {"gap_noise_db": realism.gap_noise_db(audio, mask, sr),
             "tonal_purity": realism.tonal_purity(audio, notes, sr),
             "log_mel_distance": realism.log_mel_distance(audio, reference, sr),
-            "gap_seconds": float(mask.sum() / sr)}
+            "gap_seconds": float(mask.sum() / sr),
+            "release_jumps_db": [round(float(v), 2) for v in jumps]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,11 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     coverage = realism.partial_coverage(notes, n, sr)
     print(f"{args.midi}: {seconds:.2f} s from {args.start:g} s, {len(notes)} notes, "
           f"gap {rows[next(iter(rows))]['gap_seconds']:.2f} s, white noise's purity ~{coverage:.3f}")
-    print(f"{'':<48}{'gap dB':>8}{'purity':>8}{'log-mel':>9}")
+    print(f"{'':<48}{'gap dB':>8}{'purity':>8}{'log-mel':>9}  release jumps dB (median / max of k)")
     for name, r in rows.items():
         gap = "-" if r["gap_noise_db"] is None else f"{r['gap_noise_db']:.1f}"
         purity = "-" if r["tonal_purity"] is None else f"{r['tonal_purity']:.3f}"
-        print(f"{name[-48:]:<48}{gap:>8}{purity:>8}{r['log_mel_distance']:>9.2f}")
+        jumps = r["release_jumps_db"]
+        jump = f"{np.median(jumps):+.1f} / {max(jumps):+.1f} of {len(jumps)}" if jumps else "-"
+        print(f"{name[-48:]:<48}{gap:>8}{purity:>8}{r['log_mel_distance']:>9.2f}  {jump}")
     if args.json is not None:
         from midi2wave.audio import atomic_path
 

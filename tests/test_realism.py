@@ -1,4 +1,5 @@
-"""Realism measures (gap noise, tonal purity, log-mel distance) on synthetic signals with known answers."""
+"""Realism measures (gap noise, tonal purity, log-mel distance, release jumps) on synthetic signals with known
+answers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from midi2wave.realism import (
     mel_filterbank,
     partial_coverage,
     partial_masks,
+    release_jumps_db,
     tonal_purity,
 )
 
@@ -192,3 +194,40 @@ def test_mel_filterbank_matches_librosa():
     ours = mel_filterbank(SR, 1024, 80)
     theirs = librosa.filters.mel(sr=SR, n_fft=1024, n_mels=80)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------- release jumps
+
+
+def _released_tone(click_at_s: float | None = None) -> np.ndarray:
+    """A tone with a 5 kHz partial struck at 0.2 s, held to 1.0 s, then damped (30 ms), optionally
+    with a 5 ms broadband burst at click_at_s; 2 s long."""
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * SR) / SR
+    envelope = np.where(t < 0.2, 0.0, np.exp(-(t - 0.2) / 1.0))
+    envelope = np.where(t < 1.0, envelope, envelope * np.exp(-(t - 1.0) / 0.03))
+    x = envelope * (0.1 * np.sin(2 * np.pi * 440 * t) + 0.02 * np.sin(2 * np.pi * 5000 * t))
+    if click_at_s is not None:
+        i = int(click_at_s * SR)
+        x[i:i + 80] += 0.1 * rng.standard_normal(80)
+    return x
+
+
+def test_release_jumps_see_a_click_after_the_dampers_and_not_a_decay():
+    notes = _notes([(0.2, 1.0, 69)])
+    clean = release_jumps_db(_released_tone(), notes, SR)
+    click = release_jumps_db(_released_tone(click_at_s=1.08), notes, SR)
+    assert clean.shape == click.shape == (1,)
+    assert clean[0] <= 0.5, clean
+    assert click[0] > 10.0, click
+
+
+def test_release_jumps_skip_releases_that_are_not_into_a_rest():
+    x = _released_tone(click_at_s=1.08)
+    held = _notes([(0.2, 1.0, 69), (0.5, 1.5, 72)])      # another note still sounds: its release counts
+    assert len(release_jumps_db(x, held, SR)) == 1
+    struck = _notes([(0.2, 1.0, 69), (1.2, 1.5, 72)])    # a note struck 200 ms after the release
+    assert len(release_jumps_db(x, struck, SR)) == 1     # only the later release (1.5 s) is measured
+    near_end = _notes([(0.2, 1.9, 69)])                  # its window would run past the audio
+    assert len(release_jumps_db(x, near_end, SR)) == 0
+    assert len(release_jumps_db(x, _notes([]), SR)) == 0

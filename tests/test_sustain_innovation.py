@@ -3,11 +3,13 @@
 Synthesis only: while notes sound (held or releasing) and none is in its attack, only `mix` of the
 innovation reaches the output directly; the bank (and the network) still get all of it, so the
 noise is heard through the resonators at the notes' partials. 1 changes nothing; both engines
-agree; the attacks and the silences are untouched.
+agree; the attacks and the silences are untouched. Once every note is released the share may
+differ (`sampling.release_innovation`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -16,7 +18,7 @@ import pytest
 
 from midi2wave import realism
 from midi2wave import resonators as rs
-from midi2wave.config import ConfigError, ModelSampling, SamplingOptions
+from midi2wave.config import Config, ConfigError, ModelSampling, SamplingOptions, config_from_dict
 from midi2wave.generate import generate
 from midi2wave.midi import Notes
 from conftest import bank_model, random_inputs
@@ -28,10 +30,10 @@ NOTES = Notes(np.array([0.0, 0.02, 1.0]), np.array([0.45, 0.4, 1.2]), np.array([
               np.array([110, 90, 100], np.int16))
 
 
-def _generate(model, T, mix, engine="numba"):
+def _generate(model, T, mix, engine="numba", release_mix=None):
     sched = rs.schedule(NOTES, 0, T, SR, BANK)
     if mix is not None:
-        sched = sched.for_sampling(mix)
+        sched = sched.for_sampling(mix, release_mix=release_mix)
     cond, uniforms, year = random_inputs(model, T)
     return generate(model, T, conditioning=cond, year=year, uniforms=uniforms, resonators=[sched],
                     engine=engine)[0].double().numpy()
@@ -48,6 +50,65 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
     assert sched.sustain_mix == 1.0 and sched.for_sampling(0.3).shifted(5).sustain_mix == 0.3
     with pytest.raises(ValueError, match="sustain mix"):
         rs.BankBatch([sched, sched.for_sampling(0.3)])
+
+
+def test_the_release_share_is_validated_and_defaults_to_the_sustain_share():
+    assert ModelSampling().release_innovation is None
+    assert ModelSampling(sustain_innovation=0.4).release_share == 0.4
+    assert ModelSampling(sustain_innovation=0.4, release_innovation=0.0).release_share == 0.0
+    with pytest.raises(ConfigError, match="sampling.release_innovation"):
+        ModelSampling(release_innovation=1.5)
+    with pytest.raises(ConfigError, match="sampling.release_innovation"):
+        SamplingOptions(release_innovation=-0.1)
+    model_own = ModelSampling(sustain_innovation=0.4, release_innovation=0.1)
+    assert SamplingOptions().for_model(model_own).release_share == 0.1
+    assert SamplingOptions(release_innovation=0.2).for_model(model_own).release_share == 0.2
+    assert SamplingOptions(sustain_innovation=0.5).for_model(ModelSampling()).release_share == 0.5
+    assert SamplingOptions().release_share == 1.0
+    sched = rs.schedule(NOTES, 0, SR, SR, BANK)
+    assert sched.for_sampling(0.3).release_share == 0.3
+    assert sched.for_sampling(0.3, release_mix=0.1).shifted(5).release_share == 0.1
+    with pytest.raises(ValueError, match="release mix"):
+        rs.BankBatch([sched.for_sampling(0.3), sched.for_sampling(0.3, release_mix=0.1)])
+    with pytest.raises(ValueError, match="release_mix"):
+        sched.for_sampling(0.3, release_mix=1.5)
+    with pytest.raises(ValueError, match="sustain_mix"):
+        sched.for_sampling(-0.1)
+    # from a config file: null or a number, nothing else
+    base = Config().to_dict()
+    for value, expected in ((None, None), (0, 0.0), (0.25, 0.25)):
+        d = copy.deepcopy(base)
+        d["sampling"]["release_innovation"] = value
+        got = config_from_dict(d).sampling.release_innovation
+        assert got == expected and type(got) is type(expected)
+    for bad in ("0.1", True, [0.1]):
+        d = copy.deepcopy(base)
+        d["sampling"]["release_innovation"] = bad
+        with pytest.raises(ConfigError, match="sampling.release_innovation"):
+            config_from_dict(d)
+
+
+def test_the_release_share_applies_once_every_note_is_released():
+    """Equal to the sustain share it changes nothing; else the output differs from the first sample
+    where every sounding note is released (not before), the engines agree, and the silence after
+    the last oscillator is the floor-bounded innovation again."""
+    model = bank_model(BANK)
+    T = int(1.3 * SR) // 64 * 64
+    sustain = _generate(model, T, 0.7)
+    np.testing.assert_array_equal(_generate(model, T, 0.7, release_mix=0.7), sustain)
+    quiet = _generate(model, T, 0.7, release_mix=0.0)
+    torch_engine = _generate(model, T, 0.7, "torch", release_mix=0.0)
+    assert (quiet == torch_engine).mean() > 0.99
+    released = math.ceil(0.45 * SR)  # both notes struck at 0 and 20 ms are released (offsets 0.4 and 0.45 s)
+    np.testing.assert_array_equal(quiet[:released], sustain[:released])
+    ringing = slice(released, released + int(0.1 * SR))
+    assert not np.array_equal(quiet[ringing], sustain[ringing])
+    # the bank's ringing partials alone: what sounds lies at them
+    notes = Notes(NOTES.onset_s[:2] - 0.45, NOTES.offset_s[:2] - 0.45, NOTES.pitch[:2], NOTES.velocity[:2])
+    purity = {name: realism.tonal_purity(x[ringing], notes, SR) for name, x in (("sustain", sustain), ("quiet", quiet))}
+    assert purity["quiet"] > purity["sustain"] + 0.01, purity
+    gap = slice(released + math.ceil(BANK.release_tail_s * SR), int(1.0 * SR))
+    assert 0 < np.abs(quiet[gap]).max() <= BANK.gain_floor + 1.0 / 32768
 
 
 def test_a_share_of_one_changes_nothing():
@@ -89,18 +150,30 @@ def test_after_the_attacks_only_the_bank_sounds_and_the_attacks_are_untouched():
 
 
 def test_the_share_is_decided_as_by_looking_at_every_sounding_note():
-    """direct_share looks at the newest admitted oscillator first; it must agree with checking them all."""
+    """direct_share looks at the newest admitted oscillator first, and at the latest release so far;
+    it must agree with checking every sounding one."""
     rng = np.random.default_rng(4)
     n = 40
     onsets = np.sort(rng.uniform(0, 2.0, n))
     offsets = onsets + rng.uniform(0.002, 0.4, n)
-    # and a note so short that it stops while the one struck 10 ms before it is still in its attack
+    # and a note so short that it stops (30 ms tail) while the one struck 10 ms before it is still in its attack
     onsets, offsets = np.append(onsets, [2.5, 2.51]), np.append(offsets, [2.8, 2.512])
     notes = Notes(onsets, offsets, rng.integers(40, 90, n + 2).astype(np.int16), np.full(n + 2, 80, np.int16))
-    sched = rs.schedule(notes, 0, 3 * SR, SR, dataclasses.replace(BANK, release_tau_s=0.001, gain_release_s=0.001))
+    sched = rs.schedule(notes, 0, 3 * SR, SR, dataclasses.replace(BANK, release_tau_s=0.006, gain_release_s=0.006))
+    held_until = np.maximum.accumulate(sched.release.astype(np.float64))
+    seen = set()
     for t in range(0, 3 * SR, 7):
         active = np.nonzero((sched.start <= t) & (sched.stop > t))[0]
         nxt = int(np.sum(sched.start <= t))
-        expected = 1.0 if len(active) == 0 or np.any(t < sched.attack_end[active]) else 0.3
-        got = rs.direct_share(t, 0.3, active.astype(np.int64), len(active), nxt, sched.attack_end, sched.stop)
-        assert got == expected, t
+        if len(active) == 0 or np.any(t < sched.attack_end[active]):
+            expected = 1.0
+        elif np.any(t < sched.release[active]):
+            expected = 0.3
+        else:  # every sounding note released: towards 0.1 over the ramp
+            ramp = min(1.0, (t - sched.release[active].max()) / rs.RELEASE_RAMP_SAMPLES)
+            expected = 0.3 + (0.1 - 0.3) * ramp
+        got = rs.direct_share(t, 0.3, 0.1, active.astype(np.int64), len(active), nxt, sched.attack_end, sched.stop,
+                              held_until)
+        assert got == pytest.approx(expected, abs=1e-12), t
+        seen.add(round(expected, 6) if expected in (1.0, 0.3, 0.1) else "ramp")
+    assert seen == {1.0, 0.3, 0.1, "ramp"}
