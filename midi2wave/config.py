@@ -422,11 +422,6 @@ class ModelSampling:
         _require(self.release_innovation is None or 0 <= self.release_innovation <= 1, "sampling.release_innovation",
                  self.release_innovation, "must be in [0, 1] or null (null: the sustain innovation share)")
 
-    @property
-    def release_share(self) -> float:
-        """The direct share once every note is released (`release_innovation`, else the sustain one)."""
-        return self.sustain_innovation if self.release_innovation is None else self.release_innovation
-
 
 # `config_differences` keys of the settings that change synthesis only.
 SYNTHESIS_ONLY_KEYS: tuple[str, ...] = tuple(f"data.resonators.{name}" for name in ResonatorConfig.SYNTHESIS_ONLY)

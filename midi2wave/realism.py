@@ -165,25 +165,22 @@ def release_jumps_db(audio: np.ndarray, notes_sustained: Notes, sample_rate_hz: 
     release noise is faint), steady noise about +2 (a peak over ~48 frames against a mean over
     6); a broadband click after the release gives tens of dB. Moments too close to either end of
     the audio are skipped."""
-    x = np.asarray(audio, np.float64).reshape(-1)
     sr = float(sample_rate_hz)
     frame = max(8, int(round(options.release_frame_seconds * sr)))
-    n_frames = len(x) // frame
-    if n_frames == 0 or len(notes_sustained) == 0:
+    if len(notes_sustained) == 0 or np.size(audio) < frame:
         return np.zeros(0)
-    frames = x[:n_frames * frame].reshape(n_frames, frame) * np.hanning(frame)
-    spectrum = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     hz = np.fft.rfftfreq(frame, 1.0 / sr)
-    lo, hi = options.release_band_hz
-    if not np.any((hz >= lo) & (hz < hi)):
+    band = (hz >= options.release_band_hz[0]) & (hz < options.release_band_hz[1])
+    if not band.any():
         raise ValueError(f"release_band_hz {options.release_band_hz}: no bins below Nyquist at {sr:g} Hz")
-    level = 10.0 * np.log10(spectrum[:, (hz >= lo) & (hz < hi)].sum(axis=1) + 1e-20)
+    level = 10.0 * np.log10(_stft_power(audio, frame, frame)[:, band].sum(axis=1) + 1e-20)  # frame f at f * frame
+    n_frames = len(level)
     on, off = np.asarray(notes_sustained.onset_s, np.float64), np.asarray(notes_sustained.offset_s, np.float64)
     frame_s = frame / sr
     out = []
     for t in np.unique(off):
-        before = [math.floor((t - b) / frame_s) for b in options.release_before_seconds]
-        after = [math.floor((t + a) / frame_s) for a in options.release_after_seconds]
+        before = [math.ceil((t - b) / frame_s) for b in options.release_before_seconds]  # frames centred inside
+        after = [math.ceil((t + a) / frame_s) for a in options.release_after_seconds]
         if before[0] < 0 or after[1] > n_frames or before[1] <= before[0] or after[1] <= after[0]:
             continue
         if np.any((on <= t) & (off > t)) or np.any((on > t - 0.05) & (on < t + options.release_quiet_seconds)):

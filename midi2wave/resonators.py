@@ -91,8 +91,8 @@ class Schedule:
     # past their attacks (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
     sustain_mix: float = 1.0
     # Synthesis only: the same share once every note is released (`direct_share`;
-    # `ModelSampling.release_innovation`); None: `sustain_mix`.
-    release_mix: float | None = None
+    # `ModelSampling.release_innovation`).
+    release_mix: float = 1.0
     # Synthesis only: at each oscillator's attack end its amplitude |z| becomes
     # |z|^(1 - level_lock) * level^level_lock (where level > 0; `ModelSampling.partial_levels`).
     level_lock: float = 0.0
@@ -120,12 +120,7 @@ class Schedule:
             if share is not None and not 0.0 <= float(share) <= 1.0:
                 raise ValueError(f"{what} must be in [0, 1], got {share}")
         return dataclasses.replace(self, sustain_mix=float(sustain_mix), level_lock=float(level_lock),
-                                   release_mix=None if release_mix is None else float(release_mix))
-
-    @property
-    def release_share(self) -> float:
-        """`release_mix`, else `sustain_mix`."""
-        return self.sustain_mix if self.release_mix is None else float(self.release_mix)
+                                   release_mix=float(sustain_mix if release_mix is None else release_mix))
 
     def without_gain(self) -> "Schedule":
         """The same oscillators (times, tails, decays, kappas) driven by the innovation itself
@@ -620,7 +615,7 @@ class BankBatch:
         self.pre_emphasis, self.noise_lowpass = map(float, shared(
             "the noise shaping (pre-emphasis, lowpass)", lambda s: (s.pre_emphasis, s.noise_lowpass), (0.0, 0.0)))
         self.sustain_mix = float(shared("the sustain mix", lambda s: s.sustain_mix, 1.0))
-        self.release_mix = float(shared("the release mix", lambda s: s.release_share, 1.0))
+        self.release_mix = float(shared("the release mix", lambda s: s.release_mix, 1.0))
         self.level_lock = float(shared("the partial level lock", lambda s: s.level_lock, 0.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -646,7 +641,8 @@ class BankBatch:
                 self.kappa, self.attack_end, self.kappa_sustain, self.gain_attack, self.gain_sustain,
                 self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay, self.gain_on,
                 self.gain_floor, self.pre_emphasis, self.noise_lowpass, self.sustain_mix, self.release_mix,
-                self.held_until, self.level, self.level_lock, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g)
+                self.held_until, self.level, self.level_lock, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev,
+                s.u_prev, self.p, self.g)
 
     def predict(self, t: int) -> np.ndarray:
         """p_t of every stream (float64 [B]); call once per sample, before `update`. Also sets

@@ -90,9 +90,10 @@ def main() -> int:
     for n in names:
         if n not in theirs or (args.data / n).read_bytes() != (args.other / n).read_bytes():
             sys.exit(f"{args.other / n}: not the same MIDI as {args.data / n} (make both with the same seed)")
-    sfz = write_sfz(ensure_samples(), aligned=False)  # the samples as published
-    binary = sfizz_render_binary()
     result: dict = {"split": args.split, "logmel": [], "f1": {}}
+    if args.pieces > 0:  # the plain renders need the samples and sfizz; the F1 check alone does not
+        sfz = write_sfz(ensure_samples(), aligned=False)  # the samples as published
+        binary = sfizz_render_binary()
     with tempfile.TemporaryDirectory() as tmp:
         for n in names[: args.pieces]:
             wav = Path(tmp) / "plain.wav"
@@ -103,29 +104,26 @@ def main() -> int:
             d_muse = distance(a, mono16k(args.other / theirs[n]["audio_filename"]))
             result["logmel"].append({"midi": n, "to_plain_sfizz": d_sfizz, "to_musescore_data": d_muse})
             print(f"{n}: log-mel distance to plain sfizz {d_sfizz:.3f}, to the MuseScore data {d_muse:.3f}", flush=True)
-    result["f1_by_gain_db"] = {}
-    for gain_db in args.gains_db:
-        scores = {}
-        for label, root, table in (("salamander", args.data, ours), ("musescore", args.other, theirs)):
+    result["f1_by_gain_db"] = {f"{g:g}": {} for g in args.gains_db}
+    for label, root, table in (("salamander", args.data, ours), ("musescore", args.other, theirs)):
+        pieces = [(read_midi(root / n)[0], mono16k(root / table[n]["audio_filename"])) for n in names]  # read once
+        for gain_db in args.gains_db:
             matched = n_ref = n_est = 0
             per_piece = []
-            for n in names:
-                notes, _ = read_midi(root / n)
-                audio = mono16k(root / table[n]["audio_filename"]) * 10.0 ** (gain_db / 20.0)
-                s = note_f1(notes, transcribe(audio.astype(np.float32), SR))
+            for notes, audio in pieces:
+                s = note_f1(notes, transcribe((audio * 10.0 ** (gain_db / 20.0)).astype(np.float32), SR))
                 matched, n_ref, n_est = matched + s["n_matched"], n_ref + s["n_reference"], n_est + s["n_estimated"]
                 per_piece.append(s["f1"])
             pooled = 2 * matched / (n_ref + n_est) if n_ref + n_est else 0.0
             precision, recall = matched / max(n_est, 1), matched / max(n_ref, 1)
-            scores[label] = {"pooled_f1": pooled, "mean_piece_f1": float(np.mean(per_piece)), "pieces": len(names),
-                             "n_reference": n_ref, "precision": precision, "recall": recall}
+            result["f1_by_gain_db"][f"{gain_db:g}"][label] = {
+                "pooled_f1": pooled, "mean_piece_f1": float(np.mean(per_piece)), "pieces": len(names),
+                "n_reference": n_ref, "precision": precision, "recall": recall}
             at = "" if gain_db == 0 else f" at {gain_db:+g} dB"
             print(f"{label}{at}: onset F1 {pooled:.3f} pooled over {len(names)} {args.split} pieces "
                   f"({n_ref} notes; precision {precision:.3f}, recall {recall:.3f}), mean per piece "
                   f"{np.mean(per_piece):.3f}", flush=True)
-        result["f1_by_gain_db"][f"{gain_db:g}"] = scores
-        if gain_db == 0:
-            result["f1"] = scores
+    result["f1"] = result["f1_by_gain_db"].get("0", {})
     d = np.array([[r["to_plain_sfizz"], r["to_musescore_data"]] for r in result["logmel"]]).reshape(-1, 2)
     if len(d):
         print(f"log-mel distance, mean of {len(d)}: to plain sfizz {d[:, 0].mean():.3f}, to the MuseScore data {d[:, 1].mean():.3f}")

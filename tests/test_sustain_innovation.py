@@ -54,8 +54,9 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
 
 def test_the_release_share_is_validated_and_defaults_to_the_sustain_share():
     assert ModelSampling().release_innovation is None
-    assert ModelSampling(sustain_innovation=0.4).release_share == 0.4
-    assert ModelSampling(sustain_innovation=0.4, release_innovation=0.0).release_share == 0.0
+    assert SamplingOptions().for_model(ModelSampling(sustain_innovation=0.4)).release_share == 0.4
+    released_silent = ModelSampling(sustain_innovation=0.4, release_innovation=0.0)
+    assert SamplingOptions().for_model(released_silent).release_share == 0.0
     with pytest.raises(ConfigError, match="sampling.release_innovation"):
         ModelSampling(release_innovation=1.5)
     with pytest.raises(ConfigError, match="sampling.release_innovation"):
@@ -66,8 +67,8 @@ def test_the_release_share_is_validated_and_defaults_to_the_sustain_share():
     assert SamplingOptions(sustain_innovation=0.5).for_model(ModelSampling()).release_share == 0.5
     assert SamplingOptions().release_share == 1.0
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
-    assert sched.for_sampling(0.3).release_share == 0.3
-    assert sched.for_sampling(0.3, release_mix=0.1).shifted(5).release_share == 0.1
+    assert sched.release_mix == 1.0 and sched.for_sampling(0.3).release_mix == 0.3
+    assert sched.for_sampling(0.3, release_mix=0.1).shifted(5).release_mix == 0.1
     with pytest.raises(ValueError, match="release mix"):
         rs.BankBatch([sched.for_sampling(0.3), sched.for_sampling(0.3, release_mix=0.1)])
     with pytest.raises(ValueError, match="release_mix"):
