@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from midi2wave import constants as C  # noqa: E402
 from midi2wave.config import load_config  # noqa: E402
-from midi2wave.generate import GenerationCache, generate, naive_generate  # noqa: E402
+from midi2wave.render.generate import GenerationCache, generate, naive_generate  # noqa: E402
 from midi2wave.model import Midi2Wave  # noqa: E402
 
 SR = C.SAMPLE_RATE_HZ
@@ -148,7 +148,7 @@ import time, torch
 t0 = time.perf_counter()
 from midi2wave.config import load_config
 from midi2wave.model import Midi2Wave
-from midi2wave.generate import generate
+from midi2wave.render.generate import generate
 cfg = load_config("configs/tiny.json")
 model = Midi2Wave(cfg.model, cfg.data).eval()
 rolls = torch.zeros(1, cfg.data.conditioning_channels, 1 + 2 * model.context_margin_frames)

@@ -55,7 +55,7 @@ def looped_midi(src: Path, seconds: float, out: Path) -> float:
 def render_once(model, config, midi: Path, out: Path, seconds: float, options, precision: str) -> float:
     """Wall seconds of MIDI read -> conditioning -> generation -> WAV."""
     from midi2wave.audio import save_wav
-    from midi2wave.synthesize import read_piece, render_notes
+    from midi2wave.render.synthesize import read_piece, render_notes
 
     t0 = time.perf_counter()
     notes, pedals = read_piece(midi, config.data.sustain_threshold)
@@ -86,7 +86,7 @@ def main() -> int:
     import torch
 
     from midi2wave.config import SamplingOptions, load_config
-    from midi2wave.generate import available_cores
+    from midi2wave.render.generate import available_cores
     from midi2wave.model import Midi2Wave
 
     config_path = args.config

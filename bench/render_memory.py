@@ -31,10 +31,10 @@ def worker(tree: str, piece: str, threads: int) -> dict:
 
     import midi2wave
     assert midi2wave.__file__.startswith(tree), midi2wave.__file__
-    import midi2wave.generate as gen
+    from midi2wave.render import generate as gen
     from midi2wave.checkpoint import load_model
     from midi2wave.config import SamplingOptions
-    from midi2wave import synthesize as S
+    from midi2wave.render import synthesize as S
 
     generated = [0]
 

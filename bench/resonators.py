@@ -36,10 +36,10 @@ def main() -> int:
 
     import torch
 
-    from midi2wave import resonators
+    from midi2wave.conditioning import resonators
     from midi2wave.config import SamplingOptions, load_config
     from midi2wave.model import Midi2Wave
-    from midi2wave.synthesize import read_piece, render_notes
+    from midi2wave.render.synthesize import read_piece, render_notes
 
     torch.set_num_threads(1)
     print(f"# {platform.processor() or platform.machine()}, one stream, 1 thread, numba fp32, "

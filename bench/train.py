@@ -54,7 +54,7 @@ def worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     if spec.get("malloc_tuning"):
-        from midi2wave.train import tune_cpu_allocator
+        from midi2wave.training.loop import tune_cpu_allocator
 
         assert tune_cpu_allocator()
     from midi2wave import constants as C
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--segment", type=float, default=0.0, help="override the preset's segment seconds")
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--malloc-tuning", action="store_true",
-                        help="apply midi2wave.train.tune_cpu_allocator() (as `midi2wave train` does on CPU) in "
+                        help="apply midi2wave.training.loop.tune_cpu_allocator() (as `midi2wave train` does on CPU) in "
                              "every variant's process")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

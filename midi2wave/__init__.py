@@ -13,6 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+# The subpackage `midi2wave.render` (engines, kernel, synthesize, ...) is imported first so that the
+# function `render` below, not the subpackage, is the package's attribute: importing a submodule
+# binds its parent only on the parent's first import. Import its modules as
+# `from midi2wave.render import synthesize` (not `import midi2wave.render.synthesize as ...`).
+from . import render as _render_package  # noqa: F401  (light: its __init__ imports nothing heavy)
+
 __version__ = "0.1.0"
 
 __all__ = ["render", "SamplingOptions", "load_model", "__version__"]

@@ -47,7 +47,7 @@ def render(midi: Any, checkpoint: Any = None, options: SamplingOptions = Samplin
     Raises MidiError / InputError (bad file, window or input) and CheckpointError.
     """
     from .midi import apply_sustain
-    from .synthesize import read_piece, render_notes
+    from .render.synthesize import read_piece, render_notes
 
     if isinstance(checkpoint, torch.nn.Module):
         model = checkpoint  # no config at hand: settings left None take the built-in defaults

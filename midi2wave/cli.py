@@ -59,7 +59,7 @@ def _cmd_make_demo_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import train_from_cli
+    from .training.loop import train_from_cli
 
     return train_from_cli(args)
 
@@ -109,7 +109,7 @@ def _model_sampling_settings(args: argparse.Namespace) -> dict:
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
-    from .synthesize import synthesize_files
+    from .render.synthesize import synthesize_files
 
     options = _sampling_options(**_model_sampling_settings(args), seed=args.seed, engine=args.engine,
                                 chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
@@ -123,8 +123,8 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import shlex
 
-    from .evaluate import EvaluateOptions, evaluate_checkpoint
-    from .report import ReportOptions
+    from .evaluation.evaluate import EvaluateOptions, evaluate_checkpoint
+    from .evaluation.report import ReportOptions
 
     checkpoint_label = str(args.checkpoint) if args.checkpoint else "bundled"
     report_options = None
@@ -142,13 +142,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_listening_test(args: argparse.Namespace) -> int:
-    from .listening import listening_test_from_cli
+    from .evaluation.listening import listening_test_from_cli
 
     return listening_test_from_cli(args)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_model
+    from .render.export import export_model
 
     for line in export_model(args.checkpoint, args.out, fmt=args.format, midi_path=args.midi, start_s=args.start,
                              end_s=args.end, year=args.year, force=args.force, sampling_from=args.sampling_from):

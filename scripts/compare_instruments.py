@@ -7,7 +7,7 @@ the same seed (the same MIDI files):
    alignment) and to the MuseScore dataset's render of it. Distance: mean absolute
    difference of natural-log mel spectrograms (16 kHz mono, n_fft 1024, hop 256, 80 mels,
    power 2, floor 1e-5), after scaling the other signal to the same RMS; cropped to the shorter.
-2. basic-pitch onset F1 (midi2wave.transcribe, evaluate.note_f1: 50 ms, offsets ignored) of
+2. basic-pitch onset F1 (midi2wave.evaluation.transcribe, evaluate.note_f1: 50 ms, offsets ignored) of
    every piece of a split of both datasets against its MIDI; with `--gains-db`, also of both
    datasets' audio scaled by each gain (basic-pitch's reading depends on the playback level).
 
@@ -31,9 +31,9 @@ import numpy as np
 from midi2wave.audio import decode_mono_int16, int16_to_float
 from midi2wave.data.salamander import write_sfz
 from midi2wave.data.samples import ensure_samples
-from midi2wave.evaluate import note_f1
+from midi2wave.evaluation.evaluate import note_f1
 from midi2wave.midi import read_midi
-from midi2wave.transcribe import transcribe
+from midi2wave.evaluation.transcribe import transcribe
 
 SR = 16000
 

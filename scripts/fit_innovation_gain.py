@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from midi2wave import constants as C
-from midi2wave import resonators as rs
+from midi2wave.conditioning import resonators as rs
 from midi2wave.config import load_config
 from midi2wave.data.store import load_store_manifest, load_store_notes
 from midi2wave.midi import apply_sustain, decay_tau_s

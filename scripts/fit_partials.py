@@ -52,7 +52,7 @@ from fit_innovation_gain import training_pieces  # this folder: python scripts/f
 from midi2wave import constants as C
 from midi2wave.config import load_config
 from midi2wave.midi import decay_tau_s, pitch_to_hz
-from midi2wave.resonators import partial_hz
+from midi2wave.conditioning.resonators import partial_hz
 
 WINDOW = 8192
 PAD = 65536

@@ -19,7 +19,7 @@ import numpy as np
 from fit_innovation_gain import training_pieces  # this folder: python scripts/innovation_energy.py
 
 from midi2wave import constants as C
-from midi2wave import resonators as rs
+from midi2wave.conditioning import resonators as rs
 from midi2wave.config import load_config
 
 

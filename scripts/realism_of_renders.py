@@ -26,10 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's midi2wave, not an installed one
 
 from midi2wave import constants as C
-from midi2wave import realism
+from midi2wave.evaluation import realism
 from midi2wave.audio import load_audio, resample, to_mono
 from midi2wave.errors import InputError, Midi2WaveError, OutputExistsError
-from midi2wave.evaluate import OTHER_INSTRUMENTS
+from midi2wave.evaluation.evaluate import OTHER_INSTRUMENTS
 from midi2wave.midi import Notes, apply_sustain, read_midi
 
 

@@ -15,7 +15,7 @@ from midi2wave import constants as C
 from midi2wave.config import (Config, DataConfig, ModelConfig, ModelSampling, ResonatorConfig,
                               SamplingOptions, TrainConfig)
 from midi2wave.errors import EvaluationError
-from midi2wave.evaluate import (
+from midi2wave.evaluation.evaluate import (
     EvaluateOptions,
     conditioning_gain,
     donor_indices,
@@ -242,7 +242,7 @@ def test_gain_of_a_model_that_follows_the_roll_is_positive(tmp_path):
 
 
 def _basic_pitch_missing() -> str | None:
-    from midi2wave.transcribe import basic_pitch_available
+    from midi2wave.evaluation.transcribe import basic_pitch_available
 
     if not basic_pitch_available():
         return "basic-pitch / onnxruntime not installed (pip install --no-deps basic-pitch==0.4.0; see setup-dev.sh)"
@@ -284,8 +284,8 @@ def _random_midi(path, seed, seconds=8.0):
 @needs_basic_pitch
 @needs_fluidsynth
 def test_transcription_f1_of_a_render_is_high_and_of_another_piece_low(tmp_path):
-    from midi2wave.evaluate import transcription_f1
-    from midi2wave.excerpts import render_midi_file
+    from midi2wave.evaluation.evaluate import transcription_f1
+    from midi2wave.evaluation.excerpts import render_midi_file
     from midi2wave.midi import read_midi
 
     a, b = _random_midi(tmp_path / "a.mid", 1), _random_midi(tmp_path / "b.mid", 2)
@@ -303,7 +303,7 @@ def test_transcription_f1_of_a_render_is_high_and_of_another_piece_low(tmp_path)
 def test_perfect_generator_scores_the_ceiling_and_the_floor_the_chance_level(store, monkeypatch):
     """Wiring: a 'model' whose generation is the ground truth scores exactly the ceiling, and its
     shuffled-MIDI floor equals the ground truth scored against another excerpt's notes."""
-    import midi2wave.evaluate as ev
+    from midi2wave.evaluation import evaluate as ev
 
     monkeypatch.setattr(ev, "_generate_excerpts", lambda model, config, excerpts, **kw: [e.audio for e in excerpts])
     model = _tiny_model()
@@ -319,7 +319,7 @@ def test_perfect_generator_scores_the_ceiling_and_the_floor_the_chance_level(sto
 
 @needs_basic_pitch
 def test_no_nll_skips_the_teacher_forced_pass_and_scores_the_same_generations(store, monkeypatch):
-    import midi2wave.evaluate as ev
+    from midi2wave.evaluation import evaluate as ev
 
     monkeypatch.setattr(ev, "_generate_excerpts", lambda model, config, excerpts, **kw: [e.audio for e in excerpts])
     model, config = _tiny_model(), Config(data=TINY_DATA, model=TINY)
@@ -358,7 +358,7 @@ def test_evaluate_options_are_validated_once(settings, problem):
 
 
 def test_evaluation_samples_with_the_models_own_defaults_unless_told(store):
-    import midi2wave.evaluate as ev
+    from midi2wave.evaluation import evaluate as ev
 
     model = _tiny_model()
     config = Config(data=TINY_DATA, model=TINY, sampling=ModelSampling(sustain_temperature=0.3, attack_seconds=0.02))
@@ -476,7 +476,7 @@ BANK_DATA = DataConfig(conditioning=("frame",), segment_seconds=0.25, resonators
 
 
 def test_bank_targets_are_the_innovation_under_each_conditioning(store):
-    from midi2wave import resonators
+    from midi2wave.conditioning import resonators
 
     ex = store_excerpts(store, "test", BANK_DATA, margin_frames=1, n_excerpts=3, excerpt_seconds=0.25, seed=0)
     donors = donor_indices(ex)
@@ -511,7 +511,7 @@ def test_gain_of_a_bank_model_is_measured_on_the_innovation(store):
 
 @pytest.mark.parametrize("data", [TINY_DATA, BANK_DATA], ids=["rolls+excitation", "bank"])
 def test_chunked_generation_of_excerpts(store, data):
-    import midi2wave.evaluate as ev
+    from midi2wave.evaluation import evaluate as ev
 
     model = _tiny_model(model=TINY, data=data)
     config = Config(data=data, model=TINY)
@@ -550,7 +550,7 @@ def gap_store(tmp_path_factory):
 
 
 def test_excerpt_sounding_notes_hold_the_pedal_and_notes_from_before_the_window():
-    from midi2wave.excerpts import sounding_notes
+    from midi2wave.evaluation.excerpts import sounding_notes
     from midi2wave.midi import apply_sustain
 
     raw = _notes([(0.5, 1.0, 60), (1.5, 1.6, 62), (4.0, 4.5, 64)])
@@ -567,8 +567,8 @@ def test_realism_of_a_perfect_generator_equals_the_ceiling_and_the_scale_is_plug
     """Wiring: generation = ground truth gives the ceiling's gap noise and purity and distance 0; the
     second instrument comes from the OTHER_INSTRUMENTS registry (a renderer that returns the real
     audio at half level has distance 0); a renderer that cannot run skips the scale, no crash."""
-    import midi2wave.evaluate as ev
-    from midi2wave import realism
+    from midi2wave.evaluation import evaluate as ev
+    from midi2wave.evaluation import realism
     from midi2wave.errors import InputError
 
     ex = store_excerpts(gap_store, "test", TINY_DATA, margin_frames=0, n_excerpts=4, excerpt_seconds=3.0, seed=0)
@@ -630,8 +630,8 @@ def test_unknown_other_instrument_is_refused_before_any_work(store, capsys, tmp_
 def test_musescore_renders_the_excerpt_notes_with_a_preroll():
     """The second instrument: a note held from 1 s before the window sounds at its start, a note
     inside starts at its onset, the length is exact, and a sampled piano is clean in the gap."""
-    from midi2wave import realism
-    from midi2wave.evaluate import OTHER_INSTRUMENTS
+    from midi2wave.evaluation import realism
+    from midi2wave.evaluation.evaluate import OTHER_INSTRUMENTS
 
     sr = C.SAMPLE_RATE_HZ
     notes = _notes([(-1.0, 0.3, 60, 90), (2.0, 2.6, 67, 90)])
@@ -651,9 +651,9 @@ def test_musescore_renders_the_excerpt_notes_with_a_preroll():
 
 
 def test_plots_shade_the_gaps_and_show_the_level(gap_store):
-    from midi2wave import realism
-    from midi2wave.evaluate import _excerpt_figure
-    from midi2wave.evaluate_realism import mask_spans
+    from midi2wave.evaluation import realism
+    from midi2wave.evaluation.evaluate import _excerpt_figure
+    from midi2wave.evaluation.scores import mask_spans
 
     assert mask_spans(np.array([0, 1, 1, 0, 0, 1], bool), 2) == [(0.5, 1.5), (2.5, 3.0)]
     assert mask_spans(np.zeros(4, bool), 2) == []
@@ -676,7 +676,7 @@ def test_plots_shade_the_gaps_and_show_the_level(gap_store):
 def test_render_excerpt_notes_prerolls_earlier_notes_and_trims_to_the_excerpt():
     """The second-instrument wrapper: the renderer sees notes at times >= 0 (a pre-roll of at most
     4 s holds the notes from before the excerpt), and the output is the excerpt's samples only."""
-    from midi2wave.evaluate import render_excerpt_notes
+    from midi2wave.evaluation.evaluate import render_excerpt_notes
 
     sr = 1000
     seen = []
@@ -708,7 +708,7 @@ def test_realism_of_renders_script_measures_a_wav_beside_the_sampled_piano(tmp_p
 
     from midi2wave.audio import save_wav
     from midi2wave.data import demo
-    from midi2wave.evaluate import OTHER_INSTRUMENTS
+    from midi2wave.evaluation.evaluate import OTHER_INSTRUMENTS
 
     spec = importlib.util.spec_from_file_location(
         "realism_of_renders", Path(__file__).resolve().parents[1] / "scripts" / "realism_of_renders.py")
@@ -741,7 +741,7 @@ LEAD_DATA = dataclasses.replace(BANK_DATA, excitation_partials=2)
 
 
 def test_a_generation_lead_in_extends_the_excerpts_inputs_back_and_is_cut_off(store):
-    import midi2wave.evaluate as ev
+    from midi2wave.evaluation import evaluate as ev
 
     model = _tiny_model(model=TINY, data=LEAD_DATA)
     config = Config(data=LEAD_DATA, model=TINY)
@@ -767,7 +767,7 @@ def test_a_generation_lead_in_extends_the_excerpts_inputs_back_and_is_cut_off(st
     # the lead-in is generated, then cut: the same as generating the longer window, taking its DC
     # offset out as a render does (from the generation's start) and slicing it
     from midi2wave.audio import DCBlocker
-    from midi2wave.generate import generate
+    from midi2wave.render.generate import generate
     full = generate(model, led[0].lead_in_samples + len(led[0].audio),
                     conditioning=torch.from_numpy(np.stack([e.lead_in.rolls for e in led])),
                     year=torch.tensor([e.year for e in led]),

@@ -13,7 +13,7 @@ from midi2wave import constants as C
 from midi2wave.checkpoint import save_checkpoint
 from midi2wave.cli import main
 from midi2wave.config import Config, DataConfig, ModelConfig, ResonatorConfig
-from midi2wave.export import (
+from midi2wave.render.export import (
     NV_WAVENET_ARGS,
     ExportError,
     export_nv_wavenet,
@@ -23,7 +23,7 @@ from midi2wave.export import (
 )
 from midi2wave.model import Midi2Wave
 from midi2wave.model.distributions import mulaw_encode, quantize_pcm
-from midi2wave.synthesize import midi_model_inputs
+from midi2wave.render.synthesize import midi_model_inputs
 
 from test_synthesize import write_midi
 

@@ -13,7 +13,7 @@ import torch
 
 from midi2wave import constants as C
 from midi2wave.config import DataConfig, ModelConfig
-from midi2wave.generate import (
+from midi2wave.render.generate import (
     GenerationCache,
     generate,
     naive_generate,
@@ -74,7 +74,7 @@ def _forward(model: Midi2Wave, inputs: dict) -> torch.Tensor:
 
 
 def test_fast_activations_error_bound():
-    from midi2wave.generate_numba import (
+    from midi2wave.render.kernel import (
         FAST_SIGMOID_MAX_ABS_ERROR,
         FAST_TANH_MAX_ABS_ERROR,
         max_abs_error_of_fast_activations,
@@ -191,7 +191,7 @@ def test_per_sample_temperatures():
 
 def test_temperature_track_is_hot_after_onsets_only():
     from midi2wave.config import SamplingOptions
-    from midi2wave.synthesize import temperature_track
+    from midi2wave.render.synthesize import temperature_track
 
     opts = SamplingOptions(temperature=1.0, sustain_temperature=0.5, attack_seconds=0.01)
     track = temperature_track(np.array([0.0, 0.02, 0.5]), 160, 320, 16000, opts)  # samples 160..479
@@ -345,7 +345,7 @@ def test_engine_resolution_and_errors():
 
 def test_fp32_kernel_has_one_compiled_signature():
     """All model variants above share one fp32 specialisation of the kernel (compile time is paid once)."""
-    from midi2wave.generate_numba import run_streams
+    from midi2wave.render.kernel import run_streams
 
     for case in CASES:
         model = _model(*CASES[case])
@@ -361,16 +361,16 @@ def test_stepping_weights_are_the_one_reader_of_the_model_layout():
     import ast
     import inspect
 
-    from midi2wave import engines, export, generate_numba
+    from midi2wave.render import engines, export, kernel
     from midi2wave.model.stepping import stepping_weights
 
-    for module in (engines, generate_numba, export):
+    for module in (engines, kernel, export):
         source = inspect.getsource(module)
         for reach in ("model.head", ".dilated.", "layer.out.", "model.input_layer", "model.layers"):
             assert reach not in source, (module.__name__, reach)
-    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(generate_numba)))
+    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(kernel)))
                 if isinstance(node, ast.ImportFrom)}
-    assert "generate" not in imported and "midi2wave.generate" not in imported
+    assert "generate" not in imported and "midi2wave.render.generate" not in imported
     # the extracted matrices are the model's own
     model = _model(*CASES["excitation, no bias"])
     sw = stepping_weights(model)
@@ -381,17 +381,17 @@ def test_stepping_weights_are_the_one_reader_of_the_model_layout():
 
 
 def test_a_kernel_compiled_with_an_older_resonators_module_is_dropped(tmp_path):
-    from midi2wave.generate_numba import drop_stale_kernel_cache
+    from midi2wave.render.kernel import drop_stale_kernel_cache
 
     (tmp_path / "resonators.py").write_text("x = 1\n")
     cache = tmp_path / "__pycache__"
     cache.mkdir()
-    kernel = cache / "generate_numba.run_streams-344.py311.nbi"
-    other = cache / "generate_numba.fast_activations-277.py311.nbi"
+    kernel = cache / "kernel.run_streams-344.py311.nbi"
+    other = cache / "kernel.fast_activations-277.py311.nbi"
     for p in (kernel, other):
         p.write_text("cached")
-    assert drop_stale_kernel_cache(tmp_path) and not kernel.exists() and other.exists()
+    assert drop_stale_kernel_cache(tmp_path, tmp_path / "resonators.py") and not kernel.exists() and other.exists()
     kernel.write_text("cached")  # compiled again with this resonators.py: kept
-    assert not drop_stale_kernel_cache(tmp_path) and kernel.exists()
+    assert not drop_stale_kernel_cache(tmp_path, tmp_path / "resonators.py") and kernel.exists()
     (tmp_path / "resonators.py").write_text("x = 2\n")  # the bank's helpers changed: dropped
-    assert drop_stale_kernel_cache(tmp_path) and not kernel.exists()
+    assert drop_stale_kernel_cache(tmp_path, tmp_path / "resonators.py") and not kernel.exists()

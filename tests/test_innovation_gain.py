@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from midi2wave import resonators as rs
+from midi2wave.conditioning import resonators as rs
 from midi2wave.config import ConfigError, DataConfig
-from midi2wave.generate import generate
+from midi2wave.render.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
 from conftest import bank_model, random_inputs
 

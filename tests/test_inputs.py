@@ -10,13 +10,13 @@ from conftest import tiny_data_config, tiny_model_config
 from store_fixture import make_store
 
 from midi2wave import constants as C
-from midi2wave import resonators
+from midi2wave.conditioning import resonators
 from midi2wave.config import ResonatorConfig
 from midi2wave.data.dataset import SegmentDataset
-from midi2wave.evaluate import excerpt_batches, store_excerpts
-from midi2wave.inputs import window_inputs
+from midi2wave.evaluation.evaluate import excerpt_batches, store_excerpts
+from midi2wave.conditioning.inputs import window_inputs
 from midi2wave.model import Midi2Wave
-from midi2wave.synthesize import model_inputs
+from midi2wave.render.synthesize import model_inputs
 
 DATA = tiny_data_config(conditioning=("onset_velocity", "frame", "pedals"), segment_seconds=0.256,
                         excitation_partials=4, resonators=ResonatorConfig(partials=3, input="innovation", gain=0.2,

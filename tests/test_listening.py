@@ -12,8 +12,8 @@ import pytest
 
 import browser
 from midi2wave.cli import main
-from midi2wave.listening import ListeningTestError, build_test, load_key, score_ratings
-from midi2wave.report import ReportOptions, write_report
+from midi2wave.evaluation.listening import ListeningTestError, build_test, load_key, score_ratings
+from midi2wave.evaluation.report import ReportOptions, write_report
 from test_report import needs_browser, synthetic_excerpts, synthetic_results
 
 SYSTEMS = ["alpha", "beta", "real"]
@@ -215,7 +215,7 @@ def test_scoring_refuses_ratings_of_another_test_and_bad_files(test_folder, repo
 
 
 def test_holm_and_wilson_edge_cases():
-    from midi2wave.listening import holm, wilson_interval
+    from midi2wave.evaluation.listening import holm, wilson_interval
 
     adjusted = holm([0.01, None, 0.04, 0.03])
     assert adjusted[1] is None and adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06)

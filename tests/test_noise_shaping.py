@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from midi2wave import resonators as rs
+from midi2wave.conditioning import resonators as rs
 from midi2wave.config import ConfigError
-from midi2wave.generate import GenerationCache, generate
+from midi2wave.render.generate import GenerationCache, generate
 from midi2wave.midi import Notes
 from conftest import bank_model, random_inputs
 

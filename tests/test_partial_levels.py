@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from midi2wave import resonators as rs
+from midi2wave.conditioning import resonators as rs
 from midi2wave.config import (SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConfig, ModelSampling, SamplingOptions,
                               config_differences, config_from_dict)
-from midi2wave.generate import generate
+from midi2wave.render.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
 from conftest import bank_model, random_inputs
 

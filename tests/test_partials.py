@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from midi2wave import resonators as rs
+from midi2wave.conditioning import resonators as rs
 from midi2wave.config import ConfigError, DataConfig
 from midi2wave.midi import Notes, decay_tau_s, pitch_to_hz
 

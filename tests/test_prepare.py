@@ -197,7 +197,7 @@ def test_parallel_run_equals_serial_run(source, reference_store, tmp_path):
 
 _DIE_DURING_SECOND_PIECE = textwrap.dedent("""
     import os, signal, sys
-    import midi2wave.data.prepare as P
+    from midi2wave.data import prepare as P
     real_save_notes, calls = P.save_notes, []
 
     def save_notes_then_die(path, notes, pedals):

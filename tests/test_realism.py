@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from midi2wave.midi import Notes, pitch_to_hz
-from midi2wave.realism import (
+from midi2wave.evaluation.realism import (
     FLOOR_DB,
     RealismOptions,
     gap_mask,

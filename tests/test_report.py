@@ -18,8 +18,8 @@ from midi2wave.config import Config, DataConfig, ModelConfig, TrainConfig
 from midi2wave.errors import OutputExistsError
 from midi2wave.midi import Notes
 from midi2wave.model import Midi2Wave
-from midi2wave.report import ReportError, ReportExcerpt, ReportOptions, write_report
-from midi2wave.transcribe import basic_pitch_available
+from midi2wave.evaluation.report import ReportError, ReportExcerpt, ReportOptions, write_report
+from midi2wave.evaluation.transcribe import basic_pitch_available
 from store_fixture import make_store
 
 SR = C.SAMPLE_RATE_HZ

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from midi2wave import resonators as rs
+from midi2wave.conditioning import resonators as rs
 from midi2wave.config import ConfigError, DataConfig
-from midi2wave.generate import GenerationCache, generate
+from midi2wave.render.generate import GenerationCache, generate
 from midi2wave.midi import Notes, pitch_to_hz
 from midi2wave.model import Midi2Wave
 from conftest import tiny_model_config
@@ -107,7 +107,7 @@ def test_a_windows_target_after_its_warm_up_matches_the_whole_piece_analysis():
     whole, _ = rs.analyze(x, rs.schedule(notes, 0, n, SR, BANK))
     start = int(0.7 * SR)
     from midi2wave.config import DataConfig
-    from midi2wave.inputs import window_inputs
+    from midi2wave.conditioning.inputs import window_inputs
     from midi2wave.midi import PedalEvents
 
     data = DataConfig(conditioning=("frame",), resonators=BANK)

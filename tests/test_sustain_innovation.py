@@ -16,10 +16,10 @@ import math
 import numpy as np
 import pytest
 
-from midi2wave import realism
-from midi2wave import resonators as rs
+from midi2wave.evaluation import realism
+from midi2wave.conditioning import resonators as rs
 from midi2wave.config import Config, ConfigError, ModelSampling, SamplingOptions, config_from_dict
-from midi2wave.generate import generate
+from midi2wave.render.generate import generate
 from midi2wave.midi import Notes
 from conftest import bank_model, random_inputs
 

@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 
 import midi2wave
-from midi2wave import chunks as chunking
+from midi2wave.render import chunks as chunking
 from midi2wave import constants as C
-from midi2wave import synthesize as S
+from midi2wave.render import synthesize as S
 from midi2wave.checkpoint import save_checkpoint
 from midi2wave.cli import main
 from midi2wave.config import Config, SamplingOptions
@@ -203,7 +203,7 @@ def _stand_in_generate(model, n_samples, *, excitation=None, **_):
 
 @pytest.mark.parametrize("start_s,end_s", [(0.0, 1.0), (0.1234, 0.9), (0.3, 0.35)])
 def test_chunks_reassemble_a_consistent_signal_exactly(tiny, midi, monkeypatch, no_dc_blocker, start_s, end_s):
-    import midi2wave.generate as gen
+    from midi2wave.render import generate as gen
 
     model, _ = tiny
     monkeypatch.setattr(gen, "generate", _stand_in_generate)
@@ -330,7 +330,7 @@ def _counting_generate(calls):
 
 
 def test_silent_spans_cost_nothing_and_are_exact_zeros(tiny, tmp_path, monkeypatch, no_dc_blocker):
-    import midi2wave.generate as gen
+    from midi2wave.render import generate as gen
 
     model, _ = tiny
     path = write_midi(tmp_path / "gap.mid", [(0.0, 0.3, 60, 80), (30.0, 30.3, 64, 80)])
@@ -351,7 +351,7 @@ def test_silent_spans_cost_nothing_and_are_exact_zeros(tiny, tmp_path, monkeypat
 def test_silent_spans_stay_exact_zeros_behind_the_dc_blocker(tiny, tmp_path, monkeypatch):
     """Each sounding span has a DC blocker of its own: the silence between spans is exact zeros,
     however large an offset the span before it ended on."""
-    import midi2wave.generate as gen
+    from midi2wave.render import generate as gen
 
     model, _ = tiny
     path = write_midi(tmp_path / "gap.mid", [(0.0, 0.3, 60, 80), (30.0, 30.3, 64, 80)])
@@ -367,7 +367,7 @@ def test_silent_spans_stay_exact_zeros_behind_the_dc_blocker(tiny, tmp_path, mon
 
 
 def test_default_render_of_a_long_piece_uses_chunks_in_bounded_rounds(tiny, tmp_path, monkeypatch):
-    import midi2wave.generate as gen
+    from midi2wave.render import generate as gen
 
     model, _ = tiny
     piece = [(0.25 * k, 0.25 * k + 0.5, 60 + k % 12, 80) for k in range(1200)]  # 300 s, never silent
@@ -457,7 +457,7 @@ def test_streamed_wav_equals_the_in_memory_render_bit_for_bit(tiny, midi, tmp_pa
 def test_streamed_render_hands_on_bounded_pieces_in_order(tiny, tmp_path, monkeypatch, no_dc_blocker):
     """The WAV writer is fed a round (or a window of one stream) at a time, never the whole output,
     and the pieces add up to the render: memory does not grow with the piece."""
-    import midi2wave.generate as gen
+    from midi2wave.render import generate as gen
     from midi2wave.audio import WavStream
 
     model, ckpt = tiny
@@ -484,7 +484,7 @@ def test_streamed_render_hands_on_bounded_pieces_in_order(tiny, tmp_path, monkey
 def test_a_crossfade_over_full_scale_is_clipped_sample_by_sample(tiny, midi, monkeypatch, no_dc_blocker):
     """Equal-power crossfades of identical (fully correlated) chunks add up to sqrt(2) x: those
     samples clip at the 16-bit limits one by one; every other sample keeps its value (no rescaling)."""
-    import midi2wave.generate as gen
+    from midi2wave.render import generate as gen
 
     model, _ = tiny
     monkeypatch.setattr(gen, "generate", lambda model, n, *, uniforms=None, **_: torch.full((uniforms.shape[0], n), 0.9))
@@ -505,7 +505,7 @@ def test_a_render_has_no_dc_offset(tiny, midi, monkeypatch):
     """A model output stuck at a constant (as the innovation can settle in silence) is heard as
     nothing once the DC blocker has caught it (a prime still opens the output unchanged:
     test_cli_prime_from_audio_file)."""
-    import midi2wave.generate as gen
+    from midi2wave.render import generate as gen
 
     model, _ = tiny
     monkeypatch.setattr(gen, "generate", lambda model, n, *, uniforms=None, **_: torch.full((uniforms.shape[0], n), -5 / 32768))

@@ -20,10 +20,10 @@ import torch
 from midi2wave.checkpoint import load_checkpoint
 from midi2wave.cli import main as cli_main
 from midi2wave.config import DataConfig, ResonatorConfig, load_config
-from midi2wave.features import log_mel_spectrogram, mel_filterbank, valid_frames
+from midi2wave.conditioning.features import log_mel_spectrogram, mel_filterbank, valid_frames
 from midi2wave.midi import Notes
 from midi2wave.model import Midi2Wave
-from midi2wave.train import ResumableSampler, TrainingError, learning_rate_at, train
+from midi2wave.training.loop import ResumableSampler, TrainingError, learning_rate_at, train
 from store_fixture import make_store, synthetic_piece, write_store
 from conftest import tiny_config
 
@@ -177,7 +177,7 @@ def test_sigterm_stops_gracefully_and_resume_matches(store, tmp_path):
 
 DDP_SCRIPT = textwrap.dedent("""
     import os, sys, torch
-    import midi2wave.train as T
+    from midi2wave.training import loop as T
     from midi2wave.config import load_config
 
     original_run = T._Trainer.run
@@ -333,7 +333,7 @@ def test_every_parameter_gets_a_gradient():
 
 
 def test_init_from_starts_a_new_run_from_another_runs_weights(store, tmp_path):
-    from midi2wave.train import TrainingError
+    from midi2wave.training.loop import TrainingError
 
     cfg = tiny(validation_batches=0, checkpoint_every_steps=3)
     train(cfg, store, tmp_path / "a", progress=False, max_steps=3)

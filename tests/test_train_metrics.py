@@ -1,8 +1,8 @@
-"""midi2wave.train_metrics: the windows of steps whose means a run logs."""
+"""midi2wave.training.metrics: the windows of steps whose means a run logs."""
 
 import math
 
-from midi2wave.train_metrics import MetricWindow
+from midi2wave.training.metrics import MetricWindow
 
 
 def step(loss: float, bits: float, mel: float = 0.0, grad: float = 1.0) -> dict:

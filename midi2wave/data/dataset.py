@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from .. import constants as C
 from ..config import DataConfig
 from ..errors import InputError
-from ..inputs import window_inputs
+from ..conditioning.inputs import window_inputs
 from ..midi import Notes, PedalEvents, apply_sustain
 from .store import (MANIFEST, STORE_FORMAT, STORE_VERSION, load_piece_audio, load_store_manifest, load_store_notes,
                     read_manifest)

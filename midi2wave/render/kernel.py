@@ -50,28 +50,28 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from . import constants as C
-from .model.distributions import LOG_SCALE_MIN, mulaw_tables
-from .model.stepping import SteppingWeights
-from .resonators import (batch_predict, batch_update, direct_share, empty_bank_args, quantize_sum, shape_noise,
+from .. import constants as C
+from ..model.distributions import LOG_SCALE_MIN, mulaw_tables
+from ..model.stepping import SteppingWeights
+from ..conditioning.resonators import (batch_predict, batch_update, direct_share, empty_bank_args, quantize_sum, shape_noise,
                          unshape_noise)
 
 
-def drop_stale_kernel_cache(package_dir: Path) -> bool:
-    """Delete the cached kernel (`__pycache__/generate_numba.run_streams-*.nbi/.nbc`) when
-    resonators.py changed since it was compiled; returns True when it did. Why: numba keys a cached
+def drop_stale_kernel_cache(kernel_dir: Path, resonators_file: Path) -> bool:
+    """Delete the cached kernel (`kernel_dir/__pycache__/kernel.run_streams-*.nbi/.nbc`) when
+    `resonators_file` changed since it was compiled; returns True when it did. Why: numba keys a cached
     function on its own file alone, while the kernel inlines the bank's jitted helpers from
     resonators.py, so an edit there would otherwise load the old kernel silently. (A cache that
     numba keeps elsewhere, NUMBA_CACHE_DIR or an unwritable package, is not checked.)"""
-    cache = package_dir / "__pycache__"
-    stamp = hashlib.sha1((package_dir / "resonators.py").read_bytes()).hexdigest()
-    marker = cache / "generate_numba.resonators.sha1"
+    cache = kernel_dir / "__pycache__"
+    stamp = hashlib.sha1(resonators_file.read_bytes()).hexdigest()
+    marker = cache / "kernel.resonators.sha1"
     try:
         if marker.read_text() == stamp:
             return False
     except OSError:
         pass
-    for path in cache.glob("generate_numba.run_streams-*.nb[ic]"):
+    for path in cache.glob("kernel.run_streams-*.nb[ic]"):
         path.unlink(missing_ok=True)
     try:
         cache.mkdir(exist_ok=True)
@@ -81,7 +81,8 @@ def drop_stale_kernel_cache(package_dir: Path) -> bool:
     return True
 
 
-drop_stale_kernel_cache(Path(__file__).resolve().parent)
+_HERE = Path(__file__).resolve().parent
+drop_stale_kernel_cache(_HERE, _HERE.parent / "conditioning" / "resonators.py")
 
 PRECISIONS = ("fp32", "fp16", "int8")
 LANES = 16  # float32 lanes of one IR vector (one AVX-512 register; LLVM splits it on narrower machines)

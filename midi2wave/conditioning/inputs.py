@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from . import constants as C
+from .. import constants as C
 from . import resonators
-from .config import DataConfig
-from .midi import Notes, PedalEvents, excitation_signal, frame_rolls
+from ..config import DataConfig
+from ..midi import Notes, PedalEvents, excitation_signal, frame_rolls
 
 __all__ = ["WindowInputs", "window_inputs"]
 

@@ -48,14 +48,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from . import plots, realism, report
-from .audio import DCBlocker
-from .config import Config, SamplingOptions
-from .errors import EvaluationError
-from .evaluate_realism import (OTHER_INSTRUMENTS, check_other_instrument, fmt_value, level_db, mask_spans, other_instrument_renders,
+from .. import plots
+from . import realism, report
+from ..audio import DCBlocker
+from ..config import Config, SamplingOptions
+from ..errors import EvaluationError
+from .scores import (OTHER_INSTRUMENTS, check_other_instrument, fmt_value, level_db, mask_spans, other_instrument_renders,
                                realism_label, realism_scores, realism_table, render_excerpt_notes)
 from .excerpts import CONDITIONS, Excerpt, donor_indices, excerpt_batches, midi_excerpts, store_excerpts
-from .midi import Notes
+from ..midi import Notes
 
 __all__ = [
     "EvaluateOptions",
@@ -339,9 +340,9 @@ def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequenc
     sampling.chunk_seconds > 0: each excerpt is cut into chunks as `midi2wave synthesize
     --chunk-seconds` does (warm-up overlap, crossfade), every chunk of every excerpt one stream of
     the batch."""
-    from .generate import generate
-    from .chunks import ChunkPlan
-    from .synthesize import temperature_track
+    from ..render.generate import generate
+    from ..render.chunks import ChunkPlan
+    from ..render.synthesize import temperature_track
 
     if not excerpts:
         return []
@@ -629,7 +630,7 @@ def _write_plots(folder: Path, excerpts: Sequence[Excerpt], generated: Sequence[
                  generated_notes: Sequence[Notes] | None = None, force: bool = False,
                  realism_rows: Sequence[dict[str, Any]] | None = None) -> list[str]:
     """One PNG per excerpt in `folder` (created); existing files are refused unless `force`."""
-    from .files import atomic_path
+    from ..files import atomic_path
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / _plot_name(i, e) for i, e in enumerate(excerpts)]
@@ -695,7 +696,7 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def _write_json(path: Path, results: dict[str, Any], force: bool) -> None:
-    from .files import atomic_path
+    from ..files import atomic_path
 
     if not path.parent.is_dir():
         raise EvaluationError(f"{path}: folder {path.parent} does not exist")
@@ -709,7 +710,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None, options: EvaluateO
     """`midi2wave evaluate`: load the checkpoint (None: the bundled model) on `device` (None: cuda
     if available), evaluate, print the table, write `json_path` (refused before any work if it
     exists, unless `options.force`) and the options' plots / report. Returns the exit status."""
-    from .checkpoint import load_model
+    from ..checkpoint import load_model
 
     if json_path is not None and Path(json_path).exists() and not options.force:
         raise EvaluationError(f"{json_path}: already exists (use --force to overwrite)")

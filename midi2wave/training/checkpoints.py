@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, load_state, save_checkpoint, step_checkpoints
-from .config import Config
-from .errors import TrainingError
-from .files import atomic_path
+from ..checkpoint import load_checkpoint, load_state, save_checkpoint, step_checkpoints
+from ..config import Config
+from ..errors import TrainingError
+from ..files import atomic_path
 
 __all__ = ["CHECKPOINT_DIR", "LAST_CHECKPOINT", "RunCheckpoints", "TrainingState", "latest_checkpoint",
            "load_initial_weights", "restore_training_state", "rng_state", "set_rng_state"]

@@ -34,17 +34,17 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed as D
-from .checkpoint import checkpoint_config, load_checkpoint
-from .config import SYNTHESIS_ONLY_KEYS, Config, config_differences, load_config
-from .data.store import load_store_manifest
-from .errors import TrainingError
-from .features import log_mel_spectrogram, valid_frames
-from .files import atomic_write_bytes
-from .model import Midi2Wave
-from .train_checkpoints import (CHECKPOINT_DIR, RunCheckpoints, latest_checkpoint, load_initial_weights,
+from ..checkpoint import checkpoint_config, load_checkpoint
+from ..config import SYNTHESIS_ONLY_KEYS, Config, config_differences, load_config
+from ..data.store import load_store_manifest
+from ..errors import TrainingError
+from ..conditioning.features import log_mel_spectrogram, valid_frames
+from ..files import atomic_write_bytes
+from ..model import Midi2Wave
+from .checkpoints import (CHECKPOINT_DIR, RunCheckpoints, latest_checkpoint, load_initial_weights,
                                 restore_training_state, rng_state, set_rng_state)
-from .train_metrics import MetricsWriter, MetricWindow, warn
-from .train_summaries import write_audio_summaries
+from .metrics import MetricsWriter, MetricWindow, warn
+from .summaries import write_audio_summaries
 
 __all__ = ["TrainingError", "train", "train_from_cli", "learning_rate_at", "tune_cpu_allocator"]
 
@@ -139,7 +139,7 @@ class _Trainer:
     def __init__(self, config: Config, store: Path, split_counts: dict[str, int], out_dir: Path,
                  device: torch.device, info: D.DistInfo, progress: bool, resume_from: Path | None,
                  init_from: Path | None = None) -> None:
-        from .data.dataset import SegmentDataset
+        from ..data.dataset import SegmentDataset
 
         self.config = config
         self.tc = tc = config.train
@@ -592,7 +592,7 @@ def train(config: Config | None, data_dir: Any, out_dir: Any, resume: bool = Fal
     if init_from is not None and resume:
         raise TrainingError("--init-from starts a new run: it cannot be combined with --resume")
     if init_from is not None:
-        from .checkpoint import find_checkpoint
+        from ..checkpoint import find_checkpoint
 
         init_from = find_checkpoint(init_from)
     config, store, counts, out, resume_from = _prepare_run(config, data_dir, out_dir, resume)

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import DataConfig, ResonatorConfig
-from .midi import Notes, decay_tau_s, pitch_to_hz
+from ..config import DataConfig, ResonatorConfig
+from ..midi import Notes, decay_tau_s, pitch_to_hz
 
 try:  # numba is a core dependency; keep the module importable for `--help` paths all the same
     import numba

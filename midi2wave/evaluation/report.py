@@ -29,10 +29,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import plots
-from .audio import save_wav
-from .files import atomic_path
-from .errors import Midi2WaveError, OutputExistsError
+from .. import plots
+from ..audio import save_wav
+from ..files import atomic_path
+from ..errors import Midi2WaveError, OutputExistsError
 
 __all__ = ["REPORT_FORMAT", "ReportError", "ReportExcerpt", "ReportOptions", "atomic_folder", "check_folder",
            "clip_label", "load_report", "write_report"]

@@ -25,9 +25,9 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 
-from .model.distributions import mulaw_encode, mulaw_tables
-from .model.stepping import SteppingWeights, stepping_weights
-from .model.wavenet import Midi2Wave
+from ..model.distributions import mulaw_encode, mulaw_tables
+from ..model.stepping import SteppingWeights, stepping_weights
+from ..model.wavenet import Midi2Wave
 
 ENGINES = ("auto", "torch", "numba")
 
@@ -82,7 +82,7 @@ def available_cores() -> int:
 
 def numba_available() -> bool:
     try:
-        from . import generate_numba  # noqa: F401
+        from . import kernel  # noqa: F401
     except ImportError:
         return False
     return True
@@ -298,11 +298,11 @@ class TorchEngine:
 
 
 class NumbaEngine:
-    """The fused numba kernel (`generate_numba.run_streams`) on a pool of threads, one per group of streams."""
+    """The fused numba kernel (`kernel.run_streams`) on a pool of threads, one per group of streams."""
 
     def __init__(self, model: Midi2Wave, batch_size: int, precision: str,
                  weights: SteppingWeights | None = None) -> None:
-        from . import generate_numba as gn
+        from . import kernel as gn
 
         self.gn = gn
         self.packed = gn.pack_weights(weights if weights is not None else stepping_weights(model), precision)

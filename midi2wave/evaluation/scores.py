@@ -10,9 +10,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import realism
-from .errors import EvaluationError, Midi2WaveError
+from ..errors import EvaluationError, Midi2WaveError
 from .excerpts import Excerpt
-from .midi import Notes, PedalEvents
+from ..midi import Notes, PedalEvents
 
 def fmt_value(value: Any, spec: str = ".3f") -> str:
     """A table cell: '-' for a missing value."""
@@ -48,7 +48,7 @@ def _instrument_notes(instrument: str):
     """render(notes, sample_rate_hz) -> float32 [n]: notes (times >= 0, no pedal) played by one of the
     demo data's pianos (`data.instruments`: "musescore" = FluidSynth, "salamander" = sfizz), dry."""
     def render(notes: Notes, sample_rate_hz: int) -> np.ndarray:
-        from .data import instruments
+        from ..data import instruments
 
         return instruments.render_notes(notes, PedalEvents.empty(), instrument, sample_rate_hz, tail_seconds=0.1)
     return render

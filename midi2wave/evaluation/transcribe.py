@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import Midi2WaveError
-from .midi import Notes
+from ..errors import Midi2WaveError
+from ..midi import Notes
 
 __all__ = [
     "INSTALL_HINT",
@@ -135,7 +135,7 @@ class Transcriber:
     def activations(self, audio: np.ndarray, sample_rate_hz: int) -> dict[str, np.ndarray]:
         """Frame-wise model output {'note': [n, 88], 'onset': [n, 88], 'contour': [n, 264]} at
         basic-pitch's 86 frames/s, for mono float audio `[n]` in [-1, 1] at `sample_rate_hz`."""
-        from .audio import resample
+        from ..audio import resample
 
         c = self._c
         x = np.asarray(audio, dtype=np.float32)

@@ -33,7 +33,7 @@ repeats them). ``temperature`` scales the logistic scale (MoL) or divides the lo
 ``[B, n_samples]`` tensor gives every sample its own (e.g. `synthesize`'s sustain temperature).
 
 Engines (`engines.py`: one interface, reset / launch a `Block` / wait; both built from the weights
-`model.stepping.stepping_weights` extracts): "numba" (CPU; `generate_numba.run_streams`, one thread per group of streams), "torch"
+`model.stepping.stepping_weights` extracts): "numba" (CPU; `kernel.run_streams`, one thread per group of streams), "torch"
 (any device; cached steps of small matmuls, for CUDA), "auto" = numba on CPU (if numba imports),
 torch otherwise. ``threads`` (numba): worker threads, default all available cores, at most B; each
 thread runs a contiguous group of streams through the whole call without synchronising per sample,
@@ -44,7 +44,7 @@ torch engine runs with ``threads`` intra-op threads (default 1: its ops are too 
 within ~2e-4 of fp32 on random models; 1.2-1.4x faster for one stream of a big model, e.g.
 nv-wavenet RTF 0.74 -> 0.59 on one core here; no gain with many streams: the better choice for
 single-stream rendering) or "int8" (per-output scales, params within ~5e-3; no faster than fp16
-here); see `generate_numba.pack_weights` and BENCHMARKS.md. The kernel compiles on its first use (~10 s) and
+here); see `kernel.pack_weights` and BENCHMARKS.md. The kernel compiles on its first use (~10 s) and
 is cached on disk by numba (later processes load it in ~1-2 s).
 
 State: ``cache`` (a `GenerationCache` for (model, batch size, device, engine, precision)) holds the
@@ -76,10 +76,10 @@ from typing import Callable
 
 import torch
 
-from . import resonators
+from ..conditioning import resonators
 from .engines import ENGINES, Block, Engine, available_cores, make_engine, numba_available, resolve_engine
-from .model.distributions import mulaw_encode
-from .model.wavenet import Midi2Wave
+from ..model.distributions import mulaw_encode
+from ..model.wavenet import Midi2Wave
 
 _BROADCAST_STEP = 1 << 40  # conditioning step of a time-constant (year-only) conditioning
 

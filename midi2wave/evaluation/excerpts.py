@@ -13,13 +13,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from . import constants as C
-from . import realism, resonators
-from .config import DataConfig
-from .data.store import load_store_notes
-from .errors import EvaluationError
-from .inputs import WindowInputs, window_inputs
-from .midi import Notes, apply_sustain
+from .. import constants as C
+from . import realism
+from ..conditioning import resonators
+from ..config import DataConfig
+from ..data.store import load_store_notes
+from ..errors import EvaluationError
+from ..conditioning.inputs import WindowInputs, window_inputs
+from ..midi import Notes, apply_sustain
 
 __all__ = ["CONDITIONS", "Excerpt", "donor_indices", "excerpt_batches", "excerpt_config", "innovation_target",
            "midi_excerpts", "render_midi_file", "sounding_notes", "store_excerpts"]
@@ -132,7 +133,7 @@ def store_excerpts(store: str | os.PathLike, split: str, data_config: DataConfig
     allows within a few draws, holds at least one note onset. Raises InputError for a missing store
     or an empty split, EvaluationError when the split has fewer distinct windows than asked for.
     """
-    from .data.dataset import SegmentDataset
+    from ..data.dataset import SegmentDataset
 
     cfg = excerpt_config(data_config, excerpt_seconds)
     dataset = SegmentDataset(store, split, cfg, margin_frames=margin_frames, seed=seed)
@@ -200,7 +201,7 @@ def midi_excerpts(paths: Sequence[str | os.PathLike], data_config: DataConfig, m
     of a shorter file the rolls are zero and the audio silent, so all excerpts have one length).
     The ground-truth audio is a FluidSynth render of the whole file, sliced to the window
     (`render=False`: silence). Raises MidiError for unreadable files."""
-    from .midi import read_midi
+    from ..midi import read_midi
 
     cfg = excerpt_config(data_config, excerpt_seconds)
     spf, fr = cfg.samples_per_frame, cfg.frame_rate_hz
@@ -235,8 +236,8 @@ def render_midi_file(path: str | os.PathLike, sample_rate_hz: int) -> np.ndarray
     """float32 mono render of a MIDI file at `sample_rate_hz` by the demo data's FluidSynth piano
     (MuseScore General, no room: dry, at the demo's fixed output gain; `data.instruments`).
     Raises demo.DemoDataError when FluidSynth or the soundfont is missing."""
-    from .data import instruments
-    from .midi import read_midi
+    from ..data import instruments
+    from ..midi import read_midi
 
     notes, pedals = read_midi(path)
     return instruments.render_notes(notes, pedals, "musescore", sample_rate_hz, tail_seconds=1.0)

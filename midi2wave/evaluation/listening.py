@@ -39,8 +39,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import report
-from .audio import atomic_path
-from .errors import Midi2WaveError
+from ..audio import atomic_path
+from ..errors import Midi2WaveError
 
 __all__ = ["KEY_FORMAT", "QUESTION", "RATINGS_FORMAT", "SCALE", "ListeningTestError", "build_test",
            "format_scores", "holm", "listening_test_from_cli", "load_key", "score_ratings", "wilson_interval"]

@@ -53,9 +53,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config, ConfigError, ModelConfig, load_config
-from .errors import Midi2WaveError
-from .model.stepping import SteppingWeights, stepping_weights
+from ..config import Config, ConfigError, ModelConfig, load_config
+from ..errors import Midi2WaveError
+from ..model.stepping import SteppingWeights, stepping_weights
 
 __all__ = [
     "NV_WAVENET_ARGS",
@@ -197,7 +197,7 @@ def nv_wavenet_conditioning(model: Any, conditioning: torch.Tensor | None, year:
 def _resolve_model(model_or_checkpoint: Any) -> tuple[Any, Config | None]:
     if isinstance(model_or_checkpoint, torch.nn.Module):
         return model_or_checkpoint, None
-    from .checkpoint import load_model
+    from ..checkpoint import load_model
 
     return load_model(model_or_checkpoint)
 
@@ -211,7 +211,7 @@ def export_nv_wavenet(model_or_checkpoint: Any, out_path: str | Path, *, midi_pa
     With `midi_path`, also `cond_input` [2R, 1, L, T] for that MIDI between `start_s` and `end_s`
     (default: the end of the notes + release), conditioned on `year`. Returns the dict written.
     """
-    from .files import atomic_path
+    from ..files import atomic_path
 
     model, _ = _resolve_model(model_or_checkpoint)
     weights = nv_wavenet_weights(model)
@@ -244,7 +244,7 @@ def export_model(checkpoint: Path | None, out: Path, *, fmt: str = "nv-wavenet",
     synthesis-only settings, its `sampling` section and the bank's partial levels, become the
     released model's: `Config.with_synthesis_settings_from`). Returns the lines to report."""
     if fmt == "safetensors":
-        from .checkpoint import export_safetensors, find_checkpoint
+        from ..checkpoint import export_safetensors, find_checkpoint
 
         if midi_path is not None:
             raise ExportError("--midi goes with --format nv-wavenet only")

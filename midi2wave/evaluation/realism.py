@@ -49,7 +49,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .midi import Notes, pitch_to_hz
+from ..midi import Notes, pitch_to_hz
 
 __all__ = [
     "FLOOR_DB",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .config import Config
-from .train_metrics import warn
+from ..config import Config
+from .metrics import warn
 
 __all__ = ["FREE_RUN_SECONDS", "write_audio_summaries", "summary_figure"]
 

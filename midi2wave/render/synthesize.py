@@ -57,12 +57,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from . import constants as C
-from .audio import DCBlocker
+from .. import constants as C
+from ..audio import DCBlocker
 from .chunks import STREAMS_PER_CORE, ChunkPlan, StreamingJoin, auto_chunk_seconds, sounding_spans
-from .config import SamplingOptions
-from .errors import InputError, Midi2WaveError
-from .inputs import window_inputs
+from ..config import SamplingOptions
+from ..errors import InputError, Midi2WaveError
+from ..conditioning.inputs import window_inputs
 
 __all__ = [
     "RELEASE_SECONDS",
@@ -87,7 +87,7 @@ RELEASE_SECONDS = 1.0  # rendered after the last note ends, for its release and 
 
 def read_piece(midi_path: str | os.PathLike, sustain_threshold: int = C.PEDAL_ON_THRESHOLD):
     """(notes with the sustain rule applied, pedal events) of a MIDI file. Raises MidiError."""
-    from .midi import apply_sustain, read_midi
+    from ..midi import apply_sustain, read_midi
 
     notes, pedals = read_midi(midi_path)
     return apply_sustain(notes, pedals, sustain_threshold), pedals
@@ -253,7 +253,7 @@ def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[i
     """The sounding spans of the generation window (see `chunks.sounding_spans`): a note rings for
     `RELEASE_SECONDS` (and the resonator bank's release tail) after its sustained offset; a span
     starts a receptive field (whole frames) early. A primed render starts its first span at 0."""
-    from . import resonators
+    from ..conditioning import resonators
 
     data = model.data_config
     spf = data.samples_per_frame
@@ -494,7 +494,7 @@ def _round_windows(job: _Job, rounds: list[_Round], bar: "_Progress"):
     group of rows (the primed first chunk is its own group: the engines prime every row of a call
     alike). The next window's inputs are built on a helper thread while one generates, so the
     kernel threads do not wait for them."""
-    from . import resonators
+    from ..conditioning import resonators
     from .generate import GenerationCache, generate
 
     model, notes, options = job.model, job.notes, job.options
@@ -625,7 +625,7 @@ def _output_paths(inputs: Sequence[Path], out: Path | None) -> list[Path]:
 
 def _load_prime(path: Path, sample_rate_hz: int, start_s: float) -> np.ndarray:
     """The prime audio file, mono at the model's rate, from `start_s` on (MIDI timeline)."""
-    from .audio import load_audio, resample, to_mono
+    from ..audio import load_audio, resample, to_mono
 
     audio, rate = load_audio(path)
     mono = resample(to_mono(audio), rate, sample_rate_hz)
@@ -662,8 +662,8 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
     not taken unless `force`) before the model loads or anything is generated. Returns 0 if every
     input was rendered, 1 if some failed (each reported in one line); problems that concern every
     input raise."""
-    from .audio import wav_writer
-    from .checkpoint import load_model
+    from ..audio import wav_writer
+    from ..checkpoint import load_model
 
     if prime_seconds <= 0 and prime is not None:
         raise Midi2WaveError(f"--prime-seconds must be > 0, got {prime_seconds}")
@@ -723,7 +723,7 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
             seconds = time.perf_counter() - t0
             extra = ""
             if plot:
-                from .plots import save_roll_and_spectrogram
+                from ..plots import save_roll_and_spectrogram
 
                 png = save_roll_and_spectrogram(dst.with_suffix(".png"), np.concatenate(kept), sr, notes=notes,
                                                 start_s=round(start_s * sr) / sr, title=src.name, force=force)
