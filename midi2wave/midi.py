@@ -236,8 +236,12 @@ def read_midi(path: str | Path) -> tuple[Notes, PedalEvents]:
         raise MidiError(f"{path}: no such file")
     if not path.is_file():
         raise MidiError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise MidiError(f"{path}: empty file, not a MIDI file")
     try:
         midi = mido.MidiFile(path)
+    except EOFError:  # mido's EOFError says nothing
+        raise MidiError(f"{path}: not a MIDI file or corrupt (its data ends early: truncated?)") from None
     except OSError as e:
         raise MidiError(f"{path}: cannot read as MIDI ({e.strerror or e})") from None
     except Exception as e:  # mido raises EOFError, KeyError, ValueError... on corrupt data
@@ -609,8 +613,11 @@ def excitation_signal(notes: Notes, start_sample: int, n_samples: int, sample_ra
         t = (np.arange(a, b, dtype=np.float64) - cache["on"][i]) / sr
         duration = notes.offset_s[i] - notes.onset_s[i]
         tau = cache["tau"][i]
-        env = np.where(t < duration, np.exp(-t / tau),
-                       math.exp(-duration / tau) * np.exp(-(t - duration) / _RELEASE_TAU_S))
+        # Each branch only where it applies: the release branch before the offset of a long note
+        # would overflow (exp of t - duration << 0), and 0 * inf there would be NaN.
+        env = np.exp(-t / tau)
+        released = t >= duration
+        env[released] = math.exp(-duration / tau) * np.exp(-(t[released] - duration) / _RELEASE_TAU_S)
         phase = (2.0 * np.pi * f0) * t
         # sum_m sin(m x)/m with the Chebyshev recurrence sin((m+1)x) = 2 cos(x) sin(mx) - sin((m-1)x):
         # elementwise only (no BLAS), so every sample is computed the same way in any window.
