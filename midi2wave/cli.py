@@ -7,8 +7,10 @@ Every `Midi2WaveError` is printed as one line `midi2wave: error: <file>: <proble
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .errors import Midi2WaveError
 
@@ -170,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="midi2wave",
         description="MIDI-conditioned WaveNet piano synthesis (midi2wave of Wave2Midi2Wave).",
     )
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", dest="log_quiet", action="store_true",
+                          help="warnings and errors only (and no progress bars): `midi2wave -q COMMAND ...`")
+    loudness.add_argument("-v", "--verbose", dest="log_verbose", action="store_true",
+                          help="debug messages too: `midi2wave -v COMMAND ...`")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("prepare", help="preprocess MAESTRO (or a folder of MIDI + audio pairs) into a dataset store")
@@ -310,10 +317,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _MessageHandler(logging.Handler):
+    """The library's messages (`logging`, logger `midi2wave.*`) as plain lines on stderr, through
+    `tqdm.write` once tqdm is loaded so that they print above a running progress bar, not through it.
+    stderr is looked up at each message (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            tqdm = sys.modules.get("tqdm")
+            if tqdm is not None:
+                tqdm.tqdm.write(line, file=sys.stderr)
+            else:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+        except Exception:  # pragma: no cover - as logging.StreamHandler
+            self.handleError(record)
+
+
+def _configure_logging(quiet: bool, verbose: bool) -> Callable[[], None]:
+    """One handler on the `midi2wave` logger, `%(message)s`: messages read as they always did (each
+    carries its own `midi2wave: warning: ` where it is one). quiet: warnings and errors only;
+    verbose: debug too; else info. Returns the undo (main is called repeatedly in tests)."""
+    logger = logging.getLogger("midi2wave")
+    handler = _MessageHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    previous_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+    return undo
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as given, shown by `evaluate --report`
+    quiet = args.log_quiet or getattr(args, "quiet", False)  # a command's own -q quiets its messages too
+    if quiet and hasattr(args, "quiet"):
+        args.quiet = True  # and the global -q its progress bars
+    undo_logging = _configure_logging(quiet, args.log_verbose)
     try:
         return int(args.handler(args) or 0)
     except Midi2WaveError as e:
@@ -322,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("midi2wave: interrupted", file=sys.stderr)
         return 130
+    finally:
+        undo_logging()
 
 
 if __name__ == "__main__":

@@ -289,12 +289,12 @@ def test_run_folder_rules(store, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_no_validation_split_and_no_tensorboard_warn_and_train(tmp_path, capsys, monkeypatch):
+def test_no_validation_split_and_no_tensorboard_warn_and_train(tmp_path, caplog, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     make_store(tmp_path / "s", {"train": 1}, seconds=0.4)
     summary = train(tiny(log_every_steps=1), tmp_path / "s", tmp_path / "r", progress=False, max_steps=3)
     assert summary["step"] == 3
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "no validation pieces" in err and "TensorBoard logging is off" in err
     assert len(metrics(tmp_path / "r")) == 3 and not (tmp_path / "r" / "tensorboard").exists()
 

@@ -16,6 +16,7 @@ the rest of the batch goes on.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import sys
@@ -36,6 +37,8 @@ from ..files import TEMP_NAME, atomic_path
 from .maestro import Piece, find_pieces
 from .store import (MANIFEST, PIECE_SUFFIXES, PIECES_DIR, SOURCE_KEYS, piece_file_names, read_manifest, read_record,
                     save_notes, save_piece_audio, write_manifest, write_record)
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PrepareSummary", "prepare_dataset"]
 
@@ -109,7 +112,7 @@ def prepare_dataset(
 
     def report(path: str, message: str) -> None:
         summary.failed.append((path, message))
-        _print(f"midi2wave: failed: {message}")
+        logger.error("midi2wave: failed: %s", message)
 
     for piece in pieces:
         if piece.problem is not None:
@@ -365,7 +368,7 @@ def _write_manifest(store: Path, sample_rate_hz: int) -> int:
         if entry.name.endswith(".json") and not entry.name.startswith("."):
             record = read_record(Path(entry.path))
             if record is None or "id" not in record:
-                _print(f"midi2wave: warning: {entry.path}: unreadable piece record, left out of the manifest")
+                logger.warning("midi2wave: warning: %s: unreadable piece record, left out of the manifest", entry.path)
                 continue
             if record.get("sample_rate_hz") != sample_rate_hz:
                 raise InputError(f"{entry.path}: piece stored at {record.get('sample_rate_hz')} Hz, "
@@ -391,12 +394,6 @@ def _dumps(obj: Any) -> str:
 # -------------------------------------------------------------------------------------- output
 
 
-def _print(line: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(line, file=sys.stderr)
-
-
 def _progress_bar(enabled: bool, total_seconds: float, n_pieces: int) -> Any:
     if not enabled:
         return None
@@ -416,8 +413,8 @@ def _print_summary(summary: PrepareSummary) -> None:
     line = (f"midi2wave: prepared {len(summary.done)} pieces ({hours:.2f} h of audio) in {summary.wall_seconds:.1f} s{speed}; "
             f"{len(summary.skipped_existing)} already done; {len(summary.failed)} failed; "
             f"{summary.pieces_in_store} pieces in {summary.store / MANIFEST}")
-    _print(line)
+    logger.info("%s", line)
     if summary.failed:
-        _print(f"midi2wave: {len(summary.failed)} pieces failed (listed in {summary.errors_file}):")
+        logger.error("midi2wave: %d pieces failed (listed in %s):", len(summary.failed), summary.errors_file)
         for _, message in summary.failed:
-            _print(f"  {message}")
+            logger.error("  %s", message)

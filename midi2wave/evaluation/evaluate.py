@@ -36,6 +36,7 @@ there is no teacher-forced NLL (no recording to score).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -57,6 +58,8 @@ from .scores import (OTHER_INSTRUMENTS, check_other_instrument, fmt_value, level
                                realism_label, realism_scores, realism_table, render_excerpt_notes)
 from .excerpts import CONDITIONS, Excerpt, donor_indices, excerpt_batches, midi_excerpts, store_excerpts
 from ..midi import Notes
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "EvaluateOptions",
@@ -715,7 +718,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None, options: EvaluateO
     if json_path is not None and Path(json_path).exists() and not options.force:
         raise EvaluationError(f"{json_path}: already exists (use --force to overwrite)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    log = None if quiet else (lambda msg: print(f"midi2wave evaluate: {msg}", file=sys.stderr, flush=True))
+    log = None if quiet else (lambda msg: logger.info("midi2wave evaluate: %s", msg))
     model, config = load_model(checkpoint, device=device)
     results = evaluate_model(model, config, options, progress=not quiet, log=log)
     results["settings"]["checkpoint"] = str(checkpoint) if checkpoint else "bundled"
@@ -726,5 +729,5 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None, options: EvaluateO
     if json_path is not None:
         _write_json(Path(json_path), results, options.force)
         if not quiet:
-            print(f"wrote {json_path}", file=sys.stderr)
+            logger.info("wrote %s", json_path)
     return 0

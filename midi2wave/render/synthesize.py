@@ -43,6 +43,7 @@ MIDI's time 0, as for MAESTRO's recordings): the prime is AUDIO from `--start` o
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
 import os
 from collections import deque
@@ -63,6 +64,8 @@ from .chunks import STREAMS_PER_CORE, ChunkPlan, StreamingJoin, auto_chunk_secon
 from ..config import SamplingOptions
 from ..errors import InputError, Midi2WaveError
 from ..conditioning.inputs import window_inputs
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RELEASE_SECONDS",
@@ -607,7 +610,7 @@ def render_midi(model: Any, midi_path: str | os.PathLike, options: SamplingOptio
 
 
 def _error(message: str) -> None:
-    print(f"midi2wave: error: {message}", file=sys.stderr)
+    logger.error("midi2wave: error: %s", message)
 
 
 def _output_paths(inputs: Sequence[Path], out: Path | None) -> list[Path]:
@@ -704,8 +707,8 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
     options = options.for_config(config)  # the model's own sampling defaults where no flag says
     sr = model.data_config.sample_rate_hz
     if year is not None and year not in C.MAESTRO_YEARS:
-        print(f"midi2wave: note: --year {year} is not a MAESTRO year {list(C.MAESTRO_YEARS)}; "
-              f"rendering as an unknown year", file=sys.stderr)
+        logger.warning("midi2wave: note: --year %s is not a MAESTRO year %s; rendering as an unknown year",
+                       year, list(C.MAESTRO_YEARS))
     prime_audio = _load_prime(prime, sr, start_s) if prime is not None else None
     for src, dst in todo:
         try:
@@ -730,8 +733,8 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
                 extra = f" and {png}"
             if not quiet:
                 dur = rendering.n_samples / sr
-                print(f"wrote {dst}{extra} ({dur:.2f} s of audio in {seconds:.1f} s, "
-                      f"real-time factor {seconds / max(dur, 1e-9):.2f})", file=sys.stderr)
+                logger.info("wrote %s%s (%.2f s of audio in %.1f s, real-time factor %.2f)",
+                            dst, extra, dur, seconds, seconds / max(dur, 1e-9))
         except Midi2WaveError as e:
             _error(str(e))
             failed += 1
