@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .errors import Midi2WaveError
 
@@ -331,7 +331,7 @@ class _MessageHandler(logging.Handler):
             else:
                 sys.stderr.write(line + "\n")
                 sys.stderr.flush()
-        except Exception:  # pragma: no cover - as logging.StreamHandler
+        except Exception:  # noqa: BLE001  # pragma: no cover - as logging.StreamHandler
             self.handleError(record)
 
 

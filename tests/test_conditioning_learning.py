@@ -17,7 +17,7 @@ import torch
 from midi2wave.config import DataConfig
 from midi2wave.model import Midi2Wave
 from midi2wave.model.distributions import quantize_pcm
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 SPF = 64
 FRAMES = 8

@@ -22,7 +22,7 @@ from midi2wave.render.generate import (
 )
 from midi2wave.model import Midi2Wave
 from midi2wave.model.distributions import quantize_pcm
-from conftest import tiny_data_config, tiny_model_config
+from helpers import tiny_data_config, tiny_model_config
 
 TINY = tiny_model_config()
 DATA = tiny_data_config()

@@ -22,7 +22,7 @@ from midi2wave.config import (SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConf
                               config_differences, config_from_dict)
 from midi2wave.render.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
-from conftest import bank_model, random_inputs
+from helpers import bank_model, random_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import fit_partials  # noqa: E402

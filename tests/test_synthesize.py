@@ -22,7 +22,7 @@ from midi2wave.errors import InputError
 from midi2wave.midi import Notes, PedalEvents, excitation_signal
 from midi2wave.midi import write_midi as write_notes
 from midi2wave.model import Midi2Wave
-from conftest import tiny_data_config, tiny_model_config
+from helpers import tiny_data_config, tiny_model_config
 
 SR = C.SAMPLE_RATE_HZ
 TINY = tiny_model_config(residual_channels=4, gate_channels=8, n_stacks=1, layers_per_stack=4, n_mixtures=2,

@@ -25,7 +25,7 @@ from midi2wave.midi import Notes
 from midi2wave.model import Midi2Wave
 from midi2wave.training.loop import ResumableSampler, TrainingError, learning_rate_at, train
 from store_fixture import make_store, synthetic_piece, write_store
-from conftest import tiny_config
+from helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_config()
