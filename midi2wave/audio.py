@@ -23,7 +23,7 @@ import numpy as np
 
 from . import constants as C
 from .errors import AudioError, Midi2WaveError, OutputExistsError
-from .files import atomic_path  # re-exported: callers import the writer beside save_wav
+from .files import atomic_path, remove_stale_temps  # atomic_path re-exported: callers import the writer beside save_wav
 
 __all__ = [
     "OutputExistsError",
@@ -267,11 +267,13 @@ def wav_writer(path: str | os.PathLike, sample_rate: int, channels: int = 1,
     """Write a 16-bit PCM WAV in pieces (`WavStream.write`), atomically (`files.atomic_path`: under
     a temporary name, renamed when the body ends; nothing is left at `path` if it raises): a long
     render never holds its whole output. Refuses an existing `path` unless `force`
-    (OutputExistsError, before anything is written)."""
+    (OutputExistsError, before anything is written). Temporaries that killed runs left in the folder
+    are removed first (`files.remove_stale_temps`)."""
     sf = _soundfile()
     path = Path(path)
     if not path.parent.is_dir():
         raise Midi2WaveError(f"{path}: folder {path.parent} does not exist")
+    remove_stale_temps(path.parent, path.name)
     with atomic_path(path, force=force) as tmp:
         with sf.SoundFile(str(tmp), "w", samplerate=int(sample_rate), channels=int(channels), format="WAV",
                           subtype="PCM_16") as file:
