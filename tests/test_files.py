@@ -11,8 +11,14 @@ import pytest
 
 from midi2wave.audio import wav_writer
 from midi2wave.errors import OutputExistsError
-from midi2wave.files import (STALE_TEMP_SECONDS, TEMP_NAME, atomic_path, atomic_write_bytes, remove_stale_temps,
-                             temp_name)
+from midi2wave.files import (
+    STALE_TEMP_SECONDS,
+    TEMP_NAME,
+    atomic_path,
+    atomic_write_bytes,
+    remove_stale_temps,
+    temp_name,
+)
 
 
 def test_temp_names_are_hidden_beside_the_target_and_recognised(tmp_path):
