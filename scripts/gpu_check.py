@@ -71,8 +71,8 @@ class Sizes:
     train_config: str = "paper"
     train_steps: int = 60
     train_window: int = 10  # steps per mean: the first and the last window are compared
-    train_pieces: int = 6
-    train_piece_seconds: float = 12.0
+    train_pieces: int = 8
+    train_piece_seconds: float = 15.0  # 8 x 30 segments of 0.5 s: 30 batches of 8 per epoch
     ddp_steps: int = 6
     gen_seconds: float = 2.0  # audio per stream and cell
     gen_window_seconds: float = 0.256  # one generate() call; the budget is checked between calls
@@ -257,7 +257,7 @@ def unit_ddp(ctx: Context) -> Iterator[dict]:
     dist.init_process_group(backend=backend, **({"device_id": device} if cuda else {}))
     try:
         config = _config(ctx.sizes.train_config)
-        store = _store(ctx, "store-b", 2, max(ctx.sizes.train_piece_seconds / 2, 1.0))
+        store = _store(ctx, "store-b", ctx.sizes.train_pieces, ctx.sizes.train_piece_seconds)
         torch.manual_seed(0)
         model = Midi2Wave(config.model, config.data).to(device)
         replica = copy.deepcopy(model)
@@ -272,7 +272,7 @@ def unit_ddp(ctx: Context) -> Iterator[dict]:
         losses, ddp_seconds, steps, grad_diff = [], 0.0, 0, 0.0
         for batch in loader:
             if steps >= ctx.sizes.ddp_steps or (steps > 0 and ctx.left() < 0):
-                break
+                break  # (the store holds more batches than ddp_steps: 30 on the GPU, 15 dry)
             batch = {k: v.to(device) for k, v in batch.items()}
             for net, opt in ((ddp, opt_ddp), (replica, opt_plain)):
                 if cuda:
