@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -271,7 +270,7 @@ def test_bad_corpus_usage_is_one_line_before_any_work(reference, tmp_path, argv,
 def test_shards_are_disjoint_cover_the_items_and_follow_prepare():
     items = list(range(23))
     shards = [shard_items(items, (i, 4)) for i in range(4)]
-    assert sorted(sum(shards, [])) == items and sum(map(len, shards)) == len(items)
+    assert sorted(x for shard in shards for x in shard) == items and sum(map(len, shards)) == len(items)
     assert shards[1] == [1, 5, 9, 13, 17, 21]
     assert shard_items(items, None) == items
     with pytest.raises(ValueError):

@@ -30,10 +30,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from ..config import SamplingOptions
 from ..errors import InputError, Midi2WaveError
@@ -182,11 +182,18 @@ def synthesize_corpus(pieces: Sequence[CorpusPiece], options: SamplingOptions, o
     names, resuming (module doc): complete outputs are skipped unless `force`. Each piece's outcome
     is one manifest line (`manifest`, default `manifest_path`); a failed piece is one line on stderr
     and the rest go on. Prints a summary line. Returns 0, or 1 if any piece failed."""
+    from .. import constants as C
     from ..audio import pcm16_wav_problem, wav_writer
     from ..checkpoint import load_model
     from ..data.prepare import shard_items
-    from .. import constants as C
-    from .synthesize import _error, _load_prime, _unmap_freed_buffers, _window, read_piece, stream_notes
+    from .synthesize import (
+        _error,
+        _load_prime,
+        _unmap_freed_buffers,
+        _window,
+        read_piece,
+        stream_notes,
+    )
 
     if prime_seconds <= 0 and prime is not None:
         raise Midi2WaveError(f"--prime-seconds must be > 0, got {prime_seconds}")
