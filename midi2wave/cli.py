@@ -116,10 +116,36 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     options = _sampling_options(**_model_sampling_settings(args), seed=args.seed, engine=args.engine,
                                 chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
                                 threads=max(0, args.threads), precision=args.precision)
+    if args.list is not None or any(p.is_dir() for p in args.inputs):
+        return _synthesize_corpus(args, options)
+    if not args.inputs:
+        raise Midi2WaveError("synthesize: give MIDI files, a folder, or --list FILE")
+    if args.shard is not None or args.manifest is not None:
+        raise Midi2WaveError("--shard and --manifest are for a corpus: a folder or --list FILE")
     return synthesize_files(args.inputs, options, out=args.out, checkpoint=args.checkpoint,
                             start_s=args.start, end_s=args.end, year=args.year, prime=args.prime,
                             prime_seconds=args.prime_seconds, plot=args.plot, device=args.device, force=args.force,
                             quiet=args.quiet)
+
+
+def _synthesize_corpus(args: argparse.Namespace, options) -> int:
+    """`synthesize FOLDER -o DIR` or `synthesize --list FILE -o DIR` (render/corpus.py)."""
+    from .render.corpus import find_corpus, synthesize_corpus
+
+    if args.list is not None and args.inputs:
+        raise Midi2WaveError("synthesize: give --list FILE or inputs, not both")
+    if len(args.inputs) > 1:
+        raise Midi2WaveError(f"synthesize: {next(p for p in args.inputs if p.is_dir())} is a folder: "
+                             f"render one folder (or --list FILE) at a time, without other inputs")
+    if args.out is None:
+        raise Midi2WaveError("synthesize: a folder or --list needs -o DIR (the outputs mirror the corpus's tree)")
+    if args.plot:
+        raise Midi2WaveError("synthesize: --plot is for single files, not a folder or --list")
+    pieces = find_corpus(args.inputs[0] if args.inputs else None, args.list)
+    return synthesize_corpus(pieces, options, args.out, shard=args.shard, manifest=args.manifest,
+                             checkpoint=args.checkpoint, start_s=args.start, end_s=args.end, year=args.year,
+                             prime=args.prime, prime_seconds=args.prime_seconds, device=args.device,
+                             force=args.force, quiet=args.quiet)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -219,11 +245,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train)
 
-    p = sub.add_parser("synthesize", help="render MIDI files to audio with a trained model")
-    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT.mid", help="MIDI files")
+    p = sub.add_parser("synthesize", help="render MIDI files, or a corpus of them, to audio with a trained model",
+                       description="Render MIDI files to WAV. A corpus (a FOLDER, searched recursively for *.mid and "
+                                   "*.midi, or --list FILE) renders into -o DIR, mirroring its tree (a/b/x.mid -> "
+                                   "DIR/a/b/x.wav); complete outputs are skipped, so a killed or preempted run resumes "
+                                   "where it stopped; --shard I/N splits it over machines; every piece's outcome is a "
+                                   "line of DIR/manifest.jsonl (docs/rendering.md).")
+    p.add_argument("inputs", type=Path, nargs="*", metavar="INPUT",
+                   help="MIDI files, or one folder: a corpus (every *.mid / *.midi below it)")
+    p.add_argument("--list", type=Path, default=None, metavar="FILE",
+                   help="a corpus listed in a text file: one MIDI path a line, relative to the list's folder "
+                        "(outputs mirror those paths); blank lines and lines starting with # are ignored")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")
     p.add_argument("-o", "--out", type=Path, default=None,
-                   help="output WAV (one input) or folder (several inputs); default: INPUT.wav beside each input")
+                   help="output WAV (one input) or folder (several inputs; required for a corpus); "
+                        "default: INPUT.wav beside each input")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="corpus: render only shard I of N (the pieces whose index in the sorted corpus is I mod N), "
+                        "e.g. one per SLURM array task; any split gives the same files as one run")
+    p.add_argument("--manifest", type=Path, default=None, metavar="PATH",
+                   help="corpus: the JSONL manifest to append to (default: DIR/manifest.jsonl, "
+                        "DIR/manifest.shard-I-of-N.jsonl with --shard)")
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in seconds")
     p.add_argument("--end", type=float, default=None, metavar="S", help="end time in seconds (default: end of the MIDI)")
     _add_model_sampling_flags(p)
@@ -242,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--year", type=int, default=None, help="recording year to imitate (default: the model's default)")
     p.add_argument("--plot", action="store_true", help="also write a PNG: piano roll above the spectrogram")
     p.add_argument("--device", default="cpu", help="torch device for --engine torch")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing outputs (a corpus: render complete outputs again too)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_synthesize)
 

@@ -40,7 +40,7 @@ from .store import (MANIFEST, PIECE_SUFFIXES, PIECES_DIR, SOURCE_KEYS, piece_fil
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PrepareSummary", "prepare_dataset"]
+__all__ = ["PrepareSummary", "prepare_dataset", "shard_items"]
 
 
 @dataclass
@@ -89,12 +89,7 @@ def prepare_dataset(
         raise ValueError(f"sample_rate_hz must be > 0, got {sample_rate_hz}")
     if jobs is not None and jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
-        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
-
-    pieces = find_pieces(source, split_csv=split_csv)
-    if shard is not None:
-        pieces = [p for i, p in enumerate(pieces) if i % shard[1] == shard[0]]
+    pieces = shard_items(find_pieces(source, split_csv=split_csv), shard)
     store = Path(out)
     _open_store(store, sample_rate_hz)
     pieces_dir = store / PIECES_DIR
@@ -162,6 +157,18 @@ def prepare_dataset(
 
 
 # ------------------------------------------------------------------------------------ the worker
+
+
+def shard_items(items: list, shard: tuple[int, int] | None) -> list:
+    """Shard `i` of `n` of `items` (in the order given, which must be the same for every shard: a
+    sorted order): those whose index is `i` mod `n`. The shards are disjoint and cover `items`,
+    and each is spread over the whole list. None: all of them. (`prepare --shard`, `synthesize
+    --shard`.)"""
+    if shard is None:
+        return list(items)
+    if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+    return [p for k, p in enumerate(items) if k % shard[1] == shard[0]]
 
 
 def _prepare_piece(piece: Piece, pieces_dir: Path, sample_rate_hz: int, max_mismatch: float) -> tuple:
