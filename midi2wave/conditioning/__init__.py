@@ -145,7 +145,10 @@ _ENTRY_POINTS = {
     "log_mel_spectrogram": "features",
 }
 
-__all__ = sorted(_ENTRY_POINTS)
+__all__ = [
+    "WindowInputs", "window_inputs", "Schedule", "schedule", "BankState", "BankBatch", "analyze",
+    "synthesize", "gain_track", "log_mel_spectrogram",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -100,7 +100,11 @@ _ENTRY_POINTS = {
     "make_demo_dataset": "demo", "make_renderer": "instruments", "ensure_samples": "samples",
 }
 
-__all__ = sorted(_ENTRY_POINTS)
+__all__ = [
+    "prepare_dataset", "PrepareSummary", "find_pieces", "read_manifest", "load_store_manifest",
+    "load_store_notes", "load_piece_audio", "SegmentDataset", "make_demo_dataset", "make_renderer",
+    "ensure_samples",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -100,7 +100,12 @@ _ENTRY_POINTS = {
     "build_test": "listening", "score_ratings": "listening",
 }
 
-__all__ = sorted(_ENTRY_POINTS)
+__all__ = [
+    "evaluate_checkpoint", "evaluate_model", "EvaluateOptions", "format_table", "Excerpt",
+    "store_excerpts", "midi_excerpts", "realism_scores", "RealismOptions", "gap_noise_db",
+    "tonal_purity", "log_mel_distance", "release_jumps_db", "get_transcriber", "write_report",
+    "ReportOptions", "build_test", "score_ratings",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -101,7 +101,11 @@ _ENTRY_POINTS = {
     "export_model": "export", "ExportError": "export",
 }
 
-__all__ = sorted(_ENTRY_POINTS)
+__all__ = [
+    "synthesize_files", "render_midi", "render_notes", "stream_notes", "Rendering",
+    "GenerationCache", "teacher_forced_params", "Engine", "make_engine", "resolve_engine",
+    "ChunkPlan", "StreamingJoin", "export_model", "ExportError",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -62,7 +62,11 @@ _ENTRY_POINTS = {
     "DistInfo": "distributed", "env_info": "distributed", "resolve_device": "distributed",
 }
 
-__all__ = sorted(_ENTRY_POINTS)
+__all__ = [
+    "train", "train_from_cli", "learning_rate_at", "RunCheckpoints", "TrainingState",
+    "restore_training_state", "latest_checkpoint", "load_initial_weights", "MetricsWriter",
+    "MetricWindow", "write_audio_summaries", "DistInfo", "env_info", "resolve_device",
+]
 
 
 def __getattr__(name: str) -> Any:
