@@ -164,7 +164,7 @@ class PedalEvents:
 
 
 def notes_to_arrays(notes: Notes, pedals: PedalEvents) -> dict[str, np.ndarray]:
-    """The arrays of a store's `<id>.notes.npz` (keys as in docs/DESIGN.md)."""
+    """The arrays of a store's `<id>.notes.npz` (keys as in data/store.py)."""
     return {
         "onset_s": notes.onset_s, "offset_s": notes.offset_s, "pitch": notes.pitch, "velocity": notes.velocity,
         "pedal_time_s": pedals.time_s, "pedal_controller": pedals.controller, "pedal_value": pedals.value,

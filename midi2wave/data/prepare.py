@@ -2,7 +2,7 @@
 
 One pass per piece, in parallel worker processes: decode, mix to mono, resample (soxr HQ) and store
 int16 `.npy`; read the MIDI and store its raw notes and pedal events `.npz`; then the piece record
-`.json` (layout in docs/DESIGN.md). Every file is written under a temporary name and renamed, and
+`.json` (layout in data/store.py). Every file is written under a temporary name and renamed, and
 the record comes last, so a killed run never leaves a half-written piece: re-running resumes where
 it stopped, skipping pieces whose record exists and whose source files (size, mtime) and metadata
 are unchanged. `manifest.json` is rebuilt at the end from all records in the store, sorted by id
