@@ -14,7 +14,7 @@ and cut. The conditioning always sees the piece around the window (its margins a
 Long pieces: `options.chunk_seconds` None (the default) chunks the piece across all cores once it
 is long enough to gain (`chunks.auto_chunk_seconds`), 0 keeps one stream, C > 0 cuts chunks of C
 seconds; each chunk has `options.overlap_seconds` of warm-up and crossfade before it (`chunks.py`,
-shared with `evaluate`). Chunks are generated in rounds of `chunks.STREAMS_PER_CORE` streams per
+shared with `evaluate`, as are the temperatures and the bank's shares: `rows.py`). Chunks are generated in rounds of `chunks.STREAMS_PER_CORE` streams per
 thread, a single stream span by span; either way window by window (`STREAM_WINDOW_SECONDS`)
 through one `GenerationCache` per group of rows, each window's inputs (rolls, excitation,
 uniforms, temperatures) built on a helper thread while the previous window generates, so the
