@@ -66,35 +66,40 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return train_from_cli(args)
 
 
-def _add_model_sampling_flags(p: argparse.ArgumentParser) -> None:
-    """The flags of `config.MODEL_SAMPLING_FIELDS`; left out (None), the model's own `Config.sampling` applies."""
-    p.add_argument("--temperature", type=float, default=None,
-                   help="sampling temperature (default: the model's own, from its config; else 1.0)")
-    p.add_argument("--sustain-temperature", type=float, default=None,
-                   help="temperature more than --attack-seconds after every onset (0: --temperature throughout; "
-                        "default: the model's own)")
-    p.add_argument("--attack-seconds", type=float, default=None, help="see --sustain-temperature (default: the model's own)")
-    p.add_argument("--sustain-innovation", type=float, default=None,
-                   help="models with the resonator bank: share of the sampled innovation heard directly while notes "
-                        "sound past their attacks; the rest reaches the output only through the notes' partials "
-                        "(1: all, as in training, with --release-innovation 1 too; default: the model's own)")
-    p.add_argument("--release-innovation", type=float, default=None,
-                   help="models with the resonator bank: the same share once every sounding note is released "
-                        "(default: the model's own; a model that sets none follows the sustain share, "
-                        "--sustain-innovation included)")
-    p.add_argument("--partial-levels", type=float, default=None,
-                   help="models with fitted partial levels: how far (0..1, in log amplitude) each note's partials "
-                        "move to the levels fitted to the training audio at the end of its attack (0: as the sampled "
-                        "attack left them; default: the model's own)")
+def _add_sampling_flags(p: argparse.ArgumentParser, command: str) -> None:
+    """The flags `SamplingOptions` declares for `command` (its fields' metadata, config._flag): one
+    `--name-with-dashes` per field, its type, default, choices and help from the declaration. A
+    setting left None takes the model's own (`Config.sampling`)."""
+    import dataclasses
+    import typing
+
+    from .config import MODEL_SAMPLING_FIELDS, SamplingOptions
+
+    hints = typing.get_type_hints(SamplingOptions)
+    # the model's own settings first, then the render's (sorted() keeps the declaration's order within each)
+    for f in sorted(dataclasses.fields(SamplingOptions), key=lambda f: f.name not in MODEL_SAMPLING_FIELDS):
+        flag = f.metadata.get("flag")
+        if flag is None or command not in flag["commands"]:
+            continue
+        kind = hints[f.name]
+        kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # X | None -> X
+        settings = {"default": f.default, "help": flag["help"], **flag["overrides"].get(command, {})}
+        if flag["choices"]:
+            settings["choices"] = flag["choices"]
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, dest=f.name, **settings)
 
 
-def _sampling_options(**settings):
-    """`SamplingOptions(**settings)` from flags; a bad value is named as the flag (sampling.chunk_seconds
-    -> --chunk-seconds)."""
+def _sampling_options(args: argparse.Namespace, command: str, **settings):
+    """`SamplingOptions` from the flags of `_add_sampling_flags(.., command)` (and `settings`); a bad
+    value is named as the flag (sampling.chunk_seconds -> --chunk-seconds)."""
+    import dataclasses
+
     from .config import ConfigError, SamplingOptions
 
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(SamplingOptions)
+             if "flag" in f.metadata and command in f.metadata["flag"]["commands"]}
     try:
-        return SamplingOptions(**settings)
+        return SamplingOptions(**{**flags, **settings})
     except ConfigError as e:
         text = str(e)
         if text.startswith("sampling."):
@@ -103,19 +108,10 @@ def _sampling_options(**settings):
         raise Midi2WaveError(text) from None
 
 
-def _model_sampling_settings(args: argparse.Namespace) -> dict:
-    """The flags of `_add_model_sampling_flags` (None where not given: the model's own)."""
-    return {"temperature": args.temperature, "sustain_temperature": args.sustain_temperature,
-            "attack_seconds": args.attack_seconds, "sustain_innovation": args.sustain_innovation,
-            "release_innovation": args.release_innovation, "partial_levels": args.partial_levels}
-
-
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from .render.synthesize import synthesize_files
 
-    options = _sampling_options(**_model_sampling_settings(args), seed=args.seed, engine=args.engine,
-                                chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                                threads=max(0, args.threads), precision=args.precision)
+    options = _sampling_options(args, "synthesize", threads=max(0, args.threads))
     if args.list is not None or any(p.is_dir() for p in args.inputs):
         return _synthesize_corpus(args, options)
     if not args.inputs:
@@ -159,8 +155,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.report is not None:
         report_options = ReportOptions(args.report, force=args.force, checkpoint=checkpoint_label,
                                        command=" ".join(["midi2wave", *(shlex.quote(str(a)) for a in args.argv)]))
-    sampling = _sampling_options(**_model_sampling_settings(args), seed=args.seed, chunk_seconds=args.chunk_seconds,
-                                 overlap_seconds=args.overlap_seconds)
+    sampling = _sampling_options(args, "evaluate", seed=args.seed)  # --seed: the excerpts' and the generations'
     options = EvaluateOptions(store=args.data, split=args.split, midi_files=tuple(args.midi or ()),
                               n_excerpts=args.excerpts, excerpt_seconds=args.excerpt_seconds,
                               lead_in_seconds=args.lead_in_seconds, seed=args.seed, nll=not args.no_nll, transcription=not args.no_transcription,
@@ -268,16 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "DIR/manifest.shard-I-of-N.jsonl with --shard)")
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in seconds")
     p.add_argument("--end", type=float, default=None, metavar="S", help="end time in seconds (default: end of the MIDI)")
-    _add_model_sampling_flags(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--engine", choices=("auto", "numba", "torch"), default="auto", help="generation engine")
-    p.add_argument("--chunk-seconds", type=float, default=None,
-                   help="cut the piece into chunks of this length generated as a batch across cores "
-                        "(default: automatic once the piece is long enough to gain; 0: one stream)")
-    p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                   help="numba engine weight storage (fp16: faster for one stream of a big model)")
+    _add_sampling_flags(p, "synthesize")
     p.add_argument("--prime", type=Path, default=None, metavar="AUDIO",
                    help="teacher-force the first --prime-seconds from this audio file, then run free")
     p.add_argument("--prime-seconds", type=float, default=1.0)
@@ -309,10 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a static listening page: DIR/index.html with every excerpt's clips, spectrograms and notes")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--seed", type=int, default=0)
-    _add_model_sampling_flags(p)
-    p.add_argument("--chunk-seconds", type=float, default=0.0,
-                   help="generate each excerpt in chunks as `synthesize --chunk-seconds` does (0: one stream)")
-    p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")
+    _add_sampling_flags(p, "evaluate")
     p.add_argument("--other-instrument", default="musescore", metavar="NAME",
                    help="second instrument rendering each excerpt's MIDI, whose log-mel distance to the real "
                         "audio is the scale of the generation's: musescore (FluidSynth, as the demo data) or none")

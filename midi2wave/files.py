@@ -4,7 +4,8 @@ Every output of the package (WAVs, checkpoints, store pieces and manifest, repor
 `atomic_path` (for writers that need a path: soundfile, np.save, matplotlib; a streaming writer keeps
 the temporary file open through the body and writes it piece by piece, e.g. `audio.wav_writer` for
 long renders) or `atomic_write_bytes` (for bytes already in memory), so a crash or Ctrl-C never leaves a half-written file under the final
-name, and an existing output is never replaced unless asked (`force`).
+name, and an existing output is never replaced unless asked (`force`). Folders of outputs (a
+listening page, a report) are filled under a temporary name and renamed the same way (`atomic_folder`).
 
 Temporary names are `.<final name>.<pid>-<hex>.tmp` in the same folder (so the rename is atomic on
 one filesystem); `TEMP_NAME` matches them, for cleaners of interrupted runs (data/prepare.py,
@@ -19,12 +20,14 @@ import os
 import re
 import secrets
 import time
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 from .errors import OutputExistsError
 
-__all__ = ["STALE_TEMP_SECONDS", "TEMP_NAME", "atomic_path", "atomic_write_bytes", "remove_stale_temps", "temp_name"]
+__all__ = ["STALE_TEMP_SECONDS", "TEMP_NAME", "atomic_folder", "atomic_path", "atomic_write_bytes", "check_folder",
+           "remove_stale_temps", "temp_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,3 +141,32 @@ def remove_stale_temps(folder: str | os.PathLike, final: str | None = None,
         logger.info("midi2wave: removed %d temporary file(s) left by killed runs in %s: %s", len(removed), folder,
                     ", ".join(p.name for p in removed))
     return removed
+def check_folder(folder: str | os.PathLike, force: bool = False) -> None:
+    """Refuse an output folder that exists and is not empty, unless `force` (OutputExistsError), and
+    a path that exists and is not a folder. For checks before costly work, and `atomic_folder`'s."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise OutputExistsError(f"{folder}: already exists and is not empty (use --force to overwrite)")
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `folder` (`temp_name`) to fill; on success it becomes `folder`
+    (an existing empty one, or with `force` any existing one, is replaced: renamed aside, then
+    removed). Nothing is left behind if the body raises. `check_folder` refuses the folder before and
+    after the body (something may appear meanwhile); its parent folder must exist."""
+    folder = Path(folder)
+    check_folder(folder, force)
+    tmp, old = temp_name(folder), temp_name(folder)
+    tmp.mkdir()
+    try:
+        yield tmp
+        check_folder(folder, force)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -339,7 +339,7 @@ def _nv_wavenet_model(device):
     return model.to(device), config
 
 
-def _rtf_cell(ctx: Context, model, sampling, batch: int, deadline: float) -> tuple[bool, dict, str | None]:
+def _rtf_cell(ctx: Context, model, config, batch: int, deadline: float) -> tuple[bool, dict, str | None]:
     """Generate `sizes.gen_seconds` per stream for `batch` streams (or until `deadline`); numbers."""
     import numpy as np
     import torch
@@ -366,14 +366,14 @@ def _rtf_cell(ctx: Context, model, sampling, batch: int, deadline: float) -> tup
     notes = apply_sustain(random_notes(np.random.default_rng(batch), batch * length / sr + 0.5, sample_rate_hz=sr),
                           pedals, data.sustain_threshold)
     bank = resonators.from_data_config(data)
-    options = SamplingOptions(engine="torch").for_model(sampling)
+    options = SamplingOptions(engine="torch").resolve(config)
     cache = GenerationCache(model, batch, device=device, engine="torch")
 
     def run(n_total: int, stop_at: float) -> tuple[int, float, list]:
         cache.reset()
         if bank is not None:
             cache.set_resonators([resonators.schedule(notes, s, n_total, sr, bank).for_sampling(
-                options.sustain_innovation, options.partial_levels, options.release_share) for s in starts])
+                options.sustain_innovation, options.partial_levels, options.release_innovation) for s in starts])
         g = torch.Generator().manual_seed(0)
         done, wall, outs = 0, 0.0, []
         while done < n_total and (done == 0 or time.perf_counter() < stop_at):
@@ -427,7 +427,7 @@ def unit_generation(ctx: Context) -> Iterator[dict]:
             model, config = loaded[name]
             share = ctx.left() / (len(cells) - i)  # what is left, shared among the cells still to run
             ctx.log(f"{label}: {ctx.sizes.gen_seconds} s per stream, budget {share:.0f} s")
-            ok, numbers, note = _rtf_cell(ctx, model.eval(), getattr(config, "sampling", None), batch,
+            ok, numbers, note = _rtf_cell(ctx, model.eval(), config, batch,
                                           time.perf_counter() + share)
             if model.data_config.resonators.enabled:
                 from midi2wave.render.engines import numba_available

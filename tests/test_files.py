@@ -89,3 +89,40 @@ def test_the_wav_writer_clears_what_a_killed_render_left(tmp_path):
     with wav_writer(tmp_path / "out.wav", 16000) as wav:
         wav.write(np.zeros(100, np.float32))
     assert not left.exists() and sorted(os.listdir(tmp_path)) == ["out.wav"]
+def test_atomic_folder_fills_a_temporary_folder_and_renames_it(tmp_path):
+    from midi2wave.files import atomic_folder
+
+    out = tmp_path / "page"
+    with atomic_folder(out) as tmp:
+        assert tmp.parent == tmp_path and TEMP_NAME.match(tmp.name).group("final") == "page"
+        (tmp / "index.html").write_text("one")
+        assert not out.exists()  # nothing under the final name until the body is done
+    assert (out / "index.html").read_text() == "one" and os.listdir(tmp_path) == ["page"]
+    with pytest.raises(OutputExistsError, match="page: already exists and is not empty"):
+        with atomic_folder(out):
+            pass
+    with atomic_folder(out, force=True) as tmp:
+        (tmp / "new.txt").write_text("two")
+    assert os.listdir(out) == ["new.txt"] and os.listdir(tmp_path) == ["page"]  # replaced, nothing aside
+
+
+def test_a_failed_atomic_folder_leaves_the_old_folder_and_no_temporary(tmp_path):
+    from midi2wave.files import atomic_folder
+
+    out = tmp_path / "page"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic_folder(out, force=True) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("crash")
+    assert os.listdir(out) == ["keep.txt"] and os.listdir(tmp_path) == ["page"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputExistsError, match="file: exists and is not a folder"):
+        with atomic_folder(tmp_path / "file", force=True):
+            pass
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with atomic_folder(empty) as tmp:  # an existing empty folder is taken without force
+        (tmp / "a").write_text("a")
+    assert os.listdir(empty) == ["a"]

@@ -45,7 +45,7 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
         ModelSampling(sustain_innovation=1.5)
     with pytest.raises(ConfigError, match="sampling.sustain_innovation"):
         SamplingOptions(sustain_innovation=-0.1)
-    assert SamplingOptions().for_model(ModelSampling(sustain_innovation=0.4)).sustain_innovation == 0.4
+    assert SamplingOptions().resolve(Config(sampling=ModelSampling(sustain_innovation=0.4))).sustain_innovation == 0.4
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
     assert sched.sustain_mix == 1.0 and sched.for_sampling(0.3).shifted(5).sustain_mix == 0.3
     with pytest.raises(ValueError, match="sustain mix"):
@@ -54,18 +54,18 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
 
 def test_the_release_share_is_validated_and_defaults_to_the_sustain_share():
     assert ModelSampling().release_innovation is None
-    assert SamplingOptions().for_model(ModelSampling(sustain_innovation=0.4)).release_share == 0.4
+    assert SamplingOptions().resolve(Config(sampling=ModelSampling(sustain_innovation=0.4))).release_innovation == 0.4
     released_silent = ModelSampling(sustain_innovation=0.4, release_innovation=0.0)
-    assert SamplingOptions().for_model(released_silent).release_share == 0.0
+    assert SamplingOptions().resolve(Config(sampling=released_silent)).release_innovation == 0.0
     with pytest.raises(ConfigError, match="sampling.release_innovation"):
         ModelSampling(release_innovation=1.5)
     with pytest.raises(ConfigError, match="sampling.release_innovation"):
         SamplingOptions(release_innovation=-0.1)
     model_own = ModelSampling(sustain_innovation=0.4, release_innovation=0.1)
-    assert SamplingOptions().for_model(model_own).release_share == 0.1
-    assert SamplingOptions(release_innovation=0.2).for_model(model_own).release_share == 0.2
-    assert SamplingOptions(sustain_innovation=0.5).for_model(ModelSampling()).release_share == 0.5
-    assert SamplingOptions().release_share == 1.0
+    assert SamplingOptions().resolve(Config(sampling=model_own)).release_innovation == 0.1
+    assert SamplingOptions(release_innovation=0.2).resolve(Config(sampling=model_own)).release_innovation == 0.2
+    assert SamplingOptions(sustain_innovation=0.5).resolve(Config()).release_innovation == 0.5
+    assert SamplingOptions().resolve().release_innovation == 1.0
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
     assert sched.release_mix == 1.0 and sched.for_sampling(0.3).release_mix == 0.3
     assert sched.for_sampling(0.3, release_mix=0.1).shifted(5).release_mix == 0.1

@@ -205,7 +205,7 @@ def synthesize_corpus(pieces: Sequence[CorpusPiece], options: SamplingOptions, o
 
     _unmap_freed_buffers()
     model, config = load_model(checkpoint, device=device)
-    options = options.for_config(config)
+    options = options.resolve(config)
     data = model.data_config
     sr = data.sample_rate_hz
     if year is not None and year not in C.MAESTRO_YEARS:
