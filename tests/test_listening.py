@@ -12,7 +12,7 @@ import pytest
 
 import browser
 from midi2wave.cli import main
-from midi2wave.evaluation.listening import ListeningTestError, build_test, load_key, score_ratings
+from midi2wave.evaluation.listening import build_test, load_key, score_ratings
 from midi2wave.evaluation.report import ReportOptions, write_report
 from test_report import needs_browser, synthetic_excerpts, synthetic_results
 

@@ -5,7 +5,6 @@ cache (~/.cache/midi2wave/salamander-v3): two velocity layers and the release sa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
