@@ -480,7 +480,7 @@ class SamplingOptions:
         """The direct share once every note is released: `release_innovation`, else the sustain share
         (settings left None taken from the built-in defaults; resolve with `for_model` first)."""
         resolved = self.for_model(None)
-        return resolved.sustain_innovation if resolved.release_innovation is None else resolved.release_innovation
+        return resolved.sustain_innovation if resolved.release_innovation is None else resolved.release_innovation  # type: ignore[return-value]  # for_model leaves no None
 
     def for_model(self, model_sampling: "ModelSampling | None" = None) -> "SamplingOptions":
         """These options with every setting left None taken from the model's defaults
@@ -586,7 +586,7 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
             if len(value) != 2:
                 raise ConfigError(f"{key} = {value!r}: must be a list of 2")
         return tuple(_coerce(section, name, inner, v) for v in value)
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return section_from_dict(annotation, key, value)
     args = typing.get_args(annotation)
     if len(args) == 2 and type(None) in args:  # an optional setting (X | None): null, or an X
