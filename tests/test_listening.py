@@ -262,6 +262,7 @@ def _rate_in_browser(page, key: dict, rater: int, name: str, downloads: Path, re
     return path
 
 
+@pytest.mark.browser
 def test_simulated_raters_click_through_the_page_and_their_downloads_score_correctly(test_folder, tmp_path, capsys):
     needs_browser()
     key = load_key(test_folder)
