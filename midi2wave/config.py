@@ -615,7 +615,7 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
             if len(value) != 2:
                 raise ConfigError(f"{key} = {value!r}: must be a list of 2")
         return tuple(_coerce(section, name, inner, v) for v in value)
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return section_from_dict(annotation, key, value)
     args = typing.get_args(annotation)
     if len(args) == 2 and type(None) in args:  # an optional setting (X | None): null, or an X

@@ -188,8 +188,8 @@ def _tick_to_seconds(ticks_per_beat: int, tempo_events: list[tuple[int, int]]):
         ticks_per_frame = ticks_per_beat & 0xFF
         if fps <= 0 or ticks_per_frame <= 0:
             raise ValueError(f"invalid SMPTE time division {ticks_per_beat:#06x}")
-        seconds_per_tick = 1.0 / (fps * ticks_per_frame)
-        return lambda ticks: np.asarray(ticks, np.float64) * seconds_per_tick
+        smpte_seconds_per_tick = 1.0 / (fps * ticks_per_frame)
+        return lambda ticks: np.asarray(ticks, np.float64) * smpte_seconds_per_tick
     if ticks_per_beat <= 0:
         raise ValueError(f"invalid time division {ticks_per_beat}")
     events = sorted(tempo_events, key=lambda e: e[0])  # stable: the last change at a tick wins
@@ -277,14 +277,14 @@ def read_midi(path: str | Path) -> tuple[Notes, PedalEvents]:
                 elif kind in ("note_on", "note_off"):
                     key = (message.channel, message.note)
                     still_open = []
-                    for start, velocity in open_notes.get(key, ()):
+                    for start, note_velocity in open_notes.get(key, ()):
                         if start == tick:  # a note-on at this very tick continues
-                            still_open.append((start, velocity))
+                            still_open.append((start, note_velocity))
                         else:
                             onset_ticks.append(start)
                             offset_ticks.append(tick)
                             pitches.append(message.note)
-                            velocities.append(velocity)
+                            velocities.append(note_velocity)
                     if still_open:
                         open_notes[key] = still_open
                     else:
@@ -295,11 +295,11 @@ def read_midi(path: str | Path) -> tuple[Notes, PedalEvents]:
                     pedal_controllers.append(message.control)
                     pedal_values.append(message.value)
             for (_, note), starts in open_notes.items():
-                for start, velocity in starts:
+                for start, note_velocity in starts:
                     onset_ticks.append(start)
                     offset_ticks.append(-1)  # closed at the file's last event below
                     pitches.append(note)
-                    velocities.append(velocity)
+                    velocities.append(note_velocity)
         to_seconds = _tick_to_seconds(midi.ticks_per_beat, tempo_events)
     except Exception as e:
         raise MidiError(f"{path}: corrupt MIDI data ({type(e).__name__}: {e})") from None

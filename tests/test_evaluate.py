@@ -53,7 +53,7 @@ def test_note_f1_identical_notes_is_one():
 
 
 def test_note_f1_ignores_offsets_and_tolerates_40ms_but_not_60ms():
-    later = lambda dt: Notes(REFERENCE.onset_s + dt, REFERENCE.offset_s + 0.5, REFERENCE.pitch, REFERENCE.velocity)
+    later = lambda dt: Notes(REFERENCE.onset_s + dt, REFERENCE.offset_s + 0.5, REFERENCE.pitch, REFERENCE.velocity)  # noqa: E731
     assert note_f1(REFERENCE, later(0.04))["f1"] == 1.0
     assert note_f1(REFERENCE, later(-0.04))["f1"] == 1.0
     shifted = note_f1(REFERENCE, later(0.06))

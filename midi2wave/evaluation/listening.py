@@ -29,7 +29,6 @@ import hashlib
 import html
 import itertools
 import json
-import math
 import os
 import shutil
 import warnings

@@ -233,7 +233,7 @@ pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.8em; }
 def _excerpt_html(i: int, ex: ReportExcerpt, files: dict[str, Any], results: dict[str, Any], n: int) -> str:
     parts = [f'<section class="excerpt" id="excerpt-{i:02d}">',
              f"<h2>Excerpt {i + 1}: {html.escape(ex.title)}</h2>",
-             f'<div class="row"><div class="side">notes (bars: the MIDI'
+             '<div class="row"><div class="side">notes (bars: the MIDI'
              + ("; red dots: onsets transcribed from the generation" if ex.transcribed is not None else "")
              + f')</div><img src="{files["images"]["notes"]}" alt="notes of excerpt {i + 1}"></div>']
     for key in ex.clips:

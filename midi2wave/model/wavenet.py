@@ -73,9 +73,9 @@ class Midi2Wave(nn.Module):
         """Frames of conditioning wanted on each side of the audio segment (see `forward`)."""
         return self.context.margin_frames if self.context is not None else 0
 
-    def context_features(self, conditioning: torch.Tensor) -> torch.Tensor:
+    def context_features(self, conditioning: torch.Tensor | None) -> torch.Tensor:
         """[B, C, F + 2 * margin] rolls -> [B, C_ctx, F] context-stack features (margins cropped)."""
-        assert self.context is not None
+        assert self.context is not None and conditioning is not None
         h = self.context(conditioning)
         m = self.context_margin_frames
         return h[:, :, m: h.shape[-1] - m] if m else h
