@@ -15,7 +15,7 @@ from midi2wave.errors import InputError
 from midi2wave.midi import Notes, PedalEvents, read_midi, write_midi
 from midi2wave.model import Midi2Wave
 from midi2wave.render import synthesize as S
-from conftest import tiny_data_config, tiny_model_config
+from helpers import tiny_data_config, tiny_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESTS = ROOT / "examples" / "rests.mid"
