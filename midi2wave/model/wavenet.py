@@ -133,7 +133,11 @@ class Midi2Wave(nn.Module):
                 e = self.excitation_weight[i].view(1, -1, 1) * excitation.unsqueeze(1)  # [B, G, T]
             x, sk = layer(x, c, s, audio_rate=e)
             skip = sk if skip is None else skip + sk
-        params = self.head(skip)
+        # the head in float32 even under autocast: bfloat16 keeps 8 bits of a mixture's means and log
+        # scales, far coarser than the 16-bit grid they place (the GPU check in BENCHMARKS.md); on
+        # float32 inputs (CPU training, generation) this changes nothing
+        with torch.autocast(device_type=skip.device.type, enabled=False):
+            params = self.head(skip.float() if skip.dtype in (torch.float16, torch.bfloat16) else skip)
         if not return_aux:
             return params
         mel = self.mel_head(features) if self.mel_head is not None else None
