@@ -120,8 +120,21 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
                             quiet=args.quiet)
 
 
+def _cmd_note_sheet(args: argparse.Namespace) -> int:
+    from .evaluation.notesheet_run import NoteSheetOptions, run_note_sheet
+
+    sampling = _sampling_options(**_model_sampling_settings(args), seed=args.seed, chunk_seconds=args.chunk_seconds,
+                                 overlap_seconds=args.overlap_seconds)
+    options = NoteSheetOptions(out=args.note_sheet, years=tuple(args.years), instrument=args.instrument,
+                               force=args.force)
+    return run_note_sheet(args.checkpoint, options, sampling, json_path=args.json, quiet=args.quiet)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import shlex
+
+    if args.note_sheet is not None:
+        return _cmd_note_sheet(args)
 
     from .evaluation.evaluate import EvaluateOptions, evaluate_checkpoint
     from .evaluation.report import ReportOptions
@@ -258,6 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, default=None, metavar="DIR",
                    help="write a static listening page: DIR/index.html with every excerpt's clips, spectrograms and notes")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--note-sheet", type=Path, default=None, metavar="DIR",
+                   help="instead of excerpts: render a sheet of isolated notes with the model and with the training "
+                        "instrument in the same years' rooms, measure each note (attack brightness, hiss, upper "
+                        "partials, partial levels, release tail, decay) and write DIR (JSON, WAVs, spectrograms, "
+                        "index.html); needs no store")
+    p.add_argument("--years", type=int, nargs="+", default=[2004, 2018], metavar="Y",
+                   help="--note-sheet: the recording years (rooms) to render in")
+    p.add_argument("--instrument", default="salamander", metavar="NAME",
+                   help="--note-sheet: the training instrument, the reference (salamander or musescore)")
     p.add_argument("--seed", type=int, default=0)
     _add_model_sampling_flags(p)
     p.add_argument("--chunk-seconds", type=float, default=0.0,
