@@ -131,3 +131,12 @@ def test_compare_checks_the_bar():
     worse = ns.compare({y: ns.sheet_measures(hissy, SR, notes) for y in ref}, ref)
     assert not worse["checks"]["2004 hiss_db"] and not worse["passed"]
     assert worse["per_year"]["2004"]["difference"]["hiss_db"] > 20
+
+
+def test_noise_alone_is_not_read_as_upper_partials():
+    low_only = [0.5 / k for k in range(1, 8)]  # C4: partials below 1.9 kHz
+    noisy = ns.note_measures(tone(60, amplitudes=low_only, noise_db=-20.0), SR, 0.0, 0.8, 60)
+    assert noisy["upper_db"] == ns.FLOOR_DB
+    assert noisy["hiss_db"] == pytest.approx(-20.0, abs=1.0)
+    with_top = ns.note_measures(tone(60, amplitudes=low_only + [0.05] * 6, noise_db=-30.0), SR, 0.0, 0.8, 60)
+    assert -30.0 < with_top["upper_db"] < -5.0

@@ -15,11 +15,12 @@ note is measured (`note_measures`):
   position of each following the stretch of the ones found below it (`find_partials`); each claims
   `band_bins` bins either side. The noise density is the mean energy per bin outside the bands
   (20 Hz .. Nyquist), so the noise under the bands is counted too and subtracted from them: white
-  noise 20 dB below a tone reads -20 dB, a pure additive tone reads below -60 dB.
+  noise 20 dB below a tone reads -20 dB, a pure additive tone below -45 dB. A band counts as a
+  partial only where it stands `partial_snr_db` (6 dB) above the noise beside it.
 - **upper-partial balance** (`upper_db`): the partials' energy above `upper_split_hz` (2 kHz) over
   all their energy, dB (a dull top reads low).
 - **partial levels** (`levels_db`, float [16]): partial k's energy relative to all the partials',
-  dB (NaN above Nyquist); two renders compare by the median |difference| (`level_difference_db`).
+  dB (NaN above Nyquist; a partial lost in noise: the noise in its band); two renders compare by the median |difference| (`level_difference_db`).
 - **release tail** (`release_db`): RMS in `[offset + 0.10, offset + 0.25)` s over the RMS of the
   last 0.1 s held, dB (the room's reverberation after the dampers fall).
 - **fundamental decay** (`decay_db_per_s`): the slope of a line fitted to the fundamental's level
@@ -92,6 +93,7 @@ class NoteMeasureOptions:
     band_bins: int = 5            # each partial claims its peak +- this many bins (Hann main lobe: 2)
     search_fraction: float = 0.03  # a partial's peak is looked for within +-3 % of its expected place
     max_partials: int = 400       # enough to reach Nyquist from A0
+    partial_snr_db: float = 6.0   # a partial counts where its band stands this far above the noise beside it
     upper_split_hz: float = 2000.0
     release_seconds: tuple[float, float] = (0.10, 0.25)  # after the offset
     held_seconds: float = 0.1                            # the last part held, the release's reference
@@ -155,23 +157,34 @@ def find_partials(power: np.ndarray, f0_hz: float, bin_hz: float, options: NoteM
 
 
 def _partial_energies(power: np.ndarray, peaks: np.ndarray, bin_hz: float, options: NoteMeasureOptions
-                      ) -> tuple[np.ndarray, float, np.ndarray]:
-    """(energy per partial with the noise under its band taken out [K], noise energy over all bins
-    >= min_hz, in_band bool [n_bins])."""
+                      ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(energy per partial with the noise under its band taken out, 0 where the band does not stand
+    `partial_snr_db` above the noise beside it [K]; each band's whole energy [K]; the noise energy
+    over all bins >= min_hz). A peak picked in noise is the largest of its bins, so without the
+    test noise alone would read as partials."""
     n_bins = len(power)
     first = int(math.ceil(options.min_hz / bin_hz))
+    w = options.band_bins
     in_band = np.zeros(n_bins, bool)
     for p in peaks:
-        in_band[max(p - options.band_bins, 0):p + options.band_bins + 1] = True
+        in_band[max(p - w, 0):p + w + 1] = True
     counted = np.zeros(n_bins, bool)
     counted[first:] = True
     outside = counted & ~in_band
     density = float(power[outside].mean()) if outside.any() else 0.0
     noise = density * int(counted.sum())
-    energies = np.array([max(float(power[max(p - options.band_bins, first):p + options.band_bins + 1].sum())
-                             - density * (min(p + options.band_bins + 1, n_bins) - max(p - options.band_bins, first)),
-                             0.0) for p in peaks], np.float64)
-    return energies, noise, in_band
+    snr = 10.0 ** (options.partial_snr_db / 10.0)
+    energies, whole = np.zeros(len(peaks)), np.zeros(len(peaks))
+    for i, p in enumerate(peaks):
+        lo, hi = max(p - w, first), min(p + w + 1, n_bins)
+        band = float(power[lo:hi].sum())
+        near = slice(max(p - 8 * w, first), min(p + 8 * w + 1, n_bins))
+        beside = power[near][outside[near]]
+        local = float(beside.mean()) if len(beside) else density
+        whole[i] = band
+        if band > snr * local * (hi - lo):
+            energies[i] = max(band - density * (hi - lo), 0.0)
+    return energies, whole, noise
 
 
 def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset_s: float, pitch: int,
@@ -199,14 +212,16 @@ def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset
     n_fft = 2 * (len(power) - 1)
     bin_hz = sr / n_fft
     peaks = find_partials(power, f0, bin_hz, options)
-    energies, noise, _ = _partial_energies(power, peaks, bin_hz, options)
+    energies, whole, noise = _partial_energies(power, peaks, bin_hz, options)
     total = float(energies.sum())
     out["hiss_db"] = _db(noise, total)
     hz = peaks * bin_hz
     out["upper_db"] = _db(float(energies[hz >= options.upper_split_hz].sum()), total)
     levels = np.full(N_LEVELS, np.nan)
     k = min(N_LEVELS, len(energies))
-    levels[:k] = 10.0 * np.log10(np.maximum(energies[:k], _TINY) / max(total, _TINY))
+    # a partial lost in noise has the level of the noise in its band (what is heard there)
+    levels[:k] = 10.0 * np.log10(np.maximum(np.where(energies[:k] > 0, energies[:k], whole[:k]), _TINY)
+                                 / max(total, _TINY))
     out["levels_db"] = levels
 
     r0, r1 = (off + int(round(t * sr)) for t in options.release_seconds)
