@@ -40,7 +40,7 @@ import numpy as np
 
 from ..midi import Notes, PedalEvents, pitch_to_hz
 
-__all__ = ["MEASURES", "NoteMeasureOptions", "NoteSheet", "compare", "find_partials", "level_difference_db",
+__all__ = ["MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "by_register", "compare", "find_partials", "level_difference_db",
            "note_measures", "sheet_measures", "summarize"]
 
 MEASURES: tuple[str, ...] = ("attack_db", "hiss_db", "upper_db", "release_db", "decay_db_per_s")
@@ -284,6 +284,15 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {m: _median([r[m] for r in rows]) for m in MEASURES}
 
 
+REGISTERS: dict[str, tuple[int, int]] = {"low": (21, 48), "middle": (48, 72), "high": (72, 109)}
+
+
+def by_register(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """`summarize` of the notes in each of `REGISTERS` (MIDI pitch ranges [a, b)): a median over
+    the whole keyboard can hide a register (the bass's missing upper partials, say)."""
+    return {name: summarize([r for r in rows if a <= r["pitch"] < b]) for name, (a, b) in REGISTERS.items()}
+
+
 def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[dict[str, Any]]],
             options: NoteMeasureOptions = DEFAULT) -> dict[str, Any]:
     """A model's sheet against the reference's, per year (rows from `sheet_measures` of the same
@@ -298,7 +307,8 @@ def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[di
         gm, rm = summarize(model[y]), summarize(reference[y])
         levels = _median([level_difference_db(g["levels_db"], r["levels_db"]) for g, r in zip(model[y], reference[y])])
         diff = {m: gm[m] - rm[m] for m in MEASURES}
-        per_year[str(y)] = {"model": gm, "reference": rm, "difference": diff, "levels_db": levels}
+        per_year[str(y)] = {"model": gm, "reference": rm, "difference": diff, "levels_db": levels,
+                            "registers": {"model": by_register(model[y]), "reference": by_register(reference[y])}}
         checks[f"{y} attack_db"] = abs(diff["attack_db"]) <= tol["attack_db"]
         checks[f"{y} hiss_db"] = diff["hiss_db"] <= tol["hiss_db"]
         checks[f"{y} upper_db"] = abs(diff["upper_db"]) <= tol["upper_db"]
