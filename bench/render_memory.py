@@ -73,8 +73,8 @@ def main() -> int:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.threads)))
         return 0
     trees = ([("baseline", str(Path(args.baseline).resolve()))] if args.baseline else []) + [("this tree", str(ROOT))]
-    print(f"| piece | output min | tree | peak RSS MB | added by reading the MIDI MB | added by the render MB | "
-          f"output float32 MB |")
+    print("| piece | output min | tree | peak RSS MB | added by reading the MIDI MB | added by the render MB | "
+          "output float32 MB |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for piece in args.pieces:
         for name, tree in trees:

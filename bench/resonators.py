@@ -59,7 +59,7 @@ def main() -> int:
         plain = Midi2Wave(config.model, plain_data).eval()
         banked = Midi2Wave(config.model, bank_data).eval()
         banked.load_state_dict(plain.state_dict())
-        opts = options.for_model(config.sampling)  # the preset's own sampling (e.g. its sustain innovation share)
+        opts = options.resolve(config)  # the preset's own sampling (e.g. its sustain innovation share)
         sampling = {"plain": dataclasses.replace(opts, partial_levels=0.0), "bank": opts}  # no bank, no levels
         notes, pedals = read_piece(args.midi, config.data.sustain_threshold)
         sr = config.data.sample_rate_hz

@@ -29,8 +29,8 @@ from .errors import InputError
 def _cached_model(path: str | None, device: str) -> Any:
     from .checkpoint import load_model
 
-    model, config = load_model(path, device=device)
-    return model.eval(), config
+    model, _ = load_model(path, device=device)  # the model carries its config's sampling defaults
+    return model.eval()
 
 
 def render(midi: Any, checkpoint: Any = None, options: SamplingOptions = SamplingOptions(), *,
@@ -41,20 +41,21 @@ def render(midi: Any, checkpoint: Any = None, options: SamplingOptions = Samplin
     midi: a MIDI file path, or (notes, pedals) as `midi.read_midi` returns them (the sustain rule is
     applied here, as for a file). checkpoint: None (the bundled model), a checkpoint or released
     model path, or a loaded `Midi2Wave`. options: every sampling setting (temperature, seed,
-    (settings left None: the model's own defaults, `Config.sampling`),
-    engine, precision, chunking, threads). start_s / end_s: the window (default: the whole piece
-    and its release); year: the recording year to imitate (None: unknown).
-    Raises MidiError / InputError (bad file, window or input) and CheckpointError.
+    engine, precision, chunking, threads); settings left None take the model's own defaults
+    (`Config.sampling`, which a model from `load_model` carries), so a path and the model loaded
+    from it render alike. start_s / end_s: the window (default: the whole piece and its release);
+    year: the recording year to imitate (None: unknown).
+    Raises MidiError / InputError (bad file, window or input), ConfigError (a setting the model
+    cannot honour) and CheckpointError.
     """
     from .midi import apply_sustain
     from .render.synthesize import read_piece, render_notes
 
     if isinstance(checkpoint, torch.nn.Module):
-        model = checkpoint  # no config at hand: settings left None take the built-in defaults
+        model = checkpoint
     else:
         key = None if checkpoint is None else str(Path(checkpoint).resolve())
-        model, config = _cached_model(key, str(device))
-        options = options.for_config(config)  # the model's own sampling defaults
+        model = _cached_model(key, str(device))
     threshold = model.data_config.sustain_threshold
     if isinstance(midi, (str, os.PathLike)):
         notes, pedals = read_piece(midi, threshold)

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import constants as C
 from .errors import AudioError, Midi2WaveError, OutputExistsError
-from .files import atomic_path  # re-exported: callers import the writer beside save_wav
+from .files import atomic_path, remove_stale_temps  # atomic_path re-exported: callers import the writer beside save_wav
 
 __all__ = [
     "OutputExistsError",
@@ -38,6 +38,7 @@ __all__ = [
     "to_mono",
     "wav_writer",
     "WavStream",
+    "pcm16_wav_problem",
 ]
 
 RESAMPLE_QUALITY = "HQ"  # soxr 'HQ': 20-bit precision, well below the 16-bit noise floor of the store
@@ -267,12 +268,71 @@ def wav_writer(path: str | os.PathLike, sample_rate: int, channels: int = 1,
     """Write a 16-bit PCM WAV in pieces (`WavStream.write`), atomically (`files.atomic_path`: under
     a temporary name, renamed when the body ends; nothing is left at `path` if it raises): a long
     render never holds its whole output. Refuses an existing `path` unless `force`
-    (OutputExistsError, before anything is written)."""
+    (OutputExistsError, before anything is written). Temporaries that killed runs left in the folder
+    are removed first (`files.remove_stale_temps`)."""
     sf = _soundfile()
     path = Path(path)
     if not path.parent.is_dir():
         raise Midi2WaveError(f"{path}: folder {path.parent} does not exist")
+    remove_stale_temps(path.parent, path.name)
     with atomic_path(path, force=force) as tmp:
         with sf.SoundFile(str(tmp), "w", samplerate=int(sample_rate), channels=int(channels), format="WAV",
                           subtype="PCM_16") as file:
             yield WavStream(file, int(channels))
+
+
+# ------------------------------------------------------------------------------------------ checking
+
+
+def pcm16_wav_problem(path: str | os.PathLike, sample_rate_hz: int, frames: int | None = None,
+                      channels: int = 1) -> str | None:
+    """Why `path` is not a complete 16-bit PCM WAV as `wav_writer` writes it (None: it is): the
+    RIFF and data chunk sizes must match the file's size (libsndfile reads a truncated file without
+    a word, so its frame count alone proves nothing), the format must be `channels` x PCM_16 at
+    `sample_rate_hz`, it must hold `frames` frames (when given) and its last frame must be readable.
+    For resuming batch renders: an output that fails this is rendered again."""
+    import struct
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return "not a RIFF/WAVE file"
+            if struct.unpack("<I", head[4:8])[0] + 8 != size:
+                return f"RIFF size {struct.unpack('<I', head[4:8])[0] + 8} bytes, file {size} bytes (truncated?)"
+            fmt = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return "no data chunk"
+                name, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if name == b"data":
+                    data_at = f.tell()
+                    break
+                body = f.read(length + (length & 1))
+                if name == b"fmt ":
+                    fmt = body[:16]
+        if fmt is None or len(fmt) < 16:
+            return "no format chunk before the data"
+        tag, n_channels, rate, _, block, bits = struct.unpack("<HHIIHH", fmt)
+        if tag not in (1, 0xFFFE) or bits != 16 or n_channels != channels or rate != sample_rate_hz:
+            return (f"format {n_channels} channel(s) x {bits} bit (tag {tag}) at {rate} Hz, expected {channels} x "
+                    f"16-bit PCM at {sample_rate_hz} Hz")
+        if data_at + length > size:
+            return f"data chunk of {length} bytes runs past the end of the file ({size - data_at} bytes)"
+        n = length // block
+        if length % block or (frames is not None and n != frames):
+            return f"{n} frames, expected {frames}"
+        sf = _soundfile()
+        with sf.SoundFile(str(path)) as file:
+            if file.frames != n:
+                return f"soundfile reads {file.frames} frames, the header says {n}"
+            if n:
+                file.seek(n - 1)
+                if len(file.read(1, dtype="int16")) != 1:
+                    return "its last frame cannot be read"
+    except (OSError, RuntimeError, struct.error) as e:  # soundfile's LibsndfileError is a RuntimeError
+        return f"unreadable ({type(e).__name__}: {e})"
+    return None

@@ -241,13 +241,14 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     """Rebuild a model from a checkpoint (or safetensors pair, or run folder) alone.
 
     path None: the bundled model in midi2wave/assets/. use_ema: the EMA weights when the checkpoint
-    has them. Returns (Midi2Wave in eval mode on `device`, Config).
+    has them. Returns (Midi2Wave in eval mode on `device`, Config); the model carries the config's
+    sampling defaults (`Midi2Wave.sampling_defaults`), so it renders as its config says.
     """
     from .model import Midi2Wave
 
     path = bundled_model_path() if path is None else Path(path)
     weights, config, _ = load_state(path, use_ema=use_ema)
-    model = Midi2Wave(config.model, config.data)
+    model = Midi2Wave(config.model, config.data, config.sampling)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as e:

@@ -7,7 +7,9 @@ Every `Midi2WaveError` is printed as one line `midi2wave: error: <file>: <proble
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import Midi2WaveError
@@ -64,35 +66,40 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return train_from_cli(args)
 
 
-def _add_model_sampling_flags(p: argparse.ArgumentParser) -> None:
-    """The flags of `config.MODEL_SAMPLING_FIELDS`; left out (None), the model's own `Config.sampling` applies."""
-    p.add_argument("--temperature", type=float, default=None,
-                   help="sampling temperature (default: the model's own, from its config; else 1.0)")
-    p.add_argument("--sustain-temperature", type=float, default=None,
-                   help="temperature more than --attack-seconds after every onset (0: --temperature throughout; "
-                        "default: the model's own)")
-    p.add_argument("--attack-seconds", type=float, default=None, help="see --sustain-temperature (default: the model's own)")
-    p.add_argument("--sustain-innovation", type=float, default=None,
-                   help="models with the resonator bank: share of the sampled innovation heard directly while notes "
-                        "sound past their attacks; the rest reaches the output only through the notes' partials "
-                        "(1: all, as in training, with --release-innovation 1 too; default: the model's own)")
-    p.add_argument("--release-innovation", type=float, default=None,
-                   help="models with the resonator bank: the same share once every sounding note is released "
-                        "(default: the model's own; a model that sets none follows the sustain share, "
-                        "--sustain-innovation included)")
-    p.add_argument("--partial-levels", type=float, default=None,
-                   help="models with fitted partial levels: how far (0..1, in log amplitude) each note's partials "
-                        "move to the levels fitted to the training audio at the end of its attack (0: as the sampled "
-                        "attack left them; default: the model's own)")
+def _add_sampling_flags(p: argparse.ArgumentParser, command: str) -> None:
+    """The flags `SamplingOptions` declares for `command` (its fields' metadata, config._flag): one
+    `--name-with-dashes` per field, its type, default, choices and help from the declaration. A
+    setting left None takes the model's own (`Config.sampling`)."""
+    import dataclasses
+    import typing
+
+    from .config import MODEL_SAMPLING_FIELDS, SamplingOptions
+
+    hints = typing.get_type_hints(SamplingOptions)
+    # the model's own settings first, then the render's (sorted() keeps the declaration's order within each)
+    for f in sorted(dataclasses.fields(SamplingOptions), key=lambda f: f.name not in MODEL_SAMPLING_FIELDS):
+        flag = f.metadata.get("flag")
+        if flag is None or command not in flag["commands"]:
+            continue
+        kind = hints[f.name]
+        kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # X | None -> X
+        settings = {"default": f.default, "help": flag["help"], **flag["overrides"].get(command, {})}
+        if flag["choices"]:
+            settings["choices"] = flag["choices"]
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, dest=f.name, **settings)
 
 
-def _sampling_options(**settings):
-    """`SamplingOptions(**settings)` from flags; a bad value is named as the flag (sampling.chunk_seconds
-    -> --chunk-seconds)."""
+def _sampling_options(args: argparse.Namespace, command: str, **settings):
+    """`SamplingOptions` from the flags of `_add_sampling_flags(.., command)` (and `settings`); a bad
+    value is named as the flag (sampling.chunk_seconds -> --chunk-seconds)."""
+    import dataclasses
+
     from .config import ConfigError, SamplingOptions
 
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(SamplingOptions)
+             if "flag" in f.metadata and command in f.metadata["flag"]["commands"]}
     try:
-        return SamplingOptions(**settings)
+        return SamplingOptions(**{**flags, **settings})
     except ConfigError as e:
         text = str(e)
         if text.startswith("sampling."):
@@ -101,19 +108,16 @@ def _sampling_options(**settings):
         raise Midi2WaveError(text) from None
 
 
-def _model_sampling_settings(args: argparse.Namespace) -> dict:
-    """The flags of `_add_model_sampling_flags` (None where not given: the model's own)."""
-    return {"temperature": args.temperature, "sustain_temperature": args.sustain_temperature,
-            "attack_seconds": args.attack_seconds, "sustain_innovation": args.sustain_innovation,
-            "release_innovation": args.release_innovation, "partial_levels": args.partial_levels}
-
-
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from .render.synthesize import synthesize_files
 
-    options = _sampling_options(**_model_sampling_settings(args), seed=args.seed, engine=args.engine,
-                                chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                                threads=max(0, args.threads), precision=args.precision)
+    options = _sampling_options(args, "synthesize", threads=max(0, args.threads))
+    if args.list is not None or any(p.is_dir() for p in args.inputs):
+        return _synthesize_corpus(args, options)
+    if not args.inputs:
+        raise Midi2WaveError("synthesize: give MIDI files, a folder, or --list FILE")
+    if args.shard is not None or args.manifest is not None:
+        raise Midi2WaveError("--shard and --manifest are for a corpus: a folder or --list FILE")
     return synthesize_files(args.inputs, options, out=args.out, checkpoint=args.checkpoint,
                             start_s=args.start, end_s=args.end, year=args.year, prime=args.prime,
                             prime_seconds=args.prime_seconds, plot=args.plot, device=args.device, force=args.force,
@@ -123,11 +127,28 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 def _cmd_note_sheet(args: argparse.Namespace) -> int:
     from .evaluation.notesheet_run import NoteSheetOptions, run_note_sheet
 
-    sampling = _sampling_options(**_model_sampling_settings(args), seed=args.seed, chunk_seconds=args.chunk_seconds,
-                                 overlap_seconds=args.overlap_seconds)
+    sampling = _sampling_options(args, "evaluate", seed=args.seed)
     options = NoteSheetOptions(out=args.note_sheet, years=tuple(args.years), instrument=args.instrument,
                                force=args.force)
     return run_note_sheet(args.checkpoint, options, sampling, json_path=args.json, quiet=args.quiet)
+def _synthesize_corpus(args: argparse.Namespace, options) -> int:
+    """`synthesize FOLDER -o DIR` or `synthesize --list FILE -o DIR` (render/corpus.py)."""
+    from .render.corpus import find_corpus, synthesize_corpus
+
+    if args.list is not None and args.inputs:
+        raise Midi2WaveError("synthesize: give --list FILE or inputs, not both")
+    if len(args.inputs) > 1:
+        raise Midi2WaveError(f"synthesize: {next(p for p in args.inputs if p.is_dir())} is a folder: "
+                             f"render one folder (or --list FILE) at a time, without other inputs")
+    if args.out is None:
+        raise Midi2WaveError("synthesize: a folder or --list needs -o DIR (the outputs mirror the corpus's tree)")
+    if args.plot:
+        raise Midi2WaveError("synthesize: --plot is for single files, not a folder or --list")
+    pieces = find_corpus(args.inputs[0] if args.inputs else None, args.list)
+    return synthesize_corpus(pieces, options, args.out, shard=args.shard, manifest=args.manifest,
+                             checkpoint=args.checkpoint, start_s=args.start, end_s=args.end, year=args.year,
+                             prime=args.prime, prime_seconds=args.prime_seconds, device=args.device,
+                             force=args.force, quiet=args.quiet)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -144,8 +165,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.report is not None:
         report_options = ReportOptions(args.report, force=args.force, checkpoint=checkpoint_label,
                                        command=" ".join(["midi2wave", *(shlex.quote(str(a)) for a in args.argv)]))
-    sampling = _sampling_options(**_model_sampling_settings(args), seed=args.seed, chunk_seconds=args.chunk_seconds,
-                                 overlap_seconds=args.overlap_seconds)
+    sampling = _sampling_options(args, "evaluate", seed=args.seed)  # --seed: the excerpts' and the generations'
     options = EvaluateOptions(store=args.data, split=args.split, midi_files=tuple(args.midi or ()),
                               n_excerpts=args.excerpts, excerpt_seconds=args.excerpt_seconds,
                               lead_in_seconds=args.lead_in_seconds, seed=args.seed, nll=not args.no_nll, transcription=not args.no_transcription,
@@ -183,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="midi2wave",
         description="MIDI-conditioned WaveNet piano synthesis (midi2wave of Wave2Midi2Wave).",
     )
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", dest="log_quiet", action="store_true",
+                          help="warnings and errors only (and no progress bars): `midi2wave -q COMMAND ...`")
+    loudness.add_argument("-v", "--verbose", dest="log_verbose", action="store_true",
+                          help="debug messages too: `midi2wave -v COMMAND ...`")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("prepare", help="preprocess MAESTRO (or a folder of MIDI + audio pairs) into a dataset store")
@@ -225,30 +250,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train)
 
-    p = sub.add_parser("synthesize", help="render MIDI files to audio with a trained model")
-    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT.mid", help="MIDI files")
+    p = sub.add_parser("synthesize", help="render MIDI files, or a corpus of them, to audio with a trained model",
+                       description="Render MIDI files to WAV. A corpus (a FOLDER, searched recursively for *.mid and "
+                                   "*.midi, or --list FILE) renders into -o DIR, mirroring its tree (a/b/x.mid -> "
+                                   "DIR/a/b/x.wav); complete outputs are skipped, so a killed or preempted run resumes "
+                                   "where it stopped; --shard I/N splits it over machines; every piece's outcome is a "
+                                   "line of DIR/manifest.jsonl (docs/rendering.md).")
+    p.add_argument("inputs", type=Path, nargs="*", metavar="INPUT",
+                   help="MIDI files, or one folder: a corpus (every *.mid / *.midi below it)")
+    p.add_argument("--list", type=Path, default=None, metavar="FILE",
+                   help="a corpus listed in a text file: one MIDI path a line, relative to the list's folder "
+                        "(outputs mirror those paths); blank lines and lines starting with # are ignored")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")
     p.add_argument("-o", "--out", type=Path, default=None,
-                   help="output WAV (one input) or folder (several inputs); default: INPUT.wav beside each input")
+                   help="output WAV (one input) or folder (several inputs; required for a corpus); "
+                        "default: INPUT.wav beside each input")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="corpus: render only shard I of N (the pieces whose index in the sorted corpus is I mod N), "
+                        "e.g. one per SLURM array task; any split gives the same files as one run")
+    p.add_argument("--manifest", type=Path, default=None, metavar="PATH",
+                   help="corpus: the JSONL manifest to append to (default: DIR/manifest.jsonl, "
+                        "DIR/manifest.shard-I-of-N.jsonl with --shard)")
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in seconds")
     p.add_argument("--end", type=float, default=None, metavar="S", help="end time in seconds (default: end of the MIDI)")
-    _add_model_sampling_flags(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--engine", choices=("auto", "numba", "torch"), default="auto", help="generation engine")
-    p.add_argument("--chunk-seconds", type=float, default=None,
-                   help="cut the piece into chunks of this length generated as a batch across cores "
-                        "(default: automatic once the piece is long enough to gain; 0: one stream)")
-    p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                   help="numba engine weight storage (fp16: faster for one stream of a big model)")
+    _add_sampling_flags(p, "synthesize")
     p.add_argument("--prime", type=Path, default=None, metavar="AUDIO",
                    help="teacher-force the first --prime-seconds from this audio file, then run free")
     p.add_argument("--prime-seconds", type=float, default=1.0)
     p.add_argument("--year", type=int, default=None, help="recording year to imitate (default: the model's default)")
     p.add_argument("--plot", action="store_true", help="also write a PNG: piano roll above the spectrogram")
     p.add_argument("--device", default="cpu", help="torch device for --engine torch")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing outputs (a corpus: render complete outputs again too)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_synthesize)
 
@@ -281,10 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instrument", default="salamander", metavar="NAME",
                    help="--note-sheet: the training instrument, the reference (salamander or musescore)")
     p.add_argument("--seed", type=int, default=0)
-    _add_model_sampling_flags(p)
-    p.add_argument("--chunk-seconds", type=float, default=0.0,
-                   help="generate each excerpt in chunks as `synthesize --chunk-seconds` does (0: one stream)")
-    p.add_argument("--overlap-seconds", type=float, default=0.5, help="warm-up overlap between chunks")
+    _add_sampling_flags(p, "evaluate")
     p.add_argument("--other-instrument", default="musescore", metavar="NAME",
                    help="second instrument rendering each excerpt's MIDI, whose log-mel distance to the real "
                         "audio is the scale of the generation's: musescore (FluidSynth, as the demo data) or none")
@@ -332,10 +362,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _MessageHandler(logging.Handler):
+    """The library's messages (`logging`, logger `midi2wave.*`) as plain lines on stderr, through
+    `tqdm.write` once tqdm is loaded so that they print above a running progress bar, not through it.
+    stderr is looked up at each message (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            tqdm = sys.modules.get("tqdm")
+            if tqdm is not None:
+                tqdm.tqdm.write(line, file=sys.stderr)
+            else:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+        except Exception:  # noqa: BLE001  # pragma: no cover - as logging.StreamHandler
+            self.handleError(record)
+
+
+def _configure_logging(quiet: bool, verbose: bool) -> Callable[[], None]:
+    """One handler on the `midi2wave` logger, `%(message)s`: messages read as they always did (each
+    carries its own `midi2wave: warning: ` where it is one). quiet: warnings and errors only;
+    verbose: debug too; else info. Returns the undo (main is called repeatedly in tests)."""
+    logger = logging.getLogger("midi2wave")
+    handler = _MessageHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    previous_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+    return undo
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as given, shown by `evaluate --report`
+    quiet = args.log_quiet or getattr(args, "quiet", False)  # a command's own -q quiets its messages too
+    if quiet and hasattr(args, "quiet"):
+        args.quiet = True  # and the global -q its progress bars
+    undo_logging = _configure_logging(quiet, args.log_verbose)
     try:
         return int(args.handler(args) or 0)
     except Midi2WaveError as e:
@@ -344,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("midi2wave: interrupted", file=sys.stderr)
         return 130
+    finally:
+        undo_logging()
 
 
 if __name__ == "__main__":

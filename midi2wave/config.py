@@ -426,34 +426,66 @@ class ModelSampling:
 # `config_differences` keys of the settings that change synthesis only.
 SYNTHESIS_ONLY_KEYS: tuple[str, ...] = tuple(f"data.resonators.{name}" for name in ResonatorConfig.SYNTHESIS_ONLY)
 
-MODEL_SAMPLING_FIELDS = ("temperature", "sustain_temperature", "attack_seconds", "sustain_innovation",
-                         "release_innovation", "partial_levels")
+# The settings a model carries as its own defaults (`Config.sampling`), which a render may override.
+MODEL_SAMPLING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelSampling))
+
+# The commands whose sampling flags `SamplingOptions` declares (see `_flag`).
+SAMPLING_COMMANDS: tuple[str, ...] = ("synthesize", "evaluate")
+
+
+def _flag(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
+          commands: tuple[str, ...] = SAMPLING_COMMANDS, overrides: dict[str, dict[str, Any]] | None = None) -> Any:
+    """A `SamplingOptions` field that is also the flag `--name-with-dashes` of `commands` (cli.py builds
+    the flags from this metadata, so a new setting is one field here): `help` its help text,
+    `choices` its allowed values; `overrides` {command: {"default": ..., "help": ...}} what one command
+    does differently."""
+    return field(default=default, metadata={"flag": {"help": help, "choices": choices, "commands": commands,
+                                                     "overrides": overrides or {}}})
+
+
+_OWN = "default: the model's own"
 
 
 @dataclass(frozen=True)
 class SamplingOptions:
     """How `synthesize` (and `midi2wave.render`) sample from the model: every setting of a render
-    that is not the piece itself (the MIDI, the window, the year, a prime)."""
+    that is not the piece itself (the MIDI, the window, the year, a prime). Settings left None are
+    the model's own: `resolve` fills them in once, where a render or an evaluation starts."""
 
-    # None: the model's own default (`Config.sampling`, see `for_model`), else the built-in one
-    temperature: float | None = None
-    seed: int = 0
-    engine: str = "auto"  # "auto" | "numba" | "torch"
+    # None: the model's own default (`Config.sampling`, see `resolve`), else the built-in one
+    temperature: float | None = _flag(None, f"sampling temperature ({_OWN}, from its config; else 1.0)")
+    seed: int = _flag(0, "random seed", commands=("synthesize",))  # evaluate's --seed sets it and the excerpts'
+    engine: str = _flag("auto", "generation engine", choices=("auto", "numba", "torch"),
+                        commands=("synthesize",))  # "auto" | "numba" | "torch"
     # None: chunks across all cores once the piece is long enough to gain (`chunks.auto_chunk_seconds`);
     # 0: one stream for the whole piece; else chunks of this length generated as a batch
-    chunk_seconds: float | None = None
-    overlap_seconds: float = 0.5  # warm-up overlap between chunks, crossfaded
-    threads: int = 0  # 0: all cores
+    chunk_seconds: float | None = _flag(
+        None, "cut the piece into chunks of this length generated as a batch across cores "
+              "(default: automatic once the piece is long enough to gain; 0: one stream)",
+        overrides={"evaluate": {"default": 0.0, "help": "generate each excerpt in chunks as `synthesize "
+                                                        "--chunk-seconds` does (0: one stream)"}})
+    overlap_seconds: float = _flag(0.5, "warm-up overlap between chunks")  # crossfaded
+    threads: int = _flag(0, "CPU threads (0: all cores)", commands=("synthesize",))  # 0: all cores
     # Temperature for samples more than `attack_seconds` after every note onset (0: `temperature`
     # throughout): random innovations while notes sustain make their loudness wander, which
     # listeners and transcribers hear as re-struck notes.
-    sustain_temperature: float | None = None
-    attack_seconds: float | None = None
-    sustain_innovation: float | None = None  # see ModelSampling
+    sustain_temperature: float | None = _flag(
+        None, f"temperature more than --attack-seconds after every onset (0: --temperature throughout; {_OWN})")
+    attack_seconds: float | None = _flag(None, f"see --sustain-temperature ({_OWN})")
+    sustain_innovation: float | None = _flag(  # see ModelSampling
+        None, "models with the resonator bank: share of the sampled innovation heard directly while notes "
+              "sound past their attacks; the rest reaches the output only through the notes' partials "
+              f"(1: all, as in training, with --release-innovation 1 too; {_OWN})")
     # see ModelSampling (None: the model's own, which may itself be None: the sustain share)
-    release_innovation: float | None = None
-    partial_levels: float | None = None  # see ModelSampling
-    precision: str = "fp32"  # the numba engine's weight storage: "fp32" | "fp16" | "int8"
+    release_innovation: float | None = _flag(
+        None, "models with the resonator bank: the same share once every sounding note is released "
+              f"({_OWN}; a model that sets none follows the sustain share, --sustain-innovation included)")
+    partial_levels: float | None = _flag(  # see ModelSampling
+        None, "models with fitted partial levels: how far (0..1, in log amplitude) each note's partials "
+              "move to the levels fitted to the training audio at the end of its attack (0: as the sampled "
+              f"attack left them; {_OWN})")
+    precision: str = _flag("fp32", "numba engine weight storage (fp16: faster for one stream of a big model)",
+                           choices=("fp32", "fp16", "int8"), commands=("synthesize",))  # numba-only
     crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"
 
     def __post_init__(self) -> None:
@@ -475,31 +507,28 @@ class SamplingOptions:
         _require(self.precision == "fp32" or self.engine != "torch", "sampling.precision", self.precision,
                  "the torch engine runs in fp32 (fp16 / int8 are numba-only)")
 
+    def resolve(self, config: "Config | None" = None) -> "SamplingOptions":
+        """These options with no model default left None: each taken from the model's own
+        (`config.sampling`; config None: the built-in `ModelSampling()`), and `release_innovation`
+        still None after that the sustain share. Refuses settings the model cannot honour (partial
+        levels asked of a model without fitted ones; ConfigError). Resolving resolved options
+        changes nothing, so every entry (`synthesize`, `render`, `evaluate`) resolves once and
+        passes the result down."""
+        defaults = config.sampling if config is not None else ModelSampling()
+        resolved = dataclasses.replace(self, **{name: getattr(defaults, name) for name in MODEL_SAMPLING_FIELDS
+                                                if getattr(self, name) is None})
+        if resolved.release_innovation is None:
+            resolved = dataclasses.replace(resolved, release_innovation=resolved.sustain_innovation)
+        if config is not None:
+            _require(not resolved.partial_levels or bool(config.data.resonators.levels_db), "sampling.partial_levels",
+                     resolved.partial_levels, "the model has no fitted partial levels (data.resonators.levels_db; "
+                     "scripts/fit_partials.py fits them): use 0")
+        return resolved
+
     @property
-    def release_share(self) -> float:
-        """The direct share once every note is released: `release_innovation`, else the sustain share
-        (settings left None taken from the built-in defaults; resolve with `for_model` first)."""
-        resolved = self.for_model(None)
-        return resolved.sustain_innovation if resolved.release_innovation is None else resolved.release_innovation
-
-    def for_model(self, model_sampling: "ModelSampling | None" = None) -> "SamplingOptions":
-        """These options with every setting left None taken from the model's defaults
-        (`Config.sampling`; None: the built-in `ModelSampling()`)."""
-        defaults = model_sampling if model_sampling is not None else ModelSampling()
-        return dataclasses.replace(self, **{name: getattr(defaults, name) for name in MODEL_SAMPLING_FIELDS
-                                            if getattr(self, name) is None})
-
-    def for_config(self, config: "Config") -> "SamplingOptions":
-        """`for_model(config.sampling)`, checked against the model (`check_for`)."""
-        return self.for_model(config.sampling).check_for(config.data)
-
-    def check_for(self, data: "DataConfig") -> "SamplingOptions":
-        """These options, refusing settings a model of this data config cannot honour (partial
-        levels asked of a model without fitted ones)."""
-        _require(not self.partial_levels or bool(data.resonators.levels_db), "sampling.partial_levels",
-                 self.partial_levels, "the model has no fitted partial levels (data.resonators.levels_db; "
-                 "scripts/fit_partials.py fits them): use 0")
-        return self
+    def is_resolved(self) -> bool:
+        """No model default left None (see `resolve`)."""
+        return all(getattr(self, name) is not None for name in MODEL_SAMPLING_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -586,7 +615,7 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
             if len(value) != 2:
                 raise ConfigError(f"{key} = {value!r}: must be a list of 2")
         return tuple(_coerce(section, name, inner, v) for v in value)
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return section_from_dict(annotation, key, value)
     args = typing.get_args(annotation)
     if len(args) == 2 and type(None) in args:  # an optional setting (X | None): null, or an X

@@ -4,27 +4,35 @@ Every output of the package (WAVs, checkpoints, store pieces and manifest, repor
 `atomic_path` (for writers that need a path: soundfile, np.save, matplotlib; a streaming writer keeps
 the temporary file open through the body and writes it piece by piece, e.g. `audio.wav_writer` for
 long renders) or `atomic_write_bytes` (for bytes already in memory), so a crash or Ctrl-C never leaves a half-written file under the final
-name, and an existing output is never replaced unless asked (`force`).
+name, and an existing output is never replaced unless asked (`force`). Folders of outputs (a
+listening page, a report) are filled under a temporary name and renamed the same way (`atomic_folder`).
 
 Temporary names are `.<final name>.<pid>-<hex>.tmp` in the same folder (so the rename is atomic on
-one filesystem); `TEMP_NAME` matches them, for cleaners of interrupted runs (data/prepare.py).
+one filesystem); `TEMP_NAME` matches them, for cleaners of interrupted runs (data/prepare.py,
+`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import secrets
+import time
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 from .errors import OutputExistsError
 
-__all__ = ["TEMP_NAME", "atomic_path", "atomic_write_bytes", "temp_name"]
+__all__ = ["STALE_TEMP_SECONDS", "TEMP_NAME", "atomic_folder", "atomic_path", "atomic_write_bytes", "check_folder",
+           "remove_stale_temps", "temp_name"]
+
+logger = logging.getLogger(__name__)
 
 # `.<final>.<pid>-<hex>.tmp`, as made by `temp_name`
-TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.\d+-[0-9a-f]+\.tmp$")
+TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)-[0-9a-f]+\.tmp$")
 
 
 def temp_name(path: str | os.PathLike) -> Path:
@@ -81,3 +89,84 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, force: bool = True,
                 f.flush()
                 os.fsync(f.fileno())
     return path
+
+
+# A temporary of a process that is not alive here is removed once unmodified this long even when it is
+# not the output about to be written: it may belong to a live writer on another machine that shares
+# the folder, and live writers touch their file far more often (a render writes every window).
+STALE_TEMP_SECONDS = 600.0
+
+
+def _alive_here(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (another user's counts; so does a reused pid)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: checks only
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: another user's; a pid too large: not ours to judge
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike, final: str | None = None,
+                       min_age_s: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove the temporaries (`TEMP_NAME`) in `folder` that processes no longer alive left behind
+    (a run killed by SIGKILL or a power cut cannot remove its own): those of the output `final` (a
+    file name) at once, the others once unmodified for `min_age_s`. Never the temporary of a live
+    process. Logs what it removed and where; returns the removed paths. Only on POSIX (elsewhere
+    there is no harmless check whether a process lives); a folder that cannot be listed is left alone."""
+    if os.name != "posix":
+        return []
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    now = time.time()
+    for entry in entries:
+        m = TEMP_NAME.match(entry.name)
+        if m is None or _alive_here(int(m.group("pid"))):
+            continue
+        try:
+            if m.group("final") != final and now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                continue
+            os.unlink(entry.path)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+        removed.append(Path(entry.path))
+    if removed:
+        logger.info("midi2wave: removed %d temporary file(s) left by killed runs in %s: %s", len(removed), folder,
+                    ", ".join(p.name for p in removed))
+    return removed
+def check_folder(folder: str | os.PathLike, force: bool = False) -> None:
+    """Refuse an output folder that exists and is not empty, unless `force` (OutputExistsError), and
+    a path that exists and is not a folder. For checks before costly work, and `atomic_folder`'s."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise OutputExistsError(f"{folder}: already exists and is not empty (use --force to overwrite)")
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `folder` (`temp_name`) to fill; on success it becomes `folder`
+    (an existing empty one, or with `force` any existing one, is replaced: renamed aside, then
+    removed). Nothing is left behind if the body raises. `check_folder` refuses the folder before and
+    after the body (something may appear meanwhile); its parent folder must exist."""
+    folder = Path(folder)
+    check_folder(folder, force)
+    tmp, old = temp_name(folder), temp_name(folder)
+    tmp.mkdir()
+    try:
+        yield tmp
+        check_folder(folder, force)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -164,7 +164,7 @@ class PedalEvents:
 
 
 def notes_to_arrays(notes: Notes, pedals: PedalEvents) -> dict[str, np.ndarray]:
-    """The arrays of a store's `<id>.notes.npz` (keys as in docs/DESIGN.md)."""
+    """The arrays of a store's `<id>.notes.npz` (keys as in data/store.py)."""
     return {
         "onset_s": notes.onset_s, "offset_s": notes.offset_s, "pitch": notes.pitch, "velocity": notes.velocity,
         "pedal_time_s": pedals.time_s, "pedal_controller": pedals.controller, "pedal_value": pedals.value,
@@ -188,8 +188,8 @@ def _tick_to_seconds(ticks_per_beat: int, tempo_events: list[tuple[int, int]]):
         ticks_per_frame = ticks_per_beat & 0xFF
         if fps <= 0 or ticks_per_frame <= 0:
             raise ValueError(f"invalid SMPTE time division {ticks_per_beat:#06x}")
-        seconds_per_tick = 1.0 / (fps * ticks_per_frame)
-        return lambda ticks: np.asarray(ticks, np.float64) * seconds_per_tick
+        smpte_seconds_per_tick = 1.0 / (fps * ticks_per_frame)
+        return lambda ticks: np.asarray(ticks, np.float64) * smpte_seconds_per_tick
     if ticks_per_beat <= 0:
         raise ValueError(f"invalid time division {ticks_per_beat}")
     events = sorted(tempo_events, key=lambda e: e[0])  # stable: the last change at a tick wins
@@ -236,8 +236,12 @@ def read_midi(path: str | Path) -> tuple[Notes, PedalEvents]:
         raise MidiError(f"{path}: no such file")
     if not path.is_file():
         raise MidiError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise MidiError(f"{path}: empty file, not a MIDI file")
     try:
         midi = mido.MidiFile(path)
+    except EOFError:  # mido's EOFError says nothing
+        raise MidiError(f"{path}: not a MIDI file or corrupt (its data ends early: truncated?)") from None
     except OSError as e:
         raise MidiError(f"{path}: cannot read as MIDI ({e.strerror or e})") from None
     except Exception as e:  # mido raises EOFError, KeyError, ValueError... on corrupt data
@@ -273,14 +277,14 @@ def read_midi(path: str | Path) -> tuple[Notes, PedalEvents]:
                 elif kind in ("note_on", "note_off"):
                     key = (message.channel, message.note)
                     still_open = []
-                    for start, velocity in open_notes.get(key, ()):
+                    for start, note_velocity in open_notes.get(key, ()):
                         if start == tick:  # a note-on at this very tick continues
-                            still_open.append((start, velocity))
+                            still_open.append((start, note_velocity))
                         else:
                             onset_ticks.append(start)
                             offset_ticks.append(tick)
                             pitches.append(message.note)
-                            velocities.append(velocity)
+                            velocities.append(note_velocity)
                     if still_open:
                         open_notes[key] = still_open
                     else:
@@ -291,11 +295,11 @@ def read_midi(path: str | Path) -> tuple[Notes, PedalEvents]:
                     pedal_controllers.append(message.control)
                     pedal_values.append(message.value)
             for (_, note), starts in open_notes.items():
-                for start, velocity in starts:
+                for start, note_velocity in starts:
                     onset_ticks.append(start)
                     offset_ticks.append(-1)  # closed at the file's last event below
                     pitches.append(note)
-                    velocities.append(velocity)
+                    velocities.append(note_velocity)
         to_seconds = _tick_to_seconds(midi.ticks_per_beat, tempo_events)
     except Exception as e:
         raise MidiError(f"{path}: corrupt MIDI data ({type(e).__name__}: {e})") from None
@@ -609,8 +613,11 @@ def excitation_signal(notes: Notes, start_sample: int, n_samples: int, sample_ra
         t = (np.arange(a, b, dtype=np.float64) - cache["on"][i]) / sr
         duration = notes.offset_s[i] - notes.onset_s[i]
         tau = cache["tau"][i]
-        env = np.where(t < duration, np.exp(-t / tau),
-                       math.exp(-duration / tau) * np.exp(-(t - duration) / _RELEASE_TAU_S))
+        # Each branch only where it applies: the release branch before the offset of a long note
+        # would overflow (exp of t - duration << 0), and 0 * inf there would be NaN.
+        env = np.exp(-t / tau)
+        released = t >= duration
+        env[released] = math.exp(-duration / tau) * np.exp(-(t[released] - duration) / _RELEASE_TAU_S)
         phase = (2.0 * np.pi * f0) * t
         # sum_m sin(m x)/m with the Chebyshev recurrence sin((m+1)x) = 2 cos(x) sin(mx) - sin((m-1)x):
         # elementwise only (no BLAS), so every sample is computed the same way in any window.

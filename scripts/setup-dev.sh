@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the demo data need on a fresh Debian machine (run as root).
-# torch is pinned to 2.13.0 (the CPU wheel on this machine's disk; an unpinned torch pulls CUDA).
+# The exact versions come from constraints.txt (pyproject.toml declares ranges); it pins torch to 2.13.0
+# (the CPU wheel on this machine's disk; an unconstrained torch pulls CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # chromium: the browser tests of the report and listening-test pages (driven by Playwright from [test];
@@ -14,7 +15,7 @@ if ! command -v fluidsynth >/dev/null || [ ! -e /usr/share/sounds/sf3/MuseScore_
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     fluidsynth musescore-general-soundfont-small libsndfile1 chromium $extra
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".[demo,train,test,eval]"
+python3 -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[demo,train,test,eval]"
 # `evaluate`'s transcriber: basic-pitch's ONNX model (inside the wheel) on onnxruntime (from [eval]).
 # --no-deps: basic-pitch declares TensorFlow (and resampy<0.4.3), which its ONNX path does not need.
-python3 -m pip install -q --disable-pip-version-check --no-deps basic-pitch==0.4.0
+python3 -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt basic-pitch

@@ -23,7 +23,7 @@ from midi2wave.errors import CheckpointError
 from midi2wave.info import describe
 from midi2wave.model import Midi2Wave
 from store_fixture import make_store
-from conftest import tiny_config
+from helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_config()

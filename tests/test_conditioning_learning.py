@@ -17,7 +17,7 @@ import torch
 from midi2wave.config import DataConfig
 from midi2wave.model import Midi2Wave
 from midi2wave.model.distributions import quantize_pcm
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 SPF = 64
 FRAMES = 8
@@ -65,6 +65,7 @@ TINY = tiny_model_config(residual_channels=12, gate_channels=24, skip_channels=1
 STEPS = 500
 
 
+@pytest.mark.training
 def test_a_tiny_model_learns_to_use_the_onset_roll():
     torch.manual_seed(0)
     data = DataConfig(conditioning=("onset_velocity",), use_year=False)
@@ -83,6 +84,7 @@ def test_a_tiny_model_learns_to_use_the_onset_roll():
     assert after > 0.7, f"conditioning gain after training {after:.3f} bits/sample"
 
 
+@pytest.mark.training
 def test_a_tiny_model_learns_to_use_the_excitation():
     torch.manual_seed(0)
     data = DataConfig(conditioning=("onset_velocity",), use_year=False, excitation_partials=1)

@@ -176,3 +176,51 @@ def test_paper_and_nv_wavenet_sizes():
     nv = load_config(ROOT / "configs" / "nv-wavenet.json").model
     assert (nv.input_kind, nv.output_kind, nv.mulaw_classes) == ("mulaw_embedding", "mulaw", 256)
     assert (nv.residual_channels, nv.gate_channels, nv.skip_channels, nv.n_layers, nv.bias) == (64, 128, 256, 20, True)
+
+
+# ------------------------------------------------------------------------------------- sampling
+
+
+def test_resolve_leaves_no_model_default_unset_and_is_idempotent():
+    from midi2wave.config import MODEL_SAMPLING_FIELDS, ModelSampling, SamplingOptions
+
+    own = ModelSampling(temperature=0.9, sustain_temperature=0.3, attack_seconds=0.02, sustain_innovation=0.6)
+    config = Config(sampling=own)
+    resolved = SamplingOptions(attack_seconds=0.04, seed=7).resolve(config)
+    assert resolved.is_resolved and not SamplingOptions().is_resolved
+    assert all(getattr(resolved, name) is not None for name in MODEL_SAMPLING_FIELDS)
+    # the options' own settings win; the rest are the model's; the release share follows the sustain share
+    assert (resolved.temperature, resolved.sustain_temperature, resolved.attack_seconds, resolved.seed) == \
+        (0.9, 0.3, 0.04, 7)
+    assert resolved.sustain_innovation == resolved.release_innovation == 0.6
+    assert resolved.resolve(config) == resolved and resolved.resolve(Config()) == resolved  # resolved stays
+    assert SamplingOptions().resolve() == SamplingOptions().resolve(Config())  # None: the built-in defaults
+    with pytest.raises(ConfigError, match="no fitted partial levels"):
+        SamplingOptions(partial_levels=0.5).resolve(Config())
+
+
+def test_sampling_flags_come_from_the_fields(tmp_path):
+    """Every flagged SamplingOptions field is a flag of its commands, with the declared default,
+    and a value given on the command line reaches the options under the field's name."""
+    from midi2wave.cli import _sampling_options, build_parser
+    from midi2wave.config import SamplingOptions
+    from midi2wave.errors import Midi2WaveError
+
+    parser = build_parser()
+    flagged = [f for f in dataclasses.fields(SamplingOptions) if "flag" in f.metadata]
+    assert {f.name for f in flagged} >= {"temperature", "sustain_temperature", "attack_seconds", "sustain_innovation",
+                                         "release_innovation", "partial_levels", "chunk_seconds", "overlap_seconds"}
+    for command, base in (("synthesize", ["synthesize", "x.mid"]), ("evaluate", ["evaluate"])):
+        defaults = _sampling_options(parser.parse_args(base), command)
+        for f in flagged:
+            declared = f.metadata["flag"]
+            if command not in declared["commands"]:
+                continue
+            expected = declared["overrides"].get(command, {}).get("default", f.default)
+            assert getattr(defaults, f.name) == expected, (command, f.name)
+            kind = int if f.type == "int" else str if declared["choices"] else float
+            value = declared["choices"][-1] if declared["choices"] else "3" if kind is int else "0.75"
+            args = parser.parse_args(base + [f"--{f.name.replace('_', '-')}", value])
+            assert getattr(_sampling_options(args, command), f.name) == kind(value), (command, f.name)
+    with pytest.raises(Midi2WaveError, match="--sustain-innovation 1.5: must be in"):  # named as the flag
+        _sampling_options(parser.parse_args(["synthesize", "x.mid", "--sustain-innovation", "1.5"]), "synthesize")

@@ -28,7 +28,7 @@ from midi2wave.evaluation.evaluate import (
 from midi2wave.midi import Notes, PedalEvents, frame_rolls
 from midi2wave.model import Midi2Wave
 from store_fixture import FixturePiece, make_store, write_store
-from conftest import tiny_data_config, tiny_model_config
+from helpers import tiny_data_config, tiny_model_config
 
 TINY = tiny_model_config(n_stacks=1, layers_per_stack=4, n_mixtures=2)
 TINY_DATA = tiny_data_config(segment_seconds=0.25, excitation_partials=2)
@@ -53,7 +53,7 @@ def test_note_f1_identical_notes_is_one():
 
 
 def test_note_f1_ignores_offsets_and_tolerates_40ms_but_not_60ms():
-    later = lambda dt: Notes(REFERENCE.onset_s + dt, REFERENCE.offset_s + 0.5, REFERENCE.pitch, REFERENCE.velocity)
+    later = lambda dt: Notes(REFERENCE.onset_s + dt, REFERENCE.offset_s + 0.5, REFERENCE.pitch, REFERENCE.velocity)  # noqa: E731
     assert note_f1(REFERENCE, later(0.04))["f1"] == 1.0
     assert note_f1(REFERENCE, later(-0.04))["f1"] == 1.0
     shifted = note_f1(REFERENCE, later(0.06))

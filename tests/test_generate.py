@@ -22,7 +22,7 @@ from midi2wave.render.generate import (
 )
 from midi2wave.model import Midi2Wave
 from midi2wave.model.distributions import quantize_pcm
-from conftest import tiny_data_config, tiny_model_config
+from helpers import tiny_data_config, tiny_model_config
 
 TINY = tiny_model_config()
 DATA = tiny_data_config()
@@ -193,12 +193,14 @@ def test_temperature_track_is_hot_after_onsets_only():
     from midi2wave.config import SamplingOptions
     from midi2wave.render.synthesize import temperature_track
 
-    opts = SamplingOptions(temperature=1.0, sustain_temperature=0.5, attack_seconds=0.01)
+    opts = SamplingOptions(temperature=1.0, sustain_temperature=0.5, attack_seconds=0.01).resolve()
     track = temperature_track(np.array([0.0, 0.02, 0.5]), 160, 320, 16000, opts)  # samples 160..479
     expected = np.full(320, 0.5, np.float32)  # the onset at 0 s: its attack ends where the window starts
     expected[320 - 160:480 - 160] = 1.0  # the onset at 0.02 s = sample 320; the one at 0.5 s is past the end
     np.testing.assert_array_equal(track, expected)
-    assert temperature_track(np.array([0.0]), 0, 10, 16000, SamplingOptions()) is None  # off by default
+    assert temperature_track(np.array([0.0]), 0, 10, 16000, SamplingOptions().resolve()) is None  # off by default
+    with pytest.raises(ValueError, match="resolve"):  # settings left None: the caller forgot to resolve
+        temperature_track(np.array([0.0]), 0, 10, 16000, SamplingOptions())
 
 
 # ----------------------------------------------------------------------- state, batch and priming

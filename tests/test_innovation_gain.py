@@ -19,7 +19,7 @@ from midi2wave.conditioning import resonators as rs
 from midi2wave.config import ConfigError, DataConfig
 from midi2wave.render.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
-from conftest import bank_model, random_inputs
+from helpers import bank_model, random_inputs
 
 SR = 16000
 GAIN = rs.ResonatorConfig(partials=4, decay_scale=0.5, decay_exponent=1.0, gain=0.2, gain_velocity_exponent=1.0,

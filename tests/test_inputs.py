@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_data_config, tiny_model_config
+from helpers import tiny_data_config, tiny_model_config
 from store_fixture import make_store
 
 from midi2wave import constants as C

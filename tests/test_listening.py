@@ -12,7 +12,7 @@ import pytest
 
 import browser
 from midi2wave.cli import main
-from midi2wave.evaluation.listening import ListeningTestError, build_test, load_key, score_ratings
+from midi2wave.evaluation.listening import build_test, load_key, score_ratings
 from midi2wave.evaluation.report import ReportOptions, write_report
 from test_report import needs_browser, synthetic_excerpts, synthetic_results
 
@@ -262,6 +262,7 @@ def _rate_in_browser(page, key: dict, rater: int, name: str, downloads: Path, re
     return path
 
 
+@pytest.mark.browser
 def test_simulated_raters_click_through_the_page_and_their_downloads_score_correctly(test_folder, tmp_path, capsys):
     needs_browser()
     key = load_key(test_folder)

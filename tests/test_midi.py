@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mido
@@ -245,11 +246,14 @@ def test_read_midi_long_file_beyond_pretty_midi_max_tick(tmp_path):
     assert as_rows(notes) == [(round(10_000_000 / 1920, 9), round(10_000_480 / 1920, 9), 60, 90)]
 
 
-@pytest.mark.parametrize("kind", ["missing", "directory", "garbage", "truncated", "no_notes", "only_out_of_range"])
+@pytest.mark.parametrize("kind", ["missing", "directory", "empty", "garbage", "truncated", "no_notes",
+                                  "only_out_of_range"])
 def test_read_midi_errors_name_the_path(tmp_path, kind):
     path = tmp_path / f"{kind}.mid"
     if kind == "directory":
         path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
     elif kind == "garbage":
         path.write_bytes(b"this is not a MIDI file at all" * 10)
     elif kind == "truncated":
@@ -263,7 +267,7 @@ def test_read_midi_errors_name_the_path(tmp_path, kind):
         read_midi(path)
     assert isinstance(info.value, InputError)
     assert str(info.value).startswith(f"{path}: ")
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and not str(info.value).endswith(": )")  # mido's EOFError is empty
 
 
 # ----------------------------------------------------------------------------------------- rolls
@@ -389,6 +393,19 @@ def test_excitation_window_equals_slice_of_whole_piece():
     before = excitation_signal(notes, -500, 1000, sr, 6)
     assert not before[:500].any()
     np.testing.assert_array_equal(before[500:], whole[:500])
+
+
+def test_excitation_of_hours_long_notes_warns_nothing_and_is_finite():
+    """A note of three hours (an extreme tempo makes them): the release envelope is not evaluated
+    before the offset, where exp(-(t - duration) / tau) overflows and 0 * inf would be NaN."""
+    sr = 16000
+    notes = make_notes((0.0, 3 * 3600.0, 30, 100), (0.2, 3 * 3600.0 + 0.5, 100, 127))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = excitation_signal(notes, 0, sr, sr, 4)
+        late = excitation_signal(notes, round((3 * 3600.0 + 0.4) * sr), sr // 2, sr, 4)
+    assert np.isfinite(x).all() and np.abs(x).max() > 0.05
+    assert np.isfinite(late).all() and not late[-100:].any()  # both released and gone by the end
 
 
 def test_excitation_spectrum_peaks_at_f0_and_silence_elsewhere():

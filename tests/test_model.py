@@ -20,7 +20,7 @@ from midi2wave.model.distributions import (
     sample_mol,
     sample_mulaw,
 )
-from conftest import tiny_data_config, tiny_model_config
+from helpers import tiny_data_config, tiny_model_config
 
 TINY = tiny_model_config()
 DATA = tiny_data_config()

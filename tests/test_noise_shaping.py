@@ -20,7 +20,7 @@ from midi2wave.conditioning import resonators as rs
 from midi2wave.config import ConfigError
 from midi2wave.render.generate import GenerationCache, generate
 from midi2wave.midi import Notes
-from conftest import bank_model, random_inputs
+from helpers import bank_model, random_inputs
 
 SR = 16000
 A = 0.9

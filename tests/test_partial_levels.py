@@ -22,7 +22,7 @@ from midi2wave.config import (SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConf
                               config_differences, config_from_dict)
 from midi2wave.render.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
-from conftest import bank_model, random_inputs
+from helpers import bank_model, random_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import fit_partials  # noqa: E402
@@ -56,10 +56,10 @@ def test_the_levels_are_validated_and_travel_through_json():
         dataclasses.replace(BANK, level_velocity_slopes=(1.0, 1.0))
     with pytest.raises(ConfigError, match="sampling.partial_levels"):
         ModelSampling(partial_levels=1.5)
-    assert SamplingOptions().for_model(ModelSampling(partial_levels=0.5)).partial_levels == 0.5
+    assert SamplingOptions().resolve(Config(data=DataConfig(resonators=BANK), sampling=ModelSampling(partial_levels=0.5))).partial_levels == 0.5
     with pytest.raises(ConfigError, match="no fitted partial levels"):
-        SamplingOptions(partial_levels=1.0).for_config(Config())
-    assert SamplingOptions(partial_levels=1.0).for_config(Config(data=DataConfig(resonators=BANK))).partial_levels == 1.0
+        SamplingOptions(partial_levels=1.0).resolve(Config())
+    assert SamplingOptions(partial_levels=1.0).resolve(Config(data=DataConfig(resonators=BANK))).partial_levels == 1.0
     config = Config(data=DataConfig(resonators=BANK))
     assert config_from_dict(config.to_dict()) == config
 

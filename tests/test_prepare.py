@@ -287,7 +287,7 @@ def make_bad_source(root: Path) -> dict[str, Path]:
     }
 
 
-def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, capsys):
+def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, caplog):
     blame = make_bad_source(tmp_path / "source")
     store = tmp_path / "store"
     summary = P.prepare_dataset(tmp_path / "source", store, jobs=2, progress=False)
@@ -301,10 +301,10 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, capsys):
     assert "no notes" in by_path[str(blame["no_notes"])]
     for path, message in summary.failed:
         assert message.startswith(f"{path}: ") and "\n" not in message
-    err = capsys.readouterr().err
+    logged = caplog.messages
     for path, message in summary.failed:
-        assert f"midi2wave: failed: {message}\n" in err  # as it happens
-        assert f"  {message}\n" in err  # and in the summary at the end
+        assert f"midi2wave: failed: {message}" in logged  # as it happens
+        assert f"  {message}" in logged  # and in the summary at the end
     manifest = json.loads((store / "manifest.json").read_text())
     assert [r["id"] for r in manifest["pieces"]] == ["2018__good_a", "2018__good_b"]
     errors = json.loads((store / "errors.json").read_text())

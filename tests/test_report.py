@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,6 +229,7 @@ def test_cli_evaluate_report_errors_are_one_line_and_nothing_is_overwritten(cli_
 
 
 @needs_basic_pitch
+@pytest.mark.browser
 def test_report_page_in_chromium_loads_and_plays_everything(cli_report, tmp_path):
     needs_browser()
     folder, _ = cli_report

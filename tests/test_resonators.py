@@ -13,7 +13,7 @@ from midi2wave.config import ConfigError, DataConfig
 from midi2wave.render.generate import GenerationCache, generate
 from midi2wave.midi import Notes, pitch_to_hz
 from midi2wave.model import Midi2Wave
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 SR = 16000
 BANK = rs.ResonatorConfig(partials=4, decay_scale=0.5, decay_exponent=1.0)

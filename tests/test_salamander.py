@@ -5,7 +5,6 @@ cache (~/.cache/midi2wave/salamander-v3): two velocity layers and the release sa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -142,6 +141,7 @@ def test_channel_alignment_brings_a_spaced_pairs_fundamentals_into_phase():
 # --------------------------------------------------------------------------------- with samples
 
 
+@pytest.mark.network
 def test_aligned_copies_keep_the_fundamental_in_mono_and_heal(sample_set, tmp_path):
     """Layer 6's copies (made under tmp_path, not the shared cache): the channel mean keeps more
     of every note's fundamental; a damaged copy is made again; the SFZ plays the copies."""
@@ -176,6 +176,7 @@ def test_aligned_copies_keep_the_fundamental_in_mono_and_heal(sample_set, tmp_pa
 
 
 
+@pytest.mark.network
 def test_velocity_changes_the_layer_and_the_loudness(sample_set, piano):
     one = S.SfizzPiano(subset(sample_set, (6,), release=True))  # layer 6 plays every velocity
     soft_ev, n = events([(0.1, 1.5, 60, 40)])
@@ -190,6 +191,7 @@ def test_velocity_changes_the_layer_and_the_loudness(sample_set, piano):
     assert centroid_hz(loud) > 1.08 * centroid_hz(scaled)
 
 
+@pytest.mark.network
 def test_sustain_and_sostenuto_pedals_hold_the_note(piano):
     dry_ev, n = events([(0.5, 1.0, 60, 64)])
     sus_ev, _ = events([(0.5, 1.0, 60, 64)], [(0.2, C.SUSTAIN_CC, 127), (3.0, C.SUSTAIN_CC, 0)])
@@ -204,6 +206,7 @@ def test_sustain_and_sostenuto_pedals_hold_the_note(piano):
     assert rms(sus, 3.6, 4.0) < held / 30  # lifting the pedal damps it
 
 
+@pytest.mark.network
 def test_a_release_sample_sounds_at_note_off(sample_set, piano):
     without = S.SfizzPiano(subset(sample_set, LAYERS, release=False))
     ev, n = events([(0.2, 1.2, 48, 90)])
@@ -218,6 +221,7 @@ def test_a_release_sample_sounds_at_note_off(sample_set, piano):
     np.testing.assert_array_equal(piano.render_events(ev, n), without.render_events(ev, n))
 
 
+@pytest.mark.network
 def test_render_is_deterministic_and_the_synth_is_reset(sample_set, piano):
     perf = D.generated_study(6.0, seed=3, number=2)
     r = S.SalamanderRenderer(layers=LAYERS)
@@ -230,6 +234,7 @@ def test_render_is_deterministic_and_the_synth_is_reset(sample_set, piano):
     assert np.abs(first).max() > 1000
 
 
+@pytest.mark.network
 def test_years_differ_in_tuning_velocity_and_room(sample_set):
     r = S.SalamanderRenderer(layers=LAYERS)
     perf = D.Performance(onset_s=np.array([0.1]), offset_s=np.array([1.5]), pitch=np.array([69]),
@@ -251,6 +256,7 @@ def test_years_differ_in_tuning_velocity_and_room(sample_set):
     assert abs(cents - (D.ROOMS[y_sharp].tuning_cents - D.ROOMS[y_flat].tuning_cents)) < 2.5, cents
 
 
+@pytest.mark.network
 def test_render_notes_both_instruments_at_16k(sample_set, monkeypatch):
     monkeypatch.setattr(I, "make_renderer", lambda instrument, samples_dir=None, **kw: (
         S.SalamanderRenderer(samples_dir, layers=LAYERS) if instrument == "salamander" else D.PianoRenderer()))
@@ -274,6 +280,7 @@ def test_render_notes_both_instruments_at_16k(sample_set, monkeypatch):
     I._cached_renderer.cache_clear()
 
 
+@pytest.mark.network
 def test_make_demo_dataset_with_salamander(sample_set, tmp_path):
     pytest.importorskip("music21")
     out = tmp_path / "maestro"
@@ -292,6 +299,7 @@ def test_make_demo_dataset_with_salamander(sample_set, tmp_path):
 # ---------------------------------------------------------------------------- the sample cache
 
 
+@pytest.mark.network
 def test_damaged_cache_is_reported(sample_set, tmp_path):
     root = tmp_path / "cache"
     shutil.copytree(sample_set.layer_dirs[6], root / "piano-velocity6")
@@ -328,6 +336,7 @@ def test_no_network_is_reported_and_nothing_is_left(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+@pytest.mark.network
 def test_a_tarball_that_is_not_the_published_one_is_refused(sample_set, tmp_path, monkeypatch):
     monkeypatch.setitem(SM.INTEGRITY, "piano-velocity6", "sha512-" + "A" * 86 + "==")
     root = tmp_path / "cache"
@@ -336,6 +345,7 @@ def test_a_tarball_that_is_not_the_published_one_is_refused(sample_set, tmp_path
     assert not any(root.iterdir())
 
 
+@pytest.mark.network
 def test_cli_reports_a_damaged_cache_in_one_line(sample_set, tmp_path):
     root = tmp_path / "cache"
     for k in SM.ALL_LAYERS:
@@ -354,6 +364,7 @@ def test_cli_reports_a_damaged_cache_in_one_line(sample_set, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_full_sixteen_layer_build():
     """All 16 layers (~80 MB fetched once): each velocity range gets its own layer, the loudness
     rises with the layer, and a study renders deterministically."""

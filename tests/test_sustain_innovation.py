@@ -21,7 +21,7 @@ from midi2wave.conditioning import resonators as rs
 from midi2wave.config import Config, ConfigError, ModelSampling, SamplingOptions, config_from_dict
 from midi2wave.render.generate import generate
 from midi2wave.midi import Notes
-from conftest import bank_model, random_inputs
+from helpers import bank_model, random_inputs
 
 SR = 16000
 BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack_s=0.02, gain_sustain=0.25,
@@ -45,7 +45,7 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
         ModelSampling(sustain_innovation=1.5)
     with pytest.raises(ConfigError, match="sampling.sustain_innovation"):
         SamplingOptions(sustain_innovation=-0.1)
-    assert SamplingOptions().for_model(ModelSampling(sustain_innovation=0.4)).sustain_innovation == 0.4
+    assert SamplingOptions().resolve(Config(sampling=ModelSampling(sustain_innovation=0.4))).sustain_innovation == 0.4
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
     assert sched.sustain_mix == 1.0 and sched.for_sampling(0.3).shifted(5).sustain_mix == 0.3
     with pytest.raises(ValueError, match="sustain mix"):
@@ -54,18 +54,18 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
 
 def test_the_release_share_is_validated_and_defaults_to_the_sustain_share():
     assert ModelSampling().release_innovation is None
-    assert SamplingOptions().for_model(ModelSampling(sustain_innovation=0.4)).release_share == 0.4
+    assert SamplingOptions().resolve(Config(sampling=ModelSampling(sustain_innovation=0.4))).release_innovation == 0.4
     released_silent = ModelSampling(sustain_innovation=0.4, release_innovation=0.0)
-    assert SamplingOptions().for_model(released_silent).release_share == 0.0
+    assert SamplingOptions().resolve(Config(sampling=released_silent)).release_innovation == 0.0
     with pytest.raises(ConfigError, match="sampling.release_innovation"):
         ModelSampling(release_innovation=1.5)
     with pytest.raises(ConfigError, match="sampling.release_innovation"):
         SamplingOptions(release_innovation=-0.1)
     model_own = ModelSampling(sustain_innovation=0.4, release_innovation=0.1)
-    assert SamplingOptions().for_model(model_own).release_share == 0.1
-    assert SamplingOptions(release_innovation=0.2).for_model(model_own).release_share == 0.2
-    assert SamplingOptions(sustain_innovation=0.5).for_model(ModelSampling()).release_share == 0.5
-    assert SamplingOptions().release_share == 1.0
+    assert SamplingOptions().resolve(Config(sampling=model_own)).release_innovation == 0.1
+    assert SamplingOptions(release_innovation=0.2).resolve(Config(sampling=model_own)).release_innovation == 0.2
+    assert SamplingOptions(sustain_innovation=0.5).resolve(Config()).release_innovation == 0.5
+    assert SamplingOptions().resolve().release_innovation == 1.0
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
     assert sched.release_mix == 1.0 and sched.for_sampling(0.3).release_mix == 0.3
     assert sched.for_sampling(0.3, release_mix=0.1).shifted(5).release_mix == 0.1
@@ -112,10 +112,25 @@ def test_the_release_share_applies_once_every_note_is_released():
     assert 0 < np.abs(quiet[gap]).max() <= BANK.gain_floor + 1.0 / 32768
 
 
-def test_a_share_of_one_changes_nothing():
-    model = bank_model(BANK)
-    T = 4096
-    np.testing.assert_array_equal(_generate(model, T, None), _generate(model, T, 1.0))
+def test_a_share_of_one_is_one_at_every_sample():
+    """Shares of 1 change nothing: with them both engines skip `direct_share` (`BankBatch.direct_shares`,
+    the kernel's `bk_mix < 1.0` test) and take all of the innovation, so `direct_share` itself must give
+    exactly 1 at every sample then: in attacks, while notes are held, over the release ramp, in silence.
+    The same walk with shares 0.3 (held) and 0.1 (released) sees each of those cases."""
+    T = int(1.3 * SR)
+    bank = rs.BankBatch([rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(0.3, release_mix=0.1)])
+    lows = np.empty(T)
+    for t in range(T):
+        bank.predict(t)
+        s = bank.state
+        state = (s.idx[0], s.n_active[0], s.next[0], bank.attack_end, bank.stop, bank.held_until)
+        assert rs.direct_share(t, 1.0, 1.0, *state) == 1.0, t
+        lows[t] = bank.direct_shares(t)[0]
+        assert lows[t] == rs.direct_share(t, 0.3, 0.1, *state)
+        bank.update(t, np.zeros(1))
+    ramp = (lows > 0.1) & (lows < 0.3)
+    assert (lows == 1.0).any() and (lows == 0.3).any() and (lows == 0.1).any() and ramp.sum() >= 100, \
+        np.unique(lows.round(3))
 
 
 def test_after_the_attacks_only_the_bank_sounds_and_the_attacks_are_untouched():

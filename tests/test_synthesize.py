@@ -22,7 +22,7 @@ from midi2wave.errors import InputError
 from midi2wave.midi import Notes, PedalEvents, excitation_signal
 from midi2wave.midi import write_midi as write_notes
 from midi2wave.model import Midi2Wave
-from conftest import tiny_data_config, tiny_model_config
+from helpers import tiny_data_config, tiny_model_config
 
 SR = C.SAMPLE_RATE_HZ
 TINY = tiny_model_config(residual_channels=4, gate_channels=8, n_stacks=1, layers_per_stack=4, n_mixtures=2,
@@ -241,84 +241,7 @@ def test_chunked_render_with_the_real_engine_has_the_right_length(tiny, midi):
     assert np.isfinite(audio).all() and audio.max() < 1.0 and audio.min() >= -1.0
 
 
-def test_plan_chunks_cover_the_window_with_equal_overlaps():
-    for n, chunk, overlap in [(1000, 100, 30), (130, 100, 30), (131, 100, 30), (1000, 64, 0), (5, 100, 30)]:
-        starts = chunking.plan_chunks(n, chunk, overlap)
-        assert starts[0] == 0
-        assert starts[-1] + chunk + overlap >= n or starts == [0]
-        assert all(b - a == chunk for a, b in zip(starts, starts[1:]))
-        if len(starts) > 1:
-            assert starts[-2] + chunk + overlap < n  # no chunk more than needed
-
-
-def test_join_chunks_linear_is_exact_for_consistent_chunks():
-    signal = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
-    chunk, overlap, xf = 128, 48, 20
-    starts = chunking.plan_chunks(len(signal), chunk, overlap)
-    padded = np.concatenate([signal, np.zeros(chunk + overlap, np.float32)])
-    chunks = np.stack([padded[s:s + chunk + overlap] for s in starts])
-    joined = chunking.join_chunks(chunks, starts, len(signal), overlap, xf, "linear")
-    np.testing.assert_allclose(joined, signal, rtol=0, atol=1e-6)
-    # the warm-up is discarded: corrupting it changes nothing
-    chunks[1:, :overlap - xf] = 99.0
-    np.testing.assert_allclose(chunking.join_chunks(chunks, starts, len(signal), overlap, xf, "linear"), signal, atol=1e-6)
-
-
-def test_chunk_plan_rounds_to_frames_and_joins_like_join_chunks():
-    plan = chunking.ChunkPlan.make(5000, 0.1, 0.04, SR, 64)
-    assert plan.length == 1600 + 640 and plan.overlap == 640 and plan.crossfade == 320
-    assert all(s % 64 == 0 for s in plan.starts) and plan.starts[-1] + plan.length >= 5000
-    assert plan.fade_in_start == 1600 + 640 - 320
-    rows = np.random.default_rng(0).standard_normal((plan.rows, plan.length)).astype(np.float32)
-    np.testing.assert_array_equal(plan.join(rows), chunking.join_chunks(rows, list(plan.starts), 5000, 640, 320))
-    one = chunking.ChunkPlan.make(5000, 0.0, 0.5, SR, 64)  # 0: one stream
-    assert one.starts == (0,) and one.length == 5000 and one.rows == 1
-    np.testing.assert_array_equal(one.join(np.arange(6000, dtype=np.float32)[None]), np.arange(5000))
-
-
-def test_public_render_takes_a_path_or_notes_and_returns_audio_and_rate(tiny, midi):
-    from midi2wave.midi import read_midi
-
-    model, _ = tiny
-    options = midi2wave.SamplingOptions(seed=2)
-    audio, rate = midi2wave.render(midi, model, options, end_s=0.2)
-    assert rate == SR and audio.dtype == np.float32 and audio.shape == (round(0.2 * SR),)
-    from_notes, _ = midi2wave.render(read_midi(midi), model, options, end_s=0.2)
-    np.testing.assert_array_equal(audio, from_notes)  # the sustain rule is applied to both alike
-    np.testing.assert_array_equal(audio, S.render_midi(model, midi, options, end_s=0.2, progress=False))
-    with pytest.raises(InputError, match="path or"):
-        midi2wave.render(42, model)
-
-
 # ------------------------------------------------------------------------------ long pieces
-
-
-def test_sounding_spans_cut_long_silences_only():
-    sr, spf = SR, 64
-    # notes at 0-1 s and 20-21 s, tail 1 s, lead 0.1 s: silent from 2 s to 19.9 s
-    n = int(22.5 * sr)
-    spans = chunking.sounding_spans(np.array([0.0, 20.0]), np.array([1.0, 21.0]), 0, n, sr, spf, 1.0, 1600)
-    assert len(spans) == 2 and spans[0][0] == 0
-    (a0, n0), (a1, n1) = spans
-    assert a0 + n0 >= 2 * sr and a0 + n0 < 2 * sr + spf  # to the end of the first tail
-    assert a1 <= 20 * sr - 1600 and a1 > 20 * sr - 1600 - spf and a1 % spf == 0
-    assert a1 + n1 == n  # a silence shorter than MIN_SILENCE_SECONDS at the end is generated
-    # a longer one is not: the span ends with the tail
-    last = chunking.sounding_spans(np.array([0.0, 20.0]), np.array([1.0, 21.0]), 0, 25 * sr, sr, spf, 1.0, 1600)[-1]
-    assert 22 * sr <= last[0] + last[1] < 22 * sr + spf
-    # gaps below MIN_SILENCE_SECONDS merge: one span, the whole window
-    assert chunking.sounding_spans(np.array([0.0, 2.5]), np.array([1.0, 3.0]), 0, 5 * sr, sr, spf, 1.0, 0) == \
-        [(0, 5 * sr)]
-    assert chunking.sounding_spans(np.array([0.0]), np.array([1.0]), 10 * sr, 5 * sr, sr, spf, 1.0, 0) == []
-
-
-def test_auto_chunks_only_when_long_enough_and_several_cores():
-    assert chunking.auto_chunk_seconds(5.0, 8, 0.5) == 0.0  # too short to gain
-    assert chunking.auto_chunk_seconds(120.0, 1, 0.5) == 0.0  # one core: one stream
-    c = chunking.auto_chunk_seconds(120.0, 2, 0.5)
-    assert c == pytest.approx((120.0 - 0.5) / (chunking.STREAMS_PER_CORE * 2), abs=0.004)
-    assert len(chunking.plan_chunks(120 * SR, round(c * SR / 64) * 64, 8000)) == chunking.STREAMS_PER_CORE * 2
-    assert chunking.auto_chunk_seconds(3600.0, 2, 0.5) == chunking.MAX_AUTO_CHUNK_SECONDS  # rounds, not longer rows
 
 
 def _counting_generate(calls):
@@ -421,22 +344,6 @@ def test_a_model_carries_its_sampling_defaults_and_flags_override_them(tiny, mid
 
 
 # -------------------------------------------------------------------------- streamed output
-
-
-@pytest.mark.parametrize("n,chunk_s,overlap_s", [(5000, 0.1, 0.04), (1601, 0.1, 0.04), (20000, 0.05, 0.0),
-                                                  (3000, 0.0, 0.5)])
-def test_streaming_join_equals_join_and_holds_at_most_a_crossfade(n, chunk_s, overlap_s):
-    plan = chunking.ChunkPlan.make(n, chunk_s, overlap_s, SR, 64)
-    rows = np.random.default_rng(1).standard_normal((plan.rows, plan.length)).astype(np.float32)
-    for kind in chunking.CROSSFADES:
-        join = chunking.StreamingJoin(plan, kind)
-        pieces = []
-        for row in rows:
-            pieces.append(join.add(row))
-            assert len(join.buf) <= plan.crossfade  # the pending tail: row i+1's crossfade, nothing more
-        np.testing.assert_array_equal(np.concatenate(pieces), plan.join(rows, kind))
-        with pytest.raises(ValueError, match="all were added"):
-            join.add(rows[0])
 
 
 def test_streamed_wav_equals_the_in_memory_render_bit_for_bit(tiny, midi, tmp_path):

@@ -25,7 +25,7 @@ from midi2wave.midi import Notes
 from midi2wave.model import Midi2Wave
 from midi2wave.training.loop import ResumableSampler, TrainingError, learning_rate_at, train
 from store_fixture import make_store, synthetic_piece, write_store
-from conftest import tiny_config
+from helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_config()
@@ -116,6 +116,7 @@ def test_log_mel_frames_are_centred_on_the_conditioning_frames():
 # ------------------------------------------------------------------------------------ training
 
 
+@pytest.mark.training
 def test_resume_continues_exactly(store, tmp_path):
     """N steps straight == k steps, stop, resume to N (weights, EMA and optimizer state), across an
     epoch boundary, with input noise and dropout drawing random numbers."""
@@ -139,6 +140,7 @@ def test_resume_continues_exactly(store, tmp_path):
     assert any(not torch.equal(a["model"][n], c["model"][n]) for n in a["model"])
 
 
+@pytest.mark.training
 def test_resume_continues_exactly_with_workers(store, tmp_path):
     cfg = tiny(num_workers=2, input_noise_std=0.01, checkpoint_every_steps=100, validation_batches=0)
     train(cfg, store, tmp_path / "straight", progress=False, max_steps=9)
@@ -149,6 +151,7 @@ def test_resume_continues_exactly_with_workers(store, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.training
 def test_sigterm_stops_gracefully_and_resume_matches(store, tmp_path):
     """Kill (SIGTERM) a CLI run mid-way: it saves the step it finished; --resume reaches N exactly."""
     n = 150
@@ -193,6 +196,7 @@ DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.training
 def test_ddp_two_processes_keep_identical_parameters_and_learn(store, tmp_path):
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(tiny(max_steps=40, log_every_steps=5,
@@ -217,6 +221,7 @@ def test_ddp_two_processes_keep_identical_parameters_and_learn(store, tmp_path):
     assert not list(tmp_path.glob("run/checkpoints/*.tmp"))
 
 
+@pytest.mark.training
 def test_tiny_model_overfits_one_segment(tmp_path):
     """One piece exactly one segment long: every example is the same 32 ms. From ~17 bits/sample at
     init the tiny model (1.6k parameters) must get below 10 bits/sample in 500 steps."""
@@ -231,6 +236,7 @@ def test_tiny_model_overfits_one_segment(tmp_path):
     assert summary["val_bits_per_sample"] != summary["val_bits_per_sample"]  # nan: no validation split
 
 
+@pytest.mark.training
 def test_nonfinite_losses_are_skipped_then_stop_the_run(store, tmp_path, monkeypatch):
     original = Midi2Wave.bits_per_sample
     calls = {"n": 0}
@@ -256,6 +262,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(store, tmp_path, monkeyp
         train(cfg, store, tmp_path / "stop", progress=False, max_steps=8)
 
 
+@pytest.mark.training
 def test_checkpoint_rotation_keeps_the_newest(store, tmp_path):
     train(tiny(checkpoint_every_steps=2, keep_checkpoints=2, validation_batches=0), store, tmp_path / "r",
           progress=False, max_steps=9)
@@ -265,6 +272,7 @@ def test_checkpoint_rotation_keeps_the_newest(store, tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["max_steps"] == 9
 
 
+@pytest.mark.training
 def test_run_folder_rules(store, tmp_path, capsys):
     cfg = tiny(validation_batches=0)
     with pytest.raises(TrainingError, match="nothing to resume"):
@@ -289,16 +297,18 @@ def test_run_folder_rules(store, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_no_validation_split_and_no_tensorboard_warn_and_train(tmp_path, capsys, monkeypatch):
+@pytest.mark.training
+def test_no_validation_split_and_no_tensorboard_warn_and_train(tmp_path, caplog, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     make_store(tmp_path / "s", {"train": 1}, seconds=0.4)
     summary = train(tiny(log_every_steps=1), tmp_path / "s", tmp_path / "r", progress=False, max_steps=3)
     assert summary["step"] == 3
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "no validation pieces" in err and "TensorBoard logging is off" in err
     assert len(metrics(tmp_path / "r")) == 3 and not (tmp_path / "r" / "tensorboard").exists()
 
 
+@pytest.mark.training
 def test_aux_mel_loss_excitation_and_summaries(tmp_path):
     """The aux mel head is trained (weights move) and logged; the excitation path trains; audio
     summaries (teacher-forced + free-running + figure) are written to TensorBoard."""
@@ -332,6 +342,7 @@ def test_every_parameter_gets_a_gradient():
     assert not missing
 
 
+@pytest.mark.training
 def test_init_from_starts_a_new_run_from_another_runs_weights(store, tmp_path):
     from midi2wave.training.loop import TrainingError
 

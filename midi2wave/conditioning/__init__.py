@@ -1,0 +1,165 @@
+"""What a model reads besides its own past: the MIDI turned into model inputs (conditioning/).
+
+Owns: the one builder of a window's inputs (`inputs.py`), the MIDI resonator bank and its
+innovation gain, noise shaping, shares and fitted partial levels (`resonators.py`), and the
+log-mel target of the auxiliary mel head (`features.py`). Imports only the core (config, midi,
+constants); `data/`, `render/`, `evaluation/` and `training/` call it. Units: audio at the store's
+rate (16 kHz), frames at 250 Hz (audio sample t belongs to frame t // 64), times inside a window in
+samples relative to the window's first sample.
+
+Entry points (`__all__`, imported on first use: this package imports nothing heavy; resonators.py
+needs numba, features.py torch):
+- `window_inputs(data_config, notes, pedals, start_sample, n_samples, margin_frames, year,
+  audio=None, audio_scale) -> WindowInputs` (inputs.py);
+- `Schedule`, `schedule(...)`, `BankState`, `BankBatch`, `analyze`, `synthesize`, `gain_track`
+  (resonators.py);
+- `log_mel_spectrogram` (features.py).
+
+Model inputs (inputs.py)
+------------------------
+`window_inputs(...)` -> `WindowInputs(rolls [C, F + 2 margin], excitation [n] | None, year index,
+schedule, analysis_schedule, warmup_audio, target)`: everything a model reads for one window (notes
+sustained, piece times, `start_sample` on the frame grid). `schedule` has times relative to the
+window (what generation runs); with `audio` (teacher forcing) the analysis starts `resonator
+warmup_s` earlier: `analysis_schedule` (times relative to the warm-up), `warmup_audio` and `target`
+(innovation / gain, clipped to [-1, 1)). `data.dataset.SegmentDataset.example`,
+`evaluation.excerpts.store_excerpts` / `midi_excerpts` and `render.synthesize.model_inputs` all
+call it (tests/test_inputs.py shows they agree).
+
+MIDI resonator bank (resonators.py; `data.resonators.partials` > 0)
+-------------------------------------------------------------------
+LPCNet-style linear prediction whose frequencies come from the MIDI. For every sounding (sustained)
+note and each partial below `max_hz`, one damped complex oscillator `z_s`; partial k of pitch p
+lies at `resonators.partial_hz`: `k f0 2^(c(p)/1200) sqrt(1 + B(p) k^2)`, a stretch tuning
+`tuning_cents` (polynomial in octaves from middle C) and stiff strings `inharmonicity` (log10 B
+linear in octaves, flat below A2), both empty (equal temperament, harmonic) unless fitted to a store
+by `scripts/fit_partials.py` (a resonator tracks its partial only within ~kappa sr / 2 pi Hz);
+partial k takes `kappa / k^kappa_exponent` of the innovation (the hammer drives upper partials
+less);
+`p_t = sum_s Re z_s` predicts `x_t`, the network models the innovation `e_t = x_t - p_t`, and
+`z_s <- r_s exp(i w_s) (z_s + g kappa e_t)` (`g` keeps the active gains' sum <= 0.5, which keeps the
+analysis stable with coinciding partials). `r_s` gives the note's decay while held and a fast
+release after its offset; an oscillator lives until `5 * release_tau` after the offset; kappa
+drops to `sustain_kappa` once the note is `attack_s` old (so sampled innovation
+barely moves ringing partials). `input = "innovation"`: the network reads its past
+innovations instead of the audio (training feeds it `target`), so the bank's output never feeds
+back into it. The settings are one section, `config.ResonatorConfig` = `DataConfig.resonators`
+(JSON `"data": {"resonators": {"partials": 6, "kappa": 0.02, ...}}`), validated once; configs and
+checkpoints written before it named them `data.resonator_<name>` (flat) and still load
+(`config.migrate_flat_resonator_keys`).
+
+**Innovation gain** (`data.resonators.gain` > 0): the network samples `u` in [-1, 1) and the
+innovation is `e_t = g_t u_t`, where `g_t = floor + sqrt(sum_n a_n(t)^2)` comes from the notes
+alone (per note: a fast hammer component and a slower one decaying with the pitch's decay time,
+both scaled by velocity, then a release after the sustained offset; `config.ResonatorConfig`).
+Where nothing sounds `g_t` is the floor, so nothing can sound where nothing plays, whatever the
+network samples; the teacher-forced target is `u = e / g`, about equally loud everywhere, and the
+network reads `(x - p) / g` on the 16-bit grid (training and generation alike). Each note's
+fundamental oscillator carries its envelope (`Schedule.gain_*`), so the gain travels with the
+schedules (windows, chunks, shifts) and is a function of time alone (`resonators.gain_track`). The
+settings are fitted to a store's teacher-forced innovation by `scripts/fit_innovation_gain.py`.
+
+**Noise shaping** (`data.resonators.pre_emphasis` a, `noise_lowpass` c): with `n_t = e_t / g_t`,
+the network samples `u` and synthesis shapes it, `n = D(z) u`,
+`D(z) = (1 + c z^-1) / ((1 + c)(1 - a z^-1))` (`resonators.shape_noise`; analysis applies the
+inverse, `unshape_noise`). White samples then make a dark innovation, as the piano's is. The pole
+a is LPCNet's pre-emphasis; it also lifts the lowest frequencies (DC gain 1 / (1 - a)), so `n` is
+bounded to [-1, 1] when a > 0 and `|e| <= g` still holds (unbounded, the gaps' floor rose: measured
+-31 dB instead of -52). The zero c rolls off only the top (unity at DC), and keeps `|n| <= 1` by
+itself. The state is `n_{t-1}, u_{t-1}` per stream (`BankState.n_prev`, `u_prev`, reset with the
+bank); the numba kernel (`render/kernel.py`), the torch engine and `_run` (analysis/synthesis) call
+the same two functions, and the network reads `u` (teacher-forced: the target; generating: the
+unshaped `(x - p) / g` on the 16-bit grid).
+
+**Sustain innovation share** (`sampling.sustain_innovation` s, synthesis only; a model's config
+carries its default): while some note sounds (an active oscillator, held or releasing) and none is
+in its attack (before `attack_end`), the audio sample is `p + s g n` (r, below, once every note is
+released), and the bank and the network get all of the innovation `g n`; in attacks and in silence
+s is 1 (`resonators.direct_share`, in the numba kernel and the torch engine; `Schedule.sustain_mix`,
+set by `render.synthesize` and `evaluation.evaluate` from the sampling options). The recording's
+innovation under sounding notes is mostly the bank's tracking error at the partials, which sampling
+cannot reproduce; so the sampled noise is heard through the resonators. **Release share**
+(`sampling.release_innovation` r, None: s): once every sounding note is released (no admitted
+oscillator's note still held: `BankBatch.held_until`, the running latest release in start order,
+so one look decides) the share is r. After the dampers the network's low-temperature samples settle
+on a level and then jump, which the direct path played as a broadband click ~60 ms after each
+release; the recording's residual there is the partials' reverberation, which the bank (still
+driven by all of the innovation) makes.
+
+**Fitted partial levels** (`data.resonators.level_pitches`, `levels_db`, `level_velocity_slopes`,
+fitted to a store by `scripts/fit_partials.py`; `sampling.partial_levels` w, synthesis only): the
+amplitude of partial k of a note `attack_s` after its onset, a table over pitch (every 3 semitones,
+linear between) and partial plus a slope per partial in dB per dB of velocity
+(`resonators.partial_levels`, per oscillator `Schedule.level`). At each oscillator's attack end
+synthesis sets its amplitude to `|z|^(1-w) L^w`, keeping its phase, where L is the level carried
+past a release inside the attack (`resonators.locked_amplitude`); an oscillator admitted after its
+attack ended (a chunk row or excerpt window begun mid-note, which starts it from silence) gets
+`w L` carried to then, at a spread phase (`bank_update`, in the kernel, the torch engine and
+`_run`; `Schedule.level_lock`). The analysis and a teacher-forced prime pass 0 and so never do.
+Free-running, a partial's level is otherwise whatever the few sampled innovations of its attack
+made it. `midi2wave export --sampling-from CONFIG` gives a released model the settings that
+change synthesis only, found after training: the `sampling` section and the partial levels
+(`Config.with_synthesis_settings_from`, which refuses a config whose other settings differ from the
+model's). The numba kernel inlines these jitted helpers, so a change here drops its cache
+(`render.kernel.drop_stale_kernel_cache`).
+
+Evaluation's NLL of a gain model is in bits of `u`, the target under each condition's MIDI: other
+MIDI changes the target's scale too, so the conditioning gain says how much worse the real audio
+fits under other MIDI, not a likelihood ratio of the same samples (a change of variables, bits +
+log2 g, fails because under the wrong MIDI most of the target is clipped). Teacher-forced, the
+network also reads that rescaled target, so under zeroed MIDI it reads clipped +-1 and predicts it
+well: for gain models the teacher-forced conditioning gain is not a meaningful measure (it comes
+out negative); the transcription floor (F1 of generation from other MIDI) is.
+
+Analysis (teacher forcing: `e` from the true audio) and synthesis (generation: `x = p + e`, e
+sampled) are the same recursion, so they invert each other exactly. Training targets
+(`SegmentDataset` item `target`) are analysed from silence 50 ms before each segment (the
+analysis re-locks within ~2/kappa samples). In generation the audio sample is `p_t + e_t`
+rounded down to the 16-bit grid and the bank is fed `x_t - p_t`; the per-stream state is a
+`resonators.BankBatch` held by the `render.generate.GenerationCache` (`generate(...,
+resonators=[Schedule per stream])`, times relative to the stream's sample 0), run inside the numba
+kernel or stepped from Python by the torch engine. Evaluation scores the innovation under each
+conditioning (true, another excerpt's notes, no notes), i.e. the likelihood of the same audio under
+different MIDI.
+
+Auxiliary mel target (features.py)
+----------------------------------
+`log_mel_spectrogram(audio [B, T], n_mels, hop, sample_rate_hz, n_fft=1024) -> [B, n_mels, T // hop]`
+(natural log of the mel magnitude, floor 1e-5) on the conditioning frame grid: frame f's Hann window
+is centred on samples [f * hop, (f + 1) * hop); `valid_frames` says which windows lie wholly inside
+the segment.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# entry point -> the module that defines it (never a submodule's own name, so that
+# `from midi2wave.conditioning import resonators` still imports the module)
+_ENTRY_POINTS = {
+    "WindowInputs": "inputs", "window_inputs": "inputs",
+    "Schedule": "resonators", "schedule": "resonators", "BankState": "resonators",
+    "BankBatch": "resonators", "analyze": "resonators", "synthesize": "resonators",
+    "gain_track": "resonators",
+    "log_mel_spectrogram": "features",
+}
+
+__all__ = [
+    "WindowInputs", "window_inputs", "Schedule", "schedule", "BankState", "BankBatch", "analyze",
+    "synthesize", "gain_track", "log_mel_spectrogram",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """An entry point, imported from its module on first use."""
+    module = _ENTRY_POINTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

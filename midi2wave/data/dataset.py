@@ -1,4 +1,4 @@
-"""Training examples read from a dataset store (layout in docs/DESIGN.md) without loading whole pieces.
+"""Training examples read from a dataset store (layout in data/store.py) without loading whole pieces.
 
 Audio is memory-mapped per piece (`np.load(mmap_mode="r")`), opened lazily in the process that reads
 it, so a `SegmentDataset` pickles small and works with `DataLoader` worker processes and with

@@ -2,7 +2,7 @@
 
 One pass per piece, in parallel worker processes: decode, mix to mono, resample (soxr HQ) and store
 int16 `.npy`; read the MIDI and store its raw notes and pedal events `.npz`; then the piece record
-`.json` (layout in docs/DESIGN.md). Every file is written under a temporary name and renamed, and
+`.json` (layout in data/store.py). Every file is written under a temporary name and renamed, and
 the record comes last, so a killed run never leaves a half-written piece: re-running resumes where
 it stopped, skipping pieces whose record exists and whose source files (size, mtime) and metadata
 are unchanged. `manifest.json` is rebuilt at the end from all records in the store, sorted by id
@@ -16,6 +16,7 @@ the rest of the batch goes on.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import sys
@@ -37,7 +38,9 @@ from .maestro import Piece, find_pieces
 from .store import (MANIFEST, PIECE_SUFFIXES, PIECES_DIR, SOURCE_KEYS, piece_file_names, read_manifest, read_record,
                     save_notes, save_piece_audio, write_manifest, write_record)
 
-__all__ = ["PrepareSummary", "prepare_dataset"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["PrepareSummary", "prepare_dataset", "shard_items"]
 
 
 @dataclass
@@ -86,12 +89,7 @@ def prepare_dataset(
         raise ValueError(f"sample_rate_hz must be > 0, got {sample_rate_hz}")
     if jobs is not None and jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
-        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
-
-    pieces = find_pieces(source, split_csv=split_csv)
-    if shard is not None:
-        pieces = [p for i, p in enumerate(pieces) if i % shard[1] == shard[0]]
+    pieces = shard_items(find_pieces(source, split_csv=split_csv), shard)
     store = Path(out)
     _open_store(store, sample_rate_hz)
     pieces_dir = store / PIECES_DIR
@@ -109,7 +107,7 @@ def prepare_dataset(
 
     def report(path: str, message: str) -> None:
         summary.failed.append((path, message))
-        _print(f"midi2wave: failed: {message}")
+        logger.error("midi2wave: failed: %s", message)
 
     for piece in pieces:
         if piece.problem is not None:
@@ -159,6 +157,18 @@ def prepare_dataset(
 
 
 # ------------------------------------------------------------------------------------ the worker
+
+
+def shard_items(items: list, shard: tuple[int, int] | None) -> list:
+    """Shard `i` of `n` of `items` (in the order given, which must be the same for every shard: a
+    sorted order): those whose index is `i` mod `n`. The shards are disjoint and cover `items`,
+    and each is spread over the whole list. None: all of them. (`prepare --shard`, `synthesize
+    --shard`.)"""
+    if shard is None:
+        return list(items)
+    if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+    return [p for k, p in enumerate(items) if k % shard[1] == shard[0]]
 
 
 def _prepare_piece(piece: Piece, pieces_dir: Path, sample_rate_hz: int, max_mismatch: float) -> tuple:
@@ -365,7 +375,7 @@ def _write_manifest(store: Path, sample_rate_hz: int) -> int:
         if entry.name.endswith(".json") and not entry.name.startswith("."):
             record = read_record(Path(entry.path))
             if record is None or "id" not in record:
-                _print(f"midi2wave: warning: {entry.path}: unreadable piece record, left out of the manifest")
+                logger.warning("midi2wave: warning: %s: unreadable piece record, left out of the manifest", entry.path)
                 continue
             if record.get("sample_rate_hz") != sample_rate_hz:
                 raise InputError(f"{entry.path}: piece stored at {record.get('sample_rate_hz')} Hz, "
@@ -391,12 +401,6 @@ def _dumps(obj: Any) -> str:
 # -------------------------------------------------------------------------------------- output
 
 
-def _print(line: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(line, file=sys.stderr)
-
-
 def _progress_bar(enabled: bool, total_seconds: float, n_pieces: int) -> Any:
     if not enabled:
         return None
@@ -416,8 +420,8 @@ def _print_summary(summary: PrepareSummary) -> None:
     line = (f"midi2wave: prepared {len(summary.done)} pieces ({hours:.2f} h of audio) in {summary.wall_seconds:.1f} s{speed}; "
             f"{len(summary.skipped_existing)} already done; {len(summary.failed)} failed; "
             f"{summary.pieces_in_store} pieces in {summary.store / MANIFEST}")
-    _print(line)
+    logger.info("%s", line)
     if summary.failed:
-        _print(f"midi2wave: {len(summary.failed)} pieces failed (listed in {summary.errors_file}):")
+        logger.error("midi2wave: %d pieces failed (listed in %s):", len(summary.failed), summary.errors_file)
         for _, message in summary.failed:
-            _print(f"  {message}")
+            logger.error("  %s", message)

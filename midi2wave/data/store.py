@@ -2,7 +2,7 @@
 
 `midi2wave prepare` (data/prepare.py) writes stores, `SegmentDataset` (data/dataset.py), `info`,
 `train` and `evaluate` read them; this module is the one place that knows the layout, so a format
-change happens here and bumps `STORE_VERSION`. Layout (also in docs/DESIGN.md)::
+change happens here and bumps `STORE_VERSION`. Layout (also in the data package's docstring)::
 
     STORE/manifest.json          {"format": STORE_FORMAT, "version": STORE_VERSION, "sample_rate_hz": ...,
                                   "pieces": [record, ...]}   sorted by id, no timestamps

@@ -36,10 +36,10 @@ there is no teacher-forced NLL (no recording to score).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,13 +50,14 @@ import torch
 
 from .. import plots
 from . import realism, report
-from ..audio import DCBlocker
 from ..config import Config, SamplingOptions
 from ..errors import EvaluationError
 from .scores import (OTHER_INSTRUMENTS, check_other_instrument, fmt_value, level_db, mask_spans, other_instrument_renders,
                                realism_label, realism_scores, realism_table, render_excerpt_notes)
 from .excerpts import CONDITIONS, Excerpt, donor_indices, excerpt_batches, midi_excerpts, store_excerpts
 from ..midi import Notes
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "EvaluateOptions",
@@ -302,105 +303,44 @@ def transcription_f1(reference_notes: Notes, audio: np.ndarray, sample_rate: int
 # ------------------------------------------------------------------------------------ generation
 
 
-def _chunk_rows(model: torch.nn.Module, batch: dict[str, torch.Tensor], schedules: list | None, starts: list[int],
-                length: int) -> tuple[dict[str, torch.Tensor], list | None]:
-    """The inputs of every chunk of every excerpt as rows (excerpt-major): rolls sliced with the
-    context margins (zero beyond the excerpt's rolls), excitation sliced, schedules shifted."""
-    spf, margin = model.samples_per_frame, model.context_margin_frames
-    n_frames = length // spf
-    rolls = batch["conditioning"]
-    B, Cc, F = rolls.shape
-    padded = torch.nn.functional.pad(rolls, (0, max(0, (starts[-1] + length) // spf + 2 * margin - F)))
-    rows: dict[str, list] = {"conditioning": [], "year": [], "excitation": []}
-    out_sched = [] if schedules is not None else None
-    for b in range(B):
-        for s in starts:
-            f = s // spf
-            rows["conditioning"].append(padded[b, :, f:f + n_frames + 2 * margin])
-            rows["year"].append(batch["year"][b])
-            if "excitation" in batch:
-                exc = batch["excitation"][b, s:s + length]
-                rows["excitation"].append(torch.nn.functional.pad(exc, (0, length - exc.shape[0])))
-            if schedules is not None:
-                out_sched.append(schedules[b].shifted(-s))
-    out = {"conditioning": torch.stack(rows["conditioning"]), "year": torch.stack(rows["year"])}
-    if rows["excitation"]:
-        out["excitation"] = torch.stack(rows["excitation"])
-    return out, out_sched
-
-
 def _generate_excerpts(model: torch.nn.Module, config: Config, excerpts: Sequence[Excerpt],
                        sampling: SamplingOptions = SamplingOptions(chunk_seconds=0.0),
                        progress: bool = False) -> list[np.ndarray]:
     """Free-running generation (float32 [n_samples] each) from each excerpt's own MIDI and year,
     all excerpts as one batch (one stream per excerpt, starting from silence, at the excerpt or
-    `Excerpt.lead_in_samples` before it: the lead-in is generated and cut off), seeded by
-    `sampling.seed`; `sampling` settings left None take the model's own (`config.sampling`).
+    `Excerpt.lead_in_samples` before it: the lead-in is generated and cut off), rendered as a
+    render renders a span (`render.rows.render_batch`), seeded by `sampling.seed`; `sampling`
+    settings left None take the model's own (`config.sampling`).
 
     sampling.chunk_seconds > 0: each excerpt is cut into chunks as `midi2wave synthesize
     --chunk-seconds` does (warm-up overlap, crossfade), every chunk of every excerpt one stream of
     the batch."""
-    from ..render.generate import generate
-    from ..render.chunks import ChunkPlan
-    from ..render.synthesize import temperature_track
+    from ..render.rows import ModelInputs, render_batch
 
     if not excerpts:
         return []
-    options = sampling.for_config(config)
-    chunk_seconds = float(options.chunk_seconds or 0.0)
-    device = _model_device(model)
+    options = sampling.resolve(config)  # resolved already when evaluate_model calls: unchanged
     lead = excerpts[0].lead_in_samples
     if any(e.lead_in_samples != lead for e in excerpts):
         raise ValueError("the excerpts' generation lead-ins differ in length")
+    n = lead + excerpts[0].audio.shape[0]
     if lead > 0:  # generation starts `lead` samples before each excerpt, from the MIDI there
-        batch = {"conditioning": torch.from_numpy(np.stack([e.lead_in.rolls for e in excerpts])),
-                 "year": torch.tensor([e.year for e in excerpts], dtype=torch.int64)}
-        if excerpts[0].lead_in.excitation is not None:
-            batch["excitation"] = torch.from_numpy(np.stack([e.lead_in.excitation for e in excerpts]))
-        schedules = [e.lead_in.schedule for e in excerpts] if excerpts[0].lead_in.schedule is not None else None
+        first = excerpts[0].lead_in
+        inputs = ModelInputs(
+            torch.from_numpy(np.stack([e.lead_in.rolls for e in excerpts])),
+            torch.from_numpy(np.stack([e.lead_in.excitation for e in excerpts])) if first.excitation is not None
+            else None,
+            torch.tensor([e.year for e in excerpts], dtype=torch.int64), 0, n,
+            [e.lead_in.schedule for e in excerpts] if first.schedule is not None else None)
         onsets = [e.lead_in_onsets_s for e in excerpts]
     else:
         batch, = excerpt_batches(excerpts, len(excerpts), "true", targets=False)
         schedules = None
         if excerpts[0].schedule is not None:  # generation starts at the window: shift the warm-up away
             schedules = [e.schedule.shifted(-len(e.warmup_audio)) for e in excerpts]
+        inputs = ModelInputs(batch["conditioning"], batch.get("excitation"), batch["year"], 0, n, schedules)
         onsets = [e.notes.onset_s for e in excerpts]
-    if schedules is not None:  # the sampling's share of the innovation in the output after the attacks
-        schedules = [s.for_sampling(options.sustain_innovation, options.partial_levels, options.release_share)
-                     for s in schedules]
-    n = lead + excerpts[0].audio.shape[0]
-    plan = ChunkPlan.make(n, chunk_seconds, options.overlap_seconds, config.data.sample_rate_hz,
-                          model.samples_per_frame)
-    starts, length = list(plan.starts), plan.length
-    if chunk_seconds > 0:
-        batch, schedules = _chunk_rows(model, batch, schedules, starts, length)
-    tracks = [temperature_track(on, s, length, e.sample_rate_hz, options)
-              for e, on in zip(excerpts, onsets) for s in starts]
-    temperatures: Any = torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.temperature
-    bar = None
-    callback = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=length, unit="sample", unit_scale=True, desc=f"generate {batch['year'].shape[0]} x",
-                   leave=False, file=sys.stderr)
-
-        def callback(done: int, total: int) -> None:
-            bar.update(done - bar.n)
-    try:
-        audio = generate(model, length, conditioning=batch["conditioning"].to(device), year=batch["year"].to(device),
-                         excitation=batch["excitation"].to(device) if "excitation" in batch else None,
-                         seed=options.seed, temperature=temperatures, engine=options.engine,
-                         threads=options.threads or None, precision=options.precision, progress=callback,
-                         resonators=schedules)
-    finally:
-        if bar is not None:
-            bar.close()
-    audio = audio.float().cpu().numpy()
-    K = plan.rows
-    # as a render's output (`synthesize`): through a DC blocker from the generation's start
-    return [DCBlocker(model.data_config.sample_rate_hz)(plan.join(audio[i * K:(i + 1) * K], options.crossfade))[lead:]
-            for i in range(len(excerpts))]
+    return [audio[lead:] for audio in render_batch(model, inputs, onsets, options, progress=progress)]
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -458,7 +398,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
     say = log if log is not None else (lambda _msg: None)
     store, midi_files, force = options.store, options.midi_files, options.force
     excerpt_seconds, seed, transcription = options.excerpt_seconds, options.seed, options.transcription
-    sampling = options.sampling.for_config(config)
+    sampling = options.sampling.resolve(config)  # once, here: the model's own where the options say None
     margin = model.context_margin_frames
     t_start = time.perf_counter()
     if store is not None:
@@ -501,7 +441,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
             "sustain_temperature": float(sustain_temperature) or None,
             "attack_seconds": float(sampling.attack_seconds) if sustain_temperature else None,
             "sustain_innovation": float(sampling.sustain_innovation) if config.data.resonators.enabled else None,
-            "release_innovation": float(sampling.release_share) if config.data.resonators.enabled else None,
+            "release_innovation": float(sampling.release_innovation) if config.data.resonators.enabled else None,
             "partial_levels": float(sampling.partial_levels) if config.data.resonators.levels_db else None,
             "chunk_seconds": chunk_seconds,
             "overlap_seconds": float(sampling.overlap_seconds) if chunk_seconds > 0 else None,
@@ -715,7 +655,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None, options: EvaluateO
     if json_path is not None and Path(json_path).exists() and not options.force:
         raise EvaluationError(f"{json_path}: already exists (use --force to overwrite)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    log = None if quiet else (lambda msg: print(f"midi2wave evaluate: {msg}", file=sys.stderr, flush=True))
+    log = None if quiet else (lambda msg: logger.info("midi2wave evaluate: %s", msg))
     model, config = load_model(checkpoint, device=device)
     results = evaluate_model(model, config, options, progress=not quiet, log=log)
     results["settings"]["checkpoint"] = str(checkpoint) if checkpoint else "bundled"
@@ -726,5 +666,5 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None, options: EvaluateO
     if json_path is not None:
         _write_json(Path(json_path), results, options.force)
         if not quiet:
-            print(f"wrote {json_path}", file=sys.stderr)
+            logger.info("wrote %s", json_path)
     return 0

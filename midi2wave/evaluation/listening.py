@@ -29,7 +29,6 @@ import hashlib
 import html
 import itertools
 import json
-import math
 import os
 import shutil
 import warnings
@@ -39,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import report
+from ..files import atomic_folder
 from ..audio import atomic_path
 from ..errors import Midi2WaveError
 
@@ -161,7 +161,7 @@ def build_test(systems: Sequence[tuple[str, str | os.PathLike]], out: str | os.P
     page_design = {"test_id": test_id, "seed": int(seed), "question": QUESTION,
                    "scale": [{"value": v, "label": label} for v, label in SCALE],
                    "trials": [{"trial": t["trial"], "a": t["a"], "b": t["b"]} for t in trials]}
-    with report.atomic_folder(out, force) as tmp:
+    with atomic_folder(out, force) as tmp:
         (tmp / "page" / "clips").mkdir(parents=True)
         for s in range(len(names)):
             for e in range(n_excerpts):

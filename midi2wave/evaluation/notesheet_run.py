@@ -189,7 +189,7 @@ def run_note_sheet(checkpoint: Any, options: NoteSheetOptions, sampling: Any, *,
     options.check()
     model, config = load_model(checkpoint)
     model.eval()
-    sampling = sampling.for_config(config)
+    sampling = sampling.resolve(config)
     sr = int(model.data_config.sample_rate_hz)
     threshold = model.data_config.sustain_threshold
 

@@ -17,24 +17,23 @@ existing non-empty DIR is refused unless `force` (then replaced whole).
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .. import plots
 from ..audio import save_wav
-from ..files import atomic_path
-from ..errors import Midi2WaveError, OutputExistsError
+from .. import files
+from ..files import atomic_folder, atomic_path
+from ..errors import Midi2WaveError
 
-__all__ = ["REPORT_FORMAT", "ReportError", "ReportExcerpt", "ReportOptions", "atomic_folder", "check_folder",
+__all__ = ["REPORT_FORMAT", "ReportError", "ReportExcerpt", "ReportOptions", "check_folder",
            "clip_label", "load_report", "write_report"]
 
 REPORT_FORMAT = "midi2wave-report"
@@ -99,36 +98,12 @@ def clip_label(key: str) -> str:
 
 
 def check_folder(folder: str | os.PathLike, force: bool = False) -> None:
-    """Refuse (before any costly work) an output folder that exists and is not empty, unless `force`,
-    and one whose parent folder does not exist."""
+    """Refuse (before any costly work) an output folder that exists and is not empty, unless `force`
+    (`files.check_folder`), and one whose parent folder does not exist."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputExistsError(f"{folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not force:
-        raise OutputExistsError(f"{folder}: already exists and is not empty (use --force to overwrite)")
+    files.check_folder(folder, force)
     if not folder.parent.is_dir():
         raise ReportError(f"{folder}: folder {folder.parent} does not exist")
-
-
-@contextlib.contextmanager
-def atomic_folder(folder: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside `folder` to fill; on success it becomes `folder` (an existing
-    empty one, or with `force` any existing one, is replaced). Nothing is left behind on failure."""
-    folder = Path(folder)
-    check_folder(folder, force)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        check_folder(folder, force)  # something may have appeared meanwhile
-        if folder.exists():
-            folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_report(folder: str | os.PathLike) -> dict[str, Any]:
@@ -258,7 +233,7 @@ pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.8em; }
 def _excerpt_html(i: int, ex: ReportExcerpt, files: dict[str, Any], results: dict[str, Any], n: int) -> str:
     parts = [f'<section class="excerpt" id="excerpt-{i:02d}">',
              f"<h2>Excerpt {i + 1}: {html.escape(ex.title)}</h2>",
-             f'<div class="row"><div class="side">notes (bars: the MIDI'
+             '<div class="row"><div class="side">notes (bars: the MIDI'
              + ("; red dots: onsets transcribed from the generation" if ex.transcribed is not None else "")
              + f')</div><img src="{files["images"]["notes"]}" alt="notes of excerpt {i + 1}"></div>']
     for key in ex.clips:
@@ -330,6 +305,7 @@ def write_report(options: ReportOptions, results: dict[str, Any], excerpts: Sequ
             if np.asarray(audio).shape != (n,):
                 raise ReportError(f"{folder}: clip {key!r} of excerpt {i} has shape {np.asarray(audio).shape}, "
                                   f"expected ({n},) ({ex.seconds:g} s at {ex.sample_rate_hz} Hz)")
+    check_folder(folder, options.force)
     with atomic_folder(folder, options.force) as tmp:
         (tmp / "audio").mkdir()
         (tmp / "img").mkdir()

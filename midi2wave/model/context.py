@@ -30,12 +30,11 @@ class ContextStack(nn.Module):
                  kernel_size: int, causal: bool) -> None:
         super().__init__()
         self.input = nn.Conv1d(in_channels, channels, 1)
-        self.layers = nn.ModuleList(
-            ContextLayer(channels, kernel_size, 2**i, causal)
-            for _ in range(n_stacks) for i in range(layers_per_stack)
-        )
+        layers = [ContextLayer(channels, kernel_size, 2**i, causal)
+                  for _ in range(n_stacks) for i in range(layers_per_stack)]
+        self.layers = nn.ModuleList(layers)
         # how far (frames) an output reaches: back only when causal, up to ceil(pad/2) each way otherwise
-        self.margin_frames = sum(layer.pad if causal else (layer.pad + 1) // 2 for layer in self.layers)
+        self.margin_frames = sum(layer.pad if causal else (layer.pad + 1) // 2 for layer in layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.input(x)
@@ -53,6 +52,7 @@ class TransposedUpsampler(nn.Module):
         with torch.no_grad():  # start as nearest-neighbour repetition
             self.conv.weight.zero_()
             self.conv.weight[torch.arange(channels), torch.arange(channels)] = 1.0
+            assert self.conv.bias is not None  # ConvTranspose1d's default bias=True
             self.conv.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ device; absent biases are zeros (exact: a bias-free layer adds nothing).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -73,7 +74,7 @@ def _bias(conv: torch.nn.Module, n: int, like: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def stepping_weights(model: torch.nn.Module) -> SteppingWeights:
+def stepping_weights(model: Any) -> SteppingWeights:  # a Midi2Wave; its submodules are reached by name
     """Copy the stepping weights out of a `Midi2Wave` (a snapshot: take them again after training)."""
     cfg = model.model_config
     R, G, S = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import constants as C
-from ..config import DataConfig, ModelConfig
+from ..config import DataConfig, ModelConfig, ModelSampling
 from .context import ContextStack, TransposedUpsampler
 from .distributions import LOG2, mol_log_prob, mulaw_log_prob, sample_mol, sample_mulaw
 from .layers import InputLayer, ResidualLayer
@@ -22,10 +22,14 @@ from .layers import InputLayer, ResidualLayer
 class Midi2Wave(nn.Module):
     """WaveNet over 16 kHz audio; local conditioning from the MIDI, global from the recording year."""
 
-    def __init__(self, model: ModelConfig, data: DataConfig) -> None:
+    def __init__(self, model: ModelConfig, data: DataConfig, sampling: ModelSampling | None = None) -> None:
         super().__init__()
         self.model_config = model
         self.data_config = data
+        # How the model samples best when a render does not say (its config's `sampling` section, given
+        # by `checkpoint.load_model`; else the built-in defaults). Not a weight: the checkpoint's config
+        # holds it.
+        self.sampling_defaults = sampling if sampling is not None else ModelSampling()
         R, G, S, L = model.residual_channels, model.gate_channels, model.skip_channels, model.n_layers
         self.samples_per_frame = data.samples_per_frame
         self.input_layer = InputLayer(model.input_kind, R, model.mulaw_classes, model.bias)
@@ -69,9 +73,9 @@ class Midi2Wave(nn.Module):
         """Frames of conditioning wanted on each side of the audio segment (see `forward`)."""
         return self.context.margin_frames if self.context is not None else 0
 
-    def context_features(self, conditioning: torch.Tensor) -> torch.Tensor:
+    def context_features(self, conditioning: torch.Tensor | None) -> torch.Tensor:
         """[B, C, F + 2 * margin] rolls -> [B, C_ctx, F] context-stack features (margins cropped)."""
-        assert self.context is not None
+        assert self.context is not None and conditioning is not None
         h = self.context(conditioning)
         m = self.context_margin_frames
         return h[:, :, m: h.shape[-1] - m] if m else h

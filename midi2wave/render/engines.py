@@ -205,7 +205,7 @@ class TorchEngine:
         t0, n, n_prime, collect, temperature = block.t0, block.n, block.n_prime, block.collect, block.temperature
         cond, cond_step, cond_n0, exc = block.cond, block.cond_step, block.cond_n0, block.exc
         uniforms, prime, prime_cls = block.uniforms, block.prime, block.prime_cls
-        model, L, H, K = self.model, self.L, self.H, self.K
+        model, L, K = self.model, self.L, self.K
         slots, sizes, dil, w_taps, w_res = self.ring_slots, self.sizes, self.dil, self.w_taps, self.w_res
         h, xbuf = self.h, self.xbuf
         z_layers, z_aug, th, th_a, th_b = self.z_layers, self.z_aug, self.th, self.th_a, self.th_b

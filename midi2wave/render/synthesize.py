@@ -14,7 +14,7 @@ and cut. The conditioning always sees the piece around the window (its margins a
 Long pieces: `options.chunk_seconds` None (the default) chunks the piece across all cores once it
 is long enough to gain (`chunks.auto_chunk_seconds`), 0 keeps one stream, C > 0 cuts chunks of C
 seconds; each chunk has `options.overlap_seconds` of warm-up and crossfade before it (`chunks.py`,
-shared with `evaluate`). Chunks are generated in rounds of `chunks.STREAMS_PER_CORE` streams per
+shared with `evaluate`, as are the temperatures and the bank's shares: `rows.py`). Chunks are generated in rounds of `chunks.STREAMS_PER_CORE` streams per
 thread, a single stream span by span; either way window by window (`STREAM_WINDOW_SECONDS`)
 through one `GenerationCache` per group of rows, each window's inputs (rolls, excitation,
 uniforms, temperatures) built on a helper thread while the previous window generates, so the
@@ -43,6 +43,7 @@ MIDI's time 0, as for MAESTRO's recordings): the prime is AUDIO from `--start` o
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
 import os
 from collections import deque
@@ -60,9 +61,12 @@ import torch
 from .. import constants as C
 from ..audio import DCBlocker
 from .chunks import STREAMS_PER_CORE, ChunkPlan, StreamingJoin, auto_chunk_seconds, sounding_spans
-from ..config import SamplingOptions
+from ..config import Config, SamplingOptions
 from ..errors import InputError, Midi2WaveError
 from ..conditioning.inputs import window_inputs
+from .rows import ModelInputs, row_temperatures, sampled_schedules, temperature_track
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RELEASE_SECONDS",
@@ -98,22 +102,6 @@ def default_end_seconds(notes) -> float:
     return float(notes.end_s) + RELEASE_SECONDS
 
 
-@dataclass
-class ModelInputs:
-    """What the model is conditioned on for a batch of streams (rows) of equal length.
-
-    rolls: [B, C, n_samples / spf + 2 * margin] or None; excitation: [B, n_samples] or None;
-    year: [B] long or None; start_sample: the first sample of row 0 (piece time, frame aligned).
-    """
-
-    rolls: torch.Tensor | None
-    excitation: torch.Tensor | None
-    year: torch.Tensor | None
-    start_sample: int
-    n_samples: int
-    resonators: list | None = None  # one resonators.Schedule per row (models with the bank)
-
-
 def model_inputs(model: Any, notes, pedals, start_samples: Sequence[int], n_samples: int,
                  year: int | None = None, device: torch.device | str | None = None) -> ModelInputs:
     """The model's conditioning for rows starting at `start_samples` (each a multiple of the
@@ -129,24 +117,6 @@ def model_inputs(model: Any, notes, pedals, start_samples: Sequence[int], n_samp
     years = (torch.tensor([r.year for r in rows], dtype=torch.long, device=device) if data.use_year else None)
     schedules = [r.schedule for r in rows] if rows[0].schedule is not None else None
     return ModelInputs(rolls, exc, years, int(start_samples[0]), int(n_samples), schedules)
-
-
-def temperature_track(onsets_s: np.ndarray, start_sample: int, n_samples: int, sample_rate_hz: int,
-                      options: SamplingOptions) -> np.ndarray | None:
-    """Per-sample temperatures (float32 [n_samples]) of samples start_sample .. start_sample +
-    n_samples - 1 of a piece whose note onsets are `onsets_s` (piece seconds): `options.temperature`
-    within `options.attack_seconds` after an onset, `options.sustain_temperature` elsewhere. None
-    when the sustain temperature is off (0) or equal to the temperature. Settings left None take the
-    built-in defaults."""
-    options = options.for_model(None)
-    if options.sustain_temperature <= 0 or options.sustain_temperature == options.temperature:
-        return None
-    track = np.full(n_samples, options.sustain_temperature, np.float32)
-    attack = int(round(options.attack_seconds * sample_rate_hz))
-    first = np.ceil(np.asarray(onsets_s, np.float64) * sample_rate_hz).astype(np.int64) - start_sample
-    for a in first[(first + attack > 0) & (first < n_samples)]:
-        track[max(0, a):max(0, a + attack)] = options.temperature
-    return track
 
 
 def _window(data, notes, start_s: float, end_s: float | None, where: str) -> tuple[int, int]:
@@ -297,9 +267,8 @@ def render_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingO
                  prime_seconds: float = 1.0, progress: bool = True, label: str = "synthesize",
                  where: str = "render") -> np.ndarray:
     """Render sustained `notes` and `pedals` (see `render_midi`). Returns float32 audio [n]
-    (`stream_notes(...).collect()`). Sampling settings left None in `options` take the built-in
-    defaults here; `synthesize_files` and `midi2wave.render` fill them from the model's own config
-    (`Config.sampling`) first."""
+    (`stream_notes(...).collect()`). Sampling settings left None in `options` take the model's own
+    (`Midi2Wave.sampling_defaults`: its config's, for a model from `checkpoint.load_model`)."""
     return stream_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
                         prime_audio=prime_audio, prime_seconds=prime_seconds, progress=progress, label=label,
                         where=where).collect()
@@ -315,9 +284,12 @@ def stream_notes(model: Any, notes, pedals, options: SamplingOptions = SamplingO
     stream) is generated, joined and handed on at a time; silences come as zero blocks.
 
     Clipping: a sample beyond the 16-bit range (an equal-power crossfade of correlated chunks can
-    exceed full scale) is clipped to [-1, 1 - 2^-15] on its own, never the output scaled."""
+    exceed full scale) is clipped to [-1, 1 - 2^-15] on its own, never the output scaled.
+
+    Sampling settings left None take the model's own (`Midi2Wave.sampling_defaults`), resolved here
+    once (`SamplingOptions.resolve`; options resolved already pass unchanged)."""
     data = model.data_config
-    options = options.for_model(None).check_for(data)
+    options = options.resolve(Config(data=data, model=model.model_config, sampling=model.sampling_defaults))
     sr, spf = data.sample_rate_hz, data.samples_per_frame
     s0, s1 = _window(data, notes, start_s, end_s, where)
     g0 = s0 // spf * spf  # generation starts at a frame boundary
@@ -410,11 +382,6 @@ def _output(job: _Job, label: str, progress: bool, n_gen: int, head: int, n_out:
     yield from zeros(at, n_gen)
 
 
-def _temperatures(notes, starts: Sequence[int], length: int, sr: int, options: SamplingOptions) -> Any:
-    tracks = [temperature_track(notes.onset_s, s, length, sr, options) for s in starts]
-    return torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.for_model(None).temperature
-
-
 @dataclass
 class _Round:
     """Rows generated together, `length` samples each: (span, chunk) pairs and the piece sample where
@@ -451,7 +418,7 @@ def _generated(job: _Job, bar: "_Progress") -> Iterator[tuple[int, np.ndarray]]:
     bar.set_total(sum(len(r.rows) * r.length for r in rounds))
     joins: dict[int, StreamingJoin] = {}
     handed = [0] * len(job.spans)  # how much of each span was handed on
-    for rnd, windows in _round_windows(job, rounds, bar):
+    for rnd, windows in _RoundWindows(job, rounds, bar):
         if not job.chunked:  # one row, the span itself
             offset = job.spans[rnd.rows[0][0]][0]
             for w0, audio in windows:
@@ -488,100 +455,128 @@ class _WindowInputs:
     schedules: list | None
 
 
-def _round_windows(job: _Job, rounds: list[_Round], bar: "_Progress"):
-    """(round, its windows) for every round, in order; a round's windows are (w0, audio [B, w]
-    float32) as generated, `STREAM_WINDOW_SECONDS` at a time through one `GenerationCache` per
-    group of rows (the primed first chunk is its own group: the engines prime every row of a call
-    alike). The next window's inputs are built on a helper thread while one generates, so the
-    kernel threads do not wait for them."""
-    from ..conditioning import resonators
-    from .generate import GenerationCache, generate
+class _RoundWindows:
+    """Iterating yields (round, its windows) for every round, in order; a round's windows are (w0,
+    audio [B, w] float32) as generated, `STREAM_WINDOW_SECONDS` at a time through one
+    `GenerationCache` per group of rows (the primed first chunk is its own group: the engines prime
+    every row of a call alike). The next window's inputs are built on a helper thread while one
+    generates, so the kernel threads do not wait for them. Iterate once, each round's windows
+    before the next round."""
 
-    model, notes, options = job.model, job.notes, job.options
-    data = model.data_config
-    sr, spf = data.sample_rate_hz, data.samples_per_frame
-    bank = resonators.from_data_config(data)
-    seeds = torch.Generator().manual_seed(int(options.seed))
-    windows = [(k, w0, w) for k, rnd in enumerate(rounds) for w0, w in _window_spans(rnd.length, sr, spf)]
-    round_uniforms: dict[int, torch.Tensor] = {}
+    def __init__(self, job: _Job, rounds: list[_Round], bar: "_Progress") -> None:
+        from ..conditioning import resonators
 
-    def build(k: int, w0: int, w: int) -> _WindowInputs:
-        # runs on the helper thread, one window after another in order (the random draws too)
-        rnd = rounds[k]
+        self.job, self.rounds, self.bar = job, rounds, bar
+        data = job.model.data_config
+        self.sr, self.spf = data.sample_rate_hz, data.samples_per_frame
+        self.bank = resonators.from_data_config(data)
+        self.seeds = torch.Generator().manual_seed(int(job.options.seed))
+        # every window of every round, in order: the helper thread builds their inputs in this order
+        self.windows = [(k, w0, w) for k, rnd in enumerate(rounds) for w0, w in _window_spans(rnd.length, self.sr,
+                                                                                               self.spf)]
+        self.next_window = 0  # the next window in `windows` whose inputs to build
+        self.pending: deque = deque()  # futures of built inputs, in window order
+        self.round_uniforms: dict[int, torch.Tensor] = {}  # chunked: the current round's rows' uniforms
+        self.caches: dict[int, Any] = {}  # GenerationCache by its number of rows
+        self.helper: ThreadPoolExecutor | None = None  # builds inputs (set while iterating)
+        self.side: ThreadPoolExecutor | None = None  # runs a round's two groups side by side
+
+    def __iter__(self) -> Iterator[tuple[_Round, Iterator[tuple[int, np.ndarray]]]]:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="midi2wave-inputs") as helper, \
+                ThreadPoolExecutor(max_workers=2, thread_name_prefix="midi2wave-render") as side:
+            self.helper, self.side = helper, side
+            self._build_next()
+            try:
+                for k, rnd in enumerate(self.rounds):
+                    yield rnd, self._round(k, rnd)
+            finally:
+                for f in self.pending:
+                    f.cancel()
+                for cache in self.caches.values():
+                    cache.close()
+
+    def _build_next(self) -> None:
+        """Submit the next window's inputs to the helper thread, if any is left."""
+        if self.next_window < len(self.windows):
+            self.pending.append(self.helper.submit(self._build, *self.windows[self.next_window]))
+            self.next_window += 1
+
+    def _build(self, k: int, w0: int, w: int) -> _WindowInputs:
+        """Window (k, w0, w)'s inputs; runs on the helper thread, one window after another in order
+        (the random draws too)."""
+        from ..conditioning import resonators
+
+        job, rnd, options = self.job, self.rounds[k], self.job.options
         if job.chunked:  # each row's uniforms drawn whole at its round's start
             if w0 == 0:
-                round_uniforms.clear()
-                round_uniforms[k] = torch.cat([torch.rand(1, rnd.length, 2, generator=seeds) for _ in rnd.rows])
-            uniforms = round_uniforms[k][:, w0:w0 + w]
+                self.round_uniforms.clear()
+                self.round_uniforms[k] = torch.cat([torch.rand(1, rnd.length, 2, generator=self.seeds)
+                                                    for _ in rnd.rows])
+            uniforms = self.round_uniforms[k][:, w0:w0 + w]
         else:
-            uniforms = torch.rand(1, w, 2, generator=seeds)
-        schedules = ([resonators.schedule(notes, s, rnd.length, sr, bank).for_sampling(
-                          options.sustain_innovation, options.partial_levels, options.release_share)
-                      for s in rnd.starts] if bank is not None and w0 == 0 else None)
+            uniforms = torch.rand(1, w, 2, generator=self.seeds)
+        schedules = (sampled_schedules([resonators.schedule(job.notes, s, rnd.length, self.sr, self.bank)
+                                        for s in rnd.starts], options)
+                     if self.bank is not None and w0 == 0 else None)
         starts = [s + w0 for s in rnd.starts]
-        return _WindowInputs(model_inputs(model, notes, job.pedals, starts, w, job.year), uniforms,
-                             _temperatures(notes, starts, w, sr, options), schedules)
+        return _WindowInputs(model_inputs(job.model, job.notes, job.pedals, starts, w, job.year), uniforms,
+                             row_temperatures([job.notes.onset_s] * len(starts), starts, w, self.sr, options),
+                             schedules)
 
-    caches: dict[int, GenerationCache] = {}
+    def _cache(self, rows: int) -> Any:
+        from .generate import GenerationCache
 
-    def cache_for(rows: int) -> GenerationCache:
-        if rows not in caches:
-            caches[rows] = GenerationCache(model, rows, engine=options.engine, precision=options.precision)
-        return caches[rows]
+        if rows not in self.caches:
+            options = self.job.options
+            self.caches[rows] = GenerationCache(self.job.model, rows, engine=options.engine,
+                                                precision=options.precision)
+        return self.caches[rows]
 
-    def groups(rnd: _Round) -> list[tuple[slice, bool, int]]:
+    def _groups(self, rnd: _Round) -> list[tuple[slice, bool, int]]:
+        """(rows, primed, threads) of each engine call of a round."""
         b = len(rnd.rows)
         if rnd.primed and b > 1:  # the primed chunk beside the batch of the others, threads split
-            return [(slice(0, 1), True, 1), (slice(1, b), False, max(1, job.threads - 1))]
-        return [(slice(0, b), rnd.primed, job.threads)]
+            return [(slice(0, 1), True, 1), (slice(1, b), False, max(1, self.job.threads - 1))]
+        return [(slice(0, b), rnd.primed, self.job.threads)]
 
-    def run(k: int, rnd: _Round, w0: int, w: int, got: _WindowInputs, sel: slice, primed: bool, threads: int,
-            cache: "GenerationCache") -> torch.Tensor:
+    def _run(self, k: int, rnd: _Round, w0: int, w: int, got: _WindowInputs, sel: slice, primed: bool,
+             threads: int, cache: Any) -> torch.Tensor:
+        """One group's samples of one window."""
+        from .generate import generate
+
+        job = self.job
         inputs = got.inputs
         temperature = got.temperature[sel] if isinstance(got.temperature, torch.Tensor) else got.temperature
         prime = None
         if primed and w0 < len(job.prime):
             prime = torch.from_numpy(job.prime[w0:w0 + w])[None]
         rows = len(range(*sel.indices(len(rnd.rows))))
-        done = bar.callback((k, w0, sel.start), rows)
-        return generate(model, w, conditioning=inputs.rolls[sel] if inputs.rolls is not None else None,
+        done = self.bar.callback((k, w0, sel.start), rows)
+        return generate(job.model, w, conditioning=inputs.rolls[sel] if inputs.rolls is not None else None,
                         year=inputs.year[sel] if inputs.year is not None else None,
                         excitation=inputs.excitation[sel] if inputs.excitation is not None else None,
-                        uniforms=got.uniforms[sel], temperature=temperature, prime=prime, engine=options.engine,
-                        threads=threads, cache=cache, progress=lambda d, t: done(d, t))
+                        uniforms=got.uniforms[sel], temperature=temperature, prime=prime,
+                        engine=job.options.engine, threads=threads, cache=cache,
+                        progress=lambda d, t: done(d, t))
 
-    def round_windows(k: int, rnd: _Round, pending) -> Iterator[tuple[int, np.ndarray]]:
-        split = groups(rnd)
-        mine = [(sel, primed, n, cache_for(len(range(*sel.indices(len(rnd.rows)))))) for sel, primed, n in split]
-        for w0, w in _window_spans(rnd.length, sr, spf):
-            got = pending.popleft().result()
-            if pending_next[0] < len(windows):  # the next window's inputs, built while this one runs
-                pending.append(helper.submit(build, *windows[pending_next[0]]))
-                pending_next[0] += 1
+    def _round(self, k: int, rnd: _Round) -> Iterator[tuple[int, np.ndarray]]:
+        """Round k's windows, (w0, audio [B, w] float32) each, in order."""
+        groups = [(sel, primed, n, self._cache(len(range(*sel.indices(len(rnd.rows))))))
+                  for sel, primed, n in self._groups(rnd)]
+        for w0, w in _window_spans(rnd.length, self.sr, self.spf):
+            got = self.pending.popleft().result()
+            self._build_next()  # the next window's inputs, built while this one runs
             if w0 == 0:
-                for sel, _, _, cache in mine:
+                for sel, _, _, cache in groups:
                     cache.reset()
                     if got.schedules is not None:
                         cache.set_resonators(got.schedules[sel])
-            if len(mine) == 1:
-                audio = [run(k, rnd, w0, w, got, *mine[0])]
+            if len(groups) == 1:
+                audio = [self._run(k, rnd, w0, w, got, *groups[0])]
             else:
-                calls = [side.submit(run, k, rnd, w0, w, got, *g) for g in mine]
+                calls = [self.side.submit(self._run, k, rnd, w0, w, got, *g) for g in groups]
                 audio = [c.result() for c in calls]
             yield w0, torch.cat(audio, 0).detach().to("cpu", torch.float32).numpy()
-
-    pending_next = [1]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="midi2wave-inputs") as helper, \
-            ThreadPoolExecutor(max_workers=2, thread_name_prefix="midi2wave-render") as side:
-        pending = deque([helper.submit(build, *windows[0])]) if windows else deque()
-        try:
-            for k, rnd in enumerate(rounds):
-                yield rnd, round_windows(k, rnd, pending)
-        finally:
-            for f in pending:
-                f.cancel()
-            for cache in caches.values():
-                cache.close()
 
 
 def render_midi(model: Any, midi_path: str | os.PathLike, options: SamplingOptions = SamplingOptions(), *,
@@ -607,7 +602,7 @@ def render_midi(model: Any, midi_path: str | os.PathLike, options: SamplingOptio
 
 
 def _error(message: str) -> None:
-    print(f"midi2wave: error: {message}", file=sys.stderr)
+    logger.error("midi2wave: error: %s", message)
 
 
 def _output_paths(inputs: Sequence[Path], out: Path | None) -> list[Path]:
@@ -701,11 +696,11 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
 
     _unmap_freed_buffers()
     model, config = load_model(checkpoint, device=device)
-    options = options.for_config(config)  # the model's own sampling defaults where no flag says
+    options = options.resolve(config)  # the model's own sampling defaults where no flag says; checked once
     sr = model.data_config.sample_rate_hz
     if year is not None and year not in C.MAESTRO_YEARS:
-        print(f"midi2wave: note: --year {year} is not a MAESTRO year {list(C.MAESTRO_YEARS)}; "
-              f"rendering as an unknown year", file=sys.stderr)
+        logger.warning("midi2wave: note: --year %s is not a MAESTRO year %s; rendering as an unknown year",
+                       year, list(C.MAESTRO_YEARS))
     prime_audio = _load_prime(prime, sr, start_s) if prime is not None else None
     for src, dst in todo:
         try:
@@ -730,8 +725,8 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
                 extra = f" and {png}"
             if not quiet:
                 dur = rendering.n_samples / sr
-                print(f"wrote {dst}{extra} ({dur:.2f} s of audio in {seconds:.1f} s, "
-                      f"real-time factor {seconds / max(dur, 1e-9):.2f})", file=sys.stderr)
+                logger.info("wrote %s%s (%.2f s of audio in %.1f s, real-time factor %.2f)",
+                            dst, extra, dur, seconds, seconds / max(dur, 1e-9))
         except Midi2WaveError as e:
             _error(str(e))
             failed += 1

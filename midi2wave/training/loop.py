@@ -21,10 +21,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import logging
 import math
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,6 +45,8 @@ from .checkpoints import (CHECKPOINT_DIR, RunCheckpoints, latest_checkpoint, loa
                                 restore_training_state, rng_state, set_rng_state)
 from .metrics import MetricsWriter, MetricWindow, warn
 from .summaries import write_audio_summaries
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["TrainingError", "train", "train_from_cli", "learning_rate_at", "tune_cpu_allocator"]
 
@@ -460,8 +462,8 @@ class _Trainer:
                     self.nonfinite_total += 1
                     self.consecutive_nonfinite += 1
                     if self.main:
-                        _write(bar, f"step {self.step}: non-finite loss or gradient "
-                                    f"(loss {result['loss']}, grad norm {result['grad_norm']}); step skipped")
+                        logger.warning("step %d: non-finite loss or gradient (loss %s, grad norm %s); step skipped",
+                                       self.step, result['loss'], result['grad_norm'])
                     if self.consecutive_nonfinite >= tc.max_consecutive_nonfinite:
                         first = self.step - self.consecutive_nonfinite + 1
                         raise TrainingError(
@@ -528,13 +530,6 @@ class _Trainer:
 def _worker_init(_: int) -> None:
     """DataLoader workers ignore Ctrl-C: the main process stops gracefully and shuts them down."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _write(bar, message: str) -> None:
-    if bar is not None:
-        bar.write(message, file=sys.stderr)
-    else:
-        print(message, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------ API

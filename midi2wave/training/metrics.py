@@ -8,8 +8,8 @@ so a run can be read back without TensorBoard; TensorBoard is optional (imported
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,12 @@ __all__ = ["METRICS_FILE", "MetricWindow", "MetricsWriter", "warn"]
 
 METRICS_FILE = "metrics.jsonl"
 
+logger = logging.getLogger(__name__)
+
 
 def warn(message: str) -> None:
-    """One warning line on stderr (training goes on)."""
-    print(f"midi2wave: warning: {message}", file=sys.stderr, flush=True)
+    """One warning line (training goes on): logged, on stderr from the command line."""
+    logger.warning("midi2wave: warning: %s", message)
 
 
 class MetricsWriter:

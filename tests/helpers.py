@@ -1,0 +1,67 @@
+"""Shared test helpers: the tiny configs every fast test builds its models from.
+
+Tests that need a variant say how it differs (`tiny_model_config(n_stacks=1, ...)`), so the
+difference is the point of the test and not an accident of a private copy. `configs/tiny.json` is
+the tiny preset that trains in seconds (train, checkpoint and CLI tests).
+Imported as `from helpers import ...` (pytest puts tests/ on sys.path, as for store_fixture.py);
+conftest.py holds the fixtures only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from midi2wave.config import (
+    Config,
+    DataConfig,
+    ModelConfig,
+    ResonatorConfig,
+    load_config,
+)
+from midi2wave.model import Midi2Wave
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_JSON = ROOT / "configs" / "tiny.json"
+
+# A two-stack network of a few hundred parameters per layer: every code path, milliseconds per call.
+_TINY_MODEL = dict(residual_channels=8, gate_channels=16, skip_channels=8, n_stacks=2, layers_per_stack=3,
+                   n_mixtures=3, context_channels=8, context_stacks=1, context_layers_per_stack=2)
+# Two conditioning kinds (notes and pedals) and one 32 ms segment (8 frames).
+_TINY_DATA = dict(conditioning=("onset_velocity", "pedals"), segment_seconds=0.032)
+
+
+def tiny_model_config(**overrides) -> ModelConfig:
+    """The tiny network, with `overrides` (ModelConfig fields)."""
+    return ModelConfig(**{**_TINY_MODEL, **overrides})
+
+
+def tiny_data_config(**overrides) -> DataConfig:
+    """The tiny data settings, with `overrides` (DataConfig fields)."""
+    return DataConfig(**{**_TINY_DATA, **overrides})
+
+
+def tiny_config(**train_overrides) -> Config:
+    """`configs/tiny.json`, with `train_overrides` (TrainConfig fields)."""
+    config = load_config(TINY_JSON)
+    return config.replace(train=dataclasses.replace(config.train, **train_overrides))
+
+
+def bank_model(bank: ResonatorConfig) -> Midi2Wave:
+    """A tiny mu-law network (seeded, eval mode) over the resonator bank `bank`, reading one frame
+    roll: the model of the bank's generation tests (gain, noise shaping, share, partial levels)."""
+    torch.manual_seed(0)
+    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw")
+    return Midi2Wave(cfg, DataConfig(conditioning=("frame",), segment_seconds=0.032, resonators=bank)).eval()
+
+
+def random_inputs(model: Midi2Wave, n_samples: int, batch: int = 1, seed: int = 3):
+    """(conditioning [B, C, frames + 2 margins], uniforms [B, n, 2], year [B] zeros) for `generate`,
+    drawn in that order from one generator seeded `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    frames = n_samples // model.samples_per_frame
+    cond = torch.rand(batch, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
+                      generator=g)
+    return cond, torch.rand(batch, n_samples, 2, generator=g), torch.zeros(batch, dtype=torch.long)
