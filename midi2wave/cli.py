@@ -111,6 +111,13 @@ def _sampling_options(args: argparse.Namespace, command: str, **settings):
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from .render.synthesize import synthesize_files
 
+    if args.instrument is not None:
+        from .render.instrument import synthesize_with_instrument
+
+        if args.list is not None or any(p.is_dir() for p in args.inputs) or not args.inputs:
+            raise Midi2WaveError("synthesize --instrument: give MIDI files (not a folder or --list)")
+        return synthesize_with_instrument(args.inputs, args.instrument, out=args.out, start_s=args.start,
+                                          end_s=args.end, year=args.year, force=args.force, quiet=args.quiet)
     options = _sampling_options(args, "synthesize", threads=max(0, args.threads))
     if args.list is not None or any(p.is_dir() for p in args.inputs):
         return _synthesize_corpus(args, options)
@@ -262,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a corpus listed in a text file: one MIDI path a line, relative to the list's folder "
                         "(outputs mirror those paths); blank lines and lines starting with # are ignored")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")
+    p.add_argument("--instrument", default=None, metavar="NAME",
+                   help="play the MIDI on the demo data's sampled piano instead of a model: salamander (the "
+                        "training instrument of the bundled model) or musescore; --year picks the room (default: dry)")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="output WAV (one input) or folder (several inputs; required for a corpus); "
                         "default: INPUT.wav beside each input")
