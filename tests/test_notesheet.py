@@ -140,3 +140,34 @@ def test_noise_alone_is_not_read_as_upper_partials():
     assert noisy["hiss_db"] == pytest.approx(-20.0, abs=1.0)
     with_top = ns.note_measures(tone(60, amplitudes=low_only + [0.05] * 6, noise_db=-30.0), SR, 0.0, 0.8, 60)
     assert -30.0 < with_top["upper_db"] < -5.0
+
+
+def test_the_note_sheet_folder_holds_json_audio_figures_and_page(tmp_path):
+    import json
+
+    from midi2wave.evaluation.notesheet_run import NoteSheetOptions, note_sheet_results, write_note_sheet
+
+    sheet = ns.NoteSheet(pitches=(48, 72), velocities=(60, 100))
+
+    def render(noise_db):
+        def f(notes, pedals, year):
+            x = np.zeros(int(sheet.duration_seconds * SR) + SR)
+            for i, p in enumerate(notes.pitch):
+                s = int(notes.onset_s[i] * SR)
+                x[s:s + int(1.6 * SR)] += tone(int(p), release_s=0.05 if year == 2004 else 0.2, noise_db=noise_db, seed=i)
+            return x * 0.3
+        return f
+
+    options = NoteSheetOptions(out=tmp_path / "sheet", years=(2004, 2018), instrument="salamander", sheet=sheet)
+    options.check()
+    results, audio = note_sheet_results(render(-15.0), render(None), options, SR)
+    out = write_note_sheet(results, audio, options, SR)
+    saved = json.loads((out / "note_sheet.json").read_text())
+    assert saved["format"] == "midi2wave-note-sheet" and saved["comparison"]["years"] == [2004, 2018]
+    assert len(saved["per_note"]["model"]["2004"]) == 4
+    assert not saved["comparison"]["checks"]["2004 hiss_db"] and saved["comparison"]["checks"]["2004 release_db"]
+    for name in ("audio/model_2004.wav", "audio/reference_2018.wav", "img/2004.png", "img/octaves.png", "index.html"):
+        assert (out / name).is_file(), name
+    assert "model_2018.wav" in (out / "index.html").read_text()
+    with pytest.raises(Exception, match="exists"):
+        NoteSheetOptions(out=out).check()
