@@ -111,6 +111,13 @@ def _sampling_options(args: argparse.Namespace, command: str, **settings):
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from .render.synthesize import synthesize_files
 
+    if args.instrument is not None:
+        from .render.instrument import synthesize_with_instrument
+
+        if args.list is not None or any(p.is_dir() for p in args.inputs) or not args.inputs:
+            raise Midi2WaveError("synthesize --instrument: give MIDI files (not a folder or --list)")
+        return synthesize_with_instrument(args.inputs, args.instrument, out=args.out, start_s=args.start,
+                                          end_s=args.end, year=args.year, force=args.force, quiet=args.quiet)
     options = _sampling_options(args, "synthesize", threads=max(0, args.threads))
     if args.list is not None or any(p.is_dir() for p in args.inputs):
         return _synthesize_corpus(args, options)
@@ -124,6 +131,13 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
                             quiet=args.quiet)
 
 
+def _cmd_note_sheet(args: argparse.Namespace) -> int:
+    from .evaluation.notesheet_run import NoteSheetOptions, run_note_sheet
+
+    sampling = _sampling_options(args, "evaluate", seed=args.seed)
+    options = NoteSheetOptions(out=args.note_sheet, years=tuple(args.years), instrument=args.instrument,
+                               force=args.force)
+    return run_note_sheet(args.checkpoint, options, sampling, json_path=args.json, quiet=args.quiet)
 def _synthesize_corpus(args: argparse.Namespace, options) -> int:
     """`synthesize FOLDER -o DIR` or `synthesize --list FILE -o DIR` (render/corpus.py)."""
     from .render.corpus import find_corpus, synthesize_corpus
@@ -146,6 +160,9 @@ def _synthesize_corpus(args: argparse.Namespace, options) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import shlex
+
+    if args.note_sheet is not None:
+        return _cmd_note_sheet(args)
 
     from .evaluation.evaluate import EvaluateOptions, evaluate_checkpoint
     from .evaluation.report import ReportOptions
@@ -252,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a corpus listed in a text file: one MIDI path a line, relative to the list's folder "
                         "(outputs mirror those paths); blank lines and lines starting with # are ignored")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")
+    p.add_argument("--instrument", default=None, metavar="NAME",
+                   help="play the MIDI on the demo data's sampled piano instead of a model: salamander (the "
+                        "training instrument of the bundled model) or musescore; --year picks the room (default: dry)")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="output WAV (one input) or folder (several inputs; required for a corpus); "
                         "default: INPUT.wav beside each input")
@@ -294,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, default=None, metavar="DIR",
                    help="write a static listening page: DIR/index.html with every excerpt's clips, spectrograms and notes")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--note-sheet", type=Path, default=None, metavar="DIR",
+                   help="instead of excerpts: render a sheet of isolated notes with the model and with the training "
+                        "instrument in the same years' rooms, measure each note (attack brightness, hiss, upper "
+                        "partials, partial levels, release tail, decay) and write DIR (JSON, WAVs, spectrograms, "
+                        "index.html); needs no store")
+    p.add_argument("--years", type=int, nargs="+", default=[2004, 2018], metavar="Y",
+                   help="--note-sheet: the recording years (rooms) to render in")
+    p.add_argument("--instrument", default="salamander", metavar="NAME",
+                   help="--note-sheet: the training instrument, the reference (salamander or musescore)")
     p.add_argument("--seed", type=int, default=0)
     _add_sampling_flags(p, "evaluate")
     p.add_argument("--other-instrument", default="musescore", metavar="NAME",

@@ -1,0 +1,324 @@
+"""The note sheet: isolated notes across the keyboard, measured one by one (numpy only, no I/O).
+
+Excerpt measures (realism.py) are taken over dense passages, which mask what a listener hears first
+on a note heard alone: noise under its partials, a bright click at its attack, missing upper
+partials, a release tail that does not follow the room. A note sheet (`NoteSheet`: every pitch of
+`pitches` at every velocity of `velocities`, each held `hold_seconds` and then released into
+silence) is rendered by a model and by the training instrument in the same year's room, and each
+note is measured (`note_measures`):
+
+- **attack brightness** (`attack_db`): energy above `attack_split_hz` (4 kHz) in the first
+  `attack_seconds` (30 ms) after the onset, relative to all of it (bins >= 20 Hz), dB. A recorded
+  hammer is short and dark; a white click reads near the white-noise share (about -3 dB).
+- **hiss** (`hiss_db`): in `[onset + 0.15, onset + 0.65)` s, the noise between the note's partials
+  over the energy at them, dB. The partials are found as spectral peaks near k f0, the expected
+  position of each following the stretch of the ones found below it (`find_partials`); each claims
+  `band_bins` bins either side. The noise density is the mean energy per bin outside the bands
+  (20 Hz .. Nyquist), so the noise under the bands is counted too and subtracted from them: white
+  noise 20 dB below a tone reads -20 dB, a pure additive tone below -45 dB. A band counts as a
+  partial only where it stands `partial_snr_db` (6 dB) above the noise beside it.
+- **upper-partial balance** (`upper_db`): the partials' energy above `upper_split_hz` (2 kHz) over
+  all their energy, dB (a dull top reads low).
+- **partial levels** (`levels_db`, float [16]): partial k's energy relative to all the partials',
+  dB (NaN above Nyquist; a partial lost in noise: the noise in its band); two renders compare by the median |difference| (`level_difference_db`).
+- **release tail** (`release_db`): RMS in `[offset + 0.10, offset + 0.25)` s over the RMS of the
+  last 0.1 s held, dB (the room's reverberation after the dampers fall).
+- **fundamental decay** (`decay_db_per_s`): the slope of a line fitted to the fundamental's level
+  (its band in 2048-sample frames, hop 256) from onset + 0.1 s to the offset, dB per second.
+
+`summarize` takes medians over the notes; `compare` sets a model's medians against the reference's
+per year, with the differences between years, and the pass/fail checks of the note-sheet bar.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..midi import Notes, PedalEvents, pitch_to_hz
+
+__all__ = ["MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "by_register", "compare", "find_partials", "level_difference_db",
+           "note_measures", "sheet_measures", "summarize"]
+
+MEASURES: tuple[str, ...] = ("attack_db", "hiss_db", "upper_db", "release_db", "decay_db_per_s")
+N_LEVELS = 16
+_TINY = 1e-20
+
+
+@dataclass(frozen=True)
+class NoteSheet:
+    """Isolated notes: every pitch at every velocity, `spacing_seconds` from onset to onset, each held
+    `hold_seconds` (so `spacing_seconds - hold_seconds` of silence follows each release)."""
+
+    pitches: tuple[int, ...] = (24, 30, 36, 42, 48, 54, 60, 66, 72, 78, 84, 90, 96, 102)
+    velocities: tuple[int, ...] = (30, 60, 90, 120)
+    hold_seconds: float = 0.8
+    spacing_seconds: float = 2.0
+    lead_seconds: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.pitches or not self.velocities:
+            raise ValueError("a note sheet needs at least one pitch and one velocity")
+        if any(not 21 <= p <= 108 for p in self.pitches) or any(not 1 <= v <= 127 for v in self.velocities):
+            raise ValueError("note-sheet pitches must lie in 21..108 and velocities in 1..127")
+        if not 0.3 < self.hold_seconds < self.spacing_seconds - 0.4:
+            raise ValueError("hold_seconds must exceed 0.3 s and leave at least 0.4 s before the next note")
+
+    def notes(self) -> tuple[Notes, PedalEvents]:
+        """The sheet as (notes, no pedals), times in seconds; order: pitch-major, then velocity."""
+        grid = [(p, v) for p in self.pitches for v in self.velocities]
+        onset = self.lead_seconds + self.spacing_seconds * np.arange(len(grid), dtype=np.float64)
+        notes = Notes(onset_s=onset, offset_s=onset + self.hold_seconds,
+                      pitch=np.array([p for p, _ in grid], np.int16), velocity=np.array([v for _, v in grid], np.int16))
+        pedals = PedalEvents(time_s=np.zeros(0, np.float64), controller=np.zeros(0, np.int16), value=np.zeros(0, np.int16))
+        return notes, pedals
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.lead_seconds + self.spacing_seconds * len(self.pitches) * len(self.velocities)
+
+
+@dataclass(frozen=True)
+class NoteMeasureOptions:
+    """The measures' definitions (the defaults are the documented ones)."""
+
+    attack_seconds: float = 0.030
+    attack_split_hz: float = 4000.0
+    min_hz: float = 20.0
+    steady_seconds: tuple[float, float] = (0.15, 0.65)   # after the onset: hiss, balance, levels
+    n_fft: int = 8192
+    band_bins: int = 5            # each partial claims its peak +- this many bins (Hann main lobe: 2)
+    search_fraction: float = 0.03  # a partial's peak is looked for within +-3 % of its expected place
+    max_partials: int = 400       # enough to reach Nyquist from A0
+    partial_snr_db: float = 6.0   # a partial counts where its band stands this far above the noise beside it
+    upper_split_hz: float = 2000.0
+    release_seconds: tuple[float, float] = (0.10, 0.25)  # after the offset
+    held_seconds: float = 0.1                            # the last part held, the release's reference
+    decay_frame: int = 2048
+    decay_hop: int = 256
+    decay_start_seconds: float = 0.1
+    checks: dict[str, float] = field(default_factory=lambda: {
+        "attack_db": 3.0, "hiss_db": 1.0, "upper_db": 2.0, "levels_db": 3.0, "release_db": 3.0, "year_difference_db": 3.0})
+
+
+DEFAULT = NoteMeasureOptions()
+
+
+FLOOR_DB = -120.0
+
+
+def _db(num: float, den: float) -> float:
+    """10 log10(num / den), at least FLOOR_DB (nothing at all above a split reads FLOOR_DB)."""
+    return float(max(10.0 * math.log10(max(num, _TINY) / max(den, _TINY)), FLOOR_DB))
+
+
+def _segment(audio: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """audio[start:stop] with zeros outside the signal."""
+    out = np.zeros(max(stop - start, 0), np.float64)
+    a, b = max(start, 0), min(stop, len(audio))
+    if b > a:
+        out[a - start:b - start] = audio[a:b]
+    return out
+
+
+def _power_spectrum(x: np.ndarray, n_fft: int) -> np.ndarray:
+    w = np.hanning(len(x))
+    return np.abs(np.fft.rfft(x * w, n=max(n_fft, len(x)))) ** 2
+
+
+def find_partials(power: np.ndarray, f0_hz: float, bin_hz: float, options: NoteMeasureOptions = DEFAULT
+                  ) -> np.ndarray:
+    """Peak bins of partials 1, 2, ... below Nyquist (int64 [K]): partial k is the largest bin within
+    +-`search_fraction` (at most 0.35 of the spacing) of its expected place, the previous peak plus
+    the mean of the last three intervals between peaks (so a stiff string's stretch is followed); the first
+    is looked for near f0."""
+    n_bins = len(power)
+    peaks: list[int] = []
+    spacing_hz = f0_hz
+    for _ in range(options.max_partials):
+        expected = (peaks[-1] * bin_hz + spacing_hz) if peaks else f0_hz
+        reach = min(options.search_fraction * expected, 0.35 * spacing_hz)  # never as far as a neighbour
+        if expected - reach >= bin_hz * (n_bins - 1):
+            break
+        lo = int(math.floor((expected - reach) / bin_hz))
+        hi = int(math.ceil((expected + reach) / bin_hz)) + 1
+        lo = max(lo, 1, peaks[-1] + options.band_bins + 1 if peaks else 1)
+        hi = min(hi, n_bins)
+        if hi <= lo:
+            break
+        peaks.append(lo + int(np.argmax(power[lo:hi])))
+        # the local spacing: the mean of the last three intervals (a stiff string's widens with k)
+        m = min(len(peaks), 4)
+        spacing_hz = peaks[0] * bin_hz if m == 1 else (peaks[-1] - peaks[-m]) * bin_hz / (m - 1)
+    return np.asarray(peaks, np.int64)
+
+
+def _partial_energies(power: np.ndarray, peaks: np.ndarray, bin_hz: float, options: NoteMeasureOptions
+                      ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(energy per partial with the noise under its band taken out, 0 where the band does not stand
+    `partial_snr_db` above the noise beside it [K]; each band's whole energy [K]; the noise energy
+    over all bins >= min_hz). A peak picked in noise is the largest of its bins, so without the
+    test noise alone would read as partials."""
+    n_bins = len(power)
+    first = int(math.ceil(options.min_hz / bin_hz))
+    w = options.band_bins
+    in_band = np.zeros(n_bins, bool)
+    for p in peaks:
+        in_band[max(p - w, 0):p + w + 1] = True
+    counted = np.zeros(n_bins, bool)
+    counted[first:] = True
+    outside = counted & ~in_band
+    density = float(power[outside].mean()) if outside.any() else 0.0
+    noise = density * int(counted.sum())
+    snr = 10.0 ** (options.partial_snr_db / 10.0)
+    energies, whole = np.zeros(len(peaks)), np.zeros(len(peaks))
+    for i, p in enumerate(peaks):
+        lo, hi = max(p - w, first), min(p + w + 1, n_bins)
+        band = float(power[lo:hi].sum())
+        near = slice(max(p - 8 * w, first), min(p + 8 * w + 1, n_bins))
+        beside = power[near][outside[near]]
+        local = float(beside.mean()) if len(beside) else density
+        whole[i] = band
+        if band > snr * local * (hi - lo):
+            energies[i] = max(band - density * (hi - lo), 0.0)
+    return energies, whole, noise
+
+
+def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset_s: float, pitch: int,
+                  options: NoteMeasureOptions = DEFAULT) -> dict[str, Any]:
+    """The measures of one isolated note (module docstring): a dict of the `MEASURES` (float dB, or
+    dB/s) and `levels_db` (float [16], NaN where a partial lies above Nyquist). audio: float [n] at
+    `sample_rate_hz`; onset/offset in seconds of that audio."""
+    x = np.asarray(audio, np.float64).reshape(-1)
+    sr = float(sample_rate_hz)
+    on, off = int(round(onset_s * sr)), int(round(offset_s * sr))
+    f0 = float(pitch_to_hz(int(pitch)))
+    out: dict[str, Any] = {}
+
+    a = _segment(x, on, on + int(round(options.attack_seconds * sr)))
+    taper = np.ones(len(a))
+    ramp = max(len(a) // 10, 1)
+    taper[-ramp:] = np.linspace(1.0, 0.0, ramp)  # the onset edge kept: the click is what is measured
+    pa = np.abs(np.fft.rfft(a * taper, n=1024)) ** 2
+    fa = np.fft.rfftfreq(1024, 1.0 / sr)
+    out["attack_db"] = _db(float(pa[fa >= options.attack_split_hz].sum()), float(pa[fa >= options.min_hz].sum()))
+
+    s0, s1 = (on + int(round(t * sr)) for t in options.steady_seconds)
+    steady = _segment(x, s0, min(s1, max(off, s0 + 1)) if off > s0 else s1)
+    power = _power_spectrum(steady, options.n_fft)
+    n_fft = 2 * (len(power) - 1)
+    bin_hz = sr / n_fft
+    peaks = find_partials(power, f0, bin_hz, options)
+    energies, whole, noise = _partial_energies(power, peaks, bin_hz, options)
+    total = float(energies.sum())
+    out["hiss_db"] = _db(noise, total)
+    hz = peaks * bin_hz
+    out["upper_db"] = _db(float(energies[hz >= options.upper_split_hz].sum()), total)
+    levels = np.full(N_LEVELS, np.nan)
+    k = min(N_LEVELS, len(energies))
+    # a partial lost in noise has the level of the noise in its band (what is heard there)
+    levels[:k] = 10.0 * np.log10(np.maximum(np.where(energies[:k] > 0, energies[:k], whole[:k]), _TINY)
+                                 / max(total, _TINY))
+    out["levels_db"] = levels
+
+    r0, r1 = (off + int(round(t * sr)) for t in options.release_seconds)
+    held = _segment(x, off - int(round(options.held_seconds * sr)), off)
+    tail = _segment(x, r0, r1)
+    out["release_db"] = _db(float(np.mean(tail**2)), float(np.mean(held**2)))
+
+    out["decay_db_per_s"] = _fundamental_decay(x, sr, on, off, f0, options)
+    return out
+
+
+def _fundamental_decay(x: np.ndarray, sr: float, on: int, off: int, f0: float, options: NoteMeasureOptions
+                       ) -> float:
+    n, hop = options.decay_frame, options.decay_hop
+    start = on + int(round(options.decay_start_seconds * sr))
+    if off - start < n + 4 * hop:
+        return float("nan")
+    w = np.hanning(n)
+    n_fft = max(n, 4096)
+    bin_hz = sr / n_fft
+    centre = int(round(f0 / bin_hz))
+    half = max(3, int(round(0.03 * f0 / bin_hz)))
+    times, level = [], []
+    for s in range(start, off - n + 1, hop):
+        p = np.abs(np.fft.rfft(x[s:s + n] * w, n=n_fft)) ** 2
+        band = p[max(centre - half, 1):centre + half + 1]
+        times.append((s + n / 2 - on) / sr)
+        level.append(10.0 * math.log10(max(float(band.sum()), _TINY)))
+    slope = np.polyfit(np.asarray(times), np.asarray(level), 1)[0]
+    return float(slope)
+
+
+def level_difference_db(a: np.ndarray, b: np.ndarray) -> float:
+    """The median |a - b| over the partials both have (levels_db of two renders of one note)."""
+    d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    d = d[np.isfinite(d)]
+    return float(np.median(d)) if len(d) else float("nan")
+
+
+def sheet_measures(audio: np.ndarray, sample_rate_hz: int, notes: Notes,
+                   options: NoteMeasureOptions = DEFAULT) -> list[dict[str, Any]]:
+    """`note_measures` of every note of a rendered sheet (notes as `NoteSheet.notes` gives them)."""
+    rows = []
+    for i in range(len(notes)):
+        m = note_measures(audio, sample_rate_hz, float(notes.onset_s[i]), float(notes.offset_s[i]),
+                          int(notes.pitch[i]), options)
+        m.update(pitch=int(notes.pitch[i]), velocity=int(notes.velocity[i]), onset_s=float(notes.onset_s[i]))
+        rows.append(m)
+    return rows
+
+
+def _median(values: Sequence[float]) -> float:
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if len(v) else float("nan")
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Medians over the notes of each measure in `MEASURES`."""
+    return {m: _median([r[m] for r in rows]) for m in MEASURES}
+
+
+REGISTERS: dict[str, tuple[int, int]] = {"low": (21, 48), "middle": (48, 72), "high": (72, 109)}
+
+
+def by_register(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """`summarize` of the notes in each of `REGISTERS` (MIDI pitch ranges [a, b)): a median over
+    the whole keyboard can hide a register (the bass's missing upper partials, say)."""
+    return {name: summarize([r for r in rows if a <= r["pitch"] < b]) for name, (a, b) in REGISTERS.items()}
+
+
+def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[dict[str, Any]]],
+            options: NoteMeasureOptions = DEFAULT) -> dict[str, Any]:
+    """A model's sheet against the reference's, per year (rows from `sheet_measures` of the same
+    sheet): medians of both, their differences, the median partial-level difference, the
+    differences between years (each year against the first), and the checks of the bar
+    (`options.checks`: |difference| within the tolerance; hiss only upward)."""
+    years = sorted(reference)
+    per_year: dict[str, Any] = {}
+    checks: dict[str, bool] = {}
+    tol = options.checks
+    for y in years:
+        gm, rm = summarize(model[y]), summarize(reference[y])
+        levels = _median([level_difference_db(g["levels_db"], r["levels_db"]) for g, r in zip(model[y], reference[y])])
+        diff = {m: gm[m] - rm[m] for m in MEASURES}
+        per_year[str(y)] = {"model": gm, "reference": rm, "difference": diff, "levels_db": levels,
+                            "registers": {"model": by_register(model[y]), "reference": by_register(reference[y])}}
+        checks[f"{y} attack_db"] = abs(diff["attack_db"]) <= tol["attack_db"]
+        checks[f"{y} hiss_db"] = diff["hiss_db"] <= tol["hiss_db"]
+        checks[f"{y} upper_db"] = abs(diff["upper_db"]) <= tol["upper_db"]
+        checks[f"{y} levels_db"] = levels <= tol["levels_db"]
+        checks[f"{y} release_db"] = abs(diff["release_db"]) <= tol["release_db"]
+    between: dict[str, Any] = {}
+    for y in years[1:]:
+        g = {m: per_year[str(y)]["model"][m] - per_year[str(years[0])]["model"][m] for m in MEASURES}
+        r = {m: per_year[str(y)]["reference"][m] - per_year[str(years[0])]["reference"][m] for m in MEASURES}
+        between[f"{y}-{years[0]}"] = {"model": g, "reference": r}
+        checks[f"{y}-{years[0]} release_db"] = abs(g["release_db"] - r["release_db"]) <= tol["year_difference_db"]
+    return {"years": years, "per_year": per_year, "between_years": between, "checks": checks,
+            "passed": bool(all(checks.values()))}

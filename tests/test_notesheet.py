@@ -1,0 +1,173 @@
+"""evaluation/notesheet.py: the per-note measures read known synthetic notes correctly."""
+
+import math
+
+import numpy as np
+import pytest
+
+from midi2wave.evaluation import notesheet as ns
+
+SR = 16000
+
+
+def tone(pitch, *, stiffness=0.0, seconds=1.6, hold_s=0.8, amplitudes=None, decay_s=1.0, release_s=None,
+         noise_db=None, attack_noise_db=None, seed=0):
+    """An additive note: partial k at k f0 sqrt(1 + B k^2), amplitude 0.5 / k (or `amplitudes`),
+    decaying with time constant decay_s; after hold_s it decays with release_s (None: no release).
+    noise_db: white noise that many dB below the tone's power in [0.15, 0.65) s, following the same
+    envelope; attack_noise_db: a white burst in the first 30 ms, that many dB relative to the tone there."""
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    t = np.arange(int(seconds * SR)) / SR
+    x = np.zeros_like(t)
+    for k in range(1, 200):
+        f = k * f0 * math.sqrt(1 + stiffness * k * k)
+        if f > 7800 or (amplitudes is not None and k > len(amplitudes)):
+            break
+        a = (0.5 / k) if amplitudes is None else amplitudes[k - 1]
+        x += a * np.sin(2 * np.pi * f * t + 0.7 * k)
+    env = np.exp(-t / decay_s)
+    if release_s is not None:
+        env = np.where(t < hold_s, env, env * np.exp(-(t - hold_s) / release_s))
+    x = x * env
+    rng = np.random.default_rng(seed)
+    if noise_db is not None:
+        seg = slice(int(0.15 * SR), int(0.65 * SR))
+        n = rng.standard_normal(len(t)) * env
+        x = x + n * math.sqrt(np.mean(x[seg] ** 2) / np.mean(n[seg] ** 2) * 10 ** (noise_db / 10))
+    if attack_noise_db is not None:
+        a = slice(0, int(0.03 * SR))
+        n = rng.standard_normal(a.stop)
+        x[a] += n * math.sqrt(np.mean(x[a] ** 2) * 10 ** (attack_noise_db / 10))
+    return x
+
+
+@pytest.mark.parametrize("pitch", [24, 45, 60, 81, 100])
+@pytest.mark.parametrize("stiffness", [0.0, 4e-4])
+def test_a_pure_additive_tone_has_no_hiss(pitch, stiffness):
+    m = ns.note_measures(tone(pitch, stiffness=stiffness), SR, 0.0, 0.8, pitch)
+    assert m["hiss_db"] < -45.0
+
+
+@pytest.mark.parametrize("pitch", [33, 60, 90])
+@pytest.mark.parametrize("noise_db", [-10.0, -20.0, -30.0])
+def test_white_noise_under_a_tone_reads_its_level(pitch, noise_db):
+    m = ns.note_measures(tone(pitch, stiffness=3e-4, noise_db=noise_db), SR, 0.0, 0.8, pitch)
+    assert m["hiss_db"] == pytest.approx(noise_db, abs=1.0)
+
+
+def test_partials_are_found_on_a_stretched_string():
+    pitch, b = 40, 8e-4
+    x = tone(pitch, stiffness=b)[int(0.15 * SR):int(0.65 * SR)]
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)), n=8192)) ** 2
+    bin_hz = SR / 8192
+    peaks = ns.find_partials(power, 440.0 * 2 ** ((pitch - 69) / 12), bin_hz)
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    want = np.array([k * f0 * math.sqrt(1 + b * k * k) for k in range(1, 31)])
+    assert len(peaks) >= 30
+    assert np.max(np.abs(peaks[:30] * bin_hz - want)) < 2 * bin_hz
+
+
+def test_attack_brightness_tells_a_dark_attack_from_a_white_click():
+    dark_partials = [0.5 / k**2 for k in range(1, 21)]  # C3: all below 2.7 kHz
+    dark = ns.note_measures(tone(48, amplitudes=dark_partials), SR, 0.0, 0.8, 48)["attack_db"]
+    click = ns.note_measures(tone(48, amplitudes=dark_partials, attack_noise_db=+20.0), SR, 0.0, 0.8, 48)["attack_db"]
+    white_share = 10 * math.log10((8000 - 4000) / (8000 - 20))  # white noise's energy above 4 kHz
+    assert dark < -30.0
+    assert click == pytest.approx(white_share, abs=1.0)
+
+
+def test_upper_partial_balance_and_levels_match_the_partials_amplitudes():
+    pitch = 60
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    amps = np.array([1.0, 0.5, 0.3, 0.2, 0.15, 0.1, 0.08, 0.05, 0.04, 0.03, 0.02, 0.02])
+    m = ns.note_measures(tone(pitch, amplitudes=amps), SR, 0.0, 0.8, pitch)
+    power = amps**2
+    above = (np.arange(1, len(amps) + 1) * f0) >= 2000.0
+    assert m["upper_db"] == pytest.approx(10 * math.log10(power[above].sum() / power.sum()), abs=0.3)
+    want = 10 * np.log10(power / power.sum())
+    assert np.max(np.abs(m["levels_db"][:len(amps)] - want)) < 0.5
+    quieter = amps.copy()
+    quieter[2::2] *= 10 ** (-6 / 20)  # every other upper partial 6 dB down: half the levels differ by ~6
+    other = ns.note_measures(tone(pitch, amplitudes=quieter), SR, 0.0, 0.8, pitch)
+    d = np.abs(other["levels_db"][:len(amps)] - m["levels_db"][:len(amps)])
+    assert ns.level_difference_db(m["levels_db"], m["levels_db"]) == 0.0
+    assert 4.0 < np.max(d) < 7.0
+
+
+def test_the_release_tail_and_the_decay_read_their_envelopes():
+    x = tone(57, decay_s=2.0, release_s=0.05)
+    m = ns.note_measures(x, SR, 0.0, 0.8, 57)
+    # after the offset the envelope falls as exp(-t / 0.05): RMS over [0.10, 0.25) s against the
+    # last 0.1 s held (decaying slowly meanwhile)
+    t = np.arange(int(1.6 * SR)) / SR
+    env = np.exp(-t / 2.0) * np.where(t < 0.8, 1.0, np.exp(-(t - 0.8) / 0.05))
+    want = 10 * math.log10(np.mean(env[int(0.9 * SR):int(1.05 * SR)] ** 2) / np.mean(env[int(0.7 * SR):int(0.8 * SR)] ** 2))
+    assert m["release_db"] == pytest.approx(want, abs=0.5)
+    assert m["decay_db_per_s"] == pytest.approx(-20 * math.log10(math.e) / 2.0, abs=0.3)
+
+
+def test_the_sheet_holds_isolated_notes_across_the_keyboard():
+    sheet = ns.NoteSheet()
+    notes, pedals = sheet.notes()
+    assert len(notes) == 56 and len(pedals) == 0
+    assert notes.pitch.min() <= 24 and notes.pitch.max() >= 102
+    assert np.all(notes.onset_s[1:] - notes.offset_s[:-1] >= 1.0)  # silence after every release
+    with pytest.raises(ValueError):
+        ns.NoteSheet(hold_seconds=1.9)
+
+
+def test_compare_checks_the_bar():
+    sheet = ns.NoteSheet(pitches=(48, 72), velocities=(60,))
+    notes, _ = sheet.notes()
+    clean = np.zeros(int(sheet.duration_seconds * SR) + SR)
+    hissy = clean.copy()
+    for i, p in enumerate(notes.pitch):
+        s = int(notes.onset_s[i] * SR)
+        clean[s:s + int(1.6 * SR)] += tone(int(p), release_s=0.05)
+        hissy[s:s + int(1.6 * SR)] += tone(int(p), release_s=0.05, noise_db=-15.0, seed=i)
+    ref = {2004: ns.sheet_measures(clean, SR, notes), 2018: ns.sheet_measures(clean, SR, notes)}
+    same = ns.compare(ref, ref)
+    assert same["passed"] and all(same["checks"].values())
+    worse = ns.compare({y: ns.sheet_measures(hissy, SR, notes) for y in ref}, ref)
+    assert not worse["checks"]["2004 hiss_db"] and not worse["passed"]
+    assert worse["per_year"]["2004"]["difference"]["hiss_db"] > 20
+
+
+def test_noise_alone_is_not_read_as_upper_partials():
+    low_only = [0.5 / k for k in range(1, 8)]  # C4: partials below 1.9 kHz
+    noisy = ns.note_measures(tone(60, amplitudes=low_only, noise_db=-20.0), SR, 0.0, 0.8, 60)
+    assert noisy["upper_db"] == ns.FLOOR_DB
+    assert noisy["hiss_db"] == pytest.approx(-20.0, abs=1.0)
+    with_top = ns.note_measures(tone(60, amplitudes=low_only + [0.05] * 6, noise_db=-30.0), SR, 0.0, 0.8, 60)
+    assert -30.0 < with_top["upper_db"] < -5.0
+
+
+def test_the_note_sheet_folder_holds_json_audio_figures_and_page(tmp_path):
+    import json
+
+    from midi2wave.evaluation.notesheet_run import NoteSheetOptions, note_sheet_results, write_note_sheet
+
+    sheet = ns.NoteSheet(pitches=(48, 72), velocities=(60, 100))
+
+    def render(noise_db):
+        def f(notes, pedals, year):
+            x = np.zeros(int(sheet.duration_seconds * SR) + SR)
+            for i, p in enumerate(notes.pitch):
+                s = int(notes.onset_s[i] * SR)
+                x[s:s + int(1.6 * SR)] += tone(int(p), release_s=0.05 if year == 2004 else 0.2, noise_db=noise_db, seed=i)
+            return x * 0.3
+        return f
+
+    options = NoteSheetOptions(out=tmp_path / "sheet", years=(2004, 2018), instrument="salamander", sheet=sheet)
+    options.check()
+    results, audio = note_sheet_results(render(-15.0), render(None), options, SR)
+    out = write_note_sheet(results, audio, options, SR)
+    saved = json.loads((out / "note_sheet.json").read_text())
+    assert saved["format"] == "midi2wave-note-sheet" and saved["comparison"]["years"] == [2004, 2018]
+    assert len(saved["per_note"]["model"]["2004"]) == 4
+    assert not saved["comparison"]["checks"]["2004 hiss_db"] and saved["comparison"]["checks"]["2004 release_db"]
+    for name in ("audio/model_2004.wav", "audio/reference_2018.wav", "img/2004.png", "img/octaves.png", "index.html"):
+        assert (out / name).is_file(), name
+    assert "model_2018.wav" in (out / "index.html").read_text()
+    with pytest.raises(Exception, match="exists"):
+        NoteSheetOptions(out=out).check()
