@@ -243,8 +243,10 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     path None: the bundled model in midi2wave/assets/. use_ema: the EMA weights when the checkpoint
     has them. Returns (Midi2Wave in eval mode on `device`, Config).
     """
+    from .devices import check_device
     from .model import Midi2Wave
 
+    device = check_device(device)
     path = bundled_model_path() if path is None else Path(path)
     weights, config, _ = load_state(path, use_ema=use_ema)
     model = Midi2Wave(config.model, config.data)

@@ -138,7 +138,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                               lead_in_seconds=args.lead_in_seconds, seed=args.seed, nll=not args.no_nll, transcription=not args.no_transcription,
                               other_instrument=args.other_instrument, sampling=sampling, plots_dir=args.plots,
                               report_options=report_options, force=args.force)
-    return evaluate_checkpoint(args.checkpoint, options, json_path=args.json, quiet=args.quiet)
+    return evaluate_checkpoint(args.checkpoint, options, json_path=args.json, device=args.device, quiet=args.quiet)
 
 
 def _cmd_listening_test(args: argparse.Namespace) -> int:
@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other-instrument", default="musescore", metavar="NAME",
                    help="second instrument rendering each excerpt's MIDI, whose log-mel distance to the real "
                         "audio is the scale of the generation's: musescore (FluidSynth, as the demo data) or none")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=_cmd_evaluate)

@@ -15,6 +15,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..devices import check_device, default_device
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -45,21 +48,31 @@ def env_info() -> DistInfo:
 
 
 def resolve_device(requested: str | torch.device | None, info: DistInfo) -> torch.device:
-    """The device this process trains on.
+    """The device this process trains on (InputError, one line, for one that does not exist here).
 
     None: cuda (this process's LOCAL_RANK GPU) if available, else cpu. Under torchrun with several
     processes, a plain 'cuda' (or any cuda index) means the GPU of LOCAL_RANK: one GPU per process.
     """
-    if requested is None:
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
+    device = check_device(requested) if requested is not None else default_device()
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!s} requested but CUDA is not available")
         if info.is_distributed or device.index is None:
             index = info.local_rank if info.is_distributed else (device.index or 0)
+            count = torch.cuda.device_count()
+            if index >= count:
+                raise InputError(f"device {requested or 'cuda'}: LOCAL_RANK {info.local_rank} needs cuda:{index}, "
+                                 f"but {count} CUDA device(s) are visible (one GPU per process: "
+                                 f"torchrun --nproc-per-node at most {count})")
             device = torch.device("cuda", index)
     return device
+
+
+def restart_count() -> int:
+    """How often torchrun has restarted this job's workers (TORCHELASTIC_RESTART_COUNT; 0 outside
+    torchrun or on the first attempt)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        return 0
 
 
 def setup(device: torch.device, info: DistInfo | None = None) -> tuple[DistInfo, bool]:
