@@ -350,6 +350,17 @@ def test_run_folder_rules(store, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_train_help_documents_the_stop_exit_status_and_the_guide(capsys):
+    from midi2wave.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"the exit status is {loop.STOPPED_EXIT_STATUS} (EX_TEMPFAIL)" in text
+    assert "--auto-resume" in text and "docs/training.md" in text
+    assert (ROOT / "docs" / "training.md").is_file()
+
+
 def test_auto_resume_continues_a_run_or_starts_it(store, tmp_path, capsys, monkeypatch):
     """--auto-resume (and torchrun --max-restarts, whose restarts rerun the same command): resume when
     the run has a checkpoint, else start it there, even in a started run's folder; never in a
