@@ -244,8 +244,10 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     has them. Returns (Midi2Wave in eval mode on `device`, Config); the model carries the config's
     sampling defaults (`Midi2Wave.sampling_defaults`), so it renders as its config says.
     """
+    from .devices import check_device
     from .model import Midi2Wave
 
+    device = check_device(device)
     path = bundled_model_path() if path is None else Path(path)
     weights, config, _ = load_state(path, use_ema=use_ema)
     model = Midi2Wave(config.model, config.data, config.sampling)

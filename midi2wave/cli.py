@@ -178,7 +178,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                               lead_in_seconds=args.lead_in_seconds, seed=args.seed, nll=not args.no_nll, transcription=not args.no_transcription,
                               other_instrument=args.other_instrument, sampling=sampling, plots_dir=args.plots,
                               report_options=report_options, force=args.force)
-    return evaluate_checkpoint(args.checkpoint, options, json_path=args.json, quiet=args.quiet)
+    return evaluate_checkpoint(args.checkpoint, options, json_path=args.json, device=args.device, quiet=args.quiet)
 
 
 def _cmd_listening_test(args: argparse.Namespace) -> int:
@@ -245,11 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_make_demo_data)
 
-    p = sub.add_parser("train", help="train a model (run under torchrun for several processes or GPUs)")
+    p = sub.add_parser("train", help="train a model (run under torchrun for several processes or GPUs)",
+                       epilog="SIGTERM, SIGUSR1 or Ctrl-C (SIGINT) stop a run gracefully: the step in progress "
+                              "finishes, a checkpoint is saved at the step reached, one line names it, and the "
+                              "exit status is 75 (EX_TEMPFAIL) so that a scheduler can requeue the job; "
+                              "--resume or --auto-resume continues exactly. A second Ctrl-C interrupts at once "
+                              "(exit status 130). Under torchrun, a restart (--max-restarts) resumes from the "
+                              "run's newest checkpoint by itself. Clusters, SLURM and Kubernetes: docs/training.md.")
     p.add_argument("-c", "--config", type=Path, required=True, help="JSON config (see configs/)")
     p.add_argument("--data", type=Path, default=None, help="dataset store made by `prepare`")
     p.add_argument("--out", type=Path, default=None, help="run folder for checkpoints and logs (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--auto-resume", action="store_true",
+                   help="continue from the newest checkpoint in --out if there is one, else start the run there "
+                        "(for jobs that a scheduler requeues with the same command)")
     p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
                    help="start a new run from this checkpoint's (EMA) weights (same network shape; fresh optimizer)")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="override train.max_steps")
@@ -328,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other-instrument", default="musescore", metavar="NAME",
                    help="second instrument rendering each excerpt's MIDI, whose log-mel distance to the real "
                         "audio is the scale of the generation's: musescore (FluidSynth, as the demo data) or none")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=_cmd_evaluate)

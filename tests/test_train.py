@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from midi2wave.config import DataConfig, ResonatorConfig, load_config
 from midi2wave.conditioning.features import log_mel_spectrogram, mel_filterbank, valid_frames
 from midi2wave.midi import Notes
 from midi2wave.model import Midi2Wave
+from midi2wave.training import loop
 from midi2wave.training.loop import ResumableSampler, TrainingError, learning_rate_at, train
 from store_fixture import make_store, synthetic_piece, write_store
 from helpers import tiny_config
@@ -151,31 +153,89 @@ def test_resume_continues_exactly_with_workers(store, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.training
-def test_sigterm_stops_gracefully_and_resume_matches(store, tmp_path):
-    """Kill (SIGTERM) a CLI run mid-way: it saves the step it finished; --resume reaches N exactly."""
-    n = 150
+def _train_and_signal(store: Path, tmp_path: Path, sig: int, n: int, **train) -> tuple[Path, int, str, list[str]]:
+    """Start `midi2wave train` (DataLoader workers: num_workers 2) in a process group of its own, send
+    `sig` to the whole group once it trains, as SLURM, Kubernetes' kubelet stop of a process group and
+    `timeout` do; returns (run folder, exit status, stderr, command)."""
     cfg_path = tmp_path / "cfg.json"
-    cfg_path.write_text(tiny(checkpoint_every_steps=1000, validation_batches=0, log_every_steps=1).to_json())
+    cfg_path.write_text(tiny(checkpoint_every_steps=1000, validation_batches=0, log_every_steps=1, num_workers=2,
+                             **train).to_json())
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "midi2wave.cli", "train", "-c", str(cfg_path), "--data", str(store), "--out",
            str(run), "--max-steps", str(n), "--device", "cpu", "-q"]
-    proc = subprocess.Popen(cmd, env=subprocess_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline and not ((run / "metrics.jsonl").exists() and metrics(run)):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    os.killpg(proc.pid, sig)
+    out, err = proc.communicate(timeout=60)
+    assert out == "", out
+    with pytest.raises(ProcessLookupError):  # the DataLoader workers were shut down with it
+        os.killpg(proc.pid, 0)
+    return run, proc.returncode, err, cmd
+
+
+def _stop_line(run: Path, sig: str) -> tuple[int, list[str]]:
+    """The step the run stopped at (its last checkpoint's), and the one line a stopped run prints."""
     stopped_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
-    assert 0 < stopped_at < n, err
-    assert f"stopped at step {stopped_at}" in err
+    return stopped_at, [f"midi2wave: stopped by {sig} at step {stopped_at}; checkpoint "
+                        f"{run / 'checkpoints' / f'step_{stopped_at:06d}.pt'}; continue with --resume (exit status 75)"]
+
+
+def _slow_worker_init(pid_file: str, worker_id: int) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(1.0)  # the moment between a worker's fork and its worker_init_fn, made long
+    loop._worker_init(worker_id)
+
+
+def test_a_stop_signal_while_dataloader_workers_start_does_not_kill_them(tmp_path):
+    """Workers start with the stop signals blocked, so one sent to the group before their
+    worker_init_fn ignores it is dropped, not fatal (epochs start new workers all the time)."""
+    pid_file = tmp_path / "pid"
+    loader = torch.utils.data.DataLoader(list(range(6)), batch_size=2, num_workers=1,
+                                         worker_init_fn=functools.partial(_slow_worker_init, str(pid_file)))
+    with loop._stop_signals_blocked(True):
+        batches = iter(loader)
+    deadline = time.time() + 30
+    while time.time() < deadline and not (pid_file.exists() and pid_file.read_text()):
+        time.sleep(0.01)
+    os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    assert [b.tolist() for b in batches] == [[0, 1], [2, 3], [4, 5]]
+
+
+@pytest.mark.training
+def test_sigterm_to_the_process_group_stops_with_a_checkpoint_and_resume_matches(store, tmp_path):
+    """SIGTERM to the whole group (the trainer and its DataLoader workers): the trainer saves the step
+    it reached, prints one line and exits 75 (no traceback, no worker killed mid-batch); --resume then
+    logs the same losses at the later steps as an uninterrupted run and ends with the same weights."""
+    n = 150
+    run, status, err, cmd = _train_and_signal(store, tmp_path, signal.SIGTERM, n, input_noise_std=0.01)
+    stopped_at, line = _stop_line(run, "SIGTERM")
+    assert status == 75 and err.strip().splitlines() == line, err
+    assert 0 < stopped_at < n
+    assert metrics(run)[-1]["step"] == stopped_at  # the checkpoint is at the step reached, none lost
     done = subprocess.run(cmd + ["--resume"], env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    train(load_config(cfg_path), store, tmp_path / "straight", progress=False, max_steps=n)
+    train(load_config(tmp_path / "cfg.json"), store, tmp_path / "straight", progress=False, max_steps=n)
+    straight = {r["step"]: r["loss"] for r in metrics(tmp_path / "straight")}
+    resumed = metrics(run)[stopped_at:]
+    assert [r["step"] for r in resumed] == list(range(stopped_at + 1, n + 1))
+    for row in resumed:
+        assert row["loss"] == pytest.approx(straight[row["step"]], rel=1e-6, abs=1e-7), row["step"]
     a, b = (params_of(tmp_path / r / "checkpoints" / "last.pt") for r in ("straight", "killed"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGINT], ids=["SIGUSR1", "SIGINT"])
+def test_sigusr1_and_ctrl_c_to_the_process_group_stop_alike(store, tmp_path, sig):
+    """SLURM's --signal=USR1 warning and a terminal's Ctrl-C (SIGINT to the foreground group)."""
+    run, status, err, _ = _train_and_signal(store, tmp_path, sig, 150)
+    stopped_at, line = _stop_line(run, sig.name)
+    assert status == 75 and err.strip().splitlines() == line, err
+    assert 0 < stopped_at < 150 and metrics(run)[-1]["step"] == stopped_at
 
 
 DDP_SCRIPT = textwrap.dedent("""
@@ -295,6 +355,53 @@ def test_run_folder_rules(store, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nostore" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_train_help_documents_the_stop_exit_status_and_the_guide(capsys):
+    from midi2wave.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"the exit status is {loop.STOPPED_EXIT_STATUS} (EX_TEMPFAIL)" in text
+    assert "--auto-resume" in text and "docs/training.md" in text
+    assert (ROOT / "docs" / "training.md").is_file()
+
+
+def test_auto_resume_continues_a_run_or_starts_it(store, tmp_path, capsys, caplog, monkeypatch):
+    """--auto-resume (and torchrun --max-restarts, whose restarts rerun the same command): resume when
+    the run has a checkpoint, else start it there, even in a started run's folder; never in a
+    folder with other files."""
+    cfg = tiny(validation_batches=0, checkpoint_every_steps=2)
+    run = tmp_path / "run"
+    assert train(cfg, store, run, resume="auto", progress=False, max_steps=2)["step"] == 2  # a new run
+    assert train(cfg, store, run, resume="auto", progress=False, max_steps=4)["step"] == 4  # resumed
+    assert f"resuming from {run / 'checkpoints' / 'last.pt'}" in caplog.text
+    caplog.clear()
+    started = tmp_path / "started"  # a run stopped before its first checkpoint
+    started.mkdir()
+    (started / "config.json").write_text(cfg.to_json())
+    (started / "metrics.jsonl").write_text("")
+    assert train(cfg, store, started, resume="auto", progress=False, max_steps=1)["step"] == 1
+    assert "starting the run there" in caplog.text
+    caplog.clear()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(TrainingError, match="not empty"):
+        train(cfg, store, other, resume="auto", progress=False, max_steps=1)
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "1")  # torchrun --max-restarts 1: as --auto-resume
+    assert train(cfg, store, run, progress=False, max_steps=6)["step"] == 6
+    assert "resuming from" in caplog.text
+    monkeypatch.delenv("TORCHELASTIC_MAX_RESTARTS")
+    with pytest.raises(TrainingError, match="not empty"):
+        train(cfg, store, run, progress=False, max_steps=8)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(cfg.to_json())
+    assert cli_main(["train", "-c", str(cfg_path), "--data", str(store), "--out", str(run), "--resume",
+                     "--auto-resume", "-q"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "midi2wave: error: --resume and --auto-resume exclude each other (--auto-resume also resumes)"]
 
 
 @pytest.mark.training

@@ -651,10 +651,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | None, options: EvaluateO
     if available), evaluate, print the table, write `json_path` (refused before any work if it
     exists, unless `options.force`) and the options' plots / report. Returns the exit status."""
     from ..checkpoint import load_model
+    from ..devices import check_device, default_device
 
+    device = check_device(device) if device is not None else default_device()  # before any work
     if json_path is not None and Path(json_path).exists() and not options.force:
         raise EvaluationError(f"{json_path}: already exists (use --force to overwrite)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     log = None if quiet else (lambda msg: logger.info("midi2wave evaluate: %s", msg))
     model, config = load_model(checkpoint, device=device)
     results = evaluate_model(model, config, options, progress=not quiet, log=log)

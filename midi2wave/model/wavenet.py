@@ -136,6 +136,7 @@ class Midi2Wave(nn.Module):
         # the head in float32 even under autocast: bfloat16 keeps 8 bits of a mixture's means and log
         # scales, far coarser than the 16-bit grid they place (the GPU check in BENCHMARKS.md); on
         # float32 inputs (CPU training, generation) this changes nothing
+        assert skip is not None  # a model has at least one layer
         with torch.autocast(device_type=skip.device.type, enabled=False):
             params = self.head(skip.float() if skip.dtype in (torch.float16, torch.bfloat16) else skip)
         if not return_aux:

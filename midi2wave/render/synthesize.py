@@ -659,7 +659,9 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
     input raise."""
     from ..audio import wav_writer
     from ..checkpoint import load_model
+    from ..devices import check_device
 
+    device = check_device(device)  # a missing GPU is one line, before any work
     if prime_seconds <= 0 and prime is not None:
         raise Midi2WaveError(f"--prime-seconds must be > 0, got {prime_seconds}")
     inputs = [Path(p) for p in inputs]

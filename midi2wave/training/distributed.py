@@ -9,11 +9,16 @@ multi-node runs use torchrun's own options (--nnodes, --rdzv-endpoint ...), no h
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from ..devices import check_device, default_device
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -45,21 +50,41 @@ def env_info() -> DistInfo:
 
 
 def resolve_device(requested: str | torch.device | None, info: DistInfo) -> torch.device:
-    """The device this process trains on.
+    """The device this process trains on (InputError, one line, for one that does not exist here).
 
     None: cuda (this process's LOCAL_RANK GPU) if available, else cpu. Under torchrun with several
     processes, a plain 'cuda' (or any cuda index) means the GPU of LOCAL_RANK: one GPU per process.
     """
-    if requested is None:
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
+    device = check_device(requested) if requested is not None else default_device()
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!s} requested but CUDA is not available")
         if info.is_distributed or device.index is None:
             index = info.local_rank if info.is_distributed else (device.index or 0)
+            count = torch.cuda.device_count()
+            if index >= count:
+                raise InputError(f"device {requested or 'cuda'}: LOCAL_RANK {info.local_rank} needs cuda:{index}, "
+                                 f"but {count} CUDA device(s) are visible (one GPU per process: "
+                                 f"torchrun --nproc-per-node at most {count})")
             device = torch.device("cuda", index)
     return device
+
+
+def _env_int(name: str) -> int:
+    try:
+        return int(os.environ.get(name, "0") or 0)
+    except ValueError:
+        return 0
+
+
+def restart_count() -> int:
+    """How often this node's torchrun agent has restarted its workers after a failure
+    (TORCHELASTIC_RESTART_COUNT; 0 outside torchrun). Per node: an agent that restarts its healthy
+    workers because another node's failed does not count it."""
+    return _env_int("TORCHELASTIC_RESTART_COUNT")
+
+
+def max_restarts() -> int:
+    """torchrun's --max-restarts (TORCHELASTIC_MAX_RESTARTS; 0 outside torchrun)."""
+    return _env_int("TORCHELASTIC_MAX_RESTARTS")
 
 
 def setup(device: torch.device, info: DistInfo | None = None) -> tuple[DistInfo, bool]:
@@ -78,8 +103,63 @@ def setup(device: torch.device, info: DistInfo | None = None) -> tuple[DistInfo,
     kwargs: dict[str, Any] = {}
     if device.type == "cuda":
         kwargs["device_id"] = device  # lets NCCL bind eagerly to this GPU
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True):
+        kwargs.update(store=_attempt_store(info), rank=info.rank, world_size=info.world_size)
     dist.init_process_group(backend=backend, **kwargs)
     return info, True
+
+
+_HANDSHAKE_POLL_SECONDS = 0.01
+
+
+def _attempt_store(info: DistInfo, timeout: timedelta = timedelta(minutes=30)) -> dist.Store:
+    """The store of torchrun's agent, under a prefix that this start of the workers alone uses.
+
+    Under torchrun with c10d rendezvous the workers share the agent's TCPStore, and it outlives a
+    restart (--max-restarts): the new workers would read the gloo / NCCL addresses that the previous
+    ones left there ("Connection refused" after a restart; pytorch/pytorch#135712). The restart count
+    cannot tell the starts apart (it is counted per node), so rank 0 makes a fresh token and hands it
+    to every other rank in a handshake that no key left by an earlier start can complete: rank r posts
+    a fresh nonce, rank 0 answers (nonce, token) to the newest nonce it sees, rank r confirms that pair.
+    """
+    import uuid
+
+    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), info.world_size,
+                         is_master=False, timeout=timeout)
+    deadline = time.monotonic() + timeout.total_seconds()
+
+    def read(key: str) -> str:
+        return base.get(f"midi2wave/{key}").decode()  # waits for the key (up to the store's timeout)
+
+    def poll(what: str) -> None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rank {info.rank}: no {what} within {timeout} (torchrun's store at "
+                               f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']})")
+        time.sleep(_HANDSHAKE_POLL_SECONDS)
+
+    if info.rank == 0:
+        token = uuid.uuid4().hex
+        for rank in range(1, info.world_size):
+            answered = None
+            while True:
+                nonce = read(f"hello/{rank}")  # an earlier start's at first, perhaps
+                if nonce != answered:
+                    base.set(f"midi2wave/ack/{rank}", f"{nonce}:{token}")
+                    answered = nonce
+                if base.check([f"midi2wave/confirm/{rank}"]) and read(f"confirm/{rank}") == f"{nonce}:{token}":
+                    break
+                poll(f"confirmation from rank {rank}")
+    else:
+        nonce = uuid.uuid4().hex
+        base.set(f"midi2wave/hello/{info.rank}", nonce)
+        while True:
+            reply = read(f"ack/{info.rank}")
+            if reply.startswith(nonce + ":"):
+                token = reply[len(nonce) + 1:]
+                base.set(f"midi2wave/confirm/{info.rank}", reply)
+                break
+            poll("answer from rank 0")
+    return dist.PrefixStore(f"midi2wave/{token}/", base)
 
 
 def cleanup(created: bool) -> None:

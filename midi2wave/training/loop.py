@@ -14,6 +14,11 @@ position in the data stream (epoch, batches done in it) are restored, so k steps
 gives the same parameters as N steps straight (to float tolerance; exact order of floating-point
 reductions may differ across devices). All randomness of a step (input noise/dropout) is drawn from
 a generator seeded by (seed, rank, step), so it does not depend on what ran before.
+
+SIGTERM, SIGUSR1 and SIGINT (STOP_SIGNALS) stop a run between steps: every rank agrees on the step
+(the flag rides on the step's all-reduce), a checkpoint is saved there, rank 0 prints one line and
+the CLI exits STOPPED_EXIT_STATUS (75) for a scheduler's requeue. DataLoader workers ignore them.
+Under torchrun with --max-restarts, restarted workers resume from the newest checkpoint by themselves.
 """
 
 from __future__ import annotations
@@ -48,9 +53,18 @@ from .summaries import write_audio_summaries
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingError", "train", "train_from_cli", "learning_rate_at", "tune_cpu_allocator"]
+__all__ = ["STOPPED_EXIT_STATUS", "STOP_SIGNALS", "TrainingError", "train", "train_from_cli", "learning_rate_at",
+           "tune_cpu_allocator"]
 
 MEL_N_FFT = 1024
+
+# The signals that stop a run gracefully: finish the step, save a checkpoint there, exit
+# STOPPED_EXIT_STATUS. SIGTERM: schedulers (SLURM, Kubernetes, `timeout`) and torchrun; SIGUSR1: SLURM's
+# `--signal` warning before the time limit; SIGINT: Ctrl-C. DataLoader workers ignore all three.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
+# EX_TEMPFAIL of sysexits.h: "try again later". A requeue rule can rely on it: a checkpoint at the step
+# reached is saved, and `--resume` (or `--auto-resume`) continues exactly.
+STOPPED_EXIT_STATUS = 75
 
 
 # ----------------------------------------------------------------------------------- schedule
@@ -113,19 +127,23 @@ def _check_store(data_dir: Any) -> tuple[Path, dict[str, int]]:
 
 
 class _Stop:
-    """Graceful stop on SIGINT/SIGTERM: finish the step, save, exit (a second SIGINT interrupts)."""
+    """Graceful stop on STOP_SIGNALS: finish the step, save, exit (a second SIGINT interrupts).
+    `signal_name`: the first stop signal received (None: none)."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal_name: str | None = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not self.requested:
+            self.signal_name = signal.Signals(signum).name
         self.requested = True
 
     def __enter__(self) -> "_Stop":
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread
@@ -284,7 +302,9 @@ class _Trainer:
                 persistent_workers=False, prefetch_factor=4 if tc.num_workers > 0 else None,
                 worker_init_fn=_worker_init if tc.num_workers > 0 else None,
             )
-            for batch in loader:
+            with _stop_signals_blocked(tc.num_workers > 0):  # the workers start (fork) with them blocked
+                batches = iter(loader)
+            for batch in batches:
                 self.batch_in_epoch += 1
                 yield batch
             self.epoch += 1
@@ -497,15 +517,16 @@ class _Trainer:
             self.writer.close()
             raise
         finally:
+            batches.close()  # drops the DataLoader iterator: its workers are shut down now, before the save
             if bar is not None:
                 bar.close()
         if self.step % tc.validate_every_steps != 0 and not stopped:
             self._validate_and_log()
         if self.last_saved_step != self.step:
             self._save()
-        if stopped and self.main:
-            warn(f"stopped at step {self.step} on request; checkpoint {self.last_checkpoint} "
-                  f"(continue with --resume)")
+        if stopped and self.main:  # the one line of a stopped run
+            logger.warning("midi2wave: stopped by %s at step %d; checkpoint %s; continue with --resume (exit status %d)",
+                           stop.signal_name or "a signal", self.step, self.last_checkpoint, STOPPED_EXIT_STATUS)
         self.writer.close()
         return {
             "step": self.step,
@@ -518,6 +539,7 @@ class _Trainer:
             "samples_per_second": last_rate,
             "steps_per_second": (self.step - start_step) / max(time.perf_counter() - started, 1e-9),
             "stopped_early": stopped,
+            "stop_signal": stop.signal_name if stopped else None,
         }
 
     def _validate_and_log(self) -> None:
@@ -528,14 +550,52 @@ class _Trainer:
 
 
 def _worker_init(_: int) -> None:
-    """DataLoader workers ignore Ctrl-C: the main process stops gracefully and shuts them down."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """DataLoader workers ignore the stop signals (a scheduler signals the whole process group): the
+    main process stops gracefully and shuts them down. They start with these signals blocked
+    (`_stop_signals_blocked`); one that arrived meanwhile is discarded once ignored."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked(enabled: bool) -> Iterator[None]:
+    """Block STOP_SIGNALS in this thread while DataLoader workers start: a forked worker inherits the
+    mask, so a signal sent to the group then cannot kill it before `_worker_init` ignores it. One
+    that reaches this process meanwhile is delivered when the block ends."""
+    if not enabled or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # ------------------------------------------------------------------------------------------ API
 
 
-def _prepare_run(config: Config | None, data_dir: Any, out_dir: Any, resume: bool) -> tuple[Config, Path, dict, Path, Path | None]:
+# what a run writes into its folder: a started run without a checkpoint yet holds nothing else
+_RUN_ENTRIES = frozenset({"config.json", "metrics.jsonl", "tensorboard", CHECKPOINT_DIR})
+
+
+def _resolve_resume(resume: bool | str, out: Path) -> tuple[bool, bool]:
+    """(resume, auto): `resume` False / True / "auto". "auto" resumes when the run folder has a
+    checkpoint, else starts the run there (`auto`: a started run's folder is not refused as not
+    empty). Under torchrun with --max-restarts > 0, False means "auto": torchrun restarts the workers
+    with the same command line (and on a healthy node without counting a restart), so every start
+    of every worker decides alike from the shared run folder."""
+    if resume not in (False, True, "auto"):
+        raise ValueError(f"resume must be False, True or 'auto', got {resume!r}")
+    if resume is True or (resume is False and D.max_restarts() == 0):
+        return resume, False
+    return latest_checkpoint(out / CHECKPOINT_DIR) is not None, True
+
+
+def _prepare_run(config: Config | None, data_dir: Any, out_dir: Any, resume: bool,
+                 auto: bool = False) -> tuple[Config, Path, dict, Path, Path | None]:
     store, counts = _check_store(data_dir)
     if counts.get("train", 0) == 0:
         raise TrainingError(f"{store}: no pieces in split 'train' (splits: {sorted(counts) or 'none'})")
@@ -560,7 +620,7 @@ def _prepare_run(config: Config | None, data_dir: Any, out_dir: Any, resume: boo
             changed = [c for c in config_differences(config, saved, "train") if not c.startswith("train.max_steps:")]
             if changed and D.env_info().is_main:
                 warn(f"resuming with changed training settings: {'; '.join(changed)}")
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(not (auto and p.name in _RUN_ENTRIES) for p in out.iterdir()):
         raise TrainingError(f"{out}: run folder exists and is not empty (use --resume to continue it, "
                             f"or choose another --out)")
     if config is None:
@@ -572,31 +632,43 @@ def _check_init_weights(path: Path, config: Config) -> None:
     load_initial_weights(path, Midi2Wave(config.model, config.data))
 
 
-def train(config: Config | None, data_dir: Any, out_dir: Any, resume: bool = False,
+def train(config: Config | None, data_dir: Any, out_dir: Any, resume: bool | str = False,
           device: str | torch.device | None = None, progress: bool = True,
           max_steps: int | None = None, init_from: Any = None) -> dict[str, Any]:
     """Train (or with `resume`, continue) a model on a dataset store; returns a summary dict:
     step, out_dir, checkpoint, train/val bits per sample, nonfinite_steps, samples_per_second,
-    steps_per_second, stopped_early.
+    steps_per_second, stopped_early, stop_signal (the signal's name when stopped early).
 
     Under torchrun the process group is set up here (and torn down if created here). `config` may
-    be None with `resume` (the checkpoint's config is used). `max_steps` overrides train.max_steps.
-    `init_from`: a checkpoint whose (EMA) weights a new run starts from (fine-tuning; not with `resume`).
-    Raises TrainingError / InputError / CheckpointError with one-line messages.
+    be None with `resume` (the checkpoint's config is used). `resume="auto"`: resume when the run
+    folder has a checkpoint, else start the run there (jobs that a scheduler requeues); under torchrun
+    with --max-restarts > 0, False means "auto" too. `max_steps` overrides train.max_steps.
+    `init_from`: a checkpoint whose (EMA) weights a new run starts from (fine-tuning; not with
+    `resume=True`; with "auto" only when the run starts). Raises TrainingError / InputError /
+    CheckpointError with one-line messages.
     """
-    if init_from is not None and resume:
+    if init_from is not None and resume is True:
         raise TrainingError("--init-from starts a new run: it cannot be combined with --resume")
+    info = D.env_info()
+    dev = D.resolve_device(device, info)  # a device missing here is refused before anything else
+    resume, auto = _resolve_resume(resume, Path(out_dir))
+    if resume and auto:
+        init_from = None  # the run started from it already
     if init_from is not None:
         from ..checkpoint import find_checkpoint
 
         init_from = find_checkpoint(init_from)
-    config, store, counts, out, resume_from = _prepare_run(config, data_dir, out_dir, resume)
+    config, store, counts, out, resume_from = _prepare_run(config, data_dir, out_dir, resume, auto)
     if init_from is not None:  # a bad starting point is reported before the run folder is made
         _check_init_weights(init_from, config)
     if max_steps is not None:
         config = config.replace(train=dataclasses.replace(config.train, max_steps=int(max_steps)))
-    info = D.env_info()
-    dev = D.resolve_device(device, info)
+    if auto and info.is_main:
+        restart = f"torchrun restart {D.restart_count()}: " if D.restart_count() > 0 else ""
+        if resume_from is not None:
+            warn(f"{restart}resuming from {resume_from}")
+        elif restart or (out.is_dir() and any(out.iterdir())):
+            warn(f"{restart}no checkpoint in {out} yet; starting the run there")
     info, created = D.setup(dev, info)
     try:
         # every rank has checked the run folder before rank 0 writes into it
@@ -638,16 +710,23 @@ def tune_cpu_allocator() -> bool:
 
 
 def train_from_cli(args) -> int:
-    """`midi2wave train -c CONFIG --data STORE [--out RUN] [--resume] [--max-steps N] [--device D] [-q]`."""
+    """`midi2wave train -c CONFIG --data STORE [--out RUN] [--resume | --auto-resume] [--max-steps N]
+    [--device D] [-q]`. Exit status 0, or STOPPED_EXIT_STATUS when a stop signal ended the run (after
+    its one line on stderr; the checkpoint at the step reached is saved)."""
     config = load_config(args.config)  # first: a bad config is reported before anything starts
     out = args.out if args.out is not None else Path("runs") / Path(args.config).stem
     if D.resolve_device(args.device, D.env_info()).type == "cpu":
         tune_cpu_allocator()
-    summary = train(config, args.data, out, resume=args.resume, device=args.device,
+    if args.resume and getattr(args, "auto_resume", False):
+        raise TrainingError("--resume and --auto-resume exclude each other (--auto-resume also resumes)")
+    resume = "auto" if getattr(args, "auto_resume", False) else args.resume
+    summary = train(config, args.data, out, resume=resume, device=args.device,
                     progress=not args.quiet, max_steps=args.max_steps, init_from=args.init_from)
+    if summary["stopped_early"]:
+        return STOPPED_EXIT_STATUS
     if D.env_info().is_main:
         val = summary["val_bits_per_sample"]
         print(f"step {summary['step']}: train {summary['train_bits_per_sample']:.4f} bits/sample"
               + (f", validation {val:.4f}" if math.isfinite(val) else "")
               + f"; checkpoint {summary['checkpoint']}")
-    return 130 if summary["stopped_early"] else 0
+    return 0
