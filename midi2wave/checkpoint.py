@@ -129,6 +129,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                 f"{path}: refused: the file holds pickled objects other than plain tensors and containers "
                 f"(not loaded; a midi2wave checkpoint never does)"
             ) from None
+        if isinstance(e, EOFError) or "EOF" in text:
+            raise CheckpointError(f"{path}: not a readable checkpoint (empty or truncated)") from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {text[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a midi2wave checkpoint (no format marker '{FORMAT}')")

@@ -116,6 +116,12 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
         if args.list is not None or any(p.is_dir() for p in args.inputs) or not args.inputs:
             raise Midi2WaveError("synthesize --instrument: give MIDI files (not a folder or --list)")
+        ignored = [flag for flag, on in (("--checkpoint", args.checkpoint is not None), ("--prime", args.prime is not None),
+                                         ("--plot", args.plot), ("--shard", args.shard is not None),
+                                         ("--manifest", args.manifest is not None), ("--device", args.device != "cpu"))
+                   if on]
+        if ignored:
+            raise Midi2WaveError(f"synthesize --instrument plays a sampled piano: {', '.join(ignored)} do not apply")
         return synthesize_with_instrument(args.inputs, args.instrument, out=args.out, start_s=args.start,
                                           end_s=args.end, year=args.year, force=args.force, quiet=args.quiet)
     options = _sampling_options(args, "synthesize", threads=max(0, args.threads))
@@ -137,7 +143,12 @@ def _cmd_note_sheet(args: argparse.Namespace) -> int:
     sampling = _sampling_options(args, "evaluate", seed=args.seed)
     options = NoteSheetOptions(out=args.note_sheet, years=tuple(args.years), instrument=args.instrument,
                                force=args.force)
-    return run_note_sheet(args.checkpoint, options, sampling, json_path=args.json, quiet=args.quiet)
+    ignored = [flag for flag, value in (("--data", args.data), ("--midi", args.midi), ("--report", args.report),
+                                        ("--plots", args.plots)) if value is not None]
+    if ignored:
+        raise Midi2WaveError(f"--note-sheet renders its own notes: {', '.join(ignored)} do not apply")
+    return run_note_sheet(args.checkpoint, options, sampling, json_path=args.json, device=args.device,
+                          quiet=args.quiet)
 def _synthesize_corpus(args: argparse.Namespace, options) -> int:
     """`synthesize FOLDER -o DIR` or `synthesize --list FILE -o DIR` (render/corpus.py)."""
     from .render.corpus import find_corpus, synthesize_corpus
@@ -205,8 +216,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, as every other error of the command line (usage: `--help`)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"midi2wave: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="midi2wave",
         description="MIDI-conditioned WaveNet piano synthesis (midi2wave of Wave2Midi2Wave).",
     )
@@ -226,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-csv", type=Path, default=None, help="for a generic folder: CSV with columns name,split")
     p.add_argument("--max-duration-mismatch", type=float, default=5.0, metavar="SECONDS",
                    help="skip pieces whose MIDI ends more than this after the audio (default 5)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
     p.set_defaults(handler=_cmd_prepare)
 
     p = sub.add_parser("make-demo-data", help="render a synthetic dataset in the exact MAESTRO v3 layout "
@@ -242,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Salamander sample cache (default ~/.cache/midi2wave/salamander-v3, or under "
                         "$MIDI2WAVE_CACHE_DIR / $XDG_CACHE_HOME)")
     p.add_argument("--force", action="store_true", help="overwrite an existing dataset folder")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
     p.set_defaults(handler=_cmd_make_demo_data)
 
     p = sub.add_parser("train", help="train a model (run under torchrun for several processes or GPUs)",
@@ -263,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start a new run from this checkpoint's (EMA) weights (same network shape; fresh optimizer)")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="override train.max_steps")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("synthesize", help="render MIDI files, or a corpus of them, to audio with a trained model",
@@ -301,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device for --engine torch")
     p.add_argument("--force", action="store_true",
                    help="overwrite existing outputs (a corpus: render complete outputs again too)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
     p.set_defaults(handler=_cmd_synthesize)
 
     p = sub.add_parser("evaluate", help="NLL, conditioning gain, transcription F1 and realism of a model")
@@ -337,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other-instrument", default="musescore", metavar="NAME",
                    help="second instrument rendering each excerpt's MIDI, whose log-mel distance to the real "
                         "audio is the scale of the generation's: musescore (FluidSynth, as the demo data) or none")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:1 ... (default: cuda if available; --note-sheet: cpu, the numba kernel)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=_cmd_evaluate)

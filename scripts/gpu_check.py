@@ -659,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
         return error(f"--sections {args.sections!r}: choose from a,b,c,d")
     if args.json is not None and not args.json.parent.is_dir():
         return error(f"--json {args.json}: folder {args.json.parent} does not exist")
+    if args.budget_seconds is not None and not args.budget_seconds > 0:
+        return error(f"--budget-seconds {args.budget_seconds:g}: must be > 0")
     problem = preflight(args)
     if problem:
         return error(problem)

@@ -203,7 +203,9 @@ def test_a_killed_run_resumes_and_finishes(reference, tmp_path):
     # what a kill while writing leaves: a temporary beside an output not written yet
     pending = next(n for n in sorted(expected) if not (out / n).exists())
     (out / pending).parent.mkdir(parents=True, exist_ok=True)
-    stale = out / Path(pending).parent / f".{Path(pending).name}.12345-0badf00d.tmp"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid is alive nowhere (until reused)
+    stale = out / Path(pending).parent / f".{Path(pending).name}.{dead.pid}-0badf00d.tmp"
     stale.write_bytes(b"RIFF half a file")
 
     rc, err = _run(corpus_dir, "-o", out, *FLAGS)

@@ -376,7 +376,7 @@ def test_auto_resume_continues_a_run_or_starts_it(store, tmp_path, capsys, caplo
     run = tmp_path / "run"
     assert train(cfg, store, run, resume="auto", progress=False, max_steps=2)["step"] == 2  # a new run
     assert train(cfg, store, run, resume="auto", progress=False, max_steps=4)["step"] == 4  # resumed
-    assert f"resuming from {run / 'checkpoints' / 'last.pt'}" in caplog.text
+    assert f"resuming from {run / 'checkpoints' / 'step_000002.pt'}" in caplog.text
     caplog.clear()
     started = tmp_path / "started"  # a run stopped before its first checkpoint
     started.mkdir()
@@ -485,3 +485,17 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(store, tmp_path):
     with pytest.raises(TrainingError, match="do not fit"):
         train(wider, store, tmp_path / "d", progress=False, max_steps=1, init_from=tmp_path / "a")
     assert not (tmp_path / "d").exists()  # refused before the run folder was made
+
+
+def test_resume_takes_a_step_checkpoint_newer_than_last_pt(tmp_path):
+    """A run killed between writing step_N.pt and linking last.pt resumes from step N."""
+    from midi2wave.training.checkpoints import latest_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    assert latest_checkpoint(folder) is None
+    (folder / "last.pt").write_bytes(b"released")
+    assert latest_checkpoint(folder) == folder / "last.pt"  # a folder with last.pt alone
+    for step in (4, 8):
+        (folder / f"step_{step:06d}.pt").write_bytes(b"x")
+    assert latest_checkpoint(folder) == folder / "step_000008.pt"

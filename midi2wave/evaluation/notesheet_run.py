@@ -14,14 +14,14 @@ from __future__ import annotations
 import html
 import json
 import logging
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import EvaluationError, InputError
+from ..errors import InputError
+from ..files import atomic_folder, check_folder
 from . import notesheet as ns
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,13 @@ class NoteSheetOptions:
             raise InputError(f"--years {' '.join(map(str, bad or ['(none)']))}: the training instrument's rooms are "
                              f"{', '.join(map(str, demo.ROOMS))}")
         out = Path(self.out)
-        if out.exists() and not self.force:
-            raise InputError(f"{out}: exists (use --force to replace it)")
         if out.exists() and not out.is_dir():
             raise InputError(f"{out}: exists and is not a folder")
+        if out.exists() and not self.force:
+            raise InputError(f"{out}: exists (use --force to replace it)")
+        if not out.parent.is_dir():
+            raise InputError(f"{out}: its folder {out.parent} does not exist")
+        check_folder(out, self.force)
         return self
 
 
@@ -140,13 +143,19 @@ def _page(results: dict[str, Any], years: tuple[int, ...]) -> str:
 
 def write_note_sheet(results: dict[str, Any], audio: dict[str, np.ndarray], options: NoteSheetOptions,
                      sample_rate_hz: int) -> Path:
-    """Write the folder (module docstring); built in a hidden folder beside it and renamed."""
+    """Write the folder (module docstring): filled under a temporary name beside it and renamed
+    (`files.atomic_folder`)."""
+    out = Path(options.out)
+    with atomic_folder(out, force=options.force) as tmp:
+        _fill(tmp, results, audio, options, sample_rate_hz)
+    return out
+
+
+def _fill(tmp: Path, results: dict[str, Any], audio: dict[str, np.ndarray], options: NoteSheetOptions,
+          sample_rate_hz: int) -> None:
     from ..audio import save_wav
 
-    out = Path(options.out)
-    tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "audio").mkdir(parents=True)
+    (tmp / "audio").mkdir()
     (tmp / "img").mkdir()
     for name, x in audio.items():
         save_wav(tmp / "audio" / f"{name}.wav", x, sample_rate_hz, force=True)
@@ -168,17 +177,10 @@ def write_note_sheet(results: dict[str, Any], audio: dict[str, np.ndarray], opti
                       f"one note per octave, velocity {velocity}, year {y0}", segments)
     (tmp / "note_sheet.json").write_text(json.dumps(results, indent=1, allow_nan=True))
     (tmp / "index.html").write_text(_page(results, options.years))
-    if out.exists():
-        if not options.force:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise EvaluationError(f"{out}: appeared meanwhile (use --force to replace it)")
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
 
 
 def run_note_sheet(checkpoint: Any, options: NoteSheetOptions, sampling: Any, *, json_path: Path | None = None,
-                   quiet: bool = False) -> int:
+                   device: str | None = None, quiet: bool = False) -> int:
     """`evaluate --note-sheet`: check, load the model, render, measure, write; prints the medians.
     Returns 0 (the checks of the bar are reported, not an exit status)."""
     from ..checkpoint import load_model
@@ -186,8 +188,18 @@ def run_note_sheet(checkpoint: Any, options: NoteSheetOptions, sampling: Any, *,
     from ..midi import apply_sustain
     from ..render.synthesize import render_notes
 
+    from ..devices import check_device
+
+    torch_device = check_device(device if device is not None else "cpu")  # before any work; CPU: the numba kernel
     options.check()
-    model, config = load_model(checkpoint)
+    if json_path is not None:
+        json_path = Path(json_path)
+        if json_path.exists() and (json_path.is_dir() or not options.force):
+            raise InputError(f"{json_path}: already exists (use --force to overwrite)" if not json_path.is_dir()
+                             else f"{json_path}: is a folder")
+        if not json_path.parent.is_dir():
+            raise InputError(f"{json_path}: its folder {json_path.parent} does not exist")
+    model, config = load_model(checkpoint, device=torch_device)
     model.eval()
     sampling = sampling.resolve(config)
     sr = int(model.data_config.sample_rate_hz)
@@ -207,7 +219,7 @@ def run_note_sheet(checkpoint: Any, options: NoteSheetOptions, sampling: Any, *,
     if json_path is not None:
         from ..files import atomic_write_bytes
 
-        atomic_write_bytes(Path(json_path), json.dumps(results, indent=1).encode())
+        atomic_write_bytes(json_path, json.dumps(results, indent=1).encode(), force=options.force)
     comp = results["comparison"]
     lines = [f"note sheet ({len(options.sheet.pitches) * len(options.sheet.velocities)} notes; medians, model / "
              f"{options.instrument}):"]

@@ -27,8 +27,8 @@ each line is one `write` to a file opened for appending). Later lines supersede 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +37,8 @@ from pathlib import Path, PurePosixPath
 
 from ..config import SamplingOptions
 from ..errors import InputError, Midi2WaveError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MIDI_SUFFIXES", "CorpusPiece", "find_corpus", "manifest_path", "synthesize_corpus"]
 
@@ -147,21 +149,6 @@ def _collisions(pieces: Sequence[CorpusPiece]) -> dict[str, str]:
     return clash
 
 
-def _remove_stale_temps(output: Path) -> None:
-    """Temporaries a killed run left for this output (`files.TEMP_NAME`)."""
-    from ..files import TEMP_NAME
-
-    if not output.parent.is_dir():
-        return
-    for entry in os.scandir(output.parent):
-        m = TEMP_NAME.match(entry.name)
-        if m and m.group("final") == output.name:
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                pass
-
-
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise Midi2WaveError(f"{out_dir}: is a file; a corpus needs -o FOLDER")
@@ -198,6 +185,9 @@ def synthesize_corpus(pieces: Sequence[CorpusPiece], options: SamplingOptions, o
     if prime_seconds <= 0 and prime is not None:
         raise Midi2WaveError(f"--prime-seconds must be > 0, got {prime_seconds}")
     out_dir = Path(out_dir)
+    from ..devices import check_device
+
+    check_device(device)  # before the output folder is made
     clash = _collisions(pieces)
     mine = shard_items(list(pieces), shard)
     _check_out_dir(out_dir)
@@ -209,8 +199,8 @@ def synthesize_corpus(pieces: Sequence[CorpusPiece], options: SamplingOptions, o
     data = model.data_config
     sr = data.sample_rate_hz
     if year is not None and year not in C.MAESTRO_YEARS:
-        print(f"midi2wave: note: --year {year} is not a MAESTRO year {list(C.MAESTRO_YEARS)}; "
-              f"rendering as an unknown year", file=sys.stderr)
+        logger.warning("midi2wave: note: --year %s is not a MAESTRO year %s; rendering as an unknown year",
+                       year, list(C.MAESTRO_YEARS))
     prime_audio = _load_prime(prime, sr, start_s) if prime is not None else None
 
     counts = {"rendered": 0, "skipped": 0, "failed": 0}
@@ -233,16 +223,15 @@ def synthesize_corpus(pieces: Sequence[CorpusPiece], options: SamplingOptions, o
                         log.add(piece, "skipped", output=rel, audio_seconds=(s1 - s0) / sr,
                                 wall_seconds=time.perf_counter() - t0)
                         continue
-                    print(f"midi2wave: note: {dst}: incomplete ({problem}); rendering it again", file=sys.stderr)
+                    logger.warning("midi2wave: note: %s: incomplete (%s); rendering it again", dst, problem)
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                _remove_stale_temps(dst)
                 rendering = stream_notes(model, notes, pedals, options, start_s=start_s, end_s=end_s, year=year,
                                          prime_audio=prime_audio, prime_seconds=prime_seconds, progress=not quiet,
                                          label=f"[{k}/{len(mine)}] {piece.name}", where=str(piece.path))
                 with wav_writer(dst, sr, force=True) as wav:  # replaces only an incomplete output (or --force)
                     for chunk in rendering:
                         wav.write(chunk)
-            except Midi2WaveError as e:
+            except (Midi2WaveError, OSError) as e:  # OSError: the output could not be written (disk, permissions)
                 counts["failed"] += 1
                 message = " ".join(str(e).split())
                 _error(message)
@@ -255,14 +244,14 @@ def synthesize_corpus(pieces: Sequence[CorpusPiece], options: SamplingOptions, o
             audio_total, wall_total = audio_total + audio, wall_total + seconds
             log.add(piece, "rendered", output=rel, audio_seconds=audio, wall_seconds=seconds)
             if not quiet:
-                print(f"wrote {dst} ({audio:.2f} s of audio in {seconds:.1f} s, "
-                      f"real-time factor {seconds / max(audio, 1e-9):.2f})", file=sys.stderr)
+                logger.info("wrote %s (%.2f s of audio in %.1f s, real-time factor %.2f)", dst, audio, seconds,
+                            seconds / max(audio, 1e-9))
     finally:
         log.close()
     which = f"shard {shard[0]}/{shard[1]}: {len(mine)} of {len(pieces)} pieces" if shard is not None \
         else f"{len(pieces)} pieces"
     rate = f", real-time factor {wall_total / audio_total:.2f}" if audio_total > 0 else ""
-    print(f"midi2wave: {which}: {counts['rendered']} rendered ({audio_total:.1f} s of audio in {wall_total:.1f} s"
-          f"{rate}), {counts['skipped']} skipped (complete), {counts['failed']} failed; manifest {manifest}",
-          file=sys.stderr)
+    summary = (f"midi2wave: {which}: {counts['rendered']} rendered ({audio_total:.1f} s of audio in {wall_total:.1f} s"
+               f"{rate}), {counts['skipped']} skipped (complete), {counts['failed']} failed; manifest {manifest}")
+    (logger.warning if counts["failed"] else logger.info)(summary)  # failures stay visible under -q
     return 1 if counts["failed"] else 0

@@ -11,6 +11,7 @@ dry), mono at the models' rate (16 kHz), from time 0 to the last event plus a se
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -44,12 +45,20 @@ def synthesize_with_instrument(inputs: Sequence[Path], instrument: str, *, out: 
     outputs = _output_paths(inputs, out)
     sr = C.SAMPLE_RATE_HZ
     failed = 0
+    seen: dict[Path, Path] = {}
     for src, dst in zip(inputs, outputs):
         try:
+            key = dst.resolve()
+            if key in seen:
+                raise InputError(f"{src}: its output {dst} is also the output of {seen[key]} (rename one, or use -o FOLDER)")
+            seen[key] = src
             if dst.exists() and not force:
                 raise InputError(f"{dst}: already exists (use --force to overwrite)")
             if not src.exists():
                 raise InputError(f"{src}: no such file")
+            if not dst.parent.is_dir() or not os.access(dst.parent, os.W_OK | os.X_OK):
+                raise InputError(f"{dst}: folder {dst.parent} "
+                                 f"{'is not writable' if dst.parent.is_dir() else 'does not exist'}")
             notes, pedals = read_midi(src)
             t0 = time.perf_counter()
             audio = render_notes(notes, pedals, instrument, sample_rate_hz=sr, year=year)
@@ -66,7 +75,7 @@ def synthesize_with_instrument(inputs: Sequence[Path], instrument: str, *, out: 
         except Midi2WaveError as e:
             _error(str(e))
             failed += 1
-        except demo.DemoDataError as e:
-            _error(f"{src}: {e}")
+        except (demo.DemoDataError, OSError, RuntimeError) as e:  # the instrument, or the disk, failed
+            _error(f"{src}: {' '.join(str(e).split())}")
             failed += 1
     return 1 if failed else 0

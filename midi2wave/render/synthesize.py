@@ -614,7 +614,10 @@ def _output_paths(inputs: Sequence[Path], out: Path | None) -> list[Path]:
         return [out]
     if out.exists() and not out.is_dir():
         raise Midi2WaveError(f"{out}: is a file; with several inputs -o must be a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Midi2WaveError(f"{out}: cannot make the output folder ({e.strerror or e})") from None
     return [out / (p.stem + ".wav") for p in inputs]
 
 

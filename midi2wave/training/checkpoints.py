@@ -100,11 +100,12 @@ class RunCheckpoints:
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    """`last.pt`, else the highest `step_*.pt`, else None."""
-    if (folder / LAST_CHECKPOINT).is_file():
-        return folder / LAST_CHECKPOINT
+    """The highest `step_*.pt`, else `last.pt`, else None. The step file first: `last.pt` is linked
+    to it after it is written, so a run killed in between has a newer step file than `last.pt`."""
     steps = step_checkpoints(folder)
-    return steps[-1] if steps else None
+    if steps:
+        return steps[-1]
+    return folder / LAST_CHECKPOINT if (folder / LAST_CHECKPOINT).is_file() else None
 
 
 # ------------------------------------------------------------------------------------ reading

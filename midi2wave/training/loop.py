@@ -32,7 +32,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -358,7 +358,10 @@ class _Trainer:
         mel_loss = F.l1_loss(mel.float()[..., keep], target[..., keep])
         return bits + self.tc.aux_mel_loss_weight * mel_loss, bits, mel_loss
 
-    def train_step(self, batch: dict[str, torch.Tensor], stop_requested: bool) -> dict[str, Any]:
+    def train_step(self, batch: dict[str, torch.Tensor],
+                   stop_requested: Callable[[], bool] | bool = False) -> dict[str, Any]:
+        """One optimizer step. `stop_requested` is read once the gradients are in (a callable: then),
+        so a stop signal that arrives during the step is shared by every rank with this step's stats."""
         tc = self.tc
         lr = learning_rate_at(self.step, tc)
         for group in self.optimizer.param_groups:
@@ -374,7 +377,8 @@ class _Trainer:
         # one all-reduce for the logged means and the stop flag; every rank then decides alike
         stats = torch.stack([loss.detach().float(), bits.detach().float(),
                              (mel_loss.detach().float() if mel_loss is not None else loss.new_zeros(())),
-                             torch.tensor(float(stop_requested), device=loss.device)])
+                             torch.tensor(float(stop_requested() if callable(stop_requested) else stop_requested),
+                                          device=loss.device)])
         D.all_reduce_sum(stats)
         stats = (stats / self.info.world_size).tolist()
         grad_norm = float(grad_norm)
@@ -473,7 +477,8 @@ class _Trainer:
         try:
             while self.step < max_steps:
                 batch = next(batches)
-                result = self.train_step(batch, stop.requested)
+                result = self.train_step(batch, lambda: stop.requested)  # read after backward: a signal
+                # that came during this step stops the run after it
                 self.step += 1
                 window.add_step(None if result["nonfinite"] else result)
                 if bar is not None:
@@ -504,15 +509,15 @@ class _Trainer:
                     if bar is not None and means:
                         bar.set_postfix(bits=f"{values['bits_per_sample']:.3f}", lr=f"{result['lr']:.2e}",
                                         ksps=f"{last_rate / 1000:.1f}")
+                if result["stop"]:  # no validation or audio summaries first: the save must fit the grace time
+                    stopped = True
+                    break
                 if self.step % tc.validate_every_steps == 0:
                     self._validate_and_log()
                 if tc.audio_samples_every_steps and self.step % tc.audio_samples_every_steps == 0:
                     self.audio_summaries()
                 if self.step % tc.checkpoint_every_steps == 0:
                     self._save()
-                if result["stop"]:
-                    stopped = True
-                    break
         except BaseException:
             self.writer.close()
             raise
