@@ -345,13 +345,14 @@ def test_engine_resolution_and_errors():
 
 def test_fp32_kernel_has_one_compiled_signature():
     """All model variants above share one fp32 specialisation of the kernel (compile time is paid once)."""
-    from midi2wave.render.kernel import run_streams
+    from midi2wave.render.kernel import KernelWeights, run_streams
 
     for case in CASES:
         model = _model(*CASES[case])
         inputs = _inputs(model, batch=1, frames=1)
         generate(model, 8, engine="numba", seed=0, **_cond_kwargs(inputs))
-    fp32 = [sig for sig in run_streams.signatures if str(sig[18].dtype) == "float32"]  # w_dil
+    w_dil = KernelWeights._fields.index("w_dil")
+    fp32 = [sig for sig in run_streams.signatures if str(sig[2].types[w_dil].dtype) == "float32"]
     assert len(fp32) == 1
 
 
