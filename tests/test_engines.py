@@ -22,7 +22,8 @@ SR = 16000
 # Every part of the bank step on: gain, noise shaping (pole and zero), partial levels, innovation input.
 BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack_s=0.02, gain_sustain=0.25,
                           gain_release_s=0.03, gain_floor=1e-4, attack_s=0.02, pre_emphasis=0.5, noise_lowpass=0.6,
-                          level_pitches=(40, 80), levels_db=((-30.0, -36.0, -40.0, -44.0), (-32.0, -38.0, -42.0, -46.0)),
+                          level_pitches=(40, 80),
+                          levels_db=((-30.0, -36.0, -40.0, -44.0), (-32.0, -38.0, -42.0, -46.0)),
                           level_velocity_slopes=(0.5, 0.5, 0.5, 0.5))
 NOTES = Notes(np.array([0.0, 0.01, 0.12]), np.array([0.08, 0.07, 0.2]), np.array([60, 67, 64], np.int16),
               np.array([110, 90, 100], np.int16))

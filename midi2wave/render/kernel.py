@@ -763,6 +763,6 @@ def max_abs_error_of_fast_activations(x: np.ndarray) -> tuple[float, float]:
     return float(np.abs(out[0] - np.tanh(xd)).max()), float(np.abs(out[1] - sig_ref).max())
 
 
-__all__ = ["PRECISIONS", "PackedModel", "NumbaState", "KernelWeights", "KernelBlock", "KernelState", "pack_weights", "run_streams", "fast_tanh",
-           "fast_sigmoid", "FAST_TANH_MAX_ABS_ERROR", "FAST_SIGMOID_MAX_ABS_ERROR",
+__all__ = ["PRECISIONS", "PackedModel", "NumbaState", "KernelWeights", "KernelBlock", "KernelState", "pack_weights",
+           "run_streams", "fast_tanh", "fast_sigmoid", "FAST_TANH_MAX_ABS_ERROR", "FAST_SIGMOID_MAX_ABS_ERROR",
            "max_abs_error_of_fast_activations", "kernel_signatures"]
