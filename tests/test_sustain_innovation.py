@@ -30,10 +30,10 @@ NOTES = Notes(np.array([0.0, 0.02, 1.0]), np.array([0.45, 0.4, 1.2]), np.array([
               np.array([110, 90, 100], np.int16))
 
 
-def _generate(model, T, mix, engine="numba", release_mix=None):
+def _generate(model, T, mix, engine="numba", release_innovation=None):
     sched = rs.schedule(NOTES, 0, T, SR, BANK)
     if mix is not None:
-        sched = sched.for_sampling(mix, release_mix=release_mix)
+        sched = sched.for_sampling(mix, release_innovation=release_innovation)
     cond, uniforms, year = random_inputs(model, T)
     return generate(model, T, conditioning=cond, year=year, uniforms=uniforms, resonators=[sched],
                     engine=engine)[0].double().numpy()
@@ -47,8 +47,8 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
         SamplingOptions(sustain_innovation=-0.1)
     assert SamplingOptions().for_model(ModelSampling(sustain_innovation=0.4)).sustain_innovation == 0.4
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
-    assert sched.sustain_mix == 1.0 and sched.for_sampling(0.3).shifted(5).sustain_mix == 0.3
-    with pytest.raises(ValueError, match="sustain mix"):
+    assert sched.sustain_innovation == 1.0 and sched.for_sampling(0.3).shifted(5).sustain_innovation == 0.3
+    with pytest.raises(ValueError, match="sustain innovation"):
         rs.BankBatch([sched, sched.for_sampling(0.3)])
 
 
@@ -67,13 +67,13 @@ def test_the_release_share_is_validated_and_defaults_to_the_sustain_share():
     assert SamplingOptions(sustain_innovation=0.5).for_model(ModelSampling()).release_share == 0.5
     assert SamplingOptions().release_share == 1.0
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
-    assert sched.release_mix == 1.0 and sched.for_sampling(0.3).release_mix == 0.3
-    assert sched.for_sampling(0.3, release_mix=0.1).shifted(5).release_mix == 0.1
-    with pytest.raises(ValueError, match="release mix"):
-        rs.BankBatch([sched.for_sampling(0.3), sched.for_sampling(0.3, release_mix=0.1)])
-    with pytest.raises(ValueError, match="release_mix"):
-        sched.for_sampling(0.3, release_mix=1.5)
-    with pytest.raises(ValueError, match="sustain_mix"):
+    assert sched.release_innovation == 1.0 and sched.for_sampling(0.3).release_innovation == 0.3
+    assert sched.for_sampling(0.3, release_innovation=0.1).shifted(5).release_innovation == 0.1
+    with pytest.raises(ValueError, match="release innovation"):
+        rs.BankBatch([sched.for_sampling(0.3), sched.for_sampling(0.3, release_innovation=0.1)])
+    with pytest.raises(ValueError, match="release_innovation"):
+        sched.for_sampling(0.3, release_innovation=1.5)
+    with pytest.raises(ValueError, match="sustain_innovation"):
         sched.for_sampling(-0.1)
     # from a config file: null or a number, nothing else
     base = Config().to_dict()
@@ -96,9 +96,9 @@ def test_the_release_share_applies_once_every_note_is_released():
     model = bank_model(BANK)
     T = int(1.3 * SR) // 64 * 64
     sustain = _generate(model, T, 0.7)
-    np.testing.assert_array_equal(_generate(model, T, 0.7, release_mix=0.7), sustain)
-    quiet = _generate(model, T, 0.7, release_mix=0.0)
-    torch_engine = _generate(model, T, 0.7, "torch", release_mix=0.0)
+    np.testing.assert_array_equal(_generate(model, T, 0.7, release_innovation=0.7), sustain)
+    quiet = _generate(model, T, 0.7, release_innovation=0.0)
+    torch_engine = _generate(model, T, 0.7, "torch", release_innovation=0.0)
     assert (quiet == torch_engine).mean() > 0.99
     released = math.ceil(0.45 * SR)  # both notes struck at 0 and 20 ms are released (offsets 0.4 and 0.45 s)
     np.testing.assert_array_equal(quiet[:released], sustain[:released])

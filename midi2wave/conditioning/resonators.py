@@ -57,7 +57,7 @@ class Schedule:
     start/release/stop/attack_end: int64 [n]; omega (rad/sample), r_hold, r_release, kappa,
     kappa_sustain: float64 [n] (the gain is kappa before attack_end, kappa_sustain from then on);
     level: float64 [n], the oscillator's fitted amplitude at attack_end (0: none;
-    `ResonatorConfig.levels_db`), which synthesis moves it towards by `level_lock`.
+    `ResonatorConfig.levels_db`), which synthesis moves it towards by `partial_levels`.
     The innovation gain (`ResonatorConfig.gain`) rides on each note's first oscillator:
     gain_attack, gain_sustain (float64 [n]; 0 for the other oscillators) are its two components at
     the onset; their natural-log decays per sample are gain_attack_decay, gain_hold_decay while
@@ -90,13 +90,13 @@ class Schedule:
     noise_lowpass: float = 0.0
     # Synthesis only: the share of the innovation that reaches the output directly while notes sound
     # past their attacks (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
-    sustain_mix: float = 1.0
+    sustain_innovation: float = 1.0
     # Synthesis only: the same share once every note is released (`direct_share`;
     # `ModelSampling.release_innovation`).
-    release_mix: float = 1.0
+    release_innovation: float = 1.0
     # Synthesis only: at each oscillator's attack end its amplitude |z| becomes
-    # |z|^(1 - level_lock) * level^level_lock (where level > 0; `ModelSampling.partial_levels`).
-    level_lock: float = 0.0
+    # |z|^(1 - partial_levels) * level^partial_levels (where level > 0; `ModelSampling.partial_levels`).
+    partial_levels: float = 0.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -111,17 +111,19 @@ class Schedule:
         """The same oscillators with every time moved later by `samples`."""
         return dataclasses.replace(self, **{f: getattr(self, f) + samples for f in self.TIME_FIELDS})
 
-    def for_sampling(self, sustain_mix: float = 1.0, level_lock: float = 0.0,
-                     release_mix: float | None = None) -> "Schedule":
-        """The same schedule whose synthesis lets `sustain_mix` of the innovation reach the output
-        directly while notes sound past their attacks, `release_mix` (None: `sustain_mix`) once all
-        of them are released (`direct_share`), and moves each oscillator `level_lock` of the way
+    def for_sampling(self, sustain_innovation: float = 1.0, partial_levels: float = 0.0,
+                     release_innovation: float | None = None) -> "Schedule":
+        """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
+        directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
+        once all of them are released (`direct_share`), and moves each oscillator `partial_levels` of the way
         (in log amplitude) to its fitted level at its attack end."""
-        for what, share in (("sustain_mix", sustain_mix), ("release_mix", release_mix), ("level_lock", level_lock)):
+        for what, share in (("sustain_innovation", sustain_innovation), ("release_innovation", release_innovation),
+                            ("partial_levels", partial_levels)):
             if share is not None and not 0.0 <= float(share) <= 1.0:
                 raise ValueError(f"{what} must be in [0, 1], got {share}")
-        return dataclasses.replace(self, sustain_mix=float(sustain_mix), level_lock=float(level_lock),
-                                   release_mix=float(sustain_mix if release_mix is None else release_mix))
+        release = sustain_innovation if release_innovation is None else release_innovation
+        return dataclasses.replace(self, sustain_innovation=float(sustain_innovation),
+                                   partial_levels=float(partial_levels), release_innovation=float(release))
 
     def without_gain(self) -> "Schedule":
         """The same oscillators (times, tails, decays, kappas) driven by the innovation itself
@@ -173,7 +175,7 @@ def partial_hz(pitch: np.ndarray, k: np.ndarray, tuning_cents: tuple[float, ...]
 LEVEL_REFERENCE_VELOCITY = 64.0
 
 
-def partial_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig) -> np.ndarray:
+def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig) -> np.ndarray:
     """Fitted amplitude (float64 [n], full scale 1) of partial k of notes of these pitches and
     velocities `attack_s` after their onsets (`ResonatorConfig.levels_db`: linear in pitch between
     the grid pitches, flat beyond); zeros when the config has no levels."""
@@ -242,7 +244,7 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
         gain_attack_decay=np.full(hz.shape, -1.0 / (config.gain_attack_s * sr)),
         gain_hold_decay=-1.0 / (config.gain_decay_scale * tau[note_idx] * sr),
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
-        level=partial_levels(notes.pitch[keep][note_idx], notes.velocity[keep][note_idx], partial, config),
+        level=fitted_levels(notes.pitch[keep][note_idx], notes.velocity[keep][note_idx], partial, config),
     )
     order = np.argsort(out.start, kind="stable")
     return dataclasses.replace(out, **{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS})
@@ -345,17 +347,17 @@ def unshape_noise(nt, a, c, n_prev, u_prev):
     return (1.0 + c) * (nt - a * n_prev) - c * u_prev
 
 
-# The direct share moves from the sustain mix to the release mix over this many samples after the
+# The direct share moves from the sustain share to the release share over this many samples after the
 # last release (20 ms at 16 kHz): the network's samples sit near a constant there, and a step in
 # their share would be a step in the output (a faint click of its own).
 RELEASE_RAMP_SAMPLES = 320
 
 
 @_njit
-def direct_share(t, mix, release_mix, idx, n_active, nxt, attack_end, stop, held_until):
+def direct_share(t, sustain_innovation, release_innovation, idx, n_active, nxt, attack_end, stop, held_until):
     """The share of the innovation that reaches the output directly at sample t (one batch
-    element): `mix` while some note sounds (an active oscillator) and none is in its attack
-    (t < attack_end), moving linearly to `release_mix` over `RELEASE_RAMP_SAMPLES` once every
+    element): `sustain_innovation` while some note sounds (an active oscillator) and none is in its attack
+    (t < attack_end), moving linearly to `release_innovation` over `RELEASE_RAMP_SAMPLES` once every
     sounding note is released; else (an attack, or silence) 1. Why: after the hammer,
     the network's sampled noise lies between the notes' partials (the recording's innovation there
     is mostly the bank's tracking error at the partials, which sampling cannot reproduce); the bank
@@ -378,9 +380,9 @@ def direct_share(t, mix, release_mix, idx, n_active, nxt, attack_end, stop, held
     done = held_until[nxt - 1]
     if done <= t:
         if t - done >= RELEASE_RAMP_SAMPLES:
-            return release_mix
-        return mix + (release_mix - mix) * ((t - done) / RELEASE_RAMP_SAMPLES)
-    return mix
+            return release_innovation
+        return sustain_innovation + (release_innovation - sustain_innovation) * ((t - done) / RELEASE_RAMP_SAMPLES)
+    return sustain_innovation
 
 
 @_njit
@@ -417,7 +419,7 @@ def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, 
                 kappa_sustain, level, lock):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas).
-    With `lock` > 0 (`Schedule.level_lock`; the analysis and a teacher-forced prime pass 0), an
+    With `lock` > 0 (`Schedule.partial_levels`; the analysis and a teacher-forced prime pass 0), an
     oscillator with a level whose attack ends at t + 1 gets the amplitude |z|^(1 - lock) * L^lock,
     its phase kept, L = `locked_amplitude` (its level, carried past a release inside the attack);
     one admitted at the stream's first sample after its attack ended (a window begun mid-note: it
@@ -481,7 +483,7 @@ def _run(signal, analysis, bank, capacity):
     nxt = 0
     n_prev = 0.0
     u_prev = 0.0
-    lock = 0.0 if analysis else bank.level_lock  # the analysis tracks the audio as it is
+    lock = 0.0 if analysis else bank.partial_levels  # the analysis tracks the audio as it is
     emphasis = bank.pre_emphasis
     lowpass = bank.noise_lowpass
     for t in range(n):
@@ -556,8 +558,8 @@ def synthesize(target: np.ndarray, sched: Schedule) -> np.ndarray:
 # concatenated (stream b owns oscillators offsets[b] .. offsets[b + 1] - 1; Schedule.FIELDS), the
 # running latest release per stream (`direct_share`) and the shared settings.
 BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
-    "offsets", "held_until", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_mix", "release_mix",
-    "level_lock"))
+    "offsets", "held_until", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_innovation",
+    "release_innovation", "partial_levels"))
 
 # The streams' bank state (`BankBatch.streams`, updated in place): re, im, idx [B, capacity], n_active,
 # next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), and per sample p, g, e [B]
@@ -609,7 +611,7 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
 
     Per stream: the prediction p_t and gain g_t (`batch_predict`); unless `primed`, the sample is
     u_t, n_t = `shape_noise`(u_t), and the audio is p_t + share * g_t * n_t rounded down to 16 bits
-    (`quantize_sum`; share = `direct_share`, 1 unless the sustain / release mix is below 1);
+    (`quantize_sum`; share = `direct_share`, 1 unless the sustain / release innovation share is below 1);
     the innovation e_t is g_t * n_t where the output got a share, else audio - p_t (a primed
     sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
     the oscillators get e_t (`batch_update`, moving to their levels unless primed). `sample`: a
@@ -625,10 +627,10 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
         nt = 0.0
         if not primed:
             nt = shape_noise(np.float64(v), emphasis, lowpass, streams.n_prev[b], streams.u_prev[b])
-            if bank.sustain_mix < 1.0 or bank.release_mix < 1.0:
+            if bank.sustain_innovation < 1.0 or bank.release_innovation < 1.0:
                 o0, o1 = bank.offsets[b], bank.offsets[b + 1]
-                share = direct_share(t, bank.sustain_mix, bank.release_mix, streams.idx[b], streams.n_active[b],
-                                     streams.next[b], bank.attack_end[o0:o1], bank.stop[o0:o1],
+                share = direct_share(t, bank.sustain_innovation, bank.release_innovation, streams.idx[b],
+                                     streams.n_active[b], streams.next[b], bank.attack_end[o0:o1], bank.stop[o0:o1],
                                      bank.held_until[o0:o1])
             level, v = quantize_sum(p, share * nt * g)
             sample.value[b] = v
@@ -645,7 +647,7 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
             sample.read_level[b] = level_e
         streams.n_prev[b] = nt
         streams.u_prev[b] = ut
-    batch_update(t, b0, b1, 0.0 if primed else bank.level_lock, bank, streams)
+    batch_update(t, b0, b1, 0.0 if primed else bank.partial_levels, bank, streams)
 
 
 @_njit
@@ -679,9 +681,9 @@ class BankBatch:
         self.gain_floor = float(floor or 0.0)
         self.pre_emphasis, self.noise_lowpass = map(float, shared(
             "the noise shaping (pre-emphasis, lowpass)", lambda s: (s.pre_emphasis, s.noise_lowpass), (0.0, 0.0)))
-        self.sustain_mix = float(shared("the sustain mix", lambda s: s.sustain_mix, 1.0))
-        self.release_mix = float(shared("the release mix", lambda s: s.release_mix, 1.0))
-        self.level_lock = float(shared("the partial level lock", lambda s: s.level_lock, 0.0))
+        self.sustain_innovation = float(shared("the sustain innovation share", lambda s: s.sustain_innovation, 1.0))
+        self.release_innovation = float(shared("the release innovation share", lambda s: s.release_innovation, 1.0))
+        self.partial_levels = float(shared("the partial levels share", lambda s: s.partial_levels, 0.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -707,7 +709,8 @@ class BankBatch:
         return BankArrays(*(getattr(self, f) for f in Schedule.FIELDS), offsets=self.offsets,
                           held_until=self.held_until, gain_on=self.gain_on, gain_floor=self.gain_floor,
                           pre_emphasis=self.pre_emphasis, noise_lowpass=self.noise_lowpass,
-                          sustain_mix=self.sustain_mix, release_mix=self.release_mix, level_lock=self.level_lock)
+                          sustain_innovation=self.sustain_innovation, release_innovation=self.release_innovation,
+                          partial_levels=self.partial_levels)
 
     @property
     def streams(self) -> BankStreams:
@@ -736,7 +739,7 @@ class BankBatch:
         s = self.state
         e = np.ascontiguousarray(innovation, np.float64)
         self.e[:] = e
-        batch_update(t, 0, self.batch_size, self.level_lock if lock else 0.0, self.arrays, self.streams)
+        batch_update(t, 0, self.batch_size, self.partial_levels if lock else 0.0, self.arrays, self.streams)
         n = e / self.g
         if self.pre_emphasis == 0.0 and self.noise_lowpass == 0.0:  # no shaping: u = n
             u = n
