@@ -45,9 +45,13 @@ from ..midi import Notes, decay_tau_s, pitch_to_hz
 try:  # numba is a core dependency; keep the module importable for `--help` paths all the same
     import numba
     _njit = numba.njit(cache=True, nogil=True)
+    # The bank step and its batch loops are inlined (numba IR) into the kernel's loop: they pass the
+    # named tuples on without a call per sample (see `bank_step`).
+    _njit_inline = numba.njit(cache=True, nogil=True, inline="always")
 except ImportError:  # pragma: no cover
     def _njit(f):
         return f
+    _njit_inline = _njit
 
 
 @dataclass
@@ -574,7 +578,7 @@ BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", 
 BankSample = namedtuple("BankSample", ("value", "level", "read", "read_level"))
 
 
-@_njit
+@_njit_inline
 def batch_predict(t, b0, b1, bank, streams):
     """Admit/drop the oscillators of streams b0..b1-1 at sample t and write their predictions
     p_t into streams.p[b] and their innovation gains into streams.g[b] (1 when the gain is off)."""
@@ -593,7 +597,7 @@ def batch_predict(t, b0, b1, bank, streams):
                                      bank.gain_hold_decay[o0:o1], bank.gain_release_decay[o0:o1], bank.gain_floor)
 
 
-@_njit
+@_njit_inline
 def batch_update(t, b0, b1, lock, bank, streams):
     """Feed innovation streams.e[b] of sample t to the oscillators of streams b0..b1-1 (`bank_update`)."""
     for b in range(b0, b1):
@@ -604,7 +608,7 @@ def batch_update(t, b0, b1, lock, bank, streams):
                     bank.kappa[o0:o1], bank.attack_end[o0:o1], bank.kappa_sustain[o0:o1], bank.level[o0:o1], lock)
 
 
-@_njit
+@_njit_inline
 def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     """Sample t of streams b0..b1-1 through the bank, after the network sampled: the one bank step of
     both engines (the numba kernel calls it inside its loop, the torch engine through `BankBatch.step`).
@@ -615,7 +619,9 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     the innovation e_t is g_t * n_t where the output got a share, else audio - p_t (a primed
     sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
     the oscillators get e_t (`batch_update`, moving to their levels unless primed). `sample`: a
-    `BankSample` of the streams' buffers (see there)."""
+    `BankSample` of the streams' buffers (see there). Inlined into the kernel (numba IR, with its
+    batch loops): called there, the named tuples' arrays cost reference counting per sample (the
+    kernel ran 7-13 % slower with the bank in bench/resonators.py's setting)."""
     batch_predict(t, b0, b1, bank, streams)
     emphasis = bank.pre_emphasis
     lowpass = bank.noise_lowpass
