@@ -620,8 +620,8 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
     the oscillators get e_t (`batch_update`, moving to their levels unless primed). `sample`: a
     `BankSample` of the streams' buffers (see there). Inlined into the kernel (numba IR, with its
-    batch loops): called there, the named tuples' arrays cost reference counting per sample (the
-    kernel ran 7-13 % slower with the bank in bench/resonators.py's setting)."""
+    batch loops): called there, the named tuples' arrays cost reference counting per sample
+    (BENCHMARKS.md, "the bank step written once")."""
     batch_predict(t, b0, b1, bank, streams)
     emphasis = bank.pre_emphasis
     lowpass = bank.noise_lowpass
