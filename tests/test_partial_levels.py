@@ -40,9 +40,9 @@ def test_the_levels_interpolate_in_pitch_stay_flat_beyond_and_rise_with_velocity
     k = np.array([1, 2, 4, 1, 1, 3])
     pitch = np.array([48, 60, 72, 30, 100, 60])
     velocity = np.array([64, 64, 64, 64, 64, 128])
-    db = 20 * np.log10(rs.partial_levels(pitch, velocity, k, BANK))
+    db = 20 * np.log10(rs.fitted_levels(pitch, velocity, k, BANK))
     np.testing.assert_allclose(db, [-20.0, -38.0, -86.0, -20.0, -26.0, -53.0 + 2.0 * 20 * math.log10(2)], atol=1e-9)
-    assert not rs.partial_levels(pitch, velocity, k, dataclasses.replace(BANK, **{n: () for n in LEVELS})).any()
+    assert not rs.fitted_levels(pitch, velocity, k, dataclasses.replace(BANK, **{n: () for n in LEVELS})).any()
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
     assert sched.level.shape == sched.kappa.shape and (sched.level > 0).all()
 
@@ -80,8 +80,8 @@ def test_a_full_lock_sets_each_partial_to_its_level_at_the_attack_end_keeping_it
     end = int(sched.attack_end[0])
     e = 0.05 * np.random.default_rng(0).standard_normal(end)
     free, _ = _bank_after(sched, e, end)
-    locked, _ = _bank_after(sched.for_sampling(level_lock=1.0), e, end)
-    half, _ = _bank_after(sched.for_sampling(level_lock=0.5), e, end)
+    locked, _ = _bank_after(sched.for_sampling(partial_levels=1.0), e, end)
+    half, _ = _bank_after(sched.for_sampling(partial_levels=0.5), e, end)
     n = len(sched)
     z_free = free.state.re[0, :n] + 1j * free.state.im[0, :n]
     z_lock = locked.state.re[0, :n] + 1j * locked.state.im[0, :n]
@@ -97,13 +97,13 @@ def test_the_analysis_ignores_the_lock_and_a_lock_of_zero_changes_nothing():
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
     rng = np.random.default_rng(1)
     audio = 0.1 * rng.standard_normal(SR)
-    for a, b in zip(rs.analyze(audio, sched), rs.analyze(audio, sched.for_sampling(level_lock=1.0))):
+    for a, b in zip(rs.analyze(audio, sched), rs.analyze(audio, sched.for_sampling(partial_levels=1.0))):
         np.testing.assert_array_equal(a, b)
     u = np.clip(0.3 * rng.standard_normal(SR), -1, 1)
-    np.testing.assert_array_equal(rs.synthesize(u, sched), rs.synthesize(u, sched.for_sampling(level_lock=0.0)))
-    unlevelled = dataclasses.replace(sched, level=np.zeros_like(sched.level)).for_sampling(level_lock=1.0)
+    np.testing.assert_array_equal(rs.synthesize(u, sched), rs.synthesize(u, sched.for_sampling(partial_levels=0.0)))
+    unlevelled = dataclasses.replace(sched, level=np.zeros_like(sched.level)).for_sampling(partial_levels=1.0)
     np.testing.assert_array_equal(rs.synthesize(u, sched), rs.synthesize(u, unlevelled))
-    assert not np.array_equal(rs.synthesize(u, sched), rs.synthesize(u, sched.for_sampling(level_lock=1.0)))
+    assert not np.array_equal(rs.synthesize(u, sched), rs.synthesize(u, sched.for_sampling(partial_levels=1.0)))
 
 
 def _partial_amplitude(x: np.ndarray, hz: float, start: int, n: int = 2048) -> float:
@@ -124,7 +124,7 @@ def test_with_a_full_lock_a_notes_partials_no_longer_depend_on_its_attacks_draws
         for seed in range(4):
             u = np.clip(0.5 * np.random.default_rng(seed).standard_normal(SR), -1, 1)
             u[start:] *= 0.01  # quiet after the attack: what rings is what the attack (and the lock) left
-            x = rs.synthesize(u, sched.for_sampling(level_lock=lock)).astype(np.float64)
+            x = rs.synthesize(u, sched.for_sampling(partial_levels=lock)).astype(np.float64)
             amps.append(_partial_amplitude(x, hz, start))
         levels[lock] = np.array(amps)
     spread = {lock: np.ptp(20 * np.log10(a)) for lock, a in levels.items()}
@@ -181,7 +181,7 @@ def test_fit_partials_recovers_the_levels_and_their_velocity_slopes():
                                  level_velocity_slopes=slopes)
     for p in (47, 60, 73):
         for k in (1, 2, 4):
-            got = 20 * np.log10(rs.partial_levels(np.array([p]), np.array([80]), np.array([k]), config)[0])
+            got = 20 * np.log10(rs.fitted_levels(np.array([p]), np.array([80]), np.array([k]), config)[0])
             assert abs(got - true_db(p, 80, k)) < 0.5, (p, k, got, true_db(p, 80, k))
 
 
@@ -190,7 +190,7 @@ def test_a_window_begun_mid_note_rings_its_notes_at_their_levels():
     starts from silence; with the lock it takes its level carried to then, at a spread phase."""
     notes = Notes(np.array([0.0]), np.array([2.0]), np.array([60], np.int16), np.array([90], np.int16))
     whole = rs.schedule(notes, 0, 2 * SR, SR, BANK)
-    late = rs.schedule(notes, SR // 2, SR, SR, BANK).for_sampling(level_lock=1.0)  # from 0.5 s on
+    late = rs.schedule(notes, SR // 2, SR, SR, BANK).for_sampling(partial_levels=1.0)  # from 0.5 s on
     assert (late.attack_end < 0).all()
     quiet = np.zeros(4)
     bank, _ = _bank_after(late, quiet, 1)
@@ -203,7 +203,7 @@ def test_a_window_begun_mid_note_rings_its_notes_at_their_levels():
     np.testing.assert_allclose(expected, whole.level[order] * whole.r_hold[order] ** (SR // 2 + 1 - whole.attack_end[order]),
                                rtol=1e-9)  # as loud as the whole note's oscillators would be by then
     assert len(np.unique(np.round(np.angle(z), 6))) == n  # not all in phase
-    free, _ = _bank_after(late.for_sampling(level_lock=0.0), quiet, 1)
+    free, _ = _bank_after(late.for_sampling(partial_levels=0.0), quiet, 1)
     assert not free.state.re[0, :n].any()
 
 
@@ -213,7 +213,7 @@ def test_a_note_released_inside_its_attack_is_set_to_its_level_decayed_since_the
     end = int(sched.attack_end[0])
     assert (sched.release < sched.attack_end).all()
     e = 0.05 * np.random.default_rng(0).standard_normal(end)
-    bank, _ = _bank_after(sched.for_sampling(level_lock=1.0), e, end)
+    bank, _ = _bank_after(sched.for_sampling(partial_levels=1.0), e, end)
     n = len(sched)
     order = bank.state.idx[0, :n]
     z = np.abs(bank.state.re[0, :n] + 1j * bank.state.im[0, :n])

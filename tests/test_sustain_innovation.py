@@ -30,10 +30,10 @@ NOTES = Notes(np.array([0.0, 0.02, 1.0]), np.array([0.45, 0.4, 1.2]), np.array([
               np.array([110, 90, 100], np.int16))
 
 
-def _generate(model, T, mix, engine="numba", release_mix=None):
+def _generate(model, T, mix, engine="numba", release_innovation=None):
     sched = rs.schedule(NOTES, 0, T, SR, BANK)
     if mix is not None:
-        sched = sched.for_sampling(mix, release_mix=release_mix)
+        sched = sched.for_sampling(mix, release_innovation=release_innovation)
     cond, uniforms, year = random_inputs(model, T)
     return generate(model, T, conditioning=cond, year=year, uniforms=uniforms, resonators=[sched],
                     engine=engine)[0].double().numpy()
@@ -47,8 +47,8 @@ def test_the_setting_is_validated_and_travels_with_the_schedule():
         SamplingOptions(sustain_innovation=-0.1)
     assert SamplingOptions().resolve(Config(sampling=ModelSampling(sustain_innovation=0.4))).sustain_innovation == 0.4
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
-    assert sched.sustain_mix == 1.0 and sched.for_sampling(0.3).shifted(5).sustain_mix == 0.3
-    with pytest.raises(ValueError, match="sustain mix"):
+    assert sched.sustain_innovation == 1.0 and sched.for_sampling(0.3).shifted(5).sustain_innovation == 0.3
+    with pytest.raises(ValueError, match="sustain innovation"):
         rs.BankBatch([sched, sched.for_sampling(0.3)])
 
 
@@ -67,13 +67,13 @@ def test_the_release_share_is_validated_and_defaults_to_the_sustain_share():
     assert SamplingOptions(sustain_innovation=0.5).resolve(Config()).release_innovation == 0.5
     assert SamplingOptions().resolve().release_innovation == 1.0
     sched = rs.schedule(NOTES, 0, SR, SR, BANK)
-    assert sched.release_mix == 1.0 and sched.for_sampling(0.3).release_mix == 0.3
-    assert sched.for_sampling(0.3, release_mix=0.1).shifted(5).release_mix == 0.1
-    with pytest.raises(ValueError, match="release mix"):
-        rs.BankBatch([sched.for_sampling(0.3), sched.for_sampling(0.3, release_mix=0.1)])
-    with pytest.raises(ValueError, match="release_mix"):
-        sched.for_sampling(0.3, release_mix=1.5)
-    with pytest.raises(ValueError, match="sustain_mix"):
+    assert sched.release_innovation == 1.0 and sched.for_sampling(0.3).release_innovation == 0.3
+    assert sched.for_sampling(0.3, release_innovation=0.1).shifted(5).release_innovation == 0.1
+    with pytest.raises(ValueError, match="release innovation"):
+        rs.BankBatch([sched.for_sampling(0.3), sched.for_sampling(0.3, release_innovation=0.1)])
+    with pytest.raises(ValueError, match="release_innovation"):
+        sched.for_sampling(0.3, release_innovation=1.5)
+    with pytest.raises(ValueError, match="sustain_innovation"):
         sched.for_sampling(-0.1)
     # from a config file: null or a number, nothing else
     base = Config().to_dict()
@@ -96,9 +96,9 @@ def test_the_release_share_applies_once_every_note_is_released():
     model = bank_model(BANK)
     T = int(1.3 * SR) // 64 * 64
     sustain = _generate(model, T, 0.7)
-    np.testing.assert_array_equal(_generate(model, T, 0.7, release_mix=0.7), sustain)
-    quiet = _generate(model, T, 0.7, release_mix=0.0)
-    torch_engine = _generate(model, T, 0.7, "torch", release_mix=0.0)
+    np.testing.assert_array_equal(_generate(model, T, 0.7, release_innovation=0.7), sustain)
+    quiet = _generate(model, T, 0.7, release_innovation=0.0)
+    torch_engine = _generate(model, T, 0.7, "torch", release_innovation=0.0)
     assert (quiet == torch_engine).mean() > 0.99
     released = math.ceil(0.45 * SR)  # both notes struck at 0 and 20 ms are released (offsets 0.4 and 0.45 s)
     np.testing.assert_array_equal(quiet[:released], sustain[:released])
@@ -113,20 +113,19 @@ def test_the_release_share_applies_once_every_note_is_released():
 
 
 def test_a_share_of_one_is_one_at_every_sample():
-    """Shares of 1 change nothing: with them both engines skip `direct_share` (`BankBatch.direct_shares`,
-    the kernel's `bk_mix < 1.0` test) and take all of the innovation, so `direct_share` itself must give
+    """Shares of 1 change nothing: with them the bank step skips `direct_share` (`bank_step`'s
+    `sustain_innovation < 1.0` test) and takes all of the innovation, so `direct_share` itself must give
     exactly 1 at every sample then: in attacks, while notes are held, over the release ramp, in silence.
     The same walk with shares 0.3 (held) and 0.1 (released) sees each of those cases."""
     T = int(1.3 * SR)
-    bank = rs.BankBatch([rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(0.3, release_mix=0.1)])
+    bank = rs.BankBatch([rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(0.3, release_innovation=0.1)])
     lows = np.empty(T)
     for t in range(T):
         bank.predict(t)
         s = bank.state
         state = (s.idx[0], s.n_active[0], s.next[0], bank.attack_end, bank.stop, bank.held_until)
         assert rs.direct_share(t, 1.0, 1.0, *state) == 1.0, t
-        lows[t] = bank.direct_shares(t)[0]
-        assert lows[t] == rs.direct_share(t, 0.3, 0.1, *state)
+        lows[t] = rs.direct_share(t, bank.sustain_innovation, bank.release_innovation, *state)
         bank.update(t, np.zeros(1))
     ramp = (lows > 0.1) & (lows < 0.3)
     assert (lows == 1.0).any() and (lows == 0.3).any() and (lows == 0.1).any() and ramp.sum() >= 100, \

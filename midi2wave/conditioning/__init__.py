@@ -75,7 +75,7 @@ unshaped `(x - p) / g` on the 16-bit grid).
 carries its default): while some note sounds (an active oscillator, held or releasing) and none is
 in its attack (before `attack_end`), the audio sample is `p + s g n` (r, below, once every note is
 released), and the bank and the network get all of the innovation `g n`; in attacks and in silence
-s is 1 (`resonators.direct_share`, in the numba kernel and the torch engine; `Schedule.sustain_mix`,
+s is 1 (`resonators.direct_share`, in the numba kernel and the torch engine; `Schedule.sustain_innovation`,
 set by `render.synthesize` and `evaluation.evaluate` from the sampling options). The recording's
 innovation under sounding notes is mostly the bank's tracking error at the partials, which sampling
 cannot reproduce; so the sampled noise is heard through the resonators. **Release share**
@@ -95,7 +95,7 @@ synthesis sets its amplitude to `|z|^(1-w) L^w`, keeping its phase, where L is t
 past a release inside the attack (`resonators.locked_amplitude`); an oscillator admitted after its
 attack ended (a chunk row or excerpt window begun mid-note, which starts it from silence) gets
 `w L` carried to then, at a spread phase (`bank_update`, in the kernel, the torch engine and
-`_run`; `Schedule.level_lock`). The analysis and a teacher-forced prime pass 0 and so never do.
+`_run`; `Schedule.partial_levels`). The analysis and a teacher-forced prime pass 0 and so never do.
 Free-running, a partial's level is otherwise whatever the few sampled innovations of its attack
 made it. `midi2wave export --sampling-from CONFIG` gives a released model the settings that
 change synthesis only, found after training: the `sampling` section and the partial levels

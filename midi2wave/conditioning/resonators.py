@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,9 +45,13 @@ from ..midi import Notes, decay_tau_s, pitch_to_hz
 try:  # numba is a core dependency; keep the module importable for `--help` paths all the same
     import numba
     _njit = numba.njit(cache=True, nogil=True)
+    # The bank step and its batch loops are inlined (numba IR) into the kernel's loop: they pass the
+    # named tuples on without a call per sample (see `bank_step`).
+    _njit_inline = numba.njit(cache=True, nogil=True, inline="always")
 except ImportError:  # pragma: no cover
     def _njit(f):
         return f
+    _njit_inline = _njit
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Schedule:
     start/release/stop/attack_end: int64 [n]; omega (rad/sample), r_hold, r_release, kappa,
     kappa_sustain: float64 [n] (the gain is kappa before attack_end, kappa_sustain from then on);
     level: float64 [n], the oscillator's fitted amplitude at attack_end (0: none;
-    `ResonatorConfig.levels_db`), which synthesis moves it towards by `level_lock`.
+    `ResonatorConfig.levels_db`), which synthesis moves it towards by `partial_levels`.
     The innovation gain (`ResonatorConfig.gain`) rides on each note's first oscillator:
     gain_attack, gain_sustain (float64 [n]; 0 for the other oscillators) are its two components at
     the onset; their natural-log decays per sample are gain_attack_decay, gain_hold_decay while
@@ -89,13 +94,13 @@ class Schedule:
     noise_lowpass: float = 0.0
     # Synthesis only: the share of the innovation that reaches the output directly while notes sound
     # past their attacks (`direct_share`; `ModelSampling.sustain_innovation`). Analysis ignores it.
-    sustain_mix: float = 1.0
+    sustain_innovation: float = 1.0
     # Synthesis only: the same share once every note is released (`direct_share`;
     # `ModelSampling.release_innovation`).
-    release_mix: float = 1.0
+    release_innovation: float = 1.0
     # Synthesis only: at each oscillator's attack end its amplitude |z| becomes
-    # |z|^(1 - level_lock) * level^level_lock (where level > 0; `ModelSampling.partial_levels`).
-    level_lock: float = 0.0
+    # |z|^(1 - partial_levels) * level^partial_levels (where level > 0; `ModelSampling.partial_levels`).
+    partial_levels: float = 0.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -110,17 +115,19 @@ class Schedule:
         """The same oscillators with every time moved later by `samples`."""
         return dataclasses.replace(self, **{f: getattr(self, f) + samples for f in self.TIME_FIELDS})
 
-    def for_sampling(self, sustain_mix: float = 1.0, level_lock: float = 0.0,
-                     release_mix: float | None = None) -> "Schedule":
-        """The same schedule whose synthesis lets `sustain_mix` of the innovation reach the output
-        directly while notes sound past their attacks, `release_mix` (None: `sustain_mix`) once all
-        of them are released (`direct_share`), and moves each oscillator `level_lock` of the way
+    def for_sampling(self, sustain_innovation: float = 1.0, partial_levels: float = 0.0,
+                     release_innovation: float | None = None) -> "Schedule":
+        """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
+        directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
+        once all of them are released (`direct_share`), and moves each oscillator `partial_levels` of the way
         (in log amplitude) to its fitted level at its attack end."""
-        for what, share in (("sustain_mix", sustain_mix), ("release_mix", release_mix), ("level_lock", level_lock)):
+        for what, share in (("sustain_innovation", sustain_innovation), ("release_innovation", release_innovation),
+                            ("partial_levels", partial_levels)):
             if share is not None and not 0.0 <= float(share) <= 1.0:
                 raise ValueError(f"{what} must be in [0, 1], got {share}")
-        return dataclasses.replace(self, sustain_mix=float(sustain_mix), level_lock=float(level_lock),
-                                   release_mix=float(sustain_mix if release_mix is None else release_mix))
+        release = sustain_innovation if release_innovation is None else release_innovation
+        return dataclasses.replace(self, sustain_innovation=float(sustain_innovation),
+                                   partial_levels=float(partial_levels), release_innovation=float(release))
 
     def without_gain(self) -> "Schedule":
         """The same oscillators (times, tails, decays, kappas) driven by the innovation itself
@@ -172,7 +179,7 @@ def partial_hz(pitch: np.ndarray, k: np.ndarray, tuning_cents: tuple[float, ...]
 LEVEL_REFERENCE_VELOCITY = 64.0
 
 
-def partial_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig) -> np.ndarray:
+def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig) -> np.ndarray:
     """Fitted amplitude (float64 [n], full scale 1) of partial k of notes of these pitches and
     velocities `attack_s` after their onsets (`ResonatorConfig.levels_db`: linear in pitch between
     the grid pitches, flat beyond); zeros when the config has no levels."""
@@ -241,7 +248,7 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
         gain_attack_decay=np.full(hz.shape, -1.0 / (config.gain_attack_s * sr)),
         gain_hold_decay=-1.0 / (config.gain_decay_scale * tau[note_idx] * sr),
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
-        level=partial_levels(notes.pitch[keep][note_idx], notes.velocity[keep][note_idx], partial, config),
+        level=fitted_levels(notes.pitch[keep][note_idx], notes.velocity[keep][note_idx], partial, config),
     )
     order = np.argsort(out.start, kind="stable")
     return dataclasses.replace(out, **{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS})
@@ -344,17 +351,17 @@ def unshape_noise(nt, a, c, n_prev, u_prev):
     return (1.0 + c) * (nt - a * n_prev) - c * u_prev
 
 
-# The direct share moves from the sustain mix to the release mix over this many samples after the
+# The direct share moves from the sustain share to the release share over this many samples after the
 # last release (20 ms at 16 kHz): the network's samples sit near a constant there, and a step in
 # their share would be a step in the output (a faint click of its own).
 RELEASE_RAMP_SAMPLES = 320
 
 
 @_njit
-def direct_share(t, mix, release_mix, idx, n_active, nxt, attack_end, stop, held_until):
+def direct_share(t, sustain_innovation, release_innovation, idx, n_active, nxt, attack_end, stop, held_until):
     """The share of the innovation that reaches the output directly at sample t (one batch
-    element): `mix` while some note sounds (an active oscillator) and none is in its attack
-    (t < attack_end), moving linearly to `release_mix` over `RELEASE_RAMP_SAMPLES` once every
+    element): `sustain_innovation` while some note sounds (an active oscillator) and none is in its attack
+    (t < attack_end), moving linearly to `release_innovation` over `RELEASE_RAMP_SAMPLES` once every
     sounding note is released; else (an attack, or silence) 1. Why: after the hammer,
     the network's sampled noise lies between the notes' partials (the recording's innovation there
     is mostly the bank's tracking error at the partials, which sampling cannot reproduce); the bank
@@ -377,9 +384,9 @@ def direct_share(t, mix, release_mix, idx, n_active, nxt, attack_end, stop, held
     done = held_until[nxt - 1]
     if done <= t:
         if t - done >= RELEASE_RAMP_SAMPLES:
-            return release_mix
-        return mix + (release_mix - mix) * ((t - done) / RELEASE_RAMP_SAMPLES)
-    return mix
+            return release_innovation
+        return sustain_innovation + (release_innovation - sustain_innovation) * ((t - done) / RELEASE_RAMP_SAMPLES)
+    return sustain_innovation
 
 
 @_njit
@@ -416,7 +423,7 @@ def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, 
                 kappa_sustain, level, lock):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas).
-    With `lock` > 0 (`Schedule.level_lock`; the analysis and a teacher-forced prime pass 0), an
+    With `lock` > 0 (`Schedule.partial_levels`; the analysis and a teacher-forced prime pass 0), an
     oscillator with a level whose attack ends at t + 1 gets the amplitude |z|^(1 - lock) * L^lock,
     its phase kept, L = `locked_amplitude` (its level, carried past a release inside the attack);
     one admitted at the stream's first sample after its attack ended (a window begun mid-note: it
@@ -466,9 +473,9 @@ def locked_amplitude(t, level, attack_end, release, r_hold, r_release):
 
 
 @_njit
-def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa, attack_end, kappa_sustain,
-         gain_attack, gain_sustain, gain_attack_decay, gain_hold_decay, gain_release_decay, level, gain_on, gain_floor,
-         emphasis, lowpass, level_lock, capacity):
+def _run(signal, analysis, bank, capacity):
+    """Analysis (`analysis`: e = signal - p) or synthesis (signal: the network's samples) of one stream
+    through the bank `bank` (a `BankArrays` of one schedule): returns (out, prediction, gains)."""
     n = signal.shape[0]
     out = np.empty(n, np.float64)
     pred = np.empty(n, np.float64)
@@ -480,15 +487,17 @@ def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa
     nxt = 0
     n_prev = 0.0
     u_prev = 0.0
-    lock = 0.0 if analysis else level_lock  # the analysis tracks the audio as it is
+    lock = 0.0 if analysis else bank.partial_levels  # the analysis tracks the audio as it is
+    emphasis = bank.pre_emphasis
+    lowpass = bank.noise_lowpass
     for t in range(n):
-        n_active, nxt = bank_admit(t, re, im, idx, n_active, nxt, start, stop)
+        n_active, nxt = bank_admit(t, re, im, idx, n_active, nxt, bank.start, bank.stop)
         p = bank_predict(re, n_active)
         pred[t] = p
         g = 1.0
-        if gain_on:
-            g = bank_gain(t, idx, n_active, start, release, gain_attack, gain_sustain, gain_attack_decay,
-                          gain_hold_decay, gain_release_decay, gain_floor)
+        if bank.gain_on:
+            g = bank_gain(t, idx, n_active, bank.start, bank.release, bank.gain_attack, bank.gain_sustain,
+                          bank.gain_attack_decay, bank.gain_hold_decay, bank.gain_release_decay, bank.gain_floor)
         gains[t] = g
         if analysis:
             e = signal[t] - p
@@ -502,15 +511,13 @@ def _run(signal, analysis, start, release, stop, omega, r_hold, r_release, kappa
             out[t] = p + e
         n_prev = nt
         u_prev = ut
-        bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa, attack_end,
-                    kappa_sustain, level, lock)
+        bank_update(t, e, re, im, idx, n_active, bank.release, bank.omega, bank.r_hold, bank.r_release, bank.kappa,
+                    bank.attack_end, bank.kappa_sustain, bank.level, lock)
     return out, pred, gains
 
 
-def _arrays(sched: Schedule):
-    return tuple(getattr(sched, f) for f in Schedule.FIELDS) + (
-        sched.gain_floor is not None, float(sched.gain_floor or 0.0), float(sched.pre_emphasis),
-        float(sched.noise_lowpass), float(sched.level_lock))
+def _arrays(sched: Schedule) -> "BankArrays":
+    return BankBatch([sched]).arrays
 
 
 def warmup_window(audio, start_sample: int, n_samples: int, warmup_samples: int, scale: float = 1.0) -> np.ndarray:
@@ -530,13 +537,13 @@ def analyze(audio: np.ndarray, sched: Schedule) -> tuple[np.ndarray, np.ndarray]
     schedule has no gain; `unshape_noise` with the schedule's noise shaping, none: u = n): u is what
     the network models (the innovation over the gain, noise-shaped)."""
     x = np.ascontiguousarray(audio, np.float64)
-    u, p, _ = _run(x, True, *_arrays(sched), max(1, max_concurrent(sched)))
+    u, p, _ = _run(x, True, _arrays(sched), max(1, max_concurrent(sched)))
     return u.astype(np.float32), p.astype(np.float32)
 
 
 def gain_track(sched: Schedule, n_samples: int) -> np.ndarray:
     """The innovation gain g_t of samples 0..n_samples-1 (float64 [n]; ones without a gain)."""
-    _, _, g = _run(np.zeros(n_samples), False, *_arrays(sched), max(1, max_concurrent(sched)))
+    _, _, g = _run(np.zeros(n_samples), False, _arrays(sched), max(1, max_concurrent(sched)))
     return g
 
 
@@ -544,43 +551,109 @@ def synthesize(target: np.ndarray, sched: Schedule) -> np.ndarray:
     """Audio (float32 [n]) from the network's samples u through the gain and the bank (the inverse of
     analyze)."""
     u = np.ascontiguousarray(target, np.float64)
-    x, _, _ = _run(u, False, *_arrays(sched), max(1, max_concurrent(sched)))
+    x, _, _ = _run(u, False, _arrays(sched), max(1, max_concurrent(sched)))
     return x.astype(np.float32)
 
 
 # ------------------------------------------------------------------ batched stepping (generation)
 
 
-@_njit
-def batch_predict(t, b0, b1, offsets, start, release, stop, gain_attack, gain_sustain, gain_attack_decay,
-                  gain_hold_decay, gain_release_decay, gain_on, gain_floor, re, im, idx, n_active, nxt, p_out,
-                  g_out):
+# The bank of a batch of streams as numba reads it (`BankBatch.arrays`): the streams' schedules
+# concatenated (stream b owns oscillators offsets[b] .. offsets[b + 1] - 1; Schedule.FIELDS), the
+# running latest release per stream (`direct_share`) and the shared settings.
+BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
+    "offsets", "held_until", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_innovation",
+    "release_innovation", "partial_levels"))
+
+# The streams' bank state (`BankBatch.streams`, updated in place): re, im, idx [B, capacity], n_active,
+# next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), and per sample p, g, e [B]
+# float64 (prediction, innovation gain, innovation fed to the oscillators).
+BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "p", "g", "e"))
+
+# One sample of a batch of streams through the bank (`bank_step`'s buffers, float32 / int64 [B]):
+# in `value`, the network's sample (or the teacher-forced one); out `value` and `level`, the audio
+# sample and its 16-bit level (not set while primed: the given sample stands); with
+# `innovation_input`, `read` and `read_level`: what the network reads next instead of the audio
+# (the noise-shaped innovation over the gain, on the 16-bit grid).
+BankSample = namedtuple("BankSample", ("value", "level", "read", "read_level"))
+
+
+@_njit_inline
+def batch_predict(t, b0, b1, bank, streams):
     """Admit/drop the oscillators of streams b0..b1-1 at sample t and write their predictions
-    p_t into p_out[b] and their innovation gains into g_out[b] (1 when `gain_on` is false)."""
+    p_t into streams.p[b] and their innovation gains into streams.g[b] (1 when the gain is off)."""
     for b in range(b0, b1):
-        o0 = offsets[b]
-        o1 = offsets[b + 1]
-        na, nx = bank_admit(t, re[b], im[b], idx[b], n_active[b], nxt[b], start[o0:o1], stop[o0:o1])
-        n_active[b] = na
-        nxt[b] = nx
-        p_out[b] = bank_predict(re[b], na)
-        g_out[b] = 1.0
-        if gain_on:
-            g_out[b] = bank_gain(t, idx[b], na, start[o0:o1], release[o0:o1], gain_attack[o0:o1],
-                                 gain_sustain[o0:o1], gain_attack_decay[o0:o1], gain_hold_decay[o0:o1],
-                                 gain_release_decay[o0:o1], gain_floor)
+        o0 = bank.offsets[b]
+        o1 = bank.offsets[b + 1]
+        na, nx = bank_admit(t, streams.re[b], streams.im[b], streams.idx[b], streams.n_active[b], streams.next[b],
+                            bank.start[o0:o1], bank.stop[o0:o1])
+        streams.n_active[b] = na
+        streams.next[b] = nx
+        streams.p[b] = bank_predict(streams.re[b], na)
+        streams.g[b] = 1.0
+        if bank.gain_on:
+            streams.g[b] = bank_gain(t, streams.idx[b], na, bank.start[o0:o1], bank.release[o0:o1],
+                                     bank.gain_attack[o0:o1], bank.gain_sustain[o0:o1], bank.gain_attack_decay[o0:o1],
+                                     bank.gain_hold_decay[o0:o1], bank.gain_release_decay[o0:o1], bank.gain_floor)
 
 
-@_njit
-def batch_update(t, b0, b1, e, offsets, release, omega, r_hold, r_release, kappa, attack_end, kappa_sustain,
-                 level, lock, re, im, idx, n_active):
-    """Feed innovation e[b] of sample t to the oscillators of streams b0..b1-1."""
+@_njit_inline
+def batch_update(t, b0, b1, lock, bank, streams):
+    """Feed innovation streams.e[b] of sample t to the oscillators of streams b0..b1-1 (`bank_update`)."""
     for b in range(b0, b1):
-        o0 = offsets[b]
-        o1 = offsets[b + 1]
-        bank_update(t, e[b], re[b], im[b], idx[b], n_active[b], release[o0:o1], omega[o0:o1],
-                    r_hold[o0:o1], r_release[o0:o1], kappa[o0:o1], attack_end[o0:o1], kappa_sustain[o0:o1],
-                    level[o0:o1], lock)
+        o0 = bank.offsets[b]
+        o1 = bank.offsets[b + 1]
+        bank_update(t, streams.e[b], streams.re[b], streams.im[b], streams.idx[b], streams.n_active[b],
+                    bank.release[o0:o1], bank.omega[o0:o1], bank.r_hold[o0:o1], bank.r_release[o0:o1],
+                    bank.kappa[o0:o1], bank.attack_end[o0:o1], bank.kappa_sustain[o0:o1], bank.level[o0:o1], lock)
+
+
+@_njit_inline
+def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
+    """Sample t of streams b0..b1-1 through the bank, after the network sampled: the one bank step of
+    both engines (the numba kernel calls it inside its loop, the torch engine through `BankBatch.step`).
+
+    Per stream: the prediction p_t and gain g_t (`batch_predict`); unless `primed`, the sample is
+    u_t, n_t = `shape_noise`(u_t), and the audio is p_t + share * g_t * n_t rounded down to 16 bits
+    (`quantize_sum`; share = `direct_share`, 1 unless the sustain / release innovation share is below 1);
+    the innovation e_t is g_t * n_t where the output got a share, else audio - p_t (a primed
+    sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
+    the oscillators get e_t (`batch_update`, moving to their levels unless primed). `sample`: a
+    `BankSample` of the streams' buffers (see there). Inlined into the kernel (numba IR, with its
+    batch loops): called there, the named tuples' arrays cost reference counting per sample
+    (BENCHMARKS.md, "the bank step written once")."""
+    batch_predict(t, b0, b1, bank, streams)
+    emphasis = bank.pre_emphasis
+    lowpass = bank.noise_lowpass
+    for b in range(b0, b1):
+        v = sample.value[b]
+        p = streams.p[b]
+        g = streams.g[b]
+        share = 1.0
+        nt = 0.0
+        if not primed:
+            nt = shape_noise(np.float64(v), emphasis, lowpass, streams.n_prev[b], streams.u_prev[b])
+            if bank.sustain_innovation < 1.0 or bank.release_innovation < 1.0:
+                o0, o1 = bank.offsets[b], bank.offsets[b + 1]
+                share = direct_share(t, bank.sustain_innovation, bank.release_innovation, streams.idx[b],
+                                     streams.n_active[b], streams.next[b], bank.attack_end[o0:o1], bank.stop[o0:o1],
+                                     bank.held_until[o0:o1])
+            level, v = quantize_sum(p, share * nt * g)
+            sample.value[b] = v
+            sample.level[b] = level
+        if share < 1.0:  # the output got a share of the innovation; the bank and the network get all of it
+            streams.e[b] = nt * g
+        else:
+            streams.e[b] = np.float64(v) - p
+        nt = streams.e[b] / g
+        ut = unshape_noise(nt, emphasis, lowpass, streams.n_prev[b], streams.u_prev[b])
+        if innovation_input:  # the network reads the (noise-shaped) innovation over the gain, on the 16-bit grid
+            level_e, in_v = quantize_sum(min(max(ut, -1.0), 1.0), 0.0)
+            sample.read[b] = in_v
+            sample.read_level[b] = level_e
+        streams.n_prev[b] = nt
+        streams.u_prev[b] = ut
+    batch_update(t, b0, b1, 0.0 if primed else bank.partial_levels, bank, streams)
 
 
 @_njit
@@ -614,9 +687,9 @@ class BankBatch:
         self.gain_floor = float(floor or 0.0)
         self.pre_emphasis, self.noise_lowpass = map(float, shared(
             "the noise shaping (pre-emphasis, lowpass)", lambda s: (s.pre_emphasis, s.noise_lowpass), (0.0, 0.0)))
-        self.sustain_mix = float(shared("the sustain mix", lambda s: s.sustain_mix, 1.0))
-        self.release_mix = float(shared("the release mix", lambda s: s.release_mix, 1.0))
-        self.level_lock = float(shared("the partial level lock", lambda s: s.level_lock, 0.0))
+        self.sustain_innovation = float(shared("the sustain innovation share", lambda s: s.sustain_innovation, 1.0))
+        self.release_innovation = float(shared("the release innovation share", lambda s: s.release_innovation, 1.0))
+        self.partial_levels = float(shared("the partial levels share", lambda s: s.partial_levels, 0.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -630,46 +703,40 @@ class BankBatch:
         self.state = BankState(self.batch_size, capacity)
         self.p = np.zeros(self.batch_size, np.float64)
         self.g = np.ones(self.batch_size, np.float64)
+        self.e = np.zeros(self.batch_size, np.float64)
 
     def reset(self) -> "BankBatch":
         self.state.reset()
         return self
 
-    def kernel_args(self) -> tuple:
+    @property
+    def arrays(self) -> BankArrays:
+        """The schedules and settings as numba reads them."""
+        return BankArrays(*(getattr(self, f) for f in Schedule.FIELDS), offsets=self.offsets,
+                          held_until=self.held_until, gain_on=self.gain_on, gain_floor=self.gain_floor,
+                          pre_emphasis=self.pre_emphasis, noise_lowpass=self.noise_lowpass,
+                          sustain_innovation=self.sustain_innovation, release_innovation=self.release_innovation,
+                          partial_levels=self.partial_levels)
+
+    @property
+    def streams(self) -> BankStreams:
+        """The streams' state as numba reads it (views: `bank_step` updates it in place)."""
         s = self.state
-        return (self.offsets, self.start, self.release, self.stop, self.omega, self.r_hold, self.r_release,
-                self.kappa, self.attack_end, self.kappa_sustain, self.gain_attack, self.gain_sustain,
-                self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay, self.gain_on,
-                self.gain_floor, self.pre_emphasis, self.noise_lowpass, self.sustain_mix, self.release_mix,
-                self.held_until, self.level, self.level_lock, s.re, s.im, s.idx, s.n_active, s.next, s.n_prev,
-                s.u_prev, self.p, self.g)
+        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g, self.e)
+
+    def step(self, t: int, primed: bool, innovation_input: bool, value: np.ndarray) -> BankSample:
+        """`bank_step` of sample t for every stream, from the network's samples `value` (float32 [B]):
+        returns the `BankSample` (audio value and level, what the network reads and its level)."""
+        sample = BankSample(np.array(value, np.float32), np.zeros(self.batch_size, np.int64),
+                            np.zeros(self.batch_size, np.float32), np.zeros(self.batch_size, np.int64))
+        bank_step(t, 0, self.batch_size, primed, innovation_input, self.arrays, self.streams, sample)
+        return sample
 
     def predict(self, t: int) -> np.ndarray:
         """p_t of every stream (float64 [B]); call once per sample, before `update`. Also sets
         `self.g`, the streams' innovation gains at t."""
-        s = self.state
-        batch_predict(t, 0, self.batch_size, self.offsets, self.start, self.release, self.stop, self.gain_attack,
-                      self.gain_sustain, self.gain_attack_decay, self.gain_hold_decay, self.gain_release_decay,
-                      self.gain_on, self.gain_floor, s.re, s.im, s.idx, s.n_active, s.next, self.p, self.g)
+        batch_predict(t, 0, self.batch_size, self.arrays, self.streams)
         return self.p
-
-    def direct_shares(self, t: int) -> np.ndarray:
-        """`direct_share` of every stream at t (float64 [B]); call after `predict(t)`."""
-        if self.sustain_mix >= 1.0 and self.release_mix >= 1.0:
-            return np.ones(self.batch_size)
-        s = self.state
-        spans = [slice(self.offsets[b], self.offsets[b + 1]) for b in range(self.batch_size)]
-        return np.array([direct_share(t, self.sustain_mix, self.release_mix, s.idx[b], s.n_active[b], s.next[b],
-                                      self.attack_end[o], self.stop[o], self.held_until[o])
-                         for b, o in enumerate(spans)])
-
-    def shaped(self, u: np.ndarray) -> np.ndarray:
-        """n_t of every stream from its sample u_t (float64 [B], `shape_noise`): the innovation is g_t n_t."""
-        if self.pre_emphasis == 0.0 and self.noise_lowpass == 0.0:  # no shaping: n = u
-            return np.asarray(u, np.float64)
-        s = self.state
-        return np.array([shape_noise(float(u[b]), self.pre_emphasis, self.noise_lowpass, s.n_prev[b], s.u_prev[b])
-                         for b in range(self.batch_size)])
 
     def update(self, t: int, innovation: np.ndarray, lock: bool = True) -> np.ndarray:
         """Feed every stream's innovation e_t (float64 [B]) to its oscillators and return u_t, its
@@ -677,9 +744,8 @@ class BankBatch:
         (a teacher-forced prime: the bank tracks given audio) leaves the partial levels alone."""
         s = self.state
         e = np.ascontiguousarray(innovation, np.float64)
-        batch_update(t, 0, self.batch_size, e, self.offsets,
-                     self.release, self.omega, self.r_hold, self.r_release, self.kappa, self.attack_end,
-                     self.kappa_sustain, self.level, self.level_lock if lock else 0.0, s.re, s.im, s.idx, s.n_active)
+        self.e[:] = e
+        batch_update(t, 0, self.batch_size, self.partial_levels if lock else 0.0, self.arrays, self.streams)
         n = e / self.g
         if self.pre_emphasis == 0.0 and self.noise_lowpass == 0.0:  # no shaping: u = n
             u = n
@@ -691,6 +757,7 @@ class BankBatch:
         return u
 
 
-def empty_bank_args() -> tuple:
-    """Placeholder kernel arguments for a model without a bank (one kernel specialisation for both)."""
-    return BankBatch([Schedule.empty()]).kernel_args()
+def empty_bank() -> BankBatch:
+    """A bank of one stream without oscillators: the kernel's placeholder for a model without a bank
+    (one kernel specialisation for both)."""
+    return BankBatch([Schedule.empty()])

@@ -253,8 +253,6 @@ class TorchEngine:
                 params = torch.addmm(self.b_h2, hid, self.w_h2)
                 if collect:
                     params_out.append(params)
-            if bank is not None:
-                p_bank = bank.predict(t)
             if primed:
                 v, k = pv[tt], pk[tt]
             else:
@@ -264,27 +262,15 @@ class TorchEngine:
                     v = self.class_to_value[k]
                 elif mulaw_input:
                     k = self.pcm_to_class[(v * 32768.0).long() + 32768]
-            if bank is not None:
-                # the sample is the innovation over the gain: audio = prediction + gain * sample, on the
-                # 16-bit grid (the same float64 arithmetic as the numba kernel)
-                g_bank = bank.g
-                share = np.ones(self.B)
-                if not primed:  # n_t = the sample, noise-shaped (bounded): audio = prediction + share * gain * n_t
-                    n_t = bank.shaped(v.cpu().numpy().astype(np.float64))
-                    share = bank.direct_shares(t)
-                    level = np.clip(np.floor((p_bank + share * n_t * g_bank) * 32768.0), -32768, 32767).astype(np.int64)
-                    v = torch.from_numpy((level.astype(np.float32) / np.float32(32768.0))).to(self.device)
-                    k = self.pcm_to_class[torch.from_numpy(level + 32768).to(self.device)]
-                innovation = v.cpu().numpy().astype(np.float64) - p_bank
-                if not primed:  # the bank and the network get all of it, also where the output got a share
-                    innovation = np.where(share < 1.0, n_t * g_bank, innovation)
-                u_read = bank.update(t, innovation, lock=not primed)
+            if bank is not None:  # the sample is the innovation: the bank step shared with the numba kernel
+                step = bank.step(t, primed, self.innovation_input, v.cpu().numpy())
+                if not primed:
+                    v = torch.from_numpy(step.value).to(self.device)
+                    k = self.pcm_to_class[torch.from_numpy(step.level + 32768).to(self.device)]
             outs.append(v)
-            if bank is not None and self.innovation_input:  # the network reads u_t (innovation / gain, shaped), on the 16-bit grid
-                level_e = np.clip(np.floor(np.clip(u_read, -1.0, 1.0) * 32768.0),
-                                  -32768, 32767).astype(np.int64)
-                v = torch.from_numpy((level_e.astype(np.float32) / np.float32(32768.0))).to(self.device)
-                k = self.pcm_to_class[torch.from_numpy(level_e + 32768).to(self.device)]
+            if bank is not None and self.innovation_input:  # the network reads u_t (innovation / gain, shaped)
+                v = torch.from_numpy(step.read).to(self.device)
+                k = self.pcm_to_class[torch.from_numpy(step.read_level + 32768).to(self.device)]
             a2, a1 = a1, v
             if mulaw_input:
                 k2, k1 = k1, k

@@ -40,6 +40,7 @@ engine's except when a float rounding difference moves a value across a decision
 from __future__ import annotations
 
 import hashlib
+from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,7 @@ from numba.extending import intrinsic
 from .. import constants as C
 from ..model.distributions import LOG_SCALE_MIN, mulaw_tables
 from ..model.stepping import SteppingWeights
-from ..conditioning.resonators import (batch_predict, batch_update, direct_share, empty_bank_args, quantize_sum, shape_noise,
-                         unshape_noise)
+from ..conditioning.resonators import BankSample, bank_step, empty_bank
 
 
 def drop_stale_kernel_cache(kernel_dir: Path, resonators_file: Path) -> bool:
@@ -371,28 +371,28 @@ def _sample_mulaw(par, Q, u_comp, temperature, probs):
 # ---------------------------------------------------------------------------------------- kernel
 
 
+# The kernel's arguments, grouped (numba reads named tuples of arrays and scalars as one argument).
+# The model's packed weights (`PackedModel.kernel_weights`; see the layout above):
+KernelWeights = namedtuple("KernelWeights", (
+    "input_kind", "output_kind", "n_mix", "n_out", "dil", "ring_off", "ring_size", "emb_prev", "emb_curr", "in_w",
+    "in_b", "w_dil", "s_dil", "zero_g", "w_res", "s_res", "b_res", "w_skip", "s_skip", "b_skip", "w_h1", "s_h1",
+    "b_h1", "w_h2", "s_h2", "b_h2", "exc_w", "pcm_to_class", "class_to_value"))
+# One call's samples, their inputs and where their outputs go:
+KernelBlock = namedtuple("KernelBlock", (
+    "t0", "n", "n_prime", "collect", "temperature", "has_temps", "temps", "cond", "cond_step", "cond_n0", "has_exc",
+    "exc", "uniforms", "prime_val", "prime_cls", "out", "params_out"))
+# The streams' stepping state and scratch (`NumbaState`):
+KernelState = namedtuple("KernelState", ("ring", "prev_val", "prev_cls", "x", "inp", "h", "z", "skip", "hid", "par",
+                                         "probs"))
+
+
 @njit(fastmath=True, cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def run_streams(b0, b1, t0, n, n_prime, collect,
-                input_kind, output_kind, n_mix, n_out, temperature,
-                dil, ring_off, ring_size,
-                emb_prev, emb_curr, in_w, in_b,
-                w_dil, s_dil, zero_g,
-                w_res, s_res, b_res,
-                w_skip, s_skip, b_skip,
-                w_h1, s_h1, b_h1,
-                w_h2, s_h2, b_h2,
-                exc_w, has_exc, pcm_to_class, class_to_value,
-                has_bank, innov_input, bk_off, bk_start, bk_release, bk_stop, bk_omega, bk_rhold, bk_rrel, bk_kappa,
-                bk_attack_end, bk_kappa_sustain, bk_gain_attack, bk_gain_sustain, bk_gain_attack_decay,
-                bk_gain_hold_decay, bk_gain_release_decay, bk_gain_on, bk_gain_floor, bk_emphasis, bk_lowpass, bk_mix,
-                bk_release_mix, bk_held_until, bk_level, bk_lock,
-                bk_re, bk_im, bk_idx, bk_n, bk_next, bk_nprev, bk_uprev, bk_p, bk_g, bk_e,
-                cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
-                has_temps, temps,
-                out, params_out,
-                ring, prev_val, prev_cls,
-                x, inp, h, z, skip, hid, par, probs):
+def run_streams(b0, b1, weights, block, state, has_bank, innovation_input, bank, bank_streams, bank_sample):
     """Generate samples t0 .. t0+n-1 (global times) of streams b0..b1-1; see the module docstring.
+
+    weights: `KernelWeights`; block: `KernelBlock` (t0, n, n_prime, collect, temperature, ..., out,
+    params_out as below); state: `KernelState`; bank, bank_streams, bank_sample: the
+    `resonators.BankArrays`, `BankStreams` and `BankSample` of the streams' `BankBatch`.
 
     input_kind: 0 mu-law embedding, 1 scalar. output_kind: 0 mixture of logistics, 1 mu-law.
     cond [B, N, L, G]: gate conditioning incl. the dilated conv's bias; sample t uses
@@ -401,23 +401,20 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
     With `has_temps`, sample t of stream b is drawn at temperature temps[b, tt] instead of `temperature`.
     out [B, n] gets the samples; with `collect`, params_out [B, n, n_out] gets the head's outputs.
     With `has_bank` (a model with the MIDI resonator bank, see resonators.py) the head's sample is
-    the innovation: the audio sample is the bank's prediction plus it, rounded down to 16-bit PCM,
-    and the bank is fed (audio - prediction), which with `innov_input` (rounded down to 16-bit) is
-    also what the network reads as its past instead of the audio; bk_* are `resonators.BankBatch.kernel_args()` plus
-    scratch bk_e [B] float64. With the bank's innovation gain on (`bk_gain_on`), the head's sample is
-    u and the innovation is g_t * n_t, n_t = `resonators.shape_noise`(u) (g_t from `resonators.bank_gain`;
-    the noise shaping's coefficients `bk_emphasis`, `bk_lowpass`, its state `bk_nprev`, `bk_uprev`),
-    and the network reads u_t = `resonators.unshape_noise` of n_t = (audio - prediction) / g_t on the
-    16-bit grid, as in training. While notes sound past their attacks only `resonators.direct_share` (`bk_mix`, or
-    `bk_release_mix` once all are released; `bk_held_until` tells) of the innovation reaches the audio sample; the
-    bank and the network then get all of it. With `bk_lock`
-    > 0 the oscillators move towards their fitted levels `bk_level` at their attack ends (`resonators.bank_update`;
-    not while a prime is teacher-forced: the bank then tracks given audio).
+    the innovation: each sample goes through `resonators.bank_step` (the bank step the torch engine
+    runs too: prediction, gain, noise shaping, direct share, 16-bit audio, the oscillators' update),
+    and with `innovation_input` the network reads the bank's innovation instead of the audio.
     State (updated in place): ring [B, slots, R] ring buffers of every layer's past inputs,
     prev_val / prev_cls [B, 2] the values and mu-law classes of samples t-1 and t-2.
     Scratch: x [B, p(R)], inp [B, K*R], h [B, 2*Hp], z [B, L*Hg], skip [B, p(S)], hid [B, p(H1)],
     par [B, p(out)], probs [B, >= out].
     """
+    (input_kind, output_kind, n_mix, n_out, dil, ring_off, ring_size, emb_prev, emb_curr, in_w, in_b, w_dil, s_dil,
+     zero_g, w_res, s_res, b_res, w_skip, s_skip, b_skip, w_h1, s_h1, b_h1, w_h2, s_h2, b_h2, exc_w, pcm_to_class,
+     class_to_value) = weights
+    (t0, n, n_prime, collect, temperature, has_temps, temps, cond, cond_step, cond_n0, has_exc, exc, uniforms,
+     prime_val, prime_cls, out, params_out) = block
+    ring, prev_val, prev_cls, x, inp, h, z, skip, hid, par, probs = state
     L = w_dil.shape[0]
     KR = w_dil.shape[1]
     Gp = w_dil.shape[2]
@@ -496,10 +493,6 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 for b in range(b0, b1):
                     for i in range(n_out):
                         params_out[b, tt, i] = par[b, i]
-        if has_bank:
-            batch_predict(t, b0, b1, bk_off, bk_start, bk_release, bk_stop, bk_gain_attack, bk_gain_sustain,
-                          bk_gain_attack_decay, bk_gain_hold_decay, bk_gain_release_decay, bk_gain_on, bk_gain_floor,
-                          bk_re, bk_im, bk_idx, bk_n, bk_next, bk_p, bk_g)
         for b in range(b0, b1):
             if primed:
                 v = prime_val[b, tt]
@@ -513,40 +506,28 @@ def run_streams(b0, b1, t0, n, n_prime, collect,
                 k = _sample_mulaw(par[b], n_out, uniforms[b, tt, 0], temps[b, tt] if has_temps else temperature,
                                   probs[b])
                 v = class_to_value[k]
-            in_v = v
-            in_k = k
             if has_bank:
-                share = 1.0
-                if not primed:
-                    nt = shape_noise(np.float64(v), bk_emphasis, bk_lowpass, bk_nprev[b], bk_uprev[b])
-                    if bk_mix < 1.0 or bk_release_mix < 1.0:
-                        o0, o1 = bk_off[b], bk_off[b + 1]
-                        share = direct_share(t, bk_mix, bk_release_mix, bk_idx[b], bk_n[b], bk_next[b],
-                                             bk_attack_end[o0:o1], bk_stop[o0:o1], bk_held_until[o0:o1])
-                    level, v = quantize_sum(bk_p[b], share * nt * bk_g[b])
-                    k = pcm_to_class[level + 32768]
-                if share < 1.0:  # the output got a share of the innovation; the bank and the network get all of it
-                    bk_e[b] = nt * bk_g[b]
+                bank_sample.value[b] = v
+            else:
+                out[b, tt] = v
+                prev_val[b, 1] = prev_val[b, 0]
+                prev_val[b, 0] = v
+                prev_cls[b, 1] = prev_cls[b, 0]
+                prev_cls[b, 0] = k
+        if has_bank:  # the sample is the innovation: the audio and what the network reads come from the bank
+            bank_step(t, b0, b1, primed, innovation_input, bank, bank_streams, bank_sample)
+            for b in range(b0, b1):
+                v = bank_sample.value[b]
+                k = prime_cls[b, tt] if primed else pcm_to_class[bank_sample.level[b] + 32768]
+                out[b, tt] = v
+                prev_val[b, 1] = prev_val[b, 0]
+                prev_cls[b, 1] = prev_cls[b, 0]
+                if innovation_input:
+                    prev_val[b, 0] = bank_sample.read[b]
+                    prev_cls[b, 0] = pcm_to_class[bank_sample.read_level[b] + 32768]
                 else:
-                    bk_e[b] = np.float64(v) - bk_p[b]
-                nt = bk_e[b] / bk_g[b]
-                ut = unshape_noise(nt, bk_emphasis, bk_lowpass, bk_nprev[b], bk_uprev[b])
-                in_v = v
-                in_k = k
-                if innov_input:  # the network reads the (noise-shaped) innovation over the gain, on the 16-bit grid
-                    level_e, in_v = quantize_sum(min(max(ut, -1.0), 1.0), 0.0)
-                    in_k = pcm_to_class[level_e + 32768]
-                bk_nprev[b] = nt
-                bk_uprev[b] = ut
-            out[b, tt] = v
-            prev_val[b, 1] = prev_val[b, 0]
-            prev_val[b, 0] = in_v
-            prev_cls[b, 1] = prev_cls[b, 0]
-            prev_cls[b, 0] = in_k
-        if has_bank:
-            batch_update(t, b0, b1, bk_e, bk_off, bk_release, bk_omega, bk_rhold, bk_rrel, bk_kappa,
-                         bk_attack_end, bk_kappa_sustain, bk_level, 0.0 if primed else bk_lock,
-                         bk_re, bk_im, bk_idx, bk_n)
+                    prev_val[b, 0] = v
+                    prev_cls[b, 0] = k
 
 
 # ------------------------------------------------------------------------------- packed weights
@@ -634,6 +615,10 @@ class PackedModel:
     def n_layers(self) -> int:
         return self.w_dil.shape[0]
 
+    def kernel_weights(self) -> KernelWeights:
+        """The arrays and settings `run_streams` reads."""
+        return KernelWeights(*(getattr(self, f) for f in KernelWeights._fields))
+
     @property
     def weight_bytes(self) -> int:
         """Bytes of the matrices streamed every sample."""
@@ -713,7 +698,7 @@ def pack_weights(weights: SteppingWeights, precision: str = "fp32") -> PackedMod
 
 
 _EMPTY_2D = np.zeros((1, 1), np.float32)
-_NO_BANK = empty_bank_args()
+_NO_BANK = empty_bank()
 
 
 class NumbaState:
@@ -734,7 +719,11 @@ class NumbaState:
         self.hid = np.zeros((B, _pad16(packed.head_channels)), np.float32)
         self.par = np.zeros((B, _pad16(packed.n_out)), np.float32)
         self.probs = np.zeros((B, max(packed.n_out, 1)), np.float32)
-        self.bank_e = np.zeros(B)
+        self.bank_sample = BankSample(np.zeros(B, np.float32), np.zeros(B, np.int64), np.zeros(B, np.float32),
+                                      np.zeros(B, np.int64))
+        self.weights = packed.kernel_weights()
+        self.state = KernelState(self.ring, self.prev_val, self.prev_cls, self.x, self.inp, self.h, self.z, self.skip,
+                                 self.hid, self.par, self.probs)
         self.innovation_input = False  # set by the engine for models that read the bank's innovation
         self.reset()
 
@@ -749,29 +738,13 @@ class NumbaState:
             bank=None, temps: np.ndarray | None = None) -> None:
         """Run the kernel on streams b0..b1-1 (releases the GIL: call from one thread per stream group).
         `bank`: a `resonators.BankBatch` for models with the resonator bank."""
-        p = self.packed
-        bank_args = bank.kernel_args() if bank is not None else _NO_BANK
-        if bank is not None and self.bank_e.shape[0] != self.batch_size:
-            self.bank_e = np.zeros(self.batch_size)
-        has_exc = exc is not None and p.has_exc_weight
-        if exc is None:
-            exc = _EMPTY_2D
-        run_streams(b0, b1, t0, n, n_prime, collect,
-                    p.input_kind, p.output_kind, p.n_mix, p.n_out, np.float32(temperature),
-                    p.dil, p.ring_off, p.ring_size,
-                    p.emb_prev, p.emb_curr, p.in_w, p.in_b,
-                    p.w_dil, p.s_dil, p.zero_g,
-                    p.w_res, p.s_res, p.b_res,
-                    p.w_skip, p.s_skip, p.b_skip,
-                    p.w_h1, p.s_h1, p.b_h1,
-                    p.w_h2, p.s_h2, p.b_h2,
-                    p.exc_w, has_exc, p.pcm_to_class, p.class_to_value,
-                    bank is not None, bool(self.innovation_input), *bank_args, self.bank_e,
-                    cond, cond_step, cond_n0, exc, uniforms, prime_val, prime_cls,
-                    temps is not None, temps if temps is not None else _EMPTY_2D,
-                    out, params_out,
-                    self.ring, self.prev_val, self.prev_cls,
-                    self.x, self.inp, self.h, self.z, self.skip, self.hid, self.par, self.probs)
+        has_exc = exc is not None and self.packed.has_exc_weight
+        block = KernelBlock(t0, n, n_prime, collect, np.float32(temperature), temps is not None,
+                            temps if temps is not None else _EMPTY_2D, cond, cond_step, cond_n0, has_exc,
+                            exc if exc is not None else _EMPTY_2D, uniforms, prime_val, prime_cls, out, params_out)
+        banks = bank if bank is not None else _NO_BANK
+        run_streams(b0, b1, self.weights, block, self.state, bank is not None, bool(self.innovation_input),
+                    banks.arrays, banks.streams, self.bank_sample)
 
 
 def kernel_signatures() -> int:
@@ -790,6 +763,6 @@ def max_abs_error_of_fast_activations(x: np.ndarray) -> tuple[float, float]:
     return float(np.abs(out[0] - np.tanh(xd)).max()), float(np.abs(out[1] - sig_ref).max())
 
 
-__all__ = ["PRECISIONS", "PackedModel", "NumbaState", "pack_weights", "run_streams", "fast_tanh",
-           "fast_sigmoid", "FAST_TANH_MAX_ABS_ERROR", "FAST_SIGMOID_MAX_ABS_ERROR",
+__all__ = ["PRECISIONS", "PackedModel", "NumbaState", "KernelWeights", "KernelBlock", "KernelState", "pack_weights",
+           "run_streams", "fast_tanh", "fast_sigmoid", "FAST_TANH_MAX_ABS_ERROR", "FAST_SIGMOID_MAX_ABS_ERROR",
            "max_abs_error_of_fast_activations", "kernel_signatures"]
