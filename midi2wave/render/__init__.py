@@ -69,7 +69,13 @@ midi2wave.render(midi, checkpoint, options) (api.py) --> render_notes (= stream_
 ```
 `config.SamplingOptions` carries every sampling setting (temperature, sustain temperature, seed,
 engine, precision, threads, chunk / overlap seconds, crossfade) from the command line or the Python
-API down to `generate`; the piece (notes, window, year, prime) travels beside it. `chunks.py` owns
+API down to `generate`; the piece (notes, window, year, prime) travels beside it. Each field
+declares its own command-line flag (`cli._add_sampling_flags` builds them), and settings left None
+take the model's own defaults in one place, `SamplingOptions.resolve(config)`, at each entry
+(`synthesize_files`, `stream_notes`, `synthesize_corpus`, `evaluate_model`); a loaded model carries
+its defaults (`Midi2Wave.sampling_defaults`), so `render(midi, model)` and `render(midi, path)` sound
+the same. `rows.py` builds the rows a round generates (inputs, temperatures, schedules) for both
+`stream_notes` and evaluation's excerpts (`render_batch`). `chunks.py` owns
 chunk planning and the crossfade join for `synthesize` and `evaluate`, and, for long pieces, the
 default chunk length (`auto_chunk_seconds`: chunks across all cores once a piece is long enough,
 in rounds of 4 streams per core) and the sounding spans (`sounding_spans`: long silences are not
