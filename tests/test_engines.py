@@ -16,7 +16,7 @@ from midi2wave.conditioning import resonators as rs
 from midi2wave.midi import Notes
 from midi2wave.render import engines, kernel
 from midi2wave.render.generate import generate
-from conftest import bank_model, random_inputs
+from helpers import bank_model, random_inputs
 
 SR = 16000
 # Every part of the bank step on: gain, noise shaping (pole and zero), partial levels, innovation input.
