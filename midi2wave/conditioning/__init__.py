@@ -132,8 +132,7 @@ the segment.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..lazy import entry_points
 
 # entry point -> the module that defines it (never a submodule's own name, so that
 # `from midi2wave.conditioning import resonators` still imports the module)
@@ -145,21 +144,7 @@ _ENTRY_POINTS = {
     "log_mel_spectrogram": "features",
 }
 
-__all__ = [
-    "WindowInputs", "window_inputs", "Schedule", "schedule", "BankState", "BankBatch", "analyze",
-    "synthesize", "gain_track", "log_mel_spectrogram",
-]
+__all__ = list(_ENTRY_POINTS)
 
 
-def __getattr__(name: str) -> Any:
-    """An entry point, imported from its module on first use."""
-    module = _ENTRY_POINTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = entry_points(__name__, _ENTRY_POINTS)

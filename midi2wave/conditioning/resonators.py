@@ -704,13 +704,16 @@ class BankBatch:
         self.p = np.zeros(self.batch_size, np.float64)
         self.g = np.ones(self.batch_size, np.float64)
         self.e = np.zeros(self.batch_size, np.float64)
+        # built once: every array is fixed after this (reset and the steps change them in place), and
+        # the torch engine steps the bank once per sample
+        self.arrays = self._arrays()
+        self.streams = self._streams()
 
     def reset(self) -> "BankBatch":
         self.state.reset()
         return self
 
-    @property
-    def arrays(self) -> BankArrays:
+    def _arrays(self) -> BankArrays:
         """The schedules and settings as numba reads them."""
         return BankArrays(*(getattr(self, f) for f in Schedule.FIELDS), offsets=self.offsets,
                           held_until=self.held_until, gain_on=self.gain_on, gain_floor=self.gain_floor,
@@ -718,8 +721,7 @@ class BankBatch:
                           sustain_innovation=self.sustain_innovation, release_innovation=self.release_innovation,
                           partial_levels=self.partial_levels)
 
-    @property
-    def streams(self) -> BankStreams:
+    def _streams(self) -> BankStreams:
         """The streams' state as numba reads it (views: `bank_step` updates it in place)."""
         s = self.state
         return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g, self.e)

@@ -88,8 +88,7 @@ plays the OGGs as published (compare_instruments.py's "plain sfizz" reference).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..lazy import entry_points
 
 # entry point -> the module that defines it (never a submodule's own name)
 _ENTRY_POINTS = {
@@ -100,22 +99,7 @@ _ENTRY_POINTS = {
     "make_demo_dataset": "demo", "make_renderer": "instruments", "ensure_samples": "samples",
 }
 
-__all__ = [
-    "prepare_dataset", "PrepareSummary", "find_pieces", "read_manifest", "load_store_manifest",
-    "load_store_notes", "load_piece_audio", "SegmentDataset", "make_demo_dataset", "make_renderer",
-    "ensure_samples",
-]
+__all__ = list(_ENTRY_POINTS)
 
 
-def __getattr__(name: str) -> Any:
-    """An entry point, imported from its module on first use."""
-    module = _ENTRY_POINTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = entry_points(__name__, _ENTRY_POINTS)

@@ -83,8 +83,7 @@ systems, clips -> system, trials with sides); the page downloads `midi2wave-list
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..lazy import entry_points
 
 # entry point -> the module that defines it (never a submodule's own name: `evaluate`, `transcribe`
 # and `realism` stay modules for `from midi2wave.evaluation import evaluate`)
@@ -100,23 +99,7 @@ _ENTRY_POINTS = {
     "build_test": "listening", "score_ratings": "listening",
 }
 
-__all__ = [
-    "evaluate_checkpoint", "evaluate_model", "EvaluateOptions", "format_table", "Excerpt",
-    "store_excerpts", "midi_excerpts", "realism_scores", "RealismOptions", "gap_noise_db",
-    "tonal_purity", "log_mel_distance", "release_jumps_db", "get_transcriber", "write_report",
-    "ReportOptions", "build_test", "score_ratings",
-]
+__all__ = list(_ENTRY_POINTS)
 
 
-def __getattr__(name: str) -> Any:
-    """An entry point, imported from its module on first use."""
-    module = _ENTRY_POINTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = entry_points(__name__, _ENTRY_POINTS)

@@ -92,8 +92,7 @@ kernel in the package's `__pycache__` when resonators.py changes.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..lazy import entry_points
 
 # entry point -> the module that defines it. Never a submodule's own name (`generate`, `synthesize`,
 # `export` ...), so that `from midi2wave.render import generate` still imports the module. Nothing
@@ -107,22 +106,7 @@ _ENTRY_POINTS = {
     "export_model": "export", "ExportError": "export",
 }
 
-__all__ = [
-    "synthesize_files", "render_midi", "render_notes", "stream_notes", "Rendering",
-    "GenerationCache", "teacher_forced_params", "Engine", "make_engine", "resolve_engine",
-    "ChunkPlan", "StreamingJoin", "export_model", "ExportError",
-]
+__all__ = list(_ENTRY_POINTS)
 
 
-def __getattr__(name: str) -> Any:
-    """An entry point, imported from its module on first use."""
-    module = _ENTRY_POINTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = entry_points(__name__, _ENTRY_POINTS)

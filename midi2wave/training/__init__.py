@@ -48,8 +48,7 @@ What a run keeps and reports
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..lazy import entry_points
 
 # entry point -> the module that defines it (never a submodule's own name)
 _ENTRY_POINTS = {
@@ -62,22 +61,7 @@ _ENTRY_POINTS = {
     "DistInfo": "distributed", "env_info": "distributed", "resolve_device": "distributed",
 }
 
-__all__ = [
-    "train", "train_from_cli", "learning_rate_at", "RunCheckpoints", "TrainingState",
-    "restore_training_state", "latest_checkpoint", "load_initial_weights", "MetricsWriter",
-    "MetricWindow", "write_audio_summaries", "DistInfo", "env_info", "resolve_device",
-]
+__all__ = list(_ENTRY_POINTS)
 
 
-def __getattr__(name: str) -> Any:
-    """An entry point, imported from its module on first use."""
-    module = _ENTRY_POINTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = entry_points(__name__, _ENTRY_POINTS)
