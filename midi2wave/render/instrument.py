@@ -11,14 +11,13 @@ dry), mono at the models' rate (16 kHz), from time 0 to the last event plus a se
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Sequence
 
 from .. import constants as C
 from ..errors import InputError, Midi2WaveError
-from .synthesize import _error, _output_paths
+from .synthesize import _error, checked_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -41,24 +40,10 @@ def synthesize_with_instrument(inputs: Sequence[Path], instrument: str, *, out: 
         raise InputError(f"--year {year}: the instrument's rooms are the years {', '.join(map(str, demo.ROOMS))}")
     if start_s < 0 or (end_s is not None and end_s <= start_s):
         raise InputError(f"--start {start_s} / --end {end_s}: need 0 <= start < end")
-    inputs = [Path(p) for p in inputs]
-    outputs = _output_paths(inputs, out)
+    todo, failed = checked_outputs(inputs, out, force)
     sr = C.SAMPLE_RATE_HZ
-    failed = 0
-    seen: dict[Path, Path] = {}
-    for src, dst in zip(inputs, outputs):
+    for src, dst in todo:
         try:
-            key = dst.resolve()
-            if key in seen:
-                raise InputError(f"{src}: its output {dst} is also the output of {seen[key]} (rename one, or use -o FOLDER)")
-            seen[key] = src
-            if dst.exists() and not force:
-                raise InputError(f"{dst}: already exists (use --force to overwrite)")
-            if not src.exists():
-                raise InputError(f"{src}: no such file")
-            if not dst.parent.is_dir() or not os.access(dst.parent, os.W_OK | os.X_OK):
-                raise InputError(f"{dst}: folder {dst.parent} "
-                                 f"{'is not writable' if dst.parent.is_dir() else 'does not exist'}")
             notes, pedals = read_midi(src)
             t0 = time.perf_counter()
             audio = render_notes(notes, pedals, instrument, sample_rate_hz=sr, year=year)

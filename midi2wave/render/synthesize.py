@@ -651,22 +651,11 @@ def _unmap_freed_buffers() -> None:
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
-def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: Path | None = None,
-                     checkpoint: Path | None = None, start_s: float = 0.0, end_s: float | None = None,
-                     year: int | None = None, prime: Path | None = None, prime_seconds: float = 1.0,
-                     plot: bool = False, device: str = "cpu", force: bool = False, quiet: bool = False) -> int:
-    """`midi2wave synthesize`: render each MIDI file in `inputs` to a WAV (`out`: a file for one
-    input, a folder, or None: INPUT.wav beside each). Every output is checked (a writable folder,
-    not taken unless `force`) before the model loads or anything is generated. Returns 0 if every
-    input was rendered, 1 if some failed (each reported in one line); problems that concern every
-    input raise."""
-    from ..audio import wav_writer
-    from ..checkpoint import load_model
-    from ..devices import check_device
-
-    device = check_device(device)  # a missing GPU is one line, before any work
-    if prime_seconds <= 0 and prime is not None:
-        raise Midi2WaveError(f"--prime-seconds must be > 0, got {prime_seconds}")
+def checked_outputs(inputs: Sequence[Path], out: Path | None, force: bool, plot: bool = False
+                    ) -> tuple[list[tuple[Path, Path]], int]:
+    """(the (input, output) pairs that can be rendered, how many cannot): each input must exist, and
+    its output (and its PNG with `plot`) must be nobody else's, not taken unless `force`, in a
+    writable folder; each refusal is reported in one line. Checked before any model loads."""
     inputs = [Path(p) for p in inputs]
     outputs = _output_paths(inputs, out)
     failed = 0
@@ -696,6 +685,26 @@ def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: P
             failed += 1
             continue
         todo.append((src, dst))
+    return todo, failed
+
+
+def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: Path | None = None,
+                     checkpoint: Path | None = None, start_s: float = 0.0, end_s: float | None = None,
+                     year: int | None = None, prime: Path | None = None, prime_seconds: float = 1.0,
+                     plot: bool = False, device: str = "cpu", force: bool = False, quiet: bool = False) -> int:
+    """`midi2wave synthesize`: render each MIDI file in `inputs` to a WAV (`out`: a file for one
+    input, a folder, or None: INPUT.wav beside each). Every output is checked (a writable folder,
+    not taken unless `force`) before the model loads or anything is generated. Returns 0 if every
+    input was rendered, 1 if some failed (each reported in one line); problems that concern every
+    input raise."""
+    from ..audio import wav_writer
+    from ..checkpoint import load_model
+    from ..devices import check_device
+
+    device = check_device(device)  # a missing GPU is one line, before any work
+    if prime_seconds <= 0 and prime is not None:
+        raise Midi2WaveError(f"--prime-seconds must be > 0, got {prime_seconds}")
+    todo, failed = checked_outputs(inputs, out, force, plot)
     if not todo:
         return 1
 
