@@ -499,3 +499,23 @@ def test_resume_takes_a_step_checkpoint_newer_than_last_pt(tmp_path):
     for step in (4, 8):
         (folder / f"step_{step:06d}.pt").write_bytes(b"x")
     assert latest_checkpoint(folder) == folder / "step_000008.pt"
+
+
+@pytest.mark.training
+def test_a_signal_during_a_step_stops_after_it_before_validation(store, tmp_path, monkeypatch):
+    """A stop signal that arrives while step 3 runs stops the run at step 3, and step 3's validation
+    (due then) is skipped: the checkpoint must fit the scheduler's grace time."""
+    validations = []
+    train_step = loop._Trainer.train_step
+
+    def signalled_step(self, batch, stop_requested=False):
+        if self.step == 2:  # step 3 is running
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return train_step(self, batch, stop_requested)
+
+    monkeypatch.setattr(loop._Trainer, "train_step", signalled_step)
+    monkeypatch.setattr(loop._Trainer, "_validate_and_log", lambda self: validations.append(self.step))
+    summary = train(tiny(validate_every_steps=3, checkpoint_every_steps=100), store, tmp_path / "r", progress=False,
+                    max_steps=10)
+    assert summary["step"] == 3 and validations == []
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == 3
