@@ -227,6 +227,10 @@ def load_state(path: str | os.PathLike, use_ema: bool = True) -> tuple[dict[str,
     return weights, config, state
 
 
+# the bundled live model (a causal context; `midi2wave live`, `midi2wave play`)
+LIVE_ASSETS_DIR = ASSETS_DIR / "live"
+
+
 def bundled_model_path() -> Path:
     """midi2wave/assets/model.safetensors; CheckpointError if this installation has no bundled model."""
     path = ASSETS_DIR / SAFETENSORS_NAME

@@ -137,6 +137,58 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
                             quiet=args.quiet)
 
 
+def _live_synth(args: argparse.Namespace):
+    """The live engine for `live` / `play`: the bundled live model unless --checkpoint."""
+    from .checkpoint import LIVE_ASSETS_DIR, load_model
+    from .render.live import LiveError, LiveSynth
+
+    path = args.checkpoint if args.checkpoint is not None else LIVE_ASSETS_DIR
+    model, _ = load_model(path)
+    try:
+        return LiveSynth(model, _sampling_options(args, args.command), year=args.year)
+    except LiveError as e:
+        raise Midi2WaveError(f"{path}: {e}") from None
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from .render import playback
+
+    if args.list:
+        print(playback.list_ports())
+        return 0
+    if args.jack == (args.device is not None or args.midi_in is not None):
+        raise Midi2WaveError("live: choose --jack, or --midi-in PORT with --device NAME (see --list)")
+    synth = _live_synth(args)
+    if args.jack:
+        backend = playback.JackBackend(synth, args.name, args.connect)
+    else:
+        backend = playback.DeviceBackend(synth, args.midi_in, args.device, args.period)
+    if not args.quiet:
+        print(f"midi2wave live: {backend.rate} Hz, period {backend.period}, latency {backend.latency_ms:.1f} ms; "
+              f"Ctrl-C stops", file=sys.stderr)
+    return playback.run_live(backend, quiet=args.quiet, seconds=args.seconds)
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    from .files import check_folder
+    from .render import playback
+
+    if not args.input.is_file():
+        raise Midi2WaveError(f"{args.input}: file not found")
+    if args.out is not None:
+        check_folder(args.out.parent, f"{args.out}")
+        if args.out.exists() and not args.force:
+            raise Midi2WaveError(f"{args.out}: exists (--force overwrites)")
+    if args.no_audio and args.out is None:
+        raise Midi2WaveError("play --no-audio: give --out FILE.wav (nothing would be heard or written)")
+    synth = _live_synth(args)
+    first = playback.play_file(synth, args.input, out=args.out, device=args.audio_device, audio=not args.no_audio,
+                               force=args.force, end_s=args.end, quiet=args.quiet)
+    if not args.quiet:
+        print(f"midi2wave play: first sound {first:.2f} s after the model loaded", file=sys.stderr)
+    return 0
+
+
 def _cmd_note_sheet(args: argparse.Namespace) -> int:
     from .evaluation.notesheet_run import NoteSheetOptions, run_note_sheet
 
@@ -321,6 +373,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overwrite existing outputs (a corpus: render complete outputs again too)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
     p.set_defaults(handler=_cmd_synthesize)
+
+    p = sub.add_parser("live", help="play the live model from a MIDI input in real time (JACK, or a MIDI port "
+                                    "and an audio device)",
+                       description="MIDI in, piano out, until Ctrl-C. --jack: a JACK client with ports NAME:midi_in "
+                                   "and NAME:out (events sound exactly the reported latency after they arrive). "
+                                   "Else --midi-in PORT (python-rtmidi: ALSA, CoreMIDI, WinMM) and --device NAME "
+                                   "(PortAudio). A status line shows the latency, the callback's load, polyphony, "
+                                   "xruns and ignored messages. docs/live.md.")
+    p.add_argument("--jack", action="store_true", help="run as a JACK client")
+    p.add_argument("--name", default="midi2wave", help="JACK client name (ports NAME:midi_in, NAME:out)")
+    p.add_argument("--connect", action="store_true", help="JACK: connect NAME:out to the system playback ports")
+    p.add_argument("--midi-in", default=None, metavar="PORT", help="MIDI input port (name, part of it, or number)")
+    p.add_argument("--device", default=None, metavar="NAME", help="audio output device (PortAudio name or number)")
+    p.add_argument("--period", type=_positive_int, default=128, help="--device: frames per period")
+    p.add_argument("--list", action="store_true", help="list JACK ports, MIDI inputs and audio outputs, then exit")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="a causal model (default: the bundled live model)")
+    p.add_argument("--year", type=int, default=None, help="recording year to imitate")
+    _add_sampling_flags(p, "live")
+    p.add_argument("-q", "--quiet", action="store_true", help="no status line")
+    p.set_defaults(handler=_cmd_live)
+
+    p = sub.add_parser("play", help="play a MIDI file through the live engine while it is generated",
+                       description="Streams the live model's render of a MIDI file to an audio device as it is "
+                                   "generated (sound starts at once); --out also writes it to a WAV, --no-audio "
+                                   "only writes it (the live engine's offline render).")
+    p.add_argument("input", type=Path, help="MIDI file")
+    p.add_argument("-o", "--out", type=Path, default=None, help="also write the audio to this WAV")
+    p.add_argument("--no-audio", action="store_true", help="do not play, only write --out")
+    p.add_argument("--audio-device", default=None, metavar="NAME", help="PortAudio output device (default: the system's)")
+    p.add_argument("--end", type=float, default=None, metavar="S", help="stop at this time (default: the end + 1 s)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="a causal model (default: the bundled live model)")
+    p.add_argument("--year", type=int, default=None, help="recording year to imitate")
+    _add_sampling_flags(p, "play")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    p.set_defaults(handler=_cmd_play)
 
     p = sub.add_parser("evaluate", help="NLL, conditioning gain, transcription F1 and realism of a model")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")

@@ -431,6 +431,8 @@ MODEL_SAMPLING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.field
 
 # The commands whose sampling flags `SamplingOptions` declares (see `_flag`).
 SAMPLING_COMMANDS: tuple[str, ...] = ("synthesize", "evaluate")
+# the model's own settings, the seed and the precision apply to the live engine too (`live`, `play`)
+_LIVE = ("live", "play")
 
 
 def _flag(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
@@ -453,8 +455,9 @@ class SamplingOptions:
     the model's own: `resolve` fills them in once, where a render or an evaluation starts."""
 
     # None: the model's own default (`Config.sampling`, see `resolve`), else the built-in one
-    temperature: float | None = _flag(None, f"sampling temperature ({_OWN}, from its config; else 1.0)")
-    seed: int = _flag(0, "random seed", commands=("synthesize",))  # evaluate's --seed sets it and the excerpts'
+    temperature: float | None = _flag(None, f"sampling temperature ({_OWN}, from its config; else 1.0)",
+                                      commands=SAMPLING_COMMANDS + _LIVE)
+    seed: int = _flag(0, "random seed", commands=("synthesize",) + _LIVE)  # evaluate's --seed sets it and the excerpts'
     engine: str = _flag("auto", "generation engine", choices=("auto", "numba", "torch"),
                         commands=("synthesize",))  # "auto" | "numba" | "torch"
     # None: chunks across all cores once the piece is long enough to gain (`chunks.auto_chunk_seconds`);
@@ -470,22 +473,24 @@ class SamplingOptions:
     # throughout): random innovations while notes sustain make their loudness wander, which
     # listeners and transcribers hear as re-struck notes.
     sustain_temperature: float | None = _flag(
-        None, f"temperature more than --attack-seconds after every onset (0: --temperature throughout; {_OWN})")
-    attack_seconds: float | None = _flag(None, f"see --sustain-temperature ({_OWN})")
+        None, f"temperature more than --attack-seconds after every onset (0: --temperature throughout; {_OWN})",
+        commands=SAMPLING_COMMANDS + _LIVE)
+    attack_seconds: float | None = _flag(None, f"see --sustain-temperature ({_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
     sustain_innovation: float | None = _flag(  # see ModelSampling
         None, "models with the resonator bank: share of the sampled innovation heard directly while notes "
               "sound past their attacks; the rest reaches the output only through the notes' partials "
-              f"(1: all, as in training, with --release-innovation 1 too; {_OWN})")
+              f"(1: all, as in training, with --release-innovation 1 too; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
     # see ModelSampling (None: the model's own, which may itself be None: the sustain share)
     release_innovation: float | None = _flag(
         None, "models with the resonator bank: the same share once every sounding note is released "
-              f"({_OWN}; a model that sets none follows the sustain share, --sustain-innovation included)")
+              f"({_OWN}; a model that sets none follows the sustain share, --sustain-innovation included)",
+        commands=SAMPLING_COMMANDS + _LIVE)
     partial_levels: float | None = _flag(  # see ModelSampling
         None, "models with fitted partial levels: how far (0..1, in log amplitude) each note's partials "
               "move to the levels fitted to the training audio at the end of its attack (0: as the sampled "
-              f"attack left them; {_OWN})")
+              f"attack left them; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
     precision: str = _flag("fp32", "numba engine weight storage (fp16: faster for one stream of a big model)",
-                           choices=("fp32", "fp16", "int8"), commands=("synthesize",))  # numba-only
+                           choices=("fp32", "fp16", "int8"), commands=("synthesize",) + _LIVE)  # numba-only
     crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from midi2wave.config import (
@@ -19,8 +20,11 @@ from midi2wave.config import (
     DataConfig,
     ModelConfig,
     ResonatorConfig,
+    SamplingOptions,
     load_config,
 )
+from midi2wave.conditioning import resonators as rs
+from midi2wave.midi import Notes, PedalEvents, write_midi
 from midi2wave.model import Midi2Wave
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +69,42 @@ def random_inputs(model: Midi2Wave, n_samples: int, batch: int = 1, seed: int = 
     cond = torch.rand(batch, model.data_config.conditioning_channels, frames + 2 * model.context_margin_frames,
                       generator=g)
     return cond, torch.rand(batch, n_samples, 2, generator=g), torch.zeros(batch, dtype=torch.long)
+
+
+# ---------------------------------------------------------------- the live engine (test_live*.py)
+
+LIVE_BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack_s=0.02, gain_sustain=0.25,
+                          gain_release_s=0.03, gain_floor=1e-4, attack_s=0.02, pre_emphasis=0.5, noise_lowpass=0.6,
+                          level_pitches=(40, 80),
+                          levels_db=((-30.0, -36.0, -40.0, -44.0), (-32.0, -38.0, -42.0, -46.0)),
+                          level_velocity_slopes=(0.5, 0.5, 0.5, 0.5))
+
+
+def live_model(causal: bool = True) -> Midi2Wave:
+    """A tiny causal mu-law model over the bank, reading every kind of input the live model reads."""
+    torch.manual_seed(0)
+    cfg = tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=2, output_kind="mulaw",
+                            context_causal=causal)
+    data = DataConfig(conditioning=("onset_velocity", "frame", "offset", "pedals"), segment_seconds=0.032,
+                      resonators=LIVE_BANK, excitation_partials=4)
+    model = Midi2Wave(cfg, data).eval()
+    with torch.no_grad():  # a visible year and context: the tests see them reach the output
+        model.year_embed.weight.normal_(0, 0.3)
+    return model
+
+
+LIVE_OPTIONS = SamplingOptions(sustain_temperature=0.5, sustain_innovation=0.7, release_innovation=0.2,
+                          partial_levels=1.0, seed=3)
+
+
+def live_piece(folder) -> str:
+    """Notes, a rest long enough to fall silent, the sustain and sostenuto pedals, a re-struck key."""
+    notes = Notes(np.array([0.013, 0.05, 0.2, 0.21, 0.3, 2.6, 2.61, 2.8]),
+                  np.array([0.15, 0.12, 0.25, 0.6, 0.45, 2.7, 2.9, 3.0]),
+                  np.array([60, 64, 67, 48, 67, 72, 76, 40], np.int16),
+                  np.array([100, 80, 90, 60, 110, 70, 75, 120], np.int16))
+    pedals = PedalEvents(np.array([0.1, 0.4, 2.65, 2.75, 2.85]), np.array([64, 64, 66, 66, 67], np.int16),
+                         np.array([100, 0, 90, 0, 127], np.int16))
+    path = Path(folder) / "piece.mid"
+    write_midi(notes, pedals, path)
+    return str(path)

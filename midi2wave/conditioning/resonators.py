@@ -204,19 +204,41 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     """The oscillators that sound anywhere in samples [start_sample, start_sample + n_samples) of
     a piece, with times relative to `start_sample`. `notes` should already be sustained."""
     sr = float(sample_rate_hz)
-    floor = float(config.gain_floor) if config.gain > 0 else None
-    shaping = dict(pre_emphasis=float(config.pre_emphasis), noise_lowpass=float(config.noise_lowpass))
     if len(notes) == 0 or n_samples <= 0 or config.partials <= 0:
-        return Schedule.empty(floor, **shaping)
+        return Schedule.empty(*_settings(config))
     first = np.ceil(notes.onset_s * sr).astype(np.int64)
     release = np.ceil(notes.offset_s * sr).astype(np.int64)
     stop = release + int(math.ceil(config.release_tail_s * sr))
     keep = (stop > start_sample) & (first < start_sample + n_samples)
     if not keep.any():
-        return Schedule.empty(floor, **shaping)
-    tau = decay_tau_s(notes.pitch[keep])
+        return Schedule.empty(*_settings(config))
+    out = oscillators(notes.pitch[keep], notes.velocity[keep], first[keep] - start_sample,
+                      release[keep] - start_sample, sample_rate_hz, config)
+    order = np.argsort(out.start, kind="stable")
+    return dataclasses.replace(out, **{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS})
+
+
+def _settings(config: ResonatorConfig) -> tuple[float | None, float, float]:
+    """(gain floor or None, pre-emphasis, noise lowpass): a schedule's shared settings."""
+    floor = float(config.gain_floor) if config.gain > 0 else None
+    return floor, float(config.pre_emphasis), float(config.noise_lowpass)
+
+
+def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, release: np.ndarray,
+                sample_rate_hz: int, config: ResonatorConfig) -> Schedule:
+    """The oscillators of notes (pitch, velocity int [n]) starting at samples `first` and released at
+    samples `release` (int64 [n]): note by note, each note's partials in order (not sorted by start).
+    The one place the bank's settings become oscillators: `schedule` (a window of a piece) and the
+    live engine's growing bank (`LiveBank.add_note`, released later) both call it."""
+    sr = float(sample_rate_hz)
+    floor, emphasis, lowpass = _settings(config)
+    pitch = np.asarray(pitch)
+    velocity = np.asarray(velocity)
+    first = np.asarray(first, np.int64)
+    release = np.asarray(release, np.int64)
+    tau = decay_tau_s(pitch)
     k = np.arange(1, config.partials + 1, dtype=np.float64)
-    freq = partial_hz(notes.pitch[keep][:, None], k[None, :], config.tuning_cents,
+    freq = partial_hz(pitch[:, None], k[None, :], config.tuning_cents,
                       config.inharmonicity)              # [notes, partials]
     ok = freq < min(config.max_hz, sr / 2.0)
     if config.gain > 0:  # the gain rides on the fundamental: keep it even where stretch lifts it past max_hz
@@ -229,29 +251,25 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     tau_k = config.decay_scale * tau[note_idx] / partial ** config.decay_exponent
     # The innovation gain rides on each note's first oscillator (the fundamental, kept above).
     carrier = (partial == 1.0) & (config.gain > 0)
-    level = np.where(carrier, config.gain * (notes.velocity[keep][note_idx] / 127.0) ** config.gain_velocity_exponent,
-                     0.0)
-    out = Schedule(
-        start=first[keep][note_idx] - start_sample,
-        release=release[keep][note_idx] - start_sample,
-        stop=stop[keep][note_idx] - start_sample,
+    level = np.where(carrier, config.gain * (velocity[note_idx] / 127.0) ** config.gain_velocity_exponent, 0.0)
+    return Schedule(
+        start=first[note_idx],
+        release=release[note_idx],
+        stop=release[note_idx] + int(math.ceil(config.release_tail_s * sr)),
         omega=2.0 * np.pi * hz / sr,
         r_hold=np.exp(-1.0 / (tau_k * sr)),
         r_release=np.full(hz.shape, math.exp(-1.0 / (config.release_tau_s * sr))),
         kappa=float(config.kappa) / partial ** config.kappa_exponent,
-        attack_end=first[keep][note_idx] - start_sample + int(round(config.attack_s * sr)),
+        attack_end=first[note_idx] + int(round(config.attack_s * sr)),
         kappa_sustain=float(config.kappa_after_attack) / partial ** config.kappa_exponent,
-        gain_floor=floor,
-        **shaping,
+        gain_floor=floor, pre_emphasis=emphasis, noise_lowpass=lowpass,
         gain_attack=level,
         gain_sustain=level * config.gain_sustain,
         gain_attack_decay=np.full(hz.shape, -1.0 / (config.gain_attack_s * sr)),
         gain_hold_decay=-1.0 / (config.gain_decay_scale * tau[note_idx] * sr),
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
-        level=fitted_levels(notes.pitch[keep][note_idx], notes.velocity[keep][note_idx], partial, config),
+        level=fitted_levels(pitch[note_idx], velocity[note_idx], partial, config),
     )
-    order = np.argsort(out.start, kind="stable")
-    return dataclasses.replace(out, **{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS})
 
 
 class BankState:
@@ -763,3 +781,103 @@ def empty_bank() -> BankBatch:
     """A bank of one stream without oscillators: the kernel's placeholder for a model without a bank
     (one kernel specialisation for both)."""
     return BankBatch([Schedule.empty()])
+
+
+# A release not known yet (a held key): later than any sample a stream reaches, and far enough from
+# the int64 limit that adding the release tail cannot overflow.
+NOT_RELEASED = 1 << 52
+
+
+class LiveBank:
+    """The resonator bank of one stream whose notes arrive while it runs (the live engine,
+    `render/live.py`): the same oscillators as `schedule` (`oscillators`), appended in start order
+    as notes begin and given their release when it becomes known, so the kernel steps it exactly
+    as it steps a `BankBatch` (same `arrays` / `streams` layout, one stream).
+
+    Why this is exact: every use of a release in the bank step compares it with the current sample
+    (`t < release`, `min(t, release)`, the latest release <= t), so a release set at sample T >= the
+    stream's position gives the samples before T what `NOT_RELEASED` gave them. Capacity is fixed
+    (`capacity` oscillators; nothing is allocated while the kernel runs); `compact()` drops the
+    stopped oscillators before the oldest one still sounding, between kernel calls."""
+
+    def __init__(self, config: ResonatorConfig, sample_rate_hz: int, sustain_innovation: float = 1.0,
+                 release_innovation: float = 1.0, partial_levels: float = 0.0, capacity: int = 4096) -> None:
+        self.config, self.sample_rate_hz, self.capacity = config, int(sample_rate_hz), int(capacity)
+        floor, emphasis, lowpass = _settings(config)
+        template = Schedule.empty(floor, emphasis, lowpass).for_sampling(sustain_innovation, partial_levels,
+                                                                         release_innovation)
+        self.tail = int(math.ceil(config.release_tail_s * sample_rate_hz))
+        for name in Schedule.FIELDS:
+            setattr(self, name, np.zeros(self.capacity, np.int64 if name in Schedule.TIME_FIELDS else np.float64))
+        self.offsets = np.zeros(2, np.int64)  # one stream: oscillators 0 .. offsets[1] - 1
+        self.held_until = np.zeros(self.capacity, np.int64)
+        self.state = BankState(1, self.capacity)
+        self.p, self.g, self.e = np.zeros(1), np.ones(1), np.zeros(1)
+        self.arrays = BankArrays(*(getattr(self, f) for f in Schedule.FIELDS), offsets=self.offsets,
+                                 held_until=self.held_until, gain_on=floor is not None,
+                                 gain_floor=float(floor or 0.0), pre_emphasis=emphasis, noise_lowpass=lowpass,
+                                 sustain_innovation=template.sustain_innovation,
+                                 release_innovation=template.release_innovation,
+                                 partial_levels=template.partial_levels)
+        s = self.state
+        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g, self.e)
+        self.dropped = 0
+
+    @property
+    def size(self) -> int:
+        """Oscillators in the schedule (sounding, or stopped but not yet compacted away)."""
+        return int(self.offsets[1])
+
+    def reset(self) -> "LiveBank":
+        """Silence and no oscillators."""
+        self.state.reset()
+        self.offsets[1] = 0
+        self.dropped = 0  # oscillators compacted away so far: row numbers handed out are index + dropped
+        return self
+
+    def add_note(self, pitch: int, velocity: int, start: int) -> tuple[int, int] | None:
+        """The oscillators of a note starting at sample `start` (>= every start so far), not yet
+        released; returns its rows (first, end) for `release_note` (numbers that stay valid through
+        `compact`), or None when the bank is full (after compacting) and the note is not added."""
+        rows = oscillators(np.array([pitch]), np.array([velocity]), np.array([start], np.int64),
+                           np.array([NOT_RELEASED], np.int64), self.sample_rate_hz, self.config)
+        k = len(rows)
+        if self.size + k > self.capacity:
+            self.compact()
+            if self.size + k > self.capacity:
+                return None
+        a = self.size
+        for name in Schedule.FIELDS:
+            getattr(self, name)[a:a + k] = getattr(rows, name)
+        self.held_until[a:a + k] = NOT_RELEASED
+        self.offsets[1] = a + k
+        return a + self.dropped, a + k + self.dropped
+
+    def release_note(self, rows: tuple[int, int], at: int) -> None:
+        """Release the note on rows (first, end) at sample `at` (not before the stream's position)."""
+        a, b = rows[0] - self.dropped, rows[1] - self.dropped
+        if a < 0:
+            raise ValueError("release_note: the note's oscillators were dropped (they had stopped)")
+        self.release[a:b] = np.minimum(self.release[a:b], at)
+        self.stop[a:b] = self.release[a:b] + self.tail
+        n = self.size
+        np.maximum.accumulate(self.release[:n], out=self.held_until[:n])
+
+    def compact(self) -> int:
+        """Drop the oscillators before the oldest one still admitted or to come (all stopped).
+        Returns how many were dropped (`add_note`'s row numbers stay valid)."""
+        n = self.size
+        s = self.state
+        na, nxt = int(s.n_active[0]), int(s.next[0])
+        m = int(s.idx[0, :na].min()) if na else nxt
+        if m <= 0:
+            return 0
+        for name in Schedule.FIELDS:
+            array = getattr(self, name)
+            array[:n - m] = array[m:n].copy()
+        s.idx[0, :na] -= m
+        s.next[0] = nxt - m
+        self.offsets[1] = n - m
+        self.dropped += m
+        np.maximum.accumulate(self.release[:n - m], out=self.held_until[:n - m])
+        return m

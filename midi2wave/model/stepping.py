@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -104,4 +105,70 @@ def stepping_weights(model: Any) -> SteppingWeights:  # a Midi2Wave; its submodu
     )
 
 
-__all__ = ["SteppingWeights", "stepping_weights"]
+__all__ = ["SteppingWeights", "stepping_weights", "ContextStepper"]
+
+
+class ContextStepper:
+    """A causal context stack run one frame at a time (the live engine), with the per-layer gate
+    conditioning it gives: explicit, resettable state (each context layer's past inputs).
+
+    `step(roll [C_in]) -> cond [L, G]` (float32): the model's `layer_conditioning` of the newest
+    frame, i.e. `cond_proj(context(rolls))[:, :, f]` plus the year's embedding, given every roll
+    frame since `reset()` (zeros before it, as the stack's zero padding). Every frame is computed
+    the same way whatever else has been stepped, so a stream cut into blocks of any size gets the
+    same numbers. Equal to the model's batched convolution within float rounding (tests). Only a
+    causal context can be stepped: frame f may not depend on frames after it."""
+
+    def __init__(self, model: Any, year_index: int | None = None) -> None:
+        context = model.context
+        if context is None or model.cond_proj is None or model.upsampler is not None:
+            raise ValueError("the model has no frame-rate context stack with repeat upsampling to step")
+        if not model.model_config.context_causal:
+            raise ValueError("the model's context stack looks ahead (model.context_causal is false): "
+                             "it cannot run as notes arrive")
+
+        def f32(t: torch.Tensor) -> Any:
+            return t.detach().to("cpu", torch.float32).numpy().copy()
+
+        self.w_in = f32(context.input.weight[:, :, 0])  # [C, C_in]
+        self.b_in = f32(context.input.bias)
+        self.layers = []
+        for layer in context.layers:
+            w = f32(layer.conv.weight)  # [2C, C, K]: tap j reads frame f - (K-1-j) d
+            self.layers.append((int(layer.conv.dilation[0]), [w[:, :, j].copy() for j in range(w.shape[2])],
+                                f32(layer.conv.bias), f32(layer.out.weight[:, :, 0]), f32(layer.out.bias)))
+        self.kernel_size = int(context.layers[0].conv.kernel_size[0]) if self.layers else 1
+        self.w_proj = f32(model.cond_proj.weight[:, :, 0])  # [L*G, C]
+        L, G = model.model_config.n_layers, model.model_config.gate_channels
+        self.shape = (L, G)
+        self.year_row = None
+        if model.year_embed is not None and year_index is not None:
+            self.year_row = f32(model.year_embed.weight[int(year_index)])
+        C = self.w_in.shape[0]
+        # history[l]: layer l's inputs of the last (K-1) d + 1 frames, newest at position frame % size
+        self.history = [np.zeros(((self.kernel_size - 1) * d + 1, C), np.float32) for d, *_ in self.layers]
+        self.frame = 0
+
+    def reset(self) -> None:
+        for h in self.history:
+            h.fill(0.0)
+        self.frame = 0
+
+    def step(self, roll: Any) -> Any:
+        f = self.frame
+        h = self.w_in @ np.asarray(roll, np.float32) + self.b_in
+        K = self.kernel_size
+        for (d, taps, bias, w_out, b_out), hist in zip(self.layers, self.history):
+            size = hist.shape[0]
+            hist[f % size] = h
+            acc = bias.copy()
+            for j, w in enumerate(taps):
+                acc += w @ hist[(f - (K - 1 - j) * d) % size]
+            half = acc.shape[0] // 2
+            gate = np.tanh(acc[:half]) * (0.5 + 0.5 * np.tanh(0.5 * acc[half:]))  # sigmoid, no overflow
+            h = h + (w_out @ gate + b_out)
+        self.frame = f + 1
+        cond = self.w_proj @ h
+        if self.year_row is not None:
+            cond = cond + self.year_row
+        return cond.reshape(self.shape)

@@ -18,7 +18,10 @@ midi2wave.render.synthesize as ...`). Entry points (`__all__`, imported on first
 - `GenerationCache`, `teacher_forced_params` (generate.py; `generate.generate` is the sampler);
 - `make_engine`, `resolve_engine`, `Engine` (engines.py);
 - `ChunkPlan`, `StreamingJoin` (chunks.py);
-- `export_model`, `ExportError` (export.py).
+- `export_model`, `ExportError` (export.py);
+- `LiveSynth`, `RateAdapter`, `render_file_live` (live.py: the live engine, events in and blocks out,
+  explicit state; block-wise == offline bit for bit) and `JackBackend`, `DeviceBackend` (playback.py:
+  JACK, PortAudio + RtMidi; `midi2wave live`, `midi2wave play`).
 
 The step-by-step weights
 ------------------------
@@ -104,6 +107,8 @@ _ENTRY_POINTS = {
     "Engine": "engines", "make_engine": "engines", "resolve_engine": "engines",
     "ChunkPlan": "chunks", "StreamingJoin": "chunks",
     "export_model": "export", "ExportError": "export",
+    "LiveSynth": "live", "RateAdapter": "live", "render_file_live": "live",
+    "JackBackend": "playback", "DeviceBackend": "playback",
 }
 
 __all__ = list(_ENTRY_POINTS)

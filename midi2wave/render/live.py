@@ -1,0 +1,600 @@
+"""The live engine: MIDI events in, audio out, block by block (`midi2wave live`, `midi2wave play`).
+
+`LiveSynth(model, options, year)` holds one stream's whole state, explicit and resettable:
+- the notes sounding and the pedals (the sustain rule applied as events arrive: a key released
+  while the sustain pedal is down sounds on until the pedal lifts or the key is struck again; the
+  sostenuto pedal holds the keys down when it goes down; the soft pedal is a conditioning row);
+- the context stack's past frames (`model.stepping.ContextStepper`: a causal context, one frame
+  at a time), and the gate conditioning of the frames computed so far;
+- the resonator bank (`conditioning.resonators.LiveBank`: oscillators appended as notes begin and
+  released when they end), the WaveNet's ring buffers (`kernel.NumbaState`), the random stream,
+  the DC blocker.
+
+Events: `note_on(pitch, velocity, offset)`, `note_off(pitch, offset)`, `control_change(cc, value,
+offset)` or raw bytes `midi_message(data, offset)`, `offset` samples into the next `render(n)`
+block. Unknown or bad messages (sysex, pressure, bend, keys outside 21..108, stray data bytes) are
+ignored and counted in `stats`, never raised.
+
+Timing: frame f's roll (`midi.frame_rolls` of the notes known then) is complete once every event
+before its end has arrived, so the engine lags its input by one frame: `render(n)` returns the
+piece's samples [clock - L, clock + n - L) with `latency_samples` L = samples_per_frame (4 ms at
+16 kHz). An event at sample T sounds from output sample T + L exactly, in any block size. Per block:
+the events are applied in time order, each completed frame's roll goes through the context stepper
+(numpy, per frame), and the samples go through one call of the numba kernel (nogil: the bank step is
+inlined in it), so there is no Python per sample. The render of a block depends on no block size:
+`render_events` (the offline render of a file through this engine, `midi2wave play --out`) equals
+any block-wise render bit for bit (tests/test_live.py).
+
+Silence: once every note is released and its tail (the longer of `synthesize.RELEASE_SECONDS` and
+the bank's) is over, the engine outputs exact zeros without running the network, and starts again
+from a silent state at the frame of the next onset.
+
+Rates: `RateAdapter` turns the model's rate into the device's: an integer ratio (48 kHz from 16 kHz)
+through a short linear-phase polyphase FIR (24 samples of delay at 48 kHz), other ratios through
+soxr's stream API (LQ); the latency it adds is part of `RateAdapter.latency_frames`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from .. import constants as C
+from ..config import Config, SamplingOptions
+from ..conditioning import resonators
+from ..midi import Notes, PedalEvents, excitation_signal, frame_rolls, read_midi
+from .rows import temperature_track
+
+try:
+    import numba
+
+    _njit = numba.njit(cache=True, nogil=True)
+except ImportError:  # pragma: no cover
+    def _njit(f):
+        return f
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LiveSynth", "LiveStats", "RateAdapter", "file_events", "render_events", "render_file_live",
+           "LiveError"]
+
+_FAR_S = 1.0e9  # the offset of a note still sounding, for the roll and excitation builders (seconds)
+_PRUNE_S = 2.0  # a finished note leaves the table this long after its end (past every tail that reads it)
+
+
+class LiveError(ValueError):
+    """A model or setting the live engine cannot run (one line)."""
+
+
+@dataclass
+class LiveStats:
+    """Counters of a live stream (read by the status line)."""
+
+    notes: int = 0  # note-ons played
+    dropped: int = 0  # note-ons refused: the bank was full
+    ignored: Counter = field(default_factory=Counter)  # messages ignored, by reason
+    blocks: int = 0
+
+    @property
+    def ignored_total(self) -> int:
+        return sum(self.ignored.values())
+
+
+@dataclass
+class _Note:
+    pitch: int
+    velocity: int
+    onset: int  # sample
+    rows: tuple[int, int] | None  # the bank's rows
+    offset: int | None = None  # sample it ended (None: sounding)
+    key_down: bool = True
+    sostenuto: bool = False  # held by the sostenuto pedal
+
+
+@_njit
+def _dc_block(x, state, rate):
+    """y_t = x_t - m_t, m_t = m_{t-1} + rate (x_t - m_{t-1}), in place, sample by sample (the same in
+    any block size; `audio.DCBlocker` is its vectorised twin for whole renders)."""
+    m = state[0]
+    for i in range(x.shape[0]):
+        m += rate * (x[i] - m)
+        x[i] = x[i] - m
+    state[0] = m
+
+
+class LiveSynth:
+    """One stream of a model played from events (see the module docstring)."""
+
+    def __init__(self, model: Any, options: SamplingOptions = SamplingOptions(), year: int | None = None,
+                 bank_capacity: int = 4096) -> None:
+        from . import kernel
+        from .synthesize import RELEASE_SECONDS
+        from ..audio import DC_CUTOFF_HZ
+        from ..model.stepping import ContextStepper, stepping_weights
+
+        data = model.data_config
+        self.options = options.resolve(Config(data=data, model=model.model_config, sampling=model.sampling_defaults))
+        if self.options.engine == "torch":
+            raise LiveError("the live engine runs the numba kernel (--engine numba or auto)")
+        self.data = data
+        self.sr, self.spf, self.fr = data.sample_rate_hz, data.samples_per_frame, data.frame_rate_hz
+        self.latency_samples = self.spf
+        try:
+            self.context = ContextStepper(model, C.year_index(year) if data.use_year else None)
+        except ValueError as e:
+            raise LiveError(f"this model cannot play live: {e}; use the live model (--model live)") from None
+        bank_config = resonators.from_data_config(data)
+        if bank_config is None:
+            raise LiveError("this model cannot play live: the live engine runs models with the resonator bank")
+        o = self.options
+        self.bank = resonators.LiveBank(bank_config, self.sr, o.sustain_innovation, o.release_innovation,
+                                        o.partial_levels, capacity=bank_capacity)
+        self.packed = kernel.pack_weights(stepping_weights(model), o.precision)
+        self.kernel = kernel.NumbaState(self.packed, 1)
+        self.kernel.innovation_input = data.network_reads_innovation
+        self.tail = max(int(math.ceil(RELEASE_SECONDS * self.sr)), int(math.ceil(bank_config.release_tail_s * self.sr)))
+        self.dc_rate = 2.0 * math.pi * DC_CUTOFF_HZ / self.sr
+        self.excitation_partials = data.excitation_partials
+        L, G = self.context.shape
+        self.cond_frames = np.zeros((256, L, G), np.float32)  # frame f at f % 256 (a 1 s window at most)
+        self._zeros1 = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64), np.zeros((1, 1, 1), np.float32)
+        self.reset()
+
+    # ------------------------------------------------------------------------------- state
+
+    def reset(self) -> None:
+        """Silence at sample 0, no notes, pedals up, the random stream from the options' seed."""
+        self.clock = 0  # the next input sample (events are placed from here)
+        self.generated = -self.latency_samples  # the next piece sample to generate (output lags by L)
+        self.next_frame = 0
+        self.events: list[tuple[int, int, int, int, int]] = []  # (time, seq, kind, a, b)
+        self.seq = 0
+        self.notes: list[_Note] = []
+        self.pedal_events: list[tuple[int, int, int]] = []  # (sample, controller, value)
+        self.pedal = {cc: 0 for cc in C.PEDAL_CONTROLLERS}
+        self.idle_from: int | None = 0  # silent (network not running) from this sample; None: sounding
+        self.wake_onset = 0  # the onset that last woke the network (it runs from that onset's frame)
+        self.rng = np.random.Generator(np.random.PCG64(int(self.options.seed)))
+        self.dc_state = np.zeros(1)
+        self.context.reset()
+        self.bank.reset()
+        self.kernel.reset()
+        self.stats = LiveStats()
+        self._notes_cache: tuple[Notes, PedalEvents] | None = None
+
+    @property
+    def polyphony(self) -> int:
+        """Notes sounding (held, sustained or in their release) now."""
+        t = self.generated
+        return sum(1 for n in self.notes if n.offset is None or n.offset + self.tail > t)
+
+    # ------------------------------------------------------------------------------ events
+
+    def _queue(self, offset: int, kind: int, a: int, b: int) -> None:
+        offset = int(offset)
+        if offset < 0:
+            self.stats.ignored["negative offset"] += 1
+            offset = 0
+        self.events.append((self.clock + offset, self.seq, kind, a, b))
+        self.seq += 1
+
+    def note_on(self, pitch: int, velocity: int, offset: int = 0) -> None:
+        """A key struck `offset` samples into the next block (velocity 0: a note-off)."""
+        if not C.MIN_MIDI_PITCH <= pitch <= C.MAX_MIDI_PITCH:
+            self.stats.ignored["key outside the piano"] += 1
+            return
+        if velocity <= 0:
+            self.note_off(pitch, offset)
+            return
+        self._queue(offset, 0, int(pitch), int(min(velocity, 127)))
+
+    def note_off(self, pitch: int, offset: int = 0) -> None:
+        if not C.MIN_MIDI_PITCH <= pitch <= C.MAX_MIDI_PITCH:
+            self.stats.ignored["key outside the piano"] += 1
+            return
+        self._queue(offset, 1, int(pitch), 0)
+
+    def control_change(self, controller: int, value: int, offset: int = 0) -> None:
+        """Pedals (64 sustain, 66 sostenuto, 67 soft) and all-notes-off (120, 123); others are ignored."""
+        if controller in C.PEDAL_CONTROLLERS:
+            self._queue(offset, 2, int(controller), int(min(max(value, 0), 127)))
+        elif controller in (120, 123):
+            self._queue(offset, 3, 0, 0)
+        else:
+            self.stats.ignored[f"controller {controller}"] += 1
+
+    def midi_message(self, data: bytes | bytearray | list[int], offset: int = 0) -> bool:
+        """A raw MIDI message (any channel). Returns False (and counts it) when it is ignored."""
+        try:
+            msg = bytes(data)
+        except (TypeError, ValueError):
+            self.stats.ignored["malformed"] += 1
+            return False
+        if not msg or msg[0] < 0x80:
+            self.stats.ignored["no status byte"] += 1
+            return False
+        kind = msg[0] & 0xF0
+        if kind in (0x80, 0x90, 0xB0):
+            if len(msg) != 3 or msg[1] >= 0x80 or msg[2] >= 0x80:
+                self.stats.ignored["malformed"] += 1
+                return False
+            before = self.stats.ignored_total
+            if kind == 0x90:
+                self.note_on(msg[1], msg[2], offset)
+            elif kind == 0x80:
+                self.note_off(msg[1], offset)
+            else:
+                self.control_change(msg[1], msg[2], offset)
+            return self.stats.ignored_total == before
+        name = {0xA0: "key pressure", 0xC0: "program change", 0xD0: "channel pressure",
+                0xE0: "pitch bend"}.get(kind, "system message")
+        self.stats.ignored[name] += 1
+        return False
+
+    def _apply(self, event: tuple[int, int, int, int, int]) -> None:
+        t, _, kind, a, b = event
+        if kind == 0:
+            self._strike(a, b, t)
+        elif kind == 1:
+            self._release_key(a, t)
+        elif kind == 2:
+            self._pedal(a, b, t)
+        else:
+            for n in self.notes:
+                if n.offset is None:
+                    self._end(n, t)
+        self._notes_cache = None
+
+    def _end(self, note: _Note, t: int) -> None:
+        note.offset = t
+        note.key_down = False
+        if note.rows is not None:
+            self.bank.release_note(note.rows, t)
+
+    def _strike(self, pitch: int, velocity: int, t: int) -> None:
+        for n in self.notes:  # the same key struck again ends the note still sounding on it
+            if n.pitch == pitch and n.offset is None:
+                self._end(n, t)
+        rows = self.bank.add_note(pitch, velocity, t)
+        if rows is None:
+            self.stats.dropped += 1
+            return
+        self.notes.append(_Note(pitch, velocity, t, rows))
+        self.stats.notes += 1
+
+    def _release_key(self, pitch: int, t: int) -> None:
+        for n in self.notes:
+            if n.pitch == pitch and n.offset is None and n.key_down:
+                n.key_down = False
+                if not self._held_by_pedal(n):
+                    self._end(n, t)
+                return
+        self.stats.ignored["note-off without a note"] += 1
+
+    def _held_by_pedal(self, note: _Note) -> bool:
+        return self.pedal[C.SUSTAIN_CC] >= self.data.sustain_threshold or note.sostenuto
+
+    def _pedal(self, controller: int, value: int, t: int) -> None:
+        threshold = self.data.sustain_threshold
+        was_down = self.pedal[controller] >= threshold
+        self.pedal[controller] = value
+        self.pedal_events.append((t, controller, value))
+        down = value >= threshold
+        if controller == C.SOSTENUTO_CC and down and not was_down:
+            for n in self.notes:
+                n.sostenuto = n.offset is None and n.key_down
+        elif controller == C.SOSTENUTO_CC and was_down and not down:
+            for n in self.notes:
+                n.sostenuto = False
+        if was_down and not down and controller in (C.SUSTAIN_CC, C.SOSTENUTO_CC):
+            for n in self.notes:
+                if n.offset is None and not n.key_down and not self._held_by_pedal(n):
+                    self._end(n, t)
+
+    # ----------------------------------------------------------------------------- render
+
+    def _piece(self) -> tuple[Notes, PedalEvents]:
+        """The notes and pedals known now, as the offline builders take them (cached until an event)."""
+        if self._notes_cache is None:
+            sr = self.sr
+            notes = self.notes
+            self._notes_cache = (
+                Notes(np.array([n.onset / sr for n in notes]),
+                      np.array([n.offset / sr if n.offset is not None else _FAR_S for n in notes]),
+                      np.array([n.pitch for n in notes], np.int16), np.array([n.velocity for n in notes], np.int16)),
+                # the pedals' rows hold their values until further notice: a last event far ahead
+                # keeps `frame_rolls` from ending them with the notes (a piece's end, offline)
+                PedalEvents(np.array([p[0] / sr for p in self.pedal_events] + [_FAR_S]),
+                            np.array([p[1] for p in self.pedal_events] + [C.SUSTAIN_CC], np.int16),
+                            np.array([p[2] for p in self.pedal_events] + [self.pedal[C.SUSTAIN_CC]], np.int16)))
+        return self._notes_cache
+
+    def _prune(self, t: int) -> None:
+        """Forget notes and pedal events no builder reads any more (before sample t)."""
+        horizon = t - int(_PRUNE_S * self.sr)
+        keep = [n for n in self.notes if n.offset is None or n.offset > horizon]
+        if len(keep) != len(self.notes):
+            self.notes = keep
+            self._notes_cache = None
+        if len(self.pedal_events) > 64:  # keep each pedal's last event before the horizon, and the rest
+            last: dict[int, tuple[int, int, int]] = {}
+            rest = []
+            for e in self.pedal_events:
+                if e[0] <= horizon:
+                    last[e[1]] = e
+                else:
+                    rest.append(e)
+            self.pedal_events = sorted(last.values()) + rest
+            self._notes_cache = None
+
+    def _frame(self, f: int) -> None:
+        notes, pedals = self._piece()
+        roll = frame_rolls(notes, pedals, self.data.conditioning, f, 1, self.fr)[:, 0]
+        self.cond_frames[f % len(self.cond_frames)] = self.context.step(roll) + self.packed.b_dil
+
+    def render(self, n_samples: int) -> np.ndarray:
+        """The next `n_samples` of output (float32, in [-1, 1 - 2^-15]); the events queued for this
+        block (offsets < n_samples) are applied, later ones wait for their block."""
+        n = int(n_samples)
+        if n <= 0:
+            return np.zeros(0, np.float32)
+        if n > self.sr:
+            return np.concatenate([self.render(min(self.sr, n - i)) for i in range(0, n, self.sr)])
+        end = self.clock + n
+        self.events.sort()
+        pending = self.events
+        i = 0
+        while self.spf * (self.next_frame + 1) <= end:  # every frame completed by this block
+            boundary = self.spf * (self.next_frame + 1)
+            while i < len(pending) and pending[i][0] < boundary:
+                self._apply(pending[i])
+                i += 1
+            self._frame(self.next_frame)
+            self.next_frame += 1
+        while i < len(pending) and pending[i][0] < end:
+            self._apply(pending[i])
+            i += 1
+        self.events = pending[i:]
+        self.clock = end
+        out = np.zeros(n, np.float32)
+        self._generate(out, self.generated, end - self.latency_samples)
+        self.generated = end - self.latency_samples
+        self._prune(self.generated)
+        self.stats.blocks += 1
+        return out
+
+    def _generate(self, out: np.ndarray, a: int, b: int) -> None:
+        """Piece samples [a, b) into out (out[0] is piece sample a); zeros before 0 and while idle.
+
+        Whether a sample is silent depends only on the notes begun by then (all known: the output
+        lags the events), so any block size finds the same silences."""
+        t = max(a, 0)
+        while t < b:
+            if self.idle_from is not None:  # silent until the frame of the next onset
+                onsets = [n.onset for n in self.notes if n.onset >= self.idle_from]
+                if not onsets:
+                    return
+                self.wake_onset = min(onsets)
+                wake = max(self.idle_from, self.wake_onset // self.spf * self.spf)
+                if wake >= b:
+                    return
+                t = max(t, wake)
+                self.kernel.reset()
+                self.bank.compact()
+                self.bank.state.reset()
+                self.dc_state[0] = 0.0
+                self.idle_from = None
+                continue
+            silent = self._silence_after(t)
+            if silent <= t:
+                self.idle_from = t
+                continue
+            stop = min(b, silent)
+            self._run(out[t - a:stop - a], t)
+            t = stop
+
+    def _silence_after(self, t: int) -> int:
+        """The first sample >= t at which no note sounds (every note begun before it has ended and
+        rung out its tail), counting only notes begun by then."""
+        spans = sorted((n.onset, n.offset + self.tail if n.offset is not None else 1 << 62) for n in self.notes)
+        point = max(t, self.wake_onset)  # woken at a frame's start: the onset that woke it is coming
+        for onset, until in spans:
+            if onset > point:
+                break
+            point = max(point, until)
+        return point
+
+    def _run(self, out: np.ndarray, t0: int) -> None:
+        """The network and bank for samples t0 .. t0 + len(out) - 1, one kernel call."""
+        n = len(out)
+        o = self.options
+        notes, _ = self._piece()
+        u = self.rng.random((1, n, 2)).astype(np.float32)
+        f0, f1 = t0 // self.spf, (t0 + n - 1) // self.spf + 1
+        cond = np.ascontiguousarray(self.cond_frames[np.arange(f0, f1) % len(self.cond_frames)][None])
+        exc = (excitation_signal(notes, t0, n, self.sr, self.excitation_partials)[None]
+               if self.excitation_partials > 0 else None)
+        temps = temperature_track(notes.onset_s, t0, n, self.sr, o)
+        pv, pk, params = self._zeros1
+        y = np.zeros((1, n), np.float32)
+        self.kernel.run(0, 1, t0, n, 0, False, 1.0 if temps is not None else o.temperature, cond, self.spf, f0,
+                        exc, u, pv, pk, y, params, self.bank, temps[None] if temps is not None else None)
+        x = y[0].astype(np.float64)
+        _dc_block(x, self.dc_state, self.dc_rate)
+        np.clip(x, -1.0, (C.PCM_SCALE - 1) / C.PCM_SCALE, out=x)
+        out[:] = x
+
+
+# --------------------------------------------------------------------------------- files
+
+
+# kinds in the order events at one sample are applied (the offline sustain rule's order)
+_ORDER = {"pedal": 0, "on": 1, "off": 2}
+
+
+def file_events(path: Any, sample_rate_hz: int) -> list[tuple[int, str, int, int]]:
+    """A MIDI file as the live engine's events: (sample, "on" | "off" | "pedal", a, b) sorted by time
+    (pedal changes, then onsets, then releases at one sample), raw notes (the engine applies the
+    pedals itself). Raises MidiError."""
+    notes, pedals = read_midi(path)
+    sr = sample_rate_hz
+    events = [(int(math.floor(t * sr + 0.5)), "on", int(p), int(v))
+              for t, p, v in zip(notes.onset_s, notes.pitch, notes.velocity)]
+    events += [(int(math.floor(t * sr + 0.5)), "off", int(p), 0) for t, p in zip(notes.offset_s, notes.pitch)]
+    events += [(int(math.floor(t * sr + 0.5)), "pedal", int(c), int(v))
+               for t, c, v in zip(pedals.time_s, pedals.controller, pedals.value)]
+    events.sort(key=lambda e: (e[0], _ORDER[e[1]]))
+    return events
+
+
+def _send(synth: LiveSynth, event: tuple[int, str, int, int], offset: int) -> None:
+    _, kind, a, b = event
+    if kind == "on":
+        synth.note_on(a, b, offset)
+    elif kind == "off":
+        synth.note_off(a, offset)
+    else:
+        synth.control_change(a, b, offset)
+
+
+def render_events(synth: LiveSynth, events: list[tuple[int, str, int, int]], n_samples: int,
+                  block_samples: int | list[int] = 16000) -> Iterator[np.ndarray]:
+    """Feed `events` (`file_events`) to a fresh `synth` block by block (`block_samples`: one size,
+    or sizes used in turn) and yield its output blocks, `n_samples` in all (the output lags the
+    events by `synth.latency_samples`)."""
+    synth.reset()
+    sizes = [block_samples] if isinstance(block_samples, int) else list(block_samples)
+    done = k = j = 0
+    while done < n_samples:
+        n = min(int(sizes[k % len(sizes)]), n_samples - done)
+        k += 1
+        while j < len(events) and events[j][0] < done + n:
+            _send(synth, events[j], events[j][0] - done)
+            j += 1
+        yield synth.render(n)
+        done += n
+
+
+def render_file_live(model: Any, path: Any, options: SamplingOptions = SamplingOptions(), year: int | None = None,
+                     end_s: float | None = None, block_samples: int | list[int] = 16000) -> np.ndarray:
+    """The offline render of a MIDI file through the live engine (what `midi2wave live` plays for
+    the same events): float32 audio from time 0 to `end_s` (default: the last note's end + 1 s),
+    the engine's latency taken out."""
+    from .synthesize import RELEASE_SECONDS
+
+    synth = LiveSynth(model, options, year)
+    sr = synth.sr
+    events = file_events(path, sr)
+    if end_s is None:
+        end_s = (max((e[0] for e in events), default=0) / sr) + RELEASE_SECONDS
+    n = int(round(end_s * sr))
+    L = synth.latency_samples
+    audio = np.concatenate(list(render_events(synth, events, n + L, block_samples)))
+    return audio[L:]
+
+
+# --------------------------------------------------------------------------------- rates
+
+
+def _upsampling_filter(ratio: int, taps_per_phase: int = 16, cutoff: float = 0.9) -> np.ndarray:
+    """A linear-phase lowpass for upsampling by `ratio`: [taps_per_phase + 1, ratio] (phase k of
+    output sample ratio * i + k reads inputs i - j), delay ratio * taps_per_phase / 2 output samples.
+    Kaiser-windowed sinc, cutoff a fraction of the input's Nyquist frequency, unity gain at DC."""
+    half = ratio * taps_per_phase // 2
+    n = np.arange(-half, half + 1, dtype=np.float64)
+    h = cutoff * np.sinc(cutoff * n / ratio) * np.kaiser(len(n), 8.0)
+    h *= ratio / h.sum()
+    padded = np.zeros(ratio * (taps_per_phase + 1))
+    padded[:len(h)] = h
+    return padded.reshape(taps_per_phase + 1, ratio).astype(np.float64)
+
+
+class RateAdapter:
+    """The engine's output at a device's rate, `frames` at a time, with a fixed latency.
+
+    `process(events, frames) -> float32 [frames]`: `events` are (device frame offset in this block,
+    raw MIDI bytes). The engine runs as many of its samples as the device frames reach; their
+    audio is resampled (integer ratios: `_upsampling_filter`; others: soxr's stream) into a FIFO
+    started with `prefill` zero frames, enough that it never runs dry for any block size.
+    `latency_frames`: device frames from an event at a frame the engine's clock hits exactly (a
+    multiple of device_rate / model rate) to the first output frame of its sound."""
+
+    def __init__(self, synth: LiveSynth, device_rate_hz: int) -> None:
+        self.synth = synth
+        self.device_rate = int(device_rate_hz)
+        sr = synth.sr
+        self.ratio = self.device_rate / sr
+        self.device_frames = 0
+        self.kind = "same" if self.device_rate == sr else "fir" if self.device_rate % sr == 0 else "soxr"
+        delay = 0
+        if self.kind == "fir":
+            self.M = self.device_rate // sr
+            self.fir = _upsampling_filter(self.M)
+            self.history = np.zeros(self.fir.shape[0] - 1)
+            delay = self.M * (self.fir.shape[0] - 1) // 2
+            pad = self.M - 1
+        elif self.kind == "soxr":
+            import soxr
+
+            probe = soxr.ResampleStream(sr, self.device_rate, 1, dtype="float32", quality="LQ")
+            got = sum(len(probe.resample_chunk(np.zeros(64, np.float32))) for _ in range(64))
+            withheld = int(math.floor(64 * 64 * self.ratio)) - got
+            self.stream = soxr.ResampleStream(sr, self.device_rate, 1, dtype="float32", quality="LQ")
+            delay = 0  # soxr aligns its output with its input and withholds `withheld` frames instead
+            pad = withheld + int(math.ceil(self.ratio)) + 2
+        else:
+            pad = 0
+        self.prefill = pad
+        self.fifo = np.zeros(max(4096, 4 * pad), np.float32)
+        self.fifo_n = pad
+        self.latency_frames = int(round(synth.latency_samples * self.ratio)) + delay + pad
+
+    def reset(self) -> None:
+        self.synth.reset()
+        self.__init__(self.synth, self.device_rate)
+
+    def _resample(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "same":
+            return x
+        if self.kind == "soxr":
+            return self.stream.resample_chunk(x)
+        P = self.fir.shape[0]
+        hx = np.concatenate([self.history, x.astype(np.float64)])
+        self.history = hx[len(hx) - (P - 1):]
+        windows = np.lib.stride_tricks.sliding_window_view(hx, P)[:, ::-1]  # [n, P]: x_i, x_{i-1}, ...
+        return (windows @ self.fir).reshape(-1).astype(np.float32)
+
+    def process(self, events: list[tuple[int, bytes]], frames: int) -> np.ndarray:
+        synth = self.synth
+        start = self.device_frames
+        end = start + int(frames)
+        if self.kind == "same":
+            for offset, data in events:
+                synth.midi_message(data, offset)
+            self.device_frames = end
+            return synth.render(frames)
+        for offset, data in events:
+            at = int(math.floor((start + offset) / self.ratio))
+            synth.midi_message(data, at - synth.clock)
+        target = int(math.floor(end / self.ratio))
+        if target > synth.clock:
+            y = self._resample(synth.render(target - synth.clock))
+            need = self.fifo_n + len(y)
+            if need > len(self.fifo):
+                grown = np.zeros(2 * need, np.float32)
+                grown[:self.fifo_n] = self.fifo[:self.fifo_n]
+                self.fifo = grown
+            self.fifo[self.fifo_n:need] = y
+            self.fifo_n = need
+        out = np.zeros(frames, np.float32)
+        k = min(frames, self.fifo_n)
+        out[:k] = self.fifo[:k]
+        self.fifo[:self.fifo_n - k] = self.fifo[k:self.fifo_n]
+        self.fifo_n -= k
+        self.device_frames = end
+        return out

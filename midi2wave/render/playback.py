@@ -1,0 +1,315 @@
+"""Audio and MIDI devices for the live engine: `midi2wave live` and `midi2wave play`.
+
+Backends (each optional; `pip install midi2wave[live]`):
+- JACK (`JackBackend`, JACK-Client): a client with a MIDI input port and an audio output port
+  (`NAME:midi_in`, `NAME:out`); MIDI events come with their frame offsets inside the period, so an
+  event sounds exactly `RateAdapter.latency_frames` frames after it (the graph's frame clock);
+- PortAudio + RtMidi (`DeviceBackend`, sounddevice + python-rtmidi: ALSA, CoreAudio/CoreMIDI,
+  WASAPI/WinMM): messages arrive on RtMidi's thread and are placed at the start of the next period.
+
+The audio callback never raises (an exception there silently stops a JACK client): it is caught,
+counted and logged once, and the period is output as silence. It takes no lock the main thread
+holds long: the status line only reads counters. The interpreter's thread switch interval is
+lowered while live, so the main thread cannot hold the GIL for a whole period.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .live import LiveSynth, RateAdapter
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CallbackMeter", "JackBackend", "DeviceBackend", "list_ports", "status_line"]
+
+
+def _import(name: str, package: str) -> Any:
+    try:
+        return __import__(name)
+    except (ImportError, OSError) as e:
+        raise InputError(f"live audio needs {package}: pip install 'midi2wave[live]' ({e})") from None
+
+
+@dataclass
+class CallbackMeter:
+    """What the audio callback did: periods, time per period (worst, recent), xruns, errors."""
+
+    periods: int = 0
+    worst_s: float = 0.0
+    load: float = 0.0  # recent callback time / period (exponential average)
+    xruns: int = 0
+    errors: int = 0
+    overloads: int = 0  # periods whose callback took longer than the period
+
+    def add(self, seconds: float, period_s: float) -> None:
+        self.periods += 1
+        self.worst_s = max(self.worst_s, seconds)
+        self.load += 0.05 * (seconds / period_s - self.load)
+        if seconds > period_s:
+            self.overloads += 1
+
+
+class _Processor:
+    """The callback's work, shared by the backends: events -> RateAdapter -> samples, guarded."""
+
+    def __init__(self, synth: LiveSynth, device_rate: int, period: int) -> None:
+        self.adapter = RateAdapter(synth, device_rate)
+        self.synth = synth
+        self.period_s = period / device_rate
+        self.meter = CallbackMeter()
+        self.logged = False
+
+    def __call__(self, events: list[tuple[int, bytes]], frames: int, out: np.ndarray) -> None:
+        start = time.perf_counter()
+        try:
+            out[:] = self.adapter.process(events, frames)
+        except Exception:  # never out of the audio callback: count, log once, output silence
+            out[:] = 0.0
+            self.meter.errors += 1
+            if not self.logged:
+                self.logged = True
+                logger.exception("error in the audio callback (silence for this period; the stream goes on)")
+        self.meter.add(time.perf_counter() - start, frames / self.adapter.device_rate)
+
+
+def status_line(proc: _Processor) -> str:
+    m, synth = proc.meter, proc.synth
+    latency_ms = 1000.0 * proc.adapter.latency_frames / proc.adapter.device_rate
+    flag = "  OVERLOAD: periods late" if m.overloads else ""
+    return (f"latency {latency_ms:.1f} ms  load {100 * m.load:3.0f}% (worst {1000 * m.worst_s:.1f} ms)  "
+            f"polyphony {synth.polyphony:3d}  xruns {m.xruns}  ignored {synth.stats.ignored_total}  "
+            f"errors {m.errors}{flag}")
+
+
+class JackBackend:
+    """The live engine as a JACK client (`NAME:midi_in` -> `NAME:out`)."""
+
+    def __init__(self, synth: LiveSynth, name: str = "midi2wave", connect: bool = False) -> None:
+        jack = _import("jack", "JACK-Client (and the JACK library, e.g. Debian's jackd2)")
+        try:
+            self.client = jack.Client(name, no_start_server=True)
+        except jack.JackError as e:
+            raise InputError(f"JACK: no server to connect to (start one, e.g. `jackd -d alsa` or "
+                             f"PipeWire's JACK), or the name {name!r} is taken ({e})") from None
+        self.jack = jack
+        self.rate, self.period = self.client.samplerate, self.client.blocksize
+        self.proc = _Processor(synth, self.rate, self.period)
+        self.midi_in = self.client.midi_inports.register("midi_in")
+        self.out = self.client.outports.register("out")
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+        self.connect = connect
+        self.first_frame: int | None = None  # the graph's frame time of this client's first period
+
+    def _xrun(self, delay: float) -> None:
+        self.proc.meter.xruns += 1
+
+    def _process(self, frames: int) -> None:
+        try:
+            if self.first_frame is None:
+                self.first_frame = self.client.last_frame_time
+            events = [(offset, bytes(data)) for offset, data in self.midi_in.incoming_midi_events()]
+            self.proc(events, frames, self.out.get_array())
+        except Exception:  # pragma: no cover - _Processor catches its own; this guards the port reads
+            self.proc.meter.errors += 1
+
+    def start(self) -> None:
+        self.client.activate()
+        if self.connect:
+            for port in self.client.get_ports(is_physical=True, is_input=True, is_audio=True):
+                self.client.connect(self.out, port)
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.proc.adapter.latency_frames / self.rate
+
+    def stop(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+class DeviceBackend:
+    """The live engine on a PortAudio output (sounddevice), MIDI from an RtMidi input port."""
+
+    def __init__(self, synth: LiveSynth, midi_in: str | None, device: str | None, period: int = 128,
+                 rate: int | None = None) -> None:
+        sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
+        try:
+            info = sd.query_devices(device, "output")
+        except (ValueError, sd.PortAudioError) as e:
+            raise InputError(f"audio device {device!r}: {e} (see `midi2wave live --list`)") from None
+        self.rate = int(rate or info["default_samplerate"])
+        self.period = int(period)
+        self.proc = _Processor(synth, self.rate, self.period)
+        self.queue: deque = deque()
+        self.midi = None
+        if midi_in is not None:
+            rtmidi = _import("rtmidi", "python-rtmidi")
+            port = rtmidi.MidiIn()
+            names = port.get_ports()
+            match = [i for i, n in enumerate(names) if n == midi_in or midi_in.isdigit() and i == int(midi_in)]
+            match = match or [i for i, n in enumerate(names) if midi_in.lower() in n.lower()]
+            if not match:
+                raise InputError(f"MIDI input {midi_in!r} not found (ports: {names or 'none'}; "
+                                 f"see `midi2wave live --list`)")
+            port.open_port(match[0])
+            port.ignore_types(sysex=False, timing=False, active_sense=False)
+            port.set_callback(lambda message, _: self.queue.append(bytes(message[0])))
+            self.midi = port
+        try:
+            self.stream = sd.OutputStream(samplerate=self.rate, blocksize=self.period, device=device, channels=1,
+                                          dtype="float32", latency="low", callback=self._callback)
+        except sd.PortAudioError as e:
+            raise InputError(f"audio device {device!r}: {e}") from None
+
+    def _callback(self, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
+        if status.output_underflow:
+            self.proc.meter.xruns += 1
+        events = []
+        while self.queue:
+            events.append((0, self.queue.popleft()))
+        self.proc(events, frames, outdata[:, 0])
+
+    def start(self) -> None:
+        self.stream.start()
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * (self.proc.adapter.latency_frames / self.rate + float(self.stream.latency))
+
+    def stop(self) -> None:
+        self.stream.stop()
+        self.stream.close()
+        if self.midi is not None:
+            self.midi.close_port()
+
+
+def run_live(backend: Any, quiet: bool = False, seconds: float | None = None) -> int:
+    """Run until Ctrl-C (or `seconds`), a status line every half second. Returns the exit status."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # a busy main thread must not hold the GIL for a whole period
+    backend.start()
+    stop = threading.Event()
+    t0 = time.monotonic()
+    try:
+        while not stop.wait(0.5):
+            if not quiet:
+                print("\r" + status_line(backend.proc), end="", file=sys.stderr, flush=True)
+            if seconds is not None and time.monotonic() - t0 >= seconds:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        backend.stop()
+        sys.setswitchinterval(old)
+        if not quiet:
+            print("\r" + status_line(backend.proc), file=sys.stderr)
+    return 0
+
+
+def list_ports() -> str:
+    """The JACK ports, MIDI inputs and audio outputs this machine offers (lines of text)."""
+    lines = []
+    try:
+        import jack
+
+        try:
+            client = jack.Client("midi2wave-list", no_start_server=True)
+            lines.append(f"JACK server: {client.samplerate} Hz, period {client.blocksize}")
+            for p in client.get_ports(is_midi=True, is_output=True):
+                lines.append(f"  JACK MIDI source: {p.name}")
+            for p in client.get_ports(is_audio=True, is_input=True):
+                lines.append(f"  JACK audio sink:  {p.name}")
+            client.close()
+        except jack.JackError:
+            lines.append("JACK: no server running")
+    except (ImportError, OSError):
+        lines.append("JACK: JACK-Client not installed")
+    try:
+        import rtmidi
+
+        for api in rtmidi.get_compiled_api():
+            try:
+                ports = rtmidi.MidiIn(api).get_ports()
+            except Exception:  # noqa: BLE001 - an API without its system part (no ALSA sequencer)
+                continue
+            for i, name in enumerate(ports):
+                lines.append(f"MIDI input [{rtmidi.get_api_display_name(api)}] {i}: {name}")
+    except ImportError:
+        lines.append("MIDI: python-rtmidi not installed")
+    try:
+        import sounddevice as sd
+
+        for i, d in enumerate(sd.query_devices()):
+            if d["max_output_channels"] > 0:
+                lines.append(f"audio output {i}: {d['name']} ({int(d['default_samplerate'])} Hz)")
+    except (ImportError, OSError):
+        lines.append("audio: sounddevice / PortAudio not installed")
+    return "\n".join(lines)
+
+
+def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | None = None, audio: bool = True,
+              force: bool = False, end_s: float | None = None, period: int = 1024, quiet: bool = False) -> float:
+    """Stream a MIDI file through the live engine to an audio device as it is generated (and to a WAV
+    with `out`). Returns the seconds from the call to the first period handed to the device."""
+    from ..audio import wav_writer
+    from .live import file_events, render_events
+    from .synthesize import RELEASE_SECONDS
+
+    t_start = time.perf_counter()
+    sr = synth.sr
+    events = file_events(path, sr)
+    if end_s is None:
+        end_s = max((e[0] for e in events), default=0) / sr + RELEASE_SECONDS
+    n = int(round(end_s * sr))
+    L = synth.latency_samples
+    stream = None
+    if audio:
+        sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
+        try:
+            stream = sd.OutputStream(samplerate=sr, blocksize=period, device=device, channels=1, dtype="float32")
+        except (ValueError, sd.PortAudioError) as e:
+            raise InputError(f"audio device {device!r}: {e} (see `midi2wave live --list`; "
+                             f"--no-audio writes only the WAV)") from None
+        stream.start()
+    first_sound = math.nan
+    writer = wav_writer(out, sr, force) if out is not None else None
+    try:
+        wav = writer.__enter__() if writer is not None else None
+        done = 0
+        for block in render_events(synth, events, n + L, period):
+            part = block[max(0, L - done):]
+            done += len(block)
+            if not len(part):
+                continue
+            if wav is not None:
+                wav.write(part)
+            if stream is not None:
+                stream.write(part.reshape(-1, 1))
+            if math.isnan(first_sound):
+                first_sound = time.perf_counter() - t_start
+            if not quiet and synth.stats.blocks % 16 == 0:
+                print(f"\rplay {done / sr:6.1f} / {n / sr:.1f} s", end="", file=sys.stderr, flush=True)
+        if writer is not None:
+            writer.__exit__(None, None, None)
+            writer = None
+    finally:
+        if writer is not None:
+            writer.__exit__(*sys.exc_info())
+        if stream is not None:
+            stream.stop()
+            stream.close()
+        if not quiet:
+            print(file=sys.stderr)
+    return first_sound

@@ -1,0 +1,193 @@
+"""The live engine (render/live.py) without a server: a block-wise render equals the offline render
+through the engine bit for bit, events land at their sample offsets, the pedals hold notes, bad
+messages are counted and ignored, the context steps as the model's convolution, and the output
+reaches other rates with a fixed latency. With a JACK server: tests/test_live_jack.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from midi2wave.conditioning import resonators as rs
+from midi2wave.midi import Notes
+from midi2wave.model.stepping import ContextStepper
+from midi2wave.render import live, playback
+from helpers import LIVE_BANK, LIVE_OPTIONS, live_model, live_piece
+
+SR = 16000
+BANK = LIVE_BANK
+OPTIONS = LIVE_OPTIONS
+
+
+@pytest.fixture(scope="module")
+def piece(tmp_path_factory) -> str:
+    return live_piece(tmp_path_factory.mktemp("live"))
+
+
+def _render(model, piece, blocks, **kw):
+    return live.render_file_live(model, piece, OPTIONS, year=2011, end_s=3.4, block_samples=blocks, **kw)
+
+
+def test_a_block_wise_render_equals_the_offline_render_bit_for_bit(piece):
+    model = live_model()
+    whole = _render(model, piece, 16000)
+    assert np.abs(whole).max() > 0.01 and np.isfinite(whole).all()
+    for blocks in (64, 128, [37, 128, 5, 300, 64]):
+        got = _render(model, piece, blocks)
+        assert np.array_equal(got, whole), (blocks, np.flatnonzero(got != whole)[:5])
+
+
+def test_silence_costs_nothing_and_the_next_note_starts_at_its_frame(piece):
+    """The rest (0.6 s + tail .. 2.6 s) is exact zeros; sound resumes at the next onset's frame."""
+    model = live_model()
+    audio = _render(model, piece, 128)
+    tail = live.LiveSynth(model, OPTIONS).tail
+    quiet = slice(int(0.6 * SR) + tail + 64, int(2.6 * SR) // 64 * 64)
+    assert not audio[quiet].any()
+    assert audio[int(2.6 * SR) // 64 * 64: int(2.6 * SR) + 256].any()
+
+
+def test_an_event_sounds_exactly_the_latency_after_it_at_any_offset():
+    """One note into silence at sample T: nothing before its frame's start + L, sound from T + L on;
+    moving the note by whole frames moves the output by as many samples, bit for bit."""
+    model = live_model()
+    outs = []
+    for T in (1000, 1000 + 64 * 5):
+        synth = live.LiveSynth(model, OPTIONS)
+        out = []
+        for b in range(0, 4096, 64):
+            if b <= T < b + 64:
+                synth.note_on(60, 100, T - b)
+            out.append(synth.render(64))
+        out = np.concatenate(out)
+        L = synth.latency_samples
+        assert L == 64
+        assert not out[:T // 64 * 64 + L].any()
+        assert np.abs(out[T + L:T + L + 64]).max() > 1e-3
+        outs.append(out)
+    shift = 64 * 5
+    assert np.array_equal(outs[0][:-shift], outs[1][shift:])
+
+
+def test_the_sustain_pedal_holds_released_keys_until_it_lifts():
+    model = live_model()
+    synth = live.LiveSynth(model, OPTIONS)
+    synth.control_change(64, 127)
+    synth.note_on(60, 100)
+    synth.render(640)
+    synth.note_off(60)
+    synth.render(64 * 40)
+    assert [n.offset for n in synth.notes] == [None]  # released, still sounding
+    synth.control_change(64, 0, offset=10)
+    synth.render(64)
+    assert synth.notes[0].offset == 640 + 64 * 40 + 10
+
+
+def test_the_sostenuto_pedal_holds_only_the_keys_down_when_it_went_down():
+    synth = live.LiveSynth(live_model(), OPTIONS)
+    synth.note_on(60, 100)
+    synth.render(64)
+    synth.control_change(66, 127)
+    synth.note_on(64, 100)
+    synth.render(64)
+    synth.note_off(60)
+    synth.note_off(64)
+    synth.render(64)
+    assert {n.pitch: n.offset for n in synth.notes} == {60: None, 64: 128}
+    synth.control_change(66, 0)
+    synth.render(64)
+    assert {n.pitch: n.offset for n in synth.notes} == {60: 192, 64: 128}
+
+
+def test_bad_messages_are_counted_and_ignored(piece):
+    """Sysex, pressure, bend, program changes, keys outside the piano, stray data bytes and empty or
+    short messages change nothing in the audio; each is counted."""
+    model = live_model()
+    clean = live.LiveSynth(model, OPTIONS)
+    noisy = live.LiveSynth(model, OPTIONS)
+    bad = [b"\xf0\x7e\x7f\x09\x01\xf7", b"\xd0\x40", b"\xe0\x00\x40", b"\xc0\x05", b"\xa0\x3c\x20",
+           b"\x90\x0a\x40", b"\x90\x78\x40", b"\x80\x6d\x00", b"\x40\x40", b"", b"\x90\x3c", b"\x90\x3c\xff",
+           b"\xb0\x07\x64", b"\xf8", [300, 1, 2], None]
+    a, b = [], []
+    for k in range(40):
+        for s in (clean, noisy):
+            if k == 2:
+                s.midi_message(b"\x90\x3c\x64", 5)
+            if k == 20:
+                s.midi_message(b"\x80\x3c\x00", 7)
+        for m in bad:
+            assert noisy.midi_message(m, 3) is False
+        a.append(clean.render(64))
+        b.append(noisy.render(64))
+    assert np.array_equal(np.concatenate(a), np.concatenate(b))
+    assert np.abs(np.concatenate(a)).max() > 0
+    assert noisy.stats.ignored_total == 40 * len(bad) and clean.stats.ignored_total == 0
+    assert noisy.stats.ignored["key outside the piano"] == 40 * 3
+
+
+def test_a_model_that_looks_ahead_is_refused_in_one_line():
+    with pytest.raises(live.LiveError, match="looks ahead"):
+        live.LiveSynth(live_model(causal=False))
+
+
+def test_the_context_stepper_equals_the_models_convolution():
+    model = live_model()
+    g = torch.Generator().manual_seed(1)
+    rolls = (torch.rand(1, model.data_config.conditioning_channels, 80, generator=g) > 0.9).float()
+    with torch.no_grad():
+        cond, _ = model.layer_conditioning(None, torch.tensor([4]), model.context(rolls))
+    stepper = ContextStepper(model, 4)
+    got = np.stack([stepper.step(rolls[0, :, f].numpy()) for f in range(80)], -1)
+    assert np.abs(got - cond[0].numpy()).max() < 1e-5 * max(1.0, float(cond.abs().max()))
+    assert np.abs(got).max() > 0.1
+
+
+def test_the_live_bank_makes_the_schedules_oscillators():
+    """Notes added as they begin and released later give `schedule`'s oscillators, field by field."""
+    notes = Notes(np.array([0.0, 0.01, 0.03]), np.array([0.05, 0.02, 0.09]), np.array([60, 67, 30], np.int16),
+                  np.array([100, 50, 127], np.int16))
+    sched = rs.schedule(notes, 0, 4000, SR, BANK)
+    bank = rs.LiveBank(BANK, SR)
+    rows = [bank.add_note(int(p), int(v), int(np.ceil(o * SR))) for o, p, v in zip(notes.onset_s, notes.pitch,
+                                                                                     notes.velocity)]
+    for r, off in zip(rows, notes.offset_s):
+        bank.release_note(r, int(np.ceil(off * SR)))
+    for name in rs.Schedule.FIELDS:
+        assert np.array_equal(getattr(bank, name)[:bank.size], getattr(sched, name)), name
+
+
+def test_48_khz_output_is_the_upsampled_render_with_a_fixed_latency(piece):
+    """Through the RateAdapter (events at frames the engine's clock hits), 48 kHz blocks of 96
+    frames equal the 16 kHz render upsampled by the same filter, delayed by `latency_frames`."""
+    model = live_model()
+    synth = live.LiveSynth(model, OPTIONS, year=2011)
+    events = live.file_events(piece, SR)
+    adapter = live.RateAdapter(synth, 48000)
+    n_out = 3 * int(1.0 * SR)
+    out, j = [], 0
+    for start in range(0, n_out, 96):
+        block = []
+        while j < len(events) and 3 * events[j][0] < start + 96:
+            t, kind, a, b = events[j]
+            data = bytes([0x90, a, b]) if kind == "on" else bytes([0x80, a, 0]) if kind == "off" else bytes([0xB0, a, b])
+            block.append((3 * t - start, data))
+            j += 1
+        out.append(adapter.process(block, 96))
+    out = np.concatenate(out)
+    ref16 = np.concatenate(list(live.render_events(live.LiveSynth(model, OPTIONS, year=2011), events, SR, 16000)))
+    fir = live.RateAdapter(live.LiveSynth(model, OPTIONS), 48000)
+    ref48 = fir._resample(ref16)  # [48000]: delayed by L (in ref16) and the filter's 24 frames
+    shift = adapter.prefill  # and the FIFO's start
+    assert adapter.latency_frames == 3 * 64 + 24 + 2
+    assert np.abs(out[shift:] - ref48[:n_out - shift]).max() < 1e-6
+    assert not out[:shift].any() and np.abs(out).max() > 0.01
+
+
+def test_an_error_in_the_audio_callback_gives_silence_and_is_counted():
+    synth = live.LiveSynth(live_model(), OPTIONS)
+    proc = playback._Processor(synth, SR, 64)
+    out = np.ones(64, np.float32)
+    synth.render = None  # the engine breaks
+    proc([], 64, out)
+    assert not out.any() and proc.meter.errors == 1 and proc.meter.periods == 1

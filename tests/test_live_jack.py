@@ -1,0 +1,184 @@
+"""`midi2wave live --jack` end to end against a real JACK server (jackd, dummy backend) that each
+test module starts itself and stops by its PID: in freewheel mode the recorded output equals the
+engine's offline render (16 kHz) or its upsampled render (48 kHz), so every event sounds exactly the
+declared latency after it; a short real-clock run keeps time without xruns."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from midi2wave.render import live, playback
+from helpers import LIVE_OPTIONS as OPTIONS, live_model, live_piece
+
+pytestmark = pytest.mark.server
+jack = pytest.importorskip("jack")
+
+
+def _start_server(rate: int, period: int):
+    """jackd -d dummy at `rate`, realtime if allowed, else --no-realtime; (name, process)."""
+    if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
+        if os.environ.get("CI"):
+            pytest.fail("jackd / jack_wait missing (scripts/setup-dev.sh installs jackd2)")
+        pytest.skip("jackd not installed")
+    name = f"m2w-test-{uuid.uuid4().hex[:8]}"
+    for realtime in (["-R"], ["--no-realtime"]):
+        proc = subprocess.Popen(["jackd", "-n", name, *realtime, "-d", "dummy", "-r", str(rate), "-p", str(period)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ok = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True).returncode == 0
+        if ok and proc.poll() is None:
+            return name, proc
+        proc.kill()
+        proc.wait()
+    pytest.fail(f"jackd did not start at {rate} Hz (realtime or not)")
+
+
+@pytest.fixture(params=[(16000, 64), (48000, 96)], ids=["16k-p64", "48k-p96"], scope="module")
+def server(request):
+    rate, period = request.param
+    name, proc = _start_server(rate, period)
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    yield name, rate, period
+    if old is None:
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+    else:
+        os.environ["JACK_DEFAULT_SERVER"] = old
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def piece(tmp_path_factory) -> str:
+    return live_piece(tmp_path_factory.mktemp("live"))
+
+
+def _events(piece: str, ratio: int) -> list[tuple[int, bytes]]:
+    """The piece's events as (device frame, bytes), at frames the engine's clock hits exactly."""
+    out = []
+    for t, kind, a, b in live.file_events(piece, 16000):
+        data = bytes([0x90, a, b]) if kind == "on" else bytes([0x80, a, 0]) if kind == "off" else bytes([0xB0, a, b])
+        out.append((ratio * t, data))
+    return out
+
+
+def _reference(model, events: list[tuple[int, bytes]], rate: int, period: int, n_frames: int) -> np.ndarray:
+    """What the engine outputs for `events` (frames from its first period) in periods of `period`."""
+    adapter = live.RateAdapter(live.LiveSynth(model, OPTIONS, year=2011), rate)
+    out, j = [], 0
+    for start in range(0, n_frames, period):
+        block = []
+        while j < len(events) and events[j][0] < start + period:
+            block.append((events[j][0] - start, events[j][1]))
+            j += 1
+        out.append(adapter.process(block, period))
+    return np.concatenate(out)[:n_frames]
+
+
+def _run_graph(model, events, n_frames: int, freewheel: bool):
+    """The engine as a JACK client between a MIDI sender and a recorder; events at frames counted
+    from the engine's first period (shifted by a lead so that the sender sees them coming).
+    Returns (recording from the engine's first period, backend)."""
+    synth = live.LiveSynth(model, OPTIONS, year=2011)
+    backend = playback.JackBackend(synth, name="m2w")
+    recorded = np.full(n_frames, np.nan, np.float32)
+    sender = jack.Client("m2w-sender", no_start_server=True)
+    recorder = jack.Client("m2w-recorder", no_start_server=True)
+    midi_out = sender.midi_outports.register("out")
+    audio_in = recorder.inports.register("in")
+    state = {"sent": 0}
+    done = threading.Event()
+
+    @sender.set_process_callback
+    def send(frames):
+        midi_out.clear_buffer()
+        if backend.first_frame is None:
+            return
+        f0 = sender.last_frame_time - backend.first_frame
+        while state["sent"] < len(events) and events[state["sent"]][0] < f0 + frames:
+            at, data = events[state["sent"]]
+            if at >= f0:
+                midi_out.write_midi_event(at - f0, data)
+            state["sent"] += 1
+
+    @recorder.set_process_callback
+    def record(frames):
+        if backend.first_frame is None:
+            return
+        f0 = recorder.last_frame_time - backend.first_frame
+        if 0 <= f0 < n_frames:
+            k = min(frames, n_frames - f0)
+            recorded[f0:f0 + k] = audio_in.get_array()[:k]
+        if f0 + frames >= n_frames:
+            done.set()
+
+    sender.activate()
+    recorder.activate()
+    backend.start()
+    sender.connect(midi_out, "m2w:midi_in")
+    recorder.connect("m2w:out", audio_in)
+    if freewheel:
+        sender.set_freewheel(True)
+    try:
+        assert done.wait(120), "the graph did not run"
+    finally:
+        if freewheel:
+            sender.set_freewheel(False)
+        for c in (sender, recorder):
+            c.deactivate()
+            c.close()
+        backend.stop()
+    return recorded, backend
+
+
+def test_freewheel_output_equals_the_offline_render_with_the_declared_latency(server, piece):
+    """Events sent as JACK MIDI arrive at their frames: the recording equals the engine's render of
+    the same events, which is the offline render (16 kHz) or its upsampling (48 kHz) delayed by
+    exactly `latency_frames` (tests/test_live.py)."""
+    name, rate, period = server
+    ratio = rate // 16000
+    lead = 3 * 1024 * ratio  # the engine's first periods pass before the first event
+    events = [(lead + f, data) for f, data in _events(piece, ratio)]
+    n_frames = lead + ratio * 16000 * 3
+    model = live_model()
+    recorded, backend = _run_graph(model, events, n_frames, freewheel=True)
+    # the recorder may join the graph a period or two after the engine's first one (silent anyway)
+    first = int(np.flatnonzero(~np.isnan(recorded))[0])
+    assert first < lead // 2 and not np.isnan(recorded[first:]).any()
+    ref = _reference(model, events, rate, period, n_frames)
+    assert not ref[:lead].any()
+    assert np.array_equal(recorded[first:], ref[first:])
+    latency = backend.proc.adapter.latency_frames
+    first_event = events[0][0]
+    assert not recorded[first:first_event - first_event % (64 * ratio) + 64 * ratio].any()
+    assert np.abs(recorded[first_event + latency:first_event + latency + 64 * ratio]).max() > 1e-3
+    if rate == 16000:  # and the reference is the offline render through the engine, delayed by L
+        offline = live.render_file_live(model, piece, OPTIONS, year=2011, end_s=3.0)
+        assert latency == 64
+        np.testing.assert_array_equal(recorded[lead + latency:lead + latency + len(offline)],
+                                      offline[:n_frames - lead - latency])
+
+
+def test_a_real_clock_run_keeps_time_without_xruns(server, piece):
+    name, rate, period = server
+    events = [(f + rate // 10, data) for f, data in _events(piece, rate // 16000)]
+    n_frames = rate  # 1 s
+    t0 = time.monotonic()
+    recorded, backend = _run_graph(live_model(), events, n_frames, freewheel=False)
+    elapsed = time.monotonic() - t0
+    meter = backend.proc.meter
+    assert meter.xruns == 0 and meter.errors == 0
+    assert 0.9 <= elapsed <= 3.0
+    assert meter.periods >= n_frames // period
