@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import Midi2WaveError
+
+_STARTED = time.perf_counter()  # `play` reports its first sound from here (imports and model load included)
 
 
 def _positive_int(text: str) -> int:
@@ -170,22 +173,22 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
-    from .files import check_folder
     from .render import playback
+    from .render.synthesize import checked_outputs
 
     if not args.input.is_file():
         raise Midi2WaveError(f"{args.input}: file not found")
     if args.out is not None:
-        check_folder(args.out.parent, f"{args.out}")
-        if args.out.exists() and not args.force:
-            raise Midi2WaveError(f"{args.out}: exists (--force overwrites)")
+        checked_outputs([args.input], args.out, args.force)  # folder writable, file not taken
     if args.no_audio and args.out is None:
         raise Midi2WaveError("play --no-audio: give --out FILE.wav (nothing would be heard or written)")
     synth = _live_synth(args)
+    loaded = time.perf_counter()
     first = playback.play_file(synth, args.input, out=args.out, device=args.audio_device, audio=not args.no_audio,
                                force=args.force, end_s=args.end, quiet=args.quiet)
     if not args.quiet:
-        print(f"midi2wave play: first sound {first:.2f} s after the model loaded", file=sys.stderr)
+        print(f"midi2wave play: first sound {loaded - _STARTED + first:.2f} s after the command started "
+              f"({first:.2f} s after the model and kernel loaded)", file=sys.stderr)
     return 0
 
 

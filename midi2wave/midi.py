@@ -569,6 +569,9 @@ def decay_tau_s(pitch: np.ndarray) -> np.ndarray:
     return _DECAY_TAU_A0_S * 2.0 ** (-(np.asarray(pitch, np.float64) - C.MIN_MIDI_PITCH) / _DECAY_TAU_HALVING_SEMITONES)
 
 
+_EXCITATION_SLICE = 2048  # samples computed at once for all sounding notes (bounds the memory of a window)
+
+
 def excitation_signal(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
                       n_partials: int) -> np.ndarray:
     """An audio-rate excitation rendered from the notes alone, for samples `start_sample ..
@@ -601,31 +604,47 @@ def excitation_signal(notes: Notes, start_sample: int, n_samples: int, sample_ra
     hi = int(np.searchsorted(cache["first"], stop_sample, side="left"))
     harmonic = 1.0 / np.arange(1, n_partials + 1, dtype=np.float64)
     norm = EXCITATION_GAIN / harmonic.sum()
-    for i in range(lo, hi):
-        a = max(int(cache["first"][i]), start_sample)
-        b = min(int(cache["stop"][i]), stop_sample)
-        if b <= a:
+    idx = np.arange(lo, hi)
+    if not len(idx):
+        return out.astype(np.float32)
+    # partials strictly below Nyquist
+    k = np.minimum(n_partials, np.ceil(sr / 2 / cache["f0"][idx]) - 1).astype(np.int64)
+    keep = (np.minimum(cache["stop"][idx], stop_sample) > np.maximum(cache["first"][idx], start_sample)) & (k >= 1)
+    idx, k = idx[keep], k[keep]
+    # All sounding notes at once, a slice of time at a time (rows: notes; columns: samples). Every
+    # element is computed as for one note alone (elementwise only: no BLAS, no reductions), so any
+    # window equals the same slice of the whole-piece signal, bit for bit, and each note is added to
+    # the output in order.
+    for s0 in range(start_sample, stop_sample, _EXCITATION_SLICE):
+        s1 = min(stop_sample, s0 + _EXCITATION_SLICE)
+        rows = idx[(cache["first"][idx] < s1) & (cache["stop"][idx] > s0)]
+        if not len(rows):
             continue
-        f0 = cache["f0"][i]
-        k = int(min(n_partials, math.ceil(sr / 2 / f0) - 1))  # partials strictly below Nyquist
-        if k < 1:
-            continue
-        t = (np.arange(a, b, dtype=np.float64) - cache["on"][i]) / sr
-        duration = notes.offset_s[i] - notes.onset_s[i]
-        tau = cache["tau"][i]
+        kr = k[np.searchsorted(idx, rows)]
+        f0, tau = cache["f0"][rows], cache["tau"][rows]
+        duration = notes.offset_s[rows] - notes.onset_s[rows]
+        t = (np.arange(s0, s1, dtype=np.float64)[None, :] - cache["on"][rows][:, None]) / sr
         # Each branch only where it applies: the release branch before the offset of a long note
         # would overflow (exp of t - duration << 0), and 0 * inf there would be NaN.
-        env = np.exp(-t / tau)
-        released = t >= duration
-        env[released] = math.exp(-duration / tau) * np.exp(-(t[released] - duration) / _RELEASE_TAU_S)
-        phase = (2.0 * np.pi * f0) * t
-        # sum_m sin(m x)/m with the Chebyshev recurrence sin((m+1)x) = 2 cos(x) sin(mx) - sin((m-1)x):
-        # elementwise only (no BLAS), so every sample is computed the same way in any window.
+        env = np.exp(-t / tau[:, None])
+        released = t >= duration[:, None]
+        if released.any():
+            r, c = np.nonzero(released)
+            held_end = np.array([math.exp(-d / tt) for d, tt in zip(duration.tolist(), tau.tolist())])
+            env[r, c] = held_end[r] * np.exp(-(t[r, c] - duration[r]) / _RELEASE_TAU_S)
+        phase = (2.0 * np.pi * f0)[:, None] * t
+        # sum_m sin(m x)/m with the Chebyshev recurrence sin((m+1)x) = 2 cos(x) sin(mx) - sin((m-1)x);
+        # a note's partials past its own k get weight 0 (adding 0 changes no bit)
         s_prev, s_cur = np.zeros_like(phase), np.sin(phase)
         two_cos = 2.0 * np.cos(phase)
         wave = s_cur.copy()
-        for m in range(2, k + 1):
+        for m in range(2, int(kr.max()) + 1):
             s_prev, s_cur = s_cur, two_cos * s_cur - s_prev
-            wave += harmonic[m - 1] * s_cur
-        out[a - start_sample:b - start_sample] += (norm * notes.velocity[i] / C.MAX_MIDI_VELOCITY) * env * wave
+            wave += np.where(kr >= m, harmonic[m - 1], 0.0)[:, None] * s_cur
+        part = (norm * notes.velocity[rows] / C.MAX_MIDI_VELOCITY)[:, None] * env * wave
+        first, stop = cache["first"][rows], cache["stop"][rows]
+        for j in range(len(rows)):
+            a, b = max(int(first[j]), s0), min(int(stop[j]), s1)
+            if b > a:
+                out[a - start_sample:b - start_sample] += part[j, a - s0:b - s0]
     return out.astype(np.float32)

@@ -191,3 +191,32 @@ def test_an_error_in_the_audio_callback_gives_silence_and_is_counted():
     synth.render = None  # the engine breaks
     proc([], 64, out)
     assert not out.any() and proc.meter.errors == 1 and proc.meter.periods == 1
+
+
+def test_under_overload_new_notes_end_the_oldest_held_ones():
+    synth = live.LiveSynth(live_model(), OPTIONS)
+    synth.voice_limit = 3
+    for k, pitch in enumerate((60, 62, 64, 65, 67)):
+        synth.note_on(pitch, 90, k)
+    synth.render(64)
+    held = [n.pitch for n in synth.notes if n.offset is None]
+    assert held == [64, 65, 67] and synth.stats.stolen == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["live", "--jack"], "JACK: no server to connect to"),
+    (["live", "--midi-in", "no-such-port", "--device", "no-such-device"], "audio device 'no-such-device'"),
+    (["live"], "choose --jack, or --midi-in PORT"),
+    (["play", "{piece}", "--audio-device", "no-such-device"], "audio device 'no-such-device'"),
+    (["play", "{piece}", "--no-audio"], "give --out FILE.wav"),
+    (["play", "no-such.mid", "--no-audio", "-o", "x.wav"], "no-such.mid: file not found"),
+])
+def test_a_missing_server_port_or_device_is_one_line(argv, message, piece, monkeypatch, capsys):
+    from midi2wave import cli
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "m2w-no-such-server")
+    status = cli.main([a.replace("{piece}", piece) for a in argv])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], err

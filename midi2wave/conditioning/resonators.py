@@ -437,7 +437,7 @@ KAPPA_SUM_MAX = 0.5
 
 
 @_njit
-def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, kappa, attack_end,
+def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_hold, r_release, kappa, attack_end,
                 kappa_sustain, level, lock):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas).
@@ -456,8 +456,8 @@ def bank_update(t, e, re, im, idx, n_active, release, omega, r_hold, r_release, 
         r = r_hold[s] if t < release[s] else r_release[s]
         a = re[j] + g * (kappa[s] if t < attack_end[s] else kappa_sustain[s]) * e
         b = im[j]
-        c = r * math.cos(omega[s])
-        d = r * math.sin(omega[s])
+        c = r * cos_omega[s]  # cos / sin of the oscillator's frequency, computed once (`unit_phasors`)
+        d = r * sin_omega[s]
         re[j] = c * a - d * b
         im[j] = d * a + c * b
         if t + 1 == attack_end[s] and lock > 0.0 and level[s] > 0.0:  # its attack ends
@@ -529,7 +529,8 @@ def _run(signal, analysis, bank, capacity):
             out[t] = p + e
         n_prev = nt
         u_prev = ut
-        bank_update(t, e, re, im, idx, n_active, bank.release, bank.omega, bank.r_hold, bank.r_release, bank.kappa,
+        bank_update(t, e, re, im, idx, n_active, bank.release, bank.cos_omega, bank.sin_omega, bank.r_hold,
+                    bank.r_release, bank.kappa,
                     bank.attack_end, bank.kappa_sustain, bank.level, lock)
     return out, pred, gains
 
@@ -576,11 +577,21 @@ def synthesize(target: np.ndarray, sched: Schedule) -> np.ndarray:
 # ------------------------------------------------------------------ batched stepping (generation)
 
 
+@_njit
+def unit_phasors(omega, cos_out, sin_out):
+    """cos and sin of each oscillator's frequency (rad/sample), with the math library the bank step
+    was written with: `bank_update` multiplies them by the decay each sample instead of calling cos
+    and sin per oscillator and sample (the same numbers, a fraction of the time)."""
+    for i in range(omega.shape[0]):
+        cos_out[i] = math.cos(omega[i])
+        sin_out[i] = math.sin(omega[i])
+
+
 # The bank of a batch of streams as numba reads it (`BankBatch.arrays`): the streams' schedules
 # concatenated (stream b owns oscillators offsets[b] .. offsets[b + 1] - 1; Schedule.FIELDS), the
 # running latest release per stream (`direct_share`) and the shared settings.
 BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
-    "offsets", "held_until", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_innovation",
+    "offsets", "held_until", "cos_omega", "sin_omega", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_innovation",
     "release_innovation", "partial_levels"))
 
 # The streams' bank state (`BankBatch.streams`, updated in place): re, im, idx [B, capacity], n_active,
@@ -622,7 +633,8 @@ def batch_update(t, b0, b1, lock, bank, streams):
         o0 = bank.offsets[b]
         o1 = bank.offsets[b + 1]
         bank_update(t, streams.e[b], streams.re[b], streams.im[b], streams.idx[b], streams.n_active[b],
-                    bank.release[o0:o1], bank.omega[o0:o1], bank.r_hold[o0:o1], bank.r_release[o0:o1],
+                    bank.release[o0:o1], bank.cos_omega[o0:o1], bank.sin_omega[o0:o1], bank.r_hold[o0:o1],
+                    bank.r_release[o0:o1],
                     bank.kappa[o0:o1], bank.attack_end[o0:o1], bank.kappa_sustain[o0:o1], bank.level[o0:o1], lock)
 
 
@@ -717,6 +729,8 @@ class BankBatch:
         # per stream, the latest release among its oscillators so far (start order): `direct_share`
         self.held_until = np.concatenate([np.maximum.accumulate(np.asarray(s.release, np.int64))
                                           for s in schedules] + [np.zeros(0, np.int64)])
+        self.cos_omega, self.sin_omega = np.empty_like(self.omega), np.empty_like(self.omega)
+        unit_phasors(self.omega, self.cos_omega, self.sin_omega)
         capacity = max([1] + [max_concurrent(s) for s in schedules])
         self.state = BankState(self.batch_size, capacity)
         self.p = np.zeros(self.batch_size, np.float64)
@@ -734,7 +748,8 @@ class BankBatch:
     def _arrays(self) -> BankArrays:
         """The schedules and settings as numba reads them."""
         return BankArrays(*(getattr(self, f) for f in Schedule.FIELDS), offsets=self.offsets,
-                          held_until=self.held_until, gain_on=self.gain_on, gain_floor=self.gain_floor,
+                          held_until=self.held_until, cos_omega=self.cos_omega, sin_omega=self.sin_omega,
+                          gain_on=self.gain_on, gain_floor=self.gain_floor,
                           pre_emphasis=self.pre_emphasis, noise_lowpass=self.noise_lowpass,
                           sustain_innovation=self.sustain_innovation, release_innovation=self.release_innovation,
                           partial_levels=self.partial_levels)
@@ -811,10 +826,12 @@ class LiveBank:
             setattr(self, name, np.zeros(self.capacity, np.int64 if name in Schedule.TIME_FIELDS else np.float64))
         self.offsets = np.zeros(2, np.int64)  # one stream: oscillators 0 .. offsets[1] - 1
         self.held_until = np.zeros(self.capacity, np.int64)
+        self.cos_omega, self.sin_omega = np.zeros(self.capacity), np.zeros(self.capacity)
         self.state = BankState(1, self.capacity)
         self.p, self.g, self.e = np.zeros(1), np.ones(1), np.zeros(1)
         self.arrays = BankArrays(*(getattr(self, f) for f in Schedule.FIELDS), offsets=self.offsets,
-                                 held_until=self.held_until, gain_on=floor is not None,
+                                 held_until=self.held_until, cos_omega=self.cos_omega, sin_omega=self.sin_omega,
+                                 gain_on=floor is not None,
                                  gain_floor=float(floor or 0.0), pre_emphasis=emphasis, noise_lowpass=lowpass,
                                  sustain_innovation=template.sustain_innovation,
                                  release_innovation=template.release_innovation,
@@ -850,6 +867,7 @@ class LiveBank:
         for name in Schedule.FIELDS:
             getattr(self, name)[a:a + k] = getattr(rows, name)
         self.held_until[a:a + k] = NOT_RELEASED
+        unit_phasors(self.omega[a:a + k], self.cos_omega[a:a + k], self.sin_omega[a:a + k])
         self.offsets[1] = a + k
         return a + self.dropped, a + k + self.dropped
 
@@ -872,7 +890,7 @@ class LiveBank:
         m = int(s.idx[0, :na].min()) if na else nxt
         if m <= 0:
             return 0
-        for name in Schedule.FIELDS:
+        for name in Schedule.FIELDS + ("cos_omega", "sin_omega"):
             array = getattr(self, name)
             array[:n - m] = array[m:n].copy()
         s.idx[0, :na] -= m

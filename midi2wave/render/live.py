@@ -77,8 +77,10 @@ class LiveStats:
 
     notes: int = 0  # note-ons played
     dropped: int = 0  # note-ons refused: the bank was full
+    stolen: int = 0  # notes ended early to keep up (`LiveSynth.voice_limit`)
     ignored: Counter = field(default_factory=Counter)  # messages ignored, by reason
     blocks: int = 0
+    max_polyphony: int = 0  # the most notes sounding at a block's end so far
 
     @property
     def ignored_total(self) -> int:
@@ -144,6 +146,11 @@ class LiveSynth:
         self.cond_frames = np.zeros((256, L, G), np.float32)  # frame f at f % 256 (a 1 s window at most)
         self._zeros1 = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64), np.zeros((1, 1, 1), np.float32)
         self.reset()
+        # load every compiled function now (the kernel from numba's disk cache, the DC blocker), not in
+        # the first audio callback that plays a note
+        self.note_on(60, 64)
+        self.render(3 * self.spf)
+        self.reset()
 
     # ------------------------------------------------------------------------------- state
 
@@ -165,6 +172,9 @@ class LiveSynth:
         self.bank.reset()
         self.kernel.reset()
         self.stats = LiveStats()
+        # None: no limit. The audio callback sets one while it overruns its period (playback.py):
+        # a new note then ends the oldest held ones, so fewer oscillators ring (each costs per sample).
+        self.voice_limit: int | None = None
         self._notes_cache: tuple[Notes, PedalEvents] | None = None
 
     @property
@@ -260,6 +270,11 @@ class LiveSynth:
         for n in self.notes:  # the same key struck again ends the note still sounding on it
             if n.pitch == pitch and n.offset is None:
                 self._end(n, t)
+        if self.voice_limit is not None:  # overload: the oldest notes still held give way
+            held = [n for n in self.notes if n.offset is None]
+            for n in held[:max(0, len(held) - self.voice_limit + 1)]:
+                self._end(n, t)
+                self.stats.stolen += 1
         rows = self.bank.add_note(pitch, velocity, t)
         if rows is None:
             self.stats.dropped += 1
@@ -366,6 +381,7 @@ class LiveSynth:
         self.generated = end - self.latency_samples
         self._prune(self.generated)
         self.stats.blocks += 1
+        self.stats.max_polyphony = max(self.stats.max_polyphony, self.polyphony)
         return out
 
     def _generate(self, out: np.ndarray, a: int, b: int) -> None:

@@ -15,13 +15,16 @@ lowered while live, so the main thread cannot hold the GIL for a whole period.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import os
 import math
 import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,9 +39,38 @@ __all__ = ["CallbackMeter", "JackBackend", "DeviceBackend", "list_ports", "statu
 
 def _import(name: str, package: str) -> Any:
     try:
-        return __import__(name)
+        module = __import__(name)
     except (ImportError, OSError) as e:
         raise InputError(f"live audio needs {package}: pip install 'midi2wave[live]' ({e})") from None
+    if name == "jack":  # libjack's own messages ("Cannot connect to server socket ...") go to the debug log
+        module.set_error_function(lambda message: logger.debug("libjack: %s", message))
+        module.set_info_function(lambda message: logger.debug("libjack: %s", message))
+    return module
+
+
+@contextlib.contextmanager
+def _quiet_c_stderr():
+    """Silence what C libraries print on file descriptor 2 while probing (ALSA's "ALSA lib ...",
+    libjack's "Cannot connect to server socket" when RtMidi tries its JACK API)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _output_device(sd: Any, device: str | None) -> dict:
+    """The PortAudio output device `device` (None: the default), or a one-line InputError."""
+    try:
+        return sd.query_devices(device, "output")
+    except (ValueError, sd.PortAudioError) as e:
+        what = f"audio device {device!r}" if device is not None else "the default audio output"
+        hint = "no audio output on this machine" if device is None else str(e)
+        raise InputError(f"{what}: {hint} (see `midi2wave live --list`)") from None
 
 
 @dataclass
@@ -51,8 +83,11 @@ class CallbackMeter:
     xruns: int = 0
     errors: int = 0
     overloads: int = 0  # periods whose callback took longer than the period
+    # the latest callback times (seconds), a ring of 2^18 periods (bench/live.py reads percentiles)
+    durations: np.ndarray = field(default_factory=lambda: np.zeros(1 << 18))
 
     def add(self, seconds: float, period_s: float) -> None:
+        self.durations[self.periods % len(self.durations)] = seconds
         self.periods += 1
         self.worst_s = max(self.worst_s, seconds)
         self.load += 0.05 * (seconds / period_s - self.load)
@@ -81,12 +116,41 @@ class _Processor:
                 self.logged = True
                 logger.exception("error in the audio callback (silence for this period; the stream goes on)")
         self.meter.add(time.perf_counter() - start, frames / self.adapter.device_rate)
+        # keep time under overload: while the callback takes most of the period, cap the notes held
+        # (a new note ends the oldest); lift the cap once the load is back down
+        synth = self.synth
+        if self.meter.load > 0.8:
+            if synth.voice_limit is None:
+                synth.voice_limit = max(4, synth.polyphony - 2)
+        elif self.meter.load < 0.5 and synth.voice_limit is not None:
+            synth.voice_limit = None
+
+
+_saved_switch = [sys.getswitchinterval()]
+
+
+def _realtime_python(on: bool) -> None:
+    """While live: a short thread switch interval (another Python thread cannot hold the GIL for a
+    whole period: 5 ms by default) and no cyclic garbage collection (a full collection stalls the
+    callback for milliseconds; the engine makes no reference cycles). Undone after."""
+    if on:
+        _saved_switch[0] = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+    else:
+        sys.setswitchinterval(_saved_switch[0])
+        gc.unfreeze()
+        gc.enable()
 
 
 def status_line(proc: _Processor) -> str:
     m, synth = proc.meter, proc.synth
     latency_ms = 1000.0 * proc.adapter.latency_frames / proc.adapter.device_rate
     flag = "  OVERLOAD: periods late" if m.overloads else ""
+    if synth.voice_limit is not None:
+        flag += f"  OVERLOAD: notes limited to {synth.voice_limit} ({synth.stats.stolen} cut short)"
     return (f"latency {latency_ms:.1f} ms  load {100 * m.load:3.0f}% (worst {1000 * m.worst_s:.1f} ms)  "
             f"polyphony {synth.polyphony:3d}  xruns {m.xruns}  ignored {synth.stats.ignored_total}  "
             f"errors {m.errors}{flag}")
@@ -98,7 +162,8 @@ class JackBackend:
     def __init__(self, synth: LiveSynth, name: str = "midi2wave", connect: bool = False) -> None:
         jack = _import("jack", "JACK-Client (and the JACK library, e.g. Debian's jackd2)")
         try:
-            self.client = jack.Client(name, no_start_server=True)
+            with _quiet_c_stderr():
+                self.client = jack.Client(name, no_start_server=True)
         except jack.JackError as e:
             raise InputError(f"JACK: no server to connect to (start one, e.g. `jackd -d alsa` or "
                              f"PipeWire's JACK), or the name {name!r} is taken ({e})") from None
@@ -125,6 +190,7 @@ class JackBackend:
             self.proc.meter.errors += 1
 
     def start(self) -> None:
+        _realtime_python(True)
         self.client.activate()
         if self.connect:
             for port in self.client.get_ports(is_physical=True, is_input=True, is_audio=True):
@@ -137,6 +203,7 @@ class JackBackend:
     def stop(self) -> None:
         self.client.deactivate()
         self.client.close()
+        _realtime_python(False)
 
 
 class DeviceBackend:
@@ -145,10 +212,7 @@ class DeviceBackend:
     def __init__(self, synth: LiveSynth, midi_in: str | None, device: str | None, period: int = 128,
                  rate: int | None = None) -> None:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
-        try:
-            info = sd.query_devices(device, "output")
-        except (ValueError, sd.PortAudioError) as e:
-            raise InputError(f"audio device {device!r}: {e} (see `midi2wave live --list`)") from None
+        info = _output_device(sd, device)
         self.rate = int(rate or info["default_samplerate"])
         self.period = int(period)
         self.proc = _Processor(synth, self.rate, self.period)
@@ -156,8 +220,9 @@ class DeviceBackend:
         self.midi = None
         if midi_in is not None:
             rtmidi = _import("rtmidi", "python-rtmidi")
-            port = rtmidi.MidiIn()
-            names = port.get_ports()
+            with _quiet_c_stderr():
+                port = rtmidi.MidiIn()
+                names = port.get_ports()
             match = [i for i, n in enumerate(names) if n == midi_in or midi_in.isdigit() and i == int(midi_in)]
             match = match or [i for i, n in enumerate(names) if midi_in.lower() in n.lower()]
             if not match:
@@ -182,6 +247,7 @@ class DeviceBackend:
         self.proc(events, frames, outdata[:, 0])
 
     def start(self) -> None:
+        _realtime_python(True)
         self.stream.start()
 
     @property
@@ -193,12 +259,11 @@ class DeviceBackend:
         self.stream.close()
         if self.midi is not None:
             self.midi.close_port()
+        _realtime_python(False)
 
 
 def run_live(backend: Any, quiet: bool = False, seconds: float | None = None) -> int:
     """Run until Ctrl-C (or `seconds`), a status line every half second. Returns the exit status."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)  # a busy main thread must not hold the GIL for a whole period
     backend.start()
     stop = threading.Event()
     t0 = time.monotonic()
@@ -212,7 +277,6 @@ def run_live(backend: Any, quiet: bool = False, seconds: float | None = None) ->
         pass
     finally:
         backend.stop()
-        sys.setswitchinterval(old)
         if not quiet:
             print("\r" + status_line(backend.proc), file=sys.stderr)
     return 0
@@ -222,10 +286,11 @@ def list_ports() -> str:
     """The JACK ports, MIDI inputs and audio outputs this machine offers (lines of text)."""
     lines = []
     try:
-        import jack
+        jack = _import("jack", "JACK-Client")
 
         try:
-            client = jack.Client("midi2wave-list", no_start_server=True)
+            with _quiet_c_stderr():
+                client = jack.Client("midi2wave-list", no_start_server=True)
             lines.append(f"JACK server: {client.samplerate} Hz, period {client.blocksize}")
             for p in client.get_ports(is_midi=True, is_output=True):
                 lines.append(f"  JACK MIDI source: {p.name}")
@@ -234,18 +299,21 @@ def list_ports() -> str:
             client.close()
         except jack.JackError:
             lines.append("JACK: no server running")
-    except (ImportError, OSError):
+    except InputError:
         lines.append("JACK: JACK-Client not installed")
     try:
         import rtmidi
 
         for api in rtmidi.get_compiled_api():
             try:
-                ports = rtmidi.MidiIn(api).get_ports()
+                with _quiet_c_stderr():
+                    ports = rtmidi.MidiIn(api).get_ports()
             except Exception:  # noqa: BLE001 - an API without its system part (no ALSA sequencer)
                 continue
             for i, name in enumerate(ports):
                 lines.append(f"MIDI input [{rtmidi.get_api_display_name(api)}] {i}: {name}")
+        if not any(line.startswith("MIDI input") for line in lines):
+            lines.append("MIDI inputs: none")
     except ImportError:
         lines.append("MIDI: python-rtmidi not installed")
     try:
@@ -254,6 +322,8 @@ def list_ports() -> str:
         for i, d in enumerate(sd.query_devices()):
             if d["max_output_channels"] > 0:
                 lines.append(f"audio output {i}: {d['name']} ({int(d['default_samplerate'])} Hz)")
+        if not any(line.startswith("audio output") for line in lines):
+            lines.append("audio outputs: none")
     except (ImportError, OSError):
         lines.append("audio: sounddevice / PortAudio not installed")
     return "\n".join(lines)
@@ -277,6 +347,7 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
     stream = None
     if audio:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
+        _output_device(sd, device)
         try:
             stream = sd.OutputStream(samplerate=sr, blocksize=period, device=device, channels=1, dtype="float32")
         except (ValueError, sd.PortAudioError) as e:

@@ -1,0 +1,242 @@
+"""The live engine under a real JACK server on one core: callback time against the period, xruns,
+CPU load and the highest polyphony held without an xrun (`midi2wave live --jack`'s work).
+
+For each rate:period, a JACK server (jackd, dummy backend, realtime when allowed) runs on another
+core; this process (the engine's JACK client) is pinned to one core, and a MIDI sender (another process)
+plays `--midi` (looped) to it for `--seconds`. Reported per configuration: callback time per period
+(mean, 99th percentile, worst) and as a share of the period, xruns, the engine's CPU load (callback
+time / wall time), and the same blocks rendered without JACK in this run (the baseline: the
+engine's own time; callback / baseline shows what JACK adds), and the xruns of a client that only
+writes silence on the same server for as long, and of one that first spins for the engine's mean
+callback time (the machine's own stalls, at the engine's load). `--polyphony`: then
+chords of N held keys (sustain pedal down) for 3 s each at 16 kHz, period 64, N rising until an
+xrun.
+
+    python bench/live.py [--midi FILE] [--seconds 60] [--configs 16000:64 16000:128 48000:96 48000:192]
+                         [--core 0] [--polyphony]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def start_jackd(rate: int, period: int, core: int) -> tuple[str, subprocess.Popen, bool]:
+    name = f"m2w-bench-{uuid.uuid4().hex[:6]}"
+    other = [c for c in sorted(os.sched_getaffinity(0)) if c != core] or [core]
+    for realtime in (True, False):
+        cmd = ["taskset", "-c", str(other[0]), "jackd", "-n", name, "-R" if realtime else "--no-realtime",
+               "-d", "dummy", "-r", str(rate), "-p", str(period)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True).returncode == 0:
+            return name, proc, realtime
+        proc.kill()
+        proc.wait()
+    raise SystemExit(f"jackd did not start at {rate} Hz")
+
+
+def stop_jackd(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def piece_events(path: str, rate: int, seconds: float) -> list[tuple[int, bytes]]:
+    """The MIDI file's events looped to `seconds`, as (device frame, bytes)."""
+    from midi2wave.render.live import file_events
+
+    base = file_events(path, rate)
+    length = max(e[0] for e in base) + rate // 2
+    out = []
+    for k in range(int(seconds * rate // length) + 1):
+        for t, kind, a, b in base:
+            data = bytes([0x90, a, b]) if kind == "on" else bytes([0x80, a, 0]) if kind == "off" else bytes([0xB0, a, b])
+            out.append((t + k * length, data))
+    return [e for e in out if e[0] < seconds * rate]
+
+
+SENDER = r"""
+import json, sys, time, jack
+events = [(int(f), bytes(d)) for f, d in json.load(open(sys.argv[1]))]
+client = jack.Client("m2w-sender", no_start_server=True)
+out = client.midi_outports.register("out")
+state = {"next": 0, "t0": None}
+
+@client.set_process_callback
+def send(frames):
+    out.clear_buffer()
+    now = client.last_frame_time
+    if state["t0"] is None:
+        state["t0"] = now
+    f0 = now - state["t0"]
+    while state["next"] < len(events) and events[state["next"]][0] < f0 + frames:
+        at, data = events[state["next"]]
+        out.write_midi_event(max(0, at - f0), data)
+        state["next"] += 1
+
+client.activate()
+client.connect(out, "m2w:midi_in")
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def run_graph(synth, events, rate: int, seconds: float):
+    """The engine as a JACK client (this process) fed `events` by a MIDI sender in another process
+    (as a keyboard or sequencer would be) for `seconds` of real time."""
+    import json
+    import tempfile
+
+    from midi2wave.render.playback import JackBackend
+
+    backend = JackBackend(synth, name="m2w")
+    backend.start()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump([(t, list(d)) for t, d in events], f)
+    sender = subprocess.Popen([sys.executable, "-c", SENDER, f.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert sender.stdout.readline().strip() == "ready"
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        wall = time.perf_counter() - t0
+    finally:
+        sender.communicate("", timeout=30)
+        os.unlink(f.name)
+        backend.stop()
+    return backend, wall
+
+
+def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, float]:
+    """(xruns, worst period in seconds) of a client that only writes silence (after spinning for
+    `spin_s` per period: a busy client as long as the engine, without its work), same server and
+    core, same duration: what the machine itself costs (a shared VM stalls now and then)."""
+    import jack
+
+    client = jack.Client("m2w-null", no_start_server=True)
+    out = client.outports.register("out")
+    count = [0]
+    worst = [0.0]
+
+    @client.set_process_callback
+    def process(frames):
+        t = time.perf_counter()
+        while time.perf_counter() - t < spin_s:
+            pass
+        out.get_array()[:] = 0.0
+        worst[0] = max(worst[0], time.perf_counter() - t)
+
+    @client.set_xrun_callback
+    def xrun(delay):
+        count[0] += 1
+
+    client.activate()
+    time.sleep(seconds)
+    client.deactivate()
+    client.close()
+    return count[0], worst[0]
+
+
+def baseline(model, events, rate: int, period: int, seconds: float) -> np.ndarray:
+    """The same periods rendered without JACK (RateAdapter.process per period): seconds per period."""
+    from midi2wave.render.live import LiveSynth, RateAdapter
+
+    adapter = RateAdapter(LiveSynth(model), rate)
+    times, j = [], 0
+    for start in range(0, int(seconds * rate), period):
+        block = []
+        while j < len(events) and events[j][0] < start + period:
+            block.append((events[j][0] - start, events[j][1]))
+            j += 1
+        t = time.perf_counter()
+        adapter.process(block, period)
+        times.append(time.perf_counter() - t)
+    return np.array(times)
+
+
+def polyphony(model, core: int) -> list[tuple[int, int, float]]:
+    """(N keys, xruns, worst callback / period) for chords of N held keys, 3 s each, 16 kHz, period 64."""
+    from midi2wave.render.live import LiveSynth
+
+    rows = []
+    for n in (8, 16, 24, 32, 48, 64, 88):
+        name, proc, _ = start_jackd(16000, 64, core)
+        os.environ["JACK_DEFAULT_SERVER"] = name
+        try:
+            keys = np.linspace(21, 108, n).round().astype(int)
+            events = [(0, bytes([0xB0, 64, 127]))] + [(64 * i, bytes([0x90, int(k), 90])) for i, k in enumerate(keys)]
+            backend, _ = run_graph(LiveSynth(model), events, 16000, 3.0)
+            m = backend.proc.meter
+            rows.append((n, m.xruns, m.worst_s / (64 / 16000)))
+        finally:
+            stop_jackd(proc)
+        print(f"  polyphony {n:3d}: xruns {rows[-1][1]}, worst callback {rows[-1][2]:.2f} x the period", flush=True)
+        if rows[-1][1]:
+            break
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--midi", default=str(ROOT / "examples" / "example.mid"))
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--configs", nargs="+", default=["16000:64", "16000:128", "48000:96", "48000:192"])
+    ap.add_argument("--core", type=int, default=0)
+    ap.add_argument("--polyphony", action="store_true")
+    args = ap.parse_args()
+    if shutil.which("jackd") is None:
+        raise SystemExit("jackd not installed (Debian: jackd2)")
+    os.sched_setaffinity(0, {args.core})
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    from midi2wave.checkpoint import LIVE_ASSETS_DIR, load_model
+    from midi2wave.render.live import LiveSynth
+
+    model, _ = load_model(LIVE_ASSETS_DIR)
+    LiveSynth(model).render(16000)  # kernel loaded before any timing
+    print(f"live engine on core {args.core}, {Path(args.midi).name} looped to {args.seconds:g} s "
+          f"(load average {os.getloadavg()[0]:.2f})")
+    print("rate:period  server   mean ms  p99 ms  worst ms  p99/period  worst/period  xruns  load  "
+          "p99 vs baseline  polyphony max  null-client xruns  busy-client xruns (worst ms)")
+    for spec in args.configs:
+        rate, period = (int(x) for x in spec.split(":"))
+        events = piece_events(args.midi, rate, args.seconds)
+        name, proc, realtime = start_jackd(rate, period, args.core)
+        os.environ["JACK_DEFAULT_SERVER"] = name
+        try:
+            null, _ = null_xruns(rate, args.seconds)
+            synth = LiveSynth(model)
+            backend, wall = run_graph(synth, events, rate, args.seconds)
+            mean_s = float(backend.proc.meter.durations[:backend.proc.meter.periods].mean())
+            busy, busy_worst = null_xruns(rate, args.seconds, mean_s)
+        finally:
+            stop_jackd(proc)
+        m = backend.proc.meter
+        d = m.durations[:min(m.periods, len(m.durations))]
+        base = baseline(model, events, rate, period, min(args.seconds, 10.0))
+        p = period / rate
+        print(f"{spec:>11}  {'rt' if realtime else 'no-rt':>6}  {1e3 * d.mean():7.3f}  {1e3 * np.percentile(d, 99):6.3f}"
+              f"  {1e3 * d.max():8.3f}  {np.percentile(d, 99) / p:10.2f}  {d.max() / p:12.2f}  {m.xruns:5d}"
+              f"  {d.sum() / wall:4.0%}  {np.percentile(d, 99) / np.percentile(base, 99):15.2f}  {synth.stats.max_polyphony:13d}  {null:17d}  {busy:17d} ({1e3 * busy_worst:.1f})",
+              flush=True)
+    if args.polyphony:
+        print("polyphony at 16000:64 (chords held with the sustain pedal, 3 s each):")
+        polyphony(model, args.core)
+
+
+if __name__ == "__main__":
+    main()
