@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from midi2wave.conditioning import resonators as rs
-from midi2wave.midi import Notes
+from midi2wave.midi import Notes, PedalEvents, write_midi
 from midi2wave.model.stepping import ContextStepper
 from midi2wave.render import live, playback
 from helpers import LIVE_BANK, LIVE_OPTIONS, live_model, live_piece
@@ -220,3 +220,39 @@ def test_a_missing_server_port_or_device_is_one_line(argv, message, piece, monke
     assert status == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], err
+
+
+def test_a_held_note_does_not_fill_the_bank_and_refusals_do_not_depend_on_the_blocks():
+    """One key held throughout while 300 short notes come and go: the stopped oscillators behind the
+    held note are compacted away, so none is refused (a bank of 256 rows: 32 notes of 4 partials);
+    and a bank too small for the chord refuses the same notes in any block size."""
+    model = live_model()
+    synth = live.LiveSynth(model, OPTIONS, bank_capacity=256)
+    synth.note_on(40, 80)
+    for k in range(300):
+        synth.note_on(60 + k % 12, 90)
+        synth.render(64 * 20)
+        synth.note_off(60 + k % 12)
+        synth.render(64 * 20)
+    assert synth.stats.dropped == 0 and synth.stats.notes == 301
+    assert synth.bank.size <= 256
+
+    def render(blocks):
+        small = live.LiveSynth(model, OPTIONS, bank_capacity=64)  # 32 rows alive: 8 notes of 4 partials
+        events = [(i * 200, "on", 50 + i, 100) for i in range(12)] + [(3000, "off", 50, 0), (9000, "on", 80, 90)]
+        events.sort()
+        out = np.concatenate(list(live.render_events(small, events, 12000, blocks)))
+        return out, small.stats.dropped
+
+    a, dropped_a = render(16000)
+    b, dropped_b = render(64)
+    assert dropped_a == dropped_b >= 4 and np.array_equal(a, b)
+
+
+def test_a_key_released_and_struck_at_one_sample_plays_two_whole_notes(tmp_path):
+    path = tmp_path / "restrike.mid"
+    write_midi(Notes(np.array([0.0, 0.5]), np.array([0.5, 1.0]), np.array([60, 60], np.int16),
+                     np.array([90, 90], np.int16)), PedalEvents.empty(), path)
+    synth = live.LiveSynth(live_model(), OPTIONS)
+    list(live.render_events(synth, live.file_events(path, SR), SR + 64, 64))
+    assert [(n.onset, n.offset) for n in synth.notes] == [(0, 8000), (8000, 16000)]

@@ -813,7 +813,7 @@ class LiveBank:
     (`t < release`, `min(t, release)`, the latest release <= t), so a release set at sample T >= the
     stream's position gives the samples before T what `NOT_RELEASED` gave them. Capacity is fixed
     (`capacity` oscillators; nothing is allocated while the kernel runs); `compact()` drops the
-    stopped oscillators before the oldest one still sounding, between kernel calls."""
+    stopped oscillators the kernel has left behind, between kernel calls."""
 
     def __init__(self, config: ResonatorConfig, sample_rate_hz: int, sustain_innovation: float = 1.0,
                  release_innovation: float = 1.0, partial_levels: float = 0.0, capacity: int = 4096) -> None:
@@ -838,7 +838,7 @@ class LiveBank:
                                  partial_levels=template.partial_levels)
         s = self.state
         self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g, self.e)
-        self.dropped = 0
+        self.reset()
 
     @property
     def size(self) -> int:
@@ -849,53 +849,74 @@ class LiveBank:
         """Silence and no oscillators."""
         self.state.reset()
         self.offsets[1] = 0
-        self.dropped = 0  # oscillators compacted away so far: row numbers handed out are index + dropped
+        self.ranges: dict[int, list[int]] = {}  # note handle -> its rows [first, end) now
+        self.next_handle = 0
         return self
 
-    def add_note(self, pitch: int, velocity: int, start: int) -> tuple[int, int] | None:
+    def add_note(self, pitch: int, velocity: int, start: int) -> int | None:
         """The oscillators of a note starting at sample `start` (>= every start so far), not yet
-        released; returns its rows (first, end) for `release_note` (numbers that stay valid through
-        `compact`), or None when the bank is full (after compacting) and the note is not added."""
+        released; returns a handle for `release_note`, or None when the bank is full and the note
+        is not added. Full means: the oscillators still ringing at `start` (stop > start) and the
+        new ones would exceed half the capacity; the other half holds those the kernel (which runs
+        up to a block behind the events) has not dropped yet. So whether a note is refused depends
+        on the notes alone, not on the block sizes."""
         rows = oscillators(np.array([pitch]), np.array([velocity]), np.array([start], np.int64),
                            np.array([NOT_RELEASED], np.int64), self.sample_rate_hz, self.config)
         k = len(rows)
-        if self.size + k > self.capacity:
+        n = self.size
+        if int(np.count_nonzero(self.stop[:n] > start)) + k > self.capacity // 2:
+            return None
+        if n + k > self.capacity:
             self.compact()
-            if self.size + k > self.capacity:
+            n = self.size
+            if n + k > self.capacity:  # pragma: no cover - half the capacity covers a block's lag
                 return None
-        a = self.size
+        a = n
         for name in Schedule.FIELDS:
             getattr(self, name)[a:a + k] = getattr(rows, name)
         self.held_until[a:a + k] = NOT_RELEASED
         unit_phasors(self.omega[a:a + k], self.cos_omega[a:a + k], self.sin_omega[a:a + k])
         self.offsets[1] = a + k
-        return a + self.dropped, a + k + self.dropped
+        handle = self.next_handle
+        self.next_handle += 1
+        self.ranges[handle] = [a, a + k]
+        return handle
 
-    def release_note(self, rows: tuple[int, int], at: int) -> None:
-        """Release the note on rows (first, end) at sample `at` (not before the stream's position)."""
-        a, b = rows[0] - self.dropped, rows[1] - self.dropped
-        if a < 0:
-            raise ValueError("release_note: the note's oscillators were dropped (they had stopped)")
+    def release_note(self, handle: int, at: int) -> None:
+        """Release the note `handle` at sample `at` (not before the stream's position)."""
+        if handle not in self.ranges:  # its oscillators were compacted away: long stopped
+            return
+        a, b = self.ranges[handle]
         self.release[a:b] = np.minimum(self.release[a:b], at)
         self.stop[a:b] = self.release[a:b] + self.tail
         n = self.size
         np.maximum.accumulate(self.release[:n], out=self.held_until[:n])
 
     def compact(self) -> int:
-        """Drop the oscillators before the oldest one still admitted or to come (all stopped).
-        Returns how many were dropped (`add_note`'s row numbers stay valid)."""
+        """Drop every oscillator the kernel has passed and dropped (admitted before and no longer
+        active), wherever it lies: the ones still active keep their slots (the prediction sums them
+        in slot order), the rest keep their order. Returns how many were dropped."""
         n = self.size
         s = self.state
         na, nxt = int(s.n_active[0]), int(s.next[0])
-        m = int(s.idx[0, :na].min()) if na else nxt
-        if m <= 0:
+        keep = np.zeros(n, bool)
+        keep[nxt:] = True
+        keep[s.idx[0, :na]] = True
+        dropped = n - int(keep.sum())
+        if dropped == 0:
             return 0
+        new_index = np.cumsum(keep) - 1
         for name in Schedule.FIELDS + ("cos_omega", "sin_omega"):
             array = getattr(self, name)
-            array[:n - m] = array[m:n].copy()
-        s.idx[0, :na] -= m
-        s.next[0] = nxt - m
-        self.offsets[1] = n - m
-        self.dropped += m
-        np.maximum.accumulate(self.release[:n - m], out=self.held_until[:n - m])
-        return m
+            array[:n - dropped] = array[:n][keep]
+        s.idx[0, :na] = new_index[s.idx[0, :na]]
+        s.next[0] = int(keep[:nxt].sum())
+        self.offsets[1] = n - dropped
+        for handle in list(self.ranges):
+            a, b = self.ranges[handle]
+            if keep[a]:  # a note's oscillators start together: all kept or all dropped
+                self.ranges[handle] = [int(new_index[a]), int(new_index[a]) + (b - a)]
+            else:
+                del self.ranges[handle]
+        np.maximum.accumulate(self.release[:n - dropped], out=self.held_until[:n - dropped])
+        return dropped

@@ -64,7 +64,7 @@ __all__ = ["LiveSynth", "LiveStats", "RateAdapter", "file_events", "render_event
            "LiveError"]
 
 _FAR_S = 1.0e9  # the offset of a note still sounding, for the roll and excitation builders (seconds)
-_PRUNE_S = 2.0  # a finished note leaves the table this long after its end (past every tail that reads it)
+_PRUNE_S = 2.0  # a finished note leaves the table this long after its tail (past every builder that reads it)
 
 
 class LiveError(ValueError):
@@ -92,10 +92,24 @@ class _Note:
     pitch: int
     velocity: int
     onset: int  # sample
-    rows: tuple[int, int] | None  # the bank's rows
+    rows: int | None  # the note's handle in the bank (`LiveBank.add_note`)
     offset: int | None = None  # sample it ended (None: sounding)
     key_down: bool = True
     sostenuto: bool = False  # held by the sostenuto pedal
+
+
+def _seconds(samples: list[int], sample_rate_hz: int) -> np.ndarray:
+    """Times in seconds of sample indices, each the largest double x with x * sr <= T: the offline
+    builders take a note's first sample as ceil(x * sr), which T / sr alone would make T + 1 for some T
+    (its product rounds up)."""
+    t = np.asarray(samples, np.float64)
+    x = t / sample_rate_hz
+    for _ in range(4):
+        over = x * sample_rate_hz > t
+        if not over.any():
+            break
+        x[over] = np.nextafter(x[over], -np.inf)
+    return x
 
 
 @_njit
@@ -143,7 +157,8 @@ class LiveSynth:
         self.dc_rate = 2.0 * math.pi * DC_CUTOFF_HZ / self.sr
         self.excitation_partials = data.excitation_partials
         L, G = self.context.shape
-        self.cond_frames = np.zeros((256, L, G), np.float32)  # frame f at f % 256 (a 1 s window at most)
+        # frame f at f % size: a block's frames (up to 1 s) and the one before it
+        self.cond_frames = np.zeros((2 * (self.sr // self.spf) + 8, L, G), np.float32)
         self._zeros1 = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64), np.zeros((1, 1, 1), np.float32)
         self.reset()
         # load every compiled function now (the kernel from numba's disk cache, the DC blocker), not in
@@ -319,8 +334,8 @@ class LiveSynth:
             sr = self.sr
             notes = self.notes
             self._notes_cache = (
-                Notes(np.array([n.onset / sr for n in notes]),
-                      np.array([n.offset / sr if n.offset is not None else _FAR_S for n in notes]),
+                Notes(_seconds([n.onset for n in notes], sr),
+                      np.array([_seconds([n.offset], sr)[0] if n.offset is not None else _FAR_S for n in notes]),
                       np.array([n.pitch for n in notes], np.int16), np.array([n.velocity for n in notes], np.int16)),
                 # the pedals' rows hold their values until further notice: a last event far ahead
                 # keeps `frame_rolls` from ending them with the notes (a piece's end, offline)
@@ -331,7 +346,7 @@ class LiveSynth:
 
     def _prune(self, t: int) -> None:
         """Forget notes and pedal events no builder reads any more (before sample t)."""
-        horizon = t - int(_PRUNE_S * self.sr)
+        horizon = t - self.tail - int(_PRUNE_S * self.sr)  # past every tail that decides a silence
         keep = [n for n in self.notes if n.offset is None or n.offset > horizon]
         if len(keep) != len(self.notes):
             self.notes = keep
@@ -450,12 +465,12 @@ class LiveSynth:
 
 
 # kinds in the order events at one sample are applied (the offline sustain rule's order)
-_ORDER = {"pedal": 0, "on": 1, "off": 2}
+_ORDER = {"pedal": 0, "off": 1, "on": 2}  # a key released and struck again at one sample: the old note ends
 
 
 def file_events(path: Any, sample_rate_hz: int) -> list[tuple[int, str, int, int]]:
     """A MIDI file as the live engine's events: (sample, "on" | "off" | "pedal", a, b) sorted by time
-    (pedal changes, then onsets, then releases at one sample), raw notes (the engine applies the
+    (pedal changes, then releases, then onsets at one sample), raw notes (the engine applies the
     pedals itself). Raises MidiError."""
     notes, pedals = read_midi(path)
     sr = sample_rate_hz
