@@ -177,7 +177,7 @@ def test_48_khz_output_is_the_upsampled_render_with_a_fixed_latency(piece):
     out = np.concatenate(out)
     ref16 = np.concatenate(list(live.render_events(live.LiveSynth(model, OPTIONS, year=2011), events, SR, 16000)))
     fir = live.RateAdapter(live.LiveSynth(model, OPTIONS), 48000)
-    ref48 = fir._resample(ref16)  # [48000]: delayed by L (in ref16) and the filter's 24 frames
+    ref48 = fir.resample(ref16)  # [48000]: delayed by L (in ref16) and the filter's 24 frames
     shift = adapter.prefill  # and the FIFO's start
     assert adapter.latency_frames == 3 * 64 + 24 + 2
     assert np.abs(out[shift:] - ref48[:n_out - shift]).max() < 1e-6
@@ -256,3 +256,23 @@ def test_a_key_released_and_struck_at_one_sample_plays_two_whole_notes(tmp_path)
     synth = live.LiveSynth(live_model(), OPTIONS)
     list(live.render_events(synth, live.file_events(path, SR), SR + 64, 64))
     assert [(n.onset, n.offset) for n in synth.notes] == [(0, 8000), (8000, 16000)]
+
+
+def test_play_writes_the_engines_offline_render_and_overwrites_only_with_force(piece, tmp_path, monkeypatch):
+    import soundfile
+
+    from midi2wave import checkpoint, cli
+
+    model = live_model()
+    monkeypatch.setattr(checkpoint, "load_model", lambda path, *a, **k: (model, None))
+    out = tmp_path / "p.wav"
+    argv = ["play", piece, "--no-audio", "-o", str(out), "--end", "3.4", "--year", "2011", "--seed", "3",
+            "--sustain-temperature", "0.5", "--sustain-innovation", "0.7", "--release-innovation", "0.2",
+            "--partial-levels", "1", "-q"]
+    assert cli.main(argv) == 0
+    got, sr = soundfile.read(out, dtype="int16")
+    want = _render(model, piece, 16000)
+    assert sr == SR and len(got) == len(want)
+    assert np.array_equal(got, np.clip(np.round(want * 32768), -32768, 32767).astype(np.int16))
+    assert cli.main(argv) == 2  # exists
+    assert cli.main(argv + ["--force"]) == 0

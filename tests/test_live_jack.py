@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -191,3 +192,19 @@ def test_a_real_clock_run_keeps_time_without_xruns(server, piece):
     assert meter.periods >= n_frames // period
     assert np.percentile(durations, 99) < period / rate
     assert meter.xruns - backend.settled_xruns <= 2, (meter.xruns, backend.settled_xruns)
+
+
+def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):
+    """`midi2wave play` (the bundled live model) through PortAudio's JACK device at the server's rate
+    (48 kHz: resampled), writing the same WAV as `--no-audio`. A process each: PortAudio lists the
+    devices (and a JACK server's rate) as they were when it started."""
+    import soundfile
+
+    common = ["--end", "1", "--year", "2011", "-q"]
+    for name, extra in (("heard", []), ("file", ["--no-audio"])):
+        done = subprocess.run([sys.executable, "-m", "midi2wave", "play", piece, "-o", str(tmp_path / f"{name}.wav"),
+                               *extra, *common], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    heard, _ = soundfile.read(tmp_path / "heard.wav", dtype="int16")
+    written, _ = soundfile.read(tmp_path / "file.wav", dtype="int16")
+    assert np.array_equal(heard, written) and np.abs(written).max() > 100

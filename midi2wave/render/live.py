@@ -589,7 +589,8 @@ class RateAdapter:
         self.synth.reset()
         self.__init__(self.synth, self.device_rate)
 
-    def _resample(self, x: np.ndarray) -> np.ndarray:
+    def resample(self, x: np.ndarray) -> np.ndarray:
+        """The next model-rate samples at the device rate (the stream's filter state carries on)."""
         if self.kind == "same":
             return x
         if self.kind == "soxr":
@@ -614,7 +615,7 @@ class RateAdapter:
             synth.midi_message(data, at - synth.clock)
         target = int(math.floor(end / self.ratio))
         if target > synth.clock:
-            y = self._resample(synth.render(target - synth.clock))
+            y = self.resample(synth.render(target - synth.clock))
             need = self.fifo_n + len(y)
             if need > len(self.fifo):
                 grown = np.zeros(2 * need, np.float32)

@@ -344,18 +344,22 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
         end_s = max((e[0] for e in events), default=0) / sr + RELEASE_SECONDS
     n = int(round(end_s * sr))
     L = synth.latency_samples
-    stream = None
+    stream = resampler = None
     if audio:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
-        _output_device(sd, device)
+        rate = int(_output_device(sd, device)["default_samplerate"])
+        if rate != sr:  # the device's own rate (a JACK server's cannot change): resampled as `live` does
+            resampler = RateAdapter(synth, rate)
         try:
-            stream = sd.OutputStream(samplerate=sr, blocksize=period, device=device, channels=1, dtype="float32")
+            # blocksize 0: PortAudio's own (its JACK host API aborts in malloc for a mono blocking
+            # stream whose blocksize exceeds JACK's period: measured with Debian's libportaudio2)
+            stream = sd.OutputStream(samplerate=rate, blocksize=0, device=device, channels=1, dtype="float32")
         except (ValueError, sd.PortAudioError) as e:
             raise InputError(f"audio device {device!r}: {e} (see `midi2wave live --list`; "
                              f"--no-audio writes only the WAV)") from None
         stream.start()
     first_sound = math.nan
-    writer = wav_writer(out, sr, force) if out is not None else None
+    writer = wav_writer(out, sr, force=force) if out is not None else None
     try:
         wav = writer.__enter__() if writer is not None else None
         done = 0
@@ -367,7 +371,7 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
             if wav is not None:
                 wav.write(part)
             if stream is not None:
-                stream.write(part.reshape(-1, 1))
+                stream.write((resampler.resample(part) if resampler is not None else part).reshape(-1, 1))
             if math.isnan(first_sound):
                 first_sound = time.perf_counter() - t_start
             if not quiet and synth.stats.blocks % 16 == 0:
