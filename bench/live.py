@@ -58,15 +58,14 @@ def stop_jackd(proc: subprocess.Popen) -> None:
 
 def piece_events(path: str, rate: int, seconds: float) -> list[tuple[int, bytes]]:
     """The MIDI file's events looped to `seconds`, as (device frame, bytes)."""
-    from midi2wave.render.live import file_events
+    from midi2wave.render.live import event_bytes, file_events
 
     base = file_events(path, rate)
     length = max(e[0] for e in base) + rate // 2
     out = []
     for k in range(int(seconds * rate // length) + 1):
-        for t, kind, a, b in base:
-            data = bytes([0x90, a, b]) if kind == "on" else bytes([0x80, a, 0]) if kind == "off" else bytes([0xB0, a, b])
-            out.append((t + k * length, data))
+        for event in base:
+            out.append((event[0] + k * length, event_bytes(event)))
     return [e for e in out if e[0] < seconds * rate]
 
 

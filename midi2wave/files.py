@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputExistsError
+from .errors import Midi2WaveError, OutputExistsError
 
 __all__ = ["STALE_TEMP_SECONDS", "TEMP_NAME", "atomic_folder", "atomic_path", "atomic_write_bytes", "check_folder",
            "remove_stale_temps", "temp_name"]
@@ -141,6 +141,19 @@ def remove_stale_temps(folder: str | os.PathLike, final: str | None = None,
         logger.info("midi2wave: removed %d temporary file(s) left by killed runs in %s: %s", len(removed), folder,
                     ", ".join(p.name for p in removed))
     return removed
+def make_output_folder(folder: str | os.PathLike, when_a_file: str) -> Path:
+    """Create an output folder (and its parents) before any work; one-line Midi2WaveError when a file
+    stands there (`when_a_file` says what the command needed) or it cannot be made."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise Midi2WaveError(f"{folder}: is a file; {when_a_file}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Midi2WaveError(f"{folder}: cannot create the output folder ({e.strerror or e})") from None
+    return folder
+
+
 def check_folder(folder: str | os.PathLike, force: bool = False) -> None:
     """Refuse an output folder that exists and is not empty, unless `force` (OutputExistsError), and
     a path that exists and is not a folder. For checks before costly work, and `atomic_folder`'s."""

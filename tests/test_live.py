@@ -169,9 +169,7 @@ def test_48_khz_output_is_the_upsampled_render_with_a_fixed_latency(piece):
     for start in range(0, n_out, 96):
         block = []
         while j < len(events) and 3 * events[j][0] < start + 96:
-            t, kind, a, b = events[j]
-            data = bytes([0x90, a, b]) if kind == "on" else bytes([0x80, a, 0]) if kind == "off" else bytes([0xB0, a, b])
-            block.append((3 * t - start, data))
+            block.append((3 * events[j][0] - start, live.event_bytes(events[j])))
             j += 1
         out.append(adapter.process(block, 96))
     out = np.concatenate(out)

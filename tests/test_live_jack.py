@@ -24,6 +24,13 @@ pytestmark = pytest.mark.server
 jack = pytest.importorskip("jack")
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so that a crashed run leaves no jackd behind."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _start_server(rate: int, period: int):
     """jackd -d dummy at `rate`, realtime if allowed, else --no-realtime; (name, process)."""
     if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
@@ -33,7 +40,7 @@ def _start_server(rate: int, period: int):
     name = f"m2w-test-{uuid.uuid4().hex[:8]}"
     for realtime in (["-R"], ["--no-realtime"]):
         proc = subprocess.Popen(["jackd", "-n", name, *realtime, "-d", "dummy", "-r", str(rate), "-p", str(period)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         ok = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True).returncode == 0
         if ok and proc.poll() is None:
             return name, proc
@@ -69,9 +76,8 @@ def piece(tmp_path_factory) -> str:
 def _events(piece: str, ratio: int) -> list[tuple[int, bytes]]:
     """The piece's events as (device frame, bytes), at frames the engine's clock hits exactly."""
     out = []
-    for t, kind, a, b in live.file_events(piece, 16000):
-        data = bytes([0x90, a, b]) if kind == "on" else bytes([0x80, a, 0]) if kind == "off" else bytes([0xB0, a, b])
-        out.append((ratio * t, data))
+    for event in live.file_events(piece, 16000):
+        out.append((ratio * event[0], live.event_bytes(event)))
     return out
 
 

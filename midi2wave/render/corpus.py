@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 
 from ..config import SamplingOptions
 from ..errors import InputError, Midi2WaveError
+from ..files import make_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -150,12 +151,7 @@ def _collisions(pieces: Sequence[CorpusPiece]) -> dict[str, str]:
 
 
 def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise Midi2WaveError(f"{out_dir}: is a file; a corpus needs -o FOLDER")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise Midi2WaveError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from None
+    make_output_folder(out_dir, "a corpus needs -o FOLDER")
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise Midi2WaveError(f"{out_dir}: the output folder is not writable")
 

@@ -60,8 +60,8 @@ except ImportError:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LiveSynth", "LiveStats", "RateAdapter", "file_events", "render_events", "render_file_live",
-           "LiveError"]
+__all__ = ["LiveSynth", "LiveStats", "RateAdapter", "file_events", "event_bytes", "render_events",
+           "render_file_live", "LiveError"]
 
 _FAR_S = 1.0e9  # the offset of a note still sounding, for the roll and excitation builders (seconds)
 _PRUNE_S = 2.0  # a finished note leaves the table this long after its tail (past every builder that reads it)
@@ -483,14 +483,14 @@ def file_events(path: Any, sample_rate_hz: int) -> list[tuple[int, str, int, int
     return events
 
 
-def _send(synth: LiveSynth, event: tuple[int, str, int, int], offset: int) -> None:
+def event_bytes(event: tuple[int, str, int, int]) -> bytes:
+    """A `file_events` event as the raw MIDI message a port would carry (channel 1)."""
     _, kind, a, b = event
-    if kind == "on":
-        synth.note_on(a, b, offset)
-    elif kind == "off":
-        synth.note_off(a, offset)
-    else:
-        synth.control_change(a, b, offset)
+    return bytes([0x90, a, b]) if kind == "on" else bytes([0x80, a, 0]) if kind == "off" else bytes([0xB0, a, b])
+
+
+def _send(synth: LiveSynth, event: tuple[int, str, int, int], offset: int) -> None:
+    synth.midi_message(event_bytes(event), offset)
 
 
 def render_events(synth: LiveSynth, events: list[tuple[int, str, int, int]], n_samples: int,
@@ -584,10 +584,6 @@ class RateAdapter:
         self.fifo = np.zeros(max(4096, 4 * pad), np.float32)
         self.fifo_n = pad
         self.latency_frames = int(round(synth.latency_samples * self.ratio)) + delay + pad
-
-    def reset(self) -> None:
-        self.synth.reset()
-        self.__init__(self.synth, self.device_rate)
 
     def resample(self, x: np.ndarray) -> np.ndarray:
         """The next model-rate samples at the device rate (the stream's filter state carries on)."""

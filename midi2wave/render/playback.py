@@ -359,9 +359,11 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
                              f"--no-audio writes only the WAV)") from None
         stream.start()
     first_sound = math.nan
-    writer = wav_writer(out, sr, force=force) if out is not None else None
-    try:
-        wav = writer.__enter__() if writer is not None else None
+    with contextlib.ExitStack() as stack:
+        if stream is not None:
+            stack.callback(stream.close)
+            stack.callback(stream.stop)
+        wav = stack.enter_context(wav_writer(out, sr, force=force)) if out is not None else None
         done = 0
         for block in render_events(synth, events, n + L, period):
             part = block[max(0, L - done):]
@@ -376,15 +378,6 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
                 first_sound = time.perf_counter() - t_start
             if not quiet and synth.stats.blocks % 16 == 0:
                 print(f"\rplay {done / sr:6.1f} / {n / sr:.1f} s", end="", file=sys.stderr, flush=True)
-        if writer is not None:
-            writer.__exit__(None, None, None)
-            writer = None
-    finally:
-        if writer is not None:
-            writer.__exit__(*sys.exc_info())
-        if stream is not None:
-            stream.stop()
-            stream.close()
-        if not quiet:
-            print(file=sys.stderr)
+    if not quiet:
+        print(file=sys.stderr)
     return first_sound

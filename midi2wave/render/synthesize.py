@@ -63,6 +63,7 @@ from ..audio import DCBlocker
 from .chunks import STREAMS_PER_CORE, ChunkPlan, StreamingJoin, auto_chunk_seconds, sounding_spans
 from ..config import Config, SamplingOptions
 from ..errors import InputError, Midi2WaveError
+from ..files import make_output_folder
 from ..conditioning.inputs import window_inputs
 from .rows import ModelInputs, row_temperatures, sampled_schedules, temperature_track
 
@@ -612,12 +613,7 @@ def _output_paths(inputs: Sequence[Path], out: Path | None) -> list[Path]:
         return [p.with_suffix(".wav") for p in inputs]
     if len(inputs) == 1 and not out.is_dir():
         return [out]
-    if out.exists() and not out.is_dir():
-        raise Midi2WaveError(f"{out}: is a file; with several inputs -o must be a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise Midi2WaveError(f"{out}: cannot make the output folder ({e.strerror or e})") from None
+    make_output_folder(out, "with several inputs -o must be a folder")
     return [out / (p.stem + ".wav") for p in inputs]
 
 
