@@ -86,18 +86,22 @@ def test_the_sustain_pedal_holds_released_keys_until_it_lifts():
 
 def test_the_sostenuto_pedal_holds_only_the_keys_down_when_it_went_down():
     synth = live.LiveSynth(live_model(), OPTIONS)
-    synth.note_on(60, 100)
+    synth.control_change(64, 127)  # 67: released while the sustain pedal holds it: not a key down
+    synth.note_on(67, 100)
+    synth.note_on(60, 100, 1)
+    synth.note_off(67, 2)
     synth.render(64)
     synth.control_change(66, 127)
+    synth.control_change(64, 0, 1)  # the sustain pedal lifts after the sostenuto went down: 67 ends
     synth.note_on(64, 100)
     synth.render(64)
     synth.note_off(60)
     synth.note_off(64)
     synth.render(64)
-    assert {n.pitch: n.offset for n in synth.notes} == {60: None, 64: 128}
+    assert {n.pitch: n.offset for n in synth.notes} == {67: 65, 60: None, 64: 128}
     synth.control_change(66, 0)
     synth.render(64)
-    assert {n.pitch: n.offset for n in synth.notes} == {60: 192, 64: 128}
+    assert {n.pitch: n.offset for n in synth.notes} == {67: 65, 60: 192, 64: 128}
 
 
 def test_bad_messages_are_counted_and_ignored(piece):
