@@ -111,9 +111,17 @@ class ResonatorConfig:
     level_pitches: tuple[float, ...] = ()
     levels_db: tuple[tuple[float, ...], ...] = ()
     level_velocity_slopes: tuple[float, ...] = ()
+    # Each year's room in the bank (scripts/fit_rooms.py fits it to a store): after a note's release
+    # its partials decay with `room_release_tau_s[i]` in recordings of year `room_years[i]` (other
+    # years, and the analysis: `release_tau_s`). Why: the rooms differ most in how long a note rings
+    # after its dampers fall (the reverberation), which the year embedding alone did not make audible
+    # (docs/evaluation.md, the note sheet). Empty: one release for every year.
+    room_years: tuple[int, ...] = ()
+    room_release_tau_s: tuple[float, ...] = ()
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
-    SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("level_pitches", "levels_db", "level_velocity_slopes")
+    SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("level_pitches", "levels_db", "level_velocity_slopes", "room_years",
+                                                 "room_release_tau_s")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -122,7 +130,8 @@ class ResonatorConfig:
 
     def __post_init__(self) -> None:
         key = "data.resonators."
-        for name in ("tuning_cents", "inharmonicity", "level_pitches", "level_velocity_slopes"):
+        for name in ("tuning_cents", "inharmonicity", "level_pitches", "level_velocity_slopes", "room_years",
+                     "room_release_tau_s"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # tuples, whatever sequence was given
         object.__setattr__(self, "levels_db", tuple(tuple(row) for row in self.levels_db))
         _require(self.partials >= 0, key + "partials", self.partials, "must be >= 0")
@@ -161,6 +170,12 @@ class ResonatorConfig:
             _require(self.partials > 0, key + "levels_db", "...", "needs the resonator bank (partials > 0)")
             _require(self.attack_s > 0, key + "attack_s", self.attack_s, "must be > 0 with partial levels (they are "
                      "set at the attack's end)")
+        _require(len(self.room_years) == len(self.room_release_tau_s), key + "room_release_tau_s",
+                 len(self.room_release_tau_s), f"needs one release time per room year ({len(self.room_years)})")
+        _require(all(y in C.MAESTRO_YEARS for y in self.room_years) and len(set(self.room_years)) == len(self.room_years),
+                 key + "room_years", list(self.room_years), f"must be distinct MAESTRO years {list(C.MAESTRO_YEARS)}")
+        _require(all(math.isfinite(t) and t > 0 for t in self.room_release_tau_s), key + "room_release_tau_s",
+                 list(self.room_release_tau_s), "must be > 0")
         for name in ("pre_emphasis", "noise_lowpass"):
             if getattr(self, name) > 0:
                 _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")
@@ -182,9 +197,18 @@ class ResonatorConfig:
 
     @property
     def release_tail_s(self) -> float:
-        """How long after its note's (sustained) offset an oscillator is removed: 5 x the longer of
-        `release_tau_s` and, with the gain on, `gain_release_s` (so the gain follows the room's tail)."""
-        return 5.0 * max(self.release_tau_s, self.gain_release_s if self.gain > 0 else 0.0)
+        """How long after its note's (sustained) offset an oscillator is removed: 5 x the longest of
+        `release_tau_s`, the rooms' (`room_release_tau_s`) and, with the gain on, `gain_release_s`
+        (so the gain follows the room's tail). One tail for every year: a schedule does not depend
+        on the year, only its release decay does (`release_tau_for`)."""
+        return 5.0 * max(self.release_tau_s, *self.room_release_tau_s, self.gain_release_s if self.gain > 0 else 0.0)
+
+    def release_tau_for(self, year: int | None) -> float:
+        """The partials' decay time after a release in recordings of `year` (None or a year
+        without a fitted room: `release_tau_s`)."""
+        if year in self.room_years:
+            return float(self.room_release_tau_s[self.room_years.index(year)])
+        return float(self.release_tau_s)
 
     @property
     def kappa_after_attack(self) -> float:
@@ -409,6 +433,18 @@ class ModelSampling:
     # oscillators' amplitudes become |z|^(1 - w) * level^w, w this weight (0: the sampled attack alone
     # decides, 1: the fitted levels); the phases stay the innovation's.
     partial_levels: float = 0.0
+    # Models with the resonator bank: while a note is in its attack (`data.resonators.attack_s`), the
+    # innovation is heard directly through a two-pole low-pass at this cut-off (Hz; 0: unfiltered,
+    # as in training); the bank and the network still get all of it. Why: the recorded hammer is
+    # short and dark (its energy above 4 kHz in the first 30 ms is about -46 dB of the note's), while
+    # the network samples near-white noise there, which a listener hears as a click on every attack.
+    attack_lowpass_hz: float = 0.0
+    # Models with the resonator bank: past the attacks the innovation is heard directly through two
+    # one-pole high-passes at this cut-off (Hz; 0: none). Why: the noise the network samples under
+    # held notes lies mostly below 1 kHz (10 dB above the recording's below 500 Hz on the note
+    # sheet), where a listener hears it as a rumble under every note; above 1 kHz it is quieter than
+    # the recording's. Needs nothing of the network: the bank and the network still get all of it.
+    sustain_highpass_hz: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
@@ -421,6 +457,10 @@ class ModelSampling:
                  "must be in [0, 1] (0: as sampled, 1: the fitted levels)")
         _require(self.release_innovation is None or 0 <= self.release_innovation <= 1, "sampling.release_innovation",
                  self.release_innovation, "must be in [0, 1] or null (null: the sustain innovation share)")
+        _require(self.attack_lowpass_hz >= 0, "sampling.attack_lowpass_hz", self.attack_lowpass_hz,
+                 "must be >= 0 (0: the attacks heard unfiltered)")
+        _require(self.sustain_highpass_hz >= 0, "sampling.sustain_highpass_hz", self.sustain_highpass_hz,
+                 "must be >= 0 (0: no high-pass)")
 
 
 # `config_differences` keys of the settings that change synthesis only.
@@ -489,6 +529,13 @@ class SamplingOptions:
         None, "models with fitted partial levels: how far (0..1, in log amplitude) each note's partials "
               "move to the levels fitted to the training audio at the end of its attack (0: as the sampled "
               f"attack left them; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
+    attack_lowpass_hz: float | None = _flag(  # see ModelSampling
+        None, "models with the resonator bank: cut-off (Hz) of the two-pole low-pass through which the innovation "
+              f"is heard directly during each note's attack (0: unfiltered, as in training; {_OWN})",
+        commands=SAMPLING_COMMANDS + _LIVE)
+    sustain_highpass_hz: float | None = _flag(  # see ModelSampling
+        None, "models with the resonator bank: cut-off (Hz) of the two one-pole high-passes through which the "
+              f"innovation is heard directly past the attacks (0: none; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
     precision: str = _flag("fp32", "numba engine weight storage (fp16: faster for one stream of a big model)",
                            choices=("fp32", "fp16", "int8"), commands=("synthesize",) + _LIVE)  # numba-only
     crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"

@@ -77,7 +77,7 @@ LIVE_BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_at
                           gain_release_s=0.03, gain_floor=1e-4, attack_s=0.02, pre_emphasis=0.5, noise_lowpass=0.6,
                           level_pitches=(40, 80),
                           levels_db=((-30.0, -36.0, -40.0, -44.0), (-32.0, -38.0, -42.0, -46.0)),
-                          level_velocity_slopes=(0.5, 0.5, 0.5, 0.5))
+                          level_velocity_slopes=(0.5, 0.5, 0.5, 0.5), room_years=(2011,), room_release_tau_s=(0.05,))
 
 
 def live_model(causal: bool = True) -> Midi2Wave:
@@ -94,7 +94,7 @@ def live_model(causal: bool = True) -> Midi2Wave:
 
 
 LIVE_OPTIONS = SamplingOptions(sustain_temperature=0.5, sustain_innovation=0.7, release_innovation=0.2,
-                          partial_levels=1.0, seed=3)
+                          partial_levels=1.0, attack_lowpass_hz=900.0, seed=3)
 
 
 def live_piece(folder) -> str:

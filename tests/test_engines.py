@@ -30,8 +30,8 @@ NOTES = Notes(np.array([0.0, 0.01, 0.12]), np.array([0.08, 0.07, 0.2]), np.array
 T = 4096  # 0.26 s: attacks, sustains, releases (the ramp to the release share) and silence
 
 
-def _schedules(batch: int, sustain: float, release: float, lock: float) -> list:
-    sched = rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(sustain, lock, release)
+def _schedules(batch: int, sustain: float, release: float, lock: float, attack_pole: float = 0.0) -> list:
+    sched = rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(sustain, lock, release, attack_pole)
     return [sched.shifted(7 * b) for b in range(batch)]  # streams that differ
 
 
@@ -71,11 +71,12 @@ def test_both_engines_run_the_one_bank_step(monkeypatch):
     assert steps == list(range(n))
 
 
-@pytest.mark.parametrize("sustain, release, lock", [(1.0, 1.0, 0.0), (0.4, 0.1, 0.8)])
-def test_the_engines_agree_through_the_bank(sustain, release, lock):
+@pytest.mark.parametrize("sustain, release, lock, attack_pole", [(1.0, 1.0, 0.0, 0.0), (0.4, 0.1, 0.8, 0.0),
+                                                                 (0.4, 0.1, 0.8, 0.8)])
+def test_the_engines_agree_through_the_bank(sustain, release, lock, attack_pole):
     """Same uniforms, same audio: the engines differ only in the network's float rounding (a rare flip at a
-    sampling decision boundary), not in the bank (shares, levels, noise shaping, 16-bit grid)."""
-    schedules = _schedules(2, sustain, release, lock)
+    sampling decision boundary), not in the bank (shares, levels, noise shaping, the attacks' filter, 16-bit grid)."""
+    schedules = _schedules(2, sustain, release, lock, attack_pole)
     a_numba = _render("numba", schedules)
     a_torch = _render("torch", schedules)
     assert a_numba.shape == (2, T) and a_numba.abs().max() <= 1.0

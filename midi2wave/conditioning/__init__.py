@@ -86,6 +86,25 @@ on a level and then jump, which the direct path played as a broadband click ~60 
 release; the recording's residual there is the partials' reverberation, which the bank (still
 driven by all of the innovation) makes.
 
+**The direct path's filters** (synthesis only, `resonators.bank_step`; a model's config carries
+the defaults): with `sampling.attack_lowpass_hz` or `sustain_highpass_hz` set, the innovation heard
+directly is `d = H(g n)`, H a one-pole high-pass at `resonators.DIRECT_DC_HZ` (40 Hz), and the
+bank and the network get all of `g n`. While a note is in its attack (`resonators.in_attack`) the
+output hears `L(d)`, L the two-pole low-pass at `attack_lowpass_hz` (`Schedule.attack_pole`), which
+also drives the oscillators then (a dark hammer); past the attacks `s · Hs(d)`, Hs two one-pole
+high-passes at `sustain_highpass_hz` (`Schedule.sustain_highpass`; 0: none). Why: in silence the
+network's samples sit on a rail, inaudible at the gain's floor; the onset's gain turned the stuck
+sample into a step, the white click on every attack; and the noise under held notes lies below
+1 kHz (docs/evaluation.md, the note sheet). The states (`BankState.dc`, `lp1`, `lp2`, `lf1`, `lf2`)
+follow the innovation at every sample and reset with the bank.
+
+**Rooms** (`data.resonators.room_years`, `room_release_tau_s`, fitted to a store by
+`scripts/fit_rooms.py`; synthesis only): after its release a partial decays with
+`ResonatorConfig.release_tau_for(year)` in a render of that year (`Schedule.for_sampling(release_pole=)`,
+set per row by `render.rows.sampled_schedules` and by the live bank), so each year rings after its
+dampers fall as its recordings do; the analysis keeps `release_tau_s`. `release_tail_s` covers the
+longest room, so a schedule's oscillators do not depend on the year.
+
 **Fitted partial levels** (`data.resonators.level_pitches`, `levels_db`, `level_velocity_slopes`,
 fitted to a store by `scripts/fit_partials.py`; `sampling.partial_levels` w, synthesis only): the
 amplitude of partial k of a note `attack_s` after its onset, a table over pitch (every 3 semitones,

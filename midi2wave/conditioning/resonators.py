@@ -101,6 +101,12 @@ class Schedule:
     # Synthesis only: at each oscillator's attack end its amplitude |z| becomes
     # |z|^(1 - partial_levels) * level^partial_levels (where level > 0; `ModelSampling.partial_levels`).
     partial_levels: float = 0.0
+    # Synthesis only: the pole of the two-pole low-pass through which the innovation is heard
+    # directly during attacks (`attack_lowpass_pole`; 0: unfiltered; `ModelSampling.attack_lowpass_hz`).
+    attack_pole: float = 0.0
+    # Synthesis only: the rate of the two one-pole high-passes through which the innovation is heard
+    # directly past the attacks (`highpass_rate`; 0: none; `ModelSampling.sustain_highpass_hz`).
+    sustain_highpass: float = 0.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -116,18 +122,27 @@ class Schedule:
         return dataclasses.replace(self, **{f: getattr(self, f) + samples for f in self.TIME_FIELDS})
 
     def for_sampling(self, sustain_innovation: float = 1.0, partial_levels: float = 0.0,
-                     release_innovation: float | None = None) -> "Schedule":
+                     release_innovation: float | None = None, attack_pole: float = 0.0,
+                     release_pole: float | None = None, sustain_highpass: float = 0.0) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
         directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
-        once all of them are released (`direct_share`), and moves each oscillator `partial_levels` of the way
-        (in log amplitude) to its fitted level at its attack end."""
+        once all of them are released (`direct_share`), hears the attacks through the low-pass of pole
+        `attack_pole` (0: unfiltered) and the rest through the high-passes of rate `sustain_highpass`, moves each oscillator `partial_levels` of the way (in log
+        amplitude) to its fitted level at its attack end, and, given `release_pole` (per sample, a
+        year's room: `release_pole_for`), lets every partial decay by it after its release."""
         for what, share in (("sustain_innovation", sustain_innovation), ("release_innovation", release_innovation),
                             ("partial_levels", partial_levels)):
             if share is not None and not 0.0 <= float(share) <= 1.0:
                 raise ValueError(f"{what} must be in [0, 1], got {share}")
+        if not 0.0 <= float(sustain_highpass) < 1.0 or not 0.0 <= float(attack_pole) < 1.0 or (release_pole is not None and not 0.0 < float(release_pole) < 1.0):
+            raise ValueError(f"poles must lie in [0, 1), got attack {attack_pole}, release {release_pole}")
         release = sustain_innovation if release_innovation is None else release_innovation
-        return dataclasses.replace(self, sustain_innovation=float(sustain_innovation),
-                                   partial_levels=float(partial_levels), release_innovation=float(release))
+        out = dataclasses.replace(self, sustain_innovation=float(sustain_innovation), partial_levels=float(partial_levels),
+                                  release_innovation=float(release), attack_pole=float(attack_pole),
+                                  sustain_highpass=float(sustain_highpass))
+        if release_pole is not None:
+            out.r_release = np.full_like(self.r_release, float(release_pole))
+        return out
 
     def without_gain(self) -> "Schedule":
         """The same oscillators (times, tails, decays, kappas) driven by the innovation itself
@@ -137,6 +152,24 @@ class Schedule:
         zeros = np.zeros_like(self.gain_attack)
         return dataclasses.replace(self, gain_attack=zeros, gain_sustain=zeros.copy(), gain_floor=None,
                                    pre_emphasis=0.0, noise_lowpass=0.0)
+
+
+def attack_lowpass_pole(cutoff_hz: float, sample_rate_hz: int) -> float:
+    """The pole of each one-pole stage of the attacks' low-pass (`ModelSampling.attack_lowpass_hz`):
+    exp(-2 pi f / sr) (0 for a cut-off of 0: no filter)."""
+    return math.exp(-2.0 * math.pi * float(cutoff_hz) / sample_rate_hz) if cutoff_hz > 0 else 0.0
+
+
+def highpass_rate(cutoff_hz: float, sample_rate_hz: int) -> float:
+    """The rate of each one-pole stage of the sustain high-pass (`ModelSampling.sustain_highpass_hz`):
+    1 - exp(-2 pi f / sr) (0 for a cut-off of 0: no filter)."""
+    return 1.0 - math.exp(-2.0 * math.pi * float(cutoff_hz) / sample_rate_hz) if cutoff_hz > 0 else 0.0
+
+
+def release_pole_for(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> float:
+    """Per-sample decay of a partial after its release in recordings of `year` (the year's room,
+    `ResonatorConfig.release_tau_for`)."""
+    return math.exp(-1.0 / (config.release_tau_for(year) * sample_rate_hz))
 
 
 def from_data_config(data: DataConfig) -> ResonatorConfig | None:
@@ -277,7 +310,8 @@ class BankState:
 
     re, im: float64 [B, capacity] oscillator phasors; idx: int64 [B, capacity] indices into that
     element's schedule of the active oscillators; n_active, next: int64 [B]; n_prev, u_prev: float64 [B],
-    the last innovation over its gain and its shaped value (the noise-shaping filter's state).
+    the last innovation over its gain and its shaped value (the noise-shaping filter's state); dc, lp1, lp2, lf1, lf2:
+    float64 [B], the direct path's high-pass and the attacks' two-pole low-pass states (`bank_step`).
     """
 
     def __init__(self, batch_size: int, capacity: int = 64) -> None:
@@ -288,6 +322,11 @@ class BankState:
         self.next = np.zeros(batch_size, np.int64)
         self.n_prev = np.zeros(batch_size)
         self.u_prev = np.zeros(batch_size)
+        self.dc = np.zeros(batch_size)
+        self.lp1 = np.zeros(batch_size)
+        self.lp2 = np.zeros(batch_size)
+        self.lf1 = np.zeros(batch_size)
+        self.lf2 = np.zeros(batch_size)
 
     def reset(self) -> "BankState":
         self.re[:] = 0.0
@@ -296,6 +335,11 @@ class BankState:
         self.next[:] = 0
         self.n_prev[:] = 0.0
         self.u_prev[:] = 0.0
+        self.dc[:] = 0.0
+        self.lp1[:] = 0.0
+        self.lp2[:] = 0.0
+        self.lf1[:] = 0.0
+        self.lf2[:] = 0.0
         return self
 
     def ensure_capacity(self, needed: int) -> None:
@@ -369,10 +413,29 @@ def unshape_noise(nt, a, c, n_prev, u_prev):
     return (1.0 + c) * (nt - a * n_prev) - c * u_prev
 
 
+# The directly heard innovation's high-pass (`bank_step`, with the attacks' low-pass on): its cut-off
+# and the one-pole tracker's rate at 16 kHz (1 - exp(-2 pi f / sr)).
+DIRECT_DC_HZ = 40.0
+DIRECT_DC_RATE = 1.0 - math.exp(-2.0 * math.pi * DIRECT_DC_HZ / 16000.0)
+
 # The direct share moves from the sustain share to the release share over this many samples after the
 # last release (20 ms at 16 kHz): the network's samples sit near a constant there, and a step in
 # their share would be a step in the output (a faint click of its own).
 RELEASE_RAMP_SAMPLES = 320
+
+
+@_njit
+def in_attack(t, idx, n_active, nxt, attack_end, stop):
+    """Whether a sounding note (an active oscillator) is in its attack at sample t (t < attack_end;
+    one batch element; see `direct_share` for why one look usually decides)."""
+    if n_active == 0 or nxt == 0 or t >= attack_end[nxt - 1]:
+        return False
+    if stop[nxt - 1] > t:
+        return True
+    for j in range(n_active):
+        if t < attack_end[idx[j]]:
+            return True
+    return False
 
 
 @_njit
@@ -393,12 +456,8 @@ def direct_share(t, sustain_innovation, release_innovation, idx, n_active, nxt, 
     oscillators 0..i (`BankBatch`), so no admitted note is held at t iff held_until[nxt - 1] <= t."""
     if n_active == 0 or nxt == 0:
         return 1.0
-    if t < attack_end[nxt - 1]:
-        if stop[nxt - 1] > t:
-            return 1.0
-        for j in range(n_active):
-            if t < attack_end[idx[j]]:
-                return 1.0
+    if in_attack(t, idx, n_active, nxt, attack_end, stop):
+        return 1.0
     done = held_until[nxt - 1]
     if done <= t:
         if t - done >= RELEASE_RAMP_SAMPLES:
@@ -592,12 +651,13 @@ def unit_phasors(omega, cos_out, sin_out):
 # running latest release per stream (`direct_share`) and the shared settings.
 BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
     "offsets", "held_until", "cos_omega", "sin_omega", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_innovation",
-    "release_innovation", "partial_levels"))
+    "release_innovation", "partial_levels", "attack_pole", "sustain_highpass"))
 
 # The streams' bank state (`BankBatch.streams`, updated in place): re, im, idx [B, capacity], n_active,
-# next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), and per sample p, g, e [B]
-# float64 (prediction, innovation gain, innovation fed to the oscillators).
-BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "p", "g", "e"))
+# next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), dc, lp1, lp2, lf1, lf2 [B] (the
+# direct path's filters), and per sample p, g, e [B] float64 (prediction, innovation gain, innovation fed to the oscillators).
+BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
+                                         "p", "g", "e"))
 
 # One sample of a batch of streams through the bank (`bank_step`'s buffers, float32 / int64 [B]):
 # in `value`, the network's sample (or the teacher-forced one); out `value` and `level`, the audio
@@ -645,37 +705,68 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
 
     Per stream: the prediction p_t and gain g_t (`batch_predict`); unless `primed`, the sample is
     u_t, n_t = `shape_noise`(u_t), and the audio is p_t + share * g_t * n_t rounded down to 16 bits
-    (`quantize_sum`; share = `direct_share`, 1 unless the sustain / release innovation share is below 1);
-    the innovation e_t is g_t * n_t where the output got a share, else audio - p_t (a primed
+    (`quantize_sum`; share = `direct_share`, 1 unless the sustain / release innovation share is below 1),
+    or, with `attack_pole` a > 0, the innovation heard is d = H(g n), H a one-pole high-pass at
+    `DIRECT_DC_HZ` (the network's samples drift, and at an onset the gain turns a drifted sample
+    into a step), and while a note is in its attack (`in_attack`) L(d), L the two-pole low-pass
+    (1 - a)^2 / (1 - a z^-1)^2, which then also drives the oscillators (a dark hammer); the filters'
+    states follow the innovation at every sample;
+    the innovation e_t is g_t * n_t where the output got a share or the low-pass, else audio - p_t (a primed
     sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
     the oscillators get e_t (`batch_update`, moving to their levels unless primed). `sample`: a
     `BankSample` of the streams' buffers (see there). Inlined into the kernel (numba IR, with its
     batch loops): called there, the named tuples' arrays cost reference counting per sample
-    (BENCHMARKS.md, "the bank step written once")."""
+    (BENCHMARKS.md, "the bank step written once"). Its local names must differ from the kernel
+    loop's (`kernel.run_streams`: a, d, g, ...): numba's inlining shares them, and a float `d` here
+    retyped the kernel's dilation (tests/test_engines.py caught the engines apart)."""
     batch_predict(t, b0, b1, bank, streams)
     emphasis = bank.pre_emphasis
     lowpass = bank.noise_lowpass
+    pole = bank.attack_pole
+    hp_rate = bank.sustain_highpass
+    filtered = pole > 0.0 or hp_rate > 0.0
     for b in range(b0, b1):
         v = sample.value[b]
         p = streams.p[b]
         g = streams.g[b]
         share = 1.0
+        attack = False
+        heard = 0.0
         nt = 0.0
         if not primed:
             nt = shape_noise(np.float64(v), emphasis, lowpass, streams.n_prev[b], streams.u_prev[b])
+            o0, o1 = bank.offsets[b], bank.offsets[b + 1]
+            if filtered:
+                attack = in_attack(t, streams.idx[b], streams.n_active[b], streams.next[b], bank.attack_end[o0:o1],
+                                   bank.stop[o0:o1])
             if bank.sustain_innovation < 1.0 or bank.release_innovation < 1.0:
-                o0, o1 = bank.offsets[b], bank.offsets[b + 1]
                 share = direct_share(t, bank.sustain_innovation, bank.release_innovation, streams.idx[b],
                                      streams.n_active[b], streams.next[b], bank.attack_end[o0:o1], bank.stop[o0:o1],
                                      bank.held_until[o0:o1])
-            level, v = quantize_sum(p, share * nt * g)
+            heard = share * nt * g
+            if filtered:  # the direct path without the innovation's drift (its states move on below)
+                drift_free = nt * g - (streams.dc[b] + DIRECT_DC_RATE * (nt * g - streams.dc[b]))
+                heard = drift_free
+                if attack and pole > 0.0:  # the hammer, heard through the low-pass
+                    heard = (1.0 - pole) * ((1.0 - pole) * drift_free + pole * streams.lp1[b]) + pole * streams.lp2[b]
+                elif not attack:  # past the attacks, through the high-pass (share: 1 in silence)
+                    lf_h1 = drift_free - (streams.lf1[b] + hp_rate * (drift_free - streams.lf1[b]))
+                    heard = share * (lf_h1 - (streams.lf2[b] + hp_rate * (lf_h1 - streams.lf2[b])))
+            level, v = quantize_sum(p, heard)
             sample.value[b] = v
             sample.level[b] = level
-        if share < 1.0:  # the output got a share of the innovation; the bank and the network get all of it
+        if share < 1.0 or filtered:  # the output got a share (or a filtered copy): the bank and the network get all of it
             streams.e[b] = nt * g
         else:
             streams.e[b] = np.float64(v) - p
         nt = streams.e[b] / g
+        if filtered:
+            streams.dc[b] += DIRECT_DC_RATE * (streams.e[b] - streams.dc[b])
+            drift_free = streams.e[b] - streams.dc[b]
+            streams.lp1[b] = (1.0 - pole) * drift_free + pole * streams.lp1[b]
+            streams.lp2[b] = (1.0 - pole) * streams.lp1[b] + pole * streams.lp2[b]
+            streams.lf1[b] += hp_rate * (drift_free - streams.lf1[b])
+            streams.lf2[b] += hp_rate * (drift_free - streams.lf1[b] - streams.lf2[b])
         ut = unshape_noise(nt, emphasis, lowpass, streams.n_prev[b], streams.u_prev[b])
         if innovation_input:  # the network reads the (noise-shaped) innovation over the gain, on the 16-bit grid
             level_e, in_v = quantize_sum(min(max(ut, -1.0), 1.0), 0.0)
@@ -683,6 +774,8 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
             sample.read_level[b] = level_e
         streams.n_prev[b] = nt
         streams.u_prev[b] = ut
+        if attack:  # the strings are struck by the dark hammer the listener hears (the network read all of it)
+            streams.e[b] = heard
     batch_update(t, b0, b1, 0.0 if primed else bank.partial_levels, bank, streams)
 
 
@@ -720,6 +813,8 @@ class BankBatch:
         self.sustain_innovation = float(shared("the sustain innovation share", lambda s: s.sustain_innovation, 1.0))
         self.release_innovation = float(shared("the release innovation share", lambda s: s.release_innovation, 1.0))
         self.partial_levels = float(shared("the partial levels share", lambda s: s.partial_levels, 0.0))
+        self.attack_pole = float(shared("the attacks' low-pass", lambda s: s.attack_pole, 0.0))
+        self.sustain_highpass = float(shared("the sustain high-pass", lambda s: s.sustain_highpass, 0.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -752,12 +847,13 @@ class BankBatch:
                           gain_on=self.gain_on, gain_floor=self.gain_floor,
                           pre_emphasis=self.pre_emphasis, noise_lowpass=self.noise_lowpass,
                           sustain_innovation=self.sustain_innovation, release_innovation=self.release_innovation,
-                          partial_levels=self.partial_levels)
+                          partial_levels=self.partial_levels, attack_pole=self.attack_pole,
+                          sustain_highpass=self.sustain_highpass)
 
     def _streams(self) -> BankStreams:
         """The streams' state as numba reads it (views: `bank_step` updates it in place)."""
         s = self.state
-        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g, self.e)
+        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, self.p, self.g, self.e)
 
     def step(self, t: int, primed: bool, innovation_input: bool, value: np.ndarray) -> BankSample:
         """`bank_step` of sample t for every stream, from the network's samples `value` (float32 [B]):
@@ -816,11 +912,14 @@ class LiveBank:
     stopped oscillators the kernel has left behind, between kernel calls."""
 
     def __init__(self, config: ResonatorConfig, sample_rate_hz: int, sustain_innovation: float = 1.0,
-                 release_innovation: float = 1.0, partial_levels: float = 0.0, capacity: int = 4096) -> None:
+                 release_innovation: float = 1.0, partial_levels: float = 0.0, capacity: int = 4096,
+                 attack_pole: float = 0.0, year: int | None = None, sustain_highpass: float = 0.0) -> None:
         self.config, self.sample_rate_hz, self.capacity = config, int(sample_rate_hz), int(capacity)
         floor, emphasis, lowpass = _settings(config)
         template = Schedule.empty(floor, emphasis, lowpass).for_sampling(sustain_innovation, partial_levels,
-                                                                         release_innovation)
+                                                                         release_innovation, attack_pole,
+                                                                         sustain_highpass=sustain_highpass)
+        self.release_pole = release_pole_for(config, year, self.sample_rate_hz)  # the year's room
         self.tail = int(math.ceil(config.release_tail_s * sample_rate_hz))
         for name in Schedule.FIELDS:
             setattr(self, name, np.zeros(self.capacity, np.int64 if name in Schedule.TIME_FIELDS else np.float64))
@@ -835,9 +934,10 @@ class LiveBank:
                                  gain_floor=float(floor or 0.0), pre_emphasis=emphasis, noise_lowpass=lowpass,
                                  sustain_innovation=template.sustain_innovation,
                                  release_innovation=template.release_innovation,
-                                 partial_levels=template.partial_levels)
+                                 partial_levels=template.partial_levels, attack_pole=template.attack_pole,
+                                 sustain_highpass=template.sustain_highpass)
         s = self.state
-        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, self.p, self.g, self.e)
+        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, self.p, self.g, self.e)
         self.reset()
 
     @property
@@ -862,6 +962,7 @@ class LiveBank:
         on the notes alone, not on the block sizes."""
         rows = oscillators(np.array([pitch]), np.array([velocity]), np.array([start], np.int64),
                            np.array([NOT_RELEASED], np.int64), self.sample_rate_hz, self.config)
+        rows.r_release[:] = self.release_pole
         k = len(rows)
         n = self.size
         if int(np.count_nonzero(self.stop[:n] > start)) + k > self.capacity // 2:

@@ -149,7 +149,10 @@ class LiveSynth:
             raise LiveError("this model cannot play live: the live engine runs models with the resonator bank")
         o = self.options
         self.bank = resonators.LiveBank(bank_config, self.sr, o.sustain_innovation, o.release_innovation,
-                                        o.partial_levels, capacity=bank_capacity)
+                                        o.partial_levels, capacity=bank_capacity,
+                                        attack_pole=resonators.attack_lowpass_pole(o.attack_lowpass_hz, self.sr),
+                                        year=year if data.use_year else None,
+                                        sustain_highpass=resonators.highpass_rate(o.sustain_highpass_hz, self.sr))
         self.packed = kernel.pack_weights(stepping_weights(model), o.precision)
         self.kernel = kernel.NumbaState(self.packed, 1)
         self.kernel.innovation_input = data.network_reads_innovation

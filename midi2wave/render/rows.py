@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .. import constants as C
 from ..audio import DCBlocker
 from ..config import SamplingOptions
 from .chunks import ChunkPlan
@@ -77,15 +78,33 @@ def row_temperatures(onsets_s: Sequence[np.ndarray], starts: Sequence[int], leng
     return torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.temperature
 
 
-def sampled_schedules(schedules: Sequence | None, options: SamplingOptions) -> list | None:
+def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank: Any = None,
+                      sample_rate_hz: int = C.SAMPLE_RATE_HZ, years: Sequence[int | None] | None = None) -> list | None:
     """The rows' resonator schedules (`resonators.Schedule`, None: no bank) as the options sample
-    them: the innovation's direct share past the attacks and once every note is released, and the
-    pull towards the fitted partial levels (`Schedule.for_sampling`)."""
+    them: the innovation's direct share past the attacks and once every note is released, the
+    attacks' low-pass and the high-pass past them, the pull towards the fitted partial levels (`Schedule.for_sampling`), and with
+    `bank` (the model's `ResonatorConfig`) each row's room: its partials' decay after the releases in
+    recordings of `years[i]` (None: unknown; `ResonatorConfig.release_tau_for`)."""
     if schedules is None:
         return None
+    from ..conditioning import resonators
+
     _check_resolved(options)
-    return [s.for_sampling(options.sustain_innovation, options.partial_levels, options.release_innovation)
-            for s in schedules]
+    pole = resonators.attack_lowpass_pole(float(options.attack_lowpass_hz or 0.0), sample_rate_hz)
+    highpass = resonators.highpass_rate(float(options.sustain_highpass_hz or 0.0), sample_rate_hz)
+    years = list(years) if years is not None else [None] * len(schedules)
+    rooms = bank is not None and bool(bank.room_years)
+    return [s.for_sampling(options.sustain_innovation, options.partial_levels, options.release_innovation, pole,
+                           resonators.release_pole_for(bank, year, sample_rate_hz) if rooms else None, highpass)
+            for s, year in zip(schedules, years)]
+
+
+def row_years(year_index: Any) -> list[int | None] | None:
+    """Recording years (None: unknown) of rows whose year indices (`constants.year_index`) are
+    `year_index` (a [B] tensor; None: the model reads no year)."""
+    if year_index is None:
+        return None
+    return [C.MAESTRO_YEARS[i - 1] if 0 < i <= len(C.MAESTRO_YEARS) else None for i in year_index.tolist()]
 
 
 def _chunk_inputs(inputs: ModelInputs, starts: Sequence[int], length: int, samples_per_frame: int,
@@ -137,7 +156,9 @@ def render_batch(model: Any, inputs: ModelInputs, onsets_s: Sequence[np.ndarray]
     n = inputs.n_samples
     plan = ChunkPlan.make(n, float(options.chunk_seconds or 0.0), options.overlap_seconds, sr, spf)
     starts, length = list(plan.starts), plan.length
-    rows = dataclasses.replace(inputs, resonators=sampled_schedules(inputs.resonators, options))
+    rows = dataclasses.replace(inputs, resonators=sampled_schedules(
+        inputs.resonators, options, data.resonators, sr,
+        row_years(inputs.year) if inputs.resonators is not None and inputs.year is not None else None))
     if options.chunk_seconds:
         rows = _chunk_inputs(rows, starts, length, spf, model.context_margin_frames)
     temperatures = row_temperatures([on for on in onsets_s for _ in starts], [s for _ in onsets_s for s in starts],

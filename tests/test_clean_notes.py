@@ -1,0 +1,185 @@
+"""Clean notes (issue 20): the attacks heard through a low-pass and without the innovation's drift
+(`sampling.attack_lowpass_hz`), the rest through a high-pass (`sampling.sustain_highpass_hz`), and
+each year's room in the bank (`data.resonators.room_years`, `room_release_tau_s`;
+scripts/fit_rooms.py fits them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from midi2wave import constants as C
+from midi2wave.conditioning import resonators as rs
+from midi2wave.config import Config, ConfigError, ModelSampling, ResonatorConfig, SamplingOptions
+from midi2wave.midi import Notes
+from midi2wave.render.rows import row_years, sampled_schedules
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import fit_rooms  # noqa: E402
+
+SR = 16000
+BANK = ResonatorConfig(partials=6, input="innovation", gain=0.2, gain_attack_s=0.0005, gain_sustain=0.25,
+                       gain_release_s=0.03, gain_floor=1e-4, attack_s=0.05, noise_lowpass=0.6, max_hz=7800.0,
+                       room_years=(2004, 2018), room_release_tau_s=(0.15, 0.05))
+ONSET = 4000
+NOTES = Notes(np.array([ONSET / SR]), np.array([0.6]), np.array([60], np.int16), np.array([100], np.int16))
+T = 16000
+STUCK = 400  # the network's samples stay on the rail this long into the note
+
+
+def _run(schedule: rs.Schedule, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(audio, what the network reads) of the bank step fed the network's samples `values`."""
+    bank = rs.BankBatch([schedule])
+    out, read = np.zeros(len(values)), np.zeros(len(values))
+    for t, v in enumerate(values):
+        s = bank.step(t, False, True, np.array([v], np.float32))
+        out[t], read[t] = s.value[0], s.read[0]
+    return out, read
+
+
+def _drifting_network(seed: int = 0) -> np.ndarray:
+    """Samples like the network's: stuck near a rail in the silence before the onset (the floor gain
+    makes that inaudible), then noise: at the onset the gain turns the stuck value into a step."""
+    rng = np.random.default_rng(seed)
+    v = np.clip(rng.normal(0.0, 0.3, T), -1.0, 0.99)
+    v[:ONSET + STUCK] = -0.95
+    return v.astype(np.float32)
+
+
+def _high_share_db(x: np.ndarray, start: int, n: int, split_hz: float = 4000.0) -> float:
+    seg = x[start:start + n] * np.hanning(n)
+    power = np.abs(np.fft.rfft(seg)) ** 2
+    f = np.fft.rfftfreq(n, 1.0 / SR)
+    return 10.0 * math.log10(power[f >= split_hz].sum() / power[f >= 20.0].sum())
+
+
+def test_the_settings_are_validated_and_resolved():
+    assert ModelSampling().attack_lowpass_hz == 0.0
+    with pytest.raises(ConfigError, match="sampling.attack_lowpass_hz"):
+        ModelSampling(attack_lowpass_hz=-1.0)
+    with pytest.raises(ConfigError, match="sampling.attack_lowpass_hz"):
+        SamplingOptions(attack_lowpass_hz=-5.0)
+    assert SamplingOptions().resolve(Config(sampling=ModelSampling(attack_lowpass_hz=650.0))).attack_lowpass_hz == 650.0
+    assert rs.attack_lowpass_pole(0.0, SR) == 0.0 and 0.0 < rs.attack_lowpass_pole(650.0, SR) < 1.0
+    with pytest.raises(ConfigError, match="sampling.sustain_highpass_hz"):
+        SamplingOptions(sustain_highpass_hz=-1.0)
+    assert rs.highpass_rate(0.0, SR) == 0.0 and 0.0 < rs.highpass_rate(400.0, SR) < 1.0
+    with pytest.raises(ConfigError, match="room_release_tau_s"):
+        ResonatorConfig(partials=4, room_years=(2004,), room_release_tau_s=())
+    with pytest.raises(ConfigError, match="room_years"):
+        ResonatorConfig(partials=4, room_years=(2005,), room_release_tau_s=(0.1,))
+    with pytest.raises(ConfigError, match="room_release_tau_s"):
+        ResonatorConfig(partials=4, room_years=(2004,), room_release_tau_s=(0.0,))
+    assert BANK.release_tau_for(2004) == 0.15 and BANK.release_tau_for(2018) == 0.05
+    assert BANK.release_tau_for(2011) == BANK.release_tau_for(None) == BANK.release_tau_s
+    # one tail, long enough for the longest room: a schedule does not depend on the year
+    assert BANK.release_tail_s == pytest.approx(5 * 0.15)
+
+
+def test_the_filter_off_changes_nothing():
+    sched = rs.schedule(NOTES, 0, T, SR, BANK)
+    v = _drifting_network()
+    a, ra = _run(sched, v)
+    b, rb = _run(sched.for_sampling(attack_pole=0.0), v)
+    assert np.array_equal(a, b) and np.array_equal(ra, rb)
+
+
+def test_the_attack_is_dark_and_starts_without_a_step():
+    """The drifted sample at the onset is a step of g * n without the filter (a white click), and
+    a dark, gradual start with it."""
+    sched = rs.schedule(NOTES, 0, T, SR, BANK)
+    v = _drifting_network()
+    raw, read_raw = _run(sched, v)
+    dark, read_dark = _run(sched.for_sampling(attack_pole=rs.attack_lowpass_pole(650.0, SR)), v)
+    bank = rs.BankBatch([sched])
+    bank.predict(ONSET)
+    g = float(bank.g[0])  # the innovation gain at the onset
+    assert abs(raw[ONSET]) > 0.5 * g  # the step: most of g * n at the first sample
+    assert abs(dark[ONSET]) < 0.05 * abs(raw[ONSET])
+    n = int(0.03 * SR)
+    raw_db, dark_db = _high_share_db(raw, ONSET, n), _high_share_db(dark, ONSET, n)
+    assert dark_db < raw_db - 15.0, (raw_db, dark_db)
+    # with the filter the network reads its own samples (unfiltered), not the 16-bit output's residual
+    assert np.abs(read_dark - v).max() <= 2.0 / 32768 < np.abs(read_raw - v).max()
+    # past the attack the innovation is heard without its drift (no offset from the rail it sat on)
+    late = dark[ONSET + int(0.1 * SR):ONSET + int(0.5 * SR)]
+    assert abs(late.mean()) < 0.2 * late.std()
+    # nor while the network still sits on the rail: the step does not come back as a slow offset
+    stuck = slice(ONSET + STUCK // 2, ONSET + STUCK)
+    assert abs(raw[stuck].mean()) > 0.02 and abs(dark[stuck].mean()) < 0.1 * abs(raw[stuck].mean())
+
+
+def _band_db(x: np.ndarray, lo_hz: float, hi_hz: float) -> float:
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    f = np.fft.rfftfreq(len(x), 1.0 / SR)
+    return 10.0 * math.log10(power[(f >= lo_hz) & (f < hi_hz)].sum() + 1e-30)
+
+
+def test_past_the_attacks_the_rumble_is_high_passed():
+    """Noise sampled under a held note is heard without its lows; above the cut-off within 2 dB;
+    the attack is untouched; the network and the bank get the same innovation."""
+    sched = rs.schedule(NOTES, 0, T, SR, dataclasses.replace(BANK, partials=1))  # one partial: the rest is noise
+    v = np.random.default_rng(2).normal(0.0, 0.3, T).clip(-1.0, 0.99).astype(np.float32)
+    pole = rs.attack_lowpass_pole(650.0, SR)
+    plain, read_plain = _run(sched.for_sampling(attack_pole=pole), v)
+    cut, read_cut = _run(sched.for_sampling(attack_pole=pole, sustain_highpass=rs.highpass_rate(400.0, SR)), v)
+    assert np.array_equal(read_plain, read_cut)
+    attack_end = ONSET + int(BANK.attack_s * SR)
+    assert np.array_equal(plain[ONSET:attack_end], cut[ONSET:attack_end])
+    held = slice(ONSET + int(0.15 * SR), ONSET + int(0.55 * SR))
+    lows = _band_db(plain[held], 20.0, 200.0) - _band_db(cut[held], 20.0, 200.0)
+    highs = _band_db(plain[held], 2000.0, 7000.0) - _band_db(cut[held], 2000.0, 7000.0)
+    assert lows > 12.0 and abs(highs) < 2.0, (lows, highs)  # the one-pole stages: -0.7 dB each at Nyquist
+
+
+def test_each_year_rings_as_long_as_its_room():
+    """`sampled_schedules` gives each row its year's release; after the release the partials decay
+    with it (same network samples, different years)."""
+    sched = rs.schedule(NOTES, 0, T, SR, BANK)
+    options = SamplingOptions().resolve()
+    rows = sampled_schedules([sched, sched, sched], options, BANK, SR, [2004, 2018, None])
+    assert [r.r_release[0] for r in rows] == pytest.approx(
+        [math.exp(-1 / (0.15 * SR)), math.exp(-1 / (0.05 * SR)), math.exp(-1 / (BANK.release_tau_s * SR))])
+    assert sampled_schedules([sched], options, None, SR, [2004])[0].r_release[0] == sched.r_release[0]
+    assert row_years(torch.tensor([C.year_index(2004), 0, C.year_index(2018)])) == [2004, None, 2018]
+    v = np.zeros(T, np.float32)
+    v[ONSET:ONSET + 400] = np.random.default_rng(1).normal(0.0, 0.5, 400)
+    release = int(math.ceil(0.6 * SR))
+
+    def tail(x: np.ndarray, a: float, b: float) -> float:
+        return float(np.sqrt(np.mean(np.square(x[release + int(a * SR):release + int(b * SR)]))))
+
+    for row, tau in zip(rows[:2], (0.15, 0.05)):
+        x, _ = _run(row, v)
+        decay_db = 20 * math.log10(tail(x, 0.10, 0.12) / tail(x, 0.05, 0.07))
+        assert decay_db == pytest.approx(-20 * math.log10(math.e) * 0.05 / tau, abs=1.0)
+
+
+def test_fit_rooms_recovers_a_known_release():
+    """A piece whose notes fall silent with a known decay after their releases: the fitted decay
+    is that decay."""
+    tau = 0.12
+    sr = C.SAMPLE_RATE_HZ
+    onsets = np.arange(8) * 1.5 + 0.2
+    notes = Notes(onsets, onsets + 0.7, np.full(8, 60, np.int16), np.full(8, 80, np.int16))
+    x = np.zeros(int(13 * sr))
+    t = np.arange(len(x)) / sr
+    for on, off in zip(notes.onset_s, notes.offset_s):
+        held = (t >= on) & (t < off)
+        after = t >= off
+        x[held] += 0.3 * np.sin(2 * np.pi * 261.6 * t[held])
+        x[after] += 0.3 * np.sin(2 * np.pi * 261.6 * t[after]) * np.exp(-(t[after] - off) / tau)
+    tails = fit_rooms.release_tails(notes, x, sr)
+    assert len(tails) == 8
+    assert fit_rooms.tau_for(float(np.median(tails))) == pytest.approx(tau, rel=0.05)
+    assert fit_rooms.tau_for(fit_rooms.tail_db(0.08)) == pytest.approx(0.08, rel=1e-6)
+    # a release with an onset inside its tail window is no observation
+    crowded = Notes(np.array([0.2, 0.95]), np.array([0.9, 1.5]), np.array([60, 64], np.int16),
+                    np.array([80, 80], np.int16))
+    assert len(fit_rooms.release_tails(crowded, x[:2 * sr], sr)) == 1
