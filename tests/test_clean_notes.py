@@ -183,3 +183,31 @@ def test_fit_rooms_recovers_a_known_release():
     crowded = Notes(np.array([0.2, 0.95]), np.array([0.9, 1.5]), np.array([60, 64], np.int16),
                     np.array([80, 80], np.int16))
     assert len(fit_rooms.release_tails(crowded, x[:2 * sr], sr)) == 1
+
+
+def test_a_render_rings_after_the_releases_as_its_years_room():
+    """`render_notes` (what `synthesize` runs) gives each year its room: the same notes and seed are
+    equal up to the release and ring longer after it in the longer room."""
+    from midi2wave.config import DataConfig
+    from midi2wave.model import Midi2Wave
+    from midi2wave.midi import PedalEvents
+    from midi2wave.render.synthesize import render_notes
+    from conftest import tiny_model_config
+
+    torch.manual_seed(0)
+    model = Midi2Wave(tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=1, output_kind="mulaw"),
+                      DataConfig(conditioning=("frame",), segment_seconds=0.032, resonators=BANK, use_year=True)).eval()
+    pedals = PedalEvents(np.zeros(0), np.zeros(0, np.int16), np.zeros(0, np.int16))
+    options = SamplingOptions(chunk_seconds=0, seed=1)
+    got = {}
+    for year in (2004, 2018):
+        with torch.no_grad():
+            model.year_embed.weight.zero_()  # the network does not tell the years apart: only the room does
+        got[year] = render_notes(model, NOTES, pedals, options, year=year, progress=False).astype(np.float64)
+    release = int(math.ceil(0.6 * SR))
+    assert np.array_equal(got[2004][:release], got[2018][:release])
+
+    def rms(x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(np.square(x[release + int(0.1 * SR):release + int(0.25 * SR)]))))
+
+    assert rms(got[2004]) > 3.0 * rms(got[2018])

@@ -82,9 +82,10 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
                       sample_rate_hz: int = C.SAMPLE_RATE_HZ, years: Sequence[int | None] | None = None) -> list | None:
     """The rows' resonator schedules (`resonators.Schedule`, None: no bank) as the options sample
     them: the innovation's direct share past the attacks and once every note is released, the
-    attacks' low-pass and the high-pass past them, the pull towards the fitted partial levels (`Schedule.for_sampling`), and with
-    `bank` (the model's `ResonatorConfig`) each row's room: its partials' decay after the releases in
-    recordings of `years[i]` (None: unknown; `ResonatorConfig.release_tau_for`)."""
+    attacks' low-pass and the high-pass past them, the pull towards the fitted partial levels
+    (`Schedule.for_sampling`), and with `bank` (the model's `ResonatorConfig`) each row's room: its
+    partials' decay after the releases in recordings of `years[i]` (None: unknown;
+    `ResonatorConfig.release_tau_for`)."""
     if schedules is None:
         return None
     from ..conditioning import resonators

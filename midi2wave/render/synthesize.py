@@ -517,7 +517,8 @@ class _RoundWindows:
         else:
             uniforms = torch.rand(1, w, 2, generator=self.seeds)
         schedules = (sampled_schedules([resonators.schedule(job.notes, s, rnd.length, self.sr, self.bank)
-                                        for s in rnd.starts], options, self.bank, self.sr, [job.year] * len(rnd.starts))
+                                        for s in rnd.starts], options, self.bank, self.sr,
+                                       [job.year if job.model.data_config.use_year else None] * len(rnd.starts))
                      if self.bank is not None and w0 == 0 else None)
         starts = [s + w0 for s in rnd.starts]
         return _WindowInputs(model_inputs(job.model, job.notes, job.pedals, starts, w, job.year), uniforms,
