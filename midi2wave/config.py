@@ -197,11 +197,17 @@ class ResonatorConfig:
 
     @property
     def release_tail_s(self) -> float:
-        """How long after its note's (sustained) offset an oscillator is removed: 5 x the longest of
-        `release_tau_s`, the rooms' (`room_release_tau_s`) and, with the gain on, `gain_release_s`
-        (so the gain follows the room's tail). One tail for every year: a schedule does not depend
-        on the year, only its release decay does (`release_tau_for`)."""
-        return 5.0 * max(self.release_tau_s, *self.room_release_tau_s, self.gain_release_s if self.gain > 0 else 0.0)
+        """How long after its note's (sustained) offset an oscillator is removed: 5 x the longer of
+        `release_tau_s` and, with the gain on, `gain_release_s` (so the gain follows the room's tail)."""
+        return 5.0 * max(self.release_tau_s, self.gain_release_s if self.gain > 0 else 0.0)
+
+    @property
+    def room_tail_s(self) -> float:
+        """The longest a note may ring after its offset in synthesis: `release_tail_s`, or 5 x the
+        longest room (`room_release_tau_s`; `resonators.Schedule.for_sampling` extends the
+        oscillators' stops to their year's). What renders keep ringing for; the analysis keeps
+        `release_tail_s`."""
+        return max(self.release_tail_s, 5.0 * max(self.room_release_tau_s, default=0.0))
 
     def release_tau_for(self, year: int | None) -> float:
         """The partials' decay time after a release in recordings of `year` (None or a year
@@ -457,10 +463,10 @@ class ModelSampling:
                  "must be in [0, 1] (0: as sampled, 1: the fitted levels)")
         _require(self.release_innovation is None or 0 <= self.release_innovation <= 1, "sampling.release_innovation",
                  self.release_innovation, "must be in [0, 1] or null (null: the sustain innovation share)")
-        _require(self.attack_lowpass_hz >= 0, "sampling.attack_lowpass_hz", self.attack_lowpass_hz,
-                 "must be >= 0 (0: the attacks heard unfiltered)")
-        _require(self.sustain_highpass_hz >= 0, "sampling.sustain_highpass_hz", self.sustain_highpass_hz,
-                 "must be >= 0 (0: no high-pass)")
+        _require(math.isfinite(self.attack_lowpass_hz) and self.attack_lowpass_hz >= 0, "sampling.attack_lowpass_hz",
+                 self.attack_lowpass_hz, "must be a finite number >= 0 (0: the attacks heard unfiltered)")
+        _require(math.isfinite(self.sustain_highpass_hz) and self.sustain_highpass_hz >= 0,
+                 "sampling.sustain_highpass_hz", self.sustain_highpass_hz, "must be a finite number >= 0 (0: none)")
 
 
 # `config_differences` keys of the settings that change synthesis only.
@@ -593,6 +599,10 @@ class Config:
     def __post_init__(self) -> None:
         _require(self.sampling.partial_levels == 0 or bool(self.data.resonators.levels_db), "sampling.partial_levels",
                  self.sampling.partial_levels, "the config has no fitted partial levels (data.resonators.levels_db)")
+        for name in ("attack_lowpass_hz", "sustain_highpass_hz"):
+            _require(getattr(self.sampling, name) == 0 or self.data.resonators.enabled, "sampling." + name,
+                     getattr(self.sampling, name), "filters the innovation of the resonator bank: the config has none "
+                     "(data.resonators.partials 0)")
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))
@@ -605,7 +615,7 @@ class Config:
 
     def with_synthesis_settings_from(self, source: "Config") -> "Config":
         """This config with `source`'s settings that change synthesis only: its `sampling` section
-        and the bank's fitted partial levels (`ResonatorConfig.SYNTHESIS_ONLY`); neither changes what
+        and the bank's fitted partial levels and rooms (`ResonatorConfig.SYNTHESIS_ONLY`); neither changes what
         the network was trained on, so a model's best ones may be found after it was trained. Its
         data (those aside) and model sections must be this config's (ConfigError naming the first
         setting that differs): the settings must belong to this model."""
@@ -613,7 +623,7 @@ class Config:
                    for c in config_differences(source, self, section, ignore=SYNTHESIS_ONLY_KEYS)]
         if changed:
             raise ConfigError(f"{changed[0].split(':')[0]}: differs from the model's own, so these synthesis settings "
-                              "are not for this model (only `sampling` and the partial levels may differ)")
+                              "are not for this model (only `sampling`, the partial levels and the rooms may differ)")
         levels = {name: getattr(source.data.resonators, name) for name in ResonatorConfig.SYNTHESIS_ONLY}
         data = dataclasses.replace(self.data, resonators=dataclasses.replace(self.data.resonators, **levels))
         return dataclasses.replace(self, data=data, sampling=source.sampling)

@@ -1,7 +1,7 @@
 """Fit each recording year's room in the resonator bank (data.resonators.room_years,
 .room_release_tau_s) to a store's training audio.
 
-    python scripts/fit_rooms.py STORE [--min-releases 5]
+    python scripts/fit_rooms.py STORE [--min-releases 5] [--sustain-threshold 64] [--pieces N]
 
 Why: the years' rooms differ most in how long a note rings once its dampers fall (the room's
 reverberation). On the Salamander demo data the release tail (below) of 2004 reads about 10 dB
@@ -10,7 +10,7 @@ docs/evaluation.md). The bank decays every partial by its `release_tau_s` after 
 year's room sets that decay for the recordings of that year (synthesis only: the analysis keeps
 `release_tau_s`).
 
-How: in every training piece, each moment where the last sounding (sustained) note is released,
+How: in every training piece (read one at a time), each moment where the last sounding (sustained) note is released,
 with no onset from 0.1 s before it to 0.25 s after and no other release in the 0.1 s before, gives one
 observation: the RMS 0.10-0.25 s after the release over the RMS of the last 0.1 s held (dB), the
 note sheet's release-tail measure (evaluation/notesheet.py). A year's median over its observations
@@ -29,9 +29,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from fit_innovation_gain import training_pieces  # this folder: python scripts/fit_rooms.py
-
 from midi2wave import constants as C
+from midi2wave.data.store import load_store_manifest, load_store_notes
+from midi2wave.midi import apply_sustain
 
 TAIL_S = (0.10, 0.25)   # after the release (the note sheet's window)
 HELD_S = 0.10           # the last part held, the reference
@@ -41,7 +41,7 @@ QUIET_BEFORE_S = 0.10   # no onset, and no other release, this long before it
 
 def release_tails(notes, audio: np.ndarray, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> list[float]:
     """The release tails (dB) of a piece's releases into silence (see the module docstring).
-    `notes` sustained; audio float [n]."""
+    `notes` sustained; audio [n] (any scale: the tail is a ratio; int16 memory maps are read piecewise)."""
     on, off = np.asarray(notes.onset_s), np.asarray(notes.offset_s)
     out = []
     for t in np.unique(off):
@@ -51,8 +51,9 @@ def release_tails(notes, audio: np.ndarray, sample_rate_hz: int = C.SAMPLE_RATE_
             continue
         if np.any((off > t - QUIET_BEFORE_S) & (off < t)):
             continue
-        held = audio[int(round((t - HELD_S) * sample_rate_hz)):int(round(t * sample_rate_hz))]
-        tail = audio[int(round((t + TAIL_S[0]) * sample_rate_hz)):int(round((t + TAIL_S[1]) * sample_rate_hz))]
+        held = np.asarray(audio[int(round((t - HELD_S) * sample_rate_hz)):int(round(t * sample_rate_hz))], np.float64)
+        tail = np.asarray(audio[int(round((t + TAIL_S[0]) * sample_rate_hz)):int(round((t + TAIL_S[1]) * sample_rate_hz))],
+                          np.float64)
         if len(held) < HELD_S * sample_rate_hz - 1 or len(tail) < (TAIL_S[1] - TAIL_S[0]) * sample_rate_hz - 1:
             continue
         h, r = float(np.mean(np.square(held))), float(np.mean(np.square(tail)))
@@ -85,15 +86,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("store")
     ap.add_argument("--min-releases", type=int, default=5, help="fewer observations: the year keeps the base release")
-    ap.add_argument("--pieces", type=int, default=100000, help="at most this many training pieces")
-    ap.add_argument("--seconds", type=float, default=1e9, help="at most this much of each piece")
+    ap.add_argument("--pieces", type=int, default=0, help="at most this many training pieces (0: all)")
+    ap.add_argument("--sustain-threshold", type=int, default=C.PEDAL_ON_THRESHOLD,
+                    help="the sustain pedal's threshold (the model's data.sustain_threshold)")
     args = ap.parse_args(argv)
 
     tails: dict[int, list[float]] = defaultdict(list)
-    for record, notes, audio in training_pieces(args.store, 64, args.pieces, args.seconds):
-        year = record.get("year")
-        if year in C.MAESTRO_YEARS:
-            tails[int(year)].extend(release_tails(notes, audio))
+    records = [r for r in load_store_manifest(args.store) if r["split"] == "train" and r.get("year") in C.MAESTRO_YEARS]
+    for record in records[:args.pieces or None]:  # one piece in memory at a time (a memory map)
+        notes, pedals = load_store_notes(f"{args.store}/{record['notes']}")
+        audio = np.load(f"{args.store}/{record['audio']}", mmap_mode="r")
+        tails[int(record["year"])].extend(release_tails(apply_sustain(notes, pedals, args.sustain_threshold), audio))
     years, taus = [], []
     for year in C.MAESTRO_YEARS:
         v = tails.get(year, [])

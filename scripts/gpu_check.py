@@ -351,6 +351,7 @@ def _rtf_cell(ctx: Context, model, config, batch: int, deadline: float) -> tuple
     from midi2wave.config import SamplingOptions
     from midi2wave.midi import PedalEvents, apply_sustain
     from midi2wave.render.generate import GenerationCache, generate
+    from midi2wave.render.rows import sampled_schedules
     from midi2wave.render.synthesize import model_inputs
 
     data = model.data_config
@@ -372,8 +373,8 @@ def _rtf_cell(ctx: Context, model, config, batch: int, deadline: float) -> tuple
     def run(n_total: int, stop_at: float) -> tuple[int, float, list]:
         cache.reset()
         if bank is not None:
-            cache.set_resonators([resonators.schedule(notes, s, n_total, sr, bank).for_sampling(
-                options.sustain_innovation, options.partial_levels, options.release_innovation) for s in starts])
+            cache.set_resonators(sampled_schedules([resonators.schedule(notes, s, n_total, sr, bank) for s in starts],
+                                                   options, bank, sr))  # as renders sample them
         g = torch.Generator().manual_seed(0)
         done, wall, outs = 0, 0.0, []
         while done < n_total and (done == 0 or time.perf_counter() < stop_at):

@@ -16,7 +16,7 @@ import torch
 
 from midi2wave import constants as C
 from midi2wave.conditioning import resonators as rs
-from midi2wave.config import Config, ConfigError, ModelSampling, ResonatorConfig, SamplingOptions
+from midi2wave.config import Config, ConfigError, DataConfig, ModelSampling, ResonatorConfig, SamplingOptions
 from midi2wave.midi import Notes
 from midi2wave.render.rows import row_years, sampled_schedules
 
@@ -65,7 +65,8 @@ def test_the_settings_are_validated_and_resolved():
         ModelSampling(attack_lowpass_hz=-1.0)
     with pytest.raises(ConfigError, match="sampling.attack_lowpass_hz"):
         SamplingOptions(attack_lowpass_hz=-5.0)
-    assert SamplingOptions().resolve(Config(sampling=ModelSampling(attack_lowpass_hz=650.0))).attack_lowpass_hz == 650.0
+    with_bank = Config(data=DataConfig(resonators=BANK), sampling=ModelSampling(attack_lowpass_hz=650.0))
+    assert SamplingOptions().resolve(with_bank).attack_lowpass_hz == 650.0
     assert rs.attack_lowpass_pole(0.0, SR) == 0.0 and 0.0 < rs.attack_lowpass_pole(650.0, SR) < 1.0
     with pytest.raises(ConfigError, match="sampling.sustain_highpass_hz"):
         SamplingOptions(sustain_highpass_hz=-1.0)
@@ -78,16 +79,51 @@ def test_the_settings_are_validated_and_resolved():
         ResonatorConfig(partials=4, room_years=(2004,), room_release_tau_s=(0.0,))
     assert BANK.release_tau_for(2004) == 0.15 and BANK.release_tau_for(2018) == 0.05
     assert BANK.release_tau_for(2011) == BANK.release_tau_for(None) == BANK.release_tau_s
-    # one tail, long enough for the longest room: a schedule does not depend on the year
-    assert BANK.release_tail_s == pytest.approx(5 * 0.15)
+    # the analysis keeps its tail; renders ring as long as the longest room
+    assert BANK.release_tail_s == pytest.approx(5 * max(BANK.release_tau_s, BANK.gain_release_s))
+    assert BANK.room_tail_s == pytest.approx(5 * 0.15)
+    with pytest.raises(ConfigError, match="sampling.attack_lowpass_hz"):
+        ModelSampling(attack_lowpass_hz=float("inf"))
+    with pytest.raises(ConfigError, match="resonator bank"):
+        Config(sampling=ModelSampling(sustain_highpass_hz=300.0))  # no bank to filter
+    with pytest.raises(ValueError, match="direct_dc_rate"):
+        rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(attack_pole=0.5)
 
 
-def test_the_filter_off_changes_nothing():
+def _sampled(attack_hz: float = 0.0, highpass_hz: float = 0.0) -> rs.Schedule:
+    pole, rate = rs.attack_lowpass_pole(attack_hz, SR), rs.highpass_rate(highpass_hz, SR)
+    return rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(attack_pole=pole, sustain_highpass=rate,
+                                                            direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+
+
+def test_filters_off_the_step_inverts_the_analysis():
+    """Without the filters (and share 1) the bank step is the plain synthesis: its audio analysed
+    gives back what the network sampled (the reference `_run`, a separate implementation)."""
     sched = rs.schedule(NOTES, 0, T, SR, BANK)
     v = _drifting_network()
-    a, ra = _run(sched, v)
-    b, rb = _run(sched.for_sampling(attack_pole=0.0), v)
-    assert np.array_equal(a, b) and np.array_equal(ra, rb)
+    audio, _ = _run(sched, v)
+    reference = rs.synthesize(v.astype(np.float64), sched)  # no 16-bit rounding inside its loop: a small drift
+
+    def rms(x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(np.square(x))))
+
+    assert rms(reference - audio) < 0.05 * rms(audio)
+    filtered, _ = _run(_sampled(650.0), v)  # what the filters change is far more than that drift
+    assert rms(reference - filtered) > 0.3 * rms(audio)
+
+
+def test_a_prime_drives_the_bank_with_the_given_audio_whatever_the_filters():
+    """Primed samples are the given audio: the bank tracks it (innovation audio - p) with the filters on
+    as with them off."""
+    bank_plain = rs.BankBatch([rs.schedule(NOTES, 0, T, SR, BANK)])
+    bank_filtered = rs.BankBatch([_sampled(650.0, 400.0)])
+    given = (0.2 * np.sin(2 * np.pi * 261.6 * np.arange(T) / SR)).astype(np.float32)
+    for t in range(ONSET, ONSET + 800):
+        bank_plain.step(t, True, True, given[t:t + 1])
+        bank_filtered.step(t, True, True, given[t:t + 1])
+        assert bank_filtered.e[0] == bank_plain.e[0]
+    assert np.abs(bank_filtered.state.re).max() > 1e-3
+    assert np.array_equal(bank_filtered.state.re, bank_plain.state.re)
 
 
 def test_the_attack_is_dark_and_starts_without_a_step():
@@ -96,7 +132,7 @@ def test_the_attack_is_dark_and_starts_without_a_step():
     sched = rs.schedule(NOTES, 0, T, SR, BANK)
     v = _drifting_network()
     raw, read_raw = _run(sched, v)
-    dark, read_dark = _run(sched.for_sampling(attack_pole=rs.attack_lowpass_pole(650.0, SR)), v)
+    dark, read_dark = _run(_sampled(650.0), v)
     bank = rs.BankBatch([sched])
     bank.predict(ONSET)
     g = float(bank.g[0])  # the innovation gain at the onset
@@ -126,9 +162,10 @@ def test_past_the_attacks_the_rumble_is_high_passed():
     the attack is untouched; the network and the bank get the same innovation."""
     sched = rs.schedule(NOTES, 0, T, SR, dataclasses.replace(BANK, partials=1))  # one partial: the rest is noise
     v = np.random.default_rng(2).normal(0.0, 0.3, T).clip(-1.0, 0.99).astype(np.float32)
-    pole = rs.attack_lowpass_pole(650.0, SR)
-    plain, read_plain = _run(sched.for_sampling(attack_pole=pole), v)
-    cut, read_cut = _run(sched.for_sampling(attack_pole=pole, sustain_highpass=rs.highpass_rate(400.0, SR)), v)
+    pole, dc = rs.attack_lowpass_pole(650.0, SR), rs.highpass_rate(rs.DIRECT_DC_HZ, SR)
+    plain, read_plain = _run(sched.for_sampling(attack_pole=pole, direct_dc_rate=dc), v)
+    cut, read_cut = _run(sched.for_sampling(attack_pole=pole, sustain_highpass=rs.highpass_rate(400.0, SR),
+                                            direct_dc_rate=dc), v)
     assert np.array_equal(read_plain, read_cut)
     attack_end = ONSET + int(BANK.attack_s * SR)
     assert np.array_equal(plain[ONSET:attack_end], cut[ONSET:attack_end])
@@ -188,7 +225,6 @@ def test_fit_rooms_recovers_a_known_release():
 def test_a_render_rings_after_the_releases_as_its_years_room():
     """`render_notes` (what `synthesize` runs) gives each year its room: the same notes and seed are
     equal up to the release and ring longer after it in the longer room."""
-    from midi2wave.config import DataConfig
     from midi2wave.model import Midi2Wave
     from midi2wave.midi import PedalEvents
     from midi2wave.render.synthesize import render_notes

@@ -30,8 +30,11 @@ NOTES = Notes(np.array([0.0, 0.01, 0.12]), np.array([0.08, 0.07, 0.2]), np.array
 T = 4096  # 0.26 s: attacks, sustains, releases (the ramp to the release share) and silence
 
 
-def _schedules(batch: int, sustain: float, release: float, lock: float, attack_pole: float = 0.0) -> list:
-    sched = rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(sustain, lock, release, attack_pole)
+def _schedules(batch: int, sustain: float, release: float, lock: float, attack_pole: float = 0.0,
+               highpass: float = 0.0) -> list:
+    dc = rs.highpass_rate(rs.DIRECT_DC_HZ, SR) if attack_pole or highpass else 0.0
+    sched = rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(sustain, lock, release, attack_pole,
+                                                            sustain_highpass=highpass, direct_dc_rate=dc)
     return [sched.shifted(7 * b) for b in range(batch)]  # streams that differ
 
 
@@ -71,12 +74,13 @@ def test_both_engines_run_the_one_bank_step(monkeypatch):
     assert steps == list(range(n))
 
 
-@pytest.mark.parametrize("sustain, release, lock, attack_pole", [(1.0, 1.0, 0.0, 0.0), (0.4, 0.1, 0.8, 0.0),
-                                                                 (0.4, 0.1, 0.8, 0.8)])
-def test_the_engines_agree_through_the_bank(sustain, release, lock, attack_pole):
+@pytest.mark.parametrize("sustain, release, lock, attack_pole, highpass", [
+    (1.0, 1.0, 0.0, 0.0, 0.0), (0.4, 0.1, 0.8, 0.0, 0.0), (0.4, 0.1, 0.8, 0.8, 0.0), (0.4, 0.1, 0.8, 0.8, 0.1),
+    (1.0, 1.0, 0.0, 0.0, 0.1)])
+def test_the_engines_agree_through_the_bank(sustain, release, lock, attack_pole, highpass):
     """Same uniforms, same audio: the engines differ only in the network's float rounding (a rare flip at a
     sampling decision boundary), not in the bank (shares, levels, noise shaping, the attacks' filter, 16-bit grid)."""
-    schedules = _schedules(2, sustain, release, lock, attack_pole)
+    schedules = _schedules(2, sustain, release, lock, attack_pole, highpass)
     a_numba = _render("numba", schedules)
     a_torch = _render("torch", schedules)
     assert a_numba.shape == (2, T) and a_numba.abs().max() <= 1.0
@@ -86,9 +90,10 @@ def test_the_engines_agree_through_the_bank(sustain, release, lock, attack_pole)
     assert torch.equal(levels, levels.round())
 
 
-def test_the_engines_agree_through_a_teacher_forced_prime():
-    """A prime feeds the bank the given audio (no share, no level lock) in both engines alike."""
-    schedules = _schedules(2, 0.4, 0.1, 0.8)
+@pytest.mark.parametrize("attack_pole, highpass", [(0.0, 0.0), (0.8, 0.1)])
+def test_the_engines_agree_through_a_teacher_forced_prime(attack_pole, highpass):
+    """A prime feeds the bank the given audio (no share, no level lock, no filter) in both engines alike."""
+    schedules = _schedules(2, 0.4, 0.1, 0.8, attack_pole, highpass)
     a_numba = _render("numba", schedules, prime=512)
     a_torch = _render("torch", schedules, prime=512)
     assert (a_numba == a_torch).float().mean().item() >= 0.99

@@ -88,8 +88,8 @@ driven by all of the innovation) makes.
 
 **The direct path's filters** (synthesis only, `resonators.bank_step`; a model's config carries
 the defaults): with `sampling.attack_lowpass_hz` or `sustain_highpass_hz` set, the innovation heard
-directly is `d = H(g n)`, H a one-pole high-pass at `resonators.DIRECT_DC_HZ` (40 Hz), and the
-bank and the network get all of `g n`. While a note is in its attack (`resonators.in_attack`) the
+directly is `d = H(g n)`, H a one-pole high-pass at `resonators.DIRECT_DC_HZ` (40 Hz); the
+network reads all of `g n`, and so does the bank except in attacks with the low-pass on. While a note is in its attack (`resonators.in_attack`) the
 output hears `L(d)`, L the two-pole low-pass at `attack_lowpass_hz` (`Schedule.attack_pole`), which
 also drives the oscillators then (a dark hammer); past the attacks `s · Hs(d)`, Hs two one-pole
 high-passes at `sustain_highpass_hz` (`Schedule.sustain_highpass`; 0: none). Why: in silence the
@@ -102,8 +102,9 @@ follow the innovation at every sample and reset with the bank.
 `scripts/fit_rooms.py`; synthesis only): after its release a partial decays with
 `ResonatorConfig.release_tau_for(year)` in a render of that year (`Schedule.for_sampling(release_pole=)`,
 set per row by `render.rows.sampled_schedules` and by the live bank), so each year rings after its
-dampers fall as its recordings do; the analysis keeps `release_tau_s`. `release_tail_s` covers the
-longest room, so a schedule's oscillators do not depend on the year.
+dampers fall as its recordings do, and rings until 5 of its time constants have passed (the
+oscillator's stop is extended; `ResonatorConfig.room_tail_s` is how long renders keep going); the
+analysis keeps `release_tau_s` and `release_tail_s`.
 
 **Fitted partial levels** (`data.resonators.level_pitches`, `levels_db`, `level_velocity_slopes`,
 fitted to a store by `scripts/fit_partials.py`; `sampling.partial_levels` w, synthesis only): the

@@ -107,6 +107,9 @@ class Schedule:
     # Synthesis only: the rate of the two one-pole high-passes through which the innovation is heard
     # directly past the attacks (`highpass_rate`; 0: none; `ModelSampling.sustain_highpass_hz`).
     sustain_highpass: float = 0.0
+    # Synthesis only: the rate of the drift remover's one-pole tracker (`DIRECT_DC_HZ`), set with either
+    # filter above.
+    direct_dc_rate: float = 0.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -123,25 +126,35 @@ class Schedule:
 
     def for_sampling(self, sustain_innovation: float = 1.0, partial_levels: float = 0.0,
                      release_innovation: float | None = None, attack_pole: float = 0.0,
-                     release_pole: float | None = None, sustain_highpass: float = 0.0) -> "Schedule":
+                     release_pole: float | None = None, sustain_highpass: float = 0.0,
+                     direct_dc_rate: float = 0.0) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
         directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
         once all of them are released (`direct_share`), hears the attacks through the low-pass of pole
         `attack_pole` (0: unfiltered) and the rest through the high-passes of rate `sustain_highpass`, moves each oscillator `partial_levels` of the way (in log
         amplitude) to its fitted level at its attack end, and, given `release_pole` (per sample, a
-        year's room: `release_pole_for`), lets every partial decay by it after its release."""
+        year's room: `release_pole_for`), lets every partial decay by it after its release, ringing
+        until 5 of its time constants have passed (`stop`; the analysis's tail may be shorter).
+        `direct_dc_rate`: the drift remover's rate (`highpass_rate(DIRECT_DC_HZ, sr)`), needed with
+        either filter."""
         for what, share in (("sustain_innovation", sustain_innovation), ("release_innovation", release_innovation),
                             ("partial_levels", partial_levels)):
             if share is not None and not 0.0 <= float(share) <= 1.0:
                 raise ValueError(f"{what} must be in [0, 1], got {share}")
-        if not 0.0 <= float(sustain_highpass) < 1.0 or not 0.0 <= float(attack_pole) < 1.0 or (release_pole is not None and not 0.0 < float(release_pole) < 1.0):
-            raise ValueError(f"poles must lie in [0, 1), got attack {attack_pole}, release {release_pole}")
+        if not all(0.0 <= float(v) < 1.0 for v in (attack_pole, sustain_highpass, direct_dc_rate)):
+            raise ValueError(f"filter poles and rates must lie in [0, 1), got attack pole {attack_pole}, "
+                             f"high-pass rate {sustain_highpass}, drift rate {direct_dc_rate}")
+        if release_pole is not None and not 0.0 < float(release_pole) < 1.0:
+            raise ValueError(f"the release pole must lie in (0, 1), got {release_pole}")
+        if (attack_pole > 0.0 or sustain_highpass > 0.0) and not direct_dc_rate > 0.0:
+            raise ValueError("the direct path's filters need the drift remover's rate (direct_dc_rate)")
         release = sustain_innovation if release_innovation is None else release_innovation
         out = dataclasses.replace(self, sustain_innovation=float(sustain_innovation), partial_levels=float(partial_levels),
                                   release_innovation=float(release), attack_pole=float(attack_pole),
-                                  sustain_highpass=float(sustain_highpass))
+                                  sustain_highpass=float(sustain_highpass), direct_dc_rate=float(direct_dc_rate))
         if release_pole is not None:
             out.r_release = np.full_like(self.r_release, float(release_pole))
+            out.stop = np.maximum(self.stop, self.release + room_tail_samples(float(release_pole)))
         return out
 
     def without_gain(self) -> "Schedule":
@@ -164,6 +177,12 @@ def highpass_rate(cutoff_hz: float, sample_rate_hz: int) -> float:
     """The rate of each one-pole stage of the sustain high-pass (`ModelSampling.sustain_highpass_hz`):
     1 - exp(-2 pi f / sr) (0 for a cut-off of 0: no filter)."""
     return 1.0 - math.exp(-2.0 * math.pi * float(cutoff_hz) / sample_rate_hz) if cutoff_hz > 0 else 0.0
+
+
+def room_tail_samples(release_pole: float) -> int:
+    """How long (samples) after its release an oscillator decaying by `release_pole` per sample
+    rings on: 5 time constants, as `ResonatorConfig.release_tail_s`."""
+    return int(math.ceil(5.0 / -math.log(release_pole) - 1e-6))  # 5 tau sr, not one more for its rounding
 
 
 def release_pole_for(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> float:
@@ -241,7 +260,7 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
         return Schedule.empty(*_settings(config))
     first = np.ceil(notes.onset_s * sr).astype(np.int64)
     release = np.ceil(notes.offset_s * sr).astype(np.int64)
-    stop = release + int(math.ceil(config.release_tail_s * sr))
+    stop = release + int(math.ceil(config.room_tail_s * sr))  # rooms ring longer in synthesis (`for_sampling`)
     keep = (stop > start_sample) & (first < start_sample + n_samples)
     if not keep.any():
         return Schedule.empty(*_settings(config))
@@ -413,10 +432,9 @@ def unshape_noise(nt, a, c, n_prev, u_prev):
     return (1.0 + c) * (nt - a * n_prev) - c * u_prev
 
 
-# The directly heard innovation's high-pass (`bank_step`, with the attacks' low-pass on): its cut-off
-# and the one-pole tracker's rate at 16 kHz (1 - exp(-2 pi f / sr)).
+# The cut-off of the directly heard innovation's drift remover (`bank_step`, with a direct-path
+# filter on; its one-pole tracker's rate: `highpass_rate(DIRECT_DC_HZ, sr)`).
 DIRECT_DC_HZ = 40.0
-DIRECT_DC_RATE = 1.0 - math.exp(-2.0 * math.pi * DIRECT_DC_HZ / 16000.0)
 
 # The direct share moves from the sustain share to the release share over this many samples after the
 # last release (20 ms at 16 kHz): the network's samples sit near a constant there, and a step in
@@ -651,7 +669,7 @@ def unit_phasors(omega, cos_out, sin_out):
 # running latest release per stream (`direct_share`) and the shared settings.
 BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
     "offsets", "held_until", "cos_omega", "sin_omega", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_innovation",
-    "release_innovation", "partial_levels", "attack_pole", "sustain_highpass"))
+    "release_innovation", "partial_levels", "attack_pole", "sustain_highpass", "direct_dc_rate"))
 
 # The streams' bank state (`BankBatch.streams`, updated in place): re, im, idx [B, capacity], n_active,
 # next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), dc, lp1, lp2, lf1, lf2 [B] (the
@@ -706,11 +724,12 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     Per stream: the prediction p_t and gain g_t (`batch_predict`); unless `primed`, the sample is
     u_t, n_t = `shape_noise`(u_t), and the audio is p_t + share * g_t * n_t rounded down to 16 bits
     (`quantize_sum`; share = `direct_share`, 1 unless the sustain / release innovation share is below 1),
-    or, with `attack_pole` a > 0, the innovation heard is d = H(g n), H a one-pole high-pass at
-    `DIRECT_DC_HZ` (the network's samples drift, and at an onset the gain turns a drifted sample
-    into a step), and while a note is in its attack (`in_attack`) L(d), L the two-pole low-pass
-    (1 - a)^2 / (1 - a z^-1)^2, which then also drives the oscillators (a dark hammer); the filters'
-    states follow the innovation at every sample;
+    or, with a direct-path filter on (`attack_pole` a > 0 or `sustain_highpass` > 0), from d = H(g n),
+    H a one-pole high-pass at `DIRECT_DC_HZ` (the network's samples drift, and at an onset the gain
+    turns a drifted sample into a step): while a note is in its attack (`in_attack`) L(d), L the
+    two-pole low-pass (1 - a)^2 / (1 - a z^-1)^2 (d without it), which then also drives the
+    oscillators (a dark hammer); past the attacks share * Hs(d), Hs two one-pole high-passes of rate
+    `sustain_highpass`; the filters' states follow the innovation at every unprimed sample;
     the innovation e_t is g_t * n_t where the output got a share or the low-pass, else audio - p_t (a primed
     sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
     the oscillators get e_t (`batch_update`, moving to their levels unless primed). `sample`: a
@@ -724,6 +743,7 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     lowpass = bank.noise_lowpass
     pole = bank.attack_pole
     hp_rate = bank.sustain_highpass
+    dc_rate = bank.direct_dc_rate
     filtered = pole > 0.0 or hp_rate > 0.0
     for b in range(b0, b1):
         v = sample.value[b]
@@ -745,7 +765,7 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
                                      bank.held_until[o0:o1])
             heard = share * nt * g
             if filtered:  # the direct path without the innovation's drift (its states move on below)
-                drift_free = nt * g - (streams.dc[b] + DIRECT_DC_RATE * (nt * g - streams.dc[b]))
+                drift_free = nt * g - (streams.dc[b] + dc_rate * (nt * g - streams.dc[b]))
                 heard = drift_free
                 if attack and pole > 0.0:  # the hammer, heard through the low-pass
                     heard = (1.0 - pole) * ((1.0 - pole) * drift_free + pole * streams.lp1[b]) + pole * streams.lp2[b]
@@ -755,13 +775,14 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
             level, v = quantize_sum(p, heard)
             sample.value[b] = v
             sample.level[b] = level
-        if share < 1.0 or filtered:  # the output got a share (or a filtered copy): the bank and the network get all of it
+        if not primed and (share < 1.0 or filtered):  # the output got a share or a filtered copy: the bank and
+            # the network get all of it (a primed sample: the given audio, below)
             streams.e[b] = nt * g
         else:
             streams.e[b] = np.float64(v) - p
         nt = streams.e[b] / g
         if filtered:
-            streams.dc[b] += DIRECT_DC_RATE * (streams.e[b] - streams.dc[b])
+            streams.dc[b] += dc_rate * (streams.e[b] - streams.dc[b])
             drift_free = streams.e[b] - streams.dc[b]
             streams.lp1[b] = (1.0 - pole) * drift_free + pole * streams.lp1[b]
             streams.lp2[b] = (1.0 - pole) * streams.lp1[b] + pole * streams.lp2[b]
@@ -774,7 +795,7 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
             sample.read_level[b] = level_e
         streams.n_prev[b] = nt
         streams.u_prev[b] = ut
-        if attack:  # the strings are struck by the dark hammer the listener hears (the network read all of it)
+        if attack and pole > 0.0:  # the strings are struck by the dark hammer the listener hears (the network read all of it)
             streams.e[b] = heard
     batch_update(t, b0, b1, 0.0 if primed else bank.partial_levels, bank, streams)
 
@@ -815,6 +836,7 @@ class BankBatch:
         self.partial_levels = float(shared("the partial levels share", lambda s: s.partial_levels, 0.0))
         self.attack_pole = float(shared("the attacks' low-pass", lambda s: s.attack_pole, 0.0))
         self.sustain_highpass = float(shared("the sustain high-pass", lambda s: s.sustain_highpass, 0.0))
+        self.direct_dc_rate = float(shared("the drift remover", lambda s: s.direct_dc_rate, 0.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -848,7 +870,7 @@ class BankBatch:
                           pre_emphasis=self.pre_emphasis, noise_lowpass=self.noise_lowpass,
                           sustain_innovation=self.sustain_innovation, release_innovation=self.release_innovation,
                           partial_levels=self.partial_levels, attack_pole=self.attack_pole,
-                          sustain_highpass=self.sustain_highpass)
+                          sustain_highpass=self.sustain_highpass, direct_dc_rate=self.direct_dc_rate)
 
     def _streams(self) -> BankStreams:
         """The streams' state as numba reads it (views: `bank_step` updates it in place)."""
@@ -913,14 +935,16 @@ class LiveBank:
 
     def __init__(self, config: ResonatorConfig, sample_rate_hz: int, sustain_innovation: float = 1.0,
                  release_innovation: float = 1.0, partial_levels: float = 0.0, capacity: int = 4096,
-                 attack_pole: float = 0.0, year: int | None = None, sustain_highpass: float = 0.0) -> None:
+                 attack_pole: float = 0.0, year: int | None = None, sustain_highpass: float = 0.0,
+                 direct_dc_rate: float = 0.0) -> None:
         self.config, self.sample_rate_hz, self.capacity = config, int(sample_rate_hz), int(capacity)
         floor, emphasis, lowpass = _settings(config)
         template = Schedule.empty(floor, emphasis, lowpass).for_sampling(sustain_innovation, partial_levels,
                                                                          release_innovation, attack_pole,
-                                                                         sustain_highpass=sustain_highpass)
+                                                                         sustain_highpass=sustain_highpass,
+                                                                         direct_dc_rate=direct_dc_rate)
         self.release_pole = release_pole_for(config, year, self.sample_rate_hz)  # the year's room
-        self.tail = int(math.ceil(config.release_tail_s * sample_rate_hz))
+        self.tail = max(int(math.ceil(config.release_tail_s * sample_rate_hz)), room_tail_samples(self.release_pole))
         for name in Schedule.FIELDS:
             setattr(self, name, np.zeros(self.capacity, np.int64 if name in Schedule.TIME_FIELDS else np.float64))
         self.offsets = np.zeros(2, np.int64)  # one stream: oscillators 0 .. offsets[1] - 1
@@ -935,7 +959,8 @@ class LiveBank:
                                  sustain_innovation=template.sustain_innovation,
                                  release_innovation=template.release_innovation,
                                  partial_levels=template.partial_levels, attack_pole=template.attack_pole,
-                                 sustain_highpass=template.sustain_highpass)
+                                 sustain_highpass=template.sustain_highpass,
+                                 direct_dc_rate=template.direct_dc_rate)
         s = self.state
         self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, self.p, self.g, self.e)
         self.reset()

@@ -152,11 +152,13 @@ class LiveSynth:
                                         o.partial_levels, capacity=bank_capacity,
                                         attack_pole=resonators.attack_lowpass_pole(o.attack_lowpass_hz, self.sr),
                                         year=year if data.use_year else None,
-                                        sustain_highpass=resonators.highpass_rate(o.sustain_highpass_hz, self.sr))
+                                        sustain_highpass=resonators.highpass_rate(o.sustain_highpass_hz, self.sr),
+                                        direct_dc_rate=(resonators.highpass_rate(resonators.DIRECT_DC_HZ, self.sr)
+                                                        if o.attack_lowpass_hz or o.sustain_highpass_hz else 0.0))
         self.packed = kernel.pack_weights(stepping_weights(model), o.precision)
         self.kernel = kernel.NumbaState(self.packed, 1)
         self.kernel.innovation_input = data.network_reads_innovation
-        self.tail = max(int(math.ceil(RELEASE_SECONDS * self.sr)), int(math.ceil(bank_config.release_tail_s * self.sr)))
+        self.tail = max(int(math.ceil(RELEASE_SECONDS * self.sr)), self.bank.tail)
         self.dc_rate = 2.0 * math.pi * DC_CUTOFF_HZ / self.sr
         self.excitation_partials = data.excitation_partials
         L, G = self.context.shape

@@ -93,10 +93,12 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
     _check_resolved(options)
     pole = resonators.attack_lowpass_pole(float(options.attack_lowpass_hz or 0.0), sample_rate_hz)
     highpass = resonators.highpass_rate(float(options.sustain_highpass_hz or 0.0), sample_rate_hz)
+    dc_rate = resonators.highpass_rate(resonators.DIRECT_DC_HZ, sample_rate_hz) if pole or highpass else 0.0
     years = list(years) if years is not None else [None] * len(schedules)
     rooms = bank is not None and bool(bank.room_years)
     return [s.for_sampling(options.sustain_innovation, options.partial_levels, options.release_innovation, pole,
-                           resonators.release_pole_for(bank, year, sample_rate_hz) if rooms else None, highpass)
+                           resonators.release_pole_for(bank, year, sample_rate_hz) if rooms else None, highpass,
+                           dc_rate)
             for s, year in zip(schedules, years)]
 
 

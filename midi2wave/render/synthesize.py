@@ -231,7 +231,7 @@ def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[i
     tail = RELEASE_SECONDS
     bank = resonators.from_data_config(data)
     if bank is not None:
-        tail = max(tail, bank.release_tail_s)
+        tail = max(tail, bank.room_tail_s)
     lead = -(-model.model_config.receptive_field_samples // spf) * spf
     spans = sounding_spans(notes.onset_s, notes.offset_s, g0, n_gen, data.sample_rate_hz, spf, tail, lead)
     if primed:
