@@ -194,20 +194,26 @@ def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
     """1 s on the real clock: the callback runs once per period, its work fits the period (99th
     percentile), no error. xruns: this VM stops its vCPUs for milliseconds now and then (even a
     client that only writes silence gets xruns here: BENCHMARKS.md, "live"), so up to 2 are
-    allowed once the graph has settled; on a quiet machine there are none."""
+    allowed once the graph has settled, and a second that a stall spoiled is run again, up to three
+    times in all: a stall is the machine's, an engine too slow for the period fails every try. On
+    a quiet machine there are none."""
     name, rate, period = clock_server
     events = [(f + rate // 10, data) for f, data in _events(piece, rate // 16000)]
     n_frames = rate  # 1 s
-    t0 = time.monotonic()
-    recorded, backend = _run_graph(live_model(), events, n_frames, freewheel=False)
-    elapsed = time.monotonic() - t0
-    meter = backend.proc.meter
-    durations = meter.durations[:meter.periods]
-    assert meter.errors == 0 and not np.isnan(recorded[n_frames // 2:]).any()
-    assert 0.9 <= elapsed <= 3.0
-    assert meter.periods >= n_frames // period
-    assert np.percentile(durations, 99) < period / rate
-    assert meter.xruns - backend.settled_xruns <= 2, (meter.xruns, backend.settled_xruns)
+    tries = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        recorded, backend = _run_graph(live_model(), events, n_frames, freewheel=False)
+        elapsed = time.monotonic() - t0
+        meter = backend.proc.meter
+        durations = meter.durations[:meter.periods]
+        assert meter.errors == 0 and not np.isnan(recorded[n_frames // 2:]).any()
+        assert 0.9 <= elapsed <= 3.0
+        assert meter.periods >= n_frames // period
+        tries.append((float(np.percentile(durations, 99)), meter.xruns - backend.settled_xruns))
+        if tries[-1][0] < period / rate and tries[-1][1] <= 2:
+            break
+    assert tries[-1][0] < period / rate and tries[-1][1] <= 2, (tries, period / rate)
 
 
 def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):
