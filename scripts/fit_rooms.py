@@ -31,17 +31,19 @@ import numpy as np
 
 from midi2wave import constants as C
 from midi2wave.data.store import load_store_manifest, load_store_notes
+from midi2wave.evaluation import notesheet
 from midi2wave.midi import apply_sustain
 
-TAIL_S = (0.10, 0.25)   # after the release (the note sheet's window)
-HELD_S = 0.10           # the last part held, the reference
+MEASURE = notesheet.DEFAULT     # the note sheet's release-tail measure (its windows)
+TAIL_S = MEASURE.release_seconds  # after the release
+HELD_S = MEASURE.held_seconds     # the last part held, the reference
 QUIET_AFTER_S = 0.25    # no onset this long after the release (the tail window's end)
 QUIET_BEFORE_S = 0.10   # no onset, and no other release, this long before it
 
 
 def release_tails(notes, audio: np.ndarray, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> list[float]:
-    """The release tails (dB) of a piece's releases into silence (see the module docstring).
-    `notes` sustained; audio [n] (any scale: the tail is a ratio; int16 memory maps are read piecewise)."""
+    """The release tails (dB, `notesheet.release_tail_db`) of a piece's releases into silence (see
+    the module docstring). `notes` sustained; audio [n] (any scale: the tail is a ratio)."""
     on, off = np.asarray(notes.onset_s), np.asarray(notes.offset_s)
     out = []
     for t in np.unique(off):
@@ -51,15 +53,12 @@ def release_tails(notes, audio: np.ndarray, sample_rate_hz: int = C.SAMPLE_RATE_
             continue
         if np.any((off > t - QUIET_BEFORE_S) & (off < t)):
             continue
-        held = np.asarray(audio[int(round((t - HELD_S) * sample_rate_hz)):int(round(t * sample_rate_hz))], np.float64)
-        tail = np.asarray(audio[int(round((t + TAIL_S[0]) * sample_rate_hz)):int(round((t + TAIL_S[1]) * sample_rate_hz))],
-                          np.float64)
-        if len(held) < HELD_S * sample_rate_hz - 1 or len(tail) < (TAIL_S[1] - TAIL_S[0]) * sample_rate_hz - 1:
+        offset = int(round(t * sample_rate_hz))
+        if offset - HELD_S * sample_rate_hz < 0 or offset + TAIL_S[1] * sample_rate_hz > len(audio):
             continue
-        h, r = float(np.mean(np.square(held))), float(np.mean(np.square(tail)))
-        if h <= 0.0 or r <= 0.0:
-            continue
-        out.append(10.0 * math.log10(r / h))
+        tail = notesheet.release_tail_db(audio, sample_rate_hz, offset, MEASURE)
+        if tail > notesheet.FLOOR_DB:  # silence held or after: no room to read
+            out.append(tail)
     return out
 
 

@@ -764,14 +764,13 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
                                      streams.n_active[b], streams.next[b], bank.attack_end[o0:o1], bank.stop[o0:o1],
                                      bank.held_until[o0:o1])
             heard = share * nt * g
-            if filtered:  # the direct path without the innovation's drift (its states move on below)
-                drift_free = nt * g - (streams.dc[b] + dc_rate * (nt * g - streams.dc[b]))
+            if filtered:  # the direct path without the innovation's drift
+                drift_free, dark, bright = direct_filters(nt * g, b, dc_rate, pole, hp_rate, streams)
                 heard = drift_free
                 if attack and pole > 0.0:  # the hammer, heard through the low-pass
-                    heard = (1.0 - pole) * ((1.0 - pole) * drift_free + pole * streams.lp1[b]) + pole * streams.lp2[b]
+                    heard = dark
                 elif not attack:  # past the attacks, through the high-pass (share: 1 in silence)
-                    lf_h1 = drift_free - (streams.lf1[b] + hp_rate * (drift_free - streams.lf1[b]))
-                    heard = share * (lf_h1 - (streams.lf2[b] + hp_rate * (lf_h1 - streams.lf2[b])))
+                    heard = share * bright
             level, v = quantize_sum(p, heard)
             sample.value[b] = v
             sample.level[b] = level
@@ -781,13 +780,8 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
         else:
             streams.e[b] = np.float64(v) - p
         nt = streams.e[b] / g
-        if filtered:
-            streams.dc[b] += dc_rate * (streams.e[b] - streams.dc[b])
-            drift_free = streams.e[b] - streams.dc[b]
-            streams.lp1[b] = (1.0 - pole) * drift_free + pole * streams.lp1[b]
-            streams.lp2[b] = (1.0 - pole) * streams.lp1[b] + pole * streams.lp2[b]
-            streams.lf1[b] += hp_rate * (drift_free - streams.lf1[b])
-            streams.lf2[b] += hp_rate * (drift_free - streams.lf1[b] - streams.lf2[b])
+        if filtered and primed:  # the filters follow the given audio's innovation too
+            direct_filters(streams.e[b], b, dc_rate, pole, hp_rate, streams)
         ut = unshape_noise(nt, emphasis, lowpass, streams.n_prev[b], streams.u_prev[b])
         if innovation_input:  # the network reads the (noise-shaped) innovation over the gain, on the 16-bit grid
             level_e, in_v = quantize_sum(min(max(ut, -1.0), 1.0), 0.0)
@@ -798,6 +792,21 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
         if attack and pole > 0.0:  # the strings are struck by the dark hammer the listener hears (the network read all of it)
             streams.e[b] = heard
     batch_update(t, b0, b1, 0.0 if primed else bank.partial_levels, bank, streams)
+
+
+@_njit_inline
+def direct_filters(x, b, dc_rate, pole, hp_rate, streams):
+    """Move stream b's direct-path filters on by the innovation x (`bank_step`, once per sample):
+    returns (x without its drift, that through the attacks' two-pole low-pass, that through the
+    sustain's two one-pole high-passes). Local names differ from the kernel's (see `bank_step`)."""
+    streams.dc[b] += dc_rate * (x - streams.dc[b])
+    drift_free = x - streams.dc[b]
+    streams.lp1[b] = (1.0 - pole) * drift_free + pole * streams.lp1[b]
+    streams.lp2[b] = (1.0 - pole) * streams.lp1[b] + pole * streams.lp2[b]
+    streams.lf1[b] += hp_rate * (drift_free - streams.lf1[b])
+    lf_h1 = drift_free - streams.lf1[b]
+    streams.lf2[b] += hp_rate * (lf_h1 - streams.lf2[b])
+    return drift_free, streams.lp2[b], lf_h1 - streams.lf2[b]
 
 
 @_njit

@@ -41,7 +41,7 @@ import numpy as np
 from ..midi import Notes, PedalEvents, pitch_to_hz
 
 __all__ = ["MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "by_register", "compare", "find_partials", "level_difference_db",
-           "note_measures", "sheet_measures", "summarize"]
+           "note_measures", "release_tail_db", "sheet_measures", "summarize"]
 
 MEASURES: tuple[str, ...] = ("attack_db", "hiss_db", "upper_db", "release_db", "decay_db_per_s")
 N_LEVELS = 16
@@ -113,6 +113,16 @@ FLOOR_DB = -120.0
 def _db(num: float, den: float) -> float:
     """10 log10(num / den), at least FLOOR_DB (nothing at all above a split reads FLOOR_DB)."""
     return float(max(10.0 * math.log10(max(num, _TINY) / max(den, _TINY)), FLOOR_DB))
+
+
+def release_tail_db(audio: np.ndarray, sample_rate_hz: int, offset: int, options: "NoteMeasureOptions") -> float:
+    """The release tail (`release_db`) of a note released at sample `offset`: RMS in
+    `options.release_seconds` after it over the RMS of the `options.held_seconds` before it, dB
+    (scripts/fit_rooms.py fits the rooms to it)."""
+    r0, r1 = (offset + int(round(t * sample_rate_hz)) for t in options.release_seconds)
+    held = _segment(audio, offset - int(round(options.held_seconds * sample_rate_hz)), offset)
+    tail = _segment(audio, r0, r1)
+    return _db(float(np.mean(tail**2)), float(np.mean(held**2)))
 
 
 def _segment(audio: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -224,10 +234,7 @@ def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset
                                  / max(total, _TINY))
     out["levels_db"] = levels
 
-    r0, r1 = (off + int(round(t * sr)) for t in options.release_seconds)
-    held = _segment(x, off - int(round(options.held_seconds * sr)), off)
-    tail = _segment(x, r0, r1)
-    out["release_db"] = _db(float(np.mean(tail**2)), float(np.mean(held**2)))
+    out["release_db"] = release_tail_db(x, sr, off, options)
 
     out["decay_db_per_s"] = _fundamental_decay(x, sr, on, off, f0, options)
     return out
