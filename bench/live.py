@@ -202,7 +202,8 @@ def main() -> None:
         raise SystemExit("jackd not installed (Debian: jackd2)")
     os.sched_setaffinity(0, {args.core})
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    from midi2wave.checkpoint import LIVE_ASSETS_DIR, load_model
+    from midi2wave.checkpoint import load_model
+    from midi2wave.files import LIVE_ASSETS_DIR
     from midi2wave.render.live import LiveSynth
 
     model, _ = load_model(LIVE_ASSETS_DIR)

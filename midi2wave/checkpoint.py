@@ -25,13 +25,12 @@ import torch
 
 from .config import Config, ConfigError, config_from_dict
 from .errors import CheckpointError
-from .files import atomic_write_bytes
+from .files import ASSETS_DIR, atomic_write_bytes
 
 FORMAT = "midi2wave-checkpoint"
 VERSION = 1
 SAFETENSORS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 # what torch's weights_only unpickler says when a file asks for anything but plain data
 _REFUSAL_MARKERS = ("Unsupported global", "Unsupported operand", "Unsupported class", "unrecognized function",
                     "allowlisted", "Can only build", "Can only create")
@@ -227,10 +226,6 @@ def load_state(path: str | os.PathLike, use_ema: bool = True) -> tuple[dict[str,
     return weights, config, state
 
 
-# the bundled live model (a causal context; `midi2wave live`, `midi2wave play`)
-LIVE_ASSETS_DIR = ASSETS_DIR / "live"
-
-
 def bundled_model_path() -> Path:
     """midi2wave/assets/model.safetensors; CheckpointError if this installation has no bundled model."""
     path = ASSETS_DIR / SAFETENSORS_NAME
@@ -274,7 +269,8 @@ def export_safetensors(checkpoint: str | os.PathLike | dict, out_dir: str | os.P
     from a training checkpoint (path or loaded dict); the EMA weights when present and `use_ema`.
     `synthesis_from`: a config whose synthesis-only settings (sampling defaults, partial levels:
     `Config.with_synthesis_settings_from`) the released model gets instead of the checkpoint's.
-    Existing files are refused unless `force`. Returns the safetensors path."""
+    Existing files are refused unless `force`. Returns the safetensors path. (`midi2wave export`
+    adds the live engine's snapshot for a causal model: `render.livemodel.export_live_snapshot`.)"""
     from safetensors.torch import save
 
     if isinstance(checkpoint, dict):

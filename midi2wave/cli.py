@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -15,7 +16,22 @@ from pathlib import Path
 
 from .errors import Midi2WaveError
 
-_STARTED = time.perf_counter()  # `play` reports its first sound from here (imports and model load included)
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (Linux: /proc, to 10 ms; elsewhere 0: from this import on)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime_s = float(f.read().split()[0])
+        return max(0.0, uptime_s - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
+# `play` reports its first sound from the process's start (interpreter, imports and model load included)
+_STARTED = time.perf_counter() - _process_age_s()
 
 
 def _positive_int(text: str) -> int:
@@ -141,12 +157,18 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def _live_synth(args: argparse.Namespace):
-    """The live engine for `live` / `play`: the bundled live model unless --checkpoint."""
-    from .checkpoint import LIVE_ASSETS_DIR, load_model
+    """The live engine for `live` / `play`: the bundled live model unless --checkpoint; from the
+    exported model's live snapshot when it has one (no torch import), else from the model."""
+    from .files import LIVE_ASSETS_DIR
     from .render.live import LiveError, LiveSynth
+    from .render.livemodel import load_live_model
 
     path = args.checkpoint if args.checkpoint is not None else LIVE_ASSETS_DIR
-    model, _ = load_model(path)
+    model = load_live_model(path)
+    if model is None:
+        from .checkpoint import load_model
+
+        model, _ = load_model(path)
     try:
         return LiveSynth(model, _sampling_options(args, args.command), year=args.year)
     except LiveError as e:
@@ -173,13 +195,13 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
+    from .files import checked_outputs
     from .render import playback
-    from .render.synthesize import checked_outputs
 
     if not args.input.is_file():
         raise Midi2WaveError(f"{args.input}: file not found")
-    if args.out is not None:
-        checked_outputs([args.input], args.out, args.force)  # folder writable, file not taken
+    if args.out is not None and checked_outputs([args.input], args.out, args.force)[1]:
+        return 2  # the output is taken or its folder unwritable: said in one line
     if args.no_audio and args.out is None:
         raise Midi2WaveError("play --no-audio: give --out FILE.wav (nothing would be heard or written)")
     synth = _live_synth(args)

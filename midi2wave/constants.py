@@ -39,6 +39,12 @@ PCM_BITS: int = 16
 PCM_LEVELS: int = 2**PCM_BITS
 PCM_SCALE: float = float(2 ** (PCM_BITS - 1))  # int16 -> [-1, 1)
 MU_LAW_CLASSES: int = 256
+# The smallest log-scale of a logistic mixture component: exp(-16) ~ 1e-7, well below the bin width
+# 3e-5, so a component can collapse onto a level (the model's distribution and the numba kernel).
+LOG_SCALE_MIN: float = -16.0
+
+# Rendered after the last note ends, for its release and the room (renders and the live engine).
+RELEASE_SECONDS: float = 1.0
 
 
 def year_index(year: int | None) -> int:

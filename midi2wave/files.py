@@ -22,11 +22,14 @@ import secrets
 import time
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .errors import Midi2WaveError, OutputExistsError
 
-__all__ = ["STALE_TEMP_SECONDS", "TEMP_NAME", "atomic_folder", "atomic_path", "atomic_write_bytes", "check_folder",
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"  # the bundled model (checkpoint.bundled_model_path)
+LIVE_ASSETS_DIR = ASSETS_DIR / "live"  # the bundled live model (a causal context; `midi2wave live`, `play`)
+
+__all__ = ["ASSETS_DIR", "LIVE_ASSETS_DIR", "checked_outputs", "report_error", "STALE_TEMP_SECONDS", "TEMP_NAME", "atomic_folder", "atomic_path", "atomic_write_bytes", "check_folder",
            "remove_stale_temps", "temp_name"]
 
 logger = logging.getLogger(__name__)
@@ -183,3 +186,56 @@ def atomic_folder(folder: str | os.PathLike, force: bool = False) -> Iterator[Pa
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report_error(message: str) -> None:
+    """One line `midi2wave: error: ...` on the log, for a batch job that goes on with the rest."""
+    logger.error("midi2wave: error: %s", message)
+
+
+def _output_paths(inputs: Sequence[Path], out: Path | None) -> list[Path]:
+    """Where each input's WAV goes: -o FILE (one input), -o FOLDER (several, or an existing folder),
+    or INPUT.wav beside each input."""
+    if out is None:
+        return [p.with_suffix(".wav") for p in inputs]
+    if len(inputs) == 1 and not out.is_dir():
+        return [out]
+    make_output_folder(out, "with several inputs -o must be a folder")
+    return [out / (p.stem + ".wav") for p in inputs]
+
+
+def checked_outputs(inputs: Sequence[Path], out: Path | None, force: bool, plot: bool = False
+                    ) -> tuple[list[tuple[Path, Path]], int]:
+    """(the (input, output) pairs that can be rendered, how many cannot): each input must exist, and
+    its output (and its PNG with `plot`) must be nobody else's, not taken unless `force`, in a
+    writable folder; each refusal is reported in one line. Checked before any model loads."""
+    inputs = [Path(p) for p in inputs]
+    outputs = _output_paths(inputs, out)
+    failed = 0
+    todo: list[tuple[Path, Path]] = []
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, outputs):
+        key = dst.resolve()
+        if key in seen:
+            report_error(f"{src}: its output {dst} is also the output of {seen[key]} (rename one, or use -o FOLDER)")
+            failed += 1
+            continue
+        seen[key] = src
+        if not force:
+            taken = [p for p in ([dst] + ([dst.with_suffix(".png")] if plot else [])) if p.exists()]
+            if taken:
+                report_error(f"{taken[0]}: already exists (use --force to overwrite)")
+                failed += 1
+                continue
+        if not src.exists():
+            report_error(f"{src}: no such file")
+            failed += 1
+            continue
+        folder = dst.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            problem = "is not writable" if folder.is_dir() else "does not exist"
+            report_error(f"{dst}: folder {folder} {problem}")
+            failed += 1
+            continue
+        todo.append((src, dst))
+    return todo, failed

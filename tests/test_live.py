@@ -11,7 +11,7 @@ import torch
 
 from midi2wave.conditioning import resonators as rs
 from midi2wave.midi import Notes, PedalEvents, write_midi
-from midi2wave.model.stepping import ContextStepper
+from midi2wave.model.stepping import ContextStepper, context_weights
 from midi2wave.render import live, playback
 from helpers import LIVE_BANK, LIVE_OPTIONS, live_model, live_piece
 
@@ -141,7 +141,7 @@ def test_the_context_stepper_equals_the_models_convolution():
     rolls = (torch.rand(1, model.data_config.conditioning_channels, 80, generator=g) > 0.9).float()
     with torch.no_grad():
         cond, _ = model.layer_conditioning(None, torch.tensor([4]), model.context(rolls))
-    stepper = ContextStepper(model, 4)
+    stepper = ContextStepper(context_weights(model), 4)
     got = np.stack([stepper.step(rolls[0, :, f].numpy()) for f in range(80)], -1)
     assert np.abs(got - cond[0].numpy()).max() < 1e-5 * max(1.0, float(cond.abs().max()))
     assert np.abs(got).max() > 0.1
@@ -264,8 +264,10 @@ def test_play_writes_the_engines_offline_render_and_overwrites_only_with_force(p
     import soundfile
 
     from midi2wave import checkpoint, cli
+    from midi2wave.render import livemodel
 
     model = live_model()
+    monkeypatch.setattr(livemodel, "load_live_model", lambda path: None)  # no snapshot: the model is loaded
     monkeypatch.setattr(checkpoint, "load_model", lambda path, *a, **k: (model, None))
     out = tmp_path / "p.wav"
     argv = ["play", piece, "--no-audio", "-o", str(out), "--end", "3.4", "--year", "2011", "--seed", "3",

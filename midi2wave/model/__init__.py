@@ -6,7 +6,8 @@ rolls and its upsampling), the output distributions (`distributions.py`: 16-bit 
 of logistics, 256-way mu-law; sampling from the caller's uniforms, so every engine turns the same
 random numbers into the same samples) and the weights a per-sample stepper needs (`stepping.py`).
 It imports only the core (config, constants); `checkpoint`, `render/`, `training/` and
-`evaluation/` use it. Importing it imports torch.
+`evaluation/` use it. Its entry points are imported on first use (`lazy.py`): `Midi2Wave` imports
+torch; `model.stepping`'s numpy side (the live engine's snapshot) does not.
 
 Entry points (`__all__`): `Midi2Wave(model_config, data_config)`; `stepping_weights(model) ->
 SteppingWeights` (the only reader of the head, layers and input layer for the cached engines and
@@ -25,7 +26,10 @@ frames, C conditioning rows, L layers, R residual, G gate, S skip channels.
   (the learned upsampler), the year folded in; generation computes it once per call.
 """
 
-from .stepping import SteppingWeights, stepping_weights
-from .wavenet import Midi2Wave
+from ..lazy import entry_points
 
-__all__ = ["Midi2Wave", "SteppingWeights", "stepping_weights"]
+_ENTRY_POINTS = {"Midi2Wave": "wavenet", "SteppingWeights": "stepping", "stepping_weights": "stepping"}
+
+__all__ = list(_ENTRY_POINTS)
+
+__getattr__, __dir__ = entry_points(__name__, _ENTRY_POINTS)

@@ -27,7 +27,7 @@ _HIGHEST = (C.PCM_SCALE - 1) / C.PCM_SCALE
 # the midpoint rule's relative error (width^2 / 24) is then below 1e-5, and the exact difference
 # of two nearly equal CDFs would lose more than that to rounding in float32.
 _MIDPOINT_RULE_BELOW = 1e-2
-LOG_SCALE_MIN = -16.0  # exp(-16) ~ 1e-7, well below the bin width 3e-5: a component can collapse onto a level
+LOG_SCALE_MIN = C.LOG_SCALE_MIN
 
 
 def split_mol_params(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -8,16 +8,21 @@ they need (transposed, padded, scaled) without knowing how the model stores them
 
 Shapes (L layers, R residual, G gate, H = G / 2, S skip, K kernel taps, Q mu-law classes, H1 the
 head's hidden width, O output channels). Every tensor is a detached float32 copy on the model's
-device; absent biases are zeros (exact: a bias-free layer adds nothing).
+device; absent biases are zeros (exact: a bias-free layer adds nothing). `SteppingWeights.numpy()`
+and `context_weights(model)` give the same as numpy arrays: the live engine's snapshot
+(`render/livemodel.py`) is made of them, so `midi2wave play` and `live` start without torch.
+
+torch is imported only by the functions that read a model, so the numpy side of this module (and
+the numba kernel and live engine that use it) loads without it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 
 @dataclass
@@ -38,19 +43,24 @@ class SteppingWeights:
     residual_channels: int
     gate_channels: int
     skip_channels: int
-    embed_prev: torch.Tensor | None  # [Q, R] (mu-law input): row of the class of sample t-2
-    embed_curr: torch.Tensor | None  # [Q, R]: row of the class of sample t-1
-    input_weight: torch.Tensor | None  # [R, 2] (scalar input): columns for samples t-2, t-1
-    input_bias: torch.Tensor  # [R]
-    dilated_weight: torch.Tensor  # [L, G, R, K]
-    dilated_bias: torch.Tensor  # [L, G]
-    out_weight: torch.Tensor  # [L, R+S, H]
-    out_bias: torch.Tensor  # [L, R+S]
-    head_hidden_weight: torch.Tensor  # [H1, S] (after a ReLU of the skip sum)
-    head_hidden_bias: torch.Tensor  # [H1]
-    head_out_weight: torch.Tensor  # [O, H1] (after a ReLU)
-    head_out_bias: torch.Tensor  # [O]
-    excitation_weight: torch.Tensor | None  # [L, G]: gate term per unit of audio-rate excitation
+    # torch tensors from `stepping_weights(model)`, numpy float32 arrays after `.numpy()`
+    embed_prev: Any  # [Q, R] (mu-law input): row of the class of sample t-2; None for scalar input
+    embed_curr: Any  # [Q, R]: row of the class of sample t-1
+    input_weight: Any  # [R, 2] (scalar input): columns for samples t-2, t-1; None for mu-law input
+    input_bias: Any  # [R]
+    dilated_weight: Any  # [L, G, R, K]
+    dilated_bias: Any  # [L, G]
+    out_weight: Any  # [L, R+S, H]
+    out_bias: Any  # [L, R+S]
+    head_hidden_weight: Any  # [H1, S] (after a ReLU of the skip sum)
+    head_hidden_bias: Any  # [H1]
+    head_out_weight: Any  # [O, H1] (after a ReLU)
+    head_out_bias: Any  # [O]
+    excitation_weight: Any  # [L, G]: gate term per unit of audio-rate excitation; None without
+
+    ARRAYS = ("embed_prev", "embed_curr", "input_weight", "input_bias", "dilated_weight", "dilated_bias",
+              "out_weight", "out_bias", "head_hidden_weight", "head_hidden_bias", "head_out_weight",
+              "head_out_bias", "excitation_weight")
 
     @property
     def n_layers(self) -> int:
@@ -64,19 +74,43 @@ class SteppingWeights:
     def output_channels(self) -> int:
         return int(self.head_out_weight.shape[0])
 
+    def numpy(self) -> "SteppingWeights":
+        """The same weights as C-contiguous float32 numpy arrays (on the CPU)."""
+        arrays: dict[str, Any] = {name: None if (a := getattr(self, name)) is None else as_f32(a)
+                                  for name in self.ARRAYS}
+        return dataclasses.replace(self, dilations=[int(d) for d in self.dilations], **arrays)
 
-def _copy(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to(torch.float32).clone()
+
+def as_f32(t: Any) -> np.ndarray:
+    """A torch tensor or array as a C-contiguous float32 numpy array (a tensor is copied: the
+    array must not change when the model trains on)."""
+    if hasattr(t, "detach"):
+        return np.array(t.detach().to("cpu").float().numpy(), dtype=np.float32, order="C", copy=True)
+    return np.ascontiguousarray(t, dtype=np.float32)
 
 
-def _bias(conv: torch.nn.Module, n: int, like: torch.Tensor) -> torch.Tensor:
+def _copy(t: Any) -> Any:
+    return t.detach().float().clone()
+
+
+def _bias(conv: Any, n: int, like: Any) -> Any:
+    import torch
+
     b = getattr(conv, "bias", None)
     return _copy(b) if b is not None else torch.zeros(n, dtype=torch.float32, device=like.device)
 
 
-@torch.no_grad()
 def stepping_weights(model: Any) -> SteppingWeights:  # a Midi2Wave; its submodules are reached by name
     """Copy the stepping weights out of a `Midi2Wave` (a snapshot: take them again after training)."""
+    import torch
+
+    with torch.no_grad():
+        return _stepping_weights(model)
+
+
+def _stepping_weights(model: Any) -> SteppingWeights:
+    import torch
+
     cfg = model.model_config
     R, G, S = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels
     layers = list(model.layers)
@@ -105,7 +139,53 @@ def stepping_weights(model: Any) -> SteppingWeights:  # a Midi2Wave; its submodu
     )
 
 
-__all__ = ["SteppingWeights", "stepping_weights", "ContextStepper"]
+__all__ = ["SteppingWeights", "stepping_weights", "ContextWeights", "ContextLayer", "context_weights",
+           "ContextStepper", "as_f32"]
+
+
+@dataclass
+class ContextLayer:
+    """One gated residual layer of the context stack: conv [2C, C, K] (tap j reads frame
+    f - (K-1-j) d), its bias [2C], the 1x1 output [C, C] and its bias [C]."""
+
+    dilation: int
+    conv_weight: np.ndarray
+    conv_bias: np.ndarray
+    out_weight: np.ndarray
+    out_bias: np.ndarray
+
+
+@dataclass
+class ContextWeights:
+    """A causal context stack and its projection to the gates, as float32 numpy arrays:
+    input 1x1 conv `in_weight` [C, C_in] + `in_bias` [C], the layers, the projection `proj_weight`
+    [L*G, C] (bias-free) and the year embeddings `year_table` [Y, L*G] (None: no year input);
+    `gates` = (L, G)."""
+
+    in_weight: np.ndarray
+    in_bias: np.ndarray
+    layers: list[ContextLayer]
+    proj_weight: np.ndarray
+    year_table: np.ndarray | None
+    gates: tuple[int, int]
+
+
+def context_weights(model: Any) -> ContextWeights:
+    """The context stack of a `Midi2Wave`, for `ContextStepper`. ValueError when it cannot be
+    stepped frame by frame (no frame-rate stack with repeat upsampling, or one that looks ahead)."""
+    context = model.context
+    if context is None or model.cond_proj is None or model.upsampler is not None:
+        raise ValueError("the model has no frame-rate context stack with repeat upsampling to step")
+    if not model.model_config.context_causal:
+        raise ValueError("the model's context stack looks ahead (model.context_causal is false): "
+                         "it cannot run as notes arrive")
+    layers = [ContextLayer(int(layer.conv.dilation[0]), as_f32(layer.conv.weight), as_f32(layer.conv.bias),
+                           as_f32(layer.out.weight[:, :, 0]), as_f32(layer.out.bias)) for layer in context.layers]
+    return ContextWeights(
+        in_weight=as_f32(context.input.weight[:, :, 0]), in_bias=as_f32(context.input.bias), layers=layers,
+        proj_weight=as_f32(model.cond_proj.weight[:, :, 0]),
+        year_table=as_f32(model.year_embed.weight) if model.year_embed is not None else None,
+        gates=(model.model_config.n_layers, model.model_config.gate_channels))
 
 
 class ContextStepper:
@@ -119,31 +199,16 @@ class ContextStepper:
     same numbers. Equal to the model's batched convolution within float rounding (tests). Only a
     causal context can be stepped: frame f may not depend on frames after it."""
 
-    def __init__(self, model: Any, year_index: int | None = None) -> None:
-        context = model.context
-        if context is None or model.cond_proj is None or model.upsampler is not None:
-            raise ValueError("the model has no frame-rate context stack with repeat upsampling to step")
-        if not model.model_config.context_causal:
-            raise ValueError("the model's context stack looks ahead (model.context_causal is false): "
-                             "it cannot run as notes arrive")
-
-        def f32(t: torch.Tensor) -> Any:
-            return t.detach().to("cpu", torch.float32).numpy().copy()
-
-        self.w_in = f32(context.input.weight[:, :, 0])  # [C, C_in]
-        self.b_in = f32(context.input.bias)
-        self.layers = []
-        for layer in context.layers:
-            w = f32(layer.conv.weight)  # [2C, C, K]: tap j reads frame f - (K-1-j) d
-            self.layers.append((int(layer.conv.dilation[0]), [w[:, :, j].copy() for j in range(w.shape[2])],
-                                f32(layer.conv.bias), f32(layer.out.weight[:, :, 0]), f32(layer.out.bias)))
-        self.kernel_size = int(context.layers[0].conv.kernel_size[0]) if self.layers else 1
-        self.w_proj = f32(model.cond_proj.weight[:, :, 0])  # [L*G, C]
-        L, G = model.model_config.n_layers, model.model_config.gate_channels
-        self.shape = (L, G)
+    def __init__(self, weights: ContextWeights, year_index: int | None = None) -> None:
+        self.w_in, self.b_in = weights.in_weight, weights.in_bias
+        self.layers = [(layer.dilation, [layer.conv_weight[:, :, j].copy() for j in range(layer.conv_weight.shape[2])],
+                        layer.conv_bias, layer.out_weight, layer.out_bias) for layer in weights.layers]
+        self.kernel_size = int(weights.layers[0].conv_weight.shape[2]) if weights.layers else 1
+        self.w_proj = weights.proj_weight
+        self.shape = weights.gates
         self.year_row = None
-        if model.year_embed is not None and year_index is not None:
-            self.year_row = f32(model.year_embed.weight[int(year_index)])
+        if weights.year_table is not None and year_index is not None:
+            self.year_row = weights.year_table[int(year_index)].copy()
         C = self.w_in.shape[0]
         # history[l]: layer l's inputs of the last (K-1) d + 1 frames, newest at position frame % size
         self.history = [np.zeros(((self.kernel_size - 1) * d + 1, C), np.float32) for d, *_ in self.layers]

@@ -253,7 +253,13 @@ def export_model(checkpoint: Path | None, out: Path, *, fmt: str = "nv-wavenet",
             target = export_safetensors(find_checkpoint(checkpoint), out, force=force, synthesis_from=source)
         except ConfigError as e:
             raise ExportError(f"{sampling_from}: {e}") from None
-        return [f"wrote {target} and {target.parent / 'config.json'} ({target.stat().st_size / 1e6:.2f} MB)"]
+        from .livemodel import export_live_snapshot
+
+        lines = [f"wrote {target} and {target.parent / 'config.json'} ({target.stat().st_size / 1e6:.2f} MB)"]
+        snapshot = export_live_snapshot(target.parent)
+        if snapshot is not None:
+            lines.append(f"wrote {snapshot} (the live engine's snapshot: `play` and `live` load it without torch)")
+        return lines
     if fmt != "nv-wavenet":
         raise ExportError(f"--format {fmt}: unknown format")
     if sampling_from is not None:

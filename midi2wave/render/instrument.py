@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .. import constants as C
 from ..errors import InputError, Midi2WaveError
-from .synthesize import _error, checked_outputs
+from ..files import checked_outputs, report_error as _error
 
 logger = logging.getLogger(__name__)
 

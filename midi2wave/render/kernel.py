@@ -45,15 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .. import constants as C
-from ..model.distributions import LOG_SCALE_MIN, mulaw_tables
-from ..model.stepping import SteppingWeights
+from ..model.stepping import SteppingWeights, as_f32 as _f32
 from ..conditioning.resonators import BankSample, bank_step, empty_bank
 
 
@@ -343,7 +341,7 @@ def _sample_mol(par, K, u_comp, u_val, temperature, probs):
         probs[i] = probs[i] / s
     k = _select(probs, K, u_comp)
     mean = par[K + k]
-    log_scale = max(par[2 * K + k], np.float32(LOG_SCALE_MIN))
+    log_scale = max(par[2 * K + k], np.float32(C.LOG_SCALE_MIN))
     u = min(max(u_val, np.float32(1e-7)), np.float32(1 - 1e-7))
     x = mean + temperature * np.exp(log_scale) * (np.log(u) - np.log1p(-u))
     x = min(max(x, np.float32(-1.0)), np.float32(1.0))
@@ -625,17 +623,28 @@ class PackedModel:
         return sum(a.nbytes for a in (self.w_dil, self.w_res, self.w_skip, self.w_h1, self.w_h2))
 
 
-def _f32(t: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+MulawTables = namedtuple("MulawTables", ("pcm_to_class", "class_to_value", "silence_class"))
 
 
-def pack_weights(weights: SteppingWeights, precision: str = "fp32") -> PackedModel:
+def mulaw_tables(classes: int) -> MulawTables:
+    """The kernel's mu-law tables: class of each 16-bit level [65536] int64, value of each class [Q]
+    float32, class of silence (from `model.distributions.mulaw_tables`, which imports torch: the live
+    engine's snapshot carries them instead, `render/livemodel.py`)."""
+    from ..model.distributions import mulaw_tables as torch_tables
+
+    pcm_to_class, class_to_value, silence = torch_tables(classes)
+    return MulawTables(pcm_to_class.numpy().astype(np.int64), class_to_value.numpy().astype(np.float32), int(silence))
+
+
+def pack_weights(weights: SteppingWeights, precision: str = "fp32", tables: MulawTables | None = None) -> PackedModel:
     """Split, transpose, pad and store a model's stepping weights (`model.stepping.stepping_weights`)
     for `run_streams`.
 
     precision: "fp32" (exact), "fp16" (IEEE half: relative weight error <= 2**-11, half the bytes)
     or "int8" (per-output scale: abs error <= max |w| of the output / 254, a quarter of the bytes).
     Embeddings, biases, conditioning and activations stay float32; accumulation is float32.
+    weights: torch tensors or numpy arrays (`SteppingWeights.numpy()`). tables: `mulaw_tables(Q)`
+    when the caller has them (computed here otherwise).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -653,11 +662,11 @@ def pack_weights(weights: SteppingWeights, precision: str = "fp32") -> PackedMod
         in_w = np.zeros((2, R), np.float32)
     else:
         emb_prev = emb_curr = np.zeros((1, R), np.float32)
-        in_w = _f32(sw.input_weight.t())  # row 0 multiplies sample t-2, row 1 sample t-1
+        in_w = np.ascontiguousarray(_f32(sw.input_weight).T)  # row 0 multiplies sample t-2, row 1 sample t-1
 
     # dilated conv [L, G, R, K] -> [L, K*R, 2*Hp]: input column block j is tap x(t - (K-1-j) d);
     # output columns: tanh half at 0.., sigmoid half at Hp..
-    wd = _f32(sw.dilated_weight.permute(0, 1, 3, 2).reshape(L, G, K * R)).transpose(0, 2, 1)  # [L, K*R, G]
+    wd = _f32(sw.dilated_weight).transpose(0, 1, 3, 2).reshape(L, G, K * R).transpose(0, 2, 1)  # [L, K*R, G]
     w_dil = np.zeros((L, K * R, 2 * Hp), np.float32)
     w_dil[:, :, :Hg] = wd[:, :, :Hg]
     w_dil[:, :, Hp:Hp + Hg] = wd[:, :, Hg:]
@@ -675,9 +684,7 @@ def pack_weights(weights: SteppingWeights, precision: str = "fp32") -> PackedMod
     has_exc = sw.excitation_weight is not None
     exc_w = _f32(sw.excitation_weight) if has_exc else np.zeros((L, G), np.float32)
 
-    pcm_to_class_t, class_to_value_t, silence_class = mulaw_tables(sw.mulaw_classes)
-    pcm_to_class = pcm_to_class_t.numpy().astype(np.int64)
-    class_to_value = class_to_value_t.numpy().astype(np.float32)
+    pcm_to_class, class_to_value, silence_class = tables if tables is not None else mulaw_tables(sw.mulaw_classes)
 
     (w_dil, s_dil), (w_res, s_res) = _store(w_dil, precision), _store(w_res, precision)
     (w_skip, s_skip), (w_h1, s_h1), (w_h2, s_h2) = (_store(w_skip, precision), _store(w_h1, precision),

@@ -25,7 +25,7 @@ inlined in it), so there is no Python per sample. The render of a block depends 
 `render_events` (the offline render of a file through this engine, `midi2wave play --out`) equals
 any block-wise render bit for bit (tests/test_live.py).
 
-Silence: once every note is released and its tail (the longer of `synthesize.RELEASE_SECONDS` and
+Silence: once every note is released and its tail (the longer of `constants.RELEASE_SECONDS` and
 the bank's) is over, the engine outputs exact zeros without running the network, and starts again
 from a silent state at the frame of the next onset.
 
@@ -128,10 +128,11 @@ class LiveSynth:
 
     def __init__(self, model: Any, options: SamplingOptions = SamplingOptions(), year: int | None = None,
                  bank_capacity: int = 4096) -> None:
+        """model: a `Midi2Wave` with a causal context, or its `livemodel.LiveModel` snapshot."""
         from . import kernel
-        from .synthesize import RELEASE_SECONDS
         from ..audio import DC_CUTOFF_HZ
-        from ..model.stepping import ContextStepper, stepping_weights
+        from ..model.stepping import ContextStepper
+        from .livemodel import live_model
 
         data = model.data_config
         self.options = options.resolve(Config(data=data, model=model.model_config, sampling=model.sampling_defaults))
@@ -141,9 +142,10 @@ class LiveSynth:
         self.sr, self.spf, self.fr = data.sample_rate_hz, data.samples_per_frame, data.frame_rate_hz
         self.latency_samples = self.spf
         try:
-            self.context = ContextStepper(model, C.year_index(year) if data.use_year else None)
+            snapshot = live_model(model)
         except ValueError as e:
             raise LiveError(f"this model cannot play live: {e}; use the live model (--model live)") from None
+        self.context = ContextStepper(snapshot.context, C.year_index(year) if data.use_year else None)
         bank_config = resonators.from_data_config(data)
         if bank_config is None:
             raise LiveError("this model cannot play live: the live engine runs models with the resonator bank")
@@ -155,10 +157,10 @@ class LiveSynth:
                                         sustain_highpass=resonators.highpass_rate(o.sustain_highpass_hz, self.sr),
                                         direct_dc_rate=(resonators.highpass_rate(resonators.DIRECT_DC_HZ, self.sr)
                                                         if o.attack_lowpass_hz or o.sustain_highpass_hz else 0.0))
-        self.packed = kernel.pack_weights(stepping_weights(model), o.precision)
+        self.packed = kernel.pack_weights(snapshot.stepping, o.precision, snapshot.tables)
         self.kernel = kernel.NumbaState(self.packed, 1)
         self.kernel.innovation_input = data.network_reads_innovation
-        self.tail = max(int(math.ceil(RELEASE_SECONDS * self.sr)), self.bank.tail)
+        self.tail = max(int(math.ceil(C.RELEASE_SECONDS * self.sr)), self.bank.tail)
         self.dc_rate = 2.0 * math.pi * DC_CUTOFF_HZ / self.sr
         self.excitation_partials = data.excitation_partials
         L, G = self.context.shape
@@ -521,13 +523,12 @@ def render_file_live(model: Any, path: Any, options: SamplingOptions = SamplingO
     """The offline render of a MIDI file through the live engine (what `midi2wave live` plays for
     the same events): float32 audio from time 0 to `end_s` (default: the last note's end + 1 s),
     the engine's latency taken out."""
-    from .synthesize import RELEASE_SECONDS
 
     synth = LiveSynth(model, options, year)
     sr = synth.sr
     events = file_events(path, sr)
     if end_s is None:
-        end_s = (max((e[0] for e in events), default=0) / sr) + RELEASE_SECONDS
+        end_s = (max((e[0] for e in events), default=0) / sr) + C.RELEASE_SECONDS
     n = int(round(end_s * sr))
     L = synth.latency_samples
     audio = np.concatenate(list(render_events(synth, events, n + L, block_samples)))

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import constants as C
 from ..errors import InputError
 from .live import LiveSynth, RateAdapter
 
@@ -335,13 +336,12 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
     with `out`). Returns the seconds from the call to the first period handed to the device."""
     from ..audio import wav_writer
     from .live import file_events, render_events
-    from .synthesize import RELEASE_SECONDS
 
     t_start = time.perf_counter()
     sr = synth.sr
     events = file_events(path, sr)
     if end_s is None:
-        end_s = max((e[0] for e in events), default=0) / sr + RELEASE_SECONDS
+        end_s = max((e[0] for e in events), default=0) / sr + C.RELEASE_SECONDS
     n = int(round(end_s * sr))
     L = synth.latency_samples
     stream = resampler = None

@@ -18,10 +18,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: the live engine reads this module without it
+    import torch
 
 from .. import constants as C
 from ..audio import DCBlocker
@@ -74,6 +76,8 @@ def row_temperatures(onsets_s: Sequence[np.ndarray], starts: Sequence[int], leng
     """The engines' `temperature` for rows of `length` samples, row i starting at sample `starts[i]`
     of a timeline with note onsets `onsets_s[i]` (seconds): float32 [B, length] (`temperature_track`
     per row), or the one temperature (a float) when no row needs a track."""
+    import torch
+
     tracks = [temperature_track(on, s, length, sample_rate_hz, options) for on, s in zip(onsets_s, starts)]
     return torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.temperature
 
@@ -114,6 +118,8 @@ def _chunk_inputs(inputs: ModelInputs, starts: Sequence[int], length: int, sampl
                   margin_frames: int) -> ModelInputs:
     """Every chunk of every row as a row (row-major): rolls sliced with the context margins (zero
     beyond the rows' rolls), excitation sliced (zero beyond), schedules shifted to the chunk's start."""
+    import torch
+
     spf = samples_per_frame
     n_frames = length // spf
     rows: dict[str, list] = {"rolls": [], "year": [], "excitation": [], "resonators": []}
@@ -151,6 +157,8 @@ def render_batch(model: Any, inputs: ModelInputs, onsets_s: Sequence[np.ndarray]
     drawn from `options.seed`, each item's chunks joined (`options.crossfade`) and passed through
     the output's DC blocker. Returns float32 [n_samples] per item (not clipped to 16 bits: nothing
     is written). `options` resolved (`SamplingOptions.resolve`)."""
+    import torch
+
     from .generate import generate
 
     _check_resolved(options)

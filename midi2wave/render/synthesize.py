@@ -63,7 +63,7 @@ from ..audio import DCBlocker
 from .chunks import STREAMS_PER_CORE, ChunkPlan, StreamingJoin, auto_chunk_seconds, sounding_spans
 from ..config import Config, SamplingOptions
 from ..errors import InputError, Midi2WaveError
-from ..files import make_output_folder
+from ..files import checked_outputs, report_error as _error
 from ..conditioning.inputs import window_inputs
 from .rows import ModelInputs, row_temperatures, sampled_schedules, temperature_track
 
@@ -84,7 +84,7 @@ __all__ = [
     "synthesize_files",
 ]
 
-RELEASE_SECONDS = 1.0  # rendered after the last note ends, for its release and the room
+RELEASE_SECONDS = C.RELEASE_SECONDS
 
 
 # ----------------------------------------------------------------------------------- inputs
@@ -603,21 +603,6 @@ def render_midi(model: Any, midi_path: str | os.PathLike, options: SamplingOptio
 # --------------------------------------------------------------------------------------- CLI
 
 
-def _error(message: str) -> None:
-    logger.error("midi2wave: error: %s", message)
-
-
-def _output_paths(inputs: Sequence[Path], out: Path | None) -> list[Path]:
-    """Where each input's WAV goes: -o FILE (one input), -o FOLDER (several, or an existing folder),
-    or INPUT.wav beside each input."""
-    if out is None:
-        return [p.with_suffix(".wav") for p in inputs]
-    if len(inputs) == 1 and not out.is_dir():
-        return [out]
-    make_output_folder(out, "with several inputs -o must be a folder")
-    return [out / (p.stem + ".wav") for p in inputs]
-
-
 def _load_prime(path: Path, sample_rate_hz: int, start_s: float) -> np.ndarray:
     """The prime audio file, mono at the model's rate, from `start_s` on (MIDI timeline)."""
     from ..audio import load_audio, resample, to_mono
@@ -646,43 +631,6 @@ def _unmap_freed_buffers() -> None:
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-def checked_outputs(inputs: Sequence[Path], out: Path | None, force: bool, plot: bool = False
-                    ) -> tuple[list[tuple[Path, Path]], int]:
-    """(the (input, output) pairs that can be rendered, how many cannot): each input must exist, and
-    its output (and its PNG with `plot`) must be nobody else's, not taken unless `force`, in a
-    writable folder; each refusal is reported in one line. Checked before any model loads."""
-    inputs = [Path(p) for p in inputs]
-    outputs = _output_paths(inputs, out)
-    failed = 0
-    todo: list[tuple[Path, Path]] = []
-    seen: dict[Path, Path] = {}
-    for src, dst in zip(inputs, outputs):
-        key = dst.resolve()
-        if key in seen:
-            _error(f"{src}: its output {dst} is also the output of {seen[key]} (rename one, or use -o FOLDER)")
-            failed += 1
-            continue
-        seen[key] = src
-        if not force:
-            taken = [p for p in ([dst] + ([dst.with_suffix(".png")] if plot else [])) if p.exists()]
-            if taken:
-                _error(f"{taken[0]}: already exists (use --force to overwrite)")
-                failed += 1
-                continue
-        if not src.exists():
-            _error(f"{src}: no such file")
-            failed += 1
-            continue
-        folder = dst.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            problem = "is not writable" if folder.is_dir() else "does not exist"
-            _error(f"{dst}: folder {folder} {problem}")
-            failed += 1
-            continue
-        todo.append((src, dst))
-    return todo, failed
 
 
 def synthesize_files(inputs: Sequence[Path], options: SamplingOptions, *, out: Path | None = None,

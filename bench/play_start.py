@@ -1,0 +1,122 @@
+"""How soon `midi2wave play` sounds: seconds from the process's start to the first period handed to
+the audio output (interpreter, imports, the live model and the numba kernel's load included), in
+fresh processes, against floors measured in the same run:
+
+- `python -c pass`: the interpreter alone;
+- the numba floor: a fresh interpreter that imports numba and calls one trivial cached `njit`
+  function (numba's own start, which any numba kernel pays).
+
+    python bench/play_start.py [--rounds 7] [--audio]
+
+Rounds alternate the commands so a busy spell of the shared machine falls on all of them. `--audio`
+plays to a JACK server's system ports through PortAudio (a jackd with the dummy backend is started
+and stopped here), so opening the device counts too; without it, `--no-audio -o` renders the same
+periods to a WAV. The play rows also give the wall time to exit with `--end 0.1` (comparable with
+trees whose `play` reported its first sound from another point: `bench/compare.py --same-script
+--metric "wall to exit s" --lower-is-better --key-columns 1 play_start.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRST = re.compile(r"first sound ([0-9.]+) s after the command started")
+NUMBA_FLOOR = """
+import numba, numpy as np
+@numba.njit(cache=True, nogil=True)
+def f(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += np.tanh(x[i])
+    return s
+f(np.ones(3))
+"""
+
+
+def timed(cmd: list[str], env: dict) -> tuple[float, str]:
+    t = time.perf_counter()
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
+    return wall, run.stderr
+
+
+def start_jackd() -> tuple[str, subprocess.Popen]:
+    name = f"m2w-start-{uuid.uuid4().hex[:6]}"
+    for realtime in (True, False):
+        proc = subprocess.Popen(["jackd", "-n", name, "-R" if realtime else "--no-realtime", "-d", "dummy", "-r",
+                                 "48000", "-p", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True).returncode == 0:
+            return name, proc
+        proc.kill()
+        proc.wait()
+    raise SystemExit("jackd did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--midi", default=str(ROOT / "examples" / "example.mid"))
+    ap.add_argument("--audio", action="store_true", help="play to a JACK server's system ports (started here)")
+    args = ap.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    jackd = None
+    if args.audio:
+        if shutil.which("jackd") is None:
+            raise SystemExit("jackd not installed (Debian: jackd2)")
+        name, jackd = start_jackd()
+        env["JACK_DEFAULT_SERVER"] = name
+    with tempfile.TemporaryDirectory() as tmp:
+        floor = Path(tmp) / "numba_floor.py"
+        floor.write_text(NUMBA_FLOOR)
+        out = str(Path(tmp) / "play.wav")
+        play = [sys.executable, "-m", "midi2wave", "play", args.midi, "--end", "0.1", "-o", out, "--force"]
+        if not args.audio:
+            play.append("--no-audio")
+        commands = {"python -c pass": [sys.executable, "-c", "pass"],
+                    "numba floor (import, one cached njit call)": [sys.executable, str(floor)],
+                    "midi2wave play": play}
+        timed(commands["numba floor (import, one cached njit call)"], env)  # fill numba's caches
+        timed(play, env)
+        walls: dict[str, list[float]] = {k: [] for k in commands}
+        firsts: list[float] = []
+        try:
+            for r in range(args.rounds):
+                order = list(commands) if r % 2 == 0 else list(reversed(commands))
+                for key in order:
+                    wall, err = timed(commands[key], env)
+                    walls[key].append(wall)
+                    if key == "midi2wave play":
+                        m = FIRST.search(err)
+                        if m:
+                            firsts.append(float(m.group(1)))
+        finally:
+            if jackd is not None:
+                jackd.send_signal(signal.SIGTERM)
+                jackd.wait(10)
+    floor_s = statistics.median(walls["numba floor (import, one cached njit call)"])
+    print(f"{Path(args.midi).name}, {'to JACK through PortAudio' if args.audio else '--no-audio -o WAV'}, "
+          f"median of {args.rounds} fresh processes; load average {os.getloadavg()[0]:.2f}\n")
+    print("| command | wall to exit s | first sound s (from the process start) | wall / numba floor |")
+    print("|---|---:|---:|---:|")
+    for key, values in walls.items():
+        wall = statistics.median(values)
+        first = f"{statistics.median(firsts):.2f}" if key == "midi2wave play" and firsts else ""
+        print(f"| {key} | {wall:.2f} | {first} | {wall / floor_s:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The live engine's snapshot of a model: everything `LiveSynth` runs, as numpy arrays, loadable
+without torch, so `midi2wave play` and `midi2wave live` start without importing it (torch's import
+alone takes longer than the first sound may).
+
+`LiveModel` holds the config, the stepping weights (`model.stepping.SteppingWeights.numpy()`), the
+causal context stack (`ContextWeights`) and the mu-law tables. `live_model(model)` takes them out of
+a `Midi2Wave`; `LiveSynth` accepts either.
+
+On disk it is `live.safetensors` beside an exported model's `model.safetensors` (`midi2wave export`
+writes it for a model that can play live): plain tensors, the config JSON and the SHA-256 of the
+`model.safetensors` it was made from in the metadata. `load_live_model(folder)` returns None (and
+the caller builds the snapshot from the torch model) when there is no snapshot, or it was made from
+other weights, or it cannot be read: a stale snapshot is never played.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config, ConfigError, config_from_dict
+from ..model.stepping import ContextLayer, ContextWeights, SteppingWeights, context_weights, stepping_weights
+from .kernel import MulawTables, mulaw_tables
+
+logger = logging.getLogger(__name__)
+
+LIVE_NAME = "live.safetensors"
+MODEL_NAME = "model.safetensors"  # checkpoint.SAFETENSORS_NAME (that module imports torch)
+FORMAT = "midi2wave-live"
+VERSION = "1"
+
+__all__ = ["LiveModel", "live_model", "save_live_model", "load_live_model", "export_live_snapshot", "LIVE_NAME"]
+
+# SteppingWeights' settings (the rest are arrays)
+_SETTINGS = ("input_kind", "output_kind", "mulaw_classes", "n_mixtures", "kernel_size", "dilations",
+             "residual_channels", "gate_channels", "skip_channels")
+
+
+@dataclass
+class LiveModel:
+    """A model as the live engine runs it (see the module docstring)."""
+
+    config: Config
+    stepping: SteppingWeights  # numpy float32 arrays
+    context: ContextWeights
+    tables: MulawTables
+
+    # what LiveSynth reads of a Midi2Wave
+    @property
+    def data_config(self) -> Any:
+        return self.config.data
+
+    @property
+    def model_config(self) -> Any:
+        return self.config.model
+
+    @property
+    def sampling_defaults(self) -> Any:
+        return self.config.sampling
+
+
+def live_model(model: Any) -> LiveModel:
+    """The snapshot of a `Midi2Wave` (or a LiveModel, returned as is). ValueError when its context
+    cannot be stepped frame by frame (`model.stepping.context_weights`)."""
+    if isinstance(model, LiveModel):
+        return model
+    config = Config(data=model.data_config, model=model.model_config, sampling=model.sampling_defaults)
+    return LiveModel(config, stepping_weights(model).numpy(), context_weights(model),
+                     mulaw_tables(model.model_config.mulaw_classes))
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _tensors(live: LiveModel) -> dict[str, np.ndarray]:
+    sw, cw = live.stepping, live.context
+    out = {f"stepping.{name}": getattr(sw, name) for name in SteppingWeights.ARRAYS if getattr(sw, name) is not None}
+    out.update({"context.in_weight": cw.in_weight, "context.in_bias": cw.in_bias, "context.proj_weight": cw.proj_weight})
+    if cw.year_table is not None:
+        out["context.year_table"] = cw.year_table
+    for i, layer in enumerate(cw.layers):
+        for name in ("conv_weight", "conv_bias", "out_weight", "out_bias"):
+            out[f"context.layers.{i}.{name}"] = getattr(layer, name)
+    out["tables.pcm_to_class"] = live.tables.pcm_to_class.astype(np.int32)  # 0..Q-1
+    out["tables.class_to_value"] = live.tables.class_to_value
+    return {k: np.ascontiguousarray(v) for k, v in out.items()}
+
+
+def save_live_model(folder: str | os.PathLike, live: LiveModel) -> Path:
+    """Write `folder/live.safetensors` for the `folder/model.safetensors` it was made from
+    (atomically; replaces an older snapshot). Returns its path."""
+    from safetensors.numpy import save
+
+    from ..files import atomic_write_bytes
+
+    folder = Path(folder)
+    sw = live.stepping
+    metadata = {
+        "format": FORMAT, "version": VERSION, "config": live.config.to_json(),
+        "source_sha256": file_digest(folder / MODEL_NAME),
+        "stepping": json.dumps({name: getattr(sw, name) for name in _SETTINGS}),
+        "context_dilations": json.dumps([layer.dilation for layer in live.context.layers]),
+        "context_gates": json.dumps(list(live.context.gates)),
+        "silence_class": str(live.tables.silence_class),
+    }
+    return atomic_write_bytes(folder / LIVE_NAME, save(_tensors(live), metadata=metadata))
+
+
+def export_live_snapshot(folder: str | os.PathLike) -> Path | None:
+    """Write the snapshot of the exported model in `folder` (`midi2wave export --format safetensors`
+    does after writing it); None when the model cannot play live (an older snapshot there is removed)."""
+    from ..checkpoint import load_model
+
+    model, config = load_model(Path(folder) / MODEL_NAME)
+    try:
+        if not config.model.context_causal:
+            raise ValueError("looks ahead")
+        snapshot = live_model(model)
+    except ValueError:  # it looks ahead, or has no frame-rate context stack to step
+        (Path(folder) / LIVE_NAME).unlink(missing_ok=True)
+        return None
+    return save_live_model(folder, snapshot)
+
+
+def load_live_model(path: str | os.PathLike) -> LiveModel | None:
+    """The snapshot of the exported model at `path` (its folder or its model.safetensors), or None
+    when there is none that was made from these weights (see the module docstring)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name != MODEL_NAME:
+        return None
+    snapshot, source = folder / LIVE_NAME, folder / MODEL_NAME
+    if not snapshot.is_file() or not source.is_file():
+        return None
+    try:
+        with safe_open(str(snapshot), framework="numpy") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+                logger.info("%s: not a version %s live snapshot; building it from the model", snapshot, VERSION)
+                return None
+            if meta.get("source_sha256") != file_digest(source):
+                logger.info("%s: made from other weights than %s; building it from the model", snapshot, source)
+                return None
+            t = {key: f.get_tensor(key) for key in f.keys()}
+        settings = json.loads(meta["stepping"])
+        config = config_from_dict(json.loads(meta["config"]))
+        stepping = SteppingWeights(**settings, **{name: t.get(f"stepping.{name}") for name in SteppingWeights.ARRAYS})
+        dilations = json.loads(meta["context_dilations"])
+        layers = [ContextLayer(int(d), *(t[f"context.layers.{i}.{name}"]
+                                         for name in ("conv_weight", "conv_bias", "out_weight", "out_bias")))
+                  for i, d in enumerate(dilations)]
+        gates = json.loads(meta["context_gates"])
+        context = ContextWeights(t["context.in_weight"], t["context.in_bias"], layers, t["context.proj_weight"],
+                                 t.get("context.year_table"), (int(gates[0]), int(gates[1])))
+        tables = MulawTables(t["tables.pcm_to_class"].astype(np.int64), t["tables.class_to_value"],
+                             int(meta["silence_class"]))
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, ConfigError) as e:
+        logger.info("%s: unreadable live snapshot (%s); building it from the model", snapshot, e)
+        return None
+    return LiveModel(config, stepping, context, tables)
