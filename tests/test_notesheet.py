@@ -11,11 +11,12 @@ SR = 16000
 
 
 def tone(pitch, *, stiffness=0.0, seconds=1.6, hold_s=0.8, amplitudes=None, decay_s=1.0, release_s=None,
-         noise_db=None, attack_noise_db=None, seed=0):
+         noise_db=None, attack_noise_db=None, burst_at_s=None, seed=0):
     """An additive note: partial k at k f0 sqrt(1 + B k^2), amplitude 0.5 / k (or `amplitudes`),
     decaying with time constant decay_s; after hold_s it decays with release_s (None: no release).
     noise_db: white noise that many dB below the tone's power in [0.15, 0.65) s, following the same
-    envelope; attack_noise_db: a white burst in the first 30 ms, that many dB relative to the tone there."""
+    envelope; attack_noise_db: a white burst in the first 30 ms (or 4 ms from `burst_at_s`), that many
+    dB relative to the tone there."""
     f0 = 440.0 * 2 ** ((pitch - 69) / 12)
     t = np.arange(int(seconds * SR)) / SR
     x = np.zeros_like(t)
@@ -35,8 +36,8 @@ def tone(pitch, *, stiffness=0.0, seconds=1.6, hold_s=0.8, amplitudes=None, deca
         n = rng.standard_normal(len(t)) * env
         x = x + n * math.sqrt(np.mean(x[seg] ** 2) / np.mean(n[seg] ** 2) * 10 ** (noise_db / 10))
     if attack_noise_db is not None:
-        a = slice(0, int(0.03 * SR))
-        n = rng.standard_normal(a.stop)
+        a = slice(0, int(0.03 * SR)) if burst_at_s is None else slice(int(burst_at_s * SR), int((burst_at_s + 0.004) * SR))
+        n = rng.standard_normal(a.stop - a.start)
         x[a] += n * math.sqrt(np.mean(x[a] ** 2) * 10 ** (attack_noise_db / 10))
     return x
 
@@ -114,6 +115,20 @@ def test_the_sheet_holds_isolated_notes_across_the_keyboard():
     assert np.all(notes.onset_s[1:] - notes.offset_s[:-1] >= 1.0)  # silence after every release
     with pytest.raises(ValueError):
         ns.NoteSheet(hold_seconds=1.9)
+
+
+def test_the_attack_end_sees_a_burst_that_the_attack_window_misses():
+    """A 4-ms white burst 50 ms after the onset (a resonator bank's attack end): the first 30 ms
+    read the same, the attack end reads it (over 20 dB brighter), and the check fails it."""
+    dark_partials = [0.5 / k**2 for k in range(1, 21)]
+    clean = ns.note_measures(tone(48, amplitudes=dark_partials), SR, 0.0, 0.8, 48)
+    burst = ns.note_measures(tone(48, amplitudes=dark_partials, attack_noise_db=0.0, burst_at_s=0.05), SR, 0.0, 0.8, 48)
+    assert burst["attack_db"] == pytest.approx(clean["attack_db"], abs=0.5)
+    assert clean["attack_end_db"] < -40.0 and burst["attack_end_db"] > clean["attack_end_db"] + 20.0
+    rows = {2004: [dict(burst, pitch=48)]}
+    ref = {2004: [dict(clean, pitch=48)]}
+    assert not ns.compare(rows, ref)["checks"]["2004 attack_end_db"]
+    assert ns.compare(ref, rows)["checks"]["2004 attack_end_db"]  # darker than the reference: not a burst
 
 
 def test_compare_checks_the_bar():

@@ -519,8 +519,11 @@ def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_ho
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas).
     With `lock` > 0 (`Schedule.partial_levels`; the analysis and a teacher-forced prime pass 0), an
-    oscillator with a level whose attack ends at t + 1 gets the amplitude |z|^(1 - lock) * L^lock,
-    its phase kept, L = `locked_amplitude` (its level, carried past a release inside the attack);
+    oscillator with a level moves over the last `LOCK_RAMP_SAMPLES` samples of its attack to the
+    amplitude |z|^(1 - lock) * L^lock at its attack end, its phase kept, L = `locked_amplitude` (its
+    level, carried past a release inside the attack): each sample shortens the log distance to L by
+    a step of a linear ramp, so the amplitudes glide rather than step (a step of every partial at
+    once is a broadband click);
     one admitted at the stream's first sample after its attack ended (a window begun mid-note: it
     starts from silence) gets lock * L at a spread phase, so it rings on as loud as it would have."""
     total = 0.0
@@ -537,14 +540,18 @@ def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_ho
         d = r * sin_omega[s]
         re[j] = c * a - d * b
         im[j] = d * a + c * b
-        if t + 1 == attack_end[s] and lock > 0.0 and level[s] > 0.0:  # its attack ends
+        k = t + 1 - (attack_end[s] - LOCK_RAMP_SAMPLES)  # 1 .. LOCK_RAMP_SAMPLES: the lock's ramp, ending at the attack end
+        if lock > 0.0 and level[s] > 0.0 and 1 <= k <= LOCK_RAMP_SAMPLES:
             target = locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
             m = math.sqrt(re[j] * re[j] + im[j] * im[j])
             if m > 0.0:
-                f = (target / m) ** lock
+                # the log distance to the target shrinks by c: after the ramp's k steps it is
+                # (1 - lock k / N) of where it began (without drive), 0 at the end of a full lock
+                c = (LOCK_RAMP_SAMPLES - lock * k) / (LOCK_RAMP_SAMPLES - lock * (k - 1))
+                f = (target / m) ** (1.0 - c)
                 re[j] *= f
                 im[j] *= f
-            elif lock >= 1.0:
+            elif lock >= 1.0 and k == LOCK_RAMP_SAMPLES:
                 re[j] = target
         elif t == 0 and attack_end[s] <= 0 and lock > 0.0 and level[s] > 0.0:  # admitted at the stream's
             # start (from silence) after its attack ended
@@ -552,6 +559,10 @@ def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_ho
             re[j] = target * math.cos(s * GOLDEN_ANGLE)
             im[j] = target * math.sin(s * GOLDEN_ANGLE)
 
+
+# The partial levels' lock moves the amplitudes over this many samples before each attack end (8 ms
+# at 16 kHz): a lock in one sample was a broadband burst at every attack end (docs/evaluation.md).
+LOCK_RAMP_SAMPLES = 128
 
 # Phases of oscillators set without an attack of their own: spread, so that their partials do not
 # start in phase (a click).

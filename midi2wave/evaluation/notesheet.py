@@ -10,6 +10,10 @@ note is measured (`note_measures`):
 - **attack brightness** (`attack_db`): energy above `attack_split_hz` (4 kHz) in the first
   `attack_seconds` (30 ms) after the onset, relative to all of it (bins >= 20 Hz), dB. A recorded
   hammer is short and dark; a white click reads near the white-noise share (about -3 dB).
+- **attack-end brightness** (`attack_end_db`): the same share in `attack_end_seconds`
+  [0.03, 0.09) s after the onset, where a resonator model's attack ends (50 ms): a burst there
+  (every partial's amplitude stepping at once) is a click the first window misses. Checked one way:
+  no more than 3 dB above the reference.
 - **hiss** (`hiss_db`): in `[onset + 0.15, onset + 0.65)` s, the noise between the note's partials
   over the energy at them, dB. The partials are found as spectral peaks near k f0, the expected
   position of each following the stretch of the ones found below it (`find_partials`); each claims
@@ -43,7 +47,7 @@ from ..midi import Notes, PedalEvents, pitch_to_hz
 __all__ = ["MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "by_register", "compare", "find_partials", "level_difference_db",
            "note_measures", "release_tail_db", "sheet_measures", "summarize"]
 
-MEASURES: tuple[str, ...] = ("attack_db", "hiss_db", "upper_db", "release_db", "decay_db_per_s")
+MEASURES: tuple[str, ...] = ("attack_db", "attack_end_db", "hiss_db", "upper_db", "release_db", "decay_db_per_s")
 N_LEVELS = 16
 _TINY = 1e-20
 
@@ -87,6 +91,7 @@ class NoteMeasureOptions:
 
     attack_seconds: float = 0.030
     attack_split_hz: float = 4000.0
+    attack_end_seconds: tuple[float, float] = (0.03, 0.09)  # after the onset: a burst where the bank's attack ends
     min_hz: float = 20.0
     steady_seconds: tuple[float, float] = (0.15, 0.65)   # after the onset: hiss, balance, levels
     n_fft: int = 8192
@@ -101,7 +106,7 @@ class NoteMeasureOptions:
     decay_hop: int = 256
     decay_start_seconds: float = 0.1
     checks: dict[str, float] = field(default_factory=lambda: {
-        "attack_db": 3.0, "hiss_db": 1.0, "upper_db": 2.0, "levels_db": 3.0, "release_db": 3.0, "year_difference_db": 3.0})
+        "attack_db": 3.0, "attack_end_db": 3.0, "hiss_db": 1.0, "upper_db": 2.0, "levels_db": 3.0, "release_db": 3.0, "year_difference_db": 3.0})
 
 
 DEFAULT = NoteMeasureOptions()
@@ -215,6 +220,11 @@ def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset
     pa = np.abs(np.fft.rfft(a * taper, n=1024)) ** 2
     fa = np.fft.rfftfreq(1024, 1.0 / sr)
     out["attack_db"] = _db(float(pa[fa >= options.attack_split_hz].sum()), float(pa[fa >= options.min_hz].sum()))
+    e0, e1 = (on + int(round(t * sr)) for t in options.attack_end_seconds)
+    seg = _segment(x, e0, e1)
+    pe = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), n=2048)) ** 2
+    fe = np.fft.rfftfreq(2048, 1.0 / sr)
+    out["attack_end_db"] = _db(float(pe[fe >= options.attack_split_hz].sum()), float(pe[fe >= options.min_hz].sum()))
 
     s0, s1 = (on + int(round(t * sr)) for t in options.steady_seconds)
     steady = _segment(x, s0, min(s1, max(off, s0 + 1)) if off > s0 else s1)
@@ -305,7 +315,7 @@ def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[di
     """A model's sheet against the reference's, per year (rows from `sheet_measures` of the same
     sheet): medians of both, their differences, the median partial-level difference, the
     differences between years (each year against the first), and the checks of the bar
-    (`options.checks`: |difference| within the tolerance; hiss only upward)."""
+    (`options.checks`: |difference| within the tolerance; hiss and attack end only upward)."""
     years = sorted(reference)
     per_year: dict[str, Any] = {}
     checks: dict[str, bool] = {}
@@ -317,6 +327,7 @@ def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[di
         per_year[str(y)] = {"model": gm, "reference": rm, "difference": diff, "levels_db": levels,
                             "registers": {"model": by_register(model[y]), "reference": by_register(reference[y])}}
         checks[f"{y} attack_db"] = abs(diff["attack_db"]) <= tol["attack_db"]
+        checks[f"{y} attack_end_db"] = diff["attack_end_db"] <= tol["attack_end_db"]
         checks[f"{y} hiss_db"] = diff["hiss_db"] <= tol["hiss_db"]
         checks[f"{y} upper_db"] = abs(diff["upper_db"]) <= tol["upper_db"]
         checks[f"{y} levels_db"] = levels <= tol["levels_db"]
