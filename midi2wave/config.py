@@ -103,7 +103,9 @@ class ResonatorConfig:
     # Fitted partial levels (scripts/fit_partials.py): the amplitude in dB (re full scale) of partial
     # k of a note `attack_s` after its onset at velocity 64, on a grid of pitches (`level_pitches`,
     # rising; linear in between, flat beyond), one row of `levels_db` per grid pitch and one column
-    # per partial; the level rises `level_velocity_slopes[k - 1]` dB per dB of velocity. Synthesis
+    # per partial; the level rises `level_velocity_slopes[k - 1]` dB per dB of velocity, or, given
+    # `level_velocity_slope_table` (a row per grid pitch, like `levels_db`, instead of the slopes),
+    # by that table's slope at the note's pitch (linear in between). Synthesis
     # can set each oscillator's amplitude to it at the attack's end (`sampling.partial_levels`);
     # the analysis never does. Why: free-running, a partial's level is whatever the few sampled
     # innovations of its attack made it (a random draw per note), and a white attack drives the bass
@@ -111,6 +113,7 @@ class ResonatorConfig:
     level_pitches: tuple[float, ...] = ()
     levels_db: tuple[tuple[float, ...], ...] = ()
     level_velocity_slopes: tuple[float, ...] = ()
+    level_velocity_slope_table: tuple[tuple[float, ...], ...] = ()
     # Each year's room in the bank (scripts/fit_rooms.py fits it to a store): after a note's release
     # its partials decay with `room_release_tau_s[i]` in recordings of year `room_years[i]` (other
     # years, and the analysis: `release_tau_s`). Why: the rooms differ most in how long a note rings
@@ -120,8 +123,8 @@ class ResonatorConfig:
     room_release_tau_s: tuple[float, ...] = ()
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
-    SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("level_pitches", "levels_db", "level_velocity_slopes", "room_years",
-                                                 "room_release_tau_s")
+    SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("level_pitches", "levels_db", "level_velocity_slopes",
+                                                 "level_velocity_slope_table", "room_years", "room_release_tau_s")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -134,6 +137,7 @@ class ResonatorConfig:
                      "room_release_tau_s"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # tuples, whatever sequence was given
         object.__setattr__(self, "levels_db", tuple(tuple(row) for row in self.levels_db))
+        object.__setattr__(self, "level_velocity_slope_table", tuple(tuple(row) for row in self.level_velocity_slope_table))
         _require(self.partials >= 0, key + "partials", self.partials, "must be >= 0")
         _require(0 < self.kappa < 1, key + "kappa", self.kappa, "must be in (0, 1)")
         _require(self.max_hz > 0, key + "max_hz", self.max_hz, "must be > 0")
@@ -155,17 +159,25 @@ class ResonatorConfig:
             _require(-8.0 <= self.inharmonicity[0] <= -1.0, key + "inharmonicity", list(self.inharmonicity),
                      "log10 B at middle C must be in [-8, -1]")
         _require(0 <= self.noise_lowpass < 1, key + "noise_lowpass", self.noise_lowpass, "must be in [0, 1) (0: off)")
-        if self.level_pitches or self.levels_db or self.level_velocity_slopes:
+        if self.level_pitches or self.levels_db or self.level_velocity_slopes or self.level_velocity_slope_table:
             _require(len(self.levels_db) == len(self.level_pitches) > 0, key + "levels_db", len(self.levels_db),
                      f"needs one row per level pitch ({len(self.level_pitches)})")
             _require(all(b > a for a, b in zip(self.level_pitches, self.level_pitches[1:])), key + "level_pitches",
                      list(self.level_pitches), "must rise")
-            _require(len(self.level_velocity_slopes) >= self.partials, key + "level_velocity_slopes",
-                     len(self.level_velocity_slopes), f"needs one slope per partial ({self.partials})")
-            _require(all(len(row) == len(self.level_velocity_slopes) for row in self.levels_db), key + "levels_db",
-                     sorted({len(row) for row in self.levels_db}),
-                     f"rows must have one level per slope ({len(self.level_velocity_slopes)})")
-            _require(all(math.isfinite(v) for v in (*self.level_velocity_slopes, *(v for row in self.levels_db for v in row))),
+            table = bool(self.level_velocity_slope_table)
+            _require(table != bool(self.level_velocity_slopes), key + "level_velocity_slopes",
+                     len(self.level_velocity_slopes), "give the slopes per partial or the slope table, one of them")
+            width = len(self.levels_db[0]) if table else len(self.level_velocity_slopes)
+            _require(width >= self.partials, key + ("levels_db" if table else "level_velocity_slopes"), width,
+                     f"needs a level and a slope per partial ({self.partials})")
+            _require(all(len(row) == width for row in self.levels_db), key + "levels_db",
+                     sorted({len(row) for row in self.levels_db}), f"rows must have one level per slope ({width})")
+            _require(not table or (len(self.level_velocity_slope_table) == len(self.levels_db)
+                                   and all(len(row) == width for row in self.level_velocity_slope_table)),
+                     key + "level_velocity_slope_table", len(self.level_velocity_slope_table),
+                     "must have the shape of levels_db (a row per level pitch, a slope per partial)")
+            _require(all(math.isfinite(v) for v in (*self.level_velocity_slopes, *(v for row in self.levels_db for v in row),
+                                                    *(v for row in self.level_velocity_slope_table for v in row))),
                      key + "levels_db", "...", "levels and slopes must be finite")
             _require(self.partials > 0, key + "levels_db", "...", "needs the resonator bank (partials > 0)")
             _require(self.attack_s > 0, key + "attack_s", self.attack_s, "must be > 0 with partial levels (they are "

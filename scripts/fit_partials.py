@@ -30,8 +30,8 @@ Levels: a held isolated note gives, per partial, its amplitude over a 2048-sampl
 bank's `attack_s` after the onset, referred back to then with the bank's decay (`-c CONFIG`: the
 model's bank; else the decays fitted here), skipping partials that coincide with a partial of an
 earlier note still ringing. A Huber-weighted least
-squares fit of a table over pitch (every 3 semitones, linear in between) and partial, plus a slope
-per partial in dB per dB of velocity, gives the levels that synthesis can set the bank's partials to
+squares fit of a table over pitch (every 3 semitones by default, linear in between) and partial, plus a slope
+in dB per dB of velocity per pitch and partial (`--shared-slopes`: per partial), gives the levels that synthesis can set the bank's partials to
 at each attack's end (`sampling.partial_levels`). Why: free-running, a partial's level is whatever
 the few sampled innovations of its attack made it, and the bank's excitation drives a bass note's
 fundamental, which the recordings barely have.
@@ -43,6 +43,7 @@ import argparse
 import json
 import math
 import sys
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -171,8 +172,9 @@ def fit_decays(obs: np.ndarray) -> tuple[float, float, float]:
 
 
 LEVEL_WINDOW = 2048
-LEVEL_GRID_STEP = 3      # semitones between the level table's pitches
+LEVEL_GRID_STEP = 3      # semitones between the level table's pitches (every key: 1, noisier: docs/evaluation.md)
 LEVEL_SMOOTHING = 0.5    # weight of the first difference between neighbouring grid pitches (dB)
+LEVEL_SLOPE_SMOOTHING = 10.0  # the same for the velocity slopes (dB per dB: a difference of 0.1 weighs 1 dB)
 LEVEL_HUBER_DB = 4.0
 
 
@@ -218,41 +220,60 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
     return np.asarray(rows, np.float64).reshape(-1, 4)
 
 
-def fit_levels(obs: np.ndarray, partials: int = MAX_PARTIAL, reference_velocity: float = 64.0
-               ) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...], tuple[float, ...], float]:
-    """(grid pitches, levels_db [grid][partials], velocity slopes [partials], median |residual| dB) of
-    `measure_levels`' rows: level(p, v, k) = table(p, k) (linear between grid pitches, every
-    `LEVEL_GRID_STEP` semitones from A0) + slope(k) * 20 log10(v / reference_velocity), in dB, by
-    least squares with a Huber weight (`LEVEL_HUBER_DB`) and a small pull of neighbouring grid
-    pitches together (`LEVEL_SMOOTHING`: pitches without notes take their neighbours' levels).
-    These are `config.ResonatorConfig`'s level_pitches, levels_db and level_velocity_slopes."""
-    grid = np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, LEVEL_GRID_STEP, dtype=np.float64)
+def fit_levels(obs: np.ndarray, partials: int = MAX_PARTIAL, reference_velocity: float = 64.0,
+               grid_step: int = LEVEL_GRID_STEP, slope_table: bool = True
+               ) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...], Any, float]:
+    """(grid pitches, levels_db [grid][partials], velocity slopes, median |residual| dB) of
+    `measure_levels`' rows: level(p, v, k) = table(p, k) + slope(p, k) * 20 log10(v / reference_velocity),
+    in dB, both linear between grid pitches (every `grid_step` semitones from A0), by least squares
+    with a Huber weight (`LEVEL_HUBER_DB`) and a small pull of neighbouring grid pitches together
+    (`LEVEL_SMOOTHING`, `LEVEL_SLOPE_SMOOTHING`: pitches without notes take their neighbours'). The
+    slopes: a table [grid][partials] (`slope_table`), or one per partial [partials] shared by every
+    pitch. These are `config.ResonatorConfig`'s level_pitches, levels_db and
+    level_velocity_slope_table (or level_velocity_slopes)."""
+    grid = np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, grid_step, dtype=np.float64)
     G, K = len(grid), partials
+    n_slopes = G * K if slope_table else K
     obs = obs[obs[:, 2] <= K]
     pitch, velocity, k = obs[:, 0], obs[:, 1], obs[:, 2].astype(np.int64)
     level = 20.0 * np.log10(np.maximum(obs[:, 3], 1e-7))
-    pos = np.clip((pitch - grid[0]) / LEVEL_GRID_STEP, 0.0, G - 1 - 1e-9)
+    pos = np.clip((pitch - grid[0]) / grid_step, 0.0, G - 1 - 1e-9)
     lo = pos.astype(np.int64)
+    hi = np.minimum(lo + 1, G - 1)
     w = pos - lo
     rows = np.arange(len(obs))
-    design = np.zeros((len(obs), G * K + K))
+    vdb = 20.0 * np.log10(np.maximum(velocity, 1.0) / reference_velocity)
+    design = np.zeros((len(obs), G * K + n_slopes))
     design[rows, lo * K + k - 1] = 1.0 - w
-    design[rows, np.minimum(lo + 1, G - 1) * K + k - 1] += w
-    design[rows, G * K + k - 1] = 20.0 * np.log10(np.maximum(velocity, 1.0) / reference_velocity)
-    smooth = np.zeros(((G - 1) * K, G * K + K))
-    for j in range(K):
-        for g in range(1, G):
-            smooth[(g - 1) * K + j, (g - 1) * K + j] = -LEVEL_SMOOTHING
-            smooth[(g - 1) * K + j, g * K + j] = LEVEL_SMOOTHING
+    design[rows, hi * K + k - 1] += w
+    if slope_table:
+        design[rows, G * K + lo * K + k - 1] = (1.0 - w) * vdb
+        design[rows, G * K + hi * K + k - 1] += w * vdb
+    else:
+        design[rows, G * K + k - 1] = vdb
+    smooth = []
+    for block, weight in ((0, LEVEL_SMOOTHING), (G * K, LEVEL_SLOPE_SMOOTHING)):
+        if block and not slope_table:
+            continue
+        for j in range(K):
+            for g in range(1, G):
+                row = np.zeros(G * K + n_slopes)
+                row[block + (g - 1) * K + j] = -weight
+                row[block + g * K + j] = weight
+                smooth.append(row)
+    penalty = np.asarray(smooth)
     weight = np.ones(len(obs))
     for _ in range(6):  # iteratively reweighted least squares (Huber)
-        theta = np.linalg.lstsq(np.vstack([design * weight[:, None], smooth]),
-                                np.concatenate([level * weight, np.zeros(len(smooth))]), rcond=None)[0]
+        theta = np.linalg.lstsq(np.vstack([design * weight[:, None], penalty]),
+                                np.concatenate([level * weight, np.zeros(len(penalty))]), rcond=None)[0]
         residual = level - design @ theta
         weight = np.sqrt(1.0 / np.maximum(1.0, np.abs(residual) / LEVEL_HUBER_DB))
     table = theta[:G * K].reshape(G, K)
+    slopes = theta[G * K:]
+    slopes_out: Any = (tuple(tuple(round(float(v), 3) for v in row) for row in slopes.reshape(G, K)) if slope_table
+                       else tuple(round(float(v), 3) for v in slopes))
     return (tuple(float(p) for p in grid), tuple(tuple(round(float(v), 2) for v in row) for row in table),
-            tuple(round(float(v), 3) for v in theta[G * K:]), float(np.median(np.abs(residual))))
+            slopes_out, float(np.median(np.abs(residual))))
 
 
 def main(argv=None) -> int:
@@ -261,6 +282,10 @@ def main(argv=None) -> int:
     ap.add_argument("--pieces", type=int, default=54)
     ap.add_argument("--seconds", type=float, default=60.0, help="at most this much of each piece")
     ap.add_argument("--sustain-threshold", type=int, default=C.PEDAL_ON_THRESHOLD)
+    ap.add_argument("--level-step", type=int, default=LEVEL_GRID_STEP,
+                    help=f"semitones between the level table's pitches (default {LEVEL_GRID_STEP})")
+    ap.add_argument("--shared-slopes", action="store_true",
+                    help="one velocity slope per partial for every pitch (default: a slope per pitch and partial)")
     ap.add_argument("-c", "--config", default=None,
                     help="the model's config: its bank's decays, attack_s and max_hz are used for the partial "
                          "levels (default: the decays fitted here, attack 0.05 s, 7800 Hz)")
@@ -293,9 +318,13 @@ def main(argv=None) -> int:
                           attack_s=0.05, max_hz=7800.0)
     levels = measure_levels(pieces, tuning, stiffness, **level_bank)
     if len(levels) >= 20 * MAX_PARTIAL:
-        pitches, table, slopes, level_err = fit_levels(levels)
-        bank.update(level_pitches=list(pitches), levels_db=[list(row) for row in table],
-                    level_velocity_slopes=list(slopes))
+        pitches, table, slopes, level_err = fit_levels(levels, grid_step=args.level_step,
+                                                       slope_table=not args.shared_slopes)
+        bank.update(level_pitches=list(pitches), levels_db=[list(row) for row in table])
+        if args.shared_slopes:
+            bank.update(level_velocity_slopes=list(slopes))
+        else:
+            bank.update(level_velocity_slope_table=[list(row) for row in slopes])
         print(f"{len(levels)} partial levels of {len(np.unique(levels[:, 0]))} pitches; median |residual| "
               f"{level_err:.1f} dB", file=sys.stderr)
     else:

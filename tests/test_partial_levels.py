@@ -47,6 +47,20 @@ def test_the_levels_interpolate_in_pitch_stay_flat_beyond_and_rise_with_velocity
     assert sched.level.shape == sched.kappa.shape and (sched.level > 0).all()
 
 
+def test_a_slope_table_gives_each_pitch_its_own_velocity_slope():
+    """Slopes per grid pitch and partial, linear in pitch: at 48 the table's first row, at 72 its
+    second, at 60 their mean; the levels at velocity 64 are the table's as before."""
+    tabled = dataclasses.replace(BANK, level_velocity_slopes=(),
+                                 level_velocity_slope_table=((1.0, 1.5, 2.0, 2.5), (0.5, 0.5, 0.5, 0.5)))
+    k = np.array([1, 1, 1, 2, 3])
+    pitch = np.array([48, 72, 60, 72, 48])
+    up = 20 * math.log10(2)  # velocity 128 against 64
+    db = 20 * np.log10(rs.fitted_levels(pitch, np.full(5, 128), k, tabled))
+    base = 20 * np.log10(rs.fitted_levels(pitch, np.full(5, 64), k, tabled))
+    np.testing.assert_allclose(db - base, [1.0 * up, 0.5 * up, 0.75 * up, 0.5 * up, 2.0 * up], atol=1e-9)
+    np.testing.assert_allclose(base, 20 * np.log10(rs.fitted_levels(pitch, np.full(5, 64), k, BANK)), atol=1e-9)
+
+
 def test_the_levels_are_validated_and_travel_through_json():
     with pytest.raises(ConfigError, match="levels_db"):
         dataclasses.replace(BANK, levels_db=LEVELS["levels_db"][:1])
@@ -54,6 +68,14 @@ def test_the_levels_are_validated_and_travel_through_json():
         dataclasses.replace(BANK, level_pitches=(72.0, 48.0))
     with pytest.raises(ConfigError, match="level_velocity_slopes"):
         dataclasses.replace(BANK, level_velocity_slopes=(1.0, 1.0))
+    slope_table = ((1.0, 1.5, 2.0, 2.5), (0.5, 0.5, 0.5, 0.5))
+    with pytest.raises(ConfigError, match="one of them"):  # slopes and a slope table
+        dataclasses.replace(BANK, level_velocity_slope_table=slope_table)
+    with pytest.raises(ConfigError, match="level_velocity_slope_table"):
+        dataclasses.replace(BANK, level_velocity_slopes=(), level_velocity_slope_table=slope_table[:1])
+    tabled = dataclasses.replace(BANK, level_velocity_slopes=(), level_velocity_slope_table=slope_table)
+    config = Config(data=DataConfig(resonators=tabled))
+    assert config_from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="sampling.partial_levels"):
         ModelSampling(partial_levels=1.5)
     assert SamplingOptions().resolve(Config(data=DataConfig(resonators=BANK), sampling=ModelSampling(partial_levels=0.5))).partial_levels == 0.5
@@ -191,8 +213,9 @@ def test_fit_partials_recovers_the_levels_and_their_velocity_slopes():
     t = np.arange(n) / SR
     x = 1e-5 * rng.standard_normal(n)
 
-    def true_db(p, v, k):  # the synthetic piano: a pitch- and partial-dependent level, brighter when louder
-        return -20.0 - 6.0 * (k - 1) - 0.2 * (p - 60) + (1.0 + 0.5 * (k - 1)) * 20 * math.log10(v / 64)
+    def true_db(p, v, k):  # the synthetic piano: a pitch- and partial-dependent level, brighter when louder,
+        # the more so in the treble
+        return -20.0 - 6.0 * (k - 1) - 0.2 * (p - 60) + (1.0 + 0.5 * (k - 1) + 0.03 * (p - 60)) * 20 * math.log10(v / 64)
 
     for on, off, p, v in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity):
         sounding = (t >= on) & (t < off)
@@ -203,15 +226,17 @@ def test_fit_partials_recovers_the_levels_and_their_velocity_slopes():
             x += sounding * amp * np.exp(-(t - on) / tau) * np.sin(2 * np.pi * hz * (t - on) + rng.uniform(0, 6.3))
     obs = fit_partials.measure_levels([(notes, x)], (), (), 0.6, 0.0, attack_s=0.05)
     assert (obs[:, 2] <= 4).sum() == 4 * len(pitches)  # every held note, each partial
-    grid, table, slopes, err = fit_partials.fit_levels(obs, partials=4)
+    grid, table, slope_table, err = fit_partials.fit_levels(obs, partials=4)
     assert err < 0.3
-    np.testing.assert_allclose(slopes, [1.0, 1.5, 2.0, 2.5], atol=0.05)
+    _, _, shared, shared_err = fit_partials.fit_levels(obs, partials=4, slope_table=False)
+    assert len(shared) == 4 and shared_err > 2 * err  # one slope per partial cannot follow the treble's
     config = dataclasses.replace(rs.ResonatorConfig(partials=4), level_pitches=grid, levels_db=table,
-                                 level_velocity_slopes=slopes)
+                                 level_velocity_slope_table=slope_table)
     for p in (47, 60, 73):
         for k in (1, 2, 4):
-            got = 20 * np.log10(rs.fitted_levels(np.array([p]), np.array([80]), np.array([k]), config)[0])
-            assert abs(got - true_db(p, 80, k)) < 0.5, (p, k, got, true_db(p, 80, k))
+            for v in (40, 100):
+                got = 20 * np.log10(rs.fitted_levels(np.array([p]), np.array([v]), np.array([k]), config)[0])
+                assert abs(got - true_db(p, v, k)) < 0.5, (p, k, v, got, true_db(p, v, k))
 
 
 def test_a_window_begun_mid_note_rings_its_notes_at_their_levels():

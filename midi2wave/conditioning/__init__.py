@@ -106,12 +106,14 @@ dampers fall as its recordings do, and rings until 5 of its time constants have 
 oscillator's stop is extended; `ResonatorConfig.room_tail_s` is how long renders keep going); the
 analysis keeps `release_tau_s` and `release_tail_s`.
 
-**Fitted partial levels** (`data.resonators.level_pitches`, `levels_db`, `level_velocity_slopes`,
-fitted to a store by `scripts/fit_partials.py`; `sampling.partial_levels` w, synthesis only): the
-amplitude of partial k of a note `attack_s` after its onset, a table over pitch (every 3 semitones,
-linear between) and partial plus a slope per partial in dB per dB of velocity
-(`resonators.partial_levels`, per oscillator `Schedule.level`). At each oscillator's attack end
-synthesis sets its amplitude to `|z|^(1-w) L^w`, keeping its phase, where L is the level carried
+**Fitted partial levels** (`data.resonators.level_pitches`, `levels_db`, `level_velocity_slope_table`
+or `level_velocity_slopes`, fitted to a store by `scripts/fit_partials.py`; `sampling.partial_levels`
+w, synthesis only): the amplitude of partial k of a note `attack_s` after its onset, a table over
+pitch (every 3 semitones, linear between) and partial plus a slope in dB per dB of velocity per
+grid pitch and partial (or per partial) (`resonators.fitted_levels`, per oscillator
+`Schedule.level`). Over the last `resonators.LOCK_RAMP_SAMPLES` (8 ms) of each oscillator's attack
+synthesis moves its amplitude, in even steps of log amplitude, to `|z|^(1-w) L^w` at the attack end
+(a one-sample step of every partial was a broadband burst), keeping its phase, where L is the level carried
 past a release inside the attack (`resonators.locked_amplitude`); an oscillator admitted after its
 attack ended (a chunk row or excerpt window begun mid-note, which starts it from silence) gets
 `w L` carried to then, at a spread phase (`bank_update`, in the kernel, the torch engine and

@@ -234,7 +234,8 @@ LEVEL_REFERENCE_VELOCITY = 64.0
 def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig) -> np.ndarray:
     """Fitted amplitude (float64 [n], full scale 1) of partial k of notes of these pitches and
     velocities `attack_s` after their onsets (`ResonatorConfig.levels_db`: linear in pitch between
-    the grid pitches, flat beyond); zeros when the config has no levels."""
+    the grid pitches, flat beyond; the velocity slopes per partial, or per grid pitch and partial);
+    zeros when the config has no levels."""
     k = np.asarray(k, np.int64).reshape(-1)
     if not config.levels_db or k.size == 0:
         return np.zeros(k.shape, np.float64)
@@ -245,7 +246,14 @@ def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config
     for j in np.unique(k):
         sel = k == j
         db[sel] = np.interp(pitch[sel], grid, table[:, j - 1])
-    slope = np.asarray(config.level_velocity_slopes, np.float64)[k - 1]
+    if config.level_velocity_slope_table:  # a slope per grid pitch and partial, linear in pitch
+        slopes = np.asarray(config.level_velocity_slope_table, np.float64)
+        slope = np.empty(k.shape, np.float64)
+        for j in np.unique(k):
+            sel = k == j
+            slope[sel] = np.interp(pitch[sel], grid, slopes[:, j - 1])
+    else:
+        slope = np.asarray(config.level_velocity_slopes, np.float64)[k - 1]
     velocity = np.maximum(np.asarray(velocity, np.float64).reshape(-1), 1.0)
     db = db + slope * 20.0 * np.log10(velocity / LEVEL_REFERENCE_VELOCITY)
     return 10.0 ** (db / 20.0)
