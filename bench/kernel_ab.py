@@ -46,7 +46,8 @@ def setup(package: str, config_path: Path, partials: int):
     config = cfgm.load_config(config_path)
     bank = config.data.resonators
     plain_data = dataclasses.replace(config.data, resonators=dataclasses.replace(
-        bank, partials=0, gain=0.0, pre_emphasis=0.0, noise_lowpass=0.0, level_pitches=(), levels_db=(), level_velocity_slope_table=(),
+        bank, partials=0, synthesis_partials=0, gain=0.0, pre_emphasis=0.0, noise_lowpass=0.0, level_pitches=(),
+        levels_db=(), level_velocity_slope_table=(),
         level_velocity_slopes=()))
     bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=partials))
     import torch

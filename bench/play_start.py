@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIRST = re.compile(r"first sound ([0-9.]+) s after the command started")
+FIRST = re.compile(r"first sound ([0-9.]+) s after the (?:command|process) started")
 NUMBA_FLOOR = """
 import numba, numpy as np
 @numba.njit(cache=True, nogil=True)

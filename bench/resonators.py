@@ -52,7 +52,8 @@ def main() -> int:
         config = load_config(path)
         bank = config.data.resonators
         plain_data = dataclasses.replace(config.data, resonators=dataclasses.replace(
-            bank, partials=0, gain=0.0, pre_emphasis=0.0, noise_lowpass=0.0, level_pitches=(), levels_db=(), level_velocity_slope_table=(),
+            bank, partials=0, synthesis_partials=0, gain=0.0, pre_emphasis=0.0, noise_lowpass=0.0, level_pitches=(),
+            levels_db=(), level_velocity_slope_table=(),
             level_velocity_slopes=()))
         bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=args.partials))
         torch.manual_seed(0)

@@ -25,11 +25,11 @@ import torch
 
 from .config import Config, ConfigError, config_from_dict
 from .errors import CheckpointError
-from .files import ASSETS_DIR, atomic_write_bytes
+from .files import (ASSETS_DIR, LIVE_ASSETS_DIR, SAFETENSORS_NAME, atomic_write_bytes, find_checkpoint,  # noqa: F401
+                    step_checkpoints)  # re-exported: callers import them from here
 
 FORMAT = "midi2wave-checkpoint"
 VERSION = 1
-SAFETENSORS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 # what torch's weights_only unpickler says when a file asks for anything but plain data
 _REFUSAL_MARKERS = ("Unsupported global", "Unsupported operand", "Unsupported class", "unrecognized function",
@@ -45,6 +45,7 @@ __all__ = [
     "load_state",
     "export_safetensors",
     "bundled_model_path",
+    "LIVE_ASSETS_DIR",
 ]
 
 
@@ -155,36 +156,6 @@ def _config_from_json(text: Any, where: str) -> Config:
 def checkpoint_config(state: dict, where: str = "checkpoint") -> Config:
     """The Config stored in a loaded checkpoint."""
     return _config_from_json(state["config"], where)
-
-
-def step_checkpoints(folder: str | os.PathLike) -> list[Path]:
-    """The step_*.pt files of a folder, oldest (lowest step) first; numeric order, so step_1000000
-    comes after step_999999."""
-
-    def step_of(p: Path) -> int:
-        try:
-            return int(p.stem.split("_", 1)[1])
-        except (IndexError, ValueError):
-            return -1
-
-    return sorted((p for p in Path(folder).glob("step_*.pt") if step_of(p) >= 0), key=step_of)
-
-
-def find_checkpoint(path: str | os.PathLike) -> Path:
-    """A file to load for `path`: the file itself, or in a folder (a run, its checkpoints/ folder,
-    or an exported model) last.pt, the newest step_*.pt, or model.safetensors."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    for folder in (path, path / "checkpoints"):
-        if (folder / "last.pt").is_file():
-            return folder / "last.pt"
-        steps = step_checkpoints(folder)
-        if steps:
-            return steps[-1]
-        if (folder / SAFETENSORS_NAME).is_file():
-            return folder / SAFETENSORS_NAME
-    raise CheckpointError(f"{path}: folder holds no checkpoint (last.pt, step_*.pt or {SAFETENSORS_NAME})")
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], Config]:

@@ -209,7 +209,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
     first = playback.play_file(synth, args.input, out=args.out, device=args.audio_device, audio=not args.no_audio,
                                force=args.force, end_s=args.end, quiet=args.quiet)
     if not args.quiet:
-        print(f"midi2wave play: first sound {loaded - _STARTED + first:.2f} s after the command started "
+        print(f"midi2wave play: first sound {loaded - _STARTED + first:.2f} s after the process started "
               f"({first:.2f} s after the model and kernel loaded)", file=sys.stderr)
     return 0
 

@@ -49,6 +49,10 @@ class ResonatorConfig:
     `resonator_kappa`); `config_from_dict` maps them here (`FLAT_PREFIX`)."""
 
     partials: int = 0  # partials per note (k * f0 for k = 1..partials); 0: no bank
+    # Synthesis only: partials per note in synthesis, `partials` and more (0: `partials`; each needs a
+    # fitted level). The analysis, and so the network's target, keeps `partials`. Why: 16 partials
+    # stop the bass at 0.4-1 kHz, where a piano's bass has partials to 3 kHz (docs/evaluation.md).
+    synthesis_partials: int = 0
     kappa: float = 0.02  # innovation gain: tracking speed (and notch width) of the analysis
     max_hz: float = 6000.0  # no oscillator at or above this frequency
     release_tau_s: float = 0.08  # decay after the note's (sustained) offset
@@ -123,7 +127,7 @@ class ResonatorConfig:
     room_release_tau_s: tuple[float, ...] = ()
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
-    SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("level_pitches", "levels_db", "level_velocity_slopes",
+    SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "level_pitches", "levels_db", "level_velocity_slopes",
                                                  "level_velocity_slope_table", "room_years", "room_release_tau_s")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
@@ -139,6 +143,11 @@ class ResonatorConfig:
         object.__setattr__(self, "levels_db", tuple(tuple(row) for row in self.levels_db))
         object.__setattr__(self, "level_velocity_slope_table", tuple(tuple(row) for row in self.level_velocity_slope_table))
         _require(self.partials >= 0, key + "partials", self.partials, "must be >= 0")
+        _require(self.synthesis_partials == 0 or self.synthesis_partials >= self.partials > 0,
+                 key + "synthesis_partials", self.synthesis_partials, f"must be 0 or >= partials ({self.partials})")
+        _require(self.synthesis_partials <= self.partials or (
+                 bool(self.levels_db) and len(self.levels_db[0]) >= self.synthesis_partials),
+                 key + "synthesis_partials", self.synthesis_partials, "needs a fitted level for each of them (levels_db)")
         _require(0 < self.kappa < 1, key + "kappa", self.kappa, "must be in (0, 1)")
         _require(self.max_hz > 0, key + "max_hz", self.max_hz, "must be > 0")
         _require(self.release_tau_s > 0, key + "release_tau_s", self.release_tau_s, "must be > 0")

@@ -24,12 +24,14 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .errors import Midi2WaveError, OutputExistsError
+from .errors import CheckpointError, Midi2WaveError, OutputExistsError
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"  # the bundled model (checkpoint.bundled_model_path)
 LIVE_ASSETS_DIR = ASSETS_DIR / "live"  # the bundled live model (a causal context; `midi2wave live`, `play`)
+SAFETENSORS_NAME = "model.safetensors"  # an exported model's weights (checkpoint.py)
 
-__all__ = ["ASSETS_DIR", "LIVE_ASSETS_DIR", "checked_outputs", "report_error", "STALE_TEMP_SECONDS", "TEMP_NAME", "atomic_folder", "atomic_path", "atomic_write_bytes", "check_folder",
+__all__ = ["ASSETS_DIR", "LIVE_ASSETS_DIR", "SAFETENSORS_NAME", "find_checkpoint", "step_checkpoints", "checked_outputs",
+           "report_error", "STALE_TEMP_SECONDS", "TEMP_NAME", "atomic_folder", "atomic_path", "atomic_write_bytes", "check_folder",
            "remove_stale_temps", "temp_name"]
 
 logger = logging.getLogger(__name__)
@@ -239,3 +241,33 @@ def checked_outputs(inputs: Sequence[Path], out: Path | None, force: bool, plot:
             continue
         todo.append((src, dst))
     return todo, failed
+
+
+def step_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """The step_*.pt files of a folder, oldest (lowest step) first; numeric order, so step_1000000
+    comes after step_999999."""
+
+    def step_of(p: Path) -> int:
+        try:
+            return int(p.stem.split("_", 1)[1])
+        except (IndexError, ValueError):
+            return -1
+
+    return sorted((p for p in Path(folder).glob("step_*.pt") if step_of(p) >= 0), key=step_of)
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """A file to load for `path`: the file itself, or in a folder (a run, its checkpoints/ folder,
+    or an exported model) last.pt, the newest step_*.pt, or model.safetensors."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for folder in (path, path / "checkpoints"):
+        if (folder / "last.pt").is_file():
+            return folder / "last.pt"
+        steps = step_checkpoints(folder)
+        if steps:
+            return steps[-1]
+        if (folder / SAFETENSORS_NAME).is_file():
+            return folder / SAFETENSORS_NAME
+    raise CheckpointError(f"{path}: folder holds no checkpoint (last.pt, step_*.pt or {SAFETENSORS_NAME})")

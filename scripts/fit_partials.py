@@ -183,7 +183,7 @@ COINCIDE_HZ = 20.0  # a partial this close to a still-ringing note's partial is 
 
 def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple[float, ...], decay_scale: float,
                    decay_exponent: float, attack_s: float = 0.05, max_hz: float = 7800.0,
-                   sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
+                   sample_rate_hz: int = C.SAMPLE_RATE_HZ, partials: int = MAX_PARTIAL) -> np.ndarray:
     """float64 [n, 4] (pitch, velocity, k, amplitude) of isolated held notes' partials below `max_hz`
     at `attack_s` after the onset, from [(notes, audio float [n])]: the amplitude of a Hann-windowed
     probe at the partial's position over `LEVEL_WINDOW` samples from then, referred back from the
@@ -194,7 +194,7 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
     hann = np.hanning(LEVEL_WINDOW)
     n = np.arange(LEVEL_WINDOW)
     centre_s = LEVEL_WINDOW / 2 / sample_rate_hz
-    ks = np.arange(1, MAX_PARTIAL + 1)
+    ks = np.arange(1, partials + 1)
     rows = []
     for notes, x in pieces:
         for i in range(len(notes)):
@@ -284,6 +284,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sustain-threshold", type=int, default=C.PEDAL_ON_THRESHOLD)
     ap.add_argument("--level-step", type=int, default=LEVEL_GRID_STEP,
                     help=f"semitones between the level table's pitches (default {LEVEL_GRID_STEP})")
+    ap.add_argument("--level-partials", type=int, default=MAX_PARTIAL,
+                    help=f"partials per note to fit levels for (default {MAX_PARTIAL}; more for "
+                         "data.resonators.synthesis_partials)")
     ap.add_argument("--shared-slopes", action="store_true",
                     help="one velocity slope per partial for every pitch (default: a slope per pitch and partial)")
     ap.add_argument("-c", "--config", default=None,
@@ -316,9 +319,9 @@ def main(argv=None) -> int:
     else:
         level_bank = dict(decay_scale=bank.get("decay_scale", 0.5), decay_exponent=bank.get("decay_exponent", 1.0),
                           attack_s=0.05, max_hz=7800.0)
-    levels = measure_levels(pieces, tuning, stiffness, **level_bank)
+    levels = measure_levels(pieces, tuning, stiffness, **level_bank, partials=args.level_partials)
     if len(levels) >= 20 * MAX_PARTIAL:
-        pitches, table, slopes, level_err = fit_levels(levels, grid_step=args.level_step,
+        pitches, table, slopes, level_err = fit_levels(levels, partials=args.level_partials, grid_step=args.level_step,
                                                        slope_table=not args.shared_slopes)
         bank.update(level_pitches=list(pitches), levels_db=[list(row) for row in table])
         if args.shared_slopes:

@@ -169,10 +169,15 @@ def test_freewheel_output_equals_the_offline_render_with_the_declared_latency(se
     recorded, backend = _run_graph(model, events, n_frames, freewheel=True)
     # the recorder may join the graph a period or two after the engine's first one (silent anyway)
     first = int(np.flatnonzero(~np.isnan(recorded))[0])
-    assert first < lead // 2 and not np.isnan(recorded[first:]).any()
+    gaps = np.flatnonzero(np.isnan(recorded[first:])) + first
+    print(f"recorded from frame {first}; unrecorded frames after it: {len(gaps)}, "
+          f"{gaps.min() if len(gaps) else '-'}..{gaps.max() if len(gaps) else '-'}; lead {lead}")
+    # a recorder period lost to a loaded machine before freewheel starts falls in the silent lead
+    assert first < lead // 2 and (gaps < lead).all()
     ref = _reference(model, events, rate, period, n_frames)
     assert not ref[:lead].any()
-    assert np.array_equal(recorded[first:], ref[first:])
+    heard = ~np.isnan(recorded)
+    assert np.array_equal(recorded[heard], ref[heard]) and heard[lead:].all()
     latency = backend.proc.adapter.latency_frames
     first_event = events[0][0]
     assert not recorded[first:first_event - first_event % (64 * ratio) + 64 * ratio].any()

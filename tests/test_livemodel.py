@@ -82,13 +82,38 @@ def test_a_stale_or_broken_snapshot_is_never_played(tmp_path):
     assert load_live_model(folder) is not None
     (folder / LIVE_NAME).write_bytes(snapshot[: len(snapshot) // 2])
     assert load_live_model(folder) is None
-    # a checkpoint file is not an exported folder
-    assert load_live_model(tmp_path / "ckpt.pt") is None
+    # the snapshot is used only where the model would be loaded from model.safetensors
+    (folder / LIVE_NAME).write_bytes(snapshot)
+    assert load_live_model(folder) is not None
+    assert load_live_model(folder / "nothing-here.pt") is None
+    (folder / "last.pt").write_bytes((tmp_path / "ckpt.pt").read_bytes())  # a run folder: last.pt comes first
+    assert load_live_model(folder) is None
+    (folder / "last.pt").unlink()
+
+
+def test_an_edited_snapshot_of_the_right_weights_is_not_played(tmp_path):
+    """The hash covers the model's weights, not the snapshot: a snapshot edited after it was
+    written (metadata, shapes, dtypes) is refused, not played or raised from."""
+    from safetensors import safe_open
+    from safetensors.numpy import save
+
+    folder = _export(tiny_live_model(), tmp_path)
+    with safe_open(str(folder / LIVE_NAME), framework="numpy") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    good = (folder / LIVE_NAME).read_bytes()
+    edits = [({"context_gates": "[]"}, {}), ({"context_dilations": "[1]"}, {}), ({"config": "{}"}, {}),
+             ({}, {"stepping.dilated_weight": tensors["stepping.dilated_weight"].astype(np.float16)}),
+             ({}, {"context.in_weight": tensors["context.in_weight"].T.copy()})]
+    for meta_edit, tensor_edit in edits:
+        (folder / LIVE_NAME).write_bytes(save({**tensors, **tensor_edit}, metadata={**meta, **meta_edit}))
+        assert load_live_model(folder) is None, (meta_edit, list(tensor_edit))
+    (folder / LIVE_NAME).write_bytes(good)
+    assert load_live_model(folder) is not None
 
 
 def test_the_bundled_live_models_snapshot_is_made_from_its_weights():
     snapshot = load_live_model(LIVE_ASSETS_DIR)
-    assert snapshot is not None, "re-make it: see docs/live.md, 'The live snapshot'"
+    assert snapshot is not None, "re-make it: see docs/live.md, 'How soon `play` sounds'"
     model, _ = load_model(LIVE_ASSETS_DIR)
     _same(snapshot, live_model(model))
 

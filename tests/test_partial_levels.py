@@ -61,6 +61,32 @@ def test_a_slope_table_gives_each_pitch_its_own_velocity_slope():
     np.testing.assert_allclose(base, 20 * np.log10(rs.fitted_levels(pitch, np.full(5, 64), k, BANK)), atol=1e-9)
 
 
+def test_synthesis_partials_ring_in_synthesis_and_leave_the_analysis_as_it_was():
+    """Partials above `partials` (`synthesis_partials`) are flagged in the schedule: the analysis (the
+    network's training target) drops them and gives the same numbers bit for bit; synthesis rings
+    them at their fitted levels."""
+    two = dataclasses.replace(BANK, partials=2)
+    more = dataclasses.replace(BANK, partials=2, synthesis_partials=4)
+    base, extra = rs.schedule(NOTES, 0, SR, SR, two), rs.schedule(NOTES, 0, SR, SR, more)
+    assert len(extra) == 2 * len(base) and extra.synthesis_only.sum() == len(base)
+    assert not base.synthesis_only.any()
+    for f in rs.Schedule.FIELDS:
+        np.testing.assert_array_equal(getattr(extra.for_analysis(), f), getattr(base, f))
+    audio = 0.1 * np.random.default_rng(3).standard_normal(SR)
+    for a, b in zip(rs.analyze(audio, base), rs.analyze(audio, extra)):
+        np.testing.assert_array_equal(a, b)
+    u = np.clip(0.2 * np.random.default_rng(4).standard_normal(SR), -1, 1)
+    x2 = rs.synthesize(u, base.for_sampling(partial_levels=1.0)).astype(np.float64)
+    x4 = rs.synthesize(u, extra.for_sampling(partial_levels=1.0)).astype(np.float64)
+    hz = float(rs.partial_hz(60, 4, BANK.tuning_cents, BANK.inharmonicity))  # the first note's 4th partial
+    start = int(extra.attack_end[0])
+    assert _partial_amplitude(x4, hz, start) > 3 * _partial_amplitude(x2, hz, start)  # its level (-68 dB) over the noise
+    with pytest.raises(ConfigError, match="synthesis_partials"):
+        dataclasses.replace(BANK, synthesis_partials=3)  # fewer than partials
+    with pytest.raises(ConfigError, match="synthesis_partials"):
+        dataclasses.replace(BANK, partials=2, synthesis_partials=5)  # no level for the 5th
+
+
 def test_the_levels_are_validated_and_travel_through_json():
     with pytest.raises(ConfigError, match="levels_db"):
         dataclasses.replace(BANK, levels_db=LEVELS["levels_db"][:1])

@@ -106,6 +106,11 @@ dampers fall as its recordings do, and rings until 5 of its time constants have 
 oscillator's stop is extended; `ResonatorConfig.room_tail_s` is how long renders keep going); the
 analysis keeps `release_tau_s` and `release_tail_s`.
 
+**Synthesis-only partials** (`data.resonators.synthesis_partials`): every note gets that many
+partials in synthesis (below `max_hz`, at their fitted levels), the analysis keeps `partials`:
+`oscillators` flags the extra ones (`Schedule.synthesis_only`) and `analyze` leaves them out
+(`Schedule.for_analysis`), so the network's training target does not change.
+
 **Fitted partial levels** (`data.resonators.level_pitches`, `levels_db`, `level_velocity_slope_table`
 or `level_velocity_slopes`, fitted to a store by `scripts/fit_partials.py`; `sampling.partial_levels`
 w, synthesis only): the amplitude of partial k of a note `attack_s` after its onset, a table over

@@ -62,6 +62,9 @@ class Schedule:
     kappa_sustain: float64 [n] (the gain is kappa before attack_end, kappa_sustain from then on);
     level: float64 [n], the oscillator's fitted amplitude at attack_end (0: none;
     `ResonatorConfig.levels_db`), which synthesis moves it towards by `partial_levels`.
+    synthesis_only: float64 [n], 1 for a partial above the analysis's `partials`
+    (`ResonatorConfig.synthesis_partials`): `analyze` leaves them out (`for_analysis`), so the
+    network's training target is the same with or without them.
     The innovation gain (`ResonatorConfig.gain`) rides on each note's first oscillator:
     gain_attack, gain_sustain (float64 [n]; 0 for the other oscillators) are its two components at
     the onset; their natural-log decays per sample are gain_attack_decay, gain_hold_decay while
@@ -83,9 +86,11 @@ class Schedule:
     gain_hold_decay: np.ndarray
     gain_release_decay: np.ndarray
     level: np.ndarray
+    synthesis_only: np.ndarray
 
     FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain",
-              "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level")
+              "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level",
+              "synthesis_only")
     TIME_FIELDS = ("start", "release", "stop", "attack_end")
     # The innovation gain's floor (ResonatorConfig.gain_floor); None: no gain (g = 1).
     gain_floor: float | None = None
@@ -119,6 +124,13 @@ class Schedule:
               ) -> "Schedule":
         return cls(**{f: np.zeros(0, np.int64 if f in cls.TIME_FIELDS else np.float64) for f in cls.FIELDS},
                    gain_floor=gain_floor, pre_emphasis=pre_emphasis, noise_lowpass=noise_lowpass)
+
+    def for_analysis(self) -> "Schedule":
+        """The same schedule without its synthesis-only partials (itself when it has none)."""
+        keep = self.synthesis_only == 0.0
+        if keep.all():
+            return self
+        return dataclasses.replace(self, **{f: np.ascontiguousarray(getattr(self, f)[keep]) for f in self.FIELDS})
 
     def shifted(self, samples: int) -> "Schedule":
         """The same oscillators with every time moved later by `samples`."""
@@ -297,7 +309,7 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     first = np.asarray(first, np.int64)
     release = np.asarray(release, np.int64)
     tau = decay_tau_s(pitch)
-    k = np.arange(1, config.partials + 1, dtype=np.float64)
+    k = np.arange(1, max(config.partials, config.synthesis_partials) + 1, dtype=np.float64)
     freq = partial_hz(pitch[:, None], k[None, :], config.tuning_cents,
                       config.inharmonicity)              # [notes, partials]
     ok = freq < min(config.max_hz, sr / 2.0)
@@ -329,6 +341,7 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
         gain_hold_decay=-1.0 / (config.gain_decay_scale * tau[note_idx] * sr),
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
         level=fitted_levels(pitch[note_idx], velocity[note_idx], partial, config),
+        synthesis_only=(partial > config.partials).astype(np.float64),
     )
 
 
@@ -652,6 +665,7 @@ def analyze(audio: np.ndarray, sched: Schedule) -> tuple[np.ndarray, np.ndarray]
     schedule has no gain; `unshape_noise` with the schedule's noise shaping, none: u = n): u is what
     the network models (the innovation over the gain, noise-shaped)."""
     x = np.ascontiguousarray(audio, np.float64)
+    sched = sched.for_analysis()
     u, p, _ = _run(x, True, _arrays(sched), max(1, max_concurrent(sched)))
     return u.astype(np.float32), p.astype(np.float32)
 

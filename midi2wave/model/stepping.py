@@ -199,7 +199,9 @@ class ContextStepper:
     same numbers. Equal to the model's batched convolution within float rounding (tests). Only a
     causal context can be stepped: frame f may not depend on frames after it."""
 
-    def __init__(self, weights: ContextWeights, year_index: int | None = None) -> None:
+    def __init__(self, weights: Any, year_index: int | None = None) -> None:
+        if not isinstance(weights, ContextWeights):  # a Midi2Wave
+            weights = context_weights(weights)
         self.w_in, self.b_in = weights.in_weight, weights.in_bias
         self.layers = [(layer.dilation, [layer.conv_weight[:, :, j].copy() for j in range(layer.conv_weight.shape[2])],
                         layer.conv_bias, layer.out_weight, layer.out_bias) for layer in weights.layers]

@@ -136,12 +136,17 @@ def load_live_model(path: str | os.PathLike) -> LiveModel | None:
     when there is none that was made from these weights (see the module docstring)."""
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    if path.is_file() and path.name != MODEL_NAME:
+    from ..errors import CheckpointError
+    from ..files import find_checkpoint
+
+    try:  # the file `load_model` would load (a run folder's last.pt before an exported model)
+        source = find_checkpoint(path)
+    except CheckpointError:
         return None
-    snapshot, source = folder / LIVE_NAME, folder / MODEL_NAME
-    if not snapshot.is_file() or not source.is_file():
+    if source.name != MODEL_NAME or not source.is_file():
+        return None
+    snapshot = source.parent / LIVE_NAME
+    if not snapshot.is_file():
         return None
     try:
         with safe_open(str(snapshot), framework="numpy") as f:
@@ -165,7 +170,48 @@ def load_live_model(path: str | os.PathLike) -> LiveModel | None:
                                  t.get("context.year_table"), (int(gates[0]), int(gates[1])))
         tables = MulawTables(t["tables.pcm_to_class"].astype(np.int64), t["tables.class_to_value"],
                              int(meta["silence_class"]))
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError, ConfigError) as e:
+        live = LiveModel(config, stepping, context, tables)
+        _check_shapes(live)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, IndexError, ConfigError) as e:
         logger.info("%s: unreadable live snapshot (%s); building it from the model", snapshot, e)
         return None
-    return LiveModel(config, stepping, context, tables)
+    return live
+
+
+def _check_shapes(live: LiveModel) -> None:
+    """ValueError unless every array is float32 and shaped as the config's model says (a snapshot
+    whose weights match its model's hash may still have been edited)."""
+    m, sw, cw = live.config.model, live.stepping, live.context
+    L, R, G, S, K = m.n_layers, m.residual_channels, m.gate_channels, m.skip_channels, m.kernel_size
+    Cc = m.context_channels
+    expected = {
+        "dilated_weight": (L, G, R, K), "dilated_bias": (L, G), "out_weight": (L, R + S, G // 2),
+        "out_bias": (L, R + S), "input_bias": (R,),
+        "head_hidden_weight": (sw.head_hidden_weight.shape[0], S), "head_hidden_bias": (sw.head_hidden_weight.shape[0],),
+        "head_out_weight": (sw.head_out_weight.shape[0], sw.head_hidden_weight.shape[0]),
+        "head_out_bias": (sw.head_out_weight.shape[0],),
+    }
+    if sw.input_kind == "mulaw_embedding":
+        expected.update(embed_prev=(m.mulaw_classes, R), embed_curr=(m.mulaw_classes, R))
+    for name in SteppingWeights.ARRAYS:
+        a = getattr(sw, name)
+        if a is not None and (a.dtype != np.float32 or (name in expected and a.shape != expected[name])):
+            raise ValueError(f"stepping.{name}: {a.dtype} {a.shape}, expected float32 {expected.get(name)}")
+    if (len(sw.dilations) != L or sw.kernel_size != K or (sw.input_kind, sw.output_kind, sw.residual_channels,
+                                                             sw.gate_channels, sw.skip_channels)
+            != (m.input_kind, m.output_kind, R, G, S)):
+        raise ValueError("the stepping settings differ from the config's model")
+    if tuple(cw.gates) != (L, G) or len(cw.layers) != m.context_stacks * m.context_layers_per_stack:
+        raise ValueError(f"context: gates {cw.gates}, {len(cw.layers)} layers, not as the config's model")
+    shapes = [(cw.in_weight, (Cc, live.config.data.conditioning_channels)), (cw.in_bias, (Cc,)),
+              (cw.proj_weight, (L * G, Cc))]
+    for layer in cw.layers:
+        shapes += [(layer.conv_weight, (2 * Cc, Cc, m.context_kernel_size)), (layer.conv_bias, (2 * Cc,)),
+                   (layer.out_weight, (Cc, Cc)), (layer.out_bias, (Cc,))]
+    if cw.year_table is not None:
+        shapes.append((cw.year_table, (cw.year_table.shape[0], L * G)))
+    for a, shape in shapes:
+        if a.dtype != np.float32 or a.shape != shape:
+            raise ValueError(f"context array {a.dtype} {a.shape}, expected float32 {shape}")
+    if live.tables.pcm_to_class.shape != (65536,) or live.tables.class_to_value.shape != (m.mulaw_classes,):
+        raise ValueError("the mu-law tables have the wrong shapes")
