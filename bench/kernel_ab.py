@@ -45,11 +45,14 @@ def setup(package: str, config_path: Path, partials: int):
     syn = importlib.import_module(package + ".render.synthesize")
     config = cfgm.load_config(config_path)
     bank = config.data.resonators
+    # the bank off: only the fields this tree's ResonatorConfig has (the base may predate some)
+    fields = {f.name for f in dataclasses.fields(bank)}
+    off = dict(partials=0, synthesis_partials=0, gain=0.0, pre_emphasis=0.0, noise_lowpass=0.0, level_pitches=(),
+               levels_db=(), level_velocity_slope_table=(), level_velocity_slopes=())
     plain_data = dataclasses.replace(config.data, resonators=dataclasses.replace(
-        bank, partials=0, synthesis_partials=0, gain=0.0, pre_emphasis=0.0, noise_lowpass=0.0, level_pitches=(),
-        levels_db=(), level_velocity_slope_table=(),
-        level_velocity_slopes=()))
-    bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=partials))
+        bank, **{k: v for k, v in off.items() if k in fields}))
+    more = {"synthesis_partials": max(partials, bank.synthesis_partials)} if getattr(bank, "synthesis_partials", 0) else {}
+    bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=partials, **more))
     import torch
 
     torch.manual_seed(0)

@@ -79,21 +79,21 @@ def main() -> None:
             raise SystemExit("jackd not installed (Debian: jackd2)")
         name, jackd = start_jackd()
         env["JACK_DEFAULT_SERVER"] = name
-    with tempfile.TemporaryDirectory() as tmp:
-        floor = Path(tmp) / "numba_floor.py"
-        floor.write_text(NUMBA_FLOOR)
-        out = str(Path(tmp) / "play.wav")
-        play = [sys.executable, "-m", "midi2wave", "play", args.midi, "--end", "0.1", "-o", out, "--force"]
-        if not args.audio:
-            play.append("--no-audio")
-        commands = {"python -c pass": [sys.executable, "-c", "pass"],
-                    "numba floor (import, one cached njit call)": [sys.executable, str(floor)],
-                    "midi2wave play": play}
-        timed(commands["numba floor (import, one cached njit call)"], env)  # fill numba's caches
-        timed(play, env)
-        walls: dict[str, list[float]] = {k: [] for k in commands}
-        firsts: list[float] = []
-        try:
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            floor = Path(tmp) / "numba_floor.py"
+            floor.write_text(NUMBA_FLOOR)
+            out = str(Path(tmp) / "play.wav")
+            play = [sys.executable, "-m", "midi2wave", "play", args.midi, "--end", "0.1", "-o", out, "--force"]
+            if not args.audio:
+                play.append("--no-audio")
+            commands = {"python -c pass": [sys.executable, "-c", "pass"],
+                        "numba floor (import, one cached njit call)": [sys.executable, str(floor)],
+                        "midi2wave play": play}
+            timed(commands["numba floor (import, one cached njit call)"], env)  # fill numba's caches
+            timed(play, env)
+            walls: dict[str, list[float]] = {k: [] for k in commands}
+            firsts: list[float] = []
             for r in range(args.rounds):
                 order = list(commands) if r % 2 == 0 else list(reversed(commands))
                 for key in order:
@@ -103,10 +103,10 @@ def main() -> None:
                         m = FIRST.search(err)
                         if m:
                             firsts.append(float(m.group(1)))
-        finally:
-            if jackd is not None:
-                jackd.send_signal(signal.SIGTERM)
-                jackd.wait(10)
+    finally:  # the server stops whatever failed
+        if jackd is not None:
+            jackd.send_signal(signal.SIGTERM)
+            jackd.wait(10)
     floor_s = statistics.median(walls["numba floor (import, one cached njit call)"])
     print(f"{Path(args.midi).name}, {'to JACK through PortAudio' if args.audio else '--no-audio -o WAV'}, "
           f"median of {args.rounds} fresh processes; load average {os.getloadavg()[0]:.2f}\n")

@@ -55,7 +55,9 @@ def main() -> int:
             bank, partials=0, synthesis_partials=0, gain=0.0, pre_emphasis=0.0, noise_lowpass=0.0, level_pitches=(),
             levels_db=(), level_velocity_slope_table=(),
             level_velocity_slopes=()))
-        bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=args.partials))
+        # --partials: the analysis's; a config's synthesis-only partials stay (at least as many)
+        more = {"synthesis_partials": max(args.partials, bank.synthesis_partials)} if bank.synthesis_partials else {}
+        bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=args.partials, **more))
         torch.manual_seed(0)
         plain = Midi2Wave(config.model, plain_data).eval()
         banked = Midi2Wave(config.model, bank_data).eval()

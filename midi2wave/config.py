@@ -456,9 +456,9 @@ class ModelSampling:
     # plays as a broadband click some 60 ms after each release; the recording's residual there
     # is the partials' reverberation, which the bank (still driven by all of it) reproduces.
     release_innovation: float | None = None
-    # Models with fitted partial levels (`data.resonators.levels_db`): at each note's attack end its
-    # oscillators' amplitudes become |z|^(1 - w) * level^w, w this weight (0: the sampled attack alone
-    # decides, 1: the fitted levels); the phases stay the innovation's.
+    # Models with fitted partial levels (`data.resonators.levels_db`): over the last 8 ms of each note's
+    # attack its oscillators' amplitudes glide to the fitted levels (w = 1), or to about |z|^(1 - w) *
+    # level^w, w this weight (0: the sampled attack alone decides); the phases stay the innovation's.
     partial_levels: float = 0.0
     # Models with the resonator bank: while a note is in its attack (`data.resonators.attack_s`), the
     # innovation is heard directly through a two-pole low-pass at this cut-off (Hz; 0: unfiltered,

@@ -284,15 +284,21 @@ def main(argv=None) -> int:
     ap.add_argument("--sustain-threshold", type=int, default=C.PEDAL_ON_THRESHOLD)
     ap.add_argument("--level-step", type=int, default=LEVEL_GRID_STEP,
                     help=f"semitones between the level table's pitches (default {LEVEL_GRID_STEP})")
-    ap.add_argument("--level-partials", type=int, default=MAX_PARTIAL,
-                    help=f"partials per note to fit levels for (default {MAX_PARTIAL}; more for "
-                         "data.resonators.synthesis_partials)")
+    ap.add_argument("--level-partials", type=int, default=None,
+                    help=f"partials per note to fit levels for (default: the -c config's synthesis_partials or "
+                         f"partials, else {MAX_PARTIAL})")
     ap.add_argument("--shared-slopes", action="store_true",
                     help="one velocity slope per partial for every pitch (default: a slope per pitch and partial)")
     ap.add_argument("-c", "--config", default=None,
                     help="the model's config: its bank's decays, attack_s and max_hz are used for the partial "
                          "levels (default: the decays fitted here, attack 0.05 s, 7800 Hz)")
     args = ap.parse_args(argv)
+    if args.level_step < 1:
+        ap.error("--level-step must be >= 1")
+    if args.level_partials is None:
+        bank_config = load_config(args.config).data.resonators if args.config is not None else None
+        args.level_partials = (max(bank_config.partials, bank_config.synthesis_partials, MAX_PARTIAL)
+                               if bank_config is not None else MAX_PARTIAL)
     pieces = [(notes, x) for _, notes, x in training_pieces(args.store, args.sustain_threshold, args.pieces,
                                                             args.seconds)]
     obs = measure(pieces)
@@ -324,10 +330,10 @@ def main(argv=None) -> int:
         pitches, table, slopes, level_err = fit_levels(levels, partials=args.level_partials, grid_step=args.level_step,
                                                        slope_table=not args.shared_slopes)
         bank.update(level_pitches=list(pitches), levels_db=[list(row) for row in table])
-        if args.shared_slopes:
-            bank.update(level_velocity_slopes=list(slopes))
+        if args.shared_slopes:  # the other key empty, so the block merges over a config that had it
+            bank.update(level_velocity_slopes=list(slopes), level_velocity_slope_table=[])
         else:
-            bank.update(level_velocity_slope_table=[list(row) for row in slopes])
+            bank.update(level_velocity_slope_table=[list(row) for row in slopes], level_velocity_slopes=[])
         print(f"{len(levels)} partial levels of {len(np.unique(levels[:, 0]))} pitches; median |residual| "
               f"{level_err:.1f} dB", file=sys.stderr)
     else:

@@ -87,6 +87,30 @@ def test_synthesis_partials_ring_in_synthesis_and_leave_the_analysis_as_it_was()
         dataclasses.replace(BANK, partials=2, synthesis_partials=5)  # no level for the 5th
 
 
+def test_a_primed_row_is_rendered_with_the_analysis_partials_only(tmp_path, monkeypatch):
+    """The prime is teacher-forced as the analysis tracked the training audio, so its row leaves the
+    synthesis-only partials out (the network would read their share of the prime's innovation);
+    unprimed renders keep them."""
+    from midi2wave.config import SamplingOptions
+    from midi2wave.midi import PedalEvents, write_midi
+    from midi2wave.render import synthesize as S
+
+    model = bank_model(dataclasses.replace(BANK, partials=2, synthesis_partials=4))
+    midi = tmp_path / "n.mid"
+    write_midi(NOTES, PedalEvents.empty(), midi)
+    seen = []
+    real = S.sampled_schedules
+    monkeypatch.setattr(S, "sampled_schedules", lambda schedules, *a, **k: seen.append(list(schedules))
+                        or real(schedules, *a, **k))
+    opts = SamplingOptions(chunk_seconds=0.0)
+    prime = 0.1 * np.random.default_rng(0).standard_normal(800).astype(np.float32)
+    S.render_midi(model, midi, opts, end_s=0.3, prime_audio=prime, prime_seconds=0.05, progress=False)
+    assert seen and not seen[0][0].synthesis_only.any() and len(seen[0][0])
+    seen.clear()
+    S.render_midi(model, midi, opts, end_s=0.3, progress=False)
+    assert seen and seen[0][0].synthesis_only.any()
+
+
 def test_the_levels_are_validated_and_travel_through_json():
     with pytest.raises(ConfigError, match="levels_db"):
         dataclasses.replace(BANK, levels_db=LEVELS["levels_db"][:1])

@@ -107,7 +107,7 @@ oscillator's stop is extended; `ResonatorConfig.room_tail_s` is how long renders
 analysis keeps `release_tau_s` and `release_tail_s`.
 
 **Synthesis-only partials** (`data.resonators.synthesis_partials`): every note gets that many
-partials in synthesis (below `max_hz`, at their fitted levels), the analysis keeps `partials`:
+partials in synthesis (below `max_hz`, locked to their fitted levels like the others), the analysis keeps `partials`:
 `oscillators` flags the extra ones (`Schedule.synthesis_only`) and `analyze` leaves them out
 (`Schedule.for_analysis`), so the network's training target does not change.
 
@@ -117,7 +117,8 @@ w, synthesis only): the amplitude of partial k of a note `attack_s` after its on
 pitch (every 3 semitones, linear between) and partial plus a slope in dB per dB of velocity per
 grid pitch and partial (or per partial) (`resonators.fitted_levels`, per oscillator
 `Schedule.level`). Over the last `resonators.LOCK_RAMP_SAMPLES` (8 ms) of each oscillator's attack
-synthesis moves its amplitude, in even steps of log amplitude, to `|z|^(1-w) L^w` at the attack end
+synthesis moves its amplitude, in even steps of log amplitude, to L at the attack end with w = 1 (to
+about `|z|^(1-w) L^w` below 1: the attack's drive goes on during the ramp)
 (a one-sample step of every partial was a broadband burst), keeping its phase, where L is the level carried
 past a release inside the attack (`resonators.locked_amplitude`); an oscillator admitted after its
 attack ended (a chunk row or excerpt window begun mid-note, which starts it from silence) gets

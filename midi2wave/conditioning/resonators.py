@@ -103,8 +103,9 @@ class Schedule:
     # Synthesis only: the same share once every note is released (`direct_share`;
     # `ModelSampling.release_innovation`).
     release_innovation: float = 1.0
-    # Synthesis only: at each oscillator's attack end its amplitude |z| becomes
-    # |z|^(1 - partial_levels) * level^partial_levels (where level > 0; `ModelSampling.partial_levels`).
+    # Synthesis only: over the last `LOCK_RAMP_SAMPLES` of each oscillator's attack its amplitude |z|
+    # moves to level (partial_levels 1), or towards it, to about |z|^(1 - partial_levels) *
+    # level^partial_levels (where level > 0; `ModelSampling.partial_levels`).
     partial_levels: float = 0.0
     # Synthesis only: the pole of the two-pole low-pass through which the innovation is heard
     # directly during attacks (`attack_lowpass_pole`; 0: unfiltered; `ModelSampling.attack_lowpass_hz`).
@@ -541,7 +542,8 @@ def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_ho
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas).
     With `lock` > 0 (`Schedule.partial_levels`; the analysis and a teacher-forced prime pass 0), an
     oscillator with a level moves over the last `LOCK_RAMP_SAMPLES` samples of its attack to the
-    amplitude |z|^(1 - lock) * L^lock at its attack end, its phase kept, L = `locked_amplitude` (its
+    amplitude L at its attack end with a lock of 1 (below 1: to about |z|^(1 - lock) * L^lock, the
+    attack's drive going on during the ramp), its phase kept, L = `locked_amplitude` (its
     level, carried past a release inside the attack): each sample shortens the log distance to L by
     a step of a linear ramp, so the amplitudes glide rather than step (a step of every partial at
     once is a broadband click);

@@ -127,7 +127,7 @@ class LiveSynth:
     """One stream of a model played from events (see the module docstring)."""
 
     def __init__(self, model: Any, options: SamplingOptions = SamplingOptions(), year: int | None = None,
-                 bank_capacity: int = 4096) -> None:
+                 bank_capacity: int | None = None) -> None:
         """model: a `Midi2Wave` with a causal context, or its `livemodel.LiveModel` snapshot."""
         from . import kernel
         from ..audio import DC_CUTOFF_HZ
@@ -150,6 +150,8 @@ class LiveSynth:
         if bank_config is None:
             raise LiveError("this model cannot play live: the live engine runs models with the resonator bank")
         o = self.options
+        if bank_capacity is None:  # 4096 oscillators per 16 partials a note (a dense pedalled passage)
+            bank_capacity = 4096 * max(1, -(-max(bank_config.partials, bank_config.synthesis_partials) // 16))
         self.bank = resonators.LiveBank(bank_config, self.sr, o.sustain_innovation, o.release_innovation,
                                         o.partial_levels, capacity=bank_capacity,
                                         attack_pole=resonators.attack_lowpass_pole(o.attack_lowpass_hz, self.sr),

@@ -383,6 +383,11 @@ def _output(job: _Job, label: str, progress: bool, n_gen: int, head: int, n_out:
     yield from zeros(at, n_gen)
 
 
+def _for_round(schedule: Any, primed: bool) -> Any:
+    """A row's schedule: the analysis's partials only for the primed row (`Schedule.for_analysis`)."""
+    return schedule.for_analysis() if primed else schedule
+
+
 @dataclass
 class _Round:
     """Rows generated together, `length` samples each: (span, chunk) pairs and the piece sample where
@@ -516,8 +521,11 @@ class _RoundWindows:
             uniforms = self.round_uniforms[k][:, w0:w0 + w]
         else:
             uniforms = torch.rand(1, w, 2, generator=self.seeds)
-        schedules = (sampled_schedules([resonators.schedule(job.notes, s, rnd.length, self.sr, self.bank)
-                                        for s in rnd.starts], options, self.bank, self.sr,
+        # a primed row is teacher-forced as the analysis tracked the training audio: without the
+        # synthesis-only partials (the network would read their share of the prime's innovation)
+        schedules = (sampled_schedules([_for_round(resonators.schedule(job.notes, s, rnd.length, self.sr, self.bank),
+                                                   rnd.primed and i == 0)
+                                        for i, s in enumerate(rnd.starts)], options, self.bank, self.sr,
                                        [job.year if job.model.data_config.use_year else None] * len(rnd.starts))
                      if self.bank is not None and w0 == 0 else None)
         starts = [s + w0 for s in rnd.starts]
