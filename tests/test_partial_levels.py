@@ -87,6 +87,28 @@ def test_synthesis_partials_ring_in_synthesis_and_leave_the_analysis_as_it_was()
         dataclasses.replace(BANK, partials=2, synthesis_partials=5)  # no level for the 5th
 
 
+def test_synthesis_partials_do_not_change_how_the_others_are_driven():
+    """The kappa cap (`KAPPA_SUM_MAX`, active in a loud chord's attack) counts the analysis's
+    partials only: with the same innovation, the first `partials` oscillators move exactly as
+    without the synthesis-only ones."""
+    chord = Notes(np.zeros(8), np.full(8, 0.5), np.arange(48, 64, 2).astype(np.int16), np.full(8, 100, np.int16))
+    two = dataclasses.replace(BANK, partials=2, kappa=0.2)
+    more = dataclasses.replace(two, synthesis_partials=4)
+    base, extra = rs.schedule(chord, 0, SR, SR, two), rs.schedule(chord, 0, SR, SR, more)
+    assert (base.kappa[:16].sum()) > rs.KAPPA_SUM_MAX  # the cap is on in the attack
+    e = 0.05 * np.random.default_rng(5).standard_normal(600)
+    states = []
+    for sched in (base, extra):
+        bank = rs.BankBatch([sched])
+        for t in range(600):
+            bank.predict(t)
+            bank.update(t, e[t:t + 1], lock=False)
+        n = int(bank.state.n_active[0])
+        z = {int(i): complex(r, m) for i, r, m in zip(bank.state.idx[0, :n], bank.state.re[0, :n], bank.state.im[0, :n])}
+        states.append([z[i] for i in sorted(z) if sched.synthesis_only[i] == 0.0])
+    np.testing.assert_array_equal(states[0], states[1])
+
+
 def test_a_primed_row_is_rendered_with_the_analysis_partials_only(tmp_path, monkeypatch):
     """The prime is teacher-forced as the analysis tracked the training audio, so its row leaves the
     synthesis-only partials out (the network would read their share of the prime's innovation);

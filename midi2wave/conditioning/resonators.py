@@ -537,9 +537,11 @@ KAPPA_SUM_MAX = 0.5
 
 @_njit
 def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_hold, r_release, kappa, attack_end,
-                kappa_sustain, level, lock):
+                kappa_sustain, level, synthesis_only, lock):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
-    kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active kappas).
+    kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active
+    kappas of the analysis's partials: the synthesis-only ones leave the others driven as the
+    analysis drove them).
     With `lock` > 0 (`Schedule.partial_levels`; the analysis and a teacher-forced prime pass 0), an
     oscillator with a level moves over the last `LOCK_RAMP_SAMPLES` samples of its attack to the
     amplitude L at its attack end with a lock of 1 (below 1: to about |z|^(1 - lock) * L^lock, the
@@ -552,7 +554,8 @@ def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_ho
     total = 0.0
     for j in range(n_active):
         s = idx[j]
-        total += kappa[s] if t < attack_end[s] else kappa_sustain[s]
+        if synthesis_only[s] == 0.0:
+            total += kappa[s] if t < attack_end[s] else kappa_sustain[s]
     g = 1.0 if total <= KAPPA_SUM_MAX else KAPPA_SUM_MAX / total
     for j in range(n_active):
         s = idx[j]
@@ -642,7 +645,7 @@ def _run(signal, analysis, bank, capacity):
         u_prev = ut
         bank_update(t, e, re, im, idx, n_active, bank.release, bank.cos_omega, bank.sin_omega, bank.r_hold,
                     bank.r_release, bank.kappa,
-                    bank.attack_end, bank.kappa_sustain, bank.level, lock)
+                    bank.attack_end, bank.kappa_sustain, bank.level, bank.synthesis_only, lock)
     return out, pred, gains
 
 
@@ -748,7 +751,8 @@ def batch_update(t, b0, b1, lock, bank, streams):
         bank_update(t, streams.e[b], streams.re[b], streams.im[b], streams.idx[b], streams.n_active[b],
                     bank.release[o0:o1], bank.cos_omega[o0:o1], bank.sin_omega[o0:o1], bank.r_hold[o0:o1],
                     bank.r_release[o0:o1],
-                    bank.kappa[o0:o1], bank.attack_end[o0:o1], bank.kappa_sustain[o0:o1], bank.level[o0:o1], lock)
+                    bank.kappa[o0:o1], bank.attack_end[o0:o1], bank.kappa_sustain[o0:o1], bank.level[o0:o1],
+                    bank.synthesis_only[o0:o1], lock)
 
 
 @_njit_inline
