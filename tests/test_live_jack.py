@@ -199,9 +199,9 @@ def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
     """1 s on the real clock: the callback runs once per period, its work fits the period (99th
     percentile), no error. xruns: this VM stops its vCPUs for milliseconds now and then (even a
     client that only writes silence gets xruns here: BENCHMARKS.md, "live"), so up to 2 are
-    allowed once the graph has settled, and a second that a stall spoiled is run again, up to three
-    times in all: a stall is the machine's, an engine too slow for the period fails every try. On
-    a quiet machine there are none."""
+    allowed once the graph has settled, and a second that a stall spoiled (more xruns, or a period
+    the recorder lost to one) is run again, up to three times in all: a stall is the machine's, an
+    engine too slow for the period fails every try. On a quiet machine there are none."""
     name, rate, period = clock_server
     events = [(f + rate // 10, data) for f, data in _events(piece, rate // 16000)]
     n_frames = rate  # 1 s
@@ -212,13 +212,15 @@ def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
         elapsed = time.monotonic() - t0
         meter = backend.proc.meter
         durations = meter.durations[:meter.periods]
-        assert meter.errors == 0 and not np.isnan(recorded[n_frames // 2:]).any()
+        assert meter.errors == 0
         assert 0.9 <= elapsed <= 3.0
         assert meter.periods >= n_frames // period
-        tries.append((float(np.percentile(durations, 99)), meter.xruns - backend.settled_xruns))
-        if tries[-1][0] < period / rate and tries[-1][1] <= 2:
+        # an xrun can also cost the recorder a period: unrecorded frames spoil the try like the xrun
+        lost = int(np.isnan(recorded[n_frames // 2:]).sum())
+        tries.append((float(np.percentile(durations, 99)), meter.xruns - backend.settled_xruns, lost))
+        if tries[-1][0] < period / rate and tries[-1][1] <= 2 and lost == 0:
             break
-    assert tries[-1][0] < period / rate and tries[-1][1] <= 2, (tries, period / rate)
+    assert tries[-1][0] < period / rate and tries[-1][1] <= 2 and tries[-1][2] == 0, (tries, period / rate)
 
 
 def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):
