@@ -202,6 +202,14 @@ def _partial_energies(power: np.ndarray, peaks: np.ndarray, bin_hz: float, optio
     return energies, whole, noise
 
 
+def _split_share_db(windowed: np.ndarray, n_fft: int, sr: float, options: NoteMeasureOptions) -> float:
+    """Energy above `options.attack_split_hz` over all of it above `options.min_hz` (dB) of a
+    windowed segment's n_fft-point spectrum: the attack and attack-end brightness."""
+    power = np.abs(np.fft.rfft(windowed, n=n_fft)) ** 2
+    hz = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    return _db(float(power[hz >= options.attack_split_hz].sum()), float(power[hz >= options.min_hz].sum()))
+
+
 def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset_s: float, pitch: int,
                   options: NoteMeasureOptions = DEFAULT) -> dict[str, Any]:
     """The measures of one isolated note (module docstring): a dict of the `MEASURES` (float dB, or
@@ -217,14 +225,10 @@ def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset
     taper = np.ones(len(a))
     ramp = max(len(a) // 10, 1)
     taper[-ramp:] = np.linspace(1.0, 0.0, ramp)  # the onset edge kept: the click is what is measured
-    pa = np.abs(np.fft.rfft(a * taper, n=1024)) ** 2
-    fa = np.fft.rfftfreq(1024, 1.0 / sr)
-    out["attack_db"] = _db(float(pa[fa >= options.attack_split_hz].sum()), float(pa[fa >= options.min_hz].sum()))
+    out["attack_db"] = _split_share_db(a * taper, 1024, sr, options)
     e0, e1 = (on + int(round(t * sr)) for t in options.attack_end_seconds)
     seg = _segment(x, e0, e1)
-    pe = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), n=2048)) ** 2
-    fe = np.fft.rfftfreq(2048, 1.0 / sr)
-    out["attack_end_db"] = _db(float(pe[fe >= options.attack_split_hz].sum()), float(pe[fe >= options.min_hz].sum()))
+    out["attack_end_db"] = _split_share_db(seg * np.hanning(len(seg)), 2048, sr, options)
 
     s0, s1 = (on + int(round(t * sr)) for t in options.steady_seconds)
     steady = _segment(x, s0, min(s1, max(off, s0 + 1)) if off > s0 else s1)

@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, ConfigError, config_from_dict
+from ..files import SAFETENSORS_NAME
 from ..model.stepping import ContextLayer, ContextWeights, SteppingWeights, context_weights, stepping_weights
 from .kernel import MulawTables, mulaw_tables
 
 logger = logging.getLogger(__name__)
 
 LIVE_NAME = "live.safetensors"
-MODEL_NAME = "model.safetensors"  # checkpoint.SAFETENSORS_NAME (that module imports torch)
 FORMAT = "midi2wave-live"
 VERSION = "1"
 
@@ -106,7 +106,7 @@ def save_live_model(folder: str | os.PathLike, live: LiveModel) -> Path:
     sw = live.stepping
     metadata = {
         "format": FORMAT, "version": VERSION, "config": live.config.to_json(),
-        "source_sha256": file_digest(folder / MODEL_NAME),
+        "source_sha256": file_digest(folder / SAFETENSORS_NAME),
         "stepping": json.dumps({name: getattr(sw, name) for name in _SETTINGS}),
         "context_dilations": json.dumps([layer.dilation for layer in live.context.layers]),
         "context_gates": json.dumps(list(live.context.gates)),
@@ -120,7 +120,7 @@ def export_live_snapshot(folder: str | os.PathLike) -> Path | None:
     does after writing it); None when the model cannot play live (an older snapshot there is removed)."""
     from ..checkpoint import load_model
 
-    model, config = load_model(Path(folder) / MODEL_NAME)
+    model, config = load_model(Path(folder) / SAFETENSORS_NAME)
     try:
         if not config.model.context_causal:
             raise ValueError("looks ahead")
@@ -143,7 +143,7 @@ def load_live_model(path: str | os.PathLike) -> LiveModel | None:
         source = find_checkpoint(path)
     except CheckpointError:
         return None
-    if source.name != MODEL_NAME or not source.is_file():
+    if source.name != SAFETENSORS_NAME or not source.is_file():
         return None
     snapshot = source.parent / LIVE_NAME
     if not snapshot.is_file():
