@@ -6,7 +6,11 @@ fresh processes, against floors measured in the same run:
 - the numba floor: a fresh interpreter that imports numba and calls one trivial cached `njit`
   function (numba's own start, which any numba kernel pays).
 
-    python bench/play_start.py [--rounds 7] [--audio]
+`play` runs twice per round: on numba's JIT (MIDI2WAVE_KERNELS=jit) and on the kernels built ahead of
+time (`midi2wave kernels --build`, into a temporary folder here unless `--kernels-dir`), which never
+import numba.
+
+    python bench/play_start.py [--rounds 7] [--audio] [--kernels-dir DIR]
 
 Rounds alternate the commands so a busy spell of the shared machine falls on all of them. `--audio`
 plays to a JACK server's system ports through PortAudio (a jackd with the dummy backend is started
@@ -32,6 +36,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+NUMBA = "numba floor (import, one cached njit call)"
 FIRST = re.compile(r"first sound ([0-9.]+) s after the (?:command|process) started")
 NUMBA_FLOOR = """
 import numba, numpy as np
@@ -71,6 +76,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--midi", default=str(ROOT / "examples" / "example.mid"))
     ap.add_argument("--audio", action="store_true", help="play to a JACK server's system ports (started here)")
+    ap.add_argument("--kernels-dir", default=None, help="kernels built there (default: built into a temporary folder)")
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     jackd = None
@@ -87,34 +93,37 @@ def main() -> None:
             play = [sys.executable, "-m", "midi2wave", "play", args.midi, "--end", "0.1", "-o", out, "--force"]
             if not args.audio:
                 play.append("--no-audio")
-            commands = {"python -c pass": [sys.executable, "-c", "pass"],
-                        "numba floor (import, one cached njit call)": [sys.executable, str(floor)],
-                        "midi2wave play": play}
-            timed(commands["numba floor (import, one cached njit call)"], env)  # fill numba's caches
-            timed(play, env)
+            built_env = {**env, "MIDI2WAVE_KERNELS_DIR": args.kernels_dir or str(Path(tmp) / "kernels"), "MIDI2WAVE_KERNELS": ""}
+            timed([sys.executable, "-m", "midi2wave", "kernels", "--build", "-q"], built_env)
+            jit_env = {**env, "MIDI2WAVE_KERNELS": "jit"}
+            commands = {"python -c pass": ([sys.executable, "-c", "pass"], env),
+                        NUMBA: ([sys.executable, str(floor)], env),
+                        "midi2wave play, numba JIT": (play, jit_env),
+                        "midi2wave play, kernels built ahead of time": (play, built_env)}
+            for cmd, cmd_env in commands.values():  # fill numba's caches
+                timed(cmd, cmd_env)
             walls: dict[str, list[float]] = {k: [] for k in commands}
-            firsts: list[float] = []
+            firsts: dict[str, list[float]] = {k: [] for k in commands}
             for r in range(args.rounds):
                 order = list(commands) if r % 2 == 0 else list(reversed(commands))
                 for key in order:
-                    wall, err = timed(commands[key], env)
+                    wall, err = timed(*commands[key])
                     walls[key].append(wall)
-                    if key == "midi2wave play":
-                        m = FIRST.search(err)
-                        if m:
-                            firsts.append(float(m.group(1)))
+                    m = FIRST.search(err)
+                    if m:
+                        firsts[key].append(float(m.group(1)))
     finally:  # the server stops whatever failed
         if jackd is not None:
             jackd.send_signal(signal.SIGTERM)
             jackd.wait(10)
-    floor_s = statistics.median(walls["numba floor (import, one cached njit call)"])
+    floor_s = statistics.median(walls[NUMBA])
     print(f"{Path(args.midi).name}, {'to JACK through PortAudio' if args.audio else '--no-audio -o WAV'}, "
           f"median of {args.rounds} fresh processes; load average {os.getloadavg()[0]:.2f}\n")
     print("| command | wall to exit s | first sound s (from the process start) | wall / numba floor |")
     print("|---|---:|---:|---:|")
     for key, values in walls.items():
         wall = statistics.median(values)
-        first = f"{statistics.median(firsts):.2f}" if key == "midi2wave play" and firsts else ""
+        first = f"{statistics.median(firsts[key]):.2f}" if firsts[key] else ""
         print(f"| {key} | {wall:.2f} | {first} | {wall / floor_s:.2f} |")
 
 

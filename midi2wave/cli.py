@@ -175,7 +175,29 @@ def _live_synth(args: argparse.Namespace):
         raise Midi2WaveError(f"{path}: {e}") from None
 
 
+def _use_built_kernels() -> str | None:
+    """`play` and `live` run on the kernels built ahead of time when they are (numba is then never
+    imported: see jit.py); returns why not, else None. Before any numba module is imported."""
+    from . import jit
+
+    return jit.use_ahead_of_time()
+
+
+def _cmd_kernels(args: argparse.Namespace) -> int:
+    from .render import native
+
+    if not args.build:
+        print(native.kernels_status())
+        return 0
+    started = time.perf_counter()
+    folder = native.build_kernels(args.checkpoint, force=args.force, quiet=args.quiet)
+    if not args.quiet:
+        print(f"midi2wave kernels: {folder} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    return 0
+
+
 def _cmd_live(args: argparse.Namespace) -> int:
+    _use_built_kernels()
     from .render import playback
 
     if args.list:
@@ -195,6 +217,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
+    jit_reason = _use_built_kernels()
     from .files import checked_outputs
     from .render import playback
 
@@ -211,6 +234,11 @@ def _cmd_play(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"midi2wave play: first sound {loaded - _STARTED + first:.2f} s after the process started "
               f"({first:.2f} s after the model and kernel loaded)", file=sys.stderr)
+        if jit_reason is not None and "not built" in jit_reason:
+            print("midi2wave play: the kernels came from numba's JIT; `midi2wave kernels --build` (once, "
+                  "about a minute) makes play and live start sooner", file=sys.stderr)
+        elif jit_reason is not None and "cannot be loaded" in jit_reason:
+            print(f"midi2wave play: the kernels came from numba's JIT: {jit_reason}", file=sys.stderr)
     return 0
 
 
@@ -435,6 +463,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.set_defaults(handler=_cmd_play)
+
+    p = sub.add_parser("kernels", help="compile the live engine's kernels ahead of time, so that play and live "
+                                       "start without loading numba",
+                       description="Without --build: where the kernels for this machine go and whether they are "
+                                   "built. --build compiles them (numba pycc; needs a C compiler; about a minute) "
+                                   "into $MIDI2WAVE_KERNELS_DIR or the user's cache folder. play and live use them "
+                                   "when built for these sources, this numba and this CPU (MIDI2WAVE_KERNELS=jit: "
+                                   "never). docs/live.md.")
+    p.add_argument("--build", action="store_true", help="compile them (unless built)")
+    p.add_argument("--force", action="store_true", help="compile them again")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="the live model whose calls give the argument types (default: the bundled live model)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no messages")
+    p.set_defaults(handler=_cmd_kernels)
 
     p = sub.add_parser("evaluate", help="NLL, conditioning gain, transcription F1 and realism of a model")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the bundled model)")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from helpers import tiny_data_config, tiny_model_config
 
 from midi2wave.config import DataConfig, ModelConfig
+
+# The tests call `play` and `live` in this process: kernels a developer built ahead of time must
+# not switch it off numba's JIT (tests/test_native.py runs them in subprocesses, explicitly).
+os.environ["MIDI2WAVE_KERNELS"] = "jit"
 
 
 @pytest.fixture

@@ -42,16 +42,12 @@ import numpy as np
 from ..config import DataConfig, ResonatorConfig
 from ..midi import Notes, decay_tau_s, pitch_to_hz
 
-try:  # numba is a core dependency; keep the module importable for `--help` paths all the same
-    import numba
-    _njit = numba.njit(cache=True, nogil=True)
-    # The bank step and its batch loops are inlined (numba IR) into the kernel's loop: they pass the
-    # named tuples on without a call per sample (see `bank_step`).
-    _njit_inline = numba.njit(cache=True, nogil=True, inline="always")
-except ImportError:  # pragma: no cover
-    def _njit(f):
-        return f
-    _njit_inline = _njit
+from .. import jit
+
+_njit = jit.njit(cache=True, nogil=True)
+# The bank step and its batch loops are inlined (numba IR) into the kernel's loop: they pass the
+# named tuples on without a call per sample (see `bank_step`).
+_njit_inline = jit.njit(cache=True, nogil=True, inline="always")
 
 
 @dataclass

@@ -91,6 +91,13 @@ The kernel's cache
 numba keys a cached function on its own file only, and the kernel inlines the bank's jitted
 helpers from `conditioning/resonators.py`, so `kernel.drop_stale_kernel_cache` deletes the cached
 kernel in the package's `__pycache__` when resonators.py changes.
+
+The kernels built ahead of time
+-------------------------------
+Every jitted function is declared through `midi2wave.jit` (`jit.njit`, `jit.intrinsic`). `build_kernels`
+(`midi2wave kernels --build`) compiles the live engine's entry points ahead of time into one
+extension module for this CPU; `play` and `live` load it when it fits these sources (`jit.kernels_key`)
+and then never import numba: same audio, no numba start (docs/live.md).
 """
 
 from __future__ import annotations
@@ -109,6 +116,7 @@ _ENTRY_POINTS = {
     "export_model": "export", "ExportError": "export",
     "LiveSynth": "live", "RateAdapter": "live", "render_file_live": "live",
     "JackBackend": "playback", "DeviceBackend": "playback",
+    "build_kernels": "native",
 }
 
 __all__ = list(_ENTRY_POINTS)

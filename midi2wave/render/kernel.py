@@ -46,11 +46,10 @@ from pathlib import Path
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from .. import constants as C
+from .. import jit
+from ..jit import intrinsic, njit
 from ..model.stepping import SteppingWeights, as_f32 as _f32
 from ..conditioning.resonators import BankSample, bank_step, empty_bank
 
@@ -87,7 +86,10 @@ LANES = 16  # float32 lanes of one IR vector (one AVX-512 register; LLVM splits 
 
 
 def _wide_vector_registers() -> bool:
-    """Whether the kernel's target has AVX-512 (32 registers of 16 floats) rather than AVX2 / NEON."""
+    """Whether the kernel's target has AVX-512 (32 registers of 16 floats) rather than AVX2 / NEON
+    (ahead of time: what the build found, `render/native.py`)."""
+    if jit.ahead_of_time():
+        return bool(jit.built_value("wide_vector_registers"))
     from numba.core import config
 
     if config.CPU_NAME and config.CPU_NAME != "host":  # NUMBA_CPU_NAME: generic / cross-machine builds
@@ -131,6 +133,9 @@ def _make_block(nv: int, ns: int):
 
     @intrinsic
     def block(typingctx, W, w_off, ldw, I, X, x_off, ldx, Y, y_off, ldy, scale, bias, sb_off, accumulate):
+        from numba import types
+        from numba.core import cgutils
+
         sig = types.void(W, w_off, ldw, I, X, x_off, ldx, Y, y_off, ldy, scale, bias, sb_off, accumulate)
         wdt = W.dtype
         if wdt == types.float32:

@@ -45,18 +45,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from .. import constants as C
+from .. import jit
 from ..config import Config, SamplingOptions
 from ..conditioning import resonators
 from ..midi import Notes, PedalEvents, excitation_signal, frame_rolls, read_midi
 from .rows import temperature_track
 
-try:
-    import numba
-
-    _njit = numba.njit(cache=True, nogil=True)
-except ImportError:  # pragma: no cover
-    def _njit(f):
-        return f
+_njit = jit.njit(cache=True, nogil=True)
 
 logger = logging.getLogger(__name__)
 
