@@ -456,9 +456,10 @@ class ModelSampling:
     # plays as a broadband click some 60 ms after each release; the recording's residual there
     # is the partials' reverberation, which the bank (still driven by all of it) reproduces.
     release_innovation: float | None = None
-    # Models with fitted partial levels (`data.resonators.levels_db`): over the last 8 ms of each note's
-    # attack its oscillators' amplitudes glide to the fitted levels (w = 1), or to about |z|^(1 - w) *
-    # level^w, w this weight (0: the sampled attack alone decides); the phases stay the innovation's.
+    # Models with fitted partial levels (`data.resonators.levels_db`): through each note's attack its
+    # oscillators' amplitudes are pulled onto the fitted levels, rising from the onset over 25 ms and
+    # held there to the attack's end with w = 1 (below 1: each sample closes the fraction w of the
+    # log distance; 0: the sampled attack alone decides); the phases stay the innovation's.
     partial_levels: float = 0.0
     # Models with the resonator bank: while a note is in its attack (`data.resonators.attack_s`), the
     # innovation is heard directly through a two-pole low-pass at this cut-off (Hz; 0: unfiltered,
@@ -553,9 +554,9 @@ class SamplingOptions:
               f"({_OWN}; a model that sets none follows the sustain share, --sustain-innovation included)",
         commands=SAMPLING_COMMANDS + _LIVE)
     partial_levels: float | None = _flag(  # see ModelSampling
-        None, "models with fitted partial levels: how far (0..1, in log amplitude) each note's partials "
-              "move to the levels fitted to the training audio at the end of its attack (0: as the sampled "
-              f"attack left them; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
+        None, "models with fitted partial levels: how hard (0..1: the share of the log distance closed per "
+              "sample) each note's partials are pulled through its attack onto the levels fitted to the training "
+              f"audio, rising from the onset (1: held there; 0: as the sampled attack drives them; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
     attack_lowpass_hz: float | None = _flag(  # see ModelSampling
         None, "models with the resonator bank: cut-off (Hz) of the two-pole low-pass through which the innovation "
               f"is heard directly during each note's attack (0: unfiltered, as in training; {_OWN})",

@@ -131,6 +131,35 @@ def test_the_attack_end_sees_a_burst_that_the_attack_window_misses():
     assert ns.compare(ref, rows)["checks"]["2004 attack_end_db"]  # darker than the reference: not a burst
 
 
+def test_a_click_of_a_few_samples_is_read_more_sharply_than_by_the_attack_end_window():
+    """A 0.5-ms click 50 ms after the onset, 20 dB below the tone there: the 60-ms attack-end share
+    moves by a few dB (averaged over the window), the click measure by over 10 dB, twice as much;
+    the check fails it one way."""
+    dark_partials = [0.5 / k**2 for k in range(1, 21)]
+    x = tone(60, amplitudes=dark_partials)
+    clean = ns.note_measures(x, SR, 0.0, 0.8, 60)
+    y = x.copy()
+    at = int(0.05 * SR)
+    y[at:at + 8] += np.sqrt(np.mean(x[at - 400:at + 400] ** 2) * 10 ** (-20 / 10)) * np.array([1, -1] * 4)
+    click = ns.note_measures(y, SR, 0.0, 0.8, 60)
+    rise, share_rise = click["click_db"] - clean["click_db"], click["attack_end_db"] - clean["attack_end_db"]
+    assert clean["click_db"] < 8.0 and rise > 10.0 and rise > 2 * share_rise, (clean["click_db"], rise, share_rise)
+    rows, ref = {2004: [dict(click, pitch=60)]}, {2004: [dict(clean, pitch=60)]}
+    assert not ns.compare(rows, ref)["checks"]["2004 click_db"] and ns.compare(ref, rows)["checks"]["2004 click_db"]
+
+
+def test_the_onset_reads_a_note_that_swells_late():
+    """A note whose partials stay 20 dB down until 45 ms and then step to their level (a bank's
+    attack left to the sampled innovation) reads an onset over 10 dB below a struck one's."""
+    x = tone(60)
+    late = x.copy()
+    late[:int(0.045 * SR)] *= 0.1
+    struck, swell = ns.note_measures(x, SR, 0.0, 0.8, 60), ns.note_measures(late, SR, 0.0, 0.8, 60)
+    assert abs(struck["onset_db"]) < 1.5 and swell["onset_db"] < struck["onset_db"] - 10.0
+    rows, ref = {2004: [dict(swell, pitch=60)]}, {2004: [dict(struck, pitch=60)]}
+    assert not ns.compare(rows, ref)["checks"]["2004 onset_db"] and ns.compare(ref, ref)["checks"]["2004 onset_db"]
+
+
 def test_compare_checks_the_bar():
     sheet = ns.NoteSheet(pitches=(48, 72), velocities=(60,))
     notes, _ = sheet.notes()

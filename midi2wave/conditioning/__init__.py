@@ -116,10 +116,10 @@ or `level_velocity_slopes`, fitted to a store by `scripts/fit_partials.py`; `sam
 w, synthesis only): the amplitude of partial k of a note `attack_s` after its onset, a table over
 pitch (every 3 semitones, linear between) and partial plus a slope in dB per dB of velocity per
 grid pitch and partial (or per partial) (`resonators.fitted_levels`, per oscillator
-`Schedule.level`). Over the last `resonators.LOCK_RAMP_SAMPLES` (8 ms) of each oscillator's attack
-synthesis moves its amplitude, in even steps of log amplitude, to L at the attack end with w = 1 (to
-about `|z|^(1-w) L^w` below 1: the attack's drive goes on during the ramp)
-(a one-sample step of every partial was a broadband burst), keeping its phase, where L is the level carried
+`Schedule.level`). Through each oscillator's attack synthesis pulls its amplitude onto A(t) = rise *
+L(t) (held there with w = 1; below 1 each sample closes the fraction w of the log distance), keeping
+its phase: rise is a raised cosine over the first `resonators.LOCK_RISE_SAMPLES` (25 ms), so the
+partials sound from the onset, and L(t) the level at the attack end carried back along the decay and
 past a release inside the attack (`resonators.locked_amplitude`); an oscillator admitted after its
 attack ended (a chunk row or excerpt window begun mid-note, which starts it from silence) gets
 `w L` carried to then, at a spread phase (`bank_update`, in the kernel, the torch engine and

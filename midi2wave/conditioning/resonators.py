@@ -99,9 +99,10 @@ class Schedule:
     # Synthesis only: the same share once every note is released (`direct_share`;
     # `ModelSampling.release_innovation`).
     release_innovation: float = 1.0
-    # Synthesis only: over the last `LOCK_RAMP_SAMPLES` of each oscillator's attack its amplitude |z|
-    # moves to level (partial_levels 1), or towards it, to about |z|^(1 - partial_levels) *
-    # level^partial_levels (where level > 0; `ModelSampling.partial_levels`).
+    # Synthesis only: through each oscillator's attack its amplitude |z| is pulled onto its level's
+    # trajectory, rising from the onset (`bank_update`): held there with partial_levels 1, each
+    # sample closing that fraction of the log distance below 1 (where level > 0;
+    # `ModelSampling.partial_levels`).
     partial_levels: float = 0.0
     # Synthesis only: the pole of the two-pole low-pass through which the innovation is heard
     # directly during attacks (`attack_lowpass_pole`; 0: unfiltered; `ModelSampling.attack_lowpass_hz`).
@@ -458,6 +459,13 @@ DIRECT_DC_HZ = 40.0
 # last release (20 ms at 16 kHz): the network's samples sit near a constant there, and a step in
 # their share would be a step in the output (a faint click of its own).
 RELEASE_RAMP_SAMPLES = 320
+# The direct path moves from the attack's low-pass to the sustain's high-pass over this many samples
+# (10 ms at 16 kHz) after each attack end, in place of a switch.
+ATTACK_FADE_SAMPLES = 160
+# The attack's direct path (the hammer heard through the low-pass) rises over this many samples from
+# each onset (4 ms at 16 kHz), a raised cosine: the recorded attack starts softly, and the sampled
+# noise at full level from the first sample was a click in the treble.
+HAMMER_RISE_SAMPLES = 64
 
 
 @_njit
@@ -472,6 +480,29 @@ def in_attack(t, idx, n_active, nxt, attack_end, stop):
         if t < attack_end[idx[j]]:
             return True
     return False
+
+
+@_njit
+def hammer_rise(t, nxt, start):
+    """The attack path's gain at sample t of an attack (one batch element): a raised cosine from 0 to
+    1 over HAMMER_RISE_SAMPLES from the newest note's start."""
+    k = t - start[nxt - 1] + 1
+    if k >= HAMMER_RISE_SAMPLES:
+        return 1.0
+    return 0.5 - 0.5 * math.cos(math.pi * k / HAMMER_RISE_SAMPLES)
+
+
+@_njit
+def attack_fade(t, nxt, attack_end):
+    """The attack path's weight in the direct path at sample t past the attacks (one batch element):
+    1 - (t - e + 1) / ATTACK_FADE_SAMPLES after the latest attack end e (the newest admitted
+    oscillator's: every attack lasts as long), 0 from ATTACK_FADE_SAMPLES on or with no note."""
+    if nxt == 0:
+        return 0.0
+    since = t - attack_end[nxt - 1] + 1
+    if since < 0 or since >= ATTACK_FADE_SAMPLES:
+        return 0.0
+    return 1.0 - since / ATTACK_FADE_SAMPLES
 
 
 @_njit
@@ -532,21 +563,24 @@ KAPPA_SUM_MAX = 0.5
 
 
 @_njit
-def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_hold, r_release, kappa, attack_end,
+def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omega, r_hold, r_release, kappa, attack_end,
                 kappa_sustain, level, synthesis_only, lock):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active
     kappas of the analysis's partials: the synthesis-only ones leave the others driven as the
     analysis drove them).
-    With `lock` > 0 (`Schedule.partial_levels`; the analysis and a teacher-forced prime pass 0), an
-    oscillator with a level moves over the last `LOCK_RAMP_SAMPLES` samples of its attack to the
-    amplitude L at its attack end with a lock of 1 (below 1: to about |z|^(1 - lock) * L^lock, the
-    attack's drive going on during the ramp), its phase kept, L = `locked_amplitude` (its
-    level, carried past a release inside the attack): each sample shortens the log distance to L by
-    a step of a linear ramp, so the amplitudes glide rather than step (a step of every partial at
-    once is a broadband click);
-    one admitted at the stream's first sample after its attack ended (a window begun mid-note: it
-    starts from silence) gets lock * L at a spread phase, so it rings on as loud as it would have."""
+    With `lock` w > 0 (`Schedule.partial_levels`; the analysis and a teacher-forced prime pass 0),
+    an oscillator with a level is pulled onto its level's trajectory through its attack: each sample
+    up to its attack end closes the fraction w of the log distance from its amplitude to
+    A(t) = rise(t - start) * L(t) (w = 1: held on it), its phase kept, where L(t) = `locked_amplitude`
+    (its level at the attack end carried back along its decay, and past a release inside the attack)
+    and rise a raised cosine from 0 to 1 over the first `LOCK_RISE_SAMPLES`: the partials sound from
+    the onset, rising as a struck string's do, and leave the attack at their levels without a step.
+    (Left to the attack's few sampled innovations they stayed some 15 dB down, then moved to their
+    levels at the attack end: a note that swelled 45 ms late.) One admitted at the stream's first
+    sample after its attack ended (a window begun mid-note: it starts from silence) gets w * L at a
+    spread phase, so it rings on as loud as it would have; one found silent in its attack starts at
+    a spread phase too."""
     total = 0.0
     for j in range(n_active):
         s = idx[j]
@@ -562,19 +596,18 @@ def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_ho
         d = r * sin_omega[s]
         re[j] = c * a - d * b
         im[j] = d * a + c * b
-        k = t + 1 - (attack_end[s] - LOCK_RAMP_SAMPLES)  # 1 .. LOCK_RAMP_SAMPLES: the lock's ramp, ending at the attack end
-        if lock > 0.0 and level[s] > 0.0 and 1 <= k <= LOCK_RAMP_SAMPLES:
-            target = locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
+        if lock > 0.0 and level[s] > 0.0 and t + 1 <= attack_end[s]:
+            k = t + 1 - start[s]  # samples since the oscillator began, after this one
+            rise = 1.0 if k >= LOCK_RISE_SAMPLES else 0.5 - 0.5 * math.cos(math.pi * k / LOCK_RISE_SAMPLES)
+            target = rise * locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
             m = math.sqrt(re[j] * re[j] + im[j] * im[j])
             if m > 0.0:
-                # the log distance to the target shrinks by c: after the ramp's k steps it is
-                # (1 - lock k / N) of where it began (without drive), 0 at the end of a full lock
-                c = (LOCK_RAMP_SAMPLES - lock * k) / (LOCK_RAMP_SAMPLES - lock * (k - 1))
-                f = (target / m) ** (1.0 - c)
+                f = (target / m) ** lock
                 re[j] *= f
                 im[j] *= f
-            elif lock >= 1.0 and k == LOCK_RAMP_SAMPLES:
-                re[j] = target
+            else:  # silent (undriven so far): at a spread phase
+                re[j] = lock * target * math.cos(s * GOLDEN_ANGLE)
+                im[j] = lock * target * math.sin(s * GOLDEN_ANGLE)
         elif t == 0 and attack_end[s] <= 0 and lock > 0.0 and level[s] > 0.0:  # admitted at the stream's
             # start (from silence) after its attack ended
             target = lock * locked_amplitude(1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
@@ -582,9 +615,10 @@ def bank_update(t, e, re, im, idx, n_active, release, cos_omega, sin_omega, r_ho
             im[j] = target * math.sin(s * GOLDEN_ANGLE)
 
 
-# The partial levels' lock moves the amplitudes over this many samples before each attack end (8 ms
-# at 16 kHz): a lock in one sample was a broadband burst at every attack end (docs/evaluation.md).
-LOCK_RAMP_SAMPLES = 128
+# The partial levels' lock raises each oscillator's amplitude over this many samples from its start
+# (25 ms at 16 kHz; the training piano's partials reach their level in 20-30 ms), then holds it on
+# its level's decay to the attack end (docs/evaluation.md).
+LOCK_RISE_SAMPLES = 400
 
 # Phases of oscillators set without an attack of their own: spread, so that their partials do not
 # start in phase (a click).
@@ -639,7 +673,7 @@ def _run(signal, analysis, bank, capacity):
             out[t] = p + e
         n_prev = nt
         u_prev = ut
-        bank_update(t, e, re, im, idx, n_active, bank.release, bank.cos_omega, bank.sin_omega, bank.r_hold,
+        bank_update(t, e, re, im, idx, n_active, bank.start, bank.release, bank.cos_omega, bank.sin_omega, bank.r_hold,
                     bank.r_release, bank.kappa,
                     bank.attack_end, bank.kappa_sustain, bank.level, bank.synthesis_only, lock)
     return out, pred, gains
@@ -745,7 +779,7 @@ def batch_update(t, b0, b1, lock, bank, streams):
         o0 = bank.offsets[b]
         o1 = bank.offsets[b + 1]
         bank_update(t, streams.e[b], streams.re[b], streams.im[b], streams.idx[b], streams.n_active[b],
-                    bank.release[o0:o1], bank.cos_omega[o0:o1], bank.sin_omega[o0:o1], bank.r_hold[o0:o1],
+                    bank.start[o0:o1], bank.release[o0:o1], bank.cos_omega[o0:o1], bank.sin_omega[o0:o1], bank.r_hold[o0:o1],
                     bank.r_release[o0:o1],
                     bank.kappa[o0:o1], bank.attack_end[o0:o1], bank.kappa_sustain[o0:o1], bank.level[o0:o1],
                     bank.synthesis_only[o0:o1], lock)
@@ -762,9 +796,12 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     or, with a direct-path filter on (`attack_pole` a > 0 or `sustain_highpass` > 0), from d = H(g n),
     H a one-pole high-pass at `DIRECT_DC_HZ` (the network's samples drift, and at an onset the gain
     turns a drifted sample into a step): while a note is in its attack (`in_attack`) L(d), L the
-    two-pole low-pass (1 - a)^2 / (1 - a z^-1)^2 (d without it), which then also drives the
-    oscillators (a dark hammer); past the attacks share * Hs(d), Hs two one-pole high-passes of rate
-    `sustain_highpass`; the filters' states follow the innovation at every unprimed sample;
+    two-pole low-pass (1 - a)^2 / (1 - a z^-1)^2 (d without it), rising over `HAMMER_RISE_SAMPLES`
+    from the newest onset (`hammer_rise`), which then also drives the oscillators (a dark hammer);
+    past the attacks share * Hs(d), Hs two one-pole high-passes of rate `sustain_highpass`, faded in
+    from the attack's path over `ATTACK_FADE_SAMPLES` (`attack_fade`: switched in one sample, the
+    direct path stepped, a click 50 ms into every note); the filters' states follow the innovation
+    at every unprimed sample;
     the innovation e_t is g_t * n_t where the output got a share or the low-pass, else audio - p_t (a primed
     sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
     the oscillators get e_t (`batch_update`, moving to their levels unless primed). `sample`: a
@@ -802,10 +839,14 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
             if filtered:  # the direct path without the innovation's drift
                 drift_free, dark, bright = direct_filters(nt * g, b, dc_rate, pole, hp_rate, streams)
                 heard = drift_free
-                if attack and pole > 0.0:  # the hammer, heard through the low-pass
-                    heard = dark
-                elif not attack:  # past the attacks, through the high-pass (share: 1 in silence)
+                if attack and pole > 0.0:  # the hammer, heard through the low-pass, rising
+                    heard = dark * hammer_rise(t, streams.next[b], bank.start[o0:o1])
+                elif not attack:  # past the attacks, through the high-pass (share: 1 in silence),
+                    # faded in from the attack's path over ATTACK_FADE_SAMPLES (a switch is a click)
+                    fade = attack_fade(t, streams.next[b], bank.attack_end[o0:o1])
                     heard = share * bright
+                    if fade > 0.0:
+                        heard = fade * (dark if pole > 0.0 else drift_free) + (1.0 - fade) * heard
             level, v = quantize_sum(p, heard)
             sample.value[b] = v
             sample.level[b] = level

@@ -14,6 +14,13 @@ note is measured (`note_measures`):
   [0.03, 0.09) s after the onset, where a resonator model's attack ends (50 ms): a burst there
   (every partial's amplitude stepping at once) is a click the first window misses. Checked one way:
   no more than 3 dB above the reference.
+- **onset** (`onset_db`): the mean power of the first `attack_seconds` over that of
+  `onset_reference_seconds` [0.05, 0.10) s after the onset, dB: a note that swells only where a
+  resonator model's attack ends (its partials silent until then) reads low.
+- **click** (`click_db`): the most energy above `attack_split_hz` in one `click_frame_seconds`
+  (4 ms, Hann, hop 2 ms) frame within `attack_end_seconds` over the median frame there, dB: a click of a few
+  samples (the direct path switching filters at the attack's end) that the 60-ms attack-end window
+  averages away. Checked one way: no more than 3 dB above the reference.
 - **hiss** (`hiss_db`): in `[onset + 0.15, onset + 0.65)` s, the noise between the note's partials
   over the energy at them, dB. The partials are found as spectral peaks near k f0, the expected
   position of each following the stretch of the ones found below it (`find_partials`); each claims
@@ -47,7 +54,8 @@ from ..midi import Notes, PedalEvents, pitch_to_hz
 __all__ = ["MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "by_register", "compare", "find_partials", "level_difference_db",
            "note_measures", "release_tail_db", "sheet_measures", "summarize"]
 
-MEASURES: tuple[str, ...] = ("attack_db", "attack_end_db", "hiss_db", "upper_db", "release_db", "decay_db_per_s")
+MEASURES: tuple[str, ...] = ("attack_db", "attack_end_db", "onset_db", "click_db", "hiss_db", "upper_db", "release_db",
+                             "decay_db_per_s")
 N_LEVELS = 16
 _TINY = 1e-20
 
@@ -92,6 +100,8 @@ class NoteMeasureOptions:
     attack_seconds: float = 0.030
     attack_split_hz: float = 4000.0
     attack_end_seconds: tuple[float, float] = (0.03, 0.09)  # after the onset: a burst where the bank's attack ends
+    onset_reference_seconds: tuple[float, float] = (0.05, 0.10)  # after the onset: the onset's reference
+    click_frame_seconds: float = 0.004
     min_hz: float = 20.0
     steady_seconds: tuple[float, float] = (0.15, 0.65)   # after the onset: hiss, balance, levels
     n_fft: int = 8192
@@ -106,7 +116,7 @@ class NoteMeasureOptions:
     decay_hop: int = 256
     decay_start_seconds: float = 0.1
     checks: dict[str, float] = field(default_factory=lambda: {
-        "attack_db": 3.0, "attack_end_db": 3.0, "hiss_db": 1.0, "upper_db": 2.0, "levels_db": 3.0, "release_db": 3.0, "year_difference_db": 3.0})
+        "attack_db": 3.0, "attack_end_db": 3.0, "onset_db": 3.0, "click_db": 3.0, "hiss_db": 1.0, "upper_db": 2.0, "levels_db": 3.0, "release_db": 3.0, "year_difference_db": 3.0})
 
 
 DEFAULT = NoteMeasureOptions()
@@ -229,6 +239,8 @@ def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset
     e0, e1 = (on + int(round(t * sr)) for t in options.attack_end_seconds)
     seg = _segment(x, e0, e1)
     out["attack_end_db"] = _split_share_db(seg * np.hanning(len(seg)), 2048, sr, options)
+    o0, o1 = (on + int(round(t * sr)) for t in options.onset_reference_seconds)
+    out["onset_db"] = _db(float(np.mean(a**2)), float(np.mean(_segment(x, o0, o1) ** 2)))
 
     s0, s1 = (on + int(round(t * sr)) for t in options.steady_seconds)
     steady = _segment(x, s0, min(s1, max(off, s0 + 1)) if off > s0 else s1)
@@ -248,10 +260,23 @@ def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset
                                  / max(total, _TINY))
     out["levels_db"] = levels
 
+    out["click_db"] = _click_db(x, sr, e0, e1, options)
     out["release_db"] = release_tail_db(x, sr, off, options)
 
     out["decay_db_per_s"] = _fundamental_decay(x, sr, on, off, f0, options)
     return out
+
+
+def _click_db(x: np.ndarray, sr: float, a: int, b: int, options: NoteMeasureOptions) -> float:
+    """`click_db`: over Hann frames of `click_frame_seconds` (hop: half of it) starting in samples
+    [a, b), the largest energy above `attack_split_hz` over the median frame's, dB."""
+    w = max(4, int(round(options.click_frame_seconds * sr)))
+    hop = w // 2
+    window = np.hanning(w)
+    high = np.fft.rfftfreq(w, 1.0 / sr) >= options.attack_split_hz
+    energy = np.array([float((np.abs(np.fft.rfft(_segment(x, s, s + w) * window)) ** 2)[high].sum())
+                       for s in range(a, b, hop)])
+    return _db(float(energy.max()), float(np.median(energy)))
 
 
 def _fundamental_decay(x: np.ndarray, sr: float, on: int, off: int, f0: float, options: NoteMeasureOptions
@@ -319,7 +344,7 @@ def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[di
     """A model's sheet against the reference's, per year (rows from `sheet_measures` of the same
     sheet): medians of both, their differences, the median partial-level difference, the
     differences between years (each year against the first), and the checks of the bar
-    (`options.checks`: |difference| within the tolerance; hiss and attack end only upward)."""
+    (`options.checks`: |difference| within the tolerance; hiss, attack end and click only upward)."""
     years = sorted(reference)
     per_year: dict[str, Any] = {}
     checks: dict[str, bool] = {}
@@ -332,6 +357,8 @@ def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[di
                             "registers": {"model": by_register(model[y]), "reference": by_register(reference[y])}}
         checks[f"{y} attack_db"] = abs(diff["attack_db"]) <= tol["attack_db"]
         checks[f"{y} attack_end_db"] = diff["attack_end_db"] <= tol["attack_end_db"]
+        checks[f"{y} onset_db"] = abs(diff["onset_db"]) <= tol["onset_db"]
+        checks[f"{y} click_db"] = diff["click_db"] <= tol["click_db"]
         checks[f"{y} hiss_db"] = diff["hiss_db"] <= tol["hiss_db"]
         checks[f"{y} upper_db"] = abs(diff["upper_db"]) <= tol["upper_db"]
         checks[f"{y} levels_db"] = levels <= tol["levels_db"]
