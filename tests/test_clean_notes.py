@@ -166,6 +166,24 @@ def test_the_direct_path_fades_from_the_attack_to_the_sustain_and_the_hammer_ris
     assert rise < 0.6, rise  # at full level from the first sample: 1.19
 
 
+def test_a_note_struck_in_anothers_attack_does_not_restart_the_hammers_rise():
+    """Notes struck 20 ms apart (a spread chord): the hammer's path keeps rising from the first onset
+    rather than dropping to zero at the second (restarted, the direct path stepped: a white line
+    at every onset of a dense passage; broken once)."""
+    second = ONSET + int(0.02 * SR)
+    notes = Notes(np.array([ONSET / SR, second / SR]), np.array([0.6, 0.6]), np.array([60, 64], np.int16),
+                  np.array([100, 100], np.int16))
+    sched = rs.schedule(notes, 0, T, SR, BANK).for_sampling(
+        attack_pole=rs.attack_lowpass_pole(900.0, SR), sustain_highpass=rs.highpass_rate(450.0, SR),
+        direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+    v = (0.9 * np.sin(2 * np.pi * 300.0 * np.arange(T) / SR)).astype(np.float32)  # what the low-pass lets through
+    out, _ = _run(sched, v)
+    steps = np.abs(np.diff(out))
+    around = np.median(steps[second - 200:second - 2])
+    assert steps[second - 1] < 2.0 * around, (steps[second - 1], around)  # restarted: 4.0x
+    assert _high_db(out, second - 32, 64) < -40.0  # restarted: -29.6 dB above 4 kHz (-74 before the onset)
+
+
 def _high_db(x: np.ndarray, start: int, n: int, split_hz: float = 4000.0) -> float:
     power = np.abs(np.fft.rfft(x[start:start + n] * np.hanning(n))) ** 2
     return 10.0 * math.log10(power[np.fft.rfftfreq(n, 1.0 / SR) >= split_hz].sum() + 1e-30)

@@ -349,7 +349,8 @@ class BankState:
     re, im: float64 [B, capacity] oscillator phasors; idx: int64 [B, capacity] indices into that
     element's schedule of the active oscillators; n_active, next: int64 [B]; n_prev, u_prev: float64 [B],
     the last innovation over its gain and its shaped value (the noise-shaping filter's state); dc, lp1, lp2, lf1, lf2:
-    float64 [B], the direct path's high-pass and the attacks' two-pole low-pass states (`bank_step`).
+    float64 [B], the direct path's high-pass and the attacks' two-pole low-pass states; hammer: float64
+    [B], the samples the attacks have lasted without a break (the hammer's rise, `bank_step`).
     """
 
     def __init__(self, batch_size: int, capacity: int = 64) -> None:
@@ -365,6 +366,7 @@ class BankState:
         self.lp2 = np.zeros(batch_size)
         self.lf1 = np.zeros(batch_size)
         self.lf2 = np.zeros(batch_size)
+        self.hammer = np.zeros(batch_size)
 
     def reset(self) -> "BankState":
         self.re[:] = 0.0
@@ -378,6 +380,7 @@ class BankState:
         self.lp2[:] = 0.0
         self.lf1[:] = 0.0
         self.lf2[:] = 0.0
+        self.hammer[:] = 0.0
         return self
 
     def ensure_capacity(self, needed: int) -> None:
@@ -463,8 +466,8 @@ RELEASE_RAMP_SAMPLES = 320
 # (10 ms at 16 kHz) after each attack end, in place of a switch.
 ATTACK_FADE_SAMPLES = 160
 # The attack's direct path (the hammer heard through the low-pass) rises over this many samples from
-# each onset (4 ms at 16 kHz), a raised cosine: the recorded attack starts softly, and the sampled
-# noise at full level from the first sample was a click in the treble.
+# the start of the attacks (4 ms at 16 kHz), a raised cosine: the recorded attack starts softly, and
+# the sampled noise at full level from the first sample was a click in the treble.
 HAMMER_RISE_SAMPLES = 64
 
 
@@ -483,10 +486,9 @@ def in_attack(t, idx, n_active, nxt, attack_end, stop):
 
 
 @_njit
-def hammer_rise(t, nxt, start):
-    """The attack path's gain at sample t of an attack (one batch element): a raised cosine from 0 to
-    1 over HAMMER_RISE_SAMPLES from the newest note's start."""
-    k = t - start[nxt - 1] + 1
+def hammer_rise(k):
+    """The attack path's gain after k samples of attack: a raised cosine from 0 to 1 over
+    HAMMER_RISE_SAMPLES."""
     if k >= HAMMER_RISE_SAMPLES:
         return 1.0
     return 0.5 - 0.5 * math.cos(math.pi * k / HAMMER_RISE_SAMPLES)
@@ -743,6 +745,7 @@ BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
 # next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), dc, lp1, lp2, lf1, lf2 [B] (the
 # direct path's filters), and per sample p, g, e [B] float64 (prediction, innovation gain, innovation fed to the oscillators).
 BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
+                                         "hammer",
                                          "p", "g", "e"))
 
 # One sample of a batch of streams through the bank (`bank_step`'s buffers, float32 / int64 [B]):
@@ -797,7 +800,9 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     H a one-pole high-pass at `DIRECT_DC_HZ` (the network's samples drift, and at an onset the gain
     turns a drifted sample into a step): while a note is in its attack (`in_attack`) L(d), L the
     two-pole low-pass (1 - a)^2 / (1 - a z^-1)^2 (d without it), rising over `HAMMER_RISE_SAMPLES`
-    from the newest onset (`hammer_rise`), which then also drives the oscillators (a dark hammer);
+    from the start of the attacks (`hammer_rise` of the count `hammer`: a note struck in another's
+    attack does not restart it, which stepped the direct path), which then also drives the
+    oscillators (a dark hammer);
     past the attacks share * Hs(d), Hs two one-pole high-passes of rate `sustain_highpass`, faded in
     from the attack's path over `ATTACK_FADE_SAMPLES` (`attack_fade`: switched in one sample, the
     direct path stepped, a click 50 ms into every note); the filters' states follow the innovation
@@ -839,10 +844,13 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
             if filtered:  # the direct path without the innovation's drift
                 drift_free, dark, bright = direct_filters(nt * g, b, dc_rate, pole, hp_rate, streams)
                 heard = drift_free
-                if attack and pole > 0.0:  # the hammer, heard through the low-pass, rising
-                    heard = dark * hammer_rise(t, streams.next[b], bank.start[o0:o1])
+                if attack and pole > 0.0:  # the hammer, heard through the low-pass, rising from
+                    # the attacks' start (a note struck in another's attack goes on rising: no restart)
+                    streams.hammer[b] = min(streams.hammer[b] + 1.0, HAMMER_RISE_SAMPLES)
+                    heard = dark * hammer_rise(streams.hammer[b])
                 elif not attack:  # past the attacks, through the high-pass (share: 1 in silence),
                     # faded in from the attack's path over ATTACK_FADE_SAMPLES (a switch is a click)
+                    streams.hammer[b] = 0.0
                     fade = attack_fade(t, streams.next[b], bank.attack_end[o0:o1])
                     heard = share * bright
                     if fade > 0.0:
@@ -960,7 +968,7 @@ class BankBatch:
     def _streams(self) -> BankStreams:
         """The streams' state as numba reads it (views: `bank_step` updates it in place)."""
         s = self.state
-        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, self.p, self.g, self.e)
+        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, self.p, self.g, self.e)
 
     def step(self, t: int, primed: bool, innovation_input: bool, value: np.ndarray) -> BankSample:
         """`bank_step` of sample t for every stream, from the network's samples `value` (float32 [B]):
@@ -1047,7 +1055,7 @@ class LiveBank:
                                  sustain_highpass=template.sustain_highpass,
                                  direct_dc_rate=template.direct_dc_rate)
         s = self.state
-        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, self.p, self.g, self.e)
+        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, self.p, self.g, self.e)
         self.reset()
 
     @property
