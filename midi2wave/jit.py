@@ -76,9 +76,9 @@ def _cpu() -> str:
     """What the machine code depends on: the CPU's model and features (Linux), else its name."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            lines = [line for line in f.read(1 << 16).splitlines()
-                     if line.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part")]
-        return "\n".join(dict.fromkeys(lines))
+            first = f.read().split("\n\n")[0]  # the first processor's block, whole
+        return "\n".join(line for line in first.splitlines()
+                         if line.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part"))
     except OSError:
         return platform.processor()
 
@@ -141,9 +141,11 @@ class Compiled:
         items = []
         for i, a in enumerate(args):
             if type(a) is not tuple and isinstance(a, tuple):  # a named tuple
-                if last[i][0] is not a:
-                    last[i] = (a, fingerprint(a))
-                items.append(last[i][1])
+                entry = last[i]  # read once: another thread may replace it meanwhile
+                if entry[0] is not a:
+                    entry = (a, fingerprint(a))
+                    last[i] = entry
+                items.append(entry[1])
             else:
                 items.append(fingerprint(a))
         return ("tuple", tuple(items))

@@ -177,3 +177,21 @@ def test_each_function_is_built_with_its_own_numba_options(monkeypatch):
         pycc_compiler.compile_extra(None, None, f.py_func, (), None, Flags(), {}, None)
     flags = got[f.py_func]
     assert flags.fastmath and flags.release_gil and flags.error_model == "numpy" and not flags.boundscheck
+
+
+def test_the_cpu_part_of_the_key_does_not_move_with_the_clock(monkeypatch):
+    """/proc/cpuinfo of a many-core machine is longer than any fixed read, and its MHz lines change
+    width between reads: only the first processor's block keys the kernels."""
+    import io
+
+    def cpuinfo(mhz: str) -> str:
+        block = "processor\t: {i}\nmodel name\t: Some CPU\ncpu MHz\t\t: {mhz}\nflags\t\t: " + "fpu avx2 " * 150 + "\n\n"
+        return "".join(block.format(i=i, mhz=mhz) for i in range(128))
+
+    keys = []
+    for mhz in ("800.000", "3600.125"):
+        text = cpuinfo(mhz)
+        assert len(text) > 1 << 17
+        monkeypatch.setattr(jit, "open", lambda *a, _t=text, **k: io.StringIO(_t), raising=False)
+        keys.append(jit._cpu())
+    assert keys[0] == keys[1] and "model name" in keys[0] and keys[0].count("flags") == 1
