@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import importlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -38,12 +39,31 @@ def extract_base(commit: str, into: Path) -> None:
             tar.extract(member, into, filter="data")
 
 
+def known_settings(cfgm, config_path: Path) -> Path:
+    """`config_path`, or a copy without the sampling and bank settings that `cfgm` (the base's
+    config module, which may predate them) does not know: they are this tree's additions."""
+    raw = json.loads(Path(config_path).read_text())
+    known = {"sampling": {f.name for f in dataclasses.fields(cfgm.ModelSampling)},
+             "resonators": {f.name for f in dataclasses.fields(cfgm.ResonatorConfig)}}
+    sections = [(raw.get("sampling"), known["sampling"]), (raw.get("data", {}).get("resonators"), known["resonators"])]
+    dropped = [key for section, names in sections if section for key in list(section) if key not in names]
+    if not dropped:
+        return Path(config_path)
+    for section, names in sections:
+        for key in [k for k in (section or {}) if k not in names]:
+            del section[key]
+    print(f"{cfgm.__name__}: without {', '.join(dropped)} (unknown there)", file=sys.stderr)
+    out = Path(tempfile.mkdtemp()) / Path(config_path).name
+    out.write_text(json.dumps(raw))
+    return out
+
+
 def setup(package: str, config_path: Path, partials: int):
     """(render function, {name: (model, options)}, notes, pedals) of `package` for a preset."""
     cfgm = importlib.import_module(package + ".config")
     mdl = importlib.import_module(package + ".model")
     syn = importlib.import_module(package + ".render.synthesize")
-    config = cfgm.load_config(config_path)
+    config = cfgm.load_config(known_settings(cfgm, config_path))
     bank = config.data.resonators
     # the bank off: only the fields this tree's ResonatorConfig has (the base may predate some)
     fields = {f.name for f in dataclasses.fields(bank)}

@@ -467,6 +467,11 @@ class ModelSampling:
     # short and dark (its energy above 4 kHz in the first 30 ms is about -46 dB of the note's), while
     # the network samples near-white noise there, which a listener hears as a click on every attack.
     attack_lowpass_hz: float = 0.0
+    # How far that cut-off follows the key of the newest note: attack_lowpass_hz is middle C's, and a
+    # note n semitones above has it times 2**(tracking * n / 12) (0: the same for every key; 1: an
+    # octave per octave, as a synthesizer's key tracking). Why: the recorded hammer is darker in the
+    # bass and brighter in the treble than one cut-off gives (the note sheet's attack by register).
+    attack_lowpass_key_tracking: float = 0.0
     # Models with the resonator bank: past the attacks the innovation is heard directly through two
     # one-pole high-passes at this cut-off (Hz; 0: none). Why: the noise the network samples under
     # held notes lies mostly below 1 kHz (10 dB above the recording's below 500 Hz on the note
@@ -487,6 +492,9 @@ class ModelSampling:
                  self.release_innovation, "must be in [0, 1] or null (null: the sustain innovation share)")
         _require(math.isfinite(self.attack_lowpass_hz) and self.attack_lowpass_hz >= 0, "sampling.attack_lowpass_hz",
                  self.attack_lowpass_hz, "must be a finite number >= 0 (0: the attacks heard unfiltered)")
+        _require(math.isfinite(self.attack_lowpass_key_tracking) and -2 <= self.attack_lowpass_key_tracking <= 2,
+                 "sampling.attack_lowpass_key_tracking", self.attack_lowpass_key_tracking,
+                 "must be a number in [-2, 2] (0: the same cut-off for every key; 1: an octave per octave)")
         _require(math.isfinite(self.sustain_highpass_hz) and self.sustain_highpass_hz >= 0,
                  "sampling.sustain_highpass_hz", self.sustain_highpass_hz, "must be a finite number >= 0 (0: none)")
 
@@ -561,6 +569,9 @@ class SamplingOptions:
         None, "models with the resonator bank: cut-off (Hz) of the two-pole low-pass through which the innovation "
               f"is heard directly during each note's attack (0: unfiltered, as in training; {_OWN})",
         commands=SAMPLING_COMMANDS + _LIVE)
+    attack_lowpass_key_tracking: float | None = _flag(  # see ModelSampling
+        None, "models with the resonator bank: how far that cut-off follows the newest note's key (it is middle C's; "
+              f"0: the same for every key, 1: an octave per octave; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
     sustain_highpass_hz: float | None = _flag(  # see ModelSampling
         None, "models with the resonator bank: cut-off (Hz) of the two one-pole high-passes through which the "
               f"innovation is heard directly past the attacks (0: none; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)

@@ -183,23 +183,24 @@ COINCIDE_HZ = 20.0  # a partial this close to a still-ringing note's partial is 
 
 def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple[float, ...], decay_scale: float,
                    decay_exponent: float, attack_s: float = 0.05, max_hz: float = 7800.0,
-                   sample_rate_hz: int = C.SAMPLE_RATE_HZ, partials: int = MAX_PARTIAL) -> np.ndarray:
+                   sample_rate_hz: int = C.SAMPLE_RATE_HZ, partials: int = MAX_PARTIAL,
+                   delay_s: float = 0.0) -> np.ndarray:
     """float64 [n, 4] (pitch, velocity, k, amplitude) of isolated held notes' partials below `max_hz`
     at `attack_s` after the onset, from [(notes, audio float [n])]: the amplitude of a Hann-windowed
-    probe at the partial's position over `LEVEL_WINDOW` samples from then, referred back from the
-    window's centre with the decay `decay_scale * midi.decay_tau_s(pitch) / k**decay_exponent` (pass
+    probe at the partial's position over `LEVEL_WINDOW` samples from `delay_s` after then, referred back
+    from the window's centre with the decay `decay_scale * midi.decay_tau_s(pitch) / k**decay_exponent` (pass
     the bank's: a bank set to this amplitude then rings as the recording does). A partial within
     `COINCIDE_HZ` of a partial of an earlier note still sounding (pedalled) is skipped: the probe
     would add that note's."""
     hann = np.hanning(LEVEL_WINDOW)
     n = np.arange(LEVEL_WINDOW)
-    centre_s = LEVEL_WINDOW / 2 / sample_rate_hz
+    centre_s = delay_s + LEVEL_WINDOW / 2 / sample_rate_hz  # the window's centre after the attack end
     ks = np.arange(1, partials + 1)
     rows = []
     for notes, x in pieces:
         for i in range(len(notes)):
             t0 = notes.onset_s[i] + attack_s
-            a = int(round(t0 * sample_rate_hz))
+            a = int(round((t0 + delay_s) * sample_rate_hz))
             end = (a + LEVEL_WINDOW) / sample_rate_hz
             if end > notes.offset_s[i] or not isolated(notes, i, end, len(x), sample_rate_hz):
                 continue
@@ -289,12 +290,17 @@ def main(argv=None) -> int:
                          f"partials, else {MAX_PARTIAL})")
     ap.add_argument("--shared-slopes", action="store_true",
                     help="one velocity slope per partial for every pitch (default: a slope per pitch and partial)")
+    ap.add_argument("--level-delay", type=float, default=0.0,
+                    help="measure the levels this many seconds after the attack's end and refer them back along "
+                         "the bank's decay (default 0; docs/evaluation.md: later reads fewer notes, no better)")
     ap.add_argument("-c", "--config", default=None,
                     help="the model's config: its bank's decays, attack_s and max_hz are used for the partial "
                          "levels (default: the decays fitted here, attack 0.05 s, 7800 Hz)")
     args = ap.parse_args(argv)
     if args.level_step < 1:
         ap.error("--level-step must be >= 1")
+    if not 0.0 <= args.level_delay <= 1.0:
+        ap.error("--level-delay must be between 0 and 1 s")
     if args.level_partials is None:
         bank_config = load_config(args.config).data.resonators if args.config is not None else None
         args.level_partials = (max(bank_config.partials, bank_config.synthesis_partials, MAX_PARTIAL)
@@ -325,7 +331,8 @@ def main(argv=None) -> int:
     else:
         level_bank = dict(decay_scale=bank.get("decay_scale", 0.5), decay_exponent=bank.get("decay_exponent", 1.0),
                           attack_s=0.05, max_hz=7800.0)
-    levels = measure_levels(pieces, tuning, stiffness, **level_bank, partials=args.level_partials)
+    levels = measure_levels(pieces, tuning, stiffness, **level_bank, partials=args.level_partials,
+                            delay_s=args.level_delay)
     if len(levels) >= 20 * MAX_PARTIAL:
         pitches, table, slopes, level_err = fit_levels(levels, partials=args.level_partials, grid_step=args.level_step,
                                                        slope_table=not args.shared_slopes)

@@ -19,7 +19,7 @@ import torch
 
 from midi2wave.conditioning import resonators as rs
 from midi2wave.config import (SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConfig, ModelSampling, SamplingOptions,
-                              config_differences, config_from_dict)
+                              config_differences, config_from_dict, load_config)
 from midi2wave.render.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
 from helpers import bank_model, random_inputs
@@ -292,7 +292,10 @@ def test_both_engines_lock_the_levels_and_the_lock_changes_the_notes_after_their
     assert not np.array_equal(free[first:first + 400], locked[first:first + 400])
 
 
-def test_fit_partials_recovers_the_levels_and_their_velocity_slopes():
+@pytest.mark.parametrize("delay_s", [0.0, 0.1])
+def test_fit_partials_recovers_the_levels_and_their_velocity_slopes(delay_s: float):
+    """The levels at the attack's end, measured there or `delay_s` later and referred back along the
+    decay (broken once: not referred back, the later window reads the levels low)."""
     rng = np.random.default_rng(5)
     pitches = rng.permutation(np.repeat(np.arange(45, 76, 2), 3))
     velocities = rng.choice([40, 64, 100], len(pitches))
@@ -313,7 +316,7 @@ def test_fit_partials_recovers_the_levels_and_their_velocity_slopes():
             hz = float(rs.partial_hz(int(p), k))
             amp = 10 ** (true_db(int(p), int(v), k) / 20) * math.exp(0.05 / tau)  # level at the attack end
             x += sounding * amp * np.exp(-(t - on) / tau) * np.sin(2 * np.pi * hz * (t - on) + rng.uniform(0, 6.3))
-    obs = fit_partials.measure_levels([(notes, x)], (), (), 0.6, 0.0, attack_s=0.05)
+    obs = fit_partials.measure_levels([(notes, x)], (), (), 0.6, 0.0, attack_s=0.05, delay_s=delay_s)
     assert (obs[:, 2] <= 4).sum() == 4 * len(pitches)  # every held note, each partial
     grid, table, slope_table, err = fit_partials.fit_levels(obs, partials=4)
     assert err < 0.3
@@ -420,3 +423,81 @@ def test_a_released_model_takes_the_levels_and_sampling_of_its_own_config_only()
     with pytest.raises(ConfigError, match="data.resonators.kappa: differs"):
         bare.with_synthesis_settings_from(dataclasses.replace(
             fitted, data=DataConfig(resonators=dataclasses.replace(BANK, kappa=0.03))))
+
+
+def test_levels_bound_fits_the_table_to_a_note_sheets_reference(tmp_path, capsys):
+    """scripts/levels_bound.py: the level table fitted to a note sheet's reference notes (synthetic
+    partials of known level, decaying as the bank does), printed inside the whole config."""
+    import json
+
+    import soundfile as sf
+
+    import levels_bound
+
+    raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
+    raw["data"]["resonators"].update(partials=4, synthesis_partials=0)  # four partials: a quick fit
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(raw))
+    bank = load_config(config_path).data.resonators
+    rng = np.random.default_rng(7)
+    pitches = np.repeat(np.arange(45, 76, 3), 3)
+    velocities = np.tile([40, 64, 100], len(pitches) // 3)
+    onsets = 0.5 + 1.2 * np.arange(len(pitches))
+    t = np.arange(int((onsets[-1] + 1.5) * SR)) / SR
+    x = 1e-6 * rng.standard_normal(len(t))
+
+    def true_db(p, v, k):
+        return -20.0 - 6.0 * (k - 1) - 0.2 * (p - 60) + 1.2 * 20 * math.log10(v / 64)
+
+    for on, p, v in zip(onsets, pitches, velocities):
+        sounding = (t >= on) & (t < on + 0.8)
+        for k in range(1, 5):
+            tau = bank.decay_scale * float(decay_tau_s(int(p))) / k ** bank.decay_exponent
+            hz = float(rs.partial_hz(int(p), k, bank.tuning_cents, bank.inharmonicity))
+            amp = 10 ** (true_db(p, v, k) / 20) * math.exp(bank.attack_s / tau)  # the level at the attack end
+            x += sounding * amp * np.exp(-(t - on) / tau) * np.sin(2 * np.pi * hz * (t - on))
+    sheet = tmp_path / "sheet"
+    (sheet / "audio").mkdir(parents=True)
+    sf.write(sheet / "audio" / "reference_2018.wav", x, SR, subtype="FLOAT")
+    notes = [{"pitch": int(p), "velocity": int(v), "onset_s": float(o)} for p, v, o in zip(pitches, velocities, onsets)]
+    (sheet / "note_sheet.json").write_text(json.dumps({"sheet": {"hold_seconds": 0.8},
+                                                       "per_note": {"reference": {"2018": notes}}}))
+    assert levels_bound.main([str(sheet), "-c", str(config_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sampling"] == json.loads(config_path.read_text())["sampling"]  # the rest of -c as it was
+    fitted = dataclasses.replace(bank, **{k: v for k, v in out["data"]["resonators"].items()
+                                          if k in ("level_pitches", "levels_db", "level_velocity_slope_table",
+                                                   "level_velocity_slopes")})
+    for p in (48, 60, 72):
+        for k in (1, 2, 4):
+            for v in (40, 100):
+                got = 20 * np.log10(rs.fitted_levels(np.array([p]), np.array([v]), np.array([k]), fitted)[0])
+                assert abs(got - true_db(p, v, k)) < 1.0, (p, k, v, got, true_db(p, v, k))
+    with pytest.raises(SystemExit):
+        levels_bound.main([str(tmp_path / "missing"), "-c", str(config_path)])
+
+
+def test_after_a_prime_ending_mid_attack_the_lock_rises_instead_of_snapping():
+    """A prime (teacher-forced audio, here near silence) ending 25 ms into a note's attack: the
+    partials glide to their levels' trajectory over PRIME_FADE_SAMPLES instead of jumping there in
+    one sample (broken once: at once the fundamental grew 1200-fold in a sample, a click), and
+    reach it."""
+    notes = Notes(np.array([0.1]), np.array([1.0]), np.array([60], np.int16), np.array([90], np.int16))
+    n_samples = 8000
+    sched = rs.schedule(notes, 0, n_samples, SR, dataclasses.replace(BANK, **LEVELS)).for_sampling(partial_levels=1.0)
+    end = int(sched.start[0]) + 400
+    assert end + rs.PRIME_FADE_SAMPLES < int(sched.attack_end[0])
+    given = (1e-3 * np.random.default_rng(1).normal(size=n_samples)).astype(np.float32)
+    bank = rs.BankBatch([sched])
+    amps = []
+    for t in range(n_samples):
+        primed = t < end
+        bank.step(t, primed, True, np.array([given[t] if primed else 0.0], np.float32))
+        amps.append(np.abs(bank.state.re[0, :len(sched)] + 1j * bank.state.im[0, :len(sched)]))
+    a = np.array(amps)
+    steps = a[end:end + 200] / np.maximum(a[end - 1:end + 199], 1e-30)
+    assert steps.max() < 2.0, steps.max(axis=0)
+    attack_end = int(sched.attack_end[0])
+    assert a[end - 1, 0] < 0.01 * a[attack_end - 1, 0]  # the prime left the partials far below their levels
+    reached = a[end + rs.PRIME_FADE_SAMPLES:attack_end, 0] / a[attack_end - 1, 0]
+    assert reached.min() > 0.9  # on the trajectory from the end of the glide (it decays to the attack end)

@@ -58,6 +58,8 @@ class Schedule:
     kappa_sustain: float64 [n] (the gain is kappa before attack_end, kappa_sustain from then on);
     level: float64 [n], the oscillator's fitted amplitude at attack_end (0: none;
     `ResonatorConfig.levels_db`), which synthesis moves it towards by `partial_levels`.
+    pitch: float64 [n], the MIDI pitch of the oscillator's note (the attacks' low-pass follows it:
+    `attack_key_tracking`).
     synthesis_only: float64 [n], 1 for a partial above the analysis's `partials`
     (`ResonatorConfig.synthesis_partials`): `analyze` leaves them out (`for_analysis`), so the
     network's training target is the same with or without them.
@@ -82,11 +84,12 @@ class Schedule:
     gain_hold_decay: np.ndarray
     gain_release_decay: np.ndarray
     level: np.ndarray
+    pitch: np.ndarray
     synthesis_only: np.ndarray
 
     FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain",
               "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level",
-              "synthesis_only")
+              "pitch", "synthesis_only")
     TIME_FIELDS = ("start", "release", "stop", "attack_end")
     # The innovation gain's floor (ResonatorConfig.gain_floor); None: no gain (g = 1).
     gain_floor: float | None = None
@@ -107,6 +110,10 @@ class Schedule:
     # Synthesis only: the pole of the two-pole low-pass through which the innovation is heard
     # directly during attacks (`attack_lowpass_pole`; 0: unfiltered; `ModelSampling.attack_lowpass_hz`).
     attack_pole: float = 0.0
+    # Synthesis only: the attacks' low-pass follows the newest note's pitch: its cut-off is the one of
+    # `attack_pole` times 2**(attack_key_tracking * (pitch - KEY_TRACKING_PITCH) / 12) (0: the same
+    # for every key; 1: an octave per octave; `ModelSampling.attack_lowpass_key_tracking`).
+    attack_key_tracking: float = 0.0
     # Synthesis only: the rate of the two one-pole high-passes through which the innovation is heard
     # directly past the attacks (`highpass_rate`; 0: none; `ModelSampling.sustain_highpass_hz`).
     sustain_highpass: float = 0.0
@@ -137,7 +144,7 @@ class Schedule:
     def for_sampling(self, sustain_innovation: float = 1.0, partial_levels: float = 0.0,
                      release_innovation: float | None = None, attack_pole: float = 0.0,
                      release_pole: float | None = None, sustain_highpass: float = 0.0,
-                     direct_dc_rate: float = 0.0) -> "Schedule":
+                     direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
         directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
         once all of them are released (`direct_share`), hears the attacks through the low-pass of pole
@@ -146,7 +153,8 @@ class Schedule:
         year's room: `release_pole_for`), lets every partial decay by it after its release, ringing
         until 5 of its time constants have passed (`stop`; the analysis's tail may be shorter).
         `direct_dc_rate`: the drift remover's rate (`highpass_rate(DIRECT_DC_HZ, sr)`), needed with
-        either filter."""
+        either filter. `attack_key_tracking`: how far the attacks' cut-off follows the newest note's
+        pitch (see the field)."""
         for what, share in (("sustain_innovation", sustain_innovation), ("release_innovation", release_innovation),
                             ("partial_levels", partial_levels)):
             if share is not None and not 0.0 <= float(share) <= 1.0:
@@ -154,6 +162,8 @@ class Schedule:
         if not all(0.0 <= float(v) < 1.0 for v in (attack_pole, sustain_highpass, direct_dc_rate)):
             raise ValueError(f"filter poles and rates must lie in [0, 1), got attack pole {attack_pole}, "
                              f"high-pass rate {sustain_highpass}, drift rate {direct_dc_rate}")
+        if not math.isfinite(attack_key_tracking):
+            raise ValueError(f"the attacks' key tracking must be finite, got {attack_key_tracking}")
         if release_pole is not None and not 0.0 < float(release_pole) < 1.0:
             raise ValueError(f"the release pole must lie in (0, 1), got {release_pole}")
         if (attack_pole > 0.0 or sustain_highpass > 0.0) and not direct_dc_rate > 0.0:
@@ -161,7 +171,8 @@ class Schedule:
         release = sustain_innovation if release_innovation is None else release_innovation
         out = dataclasses.replace(self, sustain_innovation=float(sustain_innovation), partial_levels=float(partial_levels),
                                   release_innovation=float(release), attack_pole=float(attack_pole),
-                                  sustain_highpass=float(sustain_highpass), direct_dc_rate=float(direct_dc_rate))
+                                  sustain_highpass=float(sustain_highpass), direct_dc_rate=float(direct_dc_rate),
+                                  attack_key_tracking=float(attack_key_tracking))
         if release_pole is not None:
             out.r_release = np.full_like(self.r_release, float(release_pole))
             out.stop = np.maximum(self.stop, self.release + room_tail_samples(float(release_pole)))
@@ -175,6 +186,20 @@ class Schedule:
         zeros = np.zeros_like(self.gain_attack)
         return dataclasses.replace(self, gain_attack=zeros, gain_sustain=zeros.copy(), gain_floor=None,
                                    pre_emphasis=0.0, noise_lowpass=0.0)
+
+
+# The key whose attacks the low-pass's own cut-off is for when it follows the keys (middle C;
+# `Schedule.attack_key_tracking`).
+KEY_TRACKING_PITCH = 60.0
+
+
+@_njit
+def tracked_pole(pole, tracking, pitch):
+    """The attacks' low-pass pole for a note of this pitch: exp(-2 pi f 2**(tracking (pitch - 60) / 12) / sr)
+    from the pole exp(-2 pi f / sr) of middle C (the same pole with no tracking or no filter)."""
+    if tracking == 0.0 or pole <= 0.0:
+        return pole
+    return pole ** (2.0 ** (tracking * (pitch - KEY_TRACKING_PITCH) / 12.0))
 
 
 def attack_lowpass_pole(cutoff_hz: float, sample_rate_hz: int) -> float:
@@ -339,6 +364,7 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
         gain_hold_decay=-1.0 / (config.gain_decay_scale * tau[note_idx] * sr),
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
         level=fitted_levels(pitch[note_idx], velocity[note_idx], partial, config),
+        pitch=pitch[note_idx].astype(np.float64),
         synthesis_only=(partial > config.partials).astype(np.float64),
     )
 
@@ -350,7 +376,12 @@ class BankState:
     element's schedule of the active oscillators; n_active, next: int64 [B]; n_prev, u_prev: float64 [B],
     the last innovation over its gain and its shaped value (the noise-shaping filter's state); dc, lp1, lp2, lf1, lf2:
     float64 [B], the direct path's high-pass and the attacks' two-pole low-pass states; hammer: float64
-    [B], the samples the attacks have lasted without a break (the hammer's rise, `bank_step`).
+    [B], the samples the attacks have lasted without a break (the hammer's rise, `bank_step`);
+    bright_gain, bright_share: float64 [B], the innovation gain and the direct share at the last
+    sample past the attacks (the sustain's path fades out at an attack's start at that level);
+    since_prime, prime_carry: float64 [B], the samples since the last teacher-forced one (from
+    PRIME_FADE_SAMPLES on: none lately) and what the output carries of the given audio's residual
+    after it.
     """
 
     def __init__(self, batch_size: int, capacity: int = 64) -> None:
@@ -367,6 +398,10 @@ class BankState:
         self.lf1 = np.zeros(batch_size)
         self.lf2 = np.zeros(batch_size)
         self.hammer = np.zeros(batch_size)
+        self.bright_gain = np.zeros(batch_size)
+        self.bright_share = np.zeros(batch_size)
+        self.since_prime = np.full(batch_size, float(PRIME_FADE_SAMPLES))
+        self.prime_carry = np.zeros(batch_size)
 
     def reset(self) -> "BankState":
         self.re[:] = 0.0
@@ -381,6 +416,10 @@ class BankState:
         self.lf1[:] = 0.0
         self.lf2[:] = 0.0
         self.hammer[:] = 0.0
+        self.bright_gain[:] = 0.0
+        self.bright_share[:] = 0.0
+        self.since_prime[:] = PRIME_FADE_SAMPLES
+        self.prime_carry[:] = 0.0
         return self
 
     def ensure_capacity(self, needed: int) -> None:
@@ -469,6 +508,10 @@ ATTACK_FADE_SAMPLES = 160
 # the start of the attacks (4 ms at 16 kHz), a raised cosine: the recorded attack starts softly, and
 # the sampled noise at full level from the first sample was a click in the treble.
 HAMMER_RISE_SAMPLES = 64
+# After a prime (teacher-forced samples) the given audio's residual fades out of the output, and the
+# partial levels' lock rises from nothing, over this many samples (5 ms at 16 kHz): switched in one
+# sample, the output stepped and every partial in its attack jumped to its level (a click).
+PRIME_FADE_SAMPLES = 80
 
 
 @_njit
@@ -492,6 +535,17 @@ def hammer_rise(k):
     if k >= HAMMER_RISE_SAMPLES:
         return 1.0
     return 0.5 - 0.5 * math.cos(math.pi * k / HAMMER_RISE_SAMPLES)
+
+
+@_njit
+def hammer_count(weight):
+    """The count k at which `hammer_rise`(k) = weight (0..1): where an attack that begins while the
+    attack path still has this weight in the direct path (`attack_fade`) goes on rising from."""
+    if weight <= 0.0:
+        return 0.0
+    if weight >= 1.0:
+        return float(HAMMER_RISE_SAMPLES)
+    return HAMMER_RISE_SAMPLES * math.acos(1.0 - 2.0 * weight) / math.pi
 
 
 @_njit
@@ -739,13 +793,13 @@ def unit_phasors(omega, cos_out, sin_out):
 # running latest release per stream (`direct_share`) and the shared settings.
 BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
     "offsets", "held_until", "cos_omega", "sin_omega", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_innovation",
-    "release_innovation", "partial_levels", "attack_pole", "sustain_highpass", "direct_dc_rate"))
+    "release_innovation", "partial_levels", "attack_pole", "attack_key_tracking", "sustain_highpass", "direct_dc_rate"))
 
 # The streams' bank state (`BankBatch.streams`, updated in place): re, im, idx [B, capacity], n_active,
 # next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), dc, lp1, lp2, lf1, lf2 [B] (the
 # direct path's filters), and per sample p, g, e [B] float64 (prediction, innovation gain, innovation fed to the oscillators).
 BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
-                                         "hammer",
+                                         "hammer", "bright_gain", "bright_share", "since_prime", "prime_carry",
                                          "p", "g", "e"))
 
 # One sample of a batch of streams through the bank (`bank_step`'s buffers, float32 / int64 [B]):
@@ -801,12 +855,19 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     turns a drifted sample into a step): while a note is in its attack (`in_attack`) L(d), L the
     two-pole low-pass (1 - a)^2 / (1 - a z^-1)^2 (d without it), rising over `HAMMER_RISE_SAMPLES`
     from the start of the attacks (`hammer_rise` of the count `hammer`: a note struck in another's
-    attack does not restart it, which stepped the direct path), which then also drives the
-    oscillators (a dark hammer);
+    attack does not restart it, which stepped the direct path, and one struck while the direct path
+    fades from the attack's path goes on from that path's weight, `hammer_count`), which then also drives the
+    oscillators (a dark hammer), while the sustain's path below fades out over the same rise, fed the
+    innovation at the gain and share of the last sample past the attacks (`bright_gain`,
+    `bright_share`: cut at the onset it stepped, and at the attack's gain it would pass a white burst);
     past the attacks share * Hs(d), Hs two one-pole high-passes of rate `sustain_highpass`, faded in
     from the attack's path over `ATTACK_FADE_SAMPLES` (`attack_fade`: switched in one sample, the
     direct path stepped, a click 50 ms into every note); the filters' states follow the innovation
     at every unprimed sample;
+    after a prime (teacher-forced samples) the output fades from the given audio's last residual over
+    `PRIME_FADE_SAMPLES` (`prime_carry`, with a direct-path filter on) and the partial levels' lock rises
+    from nothing over as many (`since_prime`): switched at once, the output stepped and every
+    partial in its attack jumped to its level;
     the innovation e_t is g_t * n_t where the output got a share or the low-pass, else audio - p_t (a primed
     sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
     the oscillators get e_t (`batch_update`, moving to their levels unless primed). `sample`: a
@@ -822,10 +883,15 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     hp_rate = bank.sustain_highpass
     dc_rate = bank.direct_dc_rate
     filtered = pole > 0.0 or hp_rate > 0.0
+    tracking = bank.attack_key_tracking
     for b in range(b0, b1):
         v = sample.value[b]
         p = streams.p[b]
         g = streams.g[b]
+        # the attacks' low-pass of this stream: its cut-off follows the newest note's key
+        pole_b = pole
+        if tracking != 0.0 and streams.next[b] > 0:
+            pole_b = tracked_pole(pole, tracking, bank.pitch[bank.offsets[b] + streams.next[b] - 1])
         share = 1.0
         attack = False
         heard = 0.0
@@ -842,20 +908,37 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
                                      bank.held_until[o0:o1])
             heard = share * nt * g
             if filtered:  # the direct path without the innovation's drift
-                drift_free, dark, bright = direct_filters(nt * g, b, dc_rate, pole, hp_rate, streams)
+                # in an attack the sustain's high-pass hears the innovation at the gain before it
+                # (it fades out there: at the attack's gain it would be a white burst)
+                held = streams.bright_gain[b] / g if attack and pole > 0.0 else 1.0
+                drift_free, dark, bright = direct_filters(nt * g, b, dc_rate, pole_b, hp_rate, streams, held)
                 heard = drift_free
                 if attack and pole > 0.0:  # the hammer, heard through the low-pass, rising from
                     # the attacks' start (a note struck in another's attack goes on rising: no restart)
+                    # while the sustain's path fades out (cut, it stepped: a white line at the onset)
                     streams.hammer[b] = min(streams.hammer[b] + 1.0, HAMMER_RISE_SAMPLES)
-                    heard = dark * hammer_rise(streams.hammer[b])
+                    rise = hammer_rise(streams.hammer[b])
+                    heard = dark * rise + (1.0 - rise) * streams.bright_share[b] * bright
                 elif not attack:  # past the attacks, through the high-pass (share: 1 in silence),
                     # faded in from the attack's path over ATTACK_FADE_SAMPLES (a switch is a click)
-                    streams.hammer[b] = 0.0
                     fade = attack_fade(t, streams.next[b], bank.attack_end[o0:o1])
+                    # a note struck during the fade rises from the attack path's weight now, not from zero
+                    streams.hammer[b] = hammer_count(fade)
                     heard = share * bright
+                    streams.bright_gain[b] = g
+                    streams.bright_share[b] = share
                     if fade > 0.0:
                         heard = fade * (dark if pole > 0.0 else drift_free) + (1.0 - fade) * heard
-            level, v = quantize_sum(p, heard)
+            # after a prime the given audio's last residual fades out (switched, the output stepped)
+            carried = 0.0
+            k_prime = streams.since_prime[b]
+            if k_prime < PRIME_FADE_SAMPLES:
+                if filtered:
+                    if k_prime == 0.0:
+                        streams.prime_carry[b] -= heard
+                    carried = streams.prime_carry[b] * (0.5 + 0.5 * math.cos(math.pi * k_prime / PRIME_FADE_SAMPLES))
+                streams.since_prime[b] = k_prime + 1.0
+            level, v = quantize_sum(p, heard + carried)
             sample.value[b] = v
             sample.level[b] = level
         if not primed and (share < 1.0 or filtered):  # the output got a share or a filtered copy: the bank and
@@ -864,8 +947,11 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
         else:
             streams.e[b] = np.float64(v) - p
         nt = streams.e[b] / g
+        if primed:  # the given audio's residual, which the output fades from after the prime
+            streams.prime_carry[b] = streams.e[b]
+            streams.since_prime[b] = 0.0
         if filtered and primed:  # the filters follow the given audio's innovation too
-            direct_filters(streams.e[b], b, dc_rate, pole, hp_rate, streams)
+            direct_filters(streams.e[b], b, dc_rate, pole_b, hp_rate, streams, 1.0)
         ut = unshape_noise(nt, emphasis, lowpass, streams.n_prev[b], streams.u_prev[b])
         if innovation_input:  # the network reads the (noise-shaped) innovation over the gain, on the 16-bit grid
             level_e, in_v = quantize_sum(min(max(ut, -1.0), 1.0), 0.0)
@@ -875,20 +961,26 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
         streams.u_prev[b] = ut
         if attack and pole > 0.0:  # the strings are struck by the dark hammer the listener hears (the network read all of it)
             streams.e[b] = heard
-    batch_update(t, b0, b1, 0.0 if primed else bank.partial_levels, bank, streams)
+    # the lock rises from nothing over PRIME_FADE_SAMPLES after a prime (the analysis held the partials there:
+    # locked at once, every partial in its attack stepped to its level)
+    lock = 0.0
+    if not primed and b1 > b0:
+        lock = bank.partial_levels * min(1.0, streams.since_prime[b0] / PRIME_FADE_SAMPLES)
+    batch_update(t, b0, b1, lock, bank, streams)
 
 
 @_njit_inline
-def direct_filters(x, b, dc_rate, pole, hp_rate, streams):
+def direct_filters(x, b, dc_rate, pole, hp_rate, streams, held):
     """Move stream b's direct-path filters on by the innovation x (`bank_step`, once per sample):
-    returns (x without its drift, that through the attacks' two-pole low-pass, that through the
-    sustain's two one-pole high-passes). Local names differ from the kernel's (see `bank_step`)."""
+    returns (x without its drift, that through the attacks' two-pole low-pass, that times `held`
+    through the sustain's two one-pole high-passes). Local names differ from the kernel's (see
+    `bank_step`)."""
     streams.dc[b] += dc_rate * (x - streams.dc[b])
     drift_free = x - streams.dc[b]
     streams.lp1[b] = (1.0 - pole) * drift_free + pole * streams.lp1[b]
     streams.lp2[b] = (1.0 - pole) * streams.lp1[b] + pole * streams.lp2[b]
-    streams.lf1[b] += hp_rate * (drift_free - streams.lf1[b])
-    lf_h1 = drift_free - streams.lf1[b]
+    streams.lf1[b] += hp_rate * (held * drift_free - streams.lf1[b])
+    lf_h1 = held * drift_free - streams.lf1[b]
     streams.lf2[b] += hp_rate * (lf_h1 - streams.lf2[b])
     return drift_free, streams.lp2[b], lf_h1 - streams.lf2[b]
 
@@ -928,6 +1020,7 @@ class BankBatch:
         self.release_innovation = float(shared("the release innovation share", lambda s: s.release_innovation, 1.0))
         self.partial_levels = float(shared("the partial levels share", lambda s: s.partial_levels, 0.0))
         self.attack_pole = float(shared("the attacks' low-pass", lambda s: s.attack_pole, 0.0))
+        self.attack_key_tracking = float(shared("the attacks' key tracking", lambda s: s.attack_key_tracking, 0.0))
         self.sustain_highpass = float(shared("the sustain high-pass", lambda s: s.sustain_highpass, 0.0))
         self.direct_dc_rate = float(shared("the drift remover", lambda s: s.direct_dc_rate, 0.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
@@ -963,12 +1056,14 @@ class BankBatch:
                           pre_emphasis=self.pre_emphasis, noise_lowpass=self.noise_lowpass,
                           sustain_innovation=self.sustain_innovation, release_innovation=self.release_innovation,
                           partial_levels=self.partial_levels, attack_pole=self.attack_pole,
+                          attack_key_tracking=self.attack_key_tracking,
                           sustain_highpass=self.sustain_highpass, direct_dc_rate=self.direct_dc_rate)
 
     def _streams(self) -> BankStreams:
         """The streams' state as numba reads it (views: `bank_step` updates it in place)."""
         s = self.state
-        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, self.p, self.g, self.e)
+        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.since_prime,
+                           s.prime_carry, self.p, self.g, self.e)
 
     def step(self, t: int, primed: bool, innovation_input: bool, value: np.ndarray) -> BankSample:
         """`bank_step` of sample t for every stream, from the network's samples `value` (float32 [B]):
@@ -1029,13 +1124,14 @@ class LiveBank:
     def __init__(self, config: ResonatorConfig, sample_rate_hz: int, sustain_innovation: float = 1.0,
                  release_innovation: float = 1.0, partial_levels: float = 0.0, capacity: int = 4096,
                  attack_pole: float = 0.0, year: int | None = None, sustain_highpass: float = 0.0,
-                 direct_dc_rate: float = 0.0) -> None:
+                 direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0) -> None:
         self.config, self.sample_rate_hz, self.capacity = config, int(sample_rate_hz), int(capacity)
         floor, emphasis, lowpass = _settings(config)
         template = Schedule.empty(floor, emphasis, lowpass).for_sampling(sustain_innovation, partial_levels,
                                                                          release_innovation, attack_pole,
                                                                          sustain_highpass=sustain_highpass,
-                                                                         direct_dc_rate=direct_dc_rate)
+                                                                         direct_dc_rate=direct_dc_rate,
+                                                                         attack_key_tracking=attack_key_tracking)
         self.release_pole = release_pole_for(config, year, self.sample_rate_hz)  # the year's room
         self.tail = max(int(math.ceil(config.release_tail_s * sample_rate_hz)), room_tail_samples(self.release_pole))
         for name in Schedule.FIELDS:
@@ -1052,10 +1148,12 @@ class LiveBank:
                                  sustain_innovation=template.sustain_innovation,
                                  release_innovation=template.release_innovation,
                                  partial_levels=template.partial_levels, attack_pole=template.attack_pole,
+                                 attack_key_tracking=template.attack_key_tracking,
                                  sustain_highpass=template.sustain_highpass,
                                  direct_dc_rate=template.direct_dc_rate)
         s = self.state
-        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, self.p, self.g, self.e)
+        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.since_prime,
+                           s.prime_carry, self.p, self.g, self.e)
         self.reset()
 
     @property

@@ -444,6 +444,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
             "release_innovation": float(sampling.release_innovation) if config.data.resonators.enabled else None,
             "partial_levels": float(sampling.partial_levels) if config.data.resonators.levels_db else None,
             "attack_lowpass_hz": float(sampling.attack_lowpass_hz) if config.data.resonators.enabled else None,
+            "attack_lowpass_key_tracking": (float(sampling.attack_lowpass_key_tracking)
+                                            if config.data.resonators.enabled else None),
             "sustain_highpass_hz": float(sampling.sustain_highpass_hz) if config.data.resonators.enabled else None,
             "room_years": list(config.data.resonators.room_years) or None,
             "chunk_seconds": chunk_seconds,

@@ -150,6 +150,7 @@ class LiveSynth:
         self.bank = resonators.LiveBank(bank_config, self.sr, o.sustain_innovation, o.release_innovation,
                                         o.partial_levels, capacity=bank_capacity,
                                         attack_pole=resonators.attack_lowpass_pole(o.attack_lowpass_hz, self.sr),
+                                        attack_key_tracking=float(o.attack_lowpass_key_tracking or 0.0),
                                         year=year if data.use_year else None,
                                         sustain_highpass=resonators.highpass_rate(o.sustain_highpass_hz, self.sr),
                                         direct_dc_rate=(resonators.highpass_rate(resonators.DIRECT_DC_HZ, self.sr)
