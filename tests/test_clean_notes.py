@@ -258,6 +258,9 @@ def test_the_attacks_low_pass_follows_the_key():
     assert abs(flat) < 1.0, flat
     assert tracked > 15.0, tracked  # cut-offs 2**(0.6 * 4) = 5.3 times apart
     assert np.array_equal(attack_high_db(60, 0.6)[1], attack_high_db(60, 0.0)[1])
+    # the option reaches the rendered rows' schedules (broken once: dropped in rows.py)
+    options = SamplingOptions(attack_lowpass_hz=700.0, attack_lowpass_key_tracking=0.6).resolve()
+    assert sampled_schedules([rs.schedule(NOTES, 0, T, SR, BANK)], options)[0].attack_key_tracking == 0.6
     with pytest.raises(ConfigError, match="attack_lowpass_key_tracking"):
         ModelSampling(attack_lowpass_key_tracking=3.0)
     with pytest.raises(ConfigError, match="attack_lowpass_key_tracking"):

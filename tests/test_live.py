@@ -272,7 +272,7 @@ def test_play_writes_the_engines_offline_render_and_overwrites_only_with_force(p
     out = tmp_path / "p.wav"
     argv = ["play", piece, "--no-audio", "-o", str(out), "--end", "3.4", "--year", "2011", "--seed", "3",
             "--sustain-temperature", "0.5", "--sustain-innovation", "0.7", "--release-innovation", "0.2",
-            "--partial-levels", "1", "--attack-lowpass-hz", "900", "-q"]
+            "--partial-levels", "1", "--attack-lowpass-hz", "900", "--attack-lowpass-key-tracking", "0.6", "-q"]
     assert cli.main(argv) == 0
     got, sr = soundfile.read(out, dtype="int16")
     want = _render(model, piece, 16000)
@@ -280,3 +280,34 @@ def test_play_writes_the_engines_offline_render_and_overwrites_only_with_force(p
     assert np.array_equal(got, np.clip(np.round(want * 32768), -32768, 32767).astype(np.int16))
     assert cli.main(argv) == 2  # exists
     assert cli.main(argv + ["--force"]) == 0
+
+
+def test_the_attacks_low_pass_follows_the_newest_key_whatever_the_bank_compacts():
+    """The key the attacks' low-pass follows (`BankState.attack_key`) is the newest note's, the
+    highest of notes starting together in whatever order they came, and stays so when the live
+    bank compacts its rows: looked up by row, a stopped newest note's rows compacted away left the
+    held bass note's key in its place (broken once: the key not kept reads 60, the default)."""
+    assert OPTIONS.attack_lowpass_key_tracking  # the live tests render with it
+    bank = rs.LiveBank(BANK, SR, capacity=64)
+
+    def run(t0: int, t1: int) -> None:
+        for t in range(t0, t1):
+            rs.batch_predict(t, 0, 1, bank.arrays, bank.streams)
+
+    bank.add_note(30, 90, 0)  # held throughout
+    treble = bank.add_note(96, 80, 100)
+    bank.release_note(treble, 200)
+    rows = bank.ranges[treble]
+    stopped = int(bank.stop[rows[0]:rows[1]].max()) + 10  # the treble note's rows stopped
+    run(0, stopped)
+    assert bank.state.attack_key[0] == 96.0
+    assert bank.compact() > 0
+    assert bank.pitch[int(bank.state.next[0]) - 1] == 30.0  # the row behind the position is the held note's
+    assert bank.state.attack_key[0] == 96.0
+    for first, second in ((50, 70), (70, 50)):  # a chord: its highest key, in either order
+        start = stopped
+        bank.add_note(first, 90, start)
+        bank.add_note(second, 90, start)
+        run(start, start + 1)
+        assert bank.state.attack_key[0] == 70.0, (first, second)
+        stopped += 10

@@ -501,3 +501,21 @@ def test_after_a_prime_ending_mid_attack_the_lock_rises_instead_of_snapping():
     assert a[end - 1, 0] < 0.01 * a[attack_end - 1, 0]  # the prime left the partials far below their levels
     reached = a[end + rs.PRIME_FADE_SAMPLES:attack_end, 0] / a[attack_end - 1, 0]
     assert reached.min() > 0.9  # on the trajectory from the end of the glide (it decays to the attack end)
+
+
+def test_fit_partials_reads_a_partial_off_its_fitted_position_with_the_search():
+    """A partial 15 cents above its fitted position: a probe at the position reads it far too low,
+    the spectrum's peak within --level-search-cents 30 reads its level (broken once: the peak not
+    searched)."""
+    onset = 0.1
+    notes = Notes(np.array([onset]), np.array([onset + 0.8]), np.array([72], np.int16), np.array([64], np.int16))
+    t = np.arange(int(1.2 * SR)) / SR
+    hz = float(rs.partial_hz(72, 8)) * 2.0 ** (15.0 / 1200.0)
+    x = 0.01 * np.where(t >= onset, 1.0, 0.0) * np.sin(2 * np.pi * hz * t)  # no decay: exponent 0, a long tau
+    rows = {}
+    for cents in (0.0, 30.0):
+        obs = fit_partials.measure_levels([(notes, x)], (), (), 1e6, 0.0, attack_s=0.05, partials=8,
+                                          search_cents=cents)
+        rows[cents] = 20 * np.log10(obs[obs[:, 2] == 8][0, 3])
+    assert abs(rows[30.0] - 20 * np.log10(0.01)) < 0.5, rows
+    assert rows[0.0] < rows[30.0] - 10.0, rows

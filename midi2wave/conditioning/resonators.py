@@ -381,7 +381,8 @@ class BankState:
     sample past the attacks (the sustain's path fades out at an attack's start at that level);
     since_prime, prime_carry: float64 [B], the samples since the last teacher-forced one (from
     PRIME_FADE_SAMPLES on: none lately) and what the output carries of the given audio's residual
-    after it.
+    after it; attack_key: float64 [B], the MIDI pitch of the newest note (the highest of those
+    starting together), which the attacks' low-pass follows (`Schedule.attack_key_tracking`).
     """
 
     def __init__(self, batch_size: int, capacity: int = 64) -> None:
@@ -402,6 +403,7 @@ class BankState:
         self.bright_share = np.zeros(batch_size)
         self.since_prime = np.full(batch_size, float(PRIME_FADE_SAMPLES))
         self.prime_carry = np.zeros(batch_size)
+        self.attack_key = np.full(batch_size, KEY_TRACKING_PITCH)
 
     def reset(self) -> "BankState":
         self.re[:] = 0.0
@@ -420,6 +422,7 @@ class BankState:
         self.bright_share[:] = 0.0
         self.since_prime[:] = PRIME_FADE_SAMPLES
         self.prime_carry[:] = 0.0
+        self.attack_key[:] = KEY_TRACKING_PITCH
         return self
 
     def ensure_capacity(self, needed: int) -> None:
@@ -800,6 +803,7 @@ BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
 # direct path's filters), and per sample p, g, e [B] float64 (prediction, innovation gain, innovation fed to the oscillators).
 BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
                                          "hammer", "bright_gain", "bright_share", "since_prime", "prime_carry",
+                                         "attack_key",
                                          "p", "g", "e"))
 
 # One sample of a batch of streams through the bank (`bank_step`'s buffers, float32 / int64 [B]):
@@ -817,10 +821,20 @@ def batch_predict(t, b0, b1, bank, streams):
     for b in range(b0, b1):
         o0 = bank.offsets[b]
         o1 = bank.offsets[b + 1]
-        na, nx = bank_admit(t, streams.re[b], streams.im[b], streams.idx[b], streams.n_active[b], streams.next[b],
+        adm_before = streams.next[b]
+        na, nx = bank_admit(t, streams.re[b], streams.im[b], streams.idx[b], streams.n_active[b], adm_before,
                             bank.start[o0:o1], bank.stop[o0:o1])
         streams.n_active[b] = na
         streams.next[b] = nx
+        if nx > adm_before:  # the newest note's key (the highest of those starting together): the attack's
+            # low-pass follows it (kept here, not looked up: the live bank's compaction moves the rows)
+            adm_start = bank.start[o0 + nx - 1]
+            adm_key = bank.pitch[o0 + nx - 1]
+            adm_j = nx - 2
+            while adm_j >= adm_before and bank.start[o0 + adm_j] == adm_start:
+                adm_key = max(adm_key, bank.pitch[o0 + adm_j])
+                adm_j -= 1
+            streams.attack_key[b] = adm_key
         streams.p[b] = bank_predict(streams.re[b], na)
         streams.g[b] = 1.0
         if bank.gain_on:
@@ -891,7 +905,7 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
         # the attacks' low-pass of this stream: its cut-off follows the newest note's key
         pole_b = pole
         if tracking != 0.0 and streams.next[b] > 0:
-            pole_b = tracked_pole(pole, tracking, bank.pitch[bank.offsets[b] + streams.next[b] - 1])
+            pole_b = tracked_pole(pole, tracking, streams.attack_key[b])
         share = 1.0
         attack = False
         heard = 0.0
@@ -1063,7 +1077,7 @@ class BankBatch:
         """The streams' state as numba reads it (views: `bank_step` updates it in place)."""
         s = self.state
         return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.since_prime,
-                           s.prime_carry, self.p, self.g, self.e)
+                           s.prime_carry, s.attack_key, self.p, self.g, self.e)
 
     def step(self, t: int, primed: bool, innovation_input: bool, value: np.ndarray) -> BankSample:
         """`bank_step` of sample t for every stream, from the network's samples `value` (float32 [B]):
@@ -1153,7 +1167,7 @@ class LiveBank:
                                  direct_dc_rate=template.direct_dc_rate)
         s = self.state
         self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.since_prime,
-                           s.prime_carry, self.p, self.g, self.e)
+                           s.prime_carry, s.attack_key, self.p, self.g, self.e)
         self.reset()
 
     @property
