@@ -19,7 +19,7 @@ from typing import Any
 # `from midi2wave.render import synthesize` (not `import midi2wave.render.synthesize as ...`).
 from . import render as _render_package  # noqa: F401  (light: its __init__ imports nothing heavy)
 
-__version__ = "0.6.0"  # the one place; pyproject reads it (dynamic version); CHANGELOG.md
+__version__ = "0.7.0"  # the one place; pyproject reads it (dynamic version); CHANGELOG.md
 
 __all__ = ["render", "SamplingOptions", "load_model", "__version__"]
 

@@ -457,7 +457,7 @@ class ModelSampling:
     # is the partials' reverberation, which the bank (still driven by all of it) reproduces.
     release_innovation: float | None = None
     # Models with fitted partial levels (`data.resonators.levels_db`): through each note's attack its
-    # oscillators' amplitudes are pulled onto the fitted levels, rising from the onset over 25 ms and
+    # oscillators' amplitudes are pulled onto the fitted levels, rising from the onset over 30 ms and
     # held there to the attack's end with w = 1 (below 1: each sample closes the fraction w of the
     # log distance; 0: the sampled attack alone decides); the phases stay the innovation's.
     partial_levels: float = 0.0

@@ -26,10 +26,14 @@ synthesis the bank's decays are how long each partial rings after the network's 
 Salamander demo data the upper partials ring about as long as the fundamental in the first half
 second (exponent ~0), where the earlier configs used 1 (the 6th partial dying 6 times faster).
 
-Levels: a held isolated note gives, per partial, its amplitude over a 2048-sample window from the
-bank's `attack_s` after the onset, referred back to then with the bank's decay (`-c CONFIG`: the
+Levels: a held isolated note gives, per partial, its amplitude (the spectrum's peak within
+`--level-search-cents`, 15) over a 2048-sample window `--level-delay` (0.25 s) after the bank's
+`attack_s` past the onset, referred back to the attack's end with the bank's decay (`-c CONFIG`: the
 model's bank; else the decays fitted here), skipping partials that coincide with a partial of an
-earlier note still ringing. A Huber-weighted least
+earlier note still ringing (`--level-corpus DIR`: also every MIDI + WAV pair under DIR, e.g. the
+training instrument's isolated notes from `note_corpus.py`; the levels only, since the tuning and
+decays are the analysis's, which the network was trained with; with `-c` the levels are measured
+where that config's bank puts its partials). A Huber-weighted least
 squares fit of a table over pitch (every 3 semitones by default, linear in between) and partial, plus a slope
 in dB per dB of velocity per pitch and partial (`--shared-slopes`: per partial), gives the levels that synthesis can set the bank's partials to
 at each attack's end (`sampling.partial_levels`). Why: free-running, a partial's level is whatever
@@ -43,9 +47,11 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 from scipy.optimize import least_squares
 
 from fit_innovation_gain import training_pieces  # this folder: python scripts/fit_partials.py
@@ -181,10 +187,12 @@ LEVEL_HUBER_DB = 4.0
 COINCIDE_HZ = 20.0  # a partial this close to a still-ringing note's partial is not measured
 # With --level-search-cents C a partial's level is the spectrum's peak within C cents of its fitted
 # position: the fit places the upper partials some 5-15 cents off (docs/evaluation.md), where a probe
-# at the position itself reads them 15-45 dB low. The default, 0, is the probe the bundled table was
-# fitted with: searched, the upper partials come out louder than the bank's single decay per note
-# lets them stay (the note sheet's upper-partial check fails).
+# at the position itself reads them 15-45 dB low. `measure_levels` defaults to the probe (0); the
+# command line defaults to the bundled table's settings: 15 cents, measured 0.25 s after the attack's
+# end (the note sheet's levels and upper partials both within their bars only so; docs/evaluation.md).
 LEVEL_SEARCH_CENTS = 0.0
+BUNDLED_LEVEL_SEARCH_CENTS = 15.0
+BUNDLED_LEVEL_DELAY_S = 0.25
 LEVEL_PAD = 8  # the window zero-padded this many times (bins of 1 Hz) for the peak
 
 
@@ -236,6 +244,32 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
                 amplitude = 2.0 * peak / hann.sum()
                 rows.append((pitch, int(notes.velocity[i]), k, amplitude * math.exp(centre_s * k ** decay_exponent / tau)))
     return np.asarray(rows, np.float64).reshape(-1, 4)
+
+
+def corpus_pieces(folder) -> list[tuple[Any, np.ndarray]]:
+    """[(sustained notes, audio float64 [n] at the bank's rate)] of every `*.mid` / `*.midi` under
+    `folder` with a WAV of the same name beside it (`note_corpus.py` writes such pairs). Raises
+    ValueError naming the file for a pair that cannot be read or a folder without pairs."""
+    from midi2wave.audio import resample, to_mono
+    from midi2wave.midi import apply_sustain, read_midi
+
+    out = []
+    for midi in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".mid", ".midi")):
+        wav = midi.with_suffix(".wav")
+        if not wav.is_file():
+            continue
+        try:
+            notes, pedals = read_midi(midi)
+            audio, rate = sf.read(wav, dtype="float64", always_2d=True)
+        except Exception as e:  # noqa: BLE001 -- named in one line
+            raise ValueError(f"{midi}: cannot read the pair ({e})") from None
+        x = to_mono(audio.T) if audio.shape[1] > 1 else audio[:, 0]
+        if rate != C.SAMPLE_RATE_HZ:
+            x = resample(x, rate, C.SAMPLE_RATE_HZ)
+        out.append((apply_sustain(notes, pedals), np.asarray(x, np.float64)))
+    if not out:
+        raise ValueError(f"{folder}: no MIDI file with a WAV of the same name")
+    return out
 
 
 def fit_levels(obs: np.ndarray, partials: int = MAX_PARTIAL, reference_velocity: float = 64.0,
@@ -307,12 +341,14 @@ def main(argv=None) -> int:
                          f"partials, else {MAX_PARTIAL})")
     ap.add_argument("--shared-slopes", action="store_true",
                     help="one velocity slope per partial for every pitch (default: a slope per pitch and partial)")
-    ap.add_argument("--level-delay", type=float, default=0.0,
-                    help="measure the levels this many seconds after the attack's end and refer them back along "
-                         "the bank's decay (default 0; docs/evaluation.md: later reads fewer notes, no better)")
-    ap.add_argument("--level-search-cents", type=float, default=LEVEL_SEARCH_CENTS,
+    ap.add_argument("--level-delay", type=float, default=BUNDLED_LEVEL_DELAY_S,
+                    help=f"measure the levels this many seconds after the attack's end and refer them back along "
+                         f"the bank's decay (default {BUNDLED_LEVEL_DELAY_S:g}, the bundled table's)")
+    ap.add_argument("--level-search-cents", type=float, default=BUNDLED_LEVEL_SEARCH_CENTS,
                     help=f"a level is the spectrum's peak within this many cents of the partial's fitted position "
-                         f"(default {LEVEL_SEARCH_CENTS:g}; 0: a probe at the position)")
+                         f"(default {BUNDLED_LEVEL_SEARCH_CENTS:g}, the bundled table's; 0: a probe at the position)")
+    ap.add_argument("--level-corpus", type=Path, action="append", default=[], metavar="DIR",
+                    help="also fit the levels to every MIDI + WAV pair under DIR (note_corpus.py; repeatable)")
     ap.add_argument("-c", "--config", default=None,
                     help="the model's config: its bank's decays, attack_s and max_hz are used for the partial "
                          "levels (default: the decays fitted here, attack 0.05 s, 7800 Hz)")
@@ -329,6 +365,13 @@ def main(argv=None) -> int:
                                if bank_config is not None else MAX_PARTIAL)
     pieces = [(notes, x) for _, notes, x in training_pieces(args.store, args.sustain_threshold, args.pieces,
                                                             args.seconds)]
+    level_pieces = list(pieces)
+    for folder in args.level_corpus:
+        try:
+            level_pieces += corpus_pieces(folder)
+        except ValueError as e:
+            print(e, file=sys.stderr)
+            return 1
     obs = measure(pieces)
     if len(obs) < 20:
         print(f"{args.store}: only {len(obs)} partials measured (too few isolated notes); nothing fitted",
@@ -346,14 +389,15 @@ def main(argv=None) -> int:
     else:
         print(f"only {len(decays)} partial decays measured (too few held isolated notes); decays not fitted",
               file=sys.stderr)
-    if args.config is not None:  # the levels are for this bank: its decays, attack and top
+    if args.config is not None:  # the levels are for this bank: where it puts its partials, its decays, attack, top
         target = load_config(args.config).data.resonators
-        level_bank = dict(decay_scale=target.decay_scale, decay_exponent=target.decay_exponent,
+        level_bank = dict(tuning_cents=target.tuning_cents, inharmonicity=target.inharmonicity,
+                          decay_scale=target.decay_scale, decay_exponent=target.decay_exponent,
                           attack_s=target.attack_s, max_hz=target.max_hz)
     else:
-        level_bank = dict(decay_scale=bank.get("decay_scale", 0.5), decay_exponent=bank.get("decay_exponent", 1.0),
-                          attack_s=0.05, max_hz=7800.0)
-    levels = measure_levels(pieces, tuning, stiffness, **level_bank, partials=args.level_partials,
+        level_bank = dict(tuning_cents=tuning, inharmonicity=stiffness, decay_scale=bank.get("decay_scale", 0.5),
+                          decay_exponent=bank.get("decay_exponent", 1.0), attack_s=0.05, max_hz=7800.0)
+    levels = measure_levels(level_pieces, **level_bank, partials=args.level_partials,
                             delay_s=args.level_delay, search_cents=args.level_search_cents)
     if len(levels) >= 20 * MAX_PARTIAL:
         pitches, table, slopes, level_err = fit_levels(levels, partials=args.level_partials, grid_step=args.level_step,

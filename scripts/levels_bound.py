@@ -51,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("sheet", type=Path, help="a note sheet's folder (evaluate --note-sheet)")
     ap.add_argument("-c", "--config", required=True, help="the model's config (its bank and its table's size)")
     ap.add_argument("--delay", type=float, default=0.0, help="measure this long after the attack's end (s)")
+    ap.add_argument("--search-cents", type=float, default=0.0,
+                    help="take each partial's spectral peak within this many cents (fit_partials --level-search-cents)")
     args = ap.parse_args(argv)
     if not (args.sheet / "note_sheet.json").is_file():
         ap.error(f"{args.sheet}: no note_sheet.json (make one with evaluate --note-sheet)")
@@ -58,7 +60,8 @@ def main(argv=None) -> int:
     bank = config.data.resonators
     partials = max(bank.partials, bank.synthesis_partials)
     obs = measure_levels(sheet_pieces(args.sheet), bank.tuning_cents, bank.inharmonicity, bank.decay_scale,
-                         bank.decay_exponent, bank.attack_s, bank.max_hz, partials=partials, delay_s=args.delay)
+                         bank.decay_exponent, bank.attack_s, bank.max_hz, partials=partials, delay_s=args.delay,
+                         search_cents=args.search_cents)
     if len(obs) < 20:
         print(f"{args.sheet}: only {len(obs)} partial levels measured; nothing fitted", file=sys.stderr)
         return 1

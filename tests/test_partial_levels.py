@@ -519,3 +519,71 @@ def test_fit_partials_reads_a_partial_off_its_fitted_position_with_the_search():
         rows[cents] = 20 * np.log10(obs[obs[:, 2] == 8][0, 3])
     assert abs(rows[30.0] - 20 * np.log10(0.01)) < 0.5, rows
     assert rows[0.0] < rows[30.0] - 10.0, rows
+
+
+def _isolated_notes(pitches, velocities, true_db, bank, seed: int):
+    """(notes, audio) of held isolated notes whose 4 partials start at `true_db(p, v, k)` at the
+    bank's attack end and decay as the bank decays them."""
+    rng = np.random.default_rng(seed)
+    onsets = 0.5 + 1.2 * np.arange(len(pitches))
+    t = np.arange(int((onsets[-1] + 1.5) * SR)) / SR
+    x = 1e-6 * rng.standard_normal(len(t))
+    for on, p, v in zip(onsets, pitches, velocities):
+        sounding = (t >= on) & (t < on + 0.8)
+        for k in range(1, 5):
+            tau = bank.decay_scale * float(decay_tau_s(int(p))) / k ** bank.decay_exponent
+            hz = float(rs.partial_hz(int(p), k, bank.tuning_cents, bank.inharmonicity))
+            amp = 10 ** (true_db(p, v, k) / 20) * math.exp(bank.attack_s / tau)
+            x += sounding * amp * np.exp(-(t - on) / tau) * np.sin(2 * np.pi * hz * (t - on) + rng.uniform(0, 6.3))
+    notes = Notes(onsets, onsets + 0.8, np.asarray(pitches, np.int16), np.asarray(velocities, np.int16))
+    return notes, x
+
+
+def test_fit_partials_level_corpus_adds_isolated_notes_to_the_level_fit(tmp_path, monkeypatch, capsys):
+    """--level-corpus DIR: MIDI + WAV pairs under DIR (note_corpus.py's layout) join the store's
+    notes in the level fit only. The store here plays only the middle; the corpus the treble, where
+    the table without it is extrapolated (broken once: the corpus read but left out of the fit)."""
+    import json
+
+    import soundfile as sf
+
+    from midi2wave.midi import PedalEvents, write_midi
+
+    raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
+    raw["data"]["resonators"].update(partials=4, synthesis_partials=0)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(raw))
+    bank = load_config(config_path).data.resonators
+
+    def true_db(p, v, k):  # the treble's upper partials fall much faster than the middle's predict
+        return -20.0 - 6.0 * (k - 1) - (0.2 + (0.6 * (k - 1) if p > 75 else 0.0)) * (p - 60) + 20 * math.log10(v / 64)
+
+    mid = np.repeat(np.arange(48, 73, 3), 9)  # enough partial rows for main to fit levels from the store alone
+    store = _isolated_notes(mid, np.tile([40, 64, 100], len(mid) // 3), true_db, bank, seed=1)
+    monkeypatch.setattr(fit_partials, "training_pieces", lambda *a, **k: [(None, store[0], store[1])])
+    treble = np.repeat(np.arange(84, 97, 3), 3)
+    notes, x = _isolated_notes(treble, np.tile([40, 64, 100], len(treble) // 3), true_db, bank, seed=2)
+    corpus = tmp_path / "corpus" / "2006"
+    corpus.mkdir(parents=True)
+    write_midi(notes, PedalEvents(np.zeros(0), np.zeros(0, np.int16), np.zeros(0, np.int16)), corpus / "notes.midi")
+    sf.write(corpus / "notes.wav", x, SR, subtype="FLOAT")
+    (corpus / "stray.midi").write_bytes(b"")  # a MIDI without a WAV is not a pair: skipped
+
+    def table_error(extra):
+        assert fit_partials.main(["STORE", "-c", str(config_path), "--level-partials", "4", *extra]) == 0
+        block = json.loads(capsys.readouterr().out)["data"]["resonators"]
+        assert "levels_db" in block
+        fitted = dataclasses.replace(bank, **{k: v for k, v in block.items() if k.startswith("level")})
+        return max(abs(20 * np.log10(rs.fitted_levels(np.array([p]), np.array([v]), np.array([k]), fitted)[0])
+                       - true_db(p, v, k)) for p in (87, 93) for v in (40, 100) for k in (2, 4))
+
+    assert table_error([]) > 10.0  # the store alone: the treble extrapolated from the middle
+    assert table_error(["--level-corpus", str(tmp_path / "corpus")]) < 1.0
+    (corpus / "notes.wav").write_bytes(b"not a wav")
+    assert fit_partials.main(["STORE", "-c", str(config_path), "--level-corpus", str(tmp_path / "corpus")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "notes.midi" in err and "cannot read" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert fit_partials.main(["STORE", "-c", str(config_path), "--level-corpus", str(empty)]) == 1
+    assert "no MIDI file with a WAV" in capsys.readouterr().err

@@ -119,7 +119,7 @@ pitch (every 3 semitones, linear between) and partial plus a slope in dB per dB 
 grid pitch and partial (or per partial) (`resonators.fitted_levels`, per oscillator
 `Schedule.level`). Through each oscillator's attack synthesis pulls its amplitude onto A(t) = rise *
 L(t) (held there with w = 1; below 1 each sample closes the fraction w of the log distance), keeping
-its phase: rise is a raised cosine over the first `resonators.LOCK_RISE_SAMPLES` (25 ms), so the
+its phase: rise is a raised cosine over the first `resonators.LOCK_RISE_SAMPLES` (30 ms), so the
 partials sound from the onset, and L(t) the level at the attack end carried back along the decay and
 past a release inside the attack (`resonators.locked_amplitude`); an oscillator admitted after its
 attack ended (a chunk row or excerpt window begun mid-note, which starts it from silence) gets

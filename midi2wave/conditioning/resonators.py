@@ -675,9 +675,10 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
 
 
 # The partial levels' lock raises each oscillator's amplitude over this many samples from its start
-# (25 ms at 16 kHz; the training piano's partials reach their level in 20-30 ms), then holds it on
-# its level's decay to the attack end (docs/evaluation.md).
-LOCK_RISE_SAMPLES = 400
+# (30 ms at 16 kHz; the training piano's partials reach their level in 20-30 ms; 25 ms read the
+# 2004 room's onset 3 dB strong on the note sheet), then holds it on its level's decay to the
+# attack end (docs/evaluation.md).
+LOCK_RISE_SAMPLES = 480
 
 # Phases of oscillators set without an attack of their own: spread, so that their partials do not
 # start in phase (a click).
