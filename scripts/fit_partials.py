@@ -3,7 +3,7 @@ fast they decay (data.resonators.decay_scale, .decay_exponent) and how loud they
 the attack (data.resonators.level_pitches, .levels_db, .level_velocity_slopes) to a store's training
 audio.
 
-    python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60] [-c CONFIG]
+    python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60] [-c CONFIG] [--level-corpus DIR]
 
 Why: a resonator that misses its partial by more than about kappa * sample_rate / (2 pi) Hz (2.5 Hz
 at the bundled model's sustain kappa 0.001) cannot track it, and the untracked partial lands in the
@@ -185,11 +185,12 @@ LEVEL_HUBER_DB = 4.0
 
 
 COINCIDE_HZ = 20.0  # a partial this close to a still-ringing note's partial is not measured
-# With --level-search-cents C a partial's level is the spectrum's peak within C cents of its fitted
-# position: the fit places the upper partials some 5-15 cents off (docs/evaluation.md), where a probe
-# at the position itself reads them 15-45 dB low. `measure_levels` defaults to the probe (0); the
-# command line defaults to the bundled table's settings: 15 cents, measured 0.25 s after the attack's
-# end (the note sheet's levels and upper partials both within their bars only so; docs/evaluation.md).
+# With --level-search-cents C a partial's level is the spectrum's peak within C cents of the bank's
+# position for it (-c's): the fitted positions lie some 5-15 cents off the upper partials
+# (docs/evaluation.md), where a probe at the position itself reads them 15-45 dB low.
+# `measure_levels` defaults to the probe (0); the command line to the bundled table's settings, 15
+# cents 0.25 s after the attack's end, which met the note sheet's level and upper-partial bars
+# together with --level-corpus (the store alone at those settings: not the levels; docs/evaluation.md).
 LEVEL_SEARCH_CENTS = 0.0
 BUNDLED_LEVEL_SEARCH_CENTS = 15.0
 BUNDLED_LEVEL_DELAY_S = 0.25
@@ -246,13 +247,16 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
     return np.asarray(rows, np.float64).reshape(-1, 4)
 
 
-def corpus_pieces(folder) -> list[tuple[Any, np.ndarray]]:
+def corpus_pieces(folder, sustain_threshold: int = C.PEDAL_ON_THRESHOLD) -> list[tuple[Any, np.ndarray]]:
     """[(sustained notes, audio float64 [n] at the bank's rate)] of every `*.mid` / `*.midi` under
-    `folder` with a WAV of the same name beside it (`note_corpus.py` writes such pairs). Raises
-    ValueError naming the file for a pair that cannot be read or a folder without pairs."""
+    `folder` with a WAV of the same name beside it (`note_corpus.py` writes such pairs). The audio
+    must be at the store's scale (the levels are absolute). Raises ValueError naming the file for a
+    pair that cannot be read, a folder that is not one, or a folder without pairs."""
     from midi2wave.audio import resample, to_mono
     from midi2wave.midi import apply_sustain, read_midi
 
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder}: not a folder")
     out = []
     for midi in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".mid", ".midi")):
         wav = midi.with_suffix(".wav")
@@ -260,13 +264,16 @@ def corpus_pieces(folder) -> list[tuple[Any, np.ndarray]]:
             continue
         try:
             notes, pedals = read_midi(midi)
+        except Exception as e:  # noqa: BLE001 -- named in one line
+            raise ValueError(f"{midi}: cannot read it ({e})") from None
+        try:
             audio, rate = sf.read(wav, dtype="float64", always_2d=True)
         except Exception as e:  # noqa: BLE001 -- named in one line
-            raise ValueError(f"{midi}: cannot read the pair ({e})") from None
+            raise ValueError(f"{wav}: cannot read it ({e})") from None
         x = to_mono(audio.T) if audio.shape[1] > 1 else audio[:, 0]
         if rate != C.SAMPLE_RATE_HZ:
             x = resample(x, rate, C.SAMPLE_RATE_HZ)
-        out.append((apply_sustain(notes, pedals), np.asarray(x, np.float64)))
+        out.append((apply_sustain(notes, pedals, sustain_threshold), np.asarray(x, np.float64)))
     if not out:
         raise ValueError(f"{folder}: no MIDI file with a WAV of the same name")
     return out
@@ -350,8 +357,9 @@ def main(argv=None) -> int:
     ap.add_argument("--level-corpus", type=Path, action="append", default=[], metavar="DIR",
                     help="also fit the levels to every MIDI + WAV pair under DIR (note_corpus.py; repeatable)")
     ap.add_argument("-c", "--config", default=None,
-                    help="the model's config: its bank's decays, attack_s and max_hz are used for the partial "
-                         "levels (default: the decays fitted here, attack 0.05 s, 7800 Hz)")
+                    help="the model's config: its bank's partial positions (tuning_cents, inharmonicity), decays, "
+                         "attack_s and max_hz are used for the partial levels (default: the positions and decays "
+                         "fitted here, attack 0.05 s, 7800 Hz)")
     args = ap.parse_args(argv)
     if args.level_step < 1:
         ap.error("--level-step must be >= 1")
@@ -363,15 +371,16 @@ def main(argv=None) -> int:
         bank_config = load_config(args.config).data.resonators if args.config is not None else None
         args.level_partials = (max(bank_config.partials, bank_config.synthesis_partials, MAX_PARTIAL)
                                if bank_config is not None else MAX_PARTIAL)
-    pieces = [(notes, x) for _, notes, x in training_pieces(args.store, args.sustain_threshold, args.pieces,
-                                                            args.seconds)]
-    level_pieces = list(pieces)
+    corpus = []  # read first: a bad folder is reported before the store is loaded
     for folder in args.level_corpus:
         try:
-            level_pieces += corpus_pieces(folder)
+            corpus += corpus_pieces(folder, args.sustain_threshold)
         except ValueError as e:
             print(e, file=sys.stderr)
             return 1
+    pieces = [(notes, x) for _, notes, x in training_pieces(args.store, args.sustain_threshold, args.pieces,
+                                                            args.seconds)]
+    level_pieces = pieces + corpus
     obs = measure(pieces)
     if len(obs) < 20:
         print(f"{args.store}: only {len(obs)} partials measured (too few isolated notes); nothing fitted",

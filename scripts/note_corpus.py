@@ -13,9 +13,12 @@ What: for each year's room, one MIDI file and its WAV (`OUT/<year>/notes.midi`, 
 mono, the demo data's output gain, as `midi2wave synthesize --instrument` plays it): every pitch
 at every velocity, held 0.8 s, 2 s apart (`evaluation.notesheet.NoteSheet`'s layout). The defaults
 keep it apart from the note sheet that judges the table (`evaluate --note-sheet`: velocities 30 /
-60 / 90 / 120 in the 2004 and 2018 rooms): the velocities lie in Salamander velocity layers that
-none of the sheet's velocities play (other recordings of the same keys), the rooms are the other
-demo years. Existing files are kept (an interrupted run resumes) unless --force.
+60 / 90 / 120 in the 2004 and 2018 rooms): the velocities play Salamander velocity layers that none
+of the sheet's velocities play (other recordings of the same keys), each velocity taken as the
+sampler plays it in its room (a room's regulation bends velocities: the sheet's 90 plays as 88,
+layer 11, in both of its rooms), and the rooms are the other demo years. A pair already there is
+kept (an interrupted run resumes) when its MIDI holds the notes asked for, else rendered again;
+the MIDI is written last, so a WAV without it is never kept.
 """
 
 from __future__ import annotations
@@ -30,25 +33,45 @@ import soundfile as sf
 from midi2wave import constants as C
 from midi2wave.data import demo
 from midi2wave.data.instruments import INSTRUMENTS, render_notes
-from midi2wave.data.salamander import SALAMANDER_VELOCITIES, SAMPLE_KEYS
+from midi2wave.data.salamander import SALAMANDER_VELOCITIES, SAMPLE_KEYS, played_velocity
+from midi2wave.errors import Midi2WaveError
 from midi2wave.evaluation.notesheet import NoteSheet
 from midi2wave.evaluation.notesheet_run import NoteSheetOptions
 from midi2wave.files import atomic_path
-from midi2wave.midi import write_midi
+from midi2wave.midi import read_midi, write_midi
 
 SHEET = NoteSheet()
 SHEET_YEARS: tuple[int, ...] = NoteSheetOptions(out=Path(".")).years
 DEFAULT_YEARS: tuple[int, ...] = tuple(y for y in (2006, 2009, 2011, 2015, 2017) if y in demo.ROOMS)
-# one velocity in each of nine Salamander layers that the sheet's velocities do not play
-DEFAULT_VELOCITIES: tuple[int, ...] = (20, 40, 50, 68, 76, 84, 100, 108, 124)
+# nine velocities that play Salamander layers the sheet's velocities do not, in every default room
+DEFAULT_VELOCITIES: tuple[int, ...] = (20, 40, 50, 68, 76, 92, 100, 108, 124)
 
 
-def salamander_layer(velocity: int) -> int:
-    """The Salamander V3 velocity layer (1..16) that plays `velocity`."""
+def salamander_layer(velocity: int, year: int | None = None) -> int:
+    """The Salamander V3 velocity layer (1..16) that a key struck at `velocity` plays in `year`'s
+    room (`salamander.played_velocity`; None: as struck)."""
+    if not 1 <= velocity <= 127:
+        raise ValueError(f"velocity {velocity} is outside 1..127")
+    played = played_velocity(velocity, year)
     for layer, (lo, hi) in enumerate(SALAMANDER_VELOCITIES, start=1):
-        if lo <= velocity <= hi:
+        if lo <= played <= hi:
             return layer
-    raise ValueError(f"velocity {velocity} is outside 1..127")
+    raise AssertionError("the layers cover 1..127")
+
+
+def sheet_layers() -> set[int]:
+    """The layers the note sheet's velocities play in its rooms."""
+    return {salamander_layer(v, y) for v in SHEET.velocities for y in SHEET_YEARS}
+
+
+def _holds(midi: Path, notes) -> bool:
+    """Whether `midi` reads back as `notes` (pitches, velocities, times to a tick)."""
+    try:
+        got, _ = read_midi(midi)
+    except Exception:  # noqa: BLE001 -- unreadable: render again
+        return False
+    return (len(got) == len(notes) and np.array_equal(got.pitch, notes.pitch)
+            and np.array_equal(got.velocity, notes.velocity) and np.allclose(got.onset_s, notes.onset_s, atol=2e-3))
 
 
 def write_corpus(out: Path, years, velocities, pitches, instrument: str = "salamander", force: bool = False,
@@ -61,15 +84,16 @@ def write_corpus(out: Path, years, velocities, pitches, instrument: str = "salam
         folder = out / str(year)
         folder.mkdir(parents=True, exist_ok=True)
         wav, midi = folder / "notes.wav", folder / "notes.midi"
-        if wav.exists() and midi.exists() and not force:
+        if wav.exists() and midi.exists() and not force and _holds(midi, notes):
             log(f"{wav}: kept")
             written.append(wav)
             continue
+        midi.unlink(missing_ok=True)  # the MIDI marks a finished pair: gone until the WAV is
         audio = render_notes(notes, pedals, instrument, C.SAMPLE_RATE_HZ, year)
-        with atomic_path(midi, force=True) as tmp:
-            write_midi(notes, pedals, tmp)
         with atomic_path(wav, force=True) as tmp:
             sf.write(tmp, np.asarray(audio, np.float32), C.SAMPLE_RATE_HZ, subtype="FLOAT", format="WAV")
+        with atomic_path(midi, force=True) as tmp:
+            write_midi(notes, pedals, tmp)
         log(f"{wav}: {len(notes)} notes, {len(audio) / C.SAMPLE_RATE_HZ:.0f} s")
         written.append(wav)
     return written
@@ -95,17 +119,18 @@ def main(argv=None) -> int:
     if bad := [p for p in args.pitches if not C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH]:
         ap.error(f"pitches {bad}: must lie in {C.MIN_MIDI_PITCH}..{C.MAX_MIDI_PITCH}")
     if not args.allow_sheet_overlap:
-        sheet_layers = {salamander_layer(v) for v in SHEET.velocities}
-        if overlap := [v for v in args.velocities if salamander_layer(v) in sheet_layers]:
-            ap.error(f"velocities {overlap} play the note sheet's Salamander layers (its velocities "
-                     f"{', '.join(map(str, SHEET.velocities))}); --allow-sheet-overlap to render them anyway")
+        taken = sheet_layers()
+        if overlap := sorted({v for v in args.velocities for y in args.years if salamander_layer(v, y) in taken}):
+            ap.error(f"velocities {overlap} play the note sheet's Salamander layers ({', '.join(map(str, sorted(taken)))}, "
+                     f"its velocities {', '.join(map(str, SHEET.velocities))} in its rooms) in some of the years; "
+                     f"--allow-sheet-overlap to render them anyway")
         if overlap := [y for y in args.years if y in SHEET_YEARS]:
             ap.error(f"years {overlap} are the note sheet's rooms; --allow-sheet-overlap to render them anyway")
     try:
         write_corpus(args.out, args.years, args.velocities, args.pitches, args.instrument, args.force,
                      log=lambda m: print(m, file=sys.stderr))
-    except (demo.DemoDataError, OSError) as e:
-        print(f"note_corpus: {e}", file=sys.stderr)
+    except (Midi2WaveError, RuntimeError, OSError) as e:  # missing samples, sfizz, the disk: one line
+        print(f"note_corpus: {args.out}: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -13,8 +13,10 @@
 # then the EMA weights of stage 8 are exported as a safetensors folder with configs/default.json's
 # synthesis settings (= study y): its sampling defaults (sustain temperature 0.3 after a 20 ms
 # attack; 0.7 of the innovation heard directly while notes sound past their attacks; partial
-# levels 1) and the partial levels fitted to this store (`python scripts/fit_partials.py STORE -c configs/default.json`,
-# pasted into the config; they change synthesis only, so training with or without them is the same).
+# levels 1) and the partial levels fitted to this store and the instrument's isolated notes
+# (`python scripts/note_corpus.py CORPUS`, then `python scripts/fit_partials.py STORE -c
+# configs/default.json --level-corpus CORPUS`, pasted into the config; they change synthesis only,
+# so training with or without them is the same).
 #
 #   bash scripts/train-bundled-model.sh [WORK_DIR]      (default: ./work; about 3.6 hours on 1 core)
 #

@@ -56,6 +56,7 @@ __all__ = [
     "align_channels",
     "aligned_samples",
     "fundamental_lag_frames",
+    "played_velocity",
     "sfz_text",
     "velocity_layout",
     "write_sfz",
@@ -97,6 +98,17 @@ ALIGNED_MANIFEST: str = "aligned.json"
 ALIGN_WINDOW_SECONDS: tuple[float, float] = (0.05, 0.6)  # of each note sample, where the lag is measured
 ALIGN_BAND_RATIO: float = 1.3  # the fundamental's band: f0 / 1.3 .. f0 * 1.3
 ALIGN_MAX_LAG_SECONDS: float = 0.006  # a spaced pair's path differences stay within this
+
+
+def played_velocity(velocity: int, year: int | None = None, una_corda: bool = False) -> int:
+    """The velocity the sampler plays for a key struck at `velocity` in `year`'s room: the room's
+    regulation, 127 * (v / 127) ** `Room.velocity_gamma` (None: dry, as struck), scaled by
+    `demo.UNA_CORDA_VELOCITY_SCALE` under the soft pedal; it picks the velocity layer."""
+    gamma = demo.ROOMS[year].velocity_gamma if year is not None else 1.0
+    v = 127.0 * (velocity / 127.0) ** gamma
+    if una_corda:
+        v *= demo.UNA_CORDA_VELOCITY_SCALE
+    return int(np.clip(round(v), 1, 127))
 
 
 def _sample_name(key: int, layer: int) -> str:
@@ -390,16 +402,12 @@ class SalamanderRenderer:
         """int64 [n, 4] `(sample, kind, a, b)`: what `render_dry` plays."""
         ev = demo.midi_events(perf).copy()
         ev[:, 0] = [demo.tick_to_sample(int(t), self.sample_rate_hz) for t in ev[:, 0]]
-        gamma = demo.ROOMS[year].velocity_gamma if year is not None else 1.0
         soft = 0
         for row in ev:
             if row[1] == CC and row[2] == C.SOFT_CC:
                 soft = int(row[3])
             elif row[1] == NOTE_ON:
-                v = 127.0 * (row[3] / 127.0) ** gamma
-                if soft >= C.PEDAL_ON_THRESHOLD:
-                    v *= demo.UNA_CORDA_VELOCITY_SCALE
-                row[3] = int(np.clip(round(v), 1, 127))
+                row[3] = played_velocity(int(row[3]), year, una_corda=soft >= C.PEDAL_ON_THRESHOLD)
         return ev
 
     def render_dry(self, perf: demo.Performance, year: int | None = None) -> np.ndarray:
