@@ -257,11 +257,13 @@ def corpus_pieces(folder, sustain_threshold: int = C.PEDAL_ON_THRESHOLD) -> list
 
     if not Path(folder).is_dir():
         raise ValueError(f"{folder}: not a folder")
+    try:
+        pairs = [(midi, midi.with_suffix(".wav")) for midi in sorted(Path(folder).rglob("*"))
+                 if midi.suffix.lower() in (".mid", ".midi") and midi.with_suffix(".wav").is_file()]
+    except OSError as e:
+        raise ValueError(f"{folder}: cannot list it ({e.strerror or e})") from None
     out = []
-    for midi in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".mid", ".midi")):
-        wav = midi.with_suffix(".wav")
-        if not wav.is_file():
-            continue
+    for midi, wav in pairs:
         try:
             notes, pedals = read_midi(midi)
         except Exception as e:  # noqa: BLE001 -- named in one line

@@ -16,14 +16,17 @@ keep it apart from the note sheet that judges the table (`evaluate --note-sheet`
 60 / 90 / 120 in the 2004 and 2018 rooms): the velocities play Salamander velocity layers that none
 of the sheet's velocities play (other recordings of the same keys), each velocity taken as the
 sampler plays it in its room (a room's regulation bends velocities: the sheet's 90 plays as 88,
-layer 11, in both of its rooms), and the rooms are the other demo years. A pair already there is
-kept (an interrupted run resumes) when its MIDI holds the notes asked for, else rendered again;
-the MIDI is written last, so a WAV without it is never kept.
+layer 11, in both of its rooms), and the rooms are five of the eight other demo years (2013 would
+bend 68 into the sheet's layer 8; five rooms gave the fit some 40,000 partial rows). A pair
+already there is kept (an interrupted run resumes) when its MIDI holds the notes asked for and
+its `notes.json` names the same instrument and room, else rendered again; the MIDI is written
+last, so a WAV without it is never kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -64,11 +67,14 @@ def sheet_layers() -> set[int]:
     return {salamander_layer(v, y) for v in SHEET.velocities for y in SHEET_YEARS}
 
 
-def _holds(midi: Path, notes) -> bool:
-    """Whether `midi` reads back as `notes` (pitches, velocities, times to a tick)."""
+def _holds(midi: Path, notes, made_by: dict) -> bool:
+    """Whether `midi` reads back as `notes` (pitches, velocities, times to a tick) and the pair's
+    `notes.json` beside it says it was rendered as `made_by` (instrument, year)."""
     try:
         got, _ = read_midi(midi)
-    except Exception:  # noqa: BLE001 -- unreadable: render again
+        if json.loads(midi.with_suffix(".json").read_text()) != made_by:
+            return False
+    except Exception:  # noqa: BLE001 -- unreadable or missing: render again
         return False
     return (len(got) == len(notes) and np.array_equal(got.pitch, notes.pitch)
             and np.array_equal(got.velocity, notes.velocity) and np.allclose(got.onset_s, notes.onset_s, atol=2e-3))
@@ -83,8 +89,9 @@ def write_corpus(out: Path, years, velocities, pitches, instrument: str = "salam
     for year in years:
         folder = out / str(year)
         folder.mkdir(parents=True, exist_ok=True)
-        wav, midi = folder / "notes.wav", folder / "notes.midi"
-        if wav.exists() and midi.exists() and not force and _holds(midi, notes):
+        wav, midi, made = folder / "notes.wav", folder / "notes.midi", folder / "notes.json"
+        made_by = {"instrument": instrument, "year": int(year)}
+        if wav.exists() and midi.exists() and not force and _holds(midi, notes, made_by):
             log(f"{wav}: kept")
             written.append(wav)
             continue
@@ -92,6 +99,8 @@ def write_corpus(out: Path, years, velocities, pitches, instrument: str = "salam
         audio = render_notes(notes, pedals, instrument, C.SAMPLE_RATE_HZ, year)
         with atomic_path(wav, force=True) as tmp:
             sf.write(tmp, np.asarray(audio, np.float32), C.SAMPLE_RATE_HZ, subtype="FLOAT", format="WAV")
+        with atomic_path(made, force=True) as tmp:
+            tmp.write_text(json.dumps(made_by) + "\n")
         with atomic_path(midi, force=True) as tmp:
             write_midi(notes, pedals, tmp)
         log(f"{wav}: {len(notes)} notes, {len(audio) / C.SAMPLE_RATE_HZ:.0f} s")

@@ -79,6 +79,11 @@ def test_the_corpus_is_a_midi_and_wav_pair_per_year_that_fit_partials_reads(tmp_
     (out / "2006" / "notes.midi").unlink()  # a WAV whose MIDI was never written: unfinished
     assert note_corpus.main([str(out), "--years", "2006", "--velocities", "40"]) == 0
     assert calls == [2006, 2011, 2006, 2011, 2006]
+    # the same notes on another instrument are another pair (broken once: only the notes compared)
+    assert note_corpus.main([str(out), "--years", "2006", "--velocities", "40", "--instrument", "musescore"]) == 0
+    assert calls == [2006, 2011, 2006, 2011, 2006, 2006]
+    assert note_corpus.main([str(out), "--years", "2006", "--velocities", "40", "--instrument", "musescore"]) == 0
+    assert calls == [2006, 2011, 2006, 2011, 2006, 2006]
     pieces = fit_partials.corpus_pieces(out)
     assert len(pieces) == 2 and len(pieces[1][0]) == len(note_corpus.SAMPLE_KEYS) and np.allclose(pieces[1][1], 0.11)
 

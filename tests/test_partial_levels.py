@@ -595,3 +595,10 @@ def test_fit_partials_level_corpus_adds_isolated_notes_to_the_level_fit(tmp_path
     assert "no MIDI file with a WAV" in capsys.readouterr().err
     assert fit_partials.main(["STORE", "-c", str(config_path), "--level-corpus", str(tmp_path / "nowhere")]) == 1
     assert "nowhere: not a folder" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "take.mid").write_bytes(b"MThd garbage")
+    sf.write(bad / "take.wav", x, SR, subtype="FLOAT")
+    assert fit_partials.main(["STORE", "-c", str(config_path), "--level-corpus", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "take.mid: cannot read it" in err[0]
