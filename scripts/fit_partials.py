@@ -51,13 +51,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 from scipy.optimize import least_squares
 
 from fit_innovation_gain import training_pieces  # this folder: python scripts/fit_partials.py
 
 from midi2wave import constants as C
 from midi2wave.config import load_config
+from midi2wave.errors import InputError
 from midi2wave.midi import decay_tau_s, pitch_to_hz
 from midi2wave.conditioning.resonators import partial_hz
 
@@ -247,37 +247,28 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
     return np.asarray(rows, np.float64).reshape(-1, 4)
 
 
-def corpus_pieces(folder, sustain_threshold: int = C.PEDAL_ON_THRESHOLD) -> list[tuple[Any, np.ndarray]]:
-    """[(sustained notes, audio float64 [n] at the bank's rate)] of every `*.mid` / `*.midi` under
-    `folder` with a WAV of the same name beside it (`note_corpus.py` writes such pairs). The audio
-    must be at the store's scale (the levels are absolute). Raises ValueError naming the file for a
-    pair that cannot be read, a folder that is not one, or a folder without pairs."""
-    from midi2wave.audio import resample, to_mono
+def corpus_pieces(folder, sustain_threshold: int = C.PEDAL_ON_THRESHOLD, log=print) -> list[tuple[Any, np.ndarray]]:
+    """[(sustained notes, audio float64 [n] at the bank's rate)] of the MIDI + audio pairs under
+    `folder`, found as `midi2wave prepare` finds a folder's pairs (`data.maestro.find_pieces`;
+    `note_corpus.py` writes such pairs). The audio must be at the store's scale (the levels are
+    absolute). A file without its partner is skipped and reported through `log`; raises
+    `errors.InputError` naming the file or folder for one that cannot be read, a missing folder or
+    a folder without pairs."""
+    from midi2wave.audio import load_audio, resample, to_mono
+    from midi2wave.data.maestro import find_pieces
     from midi2wave.midi import apply_sustain, read_midi
 
-    if not Path(folder).is_dir():
-        raise ValueError(f"{folder}: not a folder")
-    try:
-        pairs = [(midi, midi.with_suffix(".wav")) for midi in sorted(Path(folder).rglob("*"))
-                 if midi.suffix.lower() in (".mid", ".midi") and midi.with_suffix(".wav").is_file()]
-    except OSError as e:
-        raise ValueError(f"{folder}: cannot list it ({e.strerror or e})") from None
     out = []
-    for midi, wav in pairs:
-        try:
-            notes, pedals = read_midi(midi)
-        except Exception as e:  # noqa: BLE001 -- named in one line
-            raise ValueError(f"{midi}: cannot read it ({e})") from None
-        try:
-            audio, rate = sf.read(wav, dtype="float64", always_2d=True)
-        except Exception as e:  # noqa: BLE001 -- named in one line
-            raise ValueError(f"{wav}: cannot read it ({e})") from None
-        x = to_mono(audio.T) if audio.shape[1] > 1 else audio[:, 0]
-        if rate != C.SAMPLE_RATE_HZ:
-            x = resample(x, rate, C.SAMPLE_RATE_HZ)
+    for piece in find_pieces(folder):
+        if piece.problem is not None:
+            log(f"skipped: {piece.problem}")
+            continue
+        notes, pedals = read_midi(piece.midi_path)
+        audio, rate = load_audio(piece.audio_path)
+        x = resample(to_mono(audio), rate, C.SAMPLE_RATE_HZ) if rate != C.SAMPLE_RATE_HZ else to_mono(audio)
         out.append((apply_sustain(notes, pedals, sustain_threshold), np.asarray(x, np.float64)))
     if not out:
-        raise ValueError(f"{folder}: no MIDI file with a WAV of the same name")
+        raise InputError(f"{folder}: no MIDI file with an audio file of the same name")
     return out
 
 
@@ -376,8 +367,8 @@ def main(argv=None) -> int:
     corpus = []  # read first: a bad folder is reported before the store is loaded
     for folder in args.level_corpus:
         try:
-            corpus += corpus_pieces(folder, args.sustain_threshold)
-        except ValueError as e:
+            corpus += corpus_pieces(folder, args.sustain_threshold, log=lambda m: print(m, file=sys.stderr))
+        except InputError as e:
             print(e, file=sys.stderr)
             return 1
     pieces = [(notes, x) for _, notes, x in training_pieces(args.store, args.sustain_threshold, args.pieces,

@@ -97,7 +97,8 @@ def write_corpus(out: Path, years, velocities, pitches, instrument: str = "salam
             continue
         midi.unlink(missing_ok=True)  # the MIDI marks a finished pair: gone until the WAV is
         audio = render_notes(notes, pedals, instrument, C.SAMPLE_RATE_HZ, year)
-        with atomic_path(wav, force=True) as tmp:
+        with atomic_path(wav, force=True) as tmp:  # float: the render as the sampler made it, without
+            # the 16-bit rounding of audio.save_wav (which writes 16-bit PCM only)
             sf.write(tmp, np.asarray(audio, np.float32), C.SAMPLE_RATE_HZ, subtype="FLOAT", format="WAV")
         with atomic_path(made, force=True) as tmp:
             tmp.write_text(json.dumps(made_by) + "\n")
