@@ -161,6 +161,27 @@ def test_the_live_bank_makes_the_schedules_oscillators():
         assert np.array_equal(getattr(bank, name)[:bank.size], getattr(sched, name)), name
 
 
+def test_the_live_bank_copies_notes_from_tables_built_before_the_audio_runs():
+    """`add_note` copies a note's oscillators from its pitch's table (one `oscillators` call for
+    every velocity): the rows equal a single note's `oscillators` at any velocity; a velocity
+    outside 1..127 is refused; the audio callback's processor builds every key's table first."""
+    bank = rs.LiveBank(BANK, SR)
+    for pitch, velocity in ((21, 1), (60, 64), (108, 127)):
+        bank.reset()
+        bank.add_note(pitch, velocity, 1234)
+        rows = rs.oscillators(np.array([pitch]), np.array([velocity]), np.array([1234]),
+                              np.array([rs.NOT_RELEASED]), SR, BANK)
+        for name in rs.Schedule.FIELDS:
+            if name != "r_release":  # the room's (`release_pole_for`), set by the bank
+                assert np.array_equal(getattr(bank, name)[:bank.size], getattr(rows, name)), (pitch, velocity, name)
+    for velocity in (0, 128):
+        with pytest.raises(ValueError, match="velocity"):
+            bank.add_note(60, velocity, 0)
+    synth = live.LiveSynth(live_model(), OPTIONS, year=2011)
+    playback._Processor(synth, SR, 64)
+    assert sorted(synth.bank._note_tables) == list(range(21, 109))
+
+
 def test_48_khz_output_is_the_upsampled_render_with_a_fixed_latency(piece):
     """Through the RateAdapter (events at frames the engine's clock hits), 48 kHz blocks of 96
     frames equal the 16 kHz render upsampled by the same filter, delayed by `latency_frames`."""

@@ -43,6 +43,7 @@ from ..config import DataConfig, ResonatorConfig
 from ..midi import Notes, decay_tau_s, pitch_to_hz
 
 from .. import jit
+from ..constants import MAX_MIDI_PITCH, MIN_MIDI_PITCH
 
 _njit = jit.njit(cache=True, nogil=True)
 # The bank step and its batch loops are inlined (numba IR) into the kernel's loop: they pass the
@@ -91,6 +92,9 @@ class Schedule:
               "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level",
               "pitch", "synthesis_only")
     TIME_FIELDS = ("start", "release", "stop", "attack_end")
+    # the fields of a note's oscillators that depend on its velocity (`oscillators`); the others
+    # depend on its pitch alone, and the time fields move with its start (`LiveBank`'s note table)
+    VELOCITY_FIELDS = ("gain_attack", "gain_sustain", "level")
     # The innovation gain's floor (ResonatorConfig.gain_floor); None: no gain (g = 1).
     gain_floor: float | None = None
     # The innovation's noise shaping (ResonatorConfig.pre_emphasis and noise_lowpass; 0: none).
@@ -661,7 +665,9 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
             target = rise * locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
             m = math.sqrt(re[j] * re[j] + im[j] * im[j])
             if m > 0.0:
-                f = (target / m) ** lock
+                # lock 1 (every model's default): x ** 1 is x, without a pow per oscillator and sample
+                # (a chord's attacks cost a millisecond of a 4-ms period)
+                f = target / m if lock == 1.0 else (target / m) ** lock
                 re[j] *= f
                 im[j] *= f
             else:  # silent (undriven so far): at a spread phase
@@ -1148,6 +1154,7 @@ class LiveBank:
                                                                          direct_dc_rate=direct_dc_rate,
                                                                          attack_key_tracking=attack_key_tracking)
         self.release_pole = release_pole_for(config, year, self.sample_rate_hz)  # the year's room
+        self._note_tables: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
         self.tail = max(int(math.ceil(config.release_tail_s * sample_rate_hz)), room_tail_samples(self.release_pole))
         for name in Schedule.FIELDS:
             setattr(self, name, np.zeros(self.capacity, np.int64 if name in Schedule.TIME_FIELDS else np.float64))
@@ -1184,17 +1191,47 @@ class LiveBank:
         self.next_handle = 0
         return self
 
+    def note_table(self, pitch: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The oscillators of a note of this pitch at every velocity 1..127, begun at sample 0 and not
+        released, from one `oscillators` call: (the fields that depend on the pitch alone, [k] each,
+        with the room's release and `cos_omega` / `sin_omega`; `Schedule.VELOCITY_FIELDS`, [127, k]
+        each, row v - 1 for velocity v). Kept per pitch: `add_note` then only copies rows (building
+        one note's oscillators took about 0.3 ms of Python, a chord's a millisecond of the audio
+        callback's period)."""
+        table = self._note_tables.get(pitch)
+        if table is None:
+            velocity = np.arange(1, 128)
+            rows = oscillators(np.full(127, pitch), velocity, np.zeros(127, np.int64),
+                               np.full(127, NOT_RELEASED, np.int64), self.sample_rate_hz, self.config)
+            k = len(rows) // 127
+            fixed = {name: getattr(rows, name)[:k].copy() for name in Schedule.FIELDS
+                     if name not in Schedule.VELOCITY_FIELDS}
+            fixed["r_release"][:] = self.release_pole
+            fixed["cos_omega"], fixed["sin_omega"] = np.zeros(k), np.zeros(k)
+            unit_phasors(fixed["omega"], fixed["cos_omega"], fixed["sin_omega"])
+            by_velocity = {name: getattr(rows, name).reshape(127, k).copy() for name in Schedule.VELOCITY_FIELDS}
+            table = self._note_tables[pitch] = (fixed, by_velocity)
+        return table
+
+    def prepare(self, pitches: range = range(MIN_MIDI_PITCH, MAX_MIDI_PITCH + 1)) -> "LiveBank":
+        """Build the note tables of these pitches now (every key of the piano: about 70 ms), so that
+        no note played later builds one in an audio callback."""
+        for pitch in pitches:
+            self.note_table(int(pitch))
+        return self
+
     def add_note(self, pitch: int, velocity: int, start: int) -> int | None:
-        """The oscillators of a note starting at sample `start` (>= every start so far), not yet
-        released; returns a handle for `release_note`, or None when the bank is full and the note
-        is not added. Full means: the oscillators still ringing at `start` (stop > start) and the
-        new ones would exceed half the capacity; the other half holds those the kernel (which runs
+        """The oscillators of a note (velocity 1..127) starting at sample `start` (>= every start so
+        far), not yet released; returns a handle for `release_note`, or None when the bank is full and
+        the note is not added. Full means: the oscillators still ringing at `start` (stop > start) and
+        the new ones would exceed half the capacity; the other half holds those the kernel (which runs
         up to a block behind the events) has not dropped yet. So whether a note is refused depends
-        on the notes alone, not on the block sizes."""
-        rows = oscillators(np.array([pitch]), np.array([velocity]), np.array([start], np.int64),
-                           np.array([NOT_RELEASED], np.int64), self.sample_rate_hz, self.config)
-        rows.r_release[:] = self.release_pole
-        k = len(rows)
+        on the notes alone, not on the block sizes. The oscillators are `oscillators`' for the note,
+        copied from the pitch's `note_table` (tests/test_live.py compares them field by field)."""
+        if not 1 <= velocity <= 127:
+            raise ValueError(f"velocity must be 1..127, got {velocity}")
+        fixed, by_velocity = self.note_table(int(pitch))
+        k = len(fixed["omega"])
         n = self.size
         if int(np.count_nonzero(self.stop[:n] > start)) + k > self.capacity // 2:
             return None
@@ -1204,10 +1241,13 @@ class LiveBank:
             if n + k > self.capacity:  # pragma: no cover - half the capacity covers a block's lag
                 return None
         a = n
-        for name in Schedule.FIELDS:
-            getattr(self, name)[a:a + k] = getattr(rows, name)
+        for name, values in fixed.items():
+            getattr(self, name)[a:a + k] = values
+        for name, values in by_velocity.items():
+            getattr(self, name)[a:a + k] = values[velocity - 1]
+        self.start[a:a + k] += start  # the table's notes begin at sample 0
+        self.attack_end[a:a + k] += start
         self.held_until[a:a + k] = NOT_RELEASED
-        unit_phasors(self.omega[a:a + k], self.cos_omega[a:a + k], self.sin_omega[a:a + k])
         self.offsets[1] = a + k
         handle = self.next_handle
         self.next_handle += 1

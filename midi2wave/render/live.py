@@ -197,6 +197,13 @@ class LiveSynth:
         self.voice_limit: int | None = None
         self._notes_cache: tuple[Notes, PedalEvents] | None = None
 
+    def prepare(self) -> "LiveSynth":
+        """Build now what a note would otherwise build the first time its key is struck (the bank's
+        note table of every key: `LiveBank.prepare`), before an audio callback plays: a real-time
+        stream's first notes then cost what later ones do. Kept over `reset`."""
+        self.bank.prepare()
+        return self
+
     @property
     def polyphony(self) -> int:
         """Notes sounding (held, sustained or in their release) now."""
@@ -338,9 +345,11 @@ class LiveSynth:
         if self._notes_cache is None:
             sr = self.sr
             notes = self.notes
+            released = np.array([n.offset is not None for n in notes], bool)
+            offset_s = np.full(len(notes), _FAR_S)
+            offset_s[released] = _seconds([n.offset for n in notes if n.offset is not None], sr)  # one call, not one a note
             self._notes_cache = (
-                Notes(_seconds([n.onset for n in notes], sr),
-                      np.array([_seconds([n.offset], sr)[0] if n.offset is not None else _FAR_S for n in notes]),
+                Notes(_seconds([n.onset for n in notes], sr), offset_s,
                       np.array([n.pitch for n in notes], np.int16), np.array([n.velocity for n in notes], np.int16)),
                 # the pedals' rows hold their values until further notice: a last event far ahead
                 # keeps `frame_rolls` from ending them with the notes (a piece's end, offline)

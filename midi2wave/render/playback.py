@@ -100,6 +100,7 @@ class _Processor:
     """The callback's work, shared by the backends: events -> RateAdapter -> samples, guarded."""
 
     def __init__(self, synth: LiveSynth, device_rate: int, period: int) -> None:
+        synth.prepare()  # no note builds its oscillators' table in the callback
         self.adapter = RateAdapter(synth, device_rate)
         self.synth = synth
         self.period_s = period / device_rate
