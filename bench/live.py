@@ -3,17 +3,20 @@ CPU load and the highest polyphony held without an xrun (`midi2wave live --jack`
 
 For each rate:period, a JACK server (jackd, dummy backend, realtime when allowed) runs on another
 core; this process (the engine's JACK client) is pinned to one core, and a MIDI sender (another process)
-plays `--midi` (looped) to it for `--seconds`. Reported per configuration: callback time per period
-(mean, 99th percentile, worst) and as a share of the period, xruns, the engine's CPU load (callback
+plays `--midi` (looped) to it for `--seconds`, `--rounds` times. Reported per configuration and round,
+over the `--seconds` from the sender's connection: callback time per period (mean, 99th percentile,
+worst) and as a share of the period, xruns (and among them the engine's callbacks longer than the
+period: the others are stalls of the machine or the server), the engine's CPU load (callback
 time / wall time), and the same blocks rendered without JACK in this run (the baseline: the
 engine's own time; callback / baseline shows what JACK adds), and the xruns of a client that only
 writes silence on the same server for as long, and of one that first spins for the engine's mean
-callback time (the machine's own stalls, at the engine's load). `--polyphony`: then
+callback time (the machine's own stalls, at the engine's load), and apart the xruns when the graph
+changes (the sender joining and leaving: a keyboard is connected once). `--polyphony`: then
 chords of N held keys (sustain pedal down) for 3 s each at 16 kHz, period 64, N rising until an
 xrun.
 
     python bench/live.py [--midi FILE] [--seconds 60] [--configs 16000:64 16000:128 48000:96 48000:192]
-                         [--core 0] [--polyphony]
+                         [--core 0] [--rounds 1] [--polyphony]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,16 +113,32 @@ def run_graph(synth, events, rate: int, seconds: float):
         json.dump([(t, list(d)) for t, d in events], f)
     sender = subprocess.Popen([sys.executable, "-c", SENDER, f.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
+    m = backend.proc.meter
     try:
         assert sender.stdout.readline().strip() == "ready"
+        time.sleep(0.1)  # the connection's graph change (and an xrun it causes) is over
         t0 = time.perf_counter()
+        before = m.xruns, m.overloads, m.periods  # the sender's connection changed the graph
         time.sleep(seconds)
         wall = time.perf_counter() - t0
+        during = m.xruns - before[0], m.overloads - before[1]  # the sender's leaving changes it again, below
     finally:
         sender.communicate("", timeout=30)
         os.unlink(f.name)
         backend.stop()
-    return backend, wall
+    return backend, wall, Window(during[0], during[1], m.xruns - during[0], before[2])
+
+
+@dataclass
+class Window:
+    """The xruns while the MIDI played (`seconds` from the sender's connection), the engine's callbacks
+    over the period among them, the xruns when the graph changed (the sender joining and leaving), and
+    the first period of the window."""
+
+    xruns: int
+    overloads: int
+    graph_xruns: int
+    first_period: int
 
 
 def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, float]:
@@ -179,9 +199,9 @@ def polyphony(model, core: int) -> list[tuple[int, int, float]]:
         try:
             keys = np.linspace(21, 108, n).round().astype(int)
             events = [(0, bytes([0xB0, 64, 127]))] + [(64 * i, bytes([0x90, int(k), 90])) for i, k in enumerate(keys)]
-            backend, _ = run_graph(LiveSynth(model), events, 16000, 3.0)
+            backend, _, window = run_graph(LiveSynth(model), events, 16000, 3.0)
             m = backend.proc.meter
-            rows.append((n, m.xruns, m.worst_s / (64 / 16000)))
+            rows.append((n, window.xruns, m.worst_s / (64 / 16000)))
         finally:
             stop_jackd(proc)
         print(f"  polyphony {n:3d}: xruns {rows[-1][1]}, worst callback {rows[-1][2]:.2f} x the period", flush=True)
@@ -196,6 +216,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--configs", nargs="+", default=["16000:64", "16000:128", "48000:96", "48000:192"])
     ap.add_argument("--core", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each configuration (the machine's stalls vary)")
     ap.add_argument("--polyphony", action="store_true")
     args = ap.parse_args()
     if shutil.which("jackd") is None:
@@ -210,9 +231,9 @@ def main() -> None:
     LiveSynth(model).render(16000)  # kernel loaded before any timing
     print(f"live engine on core {args.core}, {Path(args.midi).name} looped to {args.seconds:g} s "
           f"(load average {os.getloadavg()[0]:.2f})")
-    print("rate:period  server   mean ms  p99 ms  worst ms  p99/period  worst/period  xruns  load  "
-          "p99 vs baseline  polyphony max  null-client xruns  busy-client xruns (worst ms)")
-    for spec in args.configs:
+    print("rate:period  server   mean ms  p99 ms  worst ms  p99/period  worst/period  xruns (callbacks over the period)"
+          "  load  p99 vs baseline  polyphony max  null-client xruns  busy-client xruns (worst ms)  graph-change xruns")
+    for spec in [c for c in args.configs for _ in range(args.rounds)]:
         rate, period = (int(x) for x in spec.split(":"))
         events = piece_events(args.midi, rate, args.seconds)
         name, proc, realtime = start_jackd(rate, period, args.core)
@@ -220,18 +241,19 @@ def main() -> None:
         try:
             null, _ = null_xruns(rate, args.seconds)
             synth = LiveSynth(model)
-            backend, wall = run_graph(synth, events, rate, args.seconds)
+            backend, wall, window = run_graph(synth, events, rate, args.seconds)
             mean_s = float(backend.proc.meter.durations[:backend.proc.meter.periods].mean())
             busy, busy_worst = null_xruns(rate, args.seconds, mean_s)
         finally:
             stop_jackd(proc)
         m = backend.proc.meter
-        d = m.durations[:min(m.periods, len(m.durations))]
+        d = m.durations[window.first_period:min(m.periods, len(m.durations))]
         base = baseline(model, events, rate, period, min(args.seconds, 10.0))
         p = period / rate
         print(f"{spec:>11}  {'rt' if realtime else 'no-rt':>6}  {1e3 * d.mean():7.3f}  {1e3 * np.percentile(d, 99):6.3f}"
-              f"  {1e3 * d.max():8.3f}  {np.percentile(d, 99) / p:10.2f}  {d.max() / p:12.2f}  {m.xruns:5d}"
-              f"  {d.sum() / wall:4.0%}  {np.percentile(d, 99) / np.percentile(base, 99):15.2f}  {synth.stats.max_polyphony:13d}  {null:17d}  {busy:17d} ({1e3 * busy_worst:.1f})",
+              f"  {1e3 * d.max():8.3f}  {np.percentile(d, 99) / p:10.2f}  {d.max() / p:12.2f}  {window.xruns:5d} ({window.overloads})"
+              f"  {d.sum() / wall:4.0%}  {np.percentile(d, 99) / np.percentile(base, 99):15.2f}  {synth.stats.max_polyphony:13d}"
+              f"  {null:17d}  {busy:17d} ({1e3 * busy_worst:.1f})  {window.graph_xruns:18d}",
               flush=True)
     if args.polyphony:
         print("polyphony at 16000:64 (chords held with the sustain pedal, 3 s each):")
