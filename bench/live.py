@@ -223,11 +223,15 @@ def main() -> None:
         raise SystemExit("jackd not installed (Debian: jackd2)")
     os.sched_setaffinity(0, {args.core})
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    from midi2wave.checkpoint import load_model
     from midi2wave.files import LIVE_ASSETS_DIR
     from midi2wave.render.live import LiveSynth
+    from midi2wave.render.livemodel import load_live_model
 
-    model, _ = load_model(LIVE_ASSETS_DIR)
+    model = load_live_model(LIVE_ASSETS_DIR)  # as `midi2wave live` loads it: the snapshot, without torch
+    if model is None:
+        from midi2wave.checkpoint import load_model
+
+        model, _ = load_model(LIVE_ASSETS_DIR)
     LiveSynth(model).render(16000)  # kernel loaded before any timing
     print(f"live engine on core {args.core}, {Path(args.midi).name} looped to {args.seconds:g} s "
           f"(load average {os.getloadavg()[0]:.2f})")
