@@ -165,21 +165,30 @@ def test_the_live_bank_copies_notes_from_tables_built_before_the_audio_runs():
     """`add_note` copies a note's oscillators from its pitch's table (one `oscillators` call for
     every velocity): the rows equal a single note's `oscillators` at any velocity; a velocity
     outside 1..127 is refused; the audio callback's processor builds every key's table first."""
-    bank = rs.LiveBank(BANK, SR)
-    for pitch, velocity in ((21, 1), (60, 64), (108, 127)):
-        bank.reset()
-        bank.add_note(pitch, velocity, 1234)
-        rows = rs.oscillators(np.array([pitch]), np.array([velocity]), np.array([1234]),
-                              np.array([rs.NOT_RELEASED]), SR, BANK)
-        for name in rs.Schedule.FIELDS:
-            if name != "r_release":  # the room's (`release_pole_for`), set by the bank
+    bank = rs.LiveBank(BANK, SR, year=2011)
+    for pitch in (21, 60, 108):
+        for velocity in range(1, 128):
+            bank.reset()
+            bank.add_note(pitch, velocity, 1234)
+            rows = rs.oscillators(np.array([pitch]), np.array([velocity]), np.array([1234]),
+                                  np.array([rs.NOT_RELEASED]), SR, BANK)
+            rows.r_release[:] = bank.release_pole  # the room's (`release_pole_for`), set by the bank
+            for name in rs.Schedule.FIELDS:
                 assert np.array_equal(getattr(bank, name)[:bank.size], getattr(rows, name)), (pitch, velocity, name)
+            cos, sin = np.zeros(len(rows)), np.zeros(len(rows))
+            rs.unit_phasors(rows.omega, cos, sin)
+            assert np.array_equal(bank.cos_omega[:bank.size], cos) and np.array_equal(bank.sin_omega[:bank.size], sin)
+    assert bank.release_pole != rs.oscillators(np.array([60]), np.array([64]), np.array([0]),
+                                               np.array([rs.NOT_RELEASED]), SR, BANK).r_release[0]
     for velocity in (0, 128):
         with pytest.raises(ValueError, match="velocity"):
             bank.add_note(60, velocity, 0)
     synth = live.LiveSynth(live_model(), OPTIONS, year=2011)
     playback._Processor(synth, SR, 64)
     assert sorted(synth.bank._note_tables) == list(range(21, 109))
+    synth.note_on(60, 0.5)  # a velocity under 1 is a note-off, not a note the bank refuses mid-stream
+    synth.note_on(62, 300.0)  # above 127: 127
+    assert np.isfinite(synth.render(256)).all() and synth.stats.notes == 1 and synth.notes[-1].velocity == 127
 
 
 def test_48_khz_output_is_the_upsampled_render_with_a_fixed_latency(piece):

@@ -43,7 +43,7 @@ from ..config import DataConfig, ResonatorConfig
 from ..midi import Notes, decay_tau_s, pitch_to_hz
 
 from .. import jit
-from ..constants import MAX_MIDI_PITCH, MIN_MIDI_PITCH
+from ..constants import MAX_MIDI_PITCH, MAX_MIDI_VELOCITY, MIN_MIDI_PITCH
 
 _njit = jit.njit(cache=True, nogil=True)
 # The bank step and its batch loops are inlined (numba IR) into the kernel's loop: they pass the
@@ -328,7 +328,9 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     """The oscillators of notes (pitch, velocity int [n]) starting at samples `first` and released at
     samples `release` (int64 [n]): note by note, each note's partials in order (not sorted by start).
     The one place the bank's settings become oscillators: `schedule` (a window of a piece) and the
-    live engine's growing bank (`LiveBank.add_note`, released later) both call it."""
+    live engine's growing bank (`LiveBank.note_table`, every velocity of a key, copied per note and
+    released later) both call it. The live bank relies on two things here: which partials a note
+    keeps depends on its pitch alone, and its velocity reaches only `Schedule.VELOCITY_FIELDS`."""
     sr = float(sample_rate_hz)
     floor, emphasis, lowpass = _settings(config)
     pitch = np.asarray(pitch)
@@ -665,8 +667,8 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
             target = rise * locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
             m = math.sqrt(re[j] * re[j] + im[j] * im[j])
             if m > 0.0:
-                # lock 1 (every model's default): x ** 1 is x, without a pow per oscillator and sample
-                # (a chord's attacks cost a millisecond of a 4-ms period)
+                # lock 1 (the bundled models'): x ** 1 is x, without a pow per oscillator and sample
+                # in every attack (BENCHMARKS.md "live")
                 f = target / m if lock == 1.0 else (target / m) ** lock
                 re[j] *= f
                 im[j] *= f
@@ -1192,29 +1194,35 @@ class LiveBank:
         return self
 
     def note_table(self, pitch: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """The oscillators of a note of this pitch at every velocity 1..127, begun at sample 0 and not
+        """The oscillators of a note of this pitch at every velocity 1..MAX_MIDI_VELOCITY, begun at sample 0 and not
         released, from one `oscillators` call: (the fields that depend on the pitch alone, [k] each,
         with the room's release and `cos_omega` / `sin_omega`; `Schedule.VELOCITY_FIELDS`, [127, k]
-        each, row v - 1 for velocity v). Kept per pitch: `add_note` then only copies rows (building
-        one note's oscillators took about 0.3 ms of Python, a chord's a millisecond of the audio
-        callback's period)."""
+        each, row v - 1 for velocity v). Kept per pitch: `add_note` then only copies rows, where
+        building a note's oscillators in an audio callback cost a chord a large share of the
+        period (BENCHMARKS.md "live")."""
         table = self._note_tables.get(pitch)
         if table is None:
-            velocity = np.arange(1, 128)
-            rows = oscillators(np.full(127, pitch), velocity, np.zeros(127, np.int64),
-                               np.full(127, NOT_RELEASED, np.int64), self.sample_rate_hz, self.config)
-            k = len(rows) // 127
-            fixed = {name: getattr(rows, name)[:k].copy() for name in Schedule.FIELDS
-                     if name not in Schedule.VELOCITY_FIELDS}
+            V = MAX_MIDI_VELOCITY
+            rows = oscillators(np.full(V, pitch), np.arange(1, V + 1), np.zeros(V, np.int64),
+                               np.full(V, NOT_RELEASED, np.int64), self.sample_rate_hz, self.config)
+            k = len(rows) // V
+            fixed = {}
+            for name in Schedule.FIELDS:
+                if name not in Schedule.VELOCITY_FIELDS:
+                    values = getattr(rows, name).reshape(V, k)
+                    if not (values == values[0]).all():  # a copy would give every velocity the softest's
+                        raise RuntimeError(f"oscillators(): {name} depends on the velocity; "
+                                           f"list it in Schedule.VELOCITY_FIELDS")
+                    fixed[name] = values[0].copy()
             fixed["r_release"][:] = self.release_pole
             fixed["cos_omega"], fixed["sin_omega"] = np.zeros(k), np.zeros(k)
             unit_phasors(fixed["omega"], fixed["cos_omega"], fixed["sin_omega"])
-            by_velocity = {name: getattr(rows, name).reshape(127, k).copy() for name in Schedule.VELOCITY_FIELDS}
+            by_velocity = {name: getattr(rows, name).reshape(V, k).copy() for name in Schedule.VELOCITY_FIELDS}
             table = self._note_tables[pitch] = (fixed, by_velocity)
         return table
 
     def prepare(self, pitches: range = range(MIN_MIDI_PITCH, MAX_MIDI_PITCH + 1)) -> "LiveBank":
-        """Build the note tables of these pitches now (every key of the piano: about 70 ms), so that
+        """Build the note tables of these pitches now (every key of the piano by default), so that
         no note played later builds one in an audio callback."""
         for pitch in pitches:
             self.note_table(int(pitch))
@@ -1228,8 +1236,8 @@ class LiveBank:
         up to a block behind the events) has not dropped yet. So whether a note is refused depends
         on the notes alone, not on the block sizes. The oscillators are `oscillators`' for the note,
         copied from the pitch's `note_table` (tests/test_live.py compares them field by field)."""
-        if not 1 <= velocity <= 127:
-            raise ValueError(f"velocity must be 1..127, got {velocity}")
+        if not 1 <= velocity <= MAX_MIDI_VELOCITY:
+            raise ValueError(f"velocity must be 1..{MAX_MIDI_VELOCITY}, got {velocity}")
         fixed, by_velocity = self.note_table(int(pitch))
         k = len(fixed["omega"])
         n = self.size

@@ -225,10 +225,11 @@ class LiveSynth:
         if not C.MIN_MIDI_PITCH <= pitch <= C.MAX_MIDI_PITCH:
             self.stats.ignored["key outside the piano"] += 1
             return
+        velocity = int(velocity)  # a float in (0, 1) is 0 (a note-off), not a note the bank refuses
         if velocity <= 0:
             self.note_off(pitch, offset)
             return
-        self._queue(offset, 0, int(pitch), int(min(velocity, 127)))
+        self._queue(offset, 0, int(pitch), min(velocity, C.MAX_MIDI_VELOCITY))
 
     def note_off(self, pitch: int, offset: int = 0) -> None:
         if not C.MIN_MIDI_PITCH <= pitch <= C.MAX_MIDI_PITCH:
