@@ -4,14 +4,16 @@ CPU load and the highest polyphony held without an xrun (`midi2wave live --jack`
 For each rate:period, a JACK server (jackd, dummy backend, realtime when allowed) runs on another
 core; this process (the engine's JACK client) is pinned to one core, and a MIDI sender (another process)
 plays `--midi` (looped) to it for `--seconds`, `--rounds` times. Reported per configuration and round,
-over the `--seconds` from the sender's connection: callback time per period (mean, 99th percentile,
-worst) and as a share of the period, xruns (and among them the engine's callbacks longer than the
-period: the others are stalls of the machine or the server), the engine's CPU load (callback
+over the `--seconds` the MIDI plays (from 0.1 s after the sender's connection): callback time per
+period (mean, 99th percentile, worst) and as a share of the period, xruns and the engine's callbacks
+longer than the period (its own work, or a stall of the machine inside the callback), the engine's
+CPU load (callback
 time / wall time), and the same blocks rendered without JACK in this run (the baseline: the
 engine's own time; callback / baseline shows what JACK adds), and the xruns of a client that only
 writes silence on the same server for as long, and of one that first spins for the engine's mean
-callback time (the machine's own stalls, at the engine's load), and apart the xruns when the graph
-changes (the sender joining and leaving: a keyboard is connected once). `--polyphony`: then
+callback time (the machine's own stalls, at the engine's load; these two count from their activation),
+and apart the engine's xruns outside the window (its activation, the sender joining and leaving: a
+keyboard is connected once). `--polyphony`: then
 chords of N held keys (sustain pedal down) for 3 s each at 16 kHz, period 64, N rising until an
 xrun.
 
@@ -78,11 +80,13 @@ import json, sys, time, jack
 events = [(int(f), bytes(d)) for f, d in json.load(open(sys.argv[1]))]
 client = jack.Client("m2w-sender", no_start_server=True)
 out = client.midi_outports.register("out")
-state = {"next": 0, "t0": None}
+state = {"next": 0, "t0": None, "go": False}
 
 @client.set_process_callback
 def send(frames):
     out.clear_buffer()
+    if not state["go"]:  # connected, waiting for the parent's "go": no event is lost before the window
+        return
     now = client.last_frame_time
     if state["t0"] is None:
         state["t0"] = now
@@ -95,6 +99,8 @@ def send(frames):
 client.activate()
 client.connect(out, "m2w:midi_in")
 print("ready", flush=True)
+sys.stdin.readline()
+state["go"] = True
 sys.stdin.read()
 """
 
@@ -117,28 +123,36 @@ def run_graph(synth, events, rate: int, seconds: float):
     try:
         assert sender.stdout.readline().strip() == "ready"
         time.sleep(0.1)  # the connection's graph change (and an xrun it causes) is over
+        before = m.xruns, m.overloads, m.periods
+        sender.stdin.write("go\n")  # the sender's clock starts now: the piece plays inside the window
+        sender.stdin.flush()
         t0 = time.perf_counter()
-        before = m.xruns, m.overloads, m.periods  # the sender's connection changed the graph
         time.sleep(seconds)
         wall = time.perf_counter() - t0
-        during = m.xruns - before[0], m.overloads - before[1]  # the sender's leaving changes it again, below
+        after = m.xruns, m.overloads, m.periods  # before the sender's leaving changes the graph again
     finally:
-        sender.communicate("", timeout=30)
+        try:
+            sender.communicate("", timeout=30)
+        except subprocess.TimeoutExpired:
+            sender.kill()
         os.unlink(f.name)
         backend.stop()
-    return backend, wall, Window(during[0], during[1], m.xruns - during[0], before[2])
+    window = Window(after[0] - before[0], after[1] - before[1], m.xruns - (after[0] - before[0]), before[2], after[2])
+    return backend, wall, window
 
 
 @dataclass
 class Window:
-    """The xruns while the MIDI played (`seconds` from the sender's connection), the engine's callbacks
-    over the period among them, the xruns when the graph changed (the sender joining and leaving), and
-    the first period of the window."""
+    """The `seconds` while the MIDI played (from 0.1 s after the sender's connection): its xruns, the
+    engine's callbacks longer than the period in it (its own work, or a stall of the machine inside
+    the callback), the xruns outside it (the engine's activation, the sender joining and leaving),
+    and its periods [first_period, end_period)."""
 
     xruns: int
     overloads: int
-    graph_xruns: int
+    outside_xruns: int
     first_period: int
+    end_period: int
 
 
 def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, float]:
@@ -189,7 +203,8 @@ def baseline(model, events, rate: int, period: int, seconds: float) -> np.ndarra
 
 
 def polyphony(model, core: int) -> list[tuple[int, int, float]]:
-    """(N keys, xruns, worst callback / period) for chords of N held keys, 3 s each, 16 kHz, period 64."""
+    """(N keys, xruns, worst callback / period, notes played) for chords of N held keys, 3 s each, 16 kHz,
+    period 64 (the window's)."""
     from midi2wave.render.live import LiveSynth
 
     rows = []
@@ -199,12 +214,14 @@ def polyphony(model, core: int) -> list[tuple[int, int, float]]:
         try:
             keys = np.linspace(21, 108, n).round().astype(int)
             events = [(0, bytes([0xB0, 64, 127]))] + [(64 * i, bytes([0x90, int(k), 90])) for i, k in enumerate(keys)]
-            backend, _, window = run_graph(LiveSynth(model), events, 16000, 3.0)
-            m = backend.proc.meter
-            rows.append((n, window.xruns, m.worst_s / (64 / 16000)))
+            synth = LiveSynth(model)
+            backend, _, window = run_graph(synth, events, 16000, 3.0)
+            d = backend.proc.meter.durations[window.first_period:window.end_period]
+            rows.append((n, window.xruns, d.max() / (64 / 16000), synth.stats.notes))
         finally:
             stop_jackd(proc)
-        print(f"  polyphony {n:3d}: xruns {rows[-1][1]}, worst callback {rows[-1][2]:.2f} x the period", flush=True)
+        print(f"  polyphony {n:3d} ({rows[-1][3]} notes played): xruns {rows[-1][1]}, worst callback "
+              f"{rows[-1][2]:.2f} x the period", flush=True)
         if rows[-1][1]:
             break
     return rows
@@ -236,7 +253,7 @@ def main() -> None:
     print(f"live engine on core {args.core}, {Path(args.midi).name} looped to {args.seconds:g} s "
           f"(load average {os.getloadavg()[0]:.2f})")
     print("rate:period  server   mean ms  p99 ms  worst ms  p99/period  worst/period  xruns (callbacks over the period)"
-          "  load  p99 vs baseline  polyphony max  null-client xruns  busy-client xruns (worst ms)  graph-change xruns")
+          "  load  p99 vs baseline  polyphony max  null-client xruns  busy-client xruns (worst ms)  xruns outside")
     for spec in [c for c in args.configs for _ in range(args.rounds)]:
         rate, period = (int(x) for x in spec.split(":"))
         events = piece_events(args.midi, rate, args.seconds)
@@ -251,13 +268,13 @@ def main() -> None:
         finally:
             stop_jackd(proc)
         m = backend.proc.meter
-        d = m.durations[window.first_period:min(m.periods, len(m.durations))]
+        d = m.durations[window.first_period:window.end_period]
         base = baseline(model, events, rate, period, min(args.seconds, 10.0))
         p = period / rate
         print(f"{spec:>11}  {'rt' if realtime else 'no-rt':>6}  {1e3 * d.mean():7.3f}  {1e3 * np.percentile(d, 99):6.3f}"
               f"  {1e3 * d.max():8.3f}  {np.percentile(d, 99) / p:10.2f}  {d.max() / p:12.2f}  {window.xruns:5d} ({window.overloads})"
               f"  {d.sum() / wall:4.0%}  {np.percentile(d, 99) / np.percentile(base, 99):15.2f}  {synth.stats.max_polyphony:13d}"
-              f"  {null:17d}  {busy:17d} ({1e3 * busy_worst:.1f})  {window.graph_xruns:18d}",
+              f"  {null:17d}  {busy:17d} ({1e3 * busy_worst:.1f})  {window.outside_xruns:14d}",
               flush=True)
     if args.polyphony:
         print("polyphony at 16000:64 (chords held with the sustain pedal, 3 s each):")

@@ -1,11 +1,10 @@
-"""The live engine's 64-sample blocks without JACK, this tree against an earlier commit, in one
-process on one core: what the audio callback's own work costs, per block (mean, 99th and 99.9th
-percentile, worst), on `examples/example.mid` looped (dense: up to 27 notes sounding), with the
-garbage collector frozen as `midi2wave live` runs. The commit's package is extracted as
-`midi2wave_base` (bench/kernel_ab.py); the two render in turn, round by round, each round in a
-fresh process (two engines in one process ran the second one's blocks 1.6x slower, whichever came
-second), so that a busy spell of the shared machine falls on both. Also says whether they render
-bit-identical audio.
+"""The live engine's 64-sample blocks without JACK, this tree against an earlier commit, on one
+core: what the audio callback's own work costs, per block (mean, 99th and 99.9th percentile,
+worst), on `examples/example.mid` looped (a dense passage), with the garbage collector frozen as
+`midi2wave live` runs. The commit's package is extracted as `midi2wave_base` (bench/kernel_ab.py);
+the two render in turn, round by round, each round in a fresh process (two packages' engines in one
+process do not run at the speed of either alone), so that a busy spell of the shared machine falls
+on both. Also says whether they render bit-identical audio (example.mid, year 2011).
 
     python bench/live_blocks.py --base a030932~1 [--seconds 30] [--rounds 3] [--block 64] [--core 0]
 """
@@ -111,6 +110,9 @@ def main() -> int:
                 times[name].append(f["times_ms"])
                 audio[name] = f["audio"]
                 sr = int(f["sr"])
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     period_ms = 1e3 * args.block / sr
     print(f"live engine, {args.block}-sample blocks ({period_ms:g} ms), example.mid looped to {args.seconds:g} s, "
           f"{args.rounds} rounds, core {args.core} (load average {os.getloadavg()[0]:.2f})")

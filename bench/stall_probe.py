@@ -4,10 +4,10 @@ meets besides its own work (BENCHMARKS.md "live").
 A fixed chunk of plain computation (numba, `--busy-ms` long when undisturbed), started every
 `--period-ms` on one core (SCHED_FIFO when allowed), optionally reading `--megabytes` of memory
 per chunk, for `--seconds`; with `--jack`, a JACK server (dummy backend, realtime, the rate and
-period of bench/live.py) runs on another core with a client that writes silence, as when the
-engine plays. Reported: each chunk's time over the median (the stretch), how many chunks were
-stretched by more than 1, 2 and 2.5 ms, and the worst. The engine's callback at 16 kHz, period 64
-(4 ms) takes about 1.5 ms: a stretch of 2.5 ms makes it miss its period.
+period of bench/live.py) runs on another core with a client that writes silence (the probe's
+own core carries no JACK thread). Reported: each chunk's time over the median (the stretch), how
+many chunks were stretched by more than 1, 2 and 2.5 ms, and the worst. Compare the stretches with
+the live engine's callback time and its period (bench/live.py).
 
     python bench/stall_probe.py [--seconds 60] [--busy-ms 1.5] [--period-ms 4] [--megabytes 4] [--jack] [--core 0]
 """
@@ -43,6 +43,22 @@ client.close()
 """
 
 
+def _work():
+    """The chunk: read `buf` (one float per 64-byte line), then `n` dependent multiply-adds."""
+    from numba import njit
+
+    @njit(nogil=True)
+    def work(buf, n):
+        x = 0.0
+        for i in range(0, buf.shape[0], 8):
+            x += buf[i]
+        for i in range(n):
+            x = x * 0.9999999 + (i & 7)
+        return x
+
+    return work
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -52,47 +68,38 @@ def main() -> int:
     ap.add_argument("--jack", action="store_true", help="a JACK server and a silent client on another core meanwhile")
     ap.add_argument("--core", type=int, default=0)
     args = ap.parse_args()
-    from numba import njit
-
     server = client = None
-    if args.jack:
-        from live import start_jackd, stop_jackd
-
-        name, server, _ = start_jackd(16000, 64, args.core)
-        other = [c for c in sorted(os.sched_getaffinity(0)) if c != args.core] or [args.core]
-        client = subprocess.Popen(["taskset", "-c", str(other[0]), sys.executable, "-c", NULL_CLIENT],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  env={**os.environ, "JACK_DEFAULT_SERVER": name})
-        assert client.stdout.readline().strip() == "ready"
-    os.sched_setaffinity(0, {args.core})
+    realtime_server = None
+    times: list[float] = []
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))
-        realtime = True
-    except PermissionError:
-        realtime = False
-    buf = np.ones(max(8, int(args.megabytes * (1 << 20) / 8)))
+        if args.jack:
+            from live import start_jackd
 
-    @njit(nogil=True)
-    def work(buf, n):
-        x = 0.0
-        for i in range(0, buf.shape[0], 8):  # one read per 64-byte line
-            x += buf[i]
-        for i in range(n):
-            x = x * 0.9999999 + (i & 7)
-        return x
-
-    work(buf, 10)
-    n = 1000
-    while True:  # calibrate the chunk to --busy-ms
-        t = time.perf_counter()
-        work(buf, n)
-        dt = time.perf_counter() - t
-        if dt > args.busy_ms * 1e-3:
-            break
-        n *= 2
-    n = max(1, int(n * args.busy_ms * 1e-3 / dt))
-    times = []
-    try:
+            name, server, realtime_server = start_jackd(16000, 64, args.core)
+            other = [c for c in sorted(os.sched_getaffinity(0)) if c != args.core] or [args.core]
+            client = subprocess.Popen(["taskset", "-c", str(other[0]), sys.executable, "-c", NULL_CLIENT],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                      env={**os.environ, "JACK_DEFAULT_SERVER": name})
+            if client.stdout.readline().strip() != "ready":
+                raise SystemExit("the silent JACK client did not start")
+        os.sched_setaffinity(0, {args.core})
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))
+            realtime = True
+        except PermissionError:
+            realtime = False
+        buf = np.ones(max(8, int(args.megabytes * (1 << 20) / 8)))
+        work = _work()
+        work(buf, 10)
+        n = 1000
+        while True:  # calibrate the chunk to --busy-ms
+            t = time.perf_counter()
+            work(buf, n)
+            dt = time.perf_counter() - t
+            if dt > args.busy_ms * 1e-3:
+                break
+            n *= 2
+        n = max(1, int(n * args.busy_ms * 1e-3 / dt))
         start = next_start = time.perf_counter()
         while time.perf_counter() - start < args.seconds:
             next_start += args.period_ms * 1e-3
@@ -104,13 +111,19 @@ def main() -> int:
                 time.sleep(wait)
     finally:
         if client is not None:
-            client.communicate("", timeout=30)
+            try:
+                client.communicate("", timeout=30)
+            except subprocess.TimeoutExpired:
+                client.kill()
         if server is not None:
+            from live import stop_jackd
+
             stop_jackd(server)
     d = 1e3 * np.array(times)
     stretch = d - np.median(d)
+    server_kind = "" if realtime_server is None else (" (realtime)" if realtime_server else " (not realtime)")
     print(f"core {args.core}{' SCHED_FIFO' if realtime else ''}, {len(d)} chunks of {np.median(d):.2f} ms "
-          f"every {args.period_ms:g} ms reading {args.megabytes:g} MB, {'JACK server on another core' if args.jack else 'no JACK'}"
+          f"every {args.period_ms:g} ms reading {args.megabytes:g} MB, {'JACK server' + server_kind + ' on another core' if args.jack else 'no JACK'}"
           f" (load average {os.getloadavg()[0]:.2f}): stretched by > 1 ms {int((stretch > 1).sum())}, > 2 ms "
           f"{int((stretch > 2).sum())}, > 2.5 ms {int((stretch > 2.5).sum())}; worst +{stretch.max():.2f} ms")
     return 0
