@@ -33,6 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,17 +63,20 @@ def stop_jackd(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def looped_events(live: Any, path: str, rate: int, seconds: float) -> list[tuple[int, str, int, int]]:
+    """The MIDI file's events (`live.file_events`, `live` a package's render.live module) repeated
+    with half a second between repeats, up to `seconds`."""
+    base = live.file_events(path, rate)
+    length = max(e[0] for e in base) + rate // 2
+    looped = [(e[0] + k * length, *e[1:]) for k in range(int(seconds * rate // length) + 1) for e in base]
+    return [e for e in looped if e[0] < seconds * rate]
+
+
 def piece_events(path: str, rate: int, seconds: float) -> list[tuple[int, bytes]]:
     """The MIDI file's events looped to `seconds`, as (device frame, bytes)."""
-    from midi2wave.render.live import event_bytes, file_events
+    from midi2wave.render import live
 
-    base = file_events(path, rate)
-    length = max(e[0] for e in base) + rate // 2
-    out = []
-    for k in range(int(seconds * rate // length) + 1):
-        for event in base:
-            out.append((event[0] + k * length, event_bytes(event)))
-    return [e for e in out if e[0] < seconds * rate]
+    return [(e[0], live.event_bytes(e)) for e in looped_events(live, path, rate, seconds)]
 
 
 SENDER = r"""

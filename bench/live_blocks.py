@@ -25,10 +25,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+EXAMPLE = str(ROOT / "examples" / "example.mid")
 
 
 def engine(package: str):
-    """(LiveSynth of the bundled live model, the package's live module)."""
+    """(LiveSynth of the bundled live model, year 2011, prepared as `live` prepares it; the
+    package's render.live module; the model)."""
     live = importlib.import_module(f"{package}.render.live")
     checkpoint = importlib.import_module(f"{package}.checkpoint")
     files = importlib.import_module(f"{package}.files")
@@ -36,13 +38,7 @@ def engine(package: str):
     synth = live.LiveSynth(model, year=2011)
     if hasattr(synth, "prepare"):  # what `live` does before its callback runs (absent in older trees)
         synth.prepare()
-    return synth, live
-
-
-def looped_events(live, seconds: float, sr: int):
-    base = live.file_events(str(ROOT / "examples" / "example.mid"), sr)
-    length = max(e[0] for e in base) + sr // 2
-    return [(e[0] + k * length,) + tuple(e[1:]) for k in range(int(seconds * sr // length) + 1) for e in base]
+    return synth, live, model
 
 
 def block_times(synth, live, events, n_samples: int, block: int) -> np.ndarray:
@@ -68,12 +64,13 @@ def block_times(synth, live, events, n_samples: int, block: int) -> np.ndarray:
 
 def worker(package: str, path: str, seconds: float, block: int, out: str) -> None:
     """One round of one tree: its block times (ms) and its render of example.mid, saved to `out`."""
+    from live import looped_events  # bench/live.py
+
     sys.path.insert(0, path)
-    synth, live = engine(package)
-    events = looped_events(live, seconds, synth.sr)
+    synth, live, model = engine(package)
+    events = looped_events(live, EXAMPLE, synth.sr, seconds)
     times = block_times(synth, live, events, int(seconds * synth.sr), block)
-    audio = live.render_file_live(_model(live), str(ROOT / "examples" / "example.mid"), year=2011,
-                                  block_samples=block)
+    audio = live.render_file_live(model, EXAMPLE, year=2011, block_samples=block)
     np.savez(out, times_ms=1e3 * times, audio=audio, sr=synth.sr)
 
 
@@ -129,12 +126,6 @@ def main() -> int:
     same = np.array_equal(audio["midi2wave"], audio["midi2wave_base"])
     print(f"same audio (example.mid, 2011, {args.block}-sample blocks): {'yes' if same else 'NO'}")
     return 0
-
-
-def _model(live):
-    checkpoint = importlib.import_module(live.__name__.split(".")[0] + ".checkpoint")
-    files = importlib.import_module(live.__name__.split(".")[0] + ".files")
-    return checkpoint.load_model(files.LIVE_ASSETS_DIR)[0]
 
 
 if __name__ == "__main__":
