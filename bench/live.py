@@ -11,14 +11,22 @@ CPU load (callback
 time / wall time), and the same blocks rendered without JACK in this run (the baseline: the
 engine's own time; callback / baseline shows what JACK adds), and the xruns of a client that only
 writes silence on the same server for as long, and of one that first spins for the engine's mean
-callback time (the machine's own stalls, at the engine's load; these two count from their activation),
+render time (the machine's own stalls, at the engine's load; these two count from their activation),
 and apart the engine's xruns outside the window (its activation, the sender joining and leaving: a
 keyboard is connected once). `--polyphony`: then
 chords of N held keys (sustain pedal down) for 3 s each at 16 kHz, period 64, N rising until an
 xrun.
 
+Each configuration runs once per `--ahead` value (default 4 and 0: `midi2wave live --ahead`, the
+render thread with 8 ms of latency at 16 kHz, and the render in the callback with 4 ms), the same
+machine and minute for both. With the render thread, the render time is the thread's per period,
+the callback only copies a block, and "late" counts the blocks it did not have in time (silence,
+as audible as an xrun). "Latest end in cycle" is how far into the server's cycle the callback
+ended (JACK's frames since the cycle's start: its wake-up and the GIL's wait included); "ends
+over" counts periods where that passed the period, the engine's own part in the xruns.
+
     python bench/live.py [--midi FILE] [--seconds 60] [--configs 16000:64 16000:128 48000:96 48000:192]
-                         [--core 0] [--rounds 1] [--polyphony]
+                         [--ahead 4 0] [--core 0] [--rounds 1] [--no-null] [--polyphony]
 """
 
 from __future__ import annotations
@@ -109,7 +117,7 @@ sys.stdin.read()
 """
 
 
-def run_graph(synth, events, rate: int, seconds: float):
+def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float):
     """The engine as a JACK client (this process) fed `events` by a MIDI sender in another process
     (as a keyboard or sequencer would be) for `seconds` of real time."""
     import json
@@ -117,7 +125,7 @@ def run_graph(synth, events, rate: int, seconds: float):
 
     from midi2wave.render.playback import JackBackend
 
-    backend = JackBackend(synth, name="m2w")
+    backend = JackBackend(synth, name="m2w", ahead_ms=ahead_ms)
     backend.start()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump([(t, list(d)) for t, d in events], f)
@@ -127,13 +135,14 @@ def run_graph(synth, events, rate: int, seconds: float):
     try:
         assert sender.stdout.readline().strip() == "ready"
         time.sleep(0.1)  # the connection's graph change (and an xrun it causes) is over
-        before = m.xruns, m.overloads, m.periods
+        before = m.xruns, m.overloads, m.periods, backend.proc.late, backend.proc.work.periods
         sender.stdin.write("go\n")  # the sender's clock starts now: the piece plays inside the window
         sender.stdin.flush()
         t0 = time.perf_counter()
         time.sleep(seconds)
         wall = time.perf_counter() - t0
-        after = m.xruns, m.overloads, m.periods  # before the sender's leaving changes the graph again
+        after = m.xruns, m.overloads, m.periods, backend.proc.late, backend.proc.work.periods  # before the
+        # sender's leaving changes the graph again
     finally:
         try:
             sender.communicate("", timeout=30)
@@ -141,7 +150,8 @@ def run_graph(synth, events, rate: int, seconds: float):
             sender.kill()
         os.unlink(f.name)
         backend.stop()
-    window = Window(after[0] - before[0], after[1] - before[1], m.xruns - (after[0] - before[0]), before[2], after[2])
+    window = Window(after[0] - before[0], after[1] - before[1], m.xruns - (after[0] - before[0]), before[2], after[2],
+                    after[3] - before[3], before[4], after[4])
     return backend, wall, window
 
 
@@ -150,13 +160,17 @@ class Window:
     """The `seconds` while the MIDI played (from 0.1 s after the sender's connection): its xruns, the
     engine's callbacks longer than the period in it (its own work, or a stall of the machine inside
     the callback), the xruns outside it (the engine's activation, the sender joining and leaving),
-    and its periods [first_period, end_period)."""
+    its periods [first_period, end_period), the blocks that came late (the render thread missed
+    them: silence, as audible as an xrun) and the render thread's periods in it."""
 
     xruns: int
     overloads: int
     outside_xruns: int
     first_period: int
     end_period: int
+    late: int = 0
+    first_render: int = 0
+    end_render: int = 0
 
 
 def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, float]:
@@ -206,9 +220,18 @@ def baseline(model, events, rate: int, period: int, seconds: float) -> np.ndarra
     return np.array(times)
 
 
-def polyphony(model, core: int) -> list[tuple[int, int, float]]:
-    """(N keys, xruns, worst callback / period, notes played) for chords of N held keys, 3 s each, 16 kHz,
-    period 64 (the window's)."""
+def render_times(backend, window: "Window") -> np.ndarray:
+    """Seconds the window's periods took to render: the callback's (rendering in the callback) or
+    the render thread's."""
+    proc = backend.proc
+    if proc.threaded:
+        return proc.work.durations[window.first_render:window.end_render]
+    return proc.meter.durations[window.first_period:window.end_period]
+
+
+def polyphony(model, core: int, ahead_ms: float) -> list[tuple[int, int, float]]:
+    """(N keys, xruns + late blocks, worst render / period, notes played) for chords of N held keys,
+    3 s each, 16 kHz, period 64 (the window's)."""
     from midi2wave.render.live import LiveSynth
 
     rows = []
@@ -219,12 +242,12 @@ def polyphony(model, core: int) -> list[tuple[int, int, float]]:
             keys = np.linspace(21, 108, n).round().astype(int)
             events = [(0, bytes([0xB0, 64, 127]))] + [(64 * i, bytes([0x90, int(k), 90])) for i, k in enumerate(keys)]
             synth = LiveSynth(model)
-            backend, _, window = run_graph(synth, events, 16000, 3.0)
-            d = backend.proc.meter.durations[window.first_period:window.end_period]
-            rows.append((n, window.xruns, d.max() / (64 / 16000), synth.stats.notes))
+            backend, _, window = run_graph(synth, events, 16000, 3.0, ahead_ms)
+            d = render_times(backend, window)
+            rows.append((n, window.xruns + window.late, d.max() / (64 / 16000), synth.stats.notes))
         finally:
             stop_jackd(proc)
-        print(f"  polyphony {n:3d} ({rows[-1][3]} notes played): xruns {rows[-1][1]}, worst callback "
+        print(f"  polyphony {n:3d} ({rows[-1][3]} notes played): xruns + late blocks {rows[-1][1]}, worst render "
               f"{rows[-1][2]:.2f} x the period", flush=True)
         if rows[-1][1]:
             break
@@ -236,8 +259,11 @@ def main() -> None:
     ap.add_argument("--midi", default=str(ROOT / "examples" / "example.mid"))
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--configs", nargs="+", default=["16000:64", "16000:128", "48000:96", "48000:192"])
+    ap.add_argument("--ahead", nargs="+", type=float, default=[4.0, 0.0], metavar="MS",
+                    help="`midi2wave live --ahead` values, each run in every round (default: 4 and 0)")
     ap.add_argument("--core", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=1, help="runs of each configuration (the machine's stalls vary)")
+    ap.add_argument("--no-null", action="store_true", help="skip the null and busy clients (the machine's own xruns)")
     ap.add_argument("--polyphony", action="store_true")
     args = ap.parse_args()
     if shutil.which("jackd") is None:
@@ -256,33 +282,44 @@ def main() -> None:
     LiveSynth(model).render(16000)  # kernel loaded before any timing
     print(f"live engine on core {args.core}, {Path(args.midi).name} looped to {args.seconds:g} s "
           f"(load average {os.getloadavg()[0]:.2f})")
-    print("rate:period  server   mean ms  p99 ms  worst ms  p99/period  worst/period  xruns (callbacks over the period)"
-          "  load  p99 vs baseline  polyphony max  null-client xruns  busy-client xruns (worst ms)  xruns outside")
+    print("rate:period  server  ahead  latency ms  callback mean/p99/worst ms  render mean/p99/worst ms  "
+          "render p99/period  xruns (callbacks over the period)  late  load  render p99 vs baseline  polyphony max"
+          "  null-client xruns  busy-client xruns (worst ms)  xruns outside  latest end in cycle ms  ends over"
+          "  xrun delays ms")
     for spec in [c for c in args.configs for _ in range(args.rounds)]:
         rate, period = (int(x) for x in spec.split(":"))
         events = piece_events(args.midi, rate, args.seconds)
-        name, proc, realtime = start_jackd(rate, period, args.core)
-        os.environ["JACK_DEFAULT_SERVER"] = name
-        try:
-            null, _ = null_xruns(rate, args.seconds)
-            synth = LiveSynth(model)
-            backend, wall, window = run_graph(synth, events, rate, args.seconds)
-            mean_s = float(backend.proc.meter.durations[:backend.proc.meter.periods].mean())
-            busy, busy_worst = null_xruns(rate, args.seconds, mean_s)
-        finally:
-            stop_jackd(proc)
-        m = backend.proc.meter
-        d = m.durations[window.first_period:window.end_period]
         base = baseline(model, events, rate, period, min(args.seconds, 10.0))
-        p = period / rate
-        print(f"{spec:>11}  {'rt' if realtime else 'no-rt':>6}  {1e3 * d.mean():7.3f}  {1e3 * np.percentile(d, 99):6.3f}"
-              f"  {1e3 * d.max():8.3f}  {np.percentile(d, 99) / p:10.2f}  {d.max() / p:12.2f}  {window.xruns:5d} ({window.overloads})"
-              f"  {d.sum() / wall:4.0%}  {np.percentile(d, 99) / np.percentile(base, 99):15.2f}  {synth.stats.max_polyphony:13d}"
-              f"  {null:17d}  {busy:17d} ({1e3 * busy_worst:.1f})  {window.outside_xruns:14d}",
-              flush=True)
+        for ahead in args.ahead:
+            name, proc, realtime = start_jackd(rate, period, args.core)
+            os.environ["JACK_DEFAULT_SERVER"] = name
+            null = busy = -1
+            busy_worst = float("nan")
+            try:
+                if not args.no_null:
+                    null, _ = null_xruns(rate, args.seconds)
+                synth = LiveSynth(model)
+                backend, wall, window = run_graph(synth, events, rate, args.seconds, ahead)
+                d = render_times(backend, window)
+                if not args.no_null:
+                    busy, busy_worst = null_xruns(rate, args.seconds, float(d.mean()))
+            finally:
+                stop_jackd(proc)
+            c = backend.proc.meter.durations[window.first_period:window.end_period]
+            ends = backend.proc.meter.ends[window.first_period:window.end_period]
+            p = period / rate
+            print(f"{spec:>11}  {'rt' if realtime else 'no-rt':>6}  {ahead:5g}  {backend.latency_ms:10.1f}"
+                  f"  {1e3 * c.mean():8.3f} {1e3 * np.percentile(c, 99):6.3f} {1e3 * c.max():7.3f}"
+                  f"  {1e3 * d.mean():7.3f} {1e3 * np.percentile(d, 99):6.3f} {1e3 * d.max():7.3f}"
+                  f"  {np.percentile(d, 99) / p:17.2f}  {window.xruns:5d} ({window.overloads})  {window.late:4d}"
+                  f"  {d.sum() / wall:4.0%}  {np.percentile(d, 99) / np.percentile(base, 99):22.2f}"
+                  f"  {synth.stats.max_polyphony:13d}  {null:17d}  {busy:17d} ({1e3 * busy_worst:.1f})"
+                  f"  {window.outside_xruns:14d}  {1e3 * ends.max():17.3f} {int((ends > p).sum()):5d}"
+                  f"  {' '.join(f'{1e3 * x:.1f}' for x in backend.proc.meter.xrun_delays_s[:12])}", flush=True)
     if args.polyphony:
-        print("polyphony at 16000:64 (chords held with the sustain pedal, 3 s each):")
-        polyphony(model, args.core)
+        for ahead in args.ahead:
+            print(f"polyphony at 16000:64, --ahead {ahead:g} (chords held with the sustain pedal, 3 s each):")
+            polyphony(model, args.core, ahead)
 
 
 if __name__ == "__main__":

@@ -205,11 +205,12 @@ def _cmd_live(args: argparse.Namespace) -> int:
         return 0
     if args.jack == (args.device is not None or args.midi_in is not None):
         raise Midi2WaveError("live: choose --jack, or --midi-in PORT with --device NAME (see --list)")
+    ahead = playback.check_ahead_ms(playback.DEFAULT_AHEAD_MS if args.ahead is None else args.ahead)
     synth = _live_synth(args)
     if args.jack:
-        backend = playback.JackBackend(synth, args.name, args.connect)
+        backend = playback.JackBackend(synth, args.name, args.connect, ahead_ms=ahead)
     else:
-        backend = playback.DeviceBackend(synth, args.midi_in, args.device, args.period)
+        backend = playback.DeviceBackend(synth, args.midi_in, args.device, args.period, ahead_ms=ahead)
     if not args.quiet:
         print(f"midi2wave live: {backend.rate} Hz, period {backend.period}, latency {backend.latency_ms:.1f} ms; "
               f"Ctrl-C stops", file=sys.stderr)
@@ -440,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--midi-in", default=None, metavar="PORT", help="MIDI input port (name, part of it, or number)")
     p.add_argument("--device", default=None, metavar="NAME", help="audio output device (PortAudio name or number)")
     p.add_argument("--period", type=_positive_int, default=128, help="--device: frames per period")
+    p.add_argument("--ahead", type=float, default=None, metavar="MS",
+                   help="render this far ahead, buffered on top of the engine's 4 ms, so that the machine's "
+                        "stalls cost no xrun (default 4: 8 ms of latency at 16 kHz; 0: render in the audio callback)")
     p.add_argument("--list", action="store_true", help="list JACK ports, MIDI inputs and audio outputs, then exit")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
     p.add_argument("--checkpoint", type=Path, default=None, help="a causal model (default: the bundled live model)")

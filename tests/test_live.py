@@ -5,6 +5,8 @@ reaches other rates with a fixed latency. With a JACK server: tests/test_live_ja
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -216,6 +218,147 @@ def test_48_khz_output_is_the_upsampled_render_with_a_fixed_latency(piece):
     assert not out[:shift].any() and np.abs(out).max() > 0.01
 
 
+def _stream_ahead(synth, events, n_samples, blocks):
+    """`render_events`, but each block is taken in with `advance` and everything it decides is
+    generated (`render_ready`); also checks after each block that it is exactly up to the last
+    complete frame. Returns the output stream (from piece sample -L)."""
+    synth.reset()
+    out, done, j, k = [], 0, 0, 0
+    while done < n_samples:
+        n = blocks[k % len(blocks)]
+        k += 1
+        while j < len(events) and events[j][0] < done + n:
+            live._send(synth, events[j], events[j][0] - done)
+            j += 1
+        synth.advance(n)
+        out.append(synth.render_ready())
+        done += n
+        assert synth.ready_samples == 0 and synth.generated == (done // 64) * 64
+    return np.concatenate(out)
+
+
+def test_rendering_ahead_gives_the_same_stream_up_to_a_frame_sooner(piece):
+    """A piece sample depends only on the events before its frame's end: generating every sample
+    the events so far decide (`render_ready`, up to 64 samples sooner than `render`) gives the same
+    stream bit for bit, in any block size."""
+    model = live_model()
+    events = live.file_events(piece, SR)
+    n = int(3.4 * SR)
+    ref = np.concatenate(list(live.render_events(live.LiveSynth(model, OPTIONS, year=2011), events, n, 64)))
+    synth = live.LiveSynth(model, OPTIONS, year=2011)
+    for blocks in ([64], [37, 128, 5, 300, 64]):
+        got = _stream_ahead(synth, events, n, blocks)
+        assert len(got) >= len(ref) and np.abs(ref).max() > 0.01
+        assert np.array_equal(got[:len(ref)], ref), (blocks, np.flatnonzero(got[:len(ref)] != ref)[:5])
+
+
+def _periods(events, ratio, period, n_frames):
+    """The piece's events as each device period's (offset, bytes), at frames the engine's clock hits."""
+    out, j = [], 0
+    for start in range(0, n_frames, period):
+        block = []
+        while j < len(events) and ratio * events[j][0] < start + period:
+            block.append((ratio * events[j][0] - start, live.event_bytes(events[j])))
+            j += 1
+        out.append(block)
+    return out
+
+
+@pytest.mark.parametrize("rate, period", [(16000, 64), (16000, 37), (48000, 96)])
+def test_rendering_ahead_delays_the_output_by_exactly_the_extra_buffering(piece, rate, period):
+    """`RateAdapter(ahead_samples=D)` outputs what it does without, D model samples later, and
+    declares that much more latency."""
+    model = live_model()
+    ratio = rate // SR
+    n_frames = ratio * 3 * SR
+    periods = _periods(live.file_events(piece, SR), ratio, period, n_frames)
+    outs = {}
+    for ahead in (0, 64, 100):
+        adapter = live.RateAdapter(live.LiveSynth(model, OPTIONS, year=2011), rate, ahead)
+        outs[ahead] = (np.concatenate([adapter.process(b, period) for b in periods]), adapter.latency_frames)
+    base, latency = outs[0]
+    assert np.abs(base).max() > 0.01
+    for ahead in (64, 100):
+        got, got_latency = outs[ahead]
+        shift = ratio * ahead
+        assert got_latency == latency + shift
+        assert not got[:shift].any() and np.array_equal(got[shift:], base[:len(base) - shift]), ahead
+
+
+def _threaded(synth, rate, period, ahead, periods, freewheel, slow=None):
+    """Blocks from a `_Processor` rendering `ahead` samples ahead on its thread, called back to back
+    (as fast as it goes), and for each block whether it came late."""
+    proc = playback._Processor(synth, rate, period, ahead)
+    proc.freewheel = freewheel
+    if slow is not None:  # the render thread stalls at one period
+        produce, calls = proc.adapter.produce, [0]
+
+        def stalled(events, frames):
+            calls[0] += 1
+            if calls[0] == slow:
+                time.sleep(0.05)
+            return produce(events, frames)
+
+        proc.adapter.produce = stalled
+    proc.start()
+    outs, late = [], []
+    try:
+        for block in periods:
+            out = np.full(period, np.nan, np.float32)
+            before = proc.late
+            proc(block, period, out)
+            outs.append(out)
+            late.append(proc.late > before)
+    finally:
+        proc.stop()
+    assert proc.thread is None and proc.meter.errors == 0
+    return outs, np.array(late), proc
+
+
+def test_the_render_thread_gives_the_same_blocks_and_under_a_stall_keeps_time(piece):
+    """With the render thread, the callback's blocks are the inline render's (in freewheel mode the
+    callback waits, even for a stalled thread). On the real clock a stall of the thread longer than the buffering makes blocks
+    late: those are silent (counted, never NaN), the stream keeps time, and every block after them
+    is the inline render's again."""
+    model = live_model()
+    period, ahead = 64, 64
+    periods = _periods(live.file_events(piece, SR), 1, period, 2 * SR)
+    adapter = live.RateAdapter(live.LiveSynth(model, OPTIONS, year=2011), SR, ahead)
+    ref = [adapter.process(b, period) for b in periods]
+    synth = live.LiveSynth(model, OPTIONS, year=2011)
+    outs, late, proc = _threaded(synth, SR, period, ahead, periods, freewheel=True, slow=40)  # waited for
+    assert not late.any() and all(np.array_equal(o, r) for o, r in zip(outs, ref))
+    assert proc.meter.periods == len(periods) and len(periods) - 2 <= proc.work.periods <= len(periods)
+    synth = live.LiveSynth(model, OPTIONS, year=2011)
+    outs, late, proc = _threaded(synth, SR, period, ahead, periods, freewheel=False, slow=40)
+    assert late[40:].any() and proc.late == late.sum() and proc.adapter.ring.dropped > 0
+    for k, (o, r) in enumerate(zip(outs, ref)):
+        assert np.isfinite(o).all()
+        if not late[k]:
+            assert np.array_equal(o, r), k
+    last_late = int(np.flatnonzero(late)[-1])
+    assert last_late < len(periods) - 100 and all(np.array_equal(o, r) for o, r in
+                                                  zip(outs[last_late + 1:], ref[last_late + 1:]))
+
+
+def test_an_error_on_the_render_thread_gives_silence_and_is_counted():
+    synth = live.LiveSynth(live_model(), OPTIONS)
+    proc = playback._Processor(synth, SR, 64, 64)
+    proc.freewheel = True
+    synth.advance = None  # the engine breaks
+    proc.start()
+    outs = [np.ones(64, np.float32) for _ in range(4)]
+    t0 = time.perf_counter()
+    try:
+        for out in outs:
+            proc([], 64, out)
+    finally:
+        proc.stop()
+    # the first block is the buffering's zeros; the others are late, and not waited for (freewheel)
+    assert not np.concatenate(outs).any() and proc.meter.errors >= 3 and proc.late == 3
+    assert time.perf_counter() - t0 < 1.0
+
+
 def test_an_error_in_the_audio_callback_gives_silence_and_is_counted():
     synth = live.LiveSynth(live_model(), OPTIONS)
     proc = playback._Processor(synth, SR, 64)
@@ -239,6 +382,8 @@ def test_under_overload_new_notes_end_the_oldest_held_ones():
     (["live", "--jack"], "JACK: no server to connect to"),
     (["live", "--midi-in", "no-such-port", "--device", "no-such-device"], "audio device 'no-such-device'"),
     (["live"], "choose --jack, or --midi-in PORT"),
+    (["live", "--jack", "--ahead", "-1"], "--ahead -1 ms: give 0"),
+    (["live", "--jack", "--ahead", "nan"], "--ahead nan ms: give 0"),
     (["play", "{piece}", "--audio-device", "no-such-device"], "audio device 'no-such-device'"),
     (["play", "{piece}", "--no-audio"], "give --out FILE.wav"),
     (["play", "no-such.mid", "--no-audio", "-o", "x.wav"], "no-such.mid: file not found"),

@@ -23,7 +23,10 @@ the events are applied in time order, each completed frame's roll goes through t
 (numpy, per frame), and the samples go through one call of the numba kernel (nogil: the bank step is
 inlined in it), so there is no Python per sample. The render of a block depends on no block size:
 `render_events` (the offline render of a file through this engine, `midi2wave play --out`) equals
-any block-wise render bit for bit (tests/test_live.py).
+any block-wise render bit for bit (tests/test_live.py). A piece sample depends only on the events
+before the end of its frame, so `advance(n)` + `render_ready()` can generate the same stream up to
+one frame sooner than `render` does (`RateAdapter`'s `ahead_samples`: a render thread then has
+time to spare, playback.py).
 
 Silence: once every note is released and its tail (the longer of `constants.RELEASE_SECONDS` and
 the bank's) is over, the engine outputs exact zeros without running the network, and starts again
@@ -55,7 +58,7 @@ _njit = jit.njit(cache=True, nogil=True)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LiveSynth", "LiveStats", "RateAdapter", "file_events", "event_bytes", "render_events",
+__all__ = ["LiveSynth", "LiveStats", "RateAdapter", "SampleRing", "file_events", "event_bytes", "render_events",
            "render_file_live", "LiveError"]
 
 _FAR_S = 1.0e9  # the offset of a note still sounding, for the roll and excitation builders (seconds)
@@ -390,6 +393,18 @@ class LiveSynth:
             return np.zeros(0, np.float32)
         if n > self.sr:
             return np.concatenate([self.render(min(self.sr, n - i)) for i in range(0, n, self.sr)])
+        self.advance(n)
+        return self._generate_to(self.clock - self.latency_samples)
+
+    def advance(self, n_samples: int) -> None:
+        """Take in the next `n_samples` of input: the events queued for them are applied (later ones
+        wait) and every frame they complete goes through the context stack; nothing is generated.
+        `render(n)` is `advance(n)` and the output up to `clock - latency_samples`; `render_ready`
+        generates further, up to the last complete frame. At most one second at a time (the
+        conditioning frames' ring)."""
+        n = int(n_samples)
+        if not 0 <= n <= self.sr:
+            raise ValueError(f"advance: {n} samples (0 .. {self.sr} at a time)")
         end = self.clock + n
         self.events.sort()
         pending = self.events
@@ -406,10 +421,29 @@ class LiveSynth:
             i += 1
         self.events = pending[i:]
         self.clock = end
-        out = np.zeros(n, np.float32)
-        self._generate(out, self.generated, end - self.latency_samples)
-        self.generated = end - self.latency_samples
-        self._prune(self.generated)
+
+    @property
+    def ready_samples(self) -> int:
+        """Output samples the events so far decide that are not yet generated: a piece sample
+        depends only on the events before the end of its frame, so every sample up to the last
+        complete frame is decided (up to `latency_samples` more than `render` has returned)."""
+        return self.spf * self.next_frame - self.generated
+
+    def render_ready(self) -> np.ndarray:
+        """Every output sample the events so far decide (`ready_samples` of them), generated now:
+        the same stream `render` returns, up to one frame sooner. A player that buffers its output
+        by D samples more than `latency_samples` can so generate each block up to D + one frame
+        before it is heard (`RateAdapter`'s `ahead_samples`); use one of `render` or
+        `render_ready` per stream."""
+        return self._generate_to(self.spf * self.next_frame)
+
+    def _generate_to(self, b: int) -> np.ndarray:
+        """Output from the next piece sample to generate up to piece sample b (exclusive)."""
+        out = np.zeros(max(0, b - self.generated), np.float32)
+        if len(out):
+            self._generate(out, self.generated, b)
+            self.generated = b
+            self._prune(self.generated)
         self.stats.blocks += 1
         self.stats.max_polyphony = max(self.stats.max_polyphony, self.polyphony)
         return out
@@ -559,19 +593,75 @@ def _upsampling_filter(ratio: int, taps_per_phase: int = 16, cutoff: float = 0.9
     return padded.reshape(taps_per_phase + 1, ratio).astype(np.float64)
 
 
+class SampleRing:
+    """An output stream of float32 samples, written at one end and read at the other by absolute
+    positions (`written`, `read`): one writer and one reader, which may be two threads (each
+    counter is moved by one side only). The reader keeps time: `read_into` always moves on by a
+    whole block, silence in place of samples not yet written, and the writer then drops those
+    samples when they come (`dropped`)."""
+
+    def __init__(self, capacity: int, prefill: int = 0) -> None:
+        self.buffer = np.zeros(int(capacity), np.float32)
+        self.written = int(prefill)  # the stream starts with `prefill` zeros
+        self.read = 0
+        self.dropped = 0
+
+    @property
+    def available(self) -> int:
+        return self.written - self.read
+
+    def write(self, x: np.ndarray) -> None:
+        skip = min(len(x), max(0, self.read - self.written))  # the reader went on without them
+        if skip:
+            x = x[skip:]
+            self.dropped += skip
+            self.written += skip
+        cap = len(self.buffer)
+        if len(x) > cap - max(0, self.written - self.read):
+            raise RuntimeError(f"SampleRing: {len(x)} samples do not fit ({self.written - self.read} of {cap} unread)")
+        i = self.written % cap
+        k = min(len(x), cap - i)
+        self.buffer[i:i + k] = x[:k]
+        self.buffer[:len(x) - k] = x[k:]
+        self.written += len(x)
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Fill `out` with the next len(out) samples; returns how many were there (the rest is 0)."""
+        n = len(out)
+        got = min(n, max(0, self.written - self.read))
+        cap = len(self.buffer)
+        i = self.read % cap
+        k = min(got, cap - i)
+        out[:k] = self.buffer[i:i + k]
+        out[k:got] = self.buffer[:got - k]
+        out[got:] = 0.0
+        self.read += n
+        return got
+
+
 class RateAdapter:
     """The engine's output at a device's rate, `frames` at a time, with a fixed latency.
 
     `process(events, frames) -> float32 [frames]`: `events` are (device frame offset in this block,
-    raw MIDI bytes). The engine runs as many of its samples as the device frames reach; their
-    audio is resampled (integer ratios: `_upsampling_filter`; others: soxr's stream) into a FIFO
-    started with `prefill` zero frames, enough that it never runs dry for any block size.
+    raw MIDI bytes). `produce` takes them in and returns the device-rate samples they make ready;
+    `process` writes those into `ring` (a `SampleRing` started with `prefill` zero frames, enough
+    that it never runs dry for any block size) and reads the block. Integer ratios (48 kHz from
+    16 kHz) go through `_upsampling_filter`, others through soxr's stream.
+
+    `ahead_samples` D > 0 (model samples): the output is buffered D samples more, and each period
+    generates everything its events decide (`LiveSynth.render_ready`), so a sample is generated up
+    to D + one frame before it is heard: time for a render thread (playback.py) to absorb the
+    machine's stalls. The stream is the same, D samples later.
+
     `latency_frames`: device frames from an event at a frame the engine's clock hits exactly (a
     multiple of device_rate / model rate) to the first output frame of its sound."""
 
-    def __init__(self, synth: LiveSynth, device_rate_hz: int) -> None:
+    def __init__(self, synth: LiveSynth, device_rate_hz: int, ahead_samples: int = 0) -> None:
         self.synth = synth
         self.device_rate = int(device_rate_hz)
+        self.ahead_samples = int(ahead_samples)
+        if not 0 <= self.ahead_samples <= synth.sr:
+            raise LiveError(f"ahead: {self.ahead_samples} samples (0 .. {synth.sr})")
         sr = synth.sr
         self.ratio = self.device_rate / sr
         self.device_frames = 0
@@ -594,10 +684,10 @@ class RateAdapter:
             pad = withheld + int(math.ceil(self.ratio)) + 2
         else:
             pad = 0
-        self.prefill = pad
-        self.fifo = np.zeros(max(4096, 4 * pad), np.float32)
-        self.fifo_n = pad
-        self.latency_frames = int(round(synth.latency_samples * self.ratio)) + delay + pad
+        ahead_frames = int(round(self.ahead_samples * self.ratio))
+        self.prefill = pad + ahead_frames
+        self.ring = SampleRing(max(1 << 16, 8 * self.prefill), self.prefill)
+        self.latency_frames = int(round(synth.latency_samples * self.ratio)) + delay + self.prefill
 
     def resample(self, x: np.ndarray) -> np.ndarray:
         """The next model-rate samples at the device rate (the stream's filter state carries on)."""
@@ -611,32 +701,32 @@ class RateAdapter:
         windows = np.lib.stride_tricks.sliding_window_view(hx, P)[:, ::-1]  # [n, P]: x_i, x_{i-1}, ...
         return (windows @ self.fir).reshape(-1).astype(np.float32)
 
-    def process(self, events: list[tuple[int, bytes]], frames: int) -> np.ndarray:
+    def produce(self, events: list[tuple[int, bytes]], frames: int) -> np.ndarray:
+        """Take in one block of `frames` device frames and its events; the device-rate samples that
+        this makes ready (the next part of the output stream, any length)."""
         synth = self.synth
         start = self.device_frames
         end = start + int(frames)
-        if self.kind == "same":
-            for offset, data in events:
-                synth.midi_message(data, offset)
-            self.device_frames = end
-            return synth.render(frames)
+        self.device_frames = end  # the block's time passes even if its render fails
         for offset, data in events:
-            at = int(math.floor((start + offset) / self.ratio))
+            at = int(math.floor((start + offset) / self.ratio)) if self.kind != "same" else start + offset
             synth.midi_message(data, at - synth.clock)
-        target = int(math.floor(end / self.ratio))
-        if target > synth.clock:
-            y = self.resample(synth.render(target - synth.clock))
-            need = self.fifo_n + len(y)
-            if need > len(self.fifo):
-                grown = np.zeros(2 * need, np.float32)
-                grown[:self.fifo_n] = self.fifo[:self.fifo_n]
-                self.fifo = grown
-            self.fifo[self.fifo_n:need] = y
-            self.fifo_n = need
-        out = np.zeros(frames, np.float32)
-        k = min(frames, self.fifo_n)
-        out[:k] = self.fifo[:k]
-        self.fifo[:self.fifo_n - k] = self.fifo[k:self.fifo_n]
-        self.fifo_n -= k
-        self.device_frames = end
+        target = end if self.kind == "same" else int(math.floor(end / self.ratio))
+        parts = []
+        while synth.clock < target:
+            n = min(synth.sr, target - synth.clock)
+            if self.ahead_samples:
+                synth.advance(n)
+                parts.append(synth.render_ready())
+            else:
+                parts.append(synth.render(n))
+        y = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        return self.resample(y) if len(y) else y
+
+    def process(self, events: list[tuple[int, bytes]], frames: int) -> np.ndarray:
+        if self.kind == "same" and not self.ahead_samples:
+            return self.produce(events, frames)  # exactly `frames` samples: no ring needed
+        self.ring.write(self.produce(events, frames))
+        out = np.empty(int(frames), np.float32)
+        self.ring.read_into(out)
         return out

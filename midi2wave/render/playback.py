@@ -7,10 +7,16 @@ Backends (each optional; `pip install midi2wave[live]`):
 - PortAudio + RtMidi (`DeviceBackend`, sounddevice + python-rtmidi: ALSA, CoreAudio/CoreMIDI,
   WASAPI/WinMM): messages arrive on RtMidi's thread and are placed at the start of the next period.
 
+By default (`ahead_ms` 4, `midi2wave live --ahead`) a render thread renders each period's samples as
+soon as its events are in, into a ring buffered one frame more than the engine's own latency
+(8 ms in all at 16 kHz), and the audio callback only hands over the events and copies a block out:
+a block is rendered up to two frames before it is heard, so the machine's stalls of a few
+milliseconds cost no xrun. `ahead_ms` 0 renders in the callback (4 ms of latency).
+
 The audio callback never raises (an exception there silently stops a JACK client): it is caught,
 counted and logged once, and the period is output as silence. It takes no lock the main thread
 holds long: the status line only reads counters. The interpreter's thread switch interval is
-lowered while live, so the main thread cannot hold the GIL for a whole period.
+lowered while live, so no other thread can hold the GIL for a whole period.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ from ..errors import InputError
 from .live import LiveSynth, RateAdapter
 
 logger = logging.getLogger(__name__)
+
+# the output buffered one frame (4 ms at 16 kHz) more than the engine's own latency: 8 ms in all at
+# 16 kHz, and each block rendered up to two frames before it is heard (see `_Processor`)
+DEFAULT_AHEAD_MS = 4.0
 
 __all__ = ["CallbackMeter", "JackBackend", "DeviceBackend", "list_ports", "status_line"]
 
@@ -74,6 +84,18 @@ def _output_device(sd: Any, device: str | None) -> dict:
         raise InputError(f"{what}: {hint} (see `midi2wave live --list`)") from None
 
 
+def check_ahead_ms(ahead_ms: float) -> float:
+    """`ahead_ms` if it is a usable extra buffering (`_Processor`), else a one-line InputError."""
+    if not 0.0 <= ahead_ms <= 100.0:
+        raise InputError(f"--ahead {ahead_ms:g} ms: give 0 (render in the audio callback) to 100 ms")
+    return float(ahead_ms)
+
+
+def ahead_samples(synth: LiveSynth, ahead_ms: float) -> int:
+    """`ahead_ms` in the model's samples."""
+    return int(round(check_ahead_ms(ahead_ms) * synth.sr / 1000.0))
+
+
 @dataclass
 class CallbackMeter:
     """What the audio callback did: periods, time per period (worst, recent), xruns, errors."""
@@ -86,6 +108,10 @@ class CallbackMeter:
     overloads: int = 0  # periods whose callback took longer than the period
     # the latest callback times (seconds), a ring of 2^18 periods (bench/live.py reads percentiles)
     durations: np.ndarray = field(default_factory=lambda: np.zeros(1 << 18))
+    # JACK: seconds from the start of the server's cycle to the callback's end, per period (its
+    # wake-up and the GIL's wait included), and the delays the server reported with its xruns
+    ends: np.ndarray = field(default_factory=lambda: np.zeros(1 << 18))
+    xrun_delays_s: list = field(default_factory=list)
 
     def add(self, seconds: float, period_s: float) -> None:
         self.durations[self.periods % len(self.durations)] = seconds
@@ -97,34 +123,119 @@ class CallbackMeter:
 
 
 class _Processor:
-    """The callback's work, shared by the backends: events -> RateAdapter -> samples, guarded."""
+    """The callback's work, shared by the backends: events -> RateAdapter -> samples, guarded.
 
-    def __init__(self, synth: LiveSynth, device_rate: int, period: int) -> None:
+    `ahead_samples` 0: the callback renders its period itself. D > 0: a render thread takes each
+    period's events and renders everything they decide (`RateAdapter.produce`), the output is
+    buffered D model samples more, and the callback only hands over the events and reads its
+    block from the ring: each block is rendered up to D + one frame before it is heard, so a stall
+    of the machine shorter than that costs nothing. A block not ready in time (the callback waits
+    for it at most half a period; in JACK's freewheel mode as long as it takes) is output as
+    silence and counted in `late`, and the stream keeps time."""
+
+    def __init__(self, synth: LiveSynth, device_rate: int, period: int, ahead_samples: int = 0) -> None:
         synth.prepare()  # no note builds its oscillators' table in the callback
-        self.adapter = RateAdapter(synth, device_rate)
+        self.adapter = RateAdapter(synth, device_rate, ahead_samples)
         self.synth = synth
         self.period_s = period / device_rate
-        self.meter = CallbackMeter()
+        self.meter = CallbackMeter()  # the audio callback
+        self.work = CallbackMeter()  # the render of each period (the callback's own, or the render thread's)
+        self.late = 0  # periods output (partly) silent: their samples were not rendered in time
+        self.freewheel = False  # JACK's freewheel mode: the callback waits for the render thread
         self.logged = False
+        self.threaded = ahead_samples > 0
+        self.inbox: deque = deque()
+        self.sent = self.done = 0  # periods handed to the render thread, and rendered (or failed)
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+        self.thread_realtime = False  # the render thread got SCHED_FIFO
+
+    def start(self) -> None:
+        """Start the render thread (with `ahead_samples`), before the stream starts."""
+        if self.threaded and self.thread is None:
+            self.stopping = False
+            self.thread = threading.Thread(target=self._render_loop, name="midi2wave-render", daemon=True)
+            self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            with self.cond:
+                self.stopping = True
+                self.cond.notify_all()
+            self.thread.join(5.0)
+            self.thread = None
+
+    def _error(self) -> None:
+        self.meter.errors += 1
+        if not self.logged:
+            self.logged = True
+            logger.exception("error in the audio engine (silence for this period; the stream goes on)")
 
     def __call__(self, events: list[tuple[int, bytes]], frames: int, out: np.ndarray) -> None:
         start = time.perf_counter()
+        period_s = frames / self.adapter.device_rate
+        if self.threaded:
+            try:
+                ring = self.adapter.ring
+                with self.cond:
+                    self.inbox.append((events, frames))
+                    self.sent += 1
+                    self.cond.notify_all()
+                    if ring.available < frames:  # wait for it a little (as long as it takes in freewheel)
+                        self.cond.wait_for(lambda: ring.available >= frames or self.done >= self.sent
+                                           or self.thread is None, 5.0 if self.freewheel else 0.5 * period_s)
+                if ring.read_into(out) < frames:
+                    self.late += 1
+            except Exception:  # never out of the audio callback
+                out[:] = 0.0
+                self._error()
+            self.meter.add(time.perf_counter() - start, period_s)
+            return
         try:
             out[:] = self.adapter.process(events, frames)
         except Exception:  # never out of the audio callback: count, log once, output silence
             out[:] = 0.0
-            self.meter.errors += 1
-            if not self.logged:
-                self.logged = True
-                logger.exception("error in the audio callback (silence for this period; the stream goes on)")
-        self.meter.add(time.perf_counter() - start, frames / self.adapter.device_rate)
-        # keep time under overload: while the callback takes most of the period, cap the notes held
-        # (a new note ends the oldest); lift the cap once the load is back down
+            self._error()
+        seconds = time.perf_counter() - start
+        self.meter.add(seconds, period_s)
+        self.work.add(seconds, period_s)
+        self._keep_up()
+
+    def _render_loop(self) -> None:
+        try:  # above the other threads of the machine, under JACK's (its clients run at 10 or more)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))  # 0: this thread (Linux)
+            self.thread_realtime = True
+        except (AttributeError, OSError):
+            pass
+        adapter, ring = self.adapter, self.adapter.ring
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.inbox or self.stopping, 0.5)
+                if self.stopping:
+                    return
+                if not self.inbox:
+                    continue
+                events, frames = self.inbox.popleft()
+            start = time.perf_counter()
+            try:
+                ring.write(adapter.produce(events, frames))
+            except Exception:  # the period stays silent (the reader goes on without it)
+                self._error()
+            with self.cond:
+                self.done += 1
+                self.cond.notify_all()
+            self.work.add(time.perf_counter() - start, frames / adapter.device_rate)
+            self._keep_up()
+
+    def _keep_up(self) -> None:
+        """Keep time under overload: while rendering takes most of the period, cap the notes held
+        (a new note ends the oldest); lift the cap once the load is back down."""
         synth = self.synth
-        if self.meter.load > 0.8:
+        if self.work.load > 0.8:
             if synth.voice_limit is None:
                 synth.voice_limit = max(4, synth.polyphony - 2)
-        elif self.meter.load < 0.5 and synth.voice_limit is not None:
+        elif self.work.load < 0.5 and synth.voice_limit is not None:
             synth.voice_limit = None
 
 
@@ -148,20 +259,22 @@ def _realtime_python(on: bool) -> None:
 
 
 def status_line(proc: _Processor) -> str:
-    m, synth = proc.meter, proc.synth
+    m, w, synth = proc.meter, proc.work, proc.synth
     latency_ms = 1000.0 * proc.adapter.latency_frames / proc.adapter.device_rate
-    flag = "  OVERLOAD: periods late" if m.overloads else ""
+    flag = "  OVERLOAD: periods late" if w.overloads or proc.late else ""
     if synth.voice_limit is not None:
         flag += f"  OVERLOAD: notes limited to {synth.voice_limit} ({synth.stats.stolen} cut short)"
-    return (f"latency {latency_ms:.1f} ms  load {100 * m.load:3.0f}% (worst {1000 * m.worst_s:.1f} ms)  "
-            f"polyphony {synth.polyphony:3d}  xruns {m.xruns}  ignored {synth.stats.ignored_total}  "
+    late = f"  late {proc.late}" if proc.threaded else ""
+    return (f"latency {latency_ms:.1f} ms  load {100 * w.load:3.0f}% (worst {1000 * w.worst_s:.1f} ms)  "
+            f"polyphony {synth.polyphony:3d}  xruns {m.xruns}{late}  ignored {synth.stats.ignored_total}  "
             f"errors {m.errors}{flag}")
 
 
 class JackBackend:
     """The live engine as a JACK client (`NAME:midi_in` -> `NAME:out`)."""
 
-    def __init__(self, synth: LiveSynth, name: str = "midi2wave", connect: bool = False) -> None:
+    def __init__(self, synth: LiveSynth, name: str = "midi2wave", connect: bool = False,
+                 ahead_ms: float = DEFAULT_AHEAD_MS) -> None:
         jack = _import("jack", "JACK-Client (and the JACK library, e.g. Debian's jackd2)")
         try:
             with _quiet_c_stderr():
@@ -171,16 +284,23 @@ class JackBackend:
                              f"PipeWire's JACK), or the name {name!r} is taken ({e})") from None
         self.jack = jack
         self.rate, self.period = self.client.samplerate, self.client.blocksize
-        self.proc = _Processor(synth, self.rate, self.period)
+        self.proc = _Processor(synth, self.rate, self.period, ahead_samples(synth, ahead_ms))
         self.midi_in = self.client.midi_inports.register("midi_in")
         self.out = self.client.outports.register("out")
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
+        self.client.set_freewheel_callback(self._freewheel)
         self.connect = connect
         self.first_frame: int | None = None  # the graph's frame time of this client's first period
 
     def _xrun(self, delay: float) -> None:
-        self.proc.meter.xruns += 1
+        meter = self.proc.meter
+        meter.xruns += 1
+        if len(meter.xrun_delays_s) < 10000:
+            meter.xrun_delays_s.append(1e-6 * delay)
+
+    def _freewheel(self, starting: bool) -> None:
+        self.proc.freewheel = bool(starting)
 
     def _process(self, frames: int) -> None:
         try:
@@ -188,11 +308,14 @@ class JackBackend:
                 self.first_frame = self.client.last_frame_time
             events = [(offset, bytes(data)) for offset, data in self.midi_in.incoming_midi_events()]
             self.proc(events, frames, self.out.get_array())
+            meter = self.proc.meter
+            meter.ends[(meter.periods - 1) % len(meter.ends)] = self.client.frames_since_cycle_start / self.rate
         except Exception:  # pragma: no cover - _Processor catches its own; this guards the port reads
             self.proc.meter.errors += 1
 
     def start(self) -> None:
         _realtime_python(True)
+        self.proc.start()
         self.client.activate()
         if self.connect:
             for port in self.client.get_ports(is_physical=True, is_input=True, is_audio=True):
@@ -205,6 +328,7 @@ class JackBackend:
     def stop(self) -> None:
         self.client.deactivate()
         self.client.close()
+        self.proc.stop()
         _realtime_python(False)
 
 
@@ -212,12 +336,12 @@ class DeviceBackend:
     """The live engine on a PortAudio output (sounddevice), MIDI from an RtMidi input port."""
 
     def __init__(self, synth: LiveSynth, midi_in: str | None, device: str | None, period: int = 128,
-                 rate: int | None = None) -> None:
+                 rate: int | None = None, ahead_ms: float = DEFAULT_AHEAD_MS) -> None:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
         info = _output_device(sd, device)
         self.rate = int(rate or info["default_samplerate"])
         self.period = int(period)
-        self.proc = _Processor(synth, self.rate, self.period)
+        self.proc = _Processor(synth, self.rate, self.period, ahead_samples(synth, ahead_ms))
         self.queue: deque = deque()
         self.midi = None
         if midi_in is not None:
@@ -250,6 +374,7 @@ class DeviceBackend:
 
     def start(self) -> None:
         _realtime_python(True)
+        self.proc.start()
         self.stream.start()
 
     @property
@@ -261,6 +386,7 @@ class DeviceBackend:
         self.stream.close()
         if self.midi is not None:
             self.midi.close_port()
+        self.proc.stop()
         _realtime_python(False)
 
 
