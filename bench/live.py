@@ -224,7 +224,7 @@ def render_times(backend, window: "Window") -> np.ndarray:
     """Seconds the window's periods took to render: the callback's (rendering in the callback) or
     the render thread's."""
     proc = backend.proc
-    if proc.threaded:
+    if proc.render_thread:
         return proc.work.durations[window.first_render:window.end_render]
     return proc.meter.durations[window.first_period:window.end_period]
 

@@ -212,8 +212,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     else:
         backend = playback.DeviceBackend(synth, args.midi_in, args.device, args.period, ahead_ms=ahead)
     if not args.quiet:
-        print(f"midi2wave live: {backend.rate} Hz, period {backend.period}, latency {backend.latency_ms:.1f} ms; "
-              f"Ctrl-C stops", file=sys.stderr)
+        print(f"midi2wave live: {backend.rate} Hz, period {backend.period}, latency {backend.latency_ms:.1f} ms, "
+              f"{backend.proc.mode}; Ctrl-C stops", file=sys.stderr)
     return playback.run_live(backend, quiet=args.quiet, seconds=args.seconds)
 
 

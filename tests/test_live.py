@@ -285,25 +285,30 @@ def test_rendering_ahead_delays_the_output_by_exactly_the_extra_buffering(piece,
         assert not got[:shift].any() and np.array_equal(got[shift:], base[:len(base) - shift]), ahead
 
 
-def _threaded(synth, rate, period, ahead, periods, freewheel, slow=None):
-    """Blocks from a `_Processor` rendering `ahead` samples ahead on its thread, called back to back
-    (as fast as it goes), and for each block whether it came late."""
+def _threaded(synth, rate, period, ahead, periods, freewheel, stall=None):
+    """Blocks from a `_Processor` rendering `ahead` samples ahead on its thread, and for each block
+    whether it came late. In freewheel the callbacks come back to back; otherwise once a period on
+    the clock, as a server's would. `stall`: (period, seconds) the render thread stops for."""
     proc = playback._Processor(synth, rate, period, ahead)
+    assert proc.render_thread
     proc.freewheel = freewheel
-    if slow is not None:  # the render thread stalls at one period
+    if stall is not None:
         produce, calls = proc.adapter.produce, [0]
 
-        def stalled(events, frames):
+        def stalled(*args, **kw):
             calls[0] += 1
-            if calls[0] == slow:
-                time.sleep(0.05)
-            return produce(events, frames)
+            if calls[0] == stall[0]:
+                time.sleep(stall[1])
+            return produce(*args, **kw)
 
         proc.adapter.produce = stalled
     proc.start()
     outs, late = [], []
+    t0 = time.perf_counter()
     try:
-        for block in periods:
+        for k, block in enumerate(periods):
+            if not freewheel:
+                time.sleep(max(0.0, t0 + k * period / rate - time.perf_counter()))
             out = np.full(period, np.nan, np.float32)
             before = proc.late
             proc(block, period, out)
@@ -315,30 +320,65 @@ def _threaded(synth, rate, period, ahead, periods, freewheel, slow=None):
     return outs, np.array(late), proc
 
 
-def test_the_render_thread_gives_the_same_blocks_and_under_a_stall_keeps_time(piece):
-    """With the render thread, the callback's blocks are the inline render's (in freewheel mode the
-    callback waits, even for a stalled thread). On the real clock a stall of the thread longer than the buffering makes blocks
-    late: those are silent (counted, never NaN), the stream keeps time, and every block after them
-    is the inline render's again."""
+def test_the_render_thread_gives_the_same_blocks_and_after_a_long_stall_catches_up(piece):
+    """With the render thread the callback's blocks are the in-callback render's, D samples later
+    (in freewheel mode the callback waits for them, even for a stalled thread). On the clock, a
+    stall longer than the buffering makes blocks late: their missing part is silence (never
+    left unwritten), the stream keeps time, and the thread drops what it is too far behind on
+    instead of playing it late, so the blocks come in time again within `max_backlog` periods
+    of the stall's end."""
     model = live_model()
     period, ahead = 64, 64
     periods = _periods(live.file_events(piece, SR), 1, period, 2 * SR)
     adapter = live.RateAdapter(live.LiveSynth(model, OPTIONS, year=2011), SR, ahead)
     ref = [adapter.process(b, period) for b in periods]
     synth = live.LiveSynth(model, OPTIONS, year=2011)
-    outs, late, proc = _threaded(synth, SR, period, ahead, periods, freewheel=True, slow=40)  # waited for
+    outs, late, proc = _threaded(synth, SR, period, ahead, periods, freewheel=True, stall=(40, 0.05))
     assert not late.any() and all(np.array_equal(o, r) for o, r in zip(outs, ref))
     assert proc.meter.periods == len(periods) and len(periods) - 2 <= proc.work.periods <= len(periods)
+    stall_s = 0.2
     synth = live.LiveSynth(model, OPTIONS, year=2011)
-    outs, late, proc = _threaded(synth, SR, period, ahead, periods, freewheel=False, slow=40)
-    assert late[40:].any() and proc.late == late.sum() and proc.adapter.ring.dropped > 0
-    for k, (o, r) in enumerate(zip(outs, ref)):
-        assert np.isfinite(o).all()
-        if not late[k]:
-            assert np.array_equal(o, r), k
-    last_late = int(np.flatnonzero(late)[-1])
-    assert last_late < len(periods) - 100 and all(np.array_equal(o, r) for o, r in
-                                                  zip(outs[last_late + 1:], ref[last_late + 1:]))
+    outs, late, proc = _threaded(synth, SR, period, ahead, periods, freewheel=False, stall=(40, stall_s))
+    first, last = int(np.flatnonzero(late)[0]), int(np.flatnonzero(late)[-1])
+    assert all(np.array_equal(o, r) for o, r in zip(outs[:first], ref[:first])) and first >= 40
+    assert all(np.isfinite(o).all() for o in outs) and proc.late == late.sum() and proc.skipped > 0
+    stalled = int(stall_s * SR / period)
+    assert last - first <= stalled + proc.max_backlog + 6, (first, last, stalled, proc.max_backlog)
+    assert not late[last + 1:].any() and last < len(periods) - 100
+
+
+@pytest.mark.parametrize("rate, period, spare", [(16000, 64, 2), (16000, 128, 1), (16000, 256, 0),
+                                                 (48000, 96, 3), (48000, 128, 2), (48000, 1024, 0),
+                                                 (44100, 128, 1)])
+def test_each_block_is_rendered_the_periods_to_spare_before_it_is_heard(piece, rate, period, spare):
+    """The render of block j (its events in) puts in the ring every frame up to block j + spare's
+    end: the thread has `spare` periods for it. With none to spare, the processor renders in the
+    callback (without the extra latency)."""
+    model = live_model()
+    synth = live.LiveSynth(model, OPTIONS, year=2011)
+    adapter = live.RateAdapter(synth, rate, 64)
+    assert adapter.periods_to_spare(period) == spare
+    events = live.file_events(piece, SR)
+    blocks = [[(int(rate * e[0] / SR) - start, live.event_bytes(e)) for e in events
+               if start <= int(rate * e[0] / SR) < start + period] for start in range(0, rate // 2, period)]
+    for j, block in enumerate(blocks):
+        adapter.ring.write(adapter.produce(block, period))
+        if j:  # the first block's own render is its silence (nothing sounds before the latency)
+            assert adapter.ring.written >= (j + 1 + spare) * period, (j, adapter.ring.written)
+    proc = playback._Processor(live.LiveSynth(model, OPTIONS), rate, period, 64)
+    assert proc.render_thread == (spare > 0)
+    assert proc.adapter.latency_frames == live.RateAdapter(synth, rate, 64 if spare else 0).latency_frames
+
+
+def test_the_engine_refuses_to_take_in_more_than_it_can_hold_ungenerated():
+    """`advance` without generating fills the conditioning frames' ring: past it, a clear error."""
+    synth = live.LiveSynth(live_model(), OPTIONS)
+    with pytest.raises(ValueError, match="ahead of the output"):
+        for _ in range(10):
+            synth.advance(SR)
+    synth.reset()
+    adapter = live.RateAdapter(synth, 48000)
+    assert len(adapter.process([], 70000)) == 70000  # a block longer than the ring: in parts
 
 
 def test_an_error_on_the_render_thread_gives_silence_and_is_counted():
@@ -354,8 +394,9 @@ def test_an_error_on_the_render_thread_gives_silence_and_is_counted():
             proc([], 64, out)
     finally:
         proc.stop()
-    # the first block is the buffering's zeros; the others are late, and not waited for (freewheel)
-    assert not np.concatenate(outs).any() and proc.meter.errors >= 3 and proc.late == 3
+    # the first two blocks lie within the latency (nothing can sound there yet: not late); the
+    # others are late, and not waited for (freewheel)
+    assert not np.concatenate(outs).any() and proc.meter.errors >= 3 and proc.late == 2
     assert time.perf_counter() - t0 < 1.0
 
 

@@ -406,6 +406,9 @@ class LiveSynth:
         if not 0 <= n <= self.sr:
             raise ValueError(f"advance: {n} samples (0 .. {self.sr} at a time)")
         end = self.clock + n
+        if end // self.spf - max(self.generated, 0) // self.spf >= len(self.cond_frames) - 2:
+            raise ValueError(f"advance: {end - max(self.generated, 0)} samples ahead of the output "
+                             f"(at most {(len(self.cond_frames) - 3) * self.spf}: generate in between)")
         self.events.sort()
         pending = self.events
         i = 0
@@ -436,6 +439,20 @@ class LiveSynth:
         before it is heard (`RateAdapter`'s `ahead_samples`); use one of `render` or
         `render_ready` per stream."""
         return self._generate_to(self.spf * self.next_frame)
+
+    def skip_ready(self) -> int:
+        """Overload: drop the decided samples (`ready_samples`) instead of generating them. The
+        stream jumps to the last complete frame and is silent from there as after a rest: notes
+        still sounding are cut, and the next onset starts the network and the bank from silence.
+        Returns the samples dropped (the stream's silence in their place)."""
+        b = self.spf * self.next_frame
+        n = b - self.generated
+        if n <= 0:
+            return 0
+        self.generated = b
+        self.idle_from = max(b, 0) if self.idle_from is None else max(self.idle_from, b, 0)
+        self._prune(b)
+        return n
 
     def _generate_to(self, b: int) -> np.ndarray:
         """Output from the next piece sample to generate up to piece sample b (exclusive)."""
@@ -684,6 +701,7 @@ class RateAdapter:
             pad = withheld + int(math.ceil(self.ratio)) + 2
         else:
             pad = 0
+        self.withheld = withheld if self.kind == "soxr" else 0
         ahead_frames = int(round(self.ahead_samples * self.ratio))
         self.prefill = pad + ahead_frames
         self.ring = SampleRing(max(1 << 16, 8 * self.prefill), self.prefill)
@@ -701,9 +719,34 @@ class RateAdapter:
         windows = np.lib.stride_tricks.sliding_window_view(hx, P)[:, ::-1]  # [n, P]: x_i, x_{i-1}, ...
         return (windows @ self.fir).reshape(-1).astype(np.float32)
 
-    def produce(self, events: list[tuple[int, bytes]], frames: int) -> np.ndarray:
+    def periods_to_spare(self, period: int) -> int:
+        """With `ahead_samples`, for blocks of `period` frames: the fewest whole periods between the
+        block whose events a block's samples need last and the block that plays it (0: a block
+        needs its own period's events, so a render thread would have less time than a render in
+        the callback; 2 at 16 kHz with period 64 and 4 ms ahead). Counted, not rendered: a block's
+        render yields every sample up to the last complete frame."""
+        if not self.ahead_samples:
+            return 0
+        P, spf, L = int(period), self.synth.spf, self.synth.latency_samples
+
+        def written(j: int) -> int:  # device frames in the ring once block j is rendered
+            clock = (j + 1) * P if self.kind == "same" else int(math.floor((j + 1) * P / self.ratio))
+            stream = clock // spf * spf + L  # the stream starts at piece sample -L
+            return self.prefill - self.withheld + int(math.floor(stream * self.ratio))
+
+        spare, j = 1 << 30, 0
+        first = 4 + -(-(self.prefill + int(L * self.ratio)) // P)  # past the start (its blocks are silence)
+        for c in range(first, first + 8 * spf * max(1, int(math.ceil(self.ratio))) + 8):
+            while written(j) < (c + 1) * P:
+                j += 1
+            spare = min(spare, c - j)
+        return max(spare, 0)
+
+    def produce(self, events: list[tuple[int, bytes]], frames: int, skip: bool = False) -> np.ndarray:
         """Take in one block of `frames` device frames and its events; the device-rate samples that
-        this makes ready (the next part of the output stream, any length)."""
+        this makes ready (the next part of the output stream, any length). `skip` (with
+        `ahead_samples`; overload): the decided samples are dropped, not generated
+        (`LiveSynth.skip_ready`), and come as silence."""
         synth = self.synth
         start = self.device_frames
         end = start + int(frames)
@@ -717,16 +760,21 @@ class RateAdapter:
             n = min(synth.sr, target - synth.clock)
             if self.ahead_samples:
                 synth.advance(n)
-                parts.append(synth.render_ready())
+                parts.append(np.zeros(synth.skip_ready(), np.float32) if skip else synth.render_ready())
             else:
                 parts.append(synth.render(n))
         y = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.float32)
         return self.resample(y) if len(y) else y
 
     def process(self, events: list[tuple[int, bytes]], frames: int) -> np.ndarray:
+        frames = int(frames)
         if self.kind == "same" and not self.ahead_samples:
             return self.produce(events, frames)  # exactly `frames` samples: no ring needed
-        self.ring.write(self.produce(events, frames))
-        out = np.empty(int(frames), np.float32)
-        self.ring.read_into(out)
+        out = np.empty(frames, np.float32)
+        step = len(self.ring.buffer) // 4  # a long block in parts, each within the ring
+        for a in range(0, frames, step):
+            b = min(frames, a + step)
+            part = [(o - a, d) for o, d in events if a <= o < b or (o < 0 and a == 0) or (o >= frames and b == frames)]
+            self.ring.write(self.produce(part, b - a))
+            self.ring.read_into(out[a:b])
         return out

@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import math
+import os
 import sys
 import threading
 import time
@@ -92,8 +92,9 @@ def check_ahead_ms(ahead_ms: float) -> float:
 
 
 def ahead_samples(synth: LiveSynth, ahead_ms: float) -> int:
-    """`ahead_ms` in the model's samples."""
-    return int(round(check_ahead_ms(ahead_ms) * synth.sr / 1000.0))
+    """`ahead_ms` in the model's samples (at least 1 when it is not 0)."""
+    n = int(round(check_ahead_ms(ahead_ms) * synth.sr / 1000.0))
+    return max(n, 1) if ahead_ms > 0 else 0
 
 
 @dataclass
@@ -128,43 +129,63 @@ class _Processor:
     `ahead_samples` 0: the callback renders its period itself. D > 0: a render thread takes each
     period's events and renders everything they decide (`RateAdapter.produce`), the output is
     buffered D model samples more, and the callback only hands over the events and reads its
-    block from the ring: each block is rendered up to D + one frame before it is heard, so a stall
-    of the machine shorter than that costs nothing. A block not ready in time (the callback waits
-    for it at most half a period; in JACK's freewheel mode as long as it takes) is output as
-    silence and counted in `late`, and the stream keeps time."""
+    block from the ring (`RateAdapter.periods_to_spare` periods before it is heard, at least one:
+    with a period so long that a block would need its own period's events, the callback renders,
+    without the extra buffering; `render_thread` says which). A block not ready in time (the
+    callback waits for it at most half a period; in JACK's freewheel mode as long as it takes) is
+    output with silence for what is missing and counted in `late`, and the stream keeps time. When
+    the thread falls `max_backlog` periods behind (an overload), it drops what it has not rendered
+    (`skipped`; the engine falls silent until the next onset) rather than play it late."""
 
     def __init__(self, synth: LiveSynth, device_rate: int, period: int, ahead_samples: int = 0) -> None:
         synth.prepare()  # no note builds its oscillators' table in the callback
         self.adapter = RateAdapter(synth, device_rate, ahead_samples)
+        self.spare_periods = self.adapter.periods_to_spare(period)
+        if ahead_samples and self.spare_periods < 1:  # a thread would have less time than the callback
+            self.adapter = RateAdapter(synth, device_rate, 0)
+        self.render_thread = self.adapter.ahead_samples > 0
+        self._asked_ahead = ahead_samples > 0
         self.synth = synth
         self.period_s = period / device_rate
         self.meter = CallbackMeter()  # the audio callback
         self.work = CallbackMeter()  # the render of each period (the callback's own, or the render thread's)
         self.late = 0  # periods output (partly) silent: their samples were not rendered in time
+        self.skipped = 0  # periods the render thread dropped, too far behind
+        self.max_backlog = max(4, int(math.ceil(0.02 / self.period_s)))  # periods (20 ms)
         self.freewheel = False  # JACK's freewheel mode: the callback waits for the render thread
         self.logged = False
-        self.threaded = ahead_samples > 0
         self.inbox: deque = deque()
         self.sent = self.done = 0  # periods handed to the render thread, and rendered (or failed)
         self.cond = threading.Condition()
-        self.stopping = False
         self.thread: threading.Thread | None = None
+        self._stop: threading.Event | None = None
         self.thread_realtime = False  # the render thread got SCHED_FIFO
 
     def start(self) -> None:
         """Start the render thread (with `ahead_samples`), before the stream starts."""
-        if self.threaded and self.thread is None:
-            self.stopping = False
-            self.thread = threading.Thread(target=self._render_loop, name="midi2wave-render", daemon=True)
+        if self.render_thread and self.thread is None:
+            self._stop = threading.Event()
+            self.thread = threading.Thread(target=self._render_loop, args=(self._stop,), name="midi2wave-render",
+                                           daemon=True)
             self.thread.start()
 
     def stop(self) -> None:
-        if self.thread is not None:
+        if self.thread is not None and self._stop is not None:
             with self.cond:
-                self.stopping = True
+                self._stop.set()
                 self.cond.notify_all()
             self.thread.join(5.0)
             self.thread = None
+
+    @property
+    def mode(self) -> str:
+        """Where the blocks are rendered, for the start line."""
+        if self.render_thread:
+            n = self.spare_periods
+            return f"rendered on a thread, {n} period{'s' if n != 1 else ''} ahead"
+        if self._asked_ahead:
+            return "rendered in the audio callback (the period is too long to render ahead within --ahead)"
+        return "rendered in the audio callback"
 
     def _error(self) -> None:
         self.meter.errors += 1
@@ -172,20 +193,27 @@ class _Processor:
             self.logged = True
             logger.exception("error in the audio engine (silence for this period; the stream goes on)")
 
+    def _rendering(self) -> bool:
+        thread = self.thread
+        return thread is not None and thread.is_alive()
+
     def __call__(self, events: list[tuple[int, bytes]], frames: int, out: np.ndarray) -> None:
         start = time.perf_counter()
         period_s = frames / self.adapter.device_rate
-        if self.threaded:
+        if self.render_thread:
             try:
                 ring = self.adapter.ring
+                silent_until = self.adapter.latency_frames  # no event can sound before this frame
                 with self.cond:
                     self.inbox.append((events, frames))
                     self.sent += 1
                     self.cond.notify_all()
-                    if ring.available < frames:  # wait for it a little (as long as it takes in freewheel)
+                    if ring.available < frames and ring.read + frames > silent_until:
+                        # wait for it a little (as long as it takes in freewheel)
                         self.cond.wait_for(lambda: ring.available >= frames or self.done >= self.sent
-                                           or self.thread is None, 5.0 if self.freewheel else 0.5 * period_s)
-                if ring.read_into(out) < frames:
+                                           or not self._rendering(), 5.0 if self.freewheel else 0.5 * period_s)
+                first = ring.read
+                if ring.read_into(out) < frames and first + frames > silent_until:
                     self.late += 1
             except Exception:  # never out of the audio callback
                 out[:] = 0.0
@@ -202,31 +230,34 @@ class _Processor:
         self.work.add(seconds, period_s)
         self._keep_up()
 
-    def _render_loop(self) -> None:
+    def _render_loop(self, stop: threading.Event) -> None:
         try:  # above the other threads of the machine, under JACK's (its clients run at 10 or more)
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))  # 0: this thread (Linux)
             self.thread_realtime = True
         except (AttributeError, OSError):
             pass
         adapter, ring = self.adapter, self.adapter.ring
-        while True:
-            with self.cond:
-                self.cond.wait_for(lambda: self.inbox or self.stopping, 0.5)
-                if self.stopping:
-                    return
-                if not self.inbox:
-                    continue
-                events, frames = self.inbox.popleft()
-            start = time.perf_counter()
+        while not stop.is_set():
             try:
-                ring.write(adapter.produce(events, frames))
-            except Exception:  # the period stays silent (the reader goes on without it)
+                with self.cond:
+                    self.cond.wait_for(lambda: self.inbox or stop.is_set(), 0.5)
+                    if stop.is_set() or not self.inbox:
+                        continue
+                    events, frames = self.inbox.popleft()
+                    skip = len(self.inbox) >= self.max_backlog  # too far behind: drop, do not play late
+                start = time.perf_counter()
+                try:
+                    ring.write(adapter.produce(events, frames, skip=skip))
+                    self.skipped += skip
+                except Exception:  # the period stays silent (the reader goes on without it)
+                    self._error()
+                with self.cond:
+                    self.done += 1
+                    self.cond.notify_all()
+                self.work.add(time.perf_counter() - start, frames / adapter.device_rate)
+                self._keep_up()
+            except Exception:  # pragma: no cover - the loop itself: count, and go on
                 self._error()
-            with self.cond:
-                self.done += 1
-                self.cond.notify_all()
-            self.work.add(time.perf_counter() - start, frames / adapter.device_rate)
-            self._keep_up()
 
     def _keep_up(self) -> None:
         """Keep time under overload: while rendering takes most of the period, cap the notes held
@@ -261,10 +292,13 @@ def _realtime_python(on: bool) -> None:
 def status_line(proc: _Processor) -> str:
     m, w, synth = proc.meter, proc.work, proc.synth
     latency_ms = 1000.0 * proc.adapter.latency_frames / proc.adapter.device_rate
-    flag = "  OVERLOAD: periods late" if w.overloads or proc.late else ""
+    # with the render thread a render longer than the period is absorbed: only late blocks are heard
+    flag = "  OVERLOAD: periods late" if (proc.late if proc.render_thread else w.overloads) else ""
+    if proc.skipped:
+        flag += f"  OVERLOAD: {proc.skipped} periods dropped"
     if synth.voice_limit is not None:
         flag += f"  OVERLOAD: notes limited to {synth.voice_limit} ({synth.stats.stolen} cut short)"
-    late = f"  late {proc.late}" if proc.threaded else ""
+    late = f"  late {proc.late}" if proc.render_thread else ""
     return (f"latency {latency_ms:.1f} ms  load {100 * w.load:3.0f}% (worst {1000 * w.worst_s:.1f} ms)  "
             f"polyphony {synth.polyphony:3d}  xruns {m.xruns}{late}  ignored {synth.stats.ignored_total}  "
             f"errors {m.errors}{flag}")
@@ -316,10 +350,17 @@ class JackBackend:
     def start(self) -> None:
         _realtime_python(True)
         self.proc.start()
-        self.client.activate()
-        if self.connect:
-            for port in self.client.get_ports(is_physical=True, is_input=True, is_audio=True):
-                self.client.connect(self.out, port)
+        try:
+            self.client.activate()
+            if self.connect:
+                for port in self.client.get_ports(is_physical=True, is_input=True, is_audio=True):
+                    self.client.connect(self.out, port)
+        except BaseException:  # not started: nothing left running
+            with contextlib.suppress(Exception):
+                self.client.deactivate()
+            self.proc.stop()
+            _realtime_python(False)
+            raise
 
     @property
     def latency_ms(self) -> float:
@@ -375,7 +416,12 @@ class DeviceBackend:
     def start(self) -> None:
         _realtime_python(True)
         self.proc.start()
-        self.stream.start()
+        try:
+            self.stream.start()
+        except BaseException:  # not started: nothing left running
+            self.proc.stop()
+            _realtime_python(False)
+            raise
 
     @property
     def latency_ms(self) -> float:
