@@ -131,18 +131,21 @@ def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float):
         json.dump([(t, list(d)) for t, d in events], f)
     sender = subprocess.Popen([sys.executable, "-c", SENDER, f.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
-    m = backend.proc.meter
+    m, proc = backend.proc.meter, backend.proc
+
+    def counters():  # xruns, callbacks over the period, periods, late blocks, render thread's periods
+        return m.xruns, m.overloads, m.periods, proc.late, proc.work.periods
+
     try:
         assert sender.stdout.readline().strip() == "ready"
         time.sleep(0.1)  # the connection's graph change (and an xrun it causes) is over
-        before = m.xruns, m.overloads, m.periods, backend.proc.late, backend.proc.work.periods
+        before = counters()
         sender.stdin.write("go\n")  # the sender's clock starts now: the piece plays inside the window
         sender.stdin.flush()
         t0 = time.perf_counter()
         time.sleep(seconds)
         wall = time.perf_counter() - t0
-        after = m.xruns, m.overloads, m.periods, backend.proc.late, backend.proc.work.periods  # before the
-        # sender's leaving changes the graph again
+        after = counters()  # before the sender's leaving changes the graph again
     finally:
         try:
             sender.communicate("", timeout=30)
@@ -284,8 +287,7 @@ def main() -> None:
           f"(load average {os.getloadavg()[0]:.2f})")
     print("rate:period  server  ahead  latency ms  callback mean/p99/worst ms  render mean/p99/worst ms  "
           "render p99/period  xruns (callbacks over the period)  late  load  render p99 vs baseline  polyphony max"
-          "  null-client xruns  busy-client xruns (worst ms)  xruns outside  latest end in cycle ms  ends over"
-          "  xrun delays ms")
+          "  null-client xruns  busy-client xruns (worst ms)  xruns outside  latest end in cycle ms  ends over")
     for spec in [c for c in args.configs for _ in range(args.rounds)]:
         rate, period = (int(x) for x in spec.split(":"))
         events = piece_events(args.midi, rate, args.seconds)
@@ -314,8 +316,7 @@ def main() -> None:
                   f"  {np.percentile(d, 99) / p:17.2f}  {window.xruns:5d} ({window.overloads})  {window.late:4d}"
                   f"  {d.sum() / wall:4.0%}  {np.percentile(d, 99) / np.percentile(base, 99):22.2f}"
                   f"  {synth.stats.max_polyphony:13d}  {null:17d}  {busy:17d} ({1e3 * busy_worst:.1f})"
-                  f"  {window.outside_xruns:14d}  {1e3 * ends.max():17.3f} {int((ends > p).sum()):5d}"
-                  f"  {' '.join(f'{1e3 * x:.1f}' for x in backend.proc.meter.xrun_delays_s[:12])}", flush=True)
+                  f"  {window.outside_xruns:14d}  {1e3 * ends.max():17.3f} {int((ends > p).sum()):5d}", flush=True)
     if args.polyphony:
         for ahead in args.ahead:
             print(f"polyphony at 16000:64, --ahead {ahead:g} (chords held with the sustain pedal, 3 s each):")

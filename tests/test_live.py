@@ -201,18 +201,11 @@ def test_48_khz_output_is_the_upsampled_render_with_a_fixed_latency(piece):
     events = live.file_events(piece, SR)
     adapter = live.RateAdapter(synth, 48000)
     n_out = 3 * int(1.0 * SR)
-    out, j = [], 0
-    for start in range(0, n_out, 96):
-        block = []
-        while j < len(events) and 3 * events[j][0] < start + 96:
-            block.append((3 * events[j][0] - start, live.event_bytes(events[j])))
-            j += 1
-        out.append(adapter.process(block, 96))
-    out = np.concatenate(out)
+    out = np.concatenate([adapter.process(block, 96) for block in _periods(events, 48000, 96, n_out)])
     ref16 = np.concatenate(list(live.render_events(live.LiveSynth(model, OPTIONS, year=2011), events, SR, 16000)))
     fir = live.RateAdapter(live.LiveSynth(model, OPTIONS), 48000)
     ref48 = fir.resample(ref16)  # [48000]: delayed by L (in ref16) and the filter's 24 frames
-    shift = adapter.prefill  # and the FIFO's start
+    shift = adapter.prefill  # and the ring's start
     assert adapter.latency_frames == 3 * 64 + 24 + 2
     assert np.abs(out[shift:] - ref48[:n_out - shift]).max() < 1e-6
     assert not out[:shift].any() and np.abs(out).max() > 0.01
@@ -252,13 +245,15 @@ def test_rendering_ahead_gives_the_same_stream_up_to_a_frame_sooner(piece):
         assert np.array_equal(got[:len(ref)], ref), (blocks, np.flatnonzero(got[:len(ref)] != ref)[:5])
 
 
-def _periods(events, ratio, period, n_frames):
-    """The piece's events as each device period's (offset, bytes), at frames the engine's clock hits."""
+def _periods(events, rate, period, n_frames):
+    """The piece's events (`file_events`, at 16 kHz) as each device period's (offset, bytes), at
+    device frames the engine's clock hits (integer ratios: exactly)."""
     out, j = [], 0
+    frames = [e[0] * rate // SR for e in events]
     for start in range(0, n_frames, period):
         block = []
-        while j < len(events) and ratio * events[j][0] < start + period:
-            block.append((ratio * events[j][0] - start, live.event_bytes(events[j])))
+        while j < len(events) and frames[j] < start + period:
+            block.append((frames[j] - start, live.event_bytes(events[j])))
             j += 1
         out.append(block)
     return out
@@ -271,7 +266,7 @@ def test_rendering_ahead_delays_the_output_by_exactly_the_extra_buffering(piece,
     model = live_model()
     ratio = rate // SR
     n_frames = ratio * 3 * SR
-    periods = _periods(live.file_events(piece, SR), ratio, period, n_frames)
+    periods = _periods(live.file_events(piece, SR), rate, period, n_frames)
     outs = {}
     for ahead in (0, 64, 100):
         adapter = live.RateAdapter(live.LiveSynth(model, OPTIONS, year=2011), rate, ahead)
@@ -329,7 +324,7 @@ def test_the_render_thread_gives_the_same_blocks_and_after_a_long_stall_catches_
     of the stall's end."""
     model = live_model()
     period, ahead = 64, 64
-    periods = _periods(live.file_events(piece, SR), 1, period, 2 * SR)
+    periods = _periods(live.file_events(piece, SR), SR, period, 2 * SR)
     adapter = live.RateAdapter(live.LiveSynth(model, OPTIONS, year=2011), SR, ahead)
     ref = [adapter.process(b, period) for b in periods]
     synth = live.LiveSynth(model, OPTIONS, year=2011)
@@ -359,9 +354,7 @@ def test_each_block_is_rendered_the_periods_to_spare_before_it_is_heard(piece, r
     adapter = live.RateAdapter(synth, rate, 64)
     assert adapter.periods_to_spare(period) == spare
     events = live.file_events(piece, SR)
-    blocks = [[(int(rate * e[0] / SR) - start, live.event_bytes(e)) for e in events
-               if start <= int(rate * e[0] / SR) < start + period] for start in range(0, rate // 2, period)]
-    for j, block in enumerate(blocks):
+    for j, block in enumerate(_periods(events, rate, period, rate // 2)):
         adapter.ring.write(adapter.produce(block, period))
         if j:  # the first block's own render is its silence (nothing sounds before the latency)
             assert adapter.ring.written >= (j + 1 + spare) * period, (j, adapter.ring.written)

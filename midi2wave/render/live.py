@@ -450,7 +450,7 @@ class LiveSynth:
         if n <= 0:
             return 0
         self.generated = b
-        self.idle_from = max(b, 0) if self.idle_from is None else max(self.idle_from, b, 0)
+        self.idle_from = max(b, 0, self.idle_from or 0)
         self._prune(b)
         return n
 
@@ -730,7 +730,7 @@ class RateAdapter:
         P, spf, L = int(period), self.synth.spf, self.synth.latency_samples
 
         def written(j: int) -> int:  # device frames in the ring once block j is rendered
-            clock = (j + 1) * P if self.kind == "same" else int(math.floor((j + 1) * P / self.ratio))
+            clock = int(math.floor((j + 1) * P / self.ratio))
             stream = clock // spf * spf + L  # the stream starts at piece sample -L
             return self.prefill - self.withheld + int(math.floor(stream * self.ratio))
 
@@ -752,9 +752,9 @@ class RateAdapter:
         end = start + int(frames)
         self.device_frames = end  # the block's time passes even if its render fails
         for offset, data in events:
-            at = int(math.floor((start + offset) / self.ratio)) if self.kind != "same" else start + offset
+            at = int(math.floor((start + offset) / self.ratio))  # exact for ints at ratio 1.0
             synth.midi_message(data, at - synth.clock)
-        target = end if self.kind == "same" else int(math.floor(end / self.ratio))
+        target = int(math.floor(end / self.ratio))
         parts = []
         while synth.clock < target:
             n = min(synth.sr, target - synth.clock)

@@ -110,9 +110,8 @@ class CallbackMeter:
     # the latest callback times (seconds), a ring of 2^18 periods (bench/live.py reads percentiles)
     durations: np.ndarray = field(default_factory=lambda: np.zeros(1 << 18))
     # JACK: seconds from the start of the server's cycle to the callback's end, per period (its
-    # wake-up and the GIL's wait included), and the delays the server reported with its xruns
+    # wake-up and the GIL's wait included)
     ends: np.ndarray = field(default_factory=lambda: np.zeros(1 << 18))
-    xrun_delays_s: list = field(default_factory=list)
 
     def add(self, seconds: float, period_s: float) -> None:
         self.durations[self.periods % len(self.durations)] = seconds
@@ -159,7 +158,6 @@ class _Processor:
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
         self._stop: threading.Event | None = None
-        self.thread_realtime = False  # the render thread got SCHED_FIFO
 
     def start(self) -> None:
         """Start the render thread (with `ahead_samples`), before the stream starts."""
@@ -233,7 +231,6 @@ class _Processor:
     def _render_loop(self, stop: threading.Event) -> None:
         try:  # above the other threads of the machine, under JACK's (its clients run at 10 or more)
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))  # 0: this thread (Linux)
-            self.thread_realtime = True
         except (AttributeError, OSError):
             pass
         adapter, ring = self.adapter, self.adapter.ring
@@ -328,10 +325,7 @@ class JackBackend:
         self.first_frame: int | None = None  # the graph's frame time of this client's first period
 
     def _xrun(self, delay: float) -> None:
-        meter = self.proc.meter
-        meter.xruns += 1
-        if len(meter.xrun_delays_s) < 10000:
-            meter.xrun_delays_s.append(1e-6 * delay)
+        self.proc.meter.xruns += 1
 
     def _freewheel(self, starting: bool) -> None:
         self.proc.freewheel = bool(starting)
