@@ -25,20 +25,32 @@ as audible as an xrun). "Latest end in cycle" is how far into the server's cycle
 ended (JACK's frames since the cycle's start: its wake-up and the GIL's wait included); "ends
 over" counts periods where that passed the period, the engine's own part in the xruns.
 
+Which client each xrun was: jackd's engine reports the client that had not finished its cycle
+("client = m2w was not finished, state = Running": still in its callback; "Triggered": woken but
+not yet running), read from its output with the time of each line, for the engine's window and
+the null and busy clients' minutes (m2w the engine, m2w-sender the MIDI sender, m2w-null those
+two). `--stall-probe`: meanwhile a process per core at SCHED_FIFO 90 (above every JACK thread)
+notes each wake-up more than 1 ms late after a 2-ms sleep, when the core ran nothing at all (a
+stopped vCPU); reported are those over 2 ms in the engine's window per core and the worst, and
+how many of the xruns came within 50 ms of one.
+
     python bench/live.py [--midi FILE] [--seconds 60] [--configs 16000:64 16000:128 48000:96 48000:192]
-                         [--ahead 4 0] [--core 0] [--rounds 1] [--no-null] [--polyphony]
+                         [--ahead 4 0] [--core 0] [--rounds 1] [--no-null] [--polyphony] [--stall-probe]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,13 +61,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def start_jackd(rate: int, period: int, core: int) -> tuple[str, subprocess.Popen, bool]:
+STAMPER = r"""
+import sys, time
+with open(sys.argv[1], "w") as log:
+    for line in sys.stdin:
+        log.write(f"{time.monotonic():.6f} {line}")
+        log.flush()
+"""
+
+
+def start_jackd(rate: int, period: int, core: int, log: Path | None = None) -> tuple[str, subprocess.Popen, bool]:
+    """A jackd (dummy backend, realtime when allowed) on a core other than `core`. With `log`, its
+    output goes through a process on that core that writes each line after its CLOCK_MONOTONIC
+    time (`time.monotonic()`), so its xrun reports can be told by client and time (`jackd_xruns`)."""
     name = f"m2w-bench-{uuid.uuid4().hex[:6]}"
     other = [c for c in sorted(os.sched_getaffinity(0)) if c != core] or [core]
     for realtime in (True, False):
         cmd = ["taskset", "-c", str(other[0]), "jackd", "-n", name, "-R" if realtime else "--no-realtime",
                "-d", "dummy", "-r", str(rate), "-p", str(period)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if log is None:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            subprocess.Popen(["taskset", "-c", str(other[0]), sys.executable, "-c", STAMPER, str(log)],
+                             stdin=proc.stdout)  # ends with jackd's output
+            proc.stdout.close()
         if subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True).returncode == 0:
             return name, proc, realtime
         proc.kill()
@@ -69,6 +99,93 @@ def stop_jackd(proc: subprocess.Popen) -> None:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+_XRUN = re.compile(r"^(\d+\.\d+) JackEngine::XRun: client (?:= )?(\S+) (was not finished, state = (\w+)|finished after)")
+
+
+def jackd_xruns(log: Path, t0: float, t1: float) -> list[tuple[float, str, str]]:
+    """(monotonic time, client, state) of each xrun jackd reported between t0 and t1 (its engine
+    names the client that had not finished the cycle: "Triggered", woken but not yet running;
+    "Running", still in its process callback; "late", finished after the next cycle began)."""
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = _XRUN.match(line)
+        if m and t0 <= float(m.group(1)) <= t1:
+            found.append((float(m.group(1)), m.group(2), m.group(4) or "late"))
+    return found
+
+
+PROBE = r"""
+import os, sys, time
+os.sched_setaffinity(0, {int(sys.argv[1])})
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(90))
+except PermissionError:
+    pass
+sleep_s, over_s = float(sys.argv[2]), float(sys.argv[3])
+stalls = []
+try:
+    t = time.monotonic()
+    while True:
+        time.sleep(sleep_s)
+        now = time.monotonic()
+        if now - t - sleep_s > over_s:
+            stalls.append((now, now - t - sleep_s))
+        t = now
+except KeyboardInterrupt:
+    pass
+print(repr(stalls), flush=True)
+"""
+
+
+class StallProbe:
+    """A process per core at SCHED_FIFO 90 (above JACK's threads) that sleeps `sleep_ms` at a time
+    and notes each wake-up later than `over_ms` past its sleep: the moments the core did not run
+    even the highest-priority thread (a stopped vCPU, or the kernel's own work). Costs each core a
+    few microseconds per wake-up."""
+
+    def __init__(self, cores: list[int], sleep_ms: float = 2.0, over_ms: float = 1.0) -> None:
+        self.procs = [subprocess.Popen([sys.executable, "-c", PROBE, str(c), str(sleep_ms / 1e3), str(over_ms / 1e3)],
+                                       stdout=subprocess.PIPE, text=True) for c in cores]
+        self.cores = cores
+
+    def stop(self) -> dict[int, list[tuple[float, float]]]:
+        """{core: [(monotonic time of the late wake-up, seconds late)]}."""
+        import ast
+
+        found = {}
+        for core, proc in zip(self.cores, self.procs):
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=30)
+            found[core] = ast.literal_eval(out.strip() or "[]")
+        return found
+
+
+def attribute(xruns: list[tuple[float, str, str]], stalls: dict[int, list[tuple[float, float]]] | None,
+              near_s: float = 0.05) -> str:
+    """jackd's xruns by client and state, and how many came within `near_s` of a stall of at least
+    1 ms on any core (the probe's, when it ran)."""
+    if not xruns:
+        return "-"
+    counts = Counter(f"{c}:{s}" for _, c, s in xruns)
+    text = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    if stalls is not None:
+        times = [t for found in stalls.values() for t, _ in found]
+        near = sum(1 for t, *_ in xruns if any(abs(t - u) <= near_s for u in times))
+        text += f" [{near} near a stall]"
+    return text
+
+
+def stall_summary(stalls: dict[int, list[tuple[float, float]]] | None, t0: float, t1: float) -> str:
+    """Per core: late wake-ups over 2 ms in [t0, t1] and the worst (ms)."""
+    if stalls is None:
+        return "-"
+    parts = []
+    for core, found in sorted(stalls.items()):
+        late = [d for t, d in found if t0 <= t <= t1]
+        parts.append(f"c{core} {sum(d > 2e-3 for d in late)}/{1e3 * max(late, default=0.0):.1f}")
+    return " ".join(parts)
 
 
 def looped_events(live: Any, path: str, rate: int, seconds: float) -> list[tuple[int, str, int, int]]:
@@ -121,7 +238,6 @@ def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float):
     """The engine as a JACK client (this process) fed `events` by a MIDI sender in another process
     (as a keyboard or sequencer would be) for `seconds` of real time."""
     import json
-    import tempfile
 
     from midi2wave.render.playback import JackBackend
 
@@ -142,9 +258,9 @@ def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float):
         before = counters()
         sender.stdin.write("go\n")  # the sender's clock starts now: the piece plays inside the window
         sender.stdin.flush()
-        t0 = time.perf_counter()
+        t0, m0 = time.perf_counter(), time.monotonic()
         time.sleep(seconds)
-        wall = time.perf_counter() - t0
+        wall, m1 = time.perf_counter() - t0, time.monotonic()
         after = counters()  # before the sender's leaving changes the graph again
     finally:
         try:
@@ -154,7 +270,7 @@ def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float):
         os.unlink(f.name)
         backend.stop()
     window = Window(after[0] - before[0], after[1] - before[1], m.xruns - (after[0] - before[0]), before[2], after[2],
-                    after[3] - before[3], before[4], after[4])
+                    after[3] - before[3], before[4], after[4], m0, m1)
     return backend, wall, window
 
 
@@ -164,7 +280,8 @@ class Window:
     engine's callbacks longer than the period in it (its own work, or a stall of the machine inside
     the callback), the xruns outside it (the engine's activation, the sender joining and leaving),
     its periods [first_period, end_period), the blocks that came late (the render thread missed
-    them: silence, as audible as an xrun) and the render thread's periods in it."""
+    them: silence, as audible as an xrun), the render thread's periods in it, and its start and
+    end in `time.monotonic()`."""
 
     xruns: int
     overloads: int
@@ -174,10 +291,12 @@ class Window:
     late: int = 0
     first_render: int = 0
     end_render: int = 0
+    t0: float = 0.0
+    t1: float = 0.0
 
 
-def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, float]:
-    """(xruns, worst period in seconds) of a client that only writes silence (after spinning for
+def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, float, float, float]:
+    """(xruns, worst period in seconds, start, end in `time.monotonic()`) of a client that only writes silence (after spinning for
     `spin_s` per period: a busy client as long as the engine, without its work), same server and
     core, same duration: what the machine itself costs (a shared VM stalls now and then)."""
     import jack
@@ -200,10 +319,12 @@ def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, flo
         count[0] += 1
 
     client.activate()
+    t0 = time.monotonic()
     time.sleep(seconds)
+    t1 = time.monotonic()
     client.deactivate()
     client.close()
-    return count[0], worst[0]
+    return count[0], worst[0], t0, t1
 
 
 def baseline(model, events, rate: int, period: int, seconds: float) -> np.ndarray:
@@ -268,9 +389,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="runs of each configuration (the machine's stalls vary)")
     ap.add_argument("--no-null", action="store_true", help="skip the null and busy clients (the machine's own xruns)")
     ap.add_argument("--polyphony", action="store_true")
+    ap.add_argument("--stall-probe", action="store_true",
+                    help="note the cores' stalls meanwhile (StallProbe) and which xruns came near one")
     args = ap.parse_args()
     if shutil.which("jackd") is None:
         raise SystemExit("jackd not installed (Debian: jackd2)")
+    cores = sorted(os.sched_getaffinity(0))  # the probe's, one per core
     os.sched_setaffinity(0, {args.core})
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     from midi2wave.files import LIVE_ASSETS_DIR
@@ -287,26 +411,37 @@ def main() -> None:
           f"(load average {os.getloadavg()[0]:.2f})")
     print("rate:period  server  ahead  latency ms  callback mean/p99/worst ms  render mean/p99/worst ms  "
           "render p99/period  xruns (callbacks over the period)  late  load  render p99 vs baseline  polyphony max"
-          "  null-client xruns  busy-client xruns (worst ms)  xruns outside  latest end in cycle ms  ends over")
+          "  null-client xruns  busy-client xruns (worst ms)  xruns outside  latest end in cycle ms  ends over"
+          "  | jackd's xruns by client:state (engine / null / busy)  stalls > 2 ms per core / worst ms (engine)")
     for spec in [c for c in args.configs for _ in range(args.rounds)]:
         rate, period = (int(x) for x in spec.split(":"))
         events = piece_events(args.midi, rate, args.seconds)
         base = baseline(model, events, rate, period, min(args.seconds, 10.0))
         for ahead in args.ahead:
-            name, proc, realtime = start_jackd(rate, period, args.core)
+            log = Path(tempfile.mkdtemp(prefix="m2w-bench-")) / "jackd.log"
+            name, proc, realtime = start_jackd(rate, period, args.core, log)
             os.environ["JACK_DEFAULT_SERVER"] = name
             null = busy = -1
             busy_worst = float("nan")
+            spans = {}  # the null and busy clients' minutes
+            probe = StallProbe(cores) if args.stall_probe else None
+            stalls = None
             try:
                 if not args.no_null:
-                    null, _ = null_xruns(rate, args.seconds)
+                    null, _, *spans["null"] = null_xruns(rate, args.seconds)
                 synth = LiveSynth(model)
                 backend, wall, window = run_graph(synth, events, rate, args.seconds, ahead)
                 d = render_times(backend, window)
                 if not args.no_null:
-                    busy, busy_worst = null_xruns(rate, args.seconds, float(d.mean()))
+                    busy, busy_worst, *spans["busy"] = null_xruns(rate, args.seconds, float(d.mean()))
             finally:
+                if probe is not None:
+                    stalls = probe.stop()
                 stop_jackd(proc)
+            time.sleep(0.2)  # the stamper's last lines
+            who = [attribute(jackd_xruns(log, *span), stalls)
+                   for span in ((window.t0, window.t1), spans.get("null"), spans.get("busy")) if span]
+            shutil.rmtree(log.parent, ignore_errors=True)
             c = backend.proc.meter.durations[window.first_period:window.end_period]
             ends = backend.proc.meter.ends[window.first_period:window.end_period]
             p = period / rate
@@ -316,7 +451,8 @@ def main() -> None:
                   f"  {np.percentile(d, 99) / p:17.2f}  {window.xruns:5d} ({window.overloads})  {window.late:4d}"
                   f"  {d.sum() / wall:4.0%}  {np.percentile(d, 99) / np.percentile(base, 99):22.2f}"
                   f"  {synth.stats.max_polyphony:13d}  {null:17d}  {busy:17d} ({1e3 * busy_worst:.1f})"
-                  f"  {window.outside_xruns:14d}  {1e3 * ends.max():17.3f} {int((ends > p).sum()):5d}", flush=True)
+                  f"  {window.outside_xruns:14d}  {1e3 * ends.max():17.3f} {int((ends > p).sum()):5d}"
+                  f"  | {' / '.join(who)}  {stall_summary(stalls, window.t0, window.t1)}", flush=True)
     if args.polyphony:
         for ahead in args.ahead:
             print(f"polyphony at 16000:64, --ahead {ahead:g} (chords held with the sustain pedal, 3 s each):")
