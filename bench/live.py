@@ -22,8 +22,9 @@ render thread with 8 ms of latency at 16 kHz, and the render in the callback wit
 machine and minute for both. With the render thread, the render time is the thread's per period,
 the callback only copies a block, and "late" counts the blocks it did not have in time (silence,
 as audible as an xrun). "Latest end in cycle" is how far into the server's cycle the callback
-ended (JACK's frames since the cycle's start: its wake-up and the GIL's wait included); "ends
-over" counts periods where that passed the period, the engine's own part in the xruns.
+ended: where it began (JACK's frames since the cycle's start: its wake-up and the GIL's wait
+included) plus its time; "ends over" counts periods where that passed the period, the engine's own
+part in the xruns.
 
 Which client each xrun was: jackd's engine reports the client that had not finished its cycle
 ("client = m2w was not finished, state = Running": still in its callback; "Triggered": woken but

@@ -389,7 +389,10 @@ def test_an_error_on_the_render_thread_gives_silence_and_is_counted():
         proc.stop()
     # the first two blocks lie within the latency (nothing can sound there yet: not late); the
     # others are late, and not waited for (freewheel)
-    assert not np.concatenate(outs).any() and proc.meter.errors >= 3 and proc.late == 2
+    assert not np.concatenate(outs).any() and proc.late == 2
+    # counted on the thread's meter (one writer per counter), and in the total the status line shows
+    assert proc.work.errors >= 3 and proc.meter.errors == 0 and proc.errors == proc.work.errors
+    assert f"errors {proc.errors}" in playback.status_line(proc)
     assert time.perf_counter() - t0 < 1.0
 
 
@@ -399,7 +402,7 @@ def test_an_error_in_the_audio_callback_gives_silence_and_is_counted():
     out = np.ones(64, np.float32)
     synth.render = None  # the engine breaks
     proc([], 64, out)
-    assert not out.any() and proc.meter.errors == 1 and proc.meter.periods == 1
+    assert not out.any() and proc.errors == proc.meter.errors == 1 and proc.meter.periods == 1
 
 
 def test_under_overload_new_notes_end_the_oldest_held_ones():

@@ -220,7 +220,7 @@ def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
         elapsed = time.monotonic() - t0
         meter = backend.proc.meter
         durations = meter.durations[:meter.periods]
-        assert meter.errors == 0
+        assert backend.proc.errors == 0
         assert 0.9 <= elapsed <= 3.0
         assert meter.periods >= n_frames // period
         # an xrun can also cost the recorder a period: unrecorded frames spoil the try like the xrun
@@ -231,6 +231,32 @@ def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
         if tries[-1][0] < period / rate and tries[-1][1] <= 2 and lost == 0:
             break
     assert tries[-1][0] < period / rate and tries[-1][1] <= 2 and tries[-1][2] == 0, (tries, period / rate)
+
+
+def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piece, monkeypatch):
+    """`meter.ends` (bench/live.py's "latest end in cycle") is where in the server's cycle the
+    callback began plus how long it took: a callback made to run 1.5 periods long ends past the
+    period in it (JACK's own count, read at the end, would restart with the cycle begun meanwhile
+    and hide it), and the others end within their period."""
+    name, rate, period = server
+    slow = 1.5 * period / rate
+    original = playback._Processor.__call__
+
+    def call(self, events, frames, out):
+        original(self, events, frames, out)
+        if self.meter.periods % 40 == 20:
+            time.sleep(slow)
+
+    monkeypatch.setattr(playback._Processor, "__call__", call)
+    events = [(f + rate // 10, data) for f, data in _events(piece, rate // 16000)]
+    _, backend = _run_graph(live_model(), events, rate // 2, freewheel=False, ahead_ms=0.0)
+    meter = backend.proc.meter
+    n = meter.periods
+    ends, durations = meter.ends[:n], meter.durations[:n]
+    slowed = np.arange(n) % 40 == 19  # period i is counted (periods = i + 1) before the sleep
+    assert slowed.sum() >= 3
+    assert (ends[slowed] >= slow).all(), ends[slowed]
+    assert (ends >= durations - 1e-4).all()  # each callback's own time is inside its end
 
 
 def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):

@@ -110,7 +110,8 @@ class CallbackMeter:
     # the latest callback times (seconds), a ring of 2^18 periods (bench/live.py reads percentiles)
     durations: np.ndarray = field(default_factory=lambda: np.zeros(1 << 18))
     # JACK: seconds from the start of the server's cycle to the callback's end, per period (its
-    # wake-up and the GIL's wait included)
+    # wake-up and the GIL's wait included): where the callback began in its cycle plus how long it
+    # took (read at the end, JACK's count would restart with a next cycle that began meanwhile)
     ends: np.ndarray = field(default_factory=lambda: np.zeros(1 << 18))
 
     def add(self, seconds: float, period_s: float) -> None:
@@ -185,8 +186,14 @@ class _Processor:
             return "rendered in the audio callback (the period is too long to render ahead within --ahead)"
         return "rendered in the audio callback"
 
-    def _error(self) -> None:
-        self.meter.errors += 1
+    @property
+    def errors(self) -> int:
+        """Periods an error silenced, in the callback and on the render thread (each counts in its
+        own meter: one writer per counter, no lock in the callback)."""
+        return self.meter.errors + (self.work.errors if self.render_thread else 0)
+
+    def _error(self, meter: CallbackMeter) -> None:
+        meter.errors += 1
         if not self.logged:
             self.logged = True
             logger.exception("error in the audio engine (silence for this period; the stream goes on)")
@@ -215,14 +222,14 @@ class _Processor:
                     self.late += 1
             except Exception:  # never out of the audio callback
                 out[:] = 0.0
-                self._error()
+                self._error(self.meter)
             self.meter.add(time.perf_counter() - start, period_s)
             return
         try:
             out[:] = self.adapter.process(events, frames)
         except Exception:  # never out of the audio callback: count, log once, output silence
             out[:] = 0.0
-            self._error()
+            self._error(self.meter)
         seconds = time.perf_counter() - start
         self.meter.add(seconds, period_s)
         self.work.add(seconds, period_s)
@@ -247,14 +254,14 @@ class _Processor:
                     ring.write(adapter.produce(events, frames, skip=skip))
                     self.skipped += skip
                 except Exception:  # the period stays silent (the reader goes on without it)
-                    self._error()
+                    self._error(self.work)
                 with self.cond:
                     self.done += 1
                     self.cond.notify_all()
                 self.work.add(time.perf_counter() - start, frames / adapter.device_rate)
                 self._keep_up()
             except Exception:  # pragma: no cover - the loop itself: count, and go on
-                self._error()
+                self._error(self.work)
 
     def _keep_up(self) -> None:
         """Keep time under overload: while rendering takes most of the period, cap the notes held
@@ -298,7 +305,7 @@ def status_line(proc: _Processor) -> str:
     late = f"  late {proc.late}" if proc.render_thread else ""
     return (f"latency {latency_ms:.1f} ms  load {100 * w.load:3.0f}% (worst {1000 * w.worst_s:.1f} ms)  "
             f"polyphony {synth.polyphony:3d}  xruns {m.xruns}{late}  ignored {synth.stats.ignored_total}  "
-            f"errors {m.errors}{flag}")
+            f"errors {proc.errors}{flag}")
 
 
 class JackBackend:
@@ -332,12 +339,14 @@ class JackBackend:
 
     def _process(self, frames: int) -> None:
         try:
+            began = self.client.frames_since_cycle_start / self.rate
+            start = time.perf_counter()
             if self.first_frame is None:
                 self.first_frame = self.client.last_frame_time
             events = [(offset, bytes(data)) for offset, data in self.midi_in.incoming_midi_events()]
             self.proc(events, frames, self.out.get_array())
             meter = self.proc.meter
-            meter.ends[(meter.periods - 1) % len(meter.ends)] = self.client.frames_since_cycle_start / self.rate
+            meter.ends[(meter.periods - 1) % len(meter.ends)] = began + time.perf_counter() - start
         except Exception:  # pragma: no cover - _Processor catches its own; this guards the port reads
             self.proc.meter.errors += 1
 
