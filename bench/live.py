@@ -24,16 +24,18 @@ the callback only copies a block, and "late" counts the blocks it did not have i
 as audible as an xrun). "Latest end in cycle" is how far into the server's cycle the callback
 ended: where it began (JACK's frames since the cycle's start: its wake-up and the GIL's wait
 included) plus its time; "ends over" counts periods where that passed the period, the engine's own
-part in the xruns.
+part in the xruns (a callback woken only after the next cycle began still reads low: jackd reports
+it as "Triggered", below).
 
 Which client each xrun was: jackd's engine reports the client that had not finished its cycle
 ("client = m2w was not finished, state = Running": still in its callback; "Triggered": woken but
 not yet running), read from its output with the time of each line, for the engine's window and
 the null and busy clients' minutes (m2w the engine, m2w-sender the MIDI sender, m2w-null those
-two). `--stall-probe`: meanwhile a process per core at SCHED_FIFO 90 (above every JACK thread)
-notes each wake-up more than 1 ms late after a 2-ms sleep, when the core ran nothing at all (a
-stopped vCPU); reported are those over 2 ms in the engine's window per core and the worst, and
-how many of the xruns came within 50 ms of one.
+two; "no jackd log" when the log is missing or jackd dropped messages). `--stall-probe`:
+meanwhile a process per core at SCHED_FIFO 90 (above every JACK thread) notes each wake-up more
+than 1 ms late after a 2-ms sleep, when the core did not run even that thread (a stopped vCPU, or
+the kernel's interrupt work); reported per core in the engine's window: those over 2 ms late (over
+1 ms) / the worst, and how many of jackd's reports came within 50 ms of one over 1 ms.
 
     python bench/live.py [--midi FILE] [--seconds 60] [--configs 16000:64 16000:128 48000:96 48000:192]
                          [--ahead 4 0] [--core 0] [--rounds 1] [--no-null] [--polyphony] [--stall-probe]
@@ -65,8 +67,8 @@ sys.path.insert(0, str(ROOT))
 STAMPER = r"""
 import sys, time
 with open(sys.argv[1], "w") as log:
-    for line in sys.stdin:
-        log.write(f"{time.monotonic():.6f} {line}")
+    for line in sys.stdin.buffer:
+        log.write(f"{time.monotonic():.6f} {line.decode(errors='replace')}")
         log.flush()
 """
 
@@ -74,7 +76,8 @@ with open(sys.argv[1], "w") as log:
 def start_jackd(rate: int, period: int, core: int, log: Path | None = None) -> tuple[str, subprocess.Popen, bool]:
     """A jackd (dummy backend, realtime when allowed) on a core other than `core`. With `log`, its
     output goes through a process on that core that writes each line after its CLOCK_MONOTONIC
-    time (`time.monotonic()`), so its xrun reports can be told by client and time (`jackd_xruns`)."""
+    time (`time.monotonic()`), so its xrun reports can be told by client and time (`jackd_xruns`);
+    `stop_jackd` waits for that process too."""
     name = f"m2w-bench-{uuid.uuid4().hex[:6]}"
     other = [c for c in sorted(os.sched_getaffinity(0)) if c != core] or [core]
     for realtime in (True, False):
@@ -84,33 +87,51 @@ def start_jackd(rate: int, period: int, core: int, log: Path | None = None) -> t
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            subprocess.Popen(["taskset", "-c", str(other[0]), sys.executable, "-c", STAMPER, str(log)],
-                             stdin=proc.stdout)  # ends with jackd's output
-            proc.stdout.close()
+            try:
+                proc.stamper = subprocess.Popen(  # type: ignore[attr-defined]
+                    ["taskset", "-c", str(other[0]), sys.executable, "-c", STAMPER, str(log)], stdin=proc.stdout)
+            except OSError:
+                stop_jackd(proc)
+                raise
+            proc.stdout.close()  # the stamper's now: it ends with jackd's output
         if subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True).returncode == 0:
             return name, proc, realtime
-        proc.kill()
-        proc.wait()
+        stop_jackd(proc)
     raise SystemExit(f"jackd did not start at {rate} Hz")
 
 
 def stop_jackd(proc: subprocess.Popen) -> None:
+    """Stop jackd by its PID, and its output's stamper (which ends with jackd's output)."""
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
+    stamper = getattr(proc, "stamper", None)
+    if stamper is not None:
+        try:
+            stamper.wait(10)
+        except subprocess.TimeoutExpired:
+            stamper.kill()
+            stamper.wait()
 
 
 _XRUN = re.compile(r"^(\d+\.\d+) JackEngine::XRun: client (?:= )?(\S+) (was not finished, state = (\w+)|finished after)")
 
 
-def jackd_xruns(log: Path, t0: float, t1: float) -> list[tuple[float, str, str]]:
+def jackd_xruns(log: Path, t0: float, t1: float) -> list[tuple[float, str, str]] | None:
     """(monotonic time, client, state) of each xrun jackd reported between t0 and t1 (its engine
     names the client that had not finished the cycle: "Triggered", woken but not yet running;
-    "Running", still in its process callback; "late", finished after the next cycle began)."""
+    "Running", still in its process callback; "late", finished after the next cycle began); None
+    without a log, or when jackd dropped messages (its message buffer overran)."""
+    if not log.exists():
+        return None
+    text = log.read_text(errors="replace")
+    if "message buffer overrun" in text:
+        return None
     found = []
-    for line in log.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         m = _XRUN.match(line)
         if m and t0 <= float(m.group(1)) <= t1:
             found.append((float(m.group(1)), m.group(2), m.group(4) or "late"))
@@ -118,12 +139,19 @@ def jackd_xruns(log: Path, t0: float, t1: float) -> list[tuple[float, str, str]]
 
 
 PROBE = r"""
-import os, sys, time
+import ctypes, os, signal, sys, time
+ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlives the bench
+
+def done(*_):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, done)
 os.sched_setaffinity(0, {int(sys.argv[1])})
 try:
     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(90))
+    fifo = True
 except PermissionError:
-    pass
+    fifo = False
 sleep_s, over_s = float(sys.argv[2]), float(sys.argv[3])
 stalls = []
 try:
@@ -136,56 +164,67 @@ try:
         t = now
 except KeyboardInterrupt:
     pass
-print(repr(stalls), flush=True)
+print(repr((fifo, stalls)), flush=True)
 """
 
 
 class StallProbe:
     """A process per core at SCHED_FIFO 90 (above JACK's threads) that sleeps `sleep_ms` at a time
-    and notes each wake-up later than `over_ms` past its sleep: the moments the core did not run
-    even the highest-priority thread (a stopped vCPU, or the kernel's own work). Costs each core a
-    few microseconds per wake-up."""
+    and notes each wake-up later than `over_ms` past its sleep: moments the core did not run even
+    that thread (a stopped vCPU, or the kernel's own interrupt work). Costs each core a few
+    microseconds per wake-up. Without the right to SCHED_FIFO the probe runs at normal priority,
+    where any busy thread delays it: `stall_summary` says so."""
 
     def __init__(self, cores: list[int], sleep_ms: float = 2.0, over_ms: float = 1.0) -> None:
         self.procs = [subprocess.Popen([sys.executable, "-c", PROBE, str(c), str(sleep_ms / 1e3), str(over_ms / 1e3)],
                                        stdout=subprocess.PIPE, text=True) for c in cores]
         self.cores = cores
 
-    def stop(self) -> dict[int, list[tuple[float, float]]]:
-        """{core: [(monotonic time of the late wake-up, seconds late)]}."""
+    def stop(self) -> dict[int, tuple[bool, list[tuple[float, float]]]]:
+        """{core: (ran at SCHED_FIFO, [(monotonic time of a late wake-up, seconds late)])}; a probe
+        that does not answer is killed, with nothing found."""
         import ast
 
         found = {}
         for core, proc in zip(self.cores, self.procs):
-            proc.send_signal(signal.SIGINT)
-            out, _ = proc.communicate(timeout=30)
-            found[core] = ast.literal_eval(out.strip() or "[]")
+            proc.terminate()
+            try:
+                out, _ = proc.communicate(timeout=10)
+                found[core] = ast.literal_eval(out.strip() or "(False, [])")
+            except (subprocess.TimeoutExpired, ValueError, SyntaxError):
+                proc.kill()
+                proc.wait()
+                found[core] = (False, [])
         return found
 
 
-def attribute(xruns: list[tuple[float, str, str]], stalls: dict[int, list[tuple[float, float]]] | None,
-              near_s: float = 0.05) -> str:
-    """jackd's xruns by client and state, and how many came within `near_s` of a stall of at least
-    1 ms on any core (the probe's, when it ran)."""
+def attribute(xruns: list[tuple[float, str, str]] | None,
+              stalls: dict[int, tuple[bool, list[tuple[float, float]]]] | None, near_s: float = 0.05) -> str:
+    """jackd's xruns by client and state, and how many came within `near_s` of a wake-up of the
+    probe more than 1 ms late on any core (when it ran)."""
+    if xruns is None:
+        return "no jackd log"
     if not xruns:
         return "-"
     counts = Counter(f"{c}:{s}" for _, c, s in xruns)
     text = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     if stalls is not None:
-        times = [t for found in stalls.values() for t, _ in found]
+        times = [t for _, found in stalls.values() for t, _ in found]
         near = sum(1 for t, *_ in xruns if any(abs(t - u) <= near_s for u in times))
         text += f" [{near} near a stall]"
     return text
 
 
-def stall_summary(stalls: dict[int, list[tuple[float, float]]] | None, t0: float, t1: float) -> str:
-    """Per core: late wake-ups over 2 ms in [t0, t1] and the worst (ms)."""
+def stall_summary(stalls: dict[int, tuple[bool, list[tuple[float, float]]]] | None, t0: float, t1: float) -> str:
+    """Per core, in [t0, t1]: the probe's wake-ups more than 2 ms late (more than 1 ms late) and
+    the worst (ms)."""
     if stalls is None:
         return "-"
     parts = []
-    for core, found in sorted(stalls.items()):
+    for core, (fifo, found) in sorted(stalls.items()):
         late = [d for t, d in found if t0 <= t <= t1]
-        parts.append(f"c{core} {sum(d > 2e-3 for d in late)}/{1e3 * max(late, default=0.0):.1f}")
+        parts.append(f"c{core} {sum(d > 2e-3 for d in late)}({len(late)})/{1e3 * max(late, default=0.0):.1f}"
+                     + ("" if fifo else " NOT SCHED_FIFO"))
     return " ".join(parts)
 
 
@@ -420,29 +459,32 @@ def main() -> None:
         base = baseline(model, events, rate, period, min(args.seconds, 10.0))
         for ahead in args.ahead:
             log = Path(tempfile.mkdtemp(prefix="m2w-bench-")) / "jackd.log"
-            name, proc, realtime = start_jackd(rate, period, args.core, log)
-            os.environ["JACK_DEFAULT_SERVER"] = name
             null = busy = -1
             busy_worst = float("nan")
             spans = {}  # the null and busy clients' minutes
-            probe = StallProbe(cores) if args.stall_probe else None
             stalls = None
             try:
-                if not args.no_null:
-                    null, _, *spans["null"] = null_xruns(rate, args.seconds)
-                synth = LiveSynth(model)
-                backend, wall, window = run_graph(synth, events, rate, args.seconds, ahead)
-                d = render_times(backend, window)
-                if not args.no_null:
-                    busy, busy_worst, *spans["busy"] = null_xruns(rate, args.seconds, float(d.mean()))
+                name, proc, realtime = start_jackd(rate, period, args.core, log)
+                os.environ["JACK_DEFAULT_SERVER"] = name
+                try:
+                    probe = StallProbe(cores) if args.stall_probe else None
+                    try:
+                        if not args.no_null:
+                            null, _, *spans["null"] = null_xruns(rate, args.seconds)
+                        synth = LiveSynth(model)
+                        backend, wall, window = run_graph(synth, events, rate, args.seconds, ahead)
+                        d = render_times(backend, window)
+                        if not args.no_null:
+                            busy, busy_worst, *spans["busy"] = null_xruns(rate, args.seconds, float(d.mean()))
+                    finally:
+                        if probe is not None:
+                            stalls = probe.stop()
+                finally:
+                    stop_jackd(proc)  # and the stamper: its log is complete
+                who = [attribute(jackd_xruns(log, *span), stalls)
+                       for span in ((window.t0, window.t1), spans.get("null"), spans.get("busy")) if span]
             finally:
-                if probe is not None:
-                    stalls = probe.stop()
-                stop_jackd(proc)
-            time.sleep(0.2)  # the stamper's last lines
-            who = [attribute(jackd_xruns(log, *span), stalls)
-                   for span in ((window.t0, window.t1), spans.get("null"), spans.get("busy")) if span]
-            shutil.rmtree(log.parent, ignore_errors=True)
+                shutil.rmtree(log.parent, ignore_errors=True)
             c = backend.proc.meter.durations[window.first_period:window.end_period]
             ends = backend.proc.meter.ends[window.first_period:window.end_period]
             p = period / rate

@@ -311,7 +311,7 @@ def _threaded(synth, rate, period, ahead, periods, freewheel, stall=None):
             late.append(proc.late > before)
     finally:
         proc.stop()
-    assert proc.thread is None and proc.meter.errors == 0
+    assert proc.thread is None and proc.errors == 0  # the callback's and the render thread's
     return outs, np.array(late), proc
 
 

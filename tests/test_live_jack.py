@@ -237,7 +237,7 @@ def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piec
     """`meter.ends` (bench/live.py's "latest end in cycle") is where in the server's cycle the
     callback began plus how long it took: a callback made to run 1.5 periods long ends past the
     period in it (JACK's own count, read at the end, would restart with the cycle begun meanwhile
-    and hide it), and the others end within their period."""
+    and hide it)."""
     name, rate, period = server
     slow = 1.5 * period / rate
     original = playback._Processor.__call__
@@ -249,14 +249,12 @@ def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piec
 
     monkeypatch.setattr(playback._Processor, "__call__", call)
     events = [(f + rate // 10, data) for f, data in _events(piece, rate // 16000)]
-    _, backend = _run_graph(live_model(), events, rate // 2, freewheel=False, ahead_ms=0.0)
+    _, backend = _run_graph(live_model(), events, rate, freewheel=False, ahead_ms=0.0)
     meter = backend.proc.meter
     n = meter.periods
-    ends, durations = meter.ends[:n], meter.durations[:n]
     slowed = np.arange(n) % 40 == 19  # period i is counted (periods = i + 1) before the sleep
     assert slowed.sum() >= 3
-    assert (ends[slowed] >= slow).all(), ends[slowed]
-    assert (ends >= durations - 1e-4).all()  # each callback's own time is inside its end
+    assert (meter.ends[:n][slowed] >= slow).all(), meter.ends[:n][slowed]
 
 
 def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):

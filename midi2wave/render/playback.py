@@ -111,7 +111,8 @@ class CallbackMeter:
     durations: np.ndarray = field(default_factory=lambda: np.zeros(1 << 18))
     # JACK: seconds from the start of the server's cycle to the callback's end, per period (its
     # wake-up and the GIL's wait included): where the callback began in its cycle plus how long it
-    # took (read at the end, JACK's count would restart with a next cycle that began meanwhile)
+    # took (read at the end, JACK's count would restart with a next cycle that began meanwhile;
+    # a callback woken only after the next cycle began still reads from that one)
     ends: np.ndarray = field(default_factory=lambda: np.zeros(1 << 18))
 
     def add(self, seconds: float, period_s: float) -> None:
