@@ -120,8 +120,8 @@ def stop_jackd(proc: subprocess.Popen) -> None:
 _XRUN = re.compile(r"^(\d+\.\d+) JackEngine::XRun: client (?:= )?(\S+) (was not finished, state = (\w+)|finished after)")
 
 
-def jackd_xruns(log: Path, t0: float, t1: float) -> list[tuple[float, str, str]] | None:
-    """(monotonic time, client, state) of each xrun jackd reported between t0 and t1 (its engine
+def jackd_xruns(log: Path) -> list[tuple[float, str, str]] | None:
+    """(monotonic time, client, state) of each xrun jackd reported (its engine
     names the client that had not finished the cycle: "Triggered", woken but not yet running;
     "Running", still in its process callback; "late", finished after the next cycle began); None
     without a log, or when jackd dropped messages (its message buffer overran)."""
@@ -133,7 +133,7 @@ def jackd_xruns(log: Path, t0: float, t1: float) -> list[tuple[float, str, str]]
     found = []
     for line in text.splitlines():
         m = _XRUN.match(line)
-        if m and t0 <= float(m.group(1)) <= t1:
+        if m:
             found.append((float(m.group(1)), m.group(2), m.group(4) or "late"))
     return found
 
@@ -481,8 +481,9 @@ def main() -> None:
                             stalls = probe.stop()
                 finally:
                     stop_jackd(proc)  # and the stamper: its log is complete
-                who = [attribute(jackd_xruns(log, *span), stalls)
-                       for span in ((window.t0, window.t1), spans.get("null"), spans.get("busy")) if span]
+                reports = jackd_xruns(log)  # read once, counted per minute
+                who = [attribute(None if reports is None else [r for r in reports if t0 <= r[0] <= t1], stalls)
+                       for t0, t1 in [(window.t0, window.t1)] + [spans[k] for k in ("null", "busy") if k in spans]]
             finally:
                 shutil.rmtree(log.parent, ignore_errors=True)
             c = backend.proc.meter.durations[window.first_period:window.end_period]

@@ -191,7 +191,7 @@ class _Processor:
     def errors(self) -> int:
         """Periods an error silenced, in the callback and on the render thread (each counts in its
         own meter: one writer per counter, no lock in the callback)."""
-        return self.meter.errors + (self.work.errors if self.render_thread else 0)
+        return self.meter.errors + self.work.errors
 
     def _error(self, meter: CallbackMeter) -> None:
         meter.errors += 1
