@@ -434,6 +434,19 @@ def test_example_midi_is_up_to_date(tmp_path):
     assert 10.0 <= end <= 15.0 and len(notes) > 50 and any(c == 64 for _, c, _ in cc)
 
 
+
+def test_dense_midi_is_up_to_date_and_dense(tmp_path):
+    """examples/dense.mid, the live benchmarks' dense piece, is what its script writes, and is dense:
+    more than twice example.mid's notes per second, with the sustain pedal."""
+    dense = REPO / "examples" / "dense.mid"
+    subprocess.run([sys.executable, str(REPO / "examples" / "make_dense.py"), str(tmp_path / "d.mid")],
+                   check=True, capture_output=True)
+    assert (tmp_path / "d.mid").read_bytes() == dense.read_bytes()
+    notes, cc = midi_notes(dense)
+    end = max(n[1] for n in notes)
+    assert 35.0 <= end <= 55.0 and len(notes) / end > 20.0 and any(c == 64 for _, c, _ in cc)
+
+
 # ---------------------------------------------------------------------------------------- slow
 
 
