@@ -205,6 +205,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
         return 0
     if args.jack == (args.device is not None or args.midi_in is not None):
         raise Midi2WaveError("live: choose --jack, or --midi-in PORT with --device NAME (see --list)")
+    if not args.jack and args.midi_in is None:
+        raise Midi2WaveError("live --device: give --midi-in PORT too (see --list); nothing would be played")
     ahead = playback.check_ahead_ms(playback.DEFAULT_AHEAD_MS if args.ahead is None else args.ahead)
     synth = _live_synth(args)
     if args.jack:
@@ -224,13 +226,20 @@ def _cmd_play(args: argparse.Namespace) -> int:
 
     if not args.input.is_file():
         raise Midi2WaveError(f"{args.input}: file not found")
-    if args.out is not None and checked_outputs([args.input], args.out, args.force)[1]:
-        return 2  # the output is taken or its folder unwritable: said in one line
+    out = None
+    if args.out is not None:  # a file, or a folder (then FOLDER/INPUT.wav, as `synthesize` writes)
+        todo, failed = checked_outputs([args.input], args.out, args.force)
+        if failed:
+            return 2  # the output is taken or its folder unwritable: said in one line
+        out = todo[0][1]
     if args.no_audio and args.out is None:
         raise Midi2WaveError("play --no-audio: give --out FILE.wav (nothing would be heard or written)")
+    from .midi import read_midi
+
+    read_midi(args.input)  # a corrupt file is refused in one line before the model loads
     synth = _live_synth(args)
     loaded = time.perf_counter()
-    first = playback.play_file(synth, args.input, out=args.out, device=args.audio_device, audio=not args.no_audio,
+    first = playback.play_file(synth, args.input, out=out, device=args.audio_device, audio=not args.no_audio,
                                force=args.force, end_s=args.end, quiet=args.quiet)
     if not args.quiet:
         print(f"midi2wave play: first sound {loaded - _STARTED + first:.2f} s after the process started "
@@ -438,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jack", action="store_true", help="run as a JACK client")
     p.add_argument("--name", default="midi2wave", help="JACK client name (ports NAME:midi_in, NAME:out)")
     p.add_argument("--connect", action="store_true", help="JACK: connect NAME:out to the system playback ports")
-    p.add_argument("--midi-in", default=None, metavar="PORT", help="MIDI input port (name, part of it, or number)")
+    p.add_argument("--midi-in", default=None, metavar="PORT", help="MIDI input port: its number in `--list`, its name, or part of it")
     p.add_argument("--device", default=None, metavar="NAME", help="audio output device (PortAudio name or number)")
     p.add_argument("--period", type=_positive_int, default=128, help="--device: frames per period")
     p.add_argument("--ahead", type=float, default=None, metavar="MS",
@@ -459,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="MIDI file")
     p.add_argument("-o", "--out", type=Path, default=None, help="also write the audio to this WAV")
     p.add_argument("--no-audio", action="store_true", help="do not play, only write --out")
-    p.add_argument("--audio-device", default=None, metavar="NAME", help="PortAudio output device (default: the system's)")
+    p.add_argument("--audio-device", default=None, metavar="NAME", help="PortAudio output device, name or number as `live --list` shows it (default: the system's)")
     p.add_argument("--end", type=float, default=None, metavar="S", help="stop at this time (default: the end + 1 s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="a causal model (default: the bundled live model)")
     p.add_argument("--year", type=int, default=None, help="recording year to imitate")

@@ -51,11 +51,12 @@ def test_silence_costs_nothing_and_the_next_note_starts_at_its_frame(piece):
 
 
 def test_an_event_sounds_exactly_the_latency_after_it_at_any_offset():
-    """One note into silence at sample T: nothing before its frame's start + L, sound from T + L on;
+    """One note into silence at sample T, at several places in a frame: its attack starts at T + L,
+    not at its frame's start + L (before T + L only the roll's murmur, 40 dB under the attack);
     moving the note by whole frames moves the output by as many samples, bit for bit."""
     model = live_model()
-    outs = []
-    for T in (1000, 1000 + 64 * 5):
+    outs = {}
+    for T in (1000, 1013, 1024, 1063, 1000 + 64 * 5):
         synth = live.LiveSynth(model, OPTIONS)
         out = []
         for b in range(0, 4096, 64):
@@ -66,10 +67,12 @@ def test_an_event_sounds_exactly_the_latency_after_it_at_any_offset():
         L = synth.latency_samples
         assert L == 64
         assert not out[:T // 64 * 64 + L].any()
-        assert np.abs(out[T + L:T + L + 64]).max() > 1e-3
-        outs.append(out)
+        peak = np.abs(out[T + L:T + L + 256]).max()
+        assert np.abs(out[:T + L]).max() < 0.01 * peak, T  # a note snapped to its frame would start up to 63 early
+        assert np.abs(out[T + L:T + L + 32]).max() > 0.02 * peak > 0, T
+        outs[T] = out
     shift = 64 * 5
-    assert np.array_equal(outs[0][:-shift], outs[1][shift:])
+    assert np.array_equal(outs[1000][:-shift], outs[1000 + shift][shift:])
 
 
 def test_the_sustain_pedal_holds_released_keys_until_it_lifts():
@@ -114,7 +117,7 @@ def test_bad_messages_are_counted_and_ignored(piece):
     noisy = live.LiveSynth(model, OPTIONS)
     bad = [b"\xf0\x7e\x7f\x09\x01\xf7", b"\xd0\x40", b"\xe0\x00\x40", b"\xc0\x05", b"\xa0\x3c\x20",
            b"\x90\x0a\x40", b"\x90\x78\x40", b"\x80\x6d\x00", b"\x40\x40", b"", b"\x90\x3c", b"\x90\x3c\xff",
-           b"\xb0\x07\x64", b"\xf8", [300, 1, 2], None]
+           b"\xb0\x07\x64", b"\xf2\x00\x10", [300, 1, 2], None]
     a, b = [], []
     for k in range(40):
         for s in (clean, noisy):
@@ -417,23 +420,176 @@ def test_under_overload_new_notes_end_the_oldest_held_ones():
 
 @pytest.mark.parametrize("argv, message", [
     (["live", "--jack"], "JACK: no server to connect to"),
-    (["live", "--midi-in", "no-such-port", "--device", "no-such-device"], "audio device 'no-such-device'"),
+    (["live", "--midi-in", "no-such-port", "--device", "no-such-device"], "MIDI input 'no-such-port' not found"),
+    (["live", "--device", "no-such-device"], "give --midi-in PORT too"),
     (["live"], "choose --jack, or --midi-in PORT"),
     (["live", "--jack", "--ahead", "-1"], "--ahead -1 ms: give 0"),
     (["live", "--jack", "--ahead", "nan"], "--ahead nan ms: give 0"),
     (["play", "{piece}", "--audio-device", "no-such-device"], "audio device 'no-such-device'"),
     (["play", "{piece}", "--no-audio"], "give --out FILE.wav"),
     (["play", "no-such.mid", "--no-audio", "-o", "x.wav"], "no-such.mid: file not found"),
+    (["play", "{corrupt}", "--no-audio", "-o", "{tmp}/x.wav"], "corrupt.mid: not a MIDI file"),
 ])
-def test_a_missing_server_port_or_device_is_one_line(argv, message, piece, monkeypatch, capsys):
+def test_a_missing_server_port_or_device_is_one_line(argv, message, piece, monkeypatch, capfd, tmp_path):
+    """capfd: what C libraries (libjack, ALSA, PortAudio) print on the process's stderr counts too."""
     from midi2wave import cli
 
     monkeypatch.setenv("JACK_DEFAULT_SERVER", "m2w-no-such-server")
-    status = cli.main([a.replace("{piece}", piece) for a in argv])
-    err = capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.mid"
+    corrupt.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x10\x00\x00\x90")
+    status = cli.main([a.replace("{piece}", piece).replace("{corrupt}", str(corrupt)).replace("{tmp}", str(tmp_path))
+                       for a in argv])
+    err = capfd.readouterr().err
     assert status == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], err
+
+
+class _FakeRtMidi:
+    """rtmidi as the backends see it: two APIs, the first without its system part (no ALSA sequencer)."""
+
+    ALSA, JACK = 1, 2
+
+    def __init__(self, broken_port: str | None = None):
+        self.opened: list[tuple[int, int]] = []
+        self.broken_port = broken_port
+
+    def get_compiled_api(self):
+        return [self.ALSA, self.JACK]
+
+    def get_api_display_name(self, api):
+        return {self.ALSA: "ALSA", self.JACK: "JACK"}[api]
+
+    def MidiIn(self, api):  # noqa: N802 - rtmidi's name
+        if api == self.ALSA:
+            raise SystemError("MidiInAlsa::initialize: error creating ALSA sequencer client object.")
+        fake = self
+
+        class Port:
+            def get_ports(self):
+                return ["a2j:Keystation 49 [20] (capture): Keystation", "m2w-sender:out"]
+
+            def open_port(self, number):
+                if fake.broken_port == self.get_ports()[number]:
+                    raise RuntimeError("gone")
+                fake.opened.append((api, number))
+
+        return Port()
+
+
+@pytest.mark.parametrize("wanted, port", [("1", 1), ("m2w-sender:out", 1), ("keystation", 0),
+                                          ("m2w-sender:out [JACK]", 1)])
+def test_a_midi_input_is_found_by_its_list_number_name_or_part_across_apis(wanted, port):
+    fake = _FakeRtMidi()
+    assert [name for _, _, name in playback._midi_inputs(fake)] == [
+        "a2j:Keystation 49 [20] (capture): Keystation [JACK]", "m2w-sender:out [JACK]"]
+    playback._open_midi_input(fake, wanted)
+    assert fake.opened == [(fake.JACK, port)]
+
+
+def test_the_list_numbers_midi_inputs_as_midi_in_takes_them(monkeypatch):
+    import sys
+
+    fake = _FakeRtMidi()
+    monkeypatch.setitem(sys.modules, "rtmidi", fake)
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "m2w-no-such-server")
+    lines = playback.list_ports().splitlines()
+    assert "MIDI input 1: m2w-sender:out [JACK]" in lines and "JACK: no server running" in lines
+    playback._open_midi_input(fake, "1")
+    assert fake.opened == [(fake.JACK, 1)]
+
+
+def test_a_midi_input_not_found_or_not_opened_is_one_line():
+    with pytest.raises(playback.InputError, match=r"MIDI input 'piano' not found \(inputs: a2j:Key.*m2w-sender"):
+        playback._open_midi_input(_FakeRtMidi(), "piano")
+    with pytest.raises(playback.InputError, match="MIDI input 'm2w-sender:out \\[JACK\\]': cannot open it"):
+        playback._open_midi_input(_FakeRtMidi(broken_port="m2w-sender:out"), "sender")
+
+
+def test_an_audio_device_given_by_number_is_that_number():
+    asked = []
+
+    class FakeSd:
+        PortAudioError = RuntimeError
+
+        @staticmethod
+        def query_devices(device, kind):
+            asked.append(device)
+            if device == 3:
+                return {"name": "hw:1,0", "max_output_channels": 2, "default_samplerate": 48000.0}
+            if device == 0:
+                return {"name": "mic", "max_output_channels": 0, "default_samplerate": 48000.0}
+            raise ValueError(f"No output device matching {device!r}")
+
+    assert playback._output_device(FakeSd, "3")["name"] == "hw:1,0" and asked == [3]
+    assert playback._device("USB Audio") == "USB Audio" and playback._device(None) is None
+    with pytest.raises(playback.InputError, match="audio device 0: 'mic' has no output channels"):
+        playback._output_device(FakeSd, "0")
+
+
+def test_system_real_time_messages_are_not_errors_and_a_reset_ends_every_note():
+    synth = live.LiveSynth(live_model(), OPTIONS)
+    synth.control_change(64, 127)
+    synth.note_on(60, 100)
+    synth.note_on(64, 100)
+    synth.render(64)
+    for m in (b"\xf8", b"\xfe", b"\xfa", b"\xfc"):  # clock, active sensing, start, stop
+        assert synth.midi_message(m) is True
+    synth.render(64)
+    assert synth.stats.ignored_total == 0 and synth.stats.realtime == 4
+    assert [n.offset for n in synth.notes] == [None, None]
+    assert synth.midi_message(b"\xff", 5) is True  # system reset: every note off, the pedal too
+    synth.render(64)
+    assert [n.offset for n in synth.notes] == [128 + 5, 128 + 5]
+    assert synth.midi_message(b"\xf8\x00") is False and synth.stats.ignored_total == 1  # not one byte: malformed
+
+
+def test_a_call_that_hangs_is_given_up_and_a_backend_that_fails_ends_live_in_one_line(caplog):
+    import threading
+
+    release = threading.Event()
+    t0 = time.monotonic()
+    assert playback._bounded(release.wait, "JACK: deactivating the client", seconds=0.2) is False
+    assert time.monotonic() - t0 < 2.0 and "deactivating the client: gave up after 0.2 s" in caplog.text
+    release.set()
+    assert playback._bounded(lambda: None, "x") is True
+
+    class Failing:  # a server that shuts the client down after a second
+        def __init__(self):
+            self.proc = playback._Processor(live.LiveSynth(live_model(), OPTIONS), SR, 64)
+            self.stopped, self.t0 = False, None
+
+        def start(self):
+            self.t0 = time.monotonic()
+
+        def stop(self):
+            self.stopped = True
+
+        @property
+        def failure(self):
+            if self.t0 is not None and time.monotonic() - self.t0 > 1.0:
+                return "JACK: the server shut the client down (jackd quit)"
+            return None
+
+    backend = Failing()
+    with pytest.raises(playback.InputError, match="the server shut the client down"):
+        playback.run_live(backend, quiet=True, seconds=30)
+    assert backend.stopped and time.monotonic() - backend.t0 < 5.0
+
+
+def test_play_out_to_a_folder_writes_the_input_name_in_it(piece, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from midi2wave import checkpoint, cli
+    from midi2wave.render import livemodel
+
+    model = live_model()
+    monkeypatch.setattr(livemodel, "load_live_model", lambda path: None)
+    monkeypatch.setattr(checkpoint, "load_model", lambda path, *a, **k: (model, None))
+    folder = tmp_path / "renders"
+    folder.mkdir()
+    assert cli.main(["play", piece, "--no-audio", "-o", str(folder), "--end", "0.5", "-q"]) == 0
+    assert [p.name for p in folder.iterdir()] == [Path(piece).stem + ".wav"]
 
 
 def test_a_held_note_does_not_fill_the_bank_and_refusals_do_not_depend_on_the_blocks():

@@ -77,6 +77,7 @@ class LiveStats:
     dropped: int = 0  # note-ons refused: the bank was full
     stolen: int = 0  # notes ended early to keep up (`LiveSynth.voice_limit`)
     ignored: Counter = field(default_factory=Counter)  # messages ignored, by reason
+    realtime: int = 0  # system real-time messages (clock, start / stop, active sensing): no sound, not errors
     blocks: int = 0
     max_polyphony: int = 0  # the most notes sounding at a block's end so far
 
@@ -250,7 +251,9 @@ class LiveSynth:
             self.stats.ignored[f"controller {controller}"] += 1
 
     def midi_message(self, data: bytes | bytearray | list[int], offset: int = 0) -> bool:
-        """A raw MIDI message (any channel). Returns False (and counts it) when it is ignored."""
+        """A raw MIDI message (any channel). Returns False (and counts it) when it is ignored. System
+        real-time messages (timing clock, start / stop, active sensing, which keyboards send all the
+        time) are counted apart (`stats.realtime`), not as ignored; a system reset is all-notes-off."""
         try:
             msg = bytes(data)
         except (TypeError, ValueError):
@@ -259,6 +262,11 @@ class LiveSynth:
         if not msg or msg[0] < 0x80:
             self.stats.ignored["no status byte"] += 1
             return False
+        if msg[0] >= 0xF8 and len(msg) == 1:  # system real-time: a keyboard's clock and active sensing
+            self.stats.realtime += 1
+            if msg[0] == 0xFF:  # system reset: every note off, as a panic button does
+                self._queue(offset, 3, 0, 0)
+            return True
         kind = msg[0] & 0xF0
         if kind in (0x80, 0x90, 0xB0):
             if len(msg) != 3 or msg[1] >= 0x80 or msg[2] >= 0x80:

@@ -74,14 +74,60 @@ def _quiet_c_stderr():
         os.close(saved)
 
 
-def _output_device(sd: Any, device: str | None) -> dict:
+def _device(device: str | int | None) -> str | int | None:
+    """A device as sounddevice takes it: a number as `live --list` shows it, else a name or part of one."""
+    if isinstance(device, str) and device.strip().isdigit():
+        return int(device)
+    return device
+
+
+def _output_device(sd: Any, device: str | int | None) -> dict:
     """The PortAudio output device `device` (None: the default), or a one-line InputError."""
+    device = _device(device)
     try:
-        return sd.query_devices(device, "output")
+        info = sd.query_devices(device, "output")
+        if info["max_output_channels"] < 1:
+            raise ValueError(f"{info['name']!r} has no output channels")
+        return info
     except (ValueError, sd.PortAudioError) as e:
         what = f"audio device {device!r}" if device is not None else "the default audio output"
         hint = "no audio output on this machine" if device is None else str(e)
         raise InputError(f"{what}: {hint} (see `midi2wave live --list`)") from None
+
+
+def _midi_inputs(rtmidi: Any) -> list[tuple[int, int, str]]:
+    """Every MIDI input of every RtMidi API compiled in, as `live --list` numbers them: (api, port
+    number within the api, "name [api]"). An API without its system part (no ALSA sequencer) has none."""
+    ports = []
+    for api in rtmidi.get_compiled_api():
+        try:
+            with _quiet_c_stderr():
+                names = rtmidi.MidiIn(api).get_ports()
+        except Exception:  # noqa: BLE001 - rtmidi raises SystemError and its own errors here
+            continue
+        ports += [(api, i, f"{name} [{rtmidi.get_api_display_name(api)}]") for i, name in enumerate(names)]
+    return ports
+
+
+def _open_midi_input(rtmidi: Any, wanted: str) -> Any:
+    """An open RtMidi input: `wanted` is a number as `live --list` shows it, a whole name, or part of
+    one (case-insensitive); else a one-line InputError listing the inputs."""
+    ports = _midi_inputs(rtmidi)
+    names = [name for _, _, name in ports]
+    match = [k for k, name in enumerate(names) if wanted.strip().isdigit() and k == int(wanted)
+             or name.rsplit(" [", 1)[0] == wanted or name == wanted]
+    match = match or [k for k, name in enumerate(names) if wanted.lower() in name.lower()]
+    if not match:
+        raise InputError(f"MIDI input {wanted!r} not found (inputs: {', '.join(names) or 'none'}; "
+                         f"see `midi2wave live --list`)")
+    api, number, name = ports[match[0]]
+    try:
+        with _quiet_c_stderr():
+            port = rtmidi.MidiIn(api)
+            port.open_port(number)
+    except Exception as e:  # noqa: BLE001 - rtmidi's errors (a port gone since it was listed)
+        raise InputError(f"MIDI input {name!r}: cannot open it ({e})") from None
+    return port
 
 
 def check_ahead_ms(ahead_ms: float) -> float:
@@ -154,6 +200,7 @@ class _Processor:
         self.skipped = 0  # periods the render thread dropped, too far behind
         self.max_backlog = max(4, int(math.ceil(0.02 / self.period_s)))  # periods (20 ms)
         self.freewheel = False  # JACK's freewheel mode: the callback waits for the render thread
+        self.output_latency_s = 0.0  # the device's own buffering (PortAudio's stream latency), for the status line
         self.logged = False
         self.inbox: deque = deque()
         self.sent = self.done = 0  # periods handed to the render thread, and rendered (or failed)
@@ -296,7 +343,7 @@ def _realtime_python(on: bool) -> None:
 
 def status_line(proc: _Processor) -> str:
     m, w, synth = proc.meter, proc.work, proc.synth
-    latency_ms = 1000.0 * proc.adapter.latency_frames / proc.adapter.device_rate
+    latency_ms = 1000.0 * (proc.adapter.latency_frames / proc.adapter.device_rate + proc.output_latency_s)
     # with the render thread a render longer than the period is absorbed: only late blocks are heard
     flag = "  OVERLOAD: periods late" if (proc.late if proc.render_thread else w.overloads) else ""
     if proc.skipped:
@@ -309,6 +356,19 @@ def status_line(proc: _Processor) -> str:
             f"errors {proc.errors}{flag}")
 
 
+def _jack_client_exists(jack: Any, name: str) -> bool:
+    """Whether the running JACK server has a client `name` (one with ports), asked by a client of its own."""
+    try:
+        with _quiet_c_stderr():
+            probe = jack.Client("midi2wave-probe", no_start_server=True)
+    except jack.JackError:
+        return False
+    try:
+        return any(p.name.split(":", 1)[0] == name for p in probe.get_ports())
+    finally:
+        probe.close()
+
+
 class JackBackend:
     """The live engine as a JACK client (`NAME:midi_in` -> `NAME:out`)."""
 
@@ -316,12 +376,19 @@ class JackBackend:
                  ahead_ms: float = DEFAULT_AHEAD_MS) -> None:
         jack = _import("jack", "JACK-Client (and the JACK library, e.g. Debian's jackd2)")
         try:
-            with _quiet_c_stderr():
-                self.client = jack.Client(name, no_start_server=True)
+            with _quiet_c_stderr():  # the exact name: JACK would rename a second instance (NAME-01)
+                self.client = jack.Client(name, use_exact_name=True, no_start_server=True)
+        except jack.JackOpenError as e:
+            if e.status.server_failed:
+                raise InputError("JACK: no server to connect to (start one, e.g. `jackd -d alsa`, or run under "
+                                 f"PipeWire's JACK: `pw-jack midi2wave live --jack`) ({e.status})") from None
+            if e.status.name_not_unique or _jack_client_exists(jack, name):  # jackd2 says only "server error"
+                raise InputError(f"JACK: a client named {name!r} is already running (give another --name)") from None
+            raise InputError(f"JACK: the server refused a client named {name!r} ({e.status})") from None
         except jack.JackError as e:
-            raise InputError(f"JACK: no server to connect to (start one, e.g. `jackd -d alsa` or "
-                             f"PipeWire's JACK), or the name {name!r} is taken ({e})") from None
+            raise InputError(f"JACK: cannot open a client named {name!r} ({e})") from None
         self.jack = jack
+        self.failure: str | None = None  # set when the server shuts the client down
         self.rate, self.period = self.client.samplerate, self.client.blocksize
         self.proc = _Processor(synth, self.rate, self.period, ahead_samples(synth, ahead_ms))
         self.midi_in = self.client.midi_inports.register("midi_in")
@@ -329,6 +396,7 @@ class JackBackend:
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         self.client.set_freewheel_callback(self._freewheel)
+        self.client.set_shutdown_callback(self._shutdown)
         self.connect = connect
         self.first_frame: int | None = None  # the graph's frame time of this client's first period
 
@@ -337,6 +405,9 @@ class JackBackend:
 
     def _freewheel(self, starting: bool) -> None:
         self.proc.freewheel = bool(starting)
+
+    def _shutdown(self, status: Any, reason: str) -> None:  # JACK's thread: only a flag
+        self.failure = f"JACK: the server shut the client down ({reason or status})"
 
     def _process(self, frames: int) -> None:
         try:
@@ -355,13 +426,18 @@ class JackBackend:
         _realtime_python(True)
         self.proc.start()
         try:
-            self.client.activate()
-            if self.connect:
-                for port in self.client.get_ports(is_physical=True, is_input=True, is_audio=True):
-                    self.client.connect(self.out, port)
+            try:
+                self.client.activate()
+                if self.connect:
+                    playback = self.client.get_ports(is_physical=True, is_input=True, is_audio=True)
+                    if not playback:
+                        raise InputError("JACK --connect: the server has no playback ports to connect to")
+                    for port in playback:
+                        self.client.connect(self.out, port)
+            except self.jack.JackError as e:
+                raise InputError(f"JACK: cannot start the client ({e})") from None
         except BaseException:  # not started: nothing left running
-            with contextlib.suppress(Exception):
-                self.client.deactivate()
+            _bounded(self.client.deactivate, "JACK: deactivating the client", log=False)
             self.proc.stop()
             _realtime_python(False)
             raise
@@ -371,10 +447,33 @@ class JackBackend:
         return 1000.0 * self.proc.adapter.latency_frames / self.rate
 
     def stop(self) -> None:
-        self.client.deactivate()
-        self.client.close()
+        # an overloaded server can leave deactivate() waiting for ever: give it up after a while
+        if self.failure is None:
+            _bounded(self.client.deactivate, "JACK: deactivating the client")
+        _bounded(self.client.close, "JACK: closing the client")
         self.proc.stop()
         _realtime_python(False)
+
+
+def _bounded(call: Any, what: str, seconds: float = 5.0, log: bool = True) -> bool:
+    """`call()` on a daemon thread, waited for at most `seconds`: False (logged in one line with
+    `log`) when it did not return in time, or raised; the process can still exit."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 - reported below
+            failed.append(e)
+
+    thread = threading.Thread(target=run, name="midi2wave-bounded", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive() or failed:
+        if log:
+            logger.warning("%s: %s", what, f"gave up after {seconds:g} s" if thread.is_alive() else failed[0])
+        return False
+    return True
 
 
 class DeviceBackend:
@@ -383,31 +482,27 @@ class DeviceBackend:
     def __init__(self, synth: LiveSynth, midi_in: str | None, device: str | None, period: int = 128,
                  rate: int | None = None, ahead_ms: float = DEFAULT_AHEAD_MS) -> None:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
-        info = _output_device(sd, device)
-        self.rate = int(rate or info["default_samplerate"])
-        self.period = int(period)
-        self.proc = _Processor(synth, self.rate, self.period, ahead_samples(synth, ahead_ms))
-        self.queue: deque = deque()
-        self.midi = None
+        self.sd, self.started, self.queue, self.midi = sd, False, deque(), None
         if midi_in is not None:
-            rtmidi = _import("rtmidi", "python-rtmidi")
-            with _quiet_c_stderr():
-                port = rtmidi.MidiIn()
-                names = port.get_ports()
-            match = [i for i, n in enumerate(names) if n == midi_in or midi_in.isdigit() and i == int(midi_in)]
-            match = match or [i for i, n in enumerate(names) if midi_in.lower() in n.lower()]
-            if not match:
-                raise InputError(f"MIDI input {midi_in!r} not found (ports: {names or 'none'}; "
-                                 f"see `midi2wave live --list`)")
-            port.open_port(match[0])
-            port.ignore_types(sysex=False, timing=False, active_sense=False)
-            port.set_callback(lambda message, _: self.queue.append(bytes(message[0])))
-            self.midi = port
+            self.midi = _open_midi_input(_import("rtmidi", "python-rtmidi"), midi_in)
         try:
-            self.stream = sd.OutputStream(samplerate=self.rate, blocksize=self.period, device=device, channels=1,
-                                          dtype="float32", latency="low", callback=self._callback)
-        except sd.PortAudioError as e:
-            raise InputError(f"audio device {device!r}: {e}") from None
+            info = _output_device(sd, device)
+            self.rate = int(rate or info["default_samplerate"])
+            self.period = int(period)
+            self.proc = _Processor(synth, self.rate, self.period, ahead_samples(synth, ahead_ms))
+            try:
+                self.stream = sd.OutputStream(samplerate=self.rate, blocksize=self.period, device=_device(device),
+                                              channels=1, dtype="float32", latency="low", callback=self._callback)
+            except (ValueError, sd.PortAudioError) as e:
+                raise InputError(f"audio device {device!r}: {e} (see `midi2wave live --list`)") from None
+        except BaseException:
+            if self.midi is not None:
+                self.midi.close_port()
+            raise
+        if self.midi is not None:
+            # sysex passes (counted as ignored); clock and active sensing need not reach the engine
+            self.midi.ignore_types(sysex=False, timing=True, active_sense=True)
+            self.midi.set_callback(lambda message, _: self.queue.append(bytes(message[0])))
 
     def _callback(self, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         if status.output_underflow:
@@ -421,7 +516,12 @@ class DeviceBackend:
         _realtime_python(True)
         self.proc.start()
         try:
-            self.stream.start()
+            try:
+                self.stream.start()
+            except self.sd.PortAudioError as e:
+                raise InputError(f"audio device: cannot start the stream ({e})") from None
+            self.proc.output_latency_s = float(self.stream.latency)
+            self.started = True
         except BaseException:  # not started: nothing left running
             self.proc.stop()
             _realtime_python(False)
@@ -431,7 +531,13 @@ class DeviceBackend:
     def latency_ms(self) -> float:
         return 1000.0 * (self.proc.adapter.latency_frames / self.rate + float(self.stream.latency))
 
+    @property
+    def failure(self) -> str | None:
+        """Why the stream stopped by itself (the device gone), else None."""
+        return "audio device: the stream stopped (the device is gone?)" if self.started and not self.stream.active else None
+
     def stop(self) -> None:
+        self.started = False
         self.stream.stop()
         self.stream.close()
         if self.midi is not None:
@@ -445,11 +551,13 @@ def run_live(backend: Any, quiet: bool = False, seconds: float | None = None) ->
     backend.start()
     stop = threading.Event()
     t0 = time.monotonic()
+    failure = None  # why the backend stopped by itself (the server quit, the device went away)
     try:
         while not stop.wait(0.5):
             if not quiet:
                 print("\r" + status_line(backend.proc), end="", file=sys.stderr, flush=True)
-            if seconds is not None and time.monotonic() - t0 >= seconds:
+            failure = backend.failure
+            if failure is not None or seconds is not None and time.monotonic() - t0 >= seconds:
                 break
     except KeyboardInterrupt:
         pass
@@ -457,6 +565,8 @@ def run_live(backend: Any, quiet: bool = False, seconds: float | None = None) ->
         backend.stop()
         if not quiet:
             print("\r" + status_line(backend.proc), file=sys.stderr)
+    if failure is not None:
+        raise InputError(failure)
     return 0
 
 
@@ -482,14 +592,8 @@ def list_ports() -> str:
     try:
         import rtmidi
 
-        for api in rtmidi.get_compiled_api():
-            try:
-                with _quiet_c_stderr():
-                    ports = rtmidi.MidiIn(api).get_ports()
-            except Exception:  # noqa: BLE001 - an API without its system part (no ALSA sequencer)
-                continue
-            for i, name in enumerate(ports):
-                lines.append(f"MIDI input [{rtmidi.get_api_display_name(api)}] {i}: {name}")
+        for k, (_, _, name) in enumerate(_midi_inputs(rtmidi)):
+            lines.append(f"MIDI input {k}: {name}")
         if not any(line.startswith("MIDI input") for line in lines):
             lines.append("MIDI inputs: none")
     except ImportError:
@@ -507,6 +611,58 @@ def list_ports() -> str:
     return "\n".join(lines)
 
 
+class _Feed:
+    """`play`'s samples on their way to a PortAudio callback stream: a `SampleRing` of about half a
+    second that the render loop fills (waiting while it is full) and the callback empties. Not
+    PortAudio's blocking writes: through its JACK host API (Debian's libportaudio2) those put
+    stretches of other memory (NaN, 1e17) on the port as soon as the writes are bursty
+    (tests/test_live_jack.py records the device). The stream starts once the first block is in."""
+
+    def __init__(self, sd: Any, rate: int, device: str | int | None) -> None:
+        from .live import SampleRing
+
+        self.rate = rate
+        self.ring = SampleRing(rate // 2 + 8192)
+        self.underflows = 0
+        self.started = self.finishing = False
+        # blocksize 0: PortAudio's own (its JACK host API aborts in malloc for a mono stream whose
+        # blocksize exceeds JACK's period: measured with Debian's libportaudio2)
+        self.stream = sd.OutputStream(samplerate=rate, blocksize=0, device=device, channels=1, dtype="float32",
+                                      callback=self._callback)
+        self.sd = sd
+
+    def _callback(self, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
+        if self.ring.read_into(outdata[:, 0]) < frames and not self.finishing:
+            self.underflows += 1  # the render fell behind: silence, and the stream keeps time
+
+    def write(self, x: np.ndarray) -> None:
+        ring = self.ring
+        while len(x) > len(ring.buffer) - max(0, ring.available):
+            if not self.stream.active:
+                raise InputError("audio device: the stream stopped (the device is gone?)")
+            time.sleep(0.005)
+        ring.write(x)
+        if not self.started:
+            try:
+                self.stream.start()
+            except self.sd.PortAudioError as e:
+                raise InputError(f"audio device: cannot start the stream ({e})") from None
+            self.started = True
+
+    def finish(self) -> None:
+        """Wait until every sample written has been handed to the device (and its buffer), then stop."""
+        self.finishing = True
+        deadline = time.monotonic() + self.ring.available / self.rate + 2.0
+        while self.started and self.ring.available > 0 and self.stream.active and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.started:
+            time.sleep(min(1.0, float(self.stream.latency)))
+            self.stream.stop()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | None = None, audio: bool = True,
               force: bool = False, end_s: float | None = None, period: int = 1024, quiet: bool = False) -> float:
     """Stream a MIDI file through the live engine to an audio device as it is generated (and to a WAV
@@ -521,25 +677,21 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
         end_s = max((e[0] for e in events), default=0) / sr + C.RELEASE_SECONDS
     n = int(round(end_s * sr))
     L = synth.latency_samples
-    stream = resampler = None
+    feed = resampler = None
     if audio:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
         rate = int(_output_device(sd, device)["default_samplerate"])
         if rate != sr:  # the device's own rate (a JACK server's cannot change): resampled as `live` does
             resampler = RateAdapter(synth, rate)
         try:
-            # blocksize 0: PortAudio's own (its JACK host API aborts in malloc for a mono blocking
-            # stream whose blocksize exceeds JACK's period: measured with Debian's libportaudio2)
-            stream = sd.OutputStream(samplerate=rate, blocksize=0, device=device, channels=1, dtype="float32")
+            feed = _Feed(sd, rate, _device(device))
         except (ValueError, sd.PortAudioError) as e:
             raise InputError(f"audio device {device!r}: {e} (see `midi2wave live --list`; "
                              f"--no-audio writes only the WAV)") from None
-        stream.start()
     first_sound = math.nan
     with contextlib.ExitStack() as stack:
-        if stream is not None:
-            stack.callback(stream.close)
-            stack.callback(stream.stop)
+        if feed is not None:
+            stack.callback(feed.close)
         wav = stack.enter_context(wav_writer(out, sr, force=force)) if out is not None else None
         done = 0
         for block in render_events(synth, events, n + L, period):
@@ -549,12 +701,15 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
                 continue
             if wav is not None:
                 wav.write(part)
-            if stream is not None:
-                stream.write((resampler.resample(part) if resampler is not None else part).reshape(-1, 1))
+            if feed is not None:
+                feed.write(resampler.resample(part) if resampler is not None else np.asarray(part, np.float32))
             if math.isnan(first_sound):
                 first_sound = time.perf_counter() - t_start
             if not quiet and synth.stats.blocks % 16 == 0:
                 print(f"\rplay {done / sr:6.1f} / {n / sr:.1f} s", end="", file=sys.stderr, flush=True)
+        if feed is not None:
+            feed.finish()
     if not quiet:
-        print(file=sys.stderr)
+        late = f" ({feed.underflows} periods late: silence)" if feed is not None and feed.underflows else ""
+        print(late, file=sys.stderr)
     return first_sound
