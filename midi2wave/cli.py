@@ -234,6 +234,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
         out = todo[0][1]
     if args.no_audio and args.out is None:
         raise Midi2WaveError("play --no-audio: give --out FILE.wav (nothing would be heard or written)")
+    if args.end is not None and not args.end > 0:
+        raise Midi2WaveError(f"play --end {args.end:g}: give a time after the start, in seconds")
     from .midi import read_midi
 
     read_midi(args.input)  # a corrupt file is refused in one line before the model loads

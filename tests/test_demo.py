@@ -434,7 +434,6 @@ def test_example_midi_is_up_to_date(tmp_path):
     assert 10.0 <= end <= 15.0 and len(notes) > 50 and any(c == 64 for _, c, _ in cc)
 
 
-
 def test_dense_midi_is_up_to_date_and_dense(tmp_path):
     """examples/dense.mid, the live benchmarks' dense piece, is what its script writes, and is dense:
     more than twice example.mid's notes per second, with the sustain pedal."""

@@ -68,7 +68,7 @@ def test_an_event_sounds_exactly_the_latency_after_it_at_any_offset():
         assert L == 64
         assert not out[:T // 64 * 64 + L].any()
         peak = np.abs(out[T + L:T + L + 256]).max()
-        assert np.abs(out[:T + L]).max() < 0.01 * peak, T  # a note snapped to its frame would start up to 63 early
+        assert np.abs(out[:T + L]).max() < 0.003 * peak, T  # a note snapped to its frame would start up to 63 early
         assert np.abs(out[T + L:T + L + 32]).max() > 0.02 * peak > 0, T
         outs[T] = out
     shift = 64 * 5
@@ -429,6 +429,7 @@ def test_under_overload_new_notes_end_the_oldest_held_ones():
     (["play", "{piece}", "--no-audio"], "give --out FILE.wav"),
     (["play", "no-such.mid", "--no-audio", "-o", "x.wav"], "no-such.mid: file not found"),
     (["play", "{corrupt}", "--no-audio", "-o", "{tmp}/x.wav"], "corrupt.mid: not a MIDI file"),
+    (["play", "{piece}", "--no-audio", "-o", "{tmp}/x.wav", "--end", "0"], "play --end 0: give a time"),
 ])
 def test_a_missing_server_port_or_device_is_one_line(argv, message, piece, monkeypatch, capfd, tmp_path):
     """capfd: what C libraries (libjack, ALSA, PortAudio) print on the process's stderr counts too."""
@@ -502,6 +503,8 @@ def test_the_list_numbers_midi_inputs_as_midi_in_takes_them(monkeypatch):
 def test_a_midi_input_not_found_or_not_opened_is_one_line():
     with pytest.raises(playback.InputError, match=r"MIDI input 'piano' not found \(inputs: a2j:Key.*m2w-sender"):
         playback._open_midi_input(_FakeRtMidi(), "piano")
+    with pytest.raises(playback.InputError, match=r"MIDI input 2: no input has that number \(inputs: 0: a2j"):
+        playback._open_midi_input(_FakeRtMidi(), "2")  # "2" is also part of "[20]": still a number
     with pytest.raises(playback.InputError, match="MIDI input 'm2w-sender:out \\[JACK\\]': cannot open it"):
         playback._open_midi_input(_FakeRtMidi(broken_port="m2w-sender:out"), "sender")
 
@@ -525,6 +528,68 @@ def test_an_audio_device_given_by_number_is_that_number():
     assert playback._device("USB Audio") == "USB Audio" and playback._device(None) is None
     with pytest.raises(playback.InputError, match="audio device 0: 'mic' has no output channels"):
         playback._output_device(FakeSd, "0")
+
+
+class _FakeSoundDevice:
+    """sounddevice as `_Feed` sees it: the test calls the stream's callback itself."""
+
+    PortAudioError = RuntimeError
+
+    class OutputStream:
+        def __init__(self, callback, **kw):
+            self.callback, self.active, self.latency = callback, False, 0.0
+
+        def start(self):
+            self.active = True
+
+        def stop(self):
+            self.active = False
+
+        def close(self):
+            pass
+
+    @classmethod
+    def pull(cls, feed, frames):
+        out = np.full((frames, 1), np.nan, np.float32)
+        feed.stream.callback(out, frames, None, None)
+        return out[:, 0]
+
+
+def test_play_feeds_the_device_every_sample_in_order_with_gaps_where_the_render_was_late():
+    feed = playback._Feed(_FakeSoundDevice, SR, None)
+    a, b = np.arange(1, 101, dtype=np.float32), np.arange(101, 201, dtype=np.float32)
+    feed.write(a)
+    assert feed.stream.active  # started once the first block is in
+    heard = [_FakeSoundDevice.pull(feed, 64), _FakeSoundDevice.pull(feed, 64)]  # the second one is late
+    feed.write(b)
+    heard += [_FakeSoundDevice.pull(feed, 64), _FakeSoundDevice.pull(feed, 64)]
+    heard = np.concatenate(heard)
+    assert np.array_equal(heard[:100], a) and not heard[100:128].any()  # a gap, not a loss:
+    assert np.array_equal(heard[128:228], b) and not heard[228:].any() and feed.gaps == 2  # and at its end
+    feed.finishing = True
+    feed.finish()
+    assert not feed.stream.active
+
+
+def test_play_waits_for_room_and_says_so_in_one_line_when_the_device_stops_or_hangs():
+    import threading
+
+    feed = playback._Feed(_FakeSoundDevice, SR, None, stall_s=0.3)
+    room = len(feed.ring.buffer)
+    feed.write(np.ones(room, np.float32))  # full
+    puller = threading.Timer(0.1, lambda: _FakeSoundDevice.pull(feed, 256))
+    puller.start()
+    feed.write(np.ones(256, np.float32))  # waits for the device to take 256
+    puller.join()
+    assert feed.ring.available == room
+    with pytest.raises(playback.InputError, match="took no sample for 0.3 s"):
+        feed.write(np.ones(10, np.float32))  # the device takes nothing
+    feed.stream.active = False
+    with pytest.raises(playback.InputError, match="the stream stopped"):
+        feed.write(np.ones(10, np.float32))
+    never = playback._Feed(_FakeSoundDevice, SR, None)
+    never.finish()  # nothing written: nothing to wait for
+    assert not never.started
 
 
 def test_system_real_time_messages_are_not_errors_and_a_reset_ends_every_note():

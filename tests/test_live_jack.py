@@ -262,26 +262,46 @@ def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piec
     assert (meter.ends[:n][slowed] >= slow).all(), meter.ends[:n][slowed]
 
 
-def _aligned_correlation(recorded: np.ndarray, written: np.ndarray, ratio: int) -> tuple[float, int]:
-    """The best correlation of the recording (at `ratio` x 16 kHz, one phase of it) with the 16-kHz
-    file over the recorded part, and how many samples it spans."""
-    best, span = 0.0, 0
+def _matching_chunks(recorded: np.ndarray, written: np.ndarray, ratio: int, period: int,
+                     chunk: int = 1024) -> tuple[int, int]:
+    """(chunks of the 16-kHz file heard in the recording in order, chunks with sound after the
+    recorder joined). The recording (at `ratio` x 16 kHz) is taken at one phase per 16-kHz sample;
+    the first audible chunk is found by cross-correlation, and each later one must sit where the
+    one before it ended, or up to four periods off (a period the recorder lost, or a gap in the
+    player's output, in a stall of the machine): a piano note matches itself shifted by its period too, so a chunk matched anywhere
+    would prove little. Heard: correlation above 0.9999 there (0.99 at 48 kHz)."""
+    threshold = 0.9999 if ratio == 1 else 0.99
+    step = period // ratio  # a device period, in 16-kHz samples (at 48 kHz a phase of the recording)
+    starts = [k for k in range(0, len(written) - chunk + 1, chunk) if np.abs(written[k:k + chunk]).max() >= 1e-3]
+
+    def corr(x: np.ndarray, at: int, part: np.ndarray) -> float:
+        seg = x[at:at + len(part)]
+        if at < 0 or len(seg) < len(part):
+            return 0.0
+        return float(np.dot(seg, part) / (np.linalg.norm(seg) * np.linalg.norm(part) + 1e-30))
+
+    best = (0.0, 0, 0, 0)  # the first chunk heard: (correlation, phase, lag, index in starts)
     for phase in range(ratio):
-        rec = recorded[phase::ratio]
-        n = 1 << int(np.ceil(np.log2(len(rec) + len(written))))
-        corr = np.fft.irfft(np.fft.rfft(rec, n) * np.conj(np.fft.rfft(written, n)), n)
-        lag = int(np.argmax(corr))  # recording sample of the file's first sample
-        lag = lag - n if lag > n // 2 else lag
-        i0, i1 = max(0, lag), min(len(rec), lag + len(written))
-        a, b = rec[i0:i1], written[i0 - lag:i1 - lag]
-        heard = np.flatnonzero(a)
-        if len(heard) < 2:
-            continue
-        a, b = a[heard[0]:], b[heard[0]:]  # from the moment the recorder was connected
-        c = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-        if c > best:
-            best, span = c, len(a)
-    return best, span
+        x = recorded[phase::ratio]
+        for i, k in enumerate(starts[:4]):
+            part = written[k:k + chunk]
+            n = 1 << int(np.ceil(np.log2(len(x) + chunk)))
+            c = np.fft.irfft(np.fft.rfft(x, n) * np.conj(np.fft.rfft(part, n)), n)[:len(x) - chunk + 1]
+            at = int(np.argmax(c))
+            if corr(x, at, part) > best[0]:
+                best = (corr(x, at, part), phase, at - k, i)
+    if best[0] <= threshold:
+        return 0, len(starts)
+    _, phase, lag, first = best
+    x = recorded[phase::ratio]
+    heard = 0
+    for k in starts[first:]:
+        part = written[k:k + chunk]
+        c, j = max((corr(x, k + lag + j * step, part), j) for j in range(-4, 5))
+        if c > threshold:
+            heard += 1
+            lag += j * step
+    return heard, len(starts) - first
 
 
 def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):
@@ -297,37 +317,45 @@ def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piec
     blocks: list[np.ndarray] = []
     recorder.set_process_callback(lambda frames: blocks.append(port.get_array().copy()))
     recorder.activate()
-    common = ["--end", "2", "--year", "2011", "-q"]
+    common = ["--end", "2", "--year", "2011"]
+    connected: list[str] = []
     try:
-        player = subprocess.Popen([sys.executable, "-m", "midi2wave", "play", piece, "-o", str(tmp_path / "heard.wav"),
-                                   *common], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  preexec_fn=_die_with_parent)
-        connected = []
-        while player.poll() is None:
-            if not connected:
-                for out in recorder.get_ports(is_audio=True, is_output=True):
-                    if not out.name.startswith(("system:", "m2w-")):
-                        recorder.connect(out, port)
-                        connected.append(out.name)
-            time.sleep(0.002)
-        _, err = player.communicate(timeout=120)
-        assert player.returncode == 0, err
+        with open(tmp_path / "play.log", "w") as log:
+            player = subprocess.Popen([sys.executable, "-m", "midi2wave", "play", piece, "-o",
+                                       str(tmp_path / "heard.wav"), *common], stdout=log, stderr=log,
+                                      preexec_fn=_die_with_parent)
+            try:
+                deadline = time.monotonic() + 120
+                while player.poll() is None and time.monotonic() < deadline:
+                    if not connected:
+                        for out in recorder.get_ports(is_audio=True, is_output=True):
+                            if not out.name.startswith(("system:", "m2w-")):
+                                recorder.connect(out, port)
+                                connected.append(out.name)
+                    time.sleep(0.002)
+            finally:
+                if player.poll() is None:
+                    player.kill()
+                player.wait()
     finally:
         recorder.deactivate()
         recorder.close()
+    said = (tmp_path / "play.log").read_text()
+    assert player.returncode == 0, said
     done = subprocess.run([sys.executable, "-m", "midi2wave", "play", piece, "-o", str(tmp_path / "file.wav"),
-                           "--no-audio", *common], capture_output=True, text=True, timeout=120)
+                           "--no-audio", *common, "-q"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     heard, _ = soundfile.read(tmp_path / "heard.wav", dtype="int16")
     written, _ = soundfile.read(tmp_path / "file.wav", dtype="int16")
     assert np.array_equal(heard, written) and np.abs(written).max() > 100
     assert connected, "PortAudio's client never showed an output port"
     recorded = np.concatenate(blocks)
-    corr, span = _aligned_correlation(recorded.astype(np.float64), written / 32768.0, rate // 16000)
-    print(f"{connected}: correlation {corr:.6f} over {span} samples; finite {np.isfinite(recorded).all()}")
-    # the device got the file's samples (at 48 kHz: their upsampling, whose low band is the file)
     assert np.isfinite(recorded).all() and np.abs(recorded).max() <= 1.0  # no other memory on the port
-    assert span > 0.5 * 16000 and corr > (0.9999 if rate == 16000 else 0.99), (connected, corr, span)
+    found, audible = _matching_chunks(recorded.astype(np.float64), written / 32768.0, rate // 16000, period)
+    print(f"{connected}: {found} of {audible} audible chunks of the file heard on the device; play said {said!r}")
+    # the device got the file's samples (at 48 kHz: their upsampling, whose low band is the file);
+    # the recorder joins after `play` starts, and a stall can cost a client a period: most, not all
+    assert audible >= 10 and found >= 0.8 * audible, (found, audible, said)
 
 
 def test_a_second_client_of_the_same_name_is_refused_in_one_line(server):
@@ -358,7 +386,7 @@ def test_live_ends_in_one_line_when_its_server_quits():
                 playing = True
             except jack.JackError:
                 time.sleep(0.1)
-        assert playing, player.communicate(timeout=5)
+        assert playing, f"`live` did not come up in 60 s (exit status {player.poll()})"
         time.sleep(0.5)
         watcher.deactivate()
         watcher.close()

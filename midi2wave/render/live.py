@@ -650,8 +650,9 @@ class SampleRing:
         self.buffer[:len(x) - k] = x[k:]
         self.written += len(x)
 
-    def read_into(self, out: np.ndarray) -> int:
-        """Fill `out` with the next len(out) samples; returns how many were there (the rest is 0)."""
+    def read_into(self, out: np.ndarray, keep_time: bool = True) -> int:
+        """Fill `out` with the next len(out) samples; returns how many were there (the rest is 0).
+        `keep_time` False: move on only past those (a gap, and the samples still to come follow it)."""
         n = len(out)
         got = min(n, max(0, self.written - self.read))
         cap = len(self.buffer)
@@ -660,7 +661,7 @@ class SampleRing:
         out[:k] = self.buffer[i:i + k]
         out[k:got] = self.buffer[:got - k]
         out[got:] = 0.0
-        self.read += n
+        self.read += n if keep_time else got
         return got
 
 

@@ -114,6 +114,9 @@ def _open_midi_input(rtmidi: Any, wanted: str) -> Any:
     one (case-insensitive); else a one-line InputError listing the inputs."""
     ports = _midi_inputs(rtmidi)
     names = [name for _, _, name in ports]
+    if wanted.strip().isdigit() and int(wanted) >= len(names):  # a number, not part of a name
+        raise InputError(f"MIDI input {wanted}: no input has that number (inputs: "
+                         f"{', '.join(f'{k}: {n}' for k, n in enumerate(names)) or 'none'}; see `midi2wave live --list`)")
     match = [k for k, name in enumerate(names) if wanted.strip().isdigit() and k == int(wanted)
              or name.rsplit(" [", 1)[0] == wanted or name == wanted]
     match = match or [k for k, name in enumerate(names) if wanted.lower() in name.lower()]
@@ -436,8 +439,9 @@ class JackBackend:
                         self.client.connect(self.out, port)
             except self.jack.JackError as e:
                 raise InputError(f"JACK: cannot start the client ({e})") from None
-        except BaseException:  # not started: nothing left running
-            _bounded(self.client.deactivate, "JACK: deactivating the client", log=False)
+        except BaseException:  # not started: nothing left running or open
+            if _bounded(self.client.deactivate, "JACK: deactivating the client", log=False):
+                _bounded(self.client.close, "JACK: closing the client", log=False)
             self.proc.stop()
             _realtime_python(False)
             raise
@@ -447,17 +451,29 @@ class JackBackend:
         return 1000.0 * self.proc.adapter.latency_frames / self.rate
 
     def stop(self) -> None:
-        # an overloaded server can leave deactivate() waiting for ever: give it up after a while
-        if self.failure is None:
-            _bounded(self.client.deactivate, "JACK: deactivating the client")
-        _bounded(self.client.close, "JACK: closing the client")
+        # an overloaded server can leave deactivate() waiting for ever: give it up after a while (and
+        # then do not close the client under it: the process's exit does)
+        if self.failure is not None or _bounded(self.client.deactivate, "JACK: deactivating the client"):
+            _bounded(self.client.close, "JACK: closing the client")
         self.proc.stop()
         _realtime_python(False)
 
 
+_STREAM_STOPPED = "audio device: the stream stopped (the device is gone?)"
+
+
+def _start_stream(sd: Any, stream: Any) -> None:
+    """Start a PortAudio stream, or a one-line InputError."""
+    try:
+        stream.start()
+    except sd.PortAudioError as e:
+        raise InputError(f"audio device: cannot start the stream ({e})") from None
+
+
 def _bounded(call: Any, what: str, seconds: float = 5.0, log: bool = True) -> bool:
-    """`call()` on a daemon thread, waited for at most `seconds`: False (logged in one line with
-    `log`) when it did not return in time, or raised; the process can still exit."""
+    """`call()` on a daemon thread, waited for at most `seconds`: whether it finished (returned or
+    raised). A call that raised or hangs is logged in one line (with `log`); the process can exit
+    past one that hangs."""
     failed: list[BaseException] = []
 
     def run() -> None:
@@ -469,11 +485,9 @@ def _bounded(call: Any, what: str, seconds: float = 5.0, log: bool = True) -> bo
     thread = threading.Thread(target=run, name="midi2wave-bounded", daemon=True)
     thread.start()
     thread.join(seconds)
-    if thread.is_alive() or failed:
-        if log:
-            logger.warning("%s: %s", what, f"gave up after {seconds:g} s" if thread.is_alive() else failed[0])
-        return False
-    return True
+    if (thread.is_alive() or failed) and log:
+        logger.warning("%s: %s", what, f"gave up after {seconds:g} s" if thread.is_alive() else failed[0])
+    return not thread.is_alive()
 
 
 class DeviceBackend:
@@ -516,13 +530,11 @@ class DeviceBackend:
         _realtime_python(True)
         self.proc.start()
         try:
-            try:
-                self.stream.start()
-            except self.sd.PortAudioError as e:
-                raise InputError(f"audio device: cannot start the stream ({e})") from None
+            _start_stream(self.sd, self.stream)
             self.proc.output_latency_s = float(self.stream.latency)
             self.started = True
-        except BaseException:  # not started: nothing left running
+        except BaseException:  # not started: nothing left running or open
+            self._close()
             self.proc.stop()
             _realtime_python(False)
             raise
@@ -534,14 +546,19 @@ class DeviceBackend:
     @property
     def failure(self) -> str | None:
         """Why the stream stopped by itself (the device gone), else None."""
-        return "audio device: the stream stopped (the device is gone?)" if self.started and not self.stream.active else None
+        return _STREAM_STOPPED if self.started and not self.stream.active else None
+
+    def _close(self) -> None:
+        """Stop and close the stream (a device gone can make PortAudio raise or block: bounded, logged)
+        and the MIDI port."""
+        self.started = False
+        _bounded(self.stream.stop, "audio device: stopping the stream")
+        _bounded(self.stream.close, "audio device: closing the stream")
+        if self.midi is not None:
+            _bounded(self.midi.close_port, "MIDI input: closing the port")
 
     def stop(self) -> None:
-        self.started = False
-        self.stream.stop()
-        self.stream.close()
-        if self.midi is not None:
-            self.midi.close_port()
+        self._close()
         self.proc.stop()
         _realtime_python(False)
 
@@ -616,57 +633,64 @@ class _Feed:
     second that the render loop fills (waiting while it is full) and the callback empties. Not
     PortAudio's blocking writes: through its JACK host API (Debian's libportaudio2) those put
     stretches of other memory (NaN, 1e17) on the port as soon as the writes are bursty
-    (tests/test_live_jack.py records the device). The stream starts once the first block is in."""
+    (tests/test_live_jack.py records the device). The stream starts once the first block is in.
+    Unlike `live`, nothing is dropped to keep time: a block the render did not finish in time is
+    a gap of silence (counted in `gaps`), and the rest of the piece follows it, later."""
 
-    def __init__(self, sd: Any, rate: int, device: str | int | None) -> None:
+    def __init__(self, sd: Any, rate: int, device: str | int | None, stall_s: float = 5.0) -> None:
         from .live import SampleRing
 
-        self.rate = rate
+        self.rate, self.sd, self.stall_s = rate, sd, stall_s
         self.ring = SampleRing(rate // 2 + 8192)
-        self.underflows = 0
+        self.gaps = 0
         self.started = self.finishing = False
         # blocksize 0: PortAudio's own (its JACK host API aborts in malloc for a mono stream whose
         # blocksize exceeds JACK's period: measured with Debian's libportaudio2)
         self.stream = sd.OutputStream(samplerate=rate, blocksize=0, device=device, channels=1, dtype="float32",
                                       callback=self._callback)
-        self.sd = sd
 
     def _callback(self, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
-        if self.ring.read_into(outdata[:, 0]) < frames and not self.finishing:
-            self.underflows += 1  # the render fell behind: silence, and the stream keeps time
+        if self.ring.read_into(outdata[:, 0], keep_time=False) < frames and not self.finishing:
+            self.gaps += 1  # the render fell behind: a gap, and the piece goes on after it
+
+    def _wait(self, done: Any, what: str) -> None:
+        """Wait until `done()`; a one-line InputError when the stream stops or takes no sample for `stall_s`."""
+        read, since = self.ring.read, time.monotonic()
+        while not done():
+            if not self.stream.active:
+                raise InputError(_STREAM_STOPPED)
+            if self.ring.read != read:
+                read, since = self.ring.read, time.monotonic()
+            elif time.monotonic() - since > self.stall_s:
+                raise InputError(f"audio device: took no sample for {self.stall_s:g} s {what}")
+            time.sleep(0.005)
 
     def write(self, x: np.ndarray) -> None:
         ring = self.ring
-        while len(x) > len(ring.buffer) - max(0, ring.available):
-            if not self.stream.active:
-                raise InputError("audio device: the stream stopped (the device is gone?)")
-            time.sleep(0.005)
+        if self.started:
+            self._wait(lambda: len(x) <= len(ring.buffer) - ring.available, "(the stream hangs)")
         ring.write(x)
         if not self.started:
-            try:
-                self.stream.start()
-            except self.sd.PortAudioError as e:
-                raise InputError(f"audio device: cannot start the stream ({e})") from None
+            _start_stream(self.sd, self.stream)
             self.started = True
 
     def finish(self) -> None:
         """Wait until every sample written has been handed to the device (and its buffer), then stop."""
         self.finishing = True
-        deadline = time.monotonic() + self.ring.available / self.rate + 2.0
-        while self.started and self.ring.available > 0 and self.stream.active and time.monotonic() < deadline:
-            time.sleep(0.01)
         if self.started:
+            self._wait(lambda: self.ring.available <= 0, "(the stream hangs)")
             time.sleep(min(1.0, float(self.stream.latency)))
-            self.stream.stop()
+            _bounded(self.stream.stop, "audio device: stopping the stream")
 
     def close(self) -> None:
-        self.stream.close()
+        _bounded(self.stream.close, "audio device: closing the stream")
 
 
 def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | None = None, audio: bool = True,
               force: bool = False, end_s: float | None = None, period: int = 1024, quiet: bool = False) -> float:
     """Stream a MIDI file through the live engine to an audio device as it is generated (and to a WAV
-    with `out`). Returns the seconds from the call to the first period handed to the device."""
+    with `out`). Returns the seconds from the call to the first period's sound: handed to the
+    device, plus the output latency PortAudio reports for it (0 without audio)."""
     from ..audio import wav_writer
     from .live import file_events, render_events
 
@@ -703,13 +727,13 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
                 wav.write(part)
             if feed is not None:
                 feed.write(resampler.resample(part) if resampler is not None else np.asarray(part, np.float32))
-            if math.isnan(first_sound):
-                first_sound = time.perf_counter() - t_start
+            if math.isnan(first_sound):  # handed to the device, plus the device's own buffering
+                first_sound = time.perf_counter() - t_start + (float(feed.stream.latency) if feed is not None else 0.0)
             if not quiet and synth.stats.blocks % 16 == 0:
                 print(f"\rplay {done / sr:6.1f} / {n / sr:.1f} s", end="", file=sys.stderr, flush=True)
         if feed is not None:
             feed.finish()
     if not quiet:
-        late = f" ({feed.underflows} periods late: silence)" if feed is not None and feed.underflows else ""
-        print(late, file=sys.stderr)
+        gaps = f" ({feed.gaps} gaps: the render fell behind)" if feed is not None and feed.gaps else ""
+        print(gaps, file=sys.stderr)
     return first_sound
