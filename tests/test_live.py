@@ -454,6 +454,8 @@ class _FakeRtMidi:
     def __init__(self, broken_port: str | None = None):
         self.opened: list[tuple[int, int]] = []
         self.broken_port = broken_port
+        self.closed = 0
+        self.callback = None
 
     def get_compiled_api(self):
         return [self.ALSA, self.JACK]
@@ -474,6 +476,15 @@ class _FakeRtMidi:
                 if fake.broken_port == self.get_ports()[number]:
                     raise RuntimeError("gone")
                 fake.opened.append((api, number))
+
+            def ignore_types(self, **kw):
+                pass
+
+            def set_callback(self, callback):
+                fake.callback = callback
+
+            def close_port(self):
+                fake.closed += 1
 
         return Port()
 
@@ -590,6 +601,64 @@ def test_play_waits_for_room_and_says_so_in_one_line_when_the_device_stops_or_ha
     never = playback._Feed(_FakeSoundDevice, SR, None)
     never.finish()  # nothing written: nothing to wait for
     assert not never.started
+
+
+def _fake_device_backend(monkeypatch, start_fails: bool = False):
+    """A DeviceBackend over a fake sounddevice (a stream that the test stops) and a fake RtMidi."""
+    events: list[str] = []
+
+    class Stream:
+        def __init__(self, callback, **kw):
+            self.callback, self.active, self.latency = callback, False, 0.010
+
+        def start(self):
+            if start_fails:
+                raise RuntimeError("Device unavailable")
+            self.active = True
+
+        def stop(self):
+            self.active = False
+            events.append("stop")
+
+        def close(self):
+            events.append("close")
+
+    class Sd:
+        PortAudioError = RuntimeError
+        OutputStream = Stream
+
+        @staticmethod
+        def query_devices(device, kind):
+            return {"name": "USB Audio", "max_output_channels": 2, "default_samplerate": 16000.0}
+
+    midi = _FakeRtMidi()
+    monkeypatch.setattr(playback, "_import", lambda name, package: {"sounddevice": Sd, "rtmidi": midi}[name])
+    backend = playback.DeviceBackend(live.LiveSynth(live_model(), OPTIONS), "sender", "USB", period=64, ahead_ms=0)
+    return backend, midi, events
+
+
+def test_a_device_that_goes_away_ends_live_in_one_line_and_everything_is_closed(monkeypatch):
+    import threading
+
+    backend, midi, events = _fake_device_backend(monkeypatch)
+    assert midi.opened == [(midi.JACK, 1)] and midi.callback is not None
+    midi.callback(([0x90, 60, 100], 0.0), None)  # a note arrives: queued for the next period
+    assert list(backend.queue) == [b"\x90\x3c\x64"]
+    gone = threading.Timer(0.7, lambda: setattr(backend.stream, "active", False))
+    gone.start()
+    t0 = time.monotonic()
+    with pytest.raises(playback.InputError, match="the stream stopped"):
+        playback.run_live(backend, quiet=True, seconds=10)
+    assert time.monotonic() - t0 < 3.0
+    assert events == ["stop", "close"] and midi.closed == 1
+    assert "latency 14.0 ms" in playback.status_line(backend.proc)  # 4 ms of the engine + 10 of the device
+
+
+def test_a_device_stream_that_does_not_start_is_one_line_and_closes_everything(monkeypatch):
+    backend, midi, events = _fake_device_backend(monkeypatch, start_fails=True)
+    with pytest.raises(playback.InputError, match="cannot start the stream \\(Device unavailable\\)"):
+        backend.start()
+    assert events == ["stop", "close"] and midi.closed == 1 and backend.proc.thread is None
 
 
 def test_system_real_time_messages_are_not_errors_and_a_reset_ends_every_note():
