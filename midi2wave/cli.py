@@ -238,10 +238,10 @@ def _cmd_play(args: argparse.Namespace) -> int:
         raise Midi2WaveError(f"play --end {args.end:g}: give a time after the start, in seconds")
     from .midi import read_midi
 
-    read_midi(args.input)  # a corrupt file is refused in one line before the model loads
+    midi = read_midi(args.input)  # read once; a corrupt file is refused in one line before the model loads
     synth = _live_synth(args)
     loaded = time.perf_counter()
-    first = playback.play_file(synth, args.input, out=out, device=args.audio_device, audio=not args.no_audio,
+    first = playback.play_file(synth, midi, out=out, device=args.audio_device, audio=not args.no_audio,
                                force=args.force, end_s=args.end, quiet=args.quiet)
     if not args.quiet:
         print(f"midi2wave play: first sound {loaded - _STARTED + first:.2f} s after the process started "

@@ -520,54 +520,68 @@ def test_a_midi_input_not_found_or_not_opened_is_one_line():
         playback._open_midi_input(_FakeRtMidi(broken_port="m2w-sender:out"), "sender")
 
 
-def test_an_audio_device_given_by_number_is_that_number():
-    asked = []
-
-    class FakeSd:
-        PortAudioError = RuntimeError
-
-        @staticmethod
-        def query_devices(device, kind):
-            asked.append(device)
-            if device == 3:
-                return {"name": "hw:1,0", "max_output_channels": 2, "default_samplerate": 48000.0}
-            if device == 0:
-                return {"name": "mic", "max_output_channels": 0, "default_samplerate": 48000.0}
-            raise ValueError(f"No output device matching {device!r}")
-
-    assert playback._output_device(FakeSd, "3")["name"] == "hw:1,0" and asked == [3]
-    assert playback._device("USB Audio") == "USB Audio" and playback._device(None) is None
-    with pytest.raises(playback.InputError, match="audio device 0: 'mic' has no output channels"):
-        playback._output_device(FakeSd, "0")
-
-
 class _FakeSoundDevice:
-    """sounddevice as `_Feed` sees it: the test calls the stream's callback itself."""
+    """sounddevice as the backends see it: devices 3 ("USB Audio") and 0 (a microphone), streams
+    whose callback the test calls itself (`pull`), their stop and close noted in `events`."""
 
     PortAudioError = RuntimeError
 
-    class OutputStream:
-        def __init__(self, callback, **kw):
-            self.callback, self.active, self.latency = callback, False, 0.0
+    def __init__(self, start_fails: bool = False):
+        self.asked: list = []  # the devices queried
+        self.events: list[str] = []
+        fake = self
 
-        def start(self):
-            self.active = True
+        class OutputStream:
+            def __init__(self, callback, device=None, **kw):
+                self.callback, self.device, self.active, self.latency = callback, device, False, 0.010
 
-        def stop(self):
-            self.active = False
+            def start(self):
+                if start_fails:
+                    raise RuntimeError("Device unavailable")
+                self.active = True
 
-        def close(self):
-            pass
+            def stop(self):
+                self.active = False
+                fake.events.append("stop")
 
-    @classmethod
-    def pull(cls, feed, frames):
+            def close(self):
+                fake.events.append("close")
+
+        self.OutputStream = OutputStream
+
+    def query_devices(self, device, kind):
+        self.asked.append(device)
+        if device in (3, None):
+            return {"name": "USB Audio", "max_output_channels": 2, "default_samplerate": 16000.0}
+        if device == 0:
+            return {"name": "mic", "max_output_channels": 0, "default_samplerate": 48000.0}
+        raise ValueError(f"No output device matching {device!r}")
+
+    @staticmethod
+    def pull(feed, frames):
         out = np.full((frames, 1), np.nan, np.float32)
         feed.stream.callback(out, frames, None, None)
         return out[:, 0]
 
 
+def _fake_device_backend(monkeypatch, device="3", start_fails: bool = False):
+    """A DeviceBackend over a fake sounddevice (a stream that the test stops) and a fake RtMidi."""
+    sd, midi = _FakeSoundDevice(start_fails), _FakeRtMidi()
+    monkeypatch.setattr(playback, "_import", lambda name, package: {"sounddevice": sd, "rtmidi": midi}[name])
+    backend = playback.DeviceBackend(live.LiveSynth(live_model(), OPTIONS), "sender", device, period=64, ahead_ms=0)
+    return backend, midi, sd
+
+
+def test_an_audio_device_given_by_number_is_that_number(monkeypatch):
+    backend, _, sd = _fake_device_backend(monkeypatch, device="3")
+    assert sd.asked == [3] and backend.stream.device == 3  # not "3": part of a name
+    assert playback._device("USB Audio") == "USB Audio" and playback._device(None) is None
+    with pytest.raises(playback.InputError, match="audio device 0: 'mic' has no output channels"):
+        _fake_device_backend(monkeypatch, device="0")
+
+
 def test_play_feeds_the_device_every_sample_in_order_with_gaps_where_the_render_was_late():
-    feed = playback._Feed(_FakeSoundDevice, SR, None)
+    feed = playback._Feed(_FakeSoundDevice(), SR, None)
     a, b = np.arange(1, 101, dtype=np.float32), np.arange(101, 201, dtype=np.float32)
     feed.write(a)
     assert feed.stream.active  # started once the first block is in
@@ -585,7 +599,7 @@ def test_play_feeds_the_device_every_sample_in_order_with_gaps_where_the_render_
 def test_play_waits_for_room_and_says_so_in_one_line_when_the_device_stops_or_hangs():
     import threading
 
-    feed = playback._Feed(_FakeSoundDevice, SR, None, stall_s=0.3)
+    feed = playback._Feed(_FakeSoundDevice(), SR, None, stall_s=0.3)
     room = len(feed.ring.buffer)
     feed.write(np.ones(room, np.float32))  # full
     puller = threading.Timer(0.1, lambda: _FakeSoundDevice.pull(feed, 256))
@@ -598,49 +612,15 @@ def test_play_waits_for_room_and_says_so_in_one_line_when_the_device_stops_or_ha
     feed.stream.active = False
     with pytest.raises(playback.InputError, match="the stream stopped"):
         feed.write(np.ones(10, np.float32))
-    never = playback._Feed(_FakeSoundDevice, SR, None)
+    never = playback._Feed(_FakeSoundDevice(), SR, None)
     never.finish()  # nothing written: nothing to wait for
     assert not never.started
-
-
-def _fake_device_backend(monkeypatch, start_fails: bool = False):
-    """A DeviceBackend over a fake sounddevice (a stream that the test stops) and a fake RtMidi."""
-    events: list[str] = []
-
-    class Stream:
-        def __init__(self, callback, **kw):
-            self.callback, self.active, self.latency = callback, False, 0.010
-
-        def start(self):
-            if start_fails:
-                raise RuntimeError("Device unavailable")
-            self.active = True
-
-        def stop(self):
-            self.active = False
-            events.append("stop")
-
-        def close(self):
-            events.append("close")
-
-    class Sd:
-        PortAudioError = RuntimeError
-        OutputStream = Stream
-
-        @staticmethod
-        def query_devices(device, kind):
-            return {"name": "USB Audio", "max_output_channels": 2, "default_samplerate": 16000.0}
-
-    midi = _FakeRtMidi()
-    monkeypatch.setattr(playback, "_import", lambda name, package: {"sounddevice": Sd, "rtmidi": midi}[name])
-    backend = playback.DeviceBackend(live.LiveSynth(live_model(), OPTIONS), "sender", "USB", period=64, ahead_ms=0)
-    return backend, midi, events
 
 
 def test_a_device_that_goes_away_ends_live_in_one_line_and_everything_is_closed(monkeypatch):
     import threading
 
-    backend, midi, events = _fake_device_backend(monkeypatch)
+    backend, midi, sd = _fake_device_backend(monkeypatch)
     assert midi.opened == [(midi.JACK, 1)] and midi.callback is not None
     midi.callback(([0x90, 60, 100], 0.0), None)  # a note arrives: queued for the next period
     assert list(backend.queue) == [b"\x90\x3c\x64"]
@@ -650,15 +630,15 @@ def test_a_device_that_goes_away_ends_live_in_one_line_and_everything_is_closed(
     with pytest.raises(playback.InputError, match="the stream stopped"):
         playback.run_live(backend, quiet=True, seconds=10)
     assert time.monotonic() - t0 < 3.0
-    assert events == ["stop", "close"] and midi.closed == 1
-    assert "latency 14.0 ms" in playback.status_line(backend.proc)  # 4 ms of the engine + 10 of the device
+    assert sd.events == ["stop", "close"] and midi.closed == 1
+    assert backend.latency_ms == 14.0 and "latency 14.0 ms" in playback.status_line(backend.proc)  # 4 ms of the engine + 10 of the device
 
 
 def test_a_device_stream_that_does_not_start_is_one_line_and_closes_everything(monkeypatch):
-    backend, midi, events = _fake_device_backend(monkeypatch, start_fails=True)
+    backend, midi, sd = _fake_device_backend(monkeypatch, start_fails=True)
     with pytest.raises(playback.InputError, match="cannot start the stream \\(Device unavailable\\)"):
         backend.start()
-    assert events == ["stop", "close"] and midi.closed == 1 and backend.proc.thread is None
+    assert sd.events == ["stop", "close"] and midi.closed == 1 and backend.proc.thread is None
 
 
 def test_system_real_time_messages_are_not_errors_and_a_reset_ends_every_note():

@@ -542,11 +542,12 @@ class LiveSynth:
 _ORDER = {"pedal": 0, "off": 1, "on": 2}  # a key released and struck again at one sample: the old note ends
 
 
-def file_events(path: Any, sample_rate_hz: int) -> list[tuple[int, str, int, int]]:
-    """A MIDI file as the live engine's events: (sample, "on" | "off" | "pedal", a, b) sorted by time
-    (pedal changes, then releases, then onsets at one sample), raw notes (the engine applies the
-    pedals itself). Raises MidiError."""
-    notes, pedals = read_midi(path)
+def file_events(midi: Any, sample_rate_hz: int) -> list[tuple[int, str, int, int]]:
+    """A MIDI file (a path, or the (Notes, PedalEvents) `read_midi` read from one) as the live
+    engine's events: (sample, "on" | "off" | "pedal", a, b) sorted by time (pedal changes, then
+    releases, then onsets at one sample), raw notes (the engine applies the pedals itself). Raises
+    MidiError."""
+    notes, pedals = midi if isinstance(midi, tuple) else read_midi(midi)
     sr = sample_rate_hz
     events = [(int(math.floor(t * sr + 0.5)), "on", int(p), int(v))
               for t, p, v in zip(notes.onset_s, notes.pitch, notes.velocity)]

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import InputError
-from .live import LiveSynth, RateAdapter
+from .live import LiveSynth, RateAdapter, SampleRing
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,7 @@ def _device(device: str | int | None) -> str | int | None:
 
 
 def _output_device(sd: Any, device: str | int | None) -> dict:
-    """The PortAudio output device `device` (None: the default), or a one-line InputError."""
-    device = _device(device)
+    """The PortAudio output device `device` (`_device`'s; None: the default), or a one-line InputError."""
     try:
         info = sd.query_devices(device, "output")
         if info["max_output_channels"] < 1:
@@ -114,12 +113,15 @@ def _open_midi_input(rtmidi: Any, wanted: str) -> Any:
     one (case-insensitive); else a one-line InputError listing the inputs."""
     ports = _midi_inputs(rtmidi)
     names = [name for _, _, name in ports]
-    if wanted.strip().isdigit() and int(wanted) >= len(names):  # a number, not part of a name
-        raise InputError(f"MIDI input {wanted}: no input has that number (inputs: "
-                         f"{', '.join(f'{k}: {n}' for k, n in enumerate(names)) or 'none'}; see `midi2wave live --list`)")
-    match = [k for k, name in enumerate(names) if wanted.strip().isdigit() and k == int(wanted)
-             or name.rsplit(" [", 1)[0] == wanted or name == wanted]
-    match = match or [k for k, name in enumerate(names) if wanted.lower() in name.lower()]
+    if wanted.strip().isdigit():  # a number, never part of a name
+        if int(wanted) >= len(names):
+            raise InputError(f"MIDI input {wanted}: no input has that number (inputs: "
+                             f"{', '.join(f'{k}: {n}' for k, n in enumerate(names)) or 'none'}; "
+                             f"see `midi2wave live --list`)")
+        match = [int(wanted)]
+    else:
+        match = [k for k, name in enumerate(names) if wanted in (name, name.rsplit(" [", 1)[0])]
+        match = match or [k for k, name in enumerate(names) if wanted.lower() in name.lower()]
     if not match:
         raise InputError(f"MIDI input {wanted!r} not found (inputs: {', '.join(names) or 'none'}; "
                          f"see `midi2wave live --list`)")
@@ -203,7 +205,7 @@ class _Processor:
         self.skipped = 0  # periods the render thread dropped, too far behind
         self.max_backlog = max(4, int(math.ceil(0.02 / self.period_s)))  # periods (20 ms)
         self.freewheel = False  # JACK's freewheel mode: the callback waits for the render thread
-        self.output_latency_s = 0.0  # the device's own buffering (PortAudio's stream latency), for the status line
+        self.output_latency_s = 0.0  # the device's own buffering (PortAudio's stream latency)
         self.logged = False
         self.inbox: deque = deque()
         self.sent = self.done = 0  # periods handed to the render thread, and rendered (or failed)
@@ -236,6 +238,11 @@ class _Processor:
         if self._asked_ahead:
             return "rendered in the audio callback (the period is too long to render ahead within --ahead)"
         return "rendered in the audio callback"
+
+    @property
+    def latency_ms(self) -> float:
+        """From an event to its sound: the engine's latency in device frames plus the device's buffering."""
+        return 1000.0 * (self.adapter.latency_frames / self.adapter.device_rate + self.output_latency_s)
 
     @property
     def errors(self) -> int:
@@ -346,7 +353,6 @@ def _realtime_python(on: bool) -> None:
 
 def status_line(proc: _Processor) -> str:
     m, w, synth = proc.meter, proc.work, proc.synth
-    latency_ms = 1000.0 * (proc.adapter.latency_frames / proc.adapter.device_rate + proc.output_latency_s)
     # with the render thread a render longer than the period is absorbed: only late blocks are heard
     flag = "  OVERLOAD: periods late" if (proc.late if proc.render_thread else w.overloads) else ""
     if proc.skipped:
@@ -354,7 +360,7 @@ def status_line(proc: _Processor) -> str:
     if synth.voice_limit is not None:
         flag += f"  OVERLOAD: notes limited to {synth.voice_limit} ({synth.stats.stolen} cut short)"
     late = f"  late {proc.late}" if proc.render_thread else ""
-    return (f"latency {latency_ms:.1f} ms  load {100 * w.load:3.0f}% (worst {1000 * w.worst_s:.1f} ms)  "
+    return (f"latency {proc.latency_ms:.1f} ms  load {100 * w.load:3.0f}% (worst {1000 * w.worst_s:.1f} ms)  "
             f"polyphony {synth.polyphony:3d}  xruns {m.xruns}{late}  ignored {synth.stats.ignored_total}  "
             f"errors {proc.errors}{flag}")
 
@@ -448,7 +454,7 @@ class JackBackend:
 
     @property
     def latency_ms(self) -> float:
-        return 1000.0 * self.proc.adapter.latency_frames / self.rate
+        return self.proc.latency_ms
 
     def stop(self) -> None:
         # an overloaded server can leave deactivate() waiting for ever: give it up after a while (and
@@ -496,6 +502,7 @@ class DeviceBackend:
     def __init__(self, synth: LiveSynth, midi_in: str | None, device: str | None, period: int = 128,
                  rate: int | None = None, ahead_ms: float = DEFAULT_AHEAD_MS) -> None:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
+        device = _device(device)
         self.sd, self.started, self.queue, self.midi = sd, False, deque(), None
         if midi_in is not None:
             self.midi = _open_midi_input(_import("rtmidi", "python-rtmidi"), midi_in)
@@ -505,10 +512,11 @@ class DeviceBackend:
             self.period = int(period)
             self.proc = _Processor(synth, self.rate, self.period, ahead_samples(synth, ahead_ms))
             try:
-                self.stream = sd.OutputStream(samplerate=self.rate, blocksize=self.period, device=_device(device),
+                self.stream = sd.OutputStream(samplerate=self.rate, blocksize=self.period, device=device,
                                               channels=1, dtype="float32", latency="low", callback=self._callback)
             except (ValueError, sd.PortAudioError) as e:
                 raise InputError(f"audio device {device!r}: {e} (see `midi2wave live --list`)") from None
+            self.proc.output_latency_s = float(self.stream.latency)
         except BaseException:
             if self.midi is not None:
                 self.midi.close_port()
@@ -531,7 +539,6 @@ class DeviceBackend:
         self.proc.start()
         try:
             _start_stream(self.sd, self.stream)
-            self.proc.output_latency_s = float(self.stream.latency)
             self.started = True
         except BaseException:  # not started: nothing left running or open
             self._close()
@@ -541,7 +548,7 @@ class DeviceBackend:
 
     @property
     def latency_ms(self) -> float:
-        return 1000.0 * (self.proc.adapter.latency_frames / self.rate + float(self.stream.latency))
+        return self.proc.latency_ms
 
     @property
     def failure(self) -> str | None:
@@ -638,8 +645,6 @@ class _Feed:
     a gap of silence (counted in `gaps`), and the rest of the piece follows it, later."""
 
     def __init__(self, sd: Any, rate: int, device: str | int | None, stall_s: float = 5.0) -> None:
-        from .live import SampleRing
-
         self.rate, self.sd, self.stall_s = rate, sd, stall_s
         self.ring = SampleRing(rate // 2 + 8192)
         self.gaps = 0
@@ -686,17 +691,18 @@ class _Feed:
         _bounded(self.stream.close, "audio device: closing the stream")
 
 
-def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | None = None, audio: bool = True,
+def play_file(synth: LiveSynth, midi: Any, *, out: Any = None, device: str | None = None, audio: bool = True,
               force: bool = False, end_s: float | None = None, period: int = 1024, quiet: bool = False) -> float:
     """Stream a MIDI file through the live engine to an audio device as it is generated (and to a WAV
-    with `out`). Returns the seconds from the call to the first period's sound: handed to the
-    device, plus the output latency PortAudio reports for it (0 without audio)."""
+    with `out`). `midi`: a path, or what `read_midi` read from one. Returns the seconds from the call
+    to the first period's sound: handed to the device, plus the output latency PortAudio reports
+    for it (0 without audio)."""
     from ..audio import wav_writer
     from .live import file_events, render_events
 
     t_start = time.perf_counter()
     sr = synth.sr
-    events = file_events(path, sr)
+    events = file_events(midi, sr)
     if end_s is None:
         end_s = max((e[0] for e in events), default=0) / sr + C.RELEASE_SECONDS
     n = int(round(end_s * sr))
@@ -704,11 +710,12 @@ def play_file(synth: LiveSynth, path: Any, *, out: Any = None, device: str | Non
     feed = resampler = None
     if audio:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
+        device = _device(device)
         rate = int(_output_device(sd, device)["default_samplerate"])
         if rate != sr:  # the device's own rate (a JACK server's cannot change): resampled as `live` does
             resampler = RateAdapter(synth, rate)
         try:
-            feed = _Feed(sd, rate, _device(device))
+            feed = _Feed(sd, rate, device)
         except (ValueError, sd.PortAudioError) as e:
             raise InputError(f"audio device {device!r}: {e} (see `midi2wave live --list`; "
                              f"--no-audio writes only the WAV)") from None
