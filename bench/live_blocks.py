@@ -1,12 +1,13 @@
 """The live engine's 64-sample blocks without JACK, this tree against an earlier commit, on one
 core: what the audio callback's own work costs, per block (mean, 99th and 99.9th percentile,
-worst), on `examples/example.mid` looped (a dense passage), with the garbage collector frozen as
-`midi2wave live` runs. The commit's package is extracted as `midi2wave_base` (bench/kernel_ab.py);
+worst), on `examples/example.mid` looped (or `--midi`: `examples/dense.mid` is denser), with the
+garbage collector frozen as `midi2wave live` runs. The commit's package is extracted as `midi2wave_base` (bench/kernel_ab.py);
 the two render in turn, round by round, each round in a fresh process (two packages' engines in one
 process do not run at the speed of either alone), so that a busy spell of the shared machine falls
-on both. Also says whether they render bit-identical audio (example.mid, year 2011).
+on both. Also says whether they render bit-identical audio (the piece, year 2011).
 
-    python bench/live_blocks.py --base a030932~1 [--seconds 30] [--rounds 3] [--block 64] [--core 0]
+    python bench/live_blocks.py --base a030932~1 [--midi examples/dense.mid] [--seconds 30] [--rounds 3]
+        [--block 64] [--core 0]
 """
 
 from __future__ import annotations
@@ -62,15 +63,15 @@ def block_times(synth, live, events, n_samples: int, block: int) -> np.ndarray:
     return np.array(times)
 
 
-def worker(package: str, path: str, seconds: float, block: int, out: str) -> None:
-    """One round of one tree: its block times (ms) and its render of example.mid, saved to `out`."""
+def worker(package: str, path: str, midi: str, seconds: float, block: int, out: str) -> None:
+    """One round of one tree: its block times (ms) and its render of the piece, saved to `out`."""
     from live import looped_events  # bench/live.py
 
     sys.path.insert(0, path)
     synth, live, model = engine(package)
-    events = looped_events(live, EXAMPLE, synth.sr, seconds)
+    events = looped_events(live, midi, synth.sr, seconds)
     times = block_times(synth, live, events, int(seconds * synth.sr), block)
-    audio = live.render_file_live(model, EXAMPLE, year=2011, block_samples=block)
+    audio = live.render_file_live(model, midi, year=2011, block_samples=block)
     np.savez(out, times_ms=1e3 * times, audio=audio, sr=synth.sr)
 
 
@@ -81,6 +82,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True, help="the commit to compare with")
+    ap.add_argument("--midi", default=EXAMPLE, help="the piece, looped (default: examples/example.mid)")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--block", type=int, default=64)
@@ -89,7 +91,7 @@ def main() -> int:
     args = ap.parse_args()
     os.sched_setaffinity(0, {args.core})
     if args.worker:
-        worker(args.worker[0], args.worker[1], args.seconds, args.block, args.worker[2])
+        worker(args.worker[0], args.worker[1], args.midi, args.seconds, args.block, args.worker[2])
         return 0
     tmp = tempfile.mkdtemp()
     extract_base(args.base, Path(tmp))
@@ -100,7 +102,8 @@ def main() -> int:
     for r in range(args.rounds):
         for name, path in trees.items():
             out = os.path.join(tmp, f"{name}-{r}.npz")
-            subprocess.run([sys.executable, __file__, "--base", args.base, "--seconds", str(args.seconds),
+            subprocess.run([sys.executable, __file__, "--base", args.base, "--midi", args.midi,
+                            "--seconds", str(args.seconds),
                             "--block", str(args.block), "--core", str(args.core), "--worker", name, path, out],
                            check=True)
             with np.load(out) as f:
@@ -111,7 +114,8 @@ def main() -> int:
 
     shutil.rmtree(tmp, ignore_errors=True)
     period_ms = 1e3 * args.block / sr
-    print(f"live engine, {args.block}-sample blocks ({period_ms:g} ms), example.mid looped to {args.seconds:g} s, "
+    piece = Path(args.midi).name
+    print(f"live engine, {args.block}-sample blocks ({period_ms:g} ms), {piece} looped to {args.seconds:g} s, "
           f"{args.rounds} rounds, core {args.core} (load average {os.getloadavg()[0]:.2f})")
     print(f"{'tree':>16}  {'mean ms':>7}  {'p99 ms':>6}  {'p99.9 ms':>8}  {'worst ms':>8}  {'blocks over the period':>22}")
     stats = {}
@@ -124,7 +128,7 @@ def main() -> int:
     ratio = [a / b for a, b in zip(stats["midi2wave"], stats["midi2wave_base"])]
     print(f"{'this / base':>16}  {ratio[0]:7.2f}  {ratio[1]:6.2f}  {ratio[2]:8.2f}  {ratio[3]:8.2f}")
     same = np.array_equal(audio["midi2wave"], audio["midi2wave_base"])
-    print(f"same audio (example.mid, 2011, {args.block}-sample blocks): {'yes' if same else 'NO'}")
+    print(f"same audio ({piece}, 2011, {args.block}-sample blocks): {'yes' if same else 'NO'}")
     return 0
 
 

@@ -6,7 +6,7 @@ numba's: `import numba` and, on the first call, numba's disk cache or a compile.
 
 `midi2wave play` and `live` must sound soon after they start, and importing numba and loading one
 cached function takes about 0.6 s by itself on our 2-core VM. So the live engine's entry points
-(`ENTRY_POINTS`: the three functions it calls from Python) can also be compiled ahead of time into
+(`ENTRY_POINTS`: the functions it calls from Python) can also be compiled ahead of time into
 one extension module (`render/native.py`, `midi2wave kernels --build`; numba's `pycc` with each
 function's own numba options, so the machine code and the output are the same as the JIT's).
 `use_ahead_of_time()`, called before the numba modules are first imported, loads that module when
@@ -43,12 +43,17 @@ ENTRY_POINTS = (
     ("midi2wave.render.kernel", "run_streams"),
     ("midi2wave.conditioning.resonators", "unit_phasors"),
     ("midi2wave.render.live", "_dc_block"),
+    ("midi2wave.midi_loops", "excitation_notes"),
+    ("midi2wave.midi_loops", "note_rows"),
+    ("midi2wave.midi_loops", "held_values"),
 )
 # the modules that define jitted functions: they must not be imported before the choice is made,
 # and their sources (with the modules they read at compile time) key the built kernels
-_JIT_MODULES = ("midi2wave.render.kernel", "midi2wave.conditioning.resonators", "midi2wave.render.live")
+_JIT_MODULES = ("midi2wave.render.kernel", "midi2wave.conditioning.resonators", "midi2wave.render.live",
+                "midi2wave.midi_loops")
 _KEY_SOURCES = (
-    "render/kernel.py", "conditioning/resonators.py", "render/live.py", "constants.py", "jit.py", "render/native.py")
+    "render/kernel.py", "conditioning/resonators.py", "render/live.py", "midi_loops.py", "constants.py", "jit.py",
+    "render/native.py")
 
 KERNELS_ENV = "MIDI2WAVE_KERNELS"  # "jit": never load the kernels built ahead of time
 KERNELS_DIR_ENV = "MIDI2WAVE_KERNELS_DIR"  # where they are built (default: the user's cache folder)

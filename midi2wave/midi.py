@@ -11,7 +11,6 @@ directly from the note list, and a window is bit-identical to the same slice of 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -469,6 +468,10 @@ def piece_frames(notes: Notes, pedals: PedalEvents, frame_rate_hz: float) -> int
     return end
 
 
+# `midi_loops.note_rows`' kind of each note channel
+_NOTE_ROW_KINDS = {"onset_velocity": 0, "onset": 1, "offset": 2, "frame": 3}
+
+
 def frame_rolls(notes: Notes, pedals: PedalEvents, channels: Sequence[str], start_frame: int, n_frames: int,
                 frame_rate_hz: float) -> np.ndarray:
     """Frame-rate conditioning rows for frames `start_frame .. start_frame + n_frames - 1`.
@@ -501,6 +504,8 @@ def frame_rolls(notes: Notes, pedals: PedalEvents, channels: Sequence[str], star
     if n_frames == 0:
         return out
 
+    from .midi_loops import note_rows
+
     note_channels = [name for name in channels if name != "pedals"]
     idx = np.zeros(0, np.int64)
     if note_channels and len(notes):
@@ -521,21 +526,7 @@ def frame_rolls(notes: Notes, pedals: PedalEvents, channels: Sequence[str], star
             continue
         if not len(idx):
             continue
-        if name in ("onset_velocity", "onset", "offset"):
-            at = off if name == "offset" else onset
-            inside = (at >= start_frame) & (at < stop_frame)
-            values = level[inside] if name == "onset_velocity" else np.ones(int(inside.sum()), np.float32)
-            np.maximum.at(block, (key[inside], at[inside] - start_frame), values)
-        elif name == "frame":
-            a = np.maximum(onset, start_frame)
-            b = np.minimum(end, stop_frame)
-            lengths = np.maximum(b - a, 0)
-            total = int(lengths.sum())
-            if total:
-                first = np.repeat(a - start_frame, lengths)
-                run_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
-                cols = first + (np.arange(total) - run_start)
-                np.maximum.at(block, (np.repeat(key, lengths), cols), np.repeat(level, lengths))
+        note_rows(block, _NOTE_ROW_KINDS[name], onset, end, off, key, level, start_frame)
     return out
 
 
@@ -547,12 +538,11 @@ def _fill_pedals(block: np.ndarray, notes: Notes, pedals: PedalEvents, start_fra
     lo, hi = max(start_frame, 0), min(start_frame + n_frames, end)
     if hi <= lo:
         return
-    frames = np.arange(lo, hi)
+    from .midi_loops import held_values
+
     for r, (first, values) in enumerate(_pedal_frames(pedals, frame_rate_hz)):
-        if not len(first):
-            continue
-        j = np.searchsorted(first, frames, side="right") - 1
-        block[r, lo - start_frame:hi - start_frame] = np.where(j >= 0, values[np.maximum(j, 0)], 0.0)
+        if len(first):
+            held_values(block[r], first, values, lo, hi, start_frame)
 
 
 # ------------------------------------------------------------------------------------ excitation
@@ -567,9 +557,6 @@ def decay_tau_s(pitch: np.ndarray) -> np.ndarray:
     """A held piano note's decay time constant in seconds by pitch (a rough model: long in the bass,
     halving every `_DECAY_TAU_HALVING_SEMITONES`); the excitation and the resonator bank use it."""
     return _DECAY_TAU_A0_S * 2.0 ** (-(np.asarray(pitch, np.float64) - C.MIN_MIDI_PITCH) / _DECAY_TAU_HALVING_SEMITONES)
-
-
-_EXCITATION_SLICE = 2048  # samples computed at once for all sounding notes (bounds the memory of a window)
 
 
 def excitation_signal(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
@@ -611,40 +598,10 @@ def excitation_signal(notes: Notes, start_sample: int, n_samples: int, sample_ra
     k = np.minimum(n_partials, np.ceil(sr / 2 / cache["f0"][idx]) - 1).astype(np.int64)
     keep = (np.minimum(cache["stop"][idx], stop_sample) > np.maximum(cache["first"][idx], start_sample)) & (k >= 1)
     idx, k = idx[keep], k[keep]
-    # All sounding notes at once, a slice of time at a time (rows: notes; columns: samples). Every
-    # element is computed as for one note alone (elementwise only: no BLAS, no reductions), so any
-    # window equals the same slice of the whole-piece signal, bit for bit, and each note is added to
-    # the output in order.
-    for s0 in range(start_sample, stop_sample, _EXCITATION_SLICE):
-        s1 = min(stop_sample, s0 + _EXCITATION_SLICE)
-        rows = idx[(cache["first"][idx] < s1) & (cache["stop"][idx] > s0)]
-        if not len(rows):
-            continue
-        kr = k[np.searchsorted(idx, rows)]
-        f0, tau = cache["f0"][rows], cache["tau"][rows]
-        duration = notes.offset_s[rows] - notes.onset_s[rows]
-        t = (np.arange(s0, s1, dtype=np.float64)[None, :] - cache["on"][rows][:, None]) / sr
-        # Each branch only where it applies: the release branch before the offset of a long note
-        # would overflow (exp of t - duration << 0), and 0 * inf there would be NaN.
-        env = np.exp(-t / tau[:, None])
-        released = t >= duration[:, None]
-        if released.any():
-            r, c = np.nonzero(released)
-            held_end = np.array([math.exp(-d / tt) for d, tt in zip(duration.tolist(), tau.tolist())])
-            env[r, c] = held_end[r] * np.exp(-(t[r, c] - duration[r]) / _RELEASE_TAU_S)
-        phase = (2.0 * np.pi * f0)[:, None] * t
-        # sum_m sin(m x)/m with the Chebyshev recurrence sin((m+1)x) = 2 cos(x) sin(mx) - sin((m-1)x);
-        # a note's partials past its own k get weight 0 (adding 0 changes no bit)
-        s_prev, s_cur = np.zeros_like(phase), np.sin(phase)
-        two_cos = 2.0 * np.cos(phase)
-        wave = s_cur.copy()
-        for m in range(2, int(kr.max()) + 1):
-            s_prev, s_cur = s_cur, two_cos * s_cur - s_prev
-            wave += np.where(kr >= m, harmonic[m - 1], 0.0)[:, None] * s_cur
-        part = (norm * notes.velocity[rows] / C.MAX_MIDI_VELOCITY)[:, None] * env * wave
-        first, stop = cache["first"][rows], cache["stop"][rows]
-        for j in range(len(rows)):
-            a, b = max(int(first[j]), s0), min(int(stop[j]), s1)
-            if b > a:
-                out[a - start_sample:b - start_sample] += part[j, a - s0:b - s0]
+    # Each note in order, sample by sample (`midi_loops`: numba, IEEE arithmetic in numpy's
+    # expression order), so any window equals the same slice of the whole-piece signal, bit for bit.
+    from .midi_loops import excitation_notes
+
+    excitation_notes(out, start_sample, idx, k, cache["on"], cache["first"], cache["stop"], cache["f0"],
+                     cache["tau"], notes.onset_s, notes.offset_s, notes.velocity, harmonic, norm, sr, _RELEASE_TAU_S)
     return out.astype(np.float32)

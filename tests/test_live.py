@@ -40,6 +40,32 @@ def test_a_block_wise_render_equals_the_offline_render_bit_for_bit(piece):
         assert np.array_equal(got, whole), (blocks, np.flatnonzero(got != whole)[:5])
 
 
+def test_between_events_the_engine_keeps_its_tables_and_they_are_what_it_would_compute():
+    """The notes' table (`_piece`, which the roll and excitation builders cache on) is rebuilt only
+    when an event is applied or a prune drops something, also with more pedal changes in the
+    prune's horizon than it compacts (64); the next silence it keeps (`_silence_after`) equals the
+    one computed afresh at every block."""
+    synth = live.LiveSynth(live_model(), OPTIONS, year=2011)
+    for i in range(100):  # a pedal change every 20 ms for 2 s
+        synth.control_change(64, 127 if i % 2 == 0 else 0, i * 320)
+    for i in range(20):  # a note every 0.1 s, 0.3 s long
+        synth.note_on(48 + i, 70, i * 1600 + 7)
+        synth.note_off(48 + i, i * 1600 + 4807)
+    due = sorted(e[0] for e in synth.events)
+    rebuilt = blocks_with_events = 0
+    table = None
+    for b in range(3 * SR // 64):
+        blocks_with_events += any(b * 64 <= t < (b + 1) * 64 for t in due)
+        synth.render(64)
+        if synth._notes_cache is not table:
+            rebuilt += 1
+            table = synth._notes_cache
+        kept = synth._silence_after(synth.generated)
+        synth._silence_cache = None
+        assert synth._silence_after(synth.generated) == kept, b
+    assert blocks_with_events > 100 and rebuilt <= blocks_with_events + 20 + 1  # + each note's prune, the first
+
+
 def test_silence_costs_nothing_and_the_next_note_starts_at_its_frame(piece):
     """The rest (0.6 s + tail .. 2.6 s) is exact zeros; sound resumes at the next onset's frame."""
     model = live_model()

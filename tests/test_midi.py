@@ -379,6 +379,43 @@ def test_frame_rolls_window_equals_slice_of_whole_piece():
     assert (window[40 - 21] == 100 / 127).all()
 
 
+def _rolls_by_the_rules(notes: Notes, pedals: PedalEvents, start: int, n: int, fr: float) -> np.ndarray:
+    """`frame_rolls(..., ALL_CHANNELS, ...)` written another way: note by note and frame by frame in
+    Python, from the docstring's rules (the package's loops are numba's: midi_loops.py)."""
+    out = np.zeros((4 * 88 + 3, n), np.float32)
+    eps = 1e-6
+    end_of_piece = piece_frames(notes, pedals, fr)
+    for on_s, off_s, pitch, velocity in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity):
+        on = int(np.floor(on_s * fr + eps))
+        end = max(int(np.ceil(off_s * fr - eps)), on + 1)
+        off = max(int(np.floor(off_s * fr + eps)), on)
+        level = np.float32(velocity / 127)
+        key = int(pitch) - 21
+        for f in range(start, start + n):
+            cells = [(0, f == on, level), (88, on <= f < end, level), (176, f == on, 1.0), (264, f == off, 1.0)]
+            for row, hit, value in cells:
+                if hit:
+                    out[row + key, f - start] = max(out[row + key, f - start], value)
+    for r, cc in enumerate((64, 66, 67)):
+        events = pedals.of(cc)
+        for f in range(max(start, 0), min(start + n, end_of_piece)):
+            in_force = [v for t, v in zip(events.time_s, events.value) if np.ceil(t * fr - eps) <= f]
+            out[352 + r, f - start] = np.float32(in_force[-1] / 127) if in_force else 0.0
+    return out
+
+
+def test_frame_rolls_equal_the_rules_note_by_note():
+    rng = np.random.default_rng(11)
+    notes, pedals = random_notes(rng, 120, 6.0)
+    # two notes of one key overlapping, the louder first: each cell takes the larger value
+    notes = Notes(np.r_[notes.onset_s, 1.0, 1.2], np.r_[notes.offset_s, 1.5, 1.3], np.r_[notes.pitch, 60, 60],
+                  np.r_[notes.velocity, 90, 20])
+    n_end = piece_frames(notes, pedals, 250)
+    for start, length in [(-5, 40), (0, 1), (250, 1), (300, 64), (n_end - 30, 50), (int(rng.integers(0, n_end)), 1)]:
+        np.testing.assert_array_equal(frame_rolls(notes, pedals, ALL_CHANNELS, start, length, 250),
+                                      _rolls_by_the_rules(notes, pedals, start, length, 250), err_msg=f"{start}+{length}")
+
+
 # ------------------------------------------------------------------------------------ excitation
 
 
@@ -393,6 +430,29 @@ def test_excitation_window_equals_slice_of_whole_piece():
     before = excitation_signal(notes, -500, 1000, sr, 6)
     assert not before[:500].any()
     np.testing.assert_array_equal(before[500:], whole[:500])
+
+
+def test_excitation_equals_its_formula():
+    """The numba loop (midi_loops.py, a Chebyshev recurrence) against the docstring's
+    formula written with numpy's sin and exp, partial by partial."""
+    rng = np.random.default_rng(5)
+    notes, _ = random_notes(rng, 30, 2.0)
+    sr, partials, start, n = 16000, 5, 8000, 24000
+    t_abs = (start + np.arange(n)) / sr
+    want = np.zeros(n)
+    h = sum(1.0 / k for k in range(1, partials + 1))
+    for on, off, pitch, velocity in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity):
+        f0 = pitch_to_hz(int(pitch))
+        tau = 3.0 * 2.0 ** (-(int(pitch) - 21) / 24.0)
+        t = t_abs - on
+        live = (t >= 0) & (t_abs < off + 0.3 - 1e-9)
+        env = np.where(t < off - on, np.exp(-np.maximum(t, 0) / tau),
+                       np.exp(-(off - on) / tau) * np.exp(-np.maximum(t - (off - on), 0) / 0.05))
+        wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, partials + 1) if k * f0 < sr / 2)
+        want += np.where(live, 0.5 * velocity / 127 / h * env * wave, 0.0)
+    got = excitation_signal(notes, start, n, sr, partials).astype(np.float64)
+    assert np.abs(want).max() > 0.1
+    np.testing.assert_allclose(got, want, atol=2e-6)
 
 
 def test_excitation_of_hours_long_notes_warns_nothing_and_is_finite():

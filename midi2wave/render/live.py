@@ -63,6 +63,7 @@ __all__ = ["LiveSynth", "LiveStats", "RateAdapter", "SampleRing", "file_events",
 
 _FAR_S = 1.0e9  # the offset of a note still sounding, for the roll and excitation builders (seconds)
 _PRUNE_S = 2.0  # a finished note leaves the table this long after its tail (past every builder that reads it)
+_PRUNE_EVERY_S = 0.064  # the table is pruned at most this often (each prune that drops a note rebuilds the builders' caches)
 
 
 class LiveError(ValueError):
@@ -200,6 +201,8 @@ class LiveSynth:
         # a new note then ends the oldest held ones, so fewer oscillators ring (each costs per sample).
         self.voice_limit: int | None = None
         self._notes_cache: tuple[Notes, PedalEvents] | None = None
+        self._silence_cache: tuple[int, int] | None = None  # (wake_onset, `_silence_after`'s point) until an event
+        self._prune_at = 0  # the next output sample at which the table is pruned
 
     def prepare(self) -> "LiveSynth":
         """Build now what a note would otherwise build the first time its key is struck (the bank's
@@ -298,6 +301,7 @@ class LiveSynth:
                 if n.offset is None:
                     self._end(n, t)
         self._notes_cache = None
+        self._silence_cache = None
 
     def _end(self, note: _Note, t: int) -> None:
         note.offset = t
@@ -385,8 +389,10 @@ class LiveSynth:
                     last[e[1]] = e
                 else:
                     rest.append(e)
-            self.pedal_events = sorted(last.values()) + rest
-            self._notes_cache = None
+            kept = sorted(last.values()) + rest
+            if len(kept) != len(self.pedal_events):  # unchanged: the builders' caches stand
+                self.pedal_events = kept
+                self._notes_cache = None
 
     def _frame(self, f: int) -> None:
         notes, pedals = self._piece()
@@ -468,7 +474,9 @@ class LiveSynth:
         if len(out):
             self._generate(out, self.generated, b)
             self.generated = b
-            self._prune(self.generated)
+            if b >= self._prune_at:
+                self._prune(b)
+                self._prune_at = b + int(_PRUNE_EVERY_S * self.sr)
         self.stats.blocks += 1
         self.stats.max_polyphony = max(self.stats.max_polyphony, self.polyphony)
         return out
@@ -505,13 +513,19 @@ class LiveSynth:
 
     def _silence_after(self, t: int) -> int:
         """The first sample >= t at which no note sounds (every note begun before it has ended and
-        rung out its tail), counting only notes begun by then."""
+        rung out its tail), counting only notes begun by then. Kept until the next event: for any later
+        t up to that point the answer is the same (the spans that reach it reach it from t too), and
+        a prune drops only notes whose tails ended long before."""
+        cached = self._silence_cache
+        if cached is not None and cached[0] == self.wake_onset and t <= cached[1]:
+            return cached[1]
         spans = sorted((n.onset, n.offset + self.tail if n.offset is not None else 1 << 62) for n in self.notes)
         point = max(t, self.wake_onset)  # woken at a frame's start: the onset that woke it is coming
         for onset, until in spans:
             if onset > point:
                 break
             point = max(point, until)
+        self._silence_cache = (self.wake_onset, point)
         return point
 
     def _run(self, out: np.ndarray, t0: int) -> None:
