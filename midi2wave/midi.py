@@ -461,10 +461,10 @@ def piece_frames(notes: Notes, pedals: PedalEvents, frame_rate_hz: float) -> int
     """Frames of the piece: past the last frame any note or pedal event touches (rolls are zero beyond)."""
     end = 0
     if len(notes):
-        end = int(_note_frames(notes, frame_rate_hz)["reach"].max())
+        end = int(_note_frames(notes, frame_rate_hz)["reach_cummax"][-1])
     for first, _ in _pedal_frames(pedals, frame_rate_hz):
-        if len(first):
-            end = max(end, int(first.max()) + 1)
+        if len(first):  # in time order (PedalEvents sorts), so the last is the latest
+            end = max(end, int(first[-1]) + 1)
     return end
 
 
