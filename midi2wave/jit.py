@@ -48,11 +48,12 @@ ENTRY_POINTS = (
     ("midi2wave.midi_loops", "held_values"),
 )
 # the modules that define jitted functions: they must not be imported before the choice is made,
-# and their sources (with the modules they read at compile time) key the built kernels
+# and their sources (with the modules they read at compile time, and midi.py, which decides the types the
+# loops of midi_loops.py are called with) key the built kernels
 _JIT_MODULES = ("midi2wave.render.kernel", "midi2wave.conditioning.resonators", "midi2wave.render.live",
                 "midi2wave.midi_loops")
 _KEY_SOURCES = (
-    "render/kernel.py", "conditioning/resonators.py", "render/live.py", "midi_loops.py", "constants.py", "jit.py",
+    "render/kernel.py", "conditioning/resonators.py", "render/live.py", "midi_loops.py", "midi.py", "constants.py", "jit.py",
     "render/native.py")
 
 KERNELS_ENV = "MIDI2WAVE_KERNELS"  # "jit": never load the kernels built ahead of time

@@ -430,8 +430,8 @@ def apply_sustain(notes: Notes, pedals: PedalEvents, threshold: int = C.PEDAL_ON
 # ----------------------------------------------------------------------------------------- rolls
 
 
-def _note_frames(notes: Notes, frame_rate_hz: float) -> dict[str, np.ndarray]:
-    def make() -> dict[str, np.ndarray]:
+def _note_frames(notes: Notes, frame_rate_hz: float) -> dict[str, Any]:
+    def make() -> dict[str, Any]:
         onset = np.floor(notes.onset_s * frame_rate_hz + _FRAME_EPS).astype(np.int64)
         end = np.maximum(np.ceil(notes.offset_s * frame_rate_hz - _FRAME_EPS).astype(np.int64), onset + 1)
         off = np.maximum(np.floor(notes.offset_s * frame_rate_hz + _FRAME_EPS).astype(np.int64), onset)
@@ -441,6 +441,7 @@ def _note_frames(notes: Notes, frame_rate_hz: float) -> dict[str, np.ndarray]:
             "reach_cummax": np.maximum.accumulate(reach) if len(reach) else reach,
             "key": (notes.pitch - C.MIN_MIDI_PITCH).astype(np.int64),
             "level": (notes.velocity / C.MAX_MIDI_VELOCITY).astype(np.float32),
+            "on_keys": bool(((notes.pitch >= C.MIN_MIDI_PITCH) & (notes.pitch <= C.MAX_MIDI_PITCH)).all()),
         }
     return notes._cached(("frames", float(frame_rate_hz)), make)
 
@@ -510,6 +511,9 @@ def frame_rolls(notes: Notes, pedals: PedalEvents, channels: Sequence[str], star
     idx = np.zeros(0, np.int64)
     if note_channels and len(notes):
         nf = _note_frames(notes, frame_rate_hz)
+        if not nf["on_keys"]:  # the loops write row `key` unchecked
+            raise ValueError(f"notes outside the piano's keys {C.MIN_MIDI_PITCH}..{C.MAX_MIDI_PITCH}: "
+                             f"{sorted(set(notes.pitch.tolist()) - set(range(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1)))[:5]}")
         lo = int(np.searchsorted(nf["reach_cummax"], start_frame, side="right"))
         hi = int(np.searchsorted(nf["onset"], stop_frame, side="left"))
         idx = np.arange(lo, hi)

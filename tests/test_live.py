@@ -43,27 +43,56 @@ def test_a_block_wise_render_equals_the_offline_render_bit_for_bit(piece):
 def test_between_events_the_engine_keeps_its_tables_and_they_are_what_it_would_compute():
     """The notes' table (`_piece`, which the roll and excitation builders cache on) is rebuilt only
     when an event is applied or a prune drops something, also with more pedal changes in the
-    prune's horizon than it compacts (64); the next silence it keeps (`_silence_after`) equals the
-    one computed afresh at every block."""
+    prune's horizon than it compacts (64), and equals a table built afresh at every block; the next
+    silence it keeps (`_silence_after`, used across blocks, prunes, a rest and a wake) equals the
+    one computed afresh."""
     synth = live.LiveSynth(live_model(), OPTIONS, year=2011)
     for i in range(100):  # a pedal change every 20 ms for 2 s
         synth.control_change(64, 127 if i % 2 == 0 else 0, i * 320)
     for i in range(20):  # a note every 0.1 s, 0.3 s long
         synth.note_on(48 + i, 70, i * 1600 + 7)
         synth.note_off(48 + i, i * 1600 + 4807)
+    synth.note_on(60, 90, 7 * SR + 100)  # after the rest: the engine wakes
+    synth.note_off(60, 7 * SR + 3000)
     due = sorted(e[0] for e in synth.events)
-    rebuilt = blocks_with_events = 0
+
+    def fresh_silence(t):
+        kept = synth._silence_cache
+        synth._silence_cache = None
+        point = synth._silence_after(t)
+        synth._silence_cache = kept
+        return point
+
+    prune, drops = synth._prune, [0]
+
+    def counted_prune(t):  # prunes that dropped a note or a pedal event (each rebuilds the table)
+        before = len(synth.notes), len(synth.pedal_events)
+        prune(t)
+        drops[0] += (len(synth.notes), len(synth.pedal_events)) != before
+
+    synth._prune = counted_prune
+    rebuilt = blocks_with_events = kept_used = idle_blocks = 0
     table = None
-    for b in range(3 * SR // 64):
+    for b in range(8 * SR // 64):
         blocks_with_events += any(b * 64 <= t < (b + 1) * 64 for t in due)
         synth.render(64)
-        if synth._notes_cache is not table:
-            rebuilt += 1
-            table = synth._notes_cache
-        kept = synth._silence_after(synth.generated)
-        synth._silence_cache = None
-        assert synth._silence_after(synth.generated) == kept, b
-    assert blocks_with_events > 100 and rebuilt <= blocks_with_events + 20 + 1  # + each note's prune, the first
+        idle_blocks += synth.idle_from is not None
+        table_now = synth._notes_cache  # None after a prune that dropped something: rebuilt in the next block
+        if table_now is not None:
+            if table_now is not table:
+                rebuilt += 1
+                table = table_now
+            synth._notes_cache = None
+            again = synth._piece()
+            synth._notes_cache = table_now
+            for got, want in zip(table_now, again):
+                assert got == want, b  # Notes / PedalEvents compare their arrays
+        t = synth.generated
+        cached = synth._silence_cache
+        kept_used += cached is not None and cached[0] == synth.wake_onset and t <= cached[1]
+        assert synth._silence_after(t) == fresh_silence(t), b
+    assert blocks_with_events > 100 and 0 < drops[0] < 80 and rebuilt <= blocks_with_events + drops[0] + 1  # + the first
+    assert kept_used > 1000 and idle_blocks > 100  # the kept silence was used; the engine fell silent and woke
 
 
 def test_silence_costs_nothing_and_the_next_note_starts_at_its_frame(piece):

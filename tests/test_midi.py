@@ -359,6 +359,9 @@ def test_frame_rolls_windows_outside_the_piece():
     assert frame_rolls(Notes.empty(), PedalEvents.empty(), ALL_CHANNELS, 0, 4, 250).shape == (355, 4)
     with pytest.raises(ValueError):
         frame_rolls(notes, pedals, ("velocity",), 0, 4, 250)
+    for pitch in (20, 109):  # the rows' loop writes unchecked: a key off the piano is refused, not written elsewhere
+        with pytest.raises(ValueError, match=f"keys 21..108: \\[{pitch}\\]"):
+            frame_rolls(make_notes((0.0, 0.05, pitch, 100)), pedals, ("onset", "pedals"), 0, 4, 250)
 
 
 def test_frame_rolls_window_equals_slice_of_whole_piece():
@@ -384,7 +387,12 @@ def _rolls_by_the_rules(notes: Notes, pedals: PedalEvents, start: int, n: int, f
     Python, from the docstring's rules (the package's loops are numba's: midi_loops.py)."""
     out = np.zeros((4 * 88 + 3, n), np.float32)
     eps = 1e-6
-    end_of_piece = piece_frames(notes, pedals, fr)
+    end_of_piece = 0  # past the last frame any note or pedal event touches
+    for on_s, off_s in zip(notes.onset_s, notes.offset_s):
+        on = int(np.floor(on_s * fr + eps))
+        end_of_piece = max(end_of_piece, int(np.ceil(off_s * fr - eps)), on + 1, int(np.floor(off_s * fr + eps)) + 1)
+    for t in pedals.time_s:
+        end_of_piece = max(end_of_piece, int(np.ceil(t * fr - eps)) + 1)
     for on_s, off_s, pitch, velocity in zip(notes.onset_s, notes.offset_s, notes.pitch, notes.velocity):
         on = int(np.floor(on_s * fr + eps))
         end = max(int(np.ceil(off_s * fr - eps)), on + 1)

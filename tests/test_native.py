@@ -195,3 +195,26 @@ def test_the_cpu_part_of_the_key_does_not_move_with_the_clock(monkeypatch):
         monkeypatch.setattr(jit, "open", lambda *a, _t=text, **k: io.StringIO(_t), raising=False)
         keys.append(jit._cpu())
     assert keys[0] == keys[1] and "model name" in keys[0] and keys[0].count("flags") == 1
+
+
+def test_a_model_without_pedal_rows_or_excitation_builds_without_their_loops():
+    """The rolls' and excitation's loops (midi_loops.py) run only for a model that reads them: the
+    build records the entry points the engine called and requires only the kernel's own."""
+    import torch
+
+    from conftest import tiny_model_config
+    from helpers import LIVE_BANK, live_model
+    from midi2wave.config import DataConfig
+    from midi2wave.model import Midi2Wave
+    from midi2wave.render import native
+
+    loops = {key for key in jit.ENTRY_POINTS if key[0] == "midi2wave.midi_loops"}
+    assert set(native._sample_calls(live_model(), ("fp32",))) == set(jit.ENTRY_POINTS)
+    torch.manual_seed(0)
+    bare = Midi2Wave(tiny_model_config(n_stacks=1, layers_per_stack=4, context_layers_per_stack=2, output_kind="mulaw",
+                                       context_causal=True),
+                     DataConfig(conditioning=("onset_velocity",), segment_seconds=0.032, resonators=LIVE_BANK,
+                                excitation_partials=0)).eval()
+    seen = native._sample_calls(bare, ("fp32",))  # its onset rows still go through note_rows
+    assert set(seen) == (set(jit.ENTRY_POINTS) - loops) | {("midi2wave.midi_loops", "note_rows")}
+    assert all(seen.values())
