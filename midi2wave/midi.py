@@ -458,6 +458,17 @@ def _pedal_frames(pedals: PedalEvents, frame_rate_hz: float) -> list[tuple[np.nd
     return pedals._cached(("frames", float(frame_rate_hz)), make)
 
 
+def _pedal_table(pedals: PedalEvents, frame_rate_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_pedal_frames` concatenated, as `midi_loops.held_values` takes it: (first frames, values,
+    bounds [4]: controller r's events are bounds[r] .. bounds[r + 1] - 1)."""
+    def make() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        per = _pedal_frames(pedals, frame_rate_hz)
+        bounds = np.cumsum([0] + [len(first) for first, _ in per]).astype(np.int64)
+        return (np.concatenate([first for first, _ in per]).astype(np.int64),
+                np.concatenate([values for _, values in per]).astype(np.float32), bounds)
+    return pedals._cached(("table", float(frame_rate_hz)), make)
+
+
 def piece_frames(notes: Notes, pedals: PedalEvents, frame_rate_hz: float) -> int:
     """Frames of the piece: past the last frame any note or pedal event touches (rolls are zero beyond)."""
     end = 0
@@ -521,16 +532,18 @@ def frame_rolls(notes: Notes, pedals: PedalEvents, channels: Sequence[str], star
         onset, end, off = nf["onset"][idx], nf["end"][idx], nf["offset"][idx]
         key, level = nf["key"][idx], nf["level"][idx]
     row = 0
+    kinds, first_rows = [], []
     for name in channels:
         size = FRAME_CHANNELS[name]
-        block = out[row:row + size]
-        row += size
         if name == "pedals":
-            _fill_pedals(block, notes, pedals, start_frame, n_frames, frame_rate_hz)
-            continue
-        if not len(idx):
-            continue
-        note_rows(block, _NOTE_ROW_KINDS[name], onset, end, off, key, level, start_frame)
+            _fill_pedals(out[row:row + size], notes, pedals, start_frame, n_frames, frame_rate_hz)
+        else:
+            kinds.append(_NOTE_ROW_KINDS[name])
+            first_rows.append(row)
+        row += size
+    if kinds and len(idx):
+        note_rows(out, np.array(kinds, np.int64), np.array(first_rows, np.int64), onset, end, off, key, level,
+                  start_frame)
     return out
 
 
@@ -544,9 +557,8 @@ def _fill_pedals(block: np.ndarray, notes: Notes, pedals: PedalEvents, start_fra
         return
     from .midi_loops import held_values
 
-    for r, (first, values) in enumerate(_pedal_frames(pedals, frame_rate_hz)):
-        if len(first):
-            held_values(block[r], first, values, lo, hi, start_frame)
+    first, values, bounds = _pedal_table(pedals, frame_rate_hz)
+    held_values(block, first, values, bounds, lo, hi, start_frame)
 
 
 # ------------------------------------------------------------------------------------ excitation

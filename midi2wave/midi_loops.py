@@ -70,41 +70,48 @@ def excitation_notes(out, start_sample, rows, partials, on, first, stop, f0, tau
 
 
 @_njit
-def note_rows(block, kind, onset, end, offset, key, level, start_frame):
-    """Fill a window's rows of one note channel (block float32 [88, n_frames], frame start_frame
-    first) from the notes given (per note: onset, end, offset frame int64, key 0..87 int64, level
-    float32), each cell the largest value any note puts there. kind: 0 `onset_velocity` (level at
-    the onset frame), 1 `onset` (1 there), 2 `offset` (1 at the offset frame), 3 `frame` (level in
-    frames onset .. end - 1)."""
-    n_frames = block.shape[1]
+def note_rows(out, kinds, first_rows, onset, end, offset, key, level, start_frame):
+    """Fill a window's rows of the note channels (out float32 [C, n_frames], frame start_frame
+    first; channel c's 88 rows begin at out row first_rows[c], key k at first_rows[c] + k) from the
+    notes given (per note: onset, end, offset frame int64, key 0..87 int64, level float32), each
+    cell the largest value any note puts there. kinds[c]: 0 `onset_velocity` (level at the onset
+    frame), 1 `onset` (1 there), 2 `offset` (1 at the offset frame), 3 `frame` (level in frames
+    onset .. end - 1). One call for every channel: a call costs more than a frame's rows."""
+    n_frames = out.shape[1]
     stop_frame = start_frame + n_frames
-    for j in range(onset.shape[0]):
-        row = key[j]
-        if kind == 3:
-            a = max(onset[j], start_frame)
-            b = min(end[j], stop_frame)
-            value = level[j]
-            for f in range(a, b):
-                if block[row, f - start_frame] < value:
-                    block[row, f - start_frame] = value
-        else:
-            at = offset[j] if kind == 2 else onset[j]
-            if start_frame <= at < stop_frame:
-                value = level[j] if kind == 0 else 1.0
-                if block[row, at - start_frame] < value:
-                    block[row, at - start_frame] = value
+    for c in range(kinds.shape[0]):
+        kind = kinds[c]
+        for j in range(onset.shape[0]):
+            row = first_rows[c] + key[j]
+            if kind == 3:
+                a = max(onset[j], start_frame)
+                b = min(end[j], stop_frame)
+                value = level[j]
+                for f in range(a, b):
+                    if out[row, f - start_frame] < value:
+                        out[row, f - start_frame] = value
+            else:
+                at = offset[j] if kind == 2 else onset[j]
+                if start_frame <= at < stop_frame:
+                    value = level[j] if kind == 0 else 1.0
+                    if out[row, at - start_frame] < value:
+                        out[row, at - start_frame] = value
 
 
 @_njit
-def held_values(row, first, values, lo, hi, start_frame):
-    """row[f - start_frame] for frames f in lo .. hi - 1: the value of the last event in force at f
-    (first int64 [E], sorted: the first frame each event is in force at; values float32 [E]), 0
-    before the first."""
-    j = np.searchsorted(first, lo, side="right") - 1
-    for f in range(lo, hi):
-        while j + 1 < first.shape[0] and first[j + 1] <= f:
-            j += 1
-        row[f - start_frame] = values[j] if j >= 0 else 0.0
+def held_values(rows, first, values, bounds, lo, hi, start_frame):
+    """rows[r, f - start_frame] for frames f in lo .. hi - 1: the value of the last event of
+    controller r in force at f, 0 before its first. Controller r's events are first[bounds[r] ..
+    bounds[r + 1] - 1] (int64, sorted: the first frame each is in force at) and values[...] (float32)."""
+    for r in range(rows.shape[0]):
+        a, b = bounds[r], bounds[r + 1]
+        if b == a:
+            continue
+        j = a + np.searchsorted(first[a:b], lo, side="right") - 1
+        for f in range(lo, hi):
+            while j + 1 < b and first[j + 1] <= f:
+                j += 1
+            rows[r, f - start_frame] = values[j] if j >= a else 0.0
 
 
 __all__ = ["excitation_notes", "held_values", "note_rows"]
