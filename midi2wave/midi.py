@@ -11,6 +11,7 @@ directly from the note list, and a window is bit-identical to the same slice of 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -503,24 +504,19 @@ def frame_rolls(notes: Notes, pedals: PedalEvents, channels: Sequence[str], star
     `piece_frames(notes, pedals, fr)` are zero. Cost grows with the notes near the window, not the
     length of the piece.
     """
-    from .config import FRAME_CHANNELS
-
     start_frame, n_frames = int(start_frame), int(n_frames)
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
-    for name in channels:
-        if name not in FRAME_CHANNELS:
-            raise ValueError(f"unknown conditioning channel {name!r} (choose from {sorted(FRAME_CHANNELS)})")
-    out = np.zeros((sum(FRAME_CHANNELS[name] for name in channels), n_frames), np.float32)
+    n_rows, kinds, first_rows, pedal_row = _row_plan(tuple(channels))
+    out = np.zeros((n_rows, n_frames), np.float32)
     stop_frame = start_frame + n_frames
     if n_frames == 0:
         return out
 
     from .midi_loops import note_rows
 
-    note_channels = [name for name in channels if name != "pedals"]
     idx = np.zeros(0, np.int64)
-    if note_channels and len(notes):
+    if len(kinds) and len(notes):
         nf = _note_frames(notes, frame_rate_hz)
         if not nf["on_keys"]:  # the loops write row `key` unchecked
             raise ValueError(f"notes outside the piano's keys {C.MIN_MIDI_PITCH}..{C.MAX_MIDI_PITCH}: "
@@ -531,20 +527,34 @@ def frame_rolls(notes: Notes, pedals: PedalEvents, channels: Sequence[str], star
         idx = idx[nf["reach"][idx] > start_frame]
         onset, end, off = nf["onset"][idx], nf["end"][idx], nf["offset"][idx]
         key, level = nf["key"][idx], nf["level"][idx]
-    row = 0
-    kinds, first_rows = [], []
+    if pedal_row is not None:
+        _fill_pedals(out[pedal_row:pedal_row + 3], notes, pedals, start_frame, n_frames, frame_rate_hz)
+    if len(idx):
+        note_rows(out, kinds, first_rows, onset, end, off, key, level, start_frame)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _row_plan(channels: tuple[str, ...]) -> tuple[int, np.ndarray, np.ndarray, int | None]:
+    """Where each channel's rows go in `frame_rolls`' output, worked out once per channel list:
+    (rows in all, the note channels' `midi_loops.note_rows` kinds and first rows, the pedals' first
+    row or None)."""
+    from .config import FRAME_CHANNELS
+
+    kinds, first_rows, pedal_row, row = [], [], None, 0
     for name in channels:
-        size = FRAME_CHANNELS[name]
+        if name not in FRAME_CHANNELS:
+            raise ValueError(f"unknown conditioning channel {name!r} (choose from {sorted(FRAME_CHANNELS)})")
         if name == "pedals":
-            _fill_pedals(out[row:row + size], notes, pedals, start_frame, n_frames, frame_rate_hz)
+            pedal_row = row
         else:
             kinds.append(_NOTE_ROW_KINDS[name])
             first_rows.append(row)
-        row += size
-    if kinds and len(idx):
-        note_rows(out, np.array(kinds, np.int64), np.array(first_rows, np.int64), onset, end, off, key, level,
-                  start_frame)
-    return out
+        row += FRAME_CHANNELS[name]
+    kinds_array, rows_array = np.array(kinds, np.int64), np.array(first_rows, np.int64)
+    kinds_array.setflags(write=False)
+    rows_array.setflags(write=False)
+    return row, kinds_array, rows_array, pedal_row
 
 
 def _fill_pedals(block: np.ndarray, notes: Notes, pedals: PedalEvents, start_frame: int, n_frames: int,
@@ -573,6 +583,14 @@ def decay_tau_s(pitch: np.ndarray) -> np.ndarray:
     """A held piano note's decay time constant in seconds by pitch (a rough model: long in the bass,
     halving every `_DECAY_TAU_HALVING_SEMITONES`); the excitation and the resonator bank use it."""
     return _DECAY_TAU_A0_S * 2.0 ** (-(np.asarray(pitch, np.float64) - C.MIN_MIDI_PITCH) / _DECAY_TAU_HALVING_SEMITONES)
+
+
+@functools.lru_cache(maxsize=8)
+def _harmonics(n_partials: int) -> tuple[np.ndarray, float]:
+    """The partials' weights 1 / k, k = 1..n_partials, and EXCITATION_GAIN over their sum."""
+    harmonic = 1.0 / np.arange(1, n_partials + 1, dtype=np.float64)
+    harmonic.setflags(write=False)
+    return harmonic, EXCITATION_GAIN / harmonic.sum()
 
 
 def excitation_signal(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
@@ -605,8 +623,7 @@ def excitation_signal(notes: Notes, start_sample: int, n_samples: int, sample_ra
     stop_sample = start_sample + n_samples
     lo = int(np.searchsorted(cache["stop_cummax"], start_sample, side="right"))
     hi = int(np.searchsorted(cache["first"], stop_sample, side="left"))
-    harmonic = 1.0 / np.arange(1, n_partials + 1, dtype=np.float64)
-    norm = EXCITATION_GAIN / harmonic.sum()
+    harmonic, norm = _harmonics(int(n_partials))
     idx = np.arange(lo, hi)
     if not len(idx):
         return out.astype(np.float32)
