@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from midi2wave.conditioning import resonators as rs
+from midi2wave.errors import InputError
 from midi2wave.midi import Notes, PedalEvents, write_midi
 from midi2wave.model.stepping import ContextStepper, context_weights
 from midi2wave.render import live, playback
@@ -251,22 +252,70 @@ def test_the_live_bank_copies_notes_from_tables_built_before_the_audio_runs():
     assert np.isfinite(synth.render(256)).all() and synth.stats.notes == 1 and synth.notes[-1].velocity == 127
 
 
-def test_48_khz_output_is_the_upsampled_render_with_a_fixed_latency(piece):
-    """Through the RateAdapter (events at frames the engine's clock hits), 48 kHz blocks of 96
-    frames equal the 16 kHz render upsampled by the same filter, delayed by `latency_frames`."""
+@pytest.mark.parametrize("rate, period", [(48000, 96), (44100, 128), (22050, 100)])
+def test_device_rate_output_is_the_resampled_render_with_a_fixed_latency(piece, rate, period):
+    """Through the RateAdapter (events at frames the engine's clock hits), blocks at the device's
+    rate equal the 16 kHz render through the same resampler, delayed by the ring's start: an event
+    sounds `latency_frames` after it (the engine's L, the resampler's delay, the ring's start)."""
     model = live_model()
     synth = live.LiveSynth(model, OPTIONS, year=2011)
-    events = live.file_events(piece, SR)
-    adapter = live.RateAdapter(synth, 48000)
-    n_out = 3 * int(1.0 * SR)
-    out = np.concatenate([adapter.process(block, 96) for block in _periods(events, 48000, 96, n_out)])
+    adapter = live.RateAdapter(synth, rate)
+    grid = SR // np.gcd(SR, rate)  # model samples between the frames the engine's clock hits
+    events = [(e[0] // grid * grid, *e[1:]) for e in live.file_events(piece, SR)]
+    n_out = int(1.0 * rate)
+    out = np.concatenate([adapter.process(block, period) for block in _periods(events, rate, period, n_out)])[:n_out]
     ref16 = np.concatenate(list(live.render_events(live.LiveSynth(model, OPTIONS, year=2011), events, SR, 16000)))
-    fir = live.RateAdapter(live.LiveSynth(model, OPTIONS), 48000)
-    ref48 = fir.resample(ref16)  # [48000]: delayed by L (in ref16) and the filter's 24 frames
+    ref = live.StreamResampler(SR, rate)(ref16)  # delayed by L (in ref16) and the resampler's delay
     shift = adapter.prefill  # and the ring's start
-    assert adapter.latency_frames == 3 * 64 + 24 + 2
-    assert np.abs(out[shift:] - ref48[:n_out - shift]).max() < 1e-6
+    assert adapter.latency_frames == round(64 * rate / SR) + live.StreamResampler(SR, rate).delay_frames + shift
+    assert shift <= -(-rate // SR)  # the fewest frames that keep the ring from running dry
+    assert np.array_equal(out[shift:], ref[:n_out - shift])
     assert not out[:shift].any() and np.abs(out).max() > 0.01
+    if rate == 48000:
+        assert adapter.latency_frames == 3 * 64 + 24 + 2
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 88200, 22050, 11025, 8000])
+def test_the_resampler_is_a_delayed_band_limited_copy_in_any_blocks(rate):
+    """`StreamResampler`: cut into any blocks (empty ones too) it gives the same frames bit for bit,
+    ceil(n x up / down) of them after n inputs; a tone below the lower rate's Nyquist frequency
+    comes out as the same tone `delay_frames` late; above it (downsampling) it is removed, and
+    (upsampling) its images above the input's Nyquist frequency are far down."""
+    r = live.StreamResampler(SR, rate)
+    x = np.random.default_rng(rate).standard_normal(5000) * 0.1
+    whole = r(x)
+    assert len(whole) == r.frames_after(len(x)) == -(-len(x) * rate // SR) and np.abs(whole).max() > 0.01
+    r.reset()
+    parts, i, sizes = [], 0, [0, 1, 37, 64, 5, 300, 0, 2]
+    while i < len(x):
+        n = sizes[len(parts) % len(sizes)]
+        parts.append(r(x[i:i + n]))
+        i += n
+    assert np.array_equal(np.concatenate(parts), whole)
+    nyquist = min(SR, rate) / 2
+    for f in (1000.0, 0.6 * nyquist):
+        r.reset()
+        y = r(np.sin(2 * np.pi * f * np.arange(SR) / SR)).astype(np.float64)
+        j = np.arange(len(y))
+        core = slice(2 * r.delay_frames + 100, len(y) - 100)  # past the start, before the end's taps
+        assert np.abs(y - np.sin(2 * np.pi * f * (j - r.delay_frames) / rate))[core].max() < 2e-3, f
+    if rate < SR:
+        r.reset()
+        y = r(np.sin(2 * np.pi * 7000.0 * np.arange(SR) / SR))[core]
+        assert np.sqrt(2 * np.mean(y.astype(np.float64) ** 2)) < 1e-3  # -60 dB: not aliased into the band
+    else:
+        r.reset()
+        y = r(np.sin(2 * np.pi * 6000.0 * np.arange(SR) / SR))[core][:rate // 2].astype(np.float64)
+        spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+        freqs = np.fft.rfftfreq(len(y), 1 / rate)
+        assert spectrum[freqs > SR / 2].max() < 1e-3 * spectrum.max()  # images 60 dB down
+
+
+def test_the_resampler_refuses_a_ratio_too_fine_in_one_line():
+    with pytest.raises(live.LiveError, match="44101 Hz is 44101/16000 of 16000 Hz: a ratio this fine"):
+        live.StreamResampler(SR, 44101)
+    with pytest.raises(InputError, match="^audio device: 44101 Hz is"):
+        playback._Processor(live.LiveSynth(live_model(), OPTIONS), 44101, 128, 64)
 
 
 def _stream_ahead(synth, events, n_samples, blocks):

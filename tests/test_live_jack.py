@@ -5,6 +5,7 @@ declared latency after it; a short real-clock run keeps time without xruns."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -82,12 +83,11 @@ def piece(tmp_path_factory) -> str:
     return live_piece(tmp_path_factory.mktemp("live"))
 
 
-def _events(piece: str, ratio: int) -> list[tuple[int, bytes]]:
-    """The piece's events as (device frame, bytes), at frames the engine's clock hits exactly."""
-    out = []
-    for event in live.file_events(piece, 16000):
-        out.append((ratio * event[0], live.event_bytes(event)))
-    return out
+def _events(piece: str, rate: int) -> list[tuple[int, bytes]]:
+    """The piece's events as (device frame, bytes), at frames the engine's clock hits exactly (at
+    44.1 kHz every 441st frame: the events move to the 10-ms grid of 160 model samples)."""
+    grid = 16000 // math.gcd(16000, rate)
+    return [(event[0] // grid * grid * rate // 16000, live.event_bytes(event)) for event in live.file_events(piece, 16000)]
 
 
 def _reference(model, events: list[tuple[int, bytes]], rate: int, period: int, n_frames: int,
@@ -163,17 +163,38 @@ def _run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float = 
     return recorded, backend
 
 
+@pytest.fixture(scope="module")
+def server_44k():
+    """A server at 44.1 kHz, period 128 (a ratio of 441 / 160: the resampler's general case)."""
+    yield from _serve(44100, 128)
+
+
 @pytest.mark.parametrize("ahead_ms", [playback.DEFAULT_AHEAD_MS, 0.0], ids=["render-thread", "in-callback"])
 def test_freewheel_output_equals_the_offline_render_with_the_declared_latency(server, piece, ahead_ms):
     """Events sent as JACK MIDI arrive at their frames: the recording equals the engine's render of
-    the same events, which is the offline render (16 kHz) or its upsampling (48 kHz) delayed by
+    the same events, which is the offline render (16 kHz) or its resampling (48 kHz) delayed by
     exactly `latency_frames` (tests/test_live.py), rendered ahead on the render thread (the
     default, 4 ms more latency) or in the callback."""
+    _check_freewheel(server, piece, ahead_ms)
+
+
+@pytest.mark.parametrize("ahead_ms", [playback.DEFAULT_AHEAD_MS, 0.0], ids=["render-thread", "in-callback"])
+def test_freewheel_at_44_1_khz_equals_the_render_with_the_declared_latency(server_44k, piece, ahead_ms):
+    _check_freewheel(server_44k, piece, ahead_ms)
+
+
+# the latency in frames at each device rate (in the callback, on the render thread): L, the
+# resampler's delay and the ring's start (and 4 ms more on the thread)
+LATENCY_FRAMES = {16000: (64, 128), 48000: (3 * 64 + 24 + 2, 3 * 64 + 24 + 2 + 3 * 64),
+                  44100: (176 + 23 + 2, 176 + 23 + 2 + 176)}
+
+
+def _check_freewheel(server, piece: str, ahead_ms: float) -> None:
     name, rate, period = server
-    ratio = rate // 16000
-    lead = 3 * 1024 * ratio  # the engine's first periods pass before the first event
-    events = [(lead + f, data) for f, data in _events(piece, ratio)]
-    n_frames = lead + ratio * 16000 * 3
+    up = rate // math.gcd(16000, rate)  # the engine's clock hits every up-th frame
+    lead = -(-3072 * rate // 16000 // up) * up  # the engine's first periods pass before the first event
+    events = [(lead + f, data) for f, data in _events(piece, rate)]
+    n_frames = lead + rate * 3
     model = live_model()
     recorded, backend = _run_graph(model, events, n_frames, freewheel=True, ahead_ms=ahead_ms)
     # the recorder may join the graph a period or two after the engine's first one (silent anyway)
@@ -188,17 +209,21 @@ def test_freewheel_output_equals_the_offline_render_with_the_declared_latency(se
     assert not ref[:lead].any()
     heard = ~np.isnan(recorded)
     assert np.array_equal(recorded[heard], ref[heard]) and heard[lead:].sum() >= len(heard[lead:]) - 2 * period
-    latency = backend.proc.adapter.latency_frames
+    adapter = backend.proc.adapter
+    latency = adapter.latency_frames
+    assert latency == LATENCY_FRAMES[rate][ahead_ms > 0]
+    # silent until the engine wakes for the first event: at the start of its frame (model sample w),
+    # heard from stream sample w + L, whose first device frame the resampler reaches at w + L
+    # (x up / down, rounded up) and the ring delays by its start
     first_event = events[0][0]
-    assert not recorded[first:first_event - first_event % (64 * ratio) + 64 * ratio].any()
-    assert np.abs(recorded[first_event + latency:first_event + latency + 64 * ratio]).max() > 1e-3
+    at = first_event * adapter.down // adapter.up
+    wake = -(-(at - at % 64 + 64) * adapter.up // adapter.down) + adapter.prefill
+    assert not recorded[first:wake].any() and wake <= first_event + latency
+    assert np.abs(recorded[first_event + latency:first_event + latency + 64 * rate // 16000]).max() > 1e-3
     if rate == 16000:  # and the reference is the offline render through the engine, delayed by L
         offline = live.render_file_live(model, piece, OPTIONS, year=2011, end_s=3.0)
-        assert latency == 64 + 64 * (ahead_ms > 0)  # 4 or 8 ms
         np.testing.assert_array_equal(recorded[lead + latency:lead + latency + len(offline)],
                                       offline[:n_frames - lead - latency])
-    else:
-        assert latency == 3 * 64 + 24 + 2 + 3 * 64 * (ahead_ms > 0)  # 4.5 or 8.5 ms
 
 
 @pytest.fixture(params=[(16000, 64), (48000, 128)], ids=["16k-p64", "48k-p128"])
@@ -216,7 +241,7 @@ def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
     the recorder lost to one) is run again, up to three times in all: a stall is the machine's, an
     engine too slow for the period fails every try. On a quiet machine there are none."""
     name, rate, period = clock_server
-    events = [(f + rate // 10, data) for f, data in _events(piece, rate // 16000)]
+    events = [(f + rate // 10, data) for f, data in _events(piece, rate)]
     n_frames = rate  # 1 s
     tries = []
     for _ in range(3):
@@ -253,7 +278,7 @@ def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piec
             time.sleep(slow)
 
     monkeypatch.setattr(playback._Processor, "__call__", call)
-    events = [(f + rate // 10, data) for f, data in _events(piece, rate // 16000)]
+    events = [(f + rate // 10, data) for f, data in _events(piece, rate)]
     _, backend = _run_graph(live_model(), events, rate, freewheel=False, ahead_ms=0.0)
     meter = backend.proc.meter
     n = meter.periods

@@ -32,9 +32,9 @@ Silence: once every note is released and its tail (the longer of `constants.RELE
 the bank's) is over, the engine outputs exact zeros without running the network, and starts again
 from a silent state at the frame of the next onset.
 
-Rates: `RateAdapter` turns the model's rate into the device's: an integer ratio (48 kHz from 16 kHz)
-through a short linear-phase polyphase FIR (24 samples of delay at 48 kHz), other ratios through
-soxr's stream API (LQ); the latency it adds is part of `RateAdapter.latency_frames`.
+Rates: `RateAdapter` turns the model's rate into the device's through a `StreamResampler`: one
+short linear-phase polyphase FIR for every ratio (48, 44.1, 96, 22.05 kHz ...), with a whole
+number of frames of delay (24 at 48 kHz, 23 at 44.1 kHz), part of `RateAdapter.latency_frames`.
 """
 
 from __future__ import annotations
@@ -620,17 +620,73 @@ def render_file_live(model: Any, path: Any, options: SamplingOptions = SamplingO
 # --------------------------------------------------------------------------------- rates
 
 
-def _upsampling_filter(ratio: int, taps_per_phase: int = 16, cutoff: float = 0.9) -> np.ndarray:
-    """A linear-phase lowpass for upsampling by `ratio`: [taps_per_phase + 1, ratio] (phase k of
-    output sample ratio * i + k reads inputs i - j), delay ratio * taps_per_phase / 2 output samples.
-    Kaiser-windowed sinc, cutoff a fraction of the input's Nyquist frequency, unity gain at DC."""
-    half = ratio * taps_per_phase // 2
-    n = np.arange(-half, half + 1, dtype=np.float64)
-    h = cutoff * np.sinc(cutoff * n / ratio) * np.kaiser(len(n), 8.0)
-    h *= ratio / h.sum()
-    padded = np.zeros(ratio * (taps_per_phase + 1))
-    padded[:len(h)] = h
-    return padded.reshape(taps_per_phase + 1, ratio).astype(np.float64)
+# The resampler's prototype: a Kaiser-windowed sinc about this many input samples long (at the
+# model's rate), cut at this fraction of the lower rate's Nyquist frequency: half a millisecond of
+# delay at any rate, and a top flatter than soxr's stream gave (docs/live.md, "Rates").
+RESAMPLER_TAPS = 16
+RESAMPLER_CUTOFF = 0.95
+RESAMPLER_KAISER_BETA = 6.0
+# Rates whose ratio to the model's reduces to more phases than this are refused (the phase table
+# would take more than ~4 MB): every common device rate needs 441 or fewer.
+RESAMPLER_MAX_PHASES = 1 << 15
+
+
+class StreamResampler:
+    """Model-rate samples to a device's rate, a block at a time, through one linear-phase FIR with a
+    whole number of frames of delay; the output does not depend on how the input is cut into blocks.
+
+    With up / down = device rate / model rate in lowest terms, output frame j is
+    sum_t taps[phase(j), t] * x[base(j) - t] with j * down = base * up + phase: the prototype h
+    (a Kaiser-windowed sinc at `cutoff` of the lower Nyquist frequency, about `taps_per_phase`
+    input samples long, on the grid of the model rate x up) read at every up-th point. h is
+    centred on `delay_frames` x down, so the output is the input `delay_frames` device frames
+    late (24 at 48 kHz, 23 at 44.1 kHz), and each phase sums to about 1 (unity gain at DC).
+    An output frame is produced as soon as its last input sample is in: after n inputs there are
+    `frames_after(n)` = ceil(n x up / down).
+
+    State (`reset`): the last taps - 1 inputs, the count of inputs and of outputs so far."""
+
+    def __init__(self, from_hz: int, to_hz: int, taps_per_phase: int = RESAMPLER_TAPS,
+                 cutoff: float = RESAMPLER_CUTOFF) -> None:
+        g = math.gcd(int(from_hz), int(to_hz))
+        self.up, self.down = int(to_hz) // g, int(from_hz) // g
+        if self.up > RESAMPLER_MAX_PHASES:
+            raise LiveError(f"{to_hz} Hz is {self.up}/{self.down} of {from_hz} Hz: a ratio this fine is not "
+                            f"supported (at most {RESAMPLER_MAX_PHASES} phases)")
+        width = max(self.up, self.down)  # the prototype's samples per period of the lower rate's cut-off
+        self.delay_frames = -(-(width * taps_per_phase // 2) // self.down)
+        centre = self.delay_frames * self.down
+        n = np.arange(2 * centre + 1, dtype=np.float64) - centre
+        h = np.sinc(cutoff * n / width) * np.kaiser(len(n), RESAMPLER_KAISER_BETA)
+        h *= self.up / h.sum()
+        self.taps = -(-len(h) // self.up)
+        padded = np.zeros(self.taps * self.up)
+        padded[:len(h)] = h
+        self.phases = np.ascontiguousarray(padded.reshape(self.taps, self.up).T)  # [up, taps]: h[phase + t * up]
+        self.reset()
+
+    def reset(self) -> None:
+        self.history = np.zeros(self.taps - 1)
+        self.n_in = 0
+        self.n_out = 0
+
+    def frames_after(self, n_in: int) -> int:
+        """Output frames produced once `n_in` input samples are in."""
+        return -(-int(n_in) * self.up // self.down)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The output frames that the input `x` (the stream's next samples) completes: float32."""
+        buf = np.concatenate([self.history, np.asarray(x, np.float64)])  # buf[k] is input n_in - (taps - 1) + k
+        self.n_in += len(x)
+        j = np.arange(self.n_out, self.frames_after(self.n_in), dtype=np.int64)
+        self.n_out += len(j)
+        self.history = buf[len(buf) - (self.taps - 1):]
+        if not len(j):
+            return np.zeros(0, np.float32)
+        base, phase = np.divmod(j * self.down, self.up)
+        first = base - (self.n_in - len(x)) + self.taps - 1  # where base(j) is in buf
+        reads = buf[first[:, None] - np.arange(self.taps)[None, :]]  # [m, taps]: x[base], x[base - 1], ...
+        return (self.phases[phase] * reads).sum(axis=1).astype(np.float32)
 
 
 class SampleRing:
@@ -685,17 +741,19 @@ class RateAdapter:
 
     `process(events, frames) -> float32 [frames]`: `events` are (device frame offset in this block,
     raw MIDI bytes). `produce` takes them in and returns the device-rate samples they make ready;
-    `process` writes those into `ring` (a `SampleRing` started with `prefill` zero frames, enough
-    that it never runs dry for any block size) and reads the block. Integer ratios (48 kHz from
-    16 kHz) go through `_upsampling_filter`, others through soxr's stream.
+    `process` writes those into `ring` (a `SampleRing` started with `prefill` zero frames, the
+    fewest with which it never runs dry for any block size) and reads the block. Another rate
+    than the model's goes through a `StreamResampler`. Device frames map to model samples exactly,
+    in integers: frame E is model sample floor(E x down / up).
 
     `ahead_samples` D > 0 (model samples): the output is buffered D samples more, and each period
     generates everything its events decide (`LiveSynth.render_ready`), so a sample is generated up
     to D + one frame before it is heard: time for a render thread (playback.py) to absorb the
-    machine's stalls. The stream is the same, D samples later.
+    machine's stalls. The stream is the same, round(D x ratio) frames later.
 
     `latency_frames`: device frames from an event at a frame the engine's clock hits exactly (a
-    multiple of device_rate / model rate) to the first output frame of its sound."""
+    multiple of `up`) to the output frame where its first sample is centred (rounded when that is
+    not a whole frame: 44.1 kHz)."""
 
     def __init__(self, synth: LiveSynth, device_rate_hz: int, ahead_samples: int = 0) -> None:
         self.synth = synth
@@ -703,45 +761,27 @@ class RateAdapter:
         self.ahead_samples = int(ahead_samples)
         if not 0 <= self.ahead_samples <= synth.sr:
             raise LiveError(f"ahead: {self.ahead_samples} samples (0 .. {synth.sr})")
+        if self.device_rate <= 0:
+            raise LiveError(f"a device rate of {self.device_rate} Hz")
         sr = synth.sr
         self.ratio = self.device_rate / sr
         self.device_frames = 0
-        self.kind = "same" if self.device_rate == sr else "fir" if self.device_rate % sr == 0 else "soxr"
-        delay = 0
-        if self.kind == "fir":
-            self.M = self.device_rate // sr
-            self.fir = _upsampling_filter(self.M)
-            self.history = np.zeros(self.fir.shape[0] - 1)
-            delay = self.M * (self.fir.shape[0] - 1) // 2
-            pad = self.M - 1
-        elif self.kind == "soxr":
-            import soxr
-
-            probe = soxr.ResampleStream(sr, self.device_rate, 1, dtype="float32", quality="LQ")
-            got = sum(len(probe.resample_chunk(np.zeros(64, np.float32))) for _ in range(64))
-            withheld = int(math.floor(64 * 64 * self.ratio)) - got
-            self.stream = soxr.ResampleStream(sr, self.device_rate, 1, dtype="float32", quality="LQ")
-            delay = 0  # soxr aligns its output with its input and withholds `withheld` frames instead
-            pad = withheld + int(math.ceil(self.ratio)) + 2
-        else:
-            pad = 0
-        self.withheld = withheld if self.kind == "soxr" else 0
-        ahead_frames = int(round(self.ahead_samples * self.ratio))
-        self.prefill = pad + ahead_frames
+        self.resampler = StreamResampler(sr, self.device_rate) if self.device_rate != sr else None
+        self.up, self.down = (self.resampler.up, self.resampler.down) if self.resampler else (1, 1)
+        delay = self.resampler.delay_frames if self.resampler else 0
+        # the most device frames a block's end can be ahead of what the engine's clock then lets out
+        pad = max(e - self._frames_out(e * self.down // self.up) for e in range(self.up))
+        self.prefill = pad + int(round(self.ahead_samples * self.ratio))
         self.ring = SampleRing(max(1 << 16, 8 * self.prefill), self.prefill)
         self.latency_frames = int(round(synth.latency_samples * self.ratio)) + delay + self.prefill
 
+    def _frames_out(self, n_samples: int) -> int:
+        """Device frames out of the resampler once `n_samples` model samples are in."""
+        return self.resampler.frames_after(n_samples) if self.resampler else int(n_samples)
+
     def resample(self, x: np.ndarray) -> np.ndarray:
         """The next model-rate samples at the device rate (the stream's filter state carries on)."""
-        if self.kind == "same":
-            return x
-        if self.kind == "soxr":
-            return self.stream.resample_chunk(x)
-        P = self.fir.shape[0]
-        hx = np.concatenate([self.history, x.astype(np.float64)])
-        self.history = hx[len(hx) - (P - 1):]
-        windows = np.lib.stride_tricks.sliding_window_view(hx, P)[:, ::-1]  # [n, P]: x_i, x_{i-1}, ...
-        return (windows @ self.fir).reshape(-1).astype(np.float32)
+        return self.resampler(x) if self.resampler else x
 
     def periods_to_spare(self, period: int) -> int:
         """With `ahead_samples`, for blocks of `period` frames: the fewest whole periods between the
@@ -754,9 +794,9 @@ class RateAdapter:
         P, spf, L = int(period), self.synth.spf, self.synth.latency_samples
 
         def written(j: int) -> int:  # device frames in the ring once block j is rendered
-            clock = int(math.floor((j + 1) * P / self.ratio))
+            clock = (j + 1) * P * self.down // self.up
             stream = clock // spf * spf + L  # the stream starts at piece sample -L
-            return self.prefill - self.withheld + int(math.floor(stream * self.ratio))
+            return self.prefill + self._frames_out(stream)
 
         spare, j = 1 << 30, 0
         first = 4 + -(-(self.prefill + int(L * self.ratio)) // P)  # past the start (its blocks are silence)
@@ -776,9 +816,9 @@ class RateAdapter:
         end = start + int(frames)
         self.device_frames = end  # the block's time passes even if its render fails
         for offset, data in events:
-            at = int(math.floor((start + offset) / self.ratio))  # exact for ints at ratio 1.0
+            at = (start + offset) * self.down // self.up
             synth.midi_message(data, at - synth.clock)
-        target = int(math.floor(end / self.ratio))
+        target = end * self.down // self.up
         parts = []
         while synth.clock < target:
             n = min(synth.sr, target - synth.clock)
@@ -792,7 +832,7 @@ class RateAdapter:
 
     def process(self, events: list[tuple[int, bytes]], frames: int) -> np.ndarray:
         frames = int(frames)
-        if self.kind == "same" and not self.ahead_samples:
+        if self.resampler is None and not self.ahead_samples:
             return self.produce(events, frames)  # exactly `frames` samples: no ring needed
         out = np.empty(frames, np.float32)
         step = len(self.ring.buffer) // 4  # a long block in parts, each within the ring

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import InputError
-from .live import LiveSynth, RateAdapter, SampleRing
+from .live import LiveError, LiveSynth, RateAdapter, SampleRing
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class _Processor:
 
     def __init__(self, synth: LiveSynth, device_rate: int, period: int, ahead_samples: int = 0) -> None:
         synth.prepare()  # no note builds its oscillators' table in the callback
-        self.adapter = RateAdapter(synth, device_rate, ahead_samples)
+        self.adapter = _adapter(synth, device_rate, ahead_samples)
         self.spare_periods = self.adapter.periods_to_spare(period)
         if ahead_samples and self.spare_periods < 1:  # a thread would have less time than the callback
             self.adapter = RateAdapter(synth, device_rate, 0)
@@ -378,6 +378,14 @@ def _jack_client_exists(jack: Any, name: str) -> bool:
         probe.close()
 
 
+def _adapter(synth: LiveSynth, device_rate: int, ahead: int) -> RateAdapter:
+    """`RateAdapter`, or a one-line InputError for a device rate it cannot reach."""
+    try:
+        return RateAdapter(synth, device_rate, ahead)
+    except LiveError as e:
+        raise InputError(f"audio device: {e}") from None
+
+
 class JackBackend:
     """The live engine as a JACK client (`NAME:midi_in` -> `NAME:out`)."""
 
@@ -399,7 +407,11 @@ class JackBackend:
         self.jack = jack
         self.failure: str | None = None  # set when the server shuts the client down
         self.rate, self.period = self.client.samplerate, self.client.blocksize
-        self.proc = _Processor(synth, self.rate, self.period, ahead_samples(synth, ahead_ms))
+        try:
+            self.proc = _Processor(synth, self.rate, self.period, ahead_samples(synth, ahead_ms))
+        except InputError:
+            self.client.close()
+            raise
         self.midi_in = self.client.midi_inports.register("midi_in")
         self.out = self.client.outports.register("out")
         self.client.set_process_callback(self._process)
@@ -713,7 +725,7 @@ def play_file(synth: LiveSynth, midi: Any, *, out: Any = None, device: str | Non
         device = _device(device)
         rate = int(_output_device(sd, device)["default_samplerate"])
         if rate != sr:  # the device's own rate (a JACK server's cannot change): resampled as `live` does
-            resampler = RateAdapter(synth, rate)
+            resampler = _adapter(synth, rate, 0)
         try:
             feed = _Feed(sd, rate, device)
         except (ValueError, sd.PortAudioError) as e:
