@@ -6,7 +6,8 @@ For each rate, both resample the same 16 kHz noise in the blocks one period of t
 - the latency each adds, in device frames and ms: the resampler's `delay_frames`; for soxr what
   its stream withholds (measured as `live` measured it before: 64 blocks of 64 zeros) plus the ring
   frames `RateAdapter` started with to cover it;
-- the gain of a tone at 7 and 7.5 kHz and the images of a 6 kHz tone above 8 kHz (dB; 1 s tones).
+- the gain of a tone at 7 and 7.5 kHz and the images of a 6 kHz tone above 8 kHz (dB; 1 s tones),
+  also for the filter `live` had at integer ratios before (`--before`: taps, cutoff, Kaiser beta).
 
     python bench/live_resample.py [--rates 44100 48000 88200 22050 96000] [--quality LQ] [--rounds 5]
 """
@@ -57,11 +58,14 @@ def main() -> None:
     ap.add_argument("--quality", default="LQ", help="soxr's quality for the baseline (live used LQ)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--blocks", type=int, default=2000, help="blocks of 64 model samples per round")
+    ap.add_argument("--before", type=float, nargs=3, default=[16, 0.9, 8.0], metavar=("TAPS", "CUTOFF", "BETA"))
     args = ap.parse_args()
+    taps, cutoff, beta = int(args.before[0]), args.before[1], args.before[2]
     x = (np.random.default_rng(0).standard_normal(args.blocks * BLOCK) * 0.1).astype(np.float32)
     blocks = [x[i:i + BLOCK] for i in range(0, len(x), BLOCK)]
     print(f"{'rate':>6} | {'ours us/block':>13} {'soxr us/block':>13} {'ratio':>5} | "
-          f"{'ours delay':>14} {'soxr delay':>15} | {'ours 7k/7.5k/img6k dB':>22} {'soxr 7k/7.5k/img6k dB':>22}")
+          f"{'ours delay':>14} {'soxr delay':>15} | {'ours 7k/7.5k/img6k dB':>22} {'soxr 7k/7.5k/img6k dB':>22} "
+          f"{'before 7k/7.5k/img6k dB':>24}")
     for rate in args.rates:
         ours_t, soxr_t = [], []
         for _ in range(args.rounds):
@@ -76,9 +80,11 @@ def main() -> None:
         ours_db = [_tone_db(StreamResampler(SR, rate), rate, f) for f in (7000.0, 7500.0, 6000.0)]
         soxr_db = [_tone_db(lambda y: soxr.ResampleStream(SR, rate, 1, dtype="float32", quality=args.quality)
                             .resample_chunk(y, last=True), rate, f) for f in (7000.0, 7500.0, 6000.0)]
+        before_db = [_tone_db(StreamResampler(SR, rate, taps, cutoff, beta), rate, f) for f in (7000.0, 7500.0, 6000.0)]
         fmt = lambda d: f"{d[0][0]:5.1f}/{d[1][0]:5.1f}/{d[2][1]:6.1f}"  # noqa: E731
         print(f"{rate:>6} | {a:13.1f} {b:13.1f} {a / b:5.2f} | {delay:>5} = {1000 * delay / rate:4.2f} ms "
-              f"{soxr_frames:>5} = {1000 * soxr_frames / rate:5.2f} ms | {fmt(ours_db):>22} {fmt(soxr_db):>22}")
+              f"{soxr_frames:>5} = {1000 * soxr_frames / rate:5.2f} ms | {fmt(ours_db):>22} {fmt(soxr_db):>22} "
+              f"{fmt(before_db):>24}")
 
 
 if __name__ == "__main__":

@@ -647,7 +647,7 @@ class StreamResampler:
     State (`reset`): the last taps - 1 inputs, the count of inputs and of outputs so far."""
 
     def __init__(self, from_hz: int, to_hz: int, taps_per_phase: int = RESAMPLER_TAPS,
-                 cutoff: float = RESAMPLER_CUTOFF) -> None:
+                 cutoff: float = RESAMPLER_CUTOFF, kaiser_beta: float = RESAMPLER_KAISER_BETA) -> None:
         g = math.gcd(int(from_hz), int(to_hz))
         self.up, self.down = int(to_hz) // g, int(from_hz) // g
         if self.up > RESAMPLER_MAX_PHASES:
@@ -657,7 +657,7 @@ class StreamResampler:
         self.delay_frames = -(-(width * taps_per_phase // 2) // self.down)
         centre = self.delay_frames * self.down
         n = np.arange(2 * centre + 1, dtype=np.float64) - centre
-        h = np.sinc(cutoff * n / width) * np.kaiser(len(n), RESAMPLER_KAISER_BETA)
+        h = np.sinc(cutoff * n / width) * np.kaiser(len(n), kaiser_beta)
         h *= self.up / h.sum()
         self.taps = -(-len(h) // self.up)
         padded = np.zeros(self.taps * self.up)
