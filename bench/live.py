@@ -17,8 +17,9 @@ keyboard is connected once). `--polyphony`: then
 chords of N held keys (sustain pedal down) for 3 s each at 16 kHz, period 64, N rising until an
 xrun.
 
-Each configuration runs once per `--ahead` value (default 4 and 0: `midi2wave live --ahead`, the
-render thread with 8 ms of latency at 16 kHz, and the render in the callback with 4 ms), the same
+Each configuration runs once per `--ahead` value (default `default` and 0: `midi2wave live` without
+`--ahead`, the render thread with 8 ms of latency at 16 kHz, and `--ahead 0`, the render in the
+callback with 4 ms; a number is `--ahead MS`), the same
 machine and minute for both. With the render thread, the render time is the thread's per period,
 the callback only copies a block, and "late" counts the blocks it did not have in time (silence,
 as audible as an xrun). "Latest end in cycle" is how far into the server's cycle the callback
@@ -38,7 +39,7 @@ the kernel's interrupt work); reported per core in the engine's window: those ov
 1 ms) / the worst, and how many of jackd's reports came within 50 ms of one over 1 ms.
 
     python bench/live.py [--midi FILE] [--seconds 60] [--configs 16000:64 16000:128 48000:96 48000:192]
-                         [--ahead 4 0] [--core 0] [--rounds 1] [--no-null] [--polyphony] [--stall-probe]
+                         [--ahead default 0] [--core 0] [--rounds 1] [--no-null] [--polyphony] [--stall-probe]
 """
 
 from __future__ import annotations
@@ -274,7 +275,7 @@ sys.stdin.read()
 """
 
 
-def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float):
+def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float | None):
     """The engine as a JACK client (this process) fed `events` by a MIDI sender in another process
     (as a keyboard or sequencer would be) for `seconds` of real time."""
     import json
@@ -393,7 +394,7 @@ def render_times(backend, window: "Window") -> np.ndarray:
     return proc.meter.durations[window.first_period:window.end_period]
 
 
-def polyphony(model, core: int, ahead_ms: float) -> list[tuple[int, int, float]]:
+def polyphony(model, core: int, ahead_ms: float | None) -> list[tuple[int, int, float]]:
     """(N keys, xruns + late blocks, worst render / period, notes played) for chords of N held keys,
     3 s each, 16 kHz, period 64 (the window's)."""
     from midi2wave.render.live import LiveSynth
@@ -418,13 +419,22 @@ def polyphony(model, core: int, ahead_ms: float) -> list[tuple[int, int, float]]
     return rows
 
 
+def _ahead(text: str) -> float | None:
+    return None if text == "default" else float(text)
+
+
+def _shown(ahead: float | None) -> str:
+    return "def" if ahead is None else f"{ahead:g}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--midi", default=str(ROOT / "examples" / "example.mid"))
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--configs", nargs="+", default=["16000:64", "16000:128", "48000:96", "48000:192"])
-    ap.add_argument("--ahead", nargs="+", type=float, default=[4.0, 0.0], metavar="MS",
-                    help="`midi2wave live --ahead` values, each run in every round (default: 4 and 0)")
+    ap.add_argument("--ahead", nargs="+", type=_ahead, default=[None, 0.0], metavar="MS",
+                    help="`midi2wave live --ahead` values, each run in every round; `default`: left out "
+                         "(4 ms, more where that leaves the render thread under 5 ms per block); default: default and 0")
     ap.add_argument("--core", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=1, help="runs of each configuration (the machine's stalls vary)")
     ap.add_argument("--no-null", action="store_true", help="skip the null and busy clients (the machine's own xruns)")
@@ -489,7 +499,7 @@ def main() -> None:
             c = backend.proc.meter.durations[window.first_period:window.end_period]
             ends = backend.proc.meter.ends[window.first_period:window.end_period]
             p = period / rate
-            print(f"{spec:>11}  {'rt' if realtime else 'no-rt':>6}  {ahead:5g}  {backend.latency_ms:10.1f}"
+            print(f"{spec:>11}  {'rt' if realtime else 'no-rt':>6}  {_shown(ahead):>5}  {backend.latency_ms:10.1f}"
                   f"  {1e3 * c.mean():8.3f} {1e3 * np.percentile(c, 99):6.3f} {1e3 * c.max():7.3f}"
                   f"  {1e3 * d.mean():7.3f} {1e3 * np.percentile(d, 99):6.3f} {1e3 * d.max():7.3f}"
                   f"  {np.percentile(d, 99) / p:17.2f}  {window.xruns:5d} ({window.overloads})  {window.late:4d}"
@@ -499,7 +509,7 @@ def main() -> None:
                   f"  | {' / '.join(who)}  {stall_summary(stalls, window.t0, window.t1)}", flush=True)
     if args.polyphony:
         for ahead in args.ahead:
-            print(f"polyphony at 16000:64, --ahead {ahead:g} (chords held with the sustain pedal, 3 s each):")
+            print(f"polyphony at 16000:64, --ahead {_shown(ahead)} (chords held with the sustain pedal, 3 s each):")
             polyphony(model, args.core, ahead)
 
 

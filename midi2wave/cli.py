@@ -207,7 +207,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         raise Midi2WaveError("live: choose --jack, or --midi-in PORT with --device NAME (see --list)")
     if not args.jack and args.midi_in is None:
         raise Midi2WaveError("live --device: give --midi-in PORT too (see --list); nothing would be played")
-    ahead = playback.check_ahead_ms(playback.DEFAULT_AHEAD_MS if args.ahead is None else args.ahead)
+    ahead = None if args.ahead is None else playback.check_ahead_ms(args.ahead)  # None: the default
     synth = _live_synth(args)
     if args.jack:
         backend = playback.JackBackend(synth, args.name, args.connect, ahead_ms=ahead)

@@ -470,6 +470,32 @@ def test_each_block_is_rendered_the_periods_to_spare_before_it_is_heard(piece, r
     assert proc.adapter.latency_frames == live.RateAdapter(synth, rate, 64 if spare else 0).latency_frames
 
 
+@pytest.mark.parametrize("rate, period, ahead, latency", [(16000, 64, 64, 128), (48000, 128, 64, 410),
+                                                        (44100, 128, 92, 455), (44100, 96, 104, 488),
+                                                        (16000, 192, 64, 64)])
+def test_the_default_buffering_gives_the_render_thread_its_least_time(rate, period, ahead, latency):
+    """`--ahead` left out: 4 ms (the issue's settings keep 8 and 8.5 ms), raised in quarters of a
+    millisecond where 4 ms leaves the thread less than `MIN_SLACK_MS` per block (44.1 kHz: the
+    least buffering that reaches it), not where the callback renders (a long period); a given
+    `--ahead` is kept."""
+    synth = live.LiveSynth(live_model(), OPTIONS)
+    assert playback.default_ahead_samples(synth, rate, period) == ahead
+
+    def slack_ms(n):
+        return 1000 * live.RateAdapter(synth, rate, n).periods_to_spare(period) * period / rate
+
+    proc = playback._Processor(synth, rate, period, None)
+    assert proc.adapter.latency_frames == latency
+    if proc.render_thread:
+        assert slack_ms(ahead) >= playback.MIN_SLACK_MS
+        if ahead > 64:
+            assert 0 < slack_ms(64) < playback.MIN_SLACK_MS and slack_ms(ahead - 4) < playback.MIN_SLACK_MS
+    else:
+        assert slack_ms(64) == 0
+    kept = playback._Processor(synth, rate, period, 64)
+    assert kept.adapter.ahead_samples == (64 if kept.render_thread else 0)
+
+
 def test_the_engine_refuses_to_take_in_more_than_it_can_hold_ungenerated():
     """`advance` without generating fills the conditioning frames' ring: past it, a clear error."""
     synth = live.LiveSynth(live_model(), OPTIONS)

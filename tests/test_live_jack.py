@@ -73,7 +73,8 @@ def _serve(rate: int, period: int):
         proc.wait()
 
 
-@pytest.fixture(params=[(16000, 64), (48000, 96)], ids=["16k-p64", "48k-p96"], scope="module")
+@pytest.fixture(params=[(16000, 64), (48000, 96), (44100, 128)], ids=["16k-p64", "48k-p96", "44k1-p128"],
+                scope="module")
 def server(request):
     yield from _serve(*request.param)
 
@@ -91,10 +92,13 @@ def _events(piece: str, rate: int) -> list[tuple[int, bytes]]:
 
 
 def _reference(model, events: list[tuple[int, bytes]], rate: int, period: int, n_frames: int,
-               ahead_ms: float) -> np.ndarray:
+               ahead_ms: float | None) -> np.ndarray:
     """What the engine outputs for `events` (frames from its first period) in periods of `period`."""
     synth = live.LiveSynth(model, OPTIONS, year=2011)
-    adapter = live.RateAdapter(synth, rate, playback.ahead_samples(synth, ahead_ms))
+    ahead = playback.ahead_samples(synth, ahead_ms)
+    if ahead is None:
+        ahead = playback.default_ahead_samples(synth, rate, period)
+    adapter = live.RateAdapter(synth, rate, ahead)
     out, j = [], 0
     for start in range(0, n_frames, period):
         block = []
@@ -105,7 +109,7 @@ def _reference(model, events: list[tuple[int, bytes]], rate: int, period: int, n
     return np.concatenate(out)[:n_frames]
 
 
-def _run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float = playback.DEFAULT_AHEAD_MS):
+def _run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | None = None):
     """The engine as a JACK client between a MIDI sender and a recorder; events at frames counted
     from the engine's first period (shifted by a lead so that the sender sees them coming).
     Returns (recording from the engine's first period, backend)."""
@@ -163,33 +167,23 @@ def _run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float = 
     return recorded, backend
 
 
-@pytest.fixture(scope="module")
-def server_44k():
-    """A server at 44.1 kHz, period 128 (a ratio of 441 / 160: the resampler's general case)."""
-    yield from _serve(44100, 128)
-
-
-@pytest.mark.parametrize("ahead_ms", [playback.DEFAULT_AHEAD_MS, 0.0], ids=["render-thread", "in-callback"])
+@pytest.mark.parametrize("ahead_ms", [None, 0.0], ids=["render-thread", "in-callback"])
 def test_freewheel_output_equals_the_offline_render_with_the_declared_latency(server, piece, ahead_ms):
     """Events sent as JACK MIDI arrive at their frames: the recording equals the engine's render of
-    the same events, which is the offline render (16 kHz) or its resampling (48 kHz) delayed by
-    exactly `latency_frames` (tests/test_live.py), rendered ahead on the render thread (the
-    default, 4 ms more latency) or in the callback."""
+    the same events, which is the offline render (16 kHz) or its resampling (48 and 44.1 kHz)
+    delayed by exactly `latency_frames` (tests/test_live.py), rendered ahead on the render thread
+    (the default: 4 ms more latency, 5.75 at 44.1 kHz with period 128) or in the callback."""
     _check_freewheel(server, piece, ahead_ms)
 
 
-@pytest.mark.parametrize("ahead_ms", [playback.DEFAULT_AHEAD_MS, 0.0], ids=["render-thread", "in-callback"])
-def test_freewheel_at_44_1_khz_equals_the_render_with_the_declared_latency(server_44k, piece, ahead_ms):
-    _check_freewheel(server_44k, piece, ahead_ms)
-
-
 # the latency in frames at each device rate (in the callback, on the render thread): L, the
-# resampler's delay and the ring's start (and 4 ms more on the thread)
+# resampler's delay and the ring's start, and on the thread 4 ms more (64 model samples), or at
+# 44.1 kHz with period 128 5.75 ms (92 samples, 254 frames: 4 ms gave the thread one period, 2.9 ms)
 LATENCY_FRAMES = {16000: (64, 128), 48000: (3 * 64 + 24 + 2, 3 * 64 + 24 + 2 + 3 * 64),
-                  44100: (176 + 23 + 2, 176 + 23 + 2 + 176)}
+                  44100: (176 + 23 + 2, 176 + 23 + 2 + 254)}
 
 
-def _check_freewheel(server, piece: str, ahead_ms: float) -> None:
+def _check_freewheel(server, piece: str, ahead_ms: float | None) -> None:
     name, rate, period = server
     up = rate // math.gcd(16000, rate)  # the engine's clock hits every up-th frame
     lead = -(-3072 * rate // 16000 // up) * up  # the engine's first periods pass before the first event
@@ -211,7 +205,7 @@ def _check_freewheel(server, piece: str, ahead_ms: float) -> None:
     assert np.array_equal(recorded[heard], ref[heard]) and heard[lead:].sum() >= len(heard[lead:]) - 2 * period
     adapter = backend.proc.adapter
     latency = adapter.latency_frames
-    assert latency == LATENCY_FRAMES[rate][ahead_ms > 0]
+    assert latency == LATENCY_FRAMES[rate][ahead_ms is None]
     # silent until the engine wakes for the first event: at the start of its frame (model sample w),
     # heard from stream sample w + L, whose first device frame the resampler reaches at w + L
     # (x up / down, rounded up) and the ring delays by its start
@@ -287,51 +281,49 @@ def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piec
     assert (meter.ends[:n][slowed] >= slow).all(), meter.ends[:n][slowed]
 
 
-def _matching_chunks(recorded: np.ndarray, written: np.ndarray, ratio: int, period: int,
-                     chunk: int = 1024) -> tuple[int, int]:
+def _matching_chunks(recorded: np.ndarray, written: np.ndarray, rate: int, period: int,
+                     chunk_s: float = 0.064) -> tuple[int, int]:
     """(chunks of the 16-kHz file heard in the recording in order, chunks with sound after the
-    recorder joined). The recording (at `ratio` x 16 kHz) is taken at one phase per 16-kHz sample;
-    the first audible chunk is found by cross-correlation, and each later one must sit where the
-    one before it ended, or up to four periods off (a period the recorder lost, or a gap in the
-    player's output, in a stall of the machine): a piano note matches itself shifted by its period too, so a chunk matched anywhere
-    would prove little. Heard: correlation above 0.9999 there (0.99 at 48 kHz)."""
-    threshold = 0.9999 if ratio == 1 else 0.99
-    step = period // ratio  # a device period, in 16-kHz samples (at 48 kHz a phase of the recording)
-    starts = [k for k in range(0, len(written) - chunk + 1, chunk) if np.abs(written[k:k + chunk]).max() >= 1e-3]
+    recorder joined). The file is taken to the device's rate as `play` takes it (`StreamResampler`:
+    any blocks give the same frames); the first audible chunk is found by cross-correlation, and
+    each later one must sit where the one before it ended, or up to four periods off (a period the
+    recorder lost, or a gap in the player's output, in a stall of the machine): a piano note
+    matches itself shifted by its period too, so a chunk matched anywhere would prove little.
+    Heard: correlation above 0.9999 there (the device got float32, the file int16)."""
+    device = written if rate == 16000 else live.StreamResampler(16000, rate)(written).astype(np.float64)
+    chunk = int(chunk_s * rate)
+    starts = [k for k in range(0, len(device) - chunk + 1, chunk) if np.abs(device[k:k + chunk]).max() >= 1e-3]
 
-    def corr(x: np.ndarray, at: int, part: np.ndarray) -> float:
-        seg = x[at:at + len(part)]
+    def corr(at: int, part: np.ndarray) -> float:
+        seg = recorded[at:at + len(part)]
         if at < 0 or len(seg) < len(part):
             return 0.0
         return float(np.dot(seg, part) / (np.linalg.norm(seg) * np.linalg.norm(part) + 1e-30))
 
-    best = (0.0, 0, 0, 0)  # the first chunk heard: (correlation, phase, lag, index in starts)
-    for phase in range(ratio):
-        x = recorded[phase::ratio]
-        for i, k in enumerate(starts[:4]):
-            part = written[k:k + chunk]
-            n = 1 << int(np.ceil(np.log2(len(x) + chunk)))
-            c = np.fft.irfft(np.fft.rfft(x, n) * np.conj(np.fft.rfft(part, n)), n)[:len(x) - chunk + 1]
-            at = int(np.argmax(c))
-            if corr(x, at, part) > best[0]:
-                best = (corr(x, at, part), phase, at - k, i)
-    if best[0] <= threshold:
+    best = (0.0, 0, 0)  # the first chunk heard: (correlation, lag, index in starts)
+    n = 1 << int(np.ceil(np.log2(len(recorded) + chunk)))
+    for i, k in enumerate(starts[:4]):
+        part = device[k:k + chunk]
+        c = np.fft.irfft(np.fft.rfft(recorded, n) * np.conj(np.fft.rfft(part, n)), n)[:len(recorded) - chunk + 1]
+        at = int(np.argmax(c))
+        if corr(at, part) > best[0]:
+            best = (corr(at, part), at - k, i)
+    if best[0] <= 0.9999:
         return 0, len(starts)
-    _, phase, lag, first = best
-    x = recorded[phase::ratio]
+    _, lag, first = best
     heard = 0
     for k in starts[first:]:
-        part = written[k:k + chunk]
-        c, j = max((corr(x, k + lag + j * step, part), j) for j in range(-4, 5))
-        if c > threshold:
+        part = device[k:k + chunk]
+        c, j = max((corr(k + lag + j * period, part), j) for j in range(-4, 5))
+        if c > 0.9999:
             heard += 1
-            lag += j * step
+            lag += j * period
     return heard, len(starts) - first
 
 
 def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):
     """`midi2wave play` (the bundled live model) through PortAudio's JACK device at the server's rate
-    (48 kHz: resampled): what reaches the device (recorded from PortAudio's client's output ports,
+    (48 and 44.1 kHz: resampled): what reaches the device (recorded from PortAudio's client's output ports,
     connected as soon as they appear) is the file it writes, and that is what `--no-audio` writes. A
     process each: PortAudio lists the devices (and a JACK server's rate) as they were when it started."""
     import soundfile
@@ -376,9 +368,9 @@ def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piec
     assert connected, "PortAudio's client never showed an output port"
     recorded = np.concatenate(blocks)
     assert np.isfinite(recorded).all() and np.abs(recorded).max() <= 1.0  # no other memory on the port
-    found, audible = _matching_chunks(recorded.astype(np.float64), written / 32768.0, rate // 16000, period)
+    found, audible = _matching_chunks(recorded.astype(np.float64), written / 32768.0, rate, period)
     print(f"{connected}: {found} of {audible} audible chunks of the file heard on the device; play said {said!r}")
-    # the device got the file's samples (at 48 kHz: their upsampling, whose low band is the file);
+    # the device got the file's samples (at 48 and 44.1 kHz: resampled);
     # the recorder joins after `play` starts, and a stall can cost a client a period: most, not all
     assert audible >= 10 and found >= 0.8 * audible, (found, audible, said)
 

@@ -44,6 +44,13 @@ logger = logging.getLogger(__name__)
 # the output buffered one frame (4 ms at 16 kHz) more than the engine's own latency: 8 ms in all at
 # 16 kHz, and each block rendered up to two frames before it is heard (see `_Processor`)
 DEFAULT_AHEAD_MS = 4.0
+# With the default buffering the render thread gets at least this long for each block (its spare
+# periods x the period): 4 ms ahead gives 8 at 16 kHz with period 64 and 5.3 at 48 kHz with 128,
+# but 2.9 at 44.1 kHz with 128 (the engine's frames do not line up with its periods there), where
+# the dense piece then left 89 blocks a minute late. There the buffering is raised, in quarters of a
+# millisecond up to AUTO_AHEAD_MAX_MS, until the thread has this long (BENCHMARKS.md, "live").
+MIN_SLACK_MS = 5.0
+AUTO_AHEAD_MAX_MS = 8.0
 
 __all__ = ["CallbackMeter", "JackBackend", "DeviceBackend", "list_ports", "status_line"]
 
@@ -142,10 +149,33 @@ def check_ahead_ms(ahead_ms: float) -> float:
     return float(ahead_ms)
 
 
-def ahead_samples(synth: LiveSynth, ahead_ms: float) -> int:
-    """`ahead_ms` in the model's samples (at least 1 when it is not 0)."""
+def ahead_samples(synth: LiveSynth, ahead_ms: float | None) -> int | None:
+    """`ahead_ms` in the model's samples (at least 1 when it is not 0); None (the default) stays
+    None: `default_ahead_samples` decides once the device's rate and period are known."""
+    if ahead_ms is None:
+        return None
     n = int(round(check_ahead_ms(ahead_ms) * synth.sr / 1000.0))
     return max(n, 1) if ahead_ms > 0 else 0
+
+
+def default_ahead_samples(synth: LiveSynth, device_rate: int, period: int) -> int:
+    """The default extra buffering, in model samples: `DEFAULT_AHEAD_MS`, or the least more (in
+    steps of a quarter of a millisecond, up to `AUTO_AHEAD_MAX_MS`) that gives the render thread
+    `MIN_SLACK_MS` for each block, where 4 ms gives it less. Where 4 ms gives it no period at all
+    (a long period: the callback renders) or no buffering up to the cap reaches it, 4 ms."""
+    base = ahead_samples(synth, DEFAULT_AHEAD_MS)
+    assert base is not None
+    step = max(1, synth.sr // 4000)
+
+    def slack(n: int) -> float:  # seconds the render thread has for a block
+        return _adapter(synth, device_rate, n).periods_to_spare(period) * period / device_rate
+
+    if slack(base) == 0.0 or slack(base) >= MIN_SLACK_MS / 1000.0:
+        return base
+    for n in range(base + step, int(round(AUTO_AHEAD_MAX_MS * synth.sr / 1000.0)) + 1, step):
+        if slack(n) >= MIN_SLACK_MS / 1000.0:
+            return n
+    return base
 
 
 @dataclass
@@ -189,8 +219,10 @@ class _Processor:
     the thread falls `max_backlog` periods behind (an overload), it drops what it has not rendered
     (`skipped`; the engine falls silent until the next onset) rather than play it late."""
 
-    def __init__(self, synth: LiveSynth, device_rate: int, period: int, ahead_samples: int = 0) -> None:
+    def __init__(self, synth: LiveSynth, device_rate: int, period: int, ahead_samples: int | None = 0) -> None:
         synth.prepare()  # no note builds its oscillators' table in the callback
+        if ahead_samples is None:  # the default: 4 ms, or more where that leaves the thread little time
+            ahead_samples = default_ahead_samples(synth, device_rate, period)
         self.adapter = _adapter(synth, device_rate, ahead_samples)
         self.spare_periods = self.adapter.periods_to_spare(period)
         if ahead_samples and self.spare_periods < 1:  # a thread would have less time than the callback
@@ -390,7 +422,7 @@ class JackBackend:
     """The live engine as a JACK client (`NAME:midi_in` -> `NAME:out`)."""
 
     def __init__(self, synth: LiveSynth, name: str = "midi2wave", connect: bool = False,
-                 ahead_ms: float = DEFAULT_AHEAD_MS) -> None:
+                 ahead_ms: float | None = None) -> None:
         jack = _import("jack", "JACK-Client (and the JACK library, e.g. Debian's jackd2)")
         try:
             with _quiet_c_stderr():  # the exact name: JACK would rename a second instance (NAME-01)
@@ -512,7 +544,7 @@ class DeviceBackend:
     """The live engine on a PortAudio output (sounddevice), MIDI from an RtMidi input port."""
 
     def __init__(self, synth: LiveSynth, midi_in: str | None, device: str | None, period: int = 128,
-                 rate: int | None = None, ahead_ms: float = DEFAULT_AHEAD_MS) -> None:
+                 rate: int | None = None, ahead_ms: float | None = None) -> None:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
         device = _device(device)
         self.sd, self.started, self.queue, self.midi = sd, False, deque(), None
