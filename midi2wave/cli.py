@@ -454,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=_positive_int, default=128, help="--device: frames per period")
     p.add_argument("--ahead", type=float, default=None, metavar="MS",
                    help="render this far ahead, buffered on top of the engine's 4 ms, so that the machine's "
-                        "stalls cost no xrun (default 4: 8 ms of latency at 16 kHz; 0: render in the audio callback)")
+                        "stalls cost no xrun (default 4: 8 ms of latency at 16 kHz; more where 4 leaves the render "
+                        "thread under 5 ms per block, e.g. 44.1 kHz; 0: render in the audio callback)")
     p.add_argument("--list", action="store_true", help="list JACK ports, MIDI inputs and audio outputs, then exit")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
     p.add_argument("--checkpoint", type=Path, default=None, help="a causal model (default: the bundled live model)")

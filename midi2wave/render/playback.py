@@ -7,9 +7,10 @@ Backends (each optional; `pip install midi2wave[live]`):
 - PortAudio + RtMidi (`DeviceBackend`, sounddevice + python-rtmidi: ALSA, CoreAudio/CoreMIDI,
   WASAPI/WinMM): messages arrive on RtMidi's thread and are placed at the start of the next period.
 
-By default (`ahead_ms` 4, `midi2wave live --ahead`) a render thread renders each period's samples as
-soon as its events are in, into a ring buffered one frame more than the engine's own latency
-(8 ms in all at 16 kHz), and the audio callback only hands over the events and copies a block out:
+By default (`ahead_ms` None: 4 ms, or more where that leaves the render thread under `MIN_SLACK_MS`
+per block, `default_ahead_samples`; `midi2wave live --ahead`) a render thread renders each period's
+samples as soon as its events are in, into a ring buffered one frame more than the engine's own
+latency (8 ms in all at 16 kHz), and the audio callback only hands over the events and copies a block out:
 a block is rendered up to two frames before it is heard, so the machine's stalls of a few
 milliseconds cost no xrun. `ahead_ms` 0 renders in the callback (4 ms of latency).
 
