@@ -34,7 +34,8 @@ from a silent state at the frame of the next onset.
 
 Rates: `RateAdapter` turns the model's rate into the device's through a `StreamResampler`: one
 short linear-phase polyphase FIR for every ratio (48, 44.1, 96, 22.05 kHz ...), with a whole
-number of frames of delay (24 at 48 kHz, 23 at 44.1 kHz), part of `RateAdapter.latency_frames`.
+number of frames of delay (24 at 48 kHz, 23 at 44.1 kHz: 0.5 ms above the model's rate), part of
+`RateAdapter.latency_frames`.
 """
 
 from __future__ import annotations
@@ -620,9 +621,9 @@ def render_file_live(model: Any, path: Any, options: SamplingOptions = SamplingO
 # --------------------------------------------------------------------------------- rates
 
 
-# The resampler's prototype: a Kaiser-windowed sinc about this many input samples long (at the
-# model's rate), cut at this fraction of the lower rate's Nyquist frequency: half a millisecond of
-# delay at any rate, and a top flatter than soxr's stream gave (docs/live.md, "Rates").
+# The resampler's prototype: a Kaiser-windowed sinc about this many samples of the lower rate long,
+# cut at this fraction of the lower rate's Nyquist frequency: half a millisecond of delay at any rate
+# above the model's (1 ms at 8 kHz), and a top flatter than soxr's stream gave (docs/live.md, "Rates").
 RESAMPLER_TAPS = 16
 RESAMPLER_CUTOFF = 0.95
 RESAMPLER_KAISER_BETA = 6.0
@@ -638,7 +639,7 @@ class StreamResampler:
     With up / down = device rate / model rate in lowest terms, output frame j is
     sum_t taps[phase(j), t] * x[base(j) - t] with j * down = base * up + phase: the prototype h
     (a Kaiser-windowed sinc at `cutoff` of the lower Nyquist frequency, about `taps_per_phase`
-    input samples long, on the grid of the model rate x up) read at every up-th point. h is
+    samples of the lower rate long, on the grid of the model rate x up) read at every up-th point. h is
     centred on `delay_frames` x down, so the output is the input `delay_frames` device frames
     late (24 at 48 kHz, 23 at 44.1 kHz), and each phase sums to about 1 (unity gain at DC).
     An output frame is produced as soon as its last input sample is in: after n inputs there are
@@ -749,7 +750,7 @@ class RateAdapter:
     `ahead_samples` D > 0 (model samples): the output is buffered D samples more, and each period
     generates everything its events decide (`LiveSynth.render_ready`), so a sample is generated up
     to D + one frame before it is heard: time for a render thread (playback.py) to absorb the
-    machine's stalls. The stream is the same, round(D x ratio) frames later.
+    machine's stalls. The stream is the same, D x ratio frames later (rounded to the nearest).
 
     `latency_frames`: device frames from an event at a frame the engine's clock hits exactly (a
     multiple of `up`) to the output frame where its first sample is centred (rounded when that is
@@ -771,9 +772,13 @@ class RateAdapter:
         delay = self.resampler.delay_frames if self.resampler else 0
         # the most device frames a block's end can be ahead of what the engine's clock then lets out
         pad = max(e - self._frames_out(e * self.down // self.up) for e in range(self.up))
-        self.prefill = pad + int(round(self.ahead_samples * self.ratio))
+        self.prefill = pad + self._frames_rounded(self.ahead_samples)
         self.ring = SampleRing(max(1 << 16, 8 * self.prefill), self.prefill)
-        self.latency_frames = int(round(synth.latency_samples * self.ratio)) + delay + self.prefill
+        self.latency_frames = self._frames_rounded(synth.latency_samples) + delay + self.prefill
+
+    def _frames_rounded(self, n_samples: int) -> int:
+        """`n_samples` model samples in device frames, rounded to the nearest (halves up)."""
+        return (int(n_samples) * self.up + self.down // 2) // self.down
 
     def _frames_out(self, n_samples: int) -> int:
         """Device frames out of the resampler once `n_samples` model samples are in."""
@@ -800,7 +805,10 @@ class RateAdapter:
 
         spare, j = 1 << 30, 0
         first = 4 + -(-(self.prefill + int(L * self.ratio)) // P)  # past the start (its blocks are silence)
-        for c in range(first, first + 8 * spf * max(1, int(math.ceil(self.ratio))) + 8):
+        # the blocks' alignment with the engine's frames repeats after this many blocks (capped: a
+        # ratio that fine is only an approximation of a device's rate anyway)
+        repeat = self.up * spf // math.gcd(P * self.down, self.up * spf)
+        for c in range(first, first + min(repeat, 1 << 14) + 8):
             while written(j) < (c + 1) * P:
                 j += 1
             spare = min(spare, c - j)

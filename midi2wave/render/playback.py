@@ -162,19 +162,23 @@ def ahead_samples(synth: LiveSynth, ahead_ms: float | None) -> int | None:
 def default_ahead_samples(synth: LiveSynth, device_rate: int, period: int) -> int:
     """The default extra buffering, in model samples: `DEFAULT_AHEAD_MS`, or the least more (in
     steps of a quarter of a millisecond, up to `AUTO_AHEAD_MAX_MS`) that gives the render thread
-    `MIN_SLACK_MS` for each block, where 4 ms gives it less. Where 4 ms gives it no period at all
-    (a long period: the callback renders) or no buffering up to the cap reaches it, 4 ms."""
+    `MIN_SLACK_MS` for each block, where 4 ms gives it less. Not where 4 ms gives it no period at all
+    and the period itself is that long: the callback renders then, with the period for each block
+    (16 kHz with period 192, 44.1 kHz with 256) and without the buffering. Where no buffering up
+    to the cap reaches it, 4 ms."""
     base = ahead_samples(synth, DEFAULT_AHEAD_MS)
     assert base is not None
     step = max(1, synth.sr // 4000)
+    least = MIN_SLACK_MS / 1000.0
 
     def slack(n: int) -> float:  # seconds the render thread has for a block
         return _adapter(synth, device_rate, n).periods_to_spare(period) * period / device_rate
 
-    if slack(base) == 0.0 or slack(base) >= MIN_SLACK_MS / 1000.0:
+    first = slack(base)
+    if first >= least or (first == 0.0 and period / device_rate >= least):
         return base
     for n in range(base + step, int(round(AUTO_AHEAD_MAX_MS * synth.sr / 1000.0)) + 1, step):
-        if slack(n) >= MIN_SLACK_MS / 1000.0:
+        if slack(n) >= least:
             return n
     return base
 
@@ -209,7 +213,8 @@ class CallbackMeter:
 class _Processor:
     """The callback's work, shared by the backends: events -> RateAdapter -> samples, guarded.
 
-    `ahead_samples` 0: the callback renders its period itself. D > 0: a render thread takes each
+    `ahead_samples` None: `default_ahead_samples` for this rate and period. 0: the callback renders
+    its period itself. D > 0: a render thread takes each
     period's events and renders everything they decide (`RateAdapter.produce`), the output is
     buffered D model samples more, and the callback only hands over the events and reads its
     block from the ring (`RateAdapter.periods_to_spare` periods before it is heard, at least one:
@@ -269,7 +274,7 @@ class _Processor:
             n = self.spare_periods
             return f"rendered on a thread, {n} period{'s' if n != 1 else ''} ahead"
         if self._asked_ahead:
-            return "rendered in the audio callback (the period is too long to render ahead within --ahead)"
+            return "rendered in the audio callback (the period is too long to render ahead within the buffering)"
         return "rendered in the audio callback"
 
     @property
