@@ -179,8 +179,8 @@ def test_freewheel_output_equals_the_offline_render_with_the_declared_latency(se
 # the latency in frames at each device rate (in the callback, on the render thread): L, the
 # resampler's delay and the ring's start, and on the thread 4 ms more (64 model samples), or at
 # 44.1 kHz with period 128 5.75 ms (92 samples, 254 frames: 4 ms gave the thread one period, 2.9 ms)
-LATENCY_FRAMES = {16000: (64, 128), 48000: (3 * 64 + 24 + 2, 3 * 64 + 24 + 2 + 3 * 64),
-                  44100: (176 + 23 + 2, 176 + 23 + 2 + 254)}
+LATENCY_FRAMES = {(16000, 64): (64, 128), (48000, 96): (3 * 64 + 24 + 2, 3 * 64 + 24 + 2 + 3 * 64),
+                  (44100, 128): (176 + 23 + 2, 176 + 23 + 2 + 254)}
 
 
 def _check_freewheel(server, piece: str, ahead_ms: float | None) -> None:
@@ -205,7 +205,7 @@ def _check_freewheel(server, piece: str, ahead_ms: float | None) -> None:
     assert np.array_equal(recorded[heard], ref[heard]) and heard[lead:].sum() >= len(heard[lead:]) - 2 * period
     adapter = backend.proc.adapter
     latency = adapter.latency_frames
-    assert latency == LATENCY_FRAMES[rate][ahead_ms is None]
+    assert latency == LATENCY_FRAMES[rate, period][ahead_ms is None]
     # silent until the engine wakes for the first event: at the start of its frame (model sample w),
     # heard from stream sample w + L, whose first device frame the resampler reaches at w + L
     # (x up / down, rounded up) and the ring delays by its start

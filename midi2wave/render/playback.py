@@ -52,6 +52,11 @@ DEFAULT_AHEAD_MS = 4.0
 # millisecond up to AUTO_AHEAD_MAX_MS, until the thread has this long (BENCHMARKS.md, "live").
 MIN_SLACK_MS = 5.0
 AUTO_AHEAD_MAX_MS = 8.0
+# Where 4 ms gives the thread no period at all (a long period), the callback renders without the
+# buffering if the period is at least this long (16 kHz with 128 and 192; 48 kHz with 512): in the
+# callback at 44.1 kHz with period 256 (5.8 ms) the dense piece had 5 and 7 xruns a minute, where a
+# thread buffered 5.75 ms had none.
+CALLBACK_MIN_PERIOD_MS = 8.0
 
 __all__ = ["CallbackMeter", "JackBackend", "DeviceBackend", "list_ports", "status_line"]
 
@@ -163,9 +168,9 @@ def default_ahead_samples(synth: LiveSynth, device_rate: int, period: int) -> in
     """The default extra buffering, in model samples: `DEFAULT_AHEAD_MS`, or the least more (in
     steps of a quarter of a millisecond, up to `AUTO_AHEAD_MAX_MS`) that gives the render thread
     `MIN_SLACK_MS` for each block, where 4 ms gives it less. Not where 4 ms gives it no period at all
-    and the period itself is that long: the callback renders then, with the period for each block
-    (16 kHz with period 192, 44.1 kHz with 256) and without the buffering. Where no buffering up
-    to the cap reaches it, 4 ms."""
+    and the period is `CALLBACK_MIN_PERIOD_MS` or longer: the callback renders then, with the
+    period for each block, without the buffering (16 kHz with period 160 and up). Where no
+    buffering up to the cap reaches it, 4 ms (the callback renders if the thread has no period)."""
     base = ahead_samples(synth, DEFAULT_AHEAD_MS)
     assert base is not None
     step = max(1, synth.sr // 4000)
@@ -175,7 +180,7 @@ def default_ahead_samples(synth: LiveSynth, device_rate: int, period: int) -> in
         return _adapter(synth, device_rate, n).periods_to_spare(period) * period / device_rate
 
     first = slack(base)
-    if first >= least or (first == 0.0 and period / device_rate >= least):
+    if first >= least or (first == 0.0 and period / device_rate >= CALLBACK_MIN_PERIOD_MS / 1000.0):
         return base
     for n in range(base + step, int(round(AUTO_AHEAD_MAX_MS * synth.sr / 1000.0)) + 1, step):
         if slack(n) >= least:
