@@ -375,6 +375,34 @@ def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piec
     assert audible >= 10 and found >= 0.8 * audible, (found, audible, said)
 
 
+def test_a_period_change_reaches_the_engine():
+    """JACK's period changes mid-stream (`jack_bufsize`; PipeWire changes its quantum as programs come
+    and go): the backend follows it, and with a period too long for the render thread to have one
+    to spare the callback waits for each block up to 0.8 of the period, not half
+    (`_Processor.resize`; bench/live_resize.py measures the late blocks)."""
+    serving = _serve(48000, 128)
+    name, rate, period = next(serving)
+    try:
+        backend = playback.JackBackend(live.LiveSynth(live_model(), OPTIONS), name="m2w-resize")
+        backend.start()
+        try:
+            assert backend.proc.render_thread and backend.proc.wait_share == 0.5
+            for size, share in ((1024, 0.8), (256, 0.5), (128, 0.5)):
+                done = subprocess.run(["jack_bufsize", str(size)], capture_output=True, text=True, timeout=10)
+                assert done.returncode == 0, done.stderr
+                deadline = time.monotonic() + 5
+                while backend.period != size and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert backend.period == size and backend.proc.wait_share == share, (size, backend.period)
+            periods = backend.proc.meter.periods
+            time.sleep(0.2)
+            assert backend.proc.meter.periods > periods and backend.proc.errors == 0  # still running
+        finally:
+            backend.stop()
+    finally:
+        next(serving, None)
+
+
 def test_a_second_client_of_the_same_name_is_refused_in_one_line(server):
     """JACK would rename a second `midi2wave` (midi2wave-01, other port names): `live` refuses instead."""
     first = playback.JackBackend(live.LiveSynth(live_model(), OPTIONS), name="m2w-twice")

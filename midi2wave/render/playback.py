@@ -247,6 +247,9 @@ class _Processor:
         self.late = 0  # periods output (partly) silent: their samples were not rendered in time
         self.skipped = 0  # periods the render thread dropped, too far behind
         self.max_backlog = max(4, int(math.ceil(0.02 / self.period_s)))  # periods (20 ms)
+        # how much of a period the callback waits for a block the thread has not rendered yet:
+        # half, while the thread has a period to spare (`resize`: more when a server's period grows)
+        self.wait_share = 0.5
         self.freewheel = False  # JACK's freewheel mode: the callback waits for the render thread
         self.output_latency_s = 0.0  # the device's own buffering (PortAudio's stream latency)
         self.logged = False
@@ -271,6 +274,15 @@ class _Processor:
                 self.cond.notify_all()
             self.thread.join(5.0)
             self.thread = None
+
+    def resize(self, frames: int) -> None:
+        """The server's period is now `frames` (JACK calls this before the first period and on each
+        change; PipeWire changes its quantum as other programs come and go). With the render
+        thread, a period too long for the thread to have one to spare (48 kHz with 128 -> 1024)
+        makes each block wait for its own period's render: the callback then waits for it up to 0.8
+        of the period, as long as a render in the callback could take, instead of half."""
+        if self.render_thread and int(frames) > 0:
+            self.wait_share = 0.5 if self.adapter.periods_to_spare(int(frames)) >= 1 else 0.8
 
     @property
     def mode(self) -> str:
@@ -317,7 +329,7 @@ class _Processor:
                     if ring.available < frames and ring.read + frames > silent_until:
                         # wait for it a little (as long as it takes in freewheel)
                         self.cond.wait_for(lambda: ring.available >= frames or self.done >= self.sent
-                                           or not self._rendering(), 5.0 if self.freewheel else 0.5 * period_s)
+                                           or not self._rendering(), 5.0 if self.freewheel else self.wait_share * period_s)
                 first = ring.read
                 if ring.read_into(out) < frames and first + frames > silent_until:
                     self.late += 1
@@ -460,6 +472,7 @@ class JackBackend:
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         self.client.set_freewheel_callback(self._freewheel)
+        self.client.set_blocksize_callback(self._blocksize)
         self.client.set_shutdown_callback(self._shutdown)
         self.connect = connect
         self.first_frame: int | None = None  # the graph's frame time of this client's first period
@@ -472,6 +485,15 @@ class JackBackend:
 
     def _shutdown(self, status: Any, reason: str) -> None:  # JACK's thread: only a flag
         self.failure = f"JACK: the server shut the client down ({reason or status})"
+
+    def _blocksize(self, frames: int) -> None:
+        """JACK's period changed (outside the process cycle): the status line's period, and how
+        long the callback waits for the render thread (`_Processor.resize`). Never raises."""
+        try:
+            self.period = int(frames)
+            self.proc.resize(frames)
+        except Exception:  # noqa: BLE001 - a notification callback must not raise into JACK
+            logger.exception("error on JACK's period change (the stream goes on)")
 
     def _process(self, frames: int) -> None:
         try:
