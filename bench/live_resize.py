@@ -1,13 +1,15 @@
 """`midi2wave live --jack` when the server's period changes mid-stream (PipeWire changes its quantum as
 other programs come and go; `jack_bufsize` does it on jackd).
 
-Each round starts a jackd (dummy backend, realtime when allowed) at `--config` on the other core,
-runs the engine (default buffering, render thread) on `--midi` from a MIDI sender for `--seconds`,
-and changes the period with `jack_bufsize` to each of `--sizes` at equal intervals. Each round runs
+Each run starts a jackd (dummy backend, realtime when allowed) at `--config` on the other core,
+runs the engine (default buffering) on `--midi` from a MIDI sender for `--seconds`, and from the
+engine's first period changes the period with `jack_bufsize` to each of `--sizes` at equal
+intervals (each change's return code and the period the backend then has are printed). Each round runs
 twice, alternating which goes first: as the package is (`_Processor.resize`: the callback waits up
 to 0.8 of a period for a block the thread could not render a period ahead) and with the wait held
-at half a period whatever the period (before). Printed per run: xruns, late blocks (in all, and
-before each change), errors and notes played.
+at half a period whatever the period (before). Printed per run: where it renders, xruns and late
+blocks since the engine's activation (late: in all, and so far at each change), errors and notes
+played.
 
     python bench/live_resize.py [--config 48000:128] [--sizes 1024 128] [--seconds 12] [--rounds 3]
 """
@@ -33,38 +35,45 @@ def run(model, events, rate: int, period: int, sizes: list[int], seconds: float,
     from midi2wave.render.live import LiveSynth
 
     resize = playback._Processor.resize
-    if half:  # before: the callback waits half a period, whatever the period
-        playback._Processor.resize = lambda self, frames: None
-    name, proc, realtime = bench_live.start_jackd(rate, period, core)
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    lates: list[int] = []
-    backends: list = []
     init = playback.JackBackend.__init__
+    lates: list[int] = []
+    changed: list[str] = []
+    backends: list = []
 
     def keep(self, *a, **k):
         init(self, *a, **k)
         backends.append(self)
 
-    playback.JackBackend.__init__ = keep
-
     def change():
+        while not backends or backends[0].proc.meter.periods == 0:  # from the engine's first period
+            time.sleep(0.01)
         for n in sizes:
             time.sleep(seconds / (len(sizes) + 1))
-            lates.append(backends[0].proc.late if backends else -1)
-            subprocess.run(["jack_bufsize", str(n)], capture_output=True, env=dict(os.environ), check=False)
+            lates.append(backends[0].proc.late)
+            done = subprocess.run(["jack_bufsize", str(n)], capture_output=True, env=dict(os.environ), check=False)
+            time.sleep(0.1)
+            changed.append(f"{n}: rc {done.returncode}, period {backends[0].period}")
 
+    proc = None
     try:
+        if half:  # before: the callback waits half a period, whatever the period
+            playback._Processor.resize = lambda self, frames: None
+        playback.JackBackend.__init__ = keep
+        name, proc, realtime = bench_live.start_jackd(rate, period, core)
+        os.environ["JACK_DEFAULT_SERVER"] = name
         threading.Thread(target=change, daemon=True).start()
         synth = LiveSynth(model)
         backend, _, window = bench_live.run_graph(synth, events, rate, seconds, None)
         p = backend.proc
-        return (f"{'half' if half else 'resize':>6}  {'rt' if realtime else 'no-rt':>5}  xruns {p.meter.xruns:3d}  "
-                f"late {p.late:4d} (before each change: {', '.join(map(str, lates))})  errors {p.errors}  "
-                f"notes {synth.stats.notes}")
+        return (f"{'half' if half else 'resize':>6}  {'rt' if realtime else 'no-rt':>5}  "
+                f"{'thread' if p.render_thread else 'callback':>8}  xruns {p.meter.xruns:3d}  late {p.late:4d} "
+                f"(so far at each change: {', '.join(map(str, lates))})  errors {p.errors}  notes {synth.stats.notes}"
+                f"  [{'; '.join(changed)}]")
     finally:
         playback.JackBackend.__init__ = init
         playback._Processor.resize = resize
-        bench_live.stop_jackd(proc)
+        if proc is not None:
+            bench_live.stop_jackd(proc)
 
 
 def main() -> None:

@@ -380,6 +380,8 @@ def test_a_period_change_reaches_the_engine():
     and go): the backend follows it, and with a period too long for the render thread to have one
     to spare the callback waits for each block up to 0.8 of the period, not half
     (`_Processor.resize`; bench/live_resize.py measures the late blocks)."""
+    if shutil.which("jack_bufsize") is None:
+        pytest.fail("jack_bufsize missing (scripts/setup-dev.sh installs jackd2)")
     serving = _serve(48000, 128)
     name, rate, period = next(serving)
     try:
@@ -394,6 +396,7 @@ def test_a_period_change_reaches_the_engine():
                 while backend.period != size and time.monotonic() < deadline:
                     time.sleep(0.01)
                 assert backend.period == size and backend.proc.wait_share == share, (size, backend.period)
+                assert backend.proc.max_backlog == max(4, math.ceil(0.02 * rate / size))  # still 20 ms
             periods = backend.proc.meter.periods
             time.sleep(0.2)
             assert backend.proc.meter.periods > periods and backend.proc.errors == 0  # still running

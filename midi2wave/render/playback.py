@@ -225,7 +225,8 @@ class _Processor:
     block from the ring (`RateAdapter.periods_to_spare` periods before it is heard, at least one:
     with a period so long that a block would need its own period's events, the callback renders,
     without the extra buffering; `render_thread` says which). A block not ready in time (the
-    callback waits for it at most half a period; in JACK's freewheel mode as long as it takes) is
+    callback waits for it at most half a period, 0.8 after a change to a period too long for the
+    thread to have one to spare, `resize`; in JACK's freewheel mode as long as it takes) is
     output with silence for what is missing and counted in `late`, and the stream keeps time. When
     the thread falls `max_backlog` periods behind (an overload), it drops what it has not rendered
     (`skipped`; the engine falls silent until the next onset) rather than play it late."""
@@ -280,9 +281,17 @@ class _Processor:
         change; PipeWire changes its quantum as other programs come and go). With the render
         thread, a period too long for the thread to have one to spare (48 kHz with 128 -> 1024)
         makes each block wait for its own period's render: the callback then waits for it up to 0.8
-        of the period, as long as a render in the callback could take, instead of half."""
-        if self.render_thread and int(frames) > 0:
-            self.wait_share = 0.5 if self.adapter.periods_to_spare(int(frames)) >= 1 else 0.8
+        of the period, as long as a render in the callback could take, instead of half. The
+        backlog at which the thread drops work stays 20 ms. (A stream that began in the callback,
+        at a long period, stays there: its latency has no buffering to render ahead into.)"""
+        frames = int(frames)
+        if frames <= 0:
+            return
+        self.period_s = frames / self.adapter.device_rate
+        self.max_backlog = max(4, int(math.ceil(0.02 / self.period_s)))  # still 20 ms
+        if self.render_thread:
+            self.spare_periods = self.adapter.periods_to_spare(frames)
+            self.wait_share = 0.5 if self.spare_periods >= 1 else 0.8
 
     @property
     def mode(self) -> str:
@@ -487,11 +496,11 @@ class JackBackend:
         self.failure = f"JACK: the server shut the client down ({reason or status})"
 
     def _blocksize(self, frames: int) -> None:
-        """JACK's period changed (outside the process cycle): the status line's period, and how
-        long the callback waits for the render thread (`_Processor.resize`). Never raises."""
+        """JACK's period changed (outside the process cycle): the backend's period, and how long
+        the callback waits for the render thread (`_Processor.resize`). Never raises."""
         try:
-            self.period = int(frames)
             self.proc.resize(frames)
+            self.period = int(frames)
         except Exception:  # noqa: BLE001 - a notification callback must not raise into JACK
             logger.exception("error on JACK's period change (the stream goes on)")
 
