@@ -757,8 +757,13 @@ def test_a_device_that_goes_away_ends_live_in_one_line_and_everything_is_closed(
     assert midi.opened == [(midi.JACK, 1)] and midi.callback is not None
     midi.callback(([0x90, 60, 100], 0.0), None)  # a note arrives: queued for the next period
     assert list(backend.queue) == [b"\x90\x3c\x64"]
-    gone = threading.Timer(0.7, lambda: setattr(backend.stream, "active", False))
-    gone.start()
+    started = backend.stream.start
+
+    def start():  # the device goes away 0.7 s after the stream started (a timer begun before it raced a slow start)
+        started()
+        threading.Timer(0.7, lambda: setattr(backend.stream, "active", False)).start()
+
+    backend.stream.start = start
     t0 = time.monotonic()
     with pytest.raises(playback.InputError, match="the stream stopped"):
         playback.run_live(backend, quiet=True, seconds=10)
