@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["ENTRY_POINTS", "KERNELS_ENV", "KERNELS_DIR_ENV", "Compiled", "NotCompiled", "ahead_of_time", "built_value",
+__all__ = ["ENTRY_POINTS", "ALWAYS_CALLED", "KERNELS_ENV", "KERNELS_DIR_ENV", "Compiled", "NotCompiled", "ahead_of_time", "built_value",
            "fingerprint", "intrinsic", "kernels_dir", "kernels_key", "njit", "use_ahead_of_time",
            "MODULE_NAME", "META_NAME"]
 
@@ -47,6 +47,9 @@ ENTRY_POINTS = (
     ("midi2wave.midi_loops", "note_rows"),
     ("midi2wave.midi_loops", "held_values"),
 )
+# the entry points every live model calls (building the kernels requires a call of each); the rolls'
+# and excitation's loops run only for a model that reads those rows
+ALWAYS_CALLED = ENTRY_POINTS[:3]
 # the modules that define jitted functions: they must not be imported before the choice is made,
 # and their sources (with the modules they read at compile time, and midi.py, which decides the types the
 # loops of midi_loops.py are called with) key the built kernels

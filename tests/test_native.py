@@ -16,6 +16,7 @@ import pytest
 import soundfile
 
 from midi2wave import cli, jit
+from midi2wave.errors import Midi2WaveError
 from helpers import live_piece
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,3 +219,8 @@ def test_a_model_without_pedal_rows_or_excitation_builds_without_their_loops():
     seen = native._sample_calls(bare, ("fp32",))  # its onset rows still go through note_rows
     assert set(seen) == (set(jit.ENTRY_POINTS) - loops) | {("midi2wave.midi_loops", "note_rows")}
     assert all(seen.values())
+    # the kernel's own entry points stay required: the excitation's loop, required, fails the bare model
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(jit, "ALWAYS_CALLED", jit.ALWAYS_CALLED + (("midi2wave.midi_loops", "excitation_notes"),))
+        with pytest.raises(Midi2WaveError, match="the live engine never called excitation_notes"):
+            native._sample_calls(bare, ("fp32",))

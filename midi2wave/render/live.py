@@ -765,7 +765,6 @@ class RateAdapter:
         if self.device_rate <= 0:
             raise LiveError(f"a device rate of {self.device_rate} Hz")
         sr = synth.sr
-        self.ratio = self.device_rate / sr
         self.device_frames = 0
         self.resampler = StreamResampler(sr, self.device_rate) if self.device_rate != sr else None
         self.up, self.down = (self.resampler.up, self.resampler.down) if self.resampler else (1, 1)
@@ -804,7 +803,7 @@ class RateAdapter:
             return self.prefill + self._frames_out(stream)
 
         spare, j = 1 << 30, 0
-        first = 4 + -(-(self.prefill + int(L * self.ratio)) // P)  # past the start (its blocks are silence)
+        first = 4 + -(-(self.prefill + self._frames_rounded(L)) // P)  # past the start (its blocks are silence)
         # the blocks' alignment with the engine's frames repeats after this many blocks (capped: a
         # ratio that fine is only an approximation of a device's rate anyway)
         repeat = self.up * spf // math.gcd(P * self.down, self.up * spf)

@@ -69,9 +69,8 @@ def _sample_calls(model: Any, precisions: tuple[str, ...]) -> dict[tuple[str, st
         for key, arg_lists in calls.items():
             for args in arg_lists:
                 seen[key].setdefault(jit.fingerprint(args), args)
-    # the rolls' and excitation's loops run only for a model that reads those rows (its pedal rows,
-    # an excitation): a model without them builds without them
-    missing = [name for module, name in jit.ENTRY_POINTS if not seen[(module, name)] and module != "midi2wave.midi_loops"]
+    # every model calls these; one without pedal rows or an excitation builds without their loops
+    missing = [name for module, name in jit.ALWAYS_CALLED if not seen[(module, name)]]
     if missing:
         raise Midi2WaveError(f"building the kernels: the live engine never called {', '.join(missing)}")
     return {key: variants for key, variants in seen.items() if variants}

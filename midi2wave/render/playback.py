@@ -242,12 +242,11 @@ class _Processor:
         self.render_thread = self.adapter.ahead_samples > 0
         self._asked_ahead = ahead_samples > 0
         self.synth = synth
-        self.period_s = period / device_rate
+        self._set_period(period)
         self.meter = CallbackMeter()  # the audio callback
         self.work = CallbackMeter()  # the render of each period (the callback's own, or the render thread's)
         self.late = 0  # periods output (partly) silent: their samples were not rendered in time
         self.skipped = 0  # periods the render thread dropped, too far behind
-        self.max_backlog = max(4, int(math.ceil(0.02 / self.period_s)))  # periods (20 ms)
         # how much of a period the callback waits for a block the thread has not rendered yet:
         # half, while the thread has a period to spare (`resize`: more when a server's period grows)
         self.wait_share = 0.5
@@ -276,6 +275,10 @@ class _Processor:
             self.thread.join(5.0)
             self.thread = None
 
+    def _set_period(self, frames: int) -> None:
+        self.period_s = frames / self.adapter.device_rate
+        self.max_backlog = max(4, int(math.ceil(0.02 / self.period_s)))  # periods (20 ms): a thread further behind drops
+
     def resize(self, frames: int) -> None:
         """The server's period is now `frames` (JACK calls this before the first period and on each
         change; PipeWire changes its quantum as other programs come and go). With the render
@@ -287,8 +290,7 @@ class _Processor:
         frames = int(frames)
         if frames <= 0:
             return
-        self.period_s = frames / self.adapter.device_rate
-        self.max_backlog = max(4, int(math.ceil(0.02 / self.period_s)))  # still 20 ms
+        self._set_period(frames)
         if self.render_thread:
             self.spare_periods = self.adapter.periods_to_spare(frames)
             self.wait_share = 0.5 if self.spare_periods >= 1 else 0.8
