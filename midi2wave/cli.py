@@ -210,12 +210,17 @@ def _cmd_live(args: argparse.Namespace) -> int:
     ahead = None if args.ahead is None else playback.check_ahead_ms(args.ahead)  # None: the default
     synth = _live_synth(args)
     if args.jack:
-        backend = playback.JackBackend(synth, args.name, args.connect, ahead_ms=ahead)
+        backend = playback.JackBackend(synth, args.name, args.connect, ahead_ms=ahead, period=args.period)
+        server = (f" (PipeWire's, asked for {backend.period_asked})" if backend.period_asked is not None else
+                  " (PipeWire's, as PIPEWIRE_LATENCY asks)" if backend.pipewire else
+                  " (the server's: `jack_bufsize` changes it, not --period)"
+                  if args.period not in (None, backend.period) else "")
     else:
-        backend = playback.DeviceBackend(synth, args.midi_in, args.device, args.period, ahead_ms=ahead)
+        backend = playback.DeviceBackend(synth, args.midi_in, args.device, args.period or 128, ahead_ms=ahead)
+        server = ""
     if not args.quiet:
-        print(f"midi2wave live: {backend.rate} Hz, period {backend.period}, latency {backend.latency_ms:.1f} ms, "
-              f"{backend.proc.mode}; Ctrl-C stops", file=sys.stderr)
+        print(f"midi2wave live: {backend.rate} Hz, period {backend.period}{server}, latency "
+              f"{backend.latency_ms:.1f} ms, {backend.proc.mode}; Ctrl-C stops", file=sys.stderr)
     return playback.run_live(backend, quiet=args.quiet, seconds=args.seconds)
 
 
@@ -451,7 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect", action="store_true", help="JACK: connect NAME:out to the system playback ports")
     p.add_argument("--midi-in", default=None, metavar="PORT", help="MIDI input port: its number in `--list`, its name, or part of it")
     p.add_argument("--device", default=None, metavar="NAME", help="audio output device (PortAudio name or number)")
-    p.add_argument("--period", type=_positive_int, default=128, help="--device: frames per period")
+    p.add_argument("--period", type=_positive_int, default=None, metavar="FRAMES",
+                   help="frames per period: --device, PortAudio's (default 128); --jack under PipeWire, the "
+                        "quantum to ask for (default 128, or what PIPEWIRE_LATENCY asks; PipeWire rounds it down to a "
+                        "power of two); jackd keeps its own")
     p.add_argument("--ahead", type=float, default=None, metavar="MS",
                    help="render this far ahead, buffered on top of the engine's 4 ms, so that the machine's "
                         "stalls cost no xrun (default 4: 8 ms of latency at 16 kHz; more where 4 leaves the render "

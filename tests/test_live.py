@@ -5,6 +5,7 @@ reaches other rates with a fixed latency. With a JACK server: tests/test_live_ja
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -931,3 +932,117 @@ def test_the_attacks_low_pass_follows_the_newest_key_whatever_the_bank_compacts(
         run(start, start + 1)
         assert bank.state.attack_key[0] == 70.0, (first, second)
         stopped += 10
+
+
+class _FakeJack:
+    """JACK-Client over a fake library: jackd's (version "1.9.21") or PipeWire's; each client
+    records the PipeWire variables it opened with."""
+
+    class JackError(Exception):
+        pass
+
+    class JackOpenError(JackError):
+        pass
+
+    def __init__(self, version: str, rate: int = 44100, blocksize: int = 1024) -> None:
+        self.version, self.rate, self.blocksize, self.opened = version, rate, blocksize, []
+
+    def version_string(self) -> str:
+        return self.version
+
+    def Client(self, name, **_options):  # noqa: N802 - JACK-Client's name
+        fake = self
+        env = {key: os.environ.get(key) for key in ("PIPEWIRE_LATENCY", "PIPEWIRE_PROPS")}
+        fake.opened.append(env)
+
+        class Ports:
+            def register(self, port):
+                return port
+
+        class Client:
+            samplerate, blocksize = fake.rate, fake.blocksize
+            midi_inports = outports = Ports()
+
+            def __getattr__(self, attr):  # set_*_callback, close
+                return lambda *args: None
+
+        return Client()
+
+
+@pytest.mark.parametrize("user", [{}, {"PIPEWIRE_LATENCY": "512/48000", "PIPEWIRE_PROPS": "{ node.name = mine }"}],
+                         ids=["unset", "user-set"])
+@pytest.mark.parametrize("period", [None, 256])
+def test_under_pipewire_live_asks_for_its_period_at_the_graphs_rate_and_restores_the_environment(
+        monkeypatch, user, period):
+    """PipeWire's JACK takes the node's latency from PIPEWIRE_LATENCY as a client opens: `live`
+    asks for `period` (default 128) at the graph's rate (a probe client reads it), and lets the
+    graph come down to it (node.lock-quantum false); a PIPEWIRE_LATENCY the user set stands unless
+    --period is given, and a PIPEWIRE_PROPS of the user's is kept. The environment is as before
+    afterwards. jackd's library gets nothing of it."""
+    for key in ("PIPEWIRE_LATENCY", "PIPEWIRE_PROPS"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in user.items():
+        monkeypatch.setenv(key, value)
+    before = dict(os.environ)
+    pipewire = _FakeJack("3.0.0.0 (using PipeWire 0.3.65)", rate=44100)
+    monkeypatch.setattr(playback, "_import", lambda name, package: pipewire)
+    backend = playback.JackBackend(live.LiveSynth(live_model(), LIVE_OPTIONS), period=period)
+    assert dict(os.environ) == before
+    asked = period or (None if user else playback.PIPEWIRE_PERIOD)
+    assert backend.pipewire and backend.period_asked == asked
+    opened = pipewire.opened[-1]  # the client that plays
+    if asked is None:
+        assert len(pipewire.opened) == 1 and opened == {"PIPEWIRE_LATENCY": "512/48000",
+                                                        "PIPEWIRE_PROPS": "{ node.name = mine }"}
+    else:
+        assert len(pipewire.opened) == 2 and pipewire.opened[0] == {k: user.get(k) for k in opened}  # the probe
+        assert opened["PIPEWIRE_LATENCY"] == f"{asked}/44100"
+        assert opened["PIPEWIRE_PROPS"] == user.get("PIPEWIRE_PROPS", "{ node.lock-quantum = false }")
+
+    jackd = _FakeJack("1.9.21", rate=48000, blocksize=128)
+    monkeypatch.setattr(playback, "_import", lambda name, package: jackd)
+    backend = playback.JackBackend(live.LiveSynth(live_model(), LIVE_OPTIONS), period=period)
+    assert not backend.pipewire and backend.period_asked is None and backend.period == 128
+    assert jackd.opened == [{k: user.get(k) for k in ("PIPEWIRE_LATENCY", "PIPEWIRE_PROPS")}]
+
+
+def test_audio_callbacks_run_with_thread_cancellation_disabled():
+    """PipeWire's JACK stops a client's audio thread with pthread_cancel: the callbacks of every
+    backend run with cancellation disabled (a cancel then waits until the thread is back in the
+    library), and the thread's own state is back after them, also when they raise."""
+    import ctypes
+    import threading
+
+    if playback._SET_CANCEL_STATE is None:
+        pytest.skip("no pthread_setcancelstate here (Linux only)")
+    state = ctypes.c_int()
+
+    def current() -> int:  # setting a state reads the old one: set it back as it was
+        playback._SET_CANCEL_STATE(playback._CANCEL_ENABLE, ctypes.byref(state))
+        playback._SET_CANCEL_STATE(state.value, None)
+        return state.value
+
+    seen = []
+
+    @playback._uncancellable
+    def callback(fail: bool):
+        seen.append(current())
+        if fail:
+            raise RuntimeError("in the callback")
+
+    def run():
+        callback(False)
+        with pytest.raises(RuntimeError):
+            callback(True)
+        seen.append(current())
+        playback._SET_CANCEL_STATE(playback._CANCEL_DISABLE, None)  # a library's thread that disables it itself
+        callback(False)
+        seen.append(current())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [playback._CANCEL_DISABLE, playback._CANCEL_DISABLE, playback._CANCEL_ENABLE,
+                    playback._CANCEL_DISABLE, playback._CANCEL_DISABLE]
+    for method in (playback.JackBackend._process, playback.DeviceBackend._callback, playback._Feed._callback):
+        assert method.__wrapped__ is not None  # each goes through _uncancellable

@@ -23,6 +23,8 @@ lowered while live, so no other thread can hold the GIL for a whole period.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import gc
 import logging
 import math
@@ -57,6 +59,10 @@ AUTO_AHEAD_MAX_MS = 8.0
 # callback at 44.1 kHz with period 256 (5.8 ms) the dense piece had 5 and 7 xruns a minute, where a
 # thread buffered 5.75 ms had none.
 CALLBACK_MIN_PERIOD_MS = 8.0
+# The period (frames) that `live --jack` asks PipeWire's graph for, where PIPEWIRE_LATENCY does not
+# ask already: the issue's setting at 48 kHz (2.7 ms). PipeWire's own default for a JACK client is
+# 1024 (21 ms), and a graph that no other program holds runs at the shortest period asked for.
+PIPEWIRE_PERIOD = 128
 
 __all__ = ["CallbackMeter", "JackBackend", "DeviceBackend", "list_ports", "status_line"]
 
@@ -251,6 +257,7 @@ class _Processor:
         # half, while the thread has a period to spare (`resize`: more when a server's period grows)
         self.wait_share = 0.5
         self.freewheel = False  # JACK's freewheel mode: the callback waits for the render thread
+        self.closing = False  # `stop` was called: the stream is ending
         self.output_latency_s = 0.0  # the device's own buffering (PortAudio's stream latency)
         self.logged = False
         self.inbox: deque = deque()
@@ -268,6 +275,10 @@ class _Processor:
             self.thread.start()
 
     def stop(self) -> None:
+        """Stop the render thread. The stream may still run (a backend stops its stream after
+        this): its callback then outputs what the ring holds, without waiting, and counts no block
+        late."""
+        self.closing = True
         if self.thread is not None and self._stop is not None:
             with self.cond:
                 self._stop.set()
@@ -276,6 +287,7 @@ class _Processor:
             self.thread = None
 
     def _set_period(self, frames: int) -> None:
+        self.period = frames  # device frames per callback, as the server last said
         self.period_s = frames / self.adapter.device_rate
         self.max_backlog = max(4, int(math.ceil(0.02 / self.period_s)))  # periods (20 ms): a thread further behind drops
 
@@ -342,7 +354,7 @@ class _Processor:
                         self.cond.wait_for(lambda: ring.available >= frames or self.done >= self.sent
                                            or not self._rendering(), 5.0 if self.freewheel else self.wait_share * period_s)
                 first = ring.read
-                if ring.read_into(out) < frames and first + frames > silent_until:
+                if ring.read_into(out) < frames and first + frames > silent_until and not self.closing:
                     self.late += 1
             except Exception:  # never out of the audio callback
                 out[:] = 0.0
@@ -426,7 +438,7 @@ def status_line(proc: _Processor) -> str:
     if synth.voice_limit is not None:
         flag += f"  OVERLOAD: notes limited to {synth.voice_limit} ({synth.stats.stolen} cut short)"
     late = f"  late {proc.late}" if proc.render_thread else ""
-    return (f"latency {proc.latency_ms:.1f} ms  load {100 * w.load:3.0f}% (worst {1000 * w.worst_s:.1f} ms)  "
+    return (f"latency {proc.latency_ms:.1f} ms  period {proc.period}  load {100 * w.load:3.0f}% (worst {1000 * w.worst_s:.1f} ms)  "
             f"polyphony {synth.polyphony:3d}  xruns {m.xruns}{late}  ignored {synth.stats.ignored_total}  "
             f"errors {proc.errors}{flag}")
 
@@ -452,24 +464,133 @@ def _adapter(synth: LiveSynth, device_rate: int, ahead: int) -> RateAdapter:
         raise InputError(f"audio device: {e}") from None
 
 
+def _on_pipewire(jack: Any) -> bool:
+    """Whether the JACK library is PipeWire's (`pw-jack`, or installed in place of JACK's)."""
+    try:
+        return "PipeWire" in str(jack.version_string())
+    except Exception:  # noqa: BLE001 - an odd library: take it for JACK's own
+        return False
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """The environment variables `values` set for the block, then restored."""
+    old = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _cancel_state_function() -> Any:
+    """glibc's pthread_setcancelstate through ctypes.PyDLL (called holding the GIL: no thread
+    switch around it), or None off Linux (other constants) or without it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.PyDLL(None).pthread_setcancelstate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_int
+    return function
+
+
+_SET_CANCEL_STATE = _cancel_state_function()
+_CANCEL_ENABLE, _CANCEL_DISABLE = 0, 1  # glibc's PTHREAD_CANCEL_ENABLE / _DISABLE
+
+
+def _uncancellable(callback: Any) -> Any:
+    """An audio callback that the audio library's thread runs with cancellation disabled (the
+    thread's state before it is restored after it).
+
+    PipeWire's JACK stops a client's audio thread with pthread_cancel (in jack_deactivate and
+    jack_client_close: its data loop has `loop.cancel` set, and no setting of the client's reaches
+    it). Cancelled at a cancellation point inside the interpreter (waiting for the GIL, or in a
+    lock's wait) the thread dies holding the GIL's mutex, and the whole process hangs for ever
+    (docs/live.md, "Stopping under PipeWire"). With cancellation disabled for the callback, a
+    cancel that comes meanwhile takes effect once the thread is back in the library's own code.
+    Its way in, waiting for the GIL before the callback runs, stays exposed: `deactivate_jack_client`."""
+    set_state = _SET_CANCEL_STATE
+    if set_state is None:
+        return callback
+
+    @functools.wraps(callback)
+    def guarded(*args: Any) -> Any:
+        before = ctypes.c_int(_CANCEL_ENABLE)
+        set_state(_CANCEL_DISABLE, ctypes.byref(before))
+        try:
+            return callback(*args)
+        finally:
+            set_state(before.value, None)
+
+    return guarded
+
+
+def deactivate_jack_client(client: Any) -> None:
+    """`client.deactivate()`, after three periods in which this thread does not hold the GIL.
+
+    PipeWire's JACK cancels the client's audio thread in deactivate (`_uncancellable`); if that
+    thread is then waiting for the GIL to begin a callback, it dies holding the GIL's mutex. The
+    pause lets a callback that waits for the GIL now run first. What stays exposed is the moment
+    between the pause and the library call, where this thread holds the GIL, so a caller stops the
+    threads of its own that take the GIL (the render thread) before it."""
+    time.sleep(3 * client.blocksize / client.samplerate)
+    client.deactivate()
+
+
+def _open_jack_client(jack: Any, name: str) -> Any:
+    """A client of the running JACK server named exactly `name`, or a one-line InputError."""
+    try:
+        with _quiet_c_stderr():  # the exact name: JACK would rename a second instance (NAME-01)
+            return jack.Client(name, use_exact_name=True, no_start_server=True)
+    except jack.JackOpenError as e:
+        if e.status.server_failed:
+            raise InputError("JACK: no server to connect to (start one, e.g. `jackd -d alsa`, or run under "
+                             f"PipeWire's JACK: `pw-jack midi2wave live --jack`) ({e.status})") from None
+        if e.status.name_not_unique or _jack_client_exists(jack, name):  # jackd2 says only "server error"
+            raise InputError(f"JACK: a client named {name!r} is already running (give another --name)") from None
+        raise InputError(f"JACK: the server refused a client named {name!r} ({e.status})") from None
+    except jack.JackError as e:
+        raise InputError(f"JACK: cannot open a client named {name!r} ({e})") from None
+
+
 class JackBackend:
-    """The live engine as a JACK client (`NAME:midi_in` -> `NAME:out`)."""
+    """The live engine as a JACK client (`NAME:midi_in` -> `NAME:out`).
+
+    `period` (frames): under PipeWire's JACK, the period to ask the graph for (its quantum), as
+    PIPEWIRE_LATENCY at the graph's rate (default `PIPEWIRE_PERIOD`; a PIPEWIRE_LATENCY the user set
+    stands unless `period` is given) with `node.lock-quantum = false` (PIPEWIRE_PROPS, unless set).
+    PipeWire runs its graph at the shortest period its nodes ask for, rounded down to a power of
+    two, except while a JACK client that joined it at a longer one holds it there; the engine
+    follows the period it gets (`_blocksize`). jackd's period is the server's, for every client
+    (`jack_bufsize` changes it): `period_asked` stays None there."""
 
     def __init__(self, synth: LiveSynth, name: str = "midi2wave", connect: bool = False,
-                 ahead_ms: float | None = None) -> None:
+                 ahead_ms: float | None = None, period: int | None = None) -> None:
         jack = _import("jack", "JACK-Client (and the JACK library, e.g. Debian's jackd2)")
-        try:
-            with _quiet_c_stderr():  # the exact name: JACK would rename a second instance (NAME-01)
-                self.client = jack.Client(name, use_exact_name=True, no_start_server=True)
-        except jack.JackOpenError as e:
-            if e.status.server_failed:
-                raise InputError("JACK: no server to connect to (start one, e.g. `jackd -d alsa`, or run under "
-                                 f"PipeWire's JACK: `pw-jack midi2wave live --jack`) ({e.status})") from None
-            if e.status.name_not_unique or _jack_client_exists(jack, name):  # jackd2 says only "server error"
-                raise InputError(f"JACK: a client named {name!r} is already running (give another --name)") from None
-            raise InputError(f"JACK: the server refused a client named {name!r} ({e.status})") from None
-        except jack.JackError as e:
-            raise InputError(f"JACK: cannot open a client named {name!r} ({e})") from None
+        self.pipewire = _on_pipewire(jack)
+        self.period_asked: int | None = None  # frames asked of PipeWire
+        request: dict[str, str] = {}  # PipeWire's JACK reads these as the client opens
+        if self.pipewire and (period is not None or "PIPEWIRE_LATENCY" not in os.environ):
+            self.period_asked = int(period or PIPEWIRE_PERIOD)
+            if self.period_asked <= 0:
+                raise InputError(f"--period {self.period_asked}: give a number of frames above 0")
+            probe = _open_jack_client(jack, name)  # the graph's rate, to ask for whole frames at it
+            try:
+                request["PIPEWIRE_LATENCY"] = f"{self.period_asked}/{probe.samplerate}"
+            finally:
+                probe.close()
+            # PipeWire's JACK clients hold the graph at the period it had when they joined: do not,
+            # so that it comes down to the period asked for once a program holding it longer leaves
+            if "PIPEWIRE_PROPS" not in os.environ:  # the user's own properties stand as they are
+                request["PIPEWIRE_PROPS"] = "{ node.lock-quantum = false }"
+        with _environment(request):
+            self.client = _open_jack_client(jack, name)
         self.jack = jack
         self.failure: str | None = None  # set when the server shuts the client down
         self.rate, self.period = self.client.samplerate, self.client.blocksize
@@ -506,6 +627,7 @@ class JackBackend:
         except Exception:  # noqa: BLE001 - a notification callback must not raise into JACK
             logger.exception("error on JACK's period change (the stream goes on)")
 
+    @_uncancellable
     def _process(self, frames: int) -> None:
         try:
             began = self.client.frames_since_cycle_start / self.rate
@@ -545,11 +667,14 @@ class JackBackend:
         return self.proc.latency_ms
 
     def stop(self) -> None:
+        # the render thread first: while the client is deactivated no other thread of ours competes
+        # for the GIL with its audio thread, and the callback no longer waits (`_uncancellable`)
+        self.proc.stop()
         # an overloaded server can leave deactivate() waiting for ever: give it up after a while (and
         # then do not close the client under it: the process's exit does)
-        if self.failure is not None or _bounded(self.client.deactivate, "JACK: deactivating the client"):
+        if self.failure is not None or _bounded(lambda: deactivate_jack_client(self.client),
+                                                "JACK: deactivating the client"):
             _bounded(self.client.close, "JACK: closing the client")
-        self.proc.stop()
         _realtime_python(False)
 
 
@@ -614,6 +739,7 @@ class DeviceBackend:
             self.midi.ignore_types(sysex=False, timing=True, active_sense=True)
             self.midi.set_callback(lambda message, _: self.queue.append(bytes(message[0])))
 
+    @_uncancellable
     def _callback(self, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         if status.output_underflow:
             self.proc.meter.xruns += 1
@@ -653,8 +779,8 @@ class DeviceBackend:
             _bounded(self.midi.close_port, "MIDI input: closing the port")
 
     def stop(self) -> None:
+        self.proc.stop()  # the render thread first, as JackBackend.stop does
         self._close()
-        self.proc.stop()
         _realtime_python(False)
 
 
@@ -742,6 +868,7 @@ class _Feed:
         self.stream = sd.OutputStream(samplerate=rate, blocksize=0, device=device, channels=1, dtype="float32",
                                       callback=self._callback)
 
+    @_uncancellable
     def _callback(self, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
         if self.ring.read_into(outdata[:, 0], keep_time=False) < frames and not self.finishing:
             self.gaps += 1  # the render fell behind: a gap, and the piece goes on after it
