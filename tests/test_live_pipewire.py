@@ -1,0 +1,128 @@
+"""`midi2wave live --jack` under PipeWire's JACK (`pw-jack`), against a PipeWire daemon that the
+module starts itself (a runtime folder of its own, the dummy driver at 48 kHz, PipeWire's default
+period of 1024) and stops by its PID: `live` asks the graph for 128 frames and gets them, follows
+the period a program holding the graph longer sets and gets its own back once that program
+leaves; the engine's output in the graph equals its render of the same events; and `live` exits
+every time (PipeWire's JACK cancels a client's audio thread: `playback._uncancellable`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import die_with_parent, live_piece
+
+pytestmark = pytest.mark.server
+TESTS = Path(__file__).resolve().parent
+
+# a JACK client that takes the graph at PipeWire's default period (1024 frames, held while it runs:
+# node.lock-quantum) and leaves after `seconds`, without deactivating (os._exit)
+HOLDER = """
+import os, sys, time, jack
+client = jack.Client("m2w-holder", no_start_server=True)
+client.outports.register("out")
+client.activate()
+print("holding", client.blocksize, flush=True)
+time.sleep(float(sys.argv[1]))
+os._exit(0)
+"""
+
+
+@pytest.fixture(scope="module")
+def pipewire(tmp_path_factory):
+    """A PipeWire daemon of the test's own; yields the environment its clients run in."""
+    if shutil.which("pipewire") is None or shutil.which("pw-jack") is None or shutil.which("pw-cli") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pipewire / pw-jack / pw-cli missing (scripts/setup-dev.sh installs them)")
+        pytest.skip("PipeWire's JACK not installed")
+    root = tmp_path_factory.mktemp("pipewire")
+    runtime = root / "run"
+    runtime.mkdir(mode=0o700)
+    # its own runtime folder (the socket) and an empty configuration home: the system's defaults
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(root / "config"))
+    for name in ("PIPEWIRE_LATENCY", "PIPEWIRE_PROPS", "PIPEWIRE_REMOTE", "JACK_DEFAULT_SERVER"):
+        env.pop(name, None)
+    daemon = subprocess.Popen(["pipewire"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=die_with_parent)
+    try:
+        deadline = time.monotonic() + 15
+        while subprocess.run(["pw-cli", "info", "0"], env=env, capture_output=True, timeout=10).returncode != 0:
+            assert daemon.poll() is None and time.monotonic() < deadline, "pipewire did not start"
+            time.sleep(0.1)
+        yield env
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+
+
+def _live(env: dict, *args: str, seconds: float = 1.5) -> tuple[str, list[str]]:
+    """`pw-jack midi2wave live --jack ARGS` for `seconds`: (its start line, its status lines)."""
+    done = subprocess.run(["pw-jack", sys.executable, "-m", "midi2wave", "live", "--jack", "--seconds", str(seconds),
+                           *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [line.strip() for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines and lines[0].startswith("midi2wave live: 48000 Hz"), done.stderr
+    return lines[0], lines[1:]
+
+
+def test_live_asks_pipewire_for_its_period_and_gets_it_back_from_a_program_that_held_the_graph(pipewire):
+    start, status = _live(pipewire)  # an idle graph: PipeWire's default would be 1024
+    assert "period 128 (PipeWire's, asked for 128)" in start and "rendered on a thread" in start, start
+    assert status and all("period 128 " in line for line in status), status
+    start, status = _live(dict(pipewire, PIPEWIRE_LATENCY="512/48000"), "--period", "256")  # --period wins
+    assert "period 256 (PipeWire's, asked for 256)" in start and "period 256 " in status[-1], (start, status)
+    start, _ = _live(dict(pipewire, PIPEWIRE_LATENCY="512/48000"))  # the user's own request stands
+    assert "period 512 (PipeWire's, as PIPEWIRE_LATENCY asks)" in start, start
+
+    # a program holds the graph at 1024 as `live` joins: it follows, then comes down once it leaves
+    holder = subprocess.Popen(["pw-jack", sys.executable, "-c", HOLDER, "2.5"], env=pipewire, stdout=subprocess.PIPE,
+                              text=True, preexec_fn=die_with_parent)
+    try:
+        assert holder.stdout.readline().split() == ["holding", "1024"]
+        _, status = _live(pipewire, seconds=5.0)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert any("period 1024 " in line for line in status) and "period 128 " in status[-1], status
+
+
+def test_the_engines_output_in_the_graph_is_its_render_of_the_events_sent(pipewire, tmp_path):
+    """A MIDI sender -> the engine -> a recorder under PipeWire's JACK on the real clock (its
+    freewheel mode does not run unconnected clients' clock as jackd's does): every recorded frame
+    equals the engine's render of the same events in the same periods, which sounds the first
+    note exactly `latency_frames` (410 at 48 kHz, 8.5 ms) after it. A try that a stall of the
+    machine spoiled (a late block, or a period the recorder lost) is run again, three in all."""
+    piece = live_piece(tmp_path)
+    tries = []
+    for _ in range(3):
+        done = subprocess.run(["pw-jack", sys.executable, str(TESTS / "pipewire_graph.py"), piece], env=pipewire,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        tries.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        if tries[-1]["late"] == 0 and tries[-1]["recorded"] == tries[-1]["of"]:
+            break
+    result = tries[-1]
+    assert (result["rate"], result["period"], result["latency_frames"], result["errors"]) == (48000, 128, 410, 0), tries
+    assert result["late"] == 0 and result["recorded"] == result["of"] and result["equal"], tries
+    assert result["peak_at_onset"] > 1e-3, tries
+
+
+def test_live_exits_every_time(pipewire):
+    """PipeWire's JACK cancels the client's audio thread as `live` stops; caught waiting for the GIL
+    it would leave the process hung for ever (2 of 20 exits before `_uncancellable` and
+    `deactivate_jack_client`). Ten exits in a row, each within the timeout."""
+    for _ in range(10):
+        done = subprocess.run(["pw-jack", sys.executable, "-m", "midi2wave", "live", "--jack", "--seconds", "0.3", "-q"],
+                              env=pipewire, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and not done.stderr, done.stderr
