@@ -210,13 +210,14 @@ def _cmd_live(args: argparse.Namespace) -> int:
     ahead = None if args.ahead is None else playback.check_ahead_ms(args.ahead)  # None: the default
     synth = _live_synth(args)
     if args.jack:
-        backend = playback.JackBackend(synth, args.name, args.connect, ahead_ms=ahead, period=args.period)
-        server = (f" (PipeWire's, asked for {backend.period_asked})" if backend.period_asked is not None else
+        backend = playback.JackBackend(synth, args.name, args.connect, ahead_ms=ahead, period_frames=args.period)
+        server = (f" (PipeWire's, asked for {backend.period_frames_asked})" if backend.period_frames_asked is not None else
                   " (PipeWire's, as PIPEWIRE_LATENCY asks)" if backend.pipewire else
                   " (the server's: `jack_bufsize` changes it, not --period)"
                   if args.period not in (None, backend.period) else "")
     else:
-        backend = playback.DeviceBackend(synth, args.midi_in, args.device, args.period or 128, ahead_ms=ahead)
+        period = playback.DEFAULT_PERIOD_FRAMES if args.period is None else args.period
+        backend = playback.DeviceBackend(synth, args.midi_in, args.device, period, ahead_ms=ahead)
         server = ""
     if not args.quiet:
         print(f"midi2wave live: {backend.rate} Hz, period {backend.period}{server}, latency "

@@ -946,6 +946,8 @@ class _FakeJack:
 
     def __init__(self, version: str, rate: int = 44100, blocksize: int = 1024) -> None:
         self.version, self.rate, self.blocksize, self.opened = version, rate, blocksize, []
+        self.calls: list[str] = []  # activate, deactivate, close, and what a test adds
+        self.activate_fails = False
 
     def version_string(self) -> str:
         return self.version
@@ -963,14 +965,25 @@ class _FakeJack:
             samplerate, blocksize = fake.rate, fake.blocksize
             midi_inports = outports = Ports()
 
-            def __getattr__(self, attr):  # set_*_callback, close
+            def activate(self):
+                fake.calls.append("activate")
+                if fake.activate_fails:
+                    raise fake.JackError("activate")
+
+            def deactivate(self):
+                fake.calls.append("deactivate")
+
+            def close(self):
+                fake.calls.append("close")
+
+            def __getattr__(self, attr):  # set_*_callback
                 return lambda *args: None
 
         return Client()
 
 
-@pytest.mark.parametrize("user", [{}, {"PIPEWIRE_LATENCY": "512/48000", "PIPEWIRE_PROPS": "{ node.name = mine }"}],
-                         ids=["unset", "user-set"])
+@pytest.mark.parametrize("user", [{}, {"PIPEWIRE_LATENCY": "512/48000", "PIPEWIRE_PROPS": "{ node.name = mine }"},
+                                  {"PIPEWIRE_LATENCY": "512/48000"}], ids=["unset", "user-set", "latency-set"])
 @pytest.mark.parametrize("period", [None, 256])
 def test_under_pipewire_live_asks_for_its_period_at_the_graphs_rate_and_restores_the_environment(
         monkeypatch, user, period):
@@ -986,23 +999,24 @@ def test_under_pipewire_live_asks_for_its_period_at_the_graphs_rate_and_restores
     before = dict(os.environ)
     pipewire = _FakeJack("3.0.0.0 (using PipeWire 0.3.65)", rate=44100)
     monkeypatch.setattr(playback, "_import", lambda name, package: pipewire)
-    backend = playback.JackBackend(live.LiveSynth(live_model(), LIVE_OPTIONS), period=period)
+    backend = playback.JackBackend(live.LiveSynth(live_model(), LIVE_OPTIONS), period_frames=period)
     assert dict(os.environ) == before
-    asked = period or (None if user else playback.PIPEWIRE_PERIOD)
-    assert backend.pipewire and backend.period_asked == asked
+    asked = period or (None if user else playback.DEFAULT_PERIOD_FRAMES)
+    assert backend.pipewire and backend.period_frames_asked == asked and backend.period == 1024  # as opened
     opened = pipewire.opened[-1]  # the client that plays
+    assert opened["PIPEWIRE_PROPS"] == user.get("PIPEWIRE_PROPS", "{ node.lock-quantum = false }")
     if asked is None:
-        assert len(pipewire.opened) == 1 and opened == {"PIPEWIRE_LATENCY": "512/48000",
-                                                        "PIPEWIRE_PROPS": "{ node.name = mine }"}
+        assert len(pipewire.opened) == 1 and opened["PIPEWIRE_LATENCY"] == "512/48000"
     else:
         assert len(pipewire.opened) == 2 and pipewire.opened[0] == {k: user.get(k) for k in opened}  # the probe
         assert opened["PIPEWIRE_LATENCY"] == f"{asked}/44100"
-        assert opened["PIPEWIRE_PROPS"] == user.get("PIPEWIRE_PROPS", "{ node.lock-quantum = false }")
+    with pytest.raises(playback.InputError, match="--period 0: give a number of frames above 0"):
+        playback.JackBackend(live.LiveSynth(live_model(), LIVE_OPTIONS), period_frames=0)
 
     jackd = _FakeJack("1.9.21", rate=48000, blocksize=128)
     monkeypatch.setattr(playback, "_import", lambda name, package: jackd)
-    backend = playback.JackBackend(live.LiveSynth(live_model(), LIVE_OPTIONS), period=period)
-    assert not backend.pipewire and backend.period_asked is None and backend.period == 128
+    backend = playback.JackBackend(live.LiveSynth(live_model(), LIVE_OPTIONS), period_frames=period)
+    assert not backend.pipewire and backend.period_frames_asked is None and backend.period == 128
     assert jackd.opened == [{k: user.get(k) for k in ("PIPEWIRE_LATENCY", "PIPEWIRE_PROPS")}]
 
 
@@ -1044,5 +1058,31 @@ def test_audio_callbacks_run_with_thread_cancellation_disabled():
     thread.join()
     assert seen == [playback._CANCEL_DISABLE, playback._CANCEL_DISABLE, playback._CANCEL_ENABLE,
                     playback._CANCEL_DISABLE, playback._CANCEL_DISABLE]
+    guarded = playback._uncancellable(lambda: 0).__code__
     for method in (playback.JackBackend._process, playback.DeviceBackend._callback, playback._Feed._callback):
-        assert method.__wrapped__ is not None  # each goes through _uncancellable
+        assert method.__code__ is guarded  # each goes through _uncancellable
+
+
+@pytest.mark.parametrize("start_fails", [False, True], ids=["stop", "failed-start"])
+def test_a_jack_client_is_stopped_after_its_render_thread_and_a_pause_without_the_gil(monkeypatch, start_fails):
+    """PipeWire's JACK cancels the client's audio thread in deactivate: the render thread (which
+    takes the GIL) stops first, and the client is deactivated after three periods' sleep (the GIL
+    free for a callback that waits for it), then closed; also when the client does not start."""
+    fake = _FakeJack("3.0.0.0 (using PipeWire 0.3.65)", rate=48000, blocksize=128)
+    fake.activate_fails = start_fails
+    monkeypatch.setattr(playback, "_import", lambda name, package: fake)
+    backend = playback.JackBackend(live.LiveSynth(live_model(), LIVE_OPTIONS))
+    assert backend.proc.render_thread and fake.calls == ["close"]  # the probe that read the rate
+    fake.calls.clear()
+    stop = backend.proc.stop
+    monkeypatch.setattr(backend.proc, "stop", lambda: (fake.calls.append("render thread stops"), stop()))
+    sleep = time.sleep
+    monkeypatch.setattr(playback.time, "sleep", lambda s: (fake.calls.append(f"sleep {s:.5f}"), sleep(s)))
+    if start_fails:
+        with pytest.raises(playback.InputError, match="JACK: cannot start the client"):
+            backend.start()
+    else:
+        backend.start()
+        backend.stop()
+    assert fake.calls == ["activate", "render thread stops", f"sleep {3 * 128 / 48000:.5f}", "deactivate", "close"]
+    assert backend.proc.thread is None

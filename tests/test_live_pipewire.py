@@ -90,11 +90,15 @@ def test_live_asks_pipewire_for_its_period_and_gets_it_back_from_a_program_that_
                               text=True, preexec_fn=die_with_parent)
     try:
         assert holder.stdout.readline().split() == ["holding", "1024"]
-        _, status = _live(pipewire, seconds=5.0)
+        start, status = _live(pipewire, seconds=5.0)
     finally:
         holder.kill()
         holder.wait()
+    # it opened at the period it asked for (PipeWire's JACK says so before the client joins): the
+    # render thread, which then waits up to 0.8 of the long period for each block
+    assert "period 128 (PipeWire's, asked for 128)" in start and "rendered on a thread" in start, start
     assert any("period 1024 " in line for line in status) and "period 128 " in status[-1], status
+    assert "late 0 " in status[-1] and "errors 0" in status[-1], status
 
 
 def test_the_engines_output_in_the_graph_is_its_render_of_the_events_sent(pipewire, tmp_path):
@@ -120,9 +124,13 @@ def test_the_engines_output_in_the_graph_is_its_render_of_the_events_sent(pipewi
 
 def test_live_exits_every_time(pipewire):
     """PipeWire's JACK cancels the client's audio thread as `live` stops; caught waiting for the GIL
-    it would leave the process hung for ever (2 of 20 exits before `_uncancellable` and
-    `deactivate_jack_client`). Ten exits in a row, each within the timeout."""
+    it would leave the process hung for ever. A smoke check: ten exits in a row, each within the
+    timeout, at the period where it hung (PipeWire's default of 1024: the callback renders). The
+    hang came at a few exits in a hundred (docs/live.md, "Stopping under PipeWire"), so passing
+    proves little about it; tests/test_live.py checks the mend itself (the callbacks'
+    cancellation state, the order of the stop and its pause)."""
+    env = dict(pipewire, PIPEWIRE_LATENCY="1024/48000")
     for _ in range(10):
         done = subprocess.run(["pw-jack", sys.executable, "-m", "midi2wave", "live", "--jack", "--seconds", "0.3", "-q"],
-                              env=pipewire, capture_output=True, text=True, timeout=30)
+                              env=env, capture_output=True, text=True, timeout=30)
         assert done.returncode == 0 and not done.stderr, done.stderr

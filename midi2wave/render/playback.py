@@ -59,10 +59,10 @@ AUTO_AHEAD_MAX_MS = 8.0
 # callback at 44.1 kHz with period 256 (5.8 ms) the dense piece had 5 and 7 xruns a minute, where a
 # thread buffered 5.75 ms had none.
 CALLBACK_MIN_PERIOD_MS = 8.0
-# The period (frames) that `live --jack` asks PipeWire's graph for, where PIPEWIRE_LATENCY does not
-# ask already: the issue's setting at 48 kHz (2.7 ms). PipeWire's own default for a JACK client is
-# 1024 (21 ms), and a graph that no other program holds runs at the shortest period asked for.
-PIPEWIRE_PERIOD = 128
+# The period (frames) of `live --device`'s stream, and the one `live --jack` asks PipeWire's graph
+# for where PIPEWIRE_LATENCY does not ask already: the issue's setting at 48 kHz (2.7 ms). PipeWire's
+# own default for a JACK client is 1024 (21 ms); a graph no client holds runs at the shortest asked for.
+DEFAULT_PERIOD_FRAMES = 128
 
 __all__ = ["CallbackMeter", "JackBackend", "DeviceBackend", "list_ports", "status_line"]
 
@@ -513,8 +513,11 @@ def _uncancellable(callback: Any) -> Any:
     it). Cancelled at a cancellation point inside the interpreter (waiting for the GIL, or in a
     lock's wait) the thread dies holding the GIL's mutex, and the whole process hangs for ever
     (docs/live.md, "Stopping under PipeWire"). With cancellation disabled for the callback, a
-    cancel that comes meanwhile takes effect once the thread is back in the library's own code.
-    Its way in, waiting for the GIL before the callback runs, stays exposed: `deactivate_jack_client`."""
+    cancel that comes meanwhile waits until the thread is at a cancellation point with it enabled
+    again: in the library's own code, or, if another thread wants the GIL just then, at the one
+    check for a thread switch after the state is restored. That moment and the thread's way in
+    (waiting for the GIL before the callback runs) stay exposed; stopping with no other thread of
+    ours taking the GIL keeps them uncontended (`deactivate_jack_client`)."""
     set_state = _SET_CANCEL_STATE
     if set_state is None:
         return callback
@@ -562,40 +565,45 @@ def _open_jack_client(jack: Any, name: str) -> Any:
 class JackBackend:
     """The live engine as a JACK client (`NAME:midi_in` -> `NAME:out`).
 
-    `period` (frames): under PipeWire's JACK, the period to ask the graph for (its quantum), as
-    PIPEWIRE_LATENCY at the graph's rate (default `PIPEWIRE_PERIOD`; a PIPEWIRE_LATENCY the user set
-    stands unless `period` is given) with `node.lock-quantum = false` (PIPEWIRE_PROPS, unless set).
-    PipeWire runs its graph at the shortest period its nodes ask for, rounded down to a power of
-    two, except while a JACK client that joined it at a longer one holds it there; the engine
-    follows the period it gets (`_blocksize`). jackd's period is the server's, for every client
-    (`jack_bufsize` changes it): `period_asked` stays None there."""
+    `period_frames`: under PipeWire's JACK, the period to ask the graph for (its quantum), as
+    PIPEWIRE_LATENCY at the graph's rate (default `DEFAULT_PERIOD_FRAMES`; a PIPEWIRE_LATENCY the
+    user set stands unless `period_frames` is given), and `node.lock-quantum = false`
+    (PIPEWIRE_PROPS, unless the user set it). PipeWire runs its graph at the shortest period its
+    nodes ask for, rounded down to a power of two, except while a JACK client that joined it at a
+    longer one holds it there; the engine follows the period it gets (`_blocksize`), and does not
+    hold the graph itself. jackd's period is the server's, for every client (`jack_bufsize`
+    changes it): `period_frames_asked` stays None there."""
 
     def __init__(self, synth: LiveSynth, name: str = "midi2wave", connect: bool = False,
-                 ahead_ms: float | None = None, period: int | None = None) -> None:
+                 ahead_ms: float | None = None, period_frames: int | None = None) -> None:
         jack = _import("jack", "JACK-Client (and the JACK library, e.g. Debian's jackd2)")
         self.pipewire = _on_pipewire(jack)
-        self.period_asked: int | None = None  # frames asked of PipeWire
-        request: dict[str, str] = {}  # PipeWire's JACK reads these as the client opens
-        if self.pipewire and (period is not None or "PIPEWIRE_LATENCY" not in os.environ):
-            self.period_asked = int(period or PIPEWIRE_PERIOD)
-            if self.period_asked <= 0:
-                raise InputError(f"--period {self.period_asked}: give a number of frames above 0")
-            probe = _open_jack_client(jack, name)  # the graph's rate, to ask for whole frames at it
-            try:
-                request["PIPEWIRE_LATENCY"] = f"{self.period_asked}/{probe.samplerate}"
-            finally:
-                probe.close()
+        self.period_frames_asked: int | None = None  # of PipeWire
+        # PipeWire's JACK reads these as the client opens (setting the process's environment is safe
+        # here: no thread of ours reads it meanwhile)
+        request: dict[str, str] = {}
+        if self.pipewire and "PIPEWIRE_PROPS" not in os.environ:  # the user's own properties stand
             # PipeWire's JACK clients hold the graph at the period it had when they joined: do not,
             # so that it comes down to the period asked for once a program holding it longer leaves
-            if "PIPEWIRE_PROPS" not in os.environ:  # the user's own properties stand as they are
-                request["PIPEWIRE_PROPS"] = "{ node.lock-quantum = false }"
+            request["PIPEWIRE_PROPS"] = "{ node.lock-quantum = false }"
+        if self.pipewire and (period_frames is not None or "PIPEWIRE_LATENCY" not in os.environ):
+            asked = DEFAULT_PERIOD_FRAMES if period_frames is None else int(period_frames)
+            if asked <= 0:
+                raise InputError(f"--period {asked}: give a number of frames above 0")
+            probe = _open_jack_client(jack, name)  # the graph's rate, to ask for whole frames at it
+            try:
+                request["PIPEWIRE_LATENCY"] = f"{asked}/{probe.samplerate}"
+            finally:
+                with contextlib.suppress(jack.JackError):
+                    probe.close()
+            self.period_frames_asked = asked
         with _environment(request):
             self.client = _open_jack_client(jack, name)
         self.jack = jack
         self.failure: str | None = None  # set when the server shuts the client down
-        self.rate, self.period = self.client.samplerate, self.client.blocksize
+        self.rate = self.client.samplerate
         try:
-            self.proc = _Processor(synth, self.rate, self.period, ahead_samples(synth, ahead_ms))
+            self.proc = _Processor(synth, self.rate, self.client.blocksize, ahead_samples(synth, ahead_ms))
         except InputError:
             self.client.close()
             raise
@@ -618,12 +626,16 @@ class JackBackend:
     def _shutdown(self, status: Any, reason: str) -> None:  # JACK's thread: only a flag
         self.failure = f"JACK: the server shut the client down ({reason or status})"
 
+    @property
+    def period(self) -> int:
+        """Frames per period, as the server last said (`_Processor.period`)."""
+        return self.proc.period
+
     def _blocksize(self, frames: int) -> None:
-        """JACK's period changed (outside the process cycle): the backend's period, and how long
+        """JACK's period changed (outside the process cycle): the engine's period, and how long
         the callback waits for the render thread (`_Processor.resize`). Never raises."""
         try:
             self.proc.resize(frames)
-            self.period = int(frames)
         except Exception:  # noqa: BLE001 - a notification callback must not raise into JACK
             logger.exception("error on JACK's period change (the stream goes on)")
 
@@ -655,10 +667,10 @@ class JackBackend:
                         self.client.connect(self.out, port)
             except self.jack.JackError as e:
                 raise InputError(f"JACK: cannot start the client ({e})") from None
-        except BaseException:  # not started: nothing left running or open
-            if _bounded(self.client.deactivate, "JACK: deactivating the client", log=False):
-                _bounded(self.client.close, "JACK: closing the client", log=False)
+        except BaseException:  # not started: nothing left running or open (in `stop`'s order)
             self.proc.stop()
+            if _bounded(lambda: deactivate_jack_client(self.client), "JACK: deactivating the client", log=False):
+                _bounded(self.client.close, "JACK: closing the client", log=False)
             _realtime_python(False)
             raise
 
@@ -712,7 +724,7 @@ def _bounded(call: Any, what: str, seconds: float = 5.0, log: bool = True) -> bo
 class DeviceBackend:
     """The live engine on a PortAudio output (sounddevice), MIDI from an RtMidi input port."""
 
-    def __init__(self, synth: LiveSynth, midi_in: str | None, device: str | None, period: int = 128,
+    def __init__(self, synth: LiveSynth, midi_in: str | None, device: str | None, period: int = DEFAULT_PERIOD_FRAMES,
                  rate: int | None = None, ahead_ms: float | None = None) -> None:
         sd = _import("sounddevice", "sounddevice (and PortAudio, e.g. Debian's libportaudio2)")
         device = _device(device)
