@@ -38,8 +38,13 @@ than 1 ms late after a 2-ms sleep, when the core did not run even that thread (a
 the kernel's interrupt work); reported per core in the engine's window: those over 2 ms late (over
 1 ms) / the worst, and how many of jackd's reports came within 50 ms of one over 1 ms.
 
+`--server pipewire` (the bench run under `pw-jack`): a PipeWire daemon of the bench's own instead,
+its dummy driver at the rate, every client asking for the period (PIPEWIRE_LATENCY); no xrun
+attribution (that reads jackd's output), no `--polyphony`.
+
     python bench/live.py [--midi FILE] [--seconds 60] [--configs 16000:64 16000:128 48000:96 48000:192]
                          [--ahead default 0] [--core 0] [--rounds 1] [--no-null] [--polyphony] [--stall-probe]
+    pw-jack python bench/live.py --server pipewire [...]
 """
 
 from __future__ import annotations
@@ -102,13 +107,17 @@ def start_jackd(rate: int, period: int, core: int, log: Path | None = None) -> t
 
 
 def stop_jackd(proc: subprocess.Popen) -> None:
-    """Stop jackd by its PID, and its output's stamper (which ends with jackd's output)."""
+    """Stop jackd (or `start_pipewire`'s daemon) by its PID, and its output's stamper (which ends
+    with jackd's output)."""
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    root = getattr(proc, "root", None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
     stamper = getattr(proc, "stamper", None)
     if stamper is not None:
         try:
@@ -116,6 +125,34 @@ def stop_jackd(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             stamper.kill()
             stamper.wait()
+
+
+def start_pipewire(rate: int, period: int, core: int) -> subprocess.Popen:
+    """A PipeWire daemon of the bench's own (its dummy driver at `rate`; a runtime folder and an
+    otherwise empty configuration home of its own) on a core other than `core`, made this process's
+    server (XDG_RUNTIME_DIR), with every client asking for `period` frames (PIPEWIRE_LATENCY: the
+    engine, the MIDI sender, the null and busy clients)."""
+    if shutil.which("pipewire") is None or shutil.which("pw-cli") is None:
+        raise SystemExit("pipewire / pw-cli not installed (Debian: pipewire, pipewire-bin)")
+    root = Path(tempfile.mkdtemp(prefix="m2w-bench-pw-"))
+    (root / "run").mkdir(mode=0o700)
+    conf = root / "config" / "pipewire" / "pipewire.conf.d"
+    conf.mkdir(parents=True)
+    (conf / "rate.conf").write_text(f"context.properties = {{ default.clock.rate = {rate} "
+                                    f"default.clock.allowed-rates = [ {rate} ] }}\n")
+    os.environ.update(XDG_RUNTIME_DIR=str(root / "run"), XDG_CONFIG_HOME=str(root / "config"),
+                      PIPEWIRE_LATENCY=f"{period}/{rate}")
+    other = [c for c in sorted(os.sched_getaffinity(0)) if c != core] or [core]
+    proc = subprocess.Popen(["taskset", "-c", str(other[0]), "pipewire"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    proc.root = root  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 15
+    while subprocess.run(["pw-cli", "info", "0"], capture_output=True).returncode != 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_jackd(proc)
+            raise SystemExit(f"pipewire did not start at {rate} Hz")
+        time.sleep(0.1)
+    return proc
 
 
 _XRUN = re.compile(r"^(\d+\.\d+) JackEngine::XRun: client (?:= )?(\S+) (was not finished, state = (\w+)|finished after)")
@@ -272,6 +309,9 @@ print("ready", flush=True)
 sys.stdin.readline()
 state["go"] = True
 sys.stdin.read()
+if "PipeWire" in jack.version_string():  # its JACK cancels the client's thread in deactivate: leave without
+    import os
+    os._exit(0)
 """
 
 
@@ -342,12 +382,15 @@ def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, flo
     core, same duration: what the machine itself costs (a shared VM stalls now and then)."""
     import jack
 
+    from midi2wave.render.playback import _uncancellable, deactivate_jack_client
+
     client = jack.Client("m2w-null", no_start_server=True)
     out = client.outports.register("out")
     count = [0]
     worst = [0.0]
 
     @client.set_process_callback
+    @_uncancellable  # PipeWire's JACK cancels the client's thread as it stops it (as `live`'s)
     def process(frames):
         t = time.perf_counter()
         while time.perf_counter() - t < spin_s:
@@ -363,7 +406,7 @@ def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, flo
     t0 = time.monotonic()
     time.sleep(seconds)
     t1 = time.monotonic()
-    client.deactivate()
+    deactivate_jack_client(client)
     client.close()
     return count[0], worst[0], t0, t1
 
@@ -439,11 +482,20 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="runs of each configuration (the machine's stalls vary)")
     ap.add_argument("--no-null", action="store_true", help="skip the null and busy clients (the machine's own xruns)")
     ap.add_argument("--polyphony", action="store_true")
+    ap.add_argument("--server", choices=["jackd", "pipewire"], default="jackd",
+                    help="pipewire: a PipeWire daemon of the bench's own (run the bench under pw-jack)")
     ap.add_argument("--stall-probe", action="store_true",
                     help="note the cores' stalls meanwhile (StallProbe) and which xruns came near one")
     args = ap.parse_args()
-    if shutil.which("jackd") is None:
+    if args.server == "jackd" and shutil.which("jackd") is None:
         raise SystemExit("jackd not installed (Debian: jackd2)")
+    if args.server == "pipewire":
+        import jack
+
+        if "PipeWire" not in jack.version_string():
+            raise SystemExit("--server pipewire: run the bench under PipeWire's JACK (pw-jack python bench/live.py ...)")
+        if args.polyphony:
+            raise SystemExit("--polyphony runs on jackd")
     cores = sorted(os.sched_getaffinity(0))  # the probe's, one per core
     os.sched_setaffinity(0, {args.core})
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -474,8 +526,11 @@ def main() -> None:
             spans = {}  # the null and busy clients' minutes
             stalls = None
             try:
-                name, proc, realtime = start_jackd(rate, period, args.core, log)
-                os.environ["JACK_DEFAULT_SERVER"] = name
+                if args.server == "pipewire":
+                    proc, realtime = start_pipewire(rate, period, args.core), None
+                else:
+                    name, proc, realtime = start_jackd(rate, period, args.core, log)
+                    os.environ["JACK_DEFAULT_SERVER"] = name
                 try:
                     probe = StallProbe(cores) if args.stall_probe else None
                     try:
@@ -499,7 +554,7 @@ def main() -> None:
             c = backend.proc.meter.durations[window.first_period:window.end_period]
             ends = backend.proc.meter.ends[window.first_period:window.end_period]
             p = period / rate
-            print(f"{spec:>11}  {'rt' if realtime else 'no-rt':>6}  {_shown(ahead):>5}  {backend.latency_ms:10.1f}"
+            print(f"{spec:>11}  {'pw' if realtime is None else 'rt' if realtime else 'no-rt':>6}  {_shown(ahead):>5}  {backend.latency_ms:10.1f}"
                   f"  {1e3 * c.mean():8.3f} {1e3 * np.percentile(c, 99):6.3f} {1e3 * c.max():7.3f}"
                   f"  {1e3 * d.mean():7.3f} {1e3 * np.percentile(d, 99):6.3f} {1e3 * d.max():7.3f}"
                   f"  {np.percentile(d, 99) / p:17.2f}  {window.xruns:5d} ({window.overloads})  {window.late:4d}"
