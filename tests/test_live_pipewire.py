@@ -77,6 +77,10 @@ def _live(env: dict, *args: str, seconds: float = 1.5) -> tuple[str, list[str]]:
 
 
 def test_live_asks_pipewire_for_its_period_and_gets_it_back_from_a_program_that_held_the_graph(pipewire):
+    listed = subprocess.run(["pw-jack", sys.executable, "-m", "midi2wave", "live", "--list"], env=pipewire,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "JACK server: PipeWire's, 48000 Hz (`live --jack` asks for a period of 128 " \
+        "frames" in listed.stdout, listed.stdout + listed.stderr
     start, status = _live(pipewire)  # an idle graph: PipeWire's default would be 1024
     assert "period 128 (PipeWire's, asked for 128)" in start and "rendered on a thread" in start, start
     assert status and all("period 128 " in line for line in status), status

@@ -829,7 +829,11 @@ def list_ports() -> str:
         try:
             with _quiet_c_stderr():
                 client = jack.Client("midi2wave-list", no_start_server=True)
-            lines.append(f"JACK server: {client.samplerate} Hz, period {client.blocksize}")
+            if _on_pipewire(jack):  # a client that asks for nothing gets PipeWire's default period
+                lines.append(f"JACK server: PipeWire's, {client.samplerate} Hz (`live --jack` asks for a period of "
+                             f"{DEFAULT_PERIOD_FRAMES} frames, --period for another)")
+            else:
+                lines.append(f"JACK server: {client.samplerate} Hz, period {client.blocksize}")
             for p in client.get_ports(is_midi=True, is_output=True):
                 lines.append(f"  JACK MIDI source: {p.name}")
             for p in client.get_ports(is_audio=True, is_input=True):
