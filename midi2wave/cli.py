@@ -211,16 +211,16 @@ def _cmd_live(args: argparse.Namespace) -> int:
     synth = _live_synth(args)
     if args.jack:
         backend = playback.JackBackend(synth, args.name, args.connect, ahead_ms=ahead, period_frames=args.period)
-        server = (f" (PipeWire's, asked for {backend.period_frames_asked})" if backend.period_frames_asked is not None else
+        period_note = (f" (PipeWire's, asked for {backend.period_frames_asked})" if backend.period_frames_asked is not None else
                   " (PipeWire's, as PIPEWIRE_LATENCY asks)" if backend.pipewire else
                   " (the server's: `jack_bufsize` changes it, not --period)"
                   if args.period not in (None, backend.period) else "")
     else:
         period = playback.DEFAULT_PERIOD_FRAMES if args.period is None else args.period
         backend = playback.DeviceBackend(synth, args.midi_in, args.device, period, ahead_ms=ahead)
-        server = ""
+        period_note = ""
     if not args.quiet:
-        print(f"midi2wave live: {backend.rate} Hz, period {backend.period}{server}, latency "
+        print(f"midi2wave live: {backend.rate} Hz, period {backend.period}{period_note}, latency "
               f"{backend.latency_ms:.1f} ms, {backend.proc.mode}; Ctrl-C stops", file=sys.stderr)
     return playback.run_live(backend, quiet=args.quiet, seconds=args.seconds)
 

@@ -511,6 +511,25 @@ def test_the_engine_refuses_to_take_in_more_than_it_can_hold_ungenerated():
     assert len(adapter.process([], 70000)) == 70000  # a block longer than the ring: in parts
 
 
+def test_the_periods_after_the_render_thread_stops_are_not_counted_late():
+    """A backend stops its render thread before its stream (PipeWire's JACK: `JackBackend.stop`):
+    the periods the stream still plays meanwhile output what the ring holds and silence, without
+    waiting, and are not counted late (the status line's last count is the stream's own)."""
+    synth = live.LiveSynth(live_model(), OPTIONS)
+    proc = playback._Processor(synth, SR, 64, 64)
+    proc.start()
+    for _ in range(8):  # past the latency: a block missing now would be late
+        proc([], 64, np.empty(64, np.float32))
+    late = proc.late
+    proc.stop()
+    t0 = time.perf_counter()
+    outs = [np.ones(64, np.float32) for _ in range(40)]  # more than the ring holds
+    for out in outs:
+        proc([], 64, out)
+    assert proc.late == late and np.isfinite(np.concatenate(outs)).all()
+    assert not outs[-1].any() and time.perf_counter() - t0 < 0.5  # silence, not waited for
+
+
 def test_an_error_on_the_render_thread_gives_silence_and_is_counted():
     synth = live.LiveSynth(live_model(), OPTIONS)
     proc = playback._Processor(synth, SR, 64, 64)
