@@ -3,12 +3,15 @@ stand for two nodes; gloo on CPU), and an elastic restart after a worker is kill
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.training
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 8  # 4 checkpoints apart: the elastic restart resumes from step 4
+NODES_TIMEOUT_SECONDS = 240
 
 
 def _env(**extra) -> dict[str, str]:
@@ -52,17 +56,28 @@ def _train_args(setup: dict, out: Path) -> list[str]:
 
 
 def _launch_nodes(script: list[str], args: list[str], rdzv_id: str, *extra: str, env=None) -> list[subprocess.CompletedProcess]:
-    """Two torchrun launches of one process each, meeting at a c10d rendezvous on 127.0.0.1."""
+    """Two torchrun launches of one process each, meeting at a c10d rendezvous on 127.0.0.1.
+
+    Both are drained at once and share one deadline. A node that fails leaves the other one's agent
+    in torchrun's exit barrier (300 s), so on a timeout both are killed and both nodes' stderr shown.
+    """
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", rdzv_id,
                 *extra]
     procs = [subprocess.Popen(torchrun + script + args, env=env or _env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    done = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=240)
-        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    return done
+                              stderr=subprocess.PIPE, text=True, start_new_session=True) for _ in range(2)]
+    with ThreadPoolExecutor(len(procs)) as pool:
+        outputs = [pool.submit(proc.communicate) for proc in procs]
+        finished, _ = wait(outputs, timeout=NODES_TIMEOUT_SECONDS)
+        if len(finished) < len(procs):
+            for proc in procs:  # each agent with its worker
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            tails = [f"node {i} (exit {proc.wait()}): {output.result()[1][-2000:]}"
+                     for i, (proc, output) in enumerate(zip(procs, outputs))]
+            pytest.fail(f"the two nodes did not both finish in {NODES_TIMEOUT_SECONDS} s\n" + "\n".join(tails))
+    return [subprocess.CompletedProcess(proc.args, proc.returncode, *output.result())
+            for proc, output in zip(procs, outputs)]
 
 
 @pytest.fixture(scope="module")

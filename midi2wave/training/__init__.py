@@ -43,7 +43,9 @@ What a run keeps and reports
 - `summaries.py`: `write_audio_summaries` (target, teacher-forced and free-running audio, roll over
   spectrograms) for TensorBoard.
 - `distributed.py`: `env_info` (rank 0 of a world of 1 outside torchrun), `setup` / `cleanup` of
-  the process group, `resolve_device`, and the collectives the loop uses.
+  the process group, `resolve_device`, and the collectives the loop uses. The collectives hand the
+  backend copies of their own, and `cleanup` returns once it has freed them all (docs/training.md,
+  "The end of a run").
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ multi-node runs use torchrun's own options (--nnodes, --rdzv-endpoint ...), no h
 from __future__ import annotations
 
 import os
+import pickle
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -162,9 +164,50 @@ def _attempt_store(info: DistInfo, timeout: timedelta = timedelta(minutes=30)) -
     return dist.PrefixStore(f"midi2wave/{token}/", base)
 
 
+# Every tensor that Python knows and that this module hands to a collective is a copy of the
+# module's own, remembered here (id -> weak reference) until the backend lets go of it. Why: gloo's
+# worker threads free a finished work (and, through a barrier's weak references, the works before
+# it) after the caller's wait has returned, and freeing a tensor that Python knows takes the GIL.
+# A worker thread that asks for the GIL while the interpreter finalizes is ended inside a noexcept
+# destructor: the process aborts ("terminate called without an active exception"), and under
+# torchrun with several nodes the other node's agent then waits out its exit barrier. DDP keeps the
+# process group and its threads alive past destroy_process_group, so nothing else joins them;
+# `cleanup` waits (the GIL free) until every tensor lent here has been freed.
+_lent: dict[int, weakref.ref] = {}
+
+RELEASE_WAIT_SECONDS = 10.0  # a collective that never finishes (a peer gone) stops the wait here
+
+
+def _lend(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`, remembered until it is freed (the caller must hold no other reference to it)."""
+    key = id(tensor)
+
+    def freed(_ref: weakref.ref, key: int = key) -> None:  # on the thread that frees it, the GIL held
+        _lent.pop(key, None)
+
+    _lent[key] = weakref.ref(tensor, freed)
+    return tensor
+
+
+def tensors_lent() -> int:
+    """How many tensors handed to collectives by this module the backend still holds."""
+    return len(_lent)
+
+
+def await_release(timeout_seconds: float = RELEASE_WAIT_SECONDS) -> bool:
+    """Wait, with the GIL free, until the backend has freed every tensor lent to it; True if it has."""
+    deadline = time.monotonic() + timeout_seconds
+    while _lent and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return not _lent
+
+
 def cleanup(created: bool) -> None:
+    """Destroy the process group made by `setup` (`created`), once the backend has let go of every
+    tensor lent to it: the interpreter may finalize right after."""
     if created and dist.is_initialized():
         dist.destroy_process_group()
+        await_release()
 
 
 def active() -> bool:
@@ -176,17 +219,38 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _collective_device() -> torch.device:
+    """Where the backend wants its tensors: the current GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum over ranks in place (identity in a single process); returns the tensor."""
     if active():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        summed = _lend(tensor.clone())  # the backend may hold its copy after the wait
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+        tensor.copy_(summed)
     return tensor
 
 
 def all_gather_object(obj: Any) -> list[Any]:
-    """[obj of rank 0, obj of rank 1, ...] on every rank ([obj] in a single process)."""
+    """[obj of rank 0, obj of rank 1, ...] on every rank ([obj] in a single process).
+
+    Pickled, like torch.distributed.all_gather_object, but through tensors of this module's own
+    (`_lend`): the payload's length from every rank, then every payload padded to the longest.
+    """
     if not active():
         return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
+    world, device = dist.get_world_size(), _collective_device()
+    payload = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8)
+    length = _lend(torch.tensor([payload.numel()], dtype=torch.int64, device=device))
+    lengths = [_lend(torch.zeros_like(length)) for _ in range(world)]
+    dist.all_gather(lengths, length)
+    sizes = [int(n.item()) for n in lengths]
+    mine = _lend(torch.zeros(max(sizes), dtype=torch.uint8, device=device))
+    mine[: payload.numel()] = payload.to(device)
+    gathered = [_lend(torch.empty_like(mine)) for _ in range(world)]
+    dist.all_gather(gathered, mine)
+    return [pickle.loads(g[:size].cpu().numpy().tobytes()) for g, size in zip(gathered, sizes)]
