@@ -12,6 +12,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 
 from midi2wave.training import distributed as D
@@ -50,10 +51,8 @@ RANK_SCRIPT = textwrap.dedent("""
     # from here on the interpreter hands the GIL to no other thread of itself (a 10 s switch
     # interval); only a wait that blocks (cleanup's) lets gloo's worker threads free their works
     sys.setswitchinterval(10)
-    lent_before = D.tensors_lent()
     D.cleanup(created)
-    print(json.dumps({"rank": info.rank, "summed": summed.tolist(), "lent_before": lent_before,
-                      "handed": handed[0], "unlent": unlent[0],
+    print(json.dumps({"rank": info.rank, "summed": summed.tolist(), "handed": handed[0], "unlent": unlent[0],
                       "lent_after": D.tensors_lent(),
                       "gathered": [[g["rank"], len(g["text"]), g["tensor"].tolist()] for g in gathered]}))
 """)
@@ -71,16 +70,16 @@ def _run_two_ranks(*args: str) -> list[dict]:
     env.pop("TORCHELASTIC_USE_AGENT_STORE", None)
     procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, *args], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
-    results = []
     try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err[-3000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
+        outputs = [proc.communicate(timeout=120) for proc in procs]
     finally:
         for proc in procs:
             proc.kill()
-    return results
+            proc.communicate()
+    errors = [f"rank {r} (exit {proc.returncode}): {err[-2000:]}"
+              for r, (proc, (_, err)) in enumerate(zip(procs, outputs)) if proc.returncode != 0]
+    assert not errors, "\n".join(errors)
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
 
 
 def test_two_ranks_sum_gather_and_free_every_lent_tensor_before_teardown_returns():
@@ -124,3 +123,41 @@ def test_teardown_returns_only_once_the_backend_has_freed_what_it_was_lent(monke
     D.cleanup(created=True)
     assert destroyed == [True]
     assert D.tensors_lent() == 0 and worker_holds == []
+
+
+def test_a_lent_tensor_stays_lent_while_only_cpp_holds_it():
+    """The premise of the ledger: the weak reference dies when C++ lets go, not when Python does
+    (torch keeps the Python object of a tensor that C++ still holds)."""
+    owner = torch.zeros(2, requires_grad=True)
+    owner.grad = D._lend(torch.ones(2))  # held by the autograd metadata (C++), by nothing in Python
+    assert D.tensors_lent() == 1
+    owner.grad = None
+    assert D.tensors_lent() == 0
+
+
+def test_teardown_warns_when_the_backend_keeps_a_tensor_past_the_wait(monkeypatch, caplog):
+    monkeypatch.setattr(D, "RELEASE_WAIT_SECONDS", 0.05)
+    stuck = D._lend(torch.ones(1))  # as a collective that never finishes holds its tensors
+    D.cleanup(created=False)
+    assert "still holds 1 tensor(s) after 0.05 s" in caplog.text
+    del stuck
+    assert D.tensors_lent() == 0
+
+
+def test_a_collective_that_raises_leaves_nothing_lent_though_its_traceback_is_kept(monkeypatch):
+    """A peer gone: the collective raises, and the traceback (kept while the error propagates, and by
+    pytest here) holds the frames; they hold no lent tensor, so teardown does not wait in vain."""
+    def fails(*args, **kwargs):
+        raise RuntimeError("Connection closed by peer")
+
+    monkeypatch.setattr(D, "active", lambda: True)
+    monkeypatch.setattr(D, "_collective_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(D.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(D.dist, "all_reduce", fails)
+    monkeypatch.setattr(D.dist, "all_gather", fails)
+    with pytest.raises(RuntimeError) as reduced:
+        D.all_reduce_sum(torch.ones(3))
+    with pytest.raises(RuntimeError) as gathered:
+        D.all_gather_object({"a": 1})
+    assert reduced.traceback and gathered.traceback
+    assert D.tensors_lent() == 0

@@ -55,29 +55,56 @@ def _train_args(setup: dict, out: Path) -> list[str]:
             "--max-steps", str(STEPS), "--device", "cpu", "-q"]
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid` (torchrun starts its workers in sessions of their own)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    found, frontier = [], {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found += sorted(frontier)
+    return found
+
+
+def _kill_with_workers(proc: subprocess.Popen) -> None:
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _launch_nodes(script: list[str], args: list[str], rdzv_id: str, *extra: str, env=None) -> list[subprocess.CompletedProcess]:
     """Two torchrun launches of one process each, meeting at a c10d rendezvous on 127.0.0.1.
 
     Both are drained at once and share one deadline. A node that fails leaves the other one's agent
-    in torchrun's exit barrier (300 s), so on a timeout both are killed and both nodes' stderr shown.
+    in torchrun's exit barrier (300 s), so on a timeout both agents and their workers are killed and
+    both nodes' stderr shown.
     """
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", rdzv_id,
                 *extra]
     procs = [subprocess.Popen(torchrun + script + args, env=env or _env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True) for _ in range(2)]
-    with ThreadPoolExecutor(len(procs)) as pool:
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    pool = ThreadPoolExecutor(len(procs))
+    try:
         outputs = [pool.submit(proc.communicate) for proc in procs]
         finished, _ = wait(outputs, timeout=NODES_TIMEOUT_SECONDS)
         if len(finished) < len(procs):
-            for proc in procs:  # each agent with its worker
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            tails = [f"node {i} (exit {proc.wait()}): {output.result()[1][-2000:]}"
+            for proc in procs:
+                _kill_with_workers(proc)
+            tails = [f"node {i} (exit {proc.wait()}): {output.result(timeout=60)[1][-2000:]}"
                      for i, (proc, output) in enumerate(zip(procs, outputs))]
             pytest.fail(f"the two nodes did not both finish in {NODES_TIMEOUT_SECONDS} s\n" + "\n".join(tails))
-    return [subprocess.CompletedProcess(proc.args, proc.returncode, *output.result())
-            for proc, output in zip(procs, outputs)]
+        return [subprocess.CompletedProcess(proc.args, proc.returncode, *output.result())
+                for proc, output in zip(procs, outputs)]
+    finally:
+        for proc in procs:  # an interrupted test leaves no node behind
+            if proc.poll() is None:
+                _kill_with_workers(proc)
+        pool.shutdown(wait=False)
 
 
 @pytest.fixture(scope="module")

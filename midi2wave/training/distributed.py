@@ -8,9 +8,11 @@ multi-node runs use torchrun's own options (--nnodes, --rdzv-endpoint ...), no h
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import time
+import traceback
 import weakref
 from dataclasses import dataclass
 from datetime import timedelta
@@ -172,21 +174,28 @@ def _attempt_store(info: DistInfo, timeout: timedelta = timedelta(minutes=30)) -
 # destructor: the process aborts ("terminate called without an active exception"), and under
 # torchrun with several nodes the other node's agent then waits out its exit barrier. DDP keeps the
 # process group and its threads alive past destroy_process_group, so nothing else joins them;
-# `cleanup` waits (the GIL free) until every tensor lent here has been freed.
+# `cleanup` waits (the GIL free) until every tensor lent here has been freed. DDP's own collectives
+# (gradient buckets, broadcasts of parameters and buffers) hand gloo tensors that C++ made and
+# Python never saw, which free without the GIL.
 _lent: dict[int, weakref.ref] = {}
 
 RELEASE_WAIT_SECONDS = 10.0  # a collective that never finishes (a peer gone) stops the wait here
 
 
 def _lend(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor`, remembered until it is freed (the caller must hold no other reference to it)."""
-    key = id(tensor)
-
-    def freed(_ref: weakref.ref, key: int = key) -> None:  # on the thread that frees it, the GIL held
-        _lent.pop(key, None)
-
-    _lent[key] = weakref.ref(tensor, freed)
+    """`tensor`, remembered until it is freed. The caller drops its own references on the way out,
+    also when a collective raises (an exception's traceback keeps the caller's frame)."""
+    # the callback is C (a partial of dict.pop), not Python: the freeing thread must not hand the
+    # GIL over between emptying the ledger and finishing the free
+    _lent[id(tensor)] = weakref.ref(tensor, functools.partial(_lent.pop, id(tensor)))
     return tensor
+
+
+def _clear_frames_below(error: BaseException) -> None:
+    """Drop the locals of the finished frames in `error`'s traceback (torch's collective wrappers
+    hold the lent tensors as arguments): the traceback lives on while the error propagates, past
+    `cleanup`. The frame that calls this keeps its own; it drops them itself."""
+    traceback.clear_frames(error.__traceback__)
 
 
 def tensors_lent() -> int:
@@ -194,20 +203,27 @@ def tensors_lent() -> int:
     return len(_lent)
 
 
-def await_release(timeout_seconds: float = RELEASE_WAIT_SECONDS) -> bool:
-    """Wait, with the GIL free, until the backend has freed every tensor lent to it; True if it has."""
-    deadline = time.monotonic() + timeout_seconds
+def await_release(timeout_seconds: float | None = None) -> bool:
+    """Wait, with the GIL free, until the backend has freed every tensor lent to it (at most
+    `timeout_seconds`, RELEASE_WAIT_SECONDS by default); True if it has."""
+    deadline = time.monotonic() + (RELEASE_WAIT_SECONDS if timeout_seconds is None else timeout_seconds)
     while _lent and time.monotonic() < deadline:
         time.sleep(0.001)
     return not _lent
 
 
 def cleanup(created: bool) -> None:
-    """Destroy the process group made by `setup` (`created`), once the backend has let go of every
-    tensor lent to it: the interpreter may finalize right after."""
-    if created and dist.is_initialized():
-        dist.destroy_process_group()
-        await_release()
+    """Destroy the process group made by `setup` (`created`), then wait until the backend has let go
+    of every tensor lent to it: the interpreter may finalize right after."""
+    try:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
+    finally:
+        if not await_release():
+            from .metrics import warn
+
+            warn(f"the process group still holds {tensors_lent()} tensor(s) after {RELEASE_WAIT_SECONDS:g} s "
+                 f"(a collective that did not finish?); exiting without waiting longer")
 
 
 def active() -> bool:
@@ -230,8 +246,14 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum over ranks in place (identity in a single process); returns the tensor."""
     if active():
         summed = _lend(tensor.clone())  # the backend may hold its copy after the wait
-        dist.all_reduce(summed, op=dist.ReduceOp.SUM)
-        tensor.copy_(summed)
+        try:
+            dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+            tensor.copy_(summed)
+        except BaseException as error:
+            _clear_frames_below(error)
+            raise
+        finally:
+            del summed
     return tensor
 
 
@@ -239,18 +261,33 @@ def all_gather_object(obj: Any) -> list[Any]:
     """[obj of rank 0, obj of rank 1, ...] on every rank ([obj] in a single process).
 
     Pickled, like torch.distributed.all_gather_object, but through tensors of this module's own
-    (`_lend`): the payload's length from every rank, then every payload padded to the longest.
+    (`_all_gather_bytes`).
     """
     if not active():
         return [obj]
+    return [pickle.loads(blob) for blob in _all_gather_bytes(pickle.dumps(obj))]
+
+
+def _all_gather_bytes(data: bytes) -> list[bytes]:
+    """Every rank's `data`, through lent tensors: each rank's length, then every payload padded to
+    the longest."""
     world, device = dist.get_world_size(), _collective_device()
-    payload = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8)
-    length = _lend(torch.tensor([payload.numel()], dtype=torch.int64, device=device))
-    lengths = [_lend(torch.zeros_like(length)) for _ in range(world)]
-    dist.all_gather(lengths, length)
-    sizes = [int(n.item()) for n in lengths]
-    mine = _lend(torch.zeros(max(sizes), dtype=torch.uint8, device=device))
-    mine[: payload.numel()] = payload.to(device)
-    gathered = [_lend(torch.empty_like(mine)) for _ in range(world)]
-    dist.all_gather(gathered, mine)
-    return [pickle.loads(g[:size].cpu().numpy().tobytes()) for g, size in zip(gathered, sizes)]
+    length: torch.Tensor | None = None
+    lengths: list[torch.Tensor] = []
+    mine: torch.Tensor | None = None
+    gathered: list[torch.Tensor] = []
+    try:
+        length = _lend(torch.tensor([len(data)], dtype=torch.int64, device=device))
+        lengths = [_lend(torch.zeros_like(length)) for _ in range(world)]
+        dist.all_gather(lengths, length)
+        sizes = [int(n.item()) for n in lengths]
+        mine = _lend(torch.zeros(max(sizes), dtype=torch.uint8, device=device))
+        mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+        gathered = [_lend(torch.empty_like(mine)) for _ in range(world)]
+        dist.all_gather(gathered, mine)
+        return [g[:size].cpu().numpy().tobytes() for g, size in zip(gathered, sizes)]
+    except BaseException as error:
+        _clear_frames_below(error)
+        raise
+    finally:
+        del length, lengths, mine, gathered  # see _lend
