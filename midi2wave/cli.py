@@ -13,9 +13,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import Midi2WaveError
 
+if TYPE_CHECKING:  # imported on use: `live` alone needs it
+    from .render.playback import JackBackend
 
 
 def _process_age_s() -> float:
@@ -196,6 +199,17 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jack_period_note(backend: JackBackend, period: int | None) -> str:
+    """What `live --jack`'s start line adds to the period: whose it is, and what `--period` did."""
+    if backend.period_frames_asked is not None:
+        return f" (PipeWire's, asked for {backend.period_frames_asked})"
+    if backend.pipewire:
+        return " (PipeWire's, as PIPEWIRE_LATENCY asks)"
+    if period not in (None, backend.period):  # jackd keeps its own
+        return " (the server's: `jack_bufsize` changes it, not --period)"
+    return ""
+
+
 def _cmd_live(args: argparse.Namespace) -> int:
     _use_built_kernels()
     from .render import playback
@@ -211,10 +225,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     synth = _live_synth(args)
     if args.jack:
         backend = playback.JackBackend(synth, args.name, args.connect, ahead_ms=ahead, period_frames=args.period)
-        period_note = (f" (PipeWire's, asked for {backend.period_frames_asked})" if backend.period_frames_asked is not None else
-                  " (PipeWire's, as PIPEWIRE_LATENCY asks)" if backend.pipewire else
-                  " (the server's: `jack_bufsize` changes it, not --period)"
-                  if args.period not in (None, backend.period) else "")
+        period_note = _jack_period_note(backend, args.period)
     else:
         period = playback.DEFAULT_PERIOD_FRAMES if args.period is None else args.period
         backend = playback.DeviceBackend(synth, args.midi_in, args.device, period, ahead_ms=ahead)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,10 @@ def die_with_parent() -> None:
     import ctypes
 
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on just now (for a rendezvous or a store)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from midi2wave.checkpoint import load_checkpoint
-from helpers import tiny_config
+from helpers import free_port, tiny_config
 from store_fixture import make_store
 
 pytestmark = pytest.mark.training
@@ -33,11 +32,6 @@ def _env(**extra) -> dict[str, str]:
     env.update({"OMP_NUM_THREADS": "1", **extra})
     return env
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _losses(run: Path) -> dict[int, float]:
@@ -84,7 +78,7 @@ def _launch_nodes(script: list[str], args: list[str], rdzv_id: str, *extra: str,
     both nodes' stderr shown.
     """
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", rdzv_id,
+                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", rdzv_id,
                 *extra]
     procs = [subprocess.Popen(torchrun + script + args, env=env or _env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
