@@ -1105,3 +1105,18 @@ def test_a_jack_client_is_stopped_after_its_render_thread_and_a_pause_without_th
         backend.stop()
     assert fake.calls == ["activate", "render thread stops", f"sleep {3 * 128 / 48000:.5f}", "deactivate", "close"]
     assert backend.proc.thread is None
+
+
+def test_the_start_line_says_whose_jack_period_it_is_and_what_period_did():
+    from types import SimpleNamespace
+
+    from midi2wave.cli import _jack_period_note
+
+    def backend(asked, pipewire, period=128):
+        return SimpleNamespace(period_frames_asked=asked, pipewire=pipewire, period=period)
+
+    assert _jack_period_note(backend(256, True), 256) == " (PipeWire's, asked for 256)"
+    assert _jack_period_note(backend(None, True), None) == " (PipeWire's, as PIPEWIRE_LATENCY asks)"
+    assert _jack_period_note(backend(None, False), 64) == " (the server's: `jack_bufsize` changes it, not --period)"
+    assert _jack_period_note(backend(None, False), 128) == ""  # jackd's period, as asked
+    assert _jack_period_note(backend(None, False), None) == ""
