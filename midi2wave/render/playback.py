@@ -508,9 +508,9 @@ def _uncancellable(callback: Any) -> Any:
     """An audio callback that the audio library's thread runs with cancellation disabled (the
     thread's state before it is restored after it).
 
-    PipeWire's JACK stops a client's audio thread with pthread_cancel (in jack_deactivate and
+    JACK stops a client's audio thread with pthread_cancel: PipeWire's JACK (in jack_deactivate and
     jack_client_close: its data loop has `loop.cancel` set, and no setting of the client's reaches
-    it). Cancelled at a cancellation point inside the interpreter (waiting for the GIL, or in a
+    it), and jackd's libjack too (jack_deactivate cancels and joins the client's thread). Cancelled at a cancellation point inside the interpreter (waiting for the GIL, or in a
     lock's wait) the thread dies holding the GIL's mutex, and the whole process hangs for ever
     (docs/live.md, "Stopping under PipeWire"). With cancellation disabled for the callback, a
     cancel that comes meanwhile waits until the thread is at a cancellation point with it enabled
@@ -537,9 +537,9 @@ def _uncancellable(callback: Any) -> Any:
 def deactivate_jack_client(client: Any) -> None:
     """`client.deactivate()`, after three periods in which this thread does not hold the GIL.
 
-    PipeWire's JACK cancels the client's audio thread in deactivate (`_uncancellable`); if that
-    thread is then waiting for the GIL to begin a callback, it dies holding the GIL's mutex. The
-    pause lets a callback that waits for the GIL now run first. What stays exposed is the moment
+    JACK (PipeWire's, and jackd's libjack) cancels the client's audio thread in deactivate
+    (`_uncancellable`); if that thread is then waiting for the GIL to begin a callback, it dies
+    holding the GIL's mutex. The pause lets a callback that waits for the GIL now run first. What stays exposed is the moment
     between the pause and the library call, where this thread holds the GIL, so a caller stops the
     threads of its own that take the GIL (the render thread) before it."""
     time.sleep(3 * client.blocksize / client.samplerate)
