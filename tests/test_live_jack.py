@@ -249,7 +249,8 @@ def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piec
     recorder = jack.Client("m2w-play-recorder", no_start_server=True)
     port = recorder.inports.register("in")
     blocks: list[np.ndarray] = []
-    recorder.set_process_callback(lambda frames: blocks.append(port.get_array().copy()))
+    # the process's one client with a callback: its stop cancels no thread waiting for the GIL behind another's
+    recorder.set_process_callback(playback._uncancellable(lambda frames: blocks.append(port.get_array().copy())))
     recorder.activate()
     common = ["--end", "2", "--year", "2011"]
     connected: list[str] = []
@@ -272,7 +273,7 @@ def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piec
                     player.kill()
                 player.wait()
     finally:
-        recorder.deactivate()
+        playback.deactivate_jack_client(recorder)
         recorder.close()
     said = (tmp_path / "play.log").read_text()
     assert player.returncode == 0, said
