@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -66,13 +66,15 @@ class GraphRun:
     `recorded`: the engine's output from its first period (NaN where the recorder missed a period:
     it joins a period or two after the engine, and on the real clock a stall can cost it one).
     `offset`: the frame (from the engine's first period) that the events' frames count from.
-    The engine's `RateAdapter` (`latency_frames`, `up`, `down`, `prefill`); its callback's meter:
+    The server's `rate` and `period` (frames); the engine's `RateAdapter` (`latency_frames`, `up`, `down`, `prefill`); its callback's meter:
     `periods`, `durations` and `ends` (seconds, per period: `CallbackMeter`), `xruns` once the graph
     had settled; `late` blocks and `errors` (`_Processor`). `wall_s`: from the engine's start to the
     recorder's last period, on the machine's clock."""
 
     recorded: np.ndarray
     offset: int
+    rate: int
+    period: int
     latency_frames: int
     up: int
     down: int
@@ -111,22 +113,21 @@ def graph_process(server: str, events: list[tuple[int, bytes]], n_frames: int, f
         env = dict(os.environ, JACK_DEFAULT_SERVER=server,
                    PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         try:
-            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), os.path.join(folder, "spec.json")],
+            done = subprocess.run([sys.executable, str(TESTS / "jack_graph.py"), os.path.join(folder, "spec.json")],
                                   capture_output=True, text=True, timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired as e:
             raise AssertionError(f"the graph's process did not end in {timeout_s:g} s: {e.stderr!r}") from None
         assert done.returncode == 0 and os.path.exists(spec["out"]), \
             f"the graph's process failed ({done.returncode}): {done.stderr[-4000:]}"
         with np.load(spec["out"]) as z:
-            facts = json.loads(str(z["facts"]))
-            return GraphRun(recorded=z["recorded"], durations=z["durations"], ends=z["ends"], **facts)
+            values = {f.name: z[f.name] for f in fields(GraphRun)}
+        return GraphRun(**{name: a if a.ndim else a.item() for name, a in values.items()})  # scalars saved 0-d
 
 
-def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | None = None):
+def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | None = None) -> GraphRun:
     """The engine as a JACK client between a MIDI sender and a recorder, until `n_frames` past
     the events' frame 0, in this process, which must exit next without stopping the clients
-    (`os._exit`: the module's docstring). Returns (recording from the engine's first period,
-    the events' offset in it, the backend).
+    (`os._exit`: the module's docstring).
 
     On the real clock, the events' frames count from the engine's first period (shifted by a lead
     so that the sender sees them coming). In freewheel mode they count from the first frame, a
@@ -187,12 +188,12 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
 
     sender.activate()
     recorder.activate()
-    state["started_at"] = time.monotonic()
+    started_at = time.monotonic()
     backend.start()
     sender.connect(midi_out, "m2w:midi_in")
     recorder.connect("m2w:out", audio_in)
     time.sleep(0.2)  # xruns while clients join and connect are not the engine's
-    backend.settled_xruns = backend.proc.meter.xruns
+    settled_xruns = backend.proc.meter.xruns
     if freewheel:
         # jackd switches to freewheeling (telling every client, the engine included) before it returns:
         # every period the sender begins after this is a freewheel one
@@ -206,8 +207,13 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
     offset = state["offset"]
     assert offset is not None and offset + n_frames <= len(recorded), \
         f"freewheeling began {REAL_CLOCK_MARGIN_S:g} s or more after the engine's first period"
-    backend.wall_s = state["done_at"] - state["started_at"]
-    return recorded[:offset + n_frames], offset, backend
+    proc = backend.proc
+    meter, adapter, n = proc.meter, proc.adapter, proc.meter.periods
+    return GraphRun(recorded=recorded[:offset + n_frames], offset=offset, rate=backend.rate, period=backend.period,
+                    latency_frames=adapter.latency_frames, up=adapter.up, down=adapter.down, prefill=adapter.prefill,
+                    periods=n, durations=meter.durations[:n].copy(), ends=meter.ends[:n].copy(),
+                    xruns=meter.xruns - settled_xruns, late=proc.late, errors=proc.errors,
+                    wall_s=state["done_at"] - started_at)
 
 
 def _stall(stall: Stall) -> None:
@@ -231,16 +237,9 @@ def main(spec_path: str) -> None:
     if spec["stall"] is not None:
         _stall(Stall(*spec["stall"]))
     events = [(f, bytes.fromhex(data)) for f, data in spec["events"]]
-    recorded, offset, backend = run_graph(live_model(), events, spec["n_frames"], spec["freewheel"], spec["ahead_ms"])
-    proc = backend.proc
-    meter, adapter = proc.meter, proc.adapter
-    n = meter.periods
-    facts = {"offset": offset, "latency_frames": adapter.latency_frames, "up": adapter.up, "down": adapter.down,
-             "prefill": adapter.prefill, "periods": n, "xruns": meter.xruns - backend.settled_xruns,
-             "late": proc.late, "errors": proc.errors, "wall_s": backend.wall_s}
+    run = run_graph(live_model(), events, spec["n_frames"], spec["freewheel"], spec["ahead_ms"])
     tmp = spec["out"] + ".tmp.npz"
-    np.savez(tmp, recorded=recorded, durations=meter.durations[:n].copy(), ends=meter.ends[:n].copy(),
-             facts=json.dumps(facts))
+    np.savez(tmp, **asdict(run))
     os.replace(tmp, spec["out"])
     sys.stdout.flush()
     sys.stderr.flush()

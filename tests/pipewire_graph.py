@@ -34,16 +34,15 @@ def main(piece: str) -> None:
     events = [(lead + f, data) for f, data in events_at(piece, rate)]
     n_frames = lead + 3 * rate
     model = live_model()
-    recorded, _, backend = run_graph(model, events, n_frames, freewheel=False)
-    proc = backend.proc
-    heard = ~np.isnan(recorded)
-    ref = reference(model, events, backend.rate, backend.period, n_frames, None)
-    onset = events[0][0] + proc.adapter.latency_frames
-    print(json.dumps({"rate": backend.rate, "period": backend.period, "latency_frames": proc.adapter.latency_frames,
-                      "late": proc.late, "xruns": proc.meter.xruns - backend.settled_xruns, "errors": proc.errors,
+    run = run_graph(model, events, n_frames, freewheel=False)
+    heard = ~np.isnan(run.recorded)
+    ref = reference(model, events, run.rate, run.period, n_frames, None)
+    onset = events[0][0] + run.latency_frames
+    print(json.dumps({"rate": run.rate, "period": run.period, "latency_frames": run.latency_frames,
+                      "late": run.late, "xruns": run.xruns, "errors": run.errors,
                       "recorded": int(heard[lead:].sum()), "of": n_frames - lead,
-                      "equal": bool(np.array_equal(recorded[heard], ref[heard])),
-                      "peak_at_onset": float(np.abs(np.nan_to_num(recorded[onset:onset + 192])).max())}), flush=True)
+                      "equal": bool(np.array_equal(run.recorded[heard], ref[heard])),
+                      "peak_at_onset": float(np.abs(np.nan_to_num(run.recorded[onset:onset + 192])).max())}), flush=True)
     os._exit(0)  # the clients are not deactivated (tests/jack_graph.py says why)
 
 

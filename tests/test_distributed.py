@@ -58,7 +58,6 @@ RANK_SCRIPT = textwrap.dedent("""
 """)
 
 
-
 def _run_two_ranks(*args: str) -> list[dict]:
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE="2",
                OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))

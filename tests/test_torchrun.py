@@ -33,7 +33,6 @@ def _env(**extra) -> dict[str, str]:
     return env
 
 
-
 def _losses(run: Path) -> dict[int, float]:
     """Loss per step (rank 0's metrics.jsonl; a step logged again after a restart: the later row)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
