@@ -10,11 +10,12 @@ conftest.py holds the fixtures only.
 from __future__ import annotations
 
 import dataclasses
-import signal
+import os
 import socket
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from midi2wave.config import (
@@ -112,11 +113,19 @@ def live_piece(folder) -> str:
     return str(path)
 
 
-def die_with_parent() -> None:
-    """In the child: SIGTERM when the test process dies, so that a crashed run leaves no server behind."""
-    import ctypes
+def started(start, *args, **kwargs):
+    """`start(*args, **kwargs)` (`audio_servers.start_jackd` or `start_pipewire`): the server, or the
+    test fails with its one line, or, where the server is not installed and not under CI, is skipped."""
+    from audio_servers import ServerError, ServerMissing
 
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    try:
+        return start(*args, **kwargs)
+    except ServerMissing as e:
+        if os.environ.get("CI"):
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+    except ServerError as e:
+        pytest.fail(str(e))
 
 
 def free_port() -> int:

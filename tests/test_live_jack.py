@@ -11,14 +11,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 import pytest
 
 from midi2wave.render import live, playback
-from helpers import LIVE_OPTIONS as OPTIONS, die_with_parent, live_model, live_piece
+from audio_servers import JACKD_NAMES, die_with_parent, jackd_running, start_jackd
+from helpers import LIVE_OPTIONS as OPTIONS, live_model, live_piece, started
 
 pytestmark = pytest.mark.server
 try:
@@ -30,62 +30,11 @@ except (ImportError, OSError) as _missing:  # JACK-Client, or libjack under it
 from jack_graph import Stall, events_at, graph_process, reference  # noqa: E402
 
 
-# jackd keeps its servers in a registry of 8 slots (/dev/shm/jack-shm-registry) and frees the slot of
-# a server that died without unregistering (killed) only when a server of the same name starts: the
-# tests' servers take their names from this pool, so killed runs cannot fill the registry
-SERVER_NAMES = tuple(f"m2w-test-{i}" for i in range(4))
-
-
-def _running(name: str) -> bool:
-    return subprocess.run(["jack_wait", "-s", name, "-c"], capture_output=True, text=True).stdout.strip() == "running"
-
-
-def _start_server(rate: int, period: int):
-    """jackd -d dummy at `rate`, realtime if allowed, else --no-realtime, under the first name of
-    SERVER_NAMES that no server runs under; (name, process)."""
-    if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
-        if os.environ.get("CI"):
-            pytest.fail("jackd / jack_wait missing (scripts/setup-dev.sh installs jackd2)")
-        pytest.skip("jackd not installed")
-    free = [name for name in SERVER_NAMES if not _running(name)]
-    if not free:
-        pytest.fail(f"jackd servers run under every name of {SERVER_NAMES}")
-    name, said = free[0], ""
-    for realtime in (["-R"], ["--no-realtime"]):
-        with tempfile.TemporaryFile("w+") as log:
-            proc = subprocess.Popen(["jackd", "-n", name, *realtime, "-d", "dummy", "-r", str(rate), "-p", str(period)],
-                                    stdout=subprocess.DEVNULL, stderr=log, preexec_fn=die_with_parent)
-            deadline = time.monotonic() + 10
-            while proc.poll() is None and time.monotonic() < deadline and not _running(name):
-                time.sleep(0.05)
-            if proc.poll() is None and _running(name):
-                return name, proc
-            proc.kill()
-            proc.wait()
-            log.seek(0)
-            said = log.read()
-    if "Too many servers" in said:
-        pytest.fail(f"jackd did not start at {rate} Hz: its registry is full (8 servers, the killed ones' slots "
-                    "kept under other names: with no jackd running, remove /dev/shm/jack-shm-registry)")
-    pytest.fail(f"jackd did not start at {rate} Hz (realtime or not): {said.strip()[-300:]!r}")
-
-
 def _serve(rate: int, period: int):
-    """A JACK server at rate / period as the default server while the fixture lasts; stopped by PID."""
-    name, proc = _start_server(rate, period)
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    yield name, rate, period
-    if old is None:
-        os.environ.pop("JACK_DEFAULT_SERVER", None)
-    else:
-        os.environ["JACK_DEFAULT_SERVER"] = old
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """A jackd (dummy backend) at rate / period, this process's default server while the fixture
+    lasts (tests/audio_servers.py: names from a pool, stopped by PID)."""
+    with started(start_jackd, rate, period) as server, server.as_default():
+        yield server.name, rate, period
 
 
 @pytest.fixture(params=[(16000, 64), (48000, 96), (44100, 128)], ids=["16k-p64", "48k-p96", "44k1-p128"],
@@ -336,10 +285,10 @@ def test_a_second_client_of_the_same_name_is_refused_in_one_line(server):
 
 def test_live_ends_in_one_line_when_its_server_quits():
     """`midi2wave live --jack` whose server stops under it exits with one line, and does not hang."""
-    name, server = _start_server(16000, 64)
-    env = dict(os.environ, JACK_DEFAULT_SERVER=name)
+    server = started(start_jackd, 16000, 64)
+    name = server.name
     player = subprocess.Popen([sys.executable, "-m", "midi2wave", "live", "--jack", "--name", "m2w-orphan", "-q"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server.environ,
                               preexec_fn=die_with_parent)
     try:
         watcher = jack.Client("m2w-watcher", no_start_server=True, servername=name)
@@ -356,13 +305,51 @@ def test_live_ends_in_one_line_when_its_server_quits():
         time.sleep(0.5)
         watcher.deactivate()
         watcher.close()
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(10)
         _, err = player.communicate(timeout=20)
     finally:
-        for proc in (player, server):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        if player.poll() is None:
+            player.kill()
+            player.wait()
+        server.stop()
     lines = [line for line in err.splitlines() if line.strip()]
     assert player.returncode == 2 and len(lines) == 1 and "JACK: the server shut the client down" in lines[0], err
+
+
+def test_servers_take_names_from_the_pool_and_a_killed_servers_name_is_taken_again():
+    """jackd frees a killed server's registry slot (8 in all) only when a server of the same name
+    starts: the next server started takes the lowest free name of the pool, the killed one's, so
+    killed runs never hold more than the pool's four slots (tests/audio_servers.py)."""
+    first = started(start_jackd, 16000, 256)
+    try:
+        second = started(start_jackd, 16000, 256)
+        with second:
+            assert {first.name, second.name} <= set(JACKD_NAMES) and first.name != second.name
+            assert jackd_running(first.name) and jackd_running(second.name)
+            first.proc.kill()  # SIGKILL: it cannot unregister; its slot stays taken under its name
+            first.proc.wait()
+            assert not jackd_running(first.name)
+            with started(start_jackd, 16000, 256) as third:
+                assert third.name == first.name and jackd_running(third.name)
+    finally:
+        first.stop()
+
+
+def test_a_full_registry_is_one_line_that_says_what_to_remove(monkeypatch):
+    """jackd says "Too many servers already active" when its registry's 8 slots are held (killed
+    servers under names not of the pool): one line naming the file to remove, at the first try."""
+    import audio_servers
+
+    tries = []
+
+    def full(name, realtime, *args):
+        tries.append((name, realtime))
+        return None, "jackdmp 1.9.21\nJack: Too many servers already active\nFailed to open server\n"
+
+    monkeypatch.setattr(audio_servers, "_try_jackd", full)
+    with pytest.raises(audio_servers.ServerError) as raised:
+        start_jackd(16000, 64)
+    message = str(raised.value)
+    assert "registry is full" in message and "/dev/shm/jack-shm-registry" in message and "\n" not in message
+    assert len(tries) == 1 and tries[0][0] in JACKD_NAMES

@@ -12,12 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import die_with_parent, live_piece
+from audio_servers import die_with_parent, start_pipewire
+from helpers import live_piece, started
 
 pytestmark = pytest.mark.server
 TESTS = Path(__file__).resolve().parent
@@ -36,34 +36,14 @@ os._exit(0)
 
 
 @pytest.fixture(scope="module")
-def pipewire(tmp_path_factory):
-    """A PipeWire daemon of the test's own; yields the environment its clients run in."""
-    if shutil.which("pipewire") is None or shutil.which("pw-jack") is None or shutil.which("pw-cli") is None:
-        if os.environ.get("CI"):
-            pytest.fail("pipewire / pw-jack / pw-cli missing (scripts/setup-dev.sh installs them)")
-        pytest.skip("PipeWire's JACK not installed")
-    root = tmp_path_factory.mktemp("pipewire")
-    runtime = root / "run"
-    runtime.mkdir(mode=0o700)
-    # its own runtime folder (the socket) and an empty configuration home: the system's defaults
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(root / "config"))
-    for name in ("PIPEWIRE_LATENCY", "PIPEWIRE_PROPS", "PIPEWIRE_REMOTE", "JACK_DEFAULT_SERVER"):
-        env.pop(name, None)
-    daemon = subprocess.Popen(["pipewire"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              preexec_fn=die_with_parent)
-    try:
-        deadline = time.monotonic() + 15
-        while subprocess.run(["pw-cli", "info", "0"], env=env, capture_output=True, timeout=10).returncode != 0:
-            assert daemon.poll() is None and time.monotonic() < deadline, "pipewire did not start"
-            time.sleep(0.1)
-        yield env
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+def pipewire():
+    """A PipeWire daemon of the test's own (tests/audio_servers.py); yields the environment its clients run in."""
+    if shutil.which("pw-jack") is None and os.environ.get("CI"):
+        pytest.fail("pw-jack missing (scripts/setup-dev.sh installs pipewire-jack)")
+    if shutil.which("pw-jack") is None:
+        pytest.skip("PipeWire's JACK (pw-jack) not installed")
+    with started(start_pipewire) as server:
+        yield server.environ
 
 
 def _live(env: dict, *args: str, seconds: float = 1.5) -> tuple[str, list[str]]:
