@@ -1,9 +1,11 @@
 """The live engine under a real JACK server on one core: callback time against the period, xruns,
 CPU load and the highest polyphony held without an xrun (`midi2wave live --jack`'s work).
 
-For each rate:period, a JACK server (jackd, dummy backend, realtime when allowed) runs on another
-core; this process (the engine's JACK client) is pinned to one core, and a MIDI sender (another process)
-plays `--midi` (looped) to it for `--seconds`, `--rounds` times. Reported per configuration and round,
+For each rate:period, a JACK server (jackd, dummy backend, realtime when allowed; tests/audio_servers.py)
+runs with a MIDI sender (another process, as a keyboard and its driver would be) on `--server-core`
+(default: a core other than the engine's; the engine's own puts all on one core); this process (the
+engine's JACK client: its callback and render thread) is pinned to `--core`, and the sender plays
+`--midi` (looped) to it for `--seconds`, `--rounds` times. Reported per configuration and round,
 over the `--seconds` the MIDI plays (from 0.1 s after the sender's connection): callback time per
 period (mean, 99th percentile, worst) and as a share of the period, xruns and the engine's callbacks
 longer than the period (its own work, or a stall of the machine inside the callback), the engine's
@@ -43,7 +45,7 @@ its dummy driver at the rate, every client asking for the period (PIPEWIRE_LATEN
 attribution (that reads jackd's output), no `--polyphony`.
 
     python bench/live.py [--midi FILE] [--seconds 60] [--configs 16000:64 16000:128 48000:96 48000:192]
-                         [--ahead default 0] [--core 0] [--rounds 1] [--no-null] [--polyphony] [--stall-probe]
+                         [--ahead default 0] [--core 0] [--server-core N] [--rounds 1] [--no-null] [--polyphony] [--stall-probe]
     pw-jack python bench/live.py --server pipewire [...]
 """
 
@@ -53,12 +55,10 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,91 +68,18 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # audio_servers: the servers the tests start too
+
+from audio_servers import ServerError, start_jackd, start_pipewire  # noqa: E402
 
 
-STAMPER = r"""
-import sys, time
-with open(sys.argv[1], "w") as log:
-    for line in sys.stdin.buffer:
-        log.write(f"{time.monotonic():.6f} {line.decode(errors='replace')}")
-        log.flush()
-"""
-
-
-def start_jackd(rate: int, period: int, core: int, log: Path | None = None) -> tuple[str, subprocess.Popen, bool]:
-    """A jackd (dummy backend, realtime when allowed) on a core other than `core`. With `log`, its
-    output goes through a process on that core that writes each line after its CLOCK_MONOTONIC
-    time (`time.monotonic()`), so its xrun reports can be told by client and time (`jackd_xruns`);
-    `stop_jackd` waits for that process too."""
-    name = f"m2w-bench-{uuid.uuid4().hex[:6]}"
-    other = [c for c in sorted(os.sched_getaffinity(0)) if c != core] or [core]
-    for realtime in (True, False):
-        cmd = ["taskset", "-c", str(other[0]), "jackd", "-n", name, "-R" if realtime else "--no-realtime",
-               "-d", "dummy", "-r", str(rate), "-p", str(period)]
-        if log is None:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        else:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            try:
-                proc.stamper = subprocess.Popen(  # type: ignore[attr-defined]
-                    ["taskset", "-c", str(other[0]), sys.executable, "-c", STAMPER, str(log)], stdin=proc.stdout)
-            except OSError:
-                stop_jackd(proc)
-                raise
-            proc.stdout.close()  # the stamper's now: it ends with jackd's output
-        if subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True).returncode == 0:
-            return name, proc, realtime
-        stop_jackd(proc)
-    raise SystemExit(f"jackd did not start at {rate} Hz")
-
-
-def stop_jackd(proc: subprocess.Popen) -> None:
-    """Stop jackd (or `start_pipewire`'s daemon) by its PID, and its output's stamper (which ends
-    with jackd's output)."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    root = getattr(proc, "root", None)
-    if root is not None:
-        shutil.rmtree(root, ignore_errors=True)
-    stamper = getattr(proc, "stamper", None)
-    if stamper is not None:
-        try:
-            stamper.wait(10)
-        except subprocess.TimeoutExpired:
-            stamper.kill()
-            stamper.wait()
-
-
-def start_pipewire(rate: int, period: int, core: int) -> subprocess.Popen:
-    """A PipeWire daemon of the bench's own (its dummy driver at `rate`; a runtime folder and an
-    otherwise empty configuration home of its own) on a core other than `core`, made this process's
-    server (XDG_RUNTIME_DIR), with every client asking for `period` frames (PIPEWIRE_LATENCY: the
-    engine, the MIDI sender, the null and busy clients)."""
-    if shutil.which("pipewire") is None or shutil.which("pw-cli") is None:
-        raise SystemExit("pipewire / pw-cli not installed (Debian: pipewire, pipewire-bin)")
-    root = Path(tempfile.mkdtemp(prefix="m2w-bench-pw-"))
-    (root / "run").mkdir(mode=0o700)
-    conf = root / "config" / "pipewire" / "pipewire.conf.d"
-    conf.mkdir(parents=True)
-    (conf / "rate.conf").write_text(f"context.properties = {{ default.clock.rate = {rate} "
-                                    f"default.clock.allowed-rates = [ {rate} ] }}\n")
-    os.environ.update(XDG_RUNTIME_DIR=str(root / "run"), XDG_CONFIG_HOME=str(root / "config"),
-                      PIPEWIRE_LATENCY=f"{period}/{rate}")
-    other = [c for c in sorted(os.sched_getaffinity(0)) if c != core] or [core]
-    proc = subprocess.Popen(["taskset", "-c", str(other[0]), "pipewire"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    proc.root = root  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 15
-    while subprocess.run(["pw-cli", "info", "0"], capture_output=True).returncode != 0:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_jackd(proc)
-            raise SystemExit(f"pipewire did not start at {rate} Hz")
-        time.sleep(0.1)
-    return proc
+def server_cores(core: int, server_core: int | None = None) -> set[int]:
+    """The core the server side runs on (jackd or PipeWire, jackd's output's stamper, the MIDI
+    sender: what a keyboard and its driver would be): `server_core`, else the first core this
+    process may run on other than the engine's `core` (call it before pinning this process)."""
+    if server_core is not None:
+        return {server_core}
+    return {next((c for c in sorted(os.sched_getaffinity(0)) if c != core), core)}
 
 
 _XRUN = re.compile(r"^(\d+\.\d+) JackEngine::XRun: client (?:= )?(\S+) (was not finished, state = (\w+)|finished after)")
@@ -315,9 +242,10 @@ if "PipeWire" in jack.version_string():  # its JACK cancels the client's thread 
 """
 
 
-def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float | None):
+def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float | None, sender_cores: set[int] | None = None):
     """The engine as a JACK client (this process) fed `events` by a MIDI sender in another process
-    (as a keyboard or sequencer would be) for `seconds` of real time."""
+    (as a keyboard or sequencer would be; on `sender_cores`, default this process's) for `seconds`
+    of real time."""
     import json
 
     from midi2wave.render.playback import JackBackend
@@ -327,7 +255,7 @@ def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float | None):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump([(t, list(d)) for t, d in events], f)
     sender = subprocess.Popen([sys.executable, "-c", SENDER, f.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+                              text=True, preexec_fn=None if sender_cores is None else lambda: os.sched_setaffinity(0, sender_cores))
     m, proc = backend.proc.meter, backend.proc
 
     def counters():  # xruns, callbacks over the period, periods, late blocks, render thread's periods
@@ -437,24 +365,20 @@ def render_times(backend, window: "Window") -> np.ndarray:
     return proc.meter.durations[window.first_period:window.end_period]
 
 
-def polyphony(model, core: int, ahead_ms: float | None) -> list[tuple[int, int, float]]:
+def polyphony(model, server: set[int], ahead_ms: float | None) -> list[tuple[int, int, float]]:
     """(N keys, xruns + late blocks, worst render / period, notes played) for chords of N held keys,
     3 s each, 16 kHz, period 64 (the window's)."""
     from midi2wave.render.live import LiveSynth
 
     rows = []
     for n in (8, 16, 24, 32, 48, 64, 88):
-        name, proc, _ = start_jackd(16000, 64, core)
-        os.environ["JACK_DEFAULT_SERVER"] = name
-        try:
+        with start_jackd(16000, 64, cores=server) as jackd, jackd.as_default():
             keys = np.linspace(21, 108, n).round().astype(int)
             events = [(0, bytes([0xB0, 64, 127]))] + [(64 * i, bytes([0x90, int(k), 90])) for i, k in enumerate(keys)]
             synth = LiveSynth(model)
-            backend, _, window = run_graph(synth, events, 16000, 3.0, ahead_ms)
+            backend, _, window = run_graph(synth, events, 16000, 3.0, ahead_ms, server)
             d = render_times(backend, window)
             rows.append((n, window.xruns + window.late, d.max() / (64 / 16000), synth.stats.notes))
-        finally:
-            stop_jackd(proc)
         print(f"  polyphony {n:3d} ({rows[-1][3]} notes played): xruns + late blocks {rows[-1][1]}, worst render "
               f"{rows[-1][2]:.2f} x the period", flush=True)
         if rows[-1][1]:
@@ -478,7 +402,10 @@ def main() -> None:
     ap.add_argument("--ahead", nargs="+", type=_ahead, default=[None, 0.0], metavar="MS",
                     help="`midi2wave live --ahead` values, each run in every round; `default`: left out "
                          "(4 ms, more where that leaves the render thread under 5 ms per block); default: default and 0")
-    ap.add_argument("--core", type=int, default=0)
+    ap.add_argument("--core", type=int, default=0, help="the engine's core (this process: the callback, the render thread)")
+    ap.add_argument("--server-core", type=int, default=None,
+                    help="the server's and the MIDI sender's core (default: another than --core; --core's "
+                         "own puts all on one core)")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each configuration (the machine's stalls vary)")
     ap.add_argument("--no-null", action="store_true", help="skip the null and busy clients (the machine's own xruns)")
     ap.add_argument("--polyphony", action="store_true")
@@ -497,6 +424,7 @@ def main() -> None:
         if args.polyphony:
             raise SystemExit("--polyphony runs on jackd")
     cores = sorted(os.sched_getaffinity(0))  # the probe's, one per core
+    server = server_cores(args.core, args.server_core)  # before this process is pinned
     os.sched_setaffinity(0, {args.core})
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     from midi2wave.files import LIVE_ASSETS_DIR
@@ -509,7 +437,7 @@ def main() -> None:
 
         model, _ = load_model(LIVE_ASSETS_DIR)
     LiveSynth(model).render(16000)  # kernel loaded before any timing
-    print(f"live engine on core {args.core}, {Path(args.midi).name} looped to {args.seconds:g} s "
+    print(f"live engine on core {args.core}, the server and the MIDI sender on core {min(server)}, {Path(args.midi).name} looped to {args.seconds:g} s "
           f"(load average {os.getloadavg()[0]:.2f})")
     print("rate:period  server  ahead  latency ms  callback mean/p99/worst ms  render mean/p99/worst ms  "
           "render p99/period  xruns (callbacks over the period)  late  load  render p99 vs baseline  polyphony max"
@@ -527,25 +455,24 @@ def main() -> None:
             stalls = None
             try:
                 if args.server == "pipewire":
-                    proc, realtime = start_pipewire(rate, period, args.core), None
+                    running = start_pipewire(rate, cores=server)
+                    running.environ["PIPEWIRE_LATENCY"] = f"{period}/{rate}"  # every client asks for the period
                 else:
-                    name, proc, realtime = start_jackd(rate, period, args.core, log)
-                    os.environ["JACK_DEFAULT_SERVER"] = name
-                try:
+                    running = start_jackd(rate, period, cores=server, log=log)
+                realtime = running.realtime
+                with running, running.as_default():  # stopped by its PID, and the stamper: its log is whole
                     probe = StallProbe(cores) if args.stall_probe else None
                     try:
                         if not args.no_null:
                             null, _, *spans["null"] = null_xruns(rate, args.seconds)
                         synth = LiveSynth(model)
-                        backend, wall, window = run_graph(synth, events, rate, args.seconds, ahead)
+                        backend, wall, window = run_graph(synth, events, rate, args.seconds, ahead, server)
                         d = render_times(backend, window)
                         if not args.no_null:
                             busy, busy_worst, *spans["busy"] = null_xruns(rate, args.seconds, float(d.mean()))
                     finally:
                         if probe is not None:
                             stalls = probe.stop()
-                finally:
-                    stop_jackd(proc)  # and the stamper: its log is complete
                 reports = jackd_xruns(log)  # read once, counted per minute
                 who = [attribute(None if reports is None else [r for r in reports if t0 <= r[0] <= t1], stalls)
                        for t0, t1 in [(window.t0, window.t1)] + [spans[k] for k in ("null", "busy") if k in spans]]
@@ -565,8 +492,11 @@ def main() -> None:
     if args.polyphony:
         for ahead in args.ahead:
             print(f"polyphony at 16000:64, --ahead {_shown(ahead)} (chords held with the sustain pedal, 3 s each):")
-            polyphony(model, args.core, ahead)
+            polyphony(model, server, ahead)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ServerError as e:
+        raise SystemExit(f"bench/live.py: {e}")

@@ -30,7 +30,7 @@ import live as bench_live  # noqa: E402  (bench/live.py: jackd, the MIDI sender,
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(model, events, rate: int, period: int, sizes: list[int], seconds: float, core: int, half: bool) -> str:
+def run(model, events, rate: int, period: int, sizes: list[int], seconds: float, server: set[int], half: bool) -> str:
     from midi2wave.render import playback
     from midi2wave.render.live import LiveSynth
 
@@ -54,26 +54,26 @@ def run(model, events, rate: int, period: int, sizes: list[int], seconds: float,
             time.sleep(0.1)
             changed.append(f"{n}: rc {done.returncode}, period {backends[0].period}")
 
-    proc = None
+    jackd = None
     try:
         if half:  # before: the callback waits half a period, whatever the period
             playback._Processor.resize = lambda self, frames: None
         playback.JackBackend.__init__ = keep
-        name, proc, realtime = bench_live.start_jackd(rate, period, core)
-        os.environ["JACK_DEFAULT_SERVER"] = name
+        jackd = bench_live.start_jackd(rate, period, cores=server)
+        os.environ["JACK_DEFAULT_SERVER"] = jackd.name
         threading.Thread(target=change, daemon=True).start()
         synth = LiveSynth(model)
-        backend, _, window = bench_live.run_graph(synth, events, rate, seconds, None)
+        backend, _, window = bench_live.run_graph(synth, events, rate, seconds, None, server)
         p = backend.proc
-        return (f"{'half' if half else 'resize':>6}  {'rt' if realtime else 'no-rt':>5}  "
+        return (f"{'half' if half else 'resize':>6}  {'rt' if jackd.realtime else 'no-rt':>5}  "
                 f"{'thread' if p.render_thread else 'callback':>8}  xruns {p.meter.xruns:3d}  late {p.late:4d} "
                 f"(so far at each change: {', '.join(map(str, lates))})  errors {p.errors}  notes {synth.stats.notes}"
                 f"  [{'; '.join(changed)}]")
     finally:
         playback.JackBackend.__init__ = init
         playback._Processor.resize = resize
-        if proc is not None:
-            bench_live.stop_jackd(proc)
+        if jackd is not None:
+            jackd.stop()
 
 
 def main() -> None:
@@ -89,6 +89,7 @@ def main() -> None:
     from midi2wave.render.livemodel import load_live_model
 
     rate, period = (int(x) for x in args.config.split(":"))
+    server = bench_live.server_cores(args.core)  # the server's and the sender's: before this process is pinned
     os.sched_setaffinity(0, {args.core})
     model = load_live_model(find_checkpoint(LIVE_ASSETS_DIR))
     events = bench_live.piece_events(args.midi, rate, args.seconds)
@@ -96,9 +97,12 @@ def main() -> None:
           f"{args.seconds / (len(args.sizes) + 1):.1f} s, {Path(args.midi).name}, load average {os.getloadavg()[0]:.2f}")
     for r in range(args.rounds):
         for half in ((False, True) if r % 2 == 0 else (True, False)):
-            print(f"round {r + 1}  " + run(model, events, rate, period, args.sizes, args.seconds, args.core, half),
+            print(f"round {r + 1}  " + run(model, events, rate, period, args.sizes, args.seconds, server, half),
                   flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except bench_live.ServerError as e:
+        raise SystemExit(f"bench/live_resize.py: {e}")

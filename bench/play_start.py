@@ -25,17 +25,17 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # audio_servers: the servers the tests start too
+from audio_servers import ServerError, start_jackd  # noqa: E402
+
 NUMBA = "numba floor (import, one cached njit call)"
 FIRST = re.compile(r"first sound ([0-9.]+) s after the (?:command|process) started")
 NUMBA_FLOOR = """
@@ -59,18 +59,6 @@ def timed(cmd: list[str], env: dict) -> tuple[float, str]:
     return wall, run.stderr
 
 
-def start_jackd() -> tuple[str, subprocess.Popen]:
-    name = f"m2w-start-{uuid.uuid4().hex[:6]}"
-    for realtime in (True, False):
-        proc = subprocess.Popen(["jackd", "-n", name, "-R" if realtime else "--no-realtime", "-d", "dummy", "-r",
-                                 "48000", "-p", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True).returncode == 0:
-            return name, proc
-        proc.kill()
-        proc.wait()
-    raise SystemExit("jackd did not start")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
@@ -81,10 +69,11 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     jackd = None
     if args.audio:
-        if shutil.which("jackd") is None:
-            raise SystemExit("jackd not installed (Debian: jackd2)")
-        name, jackd = start_jackd()
-        env["JACK_DEFAULT_SERVER"] = name
+        try:
+            jackd = start_jackd(48000, 256)
+        except ServerError as e:
+            raise SystemExit(f"bench/play_start.py: {e}")
+        env["JACK_DEFAULT_SERVER"] = jackd.name
     try:
         with tempfile.TemporaryDirectory() as tmp:
             floor = Path(tmp) / "numba_floor.py"
@@ -114,8 +103,7 @@ def main() -> None:
                         firsts[key].append(float(m.group(1)))
     finally:  # the server stops whatever failed
         if jackd is not None:
-            jackd.send_signal(signal.SIGTERM)
-            jackd.wait(10)
+            jackd.stop()
     floor_s = statistics.median(walls[NUMBA])
     print(f"{Path(args.midi).name}, {'to JACK through PortAudio' if args.audio else '--no-audio -o WAV'}, "
           f"median of {args.rounds} fresh processes; load average {os.getloadavg()[0]:.2f}\n")

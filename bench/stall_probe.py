@@ -73,13 +73,17 @@ def main() -> int:
     times: list[float] = []
     try:
         if args.jack:
-            from live import start_jackd
+            from live import ServerError, server_cores, start_jackd
 
-            name, server, realtime_server = start_jackd(16000, 64, args.core)
-            other = [c for c in sorted(os.sched_getaffinity(0)) if c != args.core] or [args.core]
-            client = subprocess.Popen(["taskset", "-c", str(other[0]), sys.executable, "-c", NULL_CLIENT],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                      env={**os.environ, "JACK_DEFAULT_SERVER": name})
+            other = server_cores(args.core)  # before this process is pinned
+            try:
+                server = start_jackd(16000, 64, cores=other)
+            except ServerError as e:
+                raise SystemExit(f"bench/stall_probe.py: {e}")
+            realtime_server = server.realtime
+            client = subprocess.Popen([sys.executable, "-c", NULL_CLIENT], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, env=server.environ,
+                                      preexec_fn=lambda: os.sched_setaffinity(0, other))
             if client.stdout.readline().strip() != "ready":
                 raise SystemExit("the silent JACK client did not start")
         os.sched_setaffinity(0, {args.core})
@@ -116,9 +120,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 client.kill()
         if server is not None:
-            from live import stop_jackd
-
-            stop_jackd(server)
+            server.stop()
     d = 1e3 * np.array(times)
     stretch = d - np.median(d)
     server_kind = "" if realtime_server is None else (" (realtime)" if realtime_server else " (not realtime)")
