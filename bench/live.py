@@ -41,7 +41,8 @@ the kernel's interrupt work); reported per core in the engine's window: those ov
 1 ms) / the worst, and how many of jackd's reports came within 50 ms of one over 1 ms.
 
 `--server pipewire` (the bench run under `pw-jack`): a PipeWire daemon of the bench's own instead,
-its dummy driver at the rate, every client asking for the period (PIPEWIRE_LATENCY); no xrun
+its dummy driver at the rate, every client asking for the period (PIPEWIRE_LATENCY; the caller's
+PIPEWIRE_* and JACK_DEFAULT_SERVER are dropped, tests/audio_servers.py); no xrun
 attribution (that reads jackd's output), no `--polyphony`.
 
     python bench/live.py [--midi FILE] [--seconds 60] [--configs 16000:64 16000:128 48000:96 48000:192]
@@ -78,6 +79,9 @@ def server_cores(core: int, server_core: int | None = None) -> set[int]:
     sender: what a keyboard and its driver would be): `server_core`, else the first core this
     process may run on other than the engine's `core` (call it before pinning this process)."""
     if server_core is not None:
+        if server_core not in os.sched_getaffinity(0):
+            raise SystemExit(f"bench/live.py: --server-core {server_core}: this process may run on cores "
+                             f"{sorted(os.sched_getaffinity(0))} only")
         return {server_core}
     return {next((c for c in sorted(os.sched_getaffinity(0)) if c != core), core)}
 
@@ -255,7 +259,9 @@ def run_graph(synth, events, rate: int, seconds: float, ahead_ms: float | None, 
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump([(t, list(d)) for t, d in events], f)
     sender = subprocess.Popen([sys.executable, "-c", SENDER, f.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, preexec_fn=None if sender_cores is None else lambda: os.sched_setaffinity(0, sender_cores))
+                              text=True)  # no preexec_fn: that would fork the engine's process while it plays
+    if sender_cores is not None:
+        os.sched_setaffinity(sender.pid, sender_cores)  # before it opens its client
     m, proc = backend.proc.meter, backend.proc
 
     def counters():  # xruns, callbacks over the period, periods, late blocks, render thread's periods

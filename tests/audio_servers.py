@@ -31,9 +31,14 @@ from pathlib import Path
 
 JACKD_NAMES = tuple(f"m2w-jackd-{i}" for i in range(4))
 
-# environment variables that would point a client at another server, or set its period, behind
-# the back of the one started here
-_FOREIGN = ("PIPEWIRE_LATENCY", "PIPEWIRE_PROPS", "PIPEWIRE_REMOTE", "JACK_DEFAULT_SERVER")
+# environment variables that would point a client (or pw-cli) at another server, or set its period
+# or rate, behind the back of the one started here
+_FOREIGN = ("PIPEWIRE_LATENCY", "PIPEWIRE_QUANTUM", "PIPEWIRE_RATE", "PIPEWIRE_PROPS", "PIPEWIRE_REMOTE",
+            "PIPEWIRE_RUNTIME_DIR", "JACK_DEFAULT_SERVER")
+# how long a jackd that answers must stay up before it counts as ours: one started under a name
+# that another run took meanwhile exits at once ("server already active"), while jack_wait sees
+# the other run's
+_SETTLE_S = 0.2
 
 # jackd's output lines with the CLOCK_MONOTONIC time they came at (`start_jackd(log=...)`)
 _STAMPER = r"""
@@ -62,6 +67,11 @@ def die_with_parent() -> None:
 
 
 def _child_setup(cores: set[int] | None):
+    """The child's setup (`preexec_fn`); `cores` checked here, in the parent, where a bad one can
+    be said in one line (in the child it is a SubprocessError)."""
+    if cores is not None and not cores <= set(range(os.cpu_count() or 1)):
+        raise ServerError(f"no core {sorted(cores)} here (cores 0 to {(os.cpu_count() or 1) - 1})")
+
     def setup() -> None:
         die_with_parent()
         if cores:
@@ -71,16 +81,20 @@ def _child_setup(cores: set[int] | None):
 
 
 def jackd_running(name: str) -> bool:
-    """Whether a jackd of that name runs (and answers)."""
-    done = subprocess.run(["jack_wait", "-s", name, "-c"], capture_output=True, text=True)
+    """Whether a jackd of that name runs (and answers within 10 s)."""
+    try:
+        done = subprocess.run(["jack_wait", "-s", name, "-c"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
     return done.stdout.strip() == "running"
 
 
 @dataclass
 class Server:
-    """A server started here. `environ` is the environment its clients run in (the caller's, with
-    JACK_DEFAULT_SERVER naming a jackd, or XDG_RUNTIME_DIR pointing at a PipeWire daemon's socket);
-    `stop` ends it by its PID (and its output's stamper, and its folder)."""
+    """A server started here. `environ` is the environment its clients run in: the caller's, less
+    what would point them elsewhere (`_FOREIGN`), with JACK_DEFAULT_SERVER naming a jackd, or
+    XDG_RUNTIME_DIR pointing at a PipeWire daemon's socket. `stop` ends it by its PID (and its
+    output's stamper, and its folder)."""
 
     proc: subprocess.Popen
     environ: dict[str, str]
@@ -111,16 +125,23 @@ class Server:
 
     @contextlib.contextmanager
     def as_default(self) -> Iterator[Server]:
-        """This process's JACK clients reach this server while the block runs (os.environ is set to
-        `environ`, and restored after)."""
-        old = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(self.environ)
+        """This process's JACK clients reach this server while the block runs: the variables in
+        which os.environ differs from `environ` are set (or removed), and only those are restored
+        after."""
+        changed = {k: v for k, v in self.environ.items() if os.environ.get(k) != v}
+        removed = [k for k in os.environ if k not in self.environ]
+        old = {k: os.environ.get(k) for k in [*changed, *removed]}
+        os.environ.update(changed)
+        for k in removed:
+            del os.environ[k]
         try:
             yield self
         finally:
-            os.environ.clear()
-            os.environ.update(old)
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def __enter__(self) -> Server:
         return self
@@ -172,25 +193,31 @@ def _try_jackd(name: str, realtime: bool, rate: int, period: int, cores: set[int
     setup = _child_setup(cores)
     with tempfile.TemporaryFile("w+") as said:
         stamper = None
-        if log is None:
-            proc = subprocess.Popen(cmd, stdout=said, stderr=subprocess.STDOUT, preexec_fn=setup)
-        else:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=setup)
-            try:
-                stamper = subprocess.Popen([sys.executable, "-c", _STAMPER, str(log)], stdin=proc.stdout,
-                                           preexec_fn=setup)
-            except OSError:
-                proc.kill()
-                proc.wait()
-                raise
-            finally:
-                proc.stdout.close()  # the stamper's now: it ends with jackd's output
+        try:
+            if log is None:
+                proc = subprocess.Popen(cmd, stdout=said, stderr=subprocess.STDOUT, preexec_fn=setup)
+            else:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=setup)
+                try:
+                    stamper = subprocess.Popen([sys.executable, "-c", _STAMPER, str(log)], stdin=proc.stdout,
+                                               preexec_fn=setup)
+                except BaseException:
+                    proc.kill()
+                    proc.wait()
+                    raise
+                finally:
+                    proc.stdout.close()  # the stamper's now: it ends with jackd's output
+        except (OSError, subprocess.SubprocessError) as e:
+            raise ServerError(f"jackd did not start: {e}") from None
         server = Server(proc, _client_environ(JACK_DEFAULT_SERVER=name), name=name, realtime=realtime,
                         stamper=stamper)
         deadline = time.monotonic() + timeout_s
         while proc.poll() is None and time.monotonic() < deadline:
             if jackd_running(name):
-                return server, ""
+                time.sleep(_SETTLE_S)  # ours, or another run's while ours exits
+                if proc.poll() is None:
+                    return server, ""
+                break
             time.sleep(0.05)
         server.stop()
         said.seek(0)
@@ -205,10 +232,11 @@ def _answers(cmd: list[str], env: dict[str, str]) -> bool:
 
 
 def start_pipewire(rate: int | None = None, *, cores: set[int] | None = None, timeout_s: float = 15.0) -> Server:
-    """A PipeWire daemon of its own: a runtime folder (its socket) and an otherwise empty
-    configuration home, so the system's defaults (the dummy driver, 48 kHz, a period of 1024) or
-    `rate`; on `cores`. Its clients run in `environ` (under `pw-jack` for JACK ones), which drops
-    any PIPEWIRE_LATENCY, PIPEWIRE_PROPS, PIPEWIRE_REMOTE and JACK_DEFAULT_SERVER of the caller's."""
+    """A PipeWire daemon of its own, on `cores`: a runtime folder (its socket) and an otherwise
+    empty configuration home, so it runs on the system's defaults (the dummy driver, 48 kHz, a
+    period of 1024), at `rate` if given. Its clients run in `environ` (under `pw-jack` for JACK
+    ones), which drops the caller's variables that would point them at another server or set their
+    period or rate (PIPEWIRE_LATENCY, PIPEWIRE_REMOTE, PIPEWIRE_RUNTIME_DIR, ...: `_FOREIGN`)."""
     if shutil.which("pipewire") is None or shutil.which("pw-cli") is None:
         raise ServerMissing("pipewire / pw-cli not installed (Debian: pipewire, pipewire-bin; "
                             "scripts/setup-dev.sh installs them)")
@@ -216,18 +244,27 @@ def start_pipewire(rate: int | None = None, *, cores: set[int] | None = None, ti
     (folder / "run").mkdir(mode=0o700)
     conf = folder / "config" / "pipewire" / "pipewire.conf.d"
     conf.mkdir(parents=True)
-    if rate is not None:
+    if rate is not None:  # else the defaults
         (conf / "rate.conf").write_text(f"context.properties = {{ default.clock.rate = {rate} "
                                         f"default.clock.allowed-rates = [ {rate} ] }}\n")
     env = _client_environ(XDG_RUNTIME_DIR=str(folder / "run"), XDG_CONFIG_HOME=str(folder / "config"))
-    proc = subprocess.Popen(["pipewire"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=_child_setup(cores))
+    try:
+        proc = subprocess.Popen(["pipewire"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=_child_setup(cores))
+    except BaseException as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(e, (OSError, subprocess.SubprocessError)):
+            raise ServerError(f"pipewire did not start: {e}") from None
+        raise
     server = Server(proc, env, folder=folder)
+    where = "" if rate is None else f" at {rate} Hz"
     deadline = time.monotonic() + timeout_s
     while not _answers(["pw-cli", "info", "0"], env):
-        if proc.poll() is not None or time.monotonic() > deadline:
+        if proc.poll() is not None:
             server.stop()
-            raise ServerError(f"pipewire did not start{'' if rate is None else f' at {rate} Hz'} "
-                              f"(exit status {proc.returncode})")
+            raise ServerError(f"pipewire did not start{where}: it exited with status {proc.returncode}")
+        if time.monotonic() > deadline:
+            server.stop()
+            raise ServerError(f"pipewire did not start{where}: pw-cli had no answer in {timeout_s:g} s")
         time.sleep(0.1)
     return server

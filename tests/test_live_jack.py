@@ -286,11 +286,11 @@ def test_a_second_client_of_the_same_name_is_refused_in_one_line(server):
 def test_live_ends_in_one_line_when_its_server_quits():
     """`midi2wave live --jack` whose server stops under it exits with one line, and does not hang."""
     server = started(start_jackd, 16000, 64)
-    name = server.name
-    player = subprocess.Popen([sys.executable, "-m", "midi2wave", "live", "--jack", "--name", "m2w-orphan", "-q"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server.environ,
-                              preexec_fn=die_with_parent)
+    name, player = server.name, None
     try:
+        player = subprocess.Popen([sys.executable, "-m", "midi2wave", "live", "--jack", "--name", "m2w-orphan",
+                                   "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=server.environ, preexec_fn=die_with_parent)
         watcher = jack.Client("m2w-watcher", no_start_server=True, servername=name)
         ear = watcher.inports.register("in")
         watcher.activate()
@@ -309,7 +309,7 @@ def test_live_ends_in_one_line_when_its_server_quits():
         server.proc.wait(10)
         _, err = player.communicate(timeout=20)
     finally:
-        if player.poll() is None:
+        if player is not None and player.poll() is None:
             player.kill()
             player.wait()
         server.stop()
@@ -319,37 +319,98 @@ def test_live_ends_in_one_line_when_its_server_quits():
 
 def test_servers_take_names_from_the_pool_and_a_killed_servers_name_is_taken_again():
     """jackd frees a killed server's registry slot (8 in all) only when a server of the same name
-    starts: the next server started takes the lowest free name of the pool, the killed one's, so
-    killed runs never hold more than the pool's four slots (tests/audio_servers.py)."""
-    first = started(start_jackd, 16000, 256)
-    try:
-        second = started(start_jackd, 16000, 256)
-        with second:
-            assert {first.name, second.name} <= set(JACKD_NAMES) and first.name != second.name
-            assert jackd_running(first.name) and jackd_running(second.name)
-            first.proc.kill()  # SIGKILL: it cannot unregister; its slot stays taken under its name
-            first.proc.wait()
-            assert not jackd_running(first.name)
-            with started(start_jackd, 16000, 256) as third:
-                assert third.name == first.name and jackd_running(third.name)
-    finally:
-        first.stop()
+    starts: the next server started takes the lowest free name of the pool, the killed one's
+    (tests/audio_servers.py). What this checks is the name; that the slot comes back with it is
+    jackd's part."""
+    with started(start_jackd, 16000, 256) as first, started(start_jackd, 16000, 256) as second:
+        assert {first.name, second.name} <= set(JACKD_NAMES) and first.name != second.name
+        assert jackd_running(first.name) and jackd_running(second.name)
+        first.proc.kill()  # SIGKILL: it cannot unregister; its slot stays taken under its name
+        first.proc.wait()
+        assert not jackd_running(first.name)
+        with started(start_jackd, 16000, 256) as third:
+            assert third.name == first.name and jackd_running(third.name)
 
 
-def test_a_full_registry_is_one_line_that_says_what_to_remove(monkeypatch):
-    """jackd says "Too many servers already active" when its registry's 8 slots are held (killed
-    servers under names not of the pool): one line naming the file to remove, at the first try."""
+def test_a_jackd_that_exits_while_another_runs_under_its_name_is_not_taken_for_it():
+    """Two runs that pick the same free name: the second jackd exits at once ("already active")
+    while jack_wait sees the first's; `_try_jackd` must not return it as a server of its own."""
     import audio_servers
 
-    tries = []
+    with started(start_jackd, 16000, 256) as other:
+        server, said = audio_servers._try_jackd(other.name, True, 16000, 256, None, None, 10.0)
+        assert server is None and jackd_running(other.name), said
 
-    def full(name, realtime, *args):
-        tries.append((name, realtime))
-        return None, "jackdmp 1.9.21\nJack: Too many servers already active\nFailed to open server\n"
 
-    monkeypatch.setattr(audio_servers, "_try_jackd", full)
-    with pytest.raises(audio_servers.ServerError) as raised:
+@pytest.fixture
+def fake_jackd(monkeypatch):
+    """start_jackd without jackd: `running` the names that answer, `tries` each (name, realtime)
+    `_try_jackd` was asked for, `says(name, realtime)` what that try gets (a Server or what jackd said)."""
+    import audio_servers
+
+    fake = type("FakeJackd", (), {})()
+    fake.running, fake.tries = set(), []
+    fake.says = lambda name, realtime: (None, "")
+
+    def one_try(name, realtime, *args):
+        fake.tries.append((name, realtime))
+        return fake.says(name, realtime)
+
+    monkeypatch.setattr(audio_servers.shutil, "which", lambda program: "/usr/bin/" + program)
+    monkeypatch.setattr(audio_servers, "jackd_running", lambda name: name in fake.running)
+    monkeypatch.setattr(audio_servers, "_try_jackd", one_try)
+    return fake
+
+
+def test_a_full_registry_is_one_line_that_says_what_to_remove(fake_jackd):
+    """jackd says "Too many servers already active" when its registry's 8 slots are held (killed
+    servers under names not of the pool): one line naming the file to remove, at the first try."""
+    from audio_servers import ServerError
+
+    fake_jackd.says = lambda name, realtime: (None, "jackdmp 1.9.21\nJack: Too many servers already active\n")
+    with pytest.raises(ServerError) as raised:
         start_jackd(16000, 64)
     message = str(raised.value)
     assert "registry is full" in message and "/dev/shm/jack-shm-registry" in message and "\n" not in message
-    assert len(tries) == 1 and tries[0][0] in JACKD_NAMES
+    assert fake_jackd.tries == [(JACKD_NAMES[0], True)]
+
+
+def test_a_name_another_run_took_meanwhile_is_passed_over_and_a_failure_is_one_line(fake_jackd):
+    """A name that another run's server came up under during the try: the next name of the pool.
+    A server that starts neither realtime nor not, for another reason: one line with what jackd said."""
+    from audio_servers import Server, ServerError
+
+    def says(name, realtime):
+        if name == JACKD_NAMES[0]:
+            fake_jackd.running.add(name)  # another run's, meanwhile
+            return None, f"jackd: server `{name}' already active"
+        return Server(proc=None, environ={}, name=name, realtime=realtime), ""
+
+    fake_jackd.says = says
+    assert start_jackd(16000, 64).name == JACKD_NAMES[1]
+    assert fake_jackd.tries == [(JACKD_NAMES[0], True), (JACKD_NAMES[1], True)]
+
+    fake_jackd.running.clear()
+    fake_jackd.tries.clear()
+    fake_jackd.says = lambda name, realtime: (None, "jackdmp 1.9.21\nCannot open dummy driver:\n bad rate 1\n")
+    with pytest.raises(ServerError) as raised:
+        start_jackd(1, 64)
+    message = str(raised.value)
+    assert message.startswith("jackd did not start at 1 Hz, period 64") and "bad rate 1" in message
+    assert "\n" not in message and fake_jackd.tries == [(JACKD_NAMES[0], True), (JACKD_NAMES[0], False)]
+
+
+def test_a_server_is_the_default_only_inside_its_block(monkeypatch):
+    """`Server.as_default` sets (and removes) just the variables in which the environment differs
+    from the server's, and puts back just those: what else changed meanwhile stays."""
+    from audio_servers import Server
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "the-users")
+    monkeypatch.setenv("PIPEWIRE_LATENCY", "256/48000")
+    environ = {k: v for k, v in os.environ.items() if k != "PIPEWIRE_LATENCY"}
+    environ["JACK_DEFAULT_SERVER"] = "m2w-jackd-3"
+    with Server(proc=None, environ=environ, name="m2w-jackd-3").as_default():
+        assert os.environ["JACK_DEFAULT_SERVER"] == "m2w-jackd-3" and "PIPEWIRE_LATENCY" not in os.environ
+        os.environ["M2W_SET_MEANWHILE"] = "1"
+    assert os.environ["JACK_DEFAULT_SERVER"] == "the-users" and os.environ["PIPEWIRE_LATENCY"] == "256/48000"
+    assert os.environ.pop("M2W_SET_MEANWHILE") == "1"
