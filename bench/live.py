@@ -316,7 +316,7 @@ def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, flo
     core, same duration: what the machine itself costs (a shared VM stalls now and then)."""
     import jack
 
-    from midi2wave.render.playback import _uncancellable, deactivate_jack_client
+    from midi2wave.render.playback import _uncancellable, close_jack_client, deactivate_jack_client
 
     client = jack.Client("m2w-null", no_start_server=True)
     out = client.outports.register("out")
@@ -341,7 +341,7 @@ def null_xruns(rate: int, seconds: float, spin_s: float = 0.0) -> tuple[int, flo
     time.sleep(seconds)
     t1 = time.monotonic()
     deactivate_jack_client(client)
-    client.close()
+    close_jack_client(client)
     return count[0], worst[0], t0, t1
 
 

@@ -6,6 +6,7 @@ reaches other rates with a fixed latency. With a JACK server: tests/test_live_ja
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -1084,9 +1085,11 @@ def test_audio_callbacks_run_with_thread_cancellation_disabled():
 
 @pytest.mark.parametrize("start_fails", [False, True], ids=["stop", "failed-start"])
 def test_a_jack_client_is_stopped_after_its_render_thread_and_a_pause_without_the_gil(monkeypatch, start_fails):
-    """PipeWire's JACK cancels the client's audio thread in deactivate: the render thread (which
-    takes the GIL) stops first, and the client is deactivated after three periods' sleep (the GIL
-    free for a callback that waits for it), then closed; also when the client does not start."""
+    """JACK cancels the client's audio thread in deactivate and its notification thread in close:
+    the render thread (which takes the GIL) stops first, the client is deactivated after three
+    periods' sleep (the GIL free for a callback that waits for it), and closed after a pause for a
+    notification callback already on its way (`close_jack_client`); also when the client does not
+    start. A client whose server shut it down is only closed."""
     fake = _FakeJack("3.0.0.0 (using PipeWire 0.3.65)", rate=48000, blocksize=128)
     fake.activate_fails = start_fails
     monkeypatch.setattr(playback, "_import", lambda name, package: fake)
@@ -1103,8 +1106,15 @@ def test_a_jack_client_is_stopped_after_its_render_thread_and_a_pause_without_th
     else:
         backend.start()
         backend.stop()
-    assert fake.calls == ["activate", "render thread stops", f"sleep {3 * 128 / 48000:.5f}", "deactivate", "close"]
+    pause = f"sleep {max(0.02, 4 * sys.getswitchinterval()):.5f}"
+    assert fake.calls == ["activate", "render thread stops", f"sleep {3 * 128 / 48000:.5f}", "deactivate", pause,
+                          "close"]
     assert backend.proc.thread is None
+    if not start_fails:
+        fake.calls.clear()
+        backend.failure = "JACK: the server shut the client down (test)"
+        backend.stop()
+        assert fake.calls == ["render thread stops", "close"]
 
 
 def test_the_start_line_says_whose_jack_period_it_is_and_what_period_did():

@@ -546,6 +546,21 @@ def deactivate_jack_client(client: Any) -> None:
     client.deactivate()
 
 
+def close_jack_client(client: Any) -> None:
+    """`client.close()` for a deactivated client, once a notification callback already on its way
+    has run.
+
+    jack_client_close cancels the client's notification thread (pthread_cancel: jackd's libjack stops
+    the client's channel in JackClient::Close), the thread that runs the xrun, period and freewheel
+    callbacks. One cancelled while it waits for the GIL to begin such a callback dies holding the
+    GIL's mutex, and the process hangs for ever (bench/jack_close.py, with another Python thread
+    busy). jackd's libjack calls no notification callback on an inactive client, so after
+    deactivate only one already dispatched can come; the pause, a few of the interpreter's switch
+    intervals with this thread off the GIL, lets it run first."""
+    time.sleep(max(0.02, 4 * sys.getswitchinterval()))
+    client.close()
+
+
 def _open_jack_client(jack: Any, name: str) -> Any:
     """A client of the running JACK server named exactly `name`, or a one-line InputError."""
     try:
@@ -670,7 +685,7 @@ class JackBackend:
         except BaseException:  # not started: nothing left running or open (in `stop`'s order)
             self.proc.stop()
             if _bounded(lambda: deactivate_jack_client(self.client), "JACK: deactivating the client", log=False):
-                _bounded(self.client.close, "JACK: closing the client", log=False)
+                _bounded(lambda: close_jack_client(self.client), "JACK: closing the client", log=False)
             _realtime_python(False)
             raise
 
@@ -684,9 +699,10 @@ class JackBackend:
         self.proc.stop()
         # an overloaded server can leave deactivate() waiting for ever: give it up after a while (and
         # then do not close the client under it: the process's exit does)
-        if self.failure is not None or _bounded(lambda: deactivate_jack_client(self.client),
-                                                "JACK: deactivating the client"):
+        if self.failure is not None:  # the server is gone, and its notifications with it
             _bounded(self.client.close, "JACK: closing the client")
+        elif _bounded(lambda: deactivate_jack_client(self.client), "JACK: deactivating the client"):
+            _bounded(lambda: close_jack_client(self.client), "JACK: closing the client")
         _realtime_python(False)
 
 
