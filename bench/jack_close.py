@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # audio_servers: the servers the tests start too
-from audio_servers import ServerError, start_jackd  # noqa: E402
+from audio_servers import ServerError, die_with_parent, start_jackd  # noqa: E402
 
 MODES = ("plain", "paused")
 
@@ -92,27 +92,35 @@ def child(mode: str, closes: int) -> None:
     os._exit(0)
 
 
-def run_child(mode: str, closes: int, stall_s: float) -> tuple[int, int, bool, float]:
-    """(closes made, xrun callbacks seen, hung, seconds) of one child."""
+def run_child(mode: str, closes: int, stall_s: float) -> tuple[int, int, bool, int, float]:
+    """(closes made, xrun callbacks seen, hung, exit status, seconds) of one child; a hung child
+    (it cannot handle a signal: every thread waits for the GIL's mutex) is killed."""
     proc = subprocess.Popen([sys.executable, __file__, "--child", mode, "--closes", str(closes)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, preexec_fn=die_with_parent)
     done = xruns = 0
     t0 = last = time.monotonic()
     hung = False
-    while True:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            line = proc.stdout.readline()
-            if not line:
+    pending = b""
+    try:
+        while True:
+            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 4096)  # unbuffered: select sees what is left
+                if not chunk:
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                if lines:
+                    done, xruns = (int(x) for x in lines[-1].split())
+                    last = time.monotonic()
+            elif time.monotonic() - last > stall_s:
+                hung = True
                 break
-            done, xruns = (int(x) for x in line.split())
-            last = time.monotonic()
-        elif time.monotonic() - last > stall_s:
-            hung = True
+    finally:
+        if proc.poll() is None:
             proc.kill()
-            break
-    proc.wait()
-    return done, xruns, hung, time.monotonic() - t0
+        proc.wait()
+        proc.stdout.close()
+    return done, xruns, hung, proc.returncode, time.monotonic() - t0
 
 
 def main() -> None:
@@ -131,28 +139,32 @@ def main() -> None:
         raise SystemExit(f"bench/jack_close.py: {e}")
     with jackd, jackd.as_default():
         xrunner = subprocess.Popen([sys.executable, "-c", XRUNNER, str(1.5 * 64 / 16000)], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
         try:
-            if xrunner.stdout.readline().strip() != "ready":
-                raise SystemExit("bench/jack_close.py: the xrun maker did not start")
+            if not select.select([xrunner.stdout], [], [], 30)[0] or xrunner.stdout.readline().strip() != "ready":
+                raise SystemExit("bench/jack_close.py: the xrun maker did not start in 30 s")
             print(f"jackd 16000:64 ({'realtime' if jackd.realtime else 'not realtime'}), a client making an xrun "
                   f"every period; {args.closes} closes per child, a Python thread spinning; load average "
                   f"{os.getloadavg()[0]:.2f}")
-            print("| round | mode | closes made | hung | xrun callbacks per client | s |")
-            print("|---:|---|---:|---|---:|---:|")
+            print("| round | mode | closes made | hung | exit status | xrun callbacks per client | s |")
+            print("|---:|---|---:|---|---:|---:|---:|")
             totals = {mode: [0, 0] for mode in MODES}
             for r in range(args.rounds):
                 for mode in MODES[r % 2:] + MODES[:r % 2]:
-                    done, xruns, hung, seconds = run_child(mode, args.closes, args.stall_s)
+                    done, xruns, hung, status, seconds = run_child(mode, args.closes, args.stall_s)
                     totals[mode][0] += done
                     totals[mode][1] += hung
-                    print(f"| {r + 1} | {mode} | {done} | {'**yes**' if hung else 'no'} | "
+                    print(f"| {r + 1} | {mode} | {done} | {'**yes**' if hung else 'no'} | {status} | "
                           f"{xruns / max(done, 1):.1f} | {seconds:.0f} |", flush=True)
             for mode, (done, hangs) in totals.items():
                 print(f"{mode}: {hangs} hangs in {args.rounds} children, {done} closes made")
         finally:
             xrunner.stdin.close()
-            xrunner.wait(10)
+            try:
+                xrunner.wait(10)
+            except subprocess.TimeoutExpired:
+                xrunner.kill()
+                xrunner.wait()
 
 
 if __name__ == "__main__":

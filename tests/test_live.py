@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -992,6 +993,9 @@ class _FakeJack:
 
             def deactivate(self):
                 fake.calls.append("deactivate")
+                blocks = getattr(fake, "deactivate_blocks", None)
+                if blocks is not None:  # a server that leaves deactivate waiting
+                    blocks.wait(10)
 
             def close(self):
                 fake.calls.append("close")
@@ -1079,7 +1083,9 @@ def test_audio_callbacks_run_with_thread_cancellation_disabled():
     assert seen == [playback._CANCEL_DISABLE, playback._CANCEL_DISABLE, playback._CANCEL_ENABLE,
                     playback._CANCEL_DISABLE, playback._CANCEL_DISABLE]
     guarded = playback._uncancellable(lambda: 0).__code__
-    for method in (playback.JackBackend._process, playback.DeviceBackend._callback, playback._Feed._callback):
+    for method in (playback.JackBackend._process, playback.DeviceBackend._callback, playback._Feed._callback,
+                   playback.JackBackend._xrun, playback.JackBackend._freewheel, playback.JackBackend._blocksize,
+                   playback.JackBackend._shutdown):  # the audio threads' callbacks, and the notification thread's
         assert method.__code__ is guarded  # each goes through _uncancellable
 
 
@@ -1089,7 +1095,8 @@ def test_a_jack_client_is_stopped_after_its_render_thread_and_a_pause_without_th
     the render thread (which takes the GIL) stops first, the client is deactivated after three
     periods' sleep (the GIL free for a callback that waits for it), and closed after a pause for a
     notification callback already on its way (`close_jack_client`); also when the client does not
-    start. A client whose server shut it down is only closed."""
+    start. A client that its server shut down is closed (after the pause: its shutdown callback may
+    be on its way), not deactivated. One whose deactivate hangs is not closed under it."""
     fake = _FakeJack("3.0.0.0 (using PipeWire 0.3.65)", rate=48000, blocksize=128)
     fake.activate_fails = start_fails
     monkeypatch.setattr(playback, "_import", lambda name, package: fake)
@@ -1114,7 +1121,17 @@ def test_a_jack_client_is_stopped_after_its_render_thread_and_a_pause_without_th
         fake.calls.clear()
         backend.failure = "JACK: the server shut the client down (test)"
         backend.stop()
-        assert fake.calls == ["render thread stops", "close"]
+        assert fake.calls == ["render thread stops", pause, "close"]
+
+        fake.calls.clear()
+        backend.failure = None
+        stuck = threading.Event()
+        monkeypatch.setattr(fake, "deactivate_blocks", stuck, raising=False)
+        bounded = playback._bounded
+        monkeypatch.setattr(playback, "_bounded", lambda call, what, seconds=5.0, log=True: bounded(call, what, 0.3, log))
+        backend.stop()
+        stuck.set()
+        assert "deactivate" in fake.calls and "close" not in fake.calls, fake.calls
 
 
 def test_the_start_line_says_whose_jack_period_it_is_and_what_period_did():

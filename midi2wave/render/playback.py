@@ -554,9 +554,9 @@ def close_jack_client(client: Any) -> None:
     the client's channel in JackClient::Close), the thread that runs the xrun, period and freewheel
     callbacks. One cancelled while it waits for the GIL to begin such a callback dies holding the
     GIL's mutex, and the process hangs for ever (bench/jack_close.py, with another Python thread
-    busy). jackd's libjack calls no notification callback on an inactive client, so after
-    deactivate only one already dispatched can come; the pause, a few of the interpreter's switch
-    intervals with this thread off the GIL, lets it run first."""
+    busy). jackd's libjack calls no notification callback on an inactive client (but the shutdown
+    callback), so after deactivate only one already dispatched can come; the pause, a few of the
+    interpreter's switch intervals with this thread off the GIL, lets it run first."""
     time.sleep(max(0.02, 4 * sys.getswitchinterval()))
     client.close()
 
@@ -632,12 +632,16 @@ class JackBackend:
         self.connect = connect
         self.first_frame: int | None = None  # the graph's frame time of this client's first period
 
+    # JACK's notification thread runs these: uncancellable for their bodies (close cancels that thread)
+    @_uncancellable
     def _xrun(self, delay: float) -> None:
         self.proc.meter.xruns += 1
 
+    @_uncancellable
     def _freewheel(self, starting: bool) -> None:
         self.proc.freewheel = bool(starting)
 
+    @_uncancellable
     def _shutdown(self, status: Any, reason: str) -> None:  # JACK's thread: only a flag
         self.failure = f"JACK: the server shut the client down ({reason or status})"
 
@@ -646,6 +650,7 @@ class JackBackend:
         """Frames per period, as the server last said (`_Processor.period`)."""
         return self.proc.period
 
+    @_uncancellable
     def _blocksize(self, frames: int) -> None:
         """JACK's period changed (outside the process cycle): the engine's period, and how long
         the callback waits for the render thread (`_Processor.resize`). Never raises."""
@@ -699,9 +704,9 @@ class JackBackend:
         self.proc.stop()
         # an overloaded server can leave deactivate() waiting for ever: give it up after a while (and
         # then do not close the client under it: the process's exit does)
-        if self.failure is not None:  # the server is gone, and its notifications with it
-            _bounded(self.client.close, "JACK: closing the client")
-        elif _bounded(lambda: deactivate_jack_client(self.client), "JACK: deactivating the client"):
+        if self.failure is not None or _bounded(lambda: deactivate_jack_client(self.client),
+                                                "JACK: deactivating the client"):
+            # shut down (the server gone, or it dropped the client: its shutdown callback may still be on its way)
             _bounded(lambda: close_jack_client(self.client), "JACK: closing the client")
         _realtime_python(False)
 
