@@ -25,8 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 JACKD_NAMES = tuple(f"m2w-jackd-{i}" for i in range(4))
@@ -102,14 +101,11 @@ class Server:
     realtime: bool | None = None  # jackd's -R (else --no-realtime); None for PipeWire
     stamper: subprocess.Popen | None = None
     folder: Path | None = None  # removed on stop
-    _stopped: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; waits for the stamper (it ends with the server's output,
-        so the log is whole once this returns). Idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
+        so the log is whole once this returns). Idempotent: a process already waited for gets no
+        signal, and the folder's removal ignores a missing one."""
         for proc in (self.proc, self.stamper):
             if proc is None:
                 continue
@@ -123,25 +119,15 @@ class Server:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
 
-    @contextlib.contextmanager
-    def as_default(self) -> Iterator[Server]:
+    def as_default(self) -> contextlib.AbstractContextManager:
         """This process's JACK clients reach this server while the block runs: the variables in
         which os.environ differs from `environ` are set (or removed), and only those are restored
-        after."""
-        changed = {k: v for k, v in self.environ.items() if os.environ.get(k) != v}
-        removed = [k for k in os.environ if k not in self.environ]
-        old = {k: os.environ.get(k) for k in [*changed, *removed]}
-        os.environ.update(changed)
-        for k in removed:
-            del os.environ[k]
-        try:
-            yield self
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        after (`playback._environment`)."""
+        from midi2wave.render.playback import _environment
+
+        differ: dict[str, str | None] = {k: v for k, v in self.environ.items() if os.environ.get(k) != v}
+        differ.update((k, None) for k in os.environ if k not in self.environ)
+        return _environment(differ)
 
     def __enter__(self) -> Server:
         return self

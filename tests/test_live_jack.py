@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -348,9 +349,7 @@ def fake_jackd(monkeypatch):
     `_try_jackd` was asked for, `says(name, realtime)` what that try gets (a Server or what jackd said)."""
     import audio_servers
 
-    fake = type("FakeJackd", (), {})()
-    fake.running, fake.tries = set(), []
-    fake.says = lambda name, realtime: (None, "")
+    fake = SimpleNamespace(running=set(), tries=[], says=lambda name, realtime: (None, ""))
 
     def one_try(name, realtime, *args):
         fake.tries.append((name, realtime))

@@ -473,10 +473,14 @@ def _on_pipewire(jack: Any) -> bool:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]):
-    """The environment variables `values` set for the block, then restored."""
+def _environment(values: dict[str, str | None]):
+    """The environment variables `values` set (None: unset) for the block, then restored."""
     old = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         yield
     finally:
