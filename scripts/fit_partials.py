@@ -272,6 +272,73 @@ def corpus_pieces(folder, sustain_threshold: int = C.PEDAL_ON_THRESHOLD, log=pri
     return out
 
 
+def _level_rows(pos: np.ndarray, vdb: np.ndarray, G: int, slope_table: bool) -> np.ndarray:
+    """One partial's design [rows, G + (G if slope_table else 1)]: its table column pair at the rows'
+    grid positions `pos` (linear between grid pitches), then its velocity slope's, times `vdb`."""
+    lo = pos.astype(np.int64)
+    hi = np.minimum(lo + 1, G - 1)
+    w = pos - lo
+    rows = np.arange(len(pos))
+    design = np.zeros((len(pos), G + (G if slope_table else 1)))
+    design[rows, lo] = 1.0 - w
+    design[rows, hi] += w
+    if slope_table:
+        design[rows, G + lo] = (1.0 - w) * vdb
+        design[rows, G + hi] += w * vdb
+    else:
+        design[:, G] = vdb
+    return design
+
+
+def _level_penalty(G: int, slope_table: bool) -> np.ndarray:
+    """One partial's smoothing rows: the first differences between neighbouring grid pitches of its
+    table (`LEVEL_SMOOTHING`) and of its slope table (`LEVEL_SLOPE_SMOOTHING`)."""
+    n = G + (G if slope_table else 1)
+    blocks = ((0, LEVEL_SMOOTHING), (G, LEVEL_SLOPE_SMOOTHING)) if slope_table else ((0, LEVEL_SMOOTHING),)
+    penalty = np.zeros(((G - 1) * len(blocks), n))
+    for b, (block, weight) in enumerate(blocks):
+        for g in range(1, G):
+            penalty[b * (G - 1) + g - 1, block + g - 1] = -weight
+            penalty[b * (G - 1) + g - 1, block + g] = weight
+    return penalty
+
+
+def solve_levels(obs: np.ndarray, partials: int, reference_velocity: float, grid_step: int, slope_table: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(grid pitches [G], table [G, partials] dB, slopes [G, partials] or [partials], residuals [rows] dB)
+    of `fit_levels`' least squares, unrounded.
+
+    Each row and each smoothing row involves one partial's unknowns only, and the Huber weight of a
+    row is its own residual's, so the fit splits into one small problem per partial (2G unknowns)
+    with the same solution as the whole system (partials x 2G unknowns; minutes of dense lstsq on
+    tens of thousands of rows, where this takes a fraction of a second)."""
+    grid = np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, grid_step, dtype=np.float64)
+    G, K = len(grid), partials
+    obs = obs[obs[:, 2] <= K]
+    level = 20.0 * np.log10(np.maximum(obs[:, 3], 1e-7))
+    pos = np.clip((obs[:, 0] - grid[0]) / grid_step, 0.0, G - 1 - 1e-9)
+    vdb = 20.0 * np.log10(np.maximum(obs[:, 1], 1.0) / reference_velocity)
+    penalty = _level_penalty(G, slope_table)
+    table = np.zeros((G, K))
+    slopes = np.zeros((G, K)) if slope_table else np.zeros(K)
+    residual = np.zeros(len(obs))
+    for k in range(1, K + 1):
+        mine = np.flatnonzero(obs[:, 2].astype(np.int64) == k)
+        design = _level_rows(pos[mine], vdb[mine], G, slope_table)
+        weight = np.ones(len(mine))
+        for _ in range(6):  # iteratively reweighted least squares (Huber)
+            theta = np.linalg.lstsq(np.vstack([design * weight[:, None], penalty]),
+                                    np.concatenate([level[mine] * weight, np.zeros(len(penalty))]), rcond=None)[0]
+            residual[mine] = level[mine] - design @ theta
+            weight = np.sqrt(1.0 / np.maximum(1.0, np.abs(residual[mine]) / LEVEL_HUBER_DB))
+        table[:, k - 1] = theta[:G]
+        if slope_table:
+            slopes[:, k - 1] = theta[G:]
+        else:
+            slopes[k - 1] = theta[G]
+    return grid, table, slopes, residual
+
+
 def fit_levels(obs: np.ndarray, partials: int = MAX_PARTIAL, reference_velocity: float = 64.0,
                grid_step: int = LEVEL_GRID_STEP, slope_table: bool = True
                ) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...], Any, float]:
@@ -283,46 +350,8 @@ def fit_levels(obs: np.ndarray, partials: int = MAX_PARTIAL, reference_velocity:
     slopes: a table [grid][partials] (`slope_table`), or one per partial [partials] shared by every
     pitch. These are `config.ResonatorConfig`'s level_pitches, levels_db and
     level_velocity_slope_table (or level_velocity_slopes)."""
-    grid = np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, grid_step, dtype=np.float64)
-    G, K = len(grid), partials
-    n_slopes = G * K if slope_table else K
-    obs = obs[obs[:, 2] <= K]
-    pitch, velocity, k = obs[:, 0], obs[:, 1], obs[:, 2].astype(np.int64)
-    level = 20.0 * np.log10(np.maximum(obs[:, 3], 1e-7))
-    pos = np.clip((pitch - grid[0]) / grid_step, 0.0, G - 1 - 1e-9)
-    lo = pos.astype(np.int64)
-    hi = np.minimum(lo + 1, G - 1)
-    w = pos - lo
-    rows = np.arange(len(obs))
-    vdb = 20.0 * np.log10(np.maximum(velocity, 1.0) / reference_velocity)
-    design = np.zeros((len(obs), G * K + n_slopes))
-    design[rows, lo * K + k - 1] = 1.0 - w
-    design[rows, hi * K + k - 1] += w
-    if slope_table:
-        design[rows, G * K + lo * K + k - 1] = (1.0 - w) * vdb
-        design[rows, G * K + hi * K + k - 1] += w * vdb
-    else:
-        design[rows, G * K + k - 1] = vdb
-    smooth = []
-    for block, weight in ((0, LEVEL_SMOOTHING), (G * K, LEVEL_SLOPE_SMOOTHING)):
-        if block and not slope_table:
-            continue
-        for j in range(K):
-            for g in range(1, G):
-                row = np.zeros(G * K + n_slopes)
-                row[block + (g - 1) * K + j] = -weight
-                row[block + g * K + j] = weight
-                smooth.append(row)
-    penalty = np.asarray(smooth)
-    weight = np.ones(len(obs))
-    for _ in range(6):  # iteratively reweighted least squares (Huber)
-        theta = np.linalg.lstsq(np.vstack([design * weight[:, None], penalty]),
-                                np.concatenate([level * weight, np.zeros(len(penalty))]), rcond=None)[0]
-        residual = level - design @ theta
-        weight = np.sqrt(1.0 / np.maximum(1.0, np.abs(residual) / LEVEL_HUBER_DB))
-    table = theta[:G * K].reshape(G, K)
-    slopes = theta[G * K:]
-    slopes_out: Any = (tuple(tuple(round(float(v), 3) for v in row) for row in slopes.reshape(G, K)) if slope_table
+    grid, table, slopes, residual = solve_levels(obs, partials, reference_velocity, grid_step, slope_table)
+    slopes_out: Any = (tuple(tuple(round(float(v), 3) for v in row) for row in slopes) if slope_table
                        else tuple(round(float(v), 3) for v in slopes))
     return (tuple(float(p) for p in grid), tuple(tuple(round(float(v), 2) for v in row) for row in table),
             slopes_out, float(np.median(np.abs(residual))))

@@ -331,6 +331,70 @@ def test_fit_partials_recovers_the_levels_and_their_velocity_slopes(delay_s: flo
                 assert abs(got - true_db(p, v, k)) < 0.5, (p, k, v, got, true_db(p, v, k))
 
 
+def _levels_whole_system(obs, K, G, step, slope_table):
+    """`fit_levels`' least squares as one system over every partial (partials x 2G unknowns): the
+    formulation the split per partial must reproduce."""
+    grid0 = 21.0
+    n_slopes = G * K if slope_table else K
+    level = 20.0 * np.log10(np.maximum(obs[:, 3], 1e-7))
+    pos = np.clip((obs[:, 0] - grid0) / step, 0.0, G - 1 - 1e-9)
+    lo = pos.astype(np.int64)
+    hi = np.minimum(lo + 1, G - 1)
+    w = pos - lo
+    k = obs[:, 2].astype(np.int64)
+    vdb = 20.0 * np.log10(np.maximum(obs[:, 1], 1.0) / 64.0)
+    rows = np.arange(len(obs))
+    design = np.zeros((len(obs), G * K + n_slopes))
+    design[rows, lo * K + k - 1] = 1.0 - w
+    design[rows, hi * K + k - 1] += w
+    if slope_table:
+        design[rows, G * K + lo * K + k - 1] = (1.0 - w) * vdb
+        design[rows, G * K + hi * K + k - 1] += w * vdb
+    else:
+        design[rows, G * K + k - 1] = vdb
+    penalty = []
+    for block, weight in ((0, fit_partials.LEVEL_SMOOTHING), (G * K, fit_partials.LEVEL_SLOPE_SMOOTHING)):
+        if block and not slope_table:
+            continue
+        for j in range(K):
+            for g in range(1, G):
+                row = np.zeros(G * K + n_slopes)
+                row[block + (g - 1) * K + j], row[block + g * K + j] = -weight, weight
+                penalty.append(row)
+    penalty = np.asarray(penalty)
+    weight = np.ones(len(obs))
+    for _ in range(6):
+        theta = np.linalg.lstsq(np.vstack([design * weight[:, None], penalty]),
+                                np.concatenate([level * weight, np.zeros(len(penalty))]), rcond=None)[0]
+        residual = level - design @ theta
+        weight = np.sqrt(1.0 / np.maximum(1.0, np.abs(residual) / fit_partials.LEVEL_HUBER_DB))
+    slopes = theta[G * K:].reshape(G, K) if slope_table else theta[G * K:]
+    return theta[:G * K].reshape(G, K), slopes, residual
+
+
+@pytest.mark.parametrize("slope_table", [True, False])
+def test_the_level_fit_split_per_partial_solves_the_whole_system(slope_table: bool):
+    """One small least squares per partial gives the whole system's solution: outliers (the Huber
+    weights), pitches without notes (the smoothing) and a partial with no rows at all (broken once:
+    the slope smoothing left out of the split, the solutions parted by 1.6 dB; the Huber weights left at 1,
+    by 6.9 dB)."""
+    rng = np.random.default_rng(3)
+    K, step = 5, 6
+    n = 600
+    pitch = rng.choice(np.r_[30:60, 70:100], n).astype(np.float64)  # a gap of grid pitches without notes
+    velocity = rng.integers(10, 127, n).astype(np.float64)
+    k = rng.choice([1, 2, 3, 5], n).astype(np.float64)  # partial 4 never measured
+    db = -20 - 5 * (k - 1) - 0.1 * (pitch - 60) + (1 + 0.2 * k) * 20 * np.log10(velocity / 64) + rng.normal(0, 1, n)
+    db[rng.random(n) < 0.05] += 25.0  # a few partials caught on another note's
+    obs = np.stack([pitch, velocity, k, 10 ** (db / 20)], axis=1)
+    grid, table, slopes, residual = fit_partials.solve_levels(obs, K, 64.0, step, slope_table)
+    want_table, want_slopes, want_residual = _levels_whole_system(obs, K, len(grid), step, slope_table)
+    np.testing.assert_allclose(table, want_table, atol=1e-8)
+    np.testing.assert_allclose(slopes, want_slopes, atol=1e-8)
+    np.testing.assert_allclose(residual, want_residual, atol=1e-8)
+    assert np.abs(table[:, 3]).max() < 1e-9  # no rows: the smoothing alone, at its least norm
+
+
 def test_a_window_begun_mid_note_rings_its_notes_at_their_levels():
     """An oscillator admitted after its attack ended (a chunk row or excerpt starting mid-note)
     starts from silence; with the lock it takes its level carried to then, at a spread phase."""
