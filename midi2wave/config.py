@@ -478,9 +478,16 @@ class ModelSampling:
     # sheet), where a listener hears it as a rumble under every note; above 1 kHz it is quieter than
     # the recording's. Needs nothing of the network: the bank and the network still get all of it.
     sustain_highpass_hz: float = 0.0
+    # Min-p sampling: no value is drawn whose probability, after the temperature, is below this
+    # fraction of the most likely value's (0: the whole distribution, as in training). Why: the
+    # network's distribution has a long tail; a draw from it, rare per sample but frequent per
+    # second, puts one sample off the waveform, which a listener hears as a tick on a soft note.
+    min_p: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.temperature > 0, "sampling.temperature", self.temperature, "must be > 0")
+        _require(math.isfinite(self.min_p) and 0 <= self.min_p < 1, "sampling.min_p", self.min_p,
+                 "must be in [0, 1) (0: the whole distribution)")
         _require(self.sustain_temperature >= 0, "sampling.sustain_temperature", self.sustain_temperature,
                  "must be >= 0 (0: same as temperature)")
         _require(self.attack_seconds >= 0, "sampling.attack_seconds", self.attack_seconds, "must be >= 0")
@@ -575,6 +582,9 @@ class SamplingOptions:
     sustain_highpass_hz: float | None = _flag(  # see ModelSampling
         None, "models with the resonator bank: cut-off (Hz) of the two one-pole high-passes through which the "
               f"innovation is heard directly past the attacks (0: none; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
+    min_p: float | None = _flag(  # see ModelSampling
+        None, "min-p sampling: never draw a value whose probability is below this fraction of the most likely "
+              f"value's (0: the whole distribution, as in training; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
     precision: str = _flag("fp32", "numba engine weight storage (fp16: faster for one stream of a big model)",
                            choices=("fp32", "fp16", "int8"), commands=("synthesize",) + _LIVE)  # numba-only
     crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"

@@ -227,3 +227,6 @@ def test_sampling_flags_come_from_the_fields(tmp_path):
             assert getattr(_sampling_options(args, command), f.name) == kind(value), (command, f.name)
     with pytest.raises(Midi2WaveError, match="--sustain-innovation 1.5: must be in"):  # named as the flag
         _sampling_options(parser.parse_args(["synthesize", "x.mid", "--sustain-innovation", "1.5"]), "synthesize")
+    for bad in ("1.0", "-0.1", "nan"):  # a cut at 1 would leave nothing to draw
+        with pytest.raises(Midi2WaveError, match=f"--min-p {bad}: must be in"):
+            _sampling_options(parser.parse_args(["play", "x.mid", "--min-p", bad]), "play")

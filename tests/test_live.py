@@ -44,6 +44,18 @@ def test_a_block_wise_render_equals_the_offline_render_bit_for_bit(piece):
         assert np.array_equal(got, whole), (blocks, np.flatnonzero(got != whole)[:5])
 
 
+def test_min_p_reaches_the_live_engine_in_any_blocks(piece):
+    """The tail cut (`SamplingOptions.min_p`) changes the live render, and the render is still the
+    same in any blocks (broken once: the engine not passing it on, the two renders equal)."""
+    import dataclasses
+
+    model = live_model()
+    cut = dataclasses.replace(OPTIONS, min_p=0.2)
+    whole = live.render_file_live(model, piece, cut, year=2011, end_s=3.4, block_samples=16000)
+    assert not np.array_equal(whole, _render(model, piece, 16000))
+    assert np.array_equal(live.render_file_live(model, piece, cut, year=2011, end_s=3.4, block_samples=64), whole)
+
+
 def test_between_events_the_engine_keeps_its_tables_and_they_are_what_it_would_compute():
     """The notes' table (`_piece`, which the roll and excitation builders cache on) is rebuilt only
     when an event is applied or a prune drops something, also with more pedal changes in the

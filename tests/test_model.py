@@ -239,6 +239,37 @@ def test_mulaw_round_trip_and_sampling():
     assert lp.item() == pytest.approx(math.log(0.8), abs=1e-4)
 
 
+def test_min_p_cuts_the_tail_and_keeps_the_rest_in_proportion():
+    """Mu-law: classes under min_p of the most likely one's are never drawn, the others keep their
+    ratios. MoL: a light component is never chosen, and a value never lands where the logistic's
+    density is under min_p of its peak. min_p 0 is the plain sampler, bit for bit (broken once:
+    the cut compared with the row's sum instead of its largest, the class of 0.04 was cut too)."""
+    n = 100_000
+    g = torch.Generator().manual_seed(2)
+    u = torch.rand(n, generator=g)
+    logits = torch.full((n, 256), -30.0)
+    for k, p in ((100, 0.02), (110, 0.04), (128, 0.34), (130, 0.6)):
+        logits[:, k] = math.log(p)
+    plain = mulaw_encode(sample_mulaw(logits, u))
+    assert (plain == 100).double().mean().item() == pytest.approx(0.02, abs=0.003)  # the tail is drawn
+    cut = mulaw_encode(sample_mulaw(logits, u, min_p=0.05))  # 0.02 < 0.05 * 0.6 <= 0.04
+    assert not (cut == 100).any()
+    for k, p in ((110, 0.04), (130, 0.6)):
+        assert (cut == k).double().mean().item() == pytest.approx(p / 0.98, abs=0.005)
+    assert torch.equal(sample_mulaw(logits, u, min_p=0.0), sample_mulaw(logits, u))
+    params = torch.cat([torch.tensor([math.log(0.01), 0.0]), torch.tensor([-0.5, 0.1]),
+                        torch.tensor([0.01, 0.01]).log()]).expand(n, 6)
+    u2 = torch.rand(n, generator=g)
+    x = sample_mol(params, u, u2, min_p=0.1).double()
+    assert (x > -0.2).all()  # the component of weight 0.01 is cut
+    # a logistic's density is 4 u (1 - u) of its peak at quantile u: under 0.1 beyond z = ln(u0 / (1 - u0))
+    u0 = (1 - math.sqrt(1 - 0.1)) / 2
+    bound = 0.01 * math.log((1 - u0) / u0) + 1.0 / 32768
+    assert (x - 0.1).abs().max().item() <= bound
+    assert (x - 0.1).abs().max().item() > 0.9 * bound  # it reaches the cut
+    assert torch.equal(sample_mol(params, u, u2, min_p=0.0), sample_mol(params, u, u2))
+
+
 def test_loss_in_bits_per_sample_of_uniform_model():
     """A model with flat logits over 256 mu-law classes costs exactly 8 bits per sample."""
     cfg = ModelConfig(**{**TINY.__dict__, "output_kind": "mulaw"})

@@ -215,3 +215,29 @@ def test_the_note_sheet_folder_holds_json_audio_figures_and_page(tmp_path):
     assert "model_2018.wav" in (out / "index.html").read_text()
     with pytest.raises(Exception, match="exists"):
         NoteSheetOptions(out=out).check()
+
+
+def test_ticks_are_counted_where_a_sample_leaves_the_waveform_and_nowhere_else():
+    """A note with a 30-ms hammer of white noise and hiss under it (neither is a tick: the reference
+    is the median around each frame), then single-sample spikes of half the
+    tone's RMS (the size of the model's) at 0.3, 0.6 and 0.9 s (after the release) and a pair
+    10 ms apart (one tick): 3 ticks;
+    a spike under the floor is none; the sheet's summary is the mean and the check fails it one way
+    (broken once each: the note's median for the local one, the hammer counted; no floor, the
+    quiet spike counted; every frame over the threshold counted, 4 ticks)."""
+    dark_partials = [0.5 / k**2 for k in range(1, 21)]
+    x = tone(60, amplitudes=dark_partials, noise_db=-45.0, release_s=0.05, attack_noise_db=0.0)
+    clean = ns.note_measures(x, SR, 0.0, 0.8, 60)
+    assert clean["ticks"] == 0.0
+    y = x.copy()
+    level = np.sqrt(np.mean(x[int(0.15 * SR):int(0.65 * SR)] ** 2))
+    for at_s in (0.3, 0.6, 0.61, 0.9):
+        y[int(at_s * SR)] += level / 2
+    ticked = ns.note_measures(y, SR, 0.0, 0.8, 60)
+    assert ticked["ticks"] == 3.0
+    quiet = x * 1e-4  # the same note 80 dB down: the spikes fall under the floor
+    quiet[int(0.3 * SR)] += 1e-4 * level / 2
+    assert ns.count_ticks(quiet, SR, 0, int(1.05 * SR)) == 0
+    rows, ref = {2004: [dict(ticked, pitch=60), dict(clean, pitch=60)]}, {2004: [dict(clean, pitch=60)] * 2}
+    assert ns.summarize(rows[2004])["ticks"] == 1.5
+    assert not ns.compare(rows, ref)["checks"]["2004 ticks"] and ns.compare(ref, rows)["checks"]["2004 ticks"]

@@ -36,8 +36,16 @@ note is measured (`note_measures`):
   last 0.1 s held, dB (the room's reverberation after the dampers fall).
 - **fundamental decay** (`decay_db_per_s`): the slope of a line fitted to the fundamental's level
   (its band in 2048-sample frames, hop 256) from onset + 0.1 s to the offset, dB per second.
+- **ticks** (`ticks`): how many ticks the note has from its onset to `release_seconds`' end after its
+  offset: the click frames' energy above `attack_split_hz`, wherever it stands `tick_db` (15 dB)
+  over the median frame of the `tick_context_seconds` (50 ms) around it, at least
+  `tick_gap_seconds` (50 ms) apart, and not below `tick_floor_db` (-90 dBFS). A tick is a sample
+  or two off the waveform (a draw from the far tail of the network's distribution): a listener
+  hears it on a note alone, while `click_db` sees only the attack's end and the hiss measure
+  averages it away over half a second. A recorded note has next to none; a sheet is summarised by
+  the mean (ticks per note), not the median, since most notes have none either way.
 
-`summarize` takes medians over the notes; `compare` sets a model's medians against the reference's
+`summarize` takes medians over the notes (the mean for `ticks`); `compare` sets a model's medians against the reference's
 per year, with the differences between years, and the pass/fail checks of the note-sheet bar.
 """
 
@@ -55,7 +63,8 @@ __all__ = ["MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "by_regis
            "note_measures", "release_tail_db", "sheet_measures", "summarize"]
 
 MEASURES: tuple[str, ...] = ("attack_db", "attack_end_db", "onset_db", "click_db", "hiss_db", "upper_db", "release_db",
-                             "decay_db_per_s")
+                             "decay_db_per_s", "ticks")
+_MEAN_MEASURES = ("ticks",)  # summarised by the mean over the notes (a count: the median of a rare event is 0)
 N_LEVELS = 16
 _TINY = 1e-20
 
@@ -102,6 +111,10 @@ class NoteMeasureOptions:
     attack_end_seconds: tuple[float, float] = (0.03, 0.09)  # after the onset: a burst where the bank's attack ends
     onset_reference_seconds: tuple[float, float] = (0.05, 0.10)  # after the onset: the onset's reference
     click_frame_seconds: float = 0.004
+    tick_db: float = 15.0              # a tick: a click frame this far above the median frame around it
+    tick_context_seconds: float = 0.05  # the frames around it whose median is the reference
+    tick_gap_seconds: float = 0.05      # frames above the threshold this close together are one tick
+    tick_floor_db: float = -90.0        # and its energy above attack_split_hz at least this (dBFS, RMS)
     min_hz: float = 20.0
     steady_seconds: tuple[float, float] = (0.15, 0.65)   # after the onset: hiss, balance, levels
     n_fft: int = 8192
@@ -116,7 +129,8 @@ class NoteMeasureOptions:
     decay_hop: int = 256
     decay_start_seconds: float = 0.1
     checks: dict[str, float] = field(default_factory=lambda: {
-        "attack_db": 3.0, "attack_end_db": 3.0, "onset_db": 3.0, "click_db": 3.0, "hiss_db": 1.0, "upper_db": 2.0, "levels_db": 3.0, "release_db": 3.0, "year_difference_db": 3.0})
+        "attack_db": 3.0, "attack_end_db": 3.0, "onset_db": 3.0, "click_db": 3.0, "hiss_db": 1.0, "upper_db": 2.0, "levels_db": 3.0, "release_db": 3.0, "year_difference_db": 3.0,
+        "ticks": 0.1})
 
 
 DEFAULT = NoteMeasureOptions()
@@ -262,21 +276,50 @@ def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset
 
     out["click_db"] = _click_db(x, sr, e0, e1, options)
     out["release_db"] = release_tail_db(x, sr, off, options)
+    out["ticks"] = float(count_ticks(x, sr, on, off + int(round(options.release_seconds[1] * sr)), options))
 
     out["decay_db_per_s"] = _fundamental_decay(x, sr, on, off, f0, options)
     return out
 
 
-def _click_db(x: np.ndarray, sr: float, a: int, b: int, options: NoteMeasureOptions) -> float:
-    """`click_db`: over Hann frames of `click_frame_seconds` (hop: half of it) starting in samples
-    [a, b), the largest energy above `attack_split_hz` over the median frame's, dB."""
+def _high_frames(x: np.ndarray, sr: float, a: int, b: int, options: NoteMeasureOptions) -> tuple[np.ndarray, int, float]:
+    """(energy above `attack_split_hz` of the Hann frames of `click_frame_seconds` starting every
+    half frame in samples [a, b), the hop in samples, the window's energy)."""
     w = max(4, int(round(options.click_frame_seconds * sr)))
     hop = w // 2
     window = np.hanning(w)
     high = np.fft.rfftfreq(w, 1.0 / sr) >= options.attack_split_hz
-    energy = np.array([float((np.abs(np.fft.rfft(_segment(x, s, s + w) * window)) ** 2)[high].sum())
-                       for s in range(a, b, hop)])
+    starts = np.arange(a, b, hop)
+    frames = np.stack([_segment(x, s, s + w) for s in starts]) if len(starts) else np.zeros((0, w))
+    energy = (np.abs(np.fft.rfft(frames * window, axis=1)) ** 2)[:, high].sum(axis=1)
+    return energy, hop, float((window**2).sum())
+
+
+def _click_db(x: np.ndarray, sr: float, a: int, b: int, options: NoteMeasureOptions) -> float:
+    """`click_db`: over Hann frames of `click_frame_seconds` (hop: half of it) starting in samples
+    [a, b), the largest energy above `attack_split_hz` over the median frame's, dB."""
+    energy, _, _ = _high_frames(x, sr, a, b, options)
     return _db(float(energy.max()), float(np.median(energy)))
+
+
+def count_ticks(x: np.ndarray, sr: float, a: int, b: int, options: NoteMeasureOptions = DEFAULT) -> int:
+    """`ticks` in samples [a, b) of `x` (module docstring): runs of click frames over the local
+    median by `tick_db` and above `tick_floor_db`, runs less than `tick_gap_seconds` apart counted
+    once."""
+    energy, hop, window_energy = _high_frames(x, sr, a, b, options)
+    if len(energy) == 0:
+        return 0
+    half = max(1, int(round(options.tick_context_seconds * sr / hop / 2)))
+    padded = np.pad(energy, half, mode="reflect" if len(energy) > half else "edge")
+    local = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+    # a frame's energy is (RMS x window)^2 summed over its bins: Parseval with the rfft's one-sided sum
+    floor = 10.0 ** (options.tick_floor_db / 10.0) * window_energy * max(int(round(options.click_frame_seconds * sr)), 4) / 2
+    over = (energy > local * 10.0 ** (options.tick_db / 10.0)) & (energy >= floor)
+    frames = np.flatnonzero(over)
+    if len(frames) == 0:
+        return 0
+    gap = max(1, int(round(options.tick_gap_seconds * sr / hop)))
+    return int(1 + np.count_nonzero(np.diff(frames) >= gap))
 
 
 def _fundamental_decay(x: np.ndarray, sr: float, on: int, off: int, f0: float, options: NoteMeasureOptions
@@ -326,8 +369,9 @@ def _median(values: Sequence[float]) -> float:
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Medians over the notes of each measure in `MEASURES`."""
-    return {m: _median([r[m] for r in rows]) for m in MEASURES}
+    """Medians over the notes of each measure in `MEASURES` (the mean of `ticks`: ticks per note)."""
+    return {m: (float(np.mean([r[m] for r in rows])) if rows else float("nan")) if m in _MEAN_MEASURES
+            else _median([r[m] for r in rows]) for m in MEASURES}
 
 
 REGISTERS: dict[str, tuple[int, int]] = {"low": (21, 48), "middle": (48, 72), "high": (72, 109)}
@@ -344,7 +388,8 @@ def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[di
     """A model's sheet against the reference's, per year (rows from `sheet_measures` of the same
     sheet): medians of both, their differences, the median partial-level difference, the
     differences between years (each year against the first), and the checks of the bar
-    (`options.checks`: |difference| within the tolerance; hiss, attack end and click only upward)."""
+    (`options.checks`: |difference| within the tolerance; hiss, attack end, click and ticks only
+    upward)."""
     years = sorted(reference)
     per_year: dict[str, Any] = {}
     checks: dict[str, bool] = {}
@@ -363,6 +408,7 @@ def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[di
         checks[f"{y} upper_db"] = abs(diff["upper_db"]) <= tol["upper_db"]
         checks[f"{y} levels_db"] = levels <= tol["levels_db"]
         checks[f"{y} release_db"] = abs(diff["release_db"]) <= tol["release_db"]
+        checks[f"{y} ticks"] = diff["ticks"] <= tol["ticks"]
     between: dict[str, Any] = {}
     for y in years[1:]:
         g = {m: per_year[str(y)]["model"][m] - per_year[str(years[0])]["model"][m] for m in MEASURES}

@@ -121,12 +121,18 @@ def _spectrogram_pair(path: Path, a: np.ndarray, b: np.ndarray, sr: int, title: 
     plt.close(fig)
 
 
+def _value(value: float, measure: str) -> str:
+    """A summary as printed: dB with a sign, ticks per note as a plain mean."""
+    return f"{value:.2f}" if measure == "ticks" else f"{value:+.1f}"
+
+
 def _page(results: dict[str, Any], years: tuple[int, ...]) -> str:
     comp = results["comparison"]
     rows = []
     for y in comp["years"]:
         py = comp["per_year"][str(y)]
-        cells = "".join(f"<td>{py['model'][m]:+.1f}</td><td>{py['reference'][m]:+.1f}</td>" for m in ns.MEASURES)
+        cells = "".join(f"<td>{_value(py['model'][m], m)}</td><td>{_value(py['reference'][m], m)}</td>"
+                        for m in ns.MEASURES)
         rows.append(f"<tr><th>{y}</th>{cells}<td>{py['levels_db']:.1f}</td></tr>")
     head = "".join(f"<th colspan=2>{html.escape(m)}<br>model / reference</th>" for m in ns.MEASURES)
     checks = "".join(f"<li>{html.escape(k)}: {'pass' if v else '<b>FAIL</b>'}</li>" for k, v in comp["checks"].items())
@@ -221,11 +227,11 @@ def run_note_sheet(checkpoint: Any, options: NoteSheetOptions, sampling: Any, *,
 
         atomic_write_bytes(json_path, json.dumps(results, indent=1).encode(), force=options.force)
     comp = results["comparison"]
-    lines = [f"note sheet ({len(options.sheet.pitches) * len(options.sheet.velocities)} notes; medians, model / "
-             f"{options.instrument}):"]
+    lines = [f"note sheet ({len(options.sheet.pitches) * len(options.sheet.velocities)} notes; medians (ticks: per "
+             f"note), model / {options.instrument}):"]
     for y in comp["years"]:
         py = comp["per_year"][str(y)]
-        cells = ", ".join(f"{m} {py['model'][m]:+.1f} / {py['reference'][m]:+.1f}" for m in ns.MEASURES)
+        cells = ", ".join(f"{m} {_value(py['model'][m], m)} / {_value(py['reference'][m], m)}" for m in ns.MEASURES)
         lines.append(f"  {y}: {cells}, partial levels |diff| {py['levels_db']:.1f} dB")
     for k, v in comp["between_years"].items():
         lines.append(f"  {k}: release_db {v['model']['release_db']:+.1f} / {v['reference']['release_db']:+.1f}")

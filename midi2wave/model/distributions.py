@@ -119,28 +119,46 @@ def _select(cumulative: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return index.clamp(max=cumulative.shape[-1] - 1)
 
 
+def _cut_tail(probs: torch.Tensor, min_p: float) -> torch.Tensor:
+    """`probs` [..., Q] without the entries below `min_p` times the row's largest, renormalised
+    (min-p sampling); unchanged for min_p 0."""
+    if not min_p:
+        return probs
+    kept = torch.where(probs < min_p * probs.amax(dim=-1, keepdim=True), torch.zeros_like(probs), probs)
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
 def sample_mol(params: torch.Tensor, u_component: torch.Tensor, u_value: torch.Tensor,
-               temperature: float = 1.0) -> torch.Tensor:
+               temperature: float = 1.0, min_p: float = 0.0) -> torch.Tensor:
     """Draw one sample per row. params: [B, 3K]; u_*: [B] uniform in (0, 1). Returns [B] on the PCM grid.
 
     The component is chosen by inverse CDF of softmax(logits); the logistic scale is multiplied by
-    `temperature` (a float or [B]; below 1: less noise, closer to the component means).
+    `temperature` (a float or [B]; below 1: less noise, closer to the component means). `min_p`:
+    no component weighing less than min_p times the heaviest, and no value where the chosen
+    logistic's density is under min_p of its peak (see `sample_mulaw`): u_value is mapped onto
+    [u0, 1 - u0], where 4 u0 (1 - u0) = min_p.
     """
     logits, means, log_scales = split_mol_params(params)
-    probs = torch.softmax(logits.float(), dim=-1)
+    probs = _cut_tail(torch.softmax(logits.float(), dim=-1), min_p)
     k = _select(torch.cumsum(probs, dim=-1), u_component)
     mean = means.gather(-1, k.unsqueeze(-1)).squeeze(-1)
     log_scale = log_scales.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+    if min_p:  # in float32, as the numba kernel computes it
+        u0 = (1.0 - torch.sqrt(1.0 - torch.tensor(min_p, dtype=torch.float32))) / 2.0
+        u_value = u0 + (1.0 - 2.0 * u0) * u_value
     u = u_value.clamp(1e-7, 1 - 1e-7)
     x = mean + temperature * torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
     return quantize_pcm(x.clamp(-1.0, 1.0))
 
 
-def sample_mulaw(logits: torch.Tensor, u_component: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def sample_mulaw(logits: torch.Tensor, u_component: torch.Tensor, temperature: float = 1.0,
+                 min_p: float = 0.0) -> torch.Tensor:
     """Draw one sample per row from softmax(logits / temperature). logits: [B, Q]; temperature: a
-    float or [B]; returns [B] floats."""
+    float or [B]; returns [B] floats. `min_p` (min-p sampling): no class whose probability is below
+    min_p times the most likely one's. Why: a class far out in the tail, drawn now and then at any
+    temperature, is one sample off the waveform, which a listener hears as a tick."""
     if isinstance(temperature, torch.Tensor) and temperature.dim() == 1:  # one per row
         temperature = temperature.unsqueeze(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = _cut_tail(torch.softmax(logits.float() / temperature, dim=-1), min_p)
     k = _select(torch.cumsum(probs, dim=-1), u_component)
     return mulaw_decode(k, logits.shape[-1])

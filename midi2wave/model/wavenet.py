@@ -158,8 +158,9 @@ class Midi2Wave(nn.Module):
         return -self.log_prob(params, audio).mean() / LOG2
 
     def sample(self, params: torch.Tensor, u_component: torch.Tensor, u_value: torch.Tensor,
-               temperature: float = 1.0) -> torch.Tensor:
-        """[B, out] params of one step + uniforms [B] -> [B] audio samples in [-1, 1)."""
+               temperature: float = 1.0, min_p: float = 0.0) -> torch.Tensor:
+        """[B, out] params of one step + uniforms [B] -> [B] audio samples in [-1, 1). `min_p`: the
+        tail cut of `distributions.sample_mulaw` / `sample_mol`."""
         if self.model_config.output_kind == "mol":
-            return sample_mol(params, u_component, u_value, temperature)
-        return sample_mulaw(params, u_component, temperature)
+            return sample_mol(params, u_component, u_value, temperature, min_p)
+        return sample_mulaw(params, u_component, temperature, min_p)

@@ -39,9 +39,12 @@ the same way for both engines (the numba one runs off the GIL while the next blo
 `mulaw_tables` (PCM level -> class, class -> value) lives in `model/distributions.py`.
 
 `generate(model, n_samples, conditioning=..., year=..., excitation=..., uniforms|seed, temperature,
-prime, engine="auto"|"numba"|"torch", cache=GenerationCache(...)) -> [B, n_samples]`: the context
+min_p, prime, engine="auto"|"numba"|"torch", cache=GenerationCache(...)) -> [B, n_samples]`: the context
 stack runs once per call; each layer keeps a ring buffer of the (k-1)*d past inputs it reaches; the
-same uniforms give the same samples in both engines. `synthesize.render_notes` / `render_midi` turn
+same uniforms give the same samples in both engines. Each sample is drawn by inverse CDF from the
+head's distribution after the temperature, less its tail under `min_p` of the most likely value
+(min-p sampling: `model.distributions.sample_mulaw` / `sample_mol`, and `kernel._sample_mulaw` /
+`_sample_mol`, which tests/test_generate.py holds equal). `synthesize.render_notes` / `render_midi` turn
 a MIDI file into the model's own conditioning (from its config), optionally cut it into overlapping
 chunks generated as one batch and crossfaded, and `synthesize_files` writes WAVs. Full API in
 generate.py's module docstring.
@@ -70,7 +73,7 @@ cli.py (argparse -> SamplingOptions, once) --> synthesize.synthesize_files --> s
 midi2wave.render(midi, checkpoint, options) (api.py) --> render_notes (= stream_notes(...).collect())  |
                                                   chunks.ChunkPlan.make / StreamingJoin <-------------+   chunks.ChunkPlan.make / .join <-- evaluation.evaluate
 ```
-`config.SamplingOptions` carries every sampling setting (temperature, sustain temperature, seed,
+`config.SamplingOptions` carries every sampling setting (temperature, sustain temperature, min-p, seed,
 engine, precision, threads, chunk / overlap seconds, crossfade) from the command line or the Python
 API down to `generate`; the piece (notes, window, year, prime) travels beside it. Each field
 declares its own command-line flag (`cli._add_sampling_flags` builds them), and settings left None

@@ -39,7 +39,8 @@ class Block:
     n_prime: how many of the first samples are teacher-forced (prime / prime_cls [B, >= n_prime]:
     values and mu-law classes); collect: also return the distribution parameters; temperature: a
     float or [B, n] per-sample temperatures; cond: from the engine's `cond_layout`, step i of it
-    serving samples with t // cond_step == cond_n0 + i; exc [B, n] or None; uniforms [B, n, 2] or None.
+    serving samples with t // cond_step == cond_n0 + i; exc [B, n] or None; uniforms [B, n, 2] or None;
+    min_p: the sampler's tail cut (`distributions.sample_mulaw`; 0: none).
     """
 
     t0: int
@@ -54,6 +55,7 @@ class Block:
     uniforms: torch.Tensor | None
     prime: torch.Tensor | None
     prime_cls: torch.Tensor | None
+    min_p: float = 0.0
 
 
 Wait = Callable[[], "tuple[torch.Tensor, torch.Tensor | None]"]
@@ -256,7 +258,8 @@ class TorchEngine:
             if primed:
                 v, k = pv[tt], pk[tt]
             else:
-                v = model.sample(params, u[tt, 0], u[tt, 1], temperature if temps_t is None else temps_t[tt])
+                v = model.sample(params, u[tt, 0], u[tt, 1], temperature if temps_t is None else temps_t[tt],
+                                 block.min_p)
                 if not mol:  # the class's value from the same table as the numba engine (bit-equal outputs)
                     k = mulaw_encode(v, self.mulaw_classes)
                     v = self.class_to_value[k]
@@ -341,7 +344,7 @@ class NumbaEngine:
 
         def work(group):
             self.state.run(group[0], group[1], t0, n, n_prime, collect, temperature, cond, cond_step, cond_n0,
-                           exc_np, u, pv, pk, out, params, self.bank, temps)
+                           exc_np, u, pv, pk, out, params, self.bank, temps, block.min_p)
 
         groups = self._groups(threads)
         if self._pool is None or self._pool_size != len(groups):

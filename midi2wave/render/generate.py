@@ -9,7 +9,7 @@ flips from float rounding).
 API
 ---
 ``generate(model, n_samples, layer_cond=None, step=None, *, conditioning=None, year=None,
-excitation=None, uniforms=None, seed=None, generator=None, temperature=1.0, prime=None,
+excitation=None, uniforms=None, seed=None, generator=None, temperature=1.0, min_p=0.0, prime=None,
 engine="auto", cache=None, batch_size=None, threads=None, precision="fp32", block_samples=None,
 progress=None) -> torch.Tensor`` float32 ``[B, n_samples]`` in [-1, 1), on the model's device for
 the torch engine and on the CPU for numba.
@@ -31,6 +31,8 @@ Randomness: ``uniforms`` ``[B, n_samples, 2]`` (component choice, value) in [0, 
 ``prime`` ``[B, P]``: the first P samples are teacher-forced (fed instead of sampled; the output
 repeats them). ``temperature`` scales the logistic scale (MoL) or divides the logits (mu-law); a
 ``[B, n_samples]`` tensor gives every sample its own (e.g. `synthesize`'s sustain temperature).
+``min_p`` cuts the distribution's tail after the temperature (min-p sampling,
+`distributions.sample_mulaw`; 0: none).
 
 Engines (`engines.py`: one interface, reset / launch a `Block` / wait; both built from the weights
 `model.stepping.stepping_weights` extracts): "numba" (CPU; `kernel.run_streams`, one thread per group of streams), "torch"
@@ -243,9 +245,11 @@ def _torch_threads(n: int | None):
 
 def _run(model: Midi2Wave, n_samples: int, *, layer_cond, step, conditioning, year, excitation, uniforms,
          temperature, prime, engine, cache, batch_size, threads, precision, block_samples, progress,
-         collect, schedules=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+         collect, schedules=None, min_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if not 0.0 <= min_p < 1.0:
+        raise ValueError(f"min_p must be in [0, 1), got {min_p}")
     if isinstance(temperature, torch.Tensor):
         if temperature.dim() != 2 or temperature.shape[1] != n_samples:
             raise ValueError(f"per-sample temperatures must be [B, n_samples], got {list(temperature.shape)}")
@@ -301,7 +305,8 @@ def _run(model: Midi2Wave, n_samples: int, *, layer_cond, step, conditioning, ye
             return _run_blocks(model, cache, n_samples, B, layer_cond=layer_cond, step=step,
                                conditioning=conditioning, year=year, excitation=excitation, uniforms=uniforms,
                                temperature=temperature, prime=prime, n_prime=n_prime, prime_cls=prime_cls,
-                               threads=threads, block_samples=block_samples, progress=progress, collect=collect)
+                               threads=threads, block_samples=block_samples, progress=progress, collect=collect,
+                               min_p=min_p)
     finally:
         if own_cache:
             cache.close()
@@ -309,7 +314,7 @@ def _run(model: Midi2Wave, n_samples: int, *, layer_cond, step, conditioning, ye
 
 def _run_blocks(model: Midi2Wave, cache: GenerationCache, n_samples: int, B: int, *, layer_cond, step, conditioning,
                 year, excitation, uniforms, temperature, prime, n_prime: int, prime_cls, threads: int,
-                block_samples, progress, collect: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+                block_samples, progress, collect: bool, min_p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Cut the call into blocks and run them on the cache's engine; while the engine runs one block
     (the numba engine, off the GIL), this thread prepares the next one's conditioning."""
     engine = cache.engine_impl
@@ -346,7 +351,7 @@ def _run_blocks(model: Midi2Wave, cache: GenerationCache, n_samples: int, B: int
         pk = prime_cls[:, done:done + np_block] if np_block > 0 else None
         temp = temperature[:, done:done + nb] if isinstance(temperature, torch.Tensor) else temperature
         return Block(t0=t0, n=nb, n_prime=np_block, collect=collect, temperature=temp, cond=cond, cond_step=cstep,
-                     cond_n0=cond_n0, exc=exc, uniforms=u, prime=pr, prime_cls=pk)
+                     cond_n0=cond_n0, exc=exc, uniforms=u, prime=pr, prime_cls=pk, min_p=min_p)
 
     done = 0
     block = prepare(0) if n_samples > 0 else None
@@ -373,7 +378,8 @@ def generate(model: Midi2Wave, n_samples: int, layer_cond: torch.Tensor | None =
              conditioning: torch.Tensor | None = None, year: torch.Tensor | None = None,
              excitation: torch.Tensor | None = None, uniforms: torch.Tensor | None = None,
              seed: int | None = None, generator: torch.Generator | None = None,
-             temperature: "float | torch.Tensor" = 1.0, prime: torch.Tensor | None = None, engine: str = "auto", cache: GenerationCache | None = None,
+             temperature: "float | torch.Tensor" = 1.0, min_p: float = 0.0, prime: torch.Tensor | None = None,
+             engine: str = "auto", cache: GenerationCache | None = None,
              batch_size: int | None = None, threads: int | None = None, precision: str = "fp32",
              block_samples: int | None = None,
              progress: Callable[[int, int], None] | None = None,
@@ -396,7 +402,7 @@ def generate(model: Midi2Wave, n_samples: int, layer_cond: torch.Tensor | None =
                             excitation=excitation, uniforms=uniforms, temperature=temperature, prime=prime,
                             engine=engine, cache=cache, batch_size=batch_size, threads=threads,
                             precision=precision, block_samples=block_samples, progress=progress, collect=False,
-                            schedules=resonators)
+                            schedules=resonators, min_p=min_p)
             return audio
     finally:
         model.train(was_training)
@@ -423,7 +429,8 @@ def teacher_forced_params(model: Midi2Wave, audio: torch.Tensor, layer_cond: tor
 
 def naive_generate(model: Midi2Wave, n_samples: int, layer_cond: torch.Tensor | None, step: int,
                    uniforms: torch.Tensor, temperature: float = 1.0, excitation: torch.Tensor | None = None,
-                   prime: torch.Tensor | None = None, max_seconds: float | None = None) -> torch.Tensor:
+                   prime: torch.Tensor | None = None, max_seconds: float | None = None,
+                   min_p: float = 0.0) -> torch.Tensor:
     """Reference (slow) sampler: per sample, the full forward over the receptive-field window.
 
     For benchmarks and tests only; conditioning as `layer_cond` [B, L, G, N] with `step`. `prime`
@@ -445,7 +452,7 @@ def naive_generate(model: Midi2Wave, n_samples: int, layer_cond: torch.Tensor | 
             lo = max(0, t - rf)
             window = audio[:, lo:t + 1]  # the output at the last position is the distribution of sample t
             params = _window_forward(model, window, layer_cond, step, lo, excitation)
-            audio[:, t] = model.sample(params, uniforms[:, t, 0], uniforms[:, t, 1], temperature)
+            audio[:, t] = model.sample(params, uniforms[:, t, 0], uniforms[:, t, 1], temperature, min_p)
             if max_seconds is not None and time.perf_counter() - start > max_seconds:
                 return audio[:, :t + 1]
     return audio

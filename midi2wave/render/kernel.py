@@ -332,14 +332,16 @@ def _select(p, n, u):
 
 
 @njit(boundscheck=False, error_model="numpy")
-def _sample_mol(par, K, u_comp, u_val, temperature, probs):
+def _sample_mol(par, K, u_comp, u_val, temperature, min_p, probs):
     """`distributions.sample_mol` for one row: returns the PCM level (-32768..32767)."""
     m = par[0]
     for i in range(1, K):
         m = max(m, par[i])
     s = np.float32(0.0)
     for i in range(K):
-        e = np.exp(par[i] - m)
+        e = np.exp(par[i] - m)  # the heaviest component's is 1
+        if e < min_p:
+            e = np.float32(0.0)
         probs[i] = e
         s += e
     for i in range(K):
@@ -347,7 +349,8 @@ def _sample_mol(par, K, u_comp, u_val, temperature, probs):
     k = _select(probs, K, u_comp)
     mean = par[K + k]
     log_scale = max(par[2 * K + k], np.float32(C.LOG_SCALE_MIN))
-    u = min(max(u_val, np.float32(1e-7)), np.float32(1 - 1e-7))
+    u0 = (np.float32(1.0) - np.sqrt(np.float32(1.0) - min_p)) / np.float32(2.0)  # 4 u0 (1 - u0) = min_p
+    u = min(max(u0 + (np.float32(1.0) - np.float32(2.0) * u0) * u_val, np.float32(1e-7)), np.float32(1 - 1e-7))
     x = mean + temperature * np.exp(log_scale) * (np.log(u) - np.log1p(-u))
     x = min(max(x, np.float32(-1.0)), np.float32(1.0))
     level = np.rint(x * np.float32(C.PCM_SCALE))
@@ -356,14 +359,16 @@ def _sample_mol(par, K, u_comp, u_val, temperature, probs):
 
 
 @njit(boundscheck=False, error_model="numpy")
-def _sample_mulaw(par, Q, u_comp, temperature, probs):
+def _sample_mulaw(par, Q, u_comp, temperature, min_p, probs):
     """`distributions.sample_mulaw` for one row: returns the mu-law class."""
     m = par[0] / temperature
     for i in range(1, Q):
         m = max(m, par[i] / temperature)
     s = np.float32(0.0)
     for i in range(Q):
-        e = np.exp(par[i] / temperature - m)
+        e = np.exp(par[i] / temperature - m)  # the most likely class's is 1
+        if e < min_p:
+            e = np.float32(0.0)
         probs[i] = e
         s += e
     for i in range(Q):
@@ -383,7 +388,7 @@ KernelWeights = namedtuple("KernelWeights", (
 # One call's samples, their inputs and where their outputs go:
 KernelBlock = namedtuple("KernelBlock", (
     "t0", "n", "n_prime", "collect", "temperature", "has_temps", "temps", "cond", "cond_step", "cond_n0", "has_exc",
-    "exc", "uniforms", "prime_val", "prime_cls", "out", "params_out"))
+    "exc", "uniforms", "prime_val", "prime_cls", "out", "params_out", "min_p"))
 # The streams' stepping state and scratch (`NumbaState`):
 KernelState = namedtuple("KernelState", ("ring", "prev_val", "prev_cls", "x", "inp", "h", "z", "skip", "hid", "par",
                                          "probs"))
@@ -401,7 +406,8 @@ def run_streams(b0, b1, weights, block, state, has_bank, innovation_input, bank,
     cond [B, N, L, G]: gate conditioning incl. the dilated conv's bias; sample t uses
     cond[:, t // cond_step - cond_n0]. exc [B, n] (used if has_exc), uniforms [B, n, 2].
     The first n_prime samples are teacher-forced from prime_val / prime_cls [B, >=n_prime].
-    With `has_temps`, sample t of stream b is drawn at temperature temps[b, tt] instead of `temperature`.
+    With `has_temps`, sample t of stream b is drawn at temperature temps[b, tt] instead of `temperature`;
+    min_p cuts the distribution's tail (`distributions.sample_mulaw`, 0: none).
     out [B, n] gets the samples; with `collect`, params_out [B, n, n_out] gets the head's outputs.
     With `has_bank` (a model with the MIDI resonator bank, see resonators.py) the head's sample is
     the innovation: each sample goes through `resonators.bank_step` (the bank step the torch engine
@@ -416,7 +422,7 @@ def run_streams(b0, b1, weights, block, state, has_bank, innovation_input, bank,
      zero_g, w_res, s_res, b_res, w_skip, s_skip, b_skip, w_h1, s_h1, b_h1, w_h2, s_h2, b_h2, exc_w, pcm_to_class,
      class_to_value) = weights
     (t0, n, n_prime, collect, temperature, has_temps, temps, cond, cond_step, cond_n0, has_exc, exc, uniforms,
-     prime_val, prime_cls, out, params_out) = block
+     prime_val, prime_cls, out, params_out, min_p) = block
     ring, prev_val, prev_cls, x, inp, h, z, skip, hid, par, probs = state
     L = w_dil.shape[0]
     KR = w_dil.shape[1]
@@ -502,12 +508,12 @@ def run_streams(b0, b1, weights, block, state, has_bank, innovation_input, bank,
                 k = prime_cls[b, tt]
             elif output_kind == 0:
                 level = _sample_mol(par[b], n_mix, uniforms[b, tt, 0], uniforms[b, tt, 1],
-                                    temps[b, tt] if has_temps else temperature, probs[b])
+                                    temps[b, tt] if has_temps else temperature, min_p, probs[b])
                 v = np.float32(level) / np.float32(C.PCM_SCALE)
                 k = pcm_to_class[level + 32768]
             else:
                 k = _sample_mulaw(par[b], n_out, uniforms[b, tt, 0], temps[b, tt] if has_temps else temperature,
-                                  probs[b])
+                                  min_p, probs[b])
                 v = class_to_value[k]
             if has_bank:
                 bank_sample.value[b] = v
@@ -747,13 +753,15 @@ class NumbaState:
     def run(self, b0: int, b1: int, t0: int, n: int, n_prime: int, collect: bool, temperature: float,
             cond: np.ndarray, cond_step: int, cond_n0: int, exc: np.ndarray | None, uniforms: np.ndarray,
             prime_val: np.ndarray, prime_cls: np.ndarray, out: np.ndarray, params_out: np.ndarray,
-            bank=None, temps: np.ndarray | None = None) -> None:
+            bank=None, temps: np.ndarray | None = None, min_p: float = 0.0) -> None:
         """Run the kernel on streams b0..b1-1 (releases the GIL: call from one thread per stream group).
-        `bank`: a `resonators.BankBatch` for models with the resonator bank."""
+        `bank`: a `resonators.BankBatch` for models with the resonator bank; `min_p`: the sampler's
+        tail cut (`distributions.sample_mulaw`)."""
         has_exc = exc is not None and self.packed.has_exc_weight
         block = KernelBlock(t0, n, n_prime, collect, np.float32(temperature), temps is not None,
                             temps if temps is not None else _EMPTY_2D, cond, cond_step, cond_n0, has_exc,
-                            exc if exc is not None else _EMPTY_2D, uniforms, prime_val, prime_cls, out, params_out)
+                            exc if exc is not None else _EMPTY_2D, uniforms, prime_val, prime_cls, out, params_out,
+                            np.float32(min_p))
         banks = bank if bank is not None else _NO_BANK
         run_streams(b0, b1, self.weights, block, self.state, bank is not None, bool(self.innovation_input),
                     banks.arrays, banks.streams, self.bank_sample)

@@ -543,7 +543,7 @@ class LiveSynth:
         pv, pk, params = self._zeros1
         y = np.zeros((1, n), np.float32)
         self.kernel.run(0, 1, t0, n, 0, False, 1.0 if temps is not None else o.temperature, cond, self.spf, f0,
-                        exc, u, pv, pk, y, params, self.bank, temps[None] if temps is not None else None)
+                        exc, u, pv, pk, y, params, self.bank, temps[None] if temps is not None else None, o.min_p)
         x = y[0].astype(np.float64)
         _dc_block(x, self.dc_state, self.dc_rate)
         np.clip(x, -1.0, (C.PCM_SCALE - 1) / C.PCM_SCALE, out=x)

@@ -192,7 +192,7 @@ def render_batch(model: Any, inputs: ModelInputs, onsets_s: Sequence[np.ndarray]
         audio = generate(model, length, conditioning=rows.rolls.to(device) if rows.rolls is not None else None,
                          year=rows.year.to(device) if rows.year is not None else None,
                          excitation=rows.excitation.to(device) if rows.excitation is not None else None,
-                         seed=options.seed, temperature=temperatures, engine=options.engine,
+                         seed=options.seed, temperature=temperatures, min_p=options.min_p, engine=options.engine,
                          threads=options.threads or None, precision=options.precision, progress=callback,
                          resonators=rows.resonators)
     finally:

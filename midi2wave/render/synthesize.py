@@ -565,7 +565,7 @@ class _RoundWindows:
         return generate(job.model, w, conditioning=inputs.rolls[sel] if inputs.rolls is not None else None,
                         year=inputs.year[sel] if inputs.year is not None else None,
                         excitation=inputs.excitation[sel] if inputs.excitation is not None else None,
-                        uniforms=got.uniforms[sel], temperature=temperature, prime=prime,
+                        uniforms=got.uniforms[sel], temperature=temperature, min_p=job.options.min_p, prime=prime,
                         engine=job.options.engine, threads=threads, cache=cache,
                         progress=lambda d, t: done(d, t))
 
