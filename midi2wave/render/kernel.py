@@ -332,6 +332,19 @@ def _select(p, n, u):
 
 
 @njit(boundscheck=False, error_model="numpy")
+def _cut_tail(e, n, min_p):
+    """Min-p on unnormalised weights e[:n] whose largest is 1 (exp(x - max)): zero those below
+    min_p and return the sum of the rest (`distributions._cut_tail`). A pass of its own, taken
+    only when min_p > 0, so that the plain sampler is the same code, bit for bit and in speed."""
+    s = np.float32(0.0)
+    for i in range(n):
+        if e[i] < min_p:
+            e[i] = np.float32(0.0)
+        s += e[i]
+    return s
+
+
+@njit(boundscheck=False, error_model="numpy")
 def _sample_mol(par, K, u_comp, u_val, temperature, min_p, probs):
     """`distributions.sample_mol` for one row: returns the PCM level (-32768..32767)."""
     m = par[0]
@@ -339,18 +352,20 @@ def _sample_mol(par, K, u_comp, u_val, temperature, min_p, probs):
         m = max(m, par[i])
     s = np.float32(0.0)
     for i in range(K):
-        e = np.exp(par[i] - m)  # the heaviest component's is 1
-        if e < min_p:
-            e = np.float32(0.0)
+        e = np.exp(par[i] - m)
         probs[i] = e
         s += e
+    if min_p > 0:
+        s = _cut_tail(probs, K, min_p)
     for i in range(K):
         probs[i] = probs[i] / s
     k = _select(probs, K, u_comp)
     mean = par[K + k]
     log_scale = max(par[2 * K + k], np.float32(C.LOG_SCALE_MIN))
-    u0 = (np.float32(1.0) - np.sqrt(np.float32(1.0) - min_p)) / np.float32(2.0)  # 4 u0 (1 - u0) = min_p
-    u = min(max(u0 + (np.float32(1.0) - np.float32(2.0) * u0) * u_val, np.float32(1e-7)), np.float32(1 - 1e-7))
+    if min_p > 0:  # the value from [u0, 1 - u0], where 4 u0 (1 - u0) = min_p
+        u0 = (np.float32(1.0) - np.sqrt(np.float32(1.0) - min_p)) / np.float32(2.0)
+        u_val = u0 + (np.float32(1.0) - np.float32(2.0) * u0) * u_val
+    u = min(max(u_val, np.float32(1e-7)), np.float32(1 - 1e-7))
     x = mean + temperature * np.exp(log_scale) * (np.log(u) - np.log1p(-u))
     x = min(max(x, np.float32(-1.0)), np.float32(1.0))
     level = np.rint(x * np.float32(C.PCM_SCALE))
@@ -366,11 +381,11 @@ def _sample_mulaw(par, Q, u_comp, temperature, min_p, probs):
         m = max(m, par[i] / temperature)
     s = np.float32(0.0)
     for i in range(Q):
-        e = np.exp(par[i] / temperature - m)  # the most likely class's is 1
-        if e < min_p:
-            e = np.float32(0.0)
+        e = np.exp(par[i] / temperature - m)
         probs[i] = e
         s += e
+    if min_p > 0:
+        s = _cut_tail(probs, Q, min_p)
     for i in range(Q):
         probs[i] = probs[i] / s
     return _select(probs, Q, u_comp)
