@@ -479,7 +479,9 @@ class ModelSampling:
     # the recording's. Needs nothing of the network: the bank and the network still get all of it.
     sustain_highpass_hz: float = 0.0
     # Min-p sampling: no value is drawn whose probability, after the temperature, is below this
-    # fraction of the most likely value's (0: the whole distribution, as in training). Why: the
+    # fraction of the most likely value's (0: the whole distribution, as in training; a mixture of
+    # logistics: no component under it of the heaviest's weight, and no value where the chosen
+    # logistic's density is under it of its peak, `distributions.sample_mol`). Why: the
     # network's distribution has a long tail; a draw from it, rare per sample but frequent per
     # second, puts one sample off the waveform, which a listener hears as a tick on a soft note.
     min_p: float = 0.0
@@ -584,7 +586,8 @@ class SamplingOptions:
               f"innovation is heard directly past the attacks (0: none; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
     min_p: float | None = _flag(  # see ModelSampling
         None, "min-p sampling: never draw a value whose probability is below this fraction of the most likely "
-              f"value's (0: the whole distribution, as in training; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
+              "value's (mixtures of logistics: per component and within the chosen one; 0: the whole distribution, "
+              f"as in training; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
     precision: str = _flag("fp32", "numba engine weight storage (fp16: faster for one stream of a big model)",
                            choices=("fp32", "fp16", "int8"), commands=("synthesize",) + _LIVE)  # numba-only
     crossfade: str = "equal_power"  # chunk joins: "equal_power" | "linear"

@@ -368,6 +368,22 @@ def test_evaluation_samples_with_the_models_own_defaults_unless_told(store):
     told = ev.evaluate_model(model, config, dataclasses.replace(
         options, sampling=SamplingOptions(temperature=0.9, sustain_temperature=0.0, chunk_seconds=0.0)))["settings"]
     assert (told["temperature"], told["sustain_temperature"], told["attack_seconds"]) == (0.9, None, None)
+    assert own["min_p"] == told["min_p"] == 0.0
+
+
+def test_min_p_reaches_the_excerpts_generation(store):
+    """The excerpts' generation (whole and in chunks) samples with `min_p`: the cut changes it
+    (broken once: render_batch not passing it on, the two generations equal)."""
+    from midi2wave.evaluation import evaluate as ev
+
+    model = _tiny_model()
+    config = Config(data=TINY_DATA, model=TINY)
+    excerpts = store_excerpts(store, "test", TINY_DATA, model.context_margin_frames, 2, 0.25, 1)
+    for chunk_seconds in (0.0, 0.1):
+        plain = SamplingOptions(chunk_seconds=chunk_seconds, overlap_seconds=0.04)
+        a = ev._generate_excerpts(model, config, excerpts, sampling=plain)
+        b = ev._generate_excerpts(model, config, excerpts, sampling=dataclasses.replace(plain, min_p=0.5))
+        assert len(a) == len(b) == 2 and not any(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -44,7 +44,7 @@ stack runs once per call; each layer keeps a ring buffer of the (k-1)*d past inp
 same uniforms give the same samples in both engines. Each sample is drawn by inverse CDF from the
 head's distribution after the temperature, less its tail under `min_p` of the most likely value
 (min-p sampling: `model.distributions.sample_mulaw` / `sample_mol`, and `kernel._sample_mulaw` /
-`_sample_mol`, which tests/test_generate.py holds equal). `synthesize.render_notes` / `render_midi` turn
+`_sample_mol`, which tests/test_generate.py holds equal up to rare rounding flips). `synthesize.render_notes` / `render_midi` turn
 a MIDI file into the model's own conditioning (from its config), optionally cut it into overlapping
 chunks generated as one batch and crossfaded, and `synthesize_files` writes WAVs. Full API in
 generate.py's module docstring.

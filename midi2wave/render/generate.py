@@ -65,7 +65,8 @@ reference sampler (a full forward over the receptive field per sample) used by t
 For `synthesize` (chunked pieces across cores): cut the piece into B chunks (with warm-up overlap),
 stack their rolls ``[B, C, F_chunk + 2 * margin]``, years ``[B]`` and excitations ``[B, T_chunk]``,
 and call ``generate(model, T_chunk, conditioning=rolls, year=years, excitation=exc, seed=seed,
-temperature=t, engine=options.engine, threads=options.threads or None)``; then crossfade the rows.
+temperature=t, min_p=options.min_p, engine=options.engine, threads=options.threads or None)``; then
+crossfade the rows.
 All chunks run in one batch: B >= the number of cores keeps every core busy. ``progress(done,
 total)`` is called after each block of samples.
 """
