@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
+from midi2wave.audio import load_audio, to_mono
 from midi2wave.evaluation.notesheet import count_ticks
 from midi2wave.midi import Notes, PedalEvents, read_midi, write_midi
 
@@ -34,8 +34,8 @@ def soft_notes(seed: int = 0) -> Notes:
 
 
 def ticks(wav: Path, notes: Notes) -> int:
-    audio, rate = sf.read(wav, dtype="float64", always_2d=True)
-    x = audio.mean(axis=1)
+    audio, rate = load_audio(wav)
+    x = np.asarray(to_mono(audio), np.float64)
     return sum(count_ticks(x, rate, int(on * rate), int((off + 0.25) * rate))
                for on, off in zip(notes.onset_s, notes.offset_s))
 

@@ -113,17 +113,22 @@ def live_piece(folder) -> str:
     return str(path)
 
 
+def missing(why: str) -> None:
+    """Something a test needs is not installed: a failure under CI (which installs everything), else a skip."""
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def started(start, *args, **kwargs):
     """`start(*args, **kwargs)` (`audio_servers.start_jackd` or `start_pipewire`): the server, or the
-    test fails with its one line, or, where the server is not installed and not under CI, is skipped."""
+    test fails with its one line, or, where the server is not installed, is `missing`."""
     from audio_servers import ServerError, ServerMissing
 
     try:
         return start(*args, **kwargs)
     except ServerMissing as e:
-        if os.environ.get("CI"):
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+        missing(str(e))
     except ServerError as e:
         pytest.fail(str(e))
 

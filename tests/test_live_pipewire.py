@@ -8,7 +8,6 @@ every time (PipeWire's JACK cancels a client's audio thread: `playback._uncancel
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from audio_servers import die_with_parent, start_pipewire
-from helpers import live_piece, started
+from helpers import live_piece, missing, started
 
 pytestmark = pytest.mark.server
 TESTS = Path(__file__).resolve().parent
@@ -38,10 +37,8 @@ os._exit(0)
 @pytest.fixture(scope="module")
 def pipewire():
     """A PipeWire daemon of the test's own (tests/audio_servers.py); yields the environment its clients run in."""
-    if shutil.which("pw-jack") is None and os.environ.get("CI"):
-        pytest.fail("pw-jack missing (scripts/setup-dev.sh installs pipewire-jack)")
     if shutil.which("pw-jack") is None:
-        pytest.skip("PipeWire's JACK (pw-jack) not installed")
+        missing("PipeWire's JACK (pw-jack) not installed (scripts/setup-dev.sh installs pipewire-jack)")
     with started(start_pipewire) as server:
         yield server.environ
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import numpy as np
@@ -19,6 +18,7 @@ from midi2wave.midi import Notes
 from midi2wave.model import Midi2Wave
 from midi2wave.evaluation.report import ReportError, ReportExcerpt, ReportOptions, write_report
 from midi2wave.evaluation.transcribe import basic_pitch_available
+from helpers import missing
 from store_fixture import make_store
 
 SR = C.SAMPLE_RATE_HZ
@@ -30,9 +30,7 @@ def needs_browser():
     """Skip where Chromium or Playwright is missing, except in CI (CI=true), where that is a failure."""
     why = browser.missing()
     if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {why}")
-        pytest.skip(why)
+        missing(f"browser tests: {why}")
 
 
 def _tone(hz: float, seconds: float, level: float) -> np.ndarray:

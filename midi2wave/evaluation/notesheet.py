@@ -59,12 +59,13 @@ import numpy as np
 
 from ..midi import Notes, PedalEvents, pitch_to_hz
 
-__all__ = ["MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "by_register", "compare", "find_partials", "level_difference_db",
+__all__ = ["MEAN_MEASURES", "MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "by_register", "compare", "find_partials", "level_difference_db",
            "note_measures", "release_tail_db", "sheet_measures", "summarize"]
 
 MEASURES: tuple[str, ...] = ("attack_db", "attack_end_db", "onset_db", "click_db", "hiss_db", "upper_db", "release_db",
                              "decay_db_per_s", "ticks")
-_MEAN_MEASURES = ("ticks",)  # summarised by the mean over the notes (a count: the median of a rare event is 0)
+MEAN_MEASURES: tuple[str, ...] = ("ticks",)  # counts, summarised by the mean over the notes (the median of a
+# rare event is 0)
 N_LEVELS = 16
 _TINY = 1e-20
 
@@ -284,7 +285,8 @@ def note_measures(audio: np.ndarray, sample_rate_hz: int, onset_s: float, offset
 
 def _high_frames(x: np.ndarray, sr: float, a: int, b: int, options: NoteMeasureOptions) -> tuple[np.ndarray, int, float]:
     """(energy above `attack_split_hz` of the Hann frames of `click_frame_seconds` starting every
-    half frame in samples [a, b), the hop in samples, the window's energy)."""
+    half frame in samples [a, b), the hop in samples, the energy of a frame of white noise of RMS 1
+    over its whole one-sided spectrum: Parseval, w / 2 x the window's energy)."""
     w = max(4, int(round(options.click_frame_seconds * sr)))
     hop = w // 2
     window = np.hanning(w)
@@ -292,7 +294,7 @@ def _high_frames(x: np.ndarray, sr: float, a: int, b: int, options: NoteMeasureO
     starts = np.arange(a, b, hop)
     frames = np.stack([_segment(x, s, s + w) for s in starts]) if len(starts) else np.zeros((0, w))
     energy = (np.abs(np.fft.rfft(frames * window, axis=1)) ** 2)[:, high].sum(axis=1)
-    return energy, hop, float((window**2).sum())
+    return energy, hop, float((window**2).sum()) * w / 2
 
 
 def _click_db(x: np.ndarray, sr: float, a: int, b: int, options: NoteMeasureOptions) -> float:
@@ -306,14 +308,13 @@ def count_ticks(x: np.ndarray, sr: float, a: int, b: int, options: NoteMeasureOp
     """`ticks` in samples [a, b) of `x` (module docstring): runs of click frames over the local
     median by `tick_db` and above `tick_floor_db`, runs less than `tick_gap_seconds` apart counted
     once."""
-    energy, hop, window_energy = _high_frames(x, sr, a, b, options)
+    energy, hop, unit = _high_frames(x, sr, a, b, options)
     if len(energy) == 0:
         return 0
     half = max(1, int(round(options.tick_context_seconds * sr / hop / 2)))
     padded = np.pad(energy, half, mode="reflect" if len(energy) > half else "edge")
     local = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
-    # a frame's energy is (RMS x window)^2 summed over its bins: Parseval with the rfft's one-sided sum
-    floor = 10.0 ** (options.tick_floor_db / 10.0) * window_energy * max(int(round(options.click_frame_seconds * sr)), 4) / 2
+    floor = 10.0 ** (options.tick_floor_db / 10.0) * unit
     over = (energy > local * 10.0 ** (options.tick_db / 10.0)) & (energy >= floor)
     frames = np.flatnonzero(over)
     if len(frames) == 0:
@@ -370,8 +371,10 @@ def _median(values: Sequence[float]) -> float:
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Medians over the notes of each measure in `MEASURES` (the mean of `ticks`: ticks per note)."""
-    return {m: (float(np.mean([r[m] for r in rows])) if rows else float("nan")) if m in _MEAN_MEASURES
-            else _median([r[m] for r in rows]) for m in MEASURES}
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
+    return {m: (mean if m in MEAN_MEASURES else _median)([r[m] for r in rows]) for m in MEASURES}
 
 
 REGISTERS: dict[str, tuple[int, int]] = {"low": (21, 48), "middle": (48, 72), "high": (72, 109)}

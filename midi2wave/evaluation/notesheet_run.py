@@ -123,7 +123,7 @@ def _spectrogram_pair(path: Path, a: np.ndarray, b: np.ndarray, sr: int, title: 
 
 def _value(value: float, measure: str) -> str:
     """A summary as printed: dB with a sign, ticks per note as a plain mean."""
-    return f"{value:.2f}" if measure == "ticks" else f"{value:+.1f}"
+    return f"{value:.2f}" if measure in ns.MEAN_MEASURES else f"{value:+.1f}"
 
 
 def _page(results: dict[str, Any], years: tuple[int, ...]) -> str:

@@ -128,6 +128,13 @@ def _cut_tail(probs: torch.Tensor, min_p: float) -> torch.Tensor:
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
+@functools.lru_cache(maxsize=8)
+def _logistic_tail(min_p: float) -> torch.Tensor:
+    """u0 with 4 u0 (1 - u0) = min_p, in float32 as the numba kernel computes it (once per min_p:
+    the samplers run once per sample)."""
+    return (1.0 - torch.sqrt(1.0 - torch.tensor(min_p, dtype=torch.float32))) / 2.0
+
+
 def sample_mol(params: torch.Tensor, u_component: torch.Tensor, u_value: torch.Tensor,
                temperature: float = 1.0, min_p: float = 0.0) -> torch.Tensor:
     """Draw one sample per row. params: [B, 3K]; u_*: [B] uniform in (0, 1). Returns [B] on the PCM grid.
@@ -143,8 +150,8 @@ def sample_mol(params: torch.Tensor, u_component: torch.Tensor, u_value: torch.T
     k = _select(torch.cumsum(probs, dim=-1), u_component)
     mean = means.gather(-1, k.unsqueeze(-1)).squeeze(-1)
     log_scale = log_scales.gather(-1, k.unsqueeze(-1)).squeeze(-1)
-    if min_p:  # in float32, as the numba kernel computes it
-        u0 = (1.0 - torch.sqrt(1.0 - torch.tensor(min_p, dtype=torch.float32))) / 2.0
+    if min_p:
+        u0 = _logistic_tail(float(min_p))
         u_value = u0 + (1.0 - 2.0 * u0) * u_value
     u = u_value.clamp(1e-7, 1 - 1e-7)
     x = mean + temperature * torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
