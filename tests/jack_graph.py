@@ -42,21 +42,81 @@ def events_at(piece: str, rate: int) -> list[tuple[int, bytes]]:
 
 
 def reference(model, events: list[tuple[int, bytes]], rate: int, period: int, n_frames: int,
-               ahead_ms: float | None) -> np.ndarray:
+              ahead_ms: float | None) -> np.ndarray:
     """What the engine outputs for `events` (frames from its first period) in periods of `period`."""
-    synth = live.LiveSynth(model, OPTIONS, year=2011)
-    ahead = playback.ahead_samples(synth, ahead_ms)
-    if ahead is None:
-        ahead = playback.default_ahead_samples(synth, rate, period)
-    adapter = live.RateAdapter(synth, rate, ahead)
-    out, j = [], 0
+    blocks, j = [], 0
     for start in range(0, n_frames, period):
         block = []
         while j < len(events) and events[j][0] < start + period:
             block.append((events[j][0] - start, events[j][1]))
             j += 1
-        out.append(adapter.process(block, period))
-    return np.concatenate(out)[:n_frames]
+        blocks.append(block)
+    return render_blocks(model, blocks, rate, period, ahead_ms)[:n_frames]
+
+
+def render_blocks(model, blocks: list[list[tuple[int, bytes]]], rate: int, period: int,
+                  ahead_ms: float | None) -> np.ndarray:
+    """What the engine outputs, period after period, given each period's events (offset, bytes)."""
+    synth = live.LiveSynth(model, OPTIONS, year=2011)
+    ahead = playback.ahead_samples(synth, ahead_ms)
+    if ahead is None:
+        ahead = playback.default_ahead_samples(synth, rate, period)
+    adapter = live.RateAdapter(synth, rate, ahead)
+    return np.concatenate([adapter.process(block, period) for block in blocks] or [np.zeros(0, np.float32)])
+
+
+class CallLog:
+    """One client's process calls on the real clock, call after call: the graph's frame time each
+    read (from the engine's first period), the MIDI events it passed (call, offset, bytes) and the
+    audio it passed (`frames` per call). Preallocated; calls past `calls` are not kept (a callback
+    must not raise)."""
+
+    def __init__(self, calls: int, frames: int) -> None:
+        self.frames = np.full(calls, -1, np.int64)
+        self.audio = np.zeros(calls * frames, np.float32)
+        self.midi: list[tuple[int, int, bytes]] = []
+        self.period, self.n = frames, 0
+
+    def call(self, frame: int, frames: int, audio: np.ndarray | None = None,
+             midi: list[tuple[int, bytes]] = ()) -> None:
+        """Log a call that read `frame` and passed `audio` (`frames` samples) and `midi` ((offset,
+        bytes)); counted last, so that a log read meanwhile holds whole calls only."""
+        k = self.n
+        if k >= len(self.frames) or frames != self.period:
+            return
+        self.frames[k] = frame
+        if audio is not None:
+            self.audio[k * frames:(k + 1) * frames] = audio
+        self.midi.extend((k, offset, bytes(data)) for offset, data in midi)
+        self.n = k + 1
+
+    def fields(self, prefix: str, end: int) -> dict:
+        """The log as GraphRun's fields `prefix`_frames, _audio, _midi ((call, offset) rows) and
+        _data (hex), of the calls before the first that read frame `end` or later (the clients
+        may still be running: each log is cut at the same period)."""
+        n = int(np.searchsorted(np.maximum.accumulate(self.frames[:self.n]), end)) if self.n else 0
+        midi = [m for m in list(self.midi) if m[0] < n]
+        return {f"{prefix}_frames": self.frames[:n].copy(), f"{prefix}_audio": self.audio[:n * self.period].copy(),
+                f"{prefix}_midi": np.array([(k, o) for k, o, _ in midi], np.int64).reshape(-1, 2),
+                f"{prefix}_data": " ".join(d.hex() for _, _, d in midi)}
+
+
+class _LoggedBackend(playback.JackBackend):
+    """The engine with each process call logged (`CallLog`): the frame time it read first, then
+    the MIDI it got and the audio it gave (the port buffers are still the call's own)."""
+
+    log: CallLog | None = None
+    log_errors = 0
+
+    @playback._uncancellable
+    def _process(self, frames: int) -> None:
+        read = self.client.last_frame_time
+        super()._process(frames)
+        try:
+            if self.log is not None:
+                self.log.call(read - self.first_frame, frames, self.out.get_array(), self.midi_in.incoming_midi_events())
+        except Exception:  # noqa: BLE001 - an exception would stop the client silently
+            self.log_errors += 1
 
 
 @dataclass
@@ -69,7 +129,10 @@ class GraphRun:
     The server's `rate` and `period` (frames); the engine's `RateAdapter` (`latency_frames`, `up`, `down`, `prefill`); its callback's meter:
     `periods`, `durations` and `ends` (seconds, per period: `CallbackMeter`), `xruns` once the graph
     had settled; `late` blocks and `errors` (`_Processor`). `wall_s`: from the engine's start to the
-    recorder's last period, on the machine's clock."""
+    recorder's last period, on the machine's clock. The clients' process calls, call after call
+    (`CallLog.fields`; on the real clock only, else empty): the engine's (`engine_`: the MIDI it
+    got, the audio it gave), the sender's (`sender_`: the MIDI it wrote) and the recorder's
+    (`recorder_`: the audio it got); `log_errors`: calls whose logging failed."""
 
     recorded: np.ndarray
     offset: int
@@ -86,6 +149,75 @@ class GraphRun:
     late: int
     errors: int
     wall_s: float
+    engine_frames: np.ndarray
+    engine_audio: np.ndarray
+    engine_midi: np.ndarray
+    engine_data: str
+    sender_frames: np.ndarray
+    sender_audio: np.ndarray
+    sender_midi: np.ndarray
+    sender_data: str
+    recorder_frames: np.ndarray
+    recorder_audio: np.ndarray
+    recorder_midi: np.ndarray
+    recorder_data: str
+    log_errors: int
+
+
+def in_step(frames: np.ndarray, period: int) -> np.ndarray:
+    """Which of a client's calls read the graph's frame time that was theirs: those one period
+    after the call before and one period before the call after. On a loaded machine a client's
+    call can start after the graph's next cycle began, and PipeWire's JACK then hands it that
+    cycle's frame time (one period early: the next call reads the same again); a client can also
+    miss a cycle (two periods between reads). Either way the calls around it are out of step."""
+    ok = np.zeros(len(frames), bool)
+    steps = np.diff(frames)
+    ok[1:-1] = (steps[:-1] == period) & (steps[1:] == period)
+    return ok
+
+
+def real_clock_check(run: GraphRun, model, ahead_ms: float | None = None) -> dict:
+    """What a graph run on the real clock shows, from its clients' call logs, whatever calls a
+    stall of the machine spoiled:
+
+    `engine_equal`: the engine's output, call after call, is its offline render of the MIDI it got
+    in those calls (`render_blocks`); `midi_in_order`: it got every event the sender wrote, in
+    order; `midi_on_time` of `midi_timed`: events at the frame the sender wrote them at, counted
+    where both calls were in step (`in_step`); `blocks_equal` of `blocks_compared` (of the
+    recorder's `blocks`): the recorder's periods that are the engine's output of the same
+    period, where both were in step; `peak_at_onset`: the engine's output in the 4 ms from
+    `latency_frames` after the first event it got."""
+    period = run.period
+    got = [bytes.fromhex(h) for h in run.engine_data.split()]
+    sent = [bytes.fromhex(h) for h in run.sender_data.split()]
+    blocks: list[list[tuple[int, bytes]]] = [[] for _ in run.engine_frames]
+    for (k, offset), data in zip(run.engine_midi.tolist(), got):
+        blocks[k].append((offset, data))
+    ref = render_blocks(model, blocks, run.rate, period, ahead_ms)
+    engine_ok, sender_ok = in_step(run.engine_frames, period), in_step(run.sender_frames, period)
+    engine_at = {int(f): k for k, f in enumerate(run.engine_frames) if engine_ok[k]}
+    got_at = [int(run.engine_frames[k]) + o for k, o in run.engine_midi.tolist()]
+    sent_at = [int(run.sender_frames[k]) + o for k, o in run.sender_midi.tolist()]
+    timed = [(a, b) for a, b, (k, _), (j, _) in zip(got_at, sent_at, run.engine_midi.tolist(), run.sender_midi.tolist())
+             if engine_ok[k] and sender_ok[j]]
+    recorder_ok = in_step(run.recorder_frames, period)
+    compared = equal = 0
+    for i, f in enumerate(run.recorder_frames.tolist()):
+        k = engine_at.get(f)
+        if recorder_ok[i] and k is not None:
+            compared += 1
+            equal += bool(np.array_equal(run.recorder_audio[i * period:(i + 1) * period], run.engine_audio[k * period:(k + 1) * period]))
+    onset = None
+    if len(run.engine_midi):
+        k, offset = run.engine_midi[0]
+        onset = int(k) * period + int(offset) + run.latency_frames
+    return {"rate": run.rate, "period": period, "latency_frames": run.latency_frames, "late": run.late,
+            "xruns": run.xruns, "errors": run.errors + run.log_errors, "calls": len(run.engine_frames),
+            "engine_equal": bool(np.array_equal(run.engine_audio, ref)),
+            "midi_sent": len(sent), "midi_in_order": got == sent and len(sent) > 0,
+            "midi_timed": len(timed), "midi_on_time": sum(a == b for a, b in timed),
+            "blocks": len(run.recorder_frames), "blocks_compared": compared, "blocks_equal": equal,
+            "peak_at_onset": 0.0 if onset is None else float(np.abs(run.engine_audio[onset:onset + run.rate // 250]).max())}
 
 
 @dataclass
@@ -139,10 +271,14 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
     import jack
 
     synth = live.LiveSynth(model, OPTIONS, year=2011)
-    backend = playback.JackBackend(synth, name="m2w", ahead_ms=ahead_ms)
+    backend = _LoggedBackend(synth, name="m2w", ahead_ms=ahead_ms)
     margin = int(REAL_CLOCK_MARGIN_S * backend.rate) if freewheel else 0
     recorded = np.full(margin + n_frames, np.nan, np.float32)
     up = backend.rate // math.gcd(16000, backend.rate)
+    # on the real clock, every client's calls are logged (room for twice the periods the run takes)
+    calls = 0 if freewheel else 2 * (n_frames // backend.period) + 4000
+    logs = {name: CallLog(calls, backend.period) for name in ("engine", "sender", "recorder")}
+    backend.log = logs["engine"] if calls else None
     sender = jack.Client("m2w-sender", no_start_server=True)
     recorder = jack.Client("m2w-recorder", no_start_server=True)
     midi_out = sender.midi_outports.register("out")
@@ -159,6 +295,7 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
         if backend.first_frame is None:
             return
         f0 = sender.last_frame_time - backend.first_frame
+        written = []
         if state["offset"] is None:
             if not state["freewheeling"]:
                 return
@@ -169,8 +306,14 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
         while state["sent"] < len(events) and offset + events[state["sent"]][0] < f0 + frames:
             at, data = events[state["sent"]]
             if offset + at >= f0:
-                midi_out.write_midi_event(offset + at - f0, data)
+                written.append((offset + at - f0, data))
+            elif calls:  # on the real clock, a call that came late (or a missed one) sends it at once
+                written.append((0, data))
             state["sent"] += 1
+        for at, data in written:
+            midi_out.write_midi_event(at, data)
+        if calls:
+            logs["sender"].call(f0, frames, midi=written)
 
     @recorder.set_process_callback
     @playback._uncancellable
@@ -182,6 +325,8 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
         if 0 <= f0 < end:
             k = min(frames, end - f0)
             recorded[f0:f0 + k] = audio_in.get_array()[:k]
+            if calls:
+                logs["recorder"].call(f0, frames, audio_in.get_array())
         if f0 + frames >= end and not done.is_set():
             state["done_at"] = time.monotonic()
             done.set()
@@ -213,7 +358,8 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
                     latency_frames=adapter.latency_frames, up=adapter.up, down=adapter.down, prefill=adapter.prefill,
                     periods=n, durations=meter.durations[:n].copy(), ends=meter.ends[:n].copy(),
                     xruns=meter.xruns - settled_xruns, late=proc.late, errors=proc.errors,
-                    wall_s=state["done_at"] - started_at)
+                    wall_s=state["done_at"] - started_at, log_errors=backend.log_errors,
+                    **{k: v for name, log in logs.items() for k, v in log.fields(name, state["end"]).items()})
 
 
 def _stall(stall: Stall) -> None:

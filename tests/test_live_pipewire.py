@@ -82,12 +82,27 @@ def test_live_asks_pipewire_for_its_period_and_gets_it_back_from_a_program_that_
     assert "late 0 " in status[-1] and "errors 0" in status[-1], status
 
 
+def _sound(result: dict) -> bool:
+    """Whether a real-clock run (`jack_graph.real_clock_check`) showed everything it must: the
+    engine's output its render of the MIDI it got, that MIDI the sender's, on time, the recorder's
+    periods the engine's, each where both calls were in step, in 90 % of the recorder's periods
+    or more (a stall of the machine spoils a few), and the first note sounding."""
+    return (result["late"] == 0 and result["errors"] == 0 and result["engine_equal"] and result["midi_in_order"]
+            and result["midi_on_time"] == result["midi_timed"] >= 0.9 * result["midi_sent"]
+            and result["blocks_equal"] == result["blocks_compared"] >= 0.9 * result["blocks"] > 0
+            and result["peak_at_onset"] > 1e-3)
+
+
 def test_the_engines_output_in_the_graph_is_its_render_of_the_events_sent(pipewire, tmp_path):
     """A MIDI sender -> the engine -> a recorder under PipeWire's JACK on the real clock (its
-    freewheel mode does not run unconnected clients' clock as jackd's does): every recorded frame
-    equals the engine's render of the same events in the same periods, which sounds the first
-    note exactly `latency_frames` (410 at 48 kHz, 8.5 ms) after it. A try that a stall of the
-    machine spoiled (a late block, or a period the recorder lost) is run again, three in all."""
+    freewheel mode does not run unconnected clients' clock as jackd's does), each client's calls
+    logged: the engine's output, call after call, is its render of the MIDI it got, which is what
+    the sender wrote, at the frames it wrote it at; the recorder's periods are the engine's output
+    of the same periods; the first note sounds `latency_frames` (410 at 48 kHz, 8.5 ms) after it.
+    On a loaded machine some calls come late or not at all, and a late call reads the next
+    cycle's frame time: only calls in step with their neighbours are matched by frame
+    (`jack_graph.in_step`). A try that a stall spoiled more (a late block, fewer than 90 % of the
+    periods in step) is run again, three in all."""
     piece = live_piece(tmp_path)
     tries = []
     for _ in range(3):
@@ -95,12 +110,11 @@ def test_the_engines_output_in_the_graph_is_its_render_of_the_events_sent(pipewi
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         tries.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        if tries[-1]["late"] == 0 and tries[-1]["recorded"] == tries[-1]["of"]:
+        if _sound(tries[-1]):
             break
     result = tries[-1]
-    assert (result["rate"], result["period"], result["latency_frames"], result["errors"]) == (48000, 128, 410, 0), tries
-    assert result["late"] == 0 and result["recorded"] == result["of"] and result["equal"], tries
-    assert result["peak_at_onset"] > 1e-3, tries
+    assert (result["rate"], result["period"], result["latency_frames"]) == (48000, 128, 410), tries
+    assert _sound(result), tries
 
 
 def test_live_exits_every_time(pipewire):
