@@ -478,6 +478,12 @@ class ModelSampling:
     # sheet), where a listener hears it as a rumble under every note; above 1 kHz it is quieter than
     # the recording's. Needs nothing of the network: the bank and the network still get all of it.
     sustain_highpass_hz: float = 0.0
+    # Models with the resonator bank: with a direct-path filter on (either above), the innovation heard
+    # directly past the attacks is held within this many times its running RMS (over its gain, 10 ms;
+    # 0: not held).
+    # Why: the network's low-temperature samples under a held note sit near a level and now and then
+    # jump; through the high-pass a jump is one sample off the waveform, a tick (docs/evaluation.md).
+    sustain_limit: float = 0.0
     # Min-p sampling: no value is drawn whose probability, after the temperature, is below this
     # fraction of the most likely value's (0: the whole distribution, as in training; a mixture of
     # logistics: no component under it of the heaviest's weight, and no value where the chosen
@@ -506,6 +512,8 @@ class ModelSampling:
                  "must be a number in [-2, 2] (0: the same cut-off for every key; 1: an octave per octave)")
         _require(math.isfinite(self.sustain_highpass_hz) and self.sustain_highpass_hz >= 0,
                  "sampling.sustain_highpass_hz", self.sustain_highpass_hz, "must be a finite number >= 0 (0: none)")
+        _require(math.isfinite(self.sustain_limit) and self.sustain_limit >= 0, "sampling.sustain_limit",
+                 self.sustain_limit, "must be a finite number >= 0 (0: not limited)")
 
 
 # `config_differences` keys of the settings that change synthesis only.
@@ -584,6 +592,10 @@ class SamplingOptions:
     sustain_highpass_hz: float | None = _flag(  # see ModelSampling
         None, "models with the resonator bank: cut-off (Hz) of the two one-pole high-passes through which the "
               f"innovation is heard directly past the attacks (0: none; {_OWN})", commands=SAMPLING_COMMANDS + _LIVE)
+    sustain_limit: float | None = _flag(  # see ModelSampling
+        None, "models with the resonator bank, with a direct-path filter on: hold the innovation heard directly "
+              f"past the attacks within this many times its running RMS (10 ms; 0: not held; {_OWN})",
+        commands=SAMPLING_COMMANDS + _LIVE)
     min_p: float | None = _flag(  # see ModelSampling
         None, "min-p sampling: never draw a value whose probability is below this fraction of the most likely "
               "value's (mixtures of logistics: per component and within the chosen one; 0: the whole distribution, "
@@ -645,7 +657,7 @@ class Config:
     def __post_init__(self) -> None:
         _require(self.sampling.partial_levels == 0 or bool(self.data.resonators.levels_db), "sampling.partial_levels",
                  self.sampling.partial_levels, "the config has no fitted partial levels (data.resonators.levels_db)")
-        for name in ("attack_lowpass_hz", "sustain_highpass_hz"):
+        for name in ("attack_lowpass_hz", "sustain_highpass_hz", "sustain_limit"):
             _require(getattr(self.sampling, name) == 0 or self.data.resonators.enabled, "sampling." + name,
                      getattr(self.sampling, name), "filters the innovation of the resonator bank: the config has none "
                      "(data.resonators.partials 0)")

@@ -926,7 +926,8 @@ def test_play_writes_the_engines_offline_render_and_overwrites_only_with_force(p
     out = tmp_path / "p.wav"
     argv = ["play", piece, "--no-audio", "-o", str(out), "--end", "3.4", "--year", "2011", "--seed", "3",
             "--sustain-temperature", "0.5", "--sustain-innovation", "0.7", "--release-innovation", "0.2",
-            "--partial-levels", "1", "--attack-lowpass-hz", "900", "--attack-lowpass-key-tracking", "0.6", "-q"]
+            "--partial-levels", "1", "--attack-lowpass-hz", "900", "--attack-lowpass-key-tracking", "0.6", "--sustain-limit", "4",
+            "-q"]
     assert cli.main(argv) == 0
     got, sr = soundfile.read(out, dtype="int16")
     want = _render(model, piece, 16000)

@@ -99,6 +99,14 @@ sample into a step, the white click on every attack; and the noise under held no
 1 kHz (docs/evaluation.md, the note sheet). The states (`BankState.dc`, `lp1`, `lp2`, `lf1`, `lf2`)
 follow the innovation at every sample and reset with the bank.
 
+**The sustain limit** (`sampling.sustain_limit` k, synthesis only, with a direct-path filter on):
+the sustain's direct path over the gain it hears the innovation at is held within k times its
+running RMS (`resonators.limit_sustain`; a 10-ms mean square, `LIMIT_WINDOW_SAMPLES`, moved by the
+samples as passed and restarted at each attack; state `BankState.limit_ms`). Why: the network's
+low-temperature samples under a held note sit near a level and now and then jump, and through the
+high-pass a jump is a sample far off the waveform, a tick; the noise between the partials stays
+within the bound. The network and the bank still get all of the innovation.
+
 **Rooms** (`data.resonators.room_years`, `room_release_tau_s`, fitted to a store by
 `scripts/fit_rooms.py`; synthesis only): after its release a partial decays with
 `ResonatorConfig.release_tau_for(year)` in a render of that year (`Schedule.for_sampling(release_pole=)`,

@@ -124,6 +124,10 @@ class Schedule:
     # Synthesis only: the rate of the drift remover's one-pole tracker (`DIRECT_DC_HZ`), set with either
     # filter above.
     direct_dc_rate: float = 0.0
+    # Synthesis only, with either filter above: past the attacks (and in the sustain's fading path
+    # within them) the directly heard innovation, in units of its gain, is held within this many
+    # times its running RMS (`limit_sustain`; 0: not limited; `ModelSampling.sustain_limit`).
+    sustain_limit: float = 0.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -148,7 +152,8 @@ class Schedule:
     def for_sampling(self, sustain_innovation: float = 1.0, partial_levels: float = 0.0,
                      release_innovation: float | None = None, attack_pole: float = 0.0,
                      release_pole: float | None = None, sustain_highpass: float = 0.0,
-                     direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0) -> "Schedule":
+                     direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0,
+                     sustain_limit: float = 0.0) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
         directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
         once all of them are released (`direct_share`), hears the attacks through the low-pass of pole
@@ -158,7 +163,8 @@ class Schedule:
         until 5 of its time constants have passed (`stop`; the analysis's tail may be shorter).
         `direct_dc_rate`: the drift remover's rate (`highpass_rate(DIRECT_DC_HZ, sr)`), needed with
         either filter. `attack_key_tracking`: how far the attacks' cut-off follows the newest note's
-        pitch (see the field)."""
+        pitch (see the field). `sustain_limit`: the bound of the sustain's direct path, in its running
+        RMS (`limit_sustain`; 0: none; it acts with either filter on)."""
         for what, share in (("sustain_innovation", sustain_innovation), ("release_innovation", release_innovation),
                             ("partial_levels", partial_levels)):
             if share is not None and not 0.0 <= float(share) <= 1.0:
@@ -172,11 +178,13 @@ class Schedule:
             raise ValueError(f"the release pole must lie in (0, 1), got {release_pole}")
         if (attack_pole > 0.0 or sustain_highpass > 0.0) and not direct_dc_rate > 0.0:
             raise ValueError("the direct path's filters need the drift remover's rate (direct_dc_rate)")
+        if not (math.isfinite(sustain_limit) and sustain_limit >= 0.0):
+            raise ValueError(f"the sustain limit must be a finite number >= 0, got {sustain_limit}")
         release = sustain_innovation if release_innovation is None else release_innovation
         out = dataclasses.replace(self, sustain_innovation=float(sustain_innovation), partial_levels=float(partial_levels),
                                   release_innovation=float(release), attack_pole=float(attack_pole),
                                   sustain_highpass=float(sustain_highpass), direct_dc_rate=float(direct_dc_rate),
-                                  attack_key_tracking=float(attack_key_tracking))
+                                  attack_key_tracking=float(attack_key_tracking), sustain_limit=float(sustain_limit))
         if release_pole is not None:
             out.r_release = np.full_like(self.r_release, float(release_pole))
             out.stop = np.maximum(self.stop, self.release + room_tail_samples(float(release_pole)))
@@ -385,6 +393,8 @@ class BankState:
     [B], the samples the attacks have lasted without a break (the hammer's rise, `bank_step`);
     bright_gain, bright_share: float64 [B], the innovation gain and the direct share at the last
     sample past the attacks (the sustain's path fades out at an attack's start at that level);
+    limit_ms: float64 [B], the running mean square of the sustain's direct path over its gain
+    (`limit_sustain`; 0: none yet);
     since_prime, prime_carry: float64 [B], the samples since the last teacher-forced one (from
     PRIME_FADE_SAMPLES on: none lately) and what the output carries of the given audio's residual
     after it; attack_key: float64 [B], the MIDI pitch of the newest note (the highest of those
@@ -407,6 +417,7 @@ class BankState:
         self.hammer = np.zeros(batch_size)
         self.bright_gain = np.zeros(batch_size)
         self.bright_share = np.zeros(batch_size)
+        self.limit_ms = np.zeros(batch_size)
         self.since_prime = np.full(batch_size, float(PRIME_FADE_SAMPLES))
         self.prime_carry = np.zeros(batch_size)
         self.attack_key = np.full(batch_size, KEY_TRACKING_PITCH)
@@ -426,6 +437,7 @@ class BankState:
         self.hammer[:] = 0.0
         self.bright_gain[:] = 0.0
         self.bright_share[:] = 0.0
+        self.limit_ms[:] = 0.0
         self.since_prime[:] = PRIME_FADE_SAMPLES
         self.prime_carry[:] = 0.0
         self.attack_key[:] = KEY_TRACKING_PITCH
@@ -505,6 +517,10 @@ def unshape_noise(nt, a, c, n_prev, u_prev):
 # The cut-off of the directly heard innovation's drift remover (`bank_step`, with a direct-path
 # filter on; its one-pole tracker's rate: `highpass_rate(DIRECT_DC_HZ, sr)`).
 DIRECT_DC_HZ = 40.0
+
+# The sustain limit's running mean square follows the sustain's direct path (over its gain) with this
+# time constant in samples (10 ms at 16 kHz; `limit_sustain`).
+LIMIT_WINDOW_SAMPLES = 160.0
 
 # The direct share moves from the sustain share to the release share over this many samples after the
 # last release (20 ms at 16 kHz): the network's samples sit near a constant there, and a step in
@@ -805,13 +821,13 @@ def unit_phasors(omega, cos_out, sin_out):
 # running latest release per stream (`direct_share`) and the shared settings.
 BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
     "offsets", "held_until", "cos_omega", "sin_omega", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_innovation",
-    "release_innovation", "partial_levels", "attack_pole", "attack_key_tracking", "sustain_highpass", "direct_dc_rate"))
+    "release_innovation", "partial_levels", "attack_pole", "attack_key_tracking", "sustain_highpass", "direct_dc_rate", "sustain_limit"))
 
 # The streams' bank state (`BankBatch.streams`, updated in place): re, im, idx [B, capacity], n_active,
 # next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), dc, lp1, lp2, lf1, lf2 [B] (the
 # direct path's filters), and per sample p, g, e [B] float64 (prediction, innovation gain, innovation fed to the oscillators).
 BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
-                                         "hammer", "bright_gain", "bright_share", "since_prime", "prime_carry",
+                                         "hammer", "bright_gain", "bright_share", "limit_ms", "since_prime", "prime_carry",
                                          "attack_key",
                                          "p", "g", "e"))
 
@@ -935,6 +951,9 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
                 # (it fades out there: at the attack's gain it would be a white burst)
                 held = streams.bright_gain[b] / g if attack and pole > 0.0 else 1.0
                 drift_free, dark, bright = direct_filters(nt * g, b, dc_rate, pole_b, hp_rate, streams, held)
+                if bank.sustain_limit > 0.0:  # no sample of it far off its running level (a tick)
+                    bright = limit_sustain(bright, streams.bright_gain[b] if attack and pole > 0.0 else g,
+                                           bank.sustain_limit, attack and streams.hammer[b] == 0.0, b, streams)
                 heard = drift_free
                 if attack and pole > 0.0:  # the hammer, heard through the low-pass, rising from
                     # the attacks' start (a note struck in another's attack goes on rising: no restart)
@@ -993,6 +1012,30 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
 
 
 @_njit_inline
+def limit_sustain(x, gain, limit, restart, b, streams):
+    """The sustain's direct path x of stream b (`bank_step`, once per sample) held within `limit`
+    times its running RMS, both over `gain` (the gain it hears the innovation at: its level follows
+    the notes, the bound follows the noise). The running mean square (`streams.limit_ms`) starts
+    from the sample's own at the first sample and at an attack's start (`restart`: after a silence
+    on the rail it is near nothing, and it would bound the sustain's path as it comes in), and
+    moves on by the samples as passed, over `LIMIT_WINDOW_SAMPLES` (moved by the samples as they
+    came, it removed fewer of the note sheet's ticks). Why: the network's
+    low-temperature samples under a held note sit near a level and now and then jump; through the
+    sustain's high-pass a jump is a sample far off the waveform, a broadband tick
+    (docs/evaluation.md, "Ticks"), while the noise between the partials stays within the bound."""
+    if gain <= 0.0:
+        return x
+    r = x / gain
+    ms = streams.limit_ms[b]
+    if ms <= 0.0 or restart:
+        ms = r * r
+    bound = limit * math.sqrt(ms)
+    r = min(max(r, -bound), bound)
+    streams.limit_ms[b] = ms + (r * r - ms) / LIMIT_WINDOW_SAMPLES
+    return r * gain
+
+
+@_njit_inline
 def direct_filters(x, b, dc_rate, pole, hp_rate, streams, held):
     """Move stream b's direct-path filters on by the innovation x (`bank_step`, once per sample):
     returns (x without its drift, that through the attacks' two-pole low-pass, that times `held`
@@ -1046,6 +1089,7 @@ class BankBatch:
         self.attack_key_tracking = float(shared("the attacks' key tracking", lambda s: s.attack_key_tracking, 0.0))
         self.sustain_highpass = float(shared("the sustain high-pass", lambda s: s.sustain_highpass, 0.0))
         self.direct_dc_rate = float(shared("the drift remover", lambda s: s.direct_dc_rate, 0.0))
+        self.sustain_limit = float(shared("the sustain limit", lambda s: s.sustain_limit, 0.0))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -1080,12 +1124,13 @@ class BankBatch:
                           sustain_innovation=self.sustain_innovation, release_innovation=self.release_innovation,
                           partial_levels=self.partial_levels, attack_pole=self.attack_pole,
                           attack_key_tracking=self.attack_key_tracking,
-                          sustain_highpass=self.sustain_highpass, direct_dc_rate=self.direct_dc_rate)
+                          sustain_highpass=self.sustain_highpass, direct_dc_rate=self.direct_dc_rate,
+                          sustain_limit=self.sustain_limit)
 
     def _streams(self) -> BankStreams:
         """The streams' state as numba reads it (views: `bank_step` updates it in place)."""
         s = self.state
-        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.since_prime,
+        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.limit_ms, s.since_prime,
                            s.prime_carry, s.attack_key, self.p, self.g, self.e)
 
     def step(self, t: int, primed: bool, innovation_input: bool, value: np.ndarray) -> BankSample:
@@ -1147,14 +1192,15 @@ class LiveBank:
     def __init__(self, config: ResonatorConfig, sample_rate_hz: int, sustain_innovation: float = 1.0,
                  release_innovation: float = 1.0, partial_levels: float = 0.0, capacity: int = 4096,
                  attack_pole: float = 0.0, year: int | None = None, sustain_highpass: float = 0.0,
-                 direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0) -> None:
+                 direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0, sustain_limit: float = 0.0) -> None:
         self.config, self.sample_rate_hz, self.capacity = config, int(sample_rate_hz), int(capacity)
         floor, emphasis, lowpass = _settings(config)
         template = Schedule.empty(floor, emphasis, lowpass).for_sampling(sustain_innovation, partial_levels,
                                                                          release_innovation, attack_pole,
                                                                          sustain_highpass=sustain_highpass,
                                                                          direct_dc_rate=direct_dc_rate,
-                                                                         attack_key_tracking=attack_key_tracking)
+                                                                         attack_key_tracking=attack_key_tracking,
+                                                                         sustain_limit=sustain_limit)
         self.release_pole = release_pole_for(config, year, self.sample_rate_hz)  # the year's room
         self._note_tables: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
         self.tail = max(int(math.ceil(config.release_tail_s * sample_rate_hz)), room_tail_samples(self.release_pole))
@@ -1174,9 +1220,9 @@ class LiveBank:
                                  partial_levels=template.partial_levels, attack_pole=template.attack_pole,
                                  attack_key_tracking=template.attack_key_tracking,
                                  sustain_highpass=template.sustain_highpass,
-                                 direct_dc_rate=template.direct_dc_rate)
+                                 direct_dc_rate=template.direct_dc_rate, sustain_limit=template.sustain_limit)
         s = self.state
-        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.since_prime,
+        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.limit_ms, s.since_prime,
                            s.prime_carry, s.attack_key, self.p, self.g, self.e)
         self.reset()
 

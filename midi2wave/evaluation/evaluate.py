@@ -447,6 +447,7 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
             "attack_lowpass_key_tracking": (float(sampling.attack_lowpass_key_tracking)
                                             if config.data.resonators.enabled else None),
             "sustain_highpass_hz": float(sampling.sustain_highpass_hz) if config.data.resonators.enabled else None,
+            "sustain_limit": float(sampling.sustain_limit) if config.data.resonators.enabled else None,
             "min_p": float(sampling.min_p),
             "room_years": list(config.data.resonators.room_years) or None,
             "chunk_seconds": chunk_seconds,
