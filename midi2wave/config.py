@@ -516,6 +516,10 @@ class ModelSampling:
                  self.sustain_limit, "must be a finite number >= 0 (0: not limited)")
 
 
+# The sustain limit bounds the direct path's filtered sustain: without a filter it would do nothing.
+_LIMIT_NEEDS_A_FILTER = ("acts on the direct path's filters: set sustain_highpass_hz or attack_lowpass_hz "
+                         "(--sustain-highpass-hz, --attack-lowpass-hz), or use 0")
+
 # `config_differences` keys of the settings that change synthesis only.
 SYNTHESIS_ONLY_KEYS: tuple[str, ...] = tuple(f"data.resonators.{name}" for name in ResonatorConfig.SYNTHESIS_ONLY)
 
@@ -635,6 +639,8 @@ class SamplingOptions:
                                                 if getattr(self, name) is None})
         if resolved.release_innovation is None:
             resolved = dataclasses.replace(resolved, release_innovation=resolved.sustain_innovation)
+        _require(not resolved.sustain_limit or resolved.attack_lowpass_hz or resolved.sustain_highpass_hz,
+                 "sampling.sustain_limit", resolved.sustain_limit, _LIMIT_NEEDS_A_FILTER)
         if config is not None:
             _require(not resolved.partial_levels or bool(config.data.resonators.levels_db), "sampling.partial_levels",
                      resolved.partial_levels, "the model has no fitted partial levels (data.resonators.levels_db; "
@@ -657,6 +663,9 @@ class Config:
     def __post_init__(self) -> None:
         _require(self.sampling.partial_levels == 0 or bool(self.data.resonators.levels_db), "sampling.partial_levels",
                  self.sampling.partial_levels, "the config has no fitted partial levels (data.resonators.levels_db)")
+        _require(not self.sampling.sustain_limit or self.sampling.attack_lowpass_hz > 0
+                 or self.sampling.sustain_highpass_hz > 0, "sampling.sustain_limit", self.sampling.sustain_limit,
+                 _LIMIT_NEEDS_A_FILTER)
         for name in ("attack_lowpass_hz", "sustain_highpass_hz", "sustain_limit"):
             _require(getattr(self.sampling, name) == 0 or self.data.resonators.enabled, "sampling." + name,
                      getattr(self.sampling, name), "filters the innovation of the resonator bank: the config has none "

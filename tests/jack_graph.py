@@ -75,7 +75,7 @@ class CallLog:
         self.frames = np.full(calls, -1, np.int64)
         self.audio = np.zeros(calls * frames, np.float32)
         self.midi: list[tuple[int, int, bytes]] = []
-        self.period, self.n = frames, 0
+        self.period, self.n, self.dropped = frames, 0, 0
 
     def call(self, frame: int, frames: int, audio: np.ndarray | None = None,
              midi: list[tuple[int, bytes]] = ()) -> None:
@@ -83,6 +83,7 @@ class CallLog:
         bytes)); counted last, so that a log read meanwhile holds whole calls only."""
         k = self.n
         if k >= len(self.frames) or frames != self.period:
+            self.dropped += 1  # counted as a logging error (`GraphRun.log_errors`): the log no longer replays
             return
         self.frames[k] = frame
         if audio is not None:
@@ -165,25 +166,30 @@ class GraphRun:
 
 
 def in_step(frames: np.ndarray, period: int) -> np.ndarray:
-    """Which of a client's calls read the graph's frame time that was theirs: those one period
+    """Which of a client's calls to match by the graph's frame time they read: those one period
     after the call before and one period before the call after. On a loaded machine a client's
     call can start after the graph's next cycle began, and PipeWire's JACK then hands it that
     cycle's frame time (one period early: the next call reads the same again); a client can also
-    miss a cycle (two periods between reads). Either way the calls around it are out of step."""
+    miss a cycle (two periods between reads). Either way the calls around it are out of step.
+    Inside a run of such late calls, each one period early, the calls look in step: matched there
+    they fail the check, and the test runs again."""
     ok = np.zeros(len(frames), bool)
     steps = np.diff(frames)
     ok[1:-1] = (steps[:-1] == period) & (steps[1:] == period)
     return ok
 
 
-def real_clock_check(run: GraphRun, model, ahead_ms: float | None = None) -> dict:
+def real_clock_check(run: GraphRun, model, events: list[tuple[int, bytes]], ahead_ms: float | None = None) -> dict:
     """What a graph run on the real clock shows, from its clients' call logs, whatever calls a
     stall of the machine spoiled:
 
     `engine_equal`: the engine's output, call after call, is its offline render of the MIDI it got
     in those calls (`render_blocks`); `midi_in_order`: it got every event the sender wrote, in
-    order; `midi_on_time` of `midi_timed`: events at the frame the sender wrote them at, counted
-    where both calls were in step (`in_step`); `blocks_equal` of `blocks_compared` (of the
+    order; `midi_as_planned`: what the sender wrote is `events` (frames from the engine's first
+    period), in order, those up to the run's end, each at its frame where the sender's call was in
+    step, or later at the start of a call (a late call sends what it missed at once); `midi_on_time`
+    of `midi_timed`: events the engine got at the frame the sender wrote them at, counted where
+    both calls were in step (`in_step`); `blocks_equal` of `blocks_compared` (of the
     recorder's `blocks`): the recorder's periods that are the engine's output of the same
     period, where both were in step; `peak_at_onset`: the engine's output in the 4 ms from
     `latency_frames` after the first event it got."""
@@ -200,6 +206,11 @@ def real_clock_check(run: GraphRun, model, ahead_ms: float | None = None) -> dic
     sent_at = [int(run.sender_frames[k]) + o for k, o in run.sender_midi.tolist()]
     timed = [(a, b) for a, b, (k, _), (j, _) in zip(got_at, sent_at, run.engine_midi.tolist(), run.sender_midi.tolist())
              if engine_ok[k] and sender_ok[j]]
+    planned = [f for f, _ in events[:len(sent)]]
+    as_planned = (sent == [data for _, data in events[:len(sent)]]
+                  and sum(f < int(run.sender_frames[-1]) for f, _ in events) <= len(sent)
+                  and all(b == f if sender_ok[j] and o > 0 else b >= f
+                          for b, f, (j, o) in zip(sent_at, planned, run.sender_midi.tolist()))) if len(sent) else False
     recorder_ok = in_step(run.recorder_frames, period)
     compared = equal = 0
     for i, f in enumerate(run.recorder_frames.tolist()):
@@ -214,7 +225,7 @@ def real_clock_check(run: GraphRun, model, ahead_ms: float | None = None) -> dic
     return {"rate": run.rate, "period": period, "latency_frames": run.latency_frames, "late": run.late,
             "xruns": run.xruns, "errors": run.errors + run.log_errors, "calls": len(run.engine_frames),
             "engine_equal": bool(np.array_equal(run.engine_audio, ref)),
-            "midi_sent": len(sent), "midi_in_order": got == sent and len(sent) > 0,
+            "midi_sent": len(sent), "midi_in_order": got == sent and len(sent) > 0, "midi_as_planned": as_planned,
             "midi_timed": len(timed), "midi_on_time": sum(a == b for a, b in timed),
             "blocks": len(run.recorder_frames), "blocks_compared": compared, "blocks_equal": equal,
             "peak_at_onset": 0.0 if onset is None else float(np.abs(run.engine_audio[onset:onset + run.rate // 250]).max())}
@@ -358,7 +369,8 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
                     latency_frames=adapter.latency_frames, up=adapter.up, down=adapter.down, prefill=adapter.prefill,
                     periods=n, durations=meter.durations[:n].copy(), ends=meter.ends[:n].copy(),
                     xruns=meter.xruns - settled_xruns, late=proc.late, errors=proc.errors,
-                    wall_s=state["done_at"] - started_at, log_errors=backend.log_errors,
+                    wall_s=state["done_at"] - started_at,
+                    log_errors=backend.log_errors + sum(log.dropped for log in logs.values()),
                     **{k: v for name, log in logs.items() for k, v in log.fields(name, state["end"]).items()})
 
 

@@ -433,7 +433,11 @@ def test_the_sustain_limit_takes_the_jumps_off_the_held_notes_noise_and_leaves_t
     with pytest.raises(ConfigError, match="sampling.sustain_limit"):
         SamplingOptions(sustain_limit=float("nan"))
     with pytest.raises(ConfigError, match="resonator bank"):
-        Config(sampling=ModelSampling(sustain_limit=4.0))
+        Config(sampling=ModelSampling(sustain_limit=4.0, sustain_highpass_hz=450.0))
+    with pytest.raises(ConfigError, match="direct path's filters"):  # nothing for it to act on
+        Config(data=DataConfig(resonators=BANK), sampling=ModelSampling(sustain_limit=4.0))
+    with pytest.raises(ConfigError, match="direct path's filters"):
+        SamplingOptions(sustain_limit=4.0).resolve()
     with pytest.raises(ValueError, match="sustain limit"):
         sched.for_sampling(**settings, sustain_limit=-2.0)
     options = SamplingOptions(sustain_highpass_hz=450.0, sustain_limit=4.0).resolve()

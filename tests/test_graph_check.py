@@ -12,6 +12,7 @@ from helpers import live_model
 from jack_graph import GraphRun, in_step, real_clock_check, render_blocks
 
 RATE, PERIOD = 48000, 128
+EVENTS = [(5 * PERIOD + 40, bytes([0x90, 60, 100])), (30 * PERIOD, bytes([0x80, 60, 0]))]  # the piece (`_run`)
 
 
 def test_in_step_leaves_out_the_calls_around_an_early_read_and_a_missed_cycle():
@@ -46,8 +47,9 @@ def _run(calls: int = 60) -> tuple[GraphRun, object]:
 
 def test_the_check_matches_calls_in_step_and_sees_a_wrong_period(monkeypatch):
     run, model = _run()
-    result = real_clock_check(run, model)
+    result = real_clock_check(run, model, EVENTS)
     assert result["engine_equal"] and result["midi_in_order"] and result["midi_timed"] == result["midi_on_time"] == 2
+    assert result["midi_as_planned"]
     assert result["blocks_compared"] == result["blocks_equal"] == 58 and result["peak_at_onset"] > 0
 
     # the recorder's call for the cycle at 20 periods came late and read 21's frame time; the next
@@ -59,26 +61,35 @@ def test_the_check_matches_calls_in_step_and_sees_a_wrong_period(monkeypatch):
     keep = [k for k in range(60) if k != 40]
     run.recorder_frames = np.array([frames[k] for k in keep], np.int64) * PERIOD
     run.recorder_audio = np.concatenate([audio[k] for k in keep])
-    result = real_clock_check(run, model)
+    result = real_clock_check(run, model, EVENTS)
     assert result["blocks"] == 59 and result["blocks_compared"] == result["blocks_equal"] == 52, result
 
     # the same logs with every read believed: the period of the cycle at 20 is taken for 21's and
     # differs (the note sounds then); in_step is what keeps it out
     monkeypatch.setattr(jack_graph, "in_step", lambda frames, period: np.ones(len(frames), bool))
-    result = real_clock_check(run, model)
+    result = real_clock_check(run, model, EVENTS)
     assert result["blocks_compared"] == 59 and result["blocks_equal"] == 58, result
     monkeypatch.undo()
 
     # a period of the engine's own that is not its render of what it got
     run, model = _run()
     run.engine_audio[10 * PERIOD + 3] += 0.5
-    assert not real_clock_check(run, model)["engine_equal"]
+    assert not real_clock_check(run, model, EVENTS)["engine_equal"]
     # an event the engine got one frame late, and one the sender's log does not hold
     run, model = _run()
     run.engine_midi[0, 1] += 1
-    result = real_clock_check(run, model)
+    result = real_clock_check(run, model, EVENTS)
     assert result["midi_on_time"] == result["midi_timed"] - 1, result
     run, model = _run()
     run.sender_data = "903c64"
     run.sender_midi = run.sender_midi[:1]
-    assert not real_clock_check(run, model)["midi_in_order"]
+    result = real_clock_check(run, model, EVENTS)
+    assert not result["midi_in_order"] and not result["midi_as_planned"]  # the release, due at 30 periods, unsent
+    # the sender's own slips: an event written a frame early, or sent late mid-period
+    for offset in (39, 41):
+        run, model = _run()
+        run.sender_midi[0, 1] = offset
+        assert real_clock_check(run, model, EVENTS)["midi_as_planned"] is False
+    run, model = _run()  # a late call that sends what it missed at its start: as planned
+    run.sender_midi[0] = (6, 0)
+    assert real_clock_check(run, model, EVENTS)["midi_as_planned"]

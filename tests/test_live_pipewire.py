@@ -84,10 +84,12 @@ def test_live_asks_pipewire_for_its_period_and_gets_it_back_from_a_program_that_
 
 def _sound(result: dict) -> bool:
     """Whether a real-clock run (`jack_graph.real_clock_check`) showed everything it must: the
-    engine's output its render of the MIDI it got, that MIDI the sender's, on time, the recorder's
+    engine's output its render of the MIDI it got, that MIDI the sender's, on time, the sender's the
+    piece's,
     periods the engine's, each where both calls were in step, in 90 % of the recorder's periods
     or more (a stall of the machine spoils a few), and the first note sounding."""
     return (result["late"] == 0 and result["errors"] == 0 and result["engine_equal"] and result["midi_in_order"]
+            and result["midi_as_planned"]
             and result["midi_on_time"] == result["midi_timed"] >= 0.9 * result["midi_sent"]
             and result["blocks_equal"] == result["blocks_compared"] >= 0.9 * result["blocks"] > 0
             and result["peak_at_onset"] > 1e-3)

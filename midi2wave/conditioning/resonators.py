@@ -953,7 +953,8 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
                 drift_free, dark, bright = direct_filters(nt * g, b, dc_rate, pole_b, hp_rate, streams, held)
                 if bank.sustain_limit > 0.0:  # no sample of it far off its running level (a tick)
                     bright = limit_sustain(bright, streams.bright_gain[b] if attack and pole > 0.0 else g,
-                                           bank.sustain_limit, attack and streams.hammer[b] == 0.0, b, streams)
+                                           bank.sustain_limit, attack and pole > 0.0 and streams.hammer[b] == 0.0, b,
+                                           streams)
                 heard = drift_free
                 if attack and pole > 0.0:  # the hammer, heard through the low-pass, rising from
                     # the attacks' start (a note struck in another's attack goes on rising: no restart)
@@ -1012,27 +1013,29 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
 
 
 @_njit_inline
-def limit_sustain(x, gain, limit, restart, b, streams):
-    """The sustain's direct path x of stream b (`bank_step`, once per sample) held within `limit`
-    times its running RMS, both over `gain` (the gain it hears the innovation at: its level follows
+def limit_sustain(lim_x, lim_gain, limit, restart, b, streams):
+    """The sustain's direct path `lim_x` of stream b (`bank_step`, once per sample) held within `limit`
+    times its running RMS, both over `lim_gain` (the gain it hears the innovation at: its level follows
     the notes, the bound follows the noise). The running mean square (`streams.limit_ms`) starts
-    from the sample's own at the first sample and at an attack's start (`restart`: after a silence
-    on the rail it is near nothing, and it would bound the sustain's path as it comes in), and
+    from the sample's own at the first sample and at an attack's start (`restart`; `bank_step` knows
+    it by the hammer's count, so only with the attacks' low-pass on: after a silence on the rail the
+    level is near nothing, and it would bound the sustain's path as it comes in), and
     moves on by the samples as passed, over `LIMIT_WINDOW_SAMPLES` (moved by the samples as they
     came, it removed fewer of the note sheet's ticks). Why: the network's
     low-temperature samples under a held note sit near a level and now and then jump; through the
     sustain's high-pass a jump is a sample far off the waveform, a broadband tick
-    (docs/evaluation.md, "Ticks"), while the noise between the partials stays within the bound."""
-    if gain <= 0.0:
-        return x
-    r = x / gain
-    ms = streams.limit_ms[b]
-    if ms <= 0.0 or restart:
-        ms = r * r
-    bound = limit * math.sqrt(ms)
-    r = min(max(r, -bound), bound)
-    streams.limit_ms[b] = ms + (r * r - ms) / LIMIT_WINDOW_SAMPLES
-    return r * gain
+    (docs/evaluation.md, "Ticks"), while the noise between the partials stays within the bound.
+    Local names differ from the kernel's (see `bank_step`)."""
+    if lim_gain <= 0.0:
+        return lim_x
+    lim_r = lim_x / lim_gain
+    lim_ms = streams.limit_ms[b]
+    if lim_ms <= 0.0 or restart:
+        lim_ms = lim_r * lim_r
+    lim_bound = limit * math.sqrt(lim_ms)
+    lim_r = min(max(lim_r, -lim_bound), lim_bound)
+    streams.limit_ms[b] = lim_ms + (lim_r * lim_r - lim_ms) / LIMIT_WINDOW_SAMPLES
+    return lim_r * lim_gain
 
 
 @_njit_inline
