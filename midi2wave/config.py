@@ -639,7 +639,7 @@ class SamplingOptions:
                                                 if getattr(self, name) is None})
         if resolved.release_innovation is None:
             resolved = dataclasses.replace(resolved, release_innovation=resolved.sustain_innovation)
-        _require(not resolved.sustain_limit or resolved.attack_lowpass_hz or resolved.sustain_highpass_hz,
+        _require(not resolved.sustain_limit or bool(resolved.attack_lowpass_hz or resolved.sustain_highpass_hz),
                  "sampling.sustain_limit", resolved.sustain_limit, _LIMIT_NEEDS_A_FILTER)
         if config is not None:
             _require(not resolved.partial_levels or bool(config.data.resonators.levels_db), "sampling.partial_levels",
