@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -443,6 +444,11 @@ class BankState:
         self.attack_key[:] = KEY_TRACKING_PITCH
         return self
 
+    def streams(self, p: np.ndarray, g: np.ndarray, e: np.ndarray) -> "BankStreams":
+        """This state as numba reads it (views: `bank_step` updates it in place), with the per-sample
+        buffers p, g, e ([B] float64), in `BankStreams`' order."""
+        return BankStreams(*(getattr(self, name) for name in BankStreams._fields[:-3]), p, g, e)
+
     def ensure_capacity(self, needed: int) -> None:
         if needed <= self.re.shape[1]:
             return
@@ -816,12 +822,20 @@ def unit_phasors(omega, cos_out, sin_out):
         sin_out[i] = math.sin(omega[i])
 
 
+# The synthesis settings a schedule carries for its whole bank (every stream's must agree: `BankBatch`;
+# `BankArrays` carries them to numba), each with what an error calls it.
+SYNTHESIS_SETTINGS = {"sustain_innovation": "the sustain innovation share",
+                      "release_innovation": "the release innovation share", "partial_levels": "the partial levels share",
+                      "attack_pole": "the attacks' low-pass", "attack_key_tracking": "the attacks' key tracking",
+                      "sustain_highpass": "the sustain high-pass", "direct_dc_rate": "the drift remover",
+                      "sustain_limit": "the sustain limit"}
+
 # The bank of a batch of streams as numba reads it (`BankBatch.arrays`): the streams' schedules
 # concatenated (stream b owns oscillators offsets[b] .. offsets[b + 1] - 1; Schedule.FIELDS), the
 # running latest release per stream (`direct_share`) and the shared settings.
 BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
-    "offsets", "held_until", "cos_omega", "sin_omega", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass", "sustain_innovation",
-    "release_innovation", "partial_levels", "attack_pole", "attack_key_tracking", "sustain_highpass", "direct_dc_rate", "sustain_limit"))
+    "offsets", "held_until", "cos_omega", "sin_omega", "gain_on", "gain_floor", "pre_emphasis", "noise_lowpass")
+    + tuple(SYNTHESIS_SETTINGS))
 
 # The streams' bank state (`BankBatch.streams`, updated in place): re, im, idx [B, capacity], n_active,
 # next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), dc, lp1, lp2, lf1, lf2 [B] (the
@@ -1085,14 +1099,9 @@ class BankBatch:
         self.gain_floor = float(floor or 0.0)
         self.pre_emphasis, self.noise_lowpass = map(float, shared(
             "the noise shaping (pre-emphasis, lowpass)", lambda s: (s.pre_emphasis, s.noise_lowpass), (0.0, 0.0)))
-        self.sustain_innovation = float(shared("the sustain innovation share", lambda s: s.sustain_innovation, 1.0))
-        self.release_innovation = float(shared("the release innovation share", lambda s: s.release_innovation, 1.0))
-        self.partial_levels = float(shared("the partial levels share", lambda s: s.partial_levels, 0.0))
-        self.attack_pole = float(shared("the attacks' low-pass", lambda s: s.attack_pole, 0.0))
-        self.attack_key_tracking = float(shared("the attacks' key tracking", lambda s: s.attack_key_tracking, 0.0))
-        self.sustain_highpass = float(shared("the sustain high-pass", lambda s: s.sustain_highpass, 0.0))
-        self.direct_dc_rate = float(shared("the drift remover", lambda s: s.direct_dc_rate, 0.0))
-        self.sustain_limit = float(shared("the sustain limit", lambda s: s.sustain_limit, 0.0))
+        defaults = {f.name: f.default for f in dataclasses.fields(Schedule)}
+        for name, what in SYNTHESIS_SETTINGS.items():
+            setattr(self, name, float(shared(what, operator.attrgetter(name), defaults[name])))
         lengths = np.array([len(s) for s in schedules], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for name in self.FIELDS:
@@ -1124,17 +1133,11 @@ class BankBatch:
                           held_until=self.held_until, cos_omega=self.cos_omega, sin_omega=self.sin_omega,
                           gain_on=self.gain_on, gain_floor=self.gain_floor,
                           pre_emphasis=self.pre_emphasis, noise_lowpass=self.noise_lowpass,
-                          sustain_innovation=self.sustain_innovation, release_innovation=self.release_innovation,
-                          partial_levels=self.partial_levels, attack_pole=self.attack_pole,
-                          attack_key_tracking=self.attack_key_tracking,
-                          sustain_highpass=self.sustain_highpass, direct_dc_rate=self.direct_dc_rate,
-                          sustain_limit=self.sustain_limit)
+                          **{name: getattr(self, name) for name in SYNTHESIS_SETTINGS})
 
     def _streams(self) -> BankStreams:
         """The streams' state as numba reads it (views: `bank_step` updates it in place)."""
-        s = self.state
-        return BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.limit_ms, s.since_prime,
-                           s.prime_carry, s.attack_key, self.p, self.g, self.e)
+        return self.state.streams(self.p, self.g, self.e)
 
     def step(self, t: int, primed: bool, innovation_input: bool, value: np.ndarray) -> BankSample:
         """`bank_step` of sample t for every stream, from the network's samples `value` (float32 [B]):
@@ -1218,15 +1221,8 @@ class LiveBank:
                                  held_until=self.held_until, cos_omega=self.cos_omega, sin_omega=self.sin_omega,
                                  gain_on=floor is not None,
                                  gain_floor=float(floor or 0.0), pre_emphasis=emphasis, noise_lowpass=lowpass,
-                                 sustain_innovation=template.sustain_innovation,
-                                 release_innovation=template.release_innovation,
-                                 partial_levels=template.partial_levels, attack_pole=template.attack_pole,
-                                 attack_key_tracking=template.attack_key_tracking,
-                                 sustain_highpass=template.sustain_highpass,
-                                 direct_dc_rate=template.direct_dc_rate, sustain_limit=template.sustain_limit)
-        s = self.state
-        self.streams = BankStreams(s.re, s.im, s.idx, s.n_active, s.next, s.n_prev, s.u_prev, s.dc, s.lp1, s.lp2, s.lf1, s.lf2, s.hammer, s.bright_gain, s.bright_share, s.limit_ms, s.since_prime,
-                           s.prime_carry, s.attack_key, self.p, self.g, self.e)
+                                 **{name: getattr(template, name) for name in SYNTHESIS_SETTINGS})
+        self.streams = self.state.streams(self.p, self.g, self.e)
         self.reset()
 
     @property
