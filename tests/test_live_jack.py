@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -188,35 +189,29 @@ def _matching_chunks(recorded: np.ndarray, written: np.ndarray, rate: int, perio
     return heard, len(starts) - first
 
 
-def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):
-    """`midi2wave play` (the bundled live model) through PortAudio's JACK device at the server's rate
-    (48 and 44.1 kHz: resampled): what reaches the device (recorded from PortAudio's client's output ports,
-    connected as soon as they appear) is the file it writes, and that is what `--no-audio` writes. A
-    process each: PortAudio lists the devices (and a JACK server's rate) as they were when it started."""
-    import soundfile
-
-    name, rate, period = server
+def _play_on_the_device(piece: str, out: Path, common: list[str]) -> tuple[int, str, list[str], np.ndarray]:
+    """`midi2wave play PIECE -o OUT` on the server's device, recorded from PortAudio's client's
+    output ports (connected as soon as they appear): (its exit status, what it printed, the ports
+    recorded, the recording)."""
     recorder = jack.Client("m2w-play-recorder", no_start_server=True)
     port = recorder.inports.register("in")
-    blocks: list[np.ndarray] = []
+    blocks: list[np.ndarray] = [np.zeros(0, np.float32)]
     # the process's one client with a callback: its stop cancels no thread waiting for the GIL behind another's
     recorder.set_process_callback(playback._uncancellable(lambda frames: blocks.append(port.get_array().copy())))
     recorder.activate()
-    common = ["--end", "2", "--year", "2011"]
     connected: list[str] = []
     try:
-        with open(tmp_path / "play.log", "w") as log:
-            player = subprocess.Popen([sys.executable, "-m", "midi2wave", "play", piece, "-o",
-                                       str(tmp_path / "heard.wav"), *common], stdout=log, stderr=log,
-                                      preexec_fn=die_with_parent)
+        with open(out.with_suffix(".log"), "w") as log:
+            player = subprocess.Popen([sys.executable, "-m", "midi2wave", "play", piece, "-o", str(out), *common],
+                                      stdout=log, stderr=log, preexec_fn=die_with_parent)
             try:
                 deadline = time.monotonic() + 120
                 while player.poll() is None and time.monotonic() < deadline:
                     if not connected:
-                        for out in recorder.get_ports(is_audio=True, is_output=True):
-                            if not out.name.startswith(("system:", "m2w-")):
-                                recorder.connect(out, port)
-                                connected.append(out.name)
+                        for source in recorder.get_ports(is_audio=True, is_output=True):
+                            if not source.name.startswith(("system:", "m2w-")):
+                                recorder.connect(source, port)
+                                connected.append(source.name)
                     time.sleep(0.002)
             finally:
                 if player.poll() is None:
@@ -225,22 +220,44 @@ def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piec
     finally:
         playback.deactivate_jack_client(recorder)
         recorder.close()
-    said = (tmp_path / "play.log").read_text()
-    assert player.returncode == 0, said
+    return player.returncode, out.with_suffix(".log").read_text(), connected, np.concatenate(blocks)
+
+
+def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):
+    """`midi2wave play` (the bundled live model) through PortAudio's JACK device at the server's rate
+    (48 and 44.1 kHz: resampled): what reaches the device (recorded from PortAudio's client's output ports,
+    connected as soon as they appear) is the file it writes, and that is what `--no-audio` writes. A
+    process each: PortAudio lists the devices (and a JACK server's rate) as they were when it started.
+    The device's recording runs on the real clock: a try that a stall of the machine spoiled (fewer
+    than 80 % of the file's audible chunks heard in order; one CI run heard 8 of 11) is run again,
+    three in all; every try's file must be the `--no-audio` file."""
+    import soundfile
+
+    name, rate, period = server
+    common = ["--end", "2", "--year", "2011"]
     done = subprocess.run([sys.executable, "-m", "midi2wave", "play", piece, "-o", str(tmp_path / "file.wav"),
                            "--no-audio", *common, "-q"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    heard, _ = soundfile.read(tmp_path / "heard.wav", dtype="int16")
     written, _ = soundfile.read(tmp_path / "file.wav", dtype="int16")
-    assert np.array_equal(heard, written) and np.abs(written).max() > 100
-    assert connected, "PortAudio's client never showed an output port"
-    recorded = np.concatenate(blocks)
-    assert np.isfinite(recorded).all() and np.abs(recorded).max() <= 1.0  # no other memory on the port
-    found, audible = _matching_chunks(recorded.astype(np.float64), written / 32768.0, rate, period)
-    print(f"{connected}: {found} of {audible} audible chunks of the file heard on the device; play said {said!r}")
-    # the device got the file's samples (at 48 and 44.1 kHz: resampled);
-    # the recorder joins after `play` starts, and a stall can cost a client a period: most, not all
-    assert audible >= 10 and found >= 0.8 * audible, (found, audible, said)
+    assert np.abs(written).max() > 100
+    tries = []
+    for attempt in range(3):
+        heard_path = tmp_path / f"heard{attempt}.wav"
+        returncode, said, connected, recorded = _play_on_the_device(piece, heard_path, common)
+        assert returncode == 0, said
+        heard, _ = soundfile.read(heard_path, dtype="int16")
+        assert np.array_equal(heard, written)
+        assert connected, "PortAudio's client never showed an output port"
+        assert np.isfinite(recorded).all() and np.abs(recorded).max() <= 1.0  # no other memory on the port
+        found, audible = _matching_chunks(recorded.astype(np.float64), written / 32768.0, rate, period)
+        print(f"{connected}: {found} of {audible} audible chunks of the file heard on the device; play said {said!r}")
+        tries.append((found, audible, said))
+        # the device got the file's samples (at 48 and 44.1 kHz: resampled);
+        # the recorder joins after `play` starts, and a stall can cost a client a period: most, not all
+        if audible >= 10 and found >= 0.8 * audible:
+            break
+    found, audible, said = tries[-1]
+    assert audible >= 10 and found >= 0.8 * audible, tries
 
 
 def test_a_period_change_reaches_the_engine():
