@@ -927,7 +927,7 @@ def test_play_writes_the_engines_offline_render_and_overwrites_only_with_force(p
     argv = ["play", piece, "--no-audio", "-o", str(out), "--end", "3.4", "--year", "2011", "--seed", "3",
             "--sustain-temperature", "0.5", "--sustain-innovation", "0.7", "--release-innovation", "0.2",
             "--partial-levels", "1", "--attack-lowpass-hz", "900", "--attack-lowpass-key-tracking", "0.6", "--sustain-limit", "4",
-            "-q"]
+            "--attack-lowpass-velocity-tracking", "1.75", "-q"]
     assert cli.main(argv) == 0
     got, sr = soundfile.read(out, dtype="int16")
     want = _render(model, piece, 16000)
@@ -937,12 +937,27 @@ def test_play_writes_the_engines_offline_render_and_overwrites_only_with_force(p
     assert cli.main(argv + ["--force"]) == 0
 
 
+def test_the_live_bank_gets_every_synthesis_setting_the_offline_rows_get():
+    """Each of the bank's synthesis settings (`resonators.SYNTHESIS_SETTINGS`) reaches the live engine's
+    bank as `sampled_schedules` gives it to an offline render of the same options (broken once:
+    the velocity tracking not passed to `LiveBank`)."""
+    from midi2wave.render.rows import sampled_schedules
+
+    synth = live.LiveSynth(live_model(), OPTIONS, year=2011)
+    offline = sampled_schedules([rs.Schedule.empty()], OPTIONS.resolve())[0]
+    for name in rs.SYNTHESIS_SETTINGS:
+        assert getattr(synth.bank.arrays, name) == getattr(offline, name), name
+    assert synth.bank.arrays.attack_velocity_tracking == 1.75 and synth.bank.arrays.sustain_limit == 4.0
+
+
 def test_the_attacks_low_pass_follows_the_newest_key_whatever_the_bank_compacts():
     """The key the attacks' low-pass follows (`BankState.attack_key`) is the newest note's, the
     highest of notes starting together in whatever order they came, and stays so when the live
     bank compacts its rows: looked up by row, a stopped newest note's rows compacted away left the
-    held bass note's key in its place (broken once: the key not kept reads 60, the default)."""
+    held bass note's key in its place (broken once: the key not kept reads 60, the default). The
+    same for its velocity (`BankState.attack_velocity`, the loudest of notes starting together)."""
     assert OPTIONS.attack_lowpass_key_tracking  # the live tests render with it
+    assert OPTIONS.attack_lowpass_velocity_tracking
     bank = rs.LiveBank(BANK, SR, capacity=64)
 
     def run(t0: int, t1: int) -> None:
@@ -955,16 +970,17 @@ def test_the_attacks_low_pass_follows_the_newest_key_whatever_the_bank_compacts(
     rows = bank.ranges[treble]
     stopped = int(bank.stop[rows[0]:rows[1]].max()) + 10  # the treble note's rows stopped
     run(0, stopped)
-    assert bank.state.attack_key[0] == 96.0
+    assert (bank.state.attack_key[0], bank.state.attack_velocity[0]) == (96.0, 80.0)
     assert bank.compact() > 0
     assert bank.pitch[int(bank.state.next[0]) - 1] == 30.0  # the row behind the position is the held note's
-    assert bank.state.attack_key[0] == 96.0
-    for first, second in ((50, 70), (70, 50)):  # a chord: its highest key, in either order
+    assert (bank.state.attack_key[0], bank.state.attack_velocity[0]) == (96.0, 80.0)
+    for first, second in ((50, 70), (70, 50)):  # a chord: its highest key and loudest velocity, in either order
         start = stopped
-        bank.add_note(first, 90, start)
-        bank.add_note(second, 90, start)
+        bank.add_note(first, 40 if first == 50 else 100, start)
+        bank.add_note(second, 40 if second == 50 else 100, start)
         run(start, start + 1)
         assert bank.state.attack_key[0] == 70.0, (first, second)
+        assert bank.state.attack_velocity[0] == 100.0, (first, second)
         stopped += 10
 
 

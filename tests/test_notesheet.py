@@ -125,8 +125,8 @@ def test_the_attack_end_sees_a_burst_that_the_attack_window_misses():
     burst = ns.note_measures(tone(48, amplitudes=dark_partials, attack_noise_db=0.0, burst_at_s=0.05), SR, 0.0, 0.8, 48)
     assert burst["attack_db"] == pytest.approx(clean["attack_db"], abs=0.5)
     assert clean["attack_end_db"] < -40.0 and burst["attack_end_db"] > clean["attack_end_db"] + 20.0
-    rows = {2004: [dict(burst, pitch=48)]}
-    ref = {2004: [dict(clean, pitch=48)]}
+    rows = {2004: [dict(burst, pitch=48, velocity=60)]}
+    ref = {2004: [dict(clean, pitch=48, velocity=60)]}
     assert not ns.compare(rows, ref)["checks"]["2004 attack_end_db"]
     assert ns.compare(ref, rows)["checks"]["2004 attack_end_db"]  # darker than the reference: not a burst
 
@@ -144,7 +144,7 @@ def test_a_click_of_a_few_samples_is_read_more_sharply_than_by_the_attack_end_wi
     click = ns.note_measures(y, SR, 0.0, 0.8, 60)
     rise, share_rise = click["click_db"] - clean["click_db"], click["attack_end_db"] - clean["attack_end_db"]
     assert clean["click_db"] < 8.0 and rise > 10.0 and rise > 2 * share_rise, (clean["click_db"], rise, share_rise)
-    rows, ref = {2004: [dict(click, pitch=60)]}, {2004: [dict(clean, pitch=60)]}
+    rows, ref = {2004: [dict(click, pitch=60, velocity=60)]}, {2004: [dict(clean, pitch=60, velocity=60)]}
     assert not ns.compare(rows, ref)["checks"]["2004 click_db"] and ns.compare(ref, rows)["checks"]["2004 click_db"]
 
 
@@ -156,7 +156,7 @@ def test_the_onset_reads_a_note_that_swells_late():
     late[:int(0.045 * SR)] *= 0.1
     struck, swell = ns.note_measures(x, SR, 0.0, 0.8, 60), ns.note_measures(late, SR, 0.0, 0.8, 60)
     assert abs(struck["onset_db"]) < 1.5 and swell["onset_db"] < struck["onset_db"] - 10.0
-    rows, ref = {2004: [dict(swell, pitch=60)]}, {2004: [dict(struck, pitch=60)]}
+    rows, ref = {2004: [dict(swell, pitch=60, velocity=60)]}, {2004: [dict(struck, pitch=60, velocity=60)]}
     assert not ns.compare(rows, ref)["checks"]["2004 onset_db"] and ns.compare(ref, ref)["checks"]["2004 onset_db"]
 
 
@@ -175,6 +175,33 @@ def test_compare_checks_the_bar():
     worse = ns.compare({y: ns.sheet_measures(hissy, SR, notes) for y in ref}, ref)
     assert not worse["checks"]["2004 hiss_db"] and not worse["passed"]
     assert worse["per_year"]["2004"]["difference"]["hiss_db"] > 20
+
+
+def test_a_soft_layer_too_bright_and_a_loud_one_too_dark_fail_though_the_median_holds():
+    """The attack's brightness is checked in every velocity layer too (`velocity_attack_db`): soft
+    notes 6 dB too bright and loud ones 6 dB too dark leave the median over the sheet where it was,
+    and only the layers' check sees them (broken once: a check that looked at the median alone)."""
+    import copy
+
+    sheet = ns.NoteSheet(pitches=(48, 72), velocities=(30, 120))
+    notes, _ = sheet.notes()
+    clean = np.zeros(int(sheet.duration_seconds * SR) + SR)
+    for i, p in enumerate(notes.pitch):
+        s = int(notes.onset_s[i] * SR)
+        clean[s:s + int(1.6 * SR)] += tone(int(p), release_s=0.05)
+    rows = ns.sheet_measures(clean, SR, notes)
+    for r in rows:
+        r["attack_db"] = -40.0
+    model = copy.deepcopy(rows)
+    for r in model:
+        r["attack_db"] += 6.0 if r["velocity"] == 30 else -6.0
+    same = ns.compare({2004: rows}, {2004: rows})
+    assert same["checks"]["2004 attack_db by velocity"] and same["per_year"]["2004"]["velocity_attack_db"] == {
+        "30": 0.0, "120": 0.0}
+    split = ns.compare({2004: model}, {2004: rows})
+    assert split["per_year"]["2004"]["difference"]["attack_db"] == 0.0 and split["checks"]["2004 attack_db"]
+    assert split["per_year"]["2004"]["velocity_attack_db"] == {"30": 6.0, "120": -6.0}
+    assert not split["checks"]["2004 attack_db by velocity"] and not split["passed"]
 
 
 def test_noise_alone_is_not_read_as_upper_partials():
@@ -238,6 +265,6 @@ def test_ticks_are_counted_where_a_sample_leaves_the_waveform_and_nowhere_else()
     quiet = x * 1e-4  # the same note 80 dB down: the spikes fall under the floor
     quiet[int(0.3 * SR)] += 1e-4 * level / 2
     assert ns.count_ticks(quiet, SR, 0, int(1.05 * SR)) == 0
-    rows, ref = {2004: [dict(ticked, pitch=60), dict(clean, pitch=60)]}, {2004: [dict(clean, pitch=60)] * 2}
+    rows, ref = {2004: [dict(ticked, pitch=60, velocity=60), dict(clean, pitch=60, velocity=60)]}, {2004: [dict(clean, pitch=60, velocity=60)] * 2}
     assert ns.summarize(rows[2004])["ticks"] == 1.5
     assert not ns.compare(rows, ref)["checks"]["2004 ticks"] and ns.compare(ref, rows)["checks"]["2004 ticks"]

@@ -91,7 +91,8 @@ the defaults): with `sampling.attack_lowpass_hz` or `sustain_highpass_hz` set, t
 directly is `d = H(g n)`, H a one-pole high-pass at `resonators.DIRECT_DC_HZ` (40 Hz); the
 network reads all of `g n`, and so does the bank except in attacks with the low-pass on. While a note is in its attack (`resonators.in_attack`) the
 output hears `L(d)`, L the two-pole low-pass at `attack_lowpass_hz` (`Schedule.attack_pole`; with
-`attack_lowpass_key_tracking` its cut-off follows the newest note's key, `resonators.tracked_pole`), which
+`attack_lowpass_key_tracking` its cut-off follows the newest note's key, with
+`attack_lowpass_velocity_tracking` the newest notes' velocity, `resonators.tracked_pole`), which
 also drives the oscillators then (a dark hammer); past the attacks `s · Hs(d)`, Hs two one-pole
 high-passes at `sustain_highpass_hz` (`Schedule.sustain_highpass`; 0: none). Why: in silence the
 network's samples sit on a rail, inaudible at the gain's floor; the onset's gain turned the stuck

@@ -62,6 +62,8 @@ class Schedule:
     `ResonatorConfig.levels_db`), which synthesis moves it towards by `partial_levels`.
     pitch: float64 [n], the MIDI pitch of the oscillator's note (the attacks' low-pass follows it:
     `attack_key_tracking`).
+    velocity: float64 [n], the MIDI velocity of the oscillator's note (the attacks' low-pass follows
+    it too: `attack_velocity_tracking`).
     synthesis_only: float64 [n], 1 for a partial above the analysis's `partials`
     (`ResonatorConfig.synthesis_partials`): `analyze` leaves them out (`for_analysis`), so the
     network's training target is the same with or without them.
@@ -87,15 +89,16 @@ class Schedule:
     gain_release_decay: np.ndarray
     level: np.ndarray
     pitch: np.ndarray
+    velocity: np.ndarray
     synthesis_only: np.ndarray
 
     FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain",
               "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level",
-              "pitch", "synthesis_only")
+              "pitch", "velocity", "synthesis_only")
     TIME_FIELDS = ("start", "release", "stop", "attack_end")
     # the fields of a note's oscillators that depend on its velocity (`oscillators`); the others
     # depend on its pitch alone, and the time fields move with its start (`LiveBank`'s note table)
-    VELOCITY_FIELDS = ("gain_attack", "gain_sustain", "level")
+    VELOCITY_FIELDS = ("gain_attack", "gain_sustain", "level", "velocity")
     # The innovation gain's floor (ResonatorConfig.gain_floor); None: no gain (g = 1).
     gain_floor: float | None = None
     # The innovation's noise shaping (ResonatorConfig.pre_emphasis and noise_lowpass; 0: none).
@@ -119,6 +122,11 @@ class Schedule:
     # `attack_pole` times 2**(attack_key_tracking * (pitch - KEY_TRACKING_PITCH) / 12) (0: the same
     # for every key; 1: an octave per octave; `ModelSampling.attack_lowpass_key_tracking`).
     attack_key_tracking: float = 0.0
+    # Synthesis only: the attacks' low-pass follows the newest notes' velocity too: its cut-off is also
+    # times 2**(attack_velocity_tracking * (velocity - VELOCITY_TRACKING_VELOCITY) / 64) (0: the same
+    # for every velocity; 1: an octave brighter from velocity 64 to 128;
+    # `ModelSampling.attack_lowpass_velocity_tracking`).
+    attack_velocity_tracking: float = 0.0
     # Synthesis only: the rate of the two one-pole high-passes through which the innovation is heard
     # directly past the attacks (`highpass_rate`; 0: none; `ModelSampling.sustain_highpass_hz`).
     sustain_highpass: float = 0.0
@@ -154,7 +162,7 @@ class Schedule:
                      release_innovation: float | None = None, attack_pole: float = 0.0,
                      release_pole: float | None = None, sustain_highpass: float = 0.0,
                      direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0,
-                     sustain_limit: float = 0.0) -> "Schedule":
+                     sustain_limit: float = 0.0, attack_velocity_tracking: float = 0.0) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
         directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
         once all of them are released (`direct_share`), hears the attacks through the low-pass of pole
@@ -164,7 +172,7 @@ class Schedule:
         until 5 of its time constants have passed (`stop`; the analysis's tail may be shorter).
         `direct_dc_rate`: the drift remover's rate (`highpass_rate(DIRECT_DC_HZ, sr)`), needed with
         either filter. `attack_key_tracking`: how far the attacks' cut-off follows the newest note's
-        pitch (see the field). `sustain_limit`: the bound of the sustain's direct path, in its running
+        pitch (see the field), `attack_velocity_tracking` its velocity (see the field). `sustain_limit`: the bound of the sustain's direct path, in its running
         RMS (`limit_sustain`; 0: none; it acts with either filter on)."""
         for what, share in (("sustain_innovation", sustain_innovation), ("release_innovation", release_innovation),
                             ("partial_levels", partial_levels)):
@@ -175,6 +183,8 @@ class Schedule:
                              f"high-pass rate {sustain_highpass}, drift rate {direct_dc_rate}")
         if not math.isfinite(attack_key_tracking):
             raise ValueError(f"the attacks' key tracking must be finite, got {attack_key_tracking}")
+        if not math.isfinite(attack_velocity_tracking):
+            raise ValueError(f"the attacks' velocity tracking must be finite, got {attack_velocity_tracking}")
         if release_pole is not None and not 0.0 < float(release_pole) < 1.0:
             raise ValueError(f"the release pole must lie in (0, 1), got {release_pole}")
         if (attack_pole > 0.0 or sustain_highpass > 0.0) and not direct_dc_rate > 0.0:
@@ -185,7 +195,8 @@ class Schedule:
         out = dataclasses.replace(self, sustain_innovation=float(sustain_innovation), partial_levels=float(partial_levels),
                                   release_innovation=float(release), attack_pole=float(attack_pole),
                                   sustain_highpass=float(sustain_highpass), direct_dc_rate=float(direct_dc_rate),
-                                  attack_key_tracking=float(attack_key_tracking), sustain_limit=float(sustain_limit))
+                                  attack_key_tracking=float(attack_key_tracking), sustain_limit=float(sustain_limit),
+                                  attack_velocity_tracking=float(attack_velocity_tracking))
         if release_pole is not None:
             out.r_release = np.full_like(self.r_release, float(release_pole))
             out.stop = np.maximum(self.stop, self.release + room_tail_samples(float(release_pole)))
@@ -204,15 +215,20 @@ class Schedule:
 # The key whose attacks the low-pass's own cut-off is for when it follows the keys (middle C;
 # `Schedule.attack_key_tracking`).
 KEY_TRACKING_PITCH = 60.0
+# The velocity whose attacks the low-pass's own cut-off is for when it follows the velocity
+# (`Schedule.attack_velocity_tracking`).
+VELOCITY_TRACKING_VELOCITY = 64.0
 
 
 @_njit
-def tracked_pole(pole, tracking, pitch):
-    """The attacks' low-pass pole for a note of this pitch: exp(-2 pi f 2**(tracking (pitch - 60) / 12) / sr)
-    from the pole exp(-2 pi f / sr) of middle C (the same pole with no tracking or no filter)."""
-    if tracking == 0.0 or pole <= 0.0:
+def tracked_pole(pole, tracking, pitch, velocity_tracking, velocity):
+    """The attacks' low-pass pole for a note of this pitch and velocity: exp(-2 pi f' / sr), f' = f
+    2**(tracking (pitch - 60) / 12 + velocity_tracking (velocity - 64) / 64), from the pole
+    exp(-2 pi f / sr) of middle C at velocity 64 (the same pole with no tracking or no filter)."""
+    if (tracking == 0.0 and velocity_tracking == 0.0) or pole <= 0.0:
         return pole
-    return pole ** (2.0 ** (tracking * (pitch - KEY_TRACKING_PITCH) / 12.0))
+    return pole ** (2.0 ** (tracking * (pitch - KEY_TRACKING_PITCH) / 12.0
+                            + velocity_tracking * (velocity - VELOCITY_TRACKING_VELOCITY) / 64.0))
 
 
 def attack_lowpass_pole(cutoff_hz: float, sample_rate_hz: int) -> float:
@@ -380,6 +396,7 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
         level=fitted_levels(pitch[note_idx], velocity[note_idx], partial, config),
         pitch=pitch[note_idx].astype(np.float64),
+        velocity=velocity[note_idx].astype(np.float64),
         synthesis_only=(partial > config.partials).astype(np.float64),
     )
 
@@ -399,7 +416,9 @@ class BankState:
     since_prime, prime_carry: float64 [B], the samples since the last teacher-forced one (from
     PRIME_FADE_SAMPLES on: none lately) and what the output carries of the given audio's residual
     after it; attack_key: float64 [B], the MIDI pitch of the newest note (the highest of those
-    starting together), which the attacks' low-pass follows (`Schedule.attack_key_tracking`).
+    starting together), which the attacks' low-pass follows (`Schedule.attack_key_tracking`);
+    attack_velocity: float64 [B], the newest notes' velocity (the loudest of those starting
+    together), which it follows too (`Schedule.attack_velocity_tracking`).
     """
 
     def __init__(self, batch_size: int, capacity: int = 64) -> None:
@@ -422,6 +441,7 @@ class BankState:
         self.since_prime = np.full(batch_size, float(PRIME_FADE_SAMPLES))
         self.prime_carry = np.zeros(batch_size)
         self.attack_key = np.full(batch_size, KEY_TRACKING_PITCH)
+        self.attack_velocity = np.full(batch_size, VELOCITY_TRACKING_VELOCITY)
 
     def reset(self) -> "BankState":
         self.re[:] = 0.0
@@ -442,6 +462,7 @@ class BankState:
         self.since_prime[:] = PRIME_FADE_SAMPLES
         self.prime_carry[:] = 0.0
         self.attack_key[:] = KEY_TRACKING_PITCH
+        self.attack_velocity[:] = VELOCITY_TRACKING_VELOCITY
         return self
 
     def streams(self, p: np.ndarray, g: np.ndarray, e: np.ndarray) -> "BankStreams":
@@ -827,6 +848,7 @@ def unit_phasors(omega, cos_out, sin_out):
 SYNTHESIS_SETTINGS = {"sustain_innovation": "the sustain innovation share",
                       "release_innovation": "the release innovation share", "partial_levels": "the partial levels share",
                       "attack_pole": "the attacks' low-pass", "attack_key_tracking": "the attacks' key tracking",
+                      "attack_velocity_tracking": "the attacks' velocity tracking",
                       "sustain_highpass": "the sustain high-pass", "direct_dc_rate": "the drift remover",
                       "sustain_limit": "the sustain limit"}
 
@@ -842,7 +864,7 @@ BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
 # direct path's filters), and per sample p, g, e [B] float64 (prediction, innovation gain, innovation fed to the oscillators).
 BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
                                          "hammer", "bright_gain", "bright_share", "limit_ms", "since_prime", "prime_carry",
-                                         "attack_key",
+                                         "attack_key", "attack_velocity",
                                          "p", "g", "e"))
 
 # One sample of a batch of streams through the bank (`bank_step`'s buffers, float32 / int64 [B]):
@@ -865,15 +887,19 @@ def batch_predict(t, b0, b1, bank, streams):
                             bank.start[o0:o1], bank.stop[o0:o1])
         streams.n_active[b] = na
         streams.next[b] = nx
-        if nx > adm_before:  # the newest note's key (the highest of those starting together): the attack's
-            # low-pass follows it (kept here, not looked up: the live bank's compaction moves the rows)
+        if nx > adm_before:  # the newest notes' key and velocity (the highest and the loudest of those
+            # starting together): the attack's low-pass follows them (kept here, not looked up: the
+            # live bank's compaction moves the rows)
             adm_start = bank.start[o0 + nx - 1]
             adm_key = bank.pitch[o0 + nx - 1]
+            adm_velocity = bank.velocity[o0 + nx - 1]
             adm_j = nx - 2
             while adm_j >= adm_before and bank.start[o0 + adm_j] == adm_start:
                 adm_key = max(adm_key, bank.pitch[o0 + adm_j])
+                adm_velocity = max(adm_velocity, bank.velocity[o0 + adm_j])
                 adm_j -= 1
             streams.attack_key[b] = adm_key
+            streams.attack_velocity[b] = adm_velocity
         streams.p[b] = bank_predict(streams.re[b], na)
         streams.g[b] = 1.0
         if bank.gain_on:
@@ -937,14 +963,15 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     dc_rate = bank.direct_dc_rate
     filtered = pole > 0.0 or hp_rate > 0.0
     tracking = bank.attack_key_tracking
+    velocity_tracking = bank.attack_velocity_tracking
     for b in range(b0, b1):
         v = sample.value[b]
         p = streams.p[b]
         g = streams.g[b]
-        # the attacks' low-pass of this stream: its cut-off follows the newest note's key
+        # the attacks' low-pass of this stream: its cut-off follows the newest notes' key and velocity
         pole_b = pole
-        if tracking != 0.0 and streams.next[b] > 0:
-            pole_b = tracked_pole(pole, tracking, streams.attack_key[b])
+        if (tracking != 0.0 or velocity_tracking != 0.0) and streams.next[b] > 0:
+            pole_b = tracked_pole(pole, tracking, streams.attack_key[b], velocity_tracking, streams.attack_velocity[b])
         share = 1.0
         attack = False
         heard = 0.0
@@ -1198,7 +1225,8 @@ class LiveBank:
     def __init__(self, config: ResonatorConfig, sample_rate_hz: int, sustain_innovation: float = 1.0,
                  release_innovation: float = 1.0, partial_levels: float = 0.0, capacity: int = 4096,
                  attack_pole: float = 0.0, year: int | None = None, sustain_highpass: float = 0.0,
-                 direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0, sustain_limit: float = 0.0) -> None:
+                 direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0, sustain_limit: float = 0.0,
+                 attack_velocity_tracking: float = 0.0) -> None:
         self.config, self.sample_rate_hz, self.capacity = config, int(sample_rate_hz), int(capacity)
         floor, emphasis, lowpass = _settings(config)
         template = Schedule.empty(floor, emphasis, lowpass).for_sampling(sustain_innovation, partial_levels,
@@ -1206,7 +1234,8 @@ class LiveBank:
                                                                          sustain_highpass=sustain_highpass,
                                                                          direct_dc_rate=direct_dc_rate,
                                                                          attack_key_tracking=attack_key_tracking,
-                                                                         sustain_limit=sustain_limit)
+                                                                         sustain_limit=sustain_limit,
+                                                                         attack_velocity_tracking=attack_velocity_tracking)
         self.release_pole = release_pole_for(config, year, self.sample_rate_hz)  # the year's room
         self._note_tables: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
         self.tail = max(int(math.ceil(config.release_tail_s * sample_rate_hz)), room_tail_samples(self.release_pole))

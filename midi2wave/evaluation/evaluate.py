@@ -446,6 +446,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
             "attack_lowpass_hz": float(sampling.attack_lowpass_hz) if config.data.resonators.enabled else None,
             "attack_lowpass_key_tracking": (float(sampling.attack_lowpass_key_tracking)
                                             if config.data.resonators.enabled else None),
+            "attack_lowpass_velocity_tracking": (float(sampling.attack_lowpass_velocity_tracking)
+                                                 if config.data.resonators.enabled else None),
             "sustain_highpass_hz": float(sampling.sustain_highpass_hz) if config.data.resonators.enabled else None,
             "sustain_limit": float(sampling.sustain_limit) if config.data.resonators.enabled else None,
             "min_p": float(sampling.min_p),

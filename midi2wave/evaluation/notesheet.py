@@ -386,13 +386,27 @@ def by_register(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return {name: summarize([r for r in rows if a <= r["pitch"] < b]) for name, (a, b) in REGISTERS.items()}
 
 
+def by_velocity(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """`summarize` of the notes of each velocity on the sheet (keys: the velocity as text): the
+    attack's brightness follows the blow, and a median over every velocity can hide a soft layer
+    too bright and a loud one too dark."""
+    return {str(v): summarize([r for r in rows if r["velocity"] == v]) for v in sorted({int(r["velocity"]) for r in rows})}
+
+
+def velocity_attack_db(model_rows: Sequence[dict[str, Any]], reference_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Per velocity of the sheet, the model's median `attack_db` minus the reference's (dB)."""
+    g, r = by_velocity(model_rows), by_velocity(reference_rows)
+    return {v: g[v]["attack_db"] - r[v]["attack_db"] for v in r}
+
+
 def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[dict[str, Any]]],
             options: NoteMeasureOptions = DEFAULT) -> dict[str, Any]:
     """A model's sheet against the reference's, per year (rows from `sheet_measures` of the same
     sheet): medians of both, their differences, the median partial-level difference, the
     differences between years (each year against the first), and the checks of the bar
     (`options.checks`: |difference| within the tolerance; hiss, attack end, click and ticks only
-    upward)."""
+    upward; the attack's brightness also in every velocity layer, `velocity_attack_db`, within the
+    attack's tolerance)."""
     years = sorted(reference)
     per_year: dict[str, Any] = {}
     checks: dict[str, bool] = {}
@@ -401,9 +415,12 @@ def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[di
         gm, rm = summarize(model[y]), summarize(reference[y])
         levels = _median([level_difference_db(g["levels_db"], r["levels_db"]) for g, r in zip(model[y], reference[y])])
         diff = {m: gm[m] - rm[m] for m in MEASURES}
+        layers = velocity_attack_db(model[y], reference[y])
         per_year[str(y)] = {"model": gm, "reference": rm, "difference": diff, "levels_db": levels,
-                            "registers": {"model": by_register(model[y]), "reference": by_register(reference[y])}}
+                            "registers": {"model": by_register(model[y]), "reference": by_register(reference[y])},
+                            "velocity_attack_db": layers}
         checks[f"{y} attack_db"] = abs(diff["attack_db"]) <= tol["attack_db"]
+        checks[f"{y} attack_db by velocity"] = bool(layers) and all(abs(d) <= tol["attack_db"] for d in layers.values())
         checks[f"{y} attack_end_db"] = diff["attack_end_db"] <= tol["attack_end_db"]
         checks[f"{y} onset_db"] = abs(diff["onset_db"]) <= tol["onset_db"]
         checks[f"{y} click_db"] = diff["click_db"] <= tol["click_db"]

@@ -232,7 +232,9 @@ def run_note_sheet(checkpoint: Any, options: NoteSheetOptions, sampling: Any, *,
     for y in comp["years"]:
         py = comp["per_year"][str(y)]
         cells = ", ".join(f"{m} {_value(py['model'][m], m)} / {_value(py['reference'][m], m)}" for m in ns.MEASURES)
-        lines.append(f"  {y}: {cells}, partial levels |diff| {py['levels_db']:.1f} dB")
+        layers = ", ".join(f"v{v} {d:+.1f}" for v, d in py["velocity_attack_db"].items())
+        lines.append(f"  {y}: {cells}, partial levels |diff| {py['levels_db']:.1f} dB, attack_db by velocity "
+                     f"(model - {options.instrument}) {layers}")
     for k, v in comp["between_years"].items():
         lines.append(f"  {k}: release_db {v['model']['release_db']:+.1f} / {v['reference']['release_db']:+.1f}")
     failed = [k for k, v in comp["checks"].items() if not v]

@@ -161,7 +161,8 @@ class LiveSynth:
                                         sustain_highpass=resonators.highpass_rate(o.sustain_highpass_hz, self.sr),
                                         direct_dc_rate=(resonators.highpass_rate(resonators.DIRECT_DC_HZ, self.sr)
                                                         if o.attack_lowpass_hz or o.sustain_highpass_hz else 0.0),
-                                        sustain_limit=float(o.sustain_limit or 0.0))
+                                        sustain_limit=float(o.sustain_limit or 0.0),
+                                        attack_velocity_tracking=float(o.attack_lowpass_velocity_tracking or 0.0))
         self.packed = kernel.pack_weights(snapshot.stepping, o.precision, snapshot.tables)
         self.kernel = kernel.NumbaState(self.packed, 1)
         self.kernel.innovation_input = data.network_reads_innovation

@@ -103,7 +103,8 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
     return [s.for_sampling(options.sustain_innovation, options.partial_levels, options.release_innovation, pole,
                            resonators.release_pole_for(bank, year, sample_rate_hz) if rooms else None, highpass,
                            dc_rate, float(options.attack_lowpass_key_tracking or 0.0),
-                           float(options.sustain_limit or 0.0))
+                           float(options.sustain_limit or 0.0),
+                           float(options.attack_lowpass_velocity_tracking or 0.0))
             for s, year in zip(schedules, years)]
 
 
