@@ -475,7 +475,7 @@ class ModelSampling:
     # How far that cut-off follows the velocity of the newest notes: times 2**(tracking * (velocity -
     # 64) / 64) (0: the same for every velocity; 1: an octave brighter from velocity 64 to 128).
     # Why: a harder blow is a brighter hammer; with one cut-off per key the note sheet's soft attacks
-    # read up to 19 dB too bright above 4 kHz and its loud ones up to 16 dB too dark.
+    # (velocity 30) read 11-14 dB too bright above 4 kHz and its loud ones (120) 6-11 dB too dark.
     attack_lowpass_velocity_tracking: float = 0.0
     # Models with the resonator bank: past the attacks the innovation is heard directly through two
     # one-pole high-passes at this cut-off (Hz; 0: none). Why: the noise the network samples under

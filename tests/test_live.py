@@ -984,6 +984,40 @@ def test_the_attacks_low_pass_follows_the_newest_key_whatever_the_bank_compacts(
         stopped += 10
 
 
+def test_a_bank_compacted_to_no_rows_keeps_the_attacks_tracked_pole():
+    """The attacks' low-pass follows the newest notes' key and velocity whether or not the live
+    bank has compacted their rows away: its states after a compaction to no rows equal those of the
+    same bank left alone, as an offline render (which never compacts) has them (broken once: gated
+    on admitted rows, the compacted bank's low-pass ran at middle C's pole and its states drifted
+    apart)."""
+    def run(compact: bool) -> np.ndarray:
+        bank = rs.LiveBank(BANK, SR, capacity=64, attack_pole=rs.attack_lowpass_pole(900.0, SR),
+                           attack_key_tracking=0.6, attack_velocity_tracking=1.75,
+                           sustain_highpass=rs.highpass_rate(450.0, SR),
+                           direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+        bank.release_note(bank.add_note(96, 120, 0), 100)
+        stopped = int(bank.stop[:bank.size].max()) + 10
+        values = np.random.default_rng(0).normal(0.0, 0.1, stopped + 400).clip(-1.0, 0.99).astype(np.float32)
+
+        def step(t: int) -> None:
+            sample = rs.BankSample(values[t:t + 1].copy(), np.zeros(1, np.int64), np.zeros(1, np.float32),
+                                   np.zeros(1, np.int64))
+            rs.bank_step(t, 0, 1, False, True, bank.arrays, bank.streams, sample)
+
+        for t in range(stopped):
+            step(t)
+        if compact:
+            assert bank.compact() > 0 and bank.state.next[0] == 0
+        for t in range(stopped, stopped + 400):
+            step(t)
+        s = bank.state
+        return np.r_[s.lp1, s.lp2, s.attack_key, s.attack_velocity]
+
+    kept, compacted = run(False), run(True)
+    assert kept[2:].tolist() == [96.0, 120.0] and np.abs(kept[:2]).max() > 0
+    assert np.array_equal(compacted, kept), (compacted, kept)
+
+
 class _FakeJack:
     """JACK-Client over a fake library: jackd's (version "1.9.21") or PipeWire's; each client
     records the PipeWire variables it opened with."""

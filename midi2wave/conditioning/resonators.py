@@ -970,7 +970,8 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
         g = streams.g[b]
         # the attacks' low-pass of this stream: its cut-off follows the newest notes' key and velocity
         pole_b = pole
-        if (tracking != 0.0 or velocity_tracking != 0.0) and streams.next[b] > 0:
+        if tracking != 0.0 or velocity_tracking != 0.0:  # before any note the state's key and velocity (60, 64)
+            # give the pole itself; not gated on admitted rows: a live bank compacted to none keeps the last key
             pole_b = tracked_pole(pole, tracking, streams.attack_key[b], velocity_tracking, streams.attack_velocity[b])
         share = 1.0
         attack = False
