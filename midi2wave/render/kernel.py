@@ -32,9 +32,11 @@ error_model="numpy" like the kernel (see `fast_tanh`).
 
 Numerics: tanh and sigmoid use a clamped rational approximation (`fast_tanh`, max abs error
 < 5e-7 over all floats; sigmoid(x) = (1 + tanh(x / 2)) / 2, max abs error < 3e-7), the matvecs
-accumulate in float32 in their own order; sampling is compiled without fastmath and follows
-`model/distributions.py` step by step, so given the same uniforms the samples equal the torch
-engine's except when a float rounding difference moves a value across a decision boundary.
+accumulate in float32 in their own order; sampling follows `model/distributions.py` step by step,
+so given the same uniforms the samples equal the torch engine's except when a float rounding
+difference moves a value across a decision boundary. The sampling helpers are declared without
+fastmath, but inlined into this fastmath entry point their softmax sum is reassociated, and a
+fresh compile and numba's cache can reassociate it differently (docs/live.md, "Across processes").
 """
 
 from __future__ import annotations
