@@ -34,9 +34,9 @@ Numerics: tanh and sigmoid use a clamped rational approximation (`fast_tanh`, ma
 < 5e-7 over all floats; sigmoid(x) = (1 + tanh(x / 2)) / 2, max abs error < 3e-7), the matvecs
 accumulate in float32 in their own order; sampling follows `model/distributions.py` step by step,
 so given the same uniforms the samples equal the torch engine's except when a float rounding
-difference moves a value across a decision boundary. The sampling helpers are declared without
-fastmath, but inlined into this fastmath entry point their softmax sum is reassociated, and a
-fresh compile and numba's cache can reassociate it differently (docs/live.md, "Across processes").
+difference moves a value across a decision boundary. The sampling helpers are inlined into this
+fastmath entry point, which may reorder float sums; they draw from fixed-point integer weights,
+whose running sums no reordering changes (`WEIGHT_SCALE`; docs/live.md, "Across processes").
 """
 
 from __future__ import annotations
@@ -321,14 +321,34 @@ def fast_activations(x, out):
 # ------------------------------------------------------------------------------------ sampling
 
 
+# The sampler draws from fixed-point weights: exp(x - max), in (0, 1], times 2**40 and truncated (a
+# class under 2**-40 of the likeliest's is never drawn). Why integers: their running sums are the
+# same in any order of addition, and inlined into the fastmath kernel a float sum is vectorized,
+# with lane arrangements that a fresh compile and numba's cache chose differently (docs/live.md,
+# "Across processes").
+WEIGHT_SCALE = float(2 ** 40)
+
+
 @njit(boundscheck=False, error_model="numpy")
-def _select(p, n, u):
-    """Inverse-CDF index: how many running sums of p[:n] are <= u (clamped to n - 1), like torch's `_select`."""
-    c = np.float32(0.0)
+def _weight(e):
+    """The fixed-point weight of an unnormalised probability e in [0, 1] (see WEIGHT_SCALE)."""
+    return np.int64(np.float64(e) * WEIGHT_SCALE)
+
+
+@njit(boundscheck=False, error_model="numpy")
+def _select(e, n, u):
+    """Inverse-CDF index over unnormalised weights e[:n] whose largest is 1: how many running sums
+    of their fixed-point weights are <= u times their total (clamped to n - 1), as torch's `_select`
+    counts the normalised running sums <= u (the same draw but where rounding moves a sum across u)."""
+    total = np.int64(0)
+    for i in range(n):
+        total += _weight(e[i])
+    threshold = np.int64(np.float64(u) * np.float64(total))
+    c = np.int64(0)
     k = 0
     for i in range(n):
-        c += p[i]
-        if c <= u:
+        c += _weight(e[i])
+        if c <= threshold:
             k += 1
     return min(k, n - 1)
 
@@ -336,14 +356,11 @@ def _select(p, n, u):
 @njit(boundscheck=False, error_model="numpy")
 def _cut_tail(e, n, min_p):
     """Min-p on unnormalised weights e[:n] whose largest is 1 (exp(x - max)): zero those below
-    min_p and return the sum of the rest (`distributions._cut_tail`). A pass of its own, taken
-    only when min_p > 0, so that the plain sampler is the same code, bit for bit and in speed."""
-    s = np.float32(0.0)
+    min_p (`distributions._cut_tail`). A pass of its own, taken only when min_p > 0, so that the
+    plain sampler is the same code, bit for bit and in speed."""
     for i in range(n):
         if e[i] < min_p:
             e[i] = np.float32(0.0)
-        s += e[i]
-    return s
 
 
 @njit(boundscheck=False, error_model="numpy")
@@ -352,15 +369,10 @@ def _sample_mol(par, K, u_comp, u_val, temperature, min_p, probs):
     m = par[0]
     for i in range(1, K):
         m = max(m, par[i])
-    s = np.float32(0.0)
     for i in range(K):
-        e = np.exp(par[i] - m)
-        probs[i] = e
-        s += e
+        probs[i] = np.exp(par[i] - m)
     if min_p > 0:
-        s = _cut_tail(probs, K, min_p)
-    for i in range(K):
-        probs[i] = probs[i] / s
+        _cut_tail(probs, K, min_p)
     k = _select(probs, K, u_comp)
     mean = par[K + k]
     log_scale = max(par[2 * K + k], np.float32(C.LOG_SCALE_MIN))
@@ -381,15 +393,10 @@ def _sample_mulaw(par, Q, u_comp, temperature, min_p, probs):
     m = par[0] / temperature
     for i in range(1, Q):
         m = max(m, par[i] / temperature)
-    s = np.float32(0.0)
     for i in range(Q):
-        e = np.exp(par[i] / temperature - m)
-        probs[i] = e
-        s += e
+        probs[i] = np.exp(par[i] / temperature - m)
     if min_p > 0:
-        s = _cut_tail(probs, Q, min_p)
-    for i in range(Q):
-        probs[i] = probs[i] / s
+        _cut_tail(probs, Q, min_p)
     return _select(probs, Q, u_comp)
 
 
