@@ -118,6 +118,18 @@ class ResonatorConfig:
     levels_db: tuple[tuple[float, ...], ...] = ()
     level_velocity_slopes: tuple[float, ...] = ()
     level_velocity_slope_table: tuple[tuple[float, ...], ...] = ()
+    # The prompt sound (scripts/fit_partials.py --prompt-delay): a struck string's upper partials
+    # first die fast, then ring on with the note (a piano's double decay). `prompt_levels_db` (and
+    # `prompt_velocity_slope_table`, shaped like `levels_db`) is each partial's level at the attack's
+    # end with its prompt sound; synthesis starts an oscillator there where it is above the level
+    # table's and falls in a straight line in dB onto the level table's decay over `prompt_seconds`,
+    # then decays as before (`resonators.oscillators`: `r_prompt`, `prompt_end`). Why: the level
+    # table is measured 0.3 s into the note and carried back along the note's one decay, so a loud
+    # note's top came out of its attack 7-17 dB below the training piano's (docs/evaluation.md,
+    # "The prompt sound"). Empty: one decay from the attack's end.
+    prompt_levels_db: tuple[tuple[float, ...], ...] = ()
+    prompt_velocity_slope_table: tuple[tuple[float, ...], ...] = ()
+    prompt_seconds: float = 0.0
     # Each year's room in the bank (scripts/fit_rooms.py fits it to a store): after a note's release
     # its partials decay with `room_release_tau_s[i]` in recordings of year `room_years[i]` (other
     # years, and the analysis: `release_tau_s`). Why: the rooms differ most in how long a note rings
@@ -128,7 +140,9 @@ class ResonatorConfig:
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
     SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "level_pitches", "levels_db", "level_velocity_slopes",
-                                                 "level_velocity_slope_table", "room_years", "room_release_tau_s")
+                                                 "level_velocity_slope_table", "prompt_levels_db",
+                                                 "prompt_velocity_slope_table", "prompt_seconds", "room_years",
+                                                 "room_release_tau_s")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -142,6 +156,8 @@ class ResonatorConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))  # tuples, whatever sequence was given
         object.__setattr__(self, "levels_db", tuple(tuple(row) for row in self.levels_db))
         object.__setattr__(self, "level_velocity_slope_table", tuple(tuple(row) for row in self.level_velocity_slope_table))
+        for name in ("prompt_levels_db", "prompt_velocity_slope_table"):
+            object.__setattr__(self, name, tuple(tuple(row) for row in getattr(self, name)))
         _require(self.partials >= 0, key + "partials", self.partials, "must be >= 0")
         _require(self.synthesis_partials == 0 or self.synthesis_partials >= self.partials > 0,
                  key + "synthesis_partials", self.synthesis_partials, f"must be 0 or >= partials ({self.partials})")
@@ -191,6 +207,17 @@ class ResonatorConfig:
             _require(self.partials > 0, key + "levels_db", "...", "needs the resonator bank (partials > 0)")
             _require(self.attack_s > 0, key + "attack_s", self.attack_s, "must be > 0 with partial levels (they are "
                      "set at the attack's end)")
+        if self.prompt_levels_db or self.prompt_velocity_slope_table or self.prompt_seconds:
+            shape = (len(self.levels_db), len(self.levels_db[0]) if self.levels_db else 0)
+            for name in ("prompt_levels_db", "prompt_velocity_slope_table"):
+                table = getattr(self, name)
+                _require(bool(self.level_velocity_slope_table) and len(table) == shape[0]
+                         and all(len(row) == shape[1] for row in table), key + name, len(table),
+                         "must have the shape of levels_db, with level_velocity_slope_table (a row per level pitch, "
+                         "a value per partial)")
+                _require(all(math.isfinite(v) for row in table for v in row), key + name, "...", "must be finite")
+            _require(math.isfinite(self.prompt_seconds) and self.prompt_seconds > 0, key + "prompt_seconds",
+                     self.prompt_seconds, "must be > 0 with prompt levels (how long the prompt sound lasts)")
         _require(len(self.room_years) == len(self.room_release_tau_s), key + "room_release_tau_s",
                  len(self.room_release_tau_s), f"needs one release time per room year ({len(self.room_years)})")
         _require(all(y in C.MAESTRO_YEARS for y in self.room_years) and len(set(self.room_years)) == len(self.room_years),

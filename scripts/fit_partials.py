@@ -194,6 +194,7 @@ COINCIDE_HZ = 20.0  # a partial this close to a still-ringing note's partial is 
 LEVEL_SEARCH_CENTS = 0.0
 BUNDLED_LEVEL_SEARCH_CENTS = 15.0
 BUNDLED_LEVEL_DELAY_S = 0.25
+PROMPT_MIN_HZ = 2000.0  # partials below this get no prompt sound (`prompt_tables`)
 LEVEL_PAD = 8  # the window zero-padded this many times (bins of 1 Hz) for the peak
 
 
@@ -357,6 +358,39 @@ def fit_levels(obs: np.ndarray, partials: int = MAX_PARTIAL, reference_velocity:
             slopes_out, float(np.median(np.abs(residual))))
 
 
+def prompt_tables(table, slopes, prompt_table, prompt_slopes, level_centre_s: float, prompt_centre_s: float,
+                  partial_hz_table=None, min_hz: float = 0.0
+                  ) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
+    """(prompt_levels_db, prompt_velocity_slope_table) at the attack's end, from the level table
+    (`table`, `slopes`: measured `level_centre_s` after the attack's end) and a table measured
+    earlier (`prompt_table`, `prompt_slopes`: at `prompt_centre_s`), both referred back along the
+    bank's decay. The bank's prompt sound falls in a straight line in dB from its level at the attack's
+    end onto the level table's decay at `level_centre_s` (`config.ResonatorConfig.prompt_seconds`),
+    so its excess over that decay is the earlier table's at `prompt_centre_s` times
+    level_centre_s / (level_centre_s - prompt_centre_s) at the attack's end. Why a second
+    measurement: a struck string's upper partials die fast first and then ring on; one table carried
+    back along one decay from 0.3 s left a loud note's top 7-17 dB dark through its first 100 ms.
+    `partial_hz_table` (float [grid pitches, partials], where the bank puts each partial) and
+    `min_hz`: the partials below `min_hz` keep the level table (no prompt sound). Why: below about
+    2 kHz the instrument's isolated notes show no double decay (the median excess at the attack's
+    end is within 1 dB), and the table fitted there is the measurements' scatter (+12 dB on the
+    fundamental at MIDI 48), which made the fundamentals fall 1-2 dB/s too fast."""
+    if not 0.0 <= prompt_centre_s < level_centre_s:
+        raise ValueError(f"the prompt must be measured before the levels ({prompt_centre_s} s, {level_centre_s} s)")
+    scale = level_centre_s / (level_centre_s - prompt_centre_s)
+    def extrapolated(late, early):
+        late, early = np.asarray(late, np.float64), np.asarray(early, np.float64)
+        return late + scale * (early - late)
+    levels = extrapolated(table, prompt_table)
+    slope_table = extrapolated(slopes, prompt_slopes)
+    if partial_hz_table is not None:
+        low = np.asarray(partial_hz_table, np.float64) < min_hz
+        levels[low] = np.asarray(table, np.float64)[low]
+        slope_table[low] = np.asarray(slopes, np.float64)[low]
+    return (tuple(tuple(round(float(v), 2) for v in row) for row in levels),
+            tuple(tuple(round(float(v), 3) for v in row) for row in slope_table))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("store")
@@ -376,6 +410,11 @@ def main(argv=None) -> int:
     ap.add_argument("--level-search-cents", type=float, default=BUNDLED_LEVEL_SEARCH_CENTS,
                     help=f"a level is the spectrum's peak within this many cents of the partial's fitted position "
                          f"(default {BUNDLED_LEVEL_SEARCH_CENTS:g}, the bundled table's; 0: a probe at the position)")
+    ap.add_argument("--prompt-delay", type=float, default=None,
+                    help="also measure the levels this many seconds after the attack's end (before --level-delay) "
+                         "and fit the prompt sound from the two (prompt_levels_db; default: none)")
+    ap.add_argument("--prompt-min-hz", type=float, default=PROMPT_MIN_HZ,
+                    help=f"partials below this frequency get no prompt sound (default {PROMPT_MIN_HZ:g})")
     ap.add_argument("--level-corpus", type=Path, action="append", default=[], metavar="DIR",
                     help="also fit the levels to every MIDI + WAV pair under DIR (note_corpus.py; repeatable)")
     ap.add_argument("-c", "--config", default=None,
@@ -389,6 +428,10 @@ def main(argv=None) -> int:
         ap.error("--level-search-cents must be between 0 and 200")
     if not 0.0 <= args.level_delay <= 1.0:
         ap.error("--level-delay must be between 0 and 1 s")
+    if args.prompt_delay is not None and not 0.0 <= args.prompt_delay < args.level_delay:
+        ap.error("--prompt-delay must be >= 0 and before --level-delay")
+    if args.prompt_delay is not None and args.shared_slopes:
+        ap.error("--prompt-delay needs the slope table (without --shared-slopes)")
     if args.level_partials is None:
         bank_config = load_config(args.config).data.resonators if args.config is not None else None
         args.level_partials = (max(bank_config.partials, bank_config.synthesis_partials, MAX_PARTIAL)
@@ -440,6 +483,21 @@ def main(argv=None) -> int:
             bank.update(level_velocity_slope_table=[list(row) for row in slopes], level_velocity_slopes=[])
         print(f"{len(levels)} partial levels of {len(np.unique(levels[:, 0]))} pitches; median |residual| "
               f"{level_err:.1f} dB", file=sys.stderr)
+        if args.prompt_delay is not None:
+            early = measure_levels(level_pieces, **level_bank, partials=args.level_partials,
+                                   delay_s=args.prompt_delay, search_cents=args.level_search_cents)
+            _, early_table, early_slopes, early_err = fit_levels(early, partials=args.level_partials,
+                                                                 grid_step=args.level_step)
+            centre = LEVEL_WINDOW / 2 / C.SAMPLE_RATE_HZ  # each measurement's window centre after its delay
+            positions = partial_hz(np.asarray(pitches)[:, None], np.arange(1, args.level_partials + 1)[None, :],
+                                   level_bank["tuning_cents"], level_bank["inharmonicity"])
+            prompt, prompt_slopes = prompt_tables(table, slopes, early_table, early_slopes, args.level_delay + centre,
+                                                  args.prompt_delay + centre, positions, args.prompt_min_hz)
+            bank.update(prompt_levels_db=[list(row) for row in prompt],
+                        prompt_velocity_slope_table=[list(row) for row in prompt_slopes],
+                        prompt_seconds=round(args.level_delay + centre, 4))
+            print(f"{len(early)} partial levels {args.prompt_delay:g} s after the attack's end (the prompt sound); "
+                  f"median |residual| {early_err:.1f} dB", file=sys.stderr)
     else:
         print(f"only {len(levels)} partial levels measured (too few held isolated notes); levels not fitted",
               file=sys.stderr)

@@ -80,7 +80,11 @@ LIVE_BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_at
                           gain_release_s=0.03, gain_floor=1e-4, attack_s=0.02, pre_emphasis=0.5, noise_lowpass=0.6,
                           level_pitches=(40, 80),
                           levels_db=((-30.0, -36.0, -40.0, -44.0), (-32.0, -38.0, -42.0, -46.0)),
-                          level_velocity_slopes=(0.5, 0.5, 0.5, 0.5), room_years=(2011,), room_release_tau_s=(0.05,))
+                          level_velocity_slope_table=((0.5, 0.5, 0.5, 0.5), (0.5, 0.5, 0.5, 0.5)),
+                          # a prompt sound on the upper partials, louder when struck harder (and none on the first)
+                          prompt_levels_db=((-30.0, -33.0, -34.0, -36.0), (-32.0, -34.0, -35.0, -37.0)),
+                          prompt_velocity_slope_table=((0.5, 0.8, 1.0, 1.2), (0.5, 0.8, 1.0, 1.2)), prompt_seconds=0.06,
+                          room_years=(2011,), room_release_tau_s=(0.05,))
 
 
 def live_model(causal: bool = True) -> Midi2Wave:

@@ -85,6 +85,7 @@ FLAT_BANK = {"resonator_partials": 5, "resonator_kappa": 0.03, "resonator_max_hz
              "resonator_pre_emphasis": 0.85, "resonator_noise_lowpass": 0.6,
              "resonator_level_pitches": (40.0, 80.0), "resonator_levels_db": ((-30.0,) * 5, (-40.0,) * 5),
              "resonator_level_velocity_slopes": (1.0, 1.2, 1.4, 1.6, 1.8), "resonator_level_velocity_slope_table": (),
+             "resonator_prompt_levels_db": (), "resonator_prompt_velocity_slope_table": (), "resonator_prompt_seconds": 0.0,
              "resonator_synthesis_partials": 0,
              "resonator_room_years": (2004, 2018),
              "resonator_room_release_tau_s": (0.12, 0.07)}

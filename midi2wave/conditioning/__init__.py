@@ -134,6 +134,13 @@ past a release inside the attack (`resonators.locked_amplitude`); an oscillator 
 attack ended (a chunk row or excerpt window begun mid-note, which starts it from silence) gets
 `w L` carried to then, at a spread phase (`bank_update`, in the kernel, the torch engine and
 `_run`; `Schedule.partial_levels`). The analysis and a teacher-forced prime pass 0 and so never do.
+**The prompt sound** (`data.resonators.prompt_levels_db`, `prompt_velocity_slope_table`,
+`prompt_seconds`; `fit_partials.py --prompt-delay`): a struck string's upper partials die fast first,
+then ring on (a piano's double decay), where the level table is measured 0.3 s into the note and
+carried back along one decay. Where a partial's prompt level is above the table's, it leaves its
+attack there (`Schedule.level`) and, with the lock on, decays by `Schedule.r_prompt` until
+`Schedule.prompt_end`, a straight line in dB onto the table's decay `prompt_seconds` after the attack
+end, then by `r_hold` (`resonators.prompt_decay`, `bank_update`, `locked_amplitude`).
 Free-running, a partial's level is otherwise whatever the few sampled innovations of its attack
 made it. `midi2wave export --sampling-from CONFIG` gives a released model the settings that
 change synthesis only, found after training: the `sampling` section and the partial levels

@@ -59,7 +59,11 @@ class Schedule:
     start/release/stop/attack_end: int64 [n]; omega (rad/sample), r_hold, r_release, kappa,
     kappa_sustain: float64 [n] (the gain is kappa before attack_end, kappa_sustain from then on);
     level: float64 [n], the oscillator's fitted amplitude at attack_end (0: none;
-    `ResonatorConfig.levels_db`), which synthesis moves it towards by `partial_levels`.
+    `ResonatorConfig.levels_db`, raised to its prompt sound's, `prompt_levels_db`), which synthesis
+    moves it towards by `partial_levels`.
+    r_prompt: float64 [n], the oscillator's decay per sample from attack_end to prompt_end (int64 [n]),
+    with the partial levels' lock on (synthesis): its prompt sound falling onto the level table's
+    decay (`ResonatorConfig.prompt_levels_db`); r_hold, and prompt_end = attack_end, without one.
     pitch: float64 [n], the MIDI pitch of the oscillator's note (the attacks' low-pass follows it:
     `attack_key_tracking`).
     velocity: float64 [n], the MIDI velocity of the oscillator's note (the attacks' low-pass follows
@@ -88,17 +92,19 @@ class Schedule:
     gain_hold_decay: np.ndarray
     gain_release_decay: np.ndarray
     level: np.ndarray
+    r_prompt: np.ndarray
+    prompt_end: np.ndarray
     pitch: np.ndarray
     velocity: np.ndarray
     synthesis_only: np.ndarray
 
     FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain",
               "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level",
-              "pitch", "velocity", "synthesis_only")
-    TIME_FIELDS = ("start", "release", "stop", "attack_end")
+              "r_prompt", "prompt_end", "pitch", "velocity", "synthesis_only")
+    TIME_FIELDS = ("start", "release", "stop", "attack_end", "prompt_end")
     # the fields of a note's oscillators that depend on its velocity (`oscillators`); the others
     # depend on its pitch alone, and the time fields move with its start (`LiveBank`'s note table)
-    VELOCITY_FIELDS = ("gain_attack", "gain_sustain", "level", "velocity")
+    VELOCITY_FIELDS = ("gain_attack", "gain_sustain", "level", "r_prompt", "velocity")
     # The innovation gain's floor (ResonatorConfig.gain_floor); None: no gain (g = 1).
     gain_floor: float | None = None
     # The innovation's noise shaping (ResonatorConfig.pre_emphasis and noise_lowpass; 0: none).
@@ -295,32 +301,57 @@ def partial_hz(pitch: np.ndarray, k: np.ndarray, tuning_cents: tuple[float, ...]
 LEVEL_REFERENCE_VELOCITY = 64.0
 
 
-def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig) -> np.ndarray:
-    """Fitted amplitude (float64 [n], full scale 1) of partial k of notes of these pitches and
-    velocities `attack_s` after their onsets (`ResonatorConfig.levels_db`: linear in pitch between
-    the grid pitches, flat beyond; the velocity slopes per partial, or per grid pitch and partial);
-    zeros when the config has no levels."""
-    k = np.asarray(k, np.int64).reshape(-1)
-    if not config.levels_db or k.size == 0:
-        return np.zeros(k.shape, np.float64)
-    table = np.asarray(config.levels_db, np.float64)          # [grid pitches, partials]
-    grid = np.asarray(config.level_pitches, np.float64)
-    pitch = np.asarray(pitch, np.float64).reshape(-1)
+def _table_db(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, grid: np.ndarray, table, slope_table,
+              slopes) -> np.ndarray:
+    """Levels in dB from a table over (grid pitch, partial) at velocity 64, linear in pitch between
+    the grid pitches and flat beyond, plus a slope in dB per dB of velocity: per grid pitch and
+    partial (`slope_table`, linear in pitch too) or per partial (`slopes`)."""
+    table = np.asarray(table, np.float64)          # [grid pitches, partials]
     db = np.empty(k.shape, np.float64)
+    slope = np.empty(k.shape, np.float64)
+    slope_rows = np.asarray(slope_table, np.float64) if len(slope_table) else None
     for j in np.unique(k):
         sel = k == j
         db[sel] = np.interp(pitch[sel], grid, table[:, j - 1])
-    if config.level_velocity_slope_table:  # a slope per grid pitch and partial, linear in pitch
-        slopes = np.asarray(config.level_velocity_slope_table, np.float64)
-        slope = np.empty(k.shape, np.float64)
-        for j in np.unique(k):
-            sel = k == j
-            slope[sel] = np.interp(pitch[sel], grid, slopes[:, j - 1])
+        if slope_rows is not None:
+            slope[sel] = np.interp(pitch[sel], grid, slope_rows[:, j - 1])
+    if slope_rows is None:
+        slope = np.asarray(slopes, np.float64)[k - 1]
+    velocity = np.maximum(velocity, 1.0)
+    return db + slope * 20.0 * np.log10(velocity / LEVEL_REFERENCE_VELOCITY)
+
+
+def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig,
+                  prompt: bool = False) -> np.ndarray:
+    """Fitted amplitude (float64 [n], full scale 1) of partial k of notes of these pitches and
+    velocities `attack_s` after their onsets (`ResonatorConfig.levels_db`: linear in pitch between
+    the grid pitches, flat beyond; the velocity slopes per partial, or per grid pitch and partial);
+    zeros when the config has no levels. `prompt`: with the prompt sound (`prompt_levels_db`; the
+    level table's where the config has none)."""
+    k = np.asarray(k, np.int64).reshape(-1)
+    if not config.levels_db or k.size == 0:
+        return np.zeros(k.shape, np.float64)
+    grid = np.asarray(config.level_pitches, np.float64)
+    pitch = np.asarray(pitch, np.float64).reshape(-1)
+    velocity = np.asarray(velocity, np.float64).reshape(-1)
+    if prompt and config.prompt_levels_db:
+        db = _table_db(pitch, velocity, k, grid, config.prompt_levels_db, config.prompt_velocity_slope_table, ())
     else:
-        slope = np.asarray(config.level_velocity_slopes, np.float64)[k - 1]
-    velocity = np.maximum(np.asarray(velocity, np.float64).reshape(-1), 1.0)
-    db = db + slope * 20.0 * np.log10(velocity / LEVEL_REFERENCE_VELOCITY)
+        db = _table_db(pitch, velocity, k, grid, config.levels_db, config.level_velocity_slope_table,
+                       config.level_velocity_slopes)
     return 10.0 ** (db / 20.0)
+
+
+def prompt_decay(level: np.ndarray, prompt_level: np.ndarray, r_hold: np.ndarray, prompt_samples: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(the level at the attack's end, the decay per sample over the prompt sound) of oscillators
+    whose level table gives `level` and prompt table `prompt_level` there (float64 [n] each): the
+    louder of the two, falling in a straight line in dB onto `level`'s decay (`r_hold`) over
+    `prompt_samples`; `level` and `r_hold` where the prompt is not louder, or the level is 0 (none)."""
+    louder = (prompt_level > level) & (level > 0.0) & (prompt_samples > 0)
+    start = np.where(louder, prompt_level, level)
+    ratio = np.where(louder, level / np.where(louder, prompt_level, 1.0), 1.0)
+    return start, r_hold * ratio ** (1.0 / max(int(prompt_samples), 1))
 
 
 def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
@@ -375,6 +406,14 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     hz = freq[rows]
     # Higher partials of a real string die faster.
     tau_k = config.decay_scale * tau[note_idx] / partial ** config.decay_exponent
+    r_hold = np.exp(-1.0 / (tau_k * sr))
+    attack_end = first[note_idx] + int(round(config.attack_s * sr))
+    # each partial's level at the attack's end, its prompt sound's where louder (falling onto the level
+    # table's decay by prompt_end)
+    prompt_samples = int(round(config.prompt_seconds * sr)) if config.prompt_levels_db else 0
+    partial_level, r_prompt = prompt_decay(fitted_levels(pitch[note_idx], velocity[note_idx], partial, config),
+                                           fitted_levels(pitch[note_idx], velocity[note_idx], partial, config,
+                                                         prompt=True), r_hold, prompt_samples)
     # The innovation gain rides on each note's first oscillator (the fundamental, kept above).
     carrier = (partial == 1.0) & (config.gain > 0)
     level = np.where(carrier, config.gain * (velocity[note_idx] / 127.0) ** config.gain_velocity_exponent, 0.0)
@@ -383,10 +422,10 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
         release=release[note_idx],
         stop=release[note_idx] + int(math.ceil(config.release_tail_s * sr)),
         omega=2.0 * np.pi * hz / sr,
-        r_hold=np.exp(-1.0 / (tau_k * sr)),
+        r_hold=r_hold,
         r_release=np.full(hz.shape, math.exp(-1.0 / (config.release_tau_s * sr))),
         kappa=float(config.kappa) / partial ** config.kappa_exponent,
-        attack_end=first[note_idx] + int(round(config.attack_s * sr)),
+        attack_end=attack_end,
         kappa_sustain=float(config.kappa_after_attack) / partial ** config.kappa_exponent,
         gain_floor=floor, pre_emphasis=emphasis, noise_lowpass=lowpass,
         gain_attack=level,
@@ -394,7 +433,9 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
         gain_attack_decay=np.full(hz.shape, -1.0 / (config.gain_attack_s * sr)),
         gain_hold_decay=-1.0 / (config.gain_decay_scale * tau[note_idx] * sr),
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
-        level=fitted_levels(pitch[note_idx], velocity[note_idx], partial, config),
+        level=partial_level,
+        r_prompt=r_prompt,
+        prompt_end=attack_end + prompt_samples,
         pitch=pitch[note_idx].astype(np.float64),
         velocity=velocity[note_idx].astype(np.float64),
         synthesis_only=(partial > config.partials).astype(np.float64),
@@ -672,7 +713,7 @@ KAPPA_SUM_MAX = 0.5
 
 @_njit
 def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omega, r_hold, r_release, kappa, attack_end,
-                kappa_sustain, level, synthesis_only, lock):
+                kappa_sustain, level, synthesis_only, lock, r_prompt, prompt_end):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active
     kappas of the analysis's partials: the synthesis-only ones leave the others driven as the
@@ -688,7 +729,8 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
     levels at the attack end: a note that swelled 45 ms late.) One admitted at the stream's first
     sample after its attack ended (a window begun mid-note: it starts from silence) gets w * L at a
     spread phase, so it rings on as loud as it would have; one found silent in its attack starts at
-    a spread phase too."""
+    a spread phase too. With the lock on, an oscillator decays by `r_prompt` until `prompt_end` (its
+    prompt sound), then by `r_hold`; without it (the analysis, a prime) by `r_hold` throughout."""
     total = 0.0
     for j in range(n_active):
         s = idx[j]
@@ -697,7 +739,9 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
     g = 1.0 if total <= KAPPA_SUM_MAX else KAPPA_SUM_MAX / total
     for j in range(n_active):
         s = idx[j]
-        r = r_hold[s] if t < release[s] else r_release[s]
+        r = r_release[s]
+        if t < release[s]:
+            r = r_prompt[s] if lock > 0.0 and t < prompt_end[s] else r_hold[s]
         a = re[j] + g * (kappa[s] if t < attack_end[s] else kappa_sustain[s]) * e
         b = im[j]
         c = r * cos_omega[s]  # cos / sin of the oscillator's frequency, computed once (`unit_phasors`)
@@ -707,7 +751,8 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
         if lock > 0.0 and level[s] > 0.0 and t + 1 <= attack_end[s]:
             k = t + 1 - start[s]  # samples since the oscillator began, after this one
             rise = 1.0 if k >= LOCK_RISE_SAMPLES else 0.5 - 0.5 * math.cos(math.pi * k / LOCK_RISE_SAMPLES)
-            target = rise * locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
+            target = rise * locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s],
+                                             r_prompt[s], prompt_end[s])
             m = math.sqrt(re[j] * re[j] + im[j] * im[j])
             if m > 0.0:
                 # lock 1 (the bundled models'): x ** 1 is x, without a pow per oscillator and sample
@@ -720,7 +765,8 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
                 im[j] = lock * target * math.sin(s * GOLDEN_ANGLE)
         elif t == 0 and attack_end[s] <= 0 and lock > 0.0 and level[s] > 0.0:  # admitted at the stream's
             # start (from silence) after its attack ended
-            target = lock * locked_amplitude(1, level[s], attack_end[s], release[s], r_hold[s], r_release[s])
+            target = lock * locked_amplitude(1, level[s], attack_end[s], release[s], r_hold[s], r_release[s],
+                                             r_prompt[s], prompt_end[s])
             re[j] = target * math.cos(s * GOLDEN_ANGLE)
             im[j] = target * math.sin(s * GOLDEN_ANGLE)
 
@@ -737,12 +783,15 @@ GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
 
 @_njit
-def locked_amplitude(t, level, attack_end, release, r_hold, r_release):
+def locked_amplitude(t, level, attack_end, release, r_hold, r_release, r_prompt, prompt_end):
     """An oscillator's fitted level (at its attack end) carried to sample t >= attack_end as the bank
-    decays it: `level * r_hold**(min(t, release) - attack_end) * r_release**max(0, t - release)`.
-    A note released inside its attack is referred back along its held decay to the release, so it
-    comes out at level * (r_release / r_hold)**(attack_end - release) at the attack end."""
-    return level * r_hold ** (min(t, release) - attack_end) * r_release ** max(0, t - release)
+    decays it with the lock on: `level * r_prompt**(min(t, release, prompt_end) - attack_end) *
+    r_hold**max(0, min(t, release) - prompt_end) * r_release**max(0, t - release)` (its prompt
+    sound, then its hold, then its release). A note released inside its attack is referred back along
+    its prompt's decay to the release, so it comes out at level * (r_release / r_prompt)**(attack_end -
+    release) at the attack end."""
+    return (level * r_prompt ** (min(t, release, prompt_end) - attack_end) * r_hold ** max(0, min(t, release) - prompt_end)
+            * r_release ** max(0, t - release))
 
 
 @_njit
@@ -786,7 +835,8 @@ def _run(signal, analysis, bank, capacity):
         u_prev = ut
         bank_update(t, e, re, im, idx, n_active, bank.start, bank.release, bank.cos_omega, bank.sin_omega, bank.r_hold,
                     bank.r_release, bank.kappa,
-                    bank.attack_end, bank.kappa_sustain, bank.level, bank.synthesis_only, lock)
+                    bank.attack_end, bank.kappa_sustain, bank.level, bank.synthesis_only, lock, bank.r_prompt,
+                    bank.prompt_end)
     return out, pred, gains
 
 
@@ -918,7 +968,7 @@ def batch_update(t, b0, b1, lock, bank, streams):
                     bank.start[o0:o1], bank.release[o0:o1], bank.cos_omega[o0:o1], bank.sin_omega[o0:o1], bank.r_hold[o0:o1],
                     bank.r_release[o0:o1],
                     bank.kappa[o0:o1], bank.attack_end[o0:o1], bank.kappa_sustain[o0:o1], bank.level[o0:o1],
-                    bank.synthesis_only[o0:o1], lock)
+                    bank.synthesis_only[o0:o1], lock, bank.r_prompt[o0:o1], bank.prompt_end[o0:o1])
 
 
 @_njit_inline
@@ -1330,6 +1380,7 @@ class LiveBank:
             getattr(self, name)[a:a + k] = values[velocity - 1]
         self.start[a:a + k] += start  # the table's notes begin at sample 0
         self.attack_end[a:a + k] += start
+        self.prompt_end[a:a + k] += start
         self.held_until[a:a + k] = NOT_RELEASED
         self.offsets[1] = a + k
         handle = self.next_handle
