@@ -359,7 +359,7 @@ def fit_levels(obs: np.ndarray, partials: int = MAX_PARTIAL, reference_velocity:
 
 
 def prompt_tables(table, slopes, prompt_table, prompt_slopes, level_centre_s: float, prompt_centre_s: float,
-                  partial_hz_table=None, min_hz: float = 0.0
+                  partial_hz_table=None, min_hz: float = 0.0, share: float = 1.0
                   ) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
     """(prompt_levels_db, prompt_velocity_slope_table) at the attack's end, from the level table
     (`table`, `slopes`: measured `level_centre_s` after the attack's end) and a table measured
@@ -374,10 +374,13 @@ def prompt_tables(table, slopes, prompt_table, prompt_slopes, level_centre_s: fl
     `min_hz`: the partials below `min_hz` keep the level table (no prompt sound). Why: below about
     2 kHz the instrument's isolated notes show no double decay (the median excess at the attack's
     end is within 1 dB), and the table fitted there is the measurements' scatter (+12 dB on the
-    fundamental at MIDI 48), which made the fundamentals fall 1-2 dB/s too fast."""
+    fundamental at MIDI 48), which made the fundamentals fall 1-2 dB/s too fast. `share`: the
+    fraction of the excess kept (in dB; 1: all of it)."""
     if not 0.0 <= prompt_centre_s < level_centre_s:
         raise ValueError(f"the prompt must be measured before the levels ({prompt_centre_s} s, {level_centre_s} s)")
-    scale = level_centre_s / (level_centre_s - prompt_centre_s)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the prompt's share must lie in [0, 1], got {share}")
+    scale = share * level_centre_s / (level_centre_s - prompt_centre_s)
     def extrapolated(late, early):
         late, early = np.asarray(late, np.float64), np.asarray(early, np.float64)
         return late + scale * (early - late)
@@ -415,6 +418,8 @@ def main(argv=None) -> int:
                          "and fit the prompt sound from the two (prompt_levels_db; default: none)")
     ap.add_argument("--prompt-min-hz", type=float, default=PROMPT_MIN_HZ,
                     help=f"partials below this frequency get no prompt sound (default {PROMPT_MIN_HZ:g})")
+    ap.add_argument("--prompt-share", type=float, default=1.0,
+                    help="keep this fraction of the fitted prompt's excess over the level table, in dB (default 1)")
     ap.add_argument("--level-corpus", type=Path, action="append", default=[], metavar="DIR",
                     help="also fit the levels to every MIDI + WAV pair under DIR (note_corpus.py; repeatable)")
     ap.add_argument("-c", "--config", default=None,
@@ -430,6 +435,8 @@ def main(argv=None) -> int:
         ap.error("--level-delay must be between 0 and 1 s")
     if args.prompt_delay is not None and not 0.0 <= args.prompt_delay < args.level_delay:
         ap.error("--prompt-delay must be >= 0 and before --level-delay")
+    if not 0.0 <= args.prompt_share <= 1.0:
+        ap.error("--prompt-share must be between 0 and 1")
     if args.prompt_delay is not None and args.shared_slopes:
         ap.error("--prompt-delay needs the slope table (without --shared-slopes)")
     if args.level_partials is None:
@@ -483,6 +490,8 @@ def main(argv=None) -> int:
             bank.update(level_velocity_slope_table=[list(row) for row in slopes], level_velocity_slopes=[])
         print(f"{len(levels)} partial levels of {len(np.unique(levels[:, 0]))} pitches; median |residual| "
               f"{level_err:.1f} dB", file=sys.stderr)
+        # without --prompt-delay the prompt is emptied: one fitted beside another table would not fit this one
+        bank.update(prompt_levels_db=[], prompt_velocity_slope_table=[], prompt_seconds=0.0)
         if args.prompt_delay is not None:
             early = measure_levels(level_pieces, **level_bank, partials=args.level_partials,
                                    delay_s=args.prompt_delay, search_cents=args.level_search_cents)
@@ -492,7 +501,8 @@ def main(argv=None) -> int:
             positions = partial_hz(np.asarray(pitches)[:, None], np.arange(1, args.level_partials + 1)[None, :],
                                    level_bank["tuning_cents"], level_bank["inharmonicity"])
             prompt, prompt_slopes = prompt_tables(table, slopes, early_table, early_slopes, args.level_delay + centre,
-                                                  args.prompt_delay + centre, positions, args.prompt_min_hz)
+                                                  args.prompt_delay + centre, positions, args.prompt_min_hz,
+                                                  args.prompt_share)
             bank.update(prompt_levels_db=[list(row) for row in prompt],
                         prompt_velocity_slope_table=[list(row) for row in prompt_slopes],
                         prompt_seconds=round(args.level_delay + centre, 4))

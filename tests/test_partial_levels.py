@@ -531,8 +531,8 @@ def test_levels_bound_fits_the_table_to_a_note_sheets_reference(tmp_path, capsys
     out = json.loads(capsys.readouterr().out)
     assert out["sampling"] == json.loads(config_path.read_text())["sampling"]  # the rest of -c as it was
     fitted = dataclasses.replace(bank, **{k: v for k, v in out["data"]["resonators"].items()
-                                          if k in ("level_pitches", "levels_db", "level_velocity_slope_table",
-                                                   "level_velocity_slopes")})
+                                          if k.startswith(("level", "prompt"))})
+    assert not fitted.prompt_levels_db  # fitted beside the config's table: left out
     for p in (48, 60, 72):
         for k in (1, 2, 4):
             for v in (40, 100):
@@ -642,7 +642,8 @@ def test_fit_partials_level_corpus_adds_isolated_notes_to_the_level_fit(tmp_path
         errs.append(captured.err)
         block = json.loads(captured.out)["data"]["resonators"]
         assert "levels_db" in block
-        fitted = dataclasses.replace(bank, **{k: v for k, v in block.items() if k.startswith("level")})
+        fitted = dataclasses.replace(bank, **{k: v for k, v in block.items() if k.startswith(("level", "prompt"))})
+        assert not fitted.prompt_levels_db  # a new table without --prompt-delay: the old prompt emptied
         return max(abs(20 * np.log10(rs.fitted_levels(np.array([p]), np.array([v]), np.array([k]), fitted)[0])
                        - true_db(p, v, k)) for p in (87, 93) for v in (40, 100) for k in (2, 4))
 

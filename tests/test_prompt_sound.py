@@ -111,6 +111,11 @@ def test_fit_partials_extrapolates_the_prompt_to_the_attacks_end():
     np.testing.assert_allclose(at_early, early, atol=0.01)
     with pytest.raises(ValueError, match="before"):
         fit_partials.prompt_tables(late, late_s, early, early_s, 0.1, 0.2)
+    # share: that fraction of the excess (in dB)
+    halved, _ = fit_partials.prompt_tables(late, late_s, early, early_s, 0.314, 0.064, share=0.5)
+    np.testing.assert_allclose(np.asarray(halved) - late, 0.5 * (np.asarray(levels) - late), atol=0.01)
+    with pytest.raises(ValueError, match="share"):
+        fit_partials.prompt_tables(late, late_s, early, early_s, 0.314, 0.064, share=1.5)
     # partials below min_hz keep the level table: no prompt sound there
     levels, slopes = fit_partials.prompt_tables(late, late_s, early, early_s, 0.314, 0.064,
                                                 partial_hz_table=[[1500.0, 2500.0]], min_hz=2000.0)
