@@ -121,12 +121,13 @@ class ResonatorConfig:
     # The prompt sound (scripts/fit_partials.py --prompt-delay): a struck string's upper partials
     # first die fast, then ring on with the note (a piano's double decay). `prompt_levels_db` (and
     # `prompt_velocity_slope_table`, shaped like `levels_db`) is each partial's level at the attack's
-    # end with its prompt sound; synthesis starts an oscillator there where it is above the level
-    # table's and falls in a straight line in dB onto the level table's decay over `prompt_seconds`,
-    # then decays as before (`resonators.oscillators`: `r_prompt`, `prompt_end`). Why: the level
-    # table is measured 0.3 s into the note and carried back along the note's one decay, so a loud
-    # note's top came out of its attack 7-17 dB below the training piano's (docs/evaluation.md,
-    # "The prompt sound"). Empty: one decay from the attack's end.
+    # end with its prompt sound; synthesis sets an oscillator there where it is above the level
+    # table's and lets it fall in a straight line in dB onto the level table's decay, reached
+    # `prompt_seconds` after the attack's end, then decay as before (`resonators.oscillators`:
+    # `r_prompt`, `prompt_end`; through the attack the lock's target is the same line drawn back).
+    # Why: the level table is measured 0.31 s after the attack's end and carried back along the
+    # note's one decay, so a loud note's top came out of its attack 7-17 dB below the training
+    # piano's (docs/evaluation.md, "The prompt sound"). Empty: one decay from the attack's end.
     prompt_levels_db: tuple[tuple[float, ...], ...] = ()
     prompt_velocity_slope_table: tuple[tuple[float, ...], ...] = ()
     prompt_seconds: float = 0.0
@@ -216,8 +217,9 @@ class ResonatorConfig:
                          "must have the shape of levels_db, with level_velocity_slope_table (a row per level pitch, "
                          "a value per partial)")
                 _require(all(math.isfinite(v) for row in table for v in row), key + name, "...", "must be finite")
-            _require(math.isfinite(self.prompt_seconds) and self.prompt_seconds > 0, key + "prompt_seconds",
-                     self.prompt_seconds, "must be > 0 with prompt levels (how long the prompt sound lasts)")
+            _require(math.isfinite(self.prompt_seconds) and 0.001 <= self.prompt_seconds <= 10.0,
+                     key + "prompt_seconds", self.prompt_seconds,
+                     "must be in [0.001, 10] with prompt levels (how long the prompt sound lasts)")
         _require(len(self.room_years) == len(self.room_release_tau_s), key + "room_release_tau_s",
                  len(self.room_release_tau_s), f"needs one release time per room year ({len(self.room_years)})")
         _require(all(y in C.MAESTRO_YEARS for y in self.room_years) and len(set(self.room_years)) == len(self.room_years),

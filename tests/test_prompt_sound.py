@@ -29,8 +29,10 @@ PLAIN = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack
                            level_pitches=(48.0, 72.0), levels_db=((-20.0, -30.0, -40.0, -50.0), (-26.0, -46.0, -66.0, -86.0)),
                            level_velocity_slope_table=SLOPES)
 # partial 1 quieter in the prompt (no prompt sound), partials 2-4 louder by 6, 12 and 18 dB at velocity 64
+# and brighter when struck harder (their slopes 0.5 dB per dB of velocity steeper at MIDI 60)
 PROMPT = dataclasses.replace(PLAIN, prompt_levels_db=((-26.0, -24.0, -28.0, -32.0), (-32.0, -40.0, -54.0, -68.0)),
-                             prompt_velocity_slope_table=SLOPES, prompt_seconds=0.1)
+                             prompt_velocity_slope_table=((1.0, 2.0, 2.5, 3.0), (0.5, 1.0, 1.0, 1.0)),
+                             prompt_seconds=0.1)
 NOTE = Notes(np.array([0.0]), np.array([0.8]), np.array([60], np.int16), np.array([64], np.int16))
 
 
@@ -51,22 +53,43 @@ def _undriven_amplitudes(sched: rs.Schedule, n: int, seed: int = 0) -> np.ndarra
     return out
 
 
-def test_a_louder_prompt_leaves_the_attack_above_the_table_and_falls_onto_its_decay():
-    plain = rs.schedule(NOTE, 0, SR, SR, PLAIN).for_sampling(partial_levels=1.0)
-    sched = rs.schedule(NOTE, 0, SR, SR, PROMPT).for_sampling(partial_levels=1.0)
+@pytest.mark.parametrize("velocity", [64, 100])
+def test_a_louder_prompt_leaves_the_attack_above_the_table_and_falls_onto_its_decay(velocity: int):
+    note = dataclasses.replace(NOTE, velocity=np.array([velocity], np.int16))
+    plain = rs.schedule(note, 0, SR, SR, PLAIN).for_sampling(partial_levels=1.0)
+    sched = rs.schedule(note, 0, SR, SR, PROMPT).for_sampling(partial_levels=1.0)
     end, T = int(sched.attack_end[0]), int(round(PROMPT.prompt_seconds * SR))
     assert (sched.prompt_end == sched.attack_end + T).all() and (plain.prompt_end == plain.attack_end).all()
-    np.testing.assert_allclose(20 * np.log10(sched.level / plain.level), [0.0, 6.0, 12.0, 18.0], atol=1e-9)
+    louder = 20 * math.log10(velocity / 64) * 0.5  # the steeper slopes
+    expected_db = np.array([0.0, 6.0 + louder, 12.0 + louder, 18.0 + louder])
+    np.testing.assert_allclose(20 * np.log10(sched.level / plain.level), expected_db, atol=1e-9)
     assert sched.r_prompt[0] == sched.r_hold[0] and (sched.r_prompt[1:] < sched.r_hold[1:]).all()
     n = end + T + 400
     amps, flat = _undriven_amplitudes(sched, n), _undriven_amplitudes(plain, n)
     np.testing.assert_allclose(amps[end - 1], sched.level, rtol=1e-12)  # the lock leaves it at the prompt's level
     # a straight line in dB from there onto the level table's decay, reached at prompt_end ...
     excess = 20 * np.log10(amps[end - 1:end + T + 300] / flat[end - 1:end + T + 300])
-    line = np.clip(1.0 - np.arange(T + 301)[:, None] / T, 0.0, None) * np.array([0.0, 6.0, 12.0, 18.0])
+    line = np.clip(1.0 - np.arange(T + 301)[:, None] / T, 0.0, None) * expected_db
     np.testing.assert_allclose(excess, line, atol=1e-6)
     # ... and the partials without a louder prompt ring exactly as without the prompt table
     np.testing.assert_array_equal(amps[:, 0], flat[:, 0])
+
+
+@pytest.mark.parametrize("release_s", [0.03, 0.1, 0.3])  # inside the attack, inside the prompt, past it
+def test_released_anywhere_the_bank_rings_on_the_locked_trajectory(release_s: float):
+    """Undriven past its attack, each oscillator's amplitude is `locked_amplitude`'s at every sample:
+    the prompt's decay, then the hold's, then the release's, whichever comes first."""
+    note = dataclasses.replace(NOTE, offset_s=np.array([release_s]))
+    sched = rs.schedule(note, 0, SR, SR, PROMPT).for_sampling(partial_levels=1.0)
+    end = int(sched.attack_end[0])
+    n = int((release_s + 0.5 * PROMPT.release_tail_s) * SR)
+    amps = _undriven_amplitudes(sched, n)
+    assert sched.stop.min() > n  # every oscillator still in the bank (read by its slot)
+    for t in range(end, n, 97):
+        expected = [rs.locked_amplitude(t + 1, sched.level[s], sched.attack_end[s], sched.release[s], sched.r_hold[s],
+                                        sched.r_release[s], sched.r_prompt[s], sched.prompt_end[s])
+                    for s in range(len(sched))]
+        np.testing.assert_allclose(amps[t], expected, rtol=1e-9)
 
 
 def test_the_analysis_and_a_lock_of_zero_never_hear_the_prompt():
@@ -128,8 +151,9 @@ def test_the_prompt_is_validated_and_travels_through_json():
         dataclasses.replace(PROMPT, prompt_levels_db=PROMPT.prompt_levels_db[:1])
     with pytest.raises(ConfigError, match="prompt_velocity_slope_table"):
         dataclasses.replace(PROMPT, prompt_velocity_slope_table=((1.0, 1.0),) * 2)
-    with pytest.raises(ConfigError, match="prompt_seconds"):
-        dataclasses.replace(PROMPT, prompt_seconds=0.0)
+    for seconds in (0.0, 1e-5, 20.0):  # none, under a sample, past int64's reach at any start
+        with pytest.raises(ConfigError, match="prompt_seconds"):
+            dataclasses.replace(PROMPT, prompt_seconds=seconds)
     with pytest.raises(ConfigError, match="prompt_levels_db"):  # the level table's velocity slopes per partial
         dataclasses.replace(PROMPT, level_velocity_slope_table=(), level_velocity_slopes=(1.0, 1.0, 1.0, 1.0))
     with pytest.raises(ConfigError, match="must be finite"):

@@ -61,9 +61,11 @@ class Schedule:
     level: float64 [n], the oscillator's fitted amplitude at attack_end (0: none;
     `ResonatorConfig.levels_db`, raised to its prompt sound's, `prompt_levels_db`), which synthesis
     moves it towards by `partial_levels`.
-    r_prompt: float64 [n], the oscillator's decay per sample from attack_end to prompt_end (int64 [n]),
-    with the partial levels' lock on (synthesis): its prompt sound falling onto the level table's
-    decay (`ResonatorConfig.prompt_levels_db`); r_hold, and prompt_end = attack_end, without one.
+    r_prompt: float64 [n], the oscillator's decay per sample until prompt_end (int64 [n]) with the
+    partial levels' lock on (synthesis): its prompt sound falling from its level at attack_end onto
+    the level table's decay (`ResonatorConfig.prompt_levels_db`); through the attack the lock's
+    target is the same line drawn back (`locked_amplitude`). r_hold, and prompt_end = attack_end,
+    without a prompt.
     pitch: float64 [n], the MIDI pitch of the oscillator's note (the attacks' low-pass follows it:
     `attack_key_tracking`).
     velocity: float64 [n], the MIDI velocity of the oscillator's note (the attacks' low-pass follows
@@ -729,8 +731,10 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
     levels at the attack end: a note that swelled 45 ms late.) One admitted at the stream's first
     sample after its attack ended (a window begun mid-note: it starts from silence) gets w * L at a
     spread phase, so it rings on as loud as it would have; one found silent in its attack starts at
-    a spread phase too. With the lock on, an oscillator decays by `r_prompt` until `prompt_end` (its
-    prompt sound), then by `r_hold`; without it (the analysis, a prime) by `r_hold` throughout."""
+    a spread phase too. With the lock on (any w > 0, also while it rises after a prime), an
+    oscillator decays by `r_prompt` until `prompt_end` (its prompt sound; through the attack the
+    target follows the same line), then by `r_hold`; without it (the analysis, a prime) by `r_hold`
+    throughout."""
     total = 0.0
     for j in range(n_active):
         s = idx[j]
