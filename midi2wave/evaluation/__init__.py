@@ -56,6 +56,9 @@ the window (notes held from before it included), times relative to its start.
   seldom hold a release into a rest): at each moment the last sustained note is released with no
   onset from 50 ms before to 300 ms after, the peak 3-8 kHz level (5 ms Hann frames) in [+10, +250)
   ms over its mean in [-40, -10) ms, dB.
+- Partial tracks (`scripts/partial_tracks.py SHEET`, not `evaluate`): a note sheet's partials read at
+  their spectral peaks 25-700 ms after each onset, the median model-minus-training-audio dB by band
+  and time (where a render's top leaves the attack, and how it decays).
 Rows: the real audio (ceiling), the generation (distance to the real audio), a render of the
 sounding notes by a second instrument (`scores.OTHER_INSTRUMENTS[--other-instrument]`, `musescore`
 = FluidSynth with the demo soundfont, dry; `render_excerpt_notes` adapts any renderer of notes from
