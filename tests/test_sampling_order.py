@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 
 from midi2wave.model import distributions
@@ -37,11 +36,10 @@ def test_the_draw_is_the_integer_inverse_cdf_and_torchs_but_for_rare_flips():
     assert flips <= 4, flips  # a float rounding of torch's running sum across u
 
 
-@pytest.mark.slow
 def test_a_fresh_compile_and_numbas_cache_render_the_same_live_audio(tmp_path):
     """The live model's render of examples/example.mid's first 6 s in a process that compiles the
     kernel and in one that loads it from numba's cache (broken once: with the float sum the two
-    differed from 4.69 s on)."""
+    differed from 4.69 s on). About 20 s on a 2-core VM, so CI runs it."""
     code = ("import hashlib; from midi2wave.files import LIVE_ASSETS_DIR; from midi2wave.render import live; "
             "from midi2wave.render.livemodel import load_live_model; from midi2wave.config import SamplingOptions; "
             "x = live.render_file_live(load_live_model(LIVE_ASSETS_DIR), 'examples/example.mid', SamplingOptions(), "
