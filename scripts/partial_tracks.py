@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from midi2wave.checkpoint import load_state
+from midi2wave.checkpoint import bundled_model_path, load_state
 from midi2wave.conditioning.resonators import partial_hz
+from midi2wave.evaluation.notesheet import NoteSheet
 
 TIMES_S = (0.025, 0.05, 0.1, 0.2, 0.4, 0.7)
 BANDS_HZ = ((0, 2000), (2000, 3000), (3000, 4000), (4000, 5000), (5000, 6000), (6000, 8000))
@@ -44,18 +45,16 @@ def peak_db(spectrum: np.ndarray, freqs: np.ndarray, hz: float, k: int) -> float
 
 def tracks(sheet: Path, years, velocities, min_pitch: int, tuning, inharmonicity) -> dict:
     """{(band, time index): [model - reference dB, ...]} over the sheet's notes."""
-    meta = json.loads((sheet / "note_sheet.json").read_text())["sheet"]
-    grid = [(p, v) for p in meta["pitches"] for v in meta["velocities"]]
+    notes, _ = NoteSheet(**json.loads((sheet / "note_sheet.json").read_text())["sheet"]).notes()
     window = np.hanning(WINDOW)
     out: dict = {}
     for year in years:
         model, sr = sf.read(sheet / "audio" / f"model_{year}.wav")
         reference, _ = sf.read(sheet / "audio" / f"reference_{year}.wav")
         freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr)
-        for i, (pitch, velocity) in enumerate(grid):
+        for onset, pitch, velocity in zip(notes.onset_s, notes.pitch.tolist(), notes.velocity.tolist()):
             if velocity not in velocities or pitch < min_pitch:
                 continue
-            onset = meta["lead_seconds"] + meta["spacing_seconds"] * i
             spectra = []
             for t in TIMES_S:
                 a = int((onset + t) * sr) - WINDOW // 2
@@ -83,8 +82,7 @@ def main(argv=None) -> int:
         print(f"{args.sheet}: no note_sheet.json (write one with midi2wave evaluate --note-sheet)", file=sys.stderr)
         return 1
     years = args.years or json.loads((args.sheet / "note_sheet.json").read_text())["comparison"]["years"]
-    _, config, _ = load_state(args.checkpoint) if args.checkpoint else load_state(
-        Path(__file__).resolve().parents[1] / "midi2wave" / "assets")
+    _, config, _ = load_state(args.checkpoint or bundled_model_path())
     bank = config.data.resonators
     table = tracks(args.sheet, years, set(args.velocities), args.min_pitch, bank.tuning_cents, bank.inharmonicity)
     print(f"{args.sheet}: model - training audio at the partials' peaks (dB, median; partials counted), "

@@ -143,3 +143,45 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- partial-level fits (fit_partials.py)
+
+def four_partial_config(folder: Path) -> tuple[Path, ResonatorConfig]:
+    """configs/default.json with a four-partial bank (a quick level fit), written to `folder`:
+    (its path, its bank)."""
+    import json
+
+    raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
+    raw["data"]["resonators"].update(partials=4, synthesis_partials=0)
+    path = Path(folder) / "config.json"
+    path.write_text(json.dumps(raw))
+    return path, load_config(path).data.resonators
+
+
+def isolated_notes(pitches, velocities, true_db, bank: ResonatorConfig, seed: int, excess_db=None,
+                   sample_rate_hz: int = 16000) -> tuple[Notes, np.ndarray]:
+    """(notes, audio) of held isolated notes, 1.2 s apart and held 0.8 s, whose 4 partials are at
+    `true_db(p, v, k)` at the bank's attack end and decay as the bank decays them, over a faint
+    noise. `excess_db(k)`: a prompt sound, that many dB over the decay's line at the attack's end,
+    falling in a straight line in dB onto it at the level fit's window centre (0.25 s + 1024
+    samples after the attack's end; as the bank's `prompt_seconds`)."""
+    from midi2wave.midi import decay_tau_s
+
+    sr = sample_rate_hz
+    rng = np.random.default_rng(seed)
+    onsets = 0.5 + 1.2 * np.arange(len(pitches))
+    t = np.arange(int((onsets[-1] + 1.5) * sr)) / sr
+    prompt_s = 0.25 + 1024 / sr
+    x = 1e-6 * rng.standard_normal(len(t))
+    for on, p, v in zip(onsets, pitches, velocities):
+        sounding = (t >= on) & (t < on + 0.8)
+        after = np.maximum(t - on - bank.attack_s, 0.0)
+        for k in range(1, 5):
+            tau = bank.decay_scale * float(decay_tau_s(int(p))) / k ** bank.decay_exponent
+            hz = float(rs.partial_hz(int(p), k, bank.tuning_cents, bank.inharmonicity))
+            db = true_db(p, v, k) + (excess_db(k) * np.maximum(0.0, 1.0 - after / prompt_s) if excess_db else 0.0)
+            x += (sounding * 10 ** (db / 20) * np.exp(-(t - on - bank.attack_s) / tau)
+                  * np.sin(2 * np.pi * hz * (t - on) + rng.uniform(0, 6.3)))
+    notes = Notes(onsets, onsets + 0.8, np.asarray(pitches, np.int16), np.asarray(velocities, np.int16))
+    return notes, x

@@ -256,6 +256,17 @@ def _attack_high_db(pitches: tuple[int, ...], velocities: tuple[int, ...], key_t
     return _high_db(heard, ONSET, n) - _band_db(heard[ONSET:ONSET + n], 0.0, SR / 2), heard
 
 
+def _reaches_the_rows_and_is_checked(option: str, field: str, value: float, out_of_range: float) -> None:
+    """A tracking option (sampling.`option`) reaches the rendered rows' schedules (`Schedule.field`),
+    and the config refuses a value out of its range and a NaN."""
+    options = SamplingOptions(attack_lowpass_hz=700.0, **{option: value}).resolve()
+    assert getattr(sampled_schedules([rs.schedule(NOTES, 0, T, SR, BANK)], options)[0], field) == value
+    with pytest.raises(ConfigError, match=option):
+        ModelSampling(**{option: out_of_range})
+    with pytest.raises(ConfigError, match=option):
+        SamplingOptions(**{option: float("nan")})
+
+
 def test_the_attacks_low_pass_follows_the_key():
     """With key tracking the attack's cut-off is middle C's times 2**(tracking * semitones / 12): a
     bass note's hammer darker, a treble note's brighter, middle C's as without tracking (bit for
@@ -269,12 +280,7 @@ def test_the_attacks_low_pass_follows_the_key():
     assert tracked > 15.0, tracked  # cut-offs 2**(0.6 * 4) = 5.3 times apart
     assert np.array_equal(attack_high_db(60, 0.6)[1], attack_high_db(60, 0.0)[1])
     # the option reaches the rendered rows' schedules (broken once: dropped in rows.py)
-    options = SamplingOptions(attack_lowpass_hz=700.0, attack_lowpass_key_tracking=0.6).resolve()
-    assert sampled_schedules([rs.schedule(NOTES, 0, T, SR, BANK)], options)[0].attack_key_tracking == 0.6
-    with pytest.raises(ConfigError, match="attack_lowpass_key_tracking"):
-        ModelSampling(attack_lowpass_key_tracking=3.0)
-    with pytest.raises(ConfigError, match="attack_lowpass_key_tracking"):
-        SamplingOptions(attack_lowpass_key_tracking=float("nan"))
+    _reaches_the_rows_and_is_checked("attack_lowpass_key_tracking", "attack_key_tracking", 0.6, 3.0)
 
 
 def test_the_attacks_low_pass_follows_the_velocity():
@@ -294,13 +300,7 @@ def test_the_attacks_low_pass_follows_the_velocity():
     loud = attack_high_db((30, 120), 1.75)[0] - attack_high_db((30, 30), 1.75)[0]
     assert loud > 10.0, loud
     assert abs(attack_high_db((30, 120), 1.75)[0] - attack_high_db((120, 30), 1.75)[0]) < 3.0
-    # the option reaches the rendered rows' schedules
-    options = SamplingOptions(attack_lowpass_hz=700.0, attack_lowpass_velocity_tracking=1.75).resolve()
-    assert sampled_schedules([rs.schedule(NOTES, 0, T, SR, BANK)], options)[0].attack_velocity_tracking == 1.75
-    with pytest.raises(ConfigError, match="attack_lowpass_velocity_tracking"):
-        ModelSampling(attack_lowpass_velocity_tracking=5.0)
-    with pytest.raises(ConfigError, match="attack_lowpass_velocity_tracking"):
-        SamplingOptions(attack_lowpass_velocity_tracking=float("nan"))
+    _reaches_the_rows_and_is_checked("attack_lowpass_velocity_tracking", "attack_velocity_tracking", 1.75, 5.0)
     with pytest.raises(ValueError, match="velocity tracking"):
         rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(attack_velocity_tracking=float("inf"))
 

@@ -19,10 +19,10 @@ import torch
 
 from midi2wave.conditioning import resonators as rs
 from midi2wave.config import (SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConfig, ModelSampling, SamplingOptions,
-                              config_differences, config_from_dict, load_config)
+                              config_differences, config_from_dict)
 from midi2wave.render.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
-from helpers import bank_model, random_inputs
+from helpers import bank_model, four_partial_config, isolated_notes, random_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import fit_partials  # noqa: E402
@@ -499,28 +499,15 @@ def test_levels_bound_fits_the_table_to_a_note_sheets_reference(tmp_path, capsys
 
     import levels_bound
 
-    raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
-    raw["data"]["resonators"].update(partials=4, synthesis_partials=0)  # four partials: a quick fit
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(raw))
-    bank = load_config(config_path).data.resonators
-    rng = np.random.default_rng(7)
+    config_path, bank = four_partial_config(tmp_path)
     pitches = np.repeat(np.arange(45, 76, 3), 3)
     velocities = np.tile([40, 64, 100], len(pitches) // 3)
-    onsets = 0.5 + 1.2 * np.arange(len(pitches))
-    t = np.arange(int((onsets[-1] + 1.5) * SR)) / SR
-    x = 1e-6 * rng.standard_normal(len(t))
 
     def true_db(p, v, k):
         return -20.0 - 6.0 * (k - 1) - 0.2 * (p - 60) + 1.2 * 20 * math.log10(v / 64)
 
-    for on, p, v in zip(onsets, pitches, velocities):
-        sounding = (t >= on) & (t < on + 0.8)
-        for k in range(1, 5):
-            tau = bank.decay_scale * float(decay_tau_s(int(p))) / k ** bank.decay_exponent
-            hz = float(rs.partial_hz(int(p), k, bank.tuning_cents, bank.inharmonicity))
-            amp = 10 ** (true_db(p, v, k) / 20) * math.exp(bank.attack_s / tau)  # the level at the attack end
-            x += sounding * amp * np.exp(-(t - on) / tau) * np.sin(2 * np.pi * hz * (t - on))
+    notes_in, x = isolated_notes(pitches, velocities, true_db, bank, seed=7)
+    onsets = notes_in.onset_s
     sheet = tmp_path / "sheet"
     (sheet / "audio").mkdir(parents=True)
     sf.write(sheet / "audio" / "reference_2018.wav", x, SR, subtype="FLOAT")
@@ -586,24 +573,6 @@ def test_fit_partials_reads_a_partial_off_its_fitted_position_with_the_search():
     assert rows[0.0] < rows[30.0] - 10.0, rows
 
 
-def _isolated_notes(pitches, velocities, true_db, bank, seed: int):
-    """(notes, audio) of held isolated notes whose 4 partials start at `true_db(p, v, k)` at the
-    bank's attack end and decay as the bank decays them."""
-    rng = np.random.default_rng(seed)
-    onsets = 0.5 + 1.2 * np.arange(len(pitches))
-    t = np.arange(int((onsets[-1] + 1.5) * SR)) / SR
-    x = 1e-6 * rng.standard_normal(len(t))
-    for on, p, v in zip(onsets, pitches, velocities):
-        sounding = (t >= on) & (t < on + 0.8)
-        for k in range(1, 5):
-            tau = bank.decay_scale * float(decay_tau_s(int(p))) / k ** bank.decay_exponent
-            hz = float(rs.partial_hz(int(p), k, bank.tuning_cents, bank.inharmonicity))
-            amp = 10 ** (true_db(p, v, k) / 20) * math.exp(bank.attack_s / tau)
-            x += sounding * amp * np.exp(-(t - on) / tau) * np.sin(2 * np.pi * hz * (t - on) + rng.uniform(0, 6.3))
-    notes = Notes(onsets, onsets + 0.8, np.asarray(pitches, np.int16), np.asarray(velocities, np.int16))
-    return notes, x
-
-
 def test_fit_partials_level_corpus_adds_isolated_notes_to_the_level_fit(tmp_path, monkeypatch, capsys):
     """--level-corpus DIR: MIDI + WAV pairs under DIR (note_corpus.py's layout) join the store's
     notes in the level fit only. The store here plays only the middle; the corpus the treble, where
@@ -614,20 +583,16 @@ def test_fit_partials_level_corpus_adds_isolated_notes_to_the_level_fit(tmp_path
 
     from midi2wave.midi import PedalEvents, write_midi
 
-    raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
-    raw["data"]["resonators"].update(partials=4, synthesis_partials=0)
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(raw))
-    bank = load_config(config_path).data.resonators
+    config_path, bank = four_partial_config(tmp_path)
 
     def true_db(p, v, k):  # the treble's upper partials fall much faster than the middle's predict
         return -20.0 - 6.0 * (k - 1) - (0.2 + (0.6 * (k - 1) if p > 75 else 0.0)) * (p - 60) + 20 * math.log10(v / 64)
 
     mid = np.repeat(np.arange(48, 73, 3), 9)  # enough partial rows for main to fit levels from the store alone
-    store = _isolated_notes(mid, np.tile([40, 64, 100], len(mid) // 3), true_db, bank, seed=1)
+    store = isolated_notes(mid, np.tile([40, 64, 100], len(mid) // 3), true_db, bank, seed=1)
     monkeypatch.setattr(fit_partials, "training_pieces", lambda *a, **k: [(None, store[0], store[1])])
     treble = np.repeat(np.arange(84, 97, 3), 3)
-    notes, x = _isolated_notes(treble, np.tile([40, 64, 100], len(treble) // 3), true_db, bank, seed=2)
+    notes, x = isolated_notes(treble, np.tile([40, 64, 100], len(treble) // 3), true_db, bank, seed=2)
     corpus = tmp_path / "corpus" / "2006"
     corpus.mkdir(parents=True)
     write_midi(notes, PedalEvents(np.zeros(0), np.zeros(0, np.int16), np.zeros(0, np.int16)), corpus / "notes.midi")

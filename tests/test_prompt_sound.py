@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from midi2wave.conditioning import resonators as rs
-from midi2wave.config import SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConfig, config_from_dict, load_config
-from midi2wave.midi import Notes, decay_tau_s
+from midi2wave.config import SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConfig, config_from_dict
+from midi2wave.midi import Notes
+from helpers import four_partial_config, isolated_notes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import fit_partials  # noqa: E402
@@ -169,32 +170,16 @@ def test_fit_partials_recovers_a_double_decay_from_isolated_notes(tmp_path, monk
     1.5 dB of the truth at the attack's end and none on the partials below `--prompt-min-hz`."""
     import json
 
-    raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
-    raw["data"]["resonators"].update(partials=4, synthesis_partials=0)
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(raw))
-    bank = load_config(config_path).data.resonators
+    config_path, bank = four_partial_config(tmp_path)
     T = 0.25 + 1024 / SR  # the level table's window centre after the attack's end
-    # the prompt: partials 3 and 4 start 12 dB over their later decay's line and reach it at T
 
     def true_db(p, v, k):
         return -20.0 - 6.0 * (k - 1) - 0.2 * (p - 72) + 20 * math.log10(v / 64)
 
-    rng = np.random.default_rng(0)
     pitches = np.repeat(np.arange(66, 85, 3), 12)
-    velocities = np.tile([40, 64, 100], len(pitches) // 3)
-    onsets = 0.5 + 1.2 * np.arange(len(pitches))
-    t = np.arange(int((onsets[-1] + 1.5) * SR)) / SR
-    x = 1e-6 * rng.standard_normal(len(t))
-    for on, p, v in zip(onsets, pitches, velocities):
-        sounding = (t >= on) & (t < on + 0.8)
-        after = np.maximum(t - on - bank.attack_s, 0.0)
-        for k in range(1, 5):
-            tau = bank.decay_scale * float(decay_tau_s(int(p))) / k ** bank.decay_exponent
-            hz = float(rs.partial_hz(int(p), k, bank.tuning_cents, bank.inharmonicity))
-            envelope = 10 ** ((true_db(p, v, k) + (12.0 if k >= 3 else 0.0) * np.maximum(0.0, 1.0 - after / T)) / 20)
-            x += sounding * envelope * np.exp(-(t - on - bank.attack_s) / tau) * np.sin(2 * np.pi * hz * (t - on))
-    notes = Notes(onsets, onsets + 0.8, pitches.astype(np.int16), velocities.astype(np.int16))
+    # the prompt: partials 3 and 4 start 12 dB over their later decay's line and reach it at T
+    notes, x = isolated_notes(pitches, np.tile([40, 64, 100], len(pitches) // 3), true_db, bank, seed=0,
+                              excess_db=lambda k: 12.0 if k >= 3 else 0.0)
     monkeypatch.setattr(fit_partials, "training_pieces", lambda *a, **k: [(None, notes, x)])
     assert fit_partials.main(["STORE", "-c", str(config_path), "--level-partials", "4", "--prompt-delay", "0",
                               "--prompt-min-hz", "2500"]) == 0

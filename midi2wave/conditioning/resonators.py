@@ -413,9 +413,10 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     # each partial's level at the attack's end, its prompt sound's where louder (falling onto the level
     # table's decay by prompt_end)
     prompt_samples = int(round(config.prompt_seconds * sr)) if config.prompt_levels_db else 0
-    partial_level, r_prompt = prompt_decay(fitted_levels(pitch[note_idx], velocity[note_idx], partial, config),
-                                           fitted_levels(pitch[note_idx], velocity[note_idx], partial, config,
-                                                         prompt=True), r_hold, prompt_samples)
+    table_level = fitted_levels(pitch[note_idx], velocity[note_idx], partial, config)
+    prompt_level = (fitted_levels(pitch[note_idx], velocity[note_idx], partial, config, prompt=True)
+                    if prompt_samples else table_level)
+    partial_level, r_prompt = prompt_decay(table_level, prompt_level, r_hold, prompt_samples)
     # The innovation gain rides on each note's first oscillator (the fundamental, kept above).
     carrier = (partial == 1.0) & (config.gain > 0)
     level = np.where(carrier, config.gain * (velocity[note_idx] / 127.0) ** config.gain_velocity_exponent, 0.0)
