@@ -37,6 +37,9 @@ FRAME_CHANNELS: dict[str, int] = {
     "pedals": C.N_PEDALS,  # continuous CC64, CC66, CC67 values / 127
 }
 
+# The most a room's tone may move a partial's level either way (dB; `ResonatorConfig.room_tone_db`).
+ROOM_TONE_MAX_DB: float = 24.0
+
 
 @dataclass(frozen=True)
 class ResonatorConfig:
@@ -138,12 +141,20 @@ class ResonatorConfig:
     # (docs/evaluation.md, the note sheet). Empty: one release for every year.
     room_years: tuple[int, ...] = ()
     room_release_tau_s: tuple[float, ...] = ()
+    # Each room's tone (scripts/fit_rooms.py --tone): in recordings of year `room_years[i]` synthesis
+    # sets every partial's fitted level (`levels_db`, its prompt sound with it) `room_tone_db[i]` dB
+    # higher, read at the partial's frequency on `room_tone_hz` (linear in log frequency between
+    # those frequencies, flat beyond; other years, and the analysis: none). Why: the level table is
+    # the same in every year, so the years' rooms came out alike in level and treble, where the
+    # recordings' differ by several dB (docs/evaluation.md, "The rooms' tone"). Empty: no tone.
+    room_tone_hz: tuple[float, ...] = ()
+    room_tone_db: tuple[tuple[float, ...], ...] = ()
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
     SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "level_pitches", "levels_db", "level_velocity_slopes",
                                                  "level_velocity_slope_table", "prompt_levels_db",
                                                  "prompt_velocity_slope_table", "prompt_seconds", "room_years",
-                                                 "room_release_tau_s")
+                                                 "room_release_tau_s", "room_tone_hz", "room_tone_db")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -153,11 +164,11 @@ class ResonatorConfig:
     def __post_init__(self) -> None:
         key = "data.resonators."
         for name in ("tuning_cents", "inharmonicity", "level_pitches", "level_velocity_slopes", "room_years",
-                     "room_release_tau_s"):
+                     "room_release_tau_s", "room_tone_hz"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # tuples, whatever sequence was given
         object.__setattr__(self, "levels_db", tuple(tuple(row) for row in self.levels_db))
         object.__setattr__(self, "level_velocity_slope_table", tuple(tuple(row) for row in self.level_velocity_slope_table))
-        for name in ("prompt_levels_db", "prompt_velocity_slope_table"):
+        for name in ("prompt_levels_db", "prompt_velocity_slope_table", "room_tone_db"):
             object.__setattr__(self, name, tuple(tuple(row) for row in getattr(self, name)))
         _require(self.partials >= 0, key + "partials", self.partials, "must be >= 0")
         _require(self.synthesis_partials == 0 or self.synthesis_partials >= self.partials > 0,
@@ -226,6 +237,18 @@ class ResonatorConfig:
                  key + "room_years", list(self.room_years), f"must be distinct MAESTRO years {list(C.MAESTRO_YEARS)}")
         _require(all(math.isfinite(t) and t > 0 for t in self.room_release_tau_s), key + "room_release_tau_s",
                  list(self.room_release_tau_s), "must be > 0")
+        if self.room_tone_hz or self.room_tone_db:
+            _require(len(self.room_tone_hz) > 0 and all(math.isfinite(f) and f > 0 for f in self.room_tone_hz)
+                     and all(b > a for a, b in zip(self.room_tone_hz, self.room_tone_hz[1:])), key + "room_tone_hz",
+                     list(self.room_tone_hz), "must be frequencies > 0 Hz that rise")
+            _require(len(self.room_tone_db) == len(self.room_years)
+                     and all(len(row) == len(self.room_tone_hz) for row in self.room_tone_db), key + "room_tone_db",
+                     len(self.room_tone_db), f"needs a row per room year ({len(self.room_years)}) with a value per "
+                     f"frequency of room_tone_hz ({len(self.room_tone_hz)})")
+            _require(all(math.isfinite(v) and abs(v) <= ROOM_TONE_MAX_DB for row in self.room_tone_db for v in row),
+                     key + "room_tone_db", "...", f"must be finite dB within +-{ROOM_TONE_MAX_DB:g}")
+            _require(bool(self.levels_db), key + "room_tone_db", "...",
+                     "needs the fitted partial levels (levels_db): the tone sets them per year")
         for name in ("pre_emphasis", "noise_lowpass"):
             if getattr(self, name) > 0:
                 _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")
@@ -258,6 +281,13 @@ class ResonatorConfig:
         oscillators' stops to their year's). What renders keep ringing for; the analysis keeps
         `release_tail_s`."""
         return max(self.release_tail_s, 5.0 * max(self.room_release_tau_s, default=0.0))
+
+    def room_tone_for(self, year: int | None) -> tuple[float, ...] | None:
+        """The tone (dB at `room_tone_hz`) of `year`'s room; None for None, a year without a room or
+        a config without tones."""
+        if not self.room_tone_db or year not in self.room_years:
+            return None
+        return self.room_tone_db[self.room_years.index(year)]
 
     def release_tau_for(self, year: int | None) -> float:
         """The partials' decay time after a release in recordings of `year` (None or a year

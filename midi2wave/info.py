@@ -49,7 +49,9 @@ def describe_config(config: Config) -> list[str]:
            f"{r.kappa:g}" + (f" (then {r.sustain_kappa:g} after {r.attack_s:g} s)" if r.sustain_kappa else "")
            + f"; the network reads the {r.input}"
            + (f"; partial levels fitted at {len(r.level_pitches)} pitches" if r.levels_db else "")
-           + (f", with a prompt sound over {r.prompt_seconds:g} s" if r.prompt_levels_db else "")] if r.enabled else []),
+           + (f", with a prompt sound over {r.prompt_seconds:g} s" if r.prompt_levels_db else "")
+           + (f"; rooms of {len(r.room_years)} years" if r.room_years else "")
+           + (" with their tones" if r.room_tone_db else "")] if r.enabled else []),
         f"parameters: {total:,} ({cond:,} in conditioning paths)",
         f"receptive:  {rf} samples = {1000 * rf / d.sample_rate_hz:.1f} ms at {d.sample_rate_hz} Hz",
         f"training:   batch {t.batch_size} x {d.segment_seconds:g} s, lr {t.learning_rate:g}, "

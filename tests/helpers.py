@@ -84,7 +84,9 @@ LIVE_BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_at
                           # a prompt sound on the upper partials, louder when struck harder (and none on the first)
                           prompt_levels_db=((-30.0, -33.0, -34.0, -36.0), (-32.0, -34.0, -35.0, -37.0)),
                           prompt_velocity_slope_table=((0.5, 0.8, 1.0, 1.2), (0.5, 0.8, 1.0, 1.2)), prompt_seconds=0.06,
-                          room_years=(2011,), room_release_tau_s=(0.05,))
+                          # a room with its release and its tone (quieter below 500 Hz, brighter above 2 kHz)
+                          room_years=(2011,), room_release_tau_s=(0.05,), room_tone_hz=(500.0, 2000.0),
+                          room_tone_db=((-2.0, 3.0),))
 
 
 def live_model(causal: bool = True) -> Midi2Wave:

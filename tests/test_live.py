@@ -249,6 +249,7 @@ def test_the_live_bank_copies_notes_from_tables_built_before_the_audio_runs():
             rows = rs.oscillators(np.array([pitch]), np.array([velocity]), np.array([1234]),
                                   np.array([rs.NOT_RELEASED]), SR, BANK)
             rows.r_release[:] = bank.release_pole  # the room's (`release_pole_for`), set by the bank
+            rows.level *= rs.room_level_gain(BANK, 2011, rows.omega, SR)  # and its tone
             for name in rs.Schedule.FIELDS:
                 assert np.array_equal(getattr(bank, name)[:bank.size], getattr(rows, name)), (pitch, velocity, name)
             cos, sin = np.zeros(len(rows)), np.zeros(len(rows))

@@ -114,7 +114,10 @@ within the bound. The network and the bank still get all of the innovation.
 set per row by `render.rows.sampled_schedules` and by the live bank), so each year rings after its
 dampers fall as its recordings do, and rings until 5 of its time constants have passed (the
 oscillator's stop is extended; `ResonatorConfig.room_tail_s` is how long renders keep going); the
-analysis keeps `release_tau_s` and `release_tail_s`.
+analysis keeps `release_tau_s` and `release_tail_s`. With `room_tone_hz` / `room_tone_db`
+(`scripts/fit_rooms.py --tone`) each year's room also sets its partials' fitted levels by its tone
+at each partial's frequency (`resonators.room_level_gain`, `Schedule.for_sampling(level_gain=)`,
+set in the same places): the years differ in level and treble as their recordings do.
 
 **Synthesis-only partials** (`data.resonators.synthesis_partials`): every note gets that many
 partials in synthesis (below `max_hz`, locked to their fitted levels like the others), the analysis keeps `partials`:

@@ -170,7 +170,8 @@ class Schedule:
                      release_innovation: float | None = None, attack_pole: float = 0.0,
                      release_pole: float | None = None, sustain_highpass: float = 0.0,
                      direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0,
-                     sustain_limit: float = 0.0, attack_velocity_tracking: float = 0.0) -> "Schedule":
+                     sustain_limit: float = 0.0, attack_velocity_tracking: float = 0.0,
+                     level_gain: np.ndarray | None = None) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
         directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
         once all of them are released (`direct_share`), hears the attacks through the low-pass of pole
@@ -181,7 +182,14 @@ class Schedule:
         `direct_dc_rate`: the drift remover's rate (`highpass_rate(DIRECT_DC_HZ, sr)`), needed with
         either filter. `attack_key_tracking`: how far the attacks' cut-off follows the newest note's
         pitch (see the field), `attack_velocity_tracking` its velocity (see the field). `sustain_limit`: the bound of the sustain's direct path, in its running
-        RMS (`limit_sustain`; 0: none; it acts with either filter on)."""
+        RMS (`limit_sustain`; 0: none; it acts with either filter on). `level_gain` (float [n], > 0;
+        None: 1): each oscillator's fitted level times this, a year's room tone (`room_level_gain`):
+        the lock's whole trajectory, prompt sound and decay, scales with it."""
+        if level_gain is not None:
+            level_gain = np.asarray(level_gain, np.float64)
+            if level_gain.shape != self.level.shape or not (np.isfinite(level_gain) & (level_gain > 0)).all():
+                raise ValueError(f"level_gain must be finite and > 0, one per oscillator ({len(self)}), "
+                                 f"got shape {level_gain.shape}")
         for what, share in (("sustain_innovation", sustain_innovation), ("release_innovation", release_innovation),
                             ("partial_levels", partial_levels)):
             if share is not None and not 0.0 <= float(share) <= 1.0:
@@ -208,6 +216,8 @@ class Schedule:
         if release_pole is not None:
             out.r_release = np.full_like(self.r_release, float(release_pole))
             out.stop = np.maximum(self.stop, self.release + room_tail_samples(float(release_pole)))
+        if level_gain is not None:
+            out.level = self.level * level_gain
         return out
 
     def without_gain(self) -> "Schedule":
@@ -255,6 +265,20 @@ def room_tail_samples(release_pole: float) -> int:
     """How long (samples) after its release an oscillator decaying by `release_pole` per sample
     rings on: 5 time constants, as `ResonatorConfig.release_tail_s`."""
     return int(math.ceil(5.0 / -math.log(release_pole) - 1e-6))  # 5 tau sr, not one more for its rounding
+
+
+def room_level_gain(config: ResonatorConfig, year: int | None, omega: np.ndarray, sample_rate_hz: int
+                    ) -> np.ndarray | None:
+    """The amplitude factor (float64 [n]) that `year`'s room tone (`ResonatorConfig.room_tone_db`)
+    puts on the fitted levels of oscillators of these frequencies (`omega`, radians per sample):
+    the tone in dB read at each frequency, linear in log frequency between `room_tone_hz` and flat
+    beyond. None where the year has no tone (`ResonatorConfig.room_tone_for`)."""
+    tone = config.room_tone_for(year)
+    if tone is None:
+        return None
+    hz = np.maximum(np.asarray(omega, np.float64) * (sample_rate_hz / (2.0 * math.pi)), 1e-3)
+    db = np.interp(np.log2(hz), np.log2(np.asarray(config.room_tone_hz, np.float64)), np.asarray(tone, np.float64))
+    return 10.0 ** (db / 20.0)
 
 
 def release_pole_for(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> float:
@@ -1293,6 +1317,7 @@ class LiveBank:
                                                                          sustain_limit=sustain_limit,
                                                                          attack_velocity_tracking=attack_velocity_tracking)
         self.release_pole = release_pole_for(config, year, self.sample_rate_hz)  # the year's room
+        self.year = year  # and its tone (`room_level_gain`, in the note tables)
         self._note_tables: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
         self.tail = max(int(math.ceil(config.release_tail_s * sample_rate_hz)), room_tail_samples(self.release_pole))
         for name in Schedule.FIELDS:
@@ -1348,6 +1373,9 @@ class LiveBank:
             fixed["cos_omega"], fixed["sin_omega"] = np.zeros(k), np.zeros(k)
             unit_phasors(fixed["omega"], fixed["cos_omega"], fixed["sin_omega"])
             by_velocity = {name: getattr(rows, name).reshape(V, k).copy() for name in Schedule.VELOCITY_FIELDS}
+            gain = room_level_gain(self.config, self.year, fixed["omega"], self.sample_rate_hz)
+            if gain is not None:
+                by_velocity["level"] *= gain[None, :]
             table = self._note_tables[pitch] = (fixed, by_velocity)
         return table
 

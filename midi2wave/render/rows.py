@@ -89,7 +89,7 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
     attacks' low-pass and the high-pass past them, the pull towards the fitted partial levels
     (`Schedule.for_sampling`), and with `bank` (the model's `ResonatorConfig`) each row's room: its
     partials' decay after the releases in recordings of `years[i]` (None: unknown;
-    `ResonatorConfig.release_tau_for`)."""
+    `ResonatorConfig.release_tau_for`) and its tone on their levels (`resonators.room_level_gain`)."""
     if schedules is None:
         return None
     from ..conditioning import resonators
@@ -104,7 +104,8 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
                            resonators.release_pole_for(bank, year, sample_rate_hz) if rooms else None, highpass,
                            dc_rate, float(options.attack_lowpass_key_tracking or 0.0),
                            float(options.sustain_limit or 0.0),
-                           float(options.attack_lowpass_velocity_tracking or 0.0))
+                           float(options.attack_lowpass_velocity_tracking or 0.0),
+                           resonators.room_level_gain(bank, year, s.omega, sample_rate_hz) if rooms else None)
             for s, year in zip(schedules, years)]
 
 
