@@ -16,8 +16,9 @@
 # levels 1) and the partial levels fitted to this store and the instrument's isolated notes
 # (`python scripts/note_corpus.py CORPUS`, then `python scripts/fit_partials.py STORE -c
 # configs/default.json --level-corpus CORPUS --prompt-delay 0 --prompt-share 0.5`, pasted into the
-# config: the levels and the upper partials' prompt sound; they change synthesis only, so training
-# with or without them is the same).
+# config: the levels and the upper partials' prompt sound; then the rooms, `python
+# scripts/fit_rooms.py STORE --tone -c configs/default.json --tone-share 0.5`: each year's release
+# and tone; they change synthesis only, so training with or without them is the same).
 #
 #   bash scripts/train-bundled-model.sh [WORK_DIR]      (default: ./work; about 3.6 hours on 1 core)
 #

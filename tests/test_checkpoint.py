@@ -220,6 +220,7 @@ def test_info_describes_checkpoints_configs_and_stores(tmp_path, checkpoint, cap
     assert "exported model" in describe(tmp_path / "export")
     assert "R=64 G=128 S=256" in describe(ROOT / "configs" / "nv-wavenet.json")
     assert "with a prompt sound over 0.314 s" in describe(ROOT / "configs" / "default.json")
+    assert "; rooms of 10 years with their tones" in describe(ROOT / "configs" / "default.json")
     make_store(tmp_path / "store", {"train": 2, "validation": 1}, seconds=1.0)
     text = describe(tmp_path / "store")
     assert "3 pieces" in text and "train            2 pieces" in text and "2.0 s" in text
