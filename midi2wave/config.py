@@ -241,12 +241,14 @@ class ResonatorConfig:
             _require(len(self.room_tone_hz) > 0 and all(math.isfinite(f) and f > 0 for f in self.room_tone_hz)
                      and all(b > a for a, b in zip(self.room_tone_hz, self.room_tone_hz[1:])), key + "room_tone_hz",
                      list(self.room_tone_hz), "must be frequencies > 0 Hz that rise")
-            _require(len(self.room_tone_db) == len(self.room_years)
-                     and all(len(row) == len(self.room_tone_hz) for row in self.room_tone_db), key + "room_tone_db",
-                     len(self.room_tone_db), f"needs a row per room year ({len(self.room_years)}) with a value per "
-                     f"frequency of room_tone_hz ({len(self.room_tone_hz)})")
-            _require(all(math.isfinite(v) and abs(v) <= ROOM_TONE_MAX_DB for row in self.room_tone_db for v in row),
-                     key + "room_tone_db", "...", f"must be finite dB within +-{ROOM_TONE_MAX_DB:g}")
+            _require(len(self.room_tone_db) == len(self.room_years), key + "room_tone_db", len(self.room_tone_db),
+                     f"needs a row per room year ({len(self.room_years)} in room_years)")
+            for i, row in enumerate(self.room_tone_db):
+                _require(len(row) == len(self.room_tone_hz), f"{key}room_tone_db[{i}]", len(row),
+                         f"needs a value per frequency of room_tone_hz ({len(self.room_tone_hz)})")
+                for v in row:
+                    _require(math.isfinite(v) and abs(v) <= ROOM_TONE_MAX_DB, f"{key}room_tone_db[{i}]", v,
+                             f"must be finite dB within +-{ROOM_TONE_MAX_DB:g} (room year {self.room_years[i]})")
             _require(bool(self.levels_db), key + "room_tone_db", "...",
                      "needs the fitted partial levels (levels_db): the tone sets them per year")
         for name in ("pre_emphasis", "noise_lowpass"):

@@ -17,22 +17,27 @@ observation: the RMS 0.10-0.25 s after the release over the RMS of the last 0.1 
 note sheet's release-tail measure (evaluation/notesheet.py). A year's median over its observations
 is matched by a partial decaying exp(-t / tau) from the release: mean of exp(-2 t / tau) over
 0.10-0.25 s, in dB. Years with fewer than `--min-releases` (5) observations keep the config's release.
-Prints the `"data": {"resonators": {...}}` block and, per year, the count, median and tau.
+Prints the `"data": {"resonators": {...}}` block and, per year, the count, median and tau. The
+block always carries the tone's keys (empty without `--tone`): a tone row belongs to the room year
+at its position, so an old tone pasted under new rooms could land on the wrong years.
 
 The tone (`--tone`, with the model's config `-c`): the bank's level table is the same in every
 year, while the years' rooms differ in level and treble (on the demo data 2004's room is 1.5 dB
 quieter and shelves 4 kHz by -3.5 dB, 2018's is 1.5 dB louder and +1.0 dB there). In every training
 piece, each STFT frame's power in each band of `TONE_EDGES_HZ` is set against the power the bank's
-partials carry there in that frame as synthesis sets them (`partial_levels` 1, the year's release,
-no tone): each oscillator's `resonators.locked_amplitude` squared over 2, summed over the
+partials carry there in that frame as synthesis sets them (`partial_levels` 1, the year's release
+as this block fits it, no tone): each oscillator's `resonators.locked_amplitude` squared over 2, summed over the
 oscillators of the band; frames where the bank carries under a tenth of its median there are left
 out, and so are frames where the bank carries under 10 dB over the recording's floor in the band
 (its 2nd percentile over the piece's frames: the room's noise is no partial). Per band, a robust regression (Huber weights) of the frames' log ratio on the years, and on
 the bank's power-weighted mean velocity and pitch in the frame (each with its square: the level
 table's own errors by velocity and register, which differ from piece to piece), gives each year's
 offset; the tone is that offset less the frames' mean over the years (the level table is fitted
-to all of them), times `--tone-share`. Years with under `--min-tone-seconds` of training audio get
-none (0 dB).
+to all of them), times `--tone-share` and held within +-24 dB. Years with under
+`--min-tone-seconds` of training audio get none (0 dB), and a year gets none in a band where it has
+under `--min-tone-frames` frames. The partials' attacks are not modelled (the bank's power counts
+from each attack's end), nor is the hammer: frames at onsets read a little high, the more so in a
+piece played densely.
 
 On the demo store (60 minutes, 133-415 s per year) the fitted tones stand 0.97 dB rms from the
 demo rooms' own (their filters' power by band, and their regulation of the velocity through the
@@ -43,6 +48,7 @@ level table), whose spread over the years is 1.7 dB rms; half of each tone stand
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -52,7 +58,7 @@ import numpy as np
 
 from midi2wave import constants as C
 from midi2wave.conditioning import resonators
-from midi2wave.config import ResonatorConfig, load_config
+from midi2wave.config import ROOM_TONE_MAX_DB, ResonatorConfig, load_config
 from midi2wave.data.store import load_store_manifest, load_store_notes
 from midi2wave.errors import Midi2WaveError
 from midi2wave.evaluation import notesheet
@@ -67,6 +73,7 @@ QUIET_BEFORE_S = 0.10   # no onset, and no other release, this long before it
 TONE_EDGES_HZ: tuple[float, ...] = (60.0, 250.0, 500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5500.0, 7800.0)
 TONE_WINDOW = 2048      # STFT frame (samples at 16 kHz: 128 ms) and hop of the tone's frames
 TONE_HOP = 512
+TONE_MIN_FRAMES = 50    # a year with fewer frames in a band gets no tone there (`--min-tone-frames`)
 TONE_POINTS = 8         # points per frame at which the bank's power is read
 TONE_FLOOR_PERCENTILE = 2.0  # a band's floor in a piece: this percentile of its frames' power
 TONE_MIN_SNR_DB = 10.0  # frames where the bank carries less over that floor are left out
@@ -247,6 +254,8 @@ def main(argv=None) -> int:
     ap.add_argument("-c", "--config", default=None, help="the model's config: its bank (levels, decays, rooms) for --tone")
     ap.add_argument("--min-tone-seconds", type=float, default=60.0,
                     help="a year with less training audio gets no tone")
+    ap.add_argument("--min-tone-frames", type=int, default=TONE_MIN_FRAMES,
+                    help="a year with fewer frames in a band gets no tone there")
     ap.add_argument("--tone-share", type=float, default=1.0,
                     help="keep this fraction of each fitted tone in dB (a noisy year's estimate shrunk towards none)")
     args = ap.parse_args(argv)
@@ -267,18 +276,19 @@ def main(argv=None) -> int:
             return 1
 
     tails: dict[int, list[float]] = defaultdict(list)
-    tone: list[np.ndarray] = []
     seconds: dict[int, float] = defaultdict(float)
     records = [r for r in load_store_manifest(args.store) if r["split"] == "train" and r.get("year") in C.MAESTRO_YEARS]
-    for record in records[:args.pieces or None]:  # one piece in memory at a time (a memory map)
-        notes, pedals = load_store_notes(f"{args.store}/{record['notes']}")
-        audio = np.load(f"{args.store}/{record['audio']}", mmap_mode="r")
-        sustained = apply_sustain(notes, pedals, args.sustain_threshold)
-        year = int(record["year"])
+    records = records[:args.pieces or None]
+
+    def pieces():
+        for record in records:  # one piece in memory at a time (a memory map)
+            notes, pedals = load_store_notes(f"{args.store}/{record['notes']}")
+            audio = np.load(f"{args.store}/{record['audio']}", mmap_mode="r")
+            yield int(record["year"]), apply_sustain(notes, pedals, args.sustain_threshold), audio
+
+    for year, sustained, audio in pieces():
         tails[year].extend(release_tails(sustained, audio))
-        if bank is not None:
-            tone.append(tone_rows(sustained, np.asarray(audio, np.float64) / C.PCM_SCALE, bank, year))
-            seconds[year] += len(audio) / C.SAMPLE_RATE_HZ
+        seconds[year] += len(audio) / C.SAMPLE_RATE_HZ
     years, taus = [], []
     for year in C.MAESTRO_YEARS:
         v = tails.get(year, [])
@@ -290,34 +300,45 @@ def main(argv=None) -> int:
         if fitted:
             years.append(year)
             taus.append(round(tau, 4))
-    block: dict[str, list] = {}
+    # the block always says what tone goes with these rooms: a tone row is a room year's, by position
+    tone_hz: list[float] = []
+    tone_db: list[list[float]] = []
     if bank is not None:
-        rows = np.concatenate(tone) if tone else np.zeros((0, 5))
         toned = [y for y in C.MAESTRO_YEARS if seconds.get(y, 0.0) >= args.min_tone_seconds]
-        rows = rows[np.isin(rows[:, 0], toned)]
-        fitted = fit_tone(rows, len(TONE_EDGES_HZ) - 1) if len(toned) > 1 else {}
-        if not fitted:
-            print(f"{args.store}: fewer than two years have {args.min_tone_seconds:g} s of training audio; "
-                  "no tone fitted", file=sys.stderr)
-        for y in C.MAESTRO_YEARS:  # a year with a tone but too few releases keeps the base release
-            if y in fitted and y not in years:
+        for y in toned:  # a year with a tone but too few releases keeps the base release
+            if y not in years:
                 years.append(y)
                 taus.append(round(bank.release_tau_s, 4))
         order = np.argsort(years)
         years, taus = [years[i] for i in order], [taus[i] for i in order]
+        # the tone is measured against the bank as this block's rooms set it (their releases), without a tone
+        rooms = dataclasses.replace(bank, room_years=tuple(years), room_release_tau_s=tuple(taus),
+                                    room_tone_hz=(), room_tone_db=())
+        fitted: dict[int, list[float]] = {}
+        if len(toned) > 1:
+            rows = [tone_rows(sustained, np.asarray(audio, np.float64) / C.PCM_SCALE, rooms, year)
+                    for year, sustained, audio in pieces() if year in toned]
+            fitted = fit_tone(np.concatenate(rows), len(TONE_EDGES_HZ) - 1, args.min_tone_frames)
+        else:
+            print(f"{args.store}: fewer than two years have {args.min_tone_seconds:g} s of training audio; "
+                  "no tone fitted", file=sys.stderr)
         kept = "" if args.tone_share == 1.0 else f" (fitted; {args.tone_share:g} of it kept)"
         for y in years:
             print(f"{y}: tone{kept} " + (" ".join(f"{v:+.1f}" for v in fitted[y]) + " dB at " +
                                    " ".join(f"{f:g}" for f in tone_centres_hz()) + " Hz" if y in fitted else
                                    f"none ({seconds.get(y, 0.0):.0f} s of training audio)"), file=sys.stderr)
         if fitted:
-            block = {"room_tone_hz": list(tone_centres_hz()),
-                     "room_tone_db": [[round(args.tone_share * v, 2) for v in fitted.get(y, [0.0] * (len(TONE_EDGES_HZ) - 1))]
-                                      for y in years]}
+            tone_hz = list(tone_centres_hz())
+            for y in years:
+                row = [args.tone_share * v for v in fitted.get(y, [0.0] * len(tone_hz))]
+                if any(abs(v) > ROOM_TONE_MAX_DB for v in row):
+                    print(f"{y}: tone beyond +-{ROOM_TONE_MAX_DB:g} dB, held there", file=sys.stderr)
+                tone_db.append([round(float(np.clip(v, -ROOM_TONE_MAX_DB, ROOM_TONE_MAX_DB)), 2) for v in row])
     if not years:
         print(f"{args.store}: no year has {args.min_releases} releases into silence", file=sys.stderr)
         return 1
-    print(json.dumps({"data": {"resonators": {"room_years": years, "room_release_tau_s": taus, **block}}}, indent=2))
+    print(json.dumps({"data": {"resonators": {"room_years": years, "room_release_tau_s": taus,
+                                              "room_tone_hz": tone_hz, "room_tone_db": tone_db}}}, indent=2))
     return 0
 
 

@@ -41,9 +41,10 @@ def test_the_tone_is_validated_and_goes_with_the_synthesis_settings():
     assert UNTONED.room_tone_for(2011) is None and LIVE_BANK.room_tone_for(2011) == (-2.0, 3.0)
     bad = {
         "must be frequencies > 0 Hz that rise": dict(room_tone_hz=(300.0, 300.0, 4800.0)),
-        "needs a row per room year": dict(room_tone_db=((-3.0, -3.0, -9.0),)),
-        "with a value per frequency": dict(room_tone_db=((-3.0, -9.0), (2.0, 4.0))),
-        "must be finite dB within": dict(room_tone_db=((-3.0, -3.0, -30.0), (2.0, 0.0, 4.0))),
+        r"room_tone_db = 1: needs a row per room year \(2": dict(room_tone_db=((-3.0, -3.0, -9.0),)),
+        r"room_tone_db\[1\] = 2: needs a value per frequency": dict(room_tone_db=((-3.0, -3.0, -9.0), (2.0, 4.0))),
+        r"room_tone_db\[0\] = -30.0: must be finite dB within \+-24 \(room year 2004\)":
+            dict(room_tone_db=((-3.0, -3.0, -30.0), (2.0, 0.0, 4.0))),
     }
     for message, change in bad.items():
         with pytest.raises(ConfigError, match=message):
@@ -169,12 +170,20 @@ def test_fit_rooms_recovers_each_years_tone_from_its_recordings(tmp_path, monkey
     got = np.asarray(block["room_tone_db"])
     # each year against 2011's room (the tones are less their mean over the years' frames)
     np.testing.assert_allclose((got - got[1])[:, clear], (truth - truth[1])[:, clear], atol=0.5)
-    toned = dataclasses.replace(bank, room_tone_hz=tuple(centres), room_tone_db=tuple(map(tuple, got)))
-    assert toned.room_tone_for(2004)[-1] < -3.0  # the fitted block loads as a config
+    toned = dataclasses.replace(bank, **block)  # the whole block validates as the bank's rooms
+    assert toned.room_tone_for(2004)[-2] < -3.0 and toned.room_years == (2004, 2011, 2018)
     assert fit_rooms.main([str(tmp_path), "--tone", "-c", str(config_path), "--min-tone-seconds", "10",
                            "--min-releases", "1", "--tone-share", "0.5"]) == 0
     half = np.asarray(json.loads(capsys.readouterr().out)["data"]["resonators"]["room_tone_db"])
     np.testing.assert_allclose(half, 0.5 * got, atol=0.011)
+    # without --tone the block empties the tone (rows belong to room years by position)
+    assert fit_rooms.main([str(tmp_path), "--min-releases", "1"]) == 0
+    plain = json.loads(capsys.readouterr().out)["data"]["resonators"]
+    assert plain["room_tone_hz"] == [] and plain["room_tone_db"] == []
+    # a band where a year has fewer frames than --min-tone-frames gets no tone for it
+    assert fit_rooms.main([str(tmp_path), "--tone", "-c", str(config_path), "--min-tone-seconds", "10",
+                           "--min-releases", "1", "--min-tone-frames", "100000"]) == 0
+    assert not np.any(json.loads(capsys.readouterr().out)["data"]["resonators"]["room_tone_db"])
 
 
 def test_the_banks_power_in_a_frame_is_what_the_frame_hears_of_its_partials(tmp_path):
