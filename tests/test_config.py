@@ -88,7 +88,8 @@ FLAT_BANK = {"resonator_partials": 5, "resonator_kappa": 0.03, "resonator_max_hz
              "resonator_prompt_levels_db": (), "resonator_prompt_velocity_slope_table": (), "resonator_prompt_seconds": 0.0,
              "resonator_synthesis_partials": 0,
              "resonator_room_years": (2004, 2018),
-             "resonator_room_release_tau_s": (0.12, 0.07)}
+             "resonator_room_release_tau_s": (0.12, 0.07), "resonator_room_tone_hz": (500.0, 4000.0),
+             "resonator_room_tone_db": ((-1.0, -3.0), (1.0, 2.0))}
 
 
 def test_flat_resonator_keys_mean_the_nested_section(tmp_path):
