@@ -248,10 +248,12 @@ def main(argv=None) -> int:
     ap.add_argument("store")
     ap.add_argument("--min-releases", type=int, default=5, help="fewer observations: the year keeps the base release")
     ap.add_argument("--pieces", type=int, default=0, help="at most this many training pieces (0: all)")
-    ap.add_argument("--sustain-threshold", type=int, default=C.PEDAL_ON_THRESHOLD,
-                    help="the sustain pedal's threshold (the model's data.sustain_threshold)")
+    ap.add_argument("--sustain-threshold", type=int, default=None,
+                    help="the sustain pedal's threshold (default: -c's data.sustain_threshold, else "
+                         f"{C.PEDAL_ON_THRESHOLD})")
     ap.add_argument("--tone", action="store_true", help="fit each room's tone too (needs -c)")
-    ap.add_argument("-c", "--config", default=None, help="the model's config: its bank (levels, decays, rooms) for --tone")
+    ap.add_argument("-c", "--config", default=None,
+                    help="the model's config: its bank (levels, decays, rooms) for --tone, its sustain threshold")
     ap.add_argument("--min-tone-seconds", type=float, default=60.0,
                     help="a year with less training audio gets no tone")
     ap.add_argument("--min-tone-frames", type=int, default=TONE_MIN_FRAMES,
@@ -264,12 +266,22 @@ def main(argv=None) -> int:
     if not 0.0 <= args.tone_share <= 1.0:
         ap.error("--tone-share must be between 0 and 1")
     bank = None
-    if args.tone:
+    data = None
+    if args.config is not None:
         try:
-            bank = load_config(args.config).data.resonators
+            data = load_config(args.config).data
         except Midi2WaveError as e:  # names the file
             print(e, file=sys.stderr)
             return 1
+        if data.sample_rate_hz != C.SAMPLE_RATE_HZ:
+            print(f"{args.config}: data.sample_rate_hz is {data.sample_rate_hz}; a store's audio is at "
+                  f"{C.SAMPLE_RATE_HZ} Hz", file=sys.stderr)
+            return 1
+    if args.sustain_threshold is None:  # the model's own, as its training read the pedals
+        args.sustain_threshold = data.sustain_threshold if data is not None else C.PEDAL_ON_THRESHOLD
+    if args.tone:
+        assert data is not None  # -c is required with --tone (checked above)
+        bank = data.resonators
         if not bank.levels_db:
             print(f"{args.config}: the bank has no fitted partial levels (data.resonators.levels_db) for a tone to set",
                   file=sys.stderr)

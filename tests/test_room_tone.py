@@ -242,3 +242,36 @@ def test_fit_rooms_tone_refuses_what_it_cannot_use_in_one_line(tmp_path, capsys)
     assert fit_rooms.main([str(tmp_path), "--tone", "-c", str(tmp_path / "none.json")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none.json" in err[0]
+    other = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
+    other["data"]["sample_rate_hz"] = 24000
+    path.write_text(json.dumps(other))
+    assert fit_rooms.main([str(tmp_path), "--tone", "-c", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.sample_rate_hz is 24000" in err[0] and str(path) in err[0]
+
+
+def test_fit_rooms_reads_the_pedals_as_the_models_config_does(tmp_path, monkeypatch, capsys):
+    """The sustain threshold is `-c`'s `data.sustain_threshold` unless given (the store's pedals as
+    the model's training read them; broken once: the default threshold kept)."""
+    raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
+    raw["data"]["sustain_threshold"] = 100
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(raw))
+    notes = _piece(0)
+    np.save(tmp_path / "a.npy", np.zeros(SR, np.int16))
+    monkeypatch.setattr(fit_rooms, "load_store_manifest",
+                        lambda store: [{"split": "train", "year": 2004, "notes": "a", "audio": "a.npy"}])
+    monkeypatch.setattr(fit_rooms, "load_store_notes", lambda path: (notes, PedalEvents.empty()))
+    seen = []
+
+    def sustain(notes, pedals, threshold):
+        seen.append(threshold)
+        return notes
+
+    monkeypatch.setattr(fit_rooms, "apply_sustain", sustain)
+    for argv, want in (([], C.PEDAL_ON_THRESHOLD), (["-c", str(path)], 100),
+                       (["-c", str(path), "--sustain-threshold", "70"], 70)):
+        seen.clear()
+        assert fit_rooms.main([str(tmp_path), *argv]) == 1  # silence: no release to fit
+        assert seen == [want], argv
+    capsys.readouterr()
