@@ -114,8 +114,8 @@ def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
     per period, its work fits the period (99th percentile), no error, and the blocks come in time
     (a late one counts as an xrun). xruns: this VM stops its vCPUs for milliseconds now and then (even a
     client that only writes silence gets xruns here: BENCHMARKS.md, "live"), so up to 2 are
-    allowed once the graph has settled, and a second that a stall spoiled (more xruns, or a period
-    the recorder lost to one) is run again, up to three times in all: a stall is the machine's, an
+    allowed once the graph has settled, and a second that a stall spoiled (more xruns, a period
+    the recorder lost to one, or cycles the server skipped) is run again, up to three times in all: a stall is the machine's, an
     engine too slow for the period fails every try. On a quiet machine there are none."""
     name, rate, period = clock_server
     events = [(f + rate // 10, data) for f, data in events_at(piece, rate)]
@@ -125,9 +125,10 @@ def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
         run = graph_process(name, events, n_frames, freewheel=False)
         assert run.errors == 0
         assert 0.9 <= run.wall_s <= 3.0
-        assert run.periods >= n_frames // period
-        # an xrun can also cost the recorder a period: unrecorded frames spoil the try like the xrun
-        lost = int(np.isnan(run.recorded[n_frames // 2:]).sum())
+        # an xrun can also cost the recorder a period: unrecorded frames spoil the try like the xrun;
+        # so do cycles the server skipped in a stall (its frame clock jumped: the engine ran fewer
+        # periods than the second holds; a CI run had 239 of 250 and 352 of 375 in one spell)
+        lost = int(np.isnan(run.recorded[n_frames // 2:]).sum()) + max(0, n_frames // period - run.periods)
         # a late block (the render thread missed it: silence) spoils a try as an xrun does
         tries.append((float(np.percentile(run.durations, 99)), run.xruns + run.late, lost))
         if tries[-1][0] < period / rate and tries[-1][1] <= 2 and lost == 0:
