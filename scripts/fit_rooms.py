@@ -134,9 +134,8 @@ def bank_band_power(notes: Notes, n_samples: int, bank: ResonatorConfig, year: i
         if end <= first:
             continue
         t = starts[first:end, None] + points[None, :]
-        held = np.minimum(t, s.release[j])
-        a = (s.level[j] * s.r_prompt[j] ** (np.minimum(held, s.prompt_end[j]) - s.attack_end[j])
-             * s.r_hold[j] ** np.maximum(0, held - s.prompt_end[j]) * s.r_release[j] ** np.maximum(0, t - s.release[j]))
+        a = resonators.locked_amplitudes(t.ravel(), s.level[j], s.attack_end[j], s.release[j], s.r_hold[j],
+                                         s.r_release[j], s.r_prompt[j], s.prompt_end[j]).reshape(t.shape)
         a[(t < s.attack_end[j]) | (t >= s.stop[j])] = 0.0
         e = (a * a / 2.0) @ weights
         b = band[j]
@@ -149,16 +148,15 @@ def bank_band_power(notes: Notes, n_samples: int, bank: ResonatorConfig, year: i
     return power, velocity, pitch
 
 
-def tone_rows(notes: Notes, audio: np.ndarray, bank: ResonatorConfig, year: int,
+def tone_rows(notes: Notes, heard: np.ndarray, n_samples: int, bank: ResonatorConfig, year: int,
               edges: tuple[float, ...] = TONE_EDGES_HZ, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
-    """float64 [rows, 5] (year, band, 10 log10(recording / bank), velocity, pitch) of one piece's
-    frames where the bank carries at least `TONE_MIN_SHARE` of its median power in the band and
+    """float64 [rows, 5] (year, band, 10 log10(recording / bank), velocity, pitch) of one piece of
+    `n_samples` whose recording's band power is `heard` (`recording_band_power`): its frames where the bank carries at least `TONE_MIN_SHARE` of its median power in the band and
     `TONE_MIN_SNR_DB` over the recording's floor there (the band's `TONE_FLOOR_PERCENTILE` over the
     piece's frames: where the room's noise would be read as its tone). Both choose frames by what
     the bank carries, never by what was recorded: a choice by the recording would favour the frames
     that came out loud, the more so in a quiet room."""
-    heard = recording_band_power(audio, edges, sample_rate_hz)
-    power, velocity, pitch = bank_band_power(notes, len(audio), bank, year, edges, sample_rate_hz)
+    power, velocity, pitch = bank_band_power(notes, n_samples, bank, year, edges, sample_rate_hz)
     rows = []
     for b in range(power.shape[1]):
         carried = power[:, b] > 0
@@ -292,15 +290,18 @@ def main(argv=None) -> int:
     records = [r for r in load_store_manifest(args.store) if r["split"] == "train" and r.get("year") in C.MAESTRO_YEARS]
     records = records[:args.pieces or None]
 
-    def pieces():
-        for record in records:  # one piece in memory at a time (a memory map)
-            notes, pedals = load_store_notes(f"{args.store}/{record['notes']}")
-            audio = np.load(f"{args.store}/{record['audio']}", mmap_mode="r")
-            yield int(record["year"]), apply_sustain(notes, pedals, args.sustain_threshold), audio
-
-    for year, sustained, audio in pieces():
+    # the store is read once; the tone needs the rooms' releases first, so each piece's recording is
+    # kept as its band power (a few kB) and set against the bank once the rooms are fitted
+    heard: list[tuple[int, Notes, np.ndarray, int]] = []
+    for record in records:  # one piece in memory at a time (a memory map)
+        notes, pedals = load_store_notes(f"{args.store}/{record['notes']}")
+        audio = np.load(f"{args.store}/{record['audio']}", mmap_mode="r")
+        year, sustained = int(record["year"]), apply_sustain(notes, pedals, args.sustain_threshold)
         tails[year].extend(release_tails(sustained, audio))
         seconds[year] += len(audio) / C.SAMPLE_RATE_HZ
+        if bank is not None:
+            heard.append((year, sustained, recording_band_power(np.asarray(audio, np.float64) / C.PCM_SCALE),
+                          len(audio)))
     years, taus = [], []
     for year in C.MAESTRO_YEARS:
         v = tails.get(year, [])
@@ -328,8 +329,7 @@ def main(argv=None) -> int:
                                     room_tone_hz=(), room_tone_db=())
         fitted: dict[int, list[float]] = {}
         if len(toned) > 1:
-            rows = [tone_rows(sustained, np.asarray(audio, np.float64) / C.PCM_SCALE, rooms, year)
-                    for year, sustained, audio in pieces() if year in toned]
+            rows = [tone_rows(sustained, power, n, rooms, year) for year, sustained, power, n in heard if year in toned]
             fitted = fit_tone(np.concatenate(rows), len(TONE_EDGES_HZ) - 1, args.min_tone_frames)
         else:
             print(f"{args.store}: fewer than two years have {args.min_tone_seconds:g} s of training audio; "

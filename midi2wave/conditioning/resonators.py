@@ -824,6 +824,17 @@ def locked_amplitude(t, level, attack_end, release, r_hold, r_release, r_prompt,
 
 
 @_njit
+def locked_amplitudes(t, level, attack_end, release, r_hold, r_release, r_prompt, prompt_end):
+    """`locked_amplitude` of one oscillator at each sample of `t` (int64 [n]; float64 [n]): offline
+    measurements read the bank's own trajectory (scripts/fit_rooms.py), where the kernel calls the
+    scalar one per sample."""
+    out = np.empty(t.shape[0])
+    for i in range(t.shape[0]):
+        out[i] = locked_amplitude(t[i], level, attack_end, release, r_hold, r_release, r_prompt, prompt_end)
+    return out
+
+
+@_njit
 def _run(signal, analysis, bank, capacity):
     """Analysis (`analysis`: e = signal - p) or synthesis (signal: the network's samples) of one stream
     through the bank `bank` (a `BankArrays` of one schedule): returns (out, prediction, gains)."""
