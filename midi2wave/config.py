@@ -39,6 +39,8 @@ FRAME_CHANNELS: dict[str, int] = {
 
 # The most a room's tone may move a partial's level either way (dB; `ResonatorConfig.room_tone_db`).
 ROOM_TONE_MAX_DB: float = 24.0
+# The bound on the level table's velocity tone (`ResonatorConfig.velocity_tone_db`), dB either way.
+VELOCITY_TONE_MAX_DB: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -149,12 +151,27 @@ class ResonatorConfig:
     # recordings' differ by several dB (docs/evaluation.md, "The rooms' tone"). Empty: no tone.
     room_tone_hz: tuple[float, ...] = ()
     room_tone_db: tuple[tuple[float, ...], ...] = ()
+    # The level table's velocity tone (scripts/fit_partials.py --velocity-tone): synthesis sets every
+    # partial's fitted level (`levels_db`, its prompt sound with it) `velocity_tone_db[i][j]` dB higher
+    # for a note of velocity `velocity_tone_velocities[i]` at partial frequency `velocity_tone_hz[j]`
+    # (linear in dB of velocity and in log frequency between them, flat beyond; every year, the
+    # analysis never). Why: the table's level is a straight line in dB of velocity, and the training
+    # piano's is not: its loudest blows' top is 4-11 dB over the line at 4-8 kHz and its moderate
+    # ones' 1-5 dB under it (docs/evaluation.md, "The velocity tone"). `prompt_velocity_tone_db` (the
+    # same grid): the prompt sound's (`prompt_levels_db`) instead, fitted at the attack's end as that
+    # table is; empty: the same tone. Empty: the straight line.
+    velocity_tone_velocities: tuple[float, ...] = ()
+    velocity_tone_hz: tuple[float, ...] = ()
+    velocity_tone_db: tuple[tuple[float, ...], ...] = ()
+    prompt_velocity_tone_db: tuple[tuple[float, ...], ...] = ()
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
     SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "level_pitches", "levels_db", "level_velocity_slopes",
                                                  "level_velocity_slope_table", "prompt_levels_db",
                                                  "prompt_velocity_slope_table", "prompt_seconds", "room_years",
-                                                 "room_release_tau_s", "room_tone_hz", "room_tone_db")
+                                                 "room_release_tau_s", "room_tone_hz", "room_tone_db",
+                                                 "velocity_tone_velocities", "velocity_tone_hz", "velocity_tone_db",
+                                                 "prompt_velocity_tone_db")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -164,11 +181,12 @@ class ResonatorConfig:
     def __post_init__(self) -> None:
         key = "data.resonators."
         for name in ("tuning_cents", "inharmonicity", "level_pitches", "level_velocity_slopes", "room_years",
-                     "room_release_tau_s", "room_tone_hz"):
+                     "room_release_tau_s", "room_tone_hz", "velocity_tone_velocities", "velocity_tone_hz"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # tuples, whatever sequence was given
         object.__setattr__(self, "levels_db", tuple(tuple(row) for row in self.levels_db))
         object.__setattr__(self, "level_velocity_slope_table", tuple(tuple(row) for row in self.level_velocity_slope_table))
-        for name in ("prompt_levels_db", "prompt_velocity_slope_table", "room_tone_db"):
+        for name in ("prompt_levels_db", "prompt_velocity_slope_table", "room_tone_db", "velocity_tone_db",
+                     "prompt_velocity_tone_db"):
             object.__setattr__(self, name, tuple(tuple(row) for row in getattr(self, name)))
         _require(self.partials >= 0, key + "partials", self.partials, "must be >= 0")
         _require(self.synthesis_partials == 0 or self.synthesis_partials >= self.partials > 0,
@@ -251,6 +269,34 @@ class ResonatorConfig:
                              f"must be finite dB within +-{ROOM_TONE_MAX_DB:g} (room year {self.room_years[i]})")
             _require(bool(self.levels_db), key + "room_tone_db", "...",
                      "needs the fitted partial levels (levels_db): the tone sets them per year")
+        if self.velocity_tone_velocities or self.velocity_tone_hz or self.velocity_tone_db or self.prompt_velocity_tone_db:
+            _require(len(self.velocity_tone_velocities) > 0
+                     and all(math.isfinite(v) and 1 <= v <= C.MAX_MIDI_VELOCITY for v in self.velocity_tone_velocities)
+                     and all(b > a for a, b in zip(self.velocity_tone_velocities, self.velocity_tone_velocities[1:])),
+                     key + "velocity_tone_velocities", list(self.velocity_tone_velocities),
+                     f"must be MIDI velocities in [1, {C.MAX_MIDI_VELOCITY}] that rise")
+            _require(len(self.velocity_tone_hz) > 0 and all(math.isfinite(f) and f > 0 for f in self.velocity_tone_hz)
+                     and all(b > a for a, b in zip(self.velocity_tone_hz, self.velocity_tone_hz[1:])),
+                     key + "velocity_tone_hz", list(self.velocity_tone_hz), "must be frequencies > 0 Hz that rise")
+            _require(len(self.velocity_tone_db) == len(self.velocity_tone_velocities), key + "velocity_tone_db",
+                     len(self.velocity_tone_db),
+                     f"needs a row per velocity of velocity_tone_velocities ({len(self.velocity_tone_velocities)})")
+            if self.prompt_velocity_tone_db:
+                _require(len(self.prompt_velocity_tone_db) == len(self.velocity_tone_velocities),
+                         key + "prompt_velocity_tone_db", len(self.prompt_velocity_tone_db),
+                         f"needs a row per velocity of velocity_tone_velocities ({len(self.velocity_tone_velocities)})")
+                _require(bool(self.prompt_levels_db), key + "prompt_velocity_tone_db", "...",
+                         "needs the prompt sound (prompt_levels_db) it bends")
+            for name in ("velocity_tone_db", "prompt_velocity_tone_db"):
+                for i, row in enumerate(getattr(self, name)):
+                    _require(len(row) == len(self.velocity_tone_hz), f"{key}{name}[{i}]", len(row),
+                             f"needs a value per frequency of velocity_tone_hz ({len(self.velocity_tone_hz)})")
+                    for v in row:
+                        _require(math.isfinite(v) and abs(v) <= VELOCITY_TONE_MAX_DB, f"{key}{name}[{i}]", v,
+                                 f"must be finite dB within +-{VELOCITY_TONE_MAX_DB:g} "
+                                 f"(velocity {self.velocity_tone_velocities[i]:g})")
+            _require(bool(self.levels_db), key + "velocity_tone_db", "...",
+                     "needs the fitted partial levels (levels_db): the tone sets them by velocity")
         for name in ("pre_emphasis", "noise_lowpass"):
             if getattr(self, name) > 0:
                 _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")

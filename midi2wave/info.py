@@ -50,6 +50,8 @@ def describe_config(config: Config) -> list[str]:
            + f"; the network reads the {r.input}"
            + (f"; partial levels fitted at {len(r.level_pitches)} pitches" if r.levels_db else "")
            + (f", with a prompt sound over {r.prompt_seconds:g} s" if r.prompt_levels_db else "")
+           + (f", bent by velocity (a tone at {len(r.velocity_tone_velocities)} velocities)"
+              if r.velocity_tone_db else "")
            + (f"; rooms of {len(r.room_years)} years" if r.room_years else "")
            + (" with their tones" if r.room_tone_db else "")] if r.enabled else []),
         f"parameters: {total:,} ({cond:,} in conditioning paths)",

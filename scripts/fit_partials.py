@@ -4,6 +4,7 @@ the attack (data.resonators.level_pitches, .levels_db, .level_velocity_slopes) t
 audio.
 
     python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60] [-c CONFIG] [--level-corpus DIR]
+        [--prompt-delay S --prompt-share F] [--velocity-tone [--velocity-tone-share F]]
 
 Why: a resonator that misses its partial by more than about kappa * sample_rate / (2 pi) Hz (2.5 Hz
 at the bundled model's sustain kappa 0.001) cannot track it, and the untracked partial lands in the
@@ -39,11 +40,22 @@ in dB per dB of velocity per pitch and partial (`--shared-slopes`: per partial),
 at each attack's end (`sampling.partial_levels`). Why: free-running, a partial's level is whatever
 the few sampled innovations of its attack made it, and the bank's excitation drives a bass note's
 fundamental, which the recordings barely have.
+
+Velocity tone (`--velocity-tone`, with `-c`): the table's level is a straight line in dB of
+velocity per pitch and partial, and a piano's is not (its loudest blows' top rises steeply). The
+rows' residuals against the fitted table, by the note's velocity and the partial's frequency, give
+a grid (velocities every 16, frequencies 250 Hz to 7 kHz) that synthesis adds to every fitted level
+(`velocity_tone_db`; `fit_velocity_tone`). Rows whose peak stands under 10 dB over the spectrum's
+median between the neighbouring partials are in the recording's floor and left out, and so are all
+rows of a grid point most of whose rows are. With `--prompt-delay` the prompt sound gets its own,
+fitted to the early rows against their table and drawn back as that table is
+(`prompt_velocity_tone_db`, `prompt_extrapolation`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -56,7 +68,7 @@ from scipy.optimize import least_squares
 from fit_innovation_gain import training_pieces  # this folder: python scripts/fit_partials.py
 
 from midi2wave import constants as C
-from midi2wave.config import load_config
+from midi2wave.config import VELOCITY_TONE_MAX_DB, load_config
 from midi2wave.errors import InputError
 from midi2wave.midi import decay_tau_s, pitch_to_hz
 from midi2wave.conditioning.resonators import partial_hz
@@ -195,13 +207,24 @@ LEVEL_SEARCH_CENTS = 0.0
 BUNDLED_LEVEL_SEARCH_CENTS = 15.0
 BUNDLED_LEVEL_DELAY_S = 0.25
 PROMPT_MIN_HZ = 2000.0  # partials below this get no prompt sound (`prompt_tables`)
+# The velocity tone's grid (`fit_velocity_tone`): velocities every 16 (linear in dB of velocity in
+# between) and frequencies an octave apart up to 1 kHz, then every kHz (the hammer's top is where the
+# line misses most).
+VELOCITY_TONE_VELOCITIES = (16, 32, 48, 64, 80, 96, 112, 127)
+VELOCITY_TONE_HZ = (250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000)
+VELOCITY_TONE_SMOOTHING = 1.0  # weight of a first difference between neighbouring grid cells (dB)
+VELOCITY_TONE_MIN_CLEAR = 0.5  # the share of a grid point's rows that must stand clear of their floor
+VELOCITY_TONE_OVER_FLOOR_DB = 10.0  # a row's peak must stand this far over the median between its
+# neighbouring partials (the peak of noise within the search band reads about 6 dB over that median)
 LEVEL_PAD = 8  # the window zero-padded this many times (bins of 1 Hz) for the peak
+FLOOR_LOBE_BINS = 2.5  # `measure_levels(floor=True)` reads the floor this many resolution bins clear of partials
+FLOOR_MIN_BINS = 8      # and only where that leaves this many resolution bins between them
 
 
 def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple[float, ...], decay_scale: float,
                    decay_exponent: float, attack_s: float = 0.05, max_hz: float = 7800.0,
                    sample_rate_hz: int = C.SAMPLE_RATE_HZ, partials: int = MAX_PARTIAL,
-                   delay_s: float = 0.0, search_cents: float = LEVEL_SEARCH_CENTS) -> np.ndarray:
+                   delay_s: float = 0.0, search_cents: float = LEVEL_SEARCH_CENTS, floor: bool = False) -> np.ndarray:
     """float64 [n, 4] (pitch, velocity, k, amplitude) of isolated held notes' partials below `max_hz`
     at `attack_s` after the onset, from [(notes, audio float [n])]: the amplitude of the Hann-windowed
     spectrum's peak within `search_cents` of the partial's position (0: a probe at the position itself)
@@ -209,7 +232,10 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
     from the window's centre with the decay `decay_scale * midi.decay_tau_s(pitch) / k**decay_exponent` (pass
     the bank's: a bank set to this amplitude then rings as the recording does). A partial within
     `COINCIDE_HZ` of the searched band around a partial of an earlier note still sounding (pedalled) is
-    skipped: the probe would add that note's."""
+    skipped: the probe would add that note's. `floor`: [n, 5], with the spectrum's median amplitude
+    between the neighbouring partials' midpoints (the floor the peak stands on, referred back the
+    same way). Why: a soft note's top partials sink into the recording's floor, and their peaks
+    then measure the floor (velocity 20 above 4 kHz: within 1 dB of the level between partials)."""
     hann = np.hanning(LEVEL_WINDOW)
     n = np.arange(LEVEL_WINDOW)
     centre_s = delay_s + LEVEL_WINDOW / 2 / sample_rate_hz  # the window's centre after the attack end
@@ -227,7 +253,7 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
             others = (partial_hz(notes.pitch[ringing][:, None], ks[None, :], tuning_cents, inharmonicity).reshape(-1)
                       if ringing.any() else np.zeros(0))
             seg = np.asarray(x[a:a + LEVEL_WINDOW], np.float64) * hann
-            spectrum = np.abs(np.fft.rfft(seg, LEVEL_PAD * LEVEL_WINDOW)) if search_cents > 0 else None
+            spectrum = np.abs(np.fft.rfft(seg, LEVEL_PAD * LEVEL_WINDOW)) if search_cents > 0 or floor else None
             bin_hz = sample_rate_hz / (LEVEL_PAD * LEVEL_WINDOW)
             tau = decay_scale * float(decay_tau_s(pitch))
             for k in ks:
@@ -237,15 +263,25 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
                 reach = f * (2.0 ** (search_cents / 1200.0) - 1.0)
                 if others.size and np.abs(others - f).min() < COINCIDE_HZ + reach:
                     continue
-                if spectrum is None:
+                if search_cents <= 0:
                     peak = abs(np.dot(seg, np.exp(-2j * np.pi * f * n / sample_rate_hz)))
                 else:
                     lo = int(math.floor(f * 2.0 ** (-search_cents / 1200.0) / bin_hz))
                     hi = int(math.ceil(f * 2.0 ** (search_cents / 1200.0) / bin_hz)) + 1
                     peak = float(spectrum[lo:hi].max())
-                amplitude = 2.0 * peak / hann.sum()
-                rows.append((pitch, int(notes.velocity[i]), k, amplitude * math.exp(centre_s * k ** decay_exponent / tau)))
-    return np.asarray(rows, np.float64).reshape(-1, 4)
+                back = math.exp(centre_s * k ** decay_exponent / tau)
+                row = (pitch, int(notes.velocity[i]), k, 2.0 * peak / hann.sum() * back)
+                if floor:  # the median between the neighbours' midpoints, outside the main lobes
+                    below = float(partial_hz(pitch, k - 1, tuning_cents, inharmonicity)) if k > 1 else 0.0
+                    above = float(partial_hz(pitch, k + 1, tuning_cents, inharmonicity))
+                    lobe = FLOOR_LOBE_BINS * sample_rate_hz / LEVEL_WINDOW
+                    band = np.r_[(f + below) / 2.0 + lobe:f - lobe:bin_hz,
+                                 f + lobe:min((f + above) / 2.0, sample_rate_hz / 2.0) - lobe:bin_hz]
+                    level = (2.0 * float(np.median(spectrum[np.round(band / bin_hz).astype(np.int64)])) / hann.sum()
+                             if len(band) >= FLOOR_MIN_BINS * LEVEL_PAD else 0.0)  # packed partials: no floor read
+                    row += (level * back,)
+                rows.append(row)
+    return np.asarray(rows, np.float64).reshape(-1, 5 if floor else 4)
 
 
 def corpus_pieces(folder, sustain_threshold: int = C.PEDAL_ON_THRESHOLD, log=print) -> list[tuple[Any, np.ndarray]]:
@@ -358,6 +394,95 @@ def fit_levels(obs: np.ndarray, partials: int = MAX_PARTIAL, reference_velocity:
             slopes_out, float(np.median(np.abs(residual))))
 
 
+def fit_velocity_tone(obs: np.ndarray, config, velocities=VELOCITY_TONE_VELOCITIES, hz=VELOCITY_TONE_HZ,
+                      share: float = 1.0, min_over_floor_db: float = VELOCITY_TONE_OVER_FLOOR_DB
+                      ) -> tuple[tuple[tuple[float, ...], ...], float, float]:
+    """(velocity_tone_db [velocities][hz], median |residual| dB before, after) of `measure_levels`'
+    rows (with `floor`: only those standing `min_over_floor_db` over their floor; a row in the floor
+    measures the floor, which would read the soft blows' top loud) against `config`'s level table (`config.ResonatorConfig`, its own velocity tone left out):
+    what the table's straight line in dB of velocity misses, by the note's velocity and the
+    partial's frequency. A grid over (dB of velocity, log frequency), bilinear between its points
+    as `resonators.velocity_tone_db` reads it, fitted to the rows' residuals by least squares with a
+    Huber weight (`LEVEL_HUBER_DB`) and a pull of neighbouring points together
+    (`VELOCITY_TONE_SMOOTHING`; points without rows take their neighbours'); `share` of it kept (in
+    dB). Why on the residuals: the table's line is per pitch and partial, the bend is the blow's
+    (the hammer's felt hardens with force: the loudest blows' top rises steeply, docs/evaluation.md)."""
+    from midi2wave.conditioning.resonators import fitted_levels
+
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the velocity tone's share must lie in [0, 1], got {share}")
+    base = dataclasses.replace(config, velocity_tone_velocities=(), velocity_tone_hz=(), velocity_tone_db=())
+    pitch, velocity, k = obs[:, 0], obs[:, 1], obs[:, 2].astype(np.int64)
+    knots_v = 20.0 * np.log10(np.asarray(velocities, np.float64))
+    knots_f = np.log2(np.asarray(hz, np.float64))
+    V, F = len(knots_v), len(knots_f)
+    keep = k <= len(base.levels_db[0])
+    if obs.shape[1] > 4:
+        # a row in its floor is left out, and so is every row of a grid point most of whose rows are:
+        # the few that stand out there are the loud ones (velocity 20 at 5-8 kHz: 135 of 555)
+        clear = obs[:, 3] >= obs[:, 4] * 10.0 ** (min_over_floor_db / 20.0)
+        near_v = np.abs(20.0 * np.log10(np.maximum(velocity, 1.0))[:, None] - knots_v[None, :]).argmin(axis=1)
+        near_f = np.abs(np.log2(partial_hz(pitch, k, config.tuning_cents, config.inharmonicity))[:, None]
+                        - knots_f[None, :]).argmin(axis=1)
+        cell = near_v * F + near_f
+        clear_share = (np.bincount(cell, clear, V * F) / np.maximum(np.bincount(cell, None, V * F), 1))[cell]
+        keep &= clear & (clear_share >= VELOCITY_TONE_MIN_CLEAR)
+    pitch, velocity, k, amp = pitch[keep], velocity[keep], k[keep], obs[keep, 3]
+    residual = (20.0 * np.log10(np.maximum(amp, 1e-7))
+                - 20.0 * np.log10(np.maximum(fitted_levels(pitch, velocity, k, base), 1e-7)))
+
+    def hats(x, knots):  # (lower point, weight of the upper) of each x, flat beyond the ends
+        pos = np.interp(x, knots, np.arange(len(knots), dtype=np.float64))
+        lo = np.minimum(pos.astype(np.int64), max(len(knots) - 2, 0))
+        return lo, pos - lo
+
+    vlo, vw = hats(20.0 * np.log10(np.maximum(velocity, 1.0)), knots_v)
+    flo, fw = hats(np.log2(partial_hz(pitch, k, config.tuning_cents, config.inharmonicity)), knots_f)
+    rows = np.arange(len(residual))
+    design = np.zeros((len(residual), V * F))
+    for dv, wv in ((0, 1.0 - vw), (1, vw)):
+        for df, wf in ((0, 1.0 - fw), (1, fw)):
+            np.add.at(design, (rows, np.minimum(vlo + dv, V - 1) * F + np.minimum(flo + df, F - 1)), wv * wf)
+    penalty = []
+    for i in range(V):
+        for j in range(F):
+            for i2, j2 in ((i + 1, j), (i, j + 1)):
+                if i2 < V and j2 < F:
+                    row = np.zeros(V * F)
+                    row[i * F + j], row[i2 * F + j2] = -VELOCITY_TONE_SMOOTHING, VELOCITY_TONE_SMOOTHING
+                    penalty.append(row)
+    penalty = np.asarray(penalty).reshape(-1, V * F)
+    weight = np.ones(len(residual))
+    for _ in range(6):  # iteratively reweighted least squares (Huber)
+        theta = np.linalg.lstsq(np.vstack([design * weight[:, None], penalty]),
+                                np.concatenate([residual * weight, np.zeros(len(penalty))]), rcond=None)[0]
+        after = residual - design @ theta
+        weight = np.sqrt(1.0 / np.maximum(1.0, np.abs(after) / LEVEL_HUBER_DB))
+    tone = np.clip(share * theta.reshape(V, F), -VELOCITY_TONE_MAX_DB, VELOCITY_TONE_MAX_DB)
+    return (tuple(tuple(round(float(v), 2) for v in row) for row in tone), float(np.median(np.abs(residual))),
+            float(np.median(np.abs(residual - design @ tone.reshape(-1)))))
+
+
+def prompt_extrapolation(late, early, level_centre_s: float, prompt_centre_s: float, share: float = 1.0,
+                         hz=None, min_hz: float = 0.0) -> np.ndarray:
+    """The prompt sound's value at the attack's end (float64, the shape of `late`) of a quantity in dB
+    measured `level_centre_s` (`late`) and `prompt_centre_s` (`early`) after it: the straight line
+    through both drawn back to the attack's end, `share` of its excess over `late` kept; `late` where
+    `hz` (the partials' frequencies, the same shape; None: everywhere) is below `min_hz`. One line
+    for the prompt's levels, its slopes (`prompt_tables`) and its velocity tone."""
+    if not 0.0 <= prompt_centre_s < level_centre_s:
+        raise ValueError(f"the prompt must be measured before the levels ({prompt_centre_s} s, {level_centre_s} s)")
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the prompt's share must lie in [0, 1], got {share}")
+    scale = share * level_centre_s / (level_centre_s - prompt_centre_s)
+    late, early = np.asarray(late, np.float64), np.asarray(early, np.float64)
+    out = late + scale * (early - late)
+    if hz is not None:
+        low = np.broadcast_to(np.asarray(hz, np.float64), out.shape) < min_hz
+        out[low] = late[low]
+    return out
+
+
 def prompt_tables(table, slopes, prompt_table, prompt_slopes, level_centre_s: float, prompt_centre_s: float,
                   partial_hz_table=None, min_hz: float = 0.0, share: float = 1.0
                   ) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
@@ -376,20 +501,9 @@ def prompt_tables(table, slopes, prompt_table, prompt_slopes, level_centre_s: fl
     end is within 1 dB), and the table fitted there is the measurements' scatter (+12 dB on the
     fundamental at MIDI 48), which made the fundamentals fall 1-2 dB/s too fast. `share`: the
     fraction of the excess kept (in dB; 1: all of it)."""
-    if not 0.0 <= prompt_centre_s < level_centre_s:
-        raise ValueError(f"the prompt must be measured before the levels ({prompt_centre_s} s, {level_centre_s} s)")
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"the prompt's share must lie in [0, 1], got {share}")
-    scale = share * level_centre_s / (level_centre_s - prompt_centre_s)
-    def extrapolated(late, early):
-        late, early = np.asarray(late, np.float64), np.asarray(early, np.float64)
-        return late + scale * (early - late)
-    levels = extrapolated(table, prompt_table)
-    slope_table = extrapolated(slopes, prompt_slopes)
-    if partial_hz_table is not None:
-        low = np.asarray(partial_hz_table, np.float64) < min_hz
-        levels[low] = np.asarray(table, np.float64)[low]
-        slope_table[low] = np.asarray(slopes, np.float64)[low]
+    levels = prompt_extrapolation(table, prompt_table, level_centre_s, prompt_centre_s, share, partial_hz_table, min_hz)
+    slope_table = prompt_extrapolation(slopes, prompt_slopes, level_centre_s, prompt_centre_s, share, partial_hz_table,
+                                       min_hz)
     return (tuple(tuple(round(float(v), 2) for v in row) for row in levels),
             tuple(tuple(round(float(v), 3) for v in row) for row in slope_table))
 
@@ -420,6 +534,11 @@ def main(argv=None) -> int:
                     help=f"partials below this frequency get no prompt sound (default {PROMPT_MIN_HZ:g})")
     ap.add_argument("--prompt-share", type=float, default=1.0,
                     help="keep this fraction of the fitted prompt's excess over the level table, in dB (default 1)")
+    ap.add_argument("--velocity-tone", action="store_true",
+                    help="also fit what the level table's straight line in dB of velocity misses, by velocity and "
+                         "partial frequency (velocity_tone_db; needs -c)")
+    ap.add_argument("--velocity-tone-share", type=float, default=1.0,
+                    help="keep this fraction of the fitted velocity tone, in dB (default 1)")
     ap.add_argument("--level-corpus", type=Path, action="append", default=[], metavar="DIR",
                     help="also fit the levels to every MIDI + WAV pair under DIR (note_corpus.py; repeatable)")
     ap.add_argument("-c", "--config", default=None,
@@ -437,6 +556,10 @@ def main(argv=None) -> int:
         ap.error("--prompt-delay must be >= 0 and before --level-delay")
     if not 0.0 <= args.prompt_share <= 1.0:
         ap.error("--prompt-share must be between 0 and 1")
+    if not 0.0 <= args.velocity_tone_share <= 1.0:
+        ap.error("--velocity-tone-share must be between 0 and 1")
+    if args.velocity_tone and args.config is None:
+        ap.error("--velocity-tone needs -c CONFIG (the bank whose partial frequencies the tone is read at)")
     if args.prompt_delay is not None and args.shared_slopes:
         ap.error("--prompt-delay needs the slope table (without --shared-slopes)")
     if args.level_partials is None:
@@ -479,7 +602,7 @@ def main(argv=None) -> int:
         level_bank = dict(tuning_cents=tuning, inharmonicity=stiffness, decay_scale=bank.get("decay_scale", 0.5),
                           decay_exponent=bank.get("decay_exponent", 1.0), attack_s=0.05, max_hz=7800.0)
     levels = measure_levels(level_pieces, **level_bank, partials=args.level_partials,
-                            delay_s=args.level_delay, search_cents=args.level_search_cents)
+                            delay_s=args.level_delay, search_cents=args.level_search_cents, floor=args.velocity_tone)
     if len(levels) >= 20 * MAX_PARTIAL:
         pitches, table, slopes, level_err = fit_levels(levels, partials=args.level_partials, grid_step=args.level_step,
                                                        slope_table=not args.shared_slopes)
@@ -490,11 +613,26 @@ def main(argv=None) -> int:
             bank.update(level_velocity_slope_table=[list(row) for row in slopes], level_velocity_slopes=[])
         print(f"{len(levels)} partial levels of {len(np.unique(levels[:, 0]))} pitches; median |residual| "
               f"{level_err:.1f} dB", file=sys.stderr)
-        # without --prompt-delay the prompt is emptied: one fitted beside another table would not fit this one
-        bank.update(prompt_levels_db=[], prompt_velocity_slope_table=[], prompt_seconds=0.0)
+        # without --prompt-delay (--velocity-tone) the prompt (the tone) is emptied: one fitted beside another
+        # table would not fit this one
+        bank.update(prompt_levels_db=[], prompt_velocity_slope_table=[], prompt_seconds=0.0,
+                    velocity_tone_velocities=[], velocity_tone_hz=[], velocity_tone_db=[], prompt_velocity_tone_db=[])
+        if args.velocity_tone:
+            fitted = dataclasses.replace(target, level_pitches=tuple(pitches), levels_db=table,
+                                         level_velocity_slopes=() if not args.shared_slopes else slopes,
+                                         level_velocity_slope_table=slopes if not args.shared_slopes else (),
+                                         prompt_levels_db=(), prompt_velocity_slope_table=(), prompt_seconds=0.0,
+                                         room_tone_hz=(), room_tone_db=(), velocity_tone_velocities=(),
+                                         velocity_tone_hz=(), velocity_tone_db=())
+            tone, before, after = fit_velocity_tone(levels, fitted, share=args.velocity_tone_share)
+            velocity_tone_config = fitted
+            bank.update(velocity_tone_velocities=list(VELOCITY_TONE_VELOCITIES),
+                        velocity_tone_hz=list(VELOCITY_TONE_HZ), velocity_tone_db=[list(row) for row in tone])
+            print(f"velocity tone: median |residual| {before:.2f} -> {after:.2f} dB", file=sys.stderr)
         if args.prompt_delay is not None:
             early = measure_levels(level_pieces, **level_bank, partials=args.level_partials,
-                                   delay_s=args.prompt_delay, search_cents=args.level_search_cents)
+                                   delay_s=args.prompt_delay, search_cents=args.level_search_cents,
+                                   floor=args.velocity_tone)
             _, early_table, early_slopes, early_err = fit_levels(early, partials=args.level_partials,
                                                                  grid_step=args.level_step)
             centre = LEVEL_WINDOW / 2 / C.SAMPLE_RATE_HZ  # each measurement's window centre after its delay
@@ -506,6 +644,16 @@ def main(argv=None) -> int:
             bank.update(prompt_levels_db=[list(row) for row in prompt],
                         prompt_velocity_slope_table=[list(row) for row in prompt_slopes],
                         prompt_seconds=round(args.level_delay + centre, 4))
+            if args.velocity_tone:  # the prompt's tone: fitted at the attack's end, drawn back as its table is
+                early_tone, _, early_after = fit_velocity_tone(
+                    early, dataclasses.replace(velocity_tone_config, levels_db=early_table,
+                                               level_velocity_slope_table=early_slopes), share=args.velocity_tone_share)
+                prompt_tone = prompt_extrapolation(tone, early_tone, args.level_delay + centre, args.prompt_delay + centre,
+                                                   args.prompt_share, np.asarray(VELOCITY_TONE_HZ, np.float64)[None, :],
+                                                   args.prompt_min_hz)
+                bank.update(prompt_velocity_tone_db=[[round(float(v), 2) for v in row] for row in prompt_tone])
+                print(f"the prompt's velocity tone: median |residual| {early_after:.2f} dB at the attack's end",
+                      file=sys.stderr)
             print(f"{len(early)} partial levels {args.prompt_delay:g} s after the attack's end (the prompt sound); "
                   f"median |residual| {early_err:.1f} dB", file=sys.stderr)
     else:

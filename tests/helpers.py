@@ -86,7 +86,10 @@ LIVE_BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_at
                           prompt_velocity_slope_table=((0.5, 0.8, 1.0, 1.2), (0.5, 0.8, 1.0, 1.2)), prompt_seconds=0.06,
                           # a room with its release and its tone (quieter below 500 Hz, brighter above 2 kHz)
                           room_years=(2011,), room_release_tau_s=(0.05,), room_tone_hz=(500.0, 2000.0),
-                          room_tone_db=((-2.0, 3.0),))
+                          room_tone_db=((-2.0, 3.0),),
+                          # a velocity tone: the soft blows' top darker, the loud ones' brighter
+                          velocity_tone_velocities=(40.0, 64.0, 120.0), velocity_tone_hz=(1000.0, 3000.0),
+                          velocity_tone_db=((0.0, -2.0), (0.0, 0.0), (0.5, 4.0)))
 
 
 def live_model(causal: bool = True) -> Midi2Wave:

@@ -89,7 +89,9 @@ FLAT_BANK = {"resonator_partials": 5, "resonator_kappa": 0.03, "resonator_max_hz
              "resonator_synthesis_partials": 0,
              "resonator_room_years": (2004, 2018),
              "resonator_room_release_tau_s": (0.12, 0.07), "resonator_room_tone_hz": (500.0, 4000.0),
-             "resonator_room_tone_db": ((-1.0, -3.0), (1.0, 2.0))}
+             "resonator_room_tone_db": ((-1.0, -3.0), (1.0, 2.0)), "resonator_velocity_tone_velocities": (40.0, 120.0),
+             "resonator_velocity_tone_hz": (1000.0, 6000.0), "resonator_velocity_tone_db": ((0.0, -2.0), (0.0, 5.0)),
+             "resonator_prompt_velocity_tone_db": ()}
 
 
 def test_flat_resonator_keys_mean_the_nested_section(tmp_path):

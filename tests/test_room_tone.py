@@ -53,7 +53,8 @@ def test_the_tone_is_validated_and_goes_with_the_synthesis_settings():
         dataclasses.replace(TONED, room_tone_db=((math.nan, 0.0, 0.0), (0.0, 0.0, 0.0)))
     with pytest.raises(ConfigError, match="needs the fitted partial levels"):
         dataclasses.replace(TONED, level_pitches=(), levels_db=(), level_velocity_slope_table=(), prompt_levels_db=(),
-                            prompt_velocity_slope_table=(), prompt_seconds=0.0)
+                            prompt_velocity_slope_table=(), prompt_seconds=0.0, velocity_tone_velocities=(),
+                            velocity_tone_hz=(), velocity_tone_db=())
     config = Config(data=DataConfig(resonators=TONED))
     assert config_from_dict(config.to_dict()) == config
     assert {"data.resonators.room_tone_hz", "data.resonators.room_tone_db"} <= set(SYNTHESIS_ONLY_KEYS)

@@ -129,7 +129,11 @@ or `level_velocity_slopes`, fitted to a store by `scripts/fit_partials.py`; `sam
 w, synthesis only): the amplitude of partial k of a note `attack_s` after its onset, a table over
 pitch (every 3 semitones, linear between) and partial plus a slope in dB per dB of velocity per
 grid pitch and partial (or per partial) (`resonators.fitted_levels`, per oscillator
-`Schedule.level`). Through each oscillator's attack synthesis pulls its amplitude onto A(t) = rise *
+`Schedule.level`), plus the velocity tone (`velocity_tone_velocities`, `velocity_tone_hz`,
+`velocity_tone_db`, the prompt sound's `prompt_velocity_tone_db`; `scripts/fit_partials.py
+--velocity-tone`): dB by the note's velocity and the partial's frequency where the table's straight
+line in dB of velocity misses the piano's (`resonators.velocity_tone_db`), in every year, offline and
+live alike (the live bank's note tables come from the same `oscillators`). Through each oscillator's attack synthesis pulls its amplitude onto A(t) = rise *
 L(t) (held there with w = 1; below 1 each sample closes the fraction w of the log distance), keeping
 its phase: rise is a raised cosine over the first `resonators.LOCK_RISE_SAMPLES` (30 ms), so the
 partials sound from the onset, and L(t) the level at the attack end carried back along the decay and

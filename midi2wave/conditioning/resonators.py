@@ -347,13 +347,40 @@ def _table_db(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, grid: np.n
     return db + slope * 20.0 * np.log10(velocity / LEVEL_REFERENCE_VELOCITY)
 
 
+def velocity_tone_db(velocity: np.ndarray, hz: np.ndarray, config: ResonatorConfig, prompt: bool = False
+                     ) -> np.ndarray:
+    """The level table's velocity tone (`ResonatorConfig.velocity_tone_db`; `prompt`: the prompt
+    sound's, `prompt_velocity_tone_db`, where the config has one) in dB (float64 [n]) for partials of
+    these frequencies (Hz, [n]) in notes of these velocities ([n]): bilinear in dB of velocity and in
+    log frequency between the tone's velocities and frequencies, flat beyond; zeros where the config
+    has none."""
+    velocity = np.asarray(velocity, np.float64).reshape(-1)
+    if not config.velocity_tone_db:
+        return np.zeros(velocity.shape, np.float64)
+    tone = config.prompt_velocity_tone_db if prompt and config.prompt_velocity_tone_db else config.velocity_tone_db
+    table = np.asarray(tone, np.float64)     # [velocities, frequencies]
+    log_hz = np.log2(np.maximum(np.asarray(hz, np.float64).reshape(-1), 1e-3))
+    knots_hz = np.log2(np.asarray(config.velocity_tone_hz, np.float64))
+    by_velocity = np.stack([np.interp(log_hz, knots_hz, row) for row in table])  # [velocities, n]
+    vdb = 20.0 * np.log10(np.clip(velocity, 1.0, None))
+    knots_v = 20.0 * np.log10(np.asarray(config.velocity_tone_velocities, np.float64))
+    if len(knots_v) == 1:
+        return by_velocity[0]
+    pos = np.interp(vdb, knots_v, np.arange(len(knots_v), dtype=np.float64))
+    lo = np.minimum(pos.astype(np.int64), len(knots_v) - 2)
+    w = pos - lo
+    cols = np.arange(len(vdb))
+    return (1.0 - w) * by_velocity[lo, cols] + w * by_velocity[lo + 1, cols]
+
+
 def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig,
                   prompt: bool = False) -> np.ndarray:
     """Fitted amplitude (float64 [n], full scale 1) of partial k of notes of these pitches and
     velocities `attack_s` after their onsets (`ResonatorConfig.levels_db`: linear in pitch between
-    the grid pitches, flat beyond; the velocity slopes per partial, or per grid pitch and partial);
-    zeros when the config has no levels. `prompt`: with the prompt sound (`prompt_levels_db`; the
-    level table's where the config has none)."""
+    the grid pitches, flat beyond; the velocity slopes per partial, or per grid pitch and partial;
+    plus the velocity tone at the partial's frequency, `velocity_tone_db`, the prompt's
+    `prompt_velocity_tone_db` with it); zeros when the config has no levels. `prompt`: with the prompt sound (`prompt_levels_db`; the level table's where the
+    config has none)."""
     k = np.asarray(k, np.int64).reshape(-1)
     if not config.levels_db or k.size == 0:
         return np.zeros(k.shape, np.float64)
@@ -365,6 +392,9 @@ def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config
     else:
         db = _table_db(pitch, velocity, k, grid, config.levels_db, config.level_velocity_slope_table,
                        config.level_velocity_slopes)
+    if config.velocity_tone_db:
+        db = db + velocity_tone_db(velocity, partial_hz(pitch, k, config.tuning_cents, config.inharmonicity), config,
+                                   prompt=prompt and bool(config.prompt_levels_db))
     return 10.0 ** (db / 20.0)
 
 
