@@ -411,7 +411,8 @@ def fit_velocity_tone(obs: np.ndarray, config, velocities=VELOCITY_TONE_VELOCITI
 
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"the velocity tone's share must lie in [0, 1], got {share}")
-    base = dataclasses.replace(config, velocity_tone_velocities=(), velocity_tone_hz=(), velocity_tone_db=())
+    base = dataclasses.replace(config, velocity_tone_velocities=(), velocity_tone_hz=(), velocity_tone_db=(),
+                               prompt_velocity_tone_db=())
     pitch, velocity, k = obs[:, 0], obs[:, 1], obs[:, 2].astype(np.int64)
     knots_v = 20.0 * np.log10(np.asarray(velocities, np.float64))
     knots_f = np.log2(np.asarray(hz, np.float64))
@@ -623,7 +624,7 @@ def main(argv=None) -> int:
                                          level_velocity_slope_table=slopes if not args.shared_slopes else (),
                                          prompt_levels_db=(), prompt_velocity_slope_table=(), prompt_seconds=0.0,
                                          room_tone_hz=(), room_tone_db=(), velocity_tone_velocities=(),
-                                         velocity_tone_hz=(), velocity_tone_db=())
+                                         velocity_tone_hz=(), velocity_tone_db=(), prompt_velocity_tone_db=())
             tone, before, after = fit_velocity_tone(levels, fitted, share=args.velocity_tone_share)
             velocity_tone_config = fitted
             bank.update(velocity_tone_velocities=list(VELOCITY_TONE_VELOCITIES),

@@ -1,6 +1,6 @@
 """How close a level table can bring the bank's partials to a note sheet's reference: fit the table
 to the sheet's own reference notes (its training-instrument renders) and print the config with it (the rest of -c as it is,
-but without the prompt sound, `prompt_levels_db`, which was fitted beside -c's table).
+but without the prompt sound, `prompt_levels_db`, and the velocity tone, fitted beside -c's table).
 
     python scripts/levels_bound.py SHEET_DIR -c configs/default.json [--delay 0.1] > bound.json
     python -m midi2wave export --format safetensors midi2wave/assets /tmp/bound --sampling-from bound.json
@@ -69,10 +69,12 @@ def main(argv=None) -> int:
     pitches, table, slopes, err = fit_levels(obs, partials=partials)
     print(f"{len(obs)} partial levels; median |residual| {err:.2f} dB", file=sys.stderr)
     out = json.loads(Path(args.config).read_text())  # the config whole (its sampling too), the table replaced
-    # the prompt sound is left out: its tables were fitted beside the config's level table, on its grid
+    # the prompt sound and the velocity tone are left out: they were fitted beside the config's level table
     out["data"]["resonators"].update(level_pitches=list(pitches), levels_db=[list(r) for r in table],
                                      level_velocity_slope_table=[list(r) for r in slopes], level_velocity_slopes=[],
-                                     prompt_levels_db=[], prompt_velocity_slope_table=[], prompt_seconds=0.0)
+                                     prompt_levels_db=[], prompt_velocity_slope_table=[], prompt_seconds=0.0,
+                                     velocity_tone_velocities=[], velocity_tone_hz=[], velocity_tone_db=[],
+                                     prompt_velocity_tone_db=[])
     print(json.dumps(out, indent=1))
     return 0
 

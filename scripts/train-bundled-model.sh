@@ -15,8 +15,9 @@
 # attack; 0.7 of the innovation heard directly while notes sound past their attacks; partial
 # levels 1) and the partial levels fitted to this store and the instrument's isolated notes
 # (`python scripts/note_corpus.py CORPUS`, then `python scripts/fit_partials.py STORE -c
-# configs/default.json --level-corpus CORPUS --prompt-delay 0 --prompt-share 0.5`, pasted into the
-# config: the levels and the upper partials' prompt sound; then the rooms, `python
+# configs/default.json --level-corpus CORPUS --prompt-delay 0 --prompt-share 0.5 --velocity-tone`,
+# pasted into the config: the levels, the upper partials' prompt sound and the velocity tone; then
+# the rooms, `python
 # scripts/fit_rooms.py STORE --tone -c configs/default.json --tone-share 0.5`: each year's release
 # and tone; they change synthesis only, so training with or without them is the same).
 #

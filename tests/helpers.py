@@ -153,12 +153,14 @@ def free_port() -> int:
 # ---------------------------------------------------------------- partial-level fits (fit_partials.py)
 
 def four_partial_config(folder: Path) -> tuple[Path, ResonatorConfig]:
-    """configs/default.json with a four-partial bank (a quick level fit), written to `folder`:
-    (its path, its bank)."""
+    """configs/default.json with a four-partial bank (a quick level fit) and no velocity tone (the
+    synthetic notes' levels are straight lines in dB of velocity), written to `folder`: (its path,
+    its bank)."""
     import json
 
     raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
-    raw["data"]["resonators"].update(partials=4, synthesis_partials=0)
+    raw["data"]["resonators"].update(partials=4, synthesis_partials=0, velocity_tone_velocities=[], velocity_tone_hz=[],
+                                     velocity_tone_db=[], prompt_velocity_tone_db=[])
     path = Path(folder) / "config.json"
     path.write_text(json.dumps(raw))
     return path, load_config(path).data.resonators
