@@ -84,6 +84,8 @@ def main() -> int:
                 col = header.index(args.metric)
                 for row in rows:
                     key = tuple(row[:args.key_columns])
+                    if not row[col].strip():  # a row without this measure (a floor's first sound)
+                        continue
                     value = number(row[col])
                     old = best[name].get(key)
                     better = old is None or (value < old if args.lower_is_better else value > old)
