@@ -156,7 +156,7 @@ class ResonatorConfig:
     # for a note of velocity `velocity_tone_velocities[i]` at partial frequency `velocity_tone_hz[j]`
     # (linear in dB of velocity and in log frequency between them, flat beyond; every year, the
     # analysis never). Why: the table's level is a straight line in dB of velocity, and the training
-    # piano's is not: its loudest blows' top is 4-11 dB over the line at 4-8 kHz and its moderate
+    # piano's is not: its loudest blows' top is 3-11 dB over the line at 4-8 kHz and its moderate
     # ones' 1-5 dB under it (docs/evaluation.md, "The velocity tone"). `prompt_velocity_tone_db` (the
     # same grid): the prompt sound's (`prompt_levels_db`) instead, fitted at the attack's end as that
     # table is; empty: the same tone. Empty: the straight line.
@@ -270,6 +270,8 @@ class ResonatorConfig:
             _require(bool(self.levels_db), key + "room_tone_db", "...",
                      "needs the fitted partial levels (levels_db): the tone sets them per year")
         if self.velocity_tone_velocities or self.velocity_tone_hz or self.velocity_tone_db or self.prompt_velocity_tone_db:
+            _require(bool(self.velocity_tone_db) or not self.prompt_velocity_tone_db, key + "prompt_velocity_tone_db",
+                     "...", "needs the level table's velocity tone (velocity_tone_db) and its grid")
             _require(len(self.velocity_tone_velocities) > 0
                      and all(math.isfinite(v) and 1 <= v <= C.MAX_MIDI_VELOCITY for v in self.velocity_tone_velocities)
                      and all(b > a for a, b in zip(self.velocity_tone_velocities, self.velocity_tone_velocities[1:])),

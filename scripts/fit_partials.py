@@ -47,7 +47,8 @@ rows' residuals against the fitted table, by the note's velocity and the partial
 a grid (velocities every 16, frequencies 250 Hz to 7 kHz) that synthesis adds to every fitted level
 (`velocity_tone_db`; `fit_velocity_tone`). Rows whose peak stands under 10 dB over the spectrum's
 median between the neighbouring partials are in the recording's floor and left out, and so are all
-rows of a grid point most of whose rows are. With `--prompt-delay` the prompt sound gets its own,
+rows of a grid point most of whose rows are, and rows whose floor cannot be read (the bass, whose
+partials stand too close). With `--prompt-delay` the prompt sound gets its own,
 fitted to the early rows against their table and drawn back as that table is
 (`prompt_velocity_tone_db`, `prompt_extrapolation`).
 """
@@ -68,7 +69,7 @@ from scipy.optimize import least_squares
 from fit_innovation_gain import training_pieces  # this folder: python scripts/fit_partials.py
 
 from midi2wave import constants as C
-from midi2wave.config import VELOCITY_TONE_MAX_DB, load_config
+from midi2wave.config import VELOCITY_TONE_MAX_DB, ConfigError, load_config
 from midi2wave.errors import InputError
 from midi2wave.midi import decay_tau_s, pitch_to_hz
 from midi2wave.conditioning.resonators import partial_hz
@@ -420,13 +421,15 @@ def fit_velocity_tone(obs: np.ndarray, config, velocities=VELOCITY_TONE_VELOCITI
     keep = k <= len(base.levels_db[0])
     if obs.shape[1] > 4:
         # a row in its floor is left out, and so is every row of a grid point most of whose rows are:
-        # the few that stand out there are the loud ones (velocity 20 at 5-8 kHz: 135 of 555)
-        clear = obs[:, 3] >= obs[:, 4] * 10.0 ** (min_over_floor_db / 20.0)
+        # the few that stand out there are the loud ones (velocity 20 at 5-8 kHz: 135 of 555); a row whose
+        # floor could not be read (partials packed too close: the bass) is left out too, unknown
+        read = obs[:, 4] > 0.0
+        clear = read & (obs[:, 3] >= obs[:, 4] * 10.0 ** (min_over_floor_db / 20.0))
         near_v = np.abs(20.0 * np.log10(np.maximum(velocity, 1.0))[:, None] - knots_v[None, :]).argmin(axis=1)
         near_f = np.abs(np.log2(partial_hz(pitch, k, config.tuning_cents, config.inharmonicity))[:, None]
                         - knots_f[None, :]).argmin(axis=1)
         cell = near_v * F + near_f
-        clear_share = (np.bincount(cell, clear, V * F) / np.maximum(np.bincount(cell, None, V * F), 1))[cell]
+        clear_share = (np.bincount(cell, clear, V * F) / np.maximum(np.bincount(cell, read, V * F), 1))[cell]
         keep &= clear & (clear_share >= VELOCITY_TONE_MIN_CLEAR)
     pitch, velocity, k, amp = pitch[keep], velocity[keep], k[keep], obs[keep, 3]
     residual = (20.0 * np.log10(np.maximum(amp, 1e-7))
@@ -482,6 +485,22 @@ def prompt_extrapolation(late, early, level_centre_s: float, prompt_centre_s: fl
         low = np.broadcast_to(np.asarray(hz, np.float64), out.shape) < min_hz
         out[low] = late[low]
     return out
+
+
+def prompt_velocity_tone(late_tone, early_tone, hz, level_centre_s: float, prompt_centre_s: float, share: float,
+                         min_hz: float) -> tuple[tuple[tuple[float, ...], ...], int]:
+    """(prompt_velocity_tone_db [velocities][hz], how many values were clipped to
+    +-VELOCITY_TONE_MAX_DB) from the velocity tones fitted to the level rows (`late_tone`) and to the
+    rows at the attack's end (`early_tone`), on the grid's frequencies `hz`: drawn back as the
+    prompt's table is (`prompt_extrapolation`), the level table's tone at the grid's points at and
+    below `min_hz`. Why at them too: the prompt table is the level table's below `min_hz`, and a
+    partial between two grid points reads both."""
+    out = prompt_extrapolation(late_tone, early_tone, level_centre_s, prompt_centre_s, share)
+    low = np.asarray(hz, np.float64) <= min_hz
+    out[:, low] = np.asarray(late_tone, np.float64)[:, low]
+    clipped = int((np.abs(out) > VELOCITY_TONE_MAX_DB).sum())
+    out = np.clip(out, -VELOCITY_TONE_MAX_DB, VELOCITY_TONE_MAX_DB)
+    return tuple(tuple(round(float(v), 2) for v in row) for row in out), clipped
 
 
 def prompt_tables(table, slopes, prompt_table, prompt_slopes, level_centre_s: float, prompt_centre_s: float,
@@ -619,12 +638,16 @@ def main(argv=None) -> int:
         bank.update(prompt_levels_db=[], prompt_velocity_slope_table=[], prompt_seconds=0.0,
                     velocity_tone_velocities=[], velocity_tone_hz=[], velocity_tone_db=[], prompt_velocity_tone_db=[])
         if args.velocity_tone:
-            fitted = dataclasses.replace(target, level_pitches=tuple(pitches), levels_db=table,
-                                         level_velocity_slopes=() if not args.shared_slopes else slopes,
-                                         level_velocity_slope_table=slopes if not args.shared_slopes else (),
-                                         prompt_levels_db=(), prompt_velocity_slope_table=(), prompt_seconds=0.0,
-                                         room_tone_hz=(), room_tone_db=(), velocity_tone_velocities=(),
-                                         velocity_tone_hz=(), velocity_tone_db=(), prompt_velocity_tone_db=())
+            try:  # the -c bank with the table just fitted (its tone read at that bank's partial frequencies)
+                fitted = dataclasses.replace(target, synthesis_partials=0, level_pitches=tuple(pitches), levels_db=table,
+                                             level_velocity_slopes=() if not args.shared_slopes else slopes,
+                                             level_velocity_slope_table=slopes if not args.shared_slopes else (),
+                                             prompt_levels_db=(), prompt_velocity_slope_table=(), prompt_seconds=0.0,
+                                             room_tone_hz=(), room_tone_db=(), velocity_tone_velocities=(),
+                                             velocity_tone_hz=(), velocity_tone_db=(), prompt_velocity_tone_db=())
+            except ConfigError as e:
+                print(f"{args.config}: the fitted table does not fit its bank: {e}", file=sys.stderr)
+                return 1
             tone, before, after = fit_velocity_tone(levels, fitted, share=args.velocity_tone_share)
             velocity_tone_config = fitted
             bank.update(velocity_tone_velocities=list(VELOCITY_TONE_VELOCITIES),
@@ -649,10 +672,13 @@ def main(argv=None) -> int:
                 early_tone, _, early_after = fit_velocity_tone(
                     early, dataclasses.replace(velocity_tone_config, levels_db=early_table,
                                                level_velocity_slope_table=early_slopes), share=args.velocity_tone_share)
-                prompt_tone = prompt_extrapolation(tone, early_tone, args.level_delay + centre, args.prompt_delay + centre,
-                                                   args.prompt_share, np.asarray(VELOCITY_TONE_HZ, np.float64)[None, :],
-                                                   args.prompt_min_hz)
-                bank.update(prompt_velocity_tone_db=[[round(float(v), 2) for v in row] for row in prompt_tone])
+                prompt_tone, clipped = prompt_velocity_tone(tone, early_tone, VELOCITY_TONE_HZ, args.level_delay + centre,
+                                                            args.prompt_delay + centre, args.prompt_share,
+                                                            args.prompt_min_hz)
+                if clipped:
+                    print(f"the prompt's velocity tone: {clipped} values clipped to +-{VELOCITY_TONE_MAX_DB:g} dB",
+                          file=sys.stderr)
+                bank.update(prompt_velocity_tone_db=[list(row) for row in prompt_tone])
                 print(f"the prompt's velocity tone: median |residual| {early_after:.2f} dB at the attack's end",
                       file=sys.stderr)
             print(f"{len(early)} partial levels {args.prompt_delay:g} s after the attack's end (the prompt sound); "
