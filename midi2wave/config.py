@@ -37,10 +37,9 @@ FRAME_CHANNELS: dict[str, int] = {
     "pedals": C.N_PEDALS,  # continuous CC64, CC66, CC67 values / 127
 }
 
-# The most a room's tone may move a partial's level either way (dB; `ResonatorConfig.room_tone_db`).
-ROOM_TONE_MAX_DB: float = 24.0
-# The bound on the level table's velocity tone (`ResonatorConfig.velocity_tone_db`), dB either way.
-VELOCITY_TONE_MAX_DB: float = 24.0
+# The most a tone may move a partial's level either way (dB; `ResonatorConfig.room_tone_db`,
+# `velocity_tone_db`, `prompt_velocity_tone_db`).
+TONE_MAX_DB: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -256,17 +255,9 @@ class ResonatorConfig:
         _require(all(math.isfinite(t) and t > 0 for t in self.room_release_tau_s), key + "room_release_tau_s",
                  list(self.room_release_tau_s), "must be > 0")
         if self.room_tone_hz or self.room_tone_db:
-            _require(len(self.room_tone_hz) > 0 and all(math.isfinite(f) and f > 0 for f in self.room_tone_hz)
-                     and all(b > a for a, b in zip(self.room_tone_hz, self.room_tone_hz[1:])), key + "room_tone_hz",
-                     list(self.room_tone_hz), "must be frequencies > 0 Hz that rise")
-            _require(len(self.room_tone_db) == len(self.room_years), key + "room_tone_db", len(self.room_tone_db),
-                     f"needs a row per room year ({len(self.room_years)} in room_years)")
-            for i, row in enumerate(self.room_tone_db):
-                _require(len(row) == len(self.room_tone_hz), f"{key}room_tone_db[{i}]", len(row),
-                         f"needs a value per frequency of room_tone_hz ({len(self.room_tone_hz)})")
-                for v in row:
-                    _require(math.isfinite(v) and abs(v) <= ROOM_TONE_MAX_DB, f"{key}room_tone_db[{i}]", v,
-                             f"must be finite dB within +-{ROOM_TONE_MAX_DB:g} (room year {self.room_years[i]})")
+            _require_tone_grid(key, "room_tone_hz", self.room_tone_hz, "room_tone_db", self.room_tone_db,
+                               [f"room year {y}" for y in self.room_years],
+                               f"needs a row per room year ({len(self.room_years)} in room_years)")
             _require(bool(self.levels_db), key + "room_tone_db", "...",
                      "needs the fitted partial levels (levels_db): the tone sets them per year")
         if self.velocity_tone_velocities or self.velocity_tone_hz or self.velocity_tone_db or self.prompt_velocity_tone_db:
@@ -277,26 +268,15 @@ class ResonatorConfig:
                      and all(b > a for a, b in zip(self.velocity_tone_velocities, self.velocity_tone_velocities[1:])),
                      key + "velocity_tone_velocities", list(self.velocity_tone_velocities),
                      f"must be MIDI velocities in [1, {C.MAX_MIDI_VELOCITY}] that rise")
-            _require(len(self.velocity_tone_hz) > 0 and all(math.isfinite(f) and f > 0 for f in self.velocity_tone_hz)
-                     and all(b > a for a, b in zip(self.velocity_tone_hz, self.velocity_tone_hz[1:])),
-                     key + "velocity_tone_hz", list(self.velocity_tone_hz), "must be frequencies > 0 Hz that rise")
-            _require(len(self.velocity_tone_db) == len(self.velocity_tone_velocities), key + "velocity_tone_db",
-                     len(self.velocity_tone_db),
-                     f"needs a row per velocity of velocity_tone_velocities ({len(self.velocity_tone_velocities)})")
+            per_velocity = [f"velocity {v:g}" for v in self.velocity_tone_velocities]
+            rows = f"needs a row per velocity of velocity_tone_velocities ({len(self.velocity_tone_velocities)})"
+            _require_tone_grid(key, "velocity_tone_hz", self.velocity_tone_hz, "velocity_tone_db",
+                               self.velocity_tone_db, per_velocity, rows)
             if self.prompt_velocity_tone_db:
-                _require(len(self.prompt_velocity_tone_db) == len(self.velocity_tone_velocities),
-                         key + "prompt_velocity_tone_db", len(self.prompt_velocity_tone_db),
-                         f"needs a row per velocity of velocity_tone_velocities ({len(self.velocity_tone_velocities)})")
+                _require_tone_grid(key, "velocity_tone_hz", self.velocity_tone_hz, "prompt_velocity_tone_db",
+                                   self.prompt_velocity_tone_db, per_velocity, rows)
                 _require(bool(self.prompt_levels_db), key + "prompt_velocity_tone_db", "...",
                          "needs the prompt sound (prompt_levels_db) it bends")
-            for name in ("velocity_tone_db", "prompt_velocity_tone_db"):
-                for i, row in enumerate(getattr(self, name)):
-                    _require(len(row) == len(self.velocity_tone_hz), f"{key}{name}[{i}]", len(row),
-                             f"needs a value per frequency of velocity_tone_hz ({len(self.velocity_tone_hz)})")
-                    for v in row:
-                        _require(math.isfinite(v) and abs(v) <= VELOCITY_TONE_MAX_DB, f"{key}{name}[{i}]", v,
-                                 f"must be finite dB within +-{VELOCITY_TONE_MAX_DB:g} "
-                                 f"(velocity {self.velocity_tone_velocities[i]:g})")
             _require(bool(self.levels_db), key + "velocity_tone_db", "...",
                      "needs the fitted partial levels (levels_db): the tone sets them by velocity")
         for name in ("pre_emphasis", "noise_lowpass"):
@@ -825,6 +805,22 @@ _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train":
 def _require(ok: bool, key: str, value: Any, problem: str) -> None:
     if not ok:
         raise ConfigError(f"{key} = {value!r}: {problem}")
+
+
+def _require_tone_grid(key: str, hz_name: str, hz: tuple[float, ...], db_name: str,
+                       rows: tuple[tuple[float, ...], ...], row_labels: list[str], rows_problem: str) -> None:
+    """A tone's checks (`ResonatorConfig.room_tone_db`, `velocity_tone_db`, `prompt_velocity_tone_db`):
+    its frequencies `hz` rise above 0 Hz, it has a row per label and each row a finite value within
+    +-TONE_MAX_DB per frequency; the messages name the row and its label."""
+    _require(len(hz) > 0 and all(math.isfinite(f) and f > 0 for f in hz) and all(b > a for a, b in zip(hz, hz[1:])),
+             key + hz_name, list(hz), "must be frequencies > 0 Hz that rise")
+    _require(len(rows) == len(row_labels), key + db_name, len(rows), rows_problem)
+    for i, row in enumerate(rows):
+        _require(len(row) == len(hz), f"{key}{db_name}[{i}]", len(row),
+                 f"needs a value per frequency of {hz_name} ({len(hz)})")
+        for v in row:
+            _require(math.isfinite(v) and abs(v) <= TONE_MAX_DB, f"{key}{db_name}[{i}]", v,
+                     f"must be finite dB within +-{TONE_MAX_DB:g} ({row_labels[i]})")
 
 
 def _to_jsonable(obj: Any) -> Any:

@@ -69,7 +69,7 @@ from scipy.optimize import least_squares
 from fit_innovation_gain import training_pieces  # this folder: python scripts/fit_partials.py
 
 from midi2wave import constants as C
-from midi2wave.config import VELOCITY_TONE_MAX_DB, ConfigError, load_config
+from midi2wave.config import TONE_MAX_DB, ConfigError, load_config
 from midi2wave.errors import InputError
 from midi2wave.midi import decay_tau_s, pitch_to_hz
 from midi2wave.conditioning.resonators import partial_hz
@@ -408,16 +408,18 @@ def fit_velocity_tone(obs: np.ndarray, config, velocities=VELOCITY_TONE_VELOCITI
     (`VELOCITY_TONE_SMOOTHING`; points without rows take their neighbours'); `share` of it kept (in
     dB). Why on the residuals: the table's line is per pitch and partial, the bend is the blow's
     (the hammer's felt hardens with force: the loudest blows' top rises steeply, docs/evaluation.md)."""
-    from midi2wave.conditioning.resonators import fitted_levels
+    from midi2wave.conditioning.resonators import fitted_levels, grid_weights, velocity_db
 
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"the velocity tone's share must lie in [0, 1], got {share}")
     base = dataclasses.replace(config, velocity_tone_velocities=(), velocity_tone_hz=(), velocity_tone_db=(),
                                prompt_velocity_tone_db=())
     pitch, velocity, k = obs[:, 0], obs[:, 1], obs[:, 2].astype(np.int64)
-    knots_v = 20.0 * np.log10(np.asarray(velocities, np.float64))
-    knots_f = np.log2(np.asarray(hz, np.float64))
+    knots_v, knots_f = velocity_db(np.asarray(velocities)), np.log2(np.asarray(hz, np.float64))
     V, F = len(knots_v), len(knots_f)
+    # each row's place on the grid's axes, as `resonators.velocity_tone_db` reads it
+    row_v = velocity_db(velocity)
+    row_f = np.log2(np.maximum(partial_hz(pitch, k, config.tuning_cents, config.inharmonicity), 1e-3))
     keep = k <= len(base.levels_db[0])
     if obs.shape[1] > 4:
         # a row in its floor is left out, and so is every row of a grid point most of whose rows are:
@@ -425,28 +427,20 @@ def fit_velocity_tone(obs: np.ndarray, config, velocities=VELOCITY_TONE_VELOCITI
         # floor could not be read (partials packed too close: the bass) is left out too, unknown
         read = obs[:, 4] > 0.0
         clear = read & (obs[:, 3] >= obs[:, 4] * 10.0 ** (min_over_floor_db / 20.0))
-        near_v = np.abs(20.0 * np.log10(np.maximum(velocity, 1.0))[:, None] - knots_v[None, :]).argmin(axis=1)
-        near_f = np.abs(np.log2(partial_hz(pitch, k, config.tuning_cents, config.inharmonicity))[:, None]
-                        - knots_f[None, :]).argmin(axis=1)
-        cell = near_v * F + near_f
+        cell = (np.abs(row_v[:, None] - knots_v[None, :]).argmin(axis=1) * F
+                + np.abs(row_f[:, None] - knots_f[None, :]).argmin(axis=1))  # the nearest grid point
         clear_share = (np.bincount(cell, clear, V * F) / np.maximum(np.bincount(cell, read, V * F), 1))[cell]
         keep &= clear & (clear_share >= VELOCITY_TONE_MIN_CLEAR)
     pitch, velocity, k, amp = pitch[keep], velocity[keep], k[keep], obs[keep, 3]
     residual = (20.0 * np.log10(np.maximum(amp, 1e-7))
                 - 20.0 * np.log10(np.maximum(fitted_levels(pitch, velocity, k, base), 1e-7)))
-
-    def hats(x, knots):  # (lower point, weight of the upper) of each x, flat beyond the ends
-        pos = np.interp(x, knots, np.arange(len(knots), dtype=np.float64))
-        lo = np.minimum(pos.astype(np.int64), max(len(knots) - 2, 0))
-        return lo, pos - lo
-
-    vlo, vw = hats(20.0 * np.log10(np.maximum(velocity, 1.0)), knots_v)
-    flo, fw = hats(np.log2(partial_hz(pitch, k, config.tuning_cents, config.inharmonicity)), knots_f)
+    vlo, vhi, vw = grid_weights(row_v[keep], knots_v)
+    flo, fhi, fw = grid_weights(row_f[keep], knots_f)
     rows = np.arange(len(residual))
     design = np.zeros((len(residual), V * F))
-    for dv, wv in ((0, 1.0 - vw), (1, vw)):
-        for df, wf in ((0, 1.0 - fw), (1, fw)):
-            np.add.at(design, (rows, np.minimum(vlo + dv, V - 1) * F + np.minimum(flo + df, F - 1)), wv * wf)
+    for v_at, wv in ((vlo, 1.0 - vw), (vhi, vw)):
+        for f_at, wf in ((flo, 1.0 - fw), (fhi, fw)):
+            np.add.at(design, (rows, v_at * F + f_at), wv * wf)
     penalty = []
     for i in range(V):
         for j in range(F):
@@ -462,7 +456,7 @@ def fit_velocity_tone(obs: np.ndarray, config, velocities=VELOCITY_TONE_VELOCITI
                                 np.concatenate([residual * weight, np.zeros(len(penalty))]), rcond=None)[0]
         after = residual - design @ theta
         weight = np.sqrt(1.0 / np.maximum(1.0, np.abs(after) / LEVEL_HUBER_DB))
-    tone = np.clip(share * theta.reshape(V, F), -VELOCITY_TONE_MAX_DB, VELOCITY_TONE_MAX_DB)
+    tone = np.clip(share * theta.reshape(V, F), -TONE_MAX_DB, TONE_MAX_DB)
     return (tuple(tuple(round(float(v), 2) for v in row) for row in tone), float(np.median(np.abs(residual))),
             float(np.median(np.abs(residual - design @ tone.reshape(-1)))))
 
@@ -490,7 +484,7 @@ def prompt_extrapolation(late, early, level_centre_s: float, prompt_centre_s: fl
 def prompt_velocity_tone(late_tone, early_tone, hz, level_centre_s: float, prompt_centre_s: float, share: float,
                          min_hz: float) -> tuple[tuple[tuple[float, ...], ...], int]:
     """(prompt_velocity_tone_db [velocities][hz], how many values were clipped to
-    +-VELOCITY_TONE_MAX_DB) from the velocity tones fitted to the level rows (`late_tone`) and to the
+    +-TONE_MAX_DB) from the velocity tones fitted to the level rows (`late_tone`) and to the
     rows at the attack's end (`early_tone`), on the grid's frequencies `hz`: drawn back as the
     prompt's table is (`prompt_extrapolation`), the level table's tone at the grid's points at and
     below `min_hz`. Why at them too: the prompt table is the level table's below `min_hz`, and a
@@ -498,8 +492,8 @@ def prompt_velocity_tone(late_tone, early_tone, hz, level_centre_s: float, promp
     out = prompt_extrapolation(late_tone, early_tone, level_centre_s, prompt_centre_s, share)
     low = np.asarray(hz, np.float64) <= min_hz
     out[:, low] = np.asarray(late_tone, np.float64)[:, low]
-    clipped = int((np.abs(out) > VELOCITY_TONE_MAX_DB).sum())
-    out = np.clip(out, -VELOCITY_TONE_MAX_DB, VELOCITY_TONE_MAX_DB)
+    clipped = int((np.abs(out) > TONE_MAX_DB).sum())
+    out = np.clip(out, -TONE_MAX_DB, TONE_MAX_DB)
     return tuple(tuple(round(float(v), 2) for v in row) for row in out), clipped
 
 
@@ -649,7 +643,6 @@ def main(argv=None) -> int:
                 print(f"{args.config}: the fitted table does not fit its bank: {e}", file=sys.stderr)
                 return 1
             tone, before, after = fit_velocity_tone(levels, fitted, share=args.velocity_tone_share)
-            velocity_tone_config = fitted
             bank.update(velocity_tone_velocities=list(VELOCITY_TONE_VELOCITIES),
                         velocity_tone_hz=list(VELOCITY_TONE_HZ), velocity_tone_db=[list(row) for row in tone])
             print(f"velocity tone: median |residual| {before:.2f} -> {after:.2f} dB", file=sys.stderr)
@@ -670,13 +663,13 @@ def main(argv=None) -> int:
                         prompt_seconds=round(args.level_delay + centre, 4))
             if args.velocity_tone:  # the prompt's tone: fitted at the attack's end, drawn back as its table is
                 early_tone, _, early_after = fit_velocity_tone(
-                    early, dataclasses.replace(velocity_tone_config, levels_db=early_table,
+                    early, dataclasses.replace(fitted, levels_db=early_table,
                                                level_velocity_slope_table=early_slopes), share=args.velocity_tone_share)
                 prompt_tone, clipped = prompt_velocity_tone(tone, early_tone, VELOCITY_TONE_HZ, args.level_delay + centre,
                                                             args.prompt_delay + centre, args.prompt_share,
                                                             args.prompt_min_hz)
                 if clipped:
-                    print(f"the prompt's velocity tone: {clipped} values clipped to +-{VELOCITY_TONE_MAX_DB:g} dB",
+                    print(f"the prompt's velocity tone: {clipped} values clipped to +-{TONE_MAX_DB:g} dB",
                           file=sys.stderr)
                 bank.update(prompt_velocity_tone_db=[list(row) for row in prompt_tone])
                 print(f"the prompt's velocity tone: median |residual| {early_after:.2f} dB at the attack's end",

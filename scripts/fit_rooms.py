@@ -58,7 +58,7 @@ import numpy as np
 
 from midi2wave import constants as C
 from midi2wave.conditioning import resonators
-from midi2wave.config import ROOM_TONE_MAX_DB, ResonatorConfig, load_config
+from midi2wave.config import TONE_MAX_DB, ResonatorConfig, load_config
 from midi2wave.data.store import load_store_manifest, load_store_notes
 from midi2wave.errors import Midi2WaveError
 from midi2wave.evaluation import notesheet
@@ -343,9 +343,9 @@ def main(argv=None) -> int:
             tone_hz = list(tone_centres_hz())
             for y in years:
                 row = [args.tone_share * v for v in fitted.get(y, [0.0] * len(tone_hz))]
-                if any(abs(v) > ROOM_TONE_MAX_DB for v in row):
-                    print(f"{y}: tone beyond +-{ROOM_TONE_MAX_DB:g} dB, held there", file=sys.stderr)
-                tone_db.append([round(float(np.clip(v, -ROOM_TONE_MAX_DB, ROOM_TONE_MAX_DB)), 2) for v in row])
+                if any(abs(v) > TONE_MAX_DB for v in row):
+                    print(f"{y}: tone beyond +-{TONE_MAX_DB:g} dB, held there", file=sys.stderr)
+                tone_db.append([round(float(np.clip(v, -TONE_MAX_DB, TONE_MAX_DB)), 2) for v in row])
     if not years:
         print(f"{args.store}: no year has {args.min_releases} releases into silence", file=sys.stderr)
         return 1

@@ -276,9 +276,28 @@ def room_level_gain(config: ResonatorConfig, year: int | None, omega: np.ndarray
     tone = config.room_tone_for(year)
     if tone is None:
         return None
-    hz = np.maximum(np.asarray(omega, np.float64) * (sample_rate_hz / (2.0 * math.pi)), 1e-3)
-    db = np.interp(np.log2(hz), np.log2(np.asarray(config.room_tone_hz, np.float64)), np.asarray(tone, np.float64))
-    return 10.0 ** (db / 20.0)
+    hz = np.asarray(omega, np.float64) * (sample_rate_hz / (2.0 * math.pi))
+    return 10.0 ** (tone_at_hz(hz, config.room_tone_hz, (tone,))[0] / 20.0)
+
+
+def tone_at_hz(hz: np.ndarray, tone_hz: tuple[float, ...], rows) -> np.ndarray:
+    """Tones read at these frequencies (Hz, [n]): float64 [rows, n], each row of `rows` (dB at
+    `tone_hz`, rising) linear in log frequency between its frequencies and flat beyond. The one
+    reading of the rooms' tone (`room_level_gain`) and the velocity tone (`velocity_tone_db`)."""
+    log_hz = np.log2(np.maximum(np.asarray(hz, np.float64).reshape(-1), 1e-3))
+    knots = np.log2(np.asarray(tone_hz, np.float64))
+    return np.stack([np.interp(log_hz, knots, np.asarray(row, np.float64)) for row in rows])
+
+
+def grid_weights(x: np.ndarray, knots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower point, upper point, the upper's weight) of each x ([n]) on a rising grid `knots`, linear
+    between its points and flat beyond: a value on the grid reads (1 - w) v[lo] + w v[hi]. Shared by
+    `velocity_tone_db` and the velocity tone's fit (scripts/fit_partials.py), so that what is fitted is
+    what is read."""
+    knots = np.asarray(knots, np.float64)
+    pos = np.interp(np.asarray(x, np.float64), knots, np.arange(len(knots), dtype=np.float64))
+    lo = np.minimum(pos.astype(np.int64), max(len(knots) - 2, 0))
+    return lo, np.minimum(lo + 1, len(knots) - 1), pos - lo
 
 
 def release_pole_for(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> float:
@@ -358,29 +377,26 @@ def velocity_tone_db(velocity: np.ndarray, hz: np.ndarray, config: ResonatorConf
     if not config.velocity_tone_db:
         return np.zeros(velocity.shape, np.float64)
     tone = config.prompt_velocity_tone_db if prompt and config.prompt_velocity_tone_db else config.velocity_tone_db
-    table = np.asarray(tone, np.float64)     # [velocities, frequencies]
-    log_hz = np.log2(np.maximum(np.asarray(hz, np.float64).reshape(-1), 1e-3))
-    knots_hz = np.log2(np.asarray(config.velocity_tone_hz, np.float64))
-    by_velocity = np.stack([np.interp(log_hz, knots_hz, row) for row in table])  # [velocities, n]
-    vdb = 20.0 * np.log10(np.clip(velocity, 1.0, None))
-    knots_v = 20.0 * np.log10(np.asarray(config.velocity_tone_velocities, np.float64))
-    if len(knots_v) == 1:
-        return by_velocity[0]
-    pos = np.interp(vdb, knots_v, np.arange(len(knots_v), dtype=np.float64))
-    lo = np.minimum(pos.astype(np.int64), len(knots_v) - 2)
-    w = pos - lo
-    cols = np.arange(len(vdb))
-    return (1.0 - w) * by_velocity[lo, cols] + w * by_velocity[lo + 1, cols]
+    by_velocity = tone_at_hz(hz, config.velocity_tone_hz, tone)  # [velocities, n]
+    lo, hi, w = grid_weights(velocity_db(velocity), velocity_db(np.asarray(config.velocity_tone_velocities)))
+    cols = np.arange(len(velocity))
+    return (1.0 - w) * by_velocity[lo, cols] + w * by_velocity[hi, cols]
+
+
+def velocity_db(velocity: np.ndarray) -> np.ndarray:
+    """MIDI velocities (at least 1) in dB: the velocity tone's axis."""
+    return 20.0 * np.log10(np.clip(np.asarray(velocity, np.float64), 1.0, None))
 
 
 def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config: ResonatorConfig,
-                  prompt: bool = False) -> np.ndarray:
+                  prompt: bool = False, hz: np.ndarray | None = None) -> np.ndarray:
     """Fitted amplitude (float64 [n], full scale 1) of partial k of notes of these pitches and
     velocities `attack_s` after their onsets (`ResonatorConfig.levels_db`: linear in pitch between
     the grid pitches, flat beyond; the velocity slopes per partial, or per grid pitch and partial;
     plus the velocity tone at the partial's frequency, `velocity_tone_db`, the prompt's
-    `prompt_velocity_tone_db` with it); zeros when the config has no levels. `prompt`: with the prompt sound (`prompt_levels_db`; the level table's where the
-    config has none)."""
+    `prompt_velocity_tone_db` with it); zeros when the config has no levels. `prompt`: with the prompt
+    sound (`prompt_levels_db`; the level table's where the config has none). `hz`: the partials'
+    frequencies where the caller has them (`partial_hz` of the config's tuning; None: computed)."""
     k = np.asarray(k, np.int64).reshape(-1)
     if not config.levels_db or k.size == 0:
         return np.zeros(k.shape, np.float64)
@@ -392,9 +408,10 @@ def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config
     else:
         db = _table_db(pitch, velocity, k, grid, config.levels_db, config.level_velocity_slope_table,
                        config.level_velocity_slopes)
-    if config.velocity_tone_db:
-        db = db + velocity_tone_db(velocity, partial_hz(pitch, k, config.tuning_cents, config.inharmonicity), config,
-                                   prompt=prompt and bool(config.prompt_levels_db))
+    if config.velocity_tone_db:  # (a prompt tone exists only with the prompt sound: ResonatorConfig's checks)
+        if hz is None:
+            hz = partial_hz(pitch, k, config.tuning_cents, config.inharmonicity)
+        db = db + velocity_tone_db(velocity, hz, config, prompt=prompt)
     return 10.0 ** (db / 20.0)
 
 
@@ -467,8 +484,8 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     # each partial's level at the attack's end, its prompt sound's where louder (falling onto the level
     # table's decay by prompt_end)
     prompt_samples = int(round(config.prompt_seconds * sr)) if config.prompt_levels_db else 0
-    table_level = fitted_levels(pitch[note_idx], velocity[note_idx], partial, config)
-    prompt_level = (fitted_levels(pitch[note_idx], velocity[note_idx], partial, config, prompt=True)
+    table_level = fitted_levels(pitch[note_idx], velocity[note_idx], partial, config, hz=hz)
+    prompt_level = (fitted_levels(pitch[note_idx], velocity[note_idx], partial, config, prompt=True, hz=hz)
                     if prompt_samples else table_level)
     partial_level, r_prompt = prompt_decay(table_level, prompt_level, r_hold, prompt_samples)
     # The innovation gain rides on each note's first oscillator (the fundamental, kept above).
