@@ -177,6 +177,46 @@ def test_compare_checks_the_bar():
     assert worse["per_year"]["2004"]["difference"]["hiss_db"] > 20
 
 
+def _band_noise(n, lo_hz, hi_hz, seed):
+    """White noise band-limited to [lo_hz, hi_hz) (zeroed FFT bins), unit RMS."""
+    spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    hz = np.fft.rfftfreq(n, 1.0 / SR)
+    spec[(hz < lo_hz) | (hz >= hi_hz)] = 0.0
+    x = np.fft.irfft(spec, n)
+    return x / np.sqrt(np.mean(x**2))
+
+
+def test_a_weighting_follows_the_standard_curve():
+    db = 10 * np.log10(ns.a_weighting(np.array([100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0])))
+    assert db == pytest.approx([-19.1, -8.6, -3.2, 0.0, 1.2, 1.0, -1.1], abs=0.1)
+
+
+def test_a_hiss_between_the_partials_fails_where_a_rumble_in_the_reference_fills_the_flat_measure():
+    """The reference carries a room rumble under 200 Hz, the model as much noise at 1-3 kHz between
+    the same partials (C5: its partials stand 523 Hz apart): the flat hiss reads them alike (within
+    1 dB) and passes, and only the A-weighted measure (`hiss_a_db`) sees the hiss a listener hears
+    (broken once: the weighting dropped, and the check passed)."""
+    sheet = ns.NoteSheet(pitches=(72,), velocities=(60,))
+    notes, _ = sheet.notes()
+    seg = slice(int(0.15 * SR), int(0.65 * SR))
+    x = tone(72)
+    noise_rms = math.sqrt(np.mean(x[seg] ** 2) * 10 ** (-20.0 / 10))
+
+    def render(lo, hi):
+        out = np.zeros(int(sheet.duration_seconds * SR) + SR)
+        s = int(notes.onset_s[0] * SR)
+        out[s:s + len(x)] += x + noise_rms * _band_noise(len(x), lo, hi, seed=3)
+        return out
+
+    ref = {2004: ns.sheet_measures(render(30.0, 200.0), SR, notes)}
+    model = {2004: ns.sheet_measures(render(1000.0, 3000.0), SR, notes)}
+    result = ns.compare(model, ref)
+    diff = result["per_year"]["2004"]["difference"]
+    assert abs(diff["hiss_db"]) < 1.0 and result["checks"]["2004 hiss_db"]
+    assert diff["hiss_a_db"] > 10.0 and not result["checks"]["2004 hiss_a_db"] and not result["passed"]
+    assert ns.compare(ref, ref)["checks"]["2004 hiss_a_db"]
+
+
 def test_a_soft_layer_too_bright_and_a_loud_one_too_dark_fail_though_the_median_holds():
     """The attack's brightness is checked in every velocity layer too (`velocity_attack_db`): soft
     notes 6 dB too bright and loud ones 6 dB too dark leave the median over the sheet where it was,
