@@ -578,6 +578,14 @@ class ModelSampling:
     # Why: the network's low-temperature samples under a held note sit near a level and now and then
     # jump; through the high-pass a jump is one sample off the waveform, a tick (docs/evaluation.md).
     sustain_limit: float = 0.0
+    # Models with the resonator bank, with a direct-path filter on: past its attack's end each note's
+    # share of the innovation heard directly dies this many dB per second faster than its gain (0:
+    # with the gain; the bank and the network still get all of it). Why: the recorded noise between
+    # a held note's partials (the hammer's and the soundboard's) dies faster than its partials, about
+    # 30 dB/s on the training piano against the partials' 17-20, while the gain follows the partials
+    # (it is fitted to the innovation, mostly the bank's tracking error at them): without it, the
+    # hiss between the partials of a held note stands 3-8 dB over the recording's half a second in.
+    sustain_noise_decay_db_per_s: float = 0.0
     # Min-p sampling: no value is drawn whose probability, after the temperature, is below this
     # fraction of the most likely value's (0: the whole distribution, as in training; a mixture of
     # logistics: no component under it of the heaviest's weight, and no value where the chosen
@@ -612,11 +620,18 @@ class ModelSampling:
                  "sampling.sustain_highpass_hz", self.sustain_highpass_hz, "must be a finite number >= 0 (0: none)")
         _require(math.isfinite(self.sustain_limit) and self.sustain_limit >= 0, "sampling.sustain_limit",
                  self.sustain_limit, "must be a finite number >= 0 (0: not limited)")
+        _require(math.isfinite(self.sustain_noise_decay_db_per_s) and 0 <= self.sustain_noise_decay_db_per_s <= 1000,
+                 "sampling.sustain_noise_decay_db_per_s", self.sustain_noise_decay_db_per_s,
+                 "must be a number in [0, 1000] (dB per second; 0: the noise dies with the gain)")
 
 
-# The sustain limit bounds the direct path's filtered sustain: without a filter it would do nothing.
+# The sustain limit and the noise decay act on the direct path's filtered sustain: without a filter they
+# would do nothing.
 _LIMIT_NEEDS_A_FILTER = ("acts on the direct path's filters: set sustain_highpass_hz or attack_lowpass_hz "
                          "(--sustain-highpass-hz, --attack-lowpass-hz), or use 0")
+
+# The direct path's settings past the attacks that act through its filters (Config, SamplingOptions.resolve).
+_FILTERED_SETTINGS = ("sustain_limit", "sustain_noise_decay_db_per_s")
 
 # `config_differences` keys of the settings that change synthesis only.
 SYNTHESIS_ONLY_KEYS: tuple[str, ...] = tuple(f"data.resonators.{name}" for name in ResonatorConfig.SYNTHESIS_ONLY)
@@ -702,6 +717,10 @@ class SamplingOptions:
         None, "models with the resonator bank, with a direct-path filter on: hold the innovation heard directly "
               f"past the attacks within this many times its running RMS (10 ms; 0: not held; {_OWN})",
         commands=SAMPLING_COMMANDS + _LIVE)
+    sustain_noise_decay_db_per_s: float | None = _flag(  # see ModelSampling
+        None, "models with the resonator bank, with a direct-path filter on: past its attack each note's share of "
+              f"the innovation heard directly dies this many dB per second faster than its gain (0: with it; {_OWN})",
+        commands=SAMPLING_COMMANDS + _LIVE)
     min_p: float | None = _flag(  # see ModelSampling
         None, "min-p sampling: never draw a value whose probability is below this fraction of the most likely "
               "value's (mixtures of logistics: per component and within the chosen one; 0: the whole distribution, "
@@ -741,8 +760,9 @@ class SamplingOptions:
                                                 if getattr(self, name) is None})
         if resolved.release_innovation is None:
             resolved = dataclasses.replace(resolved, release_innovation=resolved.sustain_innovation)
-        _require(not resolved.sustain_limit or bool(resolved.attack_lowpass_hz or resolved.sustain_highpass_hz),
-                 "sampling.sustain_limit", resolved.sustain_limit, _LIMIT_NEEDS_A_FILTER)
+        for name in _FILTERED_SETTINGS:
+            _require(not getattr(resolved, name) or bool(resolved.attack_lowpass_hz or resolved.sustain_highpass_hz),
+                     "sampling." + name, getattr(resolved, name), _LIMIT_NEEDS_A_FILTER)
         if config is not None:
             _require(not resolved.partial_levels or bool(config.data.resonators.levels_db), "sampling.partial_levels",
                      resolved.partial_levels, "the model has no fitted partial levels (data.resonators.levels_db; "
@@ -765,10 +785,11 @@ class Config:
     def __post_init__(self) -> None:
         _require(self.sampling.partial_levels == 0 or bool(self.data.resonators.levels_db), "sampling.partial_levels",
                  self.sampling.partial_levels, "the config has no fitted partial levels (data.resonators.levels_db)")
-        _require(not self.sampling.sustain_limit or self.sampling.attack_lowpass_hz > 0
-                 or self.sampling.sustain_highpass_hz > 0, "sampling.sustain_limit", self.sampling.sustain_limit,
-                 _LIMIT_NEEDS_A_FILTER)
-        for name in ("attack_lowpass_hz", "sustain_highpass_hz", "sustain_limit"):
+        for name in _FILTERED_SETTINGS:
+            _require(not getattr(self.sampling, name) or self.sampling.attack_lowpass_hz > 0
+                     or self.sampling.sustain_highpass_hz > 0, "sampling." + name, getattr(self.sampling, name),
+                     _LIMIT_NEEDS_A_FILTER)
+        for name in ("attack_lowpass_hz", "sustain_highpass_hz") + _FILTERED_SETTINGS:
             _require(getattr(self.sampling, name) == 0 or self.data.resonators.enabled, "sampling." + name,
                      getattr(self.sampling, name), "filters the innovation of the resonator bank: the config has none "
                      "(data.resonators.partials 0)")

@@ -107,7 +107,7 @@ def live_model(causal: bool = True) -> Midi2Wave:
 
 LIVE_OPTIONS = SamplingOptions(sustain_temperature=0.5, sustain_innovation=0.7, release_innovation=0.2,
                           partial_levels=1.0, attack_lowpass_hz=900.0, attack_lowpass_key_tracking=0.6, sustain_limit=4.0,
-                          attack_lowpass_velocity_tracking=1.75, seed=3)
+                          attack_lowpass_velocity_tracking=1.75, sustain_noise_decay_db_per_s=15.0, seed=3)
 
 
 def live_piece(folder) -> str:

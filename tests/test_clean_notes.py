@@ -480,3 +480,68 @@ def test_the_sustain_limit_takes_the_jumps_off_the_held_notes_noise_and_leaves_t
         sched.for_sampling(**settings, sustain_limit=-2.0)
     options = SamplingOptions(sustain_highpass_hz=450.0, sustain_limit=4.0).resolve()
     assert sampled_schedules([sched], options)[0].sustain_limit == 4.0
+
+
+def test_each_notes_direct_noise_dies_faster_than_its_gain_past_its_attack():
+    """With a noise decay the sustain's direct path hears each note's innovation at a gain that dies
+    that many dB per second faster than the note's own from its attack's end (`bank_gain`'s direct
+    gain, per note: a note struck later keeps its own), so the hiss between a held note's partials
+    dies as the recording's does; the attack, the network's input and the bank's innovation stay
+    as they were, and 0 is the plain path bit for bit. Broken once each: the direct gain not used
+    past the attacks (the held noise did not fall), and one decay for all notes from the newest
+    attack (the two-note gains missed by over 1 %)."""
+    one = dataclasses.replace(BANK, partials=1)
+    sched = rs.schedule(NOTES, 0, T, SR, one)
+    settings = dict(attack_pole=rs.attack_lowpass_pole(700.0, SR), sustain_highpass=rs.highpass_rate(450.0, SR),
+                    direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+    rate = rs.noise_decay_rate(20.0, SR)
+    assert rate == pytest.approx(20.0 / (20.0 * math.log10(math.e)) / SR)
+    v = np.random.default_rng(5).normal(0.0, 0.3, T).clip(-1.0, 0.99).astype(np.float32)
+    plain = _heard(sched.for_sampling(**settings), v)
+    dying = _heard(sched.for_sampling(**settings, sustain_noise_decay=rate), v)
+    attack_end = ONSET + int(one.attack_s * SR)
+    assert np.array_equal(plain[:attack_end], dying[:attack_end])
+    for seconds in (0.1, 0.25):  # 2 and 5 dB down, before the release (the high-passes smear it a little)
+        at = slice(attack_end + int(seconds * SR) - 400, attack_end + int(seconds * SR) + 400)
+        fall = _band_db(dying[at], 0, SR / 2) - _band_db(plain[at], 0, SR / 2)
+        assert fall == pytest.approx(-20.0 * seconds, abs=0.5), (seconds, fall)
+    _, read_plain = _run(sched.for_sampling(**settings), v)
+    _, read_dying = _run(sched.for_sampling(**settings, sustain_noise_decay=rate), v)
+    assert np.array_equal(read_plain, read_dying)
+    assert np.array_equal(plain, _heard(sched.for_sampling(**settings, sustain_noise_decay=0.0), v))
+
+    # per note: two notes 0.25 s apart; the direct gain is the floor plus the root of the sum of each
+    # note's own envelope decayed from its own attack end
+    def gains(notes: Notes) -> tuple[np.ndarray, np.ndarray]:
+        bank = rs.BankBatch([rs.schedule(notes, 0, T, SR, one).for_sampling(**settings, sustain_noise_decay=rate)])
+        g, gd = np.zeros(T), np.zeros(T)
+        for t in range(T):
+            bank.step(t, False, True, np.array([v[t]], np.float32))
+            g[t], gd[t] = bank.g[0], bank.state.g_direct[0]
+        return g, gd
+
+    second = ONSET + 4000
+    both = Notes(np.array([ONSET, second]) / SR, np.array([0.9, 0.9]), np.array([60, 67], np.int16),
+                 np.array([100, 80], np.int16))
+    g, gd = gains(both)
+    (g1, _), (g2, _) = (gains(Notes(both.onset_s[i:i + 1], both.offset_s[i:i + 1], both.pitch[i:i + 1],
+                                    both.velocity[i:i + 1])) for i in (0, 1))
+    floor = one.gain_floor
+    t = np.arange(T)
+    own = [np.exp(-rate * np.maximum(t - (o + int(one.attack_s * SR)), 0)) for o in (ONSET, second)]
+    want = floor + np.sqrt(((g1 - floor) * own[0]) ** 2 + ((g2 - floor) * own[1]) ** 2)
+    assert np.allclose(gd, want, rtol=1e-9) and np.allclose(g, floor + np.sqrt((g1 - floor) ** 2 + (g2 - floor) ** 2))
+    assert (gd <= g + 1e-15).all() and gd[second + 2000] < 0.9 * g[second + 2000]
+
+    # validated, needs a direct-path filter, and reaches the rendered rows
+    for bad in (-1.0, float("nan"), 2000.0):
+        with pytest.raises(ConfigError, match="sampling.sustain_noise_decay_db_per_s"):
+            ModelSampling(sustain_noise_decay_db_per_s=bad)
+    with pytest.raises(ConfigError, match="direct path's filters"):
+        Config(data=DataConfig(resonators=BANK), sampling=ModelSampling(sustain_noise_decay_db_per_s=20.0))
+    with pytest.raises(ConfigError, match="direct path's filters"):
+        SamplingOptions(sustain_noise_decay_db_per_s=20.0).resolve()
+    with pytest.raises(ValueError, match="noise's decay"):
+        sched.for_sampling(**settings, sustain_noise_decay=-0.1)
+    options = SamplingOptions(sustain_highpass_hz=450.0, sustain_noise_decay_db_per_s=20.0).resolve()
+    assert sampled_schedules([sched], options)[0].sustain_noise_decay == rate

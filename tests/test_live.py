@@ -928,7 +928,7 @@ def test_play_writes_the_engines_offline_render_and_overwrites_only_with_force(p
     argv = ["play", piece, "--no-audio", "-o", str(out), "--end", "3.4", "--year", "2011", "--seed", "3",
             "--sustain-temperature", "0.5", "--sustain-innovation", "0.7", "--release-innovation", "0.2",
             "--partial-levels", "1", "--attack-lowpass-hz", "900", "--attack-lowpass-key-tracking", "0.6", "--sustain-limit", "4",
-            "--attack-lowpass-velocity-tracking", "1.75", "-q"]
+            "--attack-lowpass-velocity-tracking", "1.75", "--sustain-noise-decay-db-per-s", "15", "-q"]
     assert cli.main(argv) == 0
     got, sr = soundfile.read(out, dtype="int16")
     want = _render(model, piece, 16000)
@@ -949,6 +949,7 @@ def test_the_live_bank_gets_every_synthesis_setting_the_offline_rows_get():
     for name in rs.SYNTHESIS_SETTINGS:
         assert getattr(synth.bank.arrays, name) == getattr(offline, name), name
     assert synth.bank.arrays.attack_velocity_tracking == 1.75 and synth.bank.arrays.sustain_limit == 4.0
+    assert synth.bank.arrays.sustain_noise_decay == rs.noise_decay_rate(15.0, SR) > 0
 
 
 def test_the_attacks_low_pass_follows_the_newest_key_whatever_the_bank_compacts():

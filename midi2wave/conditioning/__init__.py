@@ -108,6 +108,15 @@ low-temperature samples under a held note sit near a level and now and then jump
 high-pass a jump is a sample far off the waveform, a tick; the noise between the partials stays
 within the bound. The network and the bank still get all of the innovation.
 
+**The sustain noise's decay** (`sampling.sustain_noise_decay_db_per_s`, synthesis only, with a
+direct-path filter on): past the attacks the sustain's direct path hears the innovation at the
+direct gain, the innovation gain's sum with each note's share also dying that many dB per second
+from its own attack end (`resonators.bank_gain`, `BankState.g_direct`, `Schedule.sustain_noise_decay`;
+a note struck later keeps its own). Why: the gain follows the partials' decay (it is fitted to the
+teacher-forced innovation, mostly the bank's tracking error at the partials), while the recorded
+noise between a held note's partials dies faster than they do (docs/evaluation.md, "The hiss as
+heard"). The network and the bank still get all of the innovation.
+
 **Rooms** (`data.resonators.room_years`, `room_release_tau_s`, fitted to a store by
 `scripts/fit_rooms.py`; synthesis only): after its release a partial decays with
 `ResonatorConfig.release_tau_for(year)` in a render of that year (`Schedule.for_sampling(release_pole=)`,

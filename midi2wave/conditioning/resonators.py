@@ -145,6 +145,11 @@ class Schedule:
     # within them) the directly heard innovation, in units of its gain, is held within this many
     # times its running RMS (`limit_sustain`; 0: not limited; `ModelSampling.sustain_limit`).
     sustain_limit: float = 0.0
+    # Synthesis only, with either filter above: past its attack end each note's share of the gain at
+    # which the sustain's direct path hears the innovation decays by this much more (natural log of
+    # amplitude per sample; `bank_gain`, `noise_decay_rate`; 0: with the gain;
+    # `ModelSampling.sustain_noise_decay_db_per_s`).
+    sustain_noise_decay: float = 0.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -171,7 +176,7 @@ class Schedule:
                      release_pole: float | None = None, sustain_highpass: float = 0.0,
                      direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0,
                      sustain_limit: float = 0.0, attack_velocity_tracking: float = 0.0,
-                     level_gain: np.ndarray | None = None) -> "Schedule":
+                     level_gain: np.ndarray | None = None, sustain_noise_decay: float = 0.0) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
         directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
         once all of them are released (`direct_share`), hears the attacks through the low-pass of pole
@@ -184,7 +189,10 @@ class Schedule:
         pitch (see the field), `attack_velocity_tracking` its velocity (see the field). `sustain_limit`: the bound of the sustain's direct path, in its running
         RMS (`limit_sustain`; 0: none; it acts with either filter on). `level_gain` (float [n], > 0;
         None: 1): each oscillator's fitted level times this, a year's room tone (`room_level_gain`):
-        the lock's whole trajectory, prompt sound and decay, scales with it."""
+        the lock's whole trajectory, prompt sound and decay, scales with it. `sustain_noise_decay`
+        (natural log per sample, `noise_decay_rate`; 0: none): how much faster than its gain each
+        note's share of the sustain's direct path dies past its attack end (it acts with either filter
+        on)."""
         if level_gain is not None:
             level_gain = np.asarray(level_gain, np.float64)
             if level_gain.shape != self.level.shape or not (np.isfinite(level_gain) & (level_gain > 0)).all():
@@ -207,12 +215,15 @@ class Schedule:
             raise ValueError("the direct path's filters need the drift remover's rate (direct_dc_rate)")
         if not (math.isfinite(sustain_limit) and sustain_limit >= 0.0):
             raise ValueError(f"the sustain limit must be a finite number >= 0, got {sustain_limit}")
+        if not (math.isfinite(sustain_noise_decay) and 0.0 <= sustain_noise_decay < 1.0):
+            raise ValueError(f"the sustain noise's decay must lie in [0, 1) per sample, got {sustain_noise_decay}")
         release = sustain_innovation if release_innovation is None else release_innovation
         out = dataclasses.replace(self, sustain_innovation=float(sustain_innovation), partial_levels=float(partial_levels),
                                   release_innovation=float(release), attack_pole=float(attack_pole),
                                   sustain_highpass=float(sustain_highpass), direct_dc_rate=float(direct_dc_rate),
                                   attack_key_tracking=float(attack_key_tracking), sustain_limit=float(sustain_limit),
-                                  attack_velocity_tracking=float(attack_velocity_tracking))
+                                  attack_velocity_tracking=float(attack_velocity_tracking),
+                                  sustain_noise_decay=float(sustain_noise_decay))
         if release_pole is not None:
             out.r_release = np.full_like(self.r_release, float(release_pole))
             out.stop = np.maximum(self.stop, self.release + room_tail_samples(float(release_pole)))
@@ -259,6 +270,12 @@ def highpass_rate(cutoff_hz: float, sample_rate_hz: int) -> float:
     """The rate of each one-pole stage of the sustain high-pass (`ModelSampling.sustain_highpass_hz`):
     1 - exp(-2 pi f / sr) (0 for a cut-off of 0: no filter)."""
     return 1.0 - math.exp(-2.0 * math.pi * float(cutoff_hz) / sample_rate_hz) if cutoff_hz > 0 else 0.0
+
+
+def noise_decay_rate(db_per_s: float, sample_rate_hz: int) -> float:
+    """A decay of `db_per_s` dB per second as the natural log of amplitude per sample
+    (`Schedule.sustain_noise_decay`)."""
+    return float(db_per_s) * math.log(10.0) / 20.0 / float(sample_rate_hz)
 
 
 def room_tail_samples(release_pole: float) -> int:
@@ -527,7 +544,8 @@ class BankState:
     bright_gain, bright_share: float64 [B], the innovation gain and the direct share at the last
     sample past the attacks (the sustain's path fades out at an attack's start at that level);
     limit_ms: float64 [B], the running mean square of the sustain's direct path over its gain
-    (`limit_sustain`; 0: none yet);
+    (`limit_sustain`; 0: none yet); g_direct: float64 [B], the gain at which the sustain's direct
+    path hears the innovation at the current sample (`bank_gain`; g itself without a noise decay);
     since_prime, prime_carry: float64 [B], the samples since the last teacher-forced one (from
     PRIME_FADE_SAMPLES on: none lately) and what the output carries of the given audio's residual
     after it; attack_key: float64 [B], the MIDI pitch of the newest note (the highest of those
@@ -553,6 +571,7 @@ class BankState:
         self.bright_gain = np.zeros(batch_size)
         self.bright_share = np.zeros(batch_size)
         self.limit_ms = np.zeros(batch_size)
+        self.g_direct = np.ones(batch_size)
         self.since_prime = np.full(batch_size, float(PRIME_FADE_SAMPLES))
         self.prime_carry = np.zeros(batch_size)
         self.attack_key = np.full(batch_size, KEY_TRACKING_PITCH)
@@ -574,6 +593,7 @@ class BankState:
         self.bright_gain[:] = 0.0
         self.bright_share[:] = 0.0
         self.limit_ms[:] = 0.0
+        self.g_direct[:] = 1.0
         self.since_prime[:] = PRIME_FADE_SAMPLES
         self.prime_carry[:] = 0.0
         self.attack_key[:] = KEY_TRACKING_PITCH
@@ -617,10 +637,15 @@ def bank_predict(re, n_active):
 
 @_njit
 def bank_gain(t, idx, n_active, start, release, gain_attack, gain_sustain, gain_attack_decay, gain_hold_decay,
-              gain_release_decay, floor):
-    """The innovation gain g_t = floor + sqrt(sum of the sounding notes' a_n(t)^2) (one batch element;
-    see ResonatorConfig); each note's first oscillator carries its envelope, the others add 0."""
+              gain_release_decay, floor, attack_end, noise_decay):
+    """(g_t, the direct gain) at sample t (one batch element; see ResonatorConfig): the innovation gain
+    g_t = floor + sqrt(sum of the sounding notes' a_n(t)^2), each note's first oscillator carrying
+    its envelope (the others add 0); and the same sum with each note's a_n(t) also decaying by
+    `noise_decay` (natural log per sample) from its attack end (`attack_end`), the gain at which the
+    sustain's direct path hears the innovation (`Schedule.sustain_noise_decay`; g_t itself where it
+    is 0)."""
     acc = 0.0
+    acc_direct = 0.0
     for j in range(n_active):
         s = idx[j]
         a0 = gain_attack[s]
@@ -632,7 +657,10 @@ def bank_gain(t, idx, n_active, start, release, gain_attack, gain_sustain, gain_
         if t > release[s]:
             a *= math.exp((t - release[s]) * gain_release_decay[s])
         acc += a * a
-    return floor + math.sqrt(acc)
+        if noise_decay > 0.0 and t > attack_end[s]:
+            a *= math.exp(-(t - attack_end[s]) * noise_decay)
+        acc_direct += a * a
+    return floor + math.sqrt(acc), floor + math.sqrt(acc_direct)
 
 
 @_njit
@@ -905,8 +933,9 @@ def _run(signal, analysis, bank, capacity):
         pred[t] = p
         g = 1.0
         if bank.gain_on:
-            g = bank_gain(t, idx, n_active, bank.start, bank.release, bank.gain_attack, bank.gain_sustain,
-                          bank.gain_attack_decay, bank.gain_hold_decay, bank.gain_release_decay, bank.gain_floor)
+            g, _ = bank_gain(t, idx, n_active, bank.start, bank.release, bank.gain_attack, bank.gain_sustain,
+                             bank.gain_attack_decay, bank.gain_hold_decay, bank.gain_release_decay, bank.gain_floor,
+                             bank.attack_end, 0.0)
         gains[t] = g
         if analysis:
             e = signal[t] - p
@@ -987,7 +1016,7 @@ SYNTHESIS_SETTINGS = {"sustain_innovation": "the sustain innovation share",
                       "attack_pole": "the attacks' low-pass", "attack_key_tracking": "the attacks' key tracking",
                       "attack_velocity_tracking": "the attacks' velocity tracking",
                       "sustain_highpass": "the sustain high-pass", "direct_dc_rate": "the drift remover",
-                      "sustain_limit": "the sustain limit"}
+                      "sustain_limit": "the sustain limit", "sustain_noise_decay": "the sustain noise's decay"}
 
 # The bank of a batch of streams as numba reads it (`BankBatch.arrays`): the streams' schedules
 # concatenated (stream b owns oscillators offsets[b] .. offsets[b + 1] - 1; Schedule.FIELDS), the
@@ -1000,7 +1029,7 @@ BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
 # next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), dc, lp1, lp2, lf1, lf2 [B] (the
 # direct path's filters), and per sample p, g, e [B] float64 (prediction, innovation gain, innovation fed to the oscillators).
 BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
-                                         "hammer", "bright_gain", "bright_share", "limit_ms", "since_prime", "prime_carry",
+                                         "hammer", "bright_gain", "bright_share", "limit_ms", "g_direct", "since_prime", "prime_carry",
                                          "attack_key", "attack_velocity",
                                          "p", "g", "e"))
 
@@ -1015,7 +1044,8 @@ BankSample = namedtuple("BankSample", ("value", "level", "read", "read_level"))
 @_njit_inline
 def batch_predict(t, b0, b1, bank, streams):
     """Admit/drop the oscillators of streams b0..b1-1 at sample t and write their predictions
-    p_t into streams.p[b] and their innovation gains into streams.g[b] (1 when the gain is off)."""
+    p_t into streams.p[b] and their innovation gains into streams.g[b] (1 when the gain is off), the
+    sustain's direct gain into streams.g_direct[b] (`bank_gain`)."""
     for b in range(b0, b1):
         o0 = bank.offsets[b]
         o1 = bank.offsets[b + 1]
@@ -1039,10 +1069,15 @@ def batch_predict(t, b0, b1, bank, streams):
             streams.attack_velocity[b] = adm_velocity
         streams.p[b] = bank_predict(streams.re[b], na)
         streams.g[b] = 1.0
+        streams.g_direct[b] = 1.0
         if bank.gain_on:
-            streams.g[b] = bank_gain(t, streams.idx[b], na, bank.start[o0:o1], bank.release[o0:o1],
-                                     bank.gain_attack[o0:o1], bank.gain_sustain[o0:o1], bank.gain_attack_decay[o0:o1],
-                                     bank.gain_hold_decay[o0:o1], bank.gain_release_decay[o0:o1], bank.gain_floor)
+            adm_gain, adm_direct = bank_gain(t, streams.idx[b], na, bank.start[o0:o1], bank.release[o0:o1],
+                                             bank.gain_attack[o0:o1], bank.gain_sustain[o0:o1],
+                                             bank.gain_attack_decay[o0:o1], bank.gain_hold_decay[o0:o1],
+                                             bank.gain_release_decay[o0:o1], bank.gain_floor, bank.attack_end[o0:o1],
+                                             bank.sustain_noise_decay)
+            streams.g[b] = adm_gain
+            streams.g_direct[b] = adm_direct
 
 
 @_njit_inline
@@ -1076,7 +1111,9 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     oscillators (a dark hammer), while the sustain's path below fades out over the same rise, fed the
     innovation at the gain and share of the last sample past the attacks (`bright_gain`,
     `bright_share`: cut at the onset it stepped, and at the attack's gain it would pass a white burst);
-    past the attacks share * Hs(d), Hs two one-pole high-passes of rate `sustain_highpass`, faded in
+    past the attacks share * Hs(d'), Hs two one-pole high-passes of rate `sustain_highpass` and d' the
+    innovation heard at the direct gain (`streams.g_direct`, `bank_gain`: each note's share of the gain
+    dying faster past its attack end with `sustain_noise_decay`; d itself without), faded in
     from the attack's path over `ATTACK_FADE_SAMPLES` (`attack_fade`: switched in one sample, the
     direct path stepped, a click 50 ms into every note); the filters' states follow the innovation
     at every unprimed sample;
@@ -1128,10 +1165,17 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
             if filtered:  # the direct path without the innovation's drift
                 # in an attack the sustain's high-pass hears the innovation at the gain before it
                 # (it fades out there: at the attack's gain it would be a white burst)
-                held = streams.bright_gain[b] / g if attack and pole > 0.0 else 1.0
+                # past the attacks it hears it at the direct gain (each note's noise dying faster than its
+                # gain with a noise decay; g itself without one)
+                g_heard = streams.g_direct[b]
+                held = 1.0
+                if attack and pole > 0.0:
+                    held = streams.bright_gain[b] / g
+                elif g_heard != g:
+                    held = g_heard / g
                 drift_free, dark, bright = direct_filters(nt * g, b, dc_rate, pole_b, hp_rate, streams, held)
                 if bank.sustain_limit > 0.0:  # no sample of it far off its running level (a tick)
-                    bright = limit_sustain(bright, streams.bright_gain[b] if attack and pole > 0.0 else g,
+                    bright = limit_sustain(bright, streams.bright_gain[b] if attack and pole > 0.0 else g_heard,
                                            bank.sustain_limit, attack and pole > 0.0 and streams.hammer[b] == 0.0, b,
                                            streams)
                 heard = drift_free
@@ -1147,7 +1191,7 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
                     # a note struck during the fade rises from the attack path's weight now, not from zero
                     streams.hammer[b] = hammer_count(fade)
                     heard = share * bright
-                    streams.bright_gain[b] = g
+                    streams.bright_gain[b] = g_heard
                     streams.bright_share[b] = share
                     if fade > 0.0:
                         heard = fade * (dark if pole > 0.0 else drift_free) + (1.0 - fade) * heard
@@ -1364,7 +1408,7 @@ class LiveBank:
                  release_innovation: float = 1.0, partial_levels: float = 0.0, capacity: int = 4096,
                  attack_pole: float = 0.0, year: int | None = None, sustain_highpass: float = 0.0,
                  direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0, sustain_limit: float = 0.0,
-                 attack_velocity_tracking: float = 0.0) -> None:
+                 attack_velocity_tracking: float = 0.0, sustain_noise_decay: float = 0.0) -> None:
         self.config, self.sample_rate_hz, self.capacity = config, int(sample_rate_hz), int(capacity)
         floor, emphasis, lowpass = _settings(config)
         template = Schedule.empty(floor, emphasis, lowpass).for_sampling(sustain_innovation, partial_levels,
@@ -1373,7 +1417,8 @@ class LiveBank:
                                                                          direct_dc_rate=direct_dc_rate,
                                                                          attack_key_tracking=attack_key_tracking,
                                                                          sustain_limit=sustain_limit,
-                                                                         attack_velocity_tracking=attack_velocity_tracking)
+                                                                         attack_velocity_tracking=attack_velocity_tracking,
+                                                                         sustain_noise_decay=sustain_noise_decay)
         self.release_pole = release_pole_for(config, year, self.sample_rate_hz)  # the year's room
         self.year = year  # and its tone (`room_level_gain`, in the note tables)
         self._note_tables: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}

@@ -450,6 +450,8 @@ def evaluate_model(model: torch.nn.Module, config: Config, options: EvaluateOpti
                                                  if config.data.resonators.enabled else None),
             "sustain_highpass_hz": float(sampling.sustain_highpass_hz) if config.data.resonators.enabled else None,
             "sustain_limit": float(sampling.sustain_limit) if config.data.resonators.enabled else None,
+            "sustain_noise_decay_db_per_s": (float(sampling.sustain_noise_decay_db_per_s)
+                                             if config.data.resonators.enabled else None),
             "min_p": float(sampling.min_p),
             "room_years": list(config.data.resonators.room_years) or None,
             "chunk_seconds": chunk_seconds,

@@ -162,7 +162,9 @@ class LiveSynth:
                                         direct_dc_rate=(resonators.highpass_rate(resonators.DIRECT_DC_HZ, self.sr)
                                                         if o.attack_lowpass_hz or o.sustain_highpass_hz else 0.0),
                                         sustain_limit=float(o.sustain_limit or 0.0),
-                                        attack_velocity_tracking=float(o.attack_lowpass_velocity_tracking or 0.0))
+                                        attack_velocity_tracking=float(o.attack_lowpass_velocity_tracking or 0.0),
+                                        sustain_noise_decay=resonators.noise_decay_rate(
+                                            float(o.sustain_noise_decay_db_per_s or 0.0), self.sr))
         self.packed = kernel.pack_weights(snapshot.stepping, o.precision, snapshot.tables)
         self.kernel = kernel.NumbaState(self.packed, 1)
         self.kernel.innovation_input = data.network_reads_innovation

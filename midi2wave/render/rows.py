@@ -105,7 +105,9 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
                            dc_rate, float(options.attack_lowpass_key_tracking or 0.0),
                            float(options.sustain_limit or 0.0),
                            float(options.attack_lowpass_velocity_tracking or 0.0),
-                           resonators.room_level_gain(bank, year, s.omega, sample_rate_hz) if rooms else None)
+                           resonators.room_level_gain(bank, year, s.omega, sample_rate_hz) if rooms else None,
+                           resonators.noise_decay_rate(float(options.sustain_noise_decay_db_per_s or 0.0),
+                                                       sample_rate_hz))
             for s, year in zip(schedules, years)]
 
 
