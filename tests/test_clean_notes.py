@@ -487,9 +487,9 @@ def test_each_notes_direct_noise_dies_faster_than_its_gain_past_its_attack():
     that many dB per second faster than the note's own from its attack's end (`bank_gain`'s direct
     gain, per note: a note struck later keeps its own), so the hiss between a held note's partials
     dies as the recording's does; the attack, the network's input and the bank's innovation stay
-    as they were, and 0 is the plain path bit for bit. Broken once each: the direct gain not used
-    past the attacks (the held noise did not fall), and one decay for all notes from the newest
-    attack (the two-note gains missed by over 1 %)."""
+    as they were, and at 0 the direct gain is the gain to the bit. Broken once each: the direct gain
+    not used past the attacks (the held noise did not fall), and one decay for all notes from the
+    newest attack (the two-note direct gain off its per-note value)."""
     one = dataclasses.replace(BANK, partials=1)
     sched = rs.schedule(NOTES, 0, T, SR, one)
     settings = dict(attack_pole=rs.attack_lowpass_pole(700.0, SR), sustain_highpass=rs.highpass_rate(450.0, SR),
@@ -512,8 +512,8 @@ def test_each_notes_direct_noise_dies_faster_than_its_gain_past_its_attack():
 
     # per note: two notes 0.25 s apart; the direct gain is the floor plus the root of the sum of each
     # note's own envelope decayed from its own attack end
-    def gains(notes: Notes) -> tuple[np.ndarray, np.ndarray]:
-        bank = rs.BankBatch([rs.schedule(notes, 0, T, SR, one).for_sampling(**settings, sustain_noise_decay=rate)])
+    def gains(notes: Notes, decay: float = rate) -> tuple[np.ndarray, np.ndarray]:
+        bank = rs.BankBatch([rs.schedule(notes, 0, T, SR, one).for_sampling(**settings, sustain_noise_decay=decay)])
         g, gd = np.zeros(T), np.zeros(T)
         for t in range(T):
             bank.step(t, False, True, np.array([v[t]], np.float32))
@@ -532,6 +532,8 @@ def test_each_notes_direct_noise_dies_faster_than_its_gain_past_its_attack():
     want = floor + np.sqrt(((g1 - floor) * own[0]) ** 2 + ((g2 - floor) * own[1]) ** 2)
     assert np.allclose(gd, want, rtol=1e-9) and np.allclose(g, floor + np.sqrt((g1 - floor) ** 2 + (g2 - floor) ** 2))
     assert (gd <= g + 1e-15).all() and gd[second + 2000] < 0.9 * g[second + 2000]
+    g0, gd0 = gains(both, 0.0)  # no decay: the direct gain is the gain itself, to the bit (so is the path)
+    assert np.array_equal(g0, g) and np.array_equal(gd0, g0)
 
     # validated, needs a direct-path filter, and reaches the rendered rows
     for bad in (-1.0, float("nan"), 2000.0):
@@ -545,3 +547,30 @@ def test_each_notes_direct_noise_dies_faster_than_its_gain_past_its_attack():
         sched.for_sampling(**settings, sustain_noise_decay=-0.1)
     options = SamplingOptions(sustain_highpass_hz=450.0, sustain_noise_decay_db_per_s=20.0).resolve()
     assert sampled_schedules([sched], options)[0].sustain_noise_decay == rate
+    no_gain = dataclasses.replace(BANK, gain=0.0)  # nothing to decay: refused, not ignored
+    with pytest.raises(ConfigError, match="innovation gain"):
+        Config(data=DataConfig(resonators=no_gain),
+               sampling=ModelSampling(sustain_highpass_hz=450.0, sustain_noise_decay_db_per_s=20.0))
+    with pytest.raises(ConfigError, match="innovation gain"):
+        SamplingOptions(sustain_highpass_hz=450.0, sustain_noise_decay_db_per_s=20.0).resolve(
+            Config(data=DataConfig(resonators=no_gain), sampling=ModelSampling(sustain_highpass_hz=450.0)))
+
+
+def test_a_note_struck_over_a_decayed_one_fades_the_sustains_path_out_from_where_it_was():
+    """At an attack's start the sustain's path fades out fed the innovation at the direct gain of the
+    last sample past the attacks (`bright_gain`): with the first note's noise 20 dB down by then, the
+    fading path goes on at that level, not at the note's undecayed gain (a 20-dB step up at every
+    onset over a held note). The attack's low-pass at 20 Hz keeps the hammer's path out of the way.
+    Broken once: `bright_gain` set to the gain itself (the path stepped up 14.7 dB)."""
+    one = dataclasses.replace(BANK, partials=1)
+    second = ONSET + 4000
+    notes = Notes(np.array([ONSET, second]) / SR, np.array([0.9, 0.9]), np.array([60, 67], np.int16),
+                  np.array([100, 100], np.int16))
+    rate = rs.noise_decay_rate(20.0 / ((second - ONSET) / SR - one.attack_s), SR)  # 20 dB by the second onset
+    settings = dict(attack_pole=rs.attack_lowpass_pole(20.0, SR), sustain_highpass=rs.highpass_rate(450.0, SR),
+                    direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+    v = np.random.default_rng(6).normal(0.0, 0.3, T).clip(-1.0, 0.99).astype(np.float32)
+    heard = _heard(rs.schedule(notes, 0, T, SR, one).for_sampling(**settings, sustain_noise_decay=rate), v)
+    before = _band_db(heard[second - 320:second], 500.0, SR / 2) - 20 * math.log10(320)  # per sample
+    fading = _band_db(heard[second:second + 24], 500.0, SR / 2) - 20 * math.log10(24)
+    assert -8.0 < fading - before < 3.0, (before, fading)  # it fades (the hammer's rise) from where it was

@@ -541,9 +541,10 @@ class BankState:
     the last innovation over its gain and its shaped value (the noise-shaping filter's state); dc, lp1, lp2, lf1, lf2:
     float64 [B], the direct path's high-pass and the attacks' two-pole low-pass states; hammer: float64
     [B], the samples the attacks have lasted without a break (the hammer's rise, `bank_step`);
-    bright_gain, bright_share: float64 [B], the innovation gain and the direct share at the last
-    sample past the attacks (the sustain's path fades out at an attack's start at that level);
-    limit_ms: float64 [B], the running mean square of the sustain's direct path over its gain
+    bright_gain, bright_share: float64 [B], the direct gain (`g_direct`) and the direct share at the
+    last sample past the attacks (the sustain's path fades out at an attack's start at that level);
+    limit_ms: float64 [B], the running mean square of the sustain's direct path over the gain it hears
+    the innovation at
     (`limit_sustain`; 0: none yet); g_direct: float64 [B], the gain at which the sustain's direct
     path hears the innovation at the current sample (`bank_gain`; g itself without a noise decay);
     since_prime, prime_carry: float64 [B], the samples since the last teacher-forced one (from
@@ -1027,7 +1028,9 @@ BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
 
 # The streams' bank state (`BankBatch.streams`, updated in place): re, im, idx [B, capacity], n_active,
 # next [B] (`BankState`), n_prev, u_prev [B] (the noise shaping's state), dc, lp1, lp2, lf1, lf2 [B] (the
-# direct path's filters), and per sample p, g, e [B] float64 (prediction, innovation gain, innovation fed to the oscillators).
+# direct path's filters), the rest of `BankState`'s per-stream arrays (`g_direct`: the sustain's direct
+# gain at the sample) and per sample p, g, e [B] float64 (prediction, innovation gain, innovation fed to
+# the oscillators).
 BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
                                          "hammer", "bright_gain", "bright_share", "limit_ms", "g_direct", "since_prime", "prime_carry",
                                          "attack_key", "attack_velocity",
@@ -1109,7 +1112,7 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     attack does not restart it, which stepped the direct path, and one struck while the direct path
     fades from the attack's path goes on from that path's weight, `hammer_count`), which then also drives the
     oscillators (a dark hammer), while the sustain's path below fades out over the same rise, fed the
-    innovation at the gain and share of the last sample past the attacks (`bright_gain`,
+    innovation at the direct gain and share of the last sample past the attacks (`bright_gain`,
     `bright_share`: cut at the onset it stepped, and at the attack's gain it would pass a white burst);
     past the attacks share * Hs(d'), Hs two one-pole high-passes of rate `sustain_highpass` and d' the
     innovation heard at the direct gain (`streams.g_direct`, `bank_gain`: each note's share of the gain

@@ -100,14 +100,16 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
     dc_rate = resonators.highpass_rate(resonators.DIRECT_DC_HZ, sample_rate_hz) if pole or highpass else 0.0
     years = list(years) if years is not None else [None] * len(schedules)
     rooms = bank is not None and bool(bank.room_years)
-    return [s.for_sampling(options.sustain_innovation, options.partial_levels, options.release_innovation, pole,
-                           resonators.release_pole_for(bank, year, sample_rate_hz) if rooms else None, highpass,
-                           dc_rate, float(options.attack_lowpass_key_tracking or 0.0),
-                           float(options.sustain_limit or 0.0),
-                           float(options.attack_lowpass_velocity_tracking or 0.0),
-                           resonators.room_level_gain(bank, year, s.omega, sample_rate_hz) if rooms else None,
-                           resonators.noise_decay_rate(float(options.sustain_noise_decay_db_per_s or 0.0),
-                                                       sample_rate_hz))
+    noise_decay = resonators.noise_decay_rate(float(options.sustain_noise_decay_db_per_s or 0.0), sample_rate_hz)
+    return [s.for_sampling(sustain_innovation=options.sustain_innovation, partial_levels=options.partial_levels,
+                           release_innovation=options.release_innovation, attack_pole=pole,
+                           release_pole=resonators.release_pole_for(bank, year, sample_rate_hz) if rooms else None,
+                           sustain_highpass=highpass, direct_dc_rate=dc_rate,
+                           attack_key_tracking=float(options.attack_lowpass_key_tracking or 0.0),
+                           sustain_limit=float(options.sustain_limit or 0.0),
+                           attack_velocity_tracking=float(options.attack_lowpass_velocity_tracking or 0.0),
+                           level_gain=resonators.room_level_gain(bank, year, s.omega, sample_rate_hz) if rooms else None,
+                           sustain_noise_decay=noise_decay)
             for s, year in zip(schedules, years)]
 
 
