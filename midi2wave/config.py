@@ -581,10 +581,10 @@ class ModelSampling:
     # Models with the resonator bank, with a direct-path filter on: past its attack's end each note's
     # share of the innovation heard directly dies this many dB per second faster than its gain (0:
     # with the gain; the bank and the network still get all of it). Why: the recorded noise between
-    # a held note's partials (the hammer's and the soundboard's) dies faster than its partials, about
-    # 30 dB/s on the training piano against the partials' 17-20, while the gain follows the partials
-    # (it is fitted to the innovation, mostly the bank's tracking error at them): without it, the
-    # hiss between the partials of a held note stands 3-8 dB over the recording's half a second in.
+    # a held note's partials dies faster than its partials, about 30-35 dB/s on the training piano
+    # against the partials' 17-19, while the gain follows the partials (it is fitted to the
+    # innovation, mostly the bank's tracking error at them): without it, the hiss between the
+    # partials of a held note stands 8-10 dB over the recording's 0.7 s in (docs/evaluation.md).
     sustain_noise_decay_db_per_s: float = 0.0
     # Min-p sampling: no value is drawn whose probability, after the temperature, is below this
     # fraction of the most likely value's (0: the whole distribution, as in training; a mixture of
