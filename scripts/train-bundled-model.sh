@@ -12,8 +12,8 @@
 #            (noise_lowpass 0.6; study x; 300 steps)
 # then the EMA weights of stage 8 are exported as a safetensors folder with configs/default.json's
 # synthesis settings (= study y): its sampling defaults (sustain temperature 0.3 after a 20 ms
-# attack; 0.7 of the innovation heard directly while notes sound past their attacks; partial
-# levels 1) and the partial levels fitted to this store and the instrument's isolated notes
+# attack; the innovation heard directly while notes sound past their attacks, each note's share
+# dying 22 dB/s faster than its gain; partial levels 1) and the partial levels fitted to this store and the instrument's isolated notes
 # (`python scripts/note_corpus.py CORPUS`, then `python scripts/fit_partials.py STORE -c
 # configs/default.json --level-corpus CORPUS --prompt-delay 0 --prompt-share 0.5 --velocity-tone`,
 # pasted into the config: the levels, the upper partials' prompt sound and the velocity tone; then
