@@ -83,10 +83,14 @@ def test_the_settings_are_validated_and_resolved():
         rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(attack_pole=0.5)
 
 
+def _filters(attack_hz: float = 700.0, highpass_hz: float = 450.0) -> dict[str, float]:
+    """`Schedule.for_sampling`'s direct-path filter settings for these cut-offs (with the drift remover)."""
+    return dict(attack_pole=rs.attack_lowpass_pole(attack_hz, SR), sustain_highpass=rs.highpass_rate(highpass_hz, SR),
+                direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+
+
 def _sampled(attack_hz: float = 0.0, highpass_hz: float = 0.0) -> rs.Schedule:
-    pole, rate = rs.attack_lowpass_pole(attack_hz, SR), rs.highpass_rate(highpass_hz, SR)
-    return rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(attack_pole=pole, sustain_highpass=rate,
-                                                            direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+    return rs.schedule(NOTES, 0, T, SR, BANK).for_sampling(**_filters(attack_hz, highpass_hz))
 
 
 def test_filters_off_the_step_inverts_the_analysis():
@@ -439,8 +443,7 @@ def test_the_sustain_limit_takes_the_jumps_off_the_held_notes_noise_and_leaves_t
     sched = rs.schedule(NOTES, 0, T, SR, dataclasses.replace(BANK, partials=1))
     jumps = (ONSET + 3000, ONSET + 4500, ONSET + 6200)
     v = _jumpy_network(jumps)
-    settings = dict(attack_pole=rs.attack_lowpass_pole(700.0, SR), sustain_highpass=rs.highpass_rate(450.0, SR),
-                    direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+    settings = _filters()
     plain = _heard(sched.for_sampling(**settings), v)
     held = _heard(sched.for_sampling(**settings, sustain_limit=4.0), v)
     _, read_plain = _run(sched.for_sampling(**settings), v)
@@ -492,8 +495,7 @@ def test_each_notes_direct_noise_dies_faster_than_its_gain_past_its_attack():
     newest attack (the two-note direct gain off its per-note value)."""
     one = dataclasses.replace(BANK, partials=1)
     sched = rs.schedule(NOTES, 0, T, SR, one)
-    settings = dict(attack_pole=rs.attack_lowpass_pole(700.0, SR), sustain_highpass=rs.highpass_rate(450.0, SR),
-                    direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+    settings = _filters()
     rate = rs.noise_decay_rate(20.0, SR)
     assert rate == pytest.approx(20.0 / (20.0 * math.log10(math.e)) / SR)
     v = np.random.default_rng(5).normal(0.0, 0.3, T).clip(-1.0, 0.99).astype(np.float32)
@@ -567,8 +569,7 @@ def test_a_note_struck_over_a_decayed_one_fades_the_sustains_path_out_from_where
     notes = Notes(np.array([ONSET, second]) / SR, np.array([0.9, 0.9]), np.array([60, 67], np.int16),
                   np.array([100, 100], np.int16))
     rate = rs.noise_decay_rate(20.0 / ((second - ONSET) / SR - one.attack_s), SR)  # 20 dB by the second onset
-    settings = dict(attack_pole=rs.attack_lowpass_pole(20.0, SR), sustain_highpass=rs.highpass_rate(450.0, SR),
-                    direct_dc_rate=rs.highpass_rate(rs.DIRECT_DC_HZ, SR))
+    settings = _filters(attack_hz=20.0)
     v = np.random.default_rng(6).normal(0.0, 0.3, T).clip(-1.0, 0.99).astype(np.float32)
     heard = _heard(rs.schedule(notes, 0, T, SR, one).for_sampling(**settings, sustain_noise_decay=rate), v)
     before = _band_db(heard[second - 320:second], 500.0, SR / 2) - 20 * math.log10(320)  # per sample

@@ -658,10 +658,14 @@ def bank_gain(t, idx, n_active, start, release, gain_attack, gain_sustain, gain_
         if t > release[s]:
             a *= math.exp((t - release[s]) * gain_release_decay[s])
         acc += a * a
-        if noise_decay > 0.0 and t > attack_end[s]:
-            a *= math.exp(-(t - attack_end[s]) * noise_decay)
-        acc_direct += a * a
-    return floor + math.sqrt(acc), floor + math.sqrt(acc_direct)
+        if noise_decay > 0.0:
+            if t > attack_end[s]:
+                a *= math.exp(-(t - attack_end[s]) * noise_decay)
+            acc_direct += a * a
+    g = floor + math.sqrt(acc)
+    if noise_decay > 0.0:
+        return g, floor + math.sqrt(acc_direct)
+    return g, g  # no decay: the gain itself, with no second sum on the per-sample path
 
 
 @_njit

@@ -81,7 +81,8 @@ take the model's own defaults in one place, `SamplingOptions.resolve(config)`, a
 (`synthesize_files`, `stream_notes`, `synthesize_corpus`, `evaluate_model`); a loaded model carries
 its defaults (`Midi2Wave.sampling_defaults`), so `render(midi, model)` and `render(midi, path)` sound
 the same. `rows.py` builds the rows a round generates (inputs, temperatures, schedules) for both
-`stream_notes` and evaluation's excerpts (`render_batch`). `chunks.py` owns
+`stream_notes` and evaluation's excerpts (`render_batch`), and the bank's synthesis settings of the
+options in the bank's units (`bank_sampling`), which the live engine's bank takes too. `chunks.py` owns
 chunk planning and the crossfade join for `synthesize` and `evaluate`, and, for long pieces, the
 default chunk length (`auto_chunk_seconds`: chunks across all cores once a piece is long enough,
 in rounds of 4 streams per core) and the sounding spans (`sounding_spans`: long silences are not

@@ -53,7 +53,7 @@ from .. import jit
 from ..config import Config, SamplingOptions
 from ..conditioning import resonators
 from ..midi import Notes, PedalEvents, excitation_signal, frame_rolls, read_midi
-from .rows import temperature_track
+from .rows import bank_sampling, temperature_track
 
 _njit = jit.njit(cache=True, nogil=True)
 
@@ -153,18 +153,8 @@ class LiveSynth:
         o = self.options
         if bank_capacity is None:  # 4096 oscillators per 16 partials a note (a dense pedalled passage)
             bank_capacity = 4096 * max(1, -(-max(bank_config.partials, bank_config.synthesis_partials) // 16))
-        self.bank = resonators.LiveBank(bank_config, self.sr, o.sustain_innovation, o.release_innovation,
-                                        o.partial_levels, capacity=bank_capacity,
-                                        attack_pole=resonators.attack_lowpass_pole(o.attack_lowpass_hz, self.sr),
-                                        attack_key_tracking=float(o.attack_lowpass_key_tracking or 0.0),
-                                        year=year if data.use_year else None,
-                                        sustain_highpass=resonators.highpass_rate(o.sustain_highpass_hz, self.sr),
-                                        direct_dc_rate=(resonators.highpass_rate(resonators.DIRECT_DC_HZ, self.sr)
-                                                        if o.attack_lowpass_hz or o.sustain_highpass_hz else 0.0),
-                                        sustain_limit=float(o.sustain_limit or 0.0),
-                                        attack_velocity_tracking=float(o.attack_lowpass_velocity_tracking or 0.0),
-                                        sustain_noise_decay=resonators.noise_decay_rate(
-                                            float(o.sustain_noise_decay_db_per_s or 0.0), self.sr))
+        self.bank = resonators.LiveBank(bank_config, self.sr, capacity=bank_capacity,
+                                        year=year if data.use_year else None, **bank_sampling(o, self.sr))
         self.packed = kernel.pack_weights(snapshot.stepping, o.precision, snapshot.tables)
         self.kernel = kernel.NumbaState(self.packed, 1)
         self.kernel.innovation_input = data.network_reads_innovation

@@ -82,6 +82,28 @@ def row_temperatures(onsets_s: Sequence[np.ndarray], starts: Sequence[int], leng
     return torch.from_numpy(np.stack(tracks)) if tracks[0] is not None else options.temperature
 
 
+def bank_sampling(options: SamplingOptions, sample_rate_hz: int) -> dict[str, float]:
+    """The bank's synthesis settings of resolved sampling options, as `Schedule.for_sampling` and
+    `resonators.LiveBank` take them (keyword arguments: the shares, the direct path's filter poles
+    and rates, the attacks' tracking, the sustain limit and the noise decay per sample): the one
+    translation of the options' units into the bank's, for offline rows (`sampled_schedules`) and the
+    live engine alike."""
+    from ..conditioning import resonators
+
+    _check_resolved(options)
+    pole = resonators.attack_lowpass_pole(float(options.attack_lowpass_hz or 0.0), sample_rate_hz)
+    highpass = resonators.highpass_rate(float(options.sustain_highpass_hz or 0.0), sample_rate_hz)
+    return dict(
+        sustain_innovation=float(options.sustain_innovation), release_innovation=float(options.release_innovation),
+        partial_levels=float(options.partial_levels), attack_pole=pole, sustain_highpass=highpass,
+        direct_dc_rate=resonators.highpass_rate(resonators.DIRECT_DC_HZ, sample_rate_hz) if pole or highpass else 0.0,
+        attack_key_tracking=float(options.attack_lowpass_key_tracking or 0.0),
+        sustain_limit=float(options.sustain_limit or 0.0),
+        attack_velocity_tracking=float(options.attack_lowpass_velocity_tracking or 0.0),
+        sustain_noise_decay=resonators.noise_decay_rate(float(options.sustain_noise_decay_db_per_s or 0.0),
+                                                        sample_rate_hz))
+
+
 def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank: Any = None,
                       sample_rate_hz: int = C.SAMPLE_RATE_HZ, years: Sequence[int | None] | None = None) -> list | None:
     """The rows' resonator schedules (`resonators.Schedule`, None: no bank) as the options sample
@@ -94,22 +116,12 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
         return None
     from ..conditioning import resonators
 
-    _check_resolved(options)
-    pole = resonators.attack_lowpass_pole(float(options.attack_lowpass_hz or 0.0), sample_rate_hz)
-    highpass = resonators.highpass_rate(float(options.sustain_highpass_hz or 0.0), sample_rate_hz)
-    dc_rate = resonators.highpass_rate(resonators.DIRECT_DC_HZ, sample_rate_hz) if pole or highpass else 0.0
+    settings = bank_sampling(options, sample_rate_hz)
     years = list(years) if years is not None else [None] * len(schedules)
     rooms = bank is not None and bool(bank.room_years)
-    noise_decay = resonators.noise_decay_rate(float(options.sustain_noise_decay_db_per_s or 0.0), sample_rate_hz)
-    return [s.for_sampling(sustain_innovation=options.sustain_innovation, partial_levels=options.partial_levels,
-                           release_innovation=options.release_innovation, attack_pole=pole,
+    return [s.for_sampling(**settings,
                            release_pole=resonators.release_pole_for(bank, year, sample_rate_hz) if rooms else None,
-                           sustain_highpass=highpass, direct_dc_rate=dc_rate,
-                           attack_key_tracking=float(options.attack_lowpass_key_tracking or 0.0),
-                           sustain_limit=float(options.sustain_limit or 0.0),
-                           attack_velocity_tracking=float(options.attack_lowpass_velocity_tracking or 0.0),
-                           level_gain=resonators.room_level_gain(bank, year, s.omega, sample_rate_hz) if rooms else None,
-                           sustain_noise_decay=noise_decay)
+                           level_gain=resonators.room_level_gain(bank, year, s.omega, sample_rate_hz) if rooms else None)
             for s, year in zip(schedules, years)]
 
 
