@@ -768,8 +768,10 @@ class SamplingOptions:
             _require(not getattr(resolved, name) or bool(resolved.attack_lowpass_hz or resolved.sustain_highpass_hz),
                      "sampling." + name, getattr(resolved, name), _LIMIT_NEEDS_A_FILTER)
         if config is not None:
-            _require(not resolved.sustain_noise_decay_db_per_s or config.data.resonators.gain > 0,
-                     "sampling.sustain_noise_decay_db_per_s", resolved.sustain_noise_decay_db_per_s, _DECAY_NEEDS_A_GAIN)
+            # (a model without the bank ignores every bank setting, as it does the filters)
+            _require(not resolved.sustain_noise_decay_db_per_s or not config.data.resonators.enabled
+                     or config.data.resonators.gain > 0, "sampling.sustain_noise_decay_db_per_s",
+                     resolved.sustain_noise_decay_db_per_s, _DECAY_NEEDS_A_GAIN)
             _require(not resolved.partial_levels or bool(config.data.resonators.levels_db), "sampling.partial_levels",
                      resolved.partial_levels, "the model has no fitted partial levels (data.resonators.levels_db; "
                      "scripts/fit_partials.py fits them): use 0")
@@ -795,13 +797,13 @@ class Config:
             _require(not getattr(self.sampling, name) or self.sampling.attack_lowpass_hz > 0
                      or self.sampling.sustain_highpass_hz > 0, "sampling." + name, getattr(self.sampling, name),
                      _LIMIT_NEEDS_A_FILTER)
-        _require(not self.sampling.sustain_noise_decay_db_per_s or self.data.resonators.gain > 0,
-                 "sampling.sustain_noise_decay_db_per_s", self.sampling.sustain_noise_decay_db_per_s,
-                 _DECAY_NEEDS_A_GAIN)
         for name in ("attack_lowpass_hz", "sustain_highpass_hz") + _FILTERED_SETTINGS:
             _require(getattr(self.sampling, name) == 0 or self.data.resonators.enabled, "sampling." + name,
                      getattr(self.sampling, name), "filters the innovation of the resonator bank: the config has none "
                      "(data.resonators.partials 0)")
+        _require(not self.sampling.sustain_noise_decay_db_per_s or self.data.resonators.gain > 0,
+                 "sampling.sustain_noise_decay_db_per_s", self.sampling.sustain_noise_decay_db_per_s,
+                 _DECAY_NEEDS_A_GAIN)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))

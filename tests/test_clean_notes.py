@@ -556,6 +556,13 @@ def test_each_notes_direct_noise_dies_faster_than_its_gain_past_its_attack():
     with pytest.raises(ConfigError, match="innovation gain"):
         SamplingOptions(sustain_highpass_hz=450.0, sustain_noise_decay_db_per_s=20.0).resolve(
             Config(data=DataConfig(resonators=no_gain), sampling=ModelSampling(sustain_highpass_hz=450.0)))
+    # a model without the bank ignores it, as it does every bank setting (resolve), and its own config
+    # refuses it with the filters' message
+    bankless = Config(data=DataConfig(resonators=ResonatorConfig()))
+    assert SamplingOptions(sustain_highpass_hz=450.0, sustain_noise_decay_db_per_s=20.0).resolve(
+        bankless).sustain_noise_decay_db_per_s == 20.0
+    with pytest.raises(ConfigError, match="the config has none"):
+        Config(data=bankless.data, sampling=ModelSampling(sustain_highpass_hz=450.0, sustain_noise_decay_db_per_s=20.0))
 
 
 def test_a_note_struck_over_a_decayed_one_fades_the_sustains_path_out_from_where_it_was():
