@@ -627,7 +627,7 @@ class ModelSampling:
 
 # The sustain limit and the noise decay act on the direct path's filtered sustain: without a filter they
 # would do nothing.
-_LIMIT_NEEDS_A_FILTER = ("acts on the direct path's filters: set sustain_highpass_hz or attack_lowpass_hz "
+_NEEDS_A_FILTER = ("acts on the direct path's filters: set sustain_highpass_hz or attack_lowpass_hz "
                          "(--sustain-highpass-hz, --attack-lowpass-hz), or use 0")
 
 # The noise decay acts on the notes' innovation gains: a bank without a gain has none to decay.
@@ -766,7 +766,7 @@ class SamplingOptions:
             resolved = dataclasses.replace(resolved, release_innovation=resolved.sustain_innovation)
         for name in _FILTERED_SETTINGS:
             _require(not getattr(resolved, name) or bool(resolved.attack_lowpass_hz or resolved.sustain_highpass_hz),
-                     "sampling." + name, getattr(resolved, name), _LIMIT_NEEDS_A_FILTER)
+                     "sampling." + name, getattr(resolved, name), _NEEDS_A_FILTER)
         if config is not None:
             # (a model without the bank ignores every bank setting, as it does the filters)
             _require(not resolved.sustain_noise_decay_db_per_s or not config.data.resonators.enabled
@@ -796,7 +796,7 @@ class Config:
         for name in _FILTERED_SETTINGS:
             _require(not getattr(self.sampling, name) or self.sampling.attack_lowpass_hz > 0
                      or self.sampling.sustain_highpass_hz > 0, "sampling." + name, getattr(self.sampling, name),
-                     _LIMIT_NEEDS_A_FILTER)
+                     _NEEDS_A_FILTER)
         for name in ("attack_lowpass_hz", "sustain_highpass_hz") + _FILTERED_SETTINGS:
             _require(getattr(self.sampling, name) == 0 or self.data.resonators.enabled, "sampling." + name,
                      getattr(self.sampling, name), "filters the innovation of the resonator bank: the config has none "
