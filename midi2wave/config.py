@@ -163,6 +163,19 @@ class ResonatorConfig:
     velocity_tone_hz: tuple[float, ...] = ()
     velocity_tone_db: tuple[tuple[float, ...], ...] = ()
     prompt_velocity_tone_db: tuple[tuple[float, ...], ...] = ()
+    # The aftersound (scripts/fit_aftersound.py): a held piano note's partials die at one rate for the
+    # first second or so, then much more slowly (a struck string's double decay: its vertical motion
+    # dies first, its horizontal motion and the unison's out-of-phase mode ring on). With the lock on,
+    # past `aftersound_knee_s[i]` after its onset (not before its prompt sound ends) each partial of a
+    # note of pitch `aftersound_pitches[i]` decays by `aftersound_decay_db_per_s[i]` instead of its
+    # hold decay (`decay_scale`), until its release (linear in pitch between the grid pitches, flat
+    # beyond; `resonators.oscillators`: `knee`, `r_after`). Why: the bank's one decay, fitted over the
+    # first half second, left a held note's partials a median 9.8 dB under the training piano's 2 s
+    # after its onset and 19.3 dB under at 3.4 s (docs/evaluation.md, "The aftersound"). Empty: one
+    # decay until the release.
+    aftersound_pitches: tuple[float, ...] = ()
+    aftersound_knee_s: tuple[float, ...] = ()
+    aftersound_decay_db_per_s: tuple[float, ...] = ()
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
     SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "level_pitches", "levels_db", "level_velocity_slopes",
@@ -170,7 +183,8 @@ class ResonatorConfig:
                                                  "prompt_velocity_slope_table", "prompt_seconds", "room_years",
                                                  "room_release_tau_s", "room_tone_hz", "room_tone_db",
                                                  "velocity_tone_velocities", "velocity_tone_hz", "velocity_tone_db",
-                                                 "prompt_velocity_tone_db")
+                                                 "prompt_velocity_tone_db", "aftersound_pitches", "aftersound_knee_s",
+                                                 "aftersound_decay_db_per_s")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -180,7 +194,8 @@ class ResonatorConfig:
     def __post_init__(self) -> None:
         key = "data.resonators."
         for name in ("tuning_cents", "inharmonicity", "level_pitches", "level_velocity_slopes", "room_years",
-                     "room_release_tau_s", "room_tone_hz", "velocity_tone_velocities", "velocity_tone_hz"):
+                     "room_release_tau_s", "room_tone_hz", "velocity_tone_velocities", "velocity_tone_hz",
+                     "aftersound_pitches", "aftersound_knee_s", "aftersound_decay_db_per_s"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # tuples, whatever sequence was given
         object.__setattr__(self, "levels_db", tuple(tuple(row) for row in self.levels_db))
         object.__setattr__(self, "level_velocity_slope_table", tuple(tuple(row) for row in self.level_velocity_slope_table))
@@ -279,6 +294,19 @@ class ResonatorConfig:
                          "needs the prompt sound (prompt_levels_db) it bends")
             _require(bool(self.levels_db), key + "velocity_tone_db", "...",
                      "needs the fitted partial levels (levels_db): the tone sets them by velocity")
+        if self.aftersound_pitches or self.aftersound_knee_s or self.aftersound_decay_db_per_s:
+            n = len(self.aftersound_pitches)
+            _require(n > 0 and all(math.isfinite(p) and C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH
+                                   for p in self.aftersound_pitches)
+                     and all(b > a for a, b in zip(self.aftersound_pitches, self.aftersound_pitches[1:])),
+                     key + "aftersound_pitches", list(self.aftersound_pitches),
+                     f"must be MIDI pitches in [{C.MIN_MIDI_PITCH}, {C.MAX_MIDI_PITCH}] that rise")
+            for name, lo, hi in (("aftersound_knee_s", 0.0, 60.0), ("aftersound_decay_db_per_s", 0.0, 1000.0)):
+                values = getattr(self, name)
+                _require(len(values) == n, key + name, len(values), f"needs one value per aftersound pitch ({n})")
+                _require(all(math.isfinite(v) and lo <= v <= hi for v in values), key + name, list(values),
+                         f"must lie in [{lo:g}, {hi:g}]")
+            _require(self.partials > 0, key + "aftersound_pitches", "...", "needs the resonator bank (partials > 0)")
         for name in ("pre_emphasis", "noise_lowpass"):
             if getattr(self, name) > 0:
                 _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")

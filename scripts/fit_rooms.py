@@ -135,7 +135,8 @@ def bank_band_power(notes: Notes, n_samples: int, bank: ResonatorConfig, year: i
             continue
         t = starts[first:end, None] + points[None, :]
         a = resonators.locked_amplitudes(t.ravel(), s.level[j], s.attack_end[j], s.release[j], s.r_hold[j],
-                                         s.r_release[j], s.r_prompt[j], s.prompt_end[j]).reshape(t.shape)
+                                         s.r_release[j], s.r_prompt[j], s.prompt_end[j], s.knee[j],
+                                         s.r_after[j]).reshape(t.shape)
         a[(t < s.attack_end[j]) | (t >= s.stop[j])] = 0.0
         e = (a * a / 2.0) @ weights
         b = band[j]

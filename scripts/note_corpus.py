@@ -81,9 +81,12 @@ def _holds(midi: Path, notes, made_by: dict) -> bool:
 
 
 def write_corpus(out: Path, years, velocities, pitches, instrument: str = "salamander", force: bool = False,
-                 log=print) -> list[Path]:
-    """Render the corpus (see the module docstring); returns the WAVs written or kept."""
-    sheet = NoteSheet(pitches=tuple(pitches), velocities=tuple(velocities))
+                 log=print, hold_seconds: float = SHEET.hold_seconds, spacing_seconds: float = SHEET.spacing_seconds
+                 ) -> list[Path]:
+    """Render the corpus (see the module docstring; each note held `hold_seconds`, `spacing_seconds`
+    from onset to onset); returns the WAVs written or kept."""
+    sheet = NoteSheet(pitches=tuple(pitches), velocities=tuple(velocities), hold_seconds=hold_seconds,
+                      spacing_seconds=spacing_seconds)
     notes, pedals = sheet.notes()
     written = []
     for year in years:
@@ -118,6 +121,11 @@ def main(argv=None) -> int:
     ap.add_argument("--pitches", type=int, nargs="+", default=list(SAMPLE_KEYS),
                     help="MIDI pitches (default: Salamander's sampled keys, A0 to C8 every 3 semitones)")
     ap.add_argument("--instrument", default="salamander", choices=INSTRUMENTS)
+    ap.add_argument("--hold-seconds", type=float, default=SHEET.hold_seconds,
+                    help=f"how long each note is held (default {SHEET.hold_seconds:g}; the aftersound's fit, "
+                         f"fit_aftersound.py: 5)")
+    ap.add_argument("--spacing-seconds", type=float, default=SHEET.spacing_seconds,
+                    help=f"from onset to onset (default {SHEET.spacing_seconds:g}; at least the hold and 0.4 s more)")
     ap.add_argument("--allow-sheet-overlap", action="store_true",
                     help="allow velocities in the note sheet's Salamander layers and its years' rooms")
     ap.add_argument("--force", action="store_true", help="render again over existing files")
@@ -128,6 +136,9 @@ def main(argv=None) -> int:
         ap.error(f"velocities {bad}: must lie in 1..127")
     if bad := [p for p in args.pitches if not C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH]:
         ap.error(f"pitches {bad}: must lie in {C.MIN_MIDI_PITCH}..{C.MAX_MIDI_PITCH}")
+    if not 0.3 < args.hold_seconds < args.spacing_seconds - 0.4:
+        ap.error(f"--hold-seconds {args.hold_seconds:g} must exceed 0.3 and leave 0.4 s before the next onset "
+                 f"(--spacing-seconds {args.spacing_seconds:g})")
     if not args.allow_sheet_overlap:
         taken = sheet_layers()
         if overlap := sorted({v for v in args.velocities for y in args.years if salamander_layer(v, y) in taken}):
@@ -138,7 +149,8 @@ def main(argv=None) -> int:
             ap.error(f"years {overlap} are the note sheet's rooms; --allow-sheet-overlap to render them anyway")
     try:
         write_corpus(args.out, args.years, args.velocities, args.pitches, args.instrument, args.force,
-                     log=lambda m: print(m, file=sys.stderr))
+                     log=lambda m: print(m, file=sys.stderr), hold_seconds=args.hold_seconds,
+                     spacing_seconds=args.spacing_seconds)
     except (Midi2WaveError, RuntimeError, OSError) as e:  # missing samples, sfizz, the disk: one line
         print(f"note_corpus: {args.out}: {e}", file=sys.stderr)
         return 1

@@ -88,7 +88,8 @@ def test_released_anywhere_the_bank_rings_on_the_locked_trajectory(release_s: fl
     assert sched.stop.min() > n  # every oscillator still in the bank (read by its slot)
     for t in range(end, n, 97):
         expected = [rs.locked_amplitude(t + 1, sched.level[s], sched.attack_end[s], sched.release[s], sched.r_hold[s],
-                                        sched.r_release[s], sched.r_prompt[s], sched.prompt_end[s])
+                                        sched.r_release[s], sched.r_prompt[s], sched.prompt_end[s], sched.knee[s],
+                                        sched.r_after[s])
                     for s in range(len(sched))]
         np.testing.assert_allclose(amps[t], expected, rtol=1e-9)
 

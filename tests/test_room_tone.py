@@ -114,7 +114,7 @@ def _recording(notes: Notes, bank, year: int, tone_db, seed: int) -> np.ndarray:
     for j in np.flatnonzero(s.level > 0):
         t = np.arange(s.attack_end[j], min(s.stop[j], n))
         a = rs.locked_amplitudes(t, s.level[j], s.attack_end[j], s.release[j], s.r_hold[j], s.r_release[j],
-                                 s.r_prompt[j], s.prompt_end[j])
+                                 s.r_prompt[j], s.prompt_end[j], s.knee[j], s.r_after[j])
         a *= np.minimum(1.0, (t - s.attack_end[j] + 1) / 80.0)  # a 5-ms rise: a step would splash every band
         hz = s.omega[j] * SR / (2 * math.pi)
         x[t] += a * 10 ** (tone_db(hz) / 20) * np.cos(s.omega[j] * t + rng.uniform(0, 2 * math.pi))

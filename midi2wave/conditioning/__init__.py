@@ -156,7 +156,13 @@ then ring on (a piano's double decay), where the level table is measured 0.3 s i
 carried back along one decay. Where a partial's prompt level is above the table's, it leaves its
 attack there (`Schedule.level`) and, with the lock on, decays by `Schedule.r_prompt` until
 `Schedule.prompt_end`, a straight line in dB onto the table's decay `prompt_seconds` after the attack
-end, then by `r_hold` (`resonators.prompt_decay`, `bank_update`, `locked_amplitude`).
+end, then by `r_hold` (`resonators.prompt_decay`, `bank_update`, `locked_amplitude`). **The
+aftersound** (`data.resonators.aftersound_pitches`, `aftersound_knee_s`, `aftersound_decay_db_per_s`;
+`scripts/fit_aftersound.py` on the instrument's long notes): the rest of that double decay, a held
+note's partials dying slowly after the first second or so. With the lock on, from `Schedule.knee` (its
+pitch's knee after the onset, not before `prompt_end`) until its release each oscillator decays by
+`Schedule.r_after` instead of `r_hold` (`resonators.aftersound`, `bank_update`, `locked_amplitude`);
+without one the knee never comes.
 Free-running, a partial's level is otherwise whatever the few sampled innovations of its attack
 made it. `midi2wave export --sampling-from CONFIG` gives a released model the settings that
 change synthesis only, found after training: the `sampling` section and the partial levels

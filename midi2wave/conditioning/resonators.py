@@ -51,6 +51,11 @@ _njit = jit.njit(cache=True, nogil=True)
 # named tuples on without a call per sample (see `bank_step`).
 _njit_inline = jit.njit(cache=True, nogil=True, inline="always")
 
+# A release not known yet (a held key), or a knee that never comes (no aftersound): later than any
+# sample a stream reaches, and far enough from the int64 limit that adding the release tail or a
+# window's start cannot overflow.
+NOT_RELEASED = 1 << 52
+
 
 @dataclass
 class Schedule:
@@ -66,6 +71,10 @@ class Schedule:
     the level table's decay (`ResonatorConfig.prompt_levels_db`); through the attack the lock's
     target is the same line drawn back (`locked_amplitude`). r_hold, and prompt_end = attack_end,
     without a prompt.
+    knee: int64 [n], r_after: float64 [n]: with the lock on, from sample `knee` (not before
+    prompt_end) until its release the oscillator decays by r_after per sample instead of r_hold (the
+    aftersound, `ResonatorConfig.aftersound_knee_s`); knee `NOT_RELEASED` (never) and r_after = r_hold
+    without one.
     pitch: float64 [n], the MIDI pitch of the oscillator's note (the attacks' low-pass follows it:
     `attack_key_tracking`).
     velocity: float64 [n], the MIDI velocity of the oscillator's note (the attacks' low-pass follows
@@ -96,14 +105,16 @@ class Schedule:
     level: np.ndarray
     r_prompt: np.ndarray
     prompt_end: np.ndarray
+    knee: np.ndarray
+    r_after: np.ndarray
     pitch: np.ndarray
     velocity: np.ndarray
     synthesis_only: np.ndarray
 
     FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain",
               "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level",
-              "r_prompt", "prompt_end", "pitch", "velocity", "synthesis_only")
-    TIME_FIELDS = ("start", "release", "stop", "attack_end", "prompt_end")
+              "r_prompt", "prompt_end", "knee", "r_after", "pitch", "velocity", "synthesis_only")
+    TIME_FIELDS = ("start", "release", "stop", "attack_end", "prompt_end", "knee")
     # the fields of a note's oscillators that depend on its velocity (`oscillators`); the others
     # depend on its pitch alone, and the time fields move with its start (`LiveBank`'s note table)
     VELOCITY_FIELDS = ("gain_attack", "gain_sustain", "level", "r_prompt", "velocity")
@@ -444,6 +455,20 @@ def prompt_decay(level: np.ndarray, prompt_level: np.ndarray, r_hold: np.ndarray
     return start, r_hold * ratio ** (1.0 / max(int(prompt_samples), 1))
 
 
+def aftersound(pitch: np.ndarray, config: ResonatorConfig, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray]:
+    """(samples from the onset to the knee, int64 [n]; the decay per sample past it, float64 [n]) of
+    notes of these pitches (`ResonatorConfig.aftersound_knee_s`, `aftersound_decay_db_per_s`: linear in
+    pitch between the grid pitches, flat beyond); (`NOT_RELEASED`: never, 1) each without an aftersound."""
+    pitch = np.asarray(pitch, np.float64)
+    if not config.aftersound_pitches:
+        return np.full(pitch.shape, NOT_RELEASED, np.int64), np.ones(pitch.shape)
+    grid = np.asarray(config.aftersound_pitches, np.float64)
+    knee_s = np.interp(pitch, grid, np.asarray(config.aftersound_knee_s, np.float64))
+    db_per_s = np.interp(pitch, grid, np.asarray(config.aftersound_decay_db_per_s, np.float64))
+    sr = float(sample_rate_hz)
+    return np.round(knee_s * sr).astype(np.int64), 10.0 ** (-db_per_s / 20.0 / sr)
+
+
 def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
              config: ResonatorConfig) -> Schedule:
     """The oscillators that sound anywhere in samples [start_sample, start_sample + n_samples) of
@@ -505,6 +530,12 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     prompt_level = (fitted_levels(pitch[note_idx], velocity[note_idx], partial, config, prompt=True, hz=hz)
                     if prompt_samples else table_level)
     partial_level, r_prompt = prompt_decay(table_level, prompt_level, r_hold, prompt_samples)
+    prompt_end = attack_end + prompt_samples
+    # the aftersound: past its knee (not before the prompt sound ends) each partial decays by r_after
+    # (never without one: its decay stays r_hold; the knee moves with the note's start as every time does)
+    knee_samples, r_after = aftersound(pitch, config, sample_rate_hz)
+    knee = np.maximum(first[note_idx] + knee_samples[note_idx], prompt_end)
+    r_after = r_after[note_idx] if config.aftersound_pitches else r_hold.copy()
     # The innovation gain rides on each note's first oscillator (the fundamental, kept above).
     carrier = (partial == 1.0) & (config.gain > 0)
     level = np.where(carrier, config.gain * (velocity[note_idx] / 127.0) ** config.gain_velocity_exponent, 0.0)
@@ -526,7 +557,9 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
         gain_release_decay=np.full(hz.shape, -1.0 / (config.gain_release_s * sr)),
         level=partial_level,
         r_prompt=r_prompt,
-        prompt_end=attack_end + prompt_samples,
+        prompt_end=prompt_end,
+        knee=knee,
+        r_after=r_after,
         pitch=pitch[note_idx].astype(np.float64),
         velocity=velocity[note_idx].astype(np.float64),
         synthesis_only=(partial > config.partials).astype(np.float64),
@@ -820,7 +853,7 @@ KAPPA_SUM_MAX = 0.5
 
 @_njit
 def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omega, r_hold, r_release, kappa, attack_end,
-                kappa_sustain, level, synthesis_only, lock, r_prompt, prompt_end):
+                kappa_sustain, level, synthesis_only, lock, r_prompt, prompt_end, knee, r_after):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active
     kappas of the analysis's partials: the synthesis-only ones leave the others driven as the
@@ -838,8 +871,8 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
     spread phase, so it rings on as loud as it would have; one found silent in its attack starts at
     a spread phase too. With the lock on (any w > 0, also while it rises after a prime), an
     oscillator decays by `r_prompt` until `prompt_end` (its prompt sound; through the attack the
-    target follows the same line), then by `r_hold`; without it (the analysis, a prime) by `r_hold`
-    throughout."""
+    target follows the same line), then by `r_hold`, and from `knee` by `r_after` (its aftersound);
+    without it (the analysis, a prime) by `r_hold` throughout."""
     total = 0.0
     for j in range(n_active):
         s = idx[j]
@@ -850,7 +883,12 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
         s = idx[j]
         r = r_release[s]
         if t < release[s]:
-            r = r_prompt[s] if lock > 0.0 and t < prompt_end[s] else r_hold[s]
+            r = r_hold[s]
+            if lock > 0.0:
+                if t < prompt_end[s]:
+                    r = r_prompt[s]
+                elif t >= knee[s]:
+                    r = r_after[s]
         a = re[j] + g * (kappa[s] if t < attack_end[s] else kappa_sustain[s]) * e
         b = im[j]
         c = r * cos_omega[s]  # cos / sin of the oscillator's frequency, computed once (`unit_phasors`)
@@ -861,7 +899,7 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
             k = t + 1 - start[s]  # samples since the oscillator began, after this one
             rise = 1.0 if k >= LOCK_RISE_SAMPLES else 0.5 - 0.5 * math.cos(math.pi * k / LOCK_RISE_SAMPLES)
             target = rise * locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s],
-                                             r_prompt[s], prompt_end[s])
+                                             r_prompt[s], prompt_end[s], knee[s], r_after[s])
             m = math.sqrt(re[j] * re[j] + im[j] * im[j])
             if m > 0.0:
                 # lock 1 (the bundled models'): x ** 1 is x, without a pow per oscillator and sample
@@ -875,7 +913,7 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
         elif t == 0 and attack_end[s] <= 0 and lock > 0.0 and level[s] > 0.0:  # admitted at the stream's
             # start (from silence) after its attack ended
             target = lock * locked_amplitude(1, level[s], attack_end[s], release[s], r_hold[s], r_release[s],
-                                             r_prompt[s], prompt_end[s])
+                                             r_prompt[s], prompt_end[s], knee[s], r_after[s])
             re[j] = target * math.cos(s * GOLDEN_ANGLE)
             im[j] = target * math.sin(s * GOLDEN_ANGLE)
 
@@ -892,25 +930,27 @@ GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
 
 @_njit
-def locked_amplitude(t, level, attack_end, release, r_hold, r_release, r_prompt, prompt_end):
+def locked_amplitude(t, level, attack_end, release, r_hold, r_release, r_prompt, prompt_end, knee, r_after):
     """An oscillator's fitted level (at its attack end) carried to sample t >= attack_end as the bank
     decays it with the lock on: `level * r_prompt**(min(t, release, prompt_end) - attack_end) *
-    r_hold**max(0, min(t, release) - prompt_end) * r_release**max(0, t - release)` (its prompt
-    sound, then its hold, then its release). A note released inside its attack is referred back along
-    its prompt's decay to the release, so it comes out at level * (r_release / r_prompt)**(attack_end -
+    r_hold**max(0, min(t, release, knee) - prompt_end) * r_after**max(0, min(t, release) - knee) *
+    r_release**max(0, t - release)` (its prompt sound, then its hold, its aftersound from `knee`, then
+    its release; knee >= prompt_end). A note released inside its attack is referred back along its
+    prompt's decay to the release, so it comes out at level * (r_release / r_prompt)**(attack_end -
     release) at the attack end."""
-    return (level * r_prompt ** (min(t, release, prompt_end) - attack_end) * r_hold ** max(0, min(t, release) - prompt_end)
+    return (level * r_prompt ** (min(t, release, prompt_end) - attack_end)
+            * r_hold ** max(0, min(t, release, knee) - prompt_end) * r_after ** max(0, min(t, release) - knee)
             * r_release ** max(0, t - release))
 
 
 @_njit
-def locked_amplitudes(t, level, attack_end, release, r_hold, r_release, r_prompt, prompt_end):
+def locked_amplitudes(t, level, attack_end, release, r_hold, r_release, r_prompt, prompt_end, knee, r_after):
     """`locked_amplitude` of one oscillator at each sample of `t` (int64 [n]; float64 [n]): offline
     measurements read the bank's own trajectory (scripts/fit_rooms.py), where the kernel calls the
     scalar one per sample."""
     out = np.empty(t.shape[0])
     for i in range(t.shape[0]):
-        out[i] = locked_amplitude(t[i], level, attack_end, release, r_hold, r_release, r_prompt, prompt_end)
+        out[i] = locked_amplitude(t[i], level, attack_end, release, r_hold, r_release, r_prompt, prompt_end, knee, r_after)
     return out
 
 
@@ -957,7 +997,7 @@ def _run(signal, analysis, bank, capacity):
         bank_update(t, e, re, im, idx, n_active, bank.start, bank.release, bank.cos_omega, bank.sin_omega, bank.r_hold,
                     bank.r_release, bank.kappa,
                     bank.attack_end, bank.kappa_sustain, bank.level, bank.synthesis_only, lock, bank.r_prompt,
-                    bank.prompt_end)
+                    bank.prompt_end, bank.knee, bank.r_after)
     return out, pred, gains
 
 
@@ -1097,7 +1137,8 @@ def batch_update(t, b0, b1, lock, bank, streams):
                     bank.start[o0:o1], bank.release[o0:o1], bank.cos_omega[o0:o1], bank.sin_omega[o0:o1], bank.r_hold[o0:o1],
                     bank.r_release[o0:o1],
                     bank.kappa[o0:o1], bank.attack_end[o0:o1], bank.kappa_sustain[o0:o1], bank.level[o0:o1],
-                    bank.synthesis_only[o0:o1], lock, bank.r_prompt[o0:o1], bank.prompt_end[o0:o1])
+                    bank.synthesis_only[o0:o1], lock, bank.r_prompt[o0:o1], bank.prompt_end[o0:o1], bank.knee[o0:o1],
+                    bank.r_after[o0:o1])
 
 
 @_njit_inline
@@ -1394,11 +1435,6 @@ def empty_bank() -> BankBatch:
     return BankBatch([Schedule.empty()])
 
 
-# A release not known yet (a held key): later than any sample a stream reaches, and far enough from
-# the int64 limit that adding the release tail cannot overflow.
-NOT_RELEASED = 1 << 52
-
-
 class LiveBank:
     """The resonator bank of one stream whose notes arrive while it runs (the live engine,
     `render/live.py`): the same oscillators as `schedule` (`oscillators`), appended in start order
@@ -1524,6 +1560,7 @@ class LiveBank:
         self.start[a:a + k] += start  # the table's notes begin at sample 0
         self.attack_end[a:a + k] += start
         self.prompt_end[a:a + k] += start
+        self.knee[a:a + k] += start
         self.held_until[a:a + k] = NOT_RELEASED
         self.offsets[1] = a + k
         handle = self.next_handle
