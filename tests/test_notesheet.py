@@ -308,3 +308,65 @@ def test_ticks_are_counted_where_a_sample_leaves_the_waveform_and_nowhere_else()
     rows, ref = {2004: [dict(ticked, pitch=60, velocity=60), dict(clean, pitch=60, velocity=60)]}, {2004: [dict(clean, pitch=60, velocity=60)] * 2}
     assert ns.summarize(rows[2004])["ticks"] == 1.5
     assert not ns.compare(rows, ref)["checks"]["2004 ticks"] and ns.compare(ref, rows)["checks"]["2004 ticks"]
+
+
+def double_decay(pitch, *, seconds=4.0, first_db_per_s=20.0, knee_s=1.0, after_db_per_s=5.0):
+    """An additive note (partials 0.5 / k below 7.8 kHz) falling `first_db_per_s` to `knee_s`, then
+    `after_db_per_s` (a piano's double decay; `after_db_per_s` = `first_db_per_s`: one decay)."""
+    t = np.arange(int(seconds * SR)) / SR
+    db = -first_db_per_s * np.minimum(t, knee_s) - after_db_per_s * np.maximum(t - knee_s, 0.0)
+    return tone(pitch, seconds=seconds, decay_s=1e9) * 10 ** (db / 20)
+
+
+@pytest.mark.parametrize("pitch", [36, 60, 84])
+def test_the_aftersound_reads_a_known_double_decay(pitch):
+    """From the windows' centres (0.6 and 3.2 s): 20 dB/s for 0.4 s, then 5 dB/s for 2.2 s, -19 dB;
+    one decay of 20 dB/s reads -52 dB."""
+    assert ns.aftersound_db(double_decay(pitch), SR, 0.0, pitch) == pytest.approx(-19.0, abs=0.5)
+    one = double_decay(pitch, after_db_per_s=20.0)
+    assert ns.aftersound_db(one, SR, 0.0, pitch) == pytest.approx(-52.0, abs=0.5)
+
+
+def test_a_sheet_plays_its_long_notes_after_the_grid_and_measures_them_apart(tmp_path):
+    """The long notes follow the grid, each at the long velocity, held long; the grid's rows and
+    checks are the same with them; the aftersound check fails a model with one decay (broken once:
+    the check compared the model with itself)."""
+    from midi2wave.evaluation.notesheet_run import NoteSheetOptions, note_sheet_results
+
+    sheet = ns.NoteSheet(pitches=(48, 72), velocities=(60,), long_pitches=(48, 84))
+    notes, _ = sheet.notes()
+    assert sheet.grid_size == 2 and list(notes.pitch) == [48, 72, 48, 84] and list(notes.velocity) == [60, 60, 90, 90]
+    np.testing.assert_allclose(notes.onset_s, [0.5, 2.5, 4.5, 9.0])
+    np.testing.assert_allclose(notes.offset_s - notes.onset_s, [0.8, 0.8, 3.5, 3.5])
+    assert sheet.duration_seconds == pytest.approx(0.5 + 2 * 2.0 + 2 * 4.5)
+    with pytest.raises(ValueError, match="long_hold_seconds"):
+        ns.NoteSheet(long_pitches=(60,), long_hold_seconds=4.3)
+    assert len(ns.NoteSheet().notes()[0]) == 56  # none by default (the level corpus's layout)
+    assert NoteSheetOptions(out=tmp_path / "x").sheet.long_pitches == ns.LONG_PITCHES
+
+    def render(after_db_per_s):
+        def f(notes, pedals, year):
+            x = np.zeros(int(sheet.duration_seconds * SR) + SR)
+            for i, p in enumerate(notes.pitch):
+                s = int(notes.onset_s[i] * SR)
+                note = (tone(int(p), release_s=0.1) if i < sheet.grid_size
+                        else double_decay(int(p), after_db_per_s=after_db_per_s))
+                x[s:s + len(note)] += note
+            return x * 0.3
+        return f
+
+    options = NoteSheetOptions(out=tmp_path / "sheet", years=(2018,), sheet=sheet)
+    results, _ = note_sheet_results(render(20.0), render(5.0), options, SR)
+    after = results["comparison"]["per_year"]["2018"]["aftersound_db"]
+    assert after["model"] == pytest.approx(-52.0, abs=0.5) and after["reference"] == pytest.approx(-19.0, abs=0.5)
+    assert after["difference"] == pytest.approx(-33.0, abs=0.7)
+    assert not results["comparison"]["checks"]["2018 aftersound_db"]
+    assert len(results["per_note"]["model"]["2018"]) == 2 and len(results["long_notes"]["model"]["2018"]) == 2
+    same, _ = note_sheet_results(render(5.0), render(5.0), options, SR)
+    assert same["comparison"]["checks"]["2018 aftersound_db"]
+    for name in ("2018 hiss_db", "2018 release_db"):  # the grid's checks are the grid's
+        assert same["comparison"]["checks"][name] == results["comparison"]["checks"][name]
+    with pytest.raises(ValueError, match="both"):
+        ns.compare({2018: []}, {2018: []}, model_long={2018: []})
+    with pytest.raises(ValueError, match="held"):
+        ns.long_measures(np.zeros(SR), SR, notes.take(slice(0, 2)))

@@ -49,6 +49,14 @@ note is measured (`note_measures`):
   averages it away over half a second. A recorded note has next to none; a sheet is summarised by
   the mean (ticks per note), not the median, since most notes have none either way.
 
+After the grid, a sheet can hold a few long notes (`long_pitches`, each at `long_velocity`, held
+`long_hold_seconds`), measured apart (`long_measures`):
+
+- **aftersound** (`aftersound_db`): the energy at the note's partials (found and counted as for the
+  hiss) in `aftersound_late_seconds` [3.0, 3.4) s after the onset over that in
+  `aftersound_early_seconds` [0.4, 0.8) s, dB. A piano's held note dies fast for a second or so, then
+  slowly (its double decay): a model with one decay reads far lower than the recording.
+
 `summarize` takes medians over the notes (the mean for `ticks`); `compare` sets a model's medians against the reference's
 per year, with the differences between years, and the pass/fail checks of the note-sheet bar.
 """
@@ -63,8 +71,8 @@ import numpy as np
 
 from ..midi import Notes, PedalEvents, pitch_to_hz
 
-__all__ = ["MEAN_MEASURES", "MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "a_weighting", "by_register", "compare", "find_partials",
-           "level_difference_db",
+__all__ = ["LONG_PITCHES", "MEAN_MEASURES", "MEASURES", "NoteMeasureOptions", "NoteSheet", "REGISTERS", "a_weighting",
+           "aftersound_db", "by_register", "compare", "find_partials", "level_difference_db", "long_measures",
            "note_measures", "release_tail_db", "sheet_measures", "summarize"]
 
 MEASURES: tuple[str, ...] = ("attack_db", "attack_end_db", "onset_db", "click_db", "hiss_db", "hiss_a_db", "upper_db", "release_db",
@@ -85,27 +93,51 @@ class NoteSheet:
     hold_seconds: float = 0.8
     spacing_seconds: float = 2.0
     lead_seconds: float = 0.5
+    # the long notes after the grid (none by default; `evaluate --note-sheet` plays `LONG_PITCHES`)
+    long_pitches: tuple[int, ...] = ()
+    long_velocity: int = 90
+    long_hold_seconds: float = 3.5
+    long_spacing_seconds: float = 4.5
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "long_pitches", tuple(self.long_pitches))  # a tuple, from JSON's list too
         if not self.pitches or not self.velocities:
             raise ValueError("a note sheet needs at least one pitch and one velocity")
-        if any(not 21 <= p <= 108 for p in self.pitches) or any(not 1 <= v <= 127 for v in self.velocities):
+        if any(not 21 <= p <= 108 for p in (*self.pitches, *self.long_pitches)) or any(
+                not 1 <= v <= 127 for v in (*self.velocities, self.long_velocity)):
             raise ValueError("note-sheet pitches must lie in 21..108 and velocities in 1..127")
         if not 0.3 < self.hold_seconds < self.spacing_seconds - 0.4:
             raise ValueError("hold_seconds must exceed 0.3 s and leave at least 0.4 s before the next note")
+        if self.long_pitches and not 0.3 < self.long_hold_seconds < self.long_spacing_seconds - 0.4:
+            raise ValueError("long_hold_seconds must exceed 0.3 s and leave at least 0.4 s before the next note")
+
+    @property
+    def grid_size(self) -> int:
+        """How many notes the grid has: `notes()`'s first ones (the long notes follow)."""
+        return len(self.pitches) * len(self.velocities)
 
     def notes(self) -> tuple[Notes, PedalEvents]:
-        """The sheet as (notes, no pedals), times in seconds; order: pitch-major, then velocity."""
+        """The sheet as (notes, no pedals), times in seconds; order: pitch-major, then velocity, then the
+        long notes."""
         grid = [(p, v) for p in self.pitches for v in self.velocities]
         onset = self.lead_seconds + self.spacing_seconds * np.arange(len(grid), dtype=np.float64)
-        notes = Notes(onset_s=onset, offset_s=onset + self.hold_seconds,
-                      pitch=np.array([p for p, _ in grid], np.int16), velocity=np.array([v for _, v in grid], np.int16))
+        long_onset = onset[-1] + self.spacing_seconds + self.long_spacing_seconds * np.arange(len(self.long_pitches))
+        notes = Notes(onset_s=np.concatenate([onset, long_onset]),
+                      offset_s=np.concatenate([onset + self.hold_seconds, long_onset + self.long_hold_seconds]),
+                      pitch=np.array([p for p, _ in grid] + list(self.long_pitches), np.int16),
+                      velocity=np.array([v for _, v in grid] + [self.long_velocity] * len(self.long_pitches), np.int16))
         pedals = PedalEvents(time_s=np.zeros(0, np.float64), controller=np.zeros(0, np.int16), value=np.zeros(0, np.int16))
         return notes, pedals
 
     @property
     def duration_seconds(self) -> float:
-        return self.lead_seconds + self.spacing_seconds * len(self.pitches) * len(self.velocities)
+        return (self.lead_seconds + self.spacing_seconds * len(self.pitches) * len(self.velocities)
+                + self.long_spacing_seconds * len(self.long_pitches))
+
+
+# The long notes `evaluate --note-sheet` plays after the grid (`NoteSheet.long_pitches`): an octave apart
+# from C2 to C7, where a piano's aftersound is clear of the recording's floor through the hold.
+LONG_PITCHES: tuple[int, ...] = (36, 48, 60, 72, 84, 96)
 
 
 @dataclass(frozen=True)
@@ -134,9 +166,11 @@ class NoteMeasureOptions:
     decay_frame: int = 2048
     decay_hop: int = 256
     decay_start_seconds: float = 0.1
+    aftersound_early_seconds: tuple[float, float] = (0.4, 0.8)  # after the onset: the aftersound's reference
+    aftersound_late_seconds: tuple[float, float] = (3.0, 3.4)   # and its late window (a long note's)
     checks: dict[str, float] = field(default_factory=lambda: {
         "attack_db": 3.0, "attack_end_db": 3.0, "onset_db": 3.0, "click_db": 3.0, "hiss_db": 1.0, "hiss_a_db": 1.0, "upper_db": 2.0, "levels_db": 3.0, "release_db": 3.0, "year_difference_db": 3.0,
-        "ticks": 0.1})
+        "ticks": 0.1, "aftersound_db": 3.0})
 
 
 DEFAULT = NoteMeasureOptions()
@@ -378,6 +412,35 @@ def sheet_measures(audio: np.ndarray, sample_rate_hz: int, notes: Notes,
     return rows
 
 
+def aftersound_db(audio: np.ndarray, sample_rate_hz: int, onset_s: float, pitch: int,
+                  options: NoteMeasureOptions = DEFAULT) -> float:
+    """The aftersound of a long note (module docstring): the energy at its partials in
+    `aftersound_late_seconds` after the onset over that in `aftersound_early_seconds`, dB (the
+    partials found in each window as the hiss finds them)."""
+    x = np.asarray(audio, np.float64).reshape(-1)
+    sr = float(sample_rate_hz)
+    on = int(round(onset_s * sr))
+    f0 = float(pitch_to_hz(int(pitch)))
+    energy = []
+    for a, b in (options.aftersound_early_seconds, options.aftersound_late_seconds):
+        power = _power_spectrum(_segment(x, on + int(round(a * sr)), on + int(round(b * sr))), options.n_fft)
+        bin_hz = sr / (2 * (len(power) - 1))
+        energies, _, _ = _partial_energies(power, find_partials(power, f0, bin_hz, options), bin_hz, options)
+        energy.append(float(energies.sum()))
+    return _db(energy[1], energy[0])
+
+
+def long_measures(audio: np.ndarray, sample_rate_hz: int, notes: Notes,
+                  options: NoteMeasureOptions = DEFAULT) -> list[dict[str, Any]]:
+    """`aftersound_db` of each long note of a rendered sheet (`notes`: the sheet's notes after its grid,
+    held past `aftersound_late_seconds`)."""
+    if len(notes) and float(np.min(notes.offset_s - notes.onset_s)) < options.aftersound_late_seconds[1]:
+        raise ValueError(f"the long notes must be held {options.aftersound_late_seconds[1]:g} s or more")
+    return [{"pitch": int(notes.pitch[i]), "velocity": int(notes.velocity[i]), "onset_s": float(notes.onset_s[i]),
+             "aftersound_db": aftersound_db(audio, sample_rate_hz, float(notes.onset_s[i]), int(notes.pitch[i]), options)}
+            for i in range(len(notes))]
+
+
 def _median(values: Sequence[float]) -> float:
     v = np.asarray(values, np.float64)
     v = v[np.isfinite(v)]
@@ -415,13 +478,17 @@ def velocity_attack_db(model_rows: Sequence[dict[str, Any]], reference_rows: Seq
 
 
 def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[dict[str, Any]]],
-            options: NoteMeasureOptions = DEFAULT) -> dict[str, Any]:
+            options: NoteMeasureOptions = DEFAULT, model_long: dict[int, list[dict[str, Any]]] | None = None,
+            reference_long: dict[int, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """A model's sheet against the reference's, per year (rows from `sheet_measures` of the same
     sheet): medians of both, their differences, the median partial-level difference, the
     differences between years (each year against the first), and the checks of the bar
     (`options.checks`: |difference| within the tolerance; hiss, attack end, click and ticks only
     upward; the attack's brightness also in every velocity layer, `velocity_attack_db`, within the
-    attack's tolerance)."""
+    attack's tolerance). With the long notes' rows (`long_measures`, per year, both or neither): the
+    aftersound's medians and the median of its note-by-note difference, checked within its tolerance."""
+    if (model_long is None) != (reference_long is None):
+        raise ValueError("compare: give the long notes of both renders or of neither")
     years = sorted(reference)
     per_year: dict[str, Any] = {}
     checks: dict[str, bool] = {}
@@ -445,6 +512,13 @@ def compare(model: dict[int, list[dict[str, Any]]], reference: dict[int, list[di
         checks[f"{y} levels_db"] = levels <= tol["levels_db"]
         checks[f"{y} release_db"] = abs(diff["release_db"]) <= tol["release_db"]
         checks[f"{y} ticks"] = diff["ticks"] <= tol["ticks"]
+        if model_long is not None and reference_long is not None and reference_long.get(y):
+            g_long, r_long = model_long[y], reference_long[y]
+            after = {"model": _median([r["aftersound_db"] for r in g_long]),
+                     "reference": _median([r["aftersound_db"] for r in r_long]),
+                     "difference": _median([g["aftersound_db"] - r["aftersound_db"] for g, r in zip(g_long, r_long)])}
+            per_year[str(y)]["aftersound_db"] = after
+            checks[f"{y} aftersound_db"] = abs(after["difference"]) <= tol["aftersound_db"]
     between: dict[str, Any] = {}
     for y in years[1:]:
         g = {m: per_year[str(y)]["model"][m] - per_year[str(years[0])]["model"][m] for m in MEASURES}

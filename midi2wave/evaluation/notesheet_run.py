@@ -2,10 +2,12 @@
 instrument in the same years' rooms, measure every note (notesheet.py) and write the results.
 
 The folder written (`NoteSheetOptions.out`, atomically: built beside and renamed):
-    note_sheet.json        {"format": "midi2wave-note-sheet", sheet, sampling, per_note, comparison}
+    note_sheet.json        {"format": "midi2wave-note-sheet", sheet, sampling, per_note (the grid's notes),
+                            long_notes (the long notes'), comparison}
     audio/<who>_<year>.wav 16-bit renders (who: model | reference)
     img/<year>.png         both spectrograms of the year side by side
     img/octaves.png        one note per octave (the loudest-but-one velocity), model against reference
+    img/long.png           the long notes (their aftersound), model against reference
     index.html             the figures with players
 """
 
@@ -38,7 +40,7 @@ class NoteSheetOptions:
     out: Path
     years: tuple[int, ...] = (2004, 2018)
     instrument: str = "salamander"
-    sheet: ns.NoteSheet = field(default_factory=ns.NoteSheet)
+    sheet: ns.NoteSheet = field(default_factory=lambda: ns.NoteSheet(long_pitches=ns.LONG_PITCHES))
     measures: ns.NoteMeasureOptions = field(default_factory=ns.NoteMeasureOptions)
     force: bool = False
 
@@ -69,15 +71,20 @@ def note_sheet_results(render_model: Callable[[Any, Any, int], np.ndarray],
     """Render and measure. render_model / render_reference: (notes, pedals, year) -> float32 [n] at
     `sample_rate_hz`, from time 0. Returns (the JSON-able results, {"model_2004": audio, ...})."""
     notes, pedals = options.sheet.notes()
+    grid = options.sheet.grid_size
+    grid_notes, long_notes = notes.take(slice(0, grid)), notes.take(slice(grid, len(notes)))
     audio: dict[str, np.ndarray] = {}
     rows: dict[str, dict[int, list[dict[str, Any]]]] = {"model": {}, "reference": {}}
+    long_rows: dict[str, dict[int, list[dict[str, Any]]]] = {"model": {}, "reference": {}}
     for year in options.years:
         for who, render in (("reference", render_reference), ("model", render_model)):
             log.info("note sheet: %s, year %d (%d notes, %.0f s)", who, year, len(notes), options.sheet.duration_seconds)
             x = np.asarray(render(notes, pedals, year), np.float32).reshape(-1)
             audio[f"{who}_{year}"] = x
-            rows[who][year] = ns.sheet_measures(x, sample_rate_hz, notes, options.measures)
-    comparison = ns.compare(rows["model"], rows["reference"], options.measures)
+            rows[who][year] = ns.sheet_measures(x, sample_rate_hz, grid_notes, options.measures)
+            long_rows[who][year] = ns.long_measures(x, sample_rate_hz, long_notes, options.measures)
+    comparison = ns.compare(rows["model"], rows["reference"], options.measures,
+                            *((long_rows["model"], long_rows["reference"]) if len(long_notes) else ()))
 
     def plain(r: dict[str, Any]) -> dict[str, Any]:
         return {k: (np.round(v, 3).tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
@@ -86,6 +93,7 @@ def note_sheet_results(render_model: Callable[[Any, Any, int], np.ndarray],
                "measures": {k: v for k, v in asdict(options.measures).items()},
                "per_note": {who: {str(y): [plain(r) for r in rs] for y, rs in by_year.items()}
                             for who, by_year in rows.items()},
+               "long_notes": {who: {str(y): rs for y, rs in by_year.items()} for who, by_year in long_rows.items()},
                "comparison": comparison}
     return results, audio
 
@@ -133,7 +141,9 @@ def _page(results: dict[str, Any], years: tuple[int, ...]) -> str:
         py = comp["per_year"][str(y)]
         cells = "".join(f"<td>{_value(py['model'][m], m)}</td><td>{_value(py['reference'][m], m)}</td>"
                         for m in ns.MEASURES)
-        rows.append(f"<tr><th>{y}</th>{cells}<td>{py['levels_db']:.1f}</td></tr>")
+        after = py.get("aftersound_db")
+        cell = f"{after['model']:+.1f} / {after['reference']:+.1f}" if after else "-"
+        rows.append(f"<tr><th>{y}</th>{cells}<td>{py['levels_db']:.1f}</td><td>{cell}</td></tr>")
     head = "".join(f"<th colspan=2>{html.escape(m)}<br>model / reference</th>" for m in ns.MEASURES)
     checks = "".join(f"<li>{html.escape(k)}: {'pass' if v else '<b>FAIL</b>'}</li>" for k, v in comp["checks"].items())
     figs = "".join(
@@ -143,8 +153,11 @@ def _page(results: dict[str, Any], years: tuple[int, ...]) -> str:
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:right}</style>"
             f"<h1>Note sheet: model against the training audio ({html.escape(results['instrument'])})</h1>"
             "<p>Medians over the notes (dB; decay in dB/s; levels: median |difference| of partials 1-16).</p>"
-            f"<table><tr><th>year</th>{head}<th>levels_db</th></tr>{''.join(rows)}</table>"
-            f"<ul>{checks}</ul><h2>One note per octave</h2><img src='img/octaves.png' width=1100>{figs}")
+            f"<table><tr><th>year</th>{head}<th>levels_db</th><th>aftersound_db<br>model / reference</th></tr>"
+            f"{''.join(rows)}</table>"
+            f"<ul>{checks}</ul><h2>One note per octave</h2><img src='img/octaves.png' width=1100>"
+            + ("<h2>Long notes</h2><img src='img/long.png' width=1100>" if "long_notes" in results
+               and any(results["long_notes"]["model"].values()) else "") + figs)
 
 
 def write_note_sheet(results: dict[str, Any], audio: dict[str, np.ndarray], options: NoteSheetOptions,
@@ -181,6 +194,11 @@ def _fill(tmp: Path, results: dict[str, Any], audio: dict[str, np.ndarray], opti
     y0 = options.years[-1]
     _spectrogram_pair(tmp / "img" / "octaves.png", audio[f"model_{y0}"], audio[f"reference_{y0}"], sample_rate_hz,
                       f"one note per octave, velocity {velocity}, year {y0}", segments)
+    if sheet.long_pitches:
+        long_segments = [(float(notes.onset_s[i]) - 0.05, float(notes.offset_s[i]) + 0.45, f"MIDI {int(notes.pitch[i])}")
+                         for i in range(sheet.grid_size, len(notes))]
+        _spectrogram_pair(tmp / "img" / "long.png", audio[f"model_{y0}"], audio[f"reference_{y0}"], sample_rate_hz,
+                          f"long notes, velocity {sheet.long_velocity}, year {y0}", long_segments)
     (tmp / "note_sheet.json").write_text(json.dumps(results, indent=1, allow_nan=True))
     (tmp / "index.html").write_text(_page(results, options.years))
 
@@ -235,6 +253,10 @@ def run_note_sheet(checkpoint: Any, options: NoteSheetOptions, sampling: Any, *,
         layers = ", ".join(f"v{v} {d:+.1f}" for v, d in py["velocity_attack_db"].items())
         lines.append(f"  {y}: {cells}, partial levels |diff| {py['levels_db']:.1f} dB, attack_db by velocity "
                      f"(model - {options.instrument}) {layers}")
+        if "aftersound_db" in py:
+            a = py["aftersound_db"]
+            lines.append(f"  {y}: aftersound_db {a['model']:+.1f} / {a['reference']:+.1f} ({len(options.sheet.long_pitches)} "
+                         f"long notes; median difference {a['difference']:+.1f})")
     for k, v in comp["between_years"].items():
         lines.append(f"  {k}: release_db {v['model']['release_db']:+.1f} / {v['reference']['release_db']:+.1f}")
     failed = [k for k, v in comp["checks"].items() if not v]
