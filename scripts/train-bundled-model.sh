@@ -19,7 +19,10 @@
 # pasted into the config: the levels, the upper partials' prompt sound and the velocity tone; then
 # the rooms, `python
 # scripts/fit_rooms.py STORE --tone -c configs/default.json --tone-share 0.5`: each year's release
-# and tone; they change synthesis only, so training with or without them is the same).
+# and tone; then the aftersound, `python scripts/note_corpus.py LONG --velocities 40 68 100 124
+# --hold-seconds 5 --spacing-seconds 6.5` and `python scripts/fit_aftersound.py LONG -c
+# configs/default.json`: each key's knee and second decay; they change synthesis only, so training
+# with or without them is the same).
 #
 #   bash scripts/train-bundled-model.sh [WORK_DIR]      (default: ./work; about 3.6 hours on 1 core)
 #
