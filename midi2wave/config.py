@@ -296,8 +296,9 @@ class ResonatorConfig:
                      "needs the fitted partial levels (levels_db): the tone sets them by velocity")
         if self.aftersound_pitches or self.aftersound_knee_s or self.aftersound_decay_db_per_s:
             n = len(self.aftersound_pitches)
-            _require(n > 0 and all(math.isfinite(p) and C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH
-                                   for p in self.aftersound_pitches)
+            _require(n > 0, key + "aftersound_pitches", [], "needs the grid of pitches its knees and decays are given on")
+            _require(all(math.isfinite(p) and C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH
+                         for p in self.aftersound_pitches)
                      and all(b > a for a, b in zip(self.aftersound_pitches, self.aftersound_pitches[1:])),
                      key + "aftersound_pitches", list(self.aftersound_pitches),
                      f"must be MIDI pitches in [{C.MIN_MIDI_PITCH}, {C.MAX_MIDI_PITCH}] that rise")
@@ -307,6 +308,8 @@ class ResonatorConfig:
                 _require(all(math.isfinite(v) and lo <= v <= hi for v in values), key + name, list(values),
                          f"must lie in [{lo:g}, {hi:g}]")
             _require(self.partials > 0, key + "aftersound_pitches", "...", "needs the resonator bank (partials > 0)")
+            _require(bool(self.levels_db), key + "aftersound_pitches", "...",
+                     "needs the fitted partial levels (levels_db): it acts through the lock that holds them")
         for name in ("pre_emphasis", "noise_lowpass"):
             if getattr(self, name) > 0:
                 _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")

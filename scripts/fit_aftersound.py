@@ -119,7 +119,7 @@ def note_tracks(x: np.ndarray, onset_s: float, offset_s: float, pitch: int, velo
     freqs = np.fft.rfftfreq(PAD, 1.0 / sample_rate_hz)
     ks = np.arange(1, MAX_PARTIAL + 2, dtype=np.float64)
     hz = partial_hz(np.full(len(ks), float(pitch)), ks, config.tuning_cents, config.inharmonicity)
-    out, start_db = [], []
+    out = []  # (the track's level at its start, the track)
     for j in range(MAX_PARTIAL):
         if hz[j] > min(MAX_HZ, config.max_hz):
             break
@@ -130,11 +130,9 @@ def note_tracks(x: np.ndarray, onset_s: float, offset_s: float, pitch: int, velo
         db = 20.0 * np.log10(spectra[:, near].max(axis=1) + 1e-12)
         floor = 20.0 * np.log10(np.median(spectra[:, between], axis=1) + 1e-12)
         clear = db > floor + CLEAR_DB
-        start_db.append(db[0])
-        if clear.sum() >= MIN_POINTS:
-            out.append((j, Track(int(pitch), int(velocity), j + 1, times[clear], db[clear])))
-    loudest = max(start_db, default=-np.inf)
-    return [track for j, track in out if start_db[j] >= loudest - AUDIBLE_DB]
+        out.append((float(db[0]), Track(int(pitch), int(velocity), j + 1, times[clear], db[clear])))
+    loudest = max((start for start, _ in out), default=-np.inf)
+    return [track for start, track in out if start >= loudest - AUDIBLE_DB and len(track.t_s) >= MIN_POINTS]
 
 
 def measure(pieces, config: ResonatorConfig, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> list[Track]:
@@ -153,9 +151,14 @@ def _huber_weights(residual: np.ndarray, delta: float) -> np.ndarray:
     return np.where(a <= delta, 1.0, delta / np.maximum(a, 1e-12))
 
 
+def _huber_loss(residual: np.ndarray, delta: float) -> np.ndarray:
+    a = np.abs(residual)
+    return np.where(a <= delta, 0.5 * a * a, delta * (a - 0.5 * delta))
+
+
 def fit_knee(tracks: list[Track], config: ResonatorConfig) -> tuple[float, float, float, float]:
-    """(knee s after the onset, aftersound decay dB/s, weighted mean |error| dB with it, the same with
-    the bank's one decay) for these tracks (see the module docstring)."""
+    """(knee s after the onset, aftersound decay dB/s, mean |error| dB with it, the same with the bank's
+    one decay) for these tracks (see the module docstring); the knee with the least Huber loss wins."""
     t0 = lock_end_s(config)
     n = max(len(tr.t_s) for tr in tracks)
     T = np.zeros((len(tracks), n))
@@ -165,8 +168,8 @@ def fit_knee(tracks: list[Track], config: ResonatorConfig) -> tuple[float, float
         T[i, :len(tr.t_s)], A[i, :len(tr.db)], M[i, :len(tr.t_s)] = tr.t_s, tr.db, 1.0
     s1 = bank_decay_db_per_s(np.array([tr.pitch for tr in tracks]), np.array([tr.k for tr in tracks]), config)[:, None]
 
-    def solve(knee_s: float) -> tuple[float, float, np.ndarray]:
-        """(decay, error, weights) at this knee: y = A + s1 (min(T, knee) - t0) ~ c_i - s2 max(0, T - knee)."""
+    def solve(knee_s: float) -> tuple[float, float, float]:
+        """(decay, Huber loss, mean |error|) at this knee: y = A + s1 (min(T, knee) - t0) ~ c_i - s2 max(0, T - knee)."""
         y = A + s1 * (np.minimum(T, knee_s) - t0)
         P = np.maximum(T - knee_s, 0.0)
         W = M.copy()
@@ -179,22 +182,22 @@ def fit_knee(tracks: list[Track], config: ResonatorConfig) -> tuple[float, float
             s2 = float(np.clip(-(W * yc * pc).sum() / den, 0.0, MAX_DECAY_DB_PER_S)) if den > 0 else 0.0
             r = yc + s2 * pc
             W = M * _huber_weights(r, HUBER_DB)
-        return s2, float((W * np.abs(r)).sum() / W.sum()), W
+        return s2, float((M * _huber_loss(r, HUBER_DB)).sum()), float((M * np.abs(r)).sum() / M.sum())
 
     best = None
     last = max(t0, float(T.max()) - 0.3)
     for knee in np.arange(t0, last + 1e-9, KNEE_STEP_S):
-        s2, err, _ = solve(float(knee))
-        if best is None or err < best[2]:
-            best = (float(knee), s2, err)
+        s2, loss, err = solve(float(knee))
+        if best is None or loss < best[2]:
+            best = (float(knee), s2, loss, err)
     # the bank's one decay: the knee past every point
     y = A + s1 * (T - t0)
     W = M.copy()
     for _ in range(4):
         r = y - (W * y).sum(axis=1, keepdims=True) / np.maximum(W.sum(axis=1, keepdims=True), 1e-12)
         W = M * _huber_weights(r, HUBER_DB)
-    one = float((W * np.abs(r)).sum() / W.sum())
-    return round(best[0], 3), round(best[1], 2), best[2], one
+    one = float((M * np.abs(r)).sum() / M.sum())
+    return round(best[0], 3), round(best[1], 2), best[3], one
 
 
 def grid_pitches(step: int = GRID_STEP) -> list[int]:
@@ -235,8 +238,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         config = load_config(args.config).data.resonators
-    except (ConfigError, OSError, ValueError) as e:
-        print(f"fit_aftersound: {args.config}: {e}", file=sys.stderr)
+    except (ConfigError, OSError, ValueError) as e:  # its message names the file
+        print(f"fit_aftersound: {e}", file=sys.stderr)
         return 1
     if not config.enabled:
         print(f"fit_aftersound: {args.config}: the model has no resonator bank (data.resonators.partials 0)",

@@ -68,7 +68,7 @@ def sheet_layers() -> set[int]:
 
 
 def _holds(midi: Path, notes, made_by: dict) -> bool:
-    """Whether `midi` reads back as `notes` (pitches, velocities, times to a tick) and the pair's
+    """Whether `midi` reads back as `notes` (pitches, velocities, onsets and releases to a tick) and the pair's
     `notes.json` beside it says it was rendered as `made_by` (instrument, year)."""
     try:
         got, _ = read_midi(midi)
@@ -77,7 +77,8 @@ def _holds(midi: Path, notes, made_by: dict) -> bool:
     except Exception:  # noqa: BLE001 -- unreadable or missing: render again
         return False
     return (len(got) == len(notes) and np.array_equal(got.pitch, notes.pitch)
-            and np.array_equal(got.velocity, notes.velocity) and np.allclose(got.onset_s, notes.onset_s, atol=2e-3))
+            and np.array_equal(got.velocity, notes.velocity) and np.allclose(got.onset_s, notes.onset_s, atol=2e-3)
+            and np.allclose(got.offset_s, notes.offset_s, atol=2e-3))
 
 
 def write_corpus(out: Path, years, velocities, pitches, instrument: str = "salamander", force: bool = False,

@@ -60,6 +60,8 @@ def _undriven_amplitudes(sched: rs.Schedule, n: int, seed: int = 0) -> np.ndarra
     (dict(aftersound_knee_s=(0.3, math.nan)), "must lie in"),
     (dict(partials=0, levels_db=(), level_pitches=(), level_velocity_slopes=(), gain=0.0, noise_lowpass=0.0),
      "needs the resonator bank"),
+    (dict(levels_db=(), level_pitches=(), level_velocity_slopes=()), "needs the fitted partial levels"),
+    (dict(aftersound_pitches=()), "needs the grid of pitches"),
 ])
 def test_the_config_refuses_a_bad_aftersound(change, problem):
     with pytest.raises(ConfigError, match=problem):
@@ -87,9 +89,14 @@ def test_each_note_gets_its_pitchs_knee_and_decay():
     # without an aftersound: never a knee, and the hold decay throughout
     plain = rs.schedule(notes, 0, 4 * SR, SR, PLAIN)
     assert (plain.knee > 10**15).all() and np.array_equal(plain.r_after, plain.r_hold)
-    # a knee before the prompt sound ends waits for it
-    early = dataclasses.replace(AFTER, aftersound_knee_s=(0.01, 0.01))
-    assert (rs.schedule(notes, 0, 4 * SR, SR, early).knee == rs.schedule(notes, 0, 4 * SR, SR, early).prompt_end).all()
+    # a knee before the prompt sound ends waits for it (broken once: the knee taken as given)
+    early = dataclasses.replace(AFTER, aftersound_knee_s=(0.01, 0.01), level_velocity_slopes=(),
+                                level_velocity_slope_table=((1.0,) * 4, (1.0,) * 4),
+                                prompt_levels_db=((-14.0, -24.0, -34.0, -44.0), (-20.0, -40.0, -60.0, -80.0)),
+                                prompt_velocity_slope_table=((1.0,) * 4, (1.0,) * 4), prompt_seconds=0.3)
+    prompted = rs.schedule(notes, 0, 4 * SR, SR, early)
+    assert (prompted.prompt_end == prompted.start + round(0.05 * SR) + round(0.3 * SR)).all()
+    assert (prompted.knee == prompted.prompt_end).all() and (prompted.r_prompt < prompted.r_hold).all()
 
 
 def test_an_undriven_held_note_decays_by_its_aftersound_past_the_knee():

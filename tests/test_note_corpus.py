@@ -84,6 +84,14 @@ def test_the_corpus_is_a_midi_and_wav_pair_per_year_that_fit_partials_reads(tmp_
     assert calls == [2006, 2011, 2006, 2011, 2006, 2006]
     assert note_corpus.main([str(out), "--years", "2006", "--velocities", "40", "--instrument", "musescore"]) == 0
     assert calls == [2006, 2011, 2006, 2011, 2006, 2006]
+    # the same onsets held longer (the aftersound's corpus) are another pair (broken once: only the onsets compared)
+    assert note_corpus.main([str(out), "--years", "2006", "--velocities", "40", "--instrument", "musescore",
+                             "--hold-seconds", "1.5"]) == 0
+    assert calls == [2006, 2011, 2006, 2011, 2006, 2006, 2006]
+    long, _ = read_midi(out / "2006" / "notes.midi")
+    np.testing.assert_allclose(long.offset_s - long.onset_s, 1.5, atol=1e-3)
+    with pytest.raises(SystemExit):  # no room before the next onset
+        note_corpus.main([str(out), "--years", "2006", "--velocities", "40", "--hold-seconds", "1.9"])
     pieces = fit_partials.corpus_pieces(out)
     assert len(pieces) == 2 and len(pieces[1][0]) == len(note_corpus.SAMPLE_KEYS) and np.allclose(pieces[1][1], 0.11)
 

@@ -327,36 +327,42 @@ def test_the_aftersound_reads_a_known_double_decay(pitch):
     assert ns.aftersound_db(one, SR, 0.0, pitch) == pytest.approx(-52.0, abs=0.5)
 
 
-def test_a_sheet_plays_its_long_notes_after_the_grid_and_measures_them_apart(tmp_path):
-    """The long notes follow the grid, each at the long velocity, held long; the grid's rows and
-    checks are the same with them; the aftersound check fails a model with one decay (broken once:
-    the check compared the model with itself)."""
-    from midi2wave.evaluation.notesheet_run import NoteSheetOptions, note_sheet_results
+def test_a_sheet_plays_its_long_notes_apart_and_leaves_the_grid_as_it_was(tmp_path):
+    """The long notes are a piece of their own, each at the long velocity, held long; the grid's
+    renders, rows and checks are those of the same sheet without them; the aftersound check fails a
+    model with one decay (broken once: the check compared the model with itself)."""
+    import dataclasses
+    import json
+
+    from midi2wave.evaluation.notesheet_run import NoteSheetOptions, note_sheet_results, write_note_sheet
 
     sheet = ns.NoteSheet(pitches=(48, 72), velocities=(60,), long_pitches=(48, 84))
-    notes, _ = sheet.notes()
-    assert sheet.grid_size == 2 and list(notes.pitch) == [48, 72, 48, 84] and list(notes.velocity) == [60, 60, 90, 90]
-    np.testing.assert_allclose(notes.onset_s, [0.5, 2.5, 4.5, 9.0])
-    np.testing.assert_allclose(notes.offset_s - notes.onset_s, [0.8, 0.8, 3.5, 3.5])
-    assert sheet.duration_seconds == pytest.approx(0.5 + 2 * 2.0 + 2 * 4.5)
+    grid, _ = sheet.notes()
+    long, _ = sheet.long_notes()
+    assert list(grid.pitch) == [48, 72] and list(long.pitch) == [48, 84] and list(long.velocity) == [90, 90]
+    np.testing.assert_allclose(long.onset_s, [0.5, 5.0])
+    np.testing.assert_allclose(long.offset_s - long.onset_s, [3.5, 3.5])
+    assert sheet.duration_seconds == pytest.approx(4.5) and sheet.long_duration_seconds == pytest.approx(9.5)
     with pytest.raises(ValueError, match="long_hold_seconds"):
         ns.NoteSheet(long_pitches=(60,), long_hold_seconds=4.3)
-    assert len(ns.NoteSheet().notes()[0]) == 56  # none by default (the level corpus's layout)
+    assert len(ns.NoteSheet().long_notes()[0]) == 0  # none by default (the level corpus's layout)
     assert NoteSheetOptions(out=tmp_path / "x").sheet.long_pitches == ns.LONG_PITCHES
+    with pytest.raises(Exception, match="held 3 s"):
+        NoteSheetOptions(out=tmp_path / "x", sheet=dataclasses.replace(sheet, long_hold_seconds=3.0)).check()
 
     def render(after_db_per_s):
         def f(notes, pedals, year):
-            x = np.zeros(int(sheet.duration_seconds * SR) + SR)
+            x = np.zeros(int(notes.offset_s.max() * SR) + 2 * SR)
             for i, p in enumerate(notes.pitch):
                 s = int(notes.onset_s[i] * SR)
-                note = (tone(int(p), release_s=0.1) if i < sheet.grid_size
-                        else double_decay(int(p), after_db_per_s=after_db_per_s))
+                long_note = notes.offset_s[i] - notes.onset_s[i] > 1.0
+                note = double_decay(int(p), after_db_per_s=after_db_per_s) if long_note else tone(int(p), release_s=0.1)
                 x[s:s + len(note)] += note
             return x * 0.3
         return f
 
     options = NoteSheetOptions(out=tmp_path / "sheet", years=(2018,), sheet=sheet)
-    results, _ = note_sheet_results(render(20.0), render(5.0), options, SR)
+    results, audio = note_sheet_results(render(20.0), render(5.0), options, SR)
     after = results["comparison"]["per_year"]["2018"]["aftersound_db"]
     assert after["model"] == pytest.approx(-52.0, abs=0.5) and after["reference"] == pytest.approx(-19.0, abs=0.5)
     assert after["difference"] == pytest.approx(-33.0, abs=0.7)
@@ -364,9 +370,17 @@ def test_a_sheet_plays_its_long_notes_after_the_grid_and_measures_them_apart(tmp
     assert len(results["per_note"]["model"]["2018"]) == 2 and len(results["long_notes"]["model"]["2018"]) == 2
     same, _ = note_sheet_results(render(5.0), render(5.0), options, SR)
     assert same["comparison"]["checks"]["2018 aftersound_db"]
-    for name in ("2018 hiss_db", "2018 release_db"):  # the grid's checks are the grid's
-        assert same["comparison"]["checks"][name] == results["comparison"]["checks"][name]
+    plain_options = dataclasses.replace(options, sheet=dataclasses.replace(sheet, long_pitches=()))
+    plain, plain_audio = note_sheet_results(render(20.0), render(5.0), plain_options, SR)
+    assert "2018 aftersound_db" not in plain["comparison"]["checks"] and not plain["long_notes"]["model"]
+    np.testing.assert_array_equal(plain_audio["model_2018"], audio["model_2018"])
+    assert json.dumps(plain["per_note"]) == json.dumps(results["per_note"])  # (NaN levels above Nyquist)
+    assert {k: v for k, v in results["comparison"]["checks"].items() if "aftersound" not in k} == plain["comparison"]["checks"]
+    out = write_note_sheet(results, audio, options, SR)
+    for name in ("audio/model_2018_long.wav", "audio/reference_2018_long.wav", "img/long.png"):
+        assert (out / name).is_file(), name
+    assert "model_2018_long.wav" in (out / "index.html").read_text()
     with pytest.raises(ValueError, match="both"):
         ns.compare({2018: []}, {2018: []}, model_long={2018: []})
     with pytest.raises(ValueError, match="held"):
-        ns.long_measures(np.zeros(SR), SR, notes.take(slice(0, 2)))
+        ns.long_measures(np.zeros(SR), SR, grid)

@@ -233,7 +233,7 @@ def test_fit_rooms_tone_refuses_what_it_cannot_use_in_one_line(tmp_path, capsys)
     raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
     for name in ("level_pitches", "levels_db", "level_velocity_slope_table", "prompt_levels_db",
                  "prompt_velocity_slope_table", "velocity_tone_velocities", "velocity_tone_hz", "velocity_tone_db",
-                 "prompt_velocity_tone_db"):
+                 "prompt_velocity_tone_db", "aftersound_pitches", "aftersound_knee_s", "aftersound_decay_db_per_s"):
         raw["data"]["resonators"][name] = []
     raw["data"]["resonators"].update(prompt_seconds=0.0, synthesis_partials=0, room_tone_hz=[], room_tone_db=[])
     path = tmp_path / "plain.json"

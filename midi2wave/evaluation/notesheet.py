@@ -49,8 +49,9 @@ note is measured (`note_measures`):
   averages it away over half a second. A recorded note has next to none; a sheet is summarised by
   the mean (ticks per note), not the median, since most notes have none either way.
 
-After the grid, a sheet can hold a few long notes (`long_pitches`, each at `long_velocity`, held
-`long_hold_seconds`), measured apart (`long_measures`):
+A sheet can also hold a few long notes (`long_pitches`, each at `long_velocity`, held
+`long_hold_seconds`; `NoteSheet.long_notes`), rendered and measured apart from the grid
+(`long_measures`), so the grid's renders are the same with or without them:
 
 - **aftersound** (`aftersound_db`): the energy at the note's partials (found and counted as for the
   hiss) in `aftersound_late_seconds` [3.0, 3.4) s after the onset over that in
@@ -93,7 +94,7 @@ class NoteSheet:
     hold_seconds: float = 0.8
     spacing_seconds: float = 2.0
     lead_seconds: float = 0.5
-    # the long notes after the grid (none by default; `evaluate --note-sheet` plays `LONG_PITCHES`)
+    # the long notes, a render of their own (none by default; `evaluate --note-sheet` plays `LONG_PITCHES`)
     long_pitches: tuple[int, ...] = ()
     long_velocity: int = 90
     long_hold_seconds: float = 3.5
@@ -111,28 +112,36 @@ class NoteSheet:
         if self.long_pitches and not 0.3 < self.long_hold_seconds < self.long_spacing_seconds - 0.4:
             raise ValueError("long_hold_seconds must exceed 0.3 s and leave at least 0.4 s before the next note")
 
-    @property
-    def grid_size(self) -> int:
-        """How many notes the grid has: `notes()`'s first ones (the long notes follow)."""
-        return len(self.pitches) * len(self.velocities)
-
     def notes(self) -> tuple[Notes, PedalEvents]:
-        """The sheet as (notes, no pedals), times in seconds; order: pitch-major, then velocity, then the
-        long notes."""
+        """The grid as (notes, no pedals), times in seconds; order: pitch-major, then velocity."""
         grid = [(p, v) for p in self.pitches for v in self.velocities]
         onset = self.lead_seconds + self.spacing_seconds * np.arange(len(grid), dtype=np.float64)
-        long_onset = onset[-1] + self.spacing_seconds + self.long_spacing_seconds * np.arange(len(self.long_pitches))
-        notes = Notes(onset_s=np.concatenate([onset, long_onset]),
-                      offset_s=np.concatenate([onset + self.hold_seconds, long_onset + self.long_hold_seconds]),
-                      pitch=np.array([p for p, _ in grid] + list(self.long_pitches), np.int16),
-                      velocity=np.array([v for _, v in grid] + [self.long_velocity] * len(self.long_pitches), np.int16))
-        pedals = PedalEvents(time_s=np.zeros(0, np.float64), controller=np.zeros(0, np.int16), value=np.zeros(0, np.int16))
-        return notes, pedals
+        notes = Notes(onset_s=onset, offset_s=onset + self.hold_seconds,
+                      pitch=np.array([p for p, _ in grid], np.int16), velocity=np.array([v for _, v in grid], np.int16))
+        return notes, _no_pedals()
+
+    def long_notes(self) -> tuple[Notes, PedalEvents]:
+        """The long notes as (notes, no pedals), a piece of their own from `lead_seconds` (none without
+        `long_pitches`)."""
+        onset = self.lead_seconds + self.long_spacing_seconds * np.arange(len(self.long_pitches), dtype=np.float64)
+        notes = Notes(onset_s=onset, offset_s=onset + self.long_hold_seconds,
+                      pitch=np.array(self.long_pitches, np.int16),
+                      velocity=np.full(len(self.long_pitches), self.long_velocity, np.int16))
+        return notes, _no_pedals()
 
     @property
     def duration_seconds(self) -> float:
-        return (self.lead_seconds + self.spacing_seconds * len(self.pitches) * len(self.velocities)
-                + self.long_spacing_seconds * len(self.long_pitches))
+        """The grid's length (s)."""
+        return self.lead_seconds + self.spacing_seconds * len(self.pitches) * len(self.velocities)
+
+    @property
+    def long_duration_seconds(self) -> float:
+        """The long notes' piece's length (s; 0 without them)."""
+        return self.lead_seconds + self.long_spacing_seconds * len(self.long_pitches) if self.long_pitches else 0.0
+
+
+def _no_pedals() -> PedalEvents:
+    return PedalEvents(time_s=np.zeros(0, np.float64), controller=np.zeros(0, np.int16), value=np.zeros(0, np.int16))
 
 
 # The long notes `evaluate --note-sheet` plays after the grid (`NoteSheet.long_pitches`): an octave apart
@@ -432,8 +441,8 @@ def aftersound_db(audio: np.ndarray, sample_rate_hz: int, onset_s: float, pitch:
 
 def long_measures(audio: np.ndarray, sample_rate_hz: int, notes: Notes,
                   options: NoteMeasureOptions = DEFAULT) -> list[dict[str, Any]]:
-    """`aftersound_db` of each long note of a rendered sheet (`notes`: the sheet's notes after its grid,
-    held past `aftersound_late_seconds`)."""
+    """`aftersound_db` of each long note of a rendered sheet (`notes`: `NoteSheet.long_notes`, held past
+    `aftersound_late_seconds`)."""
     if len(notes) and float(np.min(notes.offset_s - notes.onset_s)) < options.aftersound_late_seconds[1]:
         raise ValueError(f"the long notes must be held {options.aftersound_late_seconds[1]:g} s or more")
     return [{"pitch": int(notes.pitch[i]), "velocity": int(notes.velocity[i]), "onset_s": float(notes.onset_s[i]),

@@ -4,7 +4,8 @@ instrument in the same years' rooms, measure every note (notesheet.py) and write
 The folder written (`NoteSheetOptions.out`, atomically: built beside and renamed):
     note_sheet.json        {"format": "midi2wave-note-sheet", sheet, sampling, per_note (the grid's notes),
                             long_notes (the long notes'), comparison}
-    audio/<who>_<year>.wav 16-bit renders (who: model | reference)
+    audio/<who>_<year>.wav 16-bit renders of the grid (who: model | reference)
+    audio/<who>_<year>_long.wav  and of the long notes, a render of their own
     img/<year>.png         both spectrograms of the year side by side
     img/octaves.png        one note per octave (the loudest-but-one velocity), model against reference
     img/long.png           the long notes (their aftersound), model against reference
@@ -61,6 +62,9 @@ class NoteSheetOptions:
             raise InputError(f"{out}: exists (use --force to replace it)")
         if not out.parent.is_dir():
             raise InputError(f"{out}: its folder {out.parent} does not exist")
+        if self.sheet.long_pitches and self.sheet.long_hold_seconds < self.measures.aftersound_late_seconds[1]:
+            raise InputError(f"the note sheet's long notes are held {self.sheet.long_hold_seconds:g} s: the aftersound "
+                             f"is measured to {self.measures.aftersound_late_seconds[1]:g} s after the onset")
         check_folder(out, self.force)
         return self
 
@@ -71,8 +75,7 @@ def note_sheet_results(render_model: Callable[[Any, Any, int], np.ndarray],
     """Render and measure. render_model / render_reference: (notes, pedals, year) -> float32 [n] at
     `sample_rate_hz`, from time 0. Returns (the JSON-able results, {"model_2004": audio, ...})."""
     notes, pedals = options.sheet.notes()
-    grid = options.sheet.grid_size
-    grid_notes, long_notes = notes.take(slice(0, grid)), notes.take(slice(grid, len(notes)))
+    long_notes, long_pedals = options.sheet.long_notes()
     audio: dict[str, np.ndarray] = {}
     rows: dict[str, dict[int, list[dict[str, Any]]]] = {"model": {}, "reference": {}}
     long_rows: dict[str, dict[int, list[dict[str, Any]]]] = {"model": {}, "reference": {}}
@@ -81,8 +84,13 @@ def note_sheet_results(render_model: Callable[[Any, Any, int], np.ndarray],
             log.info("note sheet: %s, year %d (%d notes, %.0f s)", who, year, len(notes), options.sheet.duration_seconds)
             x = np.asarray(render(notes, pedals, year), np.float32).reshape(-1)
             audio[f"{who}_{year}"] = x
-            rows[who][year] = ns.sheet_measures(x, sample_rate_hz, grid_notes, options.measures)
-            long_rows[who][year] = ns.long_measures(x, sample_rate_hz, long_notes, options.measures)
+            rows[who][year] = ns.sheet_measures(x, sample_rate_hz, notes, options.measures)
+            if len(long_notes):  # a render of their own: the grid's is the same with or without them
+                log.info("note sheet: %s, year %d, long notes (%d notes, %.0f s)", who, year, len(long_notes),
+                         options.sheet.long_duration_seconds)
+                x = np.asarray(render(long_notes, long_pedals, year), np.float32).reshape(-1)
+                audio[f"{who}_{year}_long"] = x
+                long_rows[who][year] = ns.long_measures(x, sample_rate_hz, long_notes, options.measures)
     comparison = ns.compare(rows["model"], rows["reference"], options.measures,
                             *((long_rows["model"], long_rows["reference"]) if len(long_notes) else ()))
 
@@ -146,6 +154,10 @@ def _page(results: dict[str, Any], years: tuple[int, ...]) -> str:
         rows.append(f"<tr><th>{y}</th>{cells}<td>{py['levels_db']:.1f}</td><td>{cell}</td></tr>")
     head = "".join(f"<th colspan=2>{html.escape(m)}<br>model / reference</th>" for m in ns.MEASURES)
     checks = "".join(f"<li>{html.escape(k)}: {'pass' if v else '<b>FAIL</b>'}</li>" for k, v in comp["checks"].items())
+    long_players = "".join(
+        f"<p>{y}: model <audio controls src='audio/model_{y}_long.wav'></audio> reference "
+        f"<audio controls src='audio/reference_{y}_long.wav'></audio></p>"
+        for y in years if results.get("long_notes", {}).get("model", {}).get(str(y)))
     figs = "".join(
         f"<h2>{y}</h2><img src='img/{y}.png' width=1100><p>model <audio controls src='audio/model_{y}.wav'></audio> "
         f"reference <audio controls src='audio/reference_{y}.wav'></audio></p>" for y in years)
@@ -156,8 +168,8 @@ def _page(results: dict[str, Any], years: tuple[int, ...]) -> str:
             f"<table><tr><th>year</th>{head}<th>levels_db</th><th>aftersound_db<br>model / reference</th></tr>"
             f"{''.join(rows)}</table>"
             f"<ul>{checks}</ul><h2>One note per octave</h2><img src='img/octaves.png' width=1100>"
-            + ("<h2>Long notes</h2><img src='img/long.png' width=1100>" if "long_notes" in results
-               and any(results["long_notes"]["model"].values()) else "") + figs)
+            + (f"<h2>Long notes</h2><img src='img/long.png' width=1100>{long_players}" if long_players else "")
+            + figs)
 
 
 def write_note_sheet(results: dict[str, Any], audio: dict[str, np.ndarray], options: NoteSheetOptions,
@@ -180,7 +192,7 @@ def _fill(tmp: Path, results: dict[str, Any], audio: dict[str, np.ndarray], opti
         save_wav(tmp / "audio" / f"{name}.wav", x, sample_rate_hz, force=True)
     sheet = options.sheet
     notes, _ = sheet.notes()
-    for y in options.years:
+    for y in options.years:  # the grid's
         _spectrogram_pair(tmp / "img" / f"{y}.png", audio[f"model_{y}"], audio[f"reference_{y}"], sample_rate_hz,
                           f"note sheet, year {y}")
     velocity = sorted(sheet.velocities)[-2] if len(sheet.velocities) > 1 else sheet.velocities[0]
@@ -195,10 +207,11 @@ def _fill(tmp: Path, results: dict[str, Any], audio: dict[str, np.ndarray], opti
     _spectrogram_pair(tmp / "img" / "octaves.png", audio[f"model_{y0}"], audio[f"reference_{y0}"], sample_rate_hz,
                       f"one note per octave, velocity {velocity}, year {y0}", segments)
     if sheet.long_pitches:
-        long_segments = [(float(notes.onset_s[i]) - 0.05, float(notes.offset_s[i]) + 0.45, f"MIDI {int(notes.pitch[i])}")
-                         for i in range(sheet.grid_size, len(notes))]
-        _spectrogram_pair(tmp / "img" / "long.png", audio[f"model_{y0}"], audio[f"reference_{y0}"], sample_rate_hz,
-                          f"long notes, velocity {sheet.long_velocity}, year {y0}", long_segments)
+        long, _ = sheet.long_notes()
+        long_segments = [(float(long.onset_s[i]) - 0.05, float(long.offset_s[i]) + 0.45, f"MIDI {int(long.pitch[i])}")
+                         for i in range(len(long))]
+        _spectrogram_pair(tmp / "img" / "long.png", audio[f"model_{y0}_long"], audio[f"reference_{y0}_long"],
+                          sample_rate_hz, f"long notes, velocity {sheet.long_velocity}, year {y0}", long_segments)
     (tmp / "note_sheet.json").write_text(json.dumps(results, indent=1, allow_nan=True))
     (tmp / "index.html").write_text(_page(results, options.years))
 
