@@ -938,9 +938,11 @@ def locked_amplitude(t, level, attack_end, release, r_hold, r_release, r_prompt,
     its release; knee >= prompt_end). A note released inside its attack is referred back along its
     prompt's decay to the release, so it comes out at level * (r_release / r_prompt)**(attack_end -
     release) at the attack end."""
-    return (level * r_prompt ** (min(t, release, prompt_end) - attack_end)
-            * r_hold ** max(0, min(t, release, knee) - prompt_end) * r_after ** max(0, min(t, release) - knee)
-            * r_release ** max(0, t - release))
+    a = level * r_prompt ** (min(t, release, prompt_end) - attack_end) * r_hold ** max(0, min(t, release, knee) - prompt_end)
+    if min(t, release) > knee:  # only then: a factor of 1 is not free in the fastmath kernel, whose
+        # reordered product rounded otherwise (a render's samples moved where no knee was reached)
+        a *= r_after ** (min(t, release) - knee)
+    return a * r_release ** max(0, t - release)
 
 
 @_njit
