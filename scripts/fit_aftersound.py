@@ -46,8 +46,7 @@ from fit_partials import corpus_pieces  # this folder: python scripts/fit_afters
 from midi2wave import constants as C
 from midi2wave.config import ConfigError, ResonatorConfig, load_config
 from midi2wave.errors import InputError
-from midi2wave.midi import decay_tau_s
-from midi2wave.conditioning.resonators import partial_hz
+from midi2wave.conditioning.resonators import hold_tau_s, partial_hz
 
 WINDOW = 2048
 PAD = 16384          # zero-padded to 1-Hz bins at 16 kHz
@@ -87,9 +86,8 @@ def lock_end_s(config: ResonatorConfig) -> float:
 
 
 def bank_decay_db_per_s(pitch, k, config: ResonatorConfig) -> np.ndarray:
-    """The bank's hold decay (dB per second) of partial k of notes of this pitch (`resonators.oscillators`)."""
-    tau_s = config.decay_scale * decay_tau_s(pitch) / np.asarray(k, np.float64) ** config.decay_exponent
-    return DB_PER_NEPER / tau_s
+    """The bank's hold decay (dB per second) of partial k of notes of this pitch (`resonators.hold_tau_s`)."""
+    return DB_PER_NEPER / hold_tau_s(np.asarray(pitch, np.float64), k, config)
 
 
 def alone(notes, i: int) -> bool:

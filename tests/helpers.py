@@ -74,6 +74,32 @@ def random_inputs(model: Midi2Wave, n_samples: int, batch: int = 1, seed: int = 
     return cond, torch.rand(batch, n_samples, 2, generator=g), torch.zeros(batch, dtype=torch.long)
 
 
+# ---------------------------------------------------------------- the bank's locked trajectory
+
+def undriven_amplitudes(sched: rs.Schedule, n: int, seed: int = 0) -> np.ndarray:
+    """[n, oscillators] amplitudes after each sample (schedule order), driven only through the attack."""
+    bank = rs.BankBatch([sched])
+    end = int(sched.attack_end.max())
+    e = np.zeros(n)
+    e[:end] = 0.05 * np.random.default_rng(seed).standard_normal(end)
+    k = len(sched)
+    out = np.empty((n, k))
+    for t in range(n):
+        bank.predict(t)
+        bank.update(t, e[t:t + 1])
+        order = bank.state.idx[0, :k]
+        out[t, order] = np.abs(bank.state.re[0, :k] + 1j * bank.state.im[0, :k])
+    return out
+
+
+def locked_levels(sched: rs.Schedule, t: int, order=None) -> np.ndarray:
+    """`resonators.locked_amplitude` of each oscillator (schedule order, or `order`) at sample t."""
+    rows = range(len(sched)) if order is None else order
+    return np.array([rs.locked_amplitude(t, sched.level[s], sched.attack_end[s], sched.release[s], sched.r_hold[s],
+                                         sched.r_release[s], sched.r_prompt[s], sched.prompt_end[s], sched.knee[s],
+                                         sched.r_after[s]) for s in rows])
+
+
 # ---------------------------------------------------------------- the live engine (test_live*.py)
 
 LIVE_BANK = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack_s=0.02, gain_sustain=0.25,

@@ -23,6 +23,7 @@ from midi2wave.midi import Notes, PedalEvents, write_midi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import fit_aftersound  # noqa: E402
+from helpers import locked_levels, undriven_amplitudes  # noqa: E402
 
 SR = 16000
 PLAIN = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack_s=0.02, gain_sustain=0.25,
@@ -34,22 +35,6 @@ PLAIN = rs.ResonatorConfig(partials=4, input="innovation", gain=0.2, gain_attack
 AFTER = dataclasses.replace(PLAIN, aftersound_pitches=(48.0, 72.0), aftersound_knee_s=(0.3, 0.2),
                             aftersound_decay_db_per_s=(3.0, 9.0))
 NOTE = Notes(np.array([0.0]), np.array([0.8]), np.array([60], np.int16), np.array([64], np.int16))
-
-
-def _undriven_amplitudes(sched: rs.Schedule, n: int, seed: int = 0) -> np.ndarray:
-    """[n, oscillators] amplitudes after each sample (schedule order), driven only through the attack."""
-    bank = rs.BankBatch([sched])
-    end = int(sched.attack_end.max())
-    e = np.zeros(n)
-    e[:end] = 0.05 * np.random.default_rng(seed).standard_normal(end)
-    k = len(sched)
-    out = np.empty((n, k))
-    for t in range(n):
-        bank.predict(t)
-        bank.update(t, e[t:t + 1])
-        order = bank.state.idx[0, :k]
-        out[t, order] = np.abs(bank.state.re[0, :k] + 1j * bank.state.im[0, :k])
-    return out
 
 
 @pytest.mark.parametrize("change, problem", [
@@ -105,19 +90,16 @@ def test_an_undriven_held_note_decays_by_its_aftersound_past_the_knee():
     sched = rs.schedule(NOTE, 0, SR, SR, AFTER).for_sampling(partial_levels=1.0)
     knee, release = int(sched.knee[0]), int(sched.release[0])
     n = release + 800
-    amps = _undriven_amplitudes(sched, n)
+    amps = undriven_amplitudes(sched, n)
     np.testing.assert_allclose(amps[knee - 1] / amps[knee - 2], sched.r_hold, rtol=1e-9)
     np.testing.assert_allclose(amps[knee + 10] / amps[knee + 9], sched.r_after, rtol=1e-9)
     np.testing.assert_allclose(amps[release + 10] / amps[release + 9], sched.r_release, rtol=1e-9)
     per_s = 20 * np.log10(amps[knee + SR // 4] / amps[knee]) * 4
     np.testing.assert_allclose(per_s, -6.0, atol=1e-6)  # 6 dB/s at MIDI 60
     for t in range(int(sched.attack_end[0]), n, 97):
-        expected = [rs.locked_amplitude(t + 1, sched.level[s], sched.attack_end[s], sched.release[s], sched.r_hold[s],
-                                        sched.r_release[s], sched.r_prompt[s], sched.prompt_end[s], sched.knee[s],
-                                        sched.r_after[s]) for s in range(len(sched))]
-        np.testing.assert_allclose(amps[t], expected, rtol=1e-9)
+        np.testing.assert_allclose(amps[t], locked_levels(sched, t + 1), rtol=1e-9)
     # without the aftersound the same note goes on at the hold decay
-    plain = _undriven_amplitudes(rs.schedule(NOTE, 0, SR, SR, PLAIN).for_sampling(partial_levels=1.0), n)
+    plain = undriven_amplitudes(rs.schedule(NOTE, 0, SR, SR, PLAIN).for_sampling(partial_levels=1.0), n)
     np.testing.assert_array_equal(plain[:knee], amps[:knee])
     assert (amps[release - 1] > 2.0 * plain[release - 1]).all()  # 0.55 s at 6 dB/s, not at the hold's ~18
 
@@ -160,7 +142,7 @@ def test_a_window_begun_mid_note_takes_the_aftersounds_trajectory(from_s: float)
     k = len(late)
     got = np.empty(k)
     got[bank.state.idx[0, :k]] = np.abs(bank.state.re[0, :k] + 1j * bank.state.im[0, :k])
-    np.testing.assert_allclose(got, _undriven_amplitudes(whole, start + 1)[start], rtol=1e-9)
+    np.testing.assert_allclose(got, undriven_amplitudes(whole, start + 1)[start], rtol=1e-9)
 
 
 def test_the_live_bank_builds_the_offline_oscillators():

@@ -22,7 +22,7 @@ from midi2wave.config import (SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConf
                               config_differences, config_from_dict)
 from midi2wave.render.generate import generate
 from midi2wave.midi import Notes, decay_tau_s
-from helpers import bank_model, four_partial_config, isolated_notes, random_inputs
+from helpers import bank_model, four_partial_config, isolated_notes, locked_levels, random_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import fit_partials  # noqa: E402
@@ -190,10 +190,7 @@ def _trajectory(sched: rs.Schedule, t: int) -> np.ndarray:
     """A(t) of every oscillator after sample t: the rise times its level carried to t + 1."""
     k = t + 1 - sched.start
     rise = np.where(k >= rs.LOCK_RISE_SAMPLES, 1.0, 0.5 - 0.5 * np.cos(np.pi * k / rs.LOCK_RISE_SAMPLES))
-    return rise * np.array([rs.locked_amplitude(t + 1, sched.level[s], sched.attack_end[s], sched.release[s],
-                                                sched.r_hold[s], sched.r_release[s], sched.r_prompt[s], sched.prompt_end[s],
-                                                sched.knee[s], sched.r_after[s])
-                           for s in range(len(sched))])
+    return rise * locked_levels(sched, t + 1)
 
 
 def test_a_full_lock_holds_each_partial_on_its_rising_level_through_the_attack():
@@ -409,9 +406,7 @@ def test_a_window_begun_mid_note_rings_its_notes_at_their_levels():
     n = len(late)
     z = bank.state.re[0, :n] + 1j * bank.state.im[0, :n]
     order = bank.state.idx[0, :n]
-    expected = [rs.locked_amplitude(1, late.level[s], late.attack_end[s], late.release[s], late.r_hold[s],
-                                    late.r_release[s], late.r_prompt[s], late.prompt_end[s], late.knee[s], late.r_after[s])
-                for s in order]
+    expected = locked_levels(late, 1, order)
     np.testing.assert_allclose(np.abs(z), expected, rtol=1e-12)
     np.testing.assert_allclose(expected, whole.level[order] * whole.r_hold[order] ** (SR // 2 + 1 - whole.attack_end[order]),
                                rtol=1e-9)  # as loud as the whole note's oscillators would be by then

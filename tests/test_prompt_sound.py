@@ -18,7 +18,7 @@ import pytest
 from midi2wave.conditioning import resonators as rs
 from midi2wave.config import SYNTHESIS_ONLY_KEYS, Config, ConfigError, DataConfig, config_from_dict
 from midi2wave.midi import Notes
-from helpers import four_partial_config, isolated_notes
+from helpers import four_partial_config, isolated_notes, locked_levels, undriven_amplitudes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import fit_partials  # noqa: E402
@@ -37,23 +37,6 @@ PROMPT = dataclasses.replace(PLAIN, prompt_levels_db=((-26.0, -24.0, -28.0, -32.
 NOTE = Notes(np.array([0.0]), np.array([0.8]), np.array([60], np.int16), np.array([64], np.int16))
 
 
-def _undriven_amplitudes(sched: rs.Schedule, n: int, seed: int = 0) -> np.ndarray:
-    """[n, oscillators] amplitudes after each sample (schedule order), driven only through the attack."""
-    bank = rs.BankBatch([sched])
-    end = int(sched.attack_end.max())
-    e = np.zeros(n)
-    e[:end] = 0.05 * np.random.default_rng(seed).standard_normal(end)
-    k = len(sched)
-    out = np.empty((n, k))
-    for t in range(n):
-        bank.predict(t)
-        bank.update(t, e[t:t + 1])
-        order = bank.state.idx[0, :k]
-        z = np.abs(bank.state.re[0, :k] + 1j * bank.state.im[0, :k])
-        out[t, order] = z
-    return out
-
-
 @pytest.mark.parametrize("velocity", [64, 100])
 def test_a_louder_prompt_leaves_the_attack_above_the_table_and_falls_onto_its_decay(velocity: int):
     note = dataclasses.replace(NOTE, velocity=np.array([velocity], np.int16))
@@ -66,7 +49,7 @@ def test_a_louder_prompt_leaves_the_attack_above_the_table_and_falls_onto_its_de
     np.testing.assert_allclose(20 * np.log10(sched.level / plain.level), expected_db, atol=1e-9)
     assert sched.r_prompt[0] == sched.r_hold[0] and (sched.r_prompt[1:] < sched.r_hold[1:]).all()
     n = end + T + 400
-    amps, flat = _undriven_amplitudes(sched, n), _undriven_amplitudes(plain, n)
+    amps, flat = undriven_amplitudes(sched, n), undriven_amplitudes(plain, n)
     np.testing.assert_allclose(amps[end - 1], sched.level, rtol=1e-12)  # the lock leaves it at the prompt's level
     # a straight line in dB from there onto the level table's decay, reached at prompt_end ...
     excess = 20 * np.log10(amps[end - 1:end + T + 300] / flat[end - 1:end + T + 300])
@@ -84,14 +67,10 @@ def test_released_anywhere_the_bank_rings_on_the_locked_trajectory(release_s: fl
     sched = rs.schedule(note, 0, SR, SR, PROMPT).for_sampling(partial_levels=1.0)
     end = int(sched.attack_end[0])
     n = int((release_s + 0.5 * PROMPT.release_tail_s) * SR)
-    amps = _undriven_amplitudes(sched, n)
+    amps = undriven_amplitudes(sched, n)
     assert sched.stop.min() > n  # every oscillator still in the bank (read by its slot)
     for t in range(end, n, 97):
-        expected = [rs.locked_amplitude(t + 1, sched.level[s], sched.attack_end[s], sched.release[s], sched.r_hold[s],
-                                        sched.r_release[s], sched.r_prompt[s], sched.prompt_end[s], sched.knee[s],
-                                        sched.r_after[s])
-                    for s in range(len(sched))]
-        np.testing.assert_allclose(amps[t], expected, rtol=1e-9)
+        np.testing.assert_allclose(amps[t], locked_levels(sched, t + 1), rtol=1e-9)
 
 
 def test_the_analysis_and_a_lock_of_zero_never_hear_the_prompt():
@@ -119,7 +98,7 @@ def test_a_window_begun_mid_note_takes_the_prompts_trajectory(from_s: float):
     k = len(late)
     got = np.empty(k)
     got[bank.state.idx[0, :k]] = np.abs(bank.state.re[0, :k] + 1j * bank.state.im[0, :k])
-    amps = _undriven_amplitudes(whole, start + 1)
+    amps = undriven_amplitudes(whole, start + 1)
     np.testing.assert_allclose(got, amps[start], rtol=1e-9)  # as loud as the whole note's oscillators by then
 
 

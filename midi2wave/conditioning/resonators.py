@@ -455,6 +455,13 @@ def prompt_decay(level: np.ndarray, prompt_level: np.ndarray, r_hold: np.ndarray
     return start, r_hold * ratio ** (1.0 / max(int(prompt_samples), 1))
 
 
+def hold_tau_s(pitch: np.ndarray, k: np.ndarray, config: ResonatorConfig) -> np.ndarray:
+    """The time constant (s) of partial k of held notes of these pitches (broadcast): the bank's hold
+    decay, `decay_scale * midi.decay_tau_s(pitch) / k**decay_exponent` (higher partials of a real string
+    die faster)."""
+    return config.decay_scale * decay_tau_s(pitch) / np.asarray(k, np.float64) ** config.decay_exponent
+
+
 def aftersound(pitch: np.ndarray, config: ResonatorConfig, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray]:
     """(samples from the onset to the knee, int64 [n]; the decay per sample past it, float64 [n]) of
     notes of these pitches (`ResonatorConfig.aftersound_knee_s`, `aftersound_decay_db_per_s`: linear in
@@ -519,8 +526,7 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     note_idx = rows[0]
     partial = k[rows[1]]
     hz = freq[rows]
-    # Higher partials of a real string die faster.
-    tau_k = config.decay_scale * tau[note_idx] / partial ** config.decay_exponent
+    tau_k = hold_tau_s(pitch[note_idx], partial, config)
     r_hold = np.exp(-1.0 / (tau_k * sr))
     attack_end = first[note_idx] + int(round(config.attack_s * sr))
     # each partial's level at the attack's end, its prompt sound's where louder (falling onto the level
