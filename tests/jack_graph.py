@@ -131,7 +131,7 @@ class GraphRun:
     `periods`, `durations` and `ends` (seconds, per period: `CallbackMeter`), `xruns` once the graph
     had settled; `late` blocks and `errors` (`_Processor`). `wall_s`: from the engine's start to the
     recorder's last period, on the machine's clock. The clients' process calls, call after call
-    (`CallLog.fields`; on the real clock only, else empty): the engine's (`engine_`: the MIDI it
+    (`CallLog.fields`): the engine's (`engine_`: the MIDI it
     got, the audio it gave), the sender's (`sender_`: the MIDI it wrote) and the recorder's
     (`recorder_`: the audio it got); `log_errors`: calls whose logging failed."""
 
@@ -286,10 +286,11 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
     margin = int(REAL_CLOCK_MARGIN_S * backend.rate) if freewheel else 0
     recorded = np.full(margin + n_frames, np.nan, np.float32)
     up = backend.rate // math.gcd(16000, backend.rate)
-    # on the real clock, every client's calls are logged (room for twice the periods the run takes)
-    calls = 0 if freewheel else 2 * (n_frames // backend.period) + 4000
+    # every client's calls are logged (room for twice the periods the run takes; in freewheel also
+    # for the real-clock periods before it)
+    calls = 2 * (len(recorded) // backend.period) + 4000
     logs = {name: CallLog(calls, backend.period) for name in ("engine", "sender", "recorder")}
-    backend.log = logs["engine"] if calls else None
+    backend.log = logs["engine"]
     sender = jack.Client("m2w-sender", no_start_server=True)
     recorder = jack.Client("m2w-recorder", no_start_server=True)
     midi_out = sender.midi_outports.register("out")
@@ -318,13 +319,12 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
             at, data = events[state["sent"]]
             if offset + at >= f0:
                 written.append((offset + at - f0, data))
-            elif calls:  # on the real clock, a call that came late (or a missed one) sends it at once
+            elif not freewheel:  # on the real clock, a call that came late (or a missed one) sends it at once
                 written.append((0, data))
             state["sent"] += 1
         for at, data in written:
             midi_out.write_midi_event(at, data)
-        if calls:
-            logs["sender"].call(f0, frames, midi=written)
+        logs["sender"].call(f0, frames, midi=written)
 
     @recorder.set_process_callback
     @playback._uncancellable
@@ -336,8 +336,7 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
         if 0 <= f0 < end:
             k = min(frames, end - f0)
             recorded[f0:f0 + k] = audio_in.get_array()[:k]
-            if calls:
-                logs["recorder"].call(f0, frames, audio_in.get_array())
+            logs["recorder"].call(f0, frames, audio_in.get_array())
         if f0 + frames >= end and not done.is_set():
             state["done_at"] = time.monotonic()
             done.set()

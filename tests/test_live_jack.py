@@ -29,7 +29,7 @@ except (ImportError, OSError) as _missing:  # JACK-Client, or libjack under it
     if os.environ.get("CI"):
         raise ImportError(f"CI needs JACK-Client and libjack for the live tests (scripts/setup-dev.sh): {_missing}")
     pytest.skip(f"JACK-Client / libjack not installed ({_missing})", allow_module_level=True)
-from jack_graph import Stall, events_at, graph_process, reference  # noqa: E402
+from jack_graph import Stall, events_at, graph_process, real_clock_check, reference  # noqa: E402
 
 
 def _serve(rate: int, period: int):
@@ -73,20 +73,46 @@ def _check_freewheel(server, piece: str, ahead_ms: float | None) -> None:
     events = [(lead + f, data) for f, data in events_at(piece, rate)]
     n_frames = lead + rate * 3
     model = live_model()
-    run = graph_process(name, events, n_frames, freewheel=True, ahead_ms=ahead_ms)
-    off, recorded = run.offset, run.recorded  # the events at off + their frames, from the engine's first period
-    # on the real clock before freewheeling (the clients joining and connecting) the recorder joins a
-    # period or two after the engine, and a loaded machine can cost it a period (seen in CI): what it
-    # heard there is silence, late blocks or not
-    before = recorded[:off]
-    print(f"freewheeling from frame {off}; recorded before it: {int((~np.isnan(before)).sum())}; lead {lead}")
-    assert not before[~np.isnan(before)].any()
-    # freewheeling, every period is recorded and the same as the engine's render of the events
-    played = recorded[off:]
-    assert not np.isnan(played).any(), f"the recorder missed {int(np.isnan(played).sum())} freewheel frames"
-    ref = reference(model, [(off + f, data) for f, data in events], rate, period, off + n_frames, ahead_ms)
-    assert not ref[:off + lead].any()
-    np.testing.assert_array_equal(played, ref[off:])
+    inside = sum(f < n_frames - 2 * period for f, _ in events)  # the events well before the run's end
+    tries = []
+    for _ in range(3):
+        run = graph_process(name, events, n_frames, freewheel=True, ahead_ms=ahead_ms)
+        off, recorded = run.offset, run.recorded  # the events at off + their frames, from the engine's first period
+        # the engine, from its own call log: its output, call after call, is its render of the MIDI it
+        # got in those calls; it got every event the sender wrote, in order, at the frame the sender
+        # wrote it at; the sender wrote them as planned. Freewheeling, this holds on any machine.
+        check = real_clock_check(run, model, [(off + f, data) for f, data in events], ahead_ms)
+        said = " ".join(f"{k}={v}" for k, v in check.items())
+        assert check["errors"] == 0 and check["engine_equal"], said
+        assert check["midi_in_order"] and check["midi_as_planned"] and check["midi_sent"] >= inside, said
+        assert check["midi_on_time"] == check["midi_timed"] >= inside, said
+        # on the real clock before freewheeling (the clients joining and connecting) the recorder joins a
+        # period or two after the engine, and a loaded machine can cost it a period (seen in CI): what it
+        # heard there is silence, late blocks or not
+        before = recorded[:off]
+        print(f"freewheeling from frame {off}; recorded before it: {int((~np.isnan(before)).sum())}; lead {lead}")
+        assert not before[~np.isnan(before)].any()
+        # freewheeling, every period is recorded and the same as the engine's render of the events
+        played = recorded[off:]
+        assert not np.isnan(played).any(), f"the recorder missed {int(np.isnan(played).sum())} freewheel frames"
+        ref = reference(model, [(off + f, data) for f, data in events], rate, period, off + n_frames, ahead_ms)
+        assert not ref[:off + lead].any()
+        if np.array_equal(played, ref[off:]):
+            break
+        # The engine was right (above) and the recording is not its render. Once in CI (48 kHz, period
+        # 96) the recording was the render one period early from the first sound on: the recorder's
+        # periods were not the engine's output of the periods whose frame time they read. That is the
+        # graph's delivery to the recording client (jackd's, at the switch to freewheeling), not the
+        # engine: such a try is run again, three in all. A recording that is the engine's output of
+        # its own periods and still not the render fails at once.
+        shifts = _period_shifts(run)
+        tries.append((check["blocks_equal"], check["blocks_compared"], shifts))
+        print(f"try {len(tries)}: the recorder's periods equal the engine's of the same frame time in "
+              f"{check['blocks_equal']} of {check['blocks_compared']}; recorder periods whose audio is the "
+              f"engine's that many periods later: {shifts}")
+        assert check["blocks_equal"] < check["blocks_compared"], \
+            f"the recording is the engine's output period by period, and not the render of the events: {check}"
+    np.testing.assert_array_equal(played, ref[off:], err_msg=f"three tries: {tries}")
     latency = run.latency_frames
     assert latency == LATENCY_FRAMES[rate, period][ahead_ms is None]
     # silent until the engine wakes for the first event: at the start of its frame (model sample w),
@@ -101,6 +127,24 @@ def _check_freewheel(server, piece: str, ahead_ms: float | None) -> None:
         offline = live.render_file_live(model, piece, OPTIONS, year=2011, end_s=3.0)
         start = off + lead + latency
         np.testing.assert_array_equal(recorded[start:start + len(offline)], offline[:n_frames - lead - latency])
+
+
+def _period_shifts(run) -> dict[int, int]:
+    """For the recorder's periods with sound that differ from the engine's output of the period whose
+    frame time they read: how many of them equal the engine's output that many periods later
+    (keys), and how many equal none within four periods (key None)."""
+    P = run.period
+    engine = {int(f): k for k, f in enumerate(run.engine_frames)}
+    counts: dict = {}
+    for i, f in enumerate(run.recorder_frames.tolist()):
+        block = run.recorder_audio[i * P:(i + 1) * P]
+        k = engine.get(int(f))
+        if k is None or not block.any() or np.array_equal(block, run.engine_audio[k * P:(k + 1) * P]):
+            continue
+        shift = next((j for j in range(-4, 5) if 0 <= k + j < len(run.engine_frames)
+                      and np.array_equal(block, run.engine_audio[(k + j) * P:(k + j + 1) * P])), None)
+        counts[shift] = counts.get(shift, 0) + 1
+    return counts
 
 
 @pytest.fixture(params=[(16000, 64), (48000, 128)], ids=["16k-p64", "48k-p128"])
@@ -151,54 +195,78 @@ def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piec
 
 
 def _matching_chunks(recorded: np.ndarray, written: np.ndarray, rate: int, period: int,
-                     chunk_s: float = 0.064) -> tuple[int, int]:
+                     chunk_s: float = 0.032) -> tuple[int, int]:
     """(chunks of the 16-kHz file heard in the recording in order, chunks with sound after the
-    recorder joined). The file is taken to the device's rate as `play` takes it (`StreamResampler`:
-    any blocks give the same frames); the first audible chunk is found by cross-correlation, and
-    each later one must sit where the one before it ended, or up to four periods off (a period the
-    recorder lost, or a gap in the player's output, in a stall of the machine): a piano note
-    matches itself shifted by its period too, so a chunk matched anywhere would prove little.
-    Heard: correlation above 0.9999 there (the device got float32, the file int16)."""
+    recorder joined). `recorded`: the device's output placed by the graph's frame time, NaN where
+    the recorder missed a period (a stall of the machine: it leaves a hole, not a shift). The file
+    is taken to the device's rate as `play` takes it (`StreamResampler`: any blocks give the same
+    frames); the first audible chunk is found by cross-correlation, and each later one must sit
+    where the one before it ended, from four periods earlier to half a second later (a gap in the
+    player's output delays the rest of the piece by its length): a piano note matches itself shifted
+    by its period too, so a chunk matched anywhere would prove little, and of the places that match
+    the earliest is taken. Heard: at least half of the chunk's frames recorded, each within 4 steps
+    of int16 of the file's (the device got float32, the file int16: its rounding, through the
+    resampler's filter; a correlation bar failed the quiet tail on that rounding alone)."""
     device = written if rate == 16000 else live.StreamResampler(16000, rate)(written).astype(np.float64)
     chunk = int(chunk_s * rate)
     starts = [k for k in range(0, len(device) - chunk + 1, chunk) if np.abs(device[k:k + chunk]).max() >= 1e-3]
+    have = ~np.isnan(recorded)
+    filled = np.where(have, recorded, 0.0)
 
-    def corr(at: int, part: np.ndarray) -> float:
-        seg = recorded[at:at + len(part)]
-        if at < 0 or len(seg) < len(part):
-            return 0.0
-        return float(np.dot(seg, part) / (np.linalg.norm(seg) * np.linalg.norm(part) + 1e-30))
+    def heard_at(at: int, part: np.ndarray) -> bool:
+        if at < 0 or at + len(part) > len(recorded):
+            return False
+        seg, mask = filled[at:at + len(part)], have[at:at + len(part)]
+        return mask.sum() >= len(part) // 2 and np.abs(seg - part)[mask].max() <= 4 / 32768
 
-    best = (0.0, 0, 0)  # the first chunk heard: (correlation, lag, index in starts)
+    found = None  # the first chunk heard: (lag, index in starts)
     n = 1 << int(np.ceil(np.log2(len(recorded) + chunk)))
-    for i, k in enumerate(starts[:4]):
+    for i, k in enumerate(starts[:8]):
         part = device[k:k + chunk]
-        c = np.fft.irfft(np.fft.rfft(recorded, n) * np.conj(np.fft.rfft(part, n)), n)[:len(recorded) - chunk + 1]
+        c = np.fft.irfft(np.fft.rfft(filled, n) * np.conj(np.fft.rfft(part, n)), n)[:len(recorded) - chunk + 1]
         at = int(np.argmax(c))
-        if corr(at, part) > best[0]:
-            best = (corr(at, part), at - k, i)
-    if best[0] <= 0.9999:
+        if heard_at(at, part):
+            found = (at - k, i)
+            break
+    if found is None:
         return 0, len(starts)
-    _, lag, first = best
+    lag, first = found
     heard = 0
+    energy = np.concatenate([[0.0], np.cumsum(filled ** 2)])
     for k in starts[first:]:
         part = device[k:k + chunk]
-        c, j = max((corr(k + lag + j * period, part), j) for j in range(-4, 5))
-        if c > 0.9999:
-            heard += 1
-            lag += j * period
+        lo = max(0, k + lag - 4 * period)
+        hi = min(len(recorded) - chunk, k + lag + rate // 2)
+        if hi < lo:
+            continue
+        # where to look closely: the correlation over every frame (a hole lowers it, to 0.7 at half
+        # missing), by FFT; then the earliest place whose recorded frames match
+        window = filled[lo:hi + chunk]
+        m = 1 << int(np.ceil(np.log2(len(window) + chunk)))
+        dots = np.fft.irfft(np.fft.rfft(window, m) * np.conj(np.fft.rfft(part, m)), m)[:hi - lo + 1]
+        norms = np.sqrt(np.maximum(energy[lo + chunk:hi + chunk + 1] - energy[lo:hi + 1], 0.0)) * np.linalg.norm(part)
+        for at in lo + np.flatnonzero(dots > 0.5 * norms + 1e-30):
+            if heard_at(int(at), part):
+                heard += 1
+                lag = int(at) - k
+                break
     return heard, len(starts) - first
 
 
 def _play_on_the_device(piece: str, out: Path, common: list[str]) -> tuple[int, str, list[str], np.ndarray]:
     """`midi2wave play PIECE -o OUT` on the server's device, recorded from PortAudio's client's
     output ports (connected as soon as they appear): (its exit status, what it printed, the ports
-    recorded, the recording)."""
+    recorded, the recording: each period at its frame time from the recorder's first, NaN where it
+    missed one)."""
     recorder = jack.Client("m2w-play-recorder", no_start_server=True)
     port = recorder.inports.register("in")
-    blocks: list[np.ndarray] = [np.zeros(0, np.float32)]
+    blocks: list[tuple[int, np.ndarray]] = []
+
+    def record(frames: int) -> None:
+        blocks.append((recorder.last_frame_time, port.get_array().copy()))
+
     # the process's one client with a callback: its stop cancels no thread waiting for the GIL behind another's
-    recorder.set_process_callback(playback._uncancellable(lambda frames: blocks.append(port.get_array().copy())))
+    recorder.set_process_callback(playback._uncancellable(record))
     recorder.activate()
     connected: list[str] = []
     try:
@@ -221,7 +289,13 @@ def _play_on_the_device(piece: str, out: Path, common: list[str]) -> tuple[int, 
     finally:
         playback.deactivate_jack_client(recorder)
         recorder.close()
-    return player.returncode, out.with_suffix(".log").read_text(), connected, np.concatenate(blocks)
+    recording = np.zeros(0, np.float32)
+    if blocks:
+        first = blocks[0][0]
+        recording = np.full(blocks[-1][0] - first + len(blocks[-1][1]), np.nan, np.float32)
+        for frame, block in blocks:
+            recording[frame - first:frame - first + len(block)] = block
+    return player.returncode, out.with_suffix(".log").read_text(), connected, recording
 
 
 def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):
@@ -249,7 +323,8 @@ def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piec
         heard, _ = soundfile.read(heard_path, dtype="int16")
         assert np.array_equal(heard, written)
         assert connected, "PortAudio's client never showed an output port"
-        assert np.isfinite(recorded).all() and np.abs(recorded).max() <= 1.0  # no other memory on the port
+        heard_frames = recorded[~np.isnan(recorded)]
+        assert np.isfinite(heard_frames).all() and np.abs(heard_frames).max() <= 1.0  # no other memory on the port
         found, audible = _matching_chunks(recorded.astype(np.float64), written / 32768.0, rate, period)
         print(f"{connected}: {found} of {audible} audible chunks of the file heard on the device; play said {said!r}")
         tries.append((found, audible, said))
