@@ -22,13 +22,18 @@ pytestmark = pytest.mark.server
 TESTS = Path(__file__).resolve().parent
 
 # a JACK client that takes the graph at PipeWire's default period (1024 frames, held while it runs:
-# node.lock-quantum) and leaves after `seconds`, without deactivating (os._exit)
+# node.lock-quantum) and leaves `seconds` after `live`'s ports appear (at most 60 s on), without
+# deactivating (os._exit). Not a fixed time from its own start: on a loaded machine `live` took
+# longer than that to join, and found the graph already back at 128.
 HOLDER = """
 import os, sys, time, jack
 client = jack.Client("m2w-holder", no_start_server=True)
 client.outports.register("out")
 client.activate()
 print("holding", client.blocksize, flush=True)
+deadline = time.monotonic() + 60
+while not client.get_ports("midi2wave:") and time.monotonic() < deadline:
+    time.sleep(0.01)
 time.sleep(float(sys.argv[1]))
 os._exit(0)
 """
@@ -67,7 +72,7 @@ def test_live_asks_pipewire_for_its_period_and_gets_it_back_from_a_program_that_
     assert "period 512 (PipeWire's, as PIPEWIRE_LATENCY asks)" in start, start
 
     # a program holds the graph at 1024 as `live` joins: it follows, then comes down once it leaves
-    holder = subprocess.Popen(["pw-jack", sys.executable, "-c", HOLDER, "2.5"], env=pipewire, stdout=subprocess.PIPE,
+    holder = subprocess.Popen(["pw-jack", sys.executable, "-c", HOLDER, "1.0"], env=pipewire, stdout=subprocess.PIPE,
                               text=True, preexec_fn=die_with_parent)
     try:
         assert holder.stdout.readline().split() == ["holding", "1024"]
