@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # audio_servers: the servers the tests start too
 
-from audio_servers import ServerError, start_jackd, start_pipewire  # noqa: E402
+from audio_servers import ServerError, StallProbe, near_a_stall, start_jackd, start_pipewire  # noqa: E402
 
 
 def server_cores(core: int, server_core: int | None = None) -> set[int]:
@@ -107,66 +107,6 @@ def jackd_xruns(log: Path) -> list[tuple[float, str, str]] | None:
     return found
 
 
-PROBE = r"""
-import ctypes, os, signal, sys, time
-ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlives the bench
-
-def done(*_):
-    raise KeyboardInterrupt
-
-signal.signal(signal.SIGTERM, done)
-os.sched_setaffinity(0, {int(sys.argv[1])})
-try:
-    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(90))
-    fifo = True
-except PermissionError:
-    fifo = False
-sleep_s, over_s = float(sys.argv[2]), float(sys.argv[3])
-stalls = []
-try:
-    t = time.monotonic()
-    while True:
-        time.sleep(sleep_s)
-        now = time.monotonic()
-        if now - t - sleep_s > over_s:
-            stalls.append((now, now - t - sleep_s))
-        t = now
-except KeyboardInterrupt:
-    pass
-print(repr((fifo, stalls)), flush=True)
-"""
-
-
-class StallProbe:
-    """A process per core at SCHED_FIFO 90 (above JACK's threads) that sleeps `sleep_ms` at a time
-    and notes each wake-up later than `over_ms` past its sleep: moments the core did not run even
-    that thread (a stopped vCPU, or the kernel's own interrupt work). Costs each core a few
-    microseconds per wake-up. Without the right to SCHED_FIFO the probe runs at normal priority,
-    where any busy thread delays it: `stall_summary` says so."""
-
-    def __init__(self, cores: list[int], sleep_ms: float = 2.0, over_ms: float = 1.0) -> None:
-        self.procs = [subprocess.Popen([sys.executable, "-c", PROBE, str(c), str(sleep_ms / 1e3), str(over_ms / 1e3)],
-                                       stdout=subprocess.PIPE, text=True) for c in cores]
-        self.cores = cores
-
-    def stop(self) -> dict[int, tuple[bool, list[tuple[float, float]]]]:
-        """{core: (ran at SCHED_FIFO, [(monotonic time of a late wake-up, seconds late)])}; a probe
-        that does not answer is killed, with nothing found."""
-        import ast
-
-        found = {}
-        for core, proc in zip(self.cores, self.procs):
-            proc.terminate()
-            try:
-                out, _ = proc.communicate(timeout=10)
-                found[core] = ast.literal_eval(out.strip() or "(False, [])")
-            except (subprocess.TimeoutExpired, ValueError, SyntaxError):
-                proc.kill()
-                proc.wait()
-                found[core] = (False, [])
-        return found
-
-
 def attribute(xruns: list[tuple[float, str, str]] | None,
               stalls: dict[int, tuple[bool, list[tuple[float, float]]]] | None, near_s: float = 0.05) -> str:
     """jackd's xruns by client and state, and how many came within `near_s` of a wake-up of the
@@ -178,9 +118,7 @@ def attribute(xruns: list[tuple[float, str, str]] | None,
     counts = Counter(f"{c}:{s}" for _, c, s in xruns)
     text = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     if stalls is not None:
-        times = [t for _, found in stalls.values() for t, _ in found]
-        near = sum(1 for t, *_ in xruns if any(abs(t - u) <= near_s for u in times))
-        text += f" [{near} near a stall]"
+        text += f" [{sum(near_a_stall([t for t, *_ in xruns], stalls, near_s))} near a stall]"
     return text
 
 

@@ -254,3 +254,81 @@ def start_pipewire(rate: int | None = None, *, cores: set[int] | None = None, ti
             raise ServerError(f"pipewire did not start{where}: pw-cli had no answer in {timeout_s:g} s")
         time.sleep(0.1)
     return server
+
+
+# a process per core that notes the moments the core did not run it (bench/live.py, tests/test_live_jack.py)
+PROBE = r"""
+import ctypes, os, signal, sys, time
+ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlives the bench
+
+def done(*_):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, done)
+os.sched_setaffinity(0, {int(sys.argv[1])})
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(90))
+    fifo = True
+except PermissionError:
+    fifo = False
+sleep_s, over_s = float(sys.argv[2]), float(sys.argv[3])
+stalls = []
+try:
+    t = time.monotonic()
+    while True:
+        time.sleep(sleep_s)
+        now = time.monotonic()
+        if now - t - sleep_s > over_s:
+            stalls.append((now, now - t - sleep_s))
+        t = now
+except KeyboardInterrupt:
+    pass
+print(repr((fifo, stalls)), flush=True)
+"""
+
+
+class StallProbe:
+    """A process per core at SCHED_FIFO 90 (above JACK's threads) that sleeps `sleep_ms` at a time
+    and notes each wake-up later than `over_ms` past its sleep: moments the core did not run even
+    that thread (a stopped vCPU, or the kernel's own interrupt work). Costs each core a few
+    microseconds per wake-up. Without the right to SCHED_FIFO the probe runs at normal priority,
+    where any busy thread delays it: `stall_summary` says so."""
+
+    def __init__(self, cores: list[int], sleep_ms: float = 2.0, over_ms: float = 1.0) -> None:
+        self.procs = [subprocess.Popen([sys.executable, "-c", PROBE, str(c), str(sleep_ms / 1e3), str(over_ms / 1e3)],
+                                       stdout=subprocess.PIPE, text=True) for c in cores]
+        self.cores = cores
+
+    def stop(self) -> dict[int, tuple[bool, list[tuple[float, float]]]]:
+        """{core: (ran at SCHED_FIFO, [(monotonic time of a late wake-up, seconds late)])}; a probe
+        that does not answer is killed, with nothing found."""
+        import ast
+
+        found = {}
+        for core, proc in zip(self.cores, self.procs):
+            proc.terminate()
+            try:
+                out, _ = proc.communicate(timeout=10)
+                found[core] = ast.literal_eval(out.strip() or "(False, [])")
+            except (subprocess.TimeoutExpired, ValueError, SyntaxError):
+                proc.kill()
+                proc.wait()
+                found[core] = (False, [])
+        return found
+
+    def __enter__(self) -> StallProbe:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if any(p.poll() is None for p in self.procs):
+            self.stop()
+
+
+def near_a_stall(times, stalls: dict[int, tuple[bool, list[tuple[float, float]]]], near_s: float = 0.05,
+                 fifo_only: bool = False) -> list[bool]:
+    """For each of `times` (CLOCK_MONOTONIC seconds): whether a `StallProbe` (`stop()`'s answer)
+    woke up late within `near_s` of it on any core; with `fifo_only`, counting only the probes that
+    ran at SCHED_FIFO (one at normal priority is also late behind any busy thread, the engine's
+    included)."""
+    found = [u for fifo, late in stalls.values() if fifo or not fifo_only for u, _ in late]
+    return [any(abs(float(t) - u) <= near_s for u in found) for t in times]

@@ -108,16 +108,29 @@ class _LoggedBackend(playback.JackBackend):
 
     log: CallLog | None = None
     log_errors = 0
+    # when (CLOCK_MONOTONIC, seconds) the server reported an xrun, and a period came out late
+    xrun_times = np.zeros(4096)
+    late_times = np.zeros(4096)
 
     @playback._uncancellable
     def _process(self, frames: int) -> None:
         read = self.client.last_frame_time
+        late = self.proc.late
         super()._process(frames)
         try:
+            if self.proc.late != late and late < len(self.late_times):
+                self.late_times[late] = time.monotonic()
             if self.log is not None:
                 self.log.call(read - self.first_frame, frames, self.out.get_array(), self.midi_in.incoming_midi_events())
         except Exception:  # noqa: BLE001 - an exception would stop the client silently
             self.log_errors += 1
+
+    @playback._uncancellable
+    def _xrun(self, delay: float) -> None:
+        n = self.proc.meter.xruns
+        if n < len(self.xrun_times):
+            self.xrun_times[n] = time.monotonic()
+        super()._xrun(delay)
 
 
 @dataclass
@@ -130,7 +143,8 @@ class GraphRun:
     The server's `rate` and `period` (frames); the engine's `RateAdapter` (`latency_frames`, `up`, `down`, `prefill`); its callback's meter:
     `periods`, `durations` and `ends` (seconds, per period: `CallbackMeter`), `xruns` once the graph
     had settled; `late` blocks and `errors` (`_Processor`). `wall_s`: from the engine's start to the
-    recorder's last period, on the machine's clock. The clients' process calls, call after call
+    recorder's last period, on the machine's clock. `xrun_times` and `late_times`: when (CLOCK_MONOTONIC,
+    seconds, as `audio_servers.StallProbe` notes stalls) each of those xruns and late blocks came. The clients' process calls, call after call
     (`CallLog.fields`): the engine's (`engine_`: the MIDI it
     got, the audio it gave), the sender's (`sender_`: the MIDI it wrote) and the recorder's
     (`recorder_`: the audio it got); `log_errors`: calls whose logging failed."""
@@ -150,6 +164,8 @@ class GraphRun:
     late: int
     errors: int
     wall_s: float
+    xrun_times: np.ndarray
+    late_times: np.ndarray
     engine_frames: np.ndarray
     engine_audio: np.ndarray
     engine_midi: np.ndarray
@@ -369,6 +385,8 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
                     periods=n, durations=meter.durations[:n].copy(), ends=meter.ends[:n].copy(),
                     xruns=meter.xruns - settled_xruns, late=proc.late, errors=proc.errors,
                     wall_s=state["done_at"] - started_at,
+                    xrun_times=backend.xrun_times[settled_xruns:min(meter.xruns, len(backend.xrun_times))].copy(),
+                    late_times=backend.late_times[:min(proc.late, len(backend.late_times))].copy(),
                     log_errors=backend.log_errors + sum(log.dropped for log in logs.values()),
                     **{k: v for name, log in logs.items() for k, v in log.fields(name, state["end"]).items()})
 

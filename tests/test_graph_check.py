@@ -38,6 +38,7 @@ def _run(calls: int = 60) -> tuple[GraphRun, object]:
     empty = np.zeros(0, np.float32)
     run = GraphRun(recorded=empty, offset=0, rate=RATE, period=PERIOD, latency_frames=410, up=3, down=1, prefill=0,
                    periods=calls, durations=empty, ends=empty, xruns=0, late=0, errors=0, wall_s=1.0,
+                   xrun_times=np.zeros(0), late_times=np.zeros(0),
                    engine_frames=frames, engine_audio=audio, engine_midi=midi, engine_data=data,
                    sender_frames=frames.copy(), sender_audio=empty, sender_midi=midi.copy(), sender_data=data,
                    recorder_frames=frames.copy(), recorder_audio=audio.copy(), recorder_midi=np.zeros((0, 2), np.int64),
@@ -93,3 +94,16 @@ def test_the_check_matches_calls_in_step_and_sees_a_wrong_period(monkeypatch):
     run, model = _run()  # a late call that sends what it missed at its start: as planned
     run.sender_midi[0] = (6, 0)
     assert real_clock_check(run, model, EVENTS)["midi_as_planned"]
+
+
+def test_an_xrun_is_the_machines_only_near_a_stall_a_realtime_probe_saw():
+    """`audio_servers.near_a_stall`, which excuses an xrun or late block in the real-clock tests:
+    within 50 ms of a late wake-up of a probe, and, with `fifo_only`, of one that ran at SCHED_FIFO
+    (at normal priority any busy thread, the engine's included, makes it late)."""
+    from audio_servers import near_a_stall
+
+    stalls = {0: (True, [(10.0, 0.004)]), 1: (False, [(20.0, 0.004)])}
+    times = [9.96, 10.04, 10.06, 20.0, 30.0]
+    assert near_a_stall(times, stalls, near_s=0.05) == [True, True, False, True, False]
+    assert near_a_stall(times, stalls, near_s=0.05, fifo_only=True) == [True, True, False, False, False]
+    assert near_a_stall(times, {}, near_s=0.05) == [False] * 5

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from midi2wave.render import live, playback
-from audio_servers import JACKD_NAMES, die_with_parent, jackd_running, start_jackd
+from audio_servers import JACKD_NAMES, StallProbe, die_with_parent, jackd_running, near_a_stall, start_jackd
 from helpers import LIVE_OPTIONS as OPTIONS, live_model, live_piece, started
 
 pytestmark = pytest.mark.server
@@ -156,28 +156,44 @@ def clock_server(request):
 def test_a_real_clock_run_keeps_time_without_xruns(clock_server, piece):
     """1 s on the real clock (`midi2wave live`'s default: the render thread): the callback runs once
     per period, its work fits the period (99th percentile), no error, and the blocks come in time
-    (a late one counts as an xrun). xruns: this VM stops its vCPUs for milliseconds now and then (even a
-    client that only writes silence gets xruns here: BENCHMARKS.md, "live"), so up to 2 are
-    allowed once the graph has settled, and a second that a stall spoiled (more xruns, a period
-    the recorder lost to one, or cycles the server skipped) is run again, up to three times in all: a stall is the machine's, an
-    engine too slow for the period fails every try. On a quiet machine there are none."""
+    (a late one counts as an xrun).
+
+    xruns: this VM stops its vCPUs for milliseconds now and then (even a client that only writes
+    silence gets xruns here: BENCHMARKS.md, "live"; one CI run had 8, 27 and 23 in three tries at
+    48 kHz, the engine's p99 0.1-0.6 ms of a 2.7-ms period). So a probe per core at SCHED_FIFO 90
+    (`audio_servers.StallProbe`) notes the moments a core did not run even it, and an xrun or late
+    block within 50 ms of one is the machine's: at most 2 others are allowed once the graph has
+    settled, and periods the recorder lost or the server skipped only where the probe saw a stall.
+    A try with more than 2 xruns, or any period lost, is run again, up to three times in all, and
+    the last is judged: an engine too slow for the period fails on its p99, and one that misses
+    periods the machine did not stall in fails on its unexplained xruns. On a quiet machine there
+    are none."""
     name, rate, period = clock_server
     events = [(f + rate // 10, data) for f, data in events_at(piece, rate)]
     n_frames = rate  # 1 s
+    cores = sorted(os.sched_getaffinity(0))
     tries = []
     for _ in range(3):
-        run = graph_process(name, events, n_frames, freewheel=False)
+        with StallProbe(cores) as probe:
+            run = graph_process(name, events, n_frames, freewheel=False)
+            stalls = probe.stop()
         assert run.errors == 0
         assert 0.9 <= run.wall_s <= 3.0
-        # an xrun can also cost the recorder a period: unrecorded frames spoil the try like the xrun;
+        # an xrun can also cost the recorder a period: unrecorded frames spoil the try like the xruns;
         # so do cycles the server skipped in a stall (its frame clock jumped: the engine ran fewer
         # periods than the second holds; a CI run had 239 of 250 and 352 of 375 in one spell)
         lost = int(np.isnan(run.recorded[n_frames // 2:]).sum()) + max(0, n_frames // period - run.periods)
-        # a late block (the render thread missed it: silence) spoils a try as an xrun does
-        tries.append((float(np.percentile(run.durations, 99)), run.xruns + run.late, lost))
-        if tries[-1][0] < period / rate and tries[-1][1] <= 2 and lost == 0:
+        # a late block (the render thread missed it: silence) counts as an xrun does
+        times = np.concatenate([run.xrun_times, run.late_times])
+        unexplained = len(times) - sum(near_a_stall(times, stalls, near_s=0.05, fifo_only=True))
+        stalled = sum(len(found) for fifo, found in stalls.values() if fifo)
+        tries.append({"p99_s": float(np.percentile(run.durations, 99)), "xruns_late": run.xruns + run.late,
+                      "unexplained": unexplained, "lost": lost, "stalls": stalled})
+        if tries[-1]["p99_s"] < period / rate and tries[-1]["xruns_late"] <= 2 and lost == 0:
             break
-    assert tries[-1][0] < period / rate and tries[-1][1] <= 2 and tries[-1][2] == 0, (tries, period / rate)
+    last = tries[-1]
+    assert last["p99_s"] < period / rate, (tries, period / rate)
+    assert last["unexplained"] <= 2 and (last["lost"] == 0 or last["stalls"] > 0), (tries, period / rate)
 
 
 def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piece):

@@ -8,14 +8,17 @@ every time (PipeWire's JACK cancels a client's audio thread: `playback._uncancel
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from audio_servers import die_with_parent, start_pipewire
+from audio_servers import StallProbe, die_with_parent, start_pipewire
 from helpers import live_piece, missing, started
 
 pytestmark = pytest.mark.server
@@ -58,6 +61,45 @@ def _live(env: dict, *args: str, seconds: float = 1.5) -> tuple[str, list[str]]:
     return lines[0], lines[1:]
 
 
+def _live_watched(env: dict, seconds: float) -> tuple[str, list[tuple[float, str]], dict]:
+    """`pw-jack midi2wave live --jack` for `seconds`, under a `StallProbe` on every core: (its start
+    line, its status lines each with the CLOCK_MONOTONIC time it was read, the probe's stalls)."""
+    with StallProbe(sorted(os.sched_getaffinity(0))) as probe:
+        proc = subprocess.Popen(["pw-jack", sys.executable, "-m", "midi2wave", "live", "--jack", "--seconds",
+                                 str(seconds)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=die_with_parent)
+        lines: list[tuple[float, str]] = []
+        part = b""
+        try:
+            while chunk := os.read(proc.stderr.fileno(), 4096):
+                part += chunk
+                *done, part = re.split(rb"[\r\n]", part)
+                lines += [(time.monotonic(), line.decode().strip()) for line in done if line.strip()]
+            assert proc.wait(60) == 0, lines
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        stalls = probe.stop()
+    assert lines and lines[0][1].startswith("midi2wave live: 48000 Hz"), lines
+    return lines[0][1], lines[1:], stalls
+
+
+def _late_unexplained(status: list[tuple[float, str]], stalls: dict) -> list[str]:
+    """The status lines whose count of late blocks rose since the line before (half a second) with
+    no stall of the machine in between as long as half a period (the callback waits that long for
+    a block) on a core whose probe ran at SCHED_FIFO."""
+    found = [(t, d) for fifo, late in stalls.values() if fifo for t, d in late]
+    out, before, since = [], 0, status[0][0] - 0.5 if status else 0.0
+    for t, line in status:
+        late = int(re.search(r"late (\d+)", line).group(1))
+        period_s = int(re.search(r"period (\d+)", line).group(1)) / 48000
+        if late > before and not any(since - 0.05 <= u <= t + 0.05 and d >= period_s / 2 for u, d in found):
+            out.append(line)
+        before, since = late, t
+    return out
+
+
 def test_live_asks_pipewire_for_its_period_and_gets_it_back_from_a_program_that_held_the_graph(pipewire):
     listed = subprocess.run(["pw-jack", sys.executable, "-m", "midi2wave", "live", "--list"], env=pipewire,
                             capture_output=True, text=True, timeout=60)
@@ -76,15 +118,18 @@ def test_live_asks_pipewire_for_its_period_and_gets_it_back_from_a_program_that_
                               text=True, preexec_fn=die_with_parent)
     try:
         assert holder.stdout.readline().split() == ["holding", "1024"]
-        start, status = _live(pipewire, seconds=5.0)
+        start, timed, stalls = _live_watched(pipewire, seconds=5.0)
     finally:
         holder.kill()
         holder.wait()
+    status = [line for _, line in timed]
     # it opened at the period it asked for (PipeWire's JACK says so before the client joins): the
     # render thread, which then waits up to 0.8 of the long period for each block
     assert "period 128 (PipeWire's, asked for 128)" in start and "rendered on a thread" in start, start
     assert any("period 1024 " in line for line in status) and "period 128 " in status[-1], status
-    assert "late 0 " in status[-1] and "errors 0" in status[-1], status
+    # no late block through both changes, but where the machine stalled (one CI run: 2 late blocks,
+    # a callback of 12.7 ms at a period of 2.7, load 14 %)
+    assert "errors 0" in status[-1] and not _late_unexplained(timed, stalls), (status, stalls)
 
 
 def _sound(result: dict) -> bool:
@@ -136,3 +181,15 @@ def test_live_exits_every_time(pipewire):
         done = subprocess.run(["pw-jack", sys.executable, "-m", "midi2wave", "live", "--jack", "--seconds", "0.3", "-q"],
                               env=env, capture_output=True, text=True, timeout=30)
         assert done.returncode == 0 and not done.stderr, done.stderr
+
+
+def test_a_late_block_is_excused_only_by_a_long_enough_stall_in_its_half_second():
+    """`_late_unexplained` (the period test's judge, without a server): a rise in `late` between two
+    status lines needs a stall of a realtime probe in between, as long as half the period."""
+    line = "latency 8.5 ms  period {}  load 14% (worst 12.7 ms)  polyphony   0  xruns 0  late {}  ignored 0  errors 0"
+    status = [(10.0, line.format(1024, 0)), (10.5, line.format(128, 2)), (11.0, line.format(128, 2))]
+    assert _late_unexplained(status, {0: (True, [])}) == [status[1][1]]
+    assert _late_unexplained(status, {0: (True, [(10.3, 0.012)])}) == []
+    assert _late_unexplained(status, {0: (True, [(10.3, 0.0005)])}) == [status[1][1]]  # under half of 128 frames
+    assert _late_unexplained(status, {0: (False, [(10.3, 0.012)])}) == [status[1][1]]  # not at SCHED_FIFO
+    assert _late_unexplained(status, {0: (True, [(10.8, 0.012)])}) == [status[1][1]]  # after the rise
