@@ -34,7 +34,9 @@ def main(piece: str) -> None:
     n_frames = lead + 3 * rate
     model = live_model()
     run = run_graph(model, events, n_frames, freewheel=False)
-    print(json.dumps(real_clock_check(run, model, events)), flush=True)
+    result = real_clock_check(run, model, events)
+    result["late_times"] = run.late_times.tolist()  # CLOCK_MONOTONIC: the test's StallProbe judges them
+    print(json.dumps(result), flush=True)
     os._exit(0)  # the clients are not deactivated (tests/jack_graph.py says why)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from audio_servers import StallProbe, die_with_parent, start_pipewire
+from audio_servers import StallProbe, die_with_parent, near_a_stall, start_pipewire
 from helpers import live_piece, missing, started
 
 pytestmark = pytest.mark.server
@@ -132,13 +132,16 @@ def test_live_asks_pipewire_for_its_period_and_gets_it_back_from_a_program_that_
     assert "errors 0" in status[-1] and not _late_unexplained(timed, stalls), (status, stalls)
 
 
-def _sound(result: dict) -> bool:
+def _sound(result: dict, stalls: dict) -> bool:
     """Whether a real-clock run (`jack_graph.real_clock_check`) showed everything it must: the
     engine's output its render of the MIDI it got, that MIDI the sender's, on time, the sender's the
     piece's,
     periods the engine's, each where both calls were in step, in 90 % of the recorder's periods
-    or more (a stall of the machine spoils a few), and the first note sounding."""
-    return (result["late"] == 0 and result["errors"] == 0 and result["engine_equal"] and result["midi_in_order"]
+    or more (a stall of the machine spoils a few), the first note sounding, and no late block but
+    within 50 ms of a stall that a realtime probe saw (`stalls`: `StallProbe.stop()`)."""
+    late = result["late_times"]
+    return (len(late) == result["late"] and not len(late) - sum(near_a_stall(late, stalls, 0.05, fifo_only=True))
+            and result["errors"] == 0 and result["engine_equal"] and result["midi_in_order"]
             and result["midi_as_planned"]
             and result["midi_on_time"] == result["midi_timed"] >= 0.9 * result["midi_sent"]
             and result["blocks_equal"] == result["blocks_compared"] >= 0.9 * result["blocks"] > 0
@@ -153,20 +156,23 @@ def test_the_engines_output_in_the_graph_is_its_render_of_the_events_sent(pipewi
     of the same periods; the first note sounds `latency_frames` (410 at 48 kHz, 8.5 ms) after it.
     On a loaded machine some calls come late or not at all, and a late call reads the next
     cycle's frame time: only calls in step with their neighbours are matched by frame
-    (`jack_graph.in_step`). A try that a stall spoiled more (a late block, fewer than 90 % of the
-    periods in step) is run again, three in all."""
+    (`jack_graph.in_step`). A late block is allowed only within 50 ms of a stall that a realtime
+    probe per core saw. A try that fails (fewer than 90 % of the periods in step, a late block no
+    stall explains) is run again, three in all."""
     piece = live_piece(tmp_path)
     tries = []
     for _ in range(3):
-        done = subprocess.run(["pw-jack", sys.executable, str(TESTS / "pipewire_graph.py"), piece], env=pipewire,
-                              capture_output=True, text=True, timeout=120)
+        with StallProbe(sorted(os.sched_getaffinity(0))) as probe:
+            done = subprocess.run(["pw-jack", sys.executable, str(TESTS / "pipewire_graph.py"), piece],
+                                  env=pipewire, capture_output=True, text=True, timeout=120)
+            stalls = probe.stop()
         assert done.returncode == 0, done.stderr[-3000:]
         tries.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        if _sound(tries[-1]):
+        if _sound(tries[-1], stalls):
             break
     result = tries[-1]
     assert (result["rate"], result["period"], result["latency_frames"]) == (48000, 128, 410), tries
-    assert _sound(result), tries
+    assert _sound(result, stalls), (tries, stalls)
 
 
 def test_live_exits_every_time(pipewire):
