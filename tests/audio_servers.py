@@ -256,10 +256,11 @@ def start_pipewire(rate: int | None = None, *, cores: set[int] | None = None, ti
     return server
 
 
-# a process per core that notes the moments the core did not run it (bench/live.py, tests/test_live_jack.py)
+# a process per core that notes the moments the core did not run it (bench/live.py --stall-probe, and the
+# real-clock tests of tests/test_live_jack.py and tests/test_live_pipewire.py)
 PROBE = r"""
 import ctypes, os, signal, sys, time
-ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlives the bench
+ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlives its bench or test
 
 def done(*_):
     raise KeyboardInterrupt
@@ -292,7 +293,8 @@ class StallProbe:
     and notes each wake-up later than `over_ms` past its sleep: moments the core did not run even
     that thread (a stopped vCPU, or the kernel's own interrupt work). Costs each core a few
     microseconds per wake-up. Without the right to SCHED_FIFO the probe runs at normal priority,
-    where any busy thread delays it: `stall_summary` says so."""
+    where any busy thread delays it (bench/live.py's `stall_summary` says so; `near_a_stall`
+    can leave it out)."""
 
     def __init__(self, cores: list[int], sleep_ms: float = 2.0, over_ms: float = 1.0) -> None:
         self.procs = [subprocess.Popen([sys.executable, "-c", PROBE, str(c), str(sleep_ms / 1e3), str(over_ms / 1e3)],

@@ -108,9 +108,12 @@ class _LoggedBackend(playback.JackBackend):
 
     log: CallLog | None = None
     log_errors = 0
-    # when (CLOCK_MONOTONIC, seconds) the server reported an xrun, and a period came out late
-    xrun_times = np.zeros(4096)
-    late_times = np.zeros(4096)
+
+    def __init__(self, *args, **kwargs) -> None:
+        # when (CLOCK_MONOTONIC, seconds) the server reported an xrun, and a period came out late
+        self.xrun_times = np.zeros(4096)
+        self.late_times = np.zeros(4096)
+        super().__init__(*args, **kwargs)
 
     @playback._uncancellable
     def _process(self, frames: int) -> None:
@@ -143,11 +146,11 @@ class GraphRun:
     The server's `rate` and `period` (frames); the engine's `RateAdapter` (`latency_frames`, `up`, `down`, `prefill`); its callback's meter:
     `periods`, `durations` and `ends` (seconds, per period: `CallbackMeter`), `xruns` once the graph
     had settled; `late` blocks and `errors` (`_Processor`). `wall_s`: from the engine's start to the
-    recorder's last period, on the machine's clock. `xrun_times` and `late_times`: when (CLOCK_MONOTONIC,
-    seconds, as `audio_servers.StallProbe` notes stalls) each of those xruns and late blocks came. The clients' process calls, call after call
-    (`CallLog.fields`): the engine's (`engine_`: the MIDI it
-    got, the audio it gave), the sender's (`sender_`: the MIDI it wrote) and the recorder's
-    (`recorder_`: the audio it got); `log_errors`: calls whose logging failed."""
+    recorder's last period, on the machine's clock. `xrun_times` and `late_times`: when
+    (CLOCK_MONOTONIC seconds, as `audio_servers.StallProbe` notes stalls) each of those xruns and
+    late blocks came. The clients' process calls, call after call (`CallLog.fields`): the engine's
+    (`engine_`: the MIDI it got, the audio it gave), the sender's (`sender_`: the MIDI it wrote) and
+    the recorder's (`recorder_`: the audio it got); `log_errors`: calls whose logging failed."""
 
     recorded: np.ndarray
     offset: int

@@ -209,11 +209,11 @@ def test_a_callback_past_its_period_ends_past_it_in_the_cycle_count(server, piec
     assert (run.ends[slowed] >= slow).all(), run.ends[slowed]
 
 
-def _matching_chunks(recorded: np.ndarray, written: np.ndarray, rate: int, period: int,
+def _matching_chunks(recorded: np.ndarray, have: np.ndarray, written: np.ndarray, rate: int, period: int,
                      chunk_s: float = 0.032) -> tuple[int, int]:
     """(chunks of the 16-kHz file heard in the recording in order, chunks with sound after the
-    recorder joined). `recorded`: the device's output placed by the graph's frame time, NaN where
-    the recorder missed a period (a stall of the machine: it leaves a hole, not a shift). The file
+    recorder joined). `recorded`: the device's output placed by the graph's frame time; `have`:
+    False where the recorder missed a period (a stall of the machine: it leaves a hole, not a shift). The file
     is taken to the device's rate as `play` takes it (`StreamResampler`: any blocks give the same
     frames); the first audible chunk is found by cross-correlation, and each later one must sit
     where the one before it ended, from four periods earlier to half a second later (a gap in the
@@ -225,7 +225,6 @@ def _matching_chunks(recorded: np.ndarray, written: np.ndarray, rate: int, perio
     device = written if rate == 16000 else live.StreamResampler(16000, rate)(written).astype(np.float64)
     chunk = int(chunk_s * rate)
     starts = [k for k in range(0, len(device) - chunk + 1, chunk) if np.abs(device[k:k + chunk]).max() >= 1e-3]
-    have = ~np.isnan(recorded)
     filled = np.where(have, recorded, 0.0)
 
     def heard_at(at: int, part: np.ndarray) -> bool:
@@ -268,11 +267,11 @@ def _matching_chunks(recorded: np.ndarray, written: np.ndarray, rate: int, perio
     return heard, len(starts) - first
 
 
-def _play_on_the_device(piece: str, out: Path, common: list[str]) -> tuple[int, str, list[str], np.ndarray]:
+def _play_on_the_device(piece: str, out: Path, common: list[str]) -> tuple[int, str, list[str], np.ndarray, np.ndarray]:
     """`midi2wave play PIECE -o OUT` on the server's device, recorded from PortAudio's client's
     output ports (connected as soon as they appear): (its exit status, what it printed, the ports
-    recorded, the recording: each period at its frame time from the recorder's first, NaN where it
-    missed one)."""
+    recorded, the recording: each period at its frame time from the recorder's first, and where it
+    has a period: False for those it missed)."""
     recorder = jack.Client("m2w-play-recorder", no_start_server=True)
     port = recorder.inports.register("in")
     blocks: list[tuple[int, np.ndarray]] = []
@@ -304,13 +303,12 @@ def _play_on_the_device(piece: str, out: Path, common: list[str]) -> tuple[int, 
     finally:
         playback.deactivate_jack_client(recorder)
         recorder.close()
-    recording = np.zeros(0, np.float32)
-    if blocks:
-        first = blocks[0][0]
-        recording = np.full(blocks[-1][0] - first + len(blocks[-1][1]), np.nan, np.float32)
-        for frame, block in blocks:
-            recording[frame - first:frame - first + len(block)] = block
-    return player.returncode, out.with_suffix(".log").read_text(), connected, recording
+    n = blocks[-1][0] - blocks[0][0] + len(blocks[-1][1]) if blocks else 0
+    recording, have = np.zeros(n, np.float32), np.zeros(n, bool)
+    for frame, block in blocks:
+        recording[frame - blocks[0][0]:frame - blocks[0][0] + len(block)] = block
+        have[frame - blocks[0][0]:frame - blocks[0][0] + len(block)] = True
+    return player.returncode, out.with_suffix(".log").read_text(), connected, recording, have
 
 
 def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piece, tmp_path):
@@ -333,14 +331,13 @@ def test_play_sounds_on_the_servers_device_and_writes_the_same_file(server, piec
     tries = []
     for attempt in range(3):
         heard_path = tmp_path / f"heard{attempt}.wav"
-        returncode, said, connected, recorded = _play_on_the_device(piece, heard_path, common)
+        returncode, said, connected, recorded, have = _play_on_the_device(piece, heard_path, common)
         assert returncode == 0, said
         heard, _ = soundfile.read(heard_path, dtype="int16")
         assert np.array_equal(heard, written)
         assert connected, "PortAudio's client never showed an output port"
-        heard_frames = recorded[~np.isnan(recorded)]
-        assert np.isfinite(heard_frames).all() and np.abs(heard_frames).max() <= 1.0  # no other memory on the port
-        found, audible = _matching_chunks(recorded.astype(np.float64), written / 32768.0, rate, period)
+        assert np.isfinite(recorded).all() and np.abs(recorded).max() <= 1.0  # no other memory on the port
+        found, audible = _matching_chunks(recorded.astype(np.float64), have, written / 32768.0, rate, period)
         print(f"{connected}: {found} of {audible} audible chunks of the file heard on the device; play said {said!r}")
         tries.append((found, audible, said))
         # the device got the file's samples (at 48 and 44.1 kHz: resampled);

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,23 +52,16 @@ def pipewire():
         yield server.environ
 
 
-def _live(env: dict, *args: str, seconds: float = 1.5) -> tuple[str, list[str]]:
-    """`pw-jack midi2wave live --jack ARGS` for `seconds`: (its start line, its status lines)."""
-    done = subprocess.run(["pw-jack", sys.executable, "-m", "midi2wave", "live", "--jack", "--seconds", str(seconds),
-                           *args], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    lines = [line.strip() for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
-    assert lines and lines[0].startswith("midi2wave live: 48000 Hz"), done.stderr
-    return lines[0], lines[1:]
-
-
-def _live_watched(env: dict, seconds: float) -> tuple[str, list[tuple[float, str]], dict]:
-    """`pw-jack midi2wave live --jack` for `seconds`, under a `StallProbe` on every core: (its start
-    line, its status lines each with the CLOCK_MONOTONIC time it was read, the probe's stalls)."""
+def _live_watched(env: dict, *args: str, seconds: float = 1.5) -> tuple[str, list[tuple[float, str]], dict]:
+    """`pw-jack midi2wave live --jack ARGS` for `seconds` (killed after 60), under a `StallProbe` on
+    every core: (its start line, its status lines each with the CLOCK_MONOTONIC time it was read,
+    the probe's stalls)."""
     with StallProbe(sorted(os.sched_getaffinity(0))) as probe:
         proc = subprocess.Popen(["pw-jack", sys.executable, "-m", "midi2wave", "live", "--jack", "--seconds",
-                                 str(seconds)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 str(seconds), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 preexec_fn=die_with_parent)
+        timer = threading.Timer(60.0, proc.kill)
+        timer.start()
         lines: list[tuple[float, str]] = []
         part = b""
         try:
@@ -75,14 +69,21 @@ def _live_watched(env: dict, seconds: float) -> tuple[str, list[tuple[float, str
                 part += chunk
                 *done, part = re.split(rb"[\r\n]", part)
                 lines += [(time.monotonic(), line.decode().strip()) for line in done if line.strip()]
-            assert proc.wait(60) == 0, lines
+            assert proc.wait() == 0, lines
         finally:
+            timer.cancel()
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
         stalls = probe.stop()
     assert lines and lines[0][1].startswith("midi2wave live: 48000 Hz"), lines
     return lines[0][1], lines[1:], stalls
+
+
+def _live(env: dict, *args: str, seconds: float = 1.5) -> tuple[str, list[str]]:
+    """`_live_watched` without the times: (the start line, the status lines)."""
+    start, status, _ = _live_watched(env, *args, seconds=seconds)
+    return start, [line for _, line in status]
 
 
 def _late_unexplained(status: list[tuple[float, str]], stalls: dict) -> list[str]:
