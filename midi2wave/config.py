@@ -173,9 +173,15 @@ class ResonatorConfig:
     # first half second, left a held note's partials a median 9.8 dB under the training piano's 2 s
     # after its onset and 19.3 dB under at 3.4 s (docs/evaluation.md, "The aftersound"). Empty: one
     # decay until the release.
+    # `aftersound_hold_decay_db_per_s[i]` (optional, on the same grid): with the lock on, from its prompt
+    # sound's end to its knee each partial decays by it instead of its hold decay (`r_hold_locked`). Why:
+    # the hold decay is one law of pitch, and the training piano's top does not follow it: from MIDI
+    # 81 up its partials die at 16-29 dB/s where the law gives 33-71 (docs/evaluation.md, "The top's
+    # hold"). Empty: the hold decay.
     aftersound_pitches: tuple[float, ...] = ()
     aftersound_knee_s: tuple[float, ...] = ()
     aftersound_decay_db_per_s: tuple[float, ...] = ()
+    aftersound_hold_decay_db_per_s: tuple[float, ...] = ()
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
     SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "level_pitches", "levels_db", "level_velocity_slopes",
@@ -184,7 +190,7 @@ class ResonatorConfig:
                                                  "room_release_tau_s", "room_tone_hz", "room_tone_db",
                                                  "velocity_tone_velocities", "velocity_tone_hz", "velocity_tone_db",
                                                  "prompt_velocity_tone_db", "aftersound_pitches", "aftersound_knee_s",
-                                                 "aftersound_decay_db_per_s")
+                                                 "aftersound_decay_db_per_s", "aftersound_hold_decay_db_per_s")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -195,7 +201,8 @@ class ResonatorConfig:
         key = "data.resonators."
         for name in ("tuning_cents", "inharmonicity", "level_pitches", "level_velocity_slopes", "room_years",
                      "room_release_tau_s", "room_tone_hz", "velocity_tone_velocities", "velocity_tone_hz",
-                     "aftersound_pitches", "aftersound_knee_s", "aftersound_decay_db_per_s"):
+                     "aftersound_pitches", "aftersound_knee_s", "aftersound_decay_db_per_s",
+                     "aftersound_hold_decay_db_per_s"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # tuples, whatever sequence was given
         object.__setattr__(self, "levels_db", tuple(tuple(row) for row in self.levels_db))
         object.__setattr__(self, "level_velocity_slope_table", tuple(tuple(row) for row in self.level_velocity_slope_table))
@@ -294,7 +301,8 @@ class ResonatorConfig:
                          "needs the prompt sound (prompt_levels_db) it bends")
             _require(bool(self.levels_db), key + "velocity_tone_db", "...",
                      "needs the fitted partial levels (levels_db): the tone sets them by velocity")
-        if self.aftersound_pitches or self.aftersound_knee_s or self.aftersound_decay_db_per_s:
+        if (self.aftersound_pitches or self.aftersound_knee_s or self.aftersound_decay_db_per_s
+                or self.aftersound_hold_decay_db_per_s):
             n = len(self.aftersound_pitches)
             _require(n > 0, key + "aftersound_pitches", [], "needs the grid of pitches its knees and decays are given on")
             _require(all(math.isfinite(p) and C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH
@@ -307,6 +315,12 @@ class ResonatorConfig:
                 _require(len(values) == n, key + name, len(values), f"needs one value per aftersound pitch ({n})")
                 _require(all(math.isfinite(v) and lo <= v <= hi for v in values), key + name, list(values),
                          f"must lie in [{lo:g}, {hi:g}]")
+            hold = self.aftersound_hold_decay_db_per_s
+            if hold:  # optional: empty keeps the hold decay
+                _require(len(hold) == n, key + "aftersound_hold_decay_db_per_s", len(hold),
+                         f"needs one value per aftersound pitch ({n}), or none")
+                _require(all(math.isfinite(v) and 0.0 <= v <= 1000.0 for v in hold),
+                         key + "aftersound_hold_decay_db_per_s", list(hold), "must lie in [0, 1000]")
             _require(self.partials > 0, key + "aftersound_pitches", "...", "needs the resonator bank (partials > 0)")
             _require(bool(self.levels_db), key + "aftersound_pitches", "...",
                      "needs the fitted partial levels (levels_db): it acts through the lock that holds them")

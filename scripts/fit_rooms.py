@@ -134,7 +134,7 @@ def bank_band_power(notes: Notes, n_samples: int, bank: ResonatorConfig, year: i
         if end <= first:
             continue
         t = starts[first:end, None] + points[None, :]
-        a = resonators.locked_amplitudes(t.ravel(), s.level[j], s.attack_end[j], s.release[j], s.r_hold[j],
+        a = resonators.locked_amplitudes(t.ravel(), s.level[j], s.attack_end[j], s.release[j], s.r_hold_locked[j],
                                          s.r_release[j], s.r_prompt[j], s.prompt_end[j], s.knee[j],
                                          s.r_after[j]).reshape(t.shape)
         a[(t < s.attack_end[j]) | (t >= s.stop[j])] = 0.0

@@ -95,7 +95,7 @@ def undriven_amplitudes(sched: rs.Schedule, n: int, seed: int = 0) -> np.ndarray
 def locked_levels(sched: rs.Schedule, t: int, order=None) -> np.ndarray:
     """`resonators.locked_amplitude` of each oscillator (schedule order, or `order`) at sample t."""
     rows = range(len(sched)) if order is None else order
-    return np.array([rs.locked_amplitude(t, sched.level[s], sched.attack_end[s], sched.release[s], sched.r_hold[s],
+    return np.array([rs.locked_amplitude(t, sched.level[s], sched.attack_end[s], sched.release[s], sched.r_hold_locked[s],
                                          sched.r_release[s], sched.r_prompt[s], sched.prompt_end[s], sched.knee[s],
                                          sched.r_after[s]) for s in rows])
 

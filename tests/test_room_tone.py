@@ -113,7 +113,7 @@ def _recording(notes: Notes, bank, year: int, tone_db, seed: int) -> np.ndarray:
     x = 3e-5 * rng.standard_normal(n)  # about the PCM step: the store's floor
     for j in np.flatnonzero(s.level > 0):
         t = np.arange(s.attack_end[j], min(s.stop[j], n))
-        a = rs.locked_amplitudes(t, s.level[j], s.attack_end[j], s.release[j], s.r_hold[j], s.r_release[j],
+        a = rs.locked_amplitudes(t, s.level[j], s.attack_end[j], s.release[j], s.r_hold_locked[j], s.r_release[j],
                                  s.r_prompt[j], s.prompt_end[j], s.knee[j], s.r_after[j])
         a *= np.minimum(1.0, (t - s.attack_end[j] + 1) / 80.0)  # a 5-ms rise: a step would splash every band
         hz = s.omega[j] * SR / (2 * math.pi)
@@ -233,7 +233,8 @@ def test_fit_rooms_tone_refuses_what_it_cannot_use_in_one_line(tmp_path, capsys)
     raw = json.loads((Path(__file__).resolve().parents[1] / "configs" / "default.json").read_text())
     for name in ("level_pitches", "levels_db", "level_velocity_slope_table", "prompt_levels_db",
                  "prompt_velocity_slope_table", "velocity_tone_velocities", "velocity_tone_hz", "velocity_tone_db",
-                 "prompt_velocity_tone_db", "aftersound_pitches", "aftersound_knee_s", "aftersound_decay_db_per_s"):
+                 "prompt_velocity_tone_db", "aftersound_pitches", "aftersound_knee_s", "aftersound_decay_db_per_s",
+                 "aftersound_hold_decay_db_per_s"):
         raw["data"]["resonators"][name] = []
     raw["data"]["resonators"].update(prompt_seconds=0.0, synthesis_partials=0, room_tone_hz=[], room_tone_db=[])
     path = tmp_path / "plain.json"

@@ -162,7 +162,10 @@ aftersound** (`data.resonators.aftersound_pitches`, `aftersound_knee_s`, `afters
 note's partials dying slowly after the first second or so. With the lock on, from `Schedule.knee` (its
 pitch's knee after the onset, not before `prompt_end`) until its release each oscillator decays by
 `Schedule.r_after` instead of `r_hold` (`resonators.aftersound`, `bank_update`, `locked_amplitude`);
-without one the knee never comes.
+without one the knee never comes. From `prompt_end` to the knee it decays by `Schedule.r_hold_locked`:
+its pitch's `aftersound_hold_decay_db_per_s` where the config has one (`resonators.aftersound_hold`:
+the training piano's top dies at half the rate of the bank's law of pitch), else `r_hold`; the
+prompt sound still falls onto the level table's line at `r_hold`, as the table was measured.
 Free-running, a partial's level is otherwise whatever the few sampled innovations of its attack
 made it. `midi2wave export --sampling-from CONFIG` gives a released model the settings that
 change synthesis only, found after training: the `sampling` section and the partial levels

@@ -73,8 +73,12 @@ class Schedule:
     without a prompt.
     knee: int64 [n], r_after: float64 [n]: with the lock on, from sample `knee` (not before
     prompt_end) until its release the oscillator decays by r_after per sample instead of r_hold (the
-    aftersound, `ResonatorConfig.aftersound_knee_s`); knee `NOT_RELEASED` (never) and r_after = r_hold
-    without one.
+    aftersound, `ResonatorConfig.aftersound_knee_s`); knee `NOT_RELEASED` (never) and r_after =
+    r_hold_locked without one.
+    r_hold_locked: float64 [n]: with the lock on, its decay per sample from prompt_end to the knee
+    (`ResonatorConfig.aftersound_hold_decay_db_per_s`); r_hold without one. The analysis decays by
+    r_hold throughout, and the prompt sound falls onto the level table's decay by r_hold (the table
+    is measured at its end), so neither changes with it.
     pitch: float64 [n], the MIDI pitch of the oscillator's note (the attacks' low-pass follows it:
     `attack_key_tracking`).
     velocity: float64 [n], the MIDI velocity of the oscillator's note (the attacks' low-pass follows
@@ -107,13 +111,15 @@ class Schedule:
     prompt_end: np.ndarray
     knee: np.ndarray
     r_after: np.ndarray
+    r_hold_locked: np.ndarray
     pitch: np.ndarray
     velocity: np.ndarray
     synthesis_only: np.ndarray
 
     FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain",
               "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level",
-              "r_prompt", "prompt_end", "knee", "r_after", "pitch", "velocity", "synthesis_only")
+              "r_prompt", "prompt_end", "knee", "r_after", "r_hold_locked", "pitch", "velocity",
+              "synthesis_only")
     TIME_FIELDS = ("start", "release", "stop", "attack_end", "prompt_end", "knee")
     # the fields of a note's oscillators that depend on its velocity (`oscillators`); the others
     # depend on its pitch alone, and the time fields move with its start (`LiveBank`'s note table)
@@ -469,11 +475,25 @@ def aftersound(pitch: np.ndarray, config: ResonatorConfig, sample_rate_hz: int) 
     pitch = np.asarray(pitch, np.float64)
     if not config.aftersound_pitches:
         return np.full(pitch.shape, NOT_RELEASED, np.int64), np.ones(pitch.shape)
-    grid = np.asarray(config.aftersound_pitches, np.float64)
-    knee_s = np.interp(pitch, grid, np.asarray(config.aftersound_knee_s, np.float64))
-    db_per_s = np.interp(pitch, grid, np.asarray(config.aftersound_decay_db_per_s, np.float64))
+    knee_s = _on_aftersound_grid(pitch, config, config.aftersound_knee_s)
+    db_per_s = _on_aftersound_grid(pitch, config, config.aftersound_decay_db_per_s)
     sr = float(sample_rate_hz)
     return np.round(knee_s * sr).astype(np.int64), 10.0 ** (-db_per_s / 20.0 / sr)
+
+
+def aftersound_hold(pitch: np.ndarray, config: ResonatorConfig, sample_rate_hz: int) -> np.ndarray | None:
+    """The decay per sample (float64 [n]) of notes of these pitches from their prompt sound's end to
+    their knee with the lock on (`ResonatorConfig.aftersound_hold_decay_db_per_s`, on the aftersound's
+    grid as its knees are); None where the config has none (their hold decay, `hold_tau_s`)."""
+    if not config.aftersound_hold_decay_db_per_s:
+        return None
+    db_per_s = _on_aftersound_grid(np.asarray(pitch, np.float64), config, config.aftersound_hold_decay_db_per_s)
+    return 10.0 ** (-db_per_s / 20.0 / float(sample_rate_hz))
+
+
+def _on_aftersound_grid(pitch: np.ndarray, config: ResonatorConfig, values: tuple[float, ...]) -> np.ndarray:
+    """`values` (one per `aftersound_pitches`) at these pitches: linear in between, flat beyond."""
+    return np.interp(pitch, np.asarray(config.aftersound_pitches, np.float64), np.asarray(values, np.float64))
 
 
 def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: int,
@@ -537,11 +557,14 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
                     if prompt_samples else table_level)
     partial_level, r_prompt = prompt_decay(table_level, prompt_level, r_hold, prompt_samples)
     prompt_end = attack_end + prompt_samples
-    # the aftersound: past its knee (not before the prompt sound ends) each partial decays by r_after
-    # (never without one: its decay stays r_hold; the knee moves with the note's start as every time does)
+    # the aftersound: from the prompt sound's end each partial decays by r_hold_locked (its pitch's
+    # aftersound hold decay, or r_hold), past its knee by r_after (never without one: its decay stays
+    # r_hold_locked; the knee moves with the note's start as every time does)
     knee_samples, r_after = aftersound(pitch, config, sample_rate_hz)
     knee = np.maximum(first[note_idx] + knee_samples[note_idx], prompt_end)
-    r_after = r_after[note_idx] if config.aftersound_pitches else r_hold.copy()
+    hold_locked = aftersound_hold(pitch, config, sample_rate_hz)
+    r_hold_locked = hold_locked[note_idx] if hold_locked is not None else r_hold.copy()
+    r_after = r_after[note_idx] if config.aftersound_pitches else r_hold_locked.copy()
     # The innovation gain rides on each note's first oscillator (the fundamental, kept above).
     carrier = (partial == 1.0) & (config.gain > 0)
     level = np.where(carrier, config.gain * (velocity[note_idx] / 127.0) ** config.gain_velocity_exponent, 0.0)
@@ -566,6 +589,7 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
         prompt_end=prompt_end,
         knee=knee,
         r_after=r_after,
+        r_hold_locked=r_hold_locked,
         pitch=pitch[note_idx].astype(np.float64),
         velocity=velocity[note_idx].astype(np.float64),
         synthesis_only=(partial > config.partials).astype(np.float64),
@@ -859,7 +883,7 @@ KAPPA_SUM_MAX = 0.5
 
 @_njit
 def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omega, r_hold, r_release, kappa, attack_end,
-                kappa_sustain, level, synthesis_only, lock, r_prompt, prompt_end, knee, r_after):
+                kappa_sustain, level, synthesis_only, lock, r_prompt, prompt_end, knee, r_after, r_hold_locked):
     """z <- r exp(i w) (z + g kappa e) for the active oscillators after sample t (one element),
     kappa switching to kappa_sustain at attack_end, g = min(1, KAPPA_SUM_MAX / sum of the active
     kappas of the analysis's partials: the synthesis-only ones leave the others driven as the
@@ -877,8 +901,8 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
     spread phase, so it rings on as loud as it would have; one found silent in its attack starts at
     a spread phase too. With the lock on (any w > 0, also while it rises after a prime), an
     oscillator decays by `r_prompt` until `prompt_end` (its prompt sound; through the attack the
-    target follows the same line), then by `r_hold`, and from `knee` by `r_after` (its aftersound);
-    without it (the analysis, a prime) by `r_hold` throughout."""
+    target follows the same line), then by `r_hold_locked`, and from `knee` by `r_after` (its
+    aftersound); without it (the analysis, a prime) by `r_hold` throughout."""
     total = 0.0
     for j in range(n_active):
         s = idx[j]
@@ -895,6 +919,8 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
                     r = r_prompt[s]
                 elif t >= knee[s]:
                     r = r_after[s]
+                else:
+                    r = r_hold_locked[s]
         a = re[j] + g * (kappa[s] if t < attack_end[s] else kappa_sustain[s]) * e
         b = im[j]
         c = r * cos_omega[s]  # cos / sin of the oscillator's frequency, computed once (`unit_phasors`)
@@ -904,7 +930,7 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
         if lock > 0.0 and level[s] > 0.0 and t + 1 <= attack_end[s]:
             k = t + 1 - start[s]  # samples since the oscillator began, after this one
             rise = 1.0 if k >= LOCK_RISE_SAMPLES else 0.5 - 0.5 * math.cos(math.pi * k / LOCK_RISE_SAMPLES)
-            target = rise * locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold[s], r_release[s],
+            target = rise * locked_amplitude(t + 1, level[s], attack_end[s], release[s], r_hold_locked[s], r_release[s],
                                              r_prompt[s], prompt_end[s], knee[s], r_after[s])
             m = math.sqrt(re[j] * re[j] + im[j] * im[j])
             if m > 0.0:
@@ -918,7 +944,7 @@ def bank_update(t, e, re, im, idx, n_active, start, release, cos_omega, sin_omeg
                 im[j] = lock * target * math.sin(s * GOLDEN_ANGLE)
         elif t == 0 and attack_end[s] <= 0 and lock > 0.0 and level[s] > 0.0:  # admitted at the stream's
             # start (from silence) after its attack ended
-            target = lock * locked_amplitude(1, level[s], attack_end[s], release[s], r_hold[s], r_release[s],
+            target = lock * locked_amplitude(1, level[s], attack_end[s], release[s], r_hold_locked[s], r_release[s],
                                              r_prompt[s], prompt_end[s], knee[s], r_after[s])
             re[j] = target * math.cos(s * GOLDEN_ANGLE)
             im[j] = target * math.sin(s * GOLDEN_ANGLE)
@@ -943,7 +969,7 @@ def locked_amplitude(t, level, attack_end, release, r_hold, r_release, r_prompt,
     r_release**max(0, t - release)` (its prompt sound, then its hold, its aftersound from `knee`, then
     its release; knee >= prompt_end). A note released inside its attack is referred back along its
     prompt's decay to the release, so it comes out at level * (r_release / r_prompt)**(attack_end -
-    release) at the attack end."""
+    release) at the attack end. `r_hold`: its hold decay with the lock on (`Schedule.r_hold_locked`)."""
     a = level * r_prompt ** (min(t, release, prompt_end) - attack_end) * r_hold ** max(0, min(t, release, knee) - prompt_end)
     if min(t, release) > knee:  # only then: a factor of 1 is not free in the fastmath kernel, whose
         # reordered product rounded otherwise (a render's samples moved where no knee was reached)
@@ -1005,7 +1031,7 @@ def _run(signal, analysis, bank, capacity):
         bank_update(t, e, re, im, idx, n_active, bank.start, bank.release, bank.cos_omega, bank.sin_omega, bank.r_hold,
                     bank.r_release, bank.kappa,
                     bank.attack_end, bank.kappa_sustain, bank.level, bank.synthesis_only, lock, bank.r_prompt,
-                    bank.prompt_end, bank.knee, bank.r_after)
+                    bank.prompt_end, bank.knee, bank.r_after, bank.r_hold_locked)
     return out, pred, gains
 
 
@@ -1146,7 +1172,7 @@ def batch_update(t, b0, b1, lock, bank, streams):
                     bank.r_release[o0:o1],
                     bank.kappa[o0:o1], bank.attack_end[o0:o1], bank.kappa_sustain[o0:o1], bank.level[o0:o1],
                     bank.synthesis_only[o0:o1], lock, bank.r_prompt[o0:o1], bank.prompt_end[o0:o1], bank.knee[o0:o1],
-                    bank.r_after[o0:o1])
+                    bank.r_after[o0:o1], bank.r_hold_locked[o0:o1])
 
 
 @_njit_inline
