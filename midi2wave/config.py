@@ -98,6 +98,17 @@ class ResonatorConfig:
     # partials k * f0.
     tuning_cents: tuple[float, ...] = ()
     inharmonicity: tuple[float, ...] = ()
+    # Synthesis only: where the synthesis-only partials (k > `partials`) lie. Each at k f0 2**(c/1200)
+    # sqrt(1 + B k**2) with the tuning above, and log10 B read off this table over pitch
+    # (`synthesis_inharmonicity_log10[i]` at `synthesis_inharmonicity_pitches[i]`; linear between, flat
+    # beyond; scripts/fit_partials.py --synthesis-inharmonicity) instead of `inharmonicity`'s line.
+    # The analysis's partials, and so the network's target, stay where they were. Why: the line is
+    # fitted on partials 1-16; on the training piano B is 10-30 % higher in the middle and up to four
+    # times higher in the low bass (strings below MIDI 30), so partials 17-48 lay 5-30 cents flat of
+    # the piano's, and their levels were read off their peaks (docs/evaluation.md, "Where the upper
+    # partials lie"). Empty: the line.
+    synthesis_inharmonicity_pitches: tuple[float, ...] = ()
+    synthesis_inharmonicity_log10: tuple[float, ...] = ()
     # Noise shaping of the innovation (0, 0: off). With n_t = e_t / g_t, the network samples u and
     # synthesis shapes it: n = D(z) u, D(z) = (1 + c z^-1) / ((1 + c)(1 - a z^-1)), a = pre_emphasis
     # (LPCNet's), c = noise_lowpass; analysis applies the inverse (resonators.shape_noise,
@@ -184,7 +195,8 @@ class ResonatorConfig:
     aftersound_hold_decay_db_per_s: tuple[float, ...] = ()
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
-    SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "level_pitches", "levels_db", "level_velocity_slopes",
+    SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "synthesis_inharmonicity_pitches",
+                                                 "synthesis_inharmonicity_log10", "level_pitches", "levels_db", "level_velocity_slopes",
                                                  "level_velocity_slope_table", "prompt_levels_db",
                                                  "prompt_velocity_slope_table", "prompt_seconds", "room_years",
                                                  "room_release_tau_s", "room_tone_hz", "room_tone_db",
@@ -199,7 +211,8 @@ class ResonatorConfig:
 
     def __post_init__(self) -> None:
         key = "data.resonators."
-        for name in ("tuning_cents", "inharmonicity", "level_pitches", "level_velocity_slopes", "room_years",
+        for name in ("tuning_cents", "inharmonicity", "synthesis_inharmonicity_pitches",
+                     "synthesis_inharmonicity_log10", "level_pitches", "level_velocity_slopes", "room_years",
                      "room_release_tau_s", "room_tone_hz", "velocity_tone_velocities", "velocity_tone_hz",
                      "aftersound_pitches", "aftersound_knee_s", "aftersound_decay_db_per_s",
                      "aftersound_hold_decay_db_per_s"):
@@ -234,6 +247,16 @@ class ResonatorConfig:
         if self.inharmonicity:
             _require(-8.0 <= self.inharmonicity[0] <= -1.0, key + "inharmonicity", list(self.inharmonicity),
                      "log10 B at middle C must be in [-8, -1]")
+        if self.synthesis_inharmonicity_pitches or self.synthesis_inharmonicity_log10:
+            grid = self.synthesis_inharmonicity_pitches
+            _require(len(grid) > 0 and all(math.isfinite(p) and C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH for p in grid)
+                     and all(b > a for a, b in zip(grid, grid[1:])), key + "synthesis_inharmonicity_pitches",
+                     list(grid), f"must be MIDI pitches in [{C.MIN_MIDI_PITCH}, {C.MAX_MIDI_PITCH}] that rise")
+            values = self.synthesis_inharmonicity_log10
+            _require(len(values) == len(grid), key + "synthesis_inharmonicity_log10", len(values),
+                     f"needs one value per pitch of synthesis_inharmonicity_pitches ({len(grid)})")
+            _require(all(math.isfinite(v) and -8.0 <= v <= -1.0 for v in values), key + "synthesis_inharmonicity_log10",
+                     list(values), "log10 B must lie in [-8, -1]")
         _require(0 <= self.noise_lowpass < 1, key + "noise_lowpass", self.noise_lowpass, "must be in [0, 1) (0: off)")
         if self.level_pitches or self.levels_db or self.level_velocity_slopes or self.level_velocity_slope_table:
             _require(len(self.levels_db) == len(self.level_pitches) > 0, key + "levels_db", len(self.levels_db),

@@ -54,7 +54,7 @@ from fit_partials import corpus_pieces  # this folder: python scripts/fit_afters
 from midi2wave import constants as C
 from midi2wave.config import ConfigError, ResonatorConfig, load_config
 from midi2wave.errors import InputError
-from midi2wave.conditioning.resonators import hold_tau_s, partial_hz
+from midi2wave.conditioning.resonators import bank_partial_hz, hold_tau_s
 
 WINDOW = 2048
 PAD = 16384          # zero-padded to 1-Hz bins at 16 kHz
@@ -124,7 +124,7 @@ def note_tracks(x: np.ndarray, onset_s: float, offset_s: float, pitch: int, velo
     spectra = np.abs(np.fft.rfft(frames, PAD, axis=1))
     freqs = np.fft.rfftfreq(PAD, 1.0 / sample_rate_hz)
     ks = np.arange(1, MAX_PARTIAL + 2, dtype=np.float64)
-    hz = partial_hz(np.full(len(ks), float(pitch)), ks, config.tuning_cents, config.inharmonicity)
+    hz = bank_partial_hz(np.full(len(ks), float(pitch)), ks, config)
     out = []  # (the track's level at its start, the track)
     for j in range(MAX_PARTIAL):
         if hz[j] > min(MAX_HZ, config.max_hz):

@@ -61,7 +61,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -72,7 +72,7 @@ from midi2wave import constants as C
 from midi2wave.config import TONE_MAX_DB, ConfigError, load_config
 from midi2wave.errors import InputError
 from midi2wave.midi import decay_tau_s, pitch_to_hz
-from midi2wave.conditioning.resonators import partial_hz
+from midi2wave.conditioning.resonators import bank_partial_hz, inharmonicity_log10, partial_hz
 
 WINDOW = 8192
 PAD = 65536
@@ -137,6 +137,106 @@ def fit(obs: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...], float]:
     theta = result.x
     return (tuple(round(float(v), 4) for v in theta[:4]), tuple(round(float(v), 4) for v in theta[4:]),
             float(np.median(np.abs(residual(theta)))))
+
+
+# Where the synthesis-only partials lie (--synthesis-inharmonicity): the search for each partial's
+# peak widens to ever higher partials around the positions fitted so far, (the highest partial
+# searched, the search's half-width in cents) per stage, so a partial tens of cents off the line
+# is found where the line alone would pick its neighbour's skirt.
+STIFFNESS_STAGES = ((16, 60.0), (24, 30.0), (32, 25.0), (48, 20.0), (64, 20.0))
+STIFFNESS_MIN_ROWS = 8  # peaks above the analysis's partials' half that a grid pitch needs for its own stiffness
+
+
+def note_spectra(pieces, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> list[tuple[int, np.ndarray]]:
+    """[(pitch, magnitude spectrum float64 [PAD // 2 + 1])] of every isolated note of [(notes, audio
+    float [n])]: a Hann window of `WINDOW` samples `DELAY_S` after the onset, as `measure` takes it."""
+    hann = np.hanning(WINDOW)
+    out = []
+    for notes, x in pieces:
+        for i in range(len(notes)):
+            a = int((notes.onset_s[i] + DELAY_S) * sample_rate_hz)
+            if isolated(notes, i, (a + WINDOW) / sample_rate_hz, len(x), sample_rate_hz):
+                out.append((int(notes.pitch[i]), np.abs(np.fft.rfft(np.asarray(x[a:a + WINDOW], np.float64) * hann, PAD))))
+    return out
+
+
+def measure_positions(spectra, positions: Callable[[Any, Any], np.ndarray], partials: int, half_cents: float,
+                      max_hz: float, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
+    """float64 [n, 3] (pitch, k, Hz) of the peaks of `note_spectra`'s spectra nearest where
+    `positions(pitch, k)` puts partials k = 1..partials below `max_hz`: the largest bin within
+    `half_cents` (and 0.3 f0) of it, prominent (`PROMINENCE` x the median within half a partial
+    spacing), parabolically interpolated."""
+    freqs = np.fft.rfftfreq(PAD, 1.0 / sample_rate_hz)
+    bin_hz = freqs[1]
+    rows = []
+    for pitch, spec in spectra:
+        ks = np.arange(1, partials + 1)
+        hz = np.asarray(positions(np.full(len(ks), float(pitch)), ks), np.float64)
+        f0 = float(hz[0])
+        for k, f in zip(ks, hz):
+            if f >= max_hz:
+                break
+            half = min(0.3 * f0, f * (2.0 ** (half_cents / 1200.0) - 1.0))
+            sel = np.nonzero((freqs >= f - half) & (freqs <= f + half))[0]
+            if len(sel) < 3:
+                continue
+            seg = spec[sel]
+            j = int(np.argmax(seg))
+            if j == 0 or j == len(seg) - 1:
+                continue
+            if seg[j] < PROMINENCE * np.median(spec[(freqs >= f - 0.5 * f0) & (freqs <= f + 0.5 * f0)]):
+                continue
+            al, be, ga = (math.log(seg[j - 1] + 1e-12), math.log(seg[j]), math.log(seg[j + 1] + 1e-12))
+            shift = 0.5 * (al - ga) / (al - 2 * be + ga)
+            rows.append((pitch, int(k), freqs[sel[j]] + shift * bin_hz))
+    return np.asarray(rows, np.float64).reshape(-1, 3)
+
+
+def fit_synthesis_inharmonicity(spectra, config, partials: int, grid_step: int = 3
+                                ) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """(grid pitches [G], log10 B [G], peaks fitted, median |residual| in cents): where the bank's
+    synthesis-only partials should lie (`synthesis_inharmonicity_pitches`, `_log10`), with the
+    config's tuning (`tuning_cents`) kept, so a note's partials all share the f0 the analysis's do.
+
+    Stage by stage (`STIFFNESS_STAGES`) the peaks of `note_spectra`'s isolated notes are searched
+    around the positions fitted so far (first: the config's `inharmonicity` line), and each grid
+    pitch takes the log10 B whose `partial_hz` best places the peaks of the notes nearest it (a
+    robust fit over the partials above half the analysis's, whose offsets tell B; a grid pitch with
+    fewer than `STIFFNESS_MIN_ROWS` such peaks keeps the line's value: the treble, which has no
+    synthesis-only partials below `max_hz`)."""
+
+    grid = np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, grid_step, dtype=np.float64)
+    # without a line, harmonic within a hair: the search starts at k f0
+    line = inharmonicity_log10(grid, config.inharmonicity) if config.inharmonicity else np.full(len(grid), -8.0)
+    table = line.copy()
+    mad, used = float("nan"), 0
+    lowest = max(config.partials // 2, 1)
+    for highest, half_cents in STIFFNESS_STAGES:
+        def positions(pitch, k, table=table):
+            return partial_hz(pitch, k, config.tuning_cents, log10_b=np.interp(pitch, grid, table))
+
+        found = measure_positions(spectra, positions, min(highest, partials), half_cents, config.max_hz)
+        tuned = partial_hz(found[:, 0], found[:, 1], config.tuning_cents)  # k f0 2^(c/1200): no stiffness
+        cents = 1200.0 * np.log2(found[:, 2] / tuned)
+        nearest = np.abs(found[:, 0][:, None] - grid[None, :]).argmin(axis=1)
+        new, residuals, used = table.copy(), [], 0
+        for g in range(len(grid)):
+            m = (nearest == g) & (found[:, 1] > lowest)
+            if m.sum() < STIFFNESS_MIN_ROWS:
+                new[g] = line[g]
+                continue
+            k2, c = found[m, 1] ** 2, cents[m]
+
+            def residual(x, k2=k2, c=c):
+                return 600.0 * np.log2(1.0 + 10.0 ** x[0] * k2) - c
+
+            x = least_squares(residual, [table[g]], bounds=([-8.0], [-1.0]), loss="soft_l1", f_scale=3.0).x
+            new[g] = float(x[0])
+            residuals.append(residual(x))
+            used += int(m.sum())
+        table = new
+        mad = float(np.median(np.abs(np.concatenate(residuals)))) if residuals else float("nan")
+    return grid, np.round(table, 4), used, mad
 
 
 DECAY_WINDOW = 2048
@@ -225,7 +325,8 @@ FLOOR_MIN_BINS = 8      # and only where that leaves this many resolution bins b
 def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple[float, ...], decay_scale: float,
                    decay_exponent: float, attack_s: float = 0.05, max_hz: float = 7800.0,
                    sample_rate_hz: int = C.SAMPLE_RATE_HZ, partials: int = MAX_PARTIAL,
-                   delay_s: float = 0.0, search_cents: float = LEVEL_SEARCH_CENTS, floor: bool = False) -> np.ndarray:
+                   delay_s: float = 0.0, search_cents: float = LEVEL_SEARCH_CENTS, floor: bool = False,
+                   positions: Callable[[Any, Any], np.ndarray] | None = None) -> np.ndarray:
     """float64 [n, 4] (pitch, velocity, k, amplitude) of isolated held notes' partials below `max_hz`
     at `attack_s` after the onset, from [(notes, audio float [n])]: the amplitude of the Hann-windowed
     spectrum's peak within `search_cents` of the partial's position (0: a probe at the position itself)
@@ -236,7 +337,13 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
     skipped: the probe would add that note's. `floor`: [n, 5], with the spectrum's median amplitude
     between the neighbouring partials' midpoints (the floor the peak stands on, referred back the
     same way). Why: a soft note's top partials sink into the recording's floor, and their peaks
-    then measure the floor (velocity 20 above 4 kHz: within 1 dB of the level between partials)."""
+    then measure the floor (velocity 20 above 4 kHz: within 1 dB of the level between partials).
+    `positions(pitch, k)`: where the bank puts its partials (Hz; default `partial_hz` with
+    `tuning_cents` and `inharmonicity`; a model's config: `resonators.bank_partial_hz`)."""
+    def on_the_line(pitch, k):
+        return partial_hz(pitch, k, tuning_cents, inharmonicity)
+
+    where = positions if positions is not None else on_the_line
     hann = np.hanning(LEVEL_WINDOW)
     n = np.arange(LEVEL_WINDOW)
     centre_s = delay_s + LEVEL_WINDOW / 2 / sample_rate_hz  # the window's centre after the attack end
@@ -251,14 +358,14 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
                 continue
             pitch = int(notes.pitch[i])
             ringing = (notes.onset_s < notes.onset_s[i]) & (notes.offset_s > t0)
-            others = (partial_hz(notes.pitch[ringing][:, None], ks[None, :], tuning_cents, inharmonicity).reshape(-1)
+            others = (where(notes.pitch[ringing][:, None], ks[None, :]).reshape(-1)
                       if ringing.any() else np.zeros(0))
             seg = np.asarray(x[a:a + LEVEL_WINDOW], np.float64) * hann
             spectrum = np.abs(np.fft.rfft(seg, LEVEL_PAD * LEVEL_WINDOW)) if search_cents > 0 or floor else None
             bin_hz = sample_rate_hz / (LEVEL_PAD * LEVEL_WINDOW)
             tau = decay_scale * float(decay_tau_s(pitch))
             for k in ks:
-                f = float(partial_hz(pitch, k, tuning_cents, inharmonicity))
+                f = float(where(pitch, k))
                 if f >= max_hz:
                     break
                 reach = f * (2.0 ** (search_cents / 1200.0) - 1.0)
@@ -273,8 +380,8 @@ def measure_levels(pieces, tuning_cents: tuple[float, ...], inharmonicity: tuple
                 back = math.exp(centre_s * k ** decay_exponent / tau)
                 row = (pitch, int(notes.velocity[i]), k, 2.0 * peak / hann.sum() * back)
                 if floor:  # the median between the neighbours' midpoints, outside the main lobes
-                    below = float(partial_hz(pitch, k - 1, tuning_cents, inharmonicity)) if k > 1 else 0.0
-                    above = float(partial_hz(pitch, k + 1, tuning_cents, inharmonicity))
+                    below = float(where(pitch, k - 1)) if k > 1 else 0.0
+                    above = float(where(pitch, k + 1))
                     lobe = FLOOR_LOBE_BINS * sample_rate_hz / LEVEL_WINDOW
                     band = np.r_[(f + below) / 2.0 + lobe:f - lobe:bin_hz,
                                  f + lobe:min((f + above) / 2.0, sample_rate_hz / 2.0) - lobe:bin_hz]
@@ -419,7 +526,7 @@ def fit_velocity_tone(obs: np.ndarray, config, velocities=VELOCITY_TONE_VELOCITI
     V, F = len(knots_v), len(knots_f)
     # each row's place on the grid's axes, as `resonators.velocity_tone_db` reads it
     row_v = velocity_db(velocity)
-    row_f = np.log2(np.maximum(partial_hz(pitch, k, config.tuning_cents, config.inharmonicity), 1e-3))
+    row_f = np.log2(np.maximum(bank_partial_hz(pitch, k, config), 1e-3))
     keep = k <= len(base.levels_db[0])
     if obs.shape[1] > 4:
         # a row in its floor is left out, and so is every row of a grid point most of whose rows are:
@@ -553,6 +660,10 @@ def main(argv=None) -> int:
                          "partial frequency (velocity_tone_db; needs -c)")
     ap.add_argument("--velocity-tone-share", type=float, default=1.0,
                     help="keep this fraction of the fitted velocity tone, in dB (default 1)")
+    ap.add_argument("--synthesis-inharmonicity", action="store_true",
+                    help="also fit where the synthesis-only partials lie (synthesis_inharmonicity_pitches, "
+                         "synthesis_inharmonicity_log10: log10 B every --level-step semitones, the tuning kept) "
+                         "and measure their levels there (needs -c with synthesis_partials)")
     ap.add_argument("--level-corpus", type=Path, action="append", default=[], metavar="DIR",
                     help="also fit the levels to every MIDI + WAV pair under DIR (note_corpus.py; repeatable)")
     ap.add_argument("-c", "--config", default=None,
@@ -574,6 +685,13 @@ def main(argv=None) -> int:
         ap.error("--velocity-tone-share must be between 0 and 1")
     if args.velocity_tone and args.config is None:
         ap.error("--velocity-tone needs -c CONFIG (the bank whose partial frequencies the tone is read at)")
+    if args.synthesis_inharmonicity:
+        if args.config is None:
+            ap.error("--synthesis-inharmonicity needs -c CONFIG (the bank whose synthesis-only partials it places)")
+        bank_config = load_config(args.config).data.resonators
+        if bank_config.synthesis_partials <= bank_config.partials:
+            ap.error(f"--synthesis-inharmonicity: {args.config} has no synthesis-only partials "
+                     f"(synthesis_partials {bank_config.synthesis_partials}, partials {bank_config.partials})")
     if args.prompt_delay is not None and args.shared_slopes:
         ap.error("--prompt-delay needs the slope table (without --shared-slopes)")
     if args.level_partials is None:
@@ -609,9 +727,21 @@ def main(argv=None) -> int:
               file=sys.stderr)
     if args.config is not None:  # the levels are for this bank: where it puts its partials, its decays, attack, top
         target = load_config(args.config).data.resonators
+        if args.synthesis_inharmonicity:
+            grid, log10_b, used, cents_err = fit_synthesis_inharmonicity(
+                note_spectra(level_pieces), target, max(target.synthesis_partials, target.partials), args.level_step)
+            target = dataclasses.replace(target, synthesis_inharmonicity_pitches=tuple(grid),
+                                         synthesis_inharmonicity_log10=tuple(log10_b))
+            bank.update(synthesis_inharmonicity_pitches=list(grid), synthesis_inharmonicity_log10=list(log10_b))
+            print(f"synthesis-only partials' stiffness: {used} peaks; median |residual| {cents_err:.1f} cents",
+                  file=sys.stderr)
+
+        def bank_positions(pitch, k, target=target):
+            return bank_partial_hz(pitch, k, target)
+
         level_bank = dict(tuning_cents=target.tuning_cents, inharmonicity=target.inharmonicity,
                           decay_scale=target.decay_scale, decay_exponent=target.decay_exponent,
-                          attack_s=target.attack_s, max_hz=target.max_hz)
+                          attack_s=target.attack_s, max_hz=target.max_hz, positions=bank_positions)
     else:
         level_bank = dict(tuning_cents=tuning, inharmonicity=stiffness, decay_scale=bank.get("decay_scale", 0.5),
                           decay_exponent=bank.get("decay_exponent", 1.0), attack_s=0.05, max_hz=7800.0)
@@ -653,8 +783,9 @@ def main(argv=None) -> int:
             _, early_table, early_slopes, early_err = fit_levels(early, partials=args.level_partials,
                                                                  grid_step=args.level_step)
             centre = LEVEL_WINDOW / 2 / C.SAMPLE_RATE_HZ  # each measurement's window centre after its delay
-            positions = partial_hz(np.asarray(pitches)[:, None], np.arange(1, args.level_partials + 1)[None, :],
-                                   level_bank["tuning_cents"], level_bank["inharmonicity"])
+            at = (np.asarray(pitches)[:, None], np.arange(1, args.level_partials + 1)[None, :])
+            positions = (bank_positions(*at) if args.config is not None
+                         else partial_hz(*at, level_bank["tuning_cents"], level_bank["inharmonicity"]))
             prompt, prompt_slopes = prompt_tables(table, slopes, early_table, early_slopes, args.level_delay + centre,
                                                   args.prompt_delay + centre, positions, args.prompt_min_hz,
                                                   args.prompt_share)

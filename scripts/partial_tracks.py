@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from midi2wave.checkpoint import bundled_model_path, load_state
-from midi2wave.conditioning.resonators import partial_hz
+from midi2wave.conditioning.resonators import bank_partial_hz
 from midi2wave.evaluation.notesheet import NoteSheet
 
 TIMES_S = (0.025, 0.05, 0.1, 0.2, 0.4, 0.7)
@@ -43,8 +43,9 @@ def peak_db(spectrum: np.ndarray, freqs: np.ndarray, hz: float, k: int) -> float
     return float(20.0 * np.log10(spectrum[sel].max() + 1e-12))
 
 
-def tracks(sheet: Path, years, velocities, min_pitch: int, tuning, inharmonicity) -> dict:
-    """{(band, time index): [model - reference dB, ...]} over the sheet's notes."""
+def tracks(sheet: Path, years, velocities, min_pitch: int, bank) -> dict:
+    """{(band, time index): [model - reference dB, ...]} over the sheet's notes, at the partials of
+    `bank` (a `ResonatorConfig`: where it puts them, `resonators.bank_partial_hz`)."""
     notes, _ = NoteSheet(**json.loads((sheet / "note_sheet.json").read_text())["sheet"]).notes()
     window = np.hanning(WINDOW)
     out: dict = {}
@@ -61,7 +62,7 @@ def tracks(sheet: Path, years, velocities, min_pitch: int, tuning, inharmonicity
                 spectra.append((np.abs(np.fft.rfft(model[a:a + WINDOW] * window, N_FFT)),
                                 np.abs(np.fft.rfft(reference[a:a + WINDOW] * window, N_FFT))))
             for k in range(1, 49):
-                hz = float(partial_hz(pitch, k, tuning, inharmonicity))
+                hz = float(bank_partial_hz(pitch, k, bank))
                 if hz > MAX_HZ:
                     break
                 band = next(j for j, (lo, hi) in enumerate(BANDS_HZ) if lo <= hz < hi)
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     years = args.years or json.loads((args.sheet / "note_sheet.json").read_text())["comparison"]["years"]
     _, config, _ = load_state(args.checkpoint or bundled_model_path())
     bank = config.data.resonators
-    table = tracks(args.sheet, years, set(args.velocities), args.min_pitch, bank.tuning_cents, bank.inharmonicity)
+    table = tracks(args.sheet, years, set(args.velocities), args.min_pitch, bank)
     print(f"{args.sheet}: model - training audio at the partials' peaks (dB, median; partials counted), "
           f"velocities {args.velocities}, pitches >= {args.min_pitch}, years {list(years)}")
     print("band (Hz)  " + " ".join(f"{t * 1000:>9.0f}ms" for t in TIMES_S))

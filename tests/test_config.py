@@ -82,6 +82,8 @@ FLAT_BANK = {"resonator_partials": 5, "resonator_kappa": 0.03, "resonator_max_hz
              "resonator_gain_sustain": 0.2, "resonator_gain_decay_scale": 0.9, "resonator_gain_release_s": 0.07,
              "resonator_gain_floor": 2e-4, "resonator_tuning_cents": (-0.4, 1.6, 0.4),
              "resonator_inharmonicity": (-3.6, 0.48), "resonator_kappa_exponent": 0.5,
+             "resonator_synthesis_inharmonicity_pitches": (30.0, 60.0),
+             "resonator_synthesis_inharmonicity_log10": (-4.0, -3.5),
              "resonator_pre_emphasis": 0.85, "resonator_noise_lowpass": 0.6,
              "resonator_level_pitches": (40.0, 80.0), "resonator_levels_db": ((-30.0,) * 5, (-40.0,) * 5),
              "resonator_level_velocity_slopes": (1.0, 1.2, 1.4, 1.6, 1.8), "resonator_level_velocity_slope_table": (),

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from midi2wave.conditioning.resonators import partial_hz
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import partial_tracks  # noqa: E402
 
@@ -26,7 +28,7 @@ def test_a_model_half_as_loud_above_3_khz_reads_minus_6_db_there_and_0_below(tmp
     ref = np.zeros_like(t)
     model = np.zeros_like(t)
     for k in range(1, 15):  # C5's partials where the bundled bank puts them
-        hz = float(partial_tracks.partial_hz(72, k, (-0.356, 1.5908, 0.416, 0.3177), (-3.6021, 0.4771)))
+        hz = float(partial_hz(72, k, (-0.356, 1.5908, 0.416, 0.3177), (-3.6021, 0.4771)))
         envelope = on * 0.01 / k * np.exp(-(t - 0.5) / 0.8)
         # the recording's partials 25 cents sharp of the bank's: each render is read at its own peak
         ref += envelope * np.sin(2 * np.pi * hz * 2 ** (25 / 1200) * t)

@@ -33,7 +33,10 @@ note and each partial below `max_hz`, one damped complex oscillator `z_s`; parti
 lies at `resonators.partial_hz`: `k f0 2^(c(p)/1200) sqrt(1 + B(p) k^2)`, a stretch tuning
 `tuning_cents` (polynomial in octaves from middle C) and stiff strings `inharmonicity` (log10 B
 linear in octaves, flat below A2), both empty (equal temperament, harmonic) unless fitted to a store
-by `scripts/fit_partials.py` (a resonator tracks its partial only within ~kappa sr / 2 pi Hz);
+by `scripts/fit_partials.py` (a resonator tracks its partial only within ~kappa sr / 2 pi Hz); the
+synthesis-only partials (k > `partials`) take log10 B from `synthesis_inharmonicity_log10` over pitch
+where a config has that table (`resonators.bank_partial_hz`, where every engine and fit reads a
+partial's position);
 partial k takes `kappa / k^kappa_exponent` of the innovation (the hammer drives upper partials
 less);
 `p_t = sum_s Re z_s` predicts `x_t`, the network models the innovation `e_t = x_t - p_t`, and

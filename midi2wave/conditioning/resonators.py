@@ -350,7 +350,7 @@ INHARMONICITY_FLAT_BELOW_PITCH = 45
 
 
 def partial_hz(pitch: np.ndarray, k: np.ndarray, tuning_cents: tuple[float, ...] = (),
-               inharmonicity: tuple[float, ...] = ()) -> np.ndarray:
+               inharmonicity: tuple[float, ...] = (), log10_b: np.ndarray | None = None) -> np.ndarray:
     """Frequency (Hz) of partial k of MIDI pitch p (numpy broadcasting of pitch and k):
 
         k * f0(p) * 2**(c(p) / 1200) * sqrt(1 + B(p) k**2)
@@ -360,7 +360,8 @@ def partial_hz(pitch: np.ndarray, k: np.ndarray, tuning_cents: tuple[float, ...]
     Why: piano strings are stiff, so partial k lies above k f0 (tens of cents by the 8th partial in
     the treble), and pianos are stretch-tuned. A resonator that misses a partial by more than about
     kappa * sample_rate / (2 pi) Hz cannot track it, and the untracked partial lands in the
-    innovation the network must model. Empty tuples: equal temperament, harmonic partials."""
+    innovation the network must model. Empty tuples: equal temperament, harmonic partials. `log10_b`
+    (broadcast with pitch): log10 B given outright, in place of `inharmonicity`'s line."""
     pitch = np.asarray(pitch, np.float64)
     k = np.asarray(k, np.float64)
     hz = pitch_to_hz(pitch) * k
@@ -370,11 +371,34 @@ def partial_hz(pitch: np.ndarray, k: np.ndarray, tuning_cents: tuple[float, ...]
         for i, a in enumerate(tuning_cents):
             cents = cents + float(a) * z ** i
         hz = hz * 2.0 ** (cents / 1200.0)
-    if inharmonicity:
-        z_flat = (INHARMONICITY_FLAT_BELOW_PITCH - 60.0) / 12.0
-        b = 10.0 ** (float(inharmonicity[0]) + float(inharmonicity[1]) * np.maximum(z, z_flat))
-        hz = hz * np.sqrt(1.0 + b * k * k)
+    if log10_b is None and inharmonicity:
+        log10_b = inharmonicity_log10(pitch, inharmonicity)
+    if log10_b is not None:
+        hz = hz * np.sqrt(1.0 + 10.0 ** np.asarray(log10_b, np.float64) * k * k)
     return hz
+
+
+def inharmonicity_log10(pitch: np.ndarray, inharmonicity: tuple[float, ...]) -> np.ndarray:
+    """log10 B of MIDI pitches on `inharmonicity`'s line (`partial_hz`): linear in octaves from middle
+    C, flat below A2."""
+    z = (np.asarray(pitch, np.float64) - 60.0) / 12.0
+    z_flat = (INHARMONICITY_FLAT_BELOW_PITCH - 60.0) / 12.0
+    return float(inharmonicity[0]) + float(inharmonicity[1]) * np.maximum(z, z_flat)
+
+
+def bank_partial_hz(pitch: np.ndarray, k: np.ndarray, config: ResonatorConfig) -> np.ndarray:
+    """Where the bank puts partial k of MIDI pitch p (Hz; numpy broadcasting): `partial_hz` with the
+    config's tuning and stiffness, and for the synthesis-only partials (k > `partials`) the stiffness
+    of `synthesis_inharmonicity_log10` where the config has that table. The one place every engine,
+    the live bank and the fitting scripts take a partial's position from."""
+    pitch = np.asarray(pitch, np.float64)
+    k = np.asarray(k, np.float64)
+    hz = partial_hz(pitch, k, config.tuning_cents, config.inharmonicity)
+    if not config.synthesis_inharmonicity_pitches:
+        return hz
+    log10_b = np.interp(pitch, np.asarray(config.synthesis_inharmonicity_pitches, np.float64),
+                        np.asarray(config.synthesis_inharmonicity_log10, np.float64))
+    return np.where(k > config.partials, partial_hz(pitch, k, config.tuning_cents, log10_b=log10_b), hz)
 
 
 LEVEL_REFERENCE_VELOCITY = 64.0
@@ -444,7 +468,7 @@ def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config
                        config.level_velocity_slopes)
     if config.velocity_tone_db:  # (a prompt tone exists only with the prompt sound: ResonatorConfig's checks)
         if hz is None:
-            hz = partial_hz(pitch, k, config.tuning_cents, config.inharmonicity)
+            hz = bank_partial_hz(pitch, k, config)
         db = db + velocity_tone_db(velocity, hz, config, prompt=prompt)
     return 10.0 ** (db / 20.0)
 
@@ -537,8 +561,7 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     release = np.asarray(release, np.int64)
     tau = decay_tau_s(pitch)
     k = np.arange(1, max(config.partials, config.synthesis_partials) + 1, dtype=np.float64)
-    freq = partial_hz(pitch[:, None], k[None, :], config.tuning_cents,
-                      config.inharmonicity)              # [notes, partials]
+    freq = bank_partial_hz(pitch[:, None], k[None, :], config)  # [notes, partials]
     ok = freq < min(config.max_hz, sr / 2.0)
     if config.gain > 0:  # the gain rides on the fundamental: keep it even where stretch lifts it past max_hz
         ok[:, 0] = freq[:, 0] < sr / 2.0
