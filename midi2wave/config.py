@@ -103,9 +103,9 @@ class ResonatorConfig:
     # (`synthesis_inharmonicity_log10[i]` at `synthesis_inharmonicity_pitches[i]`; linear between, flat
     # beyond; scripts/fit_partials.py --synthesis-inharmonicity) instead of `inharmonicity`'s line.
     # The analysis's partials, and so the network's target, stay where they were. Why: the line is
-    # fitted on partials 1-16; on the training piano B is 10-30 % higher in the middle and up to four
-    # times higher in the low bass (strings below MIDI 30), so partials 17-48 lay 5-30 cents flat of
-    # the piano's, and their levels were read off their peaks (docs/evaluation.md, "Where the upper
+    # fitted on partials 1-16; on the training piano B is 7-30 % higher in the middle and up to 3.5
+    # times higher in the low bass (strings below MIDI 30), so partials 17-48 lay up to 21 cents flat
+    # of the piano's, and their levels were read off their peaks (docs/evaluation.md, "Where the upper
     # partials lie"). Empty: the line.
     synthesis_inharmonicity_pitches: tuple[float, ...] = ()
     synthesis_inharmonicity_log10: tuple[float, ...] = ()
@@ -884,7 +884,8 @@ class Config:
 
     def with_synthesis_settings_from(self, source: "Config") -> "Config":
         """This config with `source`'s settings that change synthesis only: its `sampling` section
-        and the bank's fitted partial levels and rooms (`ResonatorConfig.SYNTHESIS_ONLY`); neither changes what
+        and the bank's fitted partial levels, synthesis-only partials' positions and rooms
+        (`ResonatorConfig.SYNTHESIS_ONLY`); neither changes what
         the network was trained on, so a model's best ones may be found after it was trained. Its
         data (those aside) and model sections must be this config's (ConfigError naming the first
         setting that differs): the settings must belong to this model."""
@@ -892,7 +893,7 @@ class Config:
                    for c in config_differences(source, self, section, ignore=SYNTHESIS_ONLY_KEYS)]
         if changed:
             raise ConfigError(f"{changed[0].split(':')[0]}: differs from the model's own, so these synthesis settings "
-                              "are not for this model (only `sampling`, the partial levels and the rooms may differ)")
+                              "are not for this model (only `sampling`, the partial levels and positions and the rooms may differ)")
         levels = {name: getattr(source.data.resonators, name) for name in ResonatorConfig.SYNTHESIS_ONLY}
         data = dataclasses.replace(self.data, resonators=dataclasses.replace(self.data.resonators, **levels))
         return dataclasses.replace(self, data=data, sampling=source.sampling)

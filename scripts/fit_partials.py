@@ -5,6 +5,7 @@ audio.
 
     python scripts/fit_partials.py STORE [--pieces 54] [--seconds 60] [-c CONFIG] [--level-corpus DIR]
         [--prompt-delay S --prompt-share F] [--velocity-tone [--velocity-tone-share F]]
+        [--synthesis-inharmonicity]
 
 Why: a resonator that misses its partial by more than about kappa * sample_rate / (2 pi) Hz (2.5 Hz
 at the bundled model's sustain kappa 0.001) cannot track it, and the untracked partial lands in the
@@ -51,6 +52,13 @@ rows of a grid point most of whose rows are, and rows whose floor cannot be read
 partials stand too close). With `--prompt-delay` the prompt sound gets its own,
 fitted to the early rows against their table and drawn back as that table is
 (`prompt_velocity_tone_db`, `prompt_extrapolation`).
+
+Where the synthesis-only partials lie (`--synthesis-inharmonicity`, with `-c`): the stiffness line
+above is fitted on partials 1-16 and places a bass note's 30th partial up to 21 cents flat of the
+training piano's. Searched stage by stage to ever higher partials around the positions fitted so far
+(`STIFFNESS_STAGES`), the isolated notes' peaks give log10 B per grid pitch with the config's tuning
+kept (`synthesis_inharmonicity_pitches`, `_log10`; `fit_synthesis_inharmonicity`), and the levels
+are then measured where that table puts the partials.
 """
 
 from __future__ import annotations
@@ -143,12 +151,12 @@ def fit(obs: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...], float]:
 # peak widens to ever higher partials around the positions fitted so far, (the highest partial
 # searched, the search's half-width in cents) per stage, so a partial tens of cents off the line
 # is found where the line alone would pick its neighbour's skirt.
-STIFFNESS_STAGES = ((16, 60.0), (24, 30.0), (32, 25.0), (48, 20.0), (64, 20.0))
+STIFFNESS_STAGES = ((16, 60.0), (24, 30.0), (32, 25.0), (48, 20.0), (64, 20.0))  # capped at the bank's partials
 STIFFNESS_MIN_ROWS = 8  # peaks above the analysis's partials' half that a grid pitch needs for its own stiffness
 
 
 def note_spectra(pieces, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> list[tuple[int, np.ndarray]]:
-    """[(pitch, magnitude spectrum float64 [PAD // 2 + 1])] of every isolated note of [(notes, audio
+    """[(pitch, magnitude spectrum float32 [PAD // 2 + 1])] of every isolated note of [(notes, audio
     float [n])]: a Hann window of `WINDOW` samples `DELAY_S` after the onset, as `measure` takes it."""
     hann = np.hanning(WINDOW)
     out = []
@@ -156,7 +164,8 @@ def note_spectra(pieces, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> list[tuple[i
         for i in range(len(notes)):
             a = int((notes.onset_s[i] + DELAY_S) * sample_rate_hz)
             if isolated(notes, i, (a + WINDOW) / sample_rate_hz, len(x), sample_rate_hz):
-                out.append((int(notes.pitch[i]), np.abs(np.fft.rfft(np.asarray(x[a:a + WINDOW], np.float64) * hann, PAD))))
+                spectrum = np.abs(np.fft.rfft(np.asarray(x[a:a + WINDOW], np.float64) * hann, PAD))
+                out.append((int(notes.pitch[i]), spectrum.astype(np.float32)))  # 128 kB a note
     return out
 
 
@@ -202,8 +211,10 @@ def fit_synthesis_inharmonicity(spectra, config, partials: int, grid_step: int =
     around the positions fitted so far (first: the config's `inharmonicity` line), and each grid
     pitch takes the log10 B whose `partial_hz` best places the peaks of the notes nearest it (a
     robust fit over the partials above half the analysis's, whose offsets tell B; a grid pitch with
-    fewer than `STIFFNESS_MIN_ROWS` such peaks keeps the line's value: the treble, which has no
-    synthesis-only partials below `max_hz`)."""
+    fewer than `STIFFNESS_MIN_ROWS` such peaks keeps the line's value: from MIDI 81 up, which has no
+    synthesis-only partials below `max_hz` either way). B is all the fit moves: a recording's tuning
+    off the config's (a room's piano a few cents flat) goes into it, where it places the upper
+    partials best for that f0."""
 
     grid = np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, grid_step, dtype=np.float64)
     # without a line, harmonic within a hair: the search starts at k f0
@@ -225,10 +236,10 @@ def fit_synthesis_inharmonicity(spectra, config, partials: int, grid_step: int =
             if m.sum() < STIFFNESS_MIN_ROWS:
                 new[g] = line[g]
                 continue
-            k2, c = found[m, 1] ** 2, cents[m]
+            p, k, c = found[m, 0], found[m, 1], cents[m]
 
-            def residual(x, k2=k2, c=c):
-                return 600.0 * np.log2(1.0 + 10.0 ** x[0] * k2) - c
+            def residual(x, p=p, k=k, c=c, tuned=tuned[m]):
+                return 1200.0 * np.log2(partial_hz(p, k, config.tuning_cents, log10_b=x[0]) / tuned) - c
 
             x = least_squares(residual, [table[g]], bounds=([-8.0], [-1.0]), loss="soft_l1", f_scale=3.0).x
             new[g] = float(x[0])
@@ -810,6 +821,10 @@ def main(argv=None) -> int:
     else:
         print(f"only {len(levels)} partial levels measured (too few held isolated notes); levels not fitted",
               file=sys.stderr)
+        if args.synthesis_inharmonicity:  # new positions beside levels read at the old ones would not fit
+            print("--synthesis-inharmonicity: the partials' positions need their levels refitted; nothing printed",
+                  file=sys.stderr)
+            return 1
     print(json.dumps({"data": {"resonators": bank}}, indent=2))
     return 0
 

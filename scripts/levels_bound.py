@@ -30,6 +30,7 @@ import soundfile as sf
 
 from fit_partials import fit_levels, measure_levels  # this folder: python scripts/levels_bound.py
 
+from midi2wave.conditioning.resonators import bank_partial_hz
 from midi2wave.config import load_config
 from midi2wave.midi import Notes
 
@@ -60,9 +61,12 @@ def main(argv=None) -> int:
     config = load_config(args.config)
     bank = config.data.resonators
     partials = max(bank.partials, bank.synthesis_partials)
+    def positions(pitch, k):  # where this bank puts its partials, the synthesis-only ones too
+        return bank_partial_hz(pitch, k, bank)
+
     obs = measure_levels(sheet_pieces(args.sheet), bank.tuning_cents, bank.inharmonicity, bank.decay_scale,
                          bank.decay_exponent, bank.attack_s, bank.max_hz, partials=partials, delay_s=args.delay,
-                         search_cents=args.search_cents)
+                         search_cents=args.search_cents, positions=positions)
     if len(obs) < 20:
         print(f"{args.sheet}: only {len(obs)} partial levels measured; nothing fitted", file=sys.stderr)
         return 1

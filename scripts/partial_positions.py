@@ -2,13 +2,15 @@
 year, the median distance (cents) from each of the recording's partials to the render's nearest
 peak, and the median level difference (dB) between the two peaks.
 
-    python scripts/partial_positions.py SHEET [--velocities 90 120] [--from-partial 17] [--years 2004 2018]
+    python scripts/partial_positions.py SHEET [--velocities 90 120] [--from-partial 17] [--to-partial 48]
+        [--years 2004 2018]
 
 SHEET is a folder written by `midi2wave evaluate --note-sheet` (its note_sheet.json and WAVs). For
 each grid note at the chosen velocities, the held part (0.1 to 0.8 s after the onset, a Hann window
 zero-padded 16 times) of the recording is searched for its partials, each near the previous one plus
 the mean of the last intervals (`notesheet.find_partials`: a stiff string's stretch is followed).
-Each partial from `--from-partial` on that stands `--min-db` (15) over the median of the spectrum
+Each partial from `--from-partial` to `--to-partial` (the bundled bank's highest in synthesis: a
+render has none above it to compare) that stands `--min-db` (15) over the median of the spectrum
 within half a partial spacing is compared with the render's largest peak within 0.4 of a spacing of
 it (both parabolically interpolated), so a render's partial further off than that (17 cents at
 partial 40) reads as at most that far: the render's partials tracked on their own slip on the
@@ -53,24 +55,24 @@ def _peak_hz(power: np.ndarray, j: int, bin_hz: float) -> float:
 
 
 def compare(model: np.ndarray, reference: np.ndarray, sr: int, onset_s: float, pitch: int, from_partial: int,
-            min_db: float) -> list[tuple[float, float]]:
+            to_partial: int, min_db: float) -> list[tuple[float, float]]:
     """[(cents from the recording's partial to the render's peak, level difference dB)] of one note's
-    partials from `from_partial` on."""
+    partials `from_partial` to `to_partial`."""
     ref, bin_hz = _spectrum(reference, sr, onset_s)
     gen, _ = _spectrum(model, sr, onset_s)
     options = DEFAULT
     peaks = find_partials(ref, float(pitch_to_hz(pitch)), bin_hz, options)
     out = []
-    for k in range(from_partial, len(peaks) + 1):
+    for k in range(from_partial, min(len(peaks), to_partial) + 1):
         j = int(peaks[k - 1])
-        spacing = (peaks[k - 1] - peaks[k - 2]) if k >= 2 else peaks[0]
-        half = max(int(0.5 * spacing), 2)
-        near = ref[max(j - half, 0):j + half + 1]
+        spacing_bins = (peaks[k - 1] - peaks[k - 2]) if k >= 2 else peaks[0]
+        half_bins = max(int(0.5 * spacing_bins), 2)
+        near = ref[max(j - half_bins, 0):j + half_bins + 1]
         if 10.0 * math.log10(ref[j] / (np.median(near) + 1e-30) + 1e-30) < min_db:
             continue
-        reach = max(int(REACH * spacing), 1)
-        lo = max(j - reach, 1)
-        m = lo + int(np.argmax(gen[lo:j + reach + 1]))
+        reach_bins = max(int(REACH * spacing_bins), 1)
+        lo = max(j - reach_bins, 1)
+        m = lo + int(np.argmax(gen[lo:j + reach_bins + 1]))
         f_ref, f_gen = _peak_hz(ref, j, bin_hz), _peak_hz(gen, m, bin_hz)
         out.append((1200.0 * math.log2(f_gen / f_ref), 10.0 * math.log10((gen[m] + 1e-30) / (ref[j] + 1e-30))))
     return out
@@ -82,6 +84,8 @@ def main(argv=None) -> int:
     ap.add_argument("--velocities", type=int, nargs="+", default=[90, 120])
     ap.add_argument("--from-partial", type=int, default=17,
                     help="the first partial compared (default 17: the bundled bank's first synthesis-only one)")
+    ap.add_argument("--to-partial", type=int, default=48,
+                    help="the last partial compared (default 48: the bundled bank's highest in synthesis)")
     ap.add_argument("--min-db", type=float, default=15.0,
                     help="a recording's partial counts where it stands this far over the spectrum around it")
     ap.add_argument("--years", type=int, nargs="+", default=None, help="default: the sheet's")
@@ -89,12 +93,12 @@ def main(argv=None) -> int:
     if not (args.sheet / "note_sheet.json").is_file():
         print(f"{args.sheet}: no note_sheet.json (write one with midi2wave evaluate --note-sheet)", file=sys.stderr)
         return 1
-    if args.from_partial < 1:
-        ap.error("--from-partial must be >= 1")
+    if not 1 <= args.from_partial <= args.to_partial:
+        ap.error("--from-partial must be >= 1 and <= --to-partial")
     written = json.loads((args.sheet / "note_sheet.json").read_text())
     years = args.years or written["comparison"]["years"]
     notes, _ = NoteSheet(**written["sheet"]).notes()
-    print(f"{args.sheet}: the recording's partials {args.from_partial} and up against the render's nearest peaks, "
+    print(f"{args.sheet}: the recording's partials {args.from_partial}-{args.to_partial} against the render's nearest peaks, "
           f"velocities {args.velocities}: median |cents|, median level difference dB (partials compared)")
     for year in years:
         try:
@@ -107,7 +111,7 @@ def main(argv=None) -> int:
         for onset, pitch, velocity in zip(notes.onset_s, notes.pitch.tolist(), notes.velocity.tolist()):
             if velocity in args.velocities:
                 rows.setdefault(pitch, []).extend(compare(model, reference, sr, float(onset), pitch, args.from_partial,
-                                                          args.min_db))
+                                                          args.to_partial, args.min_db))
         for pitch, got in sorted(rows.items()):
             if got:
                 cents, db = np.asarray(got).T

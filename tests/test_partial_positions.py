@@ -60,3 +60,10 @@ def test_partials_where_the_strings_are_read_as_in_place_and_a_flat_bank_as_flat
 def test_a_folder_without_a_sheet_gets_one_line(tmp_path, capsys):
     assert partial_positions.main([str(tmp_path)]) == 1
     assert "no note_sheet.json" in capsys.readouterr().err
+
+
+def test_partials_past_the_last_compared_are_left_out(tmp_path, capsys):
+    """--to-partial: a render has no partials above the bank's highest to compare."""
+    assert partial_positions.main([str(_sheet(tmp_path / "same", -3.9)), "--velocities", "90",
+                                   "--to-partial", "24"]) == 0
+    assert _row(capsys.readouterr().out)[2] == 8  # partials 17-24

@@ -154,8 +154,11 @@ def test_generation_with_the_bank_agrees_between_engines_and_with_analysis(outpu
     kw = dict(conditioning=cond, year=year, uniforms=uniforms, resonators=scheds)
     a_numba = generate(model, T, engine="numba", **kw)
     a_torch = generate(model, T, engine="torch", **kw)
-    same = (a_numba == a_torch).float().mean().item()
-    assert same > 0.99, same  # rare decision-boundary flips aside
+    # rare decision-boundary flips aside: a mixture-of-logistics head's continuous sample is rounded to
+    # the 16-bit grid, and where the engines' float32 rounding differs it lands one step apart (on an
+    # Intel Xeon 1.1 % of them, scattered, none further apart: exact agreement read 0.989 there)
+    within_a_step = ((a_numba - a_torch).abs() <= 1.0 / 32768).float().mean().item()
+    assert within_a_step > 0.99, within_a_step
     # the output lies on the 16-bit grid and its analysis under the same schedules gives back the
     # innovations the head sampled: for a mu-law head, values of mu-law classes (to within one PCM step)
     for b in range(B):

@@ -180,3 +180,35 @@ def test_fit_partials_refuses_the_table_without_a_bank_that_has_synthesis_only_p
     with pytest.raises(SystemExit):
         fit_partials.main([str(tmp_path), "-c", str(config), "--synthesis-inharmonicity"])
     assert "has no synthesis-only partials" in capsys.readouterr().err
+
+
+def test_fit_partials_main_prints_the_table_and_the_levels_read_where_it_puts_the_partials(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """The whole command: `--synthesis-inharmonicity` prints the table, and the level tables (the prompt's
+    too) are read where it puts the partials: a 28th partial 37 cents above the line reads higher
+    there than around the line."""
+    import json
+
+    from helpers import four_partial_config
+
+    config_path, _ = four_partial_config(tmp_path)
+    raw = json.loads(config_path.read_text())
+    raw["data"]["resonators"]["synthesis_partials"] = 30
+    config_path.write_text(json.dumps(raw))
+    monkeypatch.setattr(sys.modules[__name__], "TUNING", tuple(raw["data"]["resonators"]["tuning_cents"]))
+    notes, x = _stiff_strings([36, 48] * 8, true_log10_b, partials=30, seconds=1.0)  # on the config's tuning
+    monkeypatch.setattr(fit_partials, "training_pieces", lambda *a, **k: [(None, notes, x)])
+
+    def block(*extra):
+        assert fit_partials.main(["STORE", "-c", str(config_path), "--prompt-delay", "0", *extra]) == 0
+        return json.loads(capsys.readouterr().out)["data"]["resonators"]
+
+    line, table = block(), block("--synthesis-inharmonicity")
+    assert "synthesis_inharmonicity_log10" not in line
+    grid = table["synthesis_inharmonicity_pitches"]
+    for p in (36, 48):
+        assert abs(table["synthesis_inharmonicity_log10"][grid.index(float(p))] - true_log10_b(p)) < 0.03
+    row = table["level_pitches"].index(36.0)
+    for name in ("levels_db", "prompt_levels_db"):
+        assert table[name][row][27] > line[name][row][27] + 3.0, name  # partial 28 (the fit smooths it)
+        assert table[name][row][1] == pytest.approx(line[name][row][1], abs=0.05), name  # partial 2: the same place

@@ -371,6 +371,8 @@ def partial_hz(pitch: np.ndarray, k: np.ndarray, tuning_cents: tuple[float, ...]
         for i, a in enumerate(tuning_cents):
             cents = cents + float(a) * z ** i
         hz = hz * 2.0 ** (cents / 1200.0)
+    if log10_b is not None and inharmonicity:
+        raise ValueError("partial_hz: give the stiffness as inharmonicity's line or as log10_b, not both")
     if log10_b is None and inharmonicity:
         log10_b = inharmonicity_log10(pitch, inharmonicity)
     if log10_b is not None:
@@ -454,7 +456,7 @@ def fitted_levels(pitch: np.ndarray, velocity: np.ndarray, k: np.ndarray, config
     plus the velocity tone at the partial's frequency, `velocity_tone_db`, the prompt's
     `prompt_velocity_tone_db` with it); zeros when the config has no levels. `prompt`: with the prompt
     sound (`prompt_levels_db`; the level table's where the config has none). `hz`: the partials'
-    frequencies where the caller has them (`partial_hz` of the config's tuning; None: computed)."""
+    frequencies where the caller has them (`bank_partial_hz` of the config; None: computed)."""
     k = np.asarray(k, np.int64).reshape(-1)
     if not config.levels_db or k.size == 0:
         return np.zeros(k.shape, np.float64)
