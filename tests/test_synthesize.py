@@ -430,3 +430,20 @@ def test_a_render_has_no_dc_offset(tiny, midi, monkeypatch):
     notes, pedals = S.read_piece(midi)
     audio = S.render_notes(model, notes, pedals, SamplingOptions(chunk_seconds=0), end_s=1.0, progress=False)
     assert audio[0] < -4 / 32768 and np.abs(audio[int(0.3 * SR):]).max() < 0.5 / 32768
+
+
+def test_the_progress_bar_counts_the_outputs_samples_whatever_the_streams_generate():
+    """Chunked rendering generates more than it writes (overlaps, padding): the bar ends at the
+    output's length (broken once: it ended at the generated 288k for 221k written)."""
+    from midi2wave.render.synthesize import _Progress
+
+    bar = _Progress(221_000, 221_000 / 16000, "x", enabled=True)
+    try:
+        bar.set_total(288_000)  # what the rows will generate in all
+        update = bar.callback(0, streams=2)
+        update(72_000, 144_000)  # half of it done
+        assert bar.bar.total == 221_000 and bar.bar.n == 110_500
+        update(144_000, 144_000)
+        assert bar.bar.n == 221_000
+    finally:
+        bar.close()

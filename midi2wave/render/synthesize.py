@@ -154,10 +154,13 @@ def midi_model_inputs(model: Any, midi_path: str | os.PathLike, start_s: float =
 
 
 class _Progress:
-    """tqdm bar over generated samples (all streams), with samples/s and the real-time factor of the output."""
+    """tqdm bar over the output's samples, with samples/s and the real-time factor of the output. The
+    work behind them (`set_total`: every stream's generated samples, chunk overlaps and padding
+    included) is counted as it is done and shown as its share of the output, so the bar ends at the
+    output's length (it read "288k/288k" for 221k samples written)."""
 
     def __init__(self, total: int, output_seconds: float, label: str, enabled: bool) -> None:
-        self.total, self.output_seconds = total, output_seconds
+        self.output_samples, self.total, self.output_seconds = total, total, output_seconds
         self.t0 = time.perf_counter()
         self.done: dict[int, int] = {}
         self.lock = threading.Lock()
@@ -178,19 +181,18 @@ class _Progress:
         return update
 
     def set_total(self, total: int) -> None:
-        self.total = total
-        if self.bar is not None:
-            self.bar.total = total
+        """The samples the streams will generate in all (the bar still counts the output's)."""
+        self.total = max(int(total), 1)
 
     def _refresh(self) -> None:
         if self.bar is None:
             return
-        done = sum(self.done.values())
+        share = min(sum(self.done.values()) / self.total, 1.0)
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.n = done
-        rtf = elapsed / max(done / self.total * self.output_seconds, 1e-9)
-        self.bar.set_postfix_str(f"{done / elapsed / 1e3:.1f} k samples/s, real-time factor {rtf:.2f}",
-                                 refresh=False)
+        self.bar.n = int(round(share * self.output_samples))
+        rtf = elapsed / max(share * self.output_seconds, 1e-9)
+        self.bar.set_postfix_str(f"{share * self.output_samples / elapsed / 1e3:.1f} k samples/s, "
+                                 f"real-time factor {rtf:.2f}", refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
