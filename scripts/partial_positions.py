@@ -2,7 +2,7 @@
 year, the median distance (cents) from each of the recording's partials to the render's nearest
 peak, and the median level difference (dB) between the two peaks.
 
-    python scripts/partial_positions.py SHEET [--velocities 90 120] [--from-partial 17] [--to-partial 48]
+    python scripts/partial_positions.py SHEET [--velocities 90 120] [--from-partial 17] [--to-partial 64]
         [--years 2004 2018]
 
 SHEET is a folder written by `midi2wave evaluate --note-sheet` (its note_sheet.json and WAVs). For
@@ -84,8 +84,8 @@ def main(argv=None) -> int:
     ap.add_argument("--velocities", type=int, nargs="+", default=[90, 120])
     ap.add_argument("--from-partial", type=int, default=17,
                     help="the first partial compared (default 17: the bundled bank's first synthesis-only one)")
-    ap.add_argument("--to-partial", type=int, default=48,
-                    help="the last partial compared (default 48: the bundled bank's highest in synthesis)")
+    ap.add_argument("--to-partial", type=int, default=64,
+                    help="the last partial compared (default 64: the bundled bank's highest in synthesis; the live bank's is 48)")
     ap.add_argument("--min-db", type=float, default=15.0,
                     help="a recording's partial counts where it stands this far over the spectrum around it")
     ap.add_argument("--years", type=int, nargs="+", default=None, help="default: the sheet's")
