@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--from-partial", type=int, default=17,
                     help="the first partial compared (default 17: the bundled bank's first synthesis-only one)")
     ap.add_argument("--to-partial", type=int, default=64,
-                    help="the last partial compared (default 64: the bundled bank's highest in synthesis; the live bank's is 48)")
+                    help="the last partial compared (default 64: the bundled bank's highest in synthesis)")
     ap.add_argument("--min-db", type=float, default=15.0,
                     help="a recording's partial counts where it stands this far over the spectrum around it")
     ap.add_argument("--years", type=int, nargs="+", default=None, help="default: the sheet's")
