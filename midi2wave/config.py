@@ -249,9 +249,7 @@ class ResonatorConfig:
                      "log10 B at middle C must be in [-8, -1]")
         if self.synthesis_inharmonicity_pitches or self.synthesis_inharmonicity_log10:
             grid = self.synthesis_inharmonicity_pitches
-            _require(len(grid) > 0 and all(math.isfinite(p) and C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH for p in grid)
-                     and all(b > a for a, b in zip(grid, grid[1:])), key + "synthesis_inharmonicity_pitches",
-                     list(grid), f"must be MIDI pitches in [{C.MIN_MIDI_PITCH}, {C.MAX_MIDI_PITCH}] that rise")
+            _require_pitch_grid(key + "synthesis_inharmonicity_pitches", grid)
             values = self.synthesis_inharmonicity_log10
             _require(len(values) == len(grid), key + "synthesis_inharmonicity_log10", len(values),
                      f"needs one value per pitch of synthesis_inharmonicity_pitches ({len(grid)})")
@@ -328,11 +326,7 @@ class ResonatorConfig:
                 or self.aftersound_hold_decay_db_per_s):
             n = len(self.aftersound_pitches)
             _require(n > 0, key + "aftersound_pitches", [], "needs the grid of pitches its knees and decays are given on")
-            _require(all(math.isfinite(p) and C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH
-                         for p in self.aftersound_pitches)
-                     and all(b > a for a, b in zip(self.aftersound_pitches, self.aftersound_pitches[1:])),
-                     key + "aftersound_pitches", list(self.aftersound_pitches),
-                     f"must be MIDI pitches in [{C.MIN_MIDI_PITCH}, {C.MAX_MIDI_PITCH}] that rise")
+            _require_pitch_grid(key + "aftersound_pitches", self.aftersound_pitches)
             for name, lo, hi in (("aftersound_knee_s", 0.0, 60.0), ("aftersound_decay_db_per_s", 0.0, 1000.0)):
                 values = getattr(self, name)
                 _require(len(values) == n, key + name, len(values), f"needs one value per aftersound pitch ({n})")
@@ -906,6 +900,14 @@ _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train":
 def _require(ok: bool, key: str, value: Any, problem: str) -> None:
     if not ok:
         raise ConfigError(f"{key} = {value!r}: {problem}")
+
+
+def _require_pitch_grid(key: str, grid: tuple[float, ...]) -> None:
+    """A table's grid of pitches (`aftersound_pitches`, `synthesis_inharmonicity_pitches`): MIDI
+    pitches in range that rise, at least one."""
+    _require(len(grid) > 0 and all(math.isfinite(p) and C.MIN_MIDI_PITCH <= p <= C.MAX_MIDI_PITCH for p in grid)
+             and all(b > a for a, b in zip(grid, grid[1:])), key, list(grid),
+             f"must be MIDI pitches in [{C.MIN_MIDI_PITCH}, {C.MAX_MIDI_PITCH}] that rise")
 
 
 def _require_tone_grid(key: str, hz_name: str, hz: tuple[float, ...], db_name: str,

@@ -100,6 +100,25 @@ def isolated(notes, i: int, end_s: float, n_samples: int, sample_rate_hz: int) -
     return not others.any()
 
 
+def parabolic_shift(spectrum: np.ndarray, j: int, floor: float = 1e-12) -> float:
+    """Where a spectrum's peak at bin j really lies, in bins from j: the vertex of the parabola
+    through the logs of bins j - 1, j, j + 1 (magnitude or power alike: the log's factor cancels;
+    `floor` keeps an empty bin's log finite). 0 at the spectrum's ends or where the three do not
+    curve down. Why: a partial between bins reads a bin's width off, tens of cents in the bass."""
+    if j <= 0 or j >= len(spectrum) - 1:
+        return 0.0
+    below, at, above = (math.log(spectrum[j - 1] + floor), math.log(max(float(spectrum[j]), floor)),
+                        math.log(spectrum[j + 1] + floor))
+    curve = below - 2 * at + above
+    return 0.5 * (below - above) / curve if curve < 0 else 0.0
+
+
+def level_grid(grid_step: int) -> np.ndarray:
+    """The pitches (float64 [G]) a table over pitch is fitted on: every `grid_step` semitones from
+    the lowest MIDI pitch (the level tables', the synthesis-only partials' stiffness)."""
+    return np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, grid_step, dtype=np.float64)
+
+
 def measure(pieces, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
     """float64 [n, 3] observations (pitch, k, cents above k f0) from [(notes, audio float [n])]."""
     hann = np.hanning(WINDOW)
@@ -127,8 +146,7 @@ def measure(pieces, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> np.ndarray:
                     continue
                 if seg[j] < PROMINENCE * np.median(spec[(freqs >= 0.9 * fk) & (freqs <= 1.1 * fk)]):
                     continue
-                al, be, ga = (math.log(seg[j - 1] + 1e-12), math.log(seg[j]), math.log(seg[j + 1] + 1e-12))
-                shift = 0.5 * (al - ga) / (al - 2 * be + ga)  # parabolic interpolation of the log peak
+                shift = parabolic_shift(seg, j)
                 rows.append((pitch, k, 1200 * math.log2((freqs[sel[j]] + shift * bin_hz) / fk)))
     return np.asarray(rows, np.float64).reshape(-1, 3)
 
@@ -195,9 +213,7 @@ def measure_positions(spectra, positions: Callable[[Any, Any], np.ndarray], part
                 continue
             if seg[j] < PROMINENCE * np.median(spec[(freqs >= f - 0.5 * f0) & (freqs <= f + 0.5 * f0)]):
                 continue
-            al, be, ga = (math.log(seg[j - 1] + 1e-12), math.log(seg[j]), math.log(seg[j + 1] + 1e-12))
-            shift = 0.5 * (al - ga) / (al - 2 * be + ga)
-            rows.append((pitch, int(k), freqs[sel[j]] + shift * bin_hz))
+            rows.append((pitch, int(k), freqs[sel[j]] + parabolic_shift(seg, j) * bin_hz))
     return np.asarray(rows, np.float64).reshape(-1, 3)
 
 
@@ -216,7 +232,7 @@ def fit_synthesis_inharmonicity(spectra, config, partials: int, grid_step: int =
     off the config's (a room's piano a few cents flat) goes into it, where it places the upper
     partials best for that f0."""
 
-    grid = np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, grid_step, dtype=np.float64)
+    grid = level_grid(grid_step)
     # without a line, harmonic within a hair: the search starts at k f0
     line = inharmonicity_log10(grid, config.inharmonicity) if config.inharmonicity else np.full(len(grid), -8.0)
     table = line.copy()
@@ -468,7 +484,7 @@ def solve_levels(obs: np.ndarray, partials: int, reference_velocity: float, grid
     row is its own residual's, so the fit splits into one small problem per partial (2G unknowns)
     with the same solution as the whole system (partials x 2G unknowns; minutes of dense lstsq on
     tens of thousands of rows, where this takes a fraction of a second)."""
-    grid = np.arange(C.MIN_MIDI_PITCH, C.MAX_MIDI_PITCH + 1, grid_step, dtype=np.float64)
+    grid = level_grid(grid_step)
     G, K = len(grid), partials
     obs = obs[obs[:, 2] <= K]
     level = 20.0 * np.log10(np.maximum(obs[:, 3], 1e-7))

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from fit_partials import parabolic_shift  # this folder: python scripts/partial_positions.py
+
 from midi2wave.evaluation.notesheet import DEFAULT, NoteSheet, find_partials
 from midi2wave.midi import pitch_to_hz
 
@@ -46,12 +48,8 @@ def _spectrum(x: np.ndarray, sr: int, onset_s: float) -> tuple[np.ndarray, float
 
 
 def _peak_hz(power: np.ndarray, j: int, bin_hz: float) -> float:
-    """Bin j's frequency, parabolically interpolated on the log power."""
-    if j <= 0 or j >= len(power) - 1:
-        return j * bin_hz
-    a, b, c = (math.log(power[j - 1] + 1e-30), math.log(power[j] + 1e-30), math.log(power[j + 1] + 1e-30))
-    den = a - 2 * b + c
-    return (j + (0.5 * (a - c) / den if den < 0 else 0.0)) * bin_hz
+    """Bin j's frequency, parabolically interpolated (`fit_partials.parabolic_shift`)."""
+    return (j + parabolic_shift(power, j, floor=1e-30)) * bin_hz
 
 
 def compare(model: np.ndarray, reference: np.ndarray, sr: int, onset_s: float, pitch: int, from_partial: int,

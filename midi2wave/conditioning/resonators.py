@@ -393,14 +393,14 @@ def bank_partial_hz(pitch: np.ndarray, k: np.ndarray, config: ResonatorConfig) -
     config's tuning and stiffness, and for the synthesis-only partials (k > `partials`) the stiffness
     of `synthesis_inharmonicity_log10` where the config has that table. The one place every engine,
     the live bank and the fitting scripts take a partial's position from."""
+    if not config.synthesis_inharmonicity_pitches:
+        return partial_hz(pitch, k, config.tuning_cents, config.inharmonicity)
     pitch = np.asarray(pitch, np.float64)
     k = np.asarray(k, np.float64)
-    hz = partial_hz(pitch, k, config.tuning_cents, config.inharmonicity)
-    if not config.synthesis_inharmonicity_pitches:
-        return hz
-    log10_b = np.interp(pitch, np.asarray(config.synthesis_inharmonicity_pitches, np.float64),
-                        np.asarray(config.synthesis_inharmonicity_log10, np.float64))
-    return np.where(k > config.partials, partial_hz(pitch, k, config.tuning_cents, log10_b=log10_b), hz)
+    table = np.interp(pitch, np.asarray(config.synthesis_inharmonicity_pitches, np.float64),
+                      np.asarray(config.synthesis_inharmonicity_log10, np.float64))
+    line = inharmonicity_log10(pitch, config.inharmonicity) if config.inharmonicity else np.full(pitch.shape, -np.inf)
+    return partial_hz(pitch, k, config.tuning_cents, log10_b=np.where(k > config.partials, table, line))
 
 
 LEVEL_REFERENCE_VELOCITY = 64.0
