@@ -193,6 +193,15 @@ class ResonatorConfig:
     aftersound_knee_s: tuple[float, ...] = ()
     aftersound_decay_db_per_s: tuple[float, ...] = ()
     aftersound_hold_decay_db_per_s: tuple[float, ...] = ()
+    # The undamped top (synthesis only): a piano's strings from about F#6 up have no dampers, so a
+    # released key there rings on. In synthesis the partials of notes of pitch `undamped_from_pitch`
+    # and up decay by `undamped_release_db_per_s` after their (sustained) release, in every room,
+    # instead of the room's release (`room_release_tau_s`; `resonators.Schedule.for_sampling`, and the
+    # live bank's rows). Why: the bank damped every key alike, so a top note's fundamental fell
+    # 10-60 dB under the training piano's within 0.6 s of its release, where the recording's rings on
+    # (docs/evaluation.md, "The undamped top"). 0: every key damped. The analysis never reads it.
+    undamped_from_pitch: int = 0
+    undamped_release_db_per_s: float = 0.0
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
     SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "synthesis_inharmonicity_pitches",
@@ -202,7 +211,8 @@ class ResonatorConfig:
                                                  "room_release_tau_s", "room_tone_hz", "room_tone_db",
                                                  "velocity_tone_velocities", "velocity_tone_hz", "velocity_tone_db",
                                                  "prompt_velocity_tone_db", "aftersound_pitches", "aftersound_knee_s",
-                                                 "aftersound_decay_db_per_s", "aftersound_hold_decay_db_per_s")
+                                                 "aftersound_decay_db_per_s", "aftersound_hold_decay_db_per_s",
+                                                 "undamped_from_pitch", "undamped_release_db_per_s")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -341,6 +351,16 @@ class ResonatorConfig:
             _require(self.partials > 0, key + "aftersound_pitches", "...", "needs the resonator bank (partials > 0)")
             _require(bool(self.levels_db), key + "aftersound_pitches", "...",
                      "needs the fitted partial levels (levels_db): it acts through the lock that holds them")
+        _require(self.undamped_from_pitch == 0 or C.MIN_MIDI_PITCH <= self.undamped_from_pitch <= C.MAX_MIDI_PITCH,
+                 key + "undamped_from_pitch", self.undamped_from_pitch,
+                 f"must be 0 (every key damped) or a MIDI pitch in [{C.MIN_MIDI_PITCH}, {C.MAX_MIDI_PITCH}]")
+        _require(math.isfinite(self.undamped_release_db_per_s) and 0.0 <= self.undamped_release_db_per_s <= 1000.0,
+                 key + "undamped_release_db_per_s", self.undamped_release_db_per_s, "must lie in [0, 1000] dB/s")
+        _require((self.undamped_from_pitch > 0) == (self.undamped_release_db_per_s > 0), key + "undamped_release_db_per_s",
+                 self.undamped_release_db_per_s, "must be > 0 exactly when undamped_from_pitch is (0: every key damped)")
+        if self.undamped_from_pitch > 0:
+            _require(self.partials > 0, key + "undamped_from_pitch", self.undamped_from_pitch,
+                     "needs the resonator bank (partials > 0)")
         for name in ("pre_emphasis", "noise_lowpass"):
             if getattr(self, name) > 0:
                 _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")
@@ -370,9 +390,23 @@ class ResonatorConfig:
     def room_tail_s(self) -> float:
         """The longest a note may ring after its offset in synthesis: `release_tail_s`, or 5 x the
         longest room (`room_release_tau_s`; `resonators.Schedule.for_sampling` extends the
-        oscillators' stops to their year's). What renders keep ringing for; the analysis keeps
+        oscillators' stops to their year's); an undamped key's `undamped_tail_s` where longer. What renders keep ringing for; the analysis keeps
         `release_tail_s`."""
         return max(self.release_tail_s, 5.0 * max(self.room_release_tau_s, default=0.0))
+
+    @property
+    def undamped_tail_s(self) -> float:
+        """The longest a note of an undamped key may ring after its offset in synthesis: `room_tail_s`, or
+        5 x `undamped_tau_s` where longer (0 without an undamped top)."""
+        return max(self.room_tail_s, 5.0 * self.undamped_tau_s) if self.undamped_from_pitch > 0 else 0.0
+
+    @property
+    def undamped_tau_s(self) -> float:
+        """The time constant (s) of the undamped top's decay after a release (`undamped_release_db_per_s`);
+        0 without one."""
+        if self.undamped_from_pitch <= 0:
+            return 0.0
+        return 20.0 / (math.log(10.0) * self.undamped_release_db_per_s)
 
     def room_tone_for(self, year: int | None) -> tuple[float, ...] | None:
         """The tone (dB at `room_tone_hz`) of `year`'s room; None for None, a year without a room or

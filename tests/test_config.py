@@ -95,7 +95,8 @@ FLAT_BANK = {"resonator_partials": 5, "resonator_kappa": 0.03, "resonator_max_hz
              "resonator_velocity_tone_hz": (1000.0, 6000.0), "resonator_velocity_tone_db": ((0.0, -2.0), (0.0, 5.0)),
              "resonator_prompt_velocity_tone_db": (), "resonator_aftersound_pitches": (48.0, 72.0),
              "resonator_aftersound_knee_s": (1.2, 0.8), "resonator_aftersound_decay_db_per_s": (3.0, 8.0),
-             "resonator_aftersound_hold_decay_db_per_s": (12.0, 20.0)}
+             "resonator_aftersound_hold_decay_db_per_s": (12.0, 20.0), "resonator_undamped_from_pitch": 96,
+             "resonator_undamped_release_db_per_s": 30.0}
 
 
 def test_flat_resonator_keys_mean_the_nested_section(tmp_path):

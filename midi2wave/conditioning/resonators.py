@@ -193,7 +193,8 @@ class Schedule:
                      release_pole: float | None = None, sustain_highpass: float = 0.0,
                      direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0,
                      sustain_limit: float = 0.0, attack_velocity_tracking: float = 0.0,
-                     level_gain: np.ndarray | None = None, sustain_noise_decay: float = 0.0) -> "Schedule":
+                     level_gain: np.ndarray | None = None, sustain_noise_decay: float = 0.0,
+                     undamped: tuple[float, float] | None = None) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
         directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
         once all of them are released (`direct_share`), hears the attacks through the low-pass of pole
@@ -209,7 +210,9 @@ class Schedule:
         the lock's whole trajectory, prompt sound and decay, scales with it. `sustain_noise_decay`
         (natural log per sample, `noise_decay_rate`; 0: none): how much faster than its gain each
         note's share of the sustain's direct path dies past its attack end (it acts with either filter
-        on)."""
+        on). `undamped` (the lowest undamped pitch, its release pole; `undamped_release`): the partials of
+        notes of that pitch and up decay by that pole after their release instead, in every room, ringing
+        for 5 of its time constants."""
         if level_gain is not None:
             level_gain = np.asarray(level_gain, np.float64)
             if level_gain.shape != self.level.shape or not (np.isfinite(level_gain) & (level_gain > 0)).all():
@@ -244,6 +247,13 @@ class Schedule:
         if release_pole is not None:
             out.r_release = np.full_like(self.r_release, float(release_pole))
             out.stop = np.maximum(self.stop, self.release + room_tail_samples(float(release_pole)))
+        if undamped is not None:
+            from_pitch, pole = float(undamped[0]), float(undamped[1])
+            if not 0.0 < pole < 1.0:
+                raise ValueError(f"the undamped top's release pole must lie in (0, 1), got {pole}")
+            top = self.pitch >= from_pitch
+            out.r_release = np.where(top, pole, out.r_release)
+            out.stop = np.where(top, np.maximum(out.stop, self.release + room_tail_samples(pole)), out.stop)
         if level_gain is not None:
             out.level = self.level * level_gain
         return out
@@ -332,6 +342,15 @@ def grid_weights(x: np.ndarray, knots: np.ndarray) -> tuple[np.ndarray, np.ndarr
     pos = np.interp(np.asarray(x, np.float64), knots, np.arange(len(knots), dtype=np.float64))
     lo = np.minimum(pos.astype(np.int64), max(len(knots) - 2, 0))
     return lo, np.minimum(lo + 1, len(knots) - 1), pos - lo
+
+
+def undamped_release(config: ResonatorConfig, sample_rate_hz: int) -> tuple[float, float] | None:
+    """(the lowest undamped pitch, the per-sample decay of its partials after a release) of the
+    undamped top (`ResonatorConfig.undamped_from_pitch`, `undamped_release_db_per_s`), in every room;
+    None where every key is damped. `Schedule.for_sampling` and the live bank's rows take it."""
+    if config.undamped_from_pitch <= 0:
+        return None
+    return float(config.undamped_from_pitch), math.exp(-1.0 / (config.undamped_tau_s * sample_rate_hz))
 
 
 def release_pole_for(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> float:
@@ -532,6 +551,8 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     first = np.ceil(notes.onset_s * sr).astype(np.int64)
     release = np.ceil(notes.offset_s * sr).astype(np.int64)
     stop = release + int(math.ceil(config.room_tail_s * sr))  # rooms ring longer in synthesis (`for_sampling`)
+    if config.undamped_from_pitch > 0:  # and so does the undamped top
+        stop = np.where(notes.pitch >= config.undamped_from_pitch, release + int(math.ceil(config.undamped_tail_s * sr)), stop)
     keep = (stop > start_sample) & (first < start_sample + n_samples)
     if not keep.any():
         return Schedule.empty(*_settings(config))
@@ -1525,6 +1546,9 @@ class LiveBank:
         self.year = year  # and its tone (`room_level_gain`, in the note tables)
         self._note_tables: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
         self.tail = max(int(math.ceil(config.release_tail_s * sample_rate_hz)), room_tail_samples(self.release_pole))
+        # the undamped top's release, in every room, and its notes' tail (`Schedule.for_sampling`)
+        self.undamped = undamped_release(config, self.sample_rate_hz)
+        self.undamped_tail = max(self.tail, room_tail_samples(self.undamped[1])) if self.undamped else self.tail
         for name in Schedule.FIELDS:
             setattr(self, name, np.zeros(self.capacity, np.int64 if name in Schedule.TIME_FIELDS else np.float64))
         self.offsets = np.zeros(2, np.int64)  # one stream: oscillators 0 .. offsets[1] - 1
@@ -1574,7 +1598,8 @@ class LiveBank:
                         raise RuntimeError(f"oscillators(): {name} depends on the velocity; "
                                            f"list it in Schedule.VELOCITY_FIELDS")
                     fixed[name] = values[0].copy()
-            fixed["r_release"][:] = self.release_pole
+            fixed["r_release"][:] = (self.undamped[1] if self.undamped and pitch >= self.undamped[0]
+                                     else self.release_pole)
             fixed["cos_omega"], fixed["sin_omega"] = np.zeros(k), np.zeros(k)
             unit_phasors(fixed["omega"], fixed["cos_omega"], fixed["sin_omega"])
             by_velocity = {name: getattr(rows, name).reshape(V, k).copy() for name in Schedule.VELOCITY_FIELDS}
@@ -1633,7 +1658,8 @@ class LiveBank:
             return
         a, b = self.ranges[handle]
         self.release[a:b] = np.minimum(self.release[a:b], at)
-        self.stop[a:b] = self.release[a:b] + self.tail
+        undamped = self.undamped is not None and self.pitch[a] >= self.undamped[0]  # a note's rows share its pitch
+        self.stop[a:b] = self.release[a:b] + (self.undamped_tail if undamped else self.tail)
         n = self.size
         np.maximum.accumulate(self.release[:n], out=self.held_until[:n])
 

@@ -159,6 +159,9 @@ class LiveSynth:
         self.kernel = kernel.NumbaState(self.packed, 1)
         self.kernel.innovation_input = data.network_reads_innovation
         self.tail = max(int(math.ceil(C.RELEASE_SECONDS * self.sr)), self.bank.tail)
+        # an undamped key's notes ring longer (`ResonatorConfig.undamped_tail_s`): the offline spans count them so
+        self.undamped_from = bank_config.undamped_from_pitch if bank_config.undamped_from_pitch > 0 else 1 << 30
+        self.undamped_extra = max(0, self.bank.undamped_tail - self.tail)
         self.dc_rate = 2.0 * math.pi * DC_CUTOFF_HZ / self.sr
         self.excitation_partials = data.excitation_partials
         L, G = self.context.shape
@@ -210,7 +213,7 @@ class LiveSynth:
     def polyphony(self) -> int:
         """Notes sounding (held, sustained or in their release) now."""
         t = self.generated
-        return sum(1 for n in self.notes if n.offset is None or n.offset + self.tail > t)
+        return sum(1 for n in self.notes if n.offset is None or n.offset + self._tail(n) > t)
 
     # ------------------------------------------------------------------------------ events
 
@@ -298,6 +301,10 @@ class LiveSynth:
         self._notes_cache = None
         self._silence_cache = None
 
+    def _tail(self, note: _Note) -> int:
+        """Samples a released note rings: the tail, an undamped key's longer."""
+        return self.tail + (self.undamped_extra if note.pitch >= self.undamped_from else 0)
+
     def _end(self, note: _Note, t: int) -> None:
         note.offset = t
         note.key_down = False
@@ -371,7 +378,7 @@ class LiveSynth:
 
     def _prune(self, t: int) -> None:
         """Forget notes and pedal events no builder reads any more (before sample t)."""
-        horizon = t - self.tail - int(_PRUNE_S * self.sr)  # past every tail that decides a silence
+        horizon = t - self.tail - self.undamped_extra - int(_PRUNE_S * self.sr)  # past every tail that decides a silence
         keep = [n for n in self.notes if n.offset is None or n.offset > horizon]
         if len(keep) != len(self.notes):
             self.notes = keep
@@ -514,7 +521,7 @@ class LiveSynth:
         cached = self._silence_cache
         if cached is not None and cached[0] == self.wake_onset and t <= cached[1]:
             return cached[1]
-        spans = sorted((n.onset, n.offset + self.tail if n.offset is not None else 1 << 62) for n in self.notes)
+        spans = sorted((n.onset, n.offset + self._tail(n) if n.offset is not None else 1 << 62) for n in self.notes)
         point = max(t, self.wake_onset)  # woken at a frame's start: the onset that woke it is coming
         for onset, until in spans:
             if onset > point:

@@ -224,7 +224,8 @@ FIRST_WINDOW_SECONDS = 1.0  # a row's first window is short: its inputs are buil
 
 def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[int, int]]:
     """The sounding spans of the generation window (see `chunks.sounding_spans`): a note rings for
-    `RELEASE_SECONDS` (and the resonator bank's release tail) after its sustained offset; a span
+    `RELEASE_SECONDS` (and the resonator bank's release tail) after its sustained offset, an undamped
+    key's longer (`ResonatorConfig.undamped_tail_s`); a span
     starts a receptive field (whole frames) early. A primed render starts its first span at 0."""
     from ..conditioning import resonators
 
@@ -232,10 +233,14 @@ def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[i
     spf = data.samples_per_frame
     tail = RELEASE_SECONDS
     bank = resonators.from_data_config(data)
+    offsets_s = notes.offset_s
     if bank is not None:
         tail = max(tail, bank.room_tail_s)
+        if bank.undamped_from_pitch > 0:  # an undamped key's notes ring longer (the live engine counts them so)
+            extra_s = max(0.0, bank.undamped_tail_s - tail)
+            offsets_s = offsets_s + np.where(notes.pitch >= bank.undamped_from_pitch, extra_s, 0.0)
     lead = -(-model.model_config.receptive_field_samples // spf) * spf
-    spans = sounding_spans(notes.onset_s, notes.offset_s, g0, n_gen, data.sample_rate_hz, spf, tail, lead)
+    spans = sounding_spans(notes.onset_s, offsets_s, g0, n_gen, data.sample_rate_hz, spf, tail, lead)
     if primed:
         spans = [(0, spans[0][0] + spans[0][1])] + spans[1:] if spans else [(0, n_gen)]
     return spans
