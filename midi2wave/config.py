@@ -390,8 +390,8 @@ class ResonatorConfig:
     def room_tail_s(self) -> float:
         """The longest a note may ring after its offset in synthesis: `release_tail_s`, or 5 x the
         longest room (`room_release_tau_s`; `resonators.Schedule.for_sampling` extends the
-        oscillators' stops to their year's); an undamped key's `undamped_tail_s` where longer. What renders keep ringing for; the analysis keeps
-        `release_tail_s`."""
+        oscillators' stops to their year's). What renders keep ringing for (an undamped key's notes:
+        `undamped_tail_s`); the analysis keeps `release_tail_s`."""
         return max(self.release_tail_s, 5.0 * max(self.room_release_tau_s, default=0.0))
 
     @property

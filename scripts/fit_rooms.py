@@ -108,7 +108,8 @@ def bank_band_power(notes: Notes, n_samples: int, bank: ResonatorConfig, year: i
                     edges: tuple[float, ...] = TONE_EDGES_HZ, sample_rate_hz: int = C.SAMPLE_RATE_HZ
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(power, mean velocity, mean pitch), float64 [frames, bands] each, of the bank's partials in
-    the frames of `recording_band_power`, as synthesis sets them without a tone: each oscillator's
+    the frames of `recording_band_power`, as synthesis sets them without a tone (the year's release,
+    the undamped top's): each oscillator's
     locked amplitude (`resonators.locked_amplitude`; 0 before its attack's end) squared over 2, its
     mean over the frame weighted as the frame's Hann window weighs power, summed over the
     oscillators of the band; velocity and pitch weighted by that power. `notes` sustained."""
@@ -118,8 +119,8 @@ def bank_band_power(notes: Notes, n_samples: int, bank: ResonatorConfig, year: i
     if frames == 0:
         return power, velocity, pitch
     release = resonators.release_pole_for(bank, year, sample_rate_hz) if bank.room_years else None
-    s = resonators.schedule(notes, 0, n_samples, sample_rate_hz, bank).for_sampling(partial_levels=1.0,
-                                                                                   release_pole=release)
+    s = resonators.schedule(notes, 0, n_samples, sample_rate_hz, bank).for_sampling(
+        partial_levels=1.0, release_pole=release, undamped=resonators.undamped_release(bank, sample_rate_hz))
     band = np.digitize(s.omega * (sample_rate_hz / (2.0 * math.pi)), edges) - 1
     starts = np.arange(frames) * TONE_HOP
     # each frame's power is the Hann-squared-weighted mean over `TONE_POINTS` points of it, as the
