@@ -104,12 +104,12 @@ def test_the_live_bank_plays_the_years_tone_as_the_offline_rows_do():
 
 def _recording(notes: Notes, bank, year: int, tone_db, seed: int) -> np.ndarray:
     """What a room of this tone (dB as a function of Hz) records of `notes`: every partial of the
-    bank as synthesis sets it (locked, the year's release), from its attack's end, times the tone
+    bank as synthesis sets it (locked, the year's release, the undamped top's), from its attack's end, times the tone
     at its frequency, at a random phase, over a noise about the PCM step."""
     rng = np.random.default_rng(seed)
     n = int((notes.offset_s.max() + 1.0) * SR)
-    s = rs.schedule(notes, 0, n, SR, bank).for_sampling(partial_levels=1.0,
-                                                        release_pole=rs.release_pole_for(bank, year, SR))
+    s = rs.schedule(notes, 0, n, SR, bank).for_sampling(partial_levels=1.0, release_pole=rs.release_pole_for(bank, year, SR),
+                                                        undamped=rs.undamped_release(bank, SR))
     x = 3e-5 * rng.standard_normal(n)  # about the PCM step: the store's floor
     for j in np.flatnonzero(s.level > 0):
         t = np.arange(s.attack_end[j], min(s.stop[j], n))
