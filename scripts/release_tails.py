@@ -88,11 +88,16 @@ def main(argv=None) -> int:
                 if tails["model"] and tails["reference"]:  # a sheet may leave a range out
                     cells.append(f"{name} {np.median(tails['model']):.1f} / {np.median(tails['reference']):.1f}")
             print(f"{label} {year}: release tail (dB, model / training audio): " + ", ".join(cells))
+            gaps = []
             for p in pitches:
                 m = after_release(sheet, "model", year, p, TIMES_S)
                 r = after_release(sheet, "reference", year, p, TIMES_S)
+                gaps += list(np.abs(m - r))
                 print(f"  MIDI {p} fundamental at {'/'.join(f'{t:g}' for t in TIMES_S)} s after the release: "
                       + " ".join(f"{v:.1f}" for v in m) + "  (training audio " + " ".join(f"{v:.1f}" for v in r) + ")")
+            if gaps:
+                print(f"  the top's fundamentals after the release: {np.mean(gaps):.1f} dB from the training audio's "
+                      f"on average ({len(gaps)} points)")
     if args.figure:
         import matplotlib
 

@@ -53,6 +53,8 @@ def test_it_reads_the_tops_fundamental_after_its_release(tmp_path, capsys):
     # relative to 50 ms before the release, 1 dB over it at 20 dB/s
     np.testing.assert_allclose(model, [-4.0, -7.0, -13.0, -19.0], atol=0.3)
     np.testing.assert_allclose(reference, [-7.0, -13.0, -25.0, -37.0], atol=0.3)
+    mean = float(out.split("the top's fundamentals after the release: ")[1].split(" dB")[0])
+    assert abs(mean - 9.75) < 0.3, mean  # the mean of 3, 6, 12 and 18
     assert (tmp_path / "f.png").stat().st_size > 1000
 
 
