@@ -169,6 +169,12 @@ without one the knee never comes. From `prompt_end` to the knee it decays by `Sc
 its pitch's `aftersound_hold_decay_db_per_s` where the config has one (`resonators.aftersound_hold`:
 the training piano's top dies at half the rate of the bank's law of pitch), else `r_hold`; the
 prompt sound still falls onto the level table's line at `r_hold`, as the table was measured.
+**The undamped top** (`data.resonators.undamped_from_pitch`, `undamped_release_db_per_s`;
+`scripts/fit_undamped.py`): a piano's keys from about F#6 up have no dampers, so in synthesis the
+oscillators of notes from that pitch up decay after their release by that rate in every room instead
+of the room's release, and ring 5 of its time constants (`resonators.undamped_release`,
+`Schedule.for_sampling(undamped=)`, the live bank's rows); those notes' tails alone grow
+(`ResonatorConfig.undamped_tail_s`: the schedule's window, the offline spans, the live silence).
 Free-running, a partial's level is otherwise whatever the few sampled innovations of its attack
 made it. `midi2wave export --sampling-from CONFIG` gives a released model the settings that
 change synthesis only, found after training: the `sampling` section and the partial levels
