@@ -354,8 +354,12 @@ class ResonatorConfig:
         _require(self.undamped_from_pitch == 0 or C.MIN_MIDI_PITCH <= self.undamped_from_pitch <= C.MAX_MIDI_PITCH,
                  key + "undamped_from_pitch", self.undamped_from_pitch,
                  f"must be 0 (every key damped) or a MIDI pitch in [{C.MIN_MIDI_PITCH}, {C.MAX_MIDI_PITCH}]")
-        _require(math.isfinite(self.undamped_release_db_per_s) and 0.0 <= self.undamped_release_db_per_s <= 1000.0,
-                 key + "undamped_release_db_per_s", self.undamped_release_db_per_s, "must lie in [0, 1000] dB/s")
+        # at least 1 dB/s: a slower release would ring for minutes (5 time constants), and the live engine
+        # would never fall silent
+        _require(self.undamped_release_db_per_s == 0.0 or (
+                 math.isfinite(self.undamped_release_db_per_s) and 1.0 <= self.undamped_release_db_per_s <= 1000.0),
+                 key + "undamped_release_db_per_s", self.undamped_release_db_per_s,
+                 "must lie in [1, 1000] dB/s (0: every key damped)")
         _require((self.undamped_from_pitch > 0) == (self.undamped_release_db_per_s > 0), key + "undamped_release_db_per_s",
                  self.undamped_release_db_per_s, "must be > 0 exactly when undamped_from_pitch is (0: every key damped)")
         if self.undamped_from_pitch > 0:
@@ -393,6 +397,13 @@ class ResonatorConfig:
         oscillators' stops to their year's). What renders keep ringing for (an undamped key's notes:
         `undamped_tail_s`); the analysis keeps `release_tail_s`."""
         return max(self.release_tail_s, 5.0 * max(self.room_release_tau_s, default=0.0))
+
+    def undamped(self, pitch: Any) -> Any:
+        """Whether notes of these MIDI pitches (a number, or a numpy array: bool, or a bool array) have no
+        dampers (`undamped_from_pitch` and up): the one test the schedule's window, the live bank's rows,
+        the offline spans and the live engine's silence make (`resonators.Schedule.for_sampling` makes it
+        on its rows' pitch with `resonators.undamped_release`'s lowest pitch)."""
+        return (pitch >= self.undamped_from_pitch) & (self.undamped_from_pitch > 0)
 
     @property
     def undamped_tail_s(self) -> float:

@@ -11,7 +11,8 @@ docs/evaluation.md). The bank decays every partial by its `release_tau_s` after 
 year's room sets that decay for the recordings of that year (synthesis only: the analysis keeps
 `release_tau_s`).
 
-How: in every training piece (read one at a time), each moment where the last sounding (sustained) note is released,
+How: in every training piece (read one at a time), each moment where the last sounding (sustained) note is released
+(not a key without dampers: with `-c`, from its `undamped_from_pitch` up),
 with no onset from 0.1 s before it to 0.25 s after and no other release in the 0.1 s before, gives one
 observation: the RMS 0.10-0.25 s after the release over the RMS of the last 0.1 s held (dB), the
 note sheet's release-tail measure (evaluation/notesheet.py). A year's median over its observations
@@ -118,9 +119,8 @@ def bank_band_power(notes: Notes, n_samples: int, bank: ResonatorConfig, year: i
     power, velocity, pitch = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     if frames == 0:
         return power, velocity, pitch
-    release = resonators.release_pole_for(bank, year, sample_rate_hz) if bank.room_years else None
     s = resonators.schedule(notes, 0, n_samples, sample_rate_hz, bank).for_sampling(
-        partial_levels=1.0, release_pole=release, undamped=resonators.undamped_release(bank, sample_rate_hz))
+        partial_levels=1.0, **resonators.sampling_release(bank, year, sample_rate_hz))
     band = np.digitize(s.omega * (sample_rate_hz / (2.0 * math.pi)), edges) - 1
     starts = np.arange(frames) * TONE_HOP
     # each frame's power is the Hann-squared-weighted mean over `TONE_POINTS` points of it, as the
@@ -203,13 +203,19 @@ def fit_tone(rows: np.ndarray, bands: int, min_frames: int = 1) -> dict[int, lis
     return out
 
 
-def release_tails(notes, audio: np.ndarray, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> list[float]:
+def release_tails(notes, audio: np.ndarray, sample_rate_hz: int = C.SAMPLE_RATE_HZ,
+                  undamped_from_pitch: int = 0) -> list[float]:
     """The release tails (dB, `notesheet.release_tail_db`) of a piece's releases into silence (see
-    the module docstring). `notes` sustained; audio [n] (any scale: the tail is a ratio)."""
+    the module docstring). `notes` sustained; audio [n] (any scale: the tail is a ratio). A release of a
+    key from `undamped_from_pitch` up (0: none) is left out: those strings have no dampers, and the bank
+    gives them their own release (`ResonatorConfig.undamped_release_db_per_s`), not the room's."""
     on, off = np.asarray(notes.onset_s), np.asarray(notes.offset_s)
+    pitch = np.asarray(notes.pitch)
     out = []
     for t in np.unique(off):
         if np.any((on < t) & (off > t)):  # another note still sounds
+            continue
+        if undamped_from_pitch > 0 and np.any((off == t) & (pitch >= undamped_from_pitch)):
             continue
         if np.any((on >= t - QUIET_BEFORE_S) & (on < t + QUIET_AFTER_S)):
             continue
@@ -299,7 +305,8 @@ def main(argv=None) -> int:
         notes, pedals = load_store_notes(f"{args.store}/{record['notes']}")
         audio = np.load(f"{args.store}/{record['audio']}", mmap_mode="r")
         year, sustained = int(record["year"]), apply_sustain(notes, pedals, args.sustain_threshold)
-        tails[year].extend(release_tails(sustained, audio))
+        tails[year].extend(release_tails(sustained, audio, undamped_from_pitch=data.resonators.undamped_from_pitch
+                                         if data is not None else 0))
         seconds[year] += len(audio) / C.SAMPLE_RATE_HZ
         if bank is not None:
             heard.append((year, sustained, recording_band_power(np.asarray(audio, np.float64) / C.PCM_SCALE),

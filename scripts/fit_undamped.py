@@ -45,11 +45,11 @@ FROM_PITCH = 90
 MIN_NOTES = 8
 
 
-def level_db(x: np.ndarray, centre: int, hz: float) -> float:
+def level_db(x: np.ndarray, centre: int, hz: float, sample_rate_hz: int = C.SAMPLE_RATE_HZ) -> float:
     """The fundamental's level (dB) in the window centred on sample `centre`."""
     seg = x[centre - WINDOW // 2:centre + WINDOW // 2] * np.hanning(WINDOW)
     spectrum = np.abs(np.fft.rfft(seg, PAD))
-    freqs = np.fft.rfftfreq(PAD, 1.0 / C.SAMPLE_RATE_HZ)
+    freqs = np.fft.rfftfreq(PAD, 1.0 / sample_rate_hz)
     near = (freqs > hz * 2.0 ** (-SEARCH_CENTS / 1200.0)) & (freqs < hz * 2.0 ** (SEARCH_CENTS / 1200.0))
     return float(20.0 * np.log10(spectrum[near].max() + 1e-12))
 
@@ -68,9 +68,9 @@ def release_decays(notes, x: np.ndarray, sample_rate_hz: int = C.SAMPLE_RATE_HZ)
         if first - WINDOW // 2 < 0 or last + WINDOW // 2 > len(x):
             continue
         hz = float(pitch_to_hz(pitch))
-        db = np.array([level_db(x, int(round((off + t) * sample_rate_hz)), hz) for t in times])
-        before = level_db(x, first, hz)
-        after = level_db(x, int(round((off + 0.1) * sample_rate_hz)), hz)
+        db = np.array([level_db(x, int(round((off + t) * sample_rate_hz)), hz, sample_rate_hz) for t in times])
+        before = level_db(x, first, hz, sample_rate_hz)
+        after = level_db(x, int(round((off + 0.1) * sample_rate_hz)), hz, sample_rate_hz)
         out.append((pitch, float(np.polyfit(times, db, 1)[0]), before - after))
     return out
 

@@ -108,8 +108,7 @@ def _recording(notes: Notes, bank, year: int, tone_db, seed: int) -> np.ndarray:
     at its frequency, at a random phase, over a noise about the PCM step."""
     rng = np.random.default_rng(seed)
     n = int((notes.offset_s.max() + 1.0) * SR)
-    s = rs.schedule(notes, 0, n, SR, bank).for_sampling(partial_levels=1.0, release_pole=rs.release_pole_for(bank, year, SR),
-                                                        undamped=rs.undamped_release(bank, SR))
+    s = rs.schedule(notes, 0, n, SR, bank).for_sampling(partial_levels=1.0, **rs.sampling_release(bank, year, SR))
     x = 3e-5 * rng.standard_normal(n)  # about the PCM step: the store's floor
     for j in np.flatnonzero(s.level > 0):
         t = np.arange(s.attack_end[j], min(s.stop[j], n))

@@ -35,6 +35,13 @@ def _sampled(config, year=2011):
     (dict(undamped_from_pitch=200, undamped_release_db_per_s=30.0), "MIDI pitch"),
     (dict(undamped_from_pitch=90, undamped_release_db_per_s=-1.0), "must lie in"),
     (dict(undamped_from_pitch=90, undamped_release_db_per_s=math.inf), "must lie in"),
+    (dict(undamped_from_pitch=90, undamped_release_db_per_s=0.5), "must lie in"),  # would ring for minutes
+    (dict(undamped_from_pitch=90, undamped_release_db_per_s=2000.0), "must lie in"),
+    (dict(undamped_from_pitch=10, undamped_release_db_per_s=30.0), "MIDI pitch"),
+    (dict(undamped_from_pitch=90, undamped_release_db_per_s=30.0, partials=0, gain=0.0, pre_emphasis=0.0,
+          noise_lowpass=0.0, levels_db=(), level_pitches=(), level_velocity_slope_table=(), prompt_levels_db=(),
+          prompt_velocity_slope_table=(), prompt_seconds=0.0, room_tone_hz=(), room_tone_db=(),
+          velocity_tone_velocities=(), velocity_tone_hz=(), velocity_tone_db=()), "needs the resonator bank"),
 ])
 def test_the_config_refuses_a_bad_undamped_top(change, problem):
     with pytest.raises(ConfigError, match=problem):
@@ -82,14 +89,16 @@ def test_an_undriven_top_note_decays_at_the_undamped_rate_after_its_release():
     np.testing.assert_allclose(low_per_s, -20 / math.log(10) / 0.05, rtol=1e-6)
 
 
-def test_the_analysis_and_the_schedules_are_unchanged_by_it():
-    """The analysis of the same audio is the same to the bit with the undamped top in the config,
-    and so is the schedule before sampling."""
+@pytest.mark.parametrize("start_s", [0.0, 1.0])
+def test_the_analysis_is_unchanged_by_it(start_s):
+    """The analysis of the same audio is the same to the bit with the undamped top in the config: from
+    the piece's start (the same rows) and from a window begun after the top notes' release, where the
+    schedule keeps their rows longer (rows that stopped before the window, never active)."""
+    start = int(start_s * SR)
     x = 0.1 * np.random.default_rng(0).standard_normal(2 * SR)
-    a = rs.schedule(NOTES, 0, 2 * SR, SR, LIVE_BANK)
-    b = rs.schedule(NOTES, 0, 2 * SR, SR, TOP)
-    for name in rs.Schedule.FIELDS:
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    a = rs.schedule(NOTES, start, 2 * SR, SR, LIVE_BANK)
+    b = rs.schedule(NOTES, start, 2 * SR, SR, TOP)
+    assert len(b) >= len(a) and (len(b) > len(a)) == (start_s > 0)
     np.testing.assert_array_equal(rs.analyze(x, a)[0], rs.analyze(x, b)[0])
 
 
@@ -177,3 +186,41 @@ def test_an_offline_render_changes_only_after_a_top_keys_release():
     np.testing.assert_array_equal(damped[:release], undamped[:release])
     late = slice(int(4.8 * SR), int(5.3 * SR))
     assert np.sqrt(np.mean(undamped[late] ** 2)) > 3.0 * np.sqrt(np.mean(damped[late] ** 2))
+
+
+# 10 dB/s: the top rings 4.3 s (5 time constants), far longer than every other tail (1 s)
+SLOW = dataclasses.replace(LIVE_BANK, undamped_from_pitch=80, undamped_release_db_per_s=10.0)
+
+
+def test_a_long_undamped_tail_sounds_offline_and_live_until_it_ends():
+    """With a ring longer than every other tail, the offline render and the live engine (in any blocks)
+    keep sounding for it and fall silent after it: exact zeros (broken once each: the offline spans
+    without the top's tail, the live engine's silence without it, and its prune of the notes' table
+    without it; each cut the ring about 1-3 s after the release)."""
+    from midi2wave.midi import PedalEvents, write_midi
+    from midi2wave.render import live
+    from midi2wave.render.synthesize import render_notes
+    from helpers import LIVE_OPTIONS
+
+    import tempfile
+    from pathlib import Path
+
+    notes = Notes(np.array([0.05, 0.5]), np.array([0.3, 0.7]), np.array([60, 84], np.int16), np.array([90, 100], np.int16))
+    # an event while the top rings, past the point where the live engine forgets a note rung out: the
+    # silence it computes then must still count the top's ring
+    pedals = PedalEvents(np.array([4.0]), np.array([67], np.int16), np.array([100], np.int16))
+    end_s, release_s = 7.0, 0.7
+    tail_s = SLOW.undamped_tail_s
+    assert 4.0 < tail_s < 4.5
+    model = _model(SLOW)
+    offline = render_notes(model, notes, pedals, LIVE_OPTIONS, end_s=end_s, year=2011, progress=False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "top.mid"
+        write_midi(notes, pedals, path)
+        whole = live.render_file_live(model, str(path), LIVE_OPTIONS, year=2011, end_s=end_s, block_samples=16000)
+        blocks = live.render_file_live(model, str(path), LIVE_OPTIONS, year=2011, end_s=end_s, block_samples=[64, 300])
+    assert np.array_equal(whole, blocks)
+    for audio in (offline, whole):
+        ringing = audio[int((release_s + 3.4) * SR):int((release_s + 3.9) * SR)]
+        assert np.abs(ringing).max() > 0, "the ring was cut"
+        assert not np.any(audio[int((release_s + tail_s + 0.3) * SR):]), "no silence after the ring"

@@ -122,10 +122,12 @@ heard"). The network and the bank still get all of the innovation.
 
 **Rooms** (`data.resonators.room_years`, `room_release_tau_s`, fitted to a store by
 `scripts/fit_rooms.py`; synthesis only): after its release a partial decays with
-`ResonatorConfig.release_tau_for(year)` in a render of that year (`Schedule.for_sampling(release_pole=)`,
+`ResonatorConfig.release_tau_for(year)` in a render of that year (the undamped top excepted, below;
+`Schedule.for_sampling(release_pole=)`,
 set per row by `render.rows.sampled_schedules` and by the live bank), so each year rings after its
 dampers fall as its recordings do, and rings until 5 of its time constants have passed (the
-oscillator's stop is extended; `ResonatorConfig.room_tail_s` is how long renders keep going); the
+oscillator's stop is extended; `ResonatorConfig.room_tail_s` is how long renders keep going, an
+undamped key's notes `undamped_tail_s`); the
 analysis keeps `release_tau_s` and `release_tail_s`. With `room_tone_hz` / `room_tone_db`
 (`scripts/fit_rooms.py --tone`) each year's room also sets its partials' fitted levels by its tone
 at each partial's frequency (`resonators.room_level_gain`, `Schedule.for_sampling(level_gain=)`,

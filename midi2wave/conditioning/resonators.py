@@ -353,6 +353,15 @@ def undamped_release(config: ResonatorConfig, sample_rate_hz: int) -> tuple[floa
     return float(config.undamped_from_pitch), math.exp(-1.0 / (config.undamped_tau_s * sample_rate_hz))
 
 
+def sampling_release(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> dict:
+    """`Schedule.for_sampling`'s release arguments in a render of `year`: the year's room (`release_pole`;
+    None in a config without rooms) and the undamped top's (`undamped`). The one place synthesis's
+    release is put together: `render.rows.sampled_schedules` and scripts/fit_rooms.py take it, and the
+    live bank builds its rows from the same two functions."""
+    return {"release_pole": release_pole_for(config, year, sample_rate_hz) if config.room_years else None,
+            "undamped": undamped_release(config, sample_rate_hz)}
+
+
 def release_pole_for(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> float:
     """Per-sample decay of a partial after its release in recordings of `year` (the year's room,
     `ResonatorConfig.release_tau_for`)."""
@@ -552,7 +561,7 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     release = np.ceil(notes.offset_s * sr).astype(np.int64)
     stop = release + int(math.ceil(config.room_tail_s * sr))  # rooms ring longer in synthesis (`for_sampling`)
     if config.undamped_from_pitch > 0:  # and so does the undamped top
-        stop = np.where(notes.pitch >= config.undamped_from_pitch, release + int(math.ceil(config.undamped_tail_s * sr)), stop)
+        stop = np.where(config.undamped(notes.pitch), release + int(math.ceil(config.undamped_tail_s * sr)), stop)
     keep = (stop > start_sample) & (first < start_sample + n_samples)
     if not keep.any():
         return Schedule.empty(*_settings(config))
@@ -1598,8 +1607,7 @@ class LiveBank:
                         raise RuntimeError(f"oscillators(): {name} depends on the velocity; "
                                            f"list it in Schedule.VELOCITY_FIELDS")
                     fixed[name] = values[0].copy()
-            fixed["r_release"][:] = (self.undamped[1] if self.undamped and pitch >= self.undamped[0]
-                                     else self.release_pole)
+            fixed["r_release"][:] = self.undamped[1] if self.config.undamped(pitch) else self.release_pole
             fixed["cos_omega"], fixed["sin_omega"] = np.zeros(k), np.zeros(k)
             unit_phasors(fixed["omega"], fixed["cos_omega"], fixed["sin_omega"])
             by_velocity = {name: getattr(rows, name).reshape(V, k).copy() for name in Schedule.VELOCITY_FIELDS}
@@ -1658,7 +1666,7 @@ class LiveBank:
             return
         a, b = self.ranges[handle]
         self.release[a:b] = np.minimum(self.release[a:b], at)
-        undamped = self.undamped is not None and self.pitch[a] >= self.undamped[0]  # a note's rows share its pitch
+        undamped = bool(self.config.undamped(self.pitch[a]))  # a note's rows share its pitch
         self.stop[a:b] = self.release[a:b] + (self.undamped_tail if undamped else self.tail)
         n = self.size
         np.maximum.accumulate(self.release[:n], out=self.held_until[:n])

@@ -29,7 +29,7 @@ one frame sooner than `render` does (`RateAdapter`'s `ahead_samples`: a render t
 time to spare, playback.py).
 
 Silence: once every note is released and its tail (the longer of `constants.RELEASE_SECONDS` and
-the bank's) is over, the engine outputs exact zeros without running the network, and starts again
+the bank's; an undamped key's longer, `ResonatorConfig.undamped_tail_s`) is over, the engine outputs exact zeros without running the network, and starts again
 from a silent state at the frame of the next onset.
 
 Rates: `RateAdapter` turns the model's rate into the device's through a `StreamResampler`: one
@@ -160,7 +160,6 @@ class LiveSynth:
         self.kernel.innovation_input = data.network_reads_innovation
         self.tail = max(int(math.ceil(C.RELEASE_SECONDS * self.sr)), self.bank.tail)
         # an undamped key's notes ring longer (`ResonatorConfig.undamped_tail_s`): the offline spans count them so
-        self.undamped_from = bank_config.undamped_from_pitch if bank_config.undamped_from_pitch > 0 else 1 << 30
         self.undamped_extra = max(0, self.bank.undamped_tail - self.tail)
         self.dc_rate = 2.0 * math.pi * DC_CUTOFF_HZ / self.sr
         self.excitation_partials = data.excitation_partials
@@ -303,7 +302,7 @@ class LiveSynth:
 
     def _tail(self, note: _Note) -> int:
         """Samples a released note rings: the tail, an undamped key's longer."""
-        return self.tail + (self.undamped_extra if note.pitch >= self.undamped_from else 0)
+        return self.tail + (self.undamped_extra if self.bank.config.undamped(note.pitch) else 0)
 
     def _end(self, note: _Note, t: int) -> None:
         note.offset = t

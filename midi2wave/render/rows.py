@@ -112,7 +112,7 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
     (`Schedule.for_sampling`), and with `bank` (the model's `ResonatorConfig`) each row's room: its
     partials' decay after the releases in recordings of `years[i]` (None: unknown;
     `ResonatorConfig.release_tau_for`) and its tone on their levels (`resonators.room_level_gain`), and
-    the undamped top's release (`resonators.undamped_release`)."""
+    the undamped top's release (`resonators.sampling_release`)."""
     if schedules is None:
         return None
     from ..conditioning import resonators
@@ -120,11 +120,8 @@ def sampled_schedules(schedules: Sequence | None, options: SamplingOptions, bank
     settings = bank_sampling(options, sample_rate_hz)
     years = list(years) if years is not None else [None] * len(schedules)
     rooms = bank is not None and bool(bank.room_years)
-    undamped = resonators.undamped_release(bank, sample_rate_hz) if bank is not None else None
-    return [s.for_sampling(**settings,
-                           release_pole=resonators.release_pole_for(bank, year, sample_rate_hz) if rooms else None,
-                           level_gain=resonators.room_level_gain(bank, year, s.omega, sample_rate_hz) if rooms else None,
-                           undamped=undamped)
+    return [s.for_sampling(**settings, **(resonators.sampling_release(bank, year, sample_rate_hz) if bank is not None else {}),
+                           level_gain=resonators.room_level_gain(bank, year, s.omega, sample_rate_hz) if rooms else None)
             for s, year in zip(schedules, years)]
 
 

@@ -237,8 +237,7 @@ def _spans(model: Any, notes, g0: int, n_gen: int, primed: bool) -> list[tuple[i
     if bank is not None:
         tail = max(tail, bank.room_tail_s)
         if bank.undamped_from_pitch > 0:  # an undamped key's notes ring longer (the live engine counts them so)
-            extra_s = max(0.0, bank.undamped_tail_s - tail)
-            offsets_s = offsets_s + np.where(notes.pitch >= bank.undamped_from_pitch, extra_s, 0.0)
+            offsets_s = offsets_s + np.where(bank.undamped(notes.pitch), max(0.0, bank.undamped_tail_s - tail), 0.0)
     lead = -(-model.model_config.receptive_field_samples // spf) * spf
     spans = sounding_spans(notes.onset_s, offsets_s, g0, n_gen, data.sample_rate_hz, spf, tail, lead)
     if primed:
