@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 JACKD_NAMES = tuple(f"m2w-jackd-{i}" for i in range(4))
 
 # environment variables that would point a client (or pw-cli) at another server, or set its period
@@ -334,3 +336,19 @@ def near_a_stall(times, stalls: dict[int, tuple[bool, list[tuple[float, float]]]
     included)."""
     found = [u for fifo, late in stalls.values() if fifo or not fifo_only for u, _ in late]
     return [any(abs(float(t) - u) <= near_s for u in found) for t in times]
+
+
+def stalled_during(starts, durations, stalls: dict[int, tuple[bool, list[tuple[float, float]]]],
+                   sleep_s: float = 0.002, margin_s: float = 0.001, fifo_only: bool = True) -> np.ndarray:
+    """For each span from `starts[i]` lasting `durations[i]` (CLOCK_MONOTONIC seconds): whether a
+    stall that a `StallProbe` (of `sleep_s` sleeps: `stop()`'s answer `stalls`) noted could have
+    fallen in it, `margin_s` either side. A probe late by d at time u missed d seconds somewhere
+    in [u - d - sleep_s, u]; with `fifo_only`, only probes that ran at SCHED_FIFO count."""
+    starts = np.asarray(starts, float)
+    ends = starts + np.asarray(durations, float)
+    found = np.array([(u - d - sleep_s, u) for fifo, late in stalls.values() if fifo or not fifo_only for u, d in late]
+                     ).reshape(-1, 2)
+    if not len(found):
+        return np.zeros(len(starts), bool)
+    return ((found[None, :, 0] <= ends[:, None] + margin_s) & (found[None, :, 1] >= starts[:, None] - margin_s)).any(1)
+

@@ -73,6 +73,7 @@ class CallLog:
 
     def __init__(self, calls: int, frames: int) -> None:
         self.frames = np.full(calls, -1, np.int64)
+        self.times = np.zeros(calls)  # CLOCK_MONOTONIC seconds as each call logged (StallProbe's clock)
         self.audio = np.zeros(calls * frames, np.float32)
         self.midi: list[tuple[int, int, bytes]] = []
         self.period, self.n, self.dropped = frames, 0, 0
@@ -86,18 +87,20 @@ class CallLog:
             self.dropped += 1  # counted as a logging error (`GraphRun.log_errors`): the log no longer replays
             return
         self.frames[k] = frame
+        self.times[k] = time.monotonic()
         if audio is not None:
             self.audio[k * frames:(k + 1) * frames] = audio
         self.midi.extend((k, offset, bytes(data)) for offset, data in midi)
         self.n = k + 1
 
     def fields(self, prefix: str, end: int) -> dict:
-        """The log as GraphRun's fields `prefix`_frames, _audio, _midi ((call, offset) rows) and
-        _data (hex), of the calls before the first that read frame `end` or later (the clients
+        """The log as GraphRun's fields `prefix`_frames, _times, _audio, _midi ((call, offset) rows)
+        and _data (hex), of the calls before the first that read frame `end` or later (the clients
         may still be running: each log is cut at the same period)."""
         n = int(np.searchsorted(np.maximum.accumulate(self.frames[:self.n]), end)) if self.n else 0
         midi = [m for m in list(self.midi) if m[0] < n]
-        return {f"{prefix}_frames": self.frames[:n].copy(), f"{prefix}_audio": self.audio[:n * self.period].copy(),
+        return {f"{prefix}_frames": self.frames[:n].copy(), f"{prefix}_times": self.times[:n].copy(),
+                f"{prefix}_audio": self.audio[:n * self.period].copy(),
                 f"{prefix}_midi": np.array([(k, o) for k, o, _ in midi], np.int64).reshape(-1, 2),
                 f"{prefix}_data": " ".join(d.hex() for _, _, d in midi)}
 
@@ -113,14 +116,18 @@ class _LoggedBackend(playback.JackBackend):
         # when (CLOCK_MONOTONIC, seconds) the server reported an xrun, and a period came out late
         self.xrun_times = np.zeros(4096)
         self.late_times = np.zeros(4096)
+        # when each period's callback began (CLOCK_MONOTONIC), by the meter's count: `durations`' periods
+        self.period_starts = np.zeros(1 << 18)
         super().__init__(*args, **kwargs)
 
     @playback._uncancellable
     def _process(self, frames: int) -> None:
         read = self.client.last_frame_time
-        late = self.proc.late
+        late, period, began = self.proc.late, self.proc.meter.periods, time.monotonic()
         super()._process(frames)
         try:
+            if self.proc.meter.periods > period and period < len(self.period_starts):
+                self.period_starts[period] = began
             if self.proc.late != late and late < len(self.late_times):
                 self.late_times[late] = time.monotonic()
             if self.log is not None:
@@ -144,13 +151,15 @@ class GraphRun:
     it joins a period or two after the engine, and on the real clock a stall can cost it one).
     `offset`: the frame (from the engine's first period) that the events' frames count from.
     The server's `rate` and `period` (frames); the engine's `RateAdapter` (`latency_frames`, `up`, `down`, `prefill`); its callback's meter:
-    `periods`, `durations` and `ends` (seconds, per period: `CallbackMeter`), `xruns` once the graph
+    `periods`, `durations` and `ends` (seconds, per period: `CallbackMeter`) and `period_starts`
+    (CLOCK_MONOTONIC seconds as each period's callback began), `xruns` once the graph
     had settled; `late` blocks and `errors` (`_Processor`). `wall_s`: from the engine's start to the
     recorder's last period, on the machine's clock. `xrun_times` and `late_times`: when
     (CLOCK_MONOTONIC seconds, as `audio_servers.StallProbe` notes stalls) each of those xruns and
     late blocks came. The clients' process calls, call after call (`CallLog.fields`): the engine's
     (`engine_`: the MIDI it got, the audio it gave), the sender's (`sender_`: the MIDI it wrote) and
-    the recorder's (`recorder_`: the audio it got); `log_errors`: calls whose logging failed."""
+    the recorder's (`recorder_`: the audio it got), each call's CLOCK_MONOTONIC time in `_times`;
+    `log_errors`: calls whose logging failed."""
 
     recorded: np.ndarray
     offset: int
@@ -163,6 +172,7 @@ class GraphRun:
     periods: int
     durations: np.ndarray
     ends: np.ndarray
+    period_starts: np.ndarray
     xruns: int
     late: int
     errors: int
@@ -170,14 +180,17 @@ class GraphRun:
     xrun_times: np.ndarray
     late_times: np.ndarray
     engine_frames: np.ndarray
+    engine_times: np.ndarray
     engine_audio: np.ndarray
     engine_midi: np.ndarray
     engine_data: str
     sender_frames: np.ndarray
+    sender_times: np.ndarray
     sender_audio: np.ndarray
     sender_midi: np.ndarray
     sender_data: str
     recorder_frames: np.ndarray
+    recorder_times: np.ndarray
     recorder_audio: np.ndarray
     recorder_midi: np.ndarray
     recorder_data: str
@@ -210,7 +223,9 @@ def real_clock_check(run: GraphRun, model, events: list[tuple[int, bytes]], ahea
     of `midi_timed`: events the engine got at the frame the sender wrote them at, counted where
     both calls were in step (`in_step`); `blocks_equal` of `blocks_compared` (of the
     recorder's `blocks`): the recorder's periods that are the engine's output of the same
-    period, where both were in step; `peak_at_onset`: the engine's output in the 4 ms from
+    period, where both were in step; `unequal_times` and `unequal_kinds`: for each of the others,
+    when the recorder logged it (CLOCK_MONOTONIC) and what it heard instead (the engine's
+    "previous" or "next" period, "silence" or "other"); `peak_at_onset`: the engine's output in the 4 ms from
     `latency_frames` after the first event it got."""
     period = run.period
     got = [bytes.fromhex(h) for h in run.engine_data.split()]
@@ -231,12 +246,21 @@ def real_clock_check(run: GraphRun, model, events: list[tuple[int, bytes]], ahea
                   and all(b == f if sender_ok[j] and o > 0 else b >= f
                           for b, f, (j, o) in zip(sent_at, planned, run.sender_midi.tolist()))) if len(sent) else False
     recorder_ok = in_step(run.recorder_frames, period)
+    engine_block = {int(f): run.engine_audio[k * period:(k + 1) * period] for k, f in enumerate(run.engine_frames)}
     compared = equal = 0
+    unequal_times, unequal_kinds = [], []
     for i, f in enumerate(run.recorder_frames.tolist()):
         k = engine_at.get(f)
         if recorder_ok[i] and k is not None:
             compared += 1
-            equal += bool(np.array_equal(run.recorder_audio[i * period:(i + 1) * period], run.engine_audio[k * period:(k + 1) * period]))
+            heard = run.recorder_audio[i * period:(i + 1) * period]
+            if np.array_equal(heard, engine_block[f]):
+                equal += 1
+                continue
+            unequal_times.append(float(run.recorder_times[i]))
+            unequal_kinds.append(next((name for name, g in (("previous", f - period), ("next", f + period))
+                                       if g in engine_block and np.array_equal(heard, engine_block[g])),
+                                      "silence" if not heard.any() else "other"))
     onset = None
     if len(run.engine_midi):
         k, offset = run.engine_midi[0]
@@ -247,6 +271,7 @@ def real_clock_check(run: GraphRun, model, events: list[tuple[int, bytes]], ahea
             "midi_sent": len(sent), "midi_in_order": got == sent and len(sent) > 0, "midi_as_planned": as_planned,
             "midi_timed": len(timed), "midi_on_time": sum(a == b for a, b in timed),
             "blocks": len(run.recorder_frames), "blocks_compared": compared, "blocks_equal": equal,
+            "unequal_times": unequal_times, "unequal_kinds": unequal_kinds,
             "peak_at_onset": 0.0 if onset is None else float(np.abs(run.engine_audio[onset:onset + run.rate // 250]).max())}
 
 
@@ -386,6 +411,7 @@ def run_graph(model, events, n_frames: int, freewheel: bool, ahead_ms: float | N
     return GraphRun(recorded=recorded[:offset + n_frames], offset=offset, rate=backend.rate, period=backend.period,
                     latency_frames=adapter.latency_frames, up=adapter.up, down=adapter.down, prefill=adapter.prefill,
                     periods=n, durations=meter.durations[:n].copy(), ends=meter.ends[:n].copy(),
+                    period_starts=backend.period_starts[:n].copy(),
                     xruns=meter.xruns - settled_xruns, late=proc.late, errors=proc.errors,
                     wall_s=state["done_at"] - started_at,
                     xrun_times=backend.xrun_times[settled_xruns:min(meter.xruns, len(backend.xrun_times))].copy(),

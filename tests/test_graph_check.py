@@ -37,11 +37,14 @@ def _run(calls: int = 60) -> tuple[GraphRun, object]:
     data = "903c64 803c00"
     empty = np.zeros(0, np.float32)
     run = GraphRun(recorded=empty, offset=0, rate=RATE, period=PERIOD, latency_frames=410, up=3, down=1, prefill=0,
-                   periods=calls, durations=empty, ends=empty, xruns=0, late=0, errors=0, wall_s=1.0,
-                   xrun_times=np.zeros(0), late_times=np.zeros(0),
-                   engine_frames=frames, engine_audio=audio, engine_midi=midi, engine_data=data,
-                   sender_frames=frames.copy(), sender_audio=empty, sender_midi=midi.copy(), sender_data=data,
-                   recorder_frames=frames.copy(), recorder_audio=audio.copy(), recorder_midi=np.zeros((0, 2), np.int64),
+                   periods=calls, durations=empty, ends=empty, period_starts=empty, xruns=0, late=0, errors=0,
+                   wall_s=1.0, xrun_times=np.zeros(0), late_times=np.zeros(0),
+                   engine_frames=frames, engine_times=100.0 + np.arange(calls) * PERIOD / RATE, engine_audio=audio,
+                   engine_midi=midi, engine_data=data,
+                   sender_frames=frames.copy(), sender_times=100.0 + np.arange(calls) * PERIOD / RATE,
+                   sender_audio=empty, sender_midi=midi.copy(), sender_data=data,
+                   recorder_frames=frames.copy(), recorder_times=100.0 + np.arange(calls) * PERIOD / RATE,
+                   recorder_audio=audio.copy(), recorder_midi=np.zeros((0, 2), np.int64),
                    recorder_data="", log_errors=0)
     return run, model
 
@@ -62,15 +65,28 @@ def test_the_check_matches_calls_in_step_and_sees_a_wrong_period(monkeypatch):
     keep = [k for k in range(60) if k != 40]
     run.recorder_frames = np.array([frames[k] for k in keep], np.int64) * PERIOD
     run.recorder_audio = np.concatenate([audio[k] for k in keep])
+    run.recorder_times = np.array([run.recorder_times[k] for k in keep])
     result = real_clock_check(run, model, EVENTS)
     assert result["blocks"] == 59 and result["blocks_compared"] == result["blocks_equal"] == 52, result
+    assert result["unequal_times"] == result["unequal_kinds"] == []
 
     # the same logs with every read believed: the period of the cycle at 20 is taken for 21's and
     # differs (the note sounds then); in_step is what keeps it out
     monkeypatch.setattr(jack_graph, "in_step", lambda frames, period: np.ones(len(frames), bool))
     result = real_clock_check(run, model, EVENTS)
     assert result["blocks_compared"] == 59 and result["blocks_equal"] == 58, result
+    # which one, when it was logged, and what it holds: the engine's period before
+    assert result["unequal_kinds"] == ["previous"] and result["unequal_times"] == [run.recorder_times[20]], result
     monkeypatch.undo()
+
+    # periods the recorder heard as silence, or as something else, each said when
+    run, model = _run()
+    run.recorder_audio[12 * PERIOD:13 * PERIOD] = 0.0
+    run.recorder_audio[40 * PERIOD + 7] += 0.25
+    result = real_clock_check(run, model, EVENTS)
+    assert result["blocks_compared"] - result["blocks_equal"] == 2, result
+    assert result["unequal_kinds"] == ["silence", "other"], result
+    assert result["unequal_times"] == [run.recorder_times[12], run.recorder_times[40]], result
 
     # a period of the engine's own that is not its render of what it got
     run, model = _run()
@@ -107,3 +123,19 @@ def test_an_xrun_is_the_machines_only_near_a_stall_a_realtime_probe_saw():
     assert near_a_stall(times, stalls, near_s=0.05) == [True, True, False, True, False]
     assert near_a_stall(times, stalls, near_s=0.05, fifo_only=True) == [True, True, False, False, False]
     assert near_a_stall(times, {}, near_s=0.05) == [False] * 5
+
+
+def test_a_span_is_stalled_only_where_a_probes_missed_time_can_fall_in_it():
+    """`audio_servers.stalled_during`, which leaves the periods a stall lengthened out of the
+    real-clock test's p99: a probe late by d at u missed d seconds in [u - d - sleep, u]; a span
+    overlapping that (1 ms either side) is stalled, one clear of it is not; only FIFO probes count."""
+    from audio_servers import stalled_during
+
+    stalls = {0: (True, [(10.0, 0.004)]), 1: (False, [(20.0, 0.004)])}  # FIFO: missed time in [9.994, 10.0]
+    starts = [9.990, 9.9925, 10.0005, 10.0015, 20.0]
+    durations = [0.001, 0.001, 0.001, 0.001, 0.001]
+    assert stalled_during(starts, durations, stalls).tolist() == [False, True, True, False, False]
+    assert stalled_during(starts, durations, stalls, fifo_only=False).tolist() == [False, True, True, False, True]
+    assert stalled_during(starts, durations, {}).tolist() == [False] * 5
+    assert stalled_during([9.990], [0.0035], stalls).tolist() == [True]  # a long span reaching into it
+

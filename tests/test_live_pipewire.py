@@ -138,15 +138,33 @@ def _sound(result: dict, stalls: dict) -> bool:
     engine's output its render of the MIDI it got, that MIDI the sender's, on time, the sender's the
     piece's,
     periods the engine's, each where both calls were in step, in 90 % of the recorder's periods
-    or more (a stall of the machine spoils a few), the first note sounding, and no late block but
-    within 50 ms of a stall that a realtime probe saw (`stalls`: `StallProbe.stop()`)."""
+    or more (a stall of the machine spoils a few), the first note sounding, and no late block and
+    no period the recorder heard otherwise but within 50 ms of a stall that a realtime probe saw
+    (`stalls`: `StallProbe.stop()`). CI runs on a machine that stalls hundreds of times a run saw
+    2-5 such periods of 1100 in every try (the engine's own output its render all along): a
+    client late in a stall hears what the graph had before, or reads the next cycle's frame time
+    in a run of late calls that `jack_graph.in_step` cannot tell from calls in step."""
     late = result["late_times"]
+    heard_otherwise = result["unequal_times"]
     return (len(late) == result["late"] and not len(late) - sum(near_a_stall(late, stalls, 0.05, fifo_only=True))
             and result["errors"] == 0 and result["engine_equal"] and result["midi_in_order"]
             and result["midi_as_planned"]
             and result["midi_on_time"] == result["midi_timed"] >= 0.9 * result["midi_sent"]
-            and result["blocks_equal"] == result["blocks_compared"] >= 0.9 * result["blocks"] > 0
+            and len(heard_otherwise) == result["blocks_compared"] - result["blocks_equal"]
+            and not len(heard_otherwise) - sum(near_a_stall(heard_otherwise, stalls, 0.05, fifo_only=True))
+            and result["blocks_compared"] >= 0.9 * result["blocks"] > 0
             and result["peak_at_onset"] > 1e-3)
+
+
+def _summary(result: dict, stalls: dict) -> dict:
+    """A try's result in a line an assertion can show whole: its counts and, for the periods the
+    recorder heard otherwise and the late blocks, what and whether a stall came near."""
+    found = [d for fifo, late in stalls.values() if fifo for _, d in late]
+    out = {k: v for k, v in result.items() if k not in ("late_times", "unequal_times")}
+    out["unequal_near_a_stall"] = near_a_stall(result["unequal_times"], stalls, 0.05, fifo_only=True)
+    out["late_near_a_stall"] = near_a_stall(result["late_times"], stalls, 0.05, fifo_only=True)
+    out["stalls"] = {"fifo": len(found), "longest_ms": round(1e3 * max(found, default=0.0), 2)}
+    return out
 
 
 def test_the_engines_output_in_the_graph_is_its_render_of_the_events_sent(pipewire, tmp_path):
@@ -157,9 +175,10 @@ def test_the_engines_output_in_the_graph_is_its_render_of_the_events_sent(pipewi
     of the same periods; the first note sounds `latency_frames` (410 at 48 kHz, 8.5 ms) after it.
     On a loaded machine some calls come late or not at all, and a late call reads the next
     cycle's frame time: only calls in step with their neighbours are matched by frame
-    (`jack_graph.in_step`). A late block is allowed only within 50 ms of a stall that a realtime
-    probe per core saw. A try that fails (fewer than 90 % of the periods in step, a late block no
-    stall explains) is run again, three in all."""
+    (`jack_graph.in_step`). A late block, or a period the recorder heard otherwise, is allowed
+    only within 50 ms of a stall that a realtime probe per core saw. A try that fails (fewer
+    than 90 % of the periods in step, a late block or a period heard otherwise that no stall
+    explains) is run again, three in all."""
     piece = live_piece(tmp_path)
     tries = []
     for _ in range(3):
@@ -168,12 +187,12 @@ def test_the_engines_output_in_the_graph_is_its_render_of_the_events_sent(pipewi
                                   env=pipewire, capture_output=True, text=True, timeout=120)
             stalls = probe.stop()
         assert done.returncode == 0, done.stderr[-3000:]
-        tries.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        if _sound(tries[-1], stalls):
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        tries.append(_summary(result, stalls))
+        if _sound(result, stalls):
             break
-    result = tries[-1]
     assert (result["rate"], result["period"], result["latency_frames"]) == (48000, 128, 410), tries
-    assert _sound(result, stalls), (tries, stalls)
+    assert _sound(result, stalls), tries
 
 
 def test_live_exits_every_time(pipewire):
@@ -200,3 +219,20 @@ def test_a_late_block_is_excused_only_by_a_long_enough_stall_in_its_half_second(
     assert _late_unexplained(status, {0: (True, [(10.3, 0.0005)])}) == [status[1][1]]  # under half of 128 frames
     assert _late_unexplained(status, {0: (False, [(10.3, 0.012)])}) == [status[1][1]]  # not at SCHED_FIFO
     assert _late_unexplained(status, {0: (True, [(10.8, 0.012)])}) == [status[1][1]]  # after the rise
+
+
+def test_a_period_heard_otherwise_is_excused_only_near_a_stall():
+    """`_sound` (the graph test's judge, without a server): a period the recorder heard otherwise
+    than the engine gave it spoils the try unless a realtime probe saw a stall within 50 ms of it."""
+    result = {"late_times": [], "late": 0, "errors": 0, "engine_equal": True, "midi_in_order": True,
+              "midi_as_planned": True, "midi_on_time": 20, "midi_timed": 20, "midi_sent": 20, "blocks": 1180,
+              "blocks_compared": 1100, "blocks_equal": 1098, "unequal_times": [10.30, 10.90],
+              "unequal_kinds": ["previous", "other"], "peak_at_onset": 0.1}
+    assert _sound(result, {0: (True, [(10.32, 0.003), (10.88, 0.002)])})
+    assert not _sound(result, {0: (True, [(10.32, 0.003)])})  # the second one no stall explains
+    assert not _sound(result, {0: (False, [(10.32, 0.003), (10.88, 0.002)])})  # a probe at normal priority
+    assert not _sound(dict(result, blocks_equal=1097), {0: (True, [(10.32, 0.003), (10.88, 0.002)])})  # one unsaid
+    clean = dict(result, blocks_equal=1100, unequal_times=[], unequal_kinds=[])
+    assert _sound(clean, {}) and not _sound(dict(clean, blocks_compared=1000, blocks_equal=1000), {})  # under 90 %
+    summary = _summary(result, {0: (True, [(10.32, 0.003)])})
+    assert summary["unequal_near_a_stall"] == [True, False] and summary["stalls"] == {"fifo": 1, "longest_ms": 3.0}
