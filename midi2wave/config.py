@@ -202,6 +202,23 @@ class ResonatorConfig:
     # (docs/evaluation.md, "The undamped top"). 0: every key damped. The analysis never reads it.
     undamped_from_pitch: int = 0
     undamped_release_db_per_s: float = 0.0
+    # The dampers' noise (synthesis only): a damped key's release drops its damper on the strings, a
+    # low thump. In synthesis every note of a damped key (below `undamped_from_pitch`; every key without
+    # an undamped top) plays at its (sustained) release white noise through a resonance at `damper_hz`
+    # (quality `damper_q`) and a one-pole low-pass at `damper_lowpass_hz`, rising over `damper_rise_s`
+    # (a raised cosine) while it decays by the note's release (its room's), at an RMS of
+    # `damper_level_db` dB (of full scale, at the envelope's full level) for velocity 127 at MIDI 60,
+    # plus `damper_velocity_slope` dB per dB of velocity (20 log10 v) and `damper_pitch_db_per_octave`
+    # (`resonators.damper_levels`, `damper_filter`; the live bank's rows). Why: the training piano
+    # plays a damper noise at every damped key's release that the bank did not make (docs/evaluation.md,
+    # "The dampers' noise"). 0 dB: none. Fitted by scripts/fit_dampers.py. The analysis never reads it.
+    damper_level_db: float = 0.0
+    damper_velocity_slope: float = 0.0
+    damper_pitch_db_per_octave: float = 0.0
+    damper_hz: float = 0.0
+    damper_q: float = 0.0
+    damper_lowpass_hz: float = 0.0
+    damper_rise_s: float = 0.0
 
     # Settings that change synthesis only (the analysis never reads them): `Config.with_synthesis_settings_from`.
     SYNTHESIS_ONLY: ClassVar[tuple[str, ...]] = ("synthesis_partials", "synthesis_inharmonicity_pitches",
@@ -212,7 +229,10 @@ class ResonatorConfig:
                                                  "velocity_tone_velocities", "velocity_tone_hz", "velocity_tone_db",
                                                  "prompt_velocity_tone_db", "aftersound_pitches", "aftersound_knee_s",
                                                  "aftersound_decay_db_per_s", "aftersound_hold_decay_db_per_s",
-                                                 "undamped_from_pitch", "undamped_release_db_per_s")
+                                                 "undamped_from_pitch", "undamped_release_db_per_s",
+                                                 "damper_level_db", "damper_velocity_slope",
+                                                 "damper_pitch_db_per_octave", "damper_hz", "damper_q",
+                                                 "damper_lowpass_hz", "damper_rise_s")
     # Old configs' flat key of a setting: "resonator_" + its name (data.resonator_kappa -> kappa).
     FLAT_PREFIX: ClassVar[str] = "resonator_"
     # Analysis warm-up before a teacher-forced window (the bank starts from silence and re-locks
@@ -365,6 +385,23 @@ class ResonatorConfig:
         if self.undamped_from_pitch > 0:
             _require(self.partials > 0, key + "undamped_from_pitch", self.undamped_from_pitch,
                      "needs the resonator bank (partials > 0)")
+        _require(self.damper_level_db == 0.0 or (math.isfinite(self.damper_level_db) and -150.0 <= self.damper_level_db < 0.0),
+                 key + "damper_level_db", self.damper_level_db, "must lie in [-150, 0) dB (0: no damper noise)")
+        if self.damper_level_db != 0.0:
+            _require(self.partials > 0, key + "damper_level_db", self.damper_level_db,
+                     "needs the resonator bank (partials > 0)")
+            for name in ("damper_velocity_slope", "damper_pitch_db_per_octave"):
+                _require(math.isfinite(getattr(self, name)) and abs(getattr(self, name)) <= 10.0, key + name,
+                         getattr(self, name), "must lie in [-10, 10] dB per dB (of velocity) or per octave")
+            _require(math.isfinite(self.damper_hz) and 10.0 <= self.damper_hz <= 2000.0, key + "damper_hz",
+                     self.damper_hz, "must lie in [10, 2000] Hz with a damper noise")
+            _require(math.isfinite(self.damper_q) and 0.1 <= self.damper_q <= 20.0, key + "damper_q", self.damper_q,
+                     "must lie in [0.1, 20] with a damper noise")
+            _require(math.isfinite(self.damper_lowpass_hz) and 10.0 <= self.damper_lowpass_hz <= 4000.0,
+                     key + "damper_lowpass_hz", self.damper_lowpass_hz, "must lie in [10, 4000] Hz with a damper noise")
+            # the noise rises while the note's release already decays: a rise past 0.5 s would never be heard
+            _require(math.isfinite(self.damper_rise_s) and 0.0 <= self.damper_rise_s <= 0.5, key + "damper_rise_s",
+                     self.damper_rise_s, "must lie in [0, 0.5] s with a damper noise")
         for name in ("pre_emphasis", "noise_lowpass"):
             if getattr(self, name) > 0:
                 _require(self.partials > 0, key + name, getattr(self, name), "needs the resonator bank (partials > 0)")
@@ -404,6 +441,11 @@ class ResonatorConfig:
         the offline spans and the live engine's silence make (`resonators.Schedule.for_sampling` makes it
         on its rows' pitch with `resonators.undamped_release`'s lowest pitch)."""
         return (pitch >= self.undamped_from_pitch) & (self.undamped_from_pitch > 0)
+
+    def damped(self, pitch: Any) -> Any:
+        """Whether keys of `pitch` (a number or an array) play the dampers' noise at their release: a
+        damper noise configured (`damper_level_db`) and the key damped (`undamped`)."""
+        return ((pitch < self.undamped_from_pitch) | (self.undamped_from_pitch <= 0)) & (self.damper_level_db != 0.0)
 
     @property
     def undamped_tail_s(self) -> float:

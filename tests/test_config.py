@@ -96,7 +96,10 @@ FLAT_BANK = {"resonator_partials": 5, "resonator_kappa": 0.03, "resonator_max_hz
              "resonator_prompt_velocity_tone_db": (), "resonator_aftersound_pitches": (48.0, 72.0),
              "resonator_aftersound_knee_s": (1.2, 0.8), "resonator_aftersound_decay_db_per_s": (3.0, 8.0),
              "resonator_aftersound_hold_decay_db_per_s": (12.0, 20.0), "resonator_undamped_from_pitch": 96,
-             "resonator_undamped_release_db_per_s": 30.0}
+             "resonator_undamped_release_db_per_s": 30.0, "resonator_damper_level_db": -45.0,
+             "resonator_damper_velocity_slope": 0.9, "resonator_damper_pitch_db_per_octave": 0.4,
+             "resonator_damper_hz": 106.0, "resonator_damper_q": 3.5, "resonator_damper_lowpass_hz": 1400.0,
+             "resonator_damper_rise_s": 0.115}
 
 
 def test_flat_resonator_keys_mean_the_nested_section(tmp_path):

@@ -33,10 +33,12 @@ training target).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import operator
 from collections import namedtuple
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -83,6 +85,10 @@ class Schedule:
     `attack_key_tracking`).
     velocity: float64 [n], the MIDI velocity of the oscillator's note (the attacks' low-pass follows
     it too: `attack_velocity_tracking`).
+    damper: float64 [n], on each note's first oscillator the RMS of its dampers' noise at the
+    envelope's full level (`damper_levels`; 0 on the others, for an undamped key and without a
+    damper noise), heard from its release in synthesis when `for_sampling` set the noise's filter
+    (`damper_scale` > 0; `damper_gain`, `bank_step`).
     synthesis_only: float64 [n], 1 for a partial above the analysis's `partials`
     (`ResonatorConfig.synthesis_partials`): `analyze` leaves them out (`for_analysis`), so the
     network's training target is the same with or without them.
@@ -115,15 +121,16 @@ class Schedule:
     pitch: np.ndarray
     velocity: np.ndarray
     synthesis_only: np.ndarray
+    damper: np.ndarray
 
     FIELDS = ("start", "release", "stop", "omega", "r_hold", "r_release", "kappa", "attack_end", "kappa_sustain",
               "gain_attack", "gain_sustain", "gain_attack_decay", "gain_hold_decay", "gain_release_decay", "level",
               "r_prompt", "prompt_end", "knee", "r_after", "r_hold_locked", "pitch", "velocity",
-              "synthesis_only")
+              "synthesis_only", "damper")
     TIME_FIELDS = ("start", "release", "stop", "attack_end", "prompt_end", "knee")
     # the fields of a note's oscillators that depend on its velocity (`oscillators`); the others
     # depend on its pitch alone, and the time fields move with its start (`LiveBank`'s note table)
-    VELOCITY_FIELDS = ("gain_attack", "gain_sustain", "level", "r_prompt", "velocity")
+    VELOCITY_FIELDS = ("gain_attack", "gain_sustain", "level", "r_prompt", "velocity", "damper")
     # The innovation gain's floor (ResonatorConfig.gain_floor); None: no gain (g = 1).
     gain_floor: float | None = None
     # The innovation's noise shaping (ResonatorConfig.pre_emphasis and noise_lowpass; 0: none).
@@ -167,6 +174,16 @@ class Schedule:
     # amplitude per sample; `bank_gain`, `noise_decay_rate`; 0: with the gain;
     # `ModelSampling.sustain_noise_decay_db_per_s`).
     sustain_noise_decay: float = 0.0
+    # Synthesis only: the dampers' noise (`DamperFilter`, `damper_filter`; `Schedule.damper` per note):
+    # white noise times `damper_scale` (0: no damper noise) through the resonance y = b0 (x - x[-2]) +
+    # a1 y[-1] - a2 y[-2] and the one-pole low-pass of rate `damper_lowpass`, each note's share rising
+    # over `damper_rise` samples from its release (`damper_gain`, `bank_step`).
+    damper_b0: float = 0.0
+    damper_a1: float = 0.0
+    damper_a2: float = 0.0
+    damper_lowpass: float = 0.0
+    damper_scale: float = 0.0
+    damper_rise: float = 0.0
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -194,7 +211,8 @@ class Schedule:
                      direct_dc_rate: float = 0.0, attack_key_tracking: float = 0.0,
                      sustain_limit: float = 0.0, attack_velocity_tracking: float = 0.0,
                      level_gain: np.ndarray | None = None, sustain_noise_decay: float = 0.0,
-                     undamped: tuple[float, float] | None = None) -> "Schedule":
+                     undamped: tuple[float, float] | None = None, damper: "DamperFilter | None" = None,
+                     damper_gain: float = 1.0) -> "Schedule":
         """The same schedule whose synthesis lets `sustain_innovation` of the innovation reach the output
         directly while notes sound past their attacks, `release_innovation` (None: `sustain_innovation`)
         once all of them are released (`direct_share`), hears the attacks through the low-pass of pole
@@ -212,7 +230,9 @@ class Schedule:
         note's share of the sustain's direct path dies past its attack end (it acts with either filter
         on). `undamped` (the lowest undamped pitch, its release pole; `undamped_release`): the partials of
         notes of that pitch and up decay by that pole after their release instead, in every room, ringing
-        for 5 of its time constants."""
+        for 5 of its time constants. `damper` (`damper_filter`; None: none): the dampers' noise's
+        filter, which makes each note's `damper` heard from its release, times `damper_gain` (> 0: the
+        room's tone on it, `damper_room_gain`)."""
         if level_gain is not None:
             level_gain = np.asarray(level_gain, np.float64)
             if level_gain.shape != self.level.shape or not (np.isfinite(level_gain) & (level_gain > 0)).all():
@@ -256,6 +276,16 @@ class Schedule:
             out.stop = np.where(top, np.maximum(out.stop, self.release + room_tail_samples(pole)), out.stop)
         if level_gain is not None:
             out.level = self.level * level_gain
+        if damper is not None:
+            if not (all(math.isfinite(v) for v in damper) and damper.scale > 0.0 and 0.0 < damper.lowpass <= 1.0
+                    and damper.rise >= 0.0):
+                raise ValueError(f"the dampers' noise needs a scale > 0, a low-pass rate in (0, 1] and a rise >= 0, "
+                                 f"got {damper}")
+            out.damper_b0, out.damper_a1, out.damper_a2 = damper.b0, damper.a1, damper.a2
+            out.damper_lowpass, out.damper_scale, out.damper_rise = damper.lowpass, damper.scale, damper.rise
+            if not (math.isfinite(damper_gain) and damper_gain > 0.0):
+                raise ValueError(f"the dampers' noise's room gain must be finite and > 0, got {damper_gain}")
+            out.damper = self.damper * float(damper_gain)
         return out
 
     def without_gain(self) -> "Schedule":
@@ -353,13 +383,85 @@ def undamped_release(config: ResonatorConfig, sample_rate_hz: int) -> tuple[floa
     return float(config.undamped_from_pitch), math.exp(-1.0 / (config.undamped_tau_s * sample_rate_hz))
 
 
+class DamperFilter(NamedTuple):
+    """The dampers' noise's filter at a sample rate (`damper_filter`; `Schedule`'s `damper_*` settings)."""
+
+    b0: float
+    a1: float
+    a2: float
+    lowpass: float
+    scale: float
+    rise: float
+
+
+def damper_filter(config: ResonatorConfig, sample_rate_hz: int) -> DamperFilter | None:
+    """The dampers' noise's filter (`ResonatorConfig.damper_hz`, `damper_q`, `damper_lowpass_hz`,
+    `damper_rise_s`) at `sample_rate_hz`: a band-pass resonance of unit gain at its peak (the RBJ
+    cookbook's), a one-pole low-pass, and the scale of the white noise (uniform in [-1, 1)) that
+    makes the filtered noise's RMS 1 (so `Schedule.damper` is the noise's RMS); None without a
+    damper noise."""
+    if config.damper_level_db == 0.0:
+        return None
+    return _damper_filter(float(config.damper_hz), float(config.damper_q), float(config.damper_lowpass_hz),
+                          float(config.damper_rise_s), float(sample_rate_hz))
+
+
+@functools.lru_cache(maxsize=64)
+def _damper_filter(hz: float, q: float, lowpass_hz: float, rise_s: float, sr: float) -> DamperFilter:
+    w0 = 2.0 * math.pi * min(hz, 0.45 * sr) / sr
+    alpha = math.sin(w0) / (2.0 * q)
+    b0, a1, a2 = alpha / (1.0 + alpha), 2.0 * math.cos(w0) / (1.0 + alpha), (1.0 - alpha) / (1.0 + alpha)
+    lowpass = 1.0 - math.exp(-2.0 * math.pi * min(lowpass_hz, 0.45 * sr) / sr)
+    # the cascade's white-noise power gain from its impulse response (it dies within a few thousand
+    # samples at any allowed setting)
+    n = int(4 * sr)
+    x = np.zeros(n)
+    x[0] = 1.0
+    y = np.zeros(n)
+    y1 = y2 = z = 0.0
+    x1 = x2 = 0.0
+    for i in range(n):
+        yi = b0 * (x[i] - x2) + a1 * y1 - a2 * y2
+        x2, x1, y2, y1 = x1, x[i], y1, yi
+        z += lowpass * (yi - z)
+        y[i] = z
+        if i > 64 and abs(z) < 1e-12 and abs(y1) < 1e-12:
+            break
+    energy = float(np.sum(y * y))
+    return DamperFilter(b0, a1, a2, lowpass, math.sqrt(3.0 / energy), rise_s * sr)
+
+
+def damper_levels(pitch: np.ndarray, velocity: np.ndarray, config: ResonatorConfig) -> np.ndarray:
+    """float64 [n]: the RMS of each note's dampers' noise at its envelope's full level
+    (`ResonatorConfig.damper_level_db` at velocity 127 and MIDI 60, `damper_velocity_slope` dB per dB
+    of velocity, `damper_pitch_db_per_octave`); 0 for an undamped key, and without a damper noise."""
+    pitch = np.asarray(pitch, np.float64)
+    if config.damper_level_db == 0.0:
+        return np.zeros(pitch.shape)
+    db = (config.damper_level_db
+          + config.damper_velocity_slope * (velocity_db(velocity) - velocity_db(np.float64(MAX_MIDI_VELOCITY)))
+          + config.damper_pitch_db_per_octave * (pitch - 60.0) / 12.0)
+    return np.where(config.damped(pitch), 10.0 ** (db / 20.0), 0.0)
+
+
+def damper_room_gain(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> float:
+    """The amplitude factor `year`'s room tone puts on the dampers' noise: its tone at `damper_hz`
+    (`room_level_gain`; scripts/fit_dampers.py fits the levels without it); 1 without a tone or a
+    damper noise."""
+    if config.damper_level_db == 0.0:
+        return 1.0
+    gain = room_level_gain(config, year, np.array([2.0 * math.pi * config.damper_hz / sample_rate_hz]), sample_rate_hz)
+    return 1.0 if gain is None else float(gain[0])
+
+
 def sampling_release(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> dict:
     """`Schedule.for_sampling`'s release arguments in a render of `year`: the year's room (`release_pole`;
-    None in a config without rooms) and the undamped top's (`undamped`). The one place synthesis's
-    release is put together: `render.rows.sampled_schedules` and scripts/fit_rooms.py take it, and the
-    live bank builds its rows from the same two functions."""
+    None in a config without rooms), the undamped top's (`undamped`) and the dampers' noise's filter
+    (`damper`) and the room's tone on it (`damper_gain`). The one place synthesis's release is put together: `render.rows.sampled_schedules`
+    and scripts/fit_rooms.py take it, and the live bank builds its rows from the same functions."""
     return {"release_pole": release_pole_for(config, year, sample_rate_hz) if config.room_years else None,
-            "undamped": undamped_release(config, sample_rate_hz)}
+            "undamped": undamped_release(config, sample_rate_hz), "damper": damper_filter(config, sample_rate_hz),
+            "damper_gain": damper_room_gain(config, year, sample_rate_hz)}
 
 
 def release_pole_for(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> float:
@@ -620,6 +722,11 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     hold_locked = aftersound_hold(pitch, config, sample_rate_hz)
     r_hold_locked = hold_locked[note_idx] if hold_locked is not None else r_hold.copy()
     r_after = r_after[note_idx] if config.aftersound_pitches else r_hold_locked.copy()
+    # The dampers' noise rides on each note's first oscillator (whichever partials it keeps)
+    damper = np.zeros(hz.shape)
+    if config.damper_level_db != 0.0 and len(note_idx):
+        first_rows = np.flatnonzero(np.r_[True, note_idx[1:] != note_idx[:-1]])
+        damper[first_rows] = damper_levels(pitch, velocity, config)[note_idx[first_rows]]
     # The innovation gain rides on each note's first oscillator (the fundamental, kept above).
     carrier = (partial == 1.0) & (config.gain > 0)
     level = np.where(carrier, config.gain * (velocity[note_idx] / 127.0) ** config.gain_velocity_exponent, 0.0)
@@ -648,6 +755,7 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
         pitch=pitch[note_idx].astype(np.float64),
         velocity=velocity[note_idx].astype(np.float64),
         synthesis_only=(partial > config.partials).astype(np.float64),
+        damper=damper,
     )
 
 
@@ -670,7 +778,9 @@ class BankState:
     after it; attack_key: float64 [B], the MIDI pitch of the newest note (the highest of those
     starting together), which the attacks' low-pass follows (`Schedule.attack_key_tracking`);
     attack_velocity: float64 [B], the newest notes' velocity (the loudest of those starting
-    together), which it follows too (`Schedule.attack_velocity_tracking`).
+    together), which it follows too (`Schedule.attack_velocity_tracking`); dm_x1, dm_x2, dm_y1, dm_y2,
+    dm_z: float64 [B], the dampers' noise filter's states (`damper_filtered`), g_damper: its amplitude
+    at the current sample (`damper_gain`).
     """
 
     def __init__(self, batch_size: int, capacity: int = 64) -> None:
@@ -695,6 +805,8 @@ class BankState:
         self.prime_carry = np.zeros(batch_size)
         self.attack_key = np.full(batch_size, KEY_TRACKING_PITCH)
         self.attack_velocity = np.full(batch_size, VELOCITY_TRACKING_VELOCITY)
+        for name in ("dm_x1", "dm_x2", "dm_y1", "dm_y2", "dm_z", "g_damper"):
+            setattr(self, name, np.zeros(batch_size))
 
     def reset(self) -> "BankState":
         self.re[:] = 0.0
@@ -717,6 +829,8 @@ class BankState:
         self.prime_carry[:] = 0.0
         self.attack_key[:] = KEY_TRACKING_PITCH
         self.attack_velocity[:] = VELOCITY_TRACKING_VELOCITY
+        for name in ("dm_x1", "dm_x2", "dm_y1", "dm_y2", "dm_z", "g_damper"):
+            getattr(self, name)[:] = 0.0
         return self
 
     def streams(self, p: np.ndarray, g: np.ndarray, e: np.ndarray) -> "BankStreams":
@@ -784,6 +898,54 @@ def bank_gain(t, idx, n_active, start, release, gain_attack, gain_sustain, gain_
     if noise_decay > 0.0:
         return g, floor + math.sqrt(acc_direct)
     return g, g  # no decay: the gain itself, with no second sum on the per-sample path
+
+
+@_njit
+def damper_noise(t):
+    """The dampers' noise source at sample t: a 32-bit integer hash of t (no state, so every engine,
+    block size and batch row hears the same sample at the same t), uniform in [-1, 1)."""
+    h = ((t & 0xFFFFFFFF) * 0x9E3779B1 + 0x7F4A7C15) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x7FEB352D) & 0xFFFFFFFF
+    h ^= h >> 15
+    h = (h * 0x846CA68B) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h / 2147483648.0 - 1.0
+
+
+@_njit
+def damper_gain(t, idx, n_active, release, damper, r_release, rise):
+    """The dampers' noise's amplitude at sample t (one batch element): the root of the sum of
+    squares of the active notes' `damper` (each note's first oscillator carries it), each from its
+    release on rising as a raised cosine over `rise` samples while it decays by that oscillator's
+    release pole (its room's, `r_release`)."""
+    acc = 0.0
+    for j in range(n_active):
+        s = idx[j]
+        level = damper[s]
+        if level == 0.0 or t < release[s]:
+            continue
+        since = t - release[s]
+        a = level * math.exp(since * math.log(r_release[s]))
+        if since < rise:
+            a *= 0.5 - 0.5 * math.cos(math.pi * since / rise)
+        acc += a * a
+    return math.sqrt(acc)
+
+
+@_njit_inline
+def damper_filtered(t, b, bank, streams):
+    """Move stream b's dampers' noise filter on by sample t's noise (`bank_step`, every unprimed
+    sample while the noise is on): the resonance, then the low-pass; returns the filtered noise (RMS 1
+    for the noise's scale). Local names differ from the kernel's (see `bank_step`)."""
+    dm_x = damper_noise(t) * bank.damper_scale
+    dm_y = bank.damper_b0 * (dm_x - streams.dm_x2[b]) + bank.damper_a1 * streams.dm_y1[b] - bank.damper_a2 * streams.dm_y2[b]
+    streams.dm_x2[b] = streams.dm_x1[b]
+    streams.dm_x1[b] = dm_x
+    streams.dm_y2[b] = streams.dm_y1[b]
+    streams.dm_y1[b] = dm_y
+    streams.dm_z[b] += bank.damper_lowpass * (dm_y - streams.dm_z[b])
+    return streams.dm_z[b]
 
 
 @_njit
@@ -1150,7 +1312,10 @@ SYNTHESIS_SETTINGS = {"sustain_innovation": "the sustain innovation share",
                       "attack_pole": "the attacks' low-pass", "attack_key_tracking": "the attacks' key tracking",
                       "attack_velocity_tracking": "the attacks' velocity tracking",
                       "sustain_highpass": "the sustain high-pass", "direct_dc_rate": "the drift remover",
-                      "sustain_limit": "the sustain limit", "sustain_noise_decay": "the sustain noise's decay"}
+                      "sustain_limit": "the sustain limit", "sustain_noise_decay": "the sustain noise's decay",
+                      "damper_b0": "the dampers' noise's resonance", "damper_a1": "the dampers' noise's resonance",
+                      "damper_a2": "the dampers' noise's resonance", "damper_lowpass": "the dampers' noise's low-pass",
+                      "damper_scale": "the dampers' noise's scale", "damper_rise": "the dampers' noise's rise"}
 
 # The bank of a batch of streams as numba reads it (`BankBatch.arrays`): the streams' schedules
 # concatenated (stream b owns oscillators offsets[b] .. offsets[b + 1] - 1; Schedule.FIELDS), the
@@ -1167,6 +1332,7 @@ BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
 BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
                                          "hammer", "bright_gain", "bright_share", "limit_ms", "g_direct", "since_prime", "prime_carry",
                                          "attack_key", "attack_velocity",
+                                         "dm_x1", "dm_x2", "dm_y1", "dm_y2", "dm_z", "g_damper",
                                          "p", "g", "e"))
 
 # One sample of a batch of streams through the bank (`bank_step`'s buffers, float32 / int64 [B]):
@@ -1214,6 +1380,9 @@ def batch_predict(t, b0, b1, bank, streams):
                                              bank.sustain_noise_decay)
             streams.g[b] = adm_gain
             streams.g_direct[b] = adm_direct
+        if bank.damper_scale > 0.0:
+            streams.g_damper[b] = damper_gain(t, streams.idx[b], na, bank.release[o0:o1], bank.damper[o0:o1],
+                                              bank.r_release[o0:o1], bank.damper_rise)
 
 
 @_njit_inline
@@ -1260,7 +1429,9 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     partial in its attack jumped to its level;
     the innovation e_t is g_t * n_t where the output got a share or the low-pass, else audio - p_t (a primed
     sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
-    the oscillators get e_t (`batch_update`, moving to their levels unless primed). `sample`: a
+    the oscillators get e_t (`batch_update`, moving to their levels unless primed); with the dampers'
+    noise on (`Schedule.damper_scale`), every unprimed sample also hears it (`damper_filtered` at the
+    amplitude `damper_gain`), alone: the innovation the bank and the network get leaves it out. `sample`: a
     `BankSample` of the streams' buffers (see there). Inlined into the kernel (numba IR, with its
     batch loops): called there, the named tuples' arrays cost reference counting per sample
     (BENCHMARKS.md, "the bank step written once"). Its local names must differ from the kernel
@@ -1288,6 +1459,7 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
         attack = False
         heard = 0.0
         nt = 0.0
+        dampers = 0.0
         if not primed:
             nt = shape_noise(np.float64(v), emphasis, lowpass, streams.n_prev[b], streams.u_prev[b])
             o0, o1 = bank.offsets[b], bank.offsets[b + 1]
@@ -1341,12 +1513,17 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
                         streams.prime_carry[b] -= heard
                     carried = streams.prime_carry[b] * (0.5 + 0.5 * math.cos(math.pi * k_prime / PRIME_FADE_SAMPLES))
                 streams.since_prime[b] = k_prime + 1.0
-            level, v = quantize_sum(p, heard + carried)
+            # the dampers' noise, heard alone (neither the bank nor the network gets it)
+            if bank.damper_scale > 0.0:
+                dampers = streams.g_damper[b] * damper_filtered(t, b, bank, streams)
+            level, v = quantize_sum(p, heard + carried + dampers)
             sample.value[b] = v
             sample.level[b] = level
         if not primed and (share < 1.0 or filtered):  # the output got a share or a filtered copy: the bank and
             # the network get all of it (a primed sample: the given audio, below)
             streams.e[b] = nt * g
+        elif not primed:
+            streams.e[b] = np.float64(v) - p - dampers
         else:
             streams.e[b] = np.float64(v) - p
         nt = streams.e[b] / g
@@ -1550,7 +1727,8 @@ class LiveBank:
                                                                          attack_key_tracking=attack_key_tracking,
                                                                          sustain_limit=sustain_limit,
                                                                          attack_velocity_tracking=attack_velocity_tracking,
-                                                                         sustain_noise_decay=sustain_noise_decay)
+                                                                         sustain_noise_decay=sustain_noise_decay,
+                                                                         damper=damper_filter(config, sample_rate_hz))
         self.release_pole = release_pole_for(config, year, self.sample_rate_hz)  # the year's room
         self.year = year  # and its tone (`room_level_gain`, in the note tables)
         self._note_tables: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
@@ -1614,6 +1792,7 @@ class LiveBank:
             gain = room_level_gain(self.config, self.year, fixed["omega"], self.sample_rate_hz)
             if gain is not None:
                 by_velocity["level"] *= gain[None, :]
+            by_velocity["damper"] *= damper_room_gain(self.config, self.year, self.sample_rate_hz)
             table = self._note_tables[pitch] = (fixed, by_velocity)
         return table
 
