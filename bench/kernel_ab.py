@@ -72,7 +72,7 @@ def setup(package: str, config_path: Path, partials: int):
                prompt_velocity_slope_table=(), prompt_seconds=0.0, room_tone_hz=(), room_tone_db=(),
                velocity_tone_velocities=(), velocity_tone_hz=(), velocity_tone_db=(), prompt_velocity_tone_db=(),
                aftersound_pitches=(), aftersound_knee_s=(), aftersound_decay_db_per_s=(), aftersound_hold_decay_db_per_s=(),
-               undamped_from_pitch=0, undamped_release_db_per_s=0.0)
+               undamped_from_pitch=0, undamped_release_db_per_s=0.0, damper_level_db=0.0)
     plain_data = dataclasses.replace(config.data, resonators=dataclasses.replace(
         bank, **{k: v for k, v in off.items() if k in fields}))
     more = {"synthesis_partials": max(partials, bank.synthesis_partials)} if getattr(bank, "synthesis_partials", 0) else {}

@@ -58,7 +58,8 @@ def main() -> int:
             room_tone_hz=(), room_tone_db=(),
             velocity_tone_velocities=(), velocity_tone_hz=(), velocity_tone_db=(), prompt_velocity_tone_db=(),
             aftersound_pitches=(), aftersound_knee_s=(), aftersound_decay_db_per_s=(),
-            aftersound_hold_decay_db_per_s=(), undamped_from_pitch=0, undamped_release_db_per_s=0.0))
+            aftersound_hold_decay_db_per_s=(), undamped_from_pitch=0, undamped_release_db_per_s=0.0,
+            damper_level_db=0.0))
         # --partials: the analysis's; a config's synthesis-only partials stay (at least as many)
         more = {"synthesis_partials": max(args.partials, bank.synthesis_partials)} if bank.synthesis_partials else {}
         bank_data = dataclasses.replace(config.data, resonators=dataclasses.replace(bank, partials=args.partials, **more))

@@ -177,6 +177,19 @@ oscillators of notes from that pitch up decay after their release by that rate i
 of the room's release, and ring 5 of its time constants (`resonators.undamped_release`,
 `Schedule.for_sampling(undamped=)`, the live bank's rows); those notes' tails alone grow
 (`ResonatorConfig.undamped_tail_s`: the schedule's window, the offline spans, the live silence).
+**The dampers' noise** (`data.resonators.damper_level_db`, `damper_velocity_slope`,
+`damper_pitch_db_per_octave`, `damper_hz`, `damper_q`, `damper_lowpass_hz`, `damper_rise_s`;
+`scripts/fit_dampers.py`): a damped key's release drops its damper on the strings, a low thump. In
+synthesis every note of a damped key plays from its release white noise through a resonance and a
+one-pole low-pass (`resonators.damper_filter`, scaled to unit RMS), rising as a raised cosine over
+`damper_rise_s` while it decays by the note's release (its room's pole), at its level
+(`resonators.damper_levels`: velocity and pitch; times the room's tone at the resonance,
+`damper_room_gain`) carried on the note's first oscillator (`Schedule.damper`; `damper_gain` sums
+the notes' squares). The source is a hash of the sample (`damper_noise`: no state, so every engine,
+block size and batch row hears the same sample at the same t); the filter's state is
+`BankState.damper_state`. `bank_step` adds it (`damper_sample`, one call per sample with the noise
+on) to the output alone: the bank and the network never get it, so a render is the same to the bit
+up to its first damped release.
 Free-running, a partial's level is otherwise whatever the few sampled innovations of its attack
 made it. `midi2wave export --sampling-from CONFIG` gives a released model the settings that
 change synthesis only, found after training: the `sampling` section and the partial levels

@@ -778,9 +778,9 @@ class BankState:
     after it; attack_key: float64 [B], the MIDI pitch of the newest note (the highest of those
     starting together), which the attacks' low-pass follows (`Schedule.attack_key_tracking`);
     attack_velocity: float64 [B], the newest notes' velocity (the loudest of those starting
-    together), which it follows too (`Schedule.attack_velocity_tracking`); dm_x1, dm_x2, dm_y1, dm_y2,
-    dm_z: float64 [B], the dampers' noise filter's states (`damper_filtered`), g_damper: its amplitude
-    at the current sample (`damper_gain`).
+    together), which it follows too (`Schedule.attack_velocity_tracking`); damper_state: float64 [B,
+    DAMPER_STATE], the dampers' noise filter's states (x[-1], x[-2], y[-1], y[-2], the low-pass:
+    `damper_sample`).
     """
 
     def __init__(self, batch_size: int, capacity: int = 64) -> None:
@@ -805,8 +805,7 @@ class BankState:
         self.prime_carry = np.zeros(batch_size)
         self.attack_key = np.full(batch_size, KEY_TRACKING_PITCH)
         self.attack_velocity = np.full(batch_size, VELOCITY_TRACKING_VELOCITY)
-        for name in ("dm_x1", "dm_x2", "dm_y1", "dm_y2", "dm_z", "g_damper"):
-            setattr(self, name, np.zeros(batch_size))
+        self.damper_state = np.zeros((batch_size, DAMPER_STATE))
 
     def reset(self) -> "BankState":
         self.re[:] = 0.0
@@ -829,8 +828,7 @@ class BankState:
         self.prime_carry[:] = 0.0
         self.attack_key[:] = KEY_TRACKING_PITCH
         self.attack_velocity[:] = VELOCITY_TRACKING_VELOCITY
-        for name in ("dm_x1", "dm_x2", "dm_y1", "dm_y2", "dm_z", "g_damper"):
-            getattr(self, name)[:] = 0.0
+        self.damper_state[:] = 0.0
         return self
 
     def streams(self, p: np.ndarray, g: np.ndarray, e: np.ndarray) -> "BankStreams":
@@ -933,19 +931,27 @@ def damper_gain(t, idx, n_active, release, damper, r_release, rise):
     return math.sqrt(acc)
 
 
-@_njit_inline
-def damper_filtered(t, b, bank, streams):
-    """Move stream b's dampers' noise filter on by sample t's noise (`bank_step`, every unprimed
-    sample while the noise is on): the resonance, then the low-pass; returns the filtered noise (RMS 1
-    for the noise's scale). Local names differ from the kernel's (see `bank_step`)."""
-    dm_x = damper_noise(t) * bank.damper_scale
-    dm_y = bank.damper_b0 * (dm_x - streams.dm_x2[b]) + bank.damper_a1 * streams.dm_y1[b] - bank.damper_a2 * streams.dm_y2[b]
-    streams.dm_x2[b] = streams.dm_x1[b]
-    streams.dm_x1[b] = dm_x
-    streams.dm_y2[b] = streams.dm_y1[b]
-    streams.dm_y1[b] = dm_y
-    streams.dm_z[b] += bank.damper_lowpass * (dm_y - streams.dm_z[b])
-    return streams.dm_z[b]
+# The dampers' noise's state per stream (`BankState.damper_state`): the filter's x[-1], x[-2], y[-1],
+# y[-2] and the low-pass's output.
+DAMPER_STATE = 5
+
+
+@_njit
+def damper_sample(t, idx, n_active, release, damper, r_release, rise, state, b0, a1, a2, lowpass, scale):
+    """The dampers' noise of one stream at sample t (`bank_step`, every unprimed sample while the
+    noise is on): sample t's noise through the resonance and the low-pass (`state`: the stream's row
+    of `BankState.damper_state`, moved on; RMS 1 for the noise's `scale`) at the amplitude
+    `damper_gain`. One call, not inlined, made only with the noise on: inlined, or its gain computed
+    in `batch_predict` behind the same test, it slowed every bank by 7-8 % (BENCHMARKS.md, "The
+    dampers' noise")."""
+    x = damper_noise(t) * scale
+    y = b0 * (x - state[1]) + a1 * state[2] - a2 * state[3]
+    state[1] = state[0]
+    state[0] = x
+    state[3] = state[2]
+    state[2] = y
+    state[4] += lowpass * (y - state[4])
+    return damper_gain(t, idx, n_active, release, damper, r_release, rise) * state[4]
 
 
 @_njit
@@ -1332,7 +1338,7 @@ BankArrays = namedtuple("BankArrays", Schedule.FIELDS + (
 BankStreams = namedtuple("BankStreams", ("re", "im", "idx", "n_active", "next", "n_prev", "u_prev", "dc", "lp1", "lp2", "lf1", "lf2",
                                          "hammer", "bright_gain", "bright_share", "limit_ms", "g_direct", "since_prime", "prime_carry",
                                          "attack_key", "attack_velocity",
-                                         "dm_x1", "dm_x2", "dm_y1", "dm_y2", "dm_z", "g_damper",
+                                         "damper_state",
                                          "p", "g", "e"))
 
 # One sample of a batch of streams through the bank (`bank_step`'s buffers, float32 / int64 [B]):
@@ -1380,9 +1386,6 @@ def batch_predict(t, b0, b1, bank, streams):
                                              bank.sustain_noise_decay)
             streams.g[b] = adm_gain
             streams.g_direct[b] = adm_direct
-        if bank.damper_scale > 0.0:
-            streams.g_damper[b] = damper_gain(t, streams.idx[b], na, bank.release[o0:o1], bank.damper[o0:o1],
-                                              bank.r_release[o0:o1], bank.damper_rise)
 
 
 @_njit_inline
@@ -1430,8 +1433,8 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
     the innovation e_t is g_t * n_t where the output got a share or the low-pass, else audio - p_t (a primed
     sample: the given audio); the noise shaping's state moves on (n = e / g, u = `unshape_noise`);
     the oscillators get e_t (`batch_update`, moving to their levels unless primed); with the dampers'
-    noise on (`Schedule.damper_scale`), every unprimed sample also hears it (`damper_filtered` at the
-    amplitude `damper_gain`), alone: the innovation the bank and the network get leaves it out. `sample`: a
+    noise on (`Schedule.damper_scale`), every unprimed sample also hears it (`damper_sample`: the
+    filtered noise at the amplitude `damper_gain`), alone: the innovation the bank and the network get leaves it out. `sample`: a
     `BankSample` of the streams' buffers (see there). Inlined into the kernel (numba IR, with its
     batch loops): called there, the named tuples' arrays cost reference counting per sample
     (BENCHMARKS.md, "the bank step written once"). Its local names must differ from the kernel
@@ -1515,7 +1518,10 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
                 streams.since_prime[b] = k_prime + 1.0
             # the dampers' noise, heard alone (neither the bank nor the network gets it)
             if bank.damper_scale > 0.0:
-                dampers = streams.g_damper[b] * damper_filtered(t, b, bank, streams)
+                dampers = damper_sample(t, streams.idx[b], streams.n_active[b], bank.release[o0:o1], bank.damper[o0:o1],
+                                        bank.r_release[o0:o1], bank.damper_rise, streams.damper_state[b],
+                                        bank.damper_b0, bank.damper_a1, bank.damper_a2, bank.damper_lowpass,
+                                        bank.damper_scale)
             level, v = quantize_sum(p, heard + carried + dampers)
             sample.value[b] = v
             sample.level[b] = level
