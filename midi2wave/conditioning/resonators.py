@@ -456,9 +456,10 @@ def damper_room_gain(config: ResonatorConfig, year: int | None, sample_rate_hz: 
 
 def sampling_release(config: ResonatorConfig, year: int | None, sample_rate_hz: int) -> dict:
     """`Schedule.for_sampling`'s release arguments in a render of `year`: the year's room (`release_pole`;
-    None in a config without rooms), the undamped top's (`undamped`) and the dampers' noise's filter
-    (`damper`) and the room's tone on it (`damper_gain`). The one place synthesis's release is put together: `render.rows.sampled_schedules`
-    and scripts/fit_rooms.py take it, and the live bank builds its rows from the same functions."""
+    None in a config without rooms), the undamped top's (`undamped`), the dampers' noise's filter
+    (`damper`) and the room's tone on it (`damper_gain`). The one place synthesis's release is put
+    together: `render.rows.sampled_schedules` and scripts/fit_rooms.py take it, and the live bank
+    builds its rows from the same functions."""
     return {"release_pole": release_pole_for(config, year, sample_rate_hz) if config.room_years else None,
             "undamped": undamped_release(config, sample_rate_hz), "damper": damper_filter(config, sample_rate_hz),
             "damper_gain": damper_room_gain(config, year, sample_rate_hz)}
