@@ -390,6 +390,9 @@ class ResonatorConfig:
         if self.damper_level_db != 0.0:
             _require(self.partials > 0, key + "damper_level_db", self.damper_level_db,
                      "needs the resonator bank (partials > 0)")
+            # a network that reads the audio would hear the noise; one reading the innovation never does
+            _require(self.input == "innovation", key + "damper_level_db", self.damper_level_db,
+                     "needs input 'innovation' (a model reading its audio would hear the noise)")
             for name in ("damper_velocity_slope", "damper_pitch_db_per_octave"):
                 _require(math.isfinite(getattr(self, name)) and abs(getattr(self, name)) <= 10.0, key + name,
                          getattr(self, name), "must lie in [-10, 10] dB per dB (of velocity) or per octave")

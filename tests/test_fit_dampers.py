@@ -61,6 +61,16 @@ def _corpus(folder: Path, year: int = 2011) -> None:
                PedalEvents(np.zeros(0), np.zeros(0, np.int16), np.zeros(0, np.int16)), room / "notes.mid")
 
 
+def test_the_fits_envelope_is_the_banks():
+    """`fit_dampers.envelope` (which the corpus below is built with) is `resonators.damper_gain`'s for
+    one note of level 1, rise and decay alike."""
+    pole, rise = rs.release_pole_for(BANK, 2011, SR), 0.1 * SR
+    release = 100
+    for since in (0, 1, 37, 800, 1600, 1601, 5000):
+        bank = rs.damper_gain(release + since, np.array([0]), 1, np.array([release]), np.array([1.0]), np.array([pole]), rise)
+        assert fit_dampers.envelope(np.array([float(since)]), pole, rise)[0] == pytest.approx(bank, rel=1e-9, abs=1e-15)
+
+
 def test_the_fit_finds_the_damper_noise_back(tmp_path, capsys):
     _corpus(tmp_path / "corpus")
     config = tmp_path / "config.json"

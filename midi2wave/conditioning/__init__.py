@@ -185,10 +185,14 @@ one-pole low-pass (`resonators.damper_filter`, scaled to unit RMS), rising as a 
 `damper_rise_s` while it decays by the note's release (its room's pole), at its level
 (`resonators.damper_levels`: velocity and pitch; times the room's tone at the resonance,
 `damper_room_gain`) carried on the note's first oscillator (`Schedule.damper`; `damper_gain` sums
-the notes' squares). The source is a hash of the sample (`damper_noise`: no state, so every engine,
-block size and batch row hears the same sample at the same t); the filter's state is
+the notes' squares); a note whose release is its key's next onset (struck again while it sounded,
+or released and struck in one sample: `restruck_releases`, the live engine's `LiveBank.restrike`)
+drops no damper and plays none. The source is a hash of the stream's sample (`damper_noise`: no state, so
+both offline engines and the live engine in any blocks hear the same sample at the same t; an offline
+render's chunk rows and spans each count t from their start); the filter's state is
 `BankState.damper_state`. `bank_step` adds it (`damper_sample`, one call per sample with the noise
-on) to the output alone: the bank and the network never get it, so a render is the same to the bit
+on) to the output alone: the bank and the network never get it (their innovation is the sample
+rounded without it; the config asks for `input` "innovation"), so a render is the same to the bit
 up to its first damped release.
 Free-running, a partial's level is otherwise whatever the few sampled innovations of its attack
 made it. `midi2wave export --sampling-from CONFIG` gives a released model the settings that

@@ -412,8 +412,8 @@ def _damper_filter(hz: float, q: float, lowpass_hz: float, rise_s: float, sr: fl
     alpha = math.sin(w0) / (2.0 * q)
     b0, a1, a2 = alpha / (1.0 + alpha), 2.0 * math.cos(w0) / (1.0 + alpha), (1.0 - alpha) / (1.0 + alpha)
     lowpass = 1.0 - math.exp(-2.0 * math.pi * min(lowpass_hz, 0.45 * sr) / sr)
-    # the cascade's white-noise power gain from its impulse response (it dies within a few thousand
-    # samples at any allowed setting)
+    # the cascade's white-noise power gain from its impulse response, over at most 4 s (at 10 Hz and
+    # Q 20, the slowest allowed, its time constant is some 10 000 samples: 4 s hold the energy)
     n = int(4 * sr)
     x = np.zeros(n)
     x[0] = 1.0
@@ -669,9 +669,22 @@ def schedule(notes: Notes, start_sample: int, n_samples: int, sample_rate_hz: in
     if not keep.any():
         return Schedule.empty(*_settings(config))
     out = oscillators(notes.pitch[keep], notes.velocity[keep], first[keep] - start_sample,
-                      release[keep] - start_sample, sample_rate_hz, config)
+                      release[keep] - start_sample, sample_rate_hz, config,
+                      restruck=restruck_releases(notes.pitch, first, release)[keep] if config.damper_level_db else None)
     order = np.argsort(out.start, kind="stable")
     return dataclasses.replace(out, **{f: np.ascontiguousarray(getattr(out, f)[order]) for f in Schedule.FIELDS})
+
+
+def restruck_releases(pitch: np.ndarray, first: np.ndarray, release: np.ndarray) -> np.ndarray:
+    """bool [n]: the notes whose (sustained) release sample is the first sample of a note of the same
+    key: the key struck again while it still sounded (under the pedal, or before its note-off), or
+    released and struck in one sample. Such a release drops no damper on the strings: the training
+    piano plays no damper noise there (under the pedal it plays it once the pedal lifts, on the note
+    that sounds then), so neither does the bank (`oscillators`' `restruck`; the live engine marks the
+    same notes as the key is struck, `LiveBank.restrike`)."""
+    pitch = np.asarray(pitch, np.int64)
+    onsets = (pitch << 44) | np.asarray(first, np.int64)
+    return np.isin((pitch << 44) | np.asarray(release, np.int64), onsets)
 
 
 def _settings(config: ResonatorConfig) -> tuple[float | None, float, float]:
@@ -681,13 +694,14 @@ def _settings(config: ResonatorConfig) -> tuple[float | None, float, float]:
 
 
 def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, release: np.ndarray,
-                sample_rate_hz: int, config: ResonatorConfig) -> Schedule:
+                sample_rate_hz: int, config: ResonatorConfig, restruck: np.ndarray | None = None) -> Schedule:
     """The oscillators of notes (pitch, velocity int [n]) starting at samples `first` and released at
     samples `release` (int64 [n]): note by note, each note's partials in order (not sorted by start).
     The one place the bank's settings become oscillators: `schedule` (a window of a piece) and the
     live engine's growing bank (`LiveBank.note_table`, every velocity of a key, copied per note and
     released later) both call it. The live bank relies on two things here: which partials a note
-    keeps depends on its pitch alone, and its velocity reaches only `Schedule.VELOCITY_FIELDS`."""
+    keeps depends on its pitch alone, and its velocity reaches only `Schedule.VELOCITY_FIELDS`.
+    `restruck` (bool [n]; `restruck_releases`): notes whose release plays no damper noise."""
     sr = float(sample_rate_hz)
     floor, emphasis, lowpass = _settings(config)
     pitch = np.asarray(pitch)
@@ -727,7 +741,10 @@ def oscillators(pitch: np.ndarray, velocity: np.ndarray, first: np.ndarray, rele
     damper = np.zeros(hz.shape)
     if config.damper_level_db != 0.0 and len(note_idx):
         first_rows = np.flatnonzero(np.r_[True, note_idx[1:] != note_idx[:-1]])
-        damper[first_rows] = damper_levels(pitch, velocity, config)[note_idx[first_rows]]
+        levels = damper_levels(pitch, velocity, config)
+        if restruck is not None:
+            levels = np.where(restruck, 0.0, levels)
+        damper[first_rows] = levels[note_idx[first_rows]]
     # The innovation gain rides on each note's first oscillator (the fundamental, kept above).
     carrier = (partial == 1.0) & (config.gain > 0)
     level = np.where(carrier, config.gain * (velocity[note_idx] / 127.0) ** config.gain_velocity_exponent, 0.0)
@@ -901,8 +918,10 @@ def bank_gain(t, idx, n_active, start, release, gain_attack, gain_sustain, gain_
 
 @_njit
 def damper_noise(t):
-    """The dampers' noise source at sample t: a 32-bit integer hash of t (no state, so every engine,
-    block size and batch row hears the same sample at the same t), uniform in [-1, 1)."""
+    """The dampers' noise source at sample t of a stream: a 32-bit integer hash of t (no state, so
+    both offline engines and the live engine in any blocks hear the same sample at the same t; t
+    counts from the stream's sample 0, so an offline render's chunk rows and spans each start the
+    sequence again), uniform in [-1, 1)."""
     h = ((t & 0xFFFFFFFF) * 0x9E3779B1 + 0x7F4A7C15) & 0xFFFFFFFF
     h ^= h >> 16
     h = (h * 0x7FEB352D) & 0xFFFFFFFF
@@ -1529,8 +1548,10 @@ def bank_step(t, b0, b1, primed, innovation_input, bank, streams, sample):
         if not primed and (share < 1.0 or filtered):  # the output got a share or a filtered copy: the bank and
             # the network get all of it (a primed sample: the given audio, below)
             streams.e[b] = nt * g
-        elif not primed:
-            streams.e[b] = np.float64(v) - p - dampers
+        elif not primed and dampers != 0.0:  # the bank and the network get the sample without the noise,
+            # rounded as it would be without it (the rounding of the sum with it would reach them)
+            dm_level, dm_v = quantize_sum(p, heard + carried)
+            streams.e[b] = np.float64(dm_v) - p
         else:
             streams.e[b] = np.float64(v) - p
         nt = streams.e[b] / g
@@ -1856,6 +1877,14 @@ class LiveBank:
         self.stop[a:b] = self.release[a:b] + (self.undamped_tail if undamped else self.tail)
         n = self.size
         np.maximum.accumulate(self.release[:n], out=self.held_until[:n])
+
+    def restrike(self, handle: int) -> None:
+        """The note `handle`'s release is a re-strike of its key (it was released at the sample its
+        key is struck again): it plays no damper noise (`restruck_releases`). Called before the
+        stream reaches that release."""
+        if handle in self.ranges:
+            a, b = self.ranges[handle]
+            self.damper[a:b] = 0.0
 
     def compact(self) -> int:
         """Drop every oscillator the kernel has passed and dropped (admitted before and no longer

@@ -314,6 +314,9 @@ class LiveSynth:
         for n in self.notes:  # the same key struck again ends the note still sounding on it
             if n.pitch == pitch and n.offset is None:
                 self._end(n, t)
+            if n.pitch == pitch and n.offset == t and n.rows is not None:  # ended by this strike, or
+                # released in its sample: no damper falls (`resonators.restruck_releases`, as offline)
+                self.bank.restrike(n.rows)
         if self.voice_limit is not None:  # overload: the oldest notes still held give way
             held = [n for n in self.notes if n.offset is None]
             for n in held[:max(0, len(held) - self.voice_limit + 1)]:
