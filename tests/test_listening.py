@@ -236,8 +236,17 @@ def _rate_in_browser(page, key: dict, rater: int, name: str, downloads: Path, re
     page.click("#start")
     for i in range(len(key["trials"])):
         if i == reload_after:
+            # the page saved every rating so far before it reloads, and shows that it can resume after
+            # (one CI run under load read the resume line hidden at once after the reload)
+            saved = (f"(JSON.parse(localStorage.getItem('midi2wave-listening-{key['test_id']}') || 'null')"
+                     " || {ratings: []}).ratings.length")
+            page.wait_for_function(f"{saved} === {i}", timeout=10000)
             page.reload()
-            assert page.is_visible("#resume") and f"{i} of {len(key['trials'])}" in page.inner_text("#resume")
+            try:
+                page.wait_for_selector("#resume", state="visible", timeout=10000)
+            except Exception:  # noqa: BLE001 - say what the page holds
+                raise AssertionError(f"no resume line after the reload; saved ratings: {page.evaluate(saved)}") from None
+            assert f"{i} of {len(key['trials'])}" in page.inner_text("#resume")
             assert page.input_value("#rater") == name
             page.click("#start")
         assert page.inner_text("#progress") == f"Pair {i + 1} of {len(key['trials'])}"
