@@ -101,13 +101,9 @@ def release_noise(notes, x: np.ndarray, from_pitch: int, below_pitch: int, sampl
 
 
 def filter_response_db(hz: float, q: float, lowpass_hz: float, freqs: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-    """The dampers' noise filter's power response (dB) at `freqs`: `resonators.damper_filter`'s."""
-    sr = float(sample_rate_hz)
-    w0 = 2.0 * math.pi * hz / sr
-    alpha = math.sin(w0) / (2.0 * q)
-    b0, a1, a2 = alpha / (1.0 + alpha), 2.0 * math.cos(w0) / (1.0 + alpha), (1.0 - alpha) / (1.0 + alpha)
-    c = 1.0 - math.exp(-2.0 * math.pi * lowpass_hz / sr)
-    z = np.exp(-1j * 2.0 * np.pi * np.asarray(freqs) / sr)
+    """The dampers' noise filter's power response (dB) at `freqs`: `resonators.damper_coefficients`'."""
+    b0, a1, a2, c = resonators.damper_coefficients(hz, q, lowpass_hz, sample_rate_hz)
+    z = np.exp(-1j * 2.0 * np.pi * np.asarray(freqs) / float(sample_rate_hz))
     h = b0 * (1.0 - z ** 2) / (1.0 - a1 * z + a2 * z ** 2) * c / (1.0 - (1.0 - c) * z)
     return 20.0 * np.log10(np.abs(h) + 1e-20)
 

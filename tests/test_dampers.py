@@ -108,15 +108,10 @@ def test_the_filtered_noise_has_unit_rms():
     """`damper_filter`'s scale makes the noise through the resonance and the low-pass RMS 1, so a
     note's `damper` is its noise's RMS at the envelope's full level (broken once: the scale without the
     uniform noise's variance of 1/3)."""
+    from test_fit_dampers import _filtered
+
     f = rs.damper_filter(DAMPED, SR)
-    x = np.array([rs.damper_noise(t) for t in range(4 * SR)]) * f.scale
-    y = np.zeros_like(x)
-    x1 = x2 = y1 = y2 = z = 0.0
-    for i, xi in enumerate(x):
-        yi = f.b0 * (xi - x2) + f.a1 * y1 - f.a2 * y2
-        x2, x1, y2, y1 = x1, xi, y1, yi
-        z += f.lowpass * (yi - z)
-        y[i] = z
+    y = _filtered(np.array([rs.damper_noise(t) for t in range(4 * SR)]) * f.scale, f)
     assert np.sqrt(np.mean(y[SR:] ** 2)) == pytest.approx(1.0, rel=0.05)
 
 

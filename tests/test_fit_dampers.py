@@ -25,6 +25,15 @@ TRUTH = dict(damper_level_db=-42.0, damper_velocity_slope=0.9, damper_pitch_db_p
 BANK = dataclasses.replace(LIVE_BANK, undamped_from_pitch=90, undamped_release_db_per_s=30.0, **TRUTH)
 
 
+def _filtered(x: np.ndarray, f) -> np.ndarray:
+    """`x` through the dampers' noise filter `f` (`resonators.DamperFilter`), by scipy: the resonance,
+    then the low-pass."""
+    from scipy.signal import lfilter
+
+    y = lfilter([f.b0, 0.0, -f.b0], [1.0, -f.a1, f.a2], x)
+    return lfilter([f.lowpass], [1.0, f.lowpass - 1.0], y)
+
+
 def _corpus(folder: Path, year: int = 2011) -> None:
     """Lone notes MIDI 60-88 at three velocities, held 0.8 s, 2 s apart: a sine at the key that stops
     in 10 ms at the release, plus the damper noise as the bank plays it in `year`'s room."""
@@ -35,14 +44,7 @@ def _corpus(folder: Path, year: int = 2011) -> None:
     n = int((offset[-1] + 1.5) * SR)
     t = np.arange(n)
     f = rs.damper_filter(BANK, SR)
-    x = np.array([rs.damper_noise(int(i)) for i in t]) * f.scale
-    y = np.zeros(n)
-    x1 = x2 = y1 = y2 = z = 0.0
-    for i in range(n):
-        yi = f.b0 * (x[i] - x2) + f.a1 * y1 - f.a2 * y2
-        x2, x1, y2, y1 = x1, x[i], y1, yi
-        z += f.lowpass * (yi - z)
-        y[i] = z
+    y = _filtered(np.array([rs.damper_noise(int(i)) for i in t]) * f.scale, f)
     pole = rs.release_pole_for(BANK, year, SR)
     levels = rs.damper_levels(pitch, velocity, BANK) * rs.damper_room_gain(BANK, year, SR)
     audio = np.zeros(n)

@@ -406,12 +406,21 @@ def damper_filter(config: ResonatorConfig, sample_rate_hz: int) -> DamperFilter 
                           float(config.damper_rise_s), float(sample_rate_hz))
 
 
-@functools.lru_cache(maxsize=64)
-def _damper_filter(hz: float, q: float, lowpass_hz: float, rise_s: float, sr: float) -> DamperFilter:
+def damper_coefficients(hz: float, q: float, lowpass_hz: float, sample_rate_hz: float) -> tuple[float, float, float, float]:
+    """(b0, a1, a2, the low-pass's rate) of the dampers' noise filter: the resonance y = b0 (x - x[-2])
+    + a1 y[-1] - a2 y[-2] at `hz` of quality `q` (the RBJ cookbook's band-pass, unit gain at its peak),
+    then z += rate (y - z) at `lowpass_hz` (both held below 0.45 of the rate). The one place they are
+    computed: `damper_filter` and scripts/fit_dampers.py's response."""
+    sr = float(sample_rate_hz)
     w0 = 2.0 * math.pi * min(hz, 0.45 * sr) / sr
     alpha = math.sin(w0) / (2.0 * q)
-    b0, a1, a2 = alpha / (1.0 + alpha), 2.0 * math.cos(w0) / (1.0 + alpha), (1.0 - alpha) / (1.0 + alpha)
     lowpass = 1.0 - math.exp(-2.0 * math.pi * min(lowpass_hz, 0.45 * sr) / sr)
+    return alpha / (1.0 + alpha), 2.0 * math.cos(w0) / (1.0 + alpha), (1.0 - alpha) / (1.0 + alpha), lowpass
+
+
+@functools.lru_cache(maxsize=64)
+def _damper_filter(hz: float, q: float, lowpass_hz: float, rise_s: float, sr: float) -> DamperFilter:
+    b0, a1, a2, lowpass = damper_coefficients(hz, q, lowpass_hz, sr)
     # the cascade's white-noise power gain from its impulse response, over at most 4 s (at 10 Hz and
     # Q 20, the slowest allowed, its time constant is some 10 000 samples: 4 s hold the energy)
     n = int(4 * sr)
